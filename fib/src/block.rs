@@ -1,0 +1,245 @@
+//! One chunk's compressed trie, frozen into a single allocation (a "block").
+//!
+//! Everything below one direct-table entry lives in one block, so an update rebuilds
+//! one block and publishes it with one pointer store. Layout, in `u64` words:
+//!
+//! ```text
+//! [0]            header: total length in words (needed to free the block)
+//! [1 + 3i ..]    node i: vector, leafvec, bases (leaf_base: u32 | child_base: u32 << 32)
+//! [after nodes]  leaves: u32 next-hop values, indexed in u32 units from the block start
+//! ```
+//!
+//! A node covers 6 bits (64 slots). `vector` has a bit per slot that continues in a
+//! child node; children are contiguous, so child = child_base + popcount(vector below
+//! the slot). Leaf slots are run-length compressed as in Poptrie: `leafvec` marks each
+//! leaf slot whose value differs from the previous leaf slot's, so
+//! leaf = leaf_base + popcount(leafvec up to and including the slot) - 1.
+
+use crate::family::{Family, STRIDE};
+use core::ptr::NonNull;
+
+/// A route stored in the writer's per-chunk list (longer than the direct bits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Route<K> {
+    pub key: K,
+    pub len: u8,
+    pub nh: u32,
+}
+
+/// An owned, immutable block. Freed only by the writer (after QSBR) or the last owner.
+pub(crate) struct Block {
+    ptr: NonNull<u64>,
+}
+
+// SAFETY: a block is immutable after construction; moving the owner between threads is fine.
+unsafe impl Send for Block {}
+
+impl Block {
+    /// Re-own a block from the pointer stored in a direct entry.
+    ///
+    /// # Safety
+    /// `ptr` must come from `Block::into_raw` and must not be owned elsewhere.
+    pub(crate) unsafe fn from_raw(ptr: *const u64) -> Block {
+        Block {
+            // SAFETY: blocks are never null (caller guarantees it came from into_raw).
+            ptr: unsafe { NonNull::new_unchecked(ptr as *mut u64) },
+        }
+    }
+
+    pub(crate) fn into_raw(self) -> *const u64 {
+        let p = self.ptr.as_ptr();
+        core::mem::forget(self);
+        p
+    }
+
+    pub(crate) fn words(&self) -> usize {
+        // SAFETY: word 0 of a live block is its header.
+        unsafe { *self.ptr.as_ptr() as usize }
+    }
+
+    pub(crate) fn bytes(&self) -> usize {
+        self.words() * 8
+    }
+}
+
+impl Drop for Block {
+    fn drop(&mut self) {
+        let words = self.words();
+        // SAFETY: the block was allocated as a Box<[u64]> of exactly `words` words (see build).
+        unsafe {
+            drop(Box::from_raw(core::ptr::slice_from_raw_parts_mut(
+                self.ptr.as_ptr(),
+                words,
+            )));
+        }
+    }
+}
+
+/// Writer-side scratch space, reused across builds so updates allocate only the block.
+#[derive(Default)]
+pub(crate) struct BlockBuilder {
+    nodes: Vec<[u64; 3]>,
+    leaves: Vec<u32>,
+}
+
+impl BlockBuilder {
+    /// Build the block for one chunk. `routes` are sorted by (key, len), all longer than
+    /// the direct bits and inside the chunk; `default` is the value where none matches.
+    pub(crate) fn build<F: Family>(&mut self, routes: &[Route<F::Key>], default: u32) -> Block {
+        debug_assert!(!routes.is_empty());
+        self.nodes.clear();
+        self.leaves.clear();
+        self.nodes.push([0; 3]);
+        self.build_node::<F>(routes, F::DIRECT_BITS as u32, default, 0);
+
+        let node_words = 1 + 3 * self.nodes.len();
+        let leaf_start = (node_words * 2) as u64;
+        let words = node_words + self.leaves.len().div_ceil(2);
+        let mut buf = Vec::with_capacity(words);
+        buf.push(words as u64);
+        for n in &self.nodes {
+            buf.extend_from_slice(&[n[0], n[1], n[2] + leaf_start]);
+        }
+        for pair in self.leaves.chunks(2) {
+            let lo = pair[0] as u64;
+            let hi = pair.get(1).copied().unwrap_or(0) as u64;
+            // Little-endian u32 view: the first leaf is the low half.
+            buf.push(if cfg!(target_endian = "little") { lo | hi << 32 } else { hi | lo << 32 });
+        }
+        debug_assert_eq!(buf.len(), words);
+        let raw = Box::into_raw(buf.into_boxed_slice()) as *mut u64;
+        Block {
+            // SAFETY: Box::into_raw never returns null.
+            ptr: unsafe { NonNull::new_unchecked(raw) },
+        }
+    }
+
+    fn build_node<F: Family>(&mut self, routes: &[Route<F::Key>], off: u32, default: u32, at: usize) {
+        let end = off + STRIDE;
+        let mut slots = [default; 64];
+        let mut vector = 0u64;
+        // Sorted by (key, len): a covering prefix comes before what it covers, so painting
+        // in order lets the longest match win.
+        for r in routes.iter().filter(|r| r.len as u32 > off) {
+            let first = F::stride_bits(r.key, off) as usize;
+            if r.len as u32 <= end {
+                let count = 1usize << (end - r.len as u32);
+                slots[first..first + count].fill(r.nh);
+            } else {
+                vector |= 1 << first;
+            }
+        }
+
+        let leaf_base = self.leaves.len() as u64;
+        let mut leafvec = 0u64;
+        let mut prev = None;
+        for (s, &v) in slots.iter().enumerate() {
+            if vector & (1 << s) != 0 {
+                continue;
+            }
+            if prev != Some(v) {
+                leafvec |= 1 << s;
+                self.leaves.push(v);
+                prev = Some(v);
+            }
+        }
+
+        let child_base = self.nodes.len();
+        self.nodes[at] = [vector, leafvec, leaf_base | (child_base as u64) << 32];
+        self.nodes
+            .resize(child_base + vector.count_ones() as usize, [0; 3]);
+
+        // Each child's routes are the contiguous run whose slot bits match it.
+        let mut child = child_base;
+        let mut i = 0;
+        while i < routes.len() {
+            let r = routes[i];
+            if (r.len as u32) <= end {
+                i += 1;
+                continue;
+            }
+            let slot = F::stride_bits(r.key, off);
+            let mut j = i + 1;
+            while j < routes.len() && F::stride_bits(routes[j].key, off) == slot {
+                j += 1;
+            }
+            self.build_node::<F>(&routes[i..j], end, slots[slot as usize], child);
+            child += 1;
+            i = j;
+        }
+        debug_assert_eq!(child, child_base + vector.count_ones() as usize);
+    }
+}
+
+/// Walk a block for `key` and return the leaf value.
+///
+/// # Safety
+/// `block` must point to a live block built by [`BlockBuilder::build`] for family `F`.
+#[inline(always)]
+pub(crate) unsafe fn walk<F: Family>(block: *const u64, key: F::Key) -> u32 {
+    let mut node = 0usize;
+    let mut off = F::DIRECT_BITS as u32;
+    loop {
+        // SAFETY: node indices and leaf indices come from the builder and stay in bounds.
+        unsafe {
+            let p = block.add(1 + 3 * node);
+            let vector = *p;
+            let bit = 1u64 << F::stride_bits(key, off);
+            let bases = *p.add(2);
+            if vector & bit != 0 {
+                node = (bases >> 32) as usize + (vector & (bit - 1)).count_ones() as usize;
+                off += STRIDE;
+                continue;
+            }
+            let leafvec = *p.add(1);
+            let idx = (bases as u32) as usize + (leafvec & (bit | (bit - 1))).count_ones() as usize - 1;
+            return *(block as *const u32).add(idx);
+        }
+    }
+}
+
+/// One level of a walk: `Ok(next node)` or `Err(address of the leaf)`.
+///
+/// # Safety
+/// As for [`walk`]; `node` must be a node index reached from node 0 at offset `off`.
+#[inline(always)]
+pub(crate) unsafe fn step<F: Family>(
+    block: *const u64,
+    node: usize,
+    off: u32,
+    key: F::Key,
+) -> Result<usize, *const u32> {
+    // SAFETY: see walk.
+    unsafe {
+        let p = block.add(1 + 3 * node);
+        let vector = *p;
+        let bit = 1u64 << F::stride_bits(key, off);
+        let bases = *p.add(2);
+        if vector & bit != 0 {
+            Ok((bases >> 32) as usize + (vector & (bit - 1)).count_ones() as usize)
+        } else {
+            let leafvec = *p.add(1);
+            let idx = (bases as u32) as usize + (leafvec & (bit | (bit - 1))).count_ones() as usize - 1;
+            Err((block as *const u32).add(idx))
+        }
+    }
+}
+
+/// Address of node `node` in a block, for prefetching.
+#[inline(always)]
+pub(crate) fn node_addr(block: *const u64, node: usize) -> *const u64 {
+    block.wrapping_add(1 + 3 * node)
+}
+
+/// A hint to bring the cache line holding `p` closer; never faults.
+#[inline(always)]
+pub(crate) fn prefetch<T>(p: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is only a hint and never faults, whatever the address.
+    #[allow(unused_unsafe)]
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p as *const i8)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}

@@ -1,0 +1,597 @@
+//! The writer (`Fib`), the data-plane `Reader`, and the per-burst `View`.
+//!
+//! ```text
+//!  control thread                         worker threads (one Reader each)
+//!  ┌──────────────────────────┐           ┌───────────────────────────────┐
+//!  │ Fib (one writer)         │  direct   │ reader.burst() -> View         │
+//!  │  short-prefix maps       │  table of │   1 atomic load (QSBR token)   │
+//!  │  per-chunk route lists   ├─AtomicU64─▶   lookup / lookup_batch        │
+//!  │  BlockBuilder scratch    │  entries  │   (loads only, never waits)    │
+//!  │  retired blocks ─► QSBR  │◀─ slots ──┤ quiescent point per burst     │
+//!  └──────────────────────────┘           └───────────────────────────────┘
+//! ```
+//!
+//! A direct entry is either a leaf (bit 0 set, next hop in the high 32 bits) or a
+//! pointer to an immutable [`Block`]. Every update rebuilds the blocks it touches and
+//! swaps each in with one store, so a lookup sees a chunk entirely before or entirely
+//! after an update.
+
+use crate::block::{node_addr, prefetch, step, walk, Block, BlockBuilder, Route};
+use crate::family::{Family, STRIDE};
+use crate::qsbr::{Domain, OFFLINE};
+use crate::NextHopId;
+use crossbeam_utils::CachePadded;
+use std::collections::HashMap;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Leaf value meaning "no route". Not a valid [`NextHopId`].
+pub(crate) const NO_ROUTE: u32 = u32::MAX;
+/// Direct-source marker: no short prefix covers this entry.
+const NO_SRC: u8 = u8::MAX;
+/// Try to free retired blocks once this many are waiting.
+const RECLAIM_BATCH: usize = 64;
+
+#[inline(always)]
+const fn leaf_entry(nh: u32) -> u64 {
+    (nh as u64) << 32 | 1
+}
+
+#[inline(always)]
+fn to_opt(v: u32) -> Option<NextHopId> {
+    if v == NO_ROUTE {
+        None
+    } else {
+        Some(NextHopId(v))
+    }
+}
+
+/// What readers and the writer share: the direct table and the QSBR domain.
+struct Shared<F: Family> {
+    direct: Box<[AtomicU64]>,
+    qsbr: Domain,
+    /// Blocks a dropped writer could not free yet; freed with the last reader.
+    graveyard: Mutex<Vec<Block>>,
+    _f: PhantomData<F>,
+}
+
+impl<F: Family> Drop for Shared<F> {
+    fn drop(&mut self) {
+        for e in self.direct.iter() {
+            let e = e.load(Ordering::Relaxed);
+            if e & 1 == 0 {
+                // SAFETY: the last owner of the table; no reader can reach this block now.
+                drop(unsafe { Block::from_raw(e as *const u64) });
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn lookup_key<F: Family>(direct: &[AtomicU64], key: F::Key) -> u32 {
+    let e = direct[F::direct_index(key)].load(Ordering::Acquire);
+    if e & 1 != 0 {
+        return (e >> 32) as u32;
+    }
+    // SAFETY: a non-leaf entry points to a live block: the writer frees a block only after
+    // every reader passed a quiescent point after it was unlinked (QSBR), and callers hold
+    // either the writer or a View, which is between two quiescent points.
+    unsafe { walk::<F>(e as *const u64, key) }
+}
+
+/// Lanes walked side by side in a batch lookup.
+const LANES: usize = 16;
+
+#[inline(always)]
+fn lookup_batch_keys<F: Family>(direct: &[AtomicU64], keys: &[F::Key], out: &mut [u32]) {
+    assert!(out.len() >= keys.len());
+    for (keys, out) in keys.chunks(LANES).zip(out.chunks_mut(LANES)) {
+        let n = keys.len();
+        for k in keys {
+            prefetch(&direct[F::direct_index(*k)]);
+        }
+        let mut blocks = [core::ptr::null::<u64>(); LANES];
+        let mut nodes = [0usize; LANES];
+        let mut leaves = [core::ptr::null::<u32>(); LANES];
+        let mut active = 0u32;
+        for i in 0..n {
+            let e = direct[F::direct_index(keys[i])].load(Ordering::Acquire);
+            if e & 1 != 0 {
+                out[i] = (e >> 32) as u32;
+            } else {
+                blocks[i] = e as *const u64;
+                prefetch(node_addr(blocks[i], 0));
+                active |= 1 << i;
+            }
+        }
+        let mut pending_leaves = active;
+        let mut off = F::DIRECT_BITS as u32;
+        while active != 0 {
+            let mut lanes = active;
+            while lanes != 0 {
+                let i = lanes.trailing_zeros() as usize;
+                lanes &= lanes - 1;
+                // SAFETY: blocks are live for the View's lifetime (see lookup_key).
+                match unsafe { step::<F>(blocks[i], nodes[i], off, keys[i]) } {
+                    Ok(next) => {
+                        nodes[i] = next;
+                        prefetch(node_addr(blocks[i], next));
+                    }
+                    Err(leaf) => {
+                        leaves[i] = leaf;
+                        prefetch(leaf);
+                        active &= !(1 << i);
+                    }
+                }
+            }
+            off += STRIDE;
+        }
+        while pending_leaves != 0 {
+            let i = pending_leaves.trailing_zeros() as usize;
+            pending_leaves &= pending_leaves - 1;
+            // SAFETY: the leaf pointer was computed inside a live block.
+            out[i] = unsafe { *leaves[i] };
+        }
+    }
+}
+
+/// The single writer of a FIB. Also answers lookups itself (always consistent).
+pub struct Fib<F: Family> {
+    shared: Arc<Shared<F>>,
+    /// Short prefixes (length <= DIRECT_BITS), one map per length.
+    short: Vec<HashMap<F::Key, u32>>,
+    /// Per direct entry: length of the short prefix painted there, or NO_SRC.
+    direct_src: Vec<u8>,
+    /// Per direct entry: the value of the best short prefix covering it (NO_ROUTE if none).
+    chunk_default: Vec<u32>,
+    /// Per direct entry: routes longer than DIRECT_BITS inside it, sorted by (key, len).
+    chunk_routes: Vec<Vec<Route<F::Key>>>,
+    builder: BlockBuilder,
+    /// Unlinked blocks waiting for readers, each tagged with the token readers must reach.
+    retired: Vec<(u64, Block)>,
+    prefixes: usize,
+    block_bytes: usize,
+}
+
+/// IPv4 FIB writer.
+pub type Fib4 = Fib<crate::V4>;
+/// IPv6 FIB writer.
+pub type Fib6 = Fib<crate::V6>;
+
+impl<F: Family> Default for Fib<F> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<F: Family> Fib<F> {
+    /// An empty table: every lookup misses.
+    pub fn new() -> Self {
+        let size = 1usize << F::DIRECT_BITS;
+        let direct: Box<[AtomicU64]> = (0..size).map(|_| AtomicU64::new(leaf_entry(NO_ROUTE))).collect();
+        Fib {
+            shared: Arc::new(Shared {
+                direct,
+                qsbr: Domain::new(),
+                graveyard: Mutex::new(Vec::new()),
+                _f: PhantomData,
+            }),
+            short: (0..=F::DIRECT_BITS).map(|_| HashMap::new()).collect(),
+            direct_src: vec![NO_SRC; size],
+            chunk_default: vec![NO_ROUTE; size],
+            chunk_routes: (0..size).map(|_| Vec::new()).collect(),
+            builder: BlockBuilder::default(),
+            retired: Vec::new(),
+            prefixes: 0,
+            block_bytes: 0,
+        }
+    }
+
+    /// Build a table from `(prefix, next hop)` pairs; a later duplicate replaces an earlier one.
+    /// Each chunk is built once, so this is much faster than inserting one by one.
+    pub fn from_routes<I: IntoIterator<Item = (F::Net, NextHopId)>>(routes: I) -> Self {
+        let mut fib = Self::new();
+        fib.extend(routes);
+        fib
+    }
+
+    /// Add many routes; chunks are rebuilt once at the end, not per route.
+    pub fn extend<I: IntoIterator<Item = (F::Net, NextHopId)>>(&mut self, routes: I) {
+        let mut long: Vec<(F::Key, u8, u32)> = Vec::new();
+        let mut short_added = false;
+        for (net, nh) in routes {
+            check_nh(nh);
+            let (key, len) = F::net_parts(&net);
+            if len <= F::DIRECT_BITS {
+                if self.short[len as usize].insert(key, nh.0).is_none() {
+                    self.prefixes += 1;
+                }
+                short_added = true;
+            } else {
+                long.push((key, len, nh.0));
+            }
+        }
+        // Repaint every direct entry's default from the short maps, shortest first.
+        let mut touched = vec![false; self.chunk_routes.len()];
+        if short_added {
+            for len in 0..=F::DIRECT_BITS {
+                let span = 1usize << (F::DIRECT_BITS - len);
+                for (&key, &nh) in self.short[len as usize].iter() {
+                    let first = F::direct_index(key);
+                    for c in first..first + span {
+                        if self.direct_src[c] == NO_SRC || self.direct_src[c] <= len {
+                            if self.chunk_default[c] != nh || self.direct_src[c] != len {
+                                touched[c] = true;
+                            }
+                            self.direct_src[c] = len;
+                            self.chunk_default[c] = nh;
+                        }
+                    }
+                }
+            }
+        }
+        // Merge long routes per chunk: stable sort keeps the last duplicate last.
+        long.sort_by(|a, b| (F::direct_index(a.0), a.0, a.1).cmp(&(F::direct_index(b.0), b.0, b.1)));
+        let mut i = 0;
+        while i < long.len() {
+            let (key, len, nh) = long[i];
+            // Skip to the last of equal prefixes (the later insert wins).
+            if i + 1 < long.len() && long[i + 1].0 == key && long[i + 1].1 == len {
+                i += 1;
+                continue;
+            }
+            let c = F::direct_index(key);
+            let routes = &mut self.chunk_routes[c];
+            match routes.binary_search_by(|r| (r.key, r.len).cmp(&(key, len))) {
+                Ok(at) => routes[at].nh = nh,
+                Err(at) => {
+                    routes.insert(at, Route { key, len, nh });
+                    self.prefixes += 1;
+                }
+            }
+            touched[c] = true;
+            i += 1;
+        }
+        for (c, t) in touched.iter().enumerate() {
+            if *t {
+                self.rebuild_chunk(c);
+            }
+        }
+        self.try_reclaim();
+    }
+
+    /// Insert or update a prefix. Returns the previous next hop if the prefix was present.
+    ///
+    /// Panics if `nh` is `NextHopId(u32::MAX)`, which is reserved for "no route".
+    pub fn insert(&mut self, net: F::Net, nh: NextHopId) -> Option<NextHopId> {
+        check_nh(nh);
+        let (key, len) = F::net_parts(&net);
+        let old = if len <= F::DIRECT_BITS {
+            let old = self.short[len as usize].insert(key, nh.0);
+            if old != Some(nh.0) {
+                self.paint_short(key, len, nh.0);
+            }
+            old
+        } else {
+            let c = F::direct_index(key);
+            let routes = &mut self.chunk_routes[c];
+            let old = match routes.binary_search_by(|r| (r.key, r.len).cmp(&(key, len))) {
+                Ok(at) => Some(core::mem::replace(&mut routes[at].nh, nh.0)),
+                Err(at) => {
+                    routes.insert(at, Route { key, len, nh: nh.0 });
+                    None
+                }
+            };
+            if old != Some(nh.0) {
+                self.rebuild_chunk(c);
+            }
+            old
+        };
+        if old.is_none() {
+            self.prefixes += 1;
+        }
+        old.map(NextHopId)
+    }
+
+    /// Change the next hop of a prefix that is present; `None` (and no change) if absent.
+    pub fn replace(&mut self, net: F::Net, nh: NextHopId) -> Option<NextHopId> {
+        if self.get(net).is_some() {
+            self.insert(net, nh)
+        } else {
+            None
+        }
+    }
+
+    /// Remove a prefix. Returns its next hop if it was present.
+    pub fn remove(&mut self, net: F::Net) -> Option<NextHopId> {
+        let (key, len) = F::net_parts(&net);
+        let old = if len <= F::DIRECT_BITS {
+            let old = self.short[len as usize].remove(&key)?;
+            let (parent_len, parent_nh) = self.best_short_parent(key, len);
+            self.unpaint_short(key, len, parent_len, parent_nh);
+            old
+        } else {
+            let c = F::direct_index(key);
+            let routes = &mut self.chunk_routes[c];
+            let at = routes
+                .binary_search_by(|r| (r.key, r.len).cmp(&(key, len)))
+                .ok()?;
+            let old = routes.remove(at).nh;
+            if routes.is_empty() {
+                // Give the memory back: a full table has many chunks that empty out.
+                routes.shrink_to_fit();
+            }
+            self.rebuild_chunk(c);
+            old
+        };
+        self.prefixes -= 1;
+        Some(NextHopId(old))
+    }
+
+    /// The next hop stored for exactly this prefix (not a longest-prefix match).
+    pub fn get(&self, net: F::Net) -> Option<NextHopId> {
+        let (key, len) = F::net_parts(&net);
+        if len <= F::DIRECT_BITS {
+            self.short[len as usize].get(&key).copied().map(NextHopId)
+        } else {
+            let routes = &self.chunk_routes[F::direct_index(key)];
+            routes
+                .binary_search_by(|r| (r.key, r.len).cmp(&(key, len)))
+                .ok()
+                .map(|at| NextHopId(routes[at].nh))
+        }
+    }
+
+    /// Longest-prefix match, from the writer's side.
+    pub fn lookup(&self, addr: F::Addr) -> Option<NextHopId> {
+        to_opt(lookup_key::<F>(&self.shared.direct, F::addr_key(addr)))
+    }
+
+    /// Number of distinct prefixes held.
+    pub fn len(&self) -> usize {
+        self.prefixes
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.prefixes == 0
+    }
+
+    /// Bytes of the lookup structure readers use: the direct table plus live blocks.
+    pub fn memory_bytes(&self) -> usize {
+        self.shared.direct.len() * 8 + self.block_bytes
+    }
+
+    /// Bytes of the writer's private route store (not touched by lookups), estimated.
+    pub fn rib_bytes(&self) -> usize {
+        let route = core::mem::size_of::<Route<F::Key>>();
+        let entry = core::mem::size_of::<(F::Key, u32)>() + 8; // key, value, hash control + slack
+        self.direct_src.len()
+            + self.chunk_default.len() * 4
+            + self.chunk_routes.len() * core::mem::size_of::<Vec<Route<F::Key>>>()
+            + self.chunk_routes.iter().map(|v| v.capacity() * route).sum::<usize>()
+            + self.short.iter().map(|m| m.capacity() * entry).sum::<usize>()
+    }
+
+    /// Every prefix held, in no particular order.
+    pub fn routes(&self) -> impl Iterator<Item = (F::Net, NextHopId)> + '_ {
+        let short = self
+            .short
+            .iter()
+            .enumerate()
+            .flat_map(|(len, m)| m.iter().map(move |(&k, &nh)| (F::make_net(k, len as u8), NextHopId(nh))));
+        let long = self
+            .chunk_routes
+            .iter()
+            .flatten()
+            .map(|r| (F::make_net(r.key, r.len), NextHopId(r.nh)));
+        short.chain(long)
+    }
+
+    /// A new data-plane reader. Each worker thread takes its own.
+    pub fn reader(&self) -> Reader<F> {
+        let slot = self.shared.qsbr.register();
+        Reader {
+            shared: self.shared.clone(),
+            slot,
+            online: false,
+            last: 0,
+        }
+    }
+
+    /// Blocks retired but not yet freed (waiting for readers to pass a quiescent point).
+    pub fn retired_blocks(&self) -> usize {
+        self.retired.len()
+    }
+
+    /// Free what readers no longer can see. Never waits; called automatically.
+    pub fn try_reclaim(&mut self) {
+        if self.retired.is_empty() {
+            return;
+        }
+        let q = &self.shared.qsbr;
+        if self.retired.last().map(|r| r.0) > Some(q.current()) {
+            q.advance();
+        }
+        let seen = q.min_seen();
+        let done = self.retired.partition_point(|r| r.0 <= seen);
+        self.retired.drain(..done);
+    }
+
+    /// Wait until every retired block is freed. Needs every online reader to keep
+    /// calling `burst()` (or go offline); data-plane code never needs this.
+    pub fn synchronize(&mut self) {
+        while !self.retired.is_empty() {
+            self.try_reclaim();
+            if !self.retired.is_empty() {
+                std::thread::yield_now();
+            }
+        }
+    }
+
+    /// Paint a newly inserted or changed short prefix over the entries it wins.
+    fn paint_short(&mut self, key: F::Key, len: u8, nh: u32) {
+        let first = F::direct_index(key);
+        let span = 1usize << (F::DIRECT_BITS - len);
+        for c in first..first + span {
+            let src = self.direct_src[c];
+            if src == NO_SRC || src <= len {
+                self.direct_src[c] = len;
+                if self.chunk_default[c] != nh {
+                    self.chunk_default[c] = nh;
+                    self.rebuild_chunk(c);
+                }
+            }
+        }
+    }
+
+    /// Entries painted by the removed prefix fall back to its best shorter parent.
+    fn unpaint_short(&mut self, key: F::Key, len: u8, parent_len: u8, parent_nh: u32) {
+        let first = F::direct_index(key);
+        let span = 1usize << (F::DIRECT_BITS - len);
+        for c in first..first + span {
+            if self.direct_src[c] == len {
+                self.direct_src[c] = parent_len;
+                if self.chunk_default[c] != parent_nh {
+                    self.chunk_default[c] = parent_nh;
+                    self.rebuild_chunk(c);
+                }
+            }
+        }
+    }
+
+    fn best_short_parent(&self, key: F::Key, len: u8) -> (u8, u32) {
+        for l in (0..len).rev() {
+            if let Some(&nh) = self.short[l as usize].get(&F::mask(key, l)) {
+                return (l, nh);
+            }
+        }
+        (NO_SRC, NO_ROUTE)
+    }
+
+    /// Rebuild chunk `c` from the route store and swap it in with one store.
+    fn rebuild_chunk(&mut self, c: usize) {
+        let routes = &self.chunk_routes[c];
+        let new = if routes.is_empty() {
+            leaf_entry(self.chunk_default[c])
+        } else {
+            let block = self.builder.build::<F>(routes, self.chunk_default[c]);
+            self.block_bytes += block.bytes();
+            block.into_raw() as u64
+        };
+        let old = self.shared.direct[c].swap(new, Ordering::AcqRel);
+        if old & 1 == 0 {
+            // SAFETY: `old` came from Block::into_raw and is now unlinked; we own it again.
+            let block = unsafe { Block::from_raw(old as *const u64) };
+            self.block_bytes -= block.bytes();
+            let tag = self.shared.qsbr.current() + 1;
+            self.retired.push((tag, block));
+            if self.retired.len() >= RECLAIM_BATCH {
+                self.try_reclaim();
+            }
+        }
+    }
+}
+
+impl<F: Family> Drop for Fib<F> {
+    fn drop(&mut self) {
+        self.try_reclaim();
+        if !self.retired.is_empty() {
+            // Readers may still hold these; they go when the last reader does.
+            let mut g = self.shared.graveyard.lock().unwrap();
+            g.extend(self.retired.drain(..).map(|(_, b)| b));
+        }
+    }
+}
+
+fn check_nh(nh: NextHopId) {
+    assert!(nh.0 != NO_ROUTE, "NextHopId(u32::MAX) is reserved for 'no route'");
+}
+
+/// A data-plane reader. Not shared between threads: each worker owns one.
+pub struct Reader<F: Family> {
+    shared: Arc<Shared<F>>,
+    slot: Arc<CachePadded<AtomicU64>>,
+    online: bool,
+    last: u64,
+}
+
+/// IPv4 reader.
+pub type Reader4 = Reader<crate::V4>;
+/// IPv6 reader.
+pub type Reader6 = Reader<crate::V6>;
+
+impl<F: Family> Reader<F> {
+    /// Start a burst: announce a quiescent point (one atomic load, at most one store)
+    /// and get a view valid until the next burst. The borrow stops a view outliving it.
+    #[inline(always)]
+    pub fn burst(&mut self) -> View<'_, F> {
+        self.shared
+            .qsbr
+            .quiescent(&self.slot, &mut self.online, &mut self.last);
+        View {
+            direct: &self.shared.direct,
+            _f: PhantomData,
+        }
+    }
+
+    /// Go idle: the writer stops waiting for this reader until its next `burst()`.
+    pub fn offline(&mut self) {
+        self.shared.qsbr.offline(&self.slot, &mut self.online);
+    }
+
+    /// One lookup in its own burst (convenience for tests and slow paths).
+    pub fn lookup(&mut self, addr: F::Addr) -> Option<NextHopId> {
+        self.burst().lookup(addr)
+    }
+
+    /// Readers currently registered on this table.
+    pub fn reader_count(&self) -> usize {
+        self.shared.qsbr.reader_count()
+    }
+}
+
+impl<F: Family> Drop for Reader<F> {
+    fn drop(&mut self) {
+        self.shared.qsbr.unregister(&self.slot);
+        debug_assert_eq!(self.slot.load(Ordering::Relaxed), OFFLINE);
+    }
+}
+
+/// A reader's view for one burst: lookups that never lock, wait or allocate.
+pub struct View<'a, F: Family> {
+    direct: &'a [AtomicU64],
+    _f: PhantomData<F>,
+}
+
+impl<F: Family> View<'_, F> {
+    #[inline(always)]
+    pub fn lookup(&self, addr: F::Addr) -> Option<NextHopId> {
+        to_opt(lookup_key::<F>(self.direct, F::addr_key(addr)))
+    }
+
+    /// Look up many addresses, overlapping their memory accesses (groups of 16 walk
+    /// the trie level by level with prefetches). `out` must be at least as long.
+    #[inline]
+    pub fn lookup_batch(&self, addrs: &[F::Addr], out: &mut [Option<NextHopId>]) {
+        assert!(out.len() >= addrs.len());
+        let mut keys = [F::Key::default(); 64];
+        let mut vals = [0u32; 64];
+        for (addrs, out) in addrs.chunks(64).zip(out.chunks_mut(64)) {
+            let n = addrs.len();
+            for (k, a) in keys.iter_mut().zip(addrs) {
+                *k = F::addr_key(*a);
+            }
+            lookup_batch_keys::<F>(self.direct, &keys[..n], &mut vals[..n]);
+            for (o, v) in out.iter_mut().zip(&vals[..n]) {
+                *o = to_opt(*v);
+            }
+        }
+    }
+
+    /// Raw batch form for hot loops: keys as integers, `u32::MAX` meaning no route.
+    #[inline]
+    pub fn lookup_batch_raw(&self, keys: &[F::Key], out: &mut [u32]) {
+        lookup_batch_keys::<F>(self.direct, keys, out);
+    }
+}
