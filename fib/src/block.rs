@@ -65,6 +65,12 @@ impl Block {
 impl Drop for Block {
     fn drop(&mut self) {
         let words = self.words();
+        if cfg!(debug_assertions) {
+            // Poison freed blocks in tests so a reader touching one after reclamation gives
+            // wrong answers (caught by the stress test) instead of stale right ones.
+            // SAFETY: we own the block's `words` words exclusively.
+            unsafe { core::slice::from_raw_parts_mut(self.ptr.as_ptr(), words).fill(0x5A5A_5A5A_5A5A_5A5A) };
+        }
         // SAFETY: the block was allocated as a Box<[u64]> of exactly `words` words (see build).
         unsafe {
             drop(Box::from_raw(core::ptr::slice_from_raw_parts_mut(

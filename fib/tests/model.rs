@@ -1,0 +1,281 @@
+//! Property tests: the FIB answers exactly like the reference model, for both families.
+
+mod common;
+
+use common::Model;
+use fib::{Family, Fib, NextHopId, V4, V6};
+use proptest::prelude::*;
+use std::collections::HashSet;
+
+#[derive(Debug, Clone)]
+enum Op<K> {
+    Insert(K, u8, u32),
+    Remove(K, u8),
+    /// Replace the next hop of an existing prefix (by index into what is present).
+    Replace(usize, u32),
+}
+
+/// Apply `ops`, checking after each one that every probe answers like the model, that a
+/// reader agrees with the writer, and at the end that the prefix set and memory match.
+fn run_ops<F: Family>(ops: &[Op<F::Key>], probes: &[F::Key]) {
+    let mut fib = Fib::<F>::new();
+    let mut reader = fib.reader();
+    let mut model = Model::<F>::default();
+    let empty_bytes = fib.memory_bytes();
+    for op in ops {
+        match *op {
+            Op::Insert(k, len, nh) => {
+                let want = model.insert(k, len, nh).map(NextHopId);
+                assert_eq!(fib.insert(F::make_net(F::mask(k, len), len), NextHopId(nh)), want);
+            }
+            Op::Remove(k, len) => {
+                let want = model.remove(k, len).map(NextHopId);
+                assert_eq!(fib.remove(F::make_net(F::mask(k, len), len)), want);
+            }
+            Op::Replace(i, nh) => {
+                let Some((&(k, len), _)) = model.routes.iter().nth(i % model.routes.len().max(1)) else {
+                    continue;
+                };
+                let want = model.insert(k, len, nh).map(NextHopId);
+                assert_eq!(fib.replace(F::make_net(k, len), NextHopId(nh)), want);
+            }
+        }
+        assert_eq!(fib.len(), model.routes.len());
+        let view = reader.burst();
+        for &p in probes {
+            let want = model.lookup(p);
+            assert_eq!(fib.lookup(F::key_addr(p)), want, "probe {:?}", F::key_addr(p));
+            assert_eq!(view.lookup(F::key_addr(p)), want, "reader probe {:?}", F::key_addr(p));
+        }
+        // The batch form must agree with single lookups.
+        let addrs: Vec<F::Addr> = probes.iter().map(|&p| F::key_addr(p)).collect();
+        let mut out = vec![None; addrs.len()];
+        view.lookup_batch(&addrs, &mut out);
+        for (a, o) in addrs.iter().zip(&out) {
+            assert_eq!(*o, model.lookup(F::addr_key(*a)));
+        }
+    }
+    let held: HashSet<(F::Key, u8, u32)> = fib
+        .routes()
+        .map(|(n, nh)| {
+            let (k, l) = F::net_parts(&n);
+            (k, l, nh.0)
+        })
+        .collect();
+    let want: HashSet<(F::Key, u8, u32)> = model.routes.iter().map(|(&(k, l), &nh)| (k, l, nh)).collect();
+    assert_eq!(held, want);
+
+    // Removing everything leaves only the direct table, and every block is reclaimed.
+    for (k, l) in model.routes.keys().copied().collect::<Vec<_>>() {
+        assert!(fib.remove(F::make_net(k, l)).is_some());
+    }
+    assert!(fib.is_empty());
+    assert_eq!(fib.memory_bytes(), empty_bytes);
+    // An idle reader goes offline so the writer need not wait for it.
+    reader.offline();
+    fib.synchronize();
+    assert_eq!(fib.retired_blocks(), 0);
+    for &p in probes {
+        assert_eq!(fib.lookup(F::key_addr(p)), None);
+    }
+}
+
+/// Bulk build must equal one-by-one insertion (later duplicates win).
+fn run_bulk<F: Family>(routes: &[(F::Key, u8, u32)], more: &[(F::Key, u8, u32)], probes: &[F::Key]) {
+    let mut model = Model::<F>::default();
+    for &(k, l, nh) in routes {
+        model.insert(k, l, nh);
+    }
+    let mut fib = Fib::<F>::from_routes(routes.iter().map(|&(k, l, nh)| (F::make_net(F::mask(k, l), l), NextHopId(nh))));
+    assert_eq!(fib.len(), model.routes.len());
+    for &p in probes {
+        assert_eq!(fib.lookup(F::key_addr(p)), model.lookup(p));
+    }
+    for &(k, l, nh) in more {
+        model.insert(k, l, nh);
+    }
+    fib.extend(more.iter().map(|&(k, l, nh)| (F::make_net(F::mask(k, l), l), NextHopId(nh))));
+    assert_eq!(fib.len(), model.routes.len());
+    for &p in probes {
+        assert_eq!(fib.lookup(F::key_addr(p)), model.lookup(p));
+    }
+}
+
+// Keys cluster around a few bases so prefixes nest and overlap; lengths favour the
+// edges (/0, full length, direct-table boundary, stride boundaries).
+fn key4() -> impl Strategy<Value = u32> + Clone {
+    const BASES: [u32; 4] = [0x0A00_0000, 0x0A01_0200, 0xC0A8_0000, 0xFFFF_FFFF];
+    prop_oneof![
+        any::<u32>(),
+        (0..4usize, any::<u32>(), 0..=32u32).prop_map(|(b, r, w)| BASES[b] ^ (r & (((1u64 << w) - 1) as u32))),
+    ]
+}
+fn len4() -> impl Strategy<Value = u8> + Clone {
+    prop_oneof![Just(0u8), Just(32), Just(18), Just(19), Just(24), Just(25), 0..=32u8, 14..=32u8]
+}
+fn key6() -> impl Strategy<Value = u128> + Clone {
+    const BASES: [u128; 3] = [0x2001_0db8 << 96, 0x2a02_0000_1234 << 80, u128::MAX];
+    prop_oneof![
+        any::<u128>(),
+        (0..3usize, any::<u128>(), 0..=128u32)
+            .prop_map(|(b, r, w)| BASES[b] ^ (r & if w == 128 { u128::MAX } else { (1u128 << w) - 1 })),
+    ]
+}
+fn len6() -> impl Strategy<Value = u8> + Clone {
+    prop_oneof![Just(0u8), Just(128), Just(16), Just(17), Just(48), Just(64), 0..=128u8, 12..=70u8, 100..=128u8]
+}
+
+fn ops<K: Clone + core::fmt::Debug>(
+    key: impl Strategy<Value = K> + Clone,
+    len: impl Strategy<Value = u8> + Clone,
+) -> impl Strategy<Value = Vec<Op<K>>> {
+    prop::collection::vec(
+        prop_oneof![
+            4 => (key.clone(), len.clone(), 0..6u32).prop_map(|(k, l, nh)| Op::Insert(k, l, nh)),
+            2 => (key, len).prop_map(|(k, l)| Op::Remove(k, l)),
+            1 => (any::<usize>(), 0..6u32).prop_map(|(i, nh)| Op::Replace(i, nh)),
+        ],
+        1..120,
+    )
+}
+
+/// Probes: random keys plus keys near the inserted prefixes (first/last address, +-1).
+fn probes_for<F: Family>(ops: &[Op<F::Key>], random: Vec<F::Key>, near: impl Fn(F::Key, u8) -> Vec<F::Key>) -> Vec<F::Key> {
+    let mut p = random;
+    for op in ops {
+        if let Op::Insert(k, l, _) | Op::Remove(k, l) = *op {
+            p.extend(near(k, l));
+        }
+    }
+    p.sort();
+    p.dedup();
+    p
+}
+
+fn near4(k: u32, l: u8) -> Vec<u32> {
+    let first = V4::mask(k, l);
+    let last = first | if l == 0 { u32::MAX } else { !(u32::MAX << (32 - l as u32)) };
+    vec![first, last, first.wrapping_sub(1), last.wrapping_add(1), k]
+}
+fn near6(k: u128, l: u8) -> Vec<u128> {
+    let first = V6::mask(k, l);
+    let last = first | if l == 0 { u128::MAX } else { !(u128::MAX << (128 - l as u32)) };
+    vec![first, last, first.wrapping_sub(1), last.wrapping_add(1), k]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn v4_ops_match_model(ops in ops(key4(), len4()), random in prop::collection::vec(key4(), 0..32)) {
+        let probes = probes_for::<V4>(&ops, random, near4);
+        run_ops::<V4>(&ops, &probes);
+    }
+
+    #[test]
+    fn v6_ops_match_model(ops in ops(key6(), len6()), random in prop::collection::vec(key6(), 0..32)) {
+        let probes = probes_for::<V6>(&ops, random, near6);
+        run_ops::<V6>(&ops, &probes);
+    }
+
+    #[test]
+    fn v4_bulk_build_matches_model(
+        routes in prop::collection::vec((key4(), len4(), 0..8u32), 0..300),
+        more in prop::collection::vec((key4(), len4(), 0..8u32), 0..50),
+        random in prop::collection::vec(key4(), 0..64),
+    ) {
+        let mut probes = random;
+        for &(k, l, _) in routes.iter().chain(&more) { probes.extend(near4(k, l)); }
+        run_bulk::<V4>(&routes, &more, &probes);
+    }
+
+    #[test]
+    fn v6_bulk_build_matches_model(
+        routes in prop::collection::vec((key6(), len6(), 0..8u32), 0..300),
+        more in prop::collection::vec((key6(), len6(), 0..8u32), 0..50),
+        random in prop::collection::vec(key6(), 0..64),
+    ) {
+        let mut probes = random;
+        for &(k, l, _) in routes.iter().chain(&more) { probes.extend(near6(k, l)); }
+        run_bulk::<V6>(&routes, &more, &probes);
+    }
+}
+
+fn v4(s: &str) -> ipnet::Ipv4Net {
+    s.parse().unwrap()
+}
+fn a4(s: &str) -> std::net::Ipv4Addr {
+    s.parse().unwrap()
+}
+
+#[test]
+fn v4_edges_nested_and_covering() {
+    let mut fib = fib::Fib4::new();
+    assert_eq!(fib.lookup(a4("0.0.0.0")), None);
+    fib.insert(v4("0.0.0.0/0"), NextHopId(0));
+    fib.insert(v4("10.0.0.0/8"), NextHopId(8));
+    fib.insert(v4("10.1.0.0/16"), NextHopId(16));
+    fib.insert(v4("10.1.2.0/24"), NextHopId(24));
+    fib.insert(v4("10.1.2.3/32"), NextHopId(32));
+    fib.insert(v4("255.255.255.255/32"), NextHopId(99));
+    let cases = [
+        ("10.1.2.3", 32),
+        ("10.1.2.4", 24),
+        ("10.1.3.1", 16),
+        ("10.2.0.0", 8),
+        ("11.0.0.0", 0),
+        ("255.255.255.255", 99),
+        ("255.255.255.254", 0),
+    ];
+    for (a, nh) in cases {
+        assert_eq!(fib.lookup(a4(a)), Some(NextHopId(nh)), "{a}");
+    }
+    // Removing a covering prefix exposes the next shorter one, not nothing.
+    assert_eq!(fib.remove(v4("10.1.0.0/16")), Some(NextHopId(16)));
+    assert_eq!(fib.lookup(a4("10.1.3.1")), Some(NextHopId(8)));
+    assert_eq!(fib.lookup(a4("10.1.2.4")), Some(NextHopId(24)));
+    assert_eq!(fib.remove(v4("10.0.0.0/8")), Some(NextHopId(8)));
+    assert_eq!(fib.lookup(a4("10.1.3.1")), Some(NextHopId(0)));
+    assert_eq!(fib.remove(v4("0.0.0.0/0")), Some(NextHopId(0)));
+    assert_eq!(fib.lookup(a4("10.1.3.1")), None);
+    assert_eq!(fib.lookup(a4("10.1.2.3")), Some(NextHopId(32)));
+    // Re-inserting restores, replace changes only what exists, removing twice is a no-op.
+    assert_eq!(fib.insert(v4("10.0.0.0/8"), NextHopId(7)), None);
+    assert_eq!(fib.lookup(a4("10.1.3.1")), Some(NextHopId(7)));
+    assert_eq!(fib.replace(v4("10.0.0.0/8"), NextHopId(9)), Some(NextHopId(7)));
+    assert_eq!(fib.replace(v4("10.0.0.0/9"), NextHopId(9)), None);
+    assert_eq!(fib.lookup(a4("10.200.0.1")), Some(NextHopId(9)));
+    assert_eq!(fib.remove(v4("10.0.0.0/9")), None);
+    // Host bits in the prefix are ignored.
+    assert_eq!(fib.get(v4("10.1.2.99/24")), Some(NextHopId(24)));
+    assert_eq!(fib.len(), 4);
+}
+
+#[test]
+fn v6_edges() {
+    let mut fib = fib::Fib6::new();
+    let n = |s: &str| -> ipnet::Ipv6Net { s.parse().unwrap() };
+    let a = |s: &str| -> std::net::Ipv6Addr { s.parse().unwrap() };
+    fib.insert(n("::/0"), NextHopId(0));
+    fib.insert(n("2001:db8::/32"), NextHopId(32));
+    fib.insert(n("2001:db8:0:1::/64"), NextHopId(64));
+    fib.insert(n("2001:db8:0:1::1/128"), NextHopId(128));
+    fib.insert(n("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff/128"), NextHopId(5));
+    assert_eq!(fib.lookup(a("2001:db8:0:1::1")), Some(NextHopId(128)));
+    assert_eq!(fib.lookup(a("2001:db8:0:1::2")), Some(NextHopId(64)));
+    assert_eq!(fib.lookup(a("2001:db8:1::")), Some(NextHopId(32)));
+    assert_eq!(fib.lookup(a("::1")), Some(NextHopId(0)));
+    assert_eq!(fib.lookup(a("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")), Some(NextHopId(5)));
+    assert_eq!(fib.lookup(a("ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe")), Some(NextHopId(0)));
+    assert_eq!(fib.remove(n("2001:db8:0:1::/64")), Some(NextHopId(64)));
+    assert_eq!(fib.lookup(a("2001:db8:0:1::2")), Some(NextHopId(32)));
+    assert_eq!(fib.lookup(a("2001:db8:0:1::1")), Some(NextHopId(128)));
+    assert_eq!(fib.remove(n("::/0")), Some(NextHopId(0)));
+    assert_eq!(fib.lookup(a("::1")), None);
+}
+
+#[test]
+#[should_panic(expected = "reserved")]
+fn reserved_next_hop_is_refused() {
+    fib::Fib4::new().insert(v4("10.0.0.0/8"), NextHopId(u32::MAX));
+}
