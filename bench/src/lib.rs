@@ -1,1 +1,60 @@
-//! Shared helpers for the benchmark binaries.
+//! Shared helpers for the benchmark binaries: TSC timing, percentiles, RSS, and
+//! running DPDK's own autotests as a same-invocation baseline.
+
+pub mod dpdk;
+
+use std::time::{Duration, Instant};
+
+/// The CPU's time-stamp counter, read through `quanta` (no `unsafe` here), and its rate.
+pub struct Tsc {
+    clock: quanta::Clock,
+    /// TSC ticks per nanosecond, calibrated against the monotonic clock.
+    pub ghz: f64,
+}
+
+impl Tsc {
+    pub fn calibrate() -> Tsc {
+        let clock = quanta::Clock::new();
+        let (t0, c0) = (Instant::now(), clock.raw());
+        while t0.elapsed() < Duration::from_millis(200) {}
+        let (t1, c1) = (Instant::now(), clock.raw());
+        let ghz = (c1 - c0) as f64 / (t1 - t0).as_nanos() as f64;
+        Tsc { clock, ghz }
+    }
+
+    #[inline(always)]
+    pub fn now(&self) -> u64 {
+        self.clock.raw()
+    }
+
+    pub fn to_ns(&self, cycles: f64) -> f64 {
+        cycles / self.ghz
+    }
+}
+
+/// The `p`-th percentile (0..=100) of already-sorted samples.
+pub fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let i = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// Resident set size of this process, from /proc (0 where unavailable).
+pub fn rss_bytes() -> usize {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<usize>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Format a number of bytes as MB (10^6) with one decimal.
+pub fn mb(bytes: usize) -> String {
+    format!("{:.1} MB", bytes as f64 / 1e6)
+}

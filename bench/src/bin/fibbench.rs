@@ -1,1 +1,369 @@
-fn main() {}
+//! fibbench: lookup, build, update and memory figures for the `fib` crate, optionally
+//! beside DPDK's rte_lpm / rte_fib perf autotests run in the same invocation.
+//!
+//! Lookups use keys generated outside the timed region in rounds of 4096 (as DPDK's
+//! tests do): IPv4 keys are uniformly random addresses; IPv6 keys are a random table
+//! prefix with random host bits (uniform IPv6 keys would almost all miss at the first
+//! level and measure nothing). Updates delete, then re-insert, a random sample of the
+//! table's own prefixes one at a time while a reader thread keeps looking up.
+
+use bench::dpdk::{self, DpdkFigures};
+use bench::{mb, percentile, rss_bytes, Tsc};
+use clap::{Parser, ValueEnum};
+use fib::synth::{self, Rng};
+use fib::{Family, Fib, NextHopId, V4, V6};
+use ipnet::IpNet;
+use serde::Serialize;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq)]
+enum FamilyArg {
+    V4,
+    V6,
+}
+
+#[derive(Parser, Debug)]
+#[command(about = "Benchmark the vrouter FIB (optionally beside DPDK's rte_lpm/rte_fib)")]
+struct Opts {
+    /// Address family.
+    #[arg(long, value_enum, default_value = "v4")]
+    family: FamilyArg,
+    /// Load prefixes from a file: one per line (`10.0.0.0/8`, `2001:db8::/32`), any
+    /// further columns ignored, `#` comments and blank lines skipped.
+    #[arg(long)]
+    routes_file: Option<std::path::PathBuf>,
+    /// Size of the synthetic table (default: 1,076,806 for v4, 200,000 for v6).
+    #[arg(long)]
+    routes: Option<usize>,
+    /// Seed of the synthetic table and of the keys.
+    #[arg(long, default_value_t = synth::DEFAULT_SEED)]
+    seed: u64,
+    /// Lookups per measurement (single and batch each).
+    #[arg(long, default_value_t = 16 << 20)]
+    lookups: usize,
+    /// Prefixes deleted and then re-inserted in the update measurement.
+    #[arg(long, default_value_t = 100_000)]
+    updates: usize,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Also run DPDK's perf autotests (needs `dpdk-test`, Debian package dpdk-dev).
+    #[arg(long)]
+    compare_dpdk: bool,
+}
+
+#[derive(Serialize, Default)]
+struct Report {
+    family: String,
+    source: String,
+    routes: usize,
+    unique_prefixes: usize,
+    lookup_ns: f64,
+    lookup_cycles: f64,
+    batch_lookup_ns: f64,
+    batch_lookup_cycles: f64,
+    lookup_hit_ratio: f64,
+    build_s: f64,
+    insert_ns_p50: f64,
+    insert_ns_p99: f64,
+    insert_cycles_p50: u64,
+    insert_cycles_p99: u64,
+    insert_cycles_mean: f64,
+    delete_ns_p50: f64,
+    delete_ns_p99: f64,
+    delete_cycles_p50: u64,
+    delete_cycles_p99: u64,
+    delete_cycles_mean: f64,
+    updates: usize,
+    reader_lookups_during_updates: u64,
+    memory_bytes: usize,
+    rib_bytes: usize,
+    rss_growth_bytes: usize,
+    tsc_ghz: f64,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    dpdk: Vec<DpdkFigures>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dpdk_error: Option<String>,
+}
+
+fn main() {
+    let opts = Opts::parse();
+    let tsc = Tsc::calibrate();
+    let mut report = match opts.family {
+        FamilyArg::V4 => {
+            let (nets, source) = load::<V4>(&opts, |n| match n {
+                IpNet::V4(n) => Some(n),
+                IpNet::V6(_) => None,
+            });
+            let nets = nets.unwrap_or_else(|| synth::dpdk_v4(opts.routes.unwrap_or(synth::DPDK_V4_TOTAL), opts.seed));
+            run::<V4>(&opts, &tsc, nets, source, |rng, _| rng.next_u32())
+        }
+        FamilyArg::V6 => {
+            let (nets, source) = load::<V6>(&opts, |n| match n {
+                IpNet::V6(n) => Some(n),
+                IpNet::V4(_) => None,
+            });
+            let nets = nets.unwrap_or_else(|| synth::realistic_v6(opts.routes.unwrap_or(synth::DEFAULT_V6_TOTAL), opts.seed));
+            run::<V6>(&opts, &tsc, nets, source, |rng, table: &[(u128, u8)]| {
+                let (k, l) = table[rng.below(table.len() as u64) as usize];
+                k | (rng.next_u128() & if l == 0 { u128::MAX } else { !(u128::MAX << (128 - l as u32)) })
+            })
+        }
+    };
+    report.tsc_ghz = tsc.ghz;
+    if opts.compare_dpdk {
+        compare_dpdk(&opts, &mut report);
+    }
+    if opts.json {
+        println!("{}", serde_json::to_string_pretty(&report).unwrap());
+    } else {
+        print_table(&report);
+    }
+}
+
+/// Read `--routes-file`, keeping the requested family. `None` means "use the synthetic table".
+fn load<F: Family>(opts: &Opts, pick: impl Fn(IpNet) -> Option<F::Net>) -> (Option<Vec<F::Net>>, String) {
+    let Some(path) = &opts.routes_file else {
+        let what = if F::BITS == 32 { "DPDK lpm_perf distribution" } else { "realistic v6 length mix" };
+        return (None, format!("synthetic ({what}, seed {:#x})", opts.seed));
+    };
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| die(&format!("{}: {e}", path.display())));
+    let mut nets = Vec::new();
+    let mut other = 0;
+    for (i, line) in text.lines().enumerate() {
+        let Some(first) = line.split('#').next().and_then(|l| l.split_whitespace().next()) else { continue };
+        let net: IpNet = first
+            .parse()
+            .unwrap_or_else(|e| die(&format!("{}:{}: {first:?}: {e}", path.display(), i + 1)));
+        match pick(net.trunc()) {
+            Some(n) => nets.push(n),
+            None => other += 1,
+        }
+    }
+    if nets.is_empty() {
+        die(&format!("{}: no {} prefixes ({other} of the other family)", path.display(), F::NAME));
+    }
+    (Some(nets), format!("{} ({other} prefixes of the other family skipped)", path.display()))
+}
+
+fn die(msg: &str) -> ! {
+    eprintln!("fibbench: {msg}");
+    std::process::exit(2)
+}
+
+const ROUND: usize = 4096;
+const BURST: usize = 64;
+
+fn run<F: Family>(
+    opts: &Opts,
+    tsc: &Tsc,
+    nets: Vec<F::Net>,
+    source: String,
+    key: impl Fn(&mut Rng, &[(F::Key, u8)]) -> F::Key + Send + Sync + Copy + 'static,
+) -> Report {
+    let mut r = Report {
+        family: F::NAME.into(),
+        source,
+        routes: nets.len(),
+        ..Default::default()
+    };
+    let rss0 = rss_bytes();
+    let t = Instant::now();
+    let mut fib = Fib::<F>::from_routes(nets.iter().enumerate().map(|(i, n)| (*n, NextHopId(i as u32 & 0xFFFFF))));
+    r.build_s = t.elapsed().as_secs_f64();
+    r.rss_growth_bytes = rss_bytes().saturating_sub(rss0);
+    r.unique_prefixes = fib.len();
+    r.memory_bytes = fib.memory_bytes();
+    r.rib_bytes = fib.rib_bytes();
+    let table: Arc<Vec<(F::Key, u8)>> = Arc::new(fib.routes().map(|(n, _)| F::net_parts(&n)).collect());
+
+    // Lookups: keys for a round are made outside the timed region.
+    let mut reader = fib.reader();
+    let mut rng = Rng::new(opts.seed ^ 0x6b65_7973);
+    let mut addrs = vec![F::key_addr(F::Key::default()); ROUND];
+    let mut out = vec![None; ROUND];
+    let rounds = opts.lookups.div_ceil(ROUND).max(1);
+    let (mut single_cycles, mut batch_cycles, mut hits, mut sink) = (0u64, 0u64, 0u64, 0u64);
+    for round in 0..rounds + rounds / 8 {
+        for a in addrs.iter_mut() {
+            *a = F::key_addr(key(&mut rng, &table));
+        }
+        let warmup = round < rounds / 8;
+        let c0 = tsc.now();
+        for burst in addrs.chunks(BURST) {
+            let view = reader.burst();
+            for a in burst {
+                sink = sink.wrapping_add(view.lookup(*a).map_or(1, |n| n.0 as u64));
+            }
+        }
+        let c1 = tsc.now();
+        for (burst, out) in addrs.chunks(BURST).zip(out.chunks_mut(BURST)) {
+            reader.burst().lookup_batch(burst, out);
+        }
+        let c2 = tsc.now();
+        if !warmup {
+            single_cycles += c1 - c0;
+            batch_cycles += c2 - c1;
+            hits += out.iter().filter(|o| o.is_some()).count() as u64;
+        }
+    }
+    std::hint::black_box(sink);
+    let n = (rounds * ROUND) as f64;
+    r.lookup_cycles = single_cycles as f64 / n;
+    r.lookup_ns = tsc.to_ns(r.lookup_cycles);
+    r.batch_lookup_cycles = batch_cycles as f64 / n;
+    r.batch_lookup_ns = tsc.to_ns(r.batch_lookup_cycles);
+    r.lookup_hit_ratio = hits as f64 / n;
+
+    // Updates on the full table while a reader thread keeps looking up.
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let bg = {
+        let (stop, done, table) = (stop.clone(), done.clone(), table.clone());
+        let mut reader = fib.reader();
+        std::thread::spawn(move || {
+            let mut rng = Rng::new(7);
+            let addrs: Vec<F::Addr> = (0..ROUND).map(|_| F::key_addr(key(&mut rng, &table))).collect();
+            let mut out = vec![None; ROUND];
+            let mut count = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                for (b, o) in addrs.chunks(BURST).zip(out.chunks_mut(BURST)) {
+                    reader.burst().lookup_batch(b, o);
+                }
+                count += ROUND as u64;
+            }
+            done.store(count, Ordering::Relaxed);
+        })
+    };
+    let mut sample: Vec<(F::Key, u8)> = table.to_vec();
+    let mut rng = Rng::new(opts.seed ^ 0x7570_6461);
+    let n_updates = opts.updates.min(sample.len());
+    for i in 0..n_updates {
+        let j = i + rng.below((sample.len() - i) as u64) as usize;
+        sample.swap(i, j);
+    }
+    sample.truncate(n_updates);
+    let mut del = Vec::with_capacity(n_updates);
+    let mut ins = Vec::with_capacity(n_updates);
+    for &(k, l) in &sample {
+        let net = F::make_net(k, l);
+        let c0 = tsc.now();
+        let old = fib.remove(net);
+        del.push(tsc.now() - c0);
+        assert!(old.is_some());
+    }
+    for (i, &(k, l)) in sample.iter().enumerate() {
+        let net = F::make_net(k, l);
+        let c0 = tsc.now();
+        fib.insert(net, NextHopId(i as u32 & 0xFFFFF));
+        ins.push(tsc.now() - c0);
+    }
+    stop.store(true, Ordering::Relaxed);
+    bg.join().unwrap();
+    r.reader_lookups_during_updates = done.load(Ordering::Relaxed);
+    assert_eq!(fib.len(), r.unique_prefixes);
+    r.updates = n_updates;
+    let stats = |v: &mut Vec<u64>| {
+        v.sort_unstable();
+        let mean = v.iter().sum::<u64>() as f64 / v.len().max(1) as f64;
+        (percentile(v, 50.0), percentile(v, 99.0), mean)
+    };
+    (r.insert_cycles_p50, r.insert_cycles_p99, r.insert_cycles_mean) = stats(&mut ins);
+    (r.delete_cycles_p50, r.delete_cycles_p99, r.delete_cycles_mean) = stats(&mut del);
+    r.insert_ns_p50 = tsc.to_ns(r.insert_cycles_p50 as f64);
+    r.insert_ns_p99 = tsc.to_ns(r.insert_cycles_p99 as f64);
+    r.delete_ns_p50 = tsc.to_ns(r.delete_cycles_p50 as f64);
+    r.delete_ns_p99 = tsc.to_ns(r.delete_cycles_p99 as f64);
+    r
+}
+
+fn compare_dpdk(opts: &Opts, r: &mut Report) {
+    let Some(bin) = dpdk::find_dpdk_test() else {
+        r.dpdk_error = Some("dpdk-test not found (install the Debian package dpdk-dev)".into());
+        eprintln!("fibbench: --compare-dpdk: dpdk-test not found (install the Debian package dpdk-dev)");
+        return;
+    };
+    let tests: &[&str] = match opts.family {
+        FamilyArg::V4 => &["lpm_perf_autotest", "fib_perf_autotest"],
+        FamilyArg::V6 => &["lpm6_perf_autotest", "fib6_perf_autotest"],
+    };
+    for test in tests {
+        if !opts.json {
+            eprintln!("fibbench: running {test} (DPDK's own table and keys; takes a minute)...");
+        }
+        match dpdk::run_autotest(&bin, test) {
+            Ok(f) => r.dpdk.push(f),
+            Err(e) => {
+                eprintln!("fibbench: {e}");
+                r.dpdk_error = Some(e);
+            }
+        }
+    }
+}
+
+fn print_table(r: &Report) {
+    println!("fibbench {} — {}", r.family, r.source);
+    println!(
+        "routes {} ({} unique), TSC {:.3} GHz, lookup hit ratio {:.1}%",
+        r.routes,
+        r.unique_prefixes,
+        r.tsc_ghz,
+        r.lookup_hit_ratio * 100.0
+    );
+    let f = |v: Option<f64>| v.map_or("—".to_string(), |v| format!("{v:.1}"));
+    let ratio = |theirs: Option<f64>, ours: f64| theirs.map_or("—".to_string(), |t| format!("{:.2}x", t / ours));
+    let cols: Vec<&DpdkFigures> = r.dpdk.iter().collect();
+    print!("{:<26} {:>14}", "metric (cycles/op)", "vrouter fib");
+    for d in &cols {
+        print!(" {:>20} {:>8}", d.test.trim_end_matches("_perf_autotest"), "ratio");
+    }
+    println!();
+    type Pick = fn(&DpdkFigures) -> Option<f64>;
+    let rows: [(&str, f64, Pick); 4] = [
+        ("lookup, single", r.lookup_cycles, |d| d.lookup_cycles),
+        ("lookup, batch", r.batch_lookup_cycles, |d| d.batch_lookup_cycles),
+        ("insert/add (p50 | avg)", r.insert_cycles_p50 as f64, |d| d.add_cycles),
+        ("delete (p50 | avg)", r.delete_cycles_p50 as f64, |d| d.delete_cycles),
+    ];
+    for (name, ours, pick) in rows {
+        print!("{name:<26} {ours:>14.1}");
+        for d in &cols {
+            print!(" {:>20} {:>8}", f(pick(d)), ratio(pick(d), ours));
+        }
+        println!();
+    }
+    if !cols.is_empty() {
+        print!("{:<26} {:>14}", "routes in table", r.routes);
+        for d in &cols {
+            print!(" {:>20} {:>8}", d.routes.map_or("—".into(), |v| v.to_string()), "");
+        }
+        println!("\n(ratio = DPDK / ours: above 1 means ours is faster; DPDK figures are averages)");
+    }
+    println!();
+    println!("lookup single      {:>8.2} ns  {:>8.1} cycles", r.lookup_ns, r.lookup_cycles);
+    println!("lookup batch       {:>8.2} ns  {:>8.1} cycles", r.batch_lookup_ns, r.batch_lookup_cycles);
+    println!("build              {:>8.3} s", r.build_s);
+    println!(
+        "insert  p50 {:>8.0} ns {:>8} cyc   p99 {:>9.0} ns {:>9} cyc   mean {:>9.0} cyc",
+        r.insert_ns_p50, r.insert_cycles_p50, r.insert_ns_p99, r.insert_cycles_p99, r.insert_cycles_mean
+    );
+    println!(
+        "delete  p50 {:>8.0} ns {:>8} cyc   p99 {:>9.0} ns {:>9} cyc   mean {:>9.0} cyc",
+        r.delete_ns_p50, r.delete_cycles_p50, r.delete_ns_p99, r.delete_cycles_p99, r.delete_cycles_mean
+    );
+    println!(
+        "  ({} deletes then {} re-inserts of table prefixes; a reader thread did {} lookups meanwhile)",
+        r.updates, r.updates, r.reader_lookups_during_updates
+    );
+    println!(
+        "memory: lookup tables {} (memory_bytes), writer route store {}, process RSS growth at build {}",
+        mb(r.memory_bytes),
+        mb(r.rib_bytes),
+        mb(r.rss_growth_bytes)
+    );
+    if let Some(e) = &r.dpdk_error {
+        println!("DPDK comparison: {e}");
+    }
+}
