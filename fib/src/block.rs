@@ -4,8 +4,7 @@
 //! one block and publishes it with one pointer store. Layout, in `u64` words:
 //!
 //! ```text
-//! [0]            header: total length in words (needed to free the block)
-//! [1 + 3i ..]    node i: vector, leafvec, bases (leaf_base: u32 | child_base: u32 << 32)
+//! [3i .. 3i+3]   node i: vector, leafvec, bases (leaf_base: u32 | child_base: u32 << 32)
 //! [after nodes]  leaves: u32 next-hop values, indexed in u32 units from the block start
 //! ```
 //!
@@ -14,7 +13,9 @@
 //! the slot). Leaf slots are run-length compressed as in Poptrie: `leafvec` marks each
 //! leaf slot whose value differs from the previous leaf slot's, so
 //! leaf = leaf_base + popcount(leafvec up to and including the slot) - 1.
+//! A one-node block with up to 10 distinct leaves is 64 bytes: one cache line.
 
+use crate::arena::Arena;
 use crate::family::{Family, STRIDE};
 use core::ptr::NonNull;
 
@@ -26,58 +27,19 @@ pub(crate) struct Route<K> {
     pub nh: u32,
 }
 
-/// An owned, immutable block. Freed only by the writer (after QSBR) or the last owner.
+/// An immutable block living in the writer's [`Arena`]; freed through it after QSBR.
 pub(crate) struct Block {
-    ptr: NonNull<u64>,
+    pub ptr: NonNull<u64>,
+    pub words: u32,
 }
-
-// SAFETY: a block is immutable after construction; moving the owner between threads is fine.
-unsafe impl Send for Block {}
 
 impl Block {
-    /// Re-own a block from the pointer stored in a direct entry.
-    ///
-    /// # Safety
-    /// `ptr` must come from `Block::into_raw` and must not be owned elsewhere.
-    pub(crate) unsafe fn from_raw(ptr: *const u64) -> Block {
-        Block {
-            // SAFETY: blocks are never null (caller guarantees it came from into_raw).
-            ptr: unsafe { NonNull::new_unchecked(ptr as *mut u64) },
-        }
-    }
-
-    pub(crate) fn into_raw(self) -> *const u64 {
-        let p = self.ptr.as_ptr();
-        core::mem::forget(self);
-        p
-    }
-
-    pub(crate) fn words(&self) -> usize {
-        // SAFETY: word 0 of a live block is its header.
-        unsafe { *self.ptr.as_ptr() as usize }
-    }
-
     pub(crate) fn bytes(&self) -> usize {
-        self.words() * 8
+        self.words as usize * 8
     }
-}
 
-impl Drop for Block {
-    fn drop(&mut self) {
-        let words = self.words();
-        if cfg!(debug_assertions) {
-            // Poison freed blocks in tests so a reader touching one after reclamation gives
-            // wrong answers (caught by the stress test) instead of stale right ones.
-            // SAFETY: we own the block's `words` words exclusively.
-            unsafe { core::slice::from_raw_parts_mut(self.ptr.as_ptr(), words).fill(0x5A5A_5A5A_5A5A_5A5A) };
-        }
-        // SAFETY: the block was allocated as a Box<[u64]> of exactly `words` words (see build).
-        unsafe {
-            drop(Box::from_raw(core::ptr::slice_from_raw_parts_mut(
-                self.ptr.as_ptr(),
-                words,
-            )));
-        }
+    pub(crate) fn free(self, arena: &mut Arena) {
+        arena.free(self.ptr.cast(), self.bytes());
     }
 }
 
@@ -91,33 +53,29 @@ pub(crate) struct BlockBuilder {
 impl BlockBuilder {
     /// Build the block for one chunk. `routes` are sorted by (key, len), all longer than
     /// the direct bits and inside the chunk; `default` is the value where none matches.
-    pub(crate) fn build<F: Family>(&mut self, routes: &[Route<F::Key>], default: u32) -> Block {
+    pub(crate) fn build<F: Family>(&mut self, arena: &mut Arena, routes: &[Route<F::Key>], default: u32) -> Block {
         debug_assert!(!routes.is_empty());
         self.nodes.clear();
         self.leaves.clear();
         self.nodes.push([0; 3]);
         self.build_node::<F>(routes, F::DIRECT_BITS as u32, default, 0);
 
-        let node_words = 1 + 3 * self.nodes.len();
+        let node_words = 3 * self.nodes.len();
         let leaf_start = (node_words * 2) as u64;
         let words = node_words + self.leaves.len().div_ceil(2);
-        let mut buf = Vec::with_capacity(words);
-        buf.push(words as u64);
-        for n in &self.nodes {
-            buf.extend_from_slice(&[n[0], n[1], n[2] + leaf_start]);
+        let ptr = arena.alloc(words * 8).cast::<u64>();
+        // SAFETY: the arena gave us `words` writable words, 16-byte aligned, not shared yet.
+        let buf = unsafe { core::slice::from_raw_parts_mut(ptr.as_ptr(), words) };
+        for (i, n) in self.nodes.iter().enumerate() {
+            buf[3 * i..3 * i + 3].copy_from_slice(&[n[0], n[1], n[2] + leaf_start]);
         }
-        for pair in self.leaves.chunks(2) {
+        for (w, pair) in buf[node_words..].iter_mut().zip(self.leaves.chunks(2)) {
             let lo = pair[0] as u64;
             let hi = pair.get(1).copied().unwrap_or(0) as u64;
-            // Little-endian u32 view: the first leaf is the low half.
-            buf.push(if cfg!(target_endian = "little") { lo | hi << 32 } else { hi | lo << 32 });
+            // The u32 view reads the first leaf from the low half on little-endian.
+            *w = if cfg!(target_endian = "little") { lo | hi << 32 } else { hi | lo << 32 };
         }
-        debug_assert_eq!(buf.len(), words);
-        let raw = Box::into_raw(buf.into_boxed_slice()) as *mut u64;
-        Block {
-            // SAFETY: Box::into_raw never returns null.
-            ptr: unsafe { NonNull::new_unchecked(raw) },
-        }
+        Block { ptr, words: words as u32 }
     }
 
     fn build_node<F: Family>(&mut self, routes: &[Route<F::Key>], off: u32, default: u32, at: usize) {
@@ -188,7 +146,7 @@ pub(crate) unsafe fn walk<F: Family>(block: *const u64, key: F::Key) -> u32 {
     loop {
         // SAFETY: node indices and leaf indices come from the builder and stay in bounds.
         unsafe {
-            let p = block.add(1 + 3 * node);
+            let p = block.add(3 * node);
             let vector = *p;
             let bit = 1u64 << F::stride_bits(key, off);
             let bases = *p.add(2);
@@ -217,7 +175,7 @@ pub(crate) unsafe fn step<F: Family>(
 ) -> Result<usize, *const u32> {
     // SAFETY: see walk.
     unsafe {
-        let p = block.add(1 + 3 * node);
+        let p = block.add(3 * node);
         let vector = *p;
         let bit = 1u64 << F::stride_bits(key, off);
         let bases = *p.add(2);
@@ -234,7 +192,7 @@ pub(crate) unsafe fn step<F: Family>(
 /// Address of node `node` in a block, for prefetching.
 #[inline(always)]
 pub(crate) fn node_addr(block: *const u64, node: usize) -> *const u64 {
-    block.wrapping_add(1 + 3 * node)
+    block.wrapping_add(3 * node)
 }
 
 /// A hint to bring the cache line holding `p` closer; never faults.

@@ -39,7 +39,7 @@ pub trait Family: Send + Sync + 'static {
 #[derive(Debug, Clone, Copy)]
 pub enum V4 {}
 
-/// IPv6: 2^16 direct entries (512 KiB), then up to 19 trie levels.
+/// IPv6: 2^18 direct entries (2 MiB), then up to 19 trie levels (5 for a /48).
 #[derive(Debug, Clone, Copy)]
 pub enum V6 {}
 
@@ -92,7 +92,7 @@ impl Family for V6 {
     type Net = Ipv6Net;
     type Key = u128;
     const BITS: u8 = 128;
-    const DIRECT_BITS: u8 = 16;
+    const DIRECT_BITS: u8 = 18;
     const NAME: &'static str = "v6";
 
     #[inline(always)]
@@ -115,7 +115,7 @@ impl Family for V6 {
     }
     #[inline(always)]
     fn stride_bits(key: u128, off: u32) -> u32 {
-        // off <= 124 here; the shift pads with zeros past /128.
+        // off <= 126 here; the shift pads with zeros past /128.
         ((key << off) >> (128 - STRIDE)) as u32
     }
     #[inline(always)]

@@ -15,6 +15,7 @@
 //! Structure and reclamation are described in `table.rs`, `block.rs` and `qsbr.rs`;
 //! the measured reasons for them in docs/decisions.md.
 
+mod arena;
 mod block;
 pub mod family;
 mod qsbr;

@@ -16,6 +16,7 @@
 //! swaps each in with one store, so a lookup sees a chunk entirely before or entirely
 //! after an update.
 
+use crate::arena::{Arena, HugeBuf};
 use crate::block::{node_addr, prefetch, step, walk, Block, BlockBuilder, Route};
 use crate::family::{Family, STRIDE};
 use crate::qsbr::{Domain, OFFLINE};
@@ -47,25 +48,42 @@ fn to_opt(v: u32) -> Option<NextHopId> {
     }
 }
 
-/// What readers and the writer share: the direct table and the QSBR domain.
-struct Shared<F: Family> {
-    direct: Box<[AtomicU64]>,
-    qsbr: Domain,
-    /// Blocks a dropped writer could not free yet; freed with the last reader.
-    graveyard: Mutex<Vec<Block>>,
-    _f: PhantomData<F>,
+/// The direct-indexed table, in huge pages.
+struct Direct {
+    buf: HugeBuf,
+    len: usize,
 }
 
-impl<F: Family> Drop for Shared<F> {
-    fn drop(&mut self) {
-        for e in self.direct.iter() {
-            let e = e.load(Ordering::Relaxed);
-            if e & 1 == 0 {
-                // SAFETY: the last owner of the table; no reader can reach this block now.
-                drop(unsafe { Block::from_raw(e as *const u64) });
-            }
+impl Direct {
+    fn new(len: usize) -> Direct {
+        let buf = HugeBuf::new(len * 8);
+        let direct = Direct { buf, len };
+        for e in direct.entries() {
+            e.store(leaf_entry(NO_ROUTE), Ordering::Relaxed);
         }
+        direct
     }
+
+    #[inline(always)]
+    fn entries(&self) -> &[AtomicU64] {
+        // SAFETY: the buffer holds `len` zero-initialised u64s, 2 MiB aligned, and
+        // AtomicU64 has the layout of u64. It lives as long as `self`.
+        unsafe { core::slice::from_raw_parts(self.buf.as_ptr() as *const AtomicU64, self.len) }
+    }
+
+    fn bytes(&self) -> usize {
+        self.buf.len()
+    }
+}
+
+/// What readers and the writer share: the direct table and the QSBR domain.
+struct Shared<F: Family> {
+    direct: Direct,
+    qsbr: Domain,
+    /// The arena of a dropped writer: blocks still reachable by readers live in it,
+    /// so it goes only with the last reader.
+    graveyard: Mutex<Option<Arena>>,
+    _f: PhantomData<F>,
 }
 
 #[inline(always)]
@@ -147,7 +165,10 @@ pub struct Fib<F: Family> {
     chunk_default: Vec<u32>,
     /// Per direct entry: routes longer than DIRECT_BITS inside it, sorted by (key, len).
     chunk_routes: Vec<Vec<Route<F::Key>>>,
+    /// Per direct entry: size in words of its block (0 when it holds a leaf).
+    chunk_words: Vec<u32>,
     builder: BlockBuilder,
+    arena: Arena,
     /// Unlinked blocks waiting for readers, each tagged with the token readers must reach.
     retired: Vec<(u64, Block)>,
     prefixes: usize,
@@ -169,19 +190,20 @@ impl<F: Family> Fib<F> {
     /// An empty table: every lookup misses.
     pub fn new() -> Self {
         let size = 1usize << F::DIRECT_BITS;
-        let direct: Box<[AtomicU64]> = (0..size).map(|_| AtomicU64::new(leaf_entry(NO_ROUTE))).collect();
         Fib {
             shared: Arc::new(Shared {
-                direct,
+                direct: Direct::new(size),
                 qsbr: Domain::new(),
-                graveyard: Mutex::new(Vec::new()),
+                graveyard: Mutex::new(None),
                 _f: PhantomData,
             }),
             short: (0..=F::DIRECT_BITS).map(|_| HashMap::new()).collect(),
             direct_src: vec![NO_SRC; size],
             chunk_default: vec![NO_ROUTE; size],
             chunk_routes: (0..size).map(|_| Vec::new()).collect(),
+            chunk_words: vec![0; size],
             builder: BlockBuilder::default(),
+            arena: Arena::default(),
             retired: Vec::new(),
             prefixes: 0,
             block_bytes: 0,
@@ -345,7 +367,7 @@ impl<F: Family> Fib<F> {
 
     /// Longest-prefix match, from the writer's side.
     pub fn lookup(&self, addr: F::Addr) -> Option<NextHopId> {
-        to_opt(lookup_key::<F>(&self.shared.direct, F::addr_key(addr)))
+        to_opt(lookup_key::<F>(self.shared.direct.entries(), F::addr_key(addr)))
     }
 
     /// Number of distinct prefixes held.
@@ -357,9 +379,15 @@ impl<F: Family> Fib<F> {
         self.prefixes == 0
     }
 
-    /// Bytes of the lookup structure readers use: the direct table plus live blocks.
+    /// Bytes the lookup structure holds: the direct table plus the block arena
+    /// (live blocks, blocks waiting for readers, and free pieces kept for reuse).
     pub fn memory_bytes(&self) -> usize {
-        self.shared.direct.len() * 8 + self.block_bytes
+        self.shared.direct.bytes() + self.arena.bytes()
+    }
+
+    /// Bytes of live blocks only (what the current routes need below the direct table).
+    pub fn block_bytes(&self) -> usize {
+        self.block_bytes
     }
 
     /// Bytes of the writer's private route store (not touched by lookups), estimated.
@@ -415,7 +443,9 @@ impl<F: Family> Fib<F> {
         }
         let seen = q.min_seen();
         let done = self.retired.partition_point(|r| r.0 <= seen);
-        self.retired.drain(..done);
+        for (_, block) in self.retired.drain(..done) {
+            block.free(&mut self.arena);
+        }
     }
 
     /// Wait until every retired block is freed. Needs every online reader to keep
@@ -472,17 +502,22 @@ impl<F: Family> Fib<F> {
     /// Rebuild chunk `c` from the route store and swap it in with one store.
     fn rebuild_chunk(&mut self, c: usize) {
         let routes = &self.chunk_routes[c];
-        let new = if routes.is_empty() {
-            leaf_entry(self.chunk_default[c])
+        let (new, words) = if routes.is_empty() {
+            (leaf_entry(self.chunk_default[c]), 0)
         } else {
-            let block = self.builder.build::<F>(routes, self.chunk_default[c]);
+            let block = self.builder.build::<F>(&mut self.arena, routes, self.chunk_default[c]);
             self.block_bytes += block.bytes();
-            block.into_raw() as u64
+            (block.ptr.as_ptr() as u64, block.words)
         };
-        let old = self.shared.direct[c].swap(new, Ordering::AcqRel);
+        // Release: a reader that sees the new pointer sees the block's contents.
+        let old = self.shared.direct.entries()[c].swap(new, Ordering::AcqRel);
+        let old_words = core::mem::replace(&mut self.chunk_words[c], words);
         if old & 1 == 0 {
-            // SAFETY: `old` came from Block::into_raw and is now unlinked; we own it again.
-            let block = unsafe { Block::from_raw(old as *const u64) };
+            let block = Block {
+                // SAFETY: a non-leaf entry always holds a block pointer (never null).
+                ptr: unsafe { core::ptr::NonNull::new_unchecked(old as *mut u64) },
+                words: old_words,
+            };
             self.block_bytes -= block.bytes();
             let tag = self.shared.qsbr.current() + 1;
             self.retired.push((tag, block));
@@ -495,12 +530,9 @@ impl<F: Family> Fib<F> {
 
 impl<F: Family> Drop for Fib<F> {
     fn drop(&mut self) {
-        self.try_reclaim();
-        if !self.retired.is_empty() {
-            // Readers may still hold these; they go when the last reader does.
-            let mut g = self.shared.graveyard.lock().unwrap();
-            g.extend(self.retired.drain(..).map(|(_, b)| b));
-        }
+        // Readers may still use live and retired blocks: the arena goes with the last one.
+        self.retired.clear();
+        *self.shared.graveyard.lock().unwrap() = Some(core::mem::take(&mut self.arena));
     }
 }
 
@@ -530,7 +562,7 @@ impl<F: Family> Reader<F> {
             .qsbr
             .quiescent(&self.slot, &mut self.online, &mut self.last);
         View {
-            direct: &self.shared.direct,
+            direct: self.shared.direct.entries(),
             _f: PhantomData,
         }
     }
