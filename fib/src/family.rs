@@ -19,6 +19,9 @@ pub trait Family: Send + Sync + 'static {
     /// Bits resolved by the direct-indexed table.
     const DIRECT_BITS: u8;
     const NAME: &'static str;
+    /// Batch lookups use the software pipeline (shallow tries) rather than
+    /// level-synchronous lanes (deep tries). Chosen by measurement (docs/decisions.md).
+    const PIPELINED_BATCH: bool;
 
     fn addr_key(addr: Self::Addr) -> Self::Key;
     fn key_addr(key: Self::Key) -> Self::Addr;
@@ -50,6 +53,7 @@ impl Family for V4 {
     const BITS: u8 = 32;
     const DIRECT_BITS: u8 = 18;
     const NAME: &'static str = "v4";
+    const PIPELINED_BATCH: bool = true;
 
     #[inline(always)]
     fn addr_key(addr: Ipv4Addr) -> u32 {
@@ -94,6 +98,7 @@ impl Family for V6 {
     const BITS: u8 = 128;
     const DIRECT_BITS: u8 = 18;
     const NAME: &'static str = "v6";
+    const PIPELINED_BATCH: bool = false;
 
     #[inline(always)]
     fn addr_key(addr: Ipv6Addr) -> u128 {

@@ -98,11 +98,60 @@ fn lookup_key<F: Family>(direct: &[AtomicU64], key: F::Key) -> u32 {
     unsafe { walk::<F>(e as *const u64, key) }
 }
 
+/// Distance, in keys, between the stages of the pipelined batch lookup.
+const PIPE: usize = 16;
+
+/// Software-pipelined batch lookup (as DPDK l3fwd does): while key i's direct entry is
+/// being prefetched, key i-PIPE's entry is read and its first node prefetched, and key
+/// i-2*PIPE is resolved from lines that are by now in L1.
+#[inline(always)]
+fn lookup_batch_pipelined<F: Family>(direct: &[AtomicU64], keys: &[F::Key], out: &mut [u32]) {
+    assert!(out.len() >= keys.len());
+    let mut entries = [0u64; 64];
+    for (keys, out) in keys.chunks(64).zip(out.chunks_mut(64)) {
+        let n = keys.len();
+        for i in 0..n + 2 * PIPE {
+            if i < n {
+                prefetch(&direct[F::direct_index(keys[i])]);
+            }
+            if i >= PIPE && i - PIPE < n {
+                let j = i - PIPE;
+                let e = direct[F::direct_index(keys[j])].load(Ordering::Acquire);
+                entries[j] = e;
+                if e & 1 == 0 {
+                    prefetch(node_addr(e as *const u64, 0));
+                }
+            }
+            if i >= 2 * PIPE {
+                let m = i - 2 * PIPE;
+                let e = entries[m];
+                out[m] = if e & 1 != 0 {
+                    (e >> 32) as u32
+                } else {
+                    // SAFETY: blocks are live for the View's lifetime (see lookup_key).
+                    unsafe { walk::<F>(e as *const u64, keys[m]) }
+                };
+            }
+        }
+    }
+}
+
 /// Lanes walked side by side in a batch lookup.
 const LANES: usize = 16;
 
 #[inline(always)]
 fn lookup_batch_keys<F: Family>(direct: &[AtomicU64], keys: &[F::Key], out: &mut [u32]) {
+    if F::PIPELINED_BATCH {
+        lookup_batch_pipelined::<F>(direct, keys, out)
+    } else {
+        lookup_batch_levels::<F>(direct, keys, out)
+    }
+}
+
+/// Level-synchronous batch lookup: 16 keys walk the trie one level at a time, each
+/// prefetching its next node, so deep (IPv6) walks overlap their misses.
+#[inline(always)]
+fn lookup_batch_levels<F: Family>(direct: &[AtomicU64], keys: &[F::Key], out: &mut [u32]) {
     assert!(out.len() >= keys.len());
     for (keys, out) in keys.chunks(LANES).zip(out.chunks_mut(LANES)) {
         let n = keys.len();
