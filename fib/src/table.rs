@@ -220,6 +220,8 @@ pub struct Fib<F: Family> {
     arena: Arena,
     /// Unlinked blocks waiting for readers, each tagged with the token readers must reach.
     retired: Vec<(u64, Block)>,
+    /// Next `retired.len()` at which to try reclaiming.
+    reclaim_at: usize,
     prefixes: usize,
     block_bytes: usize,
 }
@@ -254,6 +256,7 @@ impl<F: Family> Fib<F> {
             builder: BlockBuilder::default(),
             arena: Arena::default(),
             retired: Vec::new(),
+            reclaim_at: RECLAIM_BATCH,
             prefixes: 0,
             block_bytes: 0,
         }
@@ -570,8 +573,11 @@ impl<F: Family> Fib<F> {
             self.block_bytes -= block.bytes();
             let tag = self.shared.qsbr.current() + 1;
             self.retired.push((tag, block));
-            if self.retired.len() >= RECLAIM_BATCH {
+            if self.retired.len() >= self.reclaim_at {
                 self.try_reclaim();
+                // Amortise: a lagging reader must not make every update scan the readers
+                // and bump the token (which bounces its cache line to every reader).
+                self.reclaim_at = self.retired.len() + RECLAIM_BATCH;
             }
         }
     }

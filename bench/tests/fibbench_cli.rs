@@ -1,0 +1,70 @@
+//! fibbench keeps its interface: flags and JSON keys that scripts rely on.
+//! (Figures are not judged here: a benchmark is not a timed test.)
+
+use std::process::Command;
+
+const KEYS: [&str; 13] = [
+    "family", "routes", "unique_prefixes", "lookup_ns", "lookup_cycles", "batch_lookup_ns",
+    "batch_lookup_cycles", "build_s", "insert_cycles_p50", "insert_cycles_p99",
+    "delete_cycles_p50", "delete_cycles_p99", "memory_bytes",
+];
+
+fn fibbench(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_fibbench")).args(args).output().expect("run fibbench");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+fn json(args: &[&str]) -> serde_json::Value {
+    let (ok, stdout, stderr) = fibbench(args);
+    assert!(ok, "fibbench {args:?} failed: {stderr}");
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
+}
+
+#[test]
+fn json_has_the_documented_keys_for_both_families() {
+    for family in ["v4", "v6"] {
+        let v = json(&["--family", family, "--routes", "5000", "--lookups", "100000", "--updates", "500", "--json"]);
+        for k in KEYS {
+            assert!(v.get(k).is_some(), "{family}: key {k} missing in {v}");
+        }
+        assert_eq!(v["family"], family);
+        assert_eq!(v["routes"], 5000);
+        let unique = v["unique_prefixes"].as_u64().unwrap();
+        assert!(unique > 4000 && unique <= 5000, "{unique}");
+        assert!(v["lookup_cycles"].as_f64().unwrap() > 0.0);
+        assert!(v["batch_lookup_cycles"].as_f64().unwrap() > 0.0);
+        assert!(v["insert_cycles_p99"].as_u64().unwrap() >= v["insert_cycles_p50"].as_u64().unwrap());
+        assert!(v["memory_bytes"].as_u64().unwrap() >= 2 << 20, "at least the direct table");
+    }
+}
+
+#[test]
+fn routes_file_is_read_and_counted_exactly() {
+    let dir = std::env::temp_dir().join(format!("fibbench-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("routes.txt");
+    // Duplicates, host bits, a second column, comments, blank lines and the other family.
+    std::fs::write(
+        &file,
+        "# a tiny table\n10.0.0.0/8 via-a\n10.1.0.0/16\n10.1.2.0/24 x y\n10.1.2.3/24\n\n192.168.0.0/16\n2001:db8::/32\n0.0.0.0/0\n",
+    )
+    .unwrap();
+    let v = json(&["--routes-file", file.to_str().unwrap(), "--lookups", "10000", "--updates", "10", "--json"]);
+    assert_eq!(v["routes"], 6);
+    assert_eq!(v["unique_prefixes"], 5);
+    let v6 = json(&["--family", "v6", "--routes-file", file.to_str().unwrap(), "--lookups", "10000", "--json"]);
+    assert_eq!(v6["unique_prefixes"], 1);
+    std::fs::write(&file, "10.0.0.0/33\n").unwrap();
+    let (ok, _, stderr) = fibbench(&["--routes-file", file.to_str().unwrap()]);
+    assert!(!ok && stderr.contains(":1:"), "a bad line is reported with its number: {stderr}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn table_output_is_readable() {
+    let (ok, stdout, stderr) = fibbench(&["--routes", "2000", "--lookups", "10000", "--updates", "100"]);
+    assert!(ok, "{stderr}");
+    for want in ["lookup single", "lookup batch", "insert", "delete", "memory"] {
+        assert!(stdout.contains(want), "{want} missing:\n{stdout}");
+    }
+}

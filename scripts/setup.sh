@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Install what the tests (and, with --bench, the benchmarks) need. Idempotent; as root.
+# Only packages that are missing are installed, so a ready machine does no network I/O.
+set -euo pipefail
+
+# Debian packages the test suite needs. Later issues add bird2, frr, gobgpd, iperf3,
+# tshark, python3-scapy, clang, libelf-dev, ... here.
+TEST_PKGS=(iproute2 pkg-config)
+# Extra packages for `fibbench --compare-dpdk` (dpdk-test lives in dpdk-dev).
+BENCH_PKGS=(dpdk-dev)
+
+want=("${TEST_PKGS[@]}")
+if [[ "${1:-}" == "--bench" ]]; then
+    want+=("${BENCH_PKGS[@]}")
+fi
+
+missing=()
+for p in "${want[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+        missing+=("$p")
+    fi
+done
+
+if ((${#missing[@]})); then
+    if [[ $(id -u) -ne 0 ]]; then
+        echo "setup: missing Debian packages: ${missing[*]} (run as root to install them)" >&2
+        exit 1
+    fi
+    echo "setup: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+command -v cargo >/dev/null || { echo "setup: cargo not found (the machine's Rust toolchain is required)" >&2; exit 1; }
