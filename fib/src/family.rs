@@ -22,6 +22,9 @@ pub trait Family: Send + Sync + 'static {
     /// Batch lookups use the software pipeline (shallow tries) rather than
     /// level-synchronous lanes (deep tries). Chosen by measurement (docs/decisions.md).
     const PIPELINED_BATCH: bool;
+    /// Runs of one-child nodes become skip nodes (deep, sparse IPv6 tries); costs a
+    /// branch per level, so shallow IPv4 tries go without. Measured in docs/decisions.md.
+    const PATH_COMPRESSION: bool;
 
     fn addr_key(addr: Self::Addr) -> Self::Key;
     fn key_addr(key: Self::Key) -> Self::Addr;
@@ -32,6 +35,8 @@ pub trait Family: Send + Sync + 'static {
     fn direct_index(key: Self::Key) -> usize;
     /// The `STRIDE` bits starting at bit `off` (0 = most significant), zero-padded past the end.
     fn stride_bits(key: Self::Key, off: u32) -> u32;
+    /// The `n` bits (1..=60) starting at bit `off`, zero-padded past the end.
+    fn bits(key: Self::Key, off: u32, n: u32) -> u64;
     /// `key` with every bit from `len` on cleared.
     fn mask(key: Self::Key, len: u8) -> Self::Key;
     /// The key of the first address of direct chunk `index`.
@@ -54,6 +59,7 @@ impl Family for V4 {
     const DIRECT_BITS: u8 = 18;
     const NAME: &'static str = "v4";
     const PIPELINED_BATCH: bool = true;
+    const PATH_COMPRESSION: bool = false;
 
     #[inline(always)]
     fn addr_key(addr: Ipv4Addr) -> u32 {
@@ -79,6 +85,10 @@ impl Family for V4 {
         (((key as u64) << 32 << off) >> (64 - STRIDE)) as u32
     }
     #[inline(always)]
+    fn bits(key: u32, off: u32, n: u32) -> u64 {
+        ((key as u64) << 32 << off) >> (64 - n)
+    }
+    #[inline(always)]
     fn mask(key: u32, len: u8) -> u32 {
         if len == 0 {
             0
@@ -99,6 +109,7 @@ impl Family for V6 {
     const DIRECT_BITS: u8 = 18;
     const NAME: &'static str = "v6";
     const PIPELINED_BATCH: bool = false;
+    const PATH_COMPRESSION: bool = true;
 
     #[inline(always)]
     fn addr_key(addr: Ipv6Addr) -> u128 {
@@ -122,6 +133,10 @@ impl Family for V6 {
     fn stride_bits(key: u128, off: u32) -> u32 {
         // off <= 126 here; the shift pads with zeros past /128.
         ((key << off) >> (128 - STRIDE)) as u32
+    }
+    #[inline(always)]
+    fn bits(key: u128, off: u32, n: u32) -> u64 {
+        ((key << off) >> (128 - n)) as u64
     }
     #[inline(always)]
     fn mask(key: u128, len: u8) -> u128 {

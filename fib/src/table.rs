@@ -18,7 +18,7 @@
 
 use crate::arena::{Arena, HugeBuf};
 use crate::block::{node_addr, prefetch, step, walk, Block, BlockBuilder, Route};
-use crate::family::{Family, STRIDE};
+use crate::family::Family;
 use crate::qsbr::{Domain, OFFLINE};
 use crate::NextHopId;
 use crossbeam_utils::CachePadded;
@@ -173,14 +173,14 @@ fn lookup_batch_levels<F: Family>(direct: &[AtomicU64], keys: &[F::Key], out: &m
             }
         }
         let mut pending_leaves = active;
-        let mut off = F::DIRECT_BITS as u32;
+        let mut offs = [F::DIRECT_BITS as u32; LANES];
         while active != 0 {
             let mut lanes = active;
             while lanes != 0 {
                 let i = lanes.trailing_zeros() as usize;
                 lanes &= lanes - 1;
                 // SAFETY: blocks are live for the View's lifetime (see lookup_key).
-                match unsafe { step::<F>(blocks[i], nodes[i], off, keys[i]) } {
+                match unsafe { step::<F>(blocks[i], nodes[i], &mut offs[i], keys[i]) } {
                     Ok(next) => {
                         nodes[i] = next;
                         prefetch(node_addr(blocks[i], next));
@@ -192,7 +192,6 @@ fn lookup_batch_levels<F: Family>(direct: &[AtomicU64], keys: &[F::Key], out: &m
                     }
                 }
             }
-            off += STRIDE;
         }
         while pending_leaves != 0 {
             let i = pending_leaves.trailing_zeros() as usize;
