@@ -202,19 +202,31 @@ fn lookup_batch_levels<F: Family>(direct: &[AtomicU64], keys: &[F::Key], out: &m
     }
 }
 
+/// What the writer keeps per direct entry.
+struct Chunk<K> {
+    /// Routes longer than DIRECT_BITS inside this entry, sorted by (key, len).
+    routes: Vec<Route<K>>,
+    /// Value of the best short prefix covering the entry (NO_ROUTE if none).
+    default: u32,
+    /// Size in words of the entry's block (0 when the entry is a leaf).
+    words: u32,
+    /// Length of the short prefix that painted `default`, or NO_SRC.
+    src: u8,
+}
+
+impl<K> Default for Chunk<K> {
+    fn default() -> Self {
+        Chunk { routes: Vec::new(), default: NO_ROUTE, words: 0, src: NO_SRC }
+    }
+}
+
 /// The single writer of a FIB. Also answers lookups itself (always consistent).
 pub struct Fib<F: Family> {
     shared: Arc<Shared<F>>,
     /// Short prefixes (length <= DIRECT_BITS), one map per length.
     short: Vec<HashMap<F::Key, u32>>,
-    /// Per direct entry: length of the short prefix painted there, or NO_SRC.
-    direct_src: Vec<u8>,
-    /// Per direct entry: the value of the best short prefix covering it (NO_ROUTE if none).
-    chunk_default: Vec<u32>,
-    /// Per direct entry: routes longer than DIRECT_BITS inside it, sorted by (key, len).
-    chunk_routes: Vec<Vec<Route<F::Key>>>,
-    /// Per direct entry: size in words of its block (0 when it holds a leaf).
-    chunk_words: Vec<u32>,
+    /// Per direct entry, everything the writer keeps about it (one cache miss per update).
+    chunks: Vec<Chunk<F::Key>>,
     builder: BlockBuilder,
     arena: Arena,
     /// Unlinked blocks waiting for readers, each tagged with the token readers must reach.
@@ -248,10 +260,7 @@ impl<F: Family> Fib<F> {
                 _f: PhantomData,
             }),
             short: (0..=F::DIRECT_BITS).map(|_| HashMap::new()).collect(),
-            direct_src: vec![NO_SRC; size],
-            chunk_default: vec![NO_ROUTE; size],
-            chunk_routes: (0..size).map(|_| Vec::new()).collect(),
-            chunk_words: vec![0; size],
+            chunks: (0..size).map(|_| Chunk::default()).collect(),
             builder: BlockBuilder::default(),
             arena: Arena::default(),
             retired: Vec::new(),
@@ -286,19 +295,19 @@ impl<F: Family> Fib<F> {
             }
         }
         // Repaint every direct entry's default from the short maps, shortest first.
-        let mut touched = vec![false; self.chunk_routes.len()];
+        let mut touched = vec![false; self.chunks.len()];
         if short_added {
             for len in 0..=F::DIRECT_BITS {
                 let span = 1usize << (F::DIRECT_BITS - len);
                 for (&key, &nh) in self.short[len as usize].iter() {
                     let first = F::direct_index(key);
                     for c in first..first + span {
-                        if self.direct_src[c] == NO_SRC || self.direct_src[c] <= len {
-                            if self.chunk_default[c] != nh || self.direct_src[c] != len {
+                        if self.chunks[c].src == NO_SRC || self.chunks[c].src <= len {
+                            if self.chunks[c].default != nh || self.chunks[c].src != len {
                                 touched[c] = true;
                             }
-                            self.direct_src[c] = len;
-                            self.chunk_default[c] = nh;
+                            self.chunks[c].src = len;
+                            self.chunks[c].default = nh;
                         }
                     }
                 }
@@ -315,7 +324,7 @@ impl<F: Family> Fib<F> {
                 continue;
             }
             let c = F::direct_index(key);
-            let routes = &mut self.chunk_routes[c];
+            let routes = &mut self.chunks[c].routes;
             match routes.binary_search_by(|r| (r.key, r.len).cmp(&(key, len))) {
                 Ok(at) => routes[at].nh = nh,
                 Err(at) => {
@@ -348,7 +357,7 @@ impl<F: Family> Fib<F> {
             old
         } else {
             let c = F::direct_index(key);
-            let routes = &mut self.chunk_routes[c];
+            let routes = &mut self.chunks[c].routes;
             let old = match routes.binary_search_by(|r| (r.key, r.len).cmp(&(key, len))) {
                 Ok(at) => Some(core::mem::replace(&mut routes[at].nh, nh.0)),
                 Err(at) => {
@@ -386,7 +395,7 @@ impl<F: Family> Fib<F> {
             old
         } else {
             let c = F::direct_index(key);
-            let routes = &mut self.chunk_routes[c];
+            let routes = &mut self.chunks[c].routes;
             let at = routes
                 .binary_search_by(|r| (r.key, r.len).cmp(&(key, len)))
                 .ok()?;
@@ -408,7 +417,7 @@ impl<F: Family> Fib<F> {
         if len <= F::DIRECT_BITS {
             self.short[len as usize].get(&key).copied().map(NextHopId)
         } else {
-            let routes = &self.chunk_routes[F::direct_index(key)];
+            let routes = &self.chunks[F::direct_index(key)].routes;
             routes
                 .binary_search_by(|r| (r.key, r.len).cmp(&(key, len)))
                 .ok()
@@ -445,10 +454,8 @@ impl<F: Family> Fib<F> {
     pub fn rib_bytes(&self) -> usize {
         let route = core::mem::size_of::<Route<F::Key>>();
         let entry = core::mem::size_of::<(F::Key, u32)>() + 8; // key, value, hash control + slack
-        self.direct_src.len()
-            + self.chunk_default.len() * 4
-            + self.chunk_routes.len() * core::mem::size_of::<Vec<Route<F::Key>>>()
-            + self.chunk_routes.iter().map(|v| v.capacity() * route).sum::<usize>()
+        self.chunks.len() * core::mem::size_of::<Chunk<F::Key>>()
+            + self.chunks.iter().map(|c| c.routes.capacity() * route).sum::<usize>()
             + self.short.iter().map(|m| m.capacity() * entry).sum::<usize>()
     }
 
@@ -460,9 +467,9 @@ impl<F: Family> Fib<F> {
             .enumerate()
             .flat_map(|(len, m)| m.iter().map(move |(&k, &nh)| (F::make_net(k, len as u8), NextHopId(nh))));
         let long = self
-            .chunk_routes
+            .chunks
             .iter()
-            .flatten()
+            .flat_map(|c| c.routes.iter())
             .map(|r| (F::make_net(r.key, r.len), NextHopId(r.nh)));
         short.chain(long)
     }
@@ -515,11 +522,11 @@ impl<F: Family> Fib<F> {
         let first = F::direct_index(key);
         let span = 1usize << (F::DIRECT_BITS - len);
         for c in first..first + span {
-            let src = self.direct_src[c];
+            let src = self.chunks[c].src;
             if src == NO_SRC || src <= len {
-                self.direct_src[c] = len;
-                if self.chunk_default[c] != nh {
-                    self.chunk_default[c] = nh;
+                self.chunks[c].src = len;
+                if self.chunks[c].default != nh {
+                    self.chunks[c].default = nh;
                     self.rebuild_chunk(c);
                 }
             }
@@ -531,10 +538,10 @@ impl<F: Family> Fib<F> {
         let first = F::direct_index(key);
         let span = 1usize << (F::DIRECT_BITS - len);
         for c in first..first + span {
-            if self.direct_src[c] == len {
-                self.direct_src[c] = parent_len;
-                if self.chunk_default[c] != parent_nh {
-                    self.chunk_default[c] = parent_nh;
+            if self.chunks[c].src == len {
+                self.chunks[c].src = parent_len;
+                if self.chunks[c].default != parent_nh {
+                    self.chunks[c].default = parent_nh;
                     self.rebuild_chunk(c);
                 }
             }
@@ -552,17 +559,17 @@ impl<F: Family> Fib<F> {
 
     /// Rebuild chunk `c` from the route store and swap it in with one store.
     fn rebuild_chunk(&mut self, c: usize) {
-        let routes = &self.chunk_routes[c];
+        let routes = &self.chunks[c].routes;
         let (new, words) = if routes.is_empty() {
-            (leaf_entry(self.chunk_default[c]), 0)
+            (leaf_entry(self.chunks[c].default), 0)
         } else {
-            let block = self.builder.build::<F>(&mut self.arena, routes, self.chunk_default[c]);
+            let block = self.builder.build::<F>(&mut self.arena, routes, self.chunks[c].default);
             self.block_bytes += block.bytes();
             (block.ptr.as_ptr() as u64, block.words)
         };
         // Release: a reader that sees the new pointer sees the block's contents.
         let old = self.shared.direct.entries()[c].swap(new, Ordering::AcqRel);
-        let old_words = core::mem::replace(&mut self.chunk_words[c], words);
+        let old_words = core::mem::replace(&mut self.chunks[c].words, words);
         if old & 1 == 0 {
             let block = Block {
                 // SAFETY: a non-leaf entry always holds a block pointer (never null).
