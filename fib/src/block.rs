@@ -114,13 +114,38 @@ impl BlockBuilder {
         uniform.then_some((child, value))
     }
 
+    /// The Poptrie leaf vector: a bit at each leaf slot whose value differs from the
+    /// previous leaf slot's (child slots are skipped), and at the first leaf slot.
+    #[inline]
+    fn leaf_runs(slots: &[u32; 64], vector: u64) -> u64 {
+        // Carry each leaf value forward over child slots so they never start a run;
+        // then one branch-free pass (vectorisable) finds where values change.
+        let mut filled = *slots;
+        let mut children = vector & !1;
+        while children != 0 {
+            let s = children.trailing_zeros() as usize;
+            filled[s] = filled[s - 1];
+            children &= children - 1;
+        }
+        let mut change = 0u64;
+        for s in 1..64 {
+            change |= ((filled[s] != filled[s - 1]) as u64) << s;
+        }
+        let leaf_slots = !vector;
+        if leaf_slots == 0 {
+            return 0;
+        }
+        (change & leaf_slots) | (1 << leaf_slots.trailing_zeros())
+    }
+
     fn build_node<F: Family>(&mut self, routes: &[Route<F::Key>], off: u32, default: u32, at: usize) {
         let (slots, vector) = Self::analyze::<F>(routes, off, default);
 
         // Path compression: a run of pass-through nodes (one child, all else one value)
         // becomes one skip node that compares up to 60 key bits at once. Sparse IPv6
         // subtrees (a lone /48 under a /18 chunk) shrink from 5 levels to 3.
-        if let Some((child, value)) = Self::pass_through(&slots, vector).filter(|_| F::PATH_COMPRESSION) {
+        let pass = if F::PATH_COMPRESSION { Self::pass_through(&slots, vector) } else { None };
+        if let Some((child, value)) = pass {
             let mut expected = child as u64;
             let mut bits = STRIDE;
             let mut next_default = slots[child as usize];
@@ -144,17 +169,11 @@ impl BlockBuilder {
 
         let end = off + STRIDE;
         let leaf_base = self.leaves.len() as u64;
-        let mut leafvec = 0u64;
-        let mut prev = None;
-        for (s, &v) in slots.iter().enumerate() {
-            if vector & (1 << s) != 0 {
-                continue;
-            }
-            if prev != Some(v) {
-                leafvec |= 1 << s;
-                self.leaves.push(v);
-                prev = Some(v);
-            }
+        let leafvec = Self::leaf_runs(&slots, vector);
+        let mut bits = leafvec;
+        while bits != 0 {
+            self.leaves.push(slots[bits.trailing_zeros() as usize]);
+            bits &= bits - 1;
         }
 
         let child_base = self.nodes.len();

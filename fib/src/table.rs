@@ -568,7 +568,10 @@ impl<F: Family> Fib<F> {
             (block.ptr.as_ptr() as u64, block.words)
         };
         // Release: a reader that sees the new pointer sees the block's contents.
-        let old = self.shared.direct.entries()[c].swap(new, Ordering::AcqRel);
+        // One writer: a plain load and a Release store, no locked exchange needed.
+        let entry = &self.shared.direct.entries()[c];
+        let old = entry.load(Ordering::Relaxed);
+        entry.store(new, Ordering::Release);
         let old_words = core::mem::replace(&mut self.chunks[c].words, words);
         if old & 1 == 0 {
             let block = Block {

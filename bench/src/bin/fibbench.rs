@@ -78,10 +78,15 @@ struct Report {
     delete_cycles_mean: f64,
     updates: usize,
     reader_lookups_during_updates: u64,
+    /// Whole table inserted one prefix at a time into an empty FIB (DPDK's "Average Add").
+    add_one_by_one_s: f64,
+    add_one_by_one_cycles_mean: f64,
     memory_bytes: usize,
     rib_bytes: usize,
     rss_growth_bytes: usize,
     tsc_ghz: f64,
+    /// Median cost of reading the TSC twice with nothing between (included in per-op figures).
+    timer_overhead_cycles: u64,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     dpdk: Vec<DpdkFigures>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -113,6 +118,14 @@ fn main() {
         }
     };
     report.tsc_ghz = tsc.ghz;
+    let mut empty: Vec<u64> = (0..10_000)
+        .map(|_| {
+            let c0 = tsc.now();
+            tsc.now() - c0
+        })
+        .collect();
+    empty.sort_unstable();
+    report.timer_overhead_cycles = percentile(&empty, 50.0);
     if opts.compare_dpdk {
         compare_dpdk(&opts, &mut report);
     }
@@ -177,6 +190,17 @@ fn run<F: Family>(
     r.unique_prefixes = fib.len();
     r.memory_bytes = fib.memory_bytes();
     r.rib_bytes = fib.rib_bytes();
+    let c0 = tsc.now();
+    {
+        let mut one_by_one = Fib::<F>::new();
+        for (i, n) in nets.iter().enumerate() {
+            one_by_one.insert(*n, NextHopId(i as u32 & 0xFFFFF));
+        }
+        assert_eq!(one_by_one.len(), r.unique_prefixes);
+    }
+    let cycles = tsc.now() - c0;
+    r.add_one_by_one_s = tsc.to_ns(cycles as f64) / 1e9;
+    r.add_one_by_one_cycles_mean = cycles as f64 / nets.len() as f64;
     let table: Arc<Vec<(F::Key, u8)>> = Arc::new(fib.routes().map(|(n, _)| F::net_parts(&n)).collect());
 
     // Lookups: keys for a round are made outside the timed region.
@@ -344,7 +368,7 @@ fn print_table(r: &Report) {
     println!();
     println!("lookup single      {:>8.2} ns  {:>8.1} cycles", r.lookup_ns, r.lookup_cycles);
     println!("lookup batch       {:>8.2} ns  {:>8.1} cycles", r.batch_lookup_ns, r.batch_lookup_cycles);
-    println!("build              {:>8.3} s", r.build_s);
+    println!("build              {:>8.3} s  (bulk; one prefix at a time into an empty table: {:.3} s, {:.0} cycles/add)", r.build_s, r.add_one_by_one_s, r.add_one_by_one_cycles_mean);
     println!(
         "insert  p50 {:>8.0} ns {:>8} cyc   p99 {:>9.0} ns {:>9} cyc   mean {:>9.0} cyc",
         r.insert_ns_p50, r.insert_cycles_p50, r.insert_ns_p99, r.insert_cycles_p99, r.insert_cycles_mean
@@ -354,9 +378,10 @@ fn print_table(r: &Report) {
         r.delete_ns_p50, r.delete_cycles_p50, r.delete_ns_p99, r.delete_cycles_p99, r.delete_cycles_mean
     );
     println!(
-        "  ({} deletes then {} re-inserts of table prefixes; a reader thread did {} lookups meanwhile)",
+        "  ({} deletes then {} re-inserts of table prefixes; a reader thread did {} lookups meanwhile;",
         r.updates, r.updates, r.reader_lookups_during_updates
     );
+    println!("   per-op figures include {} cycles of timer overhead)", r.timer_overhead_cycles);
     println!(
         "memory: lookup tables {} (memory_bytes), writer route store {}, process RSS growth at build {}",
         mb(r.memory_bytes),
