@@ -357,6 +357,7 @@ impl<F: Family> Fib<F> {
             old
         } else {
             let c = F::direct_index(key);
+            self.prefetch_chunk(c);
             let routes = &mut self.chunks[c].routes;
             let old = match routes.binary_search_by(|r| (r.key, r.len).cmp(&(key, len))) {
                 Ok(at) => Some(core::mem::replace(&mut routes[at].nh, nh.0)),
@@ -395,6 +396,7 @@ impl<F: Family> Fib<F> {
             old
         } else {
             let c = F::direct_index(key);
+            self.prefetch_chunk(c);
             let routes = &mut self.chunks[c].routes;
             let at = routes
                 .binary_search_by(|r| (r.key, r.len).cmp(&(key, len)))
@@ -555,6 +557,14 @@ impl<F: Family> Fib<F> {
             }
         }
         (NO_SRC, NO_ROUTE)
+    }
+
+    /// Start the cache misses an update of chunk `c` will take, so they overlap: the
+    /// direct entry (written last) and the arena piece the new block will likely use.
+    #[inline]
+    fn prefetch_chunk(&self, c: usize) {
+        prefetch(&self.shared.direct.entries()[c]);
+        self.arena.prefetch_for(self.chunks[c].words as usize * 8);
     }
 
     /// Rebuild chunk `c` from the route store and swap it in with one store.
