@@ -68,3 +68,37 @@ fn table_output_is_readable() {
         assert!(stdout.contains(want), "{want} missing:\n{stdout}");
     }
 }
+
+/// `--compare-dpdk` runs `dpdk-test` from PATH and prints its figures beside ours; a stand-in
+/// script checks the plumbing (the real DPDK run is the benchmark's job, not a test's).
+#[test]
+fn compare_dpdk_reads_dpdk_test_output() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("fibbench-fake-dpdk-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let fake = dir.join("dpdk-test");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\nread t\necho \"RTE>>$t\"\necho 'No. routes = 1000'\n\
+         echo 'Average LPM Add: 300000 cycles'\necho 'Average LPM Lookup: 27.5 cycles (fails = 0.0%)'\n\
+         echo 'BULK LPM Lookup: 22.5 cycles (fails = 0.0%)'\necho 'Average LPM Delete: 2500000 cycles'\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", dir.display(), std::env::var("PATH").unwrap_or_default());
+    let out = Command::new(env!("CARGO_BIN_EXE_fibbench"))
+        .args(["--family", "v6", "--routes", "3000", "--lookups", "20000", "--updates", "100", "--compare-dpdk", "--json"])
+        .env("PATH", path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let dpdk = v["dpdk"].as_array().expect("dpdk figures");
+    assert_eq!(dpdk.len(), 2, "lpm6 and fib6: {v}");
+    assert_eq!(dpdk[0]["test"], "lpm6_perf_autotest");
+    assert_eq!(dpdk[0]["batch_lookup_cycles"], 22.5);
+    assert_eq!(dpdk[0]["routes"], 1000);
+    // DPDK's table is a third of ours: ours is measured again at its size.
+    assert_eq!(v["at_dpdk_table_size"]["routes"], 1000);
+    std::fs::remove_dir_all(&dir).ok();
+}

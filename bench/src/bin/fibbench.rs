@@ -91,32 +91,14 @@ struct Report {
     dpdk: Vec<DpdkFigures>,
     #[serde(skip_serializing_if = "Option::is_none")]
     dpdk_error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    at_dpdk_table_size: Option<SameSize>,
 }
 
 fn main() {
     let opts = Opts::parse();
     let tsc = Tsc::calibrate();
-    let mut report = match opts.family {
-        FamilyArg::V4 => {
-            let (nets, source) = load::<V4>(&opts, |n| match n {
-                IpNet::V4(n) => Some(n),
-                IpNet::V6(_) => None,
-            });
-            let nets = nets.unwrap_or_else(|| synth::dpdk_v4(opts.routes.unwrap_or(synth::DPDK_V4_TOTAL), opts.seed));
-            run::<V4>(&opts, &tsc, nets, source, |rng, _| rng.next_u32())
-        }
-        FamilyArg::V6 => {
-            let (nets, source) = load::<V6>(&opts, |n| match n {
-                IpNet::V6(n) => Some(n),
-                IpNet::V4(_) => None,
-            });
-            let nets = nets.unwrap_or_else(|| synth::realistic_v6(opts.routes.unwrap_or(synth::DEFAULT_V6_TOTAL), opts.seed));
-            run::<V6>(&opts, &tsc, nets, source, |rng, table: &[(u128, u8)]| {
-                let (k, l) = table[rng.below(table.len() as u64) as usize];
-                k | (rng.next_u128() & if l == 0 { u128::MAX } else { !(u128::MAX << (128 - l as u32)) })
-            })
-        }
-    };
+    let mut report = measure(&opts, &tsc, None);
     report.tsc_ghz = tsc.ghz;
     let mut empty: Vec<u64> = (0..10_000)
         .map(|_| {
@@ -128,12 +110,74 @@ fn main() {
     report.timer_overhead_cycles = percentile(&empty, 50.0);
     if opts.compare_dpdk {
         compare_dpdk(&opts, &mut report);
+        // DPDK's IPv6 tests use 1,000 routes: also measure ours on a table that size.
+        let theirs = report.dpdk.iter().filter_map(|d| d.routes).max();
+        if let Some(n) = theirs.filter(|&n| (n as f64) < report.routes as f64 / 2.0 || (n as f64) > report.routes as f64 * 2.0) {
+            let small = measure(&opts, &tsc, Some(n as usize));
+            report.at_dpdk_table_size = Some(SameSize {
+                routes: small.routes,
+                unique_prefixes: small.unique_prefixes,
+                lookup_cycles: small.lookup_cycles,
+                batch_lookup_cycles: small.batch_lookup_cycles,
+                insert_cycles_p50: small.insert_cycles_p50,
+                delete_cycles_p50: small.delete_cycles_p50,
+                memory_bytes: small.memory_bytes,
+            });
+        }
     }
     if opts.json {
         println!("{}", serde_json::to_string_pretty(&report).unwrap());
     } else {
         print_table(&report);
     }
+}
+
+/// Our figures for the chosen family: the user's table, or a synthetic one of `size`.
+fn measure(opts: &Opts, tsc: &Tsc, size: Option<usize>) -> Report {
+    let seed = opts.seed;
+    match opts.family {
+        FamilyArg::V4 => {
+            let (nets, source) = match size {
+                Some(n) => (synth::dpdk_v4(n, seed), format!("synthetic, {n} routes (DPDK's table size)")),
+                None => {
+                    let (nets, source) = load::<V4>(opts, |n| match n {
+                        IpNet::V4(n) => Some(n),
+                        IpNet::V6(_) => None,
+                    });
+                    (nets.unwrap_or_else(|| synth::dpdk_v4(opts.routes.unwrap_or(synth::DPDK_V4_TOTAL), seed)), source)
+                }
+            };
+            run::<V4>(opts, tsc, nets, source, |rng, _| rng.next_u32())
+        }
+        FamilyArg::V6 => {
+            let (nets, source) = match size {
+                Some(n) => (synth::realistic_v6(n, seed), format!("synthetic, {n} routes (DPDK's table size)")),
+                None => {
+                    let (nets, source) = load::<V6>(opts, |n| match n {
+                        IpNet::V6(n) => Some(n),
+                        IpNet::V4(_) => None,
+                    });
+                    (nets.unwrap_or_else(|| synth::realistic_v6(opts.routes.unwrap_or(synth::DEFAULT_V6_TOTAL), seed)), source)
+                }
+            };
+            run::<V6>(opts, tsc, nets, source, |rng, table: &[(u128, u8)]| {
+                let (k, l) = table[rng.below(table.len() as u64) as usize];
+                k | (rng.next_u128() & if l == 0 { u128::MAX } else { !(u128::MAX << (128 - l as u32)) })
+            })
+        }
+    }
+}
+
+/// Our figures on a table of DPDK's size, when DPDK's test table differs from ours.
+#[derive(Serialize)]
+struct SameSize {
+    routes: usize,
+    unique_prefixes: usize,
+    lookup_cycles: f64,
+    batch_lookup_cycles: f64,
+    insert_cycles_p50: u64,
+    delete_cycles_p50: u64,
+    memory_bytes: usize,
 }
 
 /// Read `--routes-file`, keeping the requested family. `None` means "use the synthetic table".
@@ -339,31 +383,45 @@ fn print_table(r: &Report) {
     let f = |v: Option<f64>| v.map_or("—".to_string(), |v| format!("{v:.1}"));
     let ratio = |theirs: Option<f64>, ours: f64| theirs.map_or("—".to_string(), |t| format!("{:.2}x", t / ours));
     let cols: Vec<&DpdkFigures> = r.dpdk.iter().collect();
+    let small = r.at_dpdk_table_size.as_ref();
     print!("{:<26} {:>14}", "metric (cycles/op)", "vrouter fib");
+    if let Some(s) = small {
+        print!(" {:>16}", format!("vrouter @{}", s.routes));
+    }
     for d in &cols {
         print!(" {:>20} {:>8}", d.test.trim_end_matches("_perf_autotest"), "ratio");
     }
     println!();
     type Pick = fn(&DpdkFigures) -> Option<f64>;
-    let rows: [(&str, f64, Pick); 4] = [
-        ("lookup, single", r.lookup_cycles, |d| d.lookup_cycles),
-        ("lookup, batch", r.batch_lookup_cycles, |d| d.batch_lookup_cycles),
-        ("insert/add (p50 | avg)", r.insert_cycles_p50 as f64, |d| d.add_cycles),
-        ("delete (p50 | avg)", r.delete_cycles_p50 as f64, |d| d.delete_cycles),
+    type Ours = fn(&SameSize) -> f64;
+    let rows: [(&str, f64, Ours, Pick); 4] = [
+        ("lookup, single", r.lookup_cycles, |s| s.lookup_cycles, |d| d.lookup_cycles),
+        ("lookup, batch", r.batch_lookup_cycles, |s| s.batch_lookup_cycles, |d| d.batch_lookup_cycles),
+        ("insert/add (p50 | avg)", r.insert_cycles_p50 as f64, |s| s.insert_cycles_p50 as f64, |d| d.add_cycles),
+        ("delete (p50 | avg)", r.delete_cycles_p50 as f64, |s| s.delete_cycles_p50 as f64, |d| d.delete_cycles),
     ];
-    for (name, ours, pick) in rows {
+    for (name, ours, ours_small, pick) in rows {
         print!("{name:<26} {ours:>14.1}");
+        // Ratios compare tables of the same size when we have one.
+        let base = small.map_or(ours, |s| {
+            print!(" {:>16.1}", ours_small(s));
+            ours_small(s)
+        });
         for d in &cols {
-            print!(" {:>20} {:>8}", f(pick(d)), ratio(pick(d), ours));
+            print!(" {:>20} {:>8}", f(pick(d)), ratio(pick(d), base));
         }
         println!();
     }
     if !cols.is_empty() {
         print!("{:<26} {:>14}", "routes in table", r.routes);
+        if let Some(s) = small {
+            print!(" {:>16}", s.routes);
+        }
         for d in &cols {
             print!(" {:>20} {:>8}", d.routes.map_or("—".into(), |v| v.to_string()), "");
         }
-        println!("\n(ratio = DPDK / ours: above 1 means ours is faster; DPDK figures are averages)");
+        println!("\n(ratio = DPDK / ours{}: above 1 means ours is faster; DPDK figures are averages)",
+            if small.is_some() { " at DPDK's table size" } else { "" });
     }
     println!();
     println!("lookup single      {:>8.2} ns  {:>8.1} cycles", r.lookup_ns, r.lookup_cycles);
