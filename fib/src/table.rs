@@ -301,13 +301,14 @@ impl<F: Family> Fib<F> {
                 let span = 1usize << (F::DIRECT_BITS - len);
                 for (&key, &nh) in self.short[len as usize].iter() {
                     let first = F::direct_index(key);
-                    for c in first..first + span {
-                        if self.chunks[c].src == NO_SRC || self.chunks[c].src <= len {
-                            if self.chunks[c].default != nh || self.chunks[c].src != len {
-                                touched[c] = true;
+                    let range = first..first + span;
+                    for (chunk, t) in self.chunks[range.clone()].iter_mut().zip(&mut touched[range]) {
+                        if chunk.src == NO_SRC || chunk.src <= len {
+                            if chunk.default != nh || chunk.src != len {
+                                *t = true;
                             }
-                            self.chunks[c].src = len;
-                            self.chunks[c].default = nh;
+                            chunk.src = len;
+                            chunk.default = nh;
                         }
                     }
                 }
@@ -639,6 +640,14 @@ impl<F: Family> Reader<F> {
             direct: self.shared.direct.entries(),
             _f: PhantomData,
         }
+    }
+
+    /// Announce a quiescent point without looking anything up (what `burst()` does first).
+    #[inline]
+    pub fn quiescent(&mut self) {
+        self.shared
+            .qsbr
+            .quiescent(&self.slot, &mut self.online, &mut self.last);
     }
 
     /// Go idle: the writer stops waiting for this reader until its next `burst()`.

@@ -250,7 +250,7 @@ fn run<F: Family>(
     // Lookups: keys for a round are made outside the timed region.
     let mut reader = fib.reader();
     let mut rng = Rng::new(opts.seed ^ 0x6b65_7973);
-    let mut addrs = vec![F::key_addr(F::Key::default()); ROUND];
+    let mut addrs = [F::key_addr(F::Key::default()); ROUND];
     let mut out = vec![None; ROUND];
     let rounds = opts.lookups.div_ceil(ROUND).max(1);
     let (mut single_cycles, mut batch_cycles, mut hits, mut sink) = (0u64, 0u64, 0u64, 0u64);
