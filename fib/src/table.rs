@@ -202,7 +202,9 @@ fn lookup_batch_levels<F: Family>(direct: &[AtomicU64], keys: &[F::Key], out: &m
     }
 }
 
-/// What the writer keeps per direct entry.
+/// What the writer keeps per direct entry: 32 bytes, aligned, so an update's first
+/// miss fetches exactly one line.
+#[repr(align(32))]
 struct Chunk<K> {
     /// Routes longer than DIRECT_BITS inside this entry, sorted by (key, len).
     routes: Vec<Route<K>>,
@@ -210,13 +212,11 @@ struct Chunk<K> {
     default: u32,
     /// Size in words of the entry's block (0 when the entry is a leaf).
     words: u32,
-    /// Length of the short prefix that painted `default`, or NO_SRC.
-    src: u8,
 }
 
 impl<K> Default for Chunk<K> {
     fn default() -> Self {
-        Chunk { routes: Vec::new(), default: NO_ROUTE, words: 0, src: NO_SRC }
+        Chunk { routes: Vec::new(), default: NO_ROUTE, words: 0 }
     }
 }
 
@@ -227,6 +227,9 @@ pub struct Fib<F: Family> {
     short: Vec<HashMap<F::Key, u32>>,
     /// Per direct entry, everything the writer keeps about it (one cache miss per update).
     chunks: Vec<Chunk<F::Key>>,
+    /// Per direct entry: length of the short prefix that painted its default, or NO_SRC.
+    /// Apart from `chunks` because only short-prefix updates need it.
+    src: Vec<u8>,
     builder: BlockBuilder,
     arena: Arena,
     /// Unlinked blocks waiting for readers, each tagged with the token readers must reach.
@@ -261,6 +264,7 @@ impl<F: Family> Fib<F> {
             }),
             short: (0..=F::DIRECT_BITS).map(|_| HashMap::new()).collect(),
             chunks: (0..size).map(|_| Chunk::default()).collect(),
+            src: vec![NO_SRC; size],
             builder: BlockBuilder::default(),
             arena: Arena::default(),
             retired: Vec::new(),
@@ -302,12 +306,13 @@ impl<F: Family> Fib<F> {
                 for (&key, &nh) in self.short[len as usize].iter() {
                     let first = F::direct_index(key);
                     let range = first..first + span;
-                    for (chunk, t) in self.chunks[range.clone()].iter_mut().zip(&mut touched[range]) {
-                        if chunk.src == NO_SRC || chunk.src <= len {
-                            if chunk.default != nh || chunk.src != len {
+                    let chunks = self.chunks[range.clone()].iter_mut();
+                    for ((chunk, src), t) in chunks.zip(&mut self.src[range.clone()]).zip(&mut touched[range]) {
+                        if *src == NO_SRC || *src <= len {
+                            if chunk.default != nh || *src != len {
                                 *t = true;
                             }
-                            chunk.src = len;
+                            *src = len;
                             chunk.default = nh;
                         }
                     }
@@ -458,6 +463,7 @@ impl<F: Family> Fib<F> {
         let route = core::mem::size_of::<Route<F::Key>>();
         let entry = core::mem::size_of::<(F::Key, u32)>() + 8; // key, value, hash control + slack
         self.chunks.len() * core::mem::size_of::<Chunk<F::Key>>()
+            + self.src.len()
             + self.chunks.iter().map(|c| c.routes.capacity() * route).sum::<usize>()
             + self.short.iter().map(|m| m.capacity() * entry).sum::<usize>()
     }
@@ -525,9 +531,9 @@ impl<F: Family> Fib<F> {
         let first = F::direct_index(key);
         let span = 1usize << (F::DIRECT_BITS - len);
         for c in first..first + span {
-            let src = self.chunks[c].src;
+            let src = self.src[c];
             if src == NO_SRC || src <= len {
-                self.chunks[c].src = len;
+                self.src[c] = len;
                 if self.chunks[c].default != nh {
                     self.chunks[c].default = nh;
                     self.rebuild_chunk(c);
@@ -541,8 +547,8 @@ impl<F: Family> Fib<F> {
         let first = F::direct_index(key);
         let span = 1usize << (F::DIRECT_BITS - len);
         for c in first..first + span {
-            if self.chunks[c].src == len {
-                self.chunks[c].src = parent_len;
+            if self.src[c] == len {
+                self.src[c] = parent_len;
                 if self.chunks[c].default != parent_nh {
                     self.chunks[c].default = parent_nh;
                     self.rebuild_chunk(c);

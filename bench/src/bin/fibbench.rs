@@ -46,6 +46,9 @@ struct Opts {
     /// Prefixes deleted and then re-inserted in the update measurement.
     #[arg(long, default_value_t = 100_000)]
     updates: usize,
+    /// Measure updates without the concurrent reader thread (for analysis).
+    #[arg(long)]
+    no_update_reader: bool,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
@@ -291,12 +294,13 @@ fn run<F: Family>(
     let bg = {
         let (stop, done, table) = (stop.clone(), done.clone(), table.clone());
         let mut reader = fib.reader();
+        let no_reader = opts.no_update_reader;
         std::thread::spawn(move || {
             let mut rng = Rng::new(7);
             let addrs: Vec<F::Addr> = (0..ROUND).map(|_| F::key_addr(key(&mut rng, &table))).collect();
             let mut out = vec![None; ROUND];
             let mut count = 0u64;
-            while !stop.load(Ordering::Relaxed) {
+            while !stop.load(Ordering::Relaxed) && !no_reader {
                 for (b, o) in addrs.chunks(BURST).zip(out.chunks_mut(BURST)) {
                     reader.burst().lookup_batch(b, o);
                 }
