@@ -40,6 +40,11 @@ struct Opts {
     /// Seed of the synthetic table and of the keys.
     #[arg(long, default_value_t = synth::DEFAULT_SEED)]
     seed: u64,
+    /// Distinct next hops, assigned to routes at random (fixed seed). DPDK's tests use 1;
+    /// a BGP full table has tens, a large Calico cluster about one per node. Fewer next
+    /// hops let equal neighbouring leaves merge; `--next-hops 1000000` is the worst case.
+    #[arg(long, default_value_t = 1024)]
+    next_hops: u32,
     /// Lookups per measurement (single and batch each).
     #[arg(long, default_value_t = 16 << 20)]
     lookups: usize,
@@ -63,6 +68,7 @@ struct Report {
     source: String,
     routes: usize,
     unique_prefixes: usize,
+    next_hops: u32,
     lookup_ns: f64,
     lookup_cycles: f64,
     batch_lookup_ns: f64,
@@ -227,11 +233,14 @@ fn run<F: Family>(
         family: F::NAME.into(),
         source,
         routes: nets.len(),
+        next_hops: opts.next_hops,
         ..Default::default()
     };
     let rss0 = rss_bytes();
     let t = Instant::now();
-    let mut fib = Fib::<F>::from_routes(nets.iter().enumerate().map(|(i, n)| (*n, NextHopId(i as u32 & 0xFFFFF))));
+    let mut nh_rng = Rng::new(opts.seed ^ 0x6e68);
+    let nhs: Vec<NextHopId> = (0..nets.len()).map(|_| NextHopId(nh_rng.below(opts.next_hops.max(1) as u64) as u32)).collect();
+    let mut fib = Fib::<F>::from_routes(nets.iter().zip(&nhs).map(|(n, nh)| (*n, *nh)));
     r.build_s = t.elapsed().as_secs_f64();
     r.rss_growth_bytes = rss_bytes().saturating_sub(rss0);
     r.unique_prefixes = fib.len();
@@ -240,8 +249,8 @@ fn run<F: Family>(
     let c0 = tsc.now();
     {
         let mut one_by_one = Fib::<F>::new();
-        for (i, n) in nets.iter().enumerate() {
-            one_by_one.insert(*n, NextHopId(i as u32 & 0xFFFFF));
+        for (n, nh) in nets.iter().zip(&nhs) {
+            one_by_one.insert(*n, *nh);
         }
         assert_eq!(one_by_one.len(), r.unique_prefixes);
     }
@@ -319,17 +328,18 @@ fn run<F: Family>(
     sample.truncate(n_updates);
     let mut del = Vec::with_capacity(n_updates);
     let mut ins = Vec::with_capacity(n_updates);
+    let mut removed = Vec::with_capacity(n_updates);
     for &(k, l) in &sample {
         let net = F::make_net(k, l);
         let c0 = tsc.now();
         let old = fib.remove(net);
         del.push(tsc.now() - c0);
-        assert!(old.is_some());
+        removed.push((net, old.expect("a table prefix")));
     }
-    for (i, &(k, l)) in sample.iter().enumerate() {
-        let net = F::make_net(k, l);
+    // Put each prefix back with its own next hop.
+    for &(net, nh) in &removed {
         let c0 = tsc.now();
-        fib.insert(net, NextHopId(i as u32 & 0xFFFFF));
+        fib.insert(net, nh);
         ins.push(tsc.now() - c0);
     }
     stop.store(true, Ordering::Relaxed);
@@ -378,9 +388,10 @@ fn compare_dpdk(opts: &Opts, r: &mut Report) {
 fn print_table(r: &Report) {
     println!("fibbench {} — {}", r.family, r.source);
     println!(
-        "routes {} ({} unique), TSC {:.3} GHz, lookup hit ratio {:.1}%",
+        "routes {} ({} unique, {} next hops), TSC {:.3} GHz, lookup hit ratio {:.1}%",
         r.routes,
         r.unique_prefixes,
+        r.next_hops,
         r.tsc_ghz,
         r.lookup_hit_ratio * 100.0
     );
