@@ -622,6 +622,10 @@ fn check_nh(nh: NextHopId) {
 }
 
 /// A data-plane reader. Not shared between threads: each worker owns one.
+///
+/// QSBR contract: while online, a reader must keep calling [`Reader::burst`] (or
+/// [`Reader::quiescent`]); every block retired after its last burst stays allocated until
+/// it does. A worker that goes idle calls [`Reader::offline`] (the next burst brings it back).
 pub struct Reader<F: Family> {
     shared: Arc<Shared<F>>,
     slot: Arc<CachePadded<AtomicU64>>,

@@ -297,6 +297,10 @@ fn run<F: Family>(
     r.batch_lookup_ns = tsc.to_ns(r.batch_lookup_cycles);
     r.lookup_hit_ratio = hits as f64 / n;
 
+    // An online reader that stops bursting pins every block retired after its last burst
+    // (that is QSBR): the lookup phase's reader goes offline before the update phase.
+    reader.offline();
+
     // Updates on the full table while a reader thread keeps looking up.
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
