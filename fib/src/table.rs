@@ -105,33 +105,39 @@ const PIPE: usize = 16;
 /// being prefetched, key i-PIPE's entry is read and its first node prefetched, and key
 /// i-2*PIPE is resolved from lines that are by now in L1.
 #[inline(always)]
-fn lookup_batch_pipelined<F: Family>(direct: &[AtomicU64], keys: &[F::Key], out: &mut [u32]) {
-    assert!(out.len() >= keys.len());
-    let mut entries = [0u64; 64];
-    for (keys, out) in keys.chunks(64).zip(out.chunks_mut(64)) {
-        let n = keys.len();
-        for i in 0..n + 2 * PIPE {
-            if i < n {
-                prefetch(&direct[F::direct_index(keys[i])]);
+fn lookup_batch_pipelined<F: Family>(
+    direct: &[AtomicU64],
+    n: usize,
+    key: impl Fn(usize) -> F::Key,
+    mut put: impl FnMut(usize, u32),
+) {
+    // Entries wait PIPE iterations between stage 2 and stage 3: a ring of 2 * PIPE.
+    let mut entries = [0u64; 2 * PIPE];
+    let ring = |i: usize| i % (2 * PIPE);
+    for i in 0..n + 2 * PIPE {
+        if i < n {
+            prefetch(&direct[F::direct_index(key(i))]);
+        }
+        if i >= PIPE && i - PIPE < n {
+            let j = i - PIPE;
+            let e = direct[F::direct_index(key(j))].load(Ordering::Acquire);
+            entries[ring(j)] = e;
+            if e & 1 == 0 {
+                prefetch(node_addr(e as *const u64, 0));
             }
-            if i >= PIPE && i - PIPE < n {
-                let j = i - PIPE;
-                let e = direct[F::direct_index(keys[j])].load(Ordering::Acquire);
-                entries[j] = e;
-                if e & 1 == 0 {
-                    prefetch(node_addr(e as *const u64, 0));
-                }
-            }
-            if i >= 2 * PIPE {
-                let m = i - 2 * PIPE;
-                let e = entries[m];
-                out[m] = if e & 1 != 0 {
+        }
+        if i >= 2 * PIPE {
+            let m = i - 2 * PIPE;
+            let e = entries[ring(m)];
+            put(
+                m,
+                if e & 1 != 0 {
                     (e >> 32) as u32
                 } else {
                     // SAFETY: blocks are live for the View's lifetime (see lookup_key).
-                    unsafe { walk::<F>(e as *const u64, keys[m]) }
-                };
-            }
+                    unsafe { walk::<F>(e as *const u64, key(m)) }
+                },
+            );
         }
     }
 }
@@ -139,33 +145,46 @@ fn lookup_batch_pipelined<F: Family>(direct: &[AtomicU64], keys: &[F::Key], out:
 /// Lanes walked side by side in a batch lookup.
 const LANES: usize = 16;
 
+/// Batch lookup of `n` keys given by `key(i)`, answers delivered by `put(i, value)`:
+/// no intermediate arrays, so callers convert types on the fly.
 #[inline(always)]
-fn lookup_batch_keys<F: Family>(direct: &[AtomicU64], keys: &[F::Key], out: &mut [u32]) {
+fn lookup_batch_with<F: Family>(
+    direct: &[AtomicU64],
+    n: usize,
+    key: impl Fn(usize) -> F::Key,
+    put: impl FnMut(usize, u32),
+) {
     if F::PIPELINED_BATCH {
-        lookup_batch_pipelined::<F>(direct, keys, out)
+        lookup_batch_pipelined::<F>(direct, n, key, put)
     } else {
-        lookup_batch_levels::<F>(direct, keys, out)
+        lookup_batch_levels::<F>(direct, n, key, put)
     }
 }
 
 /// Level-synchronous batch lookup: 16 keys walk the trie one level at a time, each
 /// prefetching its next node, so deep (IPv6) walks overlap their misses.
 #[inline(always)]
-fn lookup_batch_levels<F: Family>(direct: &[AtomicU64], keys: &[F::Key], out: &mut [u32]) {
-    assert!(out.len() >= keys.len());
-    for (keys, out) in keys.chunks(LANES).zip(out.chunks_mut(LANES)) {
-        let n = keys.len();
-        for k in keys {
+fn lookup_batch_levels<F: Family>(
+    direct: &[AtomicU64],
+    n: usize,
+    key: impl Fn(usize) -> F::Key,
+    mut put: impl FnMut(usize, u32),
+) {
+    let mut keys = [F::Key::default(); LANES];
+    for start in (0..n).step_by(LANES) {
+        let lanes_n = LANES.min(n - start);
+        for (i, k) in keys.iter_mut().enumerate().take(lanes_n) {
+            *k = key(start + i);
             prefetch(&direct[F::direct_index(*k)]);
         }
         let mut blocks = [core::ptr::null::<u64>(); LANES];
         let mut nodes = [0usize; LANES];
         let mut leaves = [core::ptr::null::<u32>(); LANES];
         let mut active = 0u32;
-        for i in 0..n {
+        for i in 0..lanes_n {
             let e = direct[F::direct_index(keys[i])].load(Ordering::Acquire);
             if e & 1 != 0 {
-                out[i] = (e >> 32) as u32;
+                put(start + i, (e >> 32) as u32);
             } else {
                 blocks[i] = e as *const u64;
                 prefetch(node_addr(blocks[i], 0));
@@ -197,7 +216,7 @@ fn lookup_batch_levels<F: Family>(direct: &[AtomicU64], keys: &[F::Key], out: &m
             let i = pending_leaves.trailing_zeros() as usize;
             pending_leaves &= pending_leaves - 1;
             // SAFETY: the leaf pointer was computed inside a live block.
-            out[i] = unsafe { *leaves[i] };
+            put(start + i, unsafe { *leaves[i] });
         }
     }
 }
@@ -699,24 +718,14 @@ impl<F: Family> View<'_, F> {
     /// the trie level by level with prefetches). `out` must be at least as long.
     #[inline]
     pub fn lookup_batch(&self, addrs: &[F::Addr], out: &mut [Option<NextHopId>]) {
-        assert!(out.len() >= addrs.len());
-        let mut keys = [F::Key::default(); 64];
-        let mut vals = [0u32; 64];
-        for (addrs, out) in addrs.chunks(64).zip(out.chunks_mut(64)) {
-            let n = addrs.len();
-            for (k, a) in keys.iter_mut().zip(addrs) {
-                *k = F::addr_key(*a);
-            }
-            lookup_batch_keys::<F>(self.direct, &keys[..n], &mut vals[..n]);
-            for (o, v) in out.iter_mut().zip(&vals[..n]) {
-                *o = to_opt(*v);
-            }
-        }
+        let out = &mut out[..addrs.len()];
+        lookup_batch_with::<F>(self.direct, addrs.len(), |i| F::addr_key(addrs[i]), |i, v| out[i] = to_opt(v));
     }
 
     /// Raw batch form for hot loops: keys as integers, `u32::MAX` meaning no route.
     #[inline]
     pub fn lookup_batch_raw(&self, keys: &[F::Key], out: &mut [u32]) {
-        lookup_batch_keys::<F>(self.direct, keys, out);
+        let out = &mut out[..keys.len()];
+        lookup_batch_with::<F>(self.direct, keys.len(), |i| keys[i], |i, v| out[i] = v);
     }
 }
