@@ -19,8 +19,9 @@ pub trait Family: Send + Sync + 'static {
     /// Bits resolved by the direct-indexed table.
     const DIRECT_BITS: u8;
     const NAME: &'static str;
-    /// Batch lookups use the software pipeline (shallow tries) rather than
-    /// level-synchronous lanes (deep tries). Chosen by measurement (docs/decisions.md).
+    /// Batch lookups always use the software pipeline (shallow tries); otherwise they use
+    /// it only while the table fits in cache and walk level by level (lanes) beyond.
+    /// Chosen by measurement (docs/decisions.md).
     const PIPELINED_BATCH: bool;
     /// Runs of one-child nodes become skip nodes (deep, sparse IPv6 tries); costs a
     /// branch per level, so shallow IPv4 tries go without. Measured in docs/decisions.md.

@@ -6,6 +6,10 @@
 //! to `t + 1` and every online reader's slot shows at least `t + 1`. Offline readers
 //! (slot = `OFFLINE`) are skipped; coming back online takes a SeqCst fence so the writer
 //! either sees the reader or the reader sees the unlink.
+//!
+//! The token's low bit is not part of the epoch: it carries a hint from the writer
+//! (which batch-lookup method suits the table's size), so readers get it with the one
+//! atomic load they already do per burst. Epoch = token >> 1.
 
 use crossbeam_utils::CachePadded;
 use std::sync::atomic::{fence, AtomicU64, Ordering};
@@ -22,7 +26,7 @@ pub(crate) struct Domain {
 impl Domain {
     pub(crate) fn new() -> Domain {
         Domain {
-            token: CachePadded::new(AtomicU64::new(1)),
+            token: CachePadded::new(AtomicU64::new(1 << 1)),
             readers: Mutex::new(Vec::new()),
         }
     }
@@ -42,19 +46,21 @@ impl Domain {
         self.readers.lock().unwrap().len()
     }
 
-    /// Reader side, once per burst: announce a quiescent point. Returns the token seen.
+    /// Reader side, once per burst: announce a quiescent point. Returns the writer's hint.
     #[inline(always)]
-    pub(crate) fn quiescent(&self, slot: &AtomicU64, online: &mut bool, last: &mut u64) {
+    pub(crate) fn quiescent(&self, slot: &AtomicU64, online: &mut bool, last: &mut u64) -> bool {
         let t = self.token.load(Ordering::Acquire);
+        let epoch = t >> 1;
         if !*online {
-            slot.store(t, Ordering::SeqCst);
+            slot.store(epoch, Ordering::SeqCst);
             fence(Ordering::SeqCst);
             *online = true;
-            *last = t;
-        } else if t != *last {
-            slot.store(t, Ordering::Release);
-            *last = t;
+            *last = epoch;
+        } else if epoch != *last {
+            slot.store(epoch, Ordering::Release);
+            *last = epoch;
         }
+        t & 1 != 0
     }
 
     pub(crate) fn offline(&self, slot: &AtomicU64, online: &mut bool) {
@@ -62,19 +68,28 @@ impl Domain {
         *online = false;
     }
 
-    /// Writer side: the token now current (blocks unlinked now are tagged `current + 1`).
+    /// Writer side: the epoch now current (blocks unlinked now are tagged `current + 1`).
     pub(crate) fn current(&self) -> u64 {
-        self.token.load(Ordering::Relaxed)
+        self.token.load(Ordering::Relaxed) >> 1
     }
 
-    /// Writer side: advance the token so readers can prove they passed the unlinks so far.
+    /// Writer side: advance the epoch so readers can prove they passed the unlinks so far.
     pub(crate) fn advance(&self) -> u64 {
-        let t = self.token.fetch_add(1, Ordering::SeqCst) + 1;
+        let t = self.token.fetch_add(2, Ordering::SeqCst) + 2;
         fence(Ordering::SeqCst);
-        t
+        t >> 1
     }
 
-    /// Writer side: the smallest token any online reader has announced (OFFLINE if none).
+    /// Writer side: set the hint readers receive with the token.
+    pub(crate) fn set_hint(&self, on: bool) {
+        if on {
+            self.token.fetch_or(1, Ordering::Release);
+        } else {
+            self.token.fetch_and(!1, Ordering::Release);
+        }
+    }
+
+    /// Writer side: the smallest epoch any online reader has announced (OFFLINE if none).
     pub(crate) fn min_seen(&self) -> u64 {
         let readers = self.readers.lock().unwrap();
         readers

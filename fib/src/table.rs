@@ -31,6 +31,13 @@ use std::sync::{Arc, Mutex};
 pub(crate) const NO_ROUTE: u32 = u32::MAX;
 /// Direct-source marker: no short prefix covers this entry.
 const NO_SRC: u8 = u8::MAX;
+/// Above this much table memory, IPv6 batch lookups walk level by level (lanes): once
+/// the table no longer fits in the part of L3 a core gets, overlapping every level's
+/// misses wins; below it the software pipeline's lower overhead wins. Measured on the
+/// project machines (32 MiB L3): pipeline better up to 9.8 MB, lanes from 12.9 MB.
+const DEEP_WALK_BYTES: usize = 11 << 20;
+/// Hysteresis: back to the pipeline below this.
+const SHALLOW_WALK_BYTES: usize = 10 << 20;
 /// Try to free retired blocks once this many are waiting.
 const RECLAIM_BATCH: usize = 64;
 
@@ -150,11 +157,12 @@ const LANES: usize = 16;
 #[inline(always)]
 fn lookup_batch_with<F: Family>(
     direct: &[AtomicU64],
+    deep: bool,
     n: usize,
     key: impl Fn(usize) -> F::Key,
     put: impl FnMut(usize, u32),
 ) {
-    if F::PIPELINED_BATCH {
+    if F::PIPELINED_BATCH || !deep {
         lookup_batch_pipelined::<F>(direct, n, key, put)
     } else {
         lookup_batch_levels::<F>(direct, n, key, put)
@@ -255,6 +263,8 @@ pub struct Fib<F: Family> {
     retired: Vec<(u64, Block)>,
     /// Next `retired.len()` at which to try reclaiming.
     reclaim_at: usize,
+    /// The hint last published to readers (see DEEP_WALK_BYTES).
+    deep_walk: bool,
     prefixes: usize,
     block_bytes: usize,
 }
@@ -288,6 +298,7 @@ impl<F: Family> Fib<F> {
             arena: Arena::default(),
             retired: Vec::new(),
             reclaim_at: RECLAIM_BATCH,
+            deep_walk: false,
             prefixes: 0,
             block_bytes: 0,
         }
@@ -472,6 +483,17 @@ impl<F: Family> Fib<F> {
         self.shared.direct.bytes() + self.arena.bytes()
     }
 
+    /// How batch lookups walk this table now: "pipeline" (software-pipelined, one level
+    /// at a time per key) or "levels" (16 keys side by side, level by level; IPv6 tables
+    /// larger than the cache).
+    pub fn batch_method(&self) -> &'static str {
+        if F::PIPELINED_BATCH || !self.deep_walk {
+            "pipeline"
+        } else {
+            "levels"
+        }
+    }
+
     /// Bytes of live blocks only (what the current routes need below the direct table).
     pub fn block_bytes(&self) -> usize {
         self.block_bytes
@@ -585,6 +607,17 @@ impl<F: Family> Fib<F> {
         (NO_SRC, NO_ROUTE)
     }
 
+    /// Tell readers (through the QSBR token) whether the table has outgrown the cache.
+    #[inline]
+    fn update_walk_hint(&mut self) {
+        let bytes = self.memory_bytes();
+        let deep = if self.deep_walk { bytes >= SHALLOW_WALK_BYTES } else { bytes > DEEP_WALK_BYTES };
+        if deep != self.deep_walk {
+            self.deep_walk = deep;
+            self.shared.qsbr.set_hint(deep);
+        }
+    }
+
     /// Start the cache misses an update of chunk `c` will take, so they overlap: the
     /// direct entry (written last) and the arena piece the new block will likely use.
     #[inline]
@@ -609,6 +642,7 @@ impl<F: Family> Fib<F> {
         let old = entry.load(Ordering::Relaxed);
         entry.store(new, Ordering::Release);
         let old_words = core::mem::replace(&mut self.chunks[c].words, words);
+        self.update_walk_hint();
         if old & 1 == 0 {
             let block = Block {
                 // SAFETY: a non-leaf entry always holds a block pointer (never null).
@@ -662,11 +696,13 @@ impl<F: Family> Reader<F> {
     /// and get a view valid until the next burst. The borrow stops a view outliving it.
     #[inline(always)]
     pub fn burst(&mut self) -> View<'_, F> {
-        self.shared
+        let deep = self
+            .shared
             .qsbr
             .quiescent(&self.slot, &mut self.online, &mut self.last);
         View {
             direct: self.shared.direct.entries(),
+            deep,
             _f: PhantomData,
         }
     }
@@ -705,6 +741,8 @@ impl<F: Family> Drop for Reader<F> {
 /// A reader's view for one burst: lookups that never lock, wait or allocate.
 pub struct View<'a, F: Family> {
     direct: &'a [AtomicU64],
+    /// The writer's hint: the table is too big for cache, walk batches level by level.
+    deep: bool,
     _f: PhantomData<F>,
 }
 
@@ -719,13 +757,13 @@ impl<F: Family> View<'_, F> {
     #[inline]
     pub fn lookup_batch(&self, addrs: &[F::Addr], out: &mut [Option<NextHopId>]) {
         let out = &mut out[..addrs.len()];
-        lookup_batch_with::<F>(self.direct, addrs.len(), |i| F::addr_key(addrs[i]), |i, v| out[i] = to_opt(v));
+        lookup_batch_with::<F>(self.direct, self.deep, addrs.len(), |i| F::addr_key(addrs[i]), |i, v| out[i] = to_opt(v));
     }
 
     /// Raw batch form for hot loops: keys as integers, `u32::MAX` meaning no route.
     #[inline]
     pub fn lookup_batch_raw(&self, keys: &[F::Key], out: &mut [u32]) {
         let out = &mut out[..keys.len()];
-        lookup_batch_with::<F>(self.direct, keys.len(), |i| keys[i], |i, v| out[i] = v);
+        lookup_batch_with::<F>(self.direct, self.deep, keys.len(), |i| keys[i], |i, v| out[i] = v);
     }
 }

@@ -54,6 +54,7 @@ fn run_ops<F: Family>(ops: &[Op<F::Key>], probes: &[F::Key]) {
             assert_eq!(*o, model.lookup(F::addr_key(*a)));
         }
     }
+    assert_eq!(fib.batch_method(), "pipeline", "small tables use the pipeline");
     let held: HashSet<(F::Key, u8, u32)> = fib
         .routes()
         .map(|(n, nh)| {

@@ -74,6 +74,7 @@ struct Report {
     batch_lookup_ns: f64,
     batch_lookup_cycles: f64,
     lookup_hit_ratio: f64,
+    batch_method: String,
     build_s: f64,
     insert_ns_p50: f64,
     insert_ns_p99: f64,
@@ -245,6 +246,7 @@ fn run<F: Family>(
     r.rss_growth_bytes = rss_bytes().saturating_sub(rss0);
     r.unique_prefixes = fib.len();
     r.memory_bytes = fib.memory_bytes();
+    r.batch_method = fib.batch_method().into();
     r.rib_bytes = fib.rib_bytes();
     let c0 = tsc.now();
     {
@@ -444,7 +446,7 @@ fn print_table(r: &Report) {
     }
     println!();
     println!("lookup single      {:>8.2} ns  {:>8.1} cycles", r.lookup_ns, r.lookup_cycles);
-    println!("lookup batch       {:>8.2} ns  {:>8.1} cycles", r.batch_lookup_ns, r.batch_lookup_cycles);
+    println!("lookup batch       {:>8.2} ns  {:>8.1} cycles  ({})", r.batch_lookup_ns, r.batch_lookup_cycles, r.batch_method);
     println!("build              {:>8.3} s  (bulk; one prefix at a time into an empty table: {:.3} s, {:.0} cycles/add)", r.build_s, r.add_one_by_one_s, r.add_one_by_one_cycles_mean);
     println!(
         "insert  p50 {:>8.0} ns {:>8} cyc   p99 {:>9.0} ns {:>9} cyc   mean {:>9.0} cyc",
