@@ -23,7 +23,7 @@ pub mod synth;
 mod table;
 
 pub use family::{Family, V4, V6};
-pub use table::{Fib, Fib4, Fib6, Reader, Reader4, Reader6, View};
+pub use table::{Fib, Fib4, Fib6, Reader, Reader4, Reader6, Update, View};
 
 /// Index into a next-hop table owned by the caller. `u32::MAX` is reserved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -247,6 +247,13 @@ impl<K> Default for Chunk<K> {
     }
 }
 
+/// One route change for [`Fib::apply`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Update<N> {
+    Insert(N, NextHopId),
+    Remove(N),
+}
+
 /// The single writer of a FIB. Also answers lookups itself (always consistent).
 pub struct Fib<F: Family> {
     shared: Arc<Shared<F>>,
@@ -411,6 +418,36 @@ impl<F: Family> Fib<F> {
             self.prefixes += 1;
         }
         old.map(NextHopId)
+    }
+
+    /// Apply a batch of updates in order, as the control plane delivers them. Same result
+    /// as calling insert/remove one by one, but the writer's cache misses for update i+8
+    /// (its chunk record) and i+4 (its route list and direct entry) are started while
+    /// update i is applied. Returns how many updates changed the table.
+    pub fn apply(&mut self, updates: &[Update<F::Net>]) -> usize {
+        const AHEAD: usize = 8;
+        let chunk_of = |u: &Update<F::Net>| {
+            let net = match u {
+                Update::Insert(n, _) | Update::Remove(n) => n,
+            };
+            let (key, len) = F::net_parts(net);
+            (len > F::DIRECT_BITS).then(|| F::direct_index(key))
+        };
+        let mut changed = 0;
+        for (i, u) in updates.iter().enumerate() {
+            if let Some(c) = updates.get(i + AHEAD).and_then(chunk_of) {
+                prefetch(&self.chunks[c]);
+            }
+            if let Some(c) = updates.get(i + AHEAD / 2).and_then(chunk_of) {
+                prefetch(self.chunks[c].routes.as_ptr());
+                self.prefetch_chunk(c);
+            }
+            changed += match *u {
+                Update::Insert(net, nh) => self.insert(net, nh) != Some(nh),
+                Update::Remove(net) => self.remove(net).is_some(),
+            } as usize;
+        }
+        changed
     }
 
     /// Change the next hop of a prefix that is present; `None` (and no change) if absent.

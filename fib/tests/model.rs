@@ -55,6 +55,33 @@ fn run_ops<F: Family>(ops: &[Op<F::Key>], probes: &[F::Key]) {
         }
     }
     assert_eq!(fib.batch_method(), "pipeline", "small tables use the pipeline");
+
+    // The same operations applied as one batch give the same table.
+    let mut batched = Fib::<F>::new();
+    let updates: Vec<fib::Update<F::Net>> = ops
+        .iter()
+        .filter_map(|op| match *op {
+            Op::Insert(k, len, nh) => Some(fib::Update::Insert(F::make_net(F::mask(k, len), len), NextHopId(nh))),
+            Op::Remove(k, len) => Some(fib::Update::Remove(F::make_net(F::mask(k, len), len))),
+            Op::Replace(..) => None,
+        })
+        .collect();
+    batched.apply(&updates);
+    let mut sequential = Fib::<F>::new();
+    for u in &updates {
+        match *u {
+            fib::Update::Insert(n, nh) => {
+                sequential.insert(n, nh);
+            }
+            fib::Update::Remove(n) => {
+                sequential.remove(n);
+            }
+        }
+    }
+    assert_eq!(batched.len(), sequential.len());
+    for &p in probes {
+        assert_eq!(batched.lookup(F::key_addr(p)), sequential.lookup(F::key_addr(p)));
+    }
     let held: HashSet<(F::Key, u8, u32)> = fib
         .routes()
         .map(|(n, nh)| {

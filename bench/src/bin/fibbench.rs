@@ -86,6 +86,10 @@ struct Report {
     delete_cycles_p50: u64,
     delete_cycles_p99: u64,
     delete_cycles_mean: f64,
+    /// The same deletes and re-inserts through `Fib::apply` in batches of 64 (as the
+    /// control plane delivers them): mean cycles per update.
+    insert_batched_cycles_mean: f64,
+    delete_batched_cycles_mean: f64,
     updates: usize,
     reader_lookups_during_updates: u64,
     /// Whole table inserted one prefix at a time into an empty FIB (DPDK's "Average Add").
@@ -348,6 +352,18 @@ fn run<F: Family>(
         fib.insert(net, nh);
         ins.push(tsc.now() - c0);
     }
+    // Again through the batch API, 64 updates per call.
+    let dels: Vec<fib::Update<F::Net>> = removed.iter().map(|&(n, _)| fib::Update::Remove(n)).collect();
+    let inss: Vec<fib::Update<F::Net>> = removed.iter().map(|&(n, nh)| fib::Update::Insert(n, nh)).collect();
+    let timed = |fib: &mut Fib<F>, ups: &[fib::Update<F::Net>]| {
+        let c0 = tsc.now();
+        for chunk in ups.chunks(64) {
+            fib.apply(chunk);
+        }
+        (tsc.now() - c0) as f64 / ups.len().max(1) as f64
+    };
+    r.delete_batched_cycles_mean = timed(&mut fib, &dels);
+    r.insert_batched_cycles_mean = timed(&mut fib, &inss);
     stop.store(true, Ordering::Relaxed);
     bg.join().unwrap();
     r.reader_lookups_during_updates = done.load(Ordering::Relaxed);
@@ -461,6 +477,10 @@ fn print_table(r: &Report) {
         r.updates, r.updates, r.reader_lookups_during_updates
     );
     println!("   per-op figures include {} cycles of timer overhead)", r.timer_overhead_cycles);
+    println!(
+        "batched (Fib::apply, 64 per call): insert mean {:.0} cyc, delete mean {:.0} cyc",
+        r.insert_batched_cycles_mean, r.delete_batched_cycles_mean
+    );
     println!(
         "memory: lookup tables {} (memory_bytes), writer route store {}, process RSS growth at build {}",
         mb(r.memory_bytes),
