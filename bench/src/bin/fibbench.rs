@@ -148,38 +148,37 @@ fn main() {
 
 /// Our figures for the chosen family: the user's table, or a synthetic one of `size`.
 fn measure(opts: &Opts, tsc: &Tsc, size: Option<usize>) -> Report {
-    let seed = opts.seed;
     match opts.family {
         FamilyArg::V4 => {
-            let (nets, source) = match size {
-                Some(n) => (synth::dpdk_v4(n, seed), format!("synthetic, {n} routes (DPDK's table size)")),
-                None => {
-                    let (nets, source) = load::<V4>(opts, |n| match n {
-                        IpNet::V4(n) => Some(n),
-                        IpNet::V6(_) => None,
-                    });
-                    (nets.unwrap_or_else(|| synth::dpdk_v4(opts.routes.unwrap_or(synth::DPDK_V4_TOTAL), seed)), source)
-                }
-            };
+            let pick = |n| if let IpNet::V4(n) = n { Some(n) } else { None };
+            let (nets, source) = table::<V4>(opts, size, synth::dpdk_v4, synth::DPDK_V4_TOTAL, pick);
             run::<V4>(opts, tsc, nets, source, |rng, _| rng.next_u32())
         }
         FamilyArg::V6 => {
-            let (nets, source) = match size {
-                Some(n) => (synth::realistic_v6(n, seed), format!("synthetic, {n} routes (DPDK's table size)")),
-                None => {
-                    let (nets, source) = load::<V6>(opts, |n| match n {
-                        IpNet::V6(n) => Some(n),
-                        IpNet::V4(_) => None,
-                    });
-                    (nets.unwrap_or_else(|| synth::realistic_v6(opts.routes.unwrap_or(synth::DEFAULT_V6_TOTAL), seed)), source)
-                }
-            };
+            let pick = |n| if let IpNet::V6(n) = n { Some(n) } else { None };
+            let (nets, source) = table::<V6>(opts, size, synth::realistic_v6, synth::DEFAULT_V6_TOTAL, pick);
             run::<V6>(opts, tsc, nets, source, |rng, table: &[(u128, u8)]| {
                 let (k, l) = table[rng.below(table.len() as u64) as usize];
                 k | (rng.next_u128() & if l == 0 { u128::MAX } else { !(u128::MAX << (128 - l as u32)) })
             })
         }
     }
+}
+
+/// The table to measure and where it came from: a synthetic one of `size` routes, else
+/// `--routes-file`, else the default synthetic table (`--routes` or `default_n` routes).
+fn table<F: Family>(
+    opts: &Opts,
+    size: Option<usize>,
+    synthetic: fn(usize, u64) -> Vec<F::Net>,
+    default_n: usize,
+    pick: impl Fn(IpNet) -> Option<F::Net>,
+) -> (Vec<F::Net>, String) {
+    if let Some(n) = size {
+        return (synthetic(n, opts.seed), format!("synthetic, {n} routes (DPDK's table size)"));
+    }
+    let (nets, source) = load::<F>(opts, pick);
+    (nets.unwrap_or_else(|| synthetic(opts.routes.unwrap_or(default_n), opts.seed)), source)
 }
 
 /// Our figures on a table of DPDK's size, when DPDK's test table differs from ours.
