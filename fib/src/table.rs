@@ -789,8 +789,9 @@ impl<F: Family> View<'_, F> {
         to_opt(lookup_key::<F>(self.direct, F::addr_key(addr)))
     }
 
-    /// Look up many addresses, overlapping their memory accesses (groups of 16 walk
-    /// the trie level by level with prefetches). `out` must be at least as long.
+    /// Look up many addresses, overlapping their memory accesses (a software pipeline
+    /// with prefetches, or 16 keys walking level by level on big IPv6 tables: see
+    /// [`Fib::batch_method`]). `out` must be at least as long.
     #[inline]
     pub fn lookup_batch(&self, addrs: &[F::Addr], out: &mut [Option<NextHopId>]) {
         let out = &mut out[..addrs.len()];
