@@ -322,37 +322,36 @@ impl<F: Family> Fib<F> {
     /// Add many routes; chunks are rebuilt once at the end, not per route.
     pub fn extend<I: IntoIterator<Item = (F::Net, NextHopId)>>(&mut self, routes: I) {
         let mut long: Vec<(F::Key, u8, u32)> = Vec::new();
-        let mut short_added = false;
+        let mut short_changed: Vec<(F::Key, u8)> = Vec::new();
         for (net, nh) in routes {
             check_nh(nh);
             let (key, len) = F::net_parts(&net);
             if len <= F::DIRECT_BITS {
-                if self.short[len as usize].insert(key, nh.0).is_none() {
+                let old = self.short[len as usize].insert(key, nh.0);
+                if old.is_none() {
                     self.prefixes += 1;
                 }
-                short_added = true;
+                if old != Some(nh.0) {
+                    short_changed.push((key, len));
+                }
             } else {
                 long.push((key, len, nh.0));
             }
         }
-        // Repaint every direct entry's default from the short maps, shortest first.
-        let mut touched = vec![false; self.chunks.len()];
-        if short_added {
-            for len in 0..=F::DIRECT_BITS {
-                let span = 1usize << (F::DIRECT_BITS - len);
-                for (&key, &nh) in self.short[len as usize].iter() {
-                    let first = F::direct_index(key);
-                    let range = first..first + span;
-                    let chunks = self.chunks[range.clone()].iter_mut();
-                    for ((chunk, src), t) in chunks.zip(&mut self.src[range.clone()]).zip(&mut touched[range]) {
-                        if *src == NO_SRC || *src <= len {
-                            if chunk.default != nh || *src != len {
-                                *t = true;
-                            }
-                            *src = len;
-                            chunk.default = nh;
-                        }
+        // Paint only what changed. A prefix takes the entries whose painter is no longer
+        // than itself, so the order of painting does not matter.
+        let mut touched: Vec<usize> = Vec::new();
+        for &(key, len) in &short_changed {
+            let nh = self.short[len as usize][&key];
+            let first = F::direct_index(key);
+            let range = first..first + (1usize << (F::DIRECT_BITS - len));
+            for (c, (chunk, src)) in range.clone().zip(self.chunks[range.clone()].iter_mut().zip(&mut self.src[range])) {
+                if *src == NO_SRC || *src <= len {
+                    if chunk.default != nh || *src != len {
+                        touched.push(c);
                     }
+                    *src = len;
+                    chunk.default = nh;
                 }
             }
         }
@@ -375,13 +374,13 @@ impl<F: Family> Fib<F> {
                     self.prefixes += 1;
                 }
             }
-            touched[c] = true;
+            touched.push(c);
             i += 1;
         }
-        for (c, t) in touched.iter().enumerate() {
-            if *t {
-                self.rebuild_chunk(c);
-            }
+        touched.sort_unstable();
+        touched.dedup();
+        for c in touched {
+            self.rebuild_chunk(c);
         }
         self.try_reclaim();
     }
