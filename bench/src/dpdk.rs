@@ -16,6 +16,22 @@ pub struct DpdkFigures {
     pub add_cycles: Option<f64>,
     pub delete_cycles: Option<f64>,
     pub seconds: f64,
+    /// DPDK's figure divided by ours (above 1: ours is faster), filled in by fibbench.
+    pub ratio_lookup: Option<f64>,
+    pub ratio_batch_lookup: Option<f64>,
+    pub ratio_add: Option<f64>,
+    pub ratio_delete: Option<f64>,
+}
+
+impl DpdkFigures {
+    /// Fill the ratios against our figures (single, batch, insert, delete cycles).
+    pub fn set_ratios(&mut self, ours: [f64; 4]) {
+        let r = |theirs: Option<f64>, ours: f64| theirs.filter(|_| ours > 0.0).map(|t| t / ours);
+        self.ratio_lookup = r(self.lookup_cycles, ours[0]);
+        self.ratio_batch_lookup = r(self.batch_lookup_cycles, ours[1]);
+        self.ratio_add = r(self.add_cycles, ours[2]);
+        self.ratio_delete = r(self.delete_cycles, ours[3]);
+    }
 }
 
 /// Where `dpdk-test` lives, if installed.

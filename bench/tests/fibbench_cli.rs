@@ -98,6 +98,9 @@ fn compare_dpdk_reads_dpdk_test_output() {
     assert_eq!(dpdk[0]["test"], "lpm6_perf_autotest");
     assert_eq!(dpdk[0]["batch_lookup_cycles"], 22.5);
     assert_eq!(dpdk[0]["routes"], 1000);
+    let ratio = dpdk[0]["ratio_batch_lookup"].as_f64().expect("ratio");
+    let ours = v["at_dpdk_table_size"]["batch_lookup_cycles"].as_f64().unwrap();
+    assert!((ratio - 22.5 / ours).abs() < 1e-9, "ratio = theirs / ours at their size");
     // DPDK's table is a third of ours: ours is measured again at its size.
     assert_eq!(v["at_dpdk_table_size"]["routes"], 1000);
     std::fs::remove_dir_all(&dir).ok();

@@ -139,6 +139,18 @@ fn main() {
             });
         }
     }
+    let ours = match &report.at_dpdk_table_size {
+        Some(s) => [s.lookup_cycles, s.batch_lookup_cycles, s.insert_cycles_p50 as f64, s.delete_cycles_p50 as f64],
+        None => [
+            report.lookup_cycles,
+            report.batch_lookup_cycles,
+            report.insert_cycles_p50 as f64,
+            report.delete_cycles_p50 as f64,
+        ],
+    };
+    for d in &mut report.dpdk {
+        d.set_ratios(ours);
+    }
     if opts.json {
         println!("{}", serde_json::to_string_pretty(&report).unwrap());
     } else {
@@ -417,7 +429,7 @@ fn print_table(r: &Report) {
         r.lookup_hit_ratio * 100.0
     );
     let f = |v: Option<f64>| v.map_or("—".to_string(), |v| format!("{v:.1}"));
-    let ratio = |theirs: Option<f64>, ours: f64| theirs.map_or("—".to_string(), |t| format!("{:.2}x", t / ours));
+    let ratio = |r: Option<f64>| r.map_or("—".to_string(), |r| format!("{r:.2}x"));
     let cols: Vec<&DpdkFigures> = r.dpdk.iter().collect();
     let small = r.at_dpdk_table_size.as_ref();
     print!("{:<26} {:>14}", "metric (cycles/op)", "vrouter fib");
@@ -428,23 +440,29 @@ fn print_table(r: &Report) {
         print!(" {:>20} {:>8}", d.test.trim_end_matches("_perf_autotest"), "ratio");
     }
     println!();
-    type Pick = fn(&DpdkFigures) -> Option<f64>;
+    // (value, ratio) of one DPDK column; ratios were set against the same-size figures.
+    type Pick = fn(&DpdkFigures) -> (Option<f64>, Option<f64>);
     type Ours = fn(&SameSize) -> f64;
     let rows: [(&str, f64, Ours, Pick); 4] = [
-        ("lookup, single", r.lookup_cycles, |s| s.lookup_cycles, |d| d.lookup_cycles),
-        ("lookup, batch", r.batch_lookup_cycles, |s| s.batch_lookup_cycles, |d| d.batch_lookup_cycles),
-        ("insert/add (p50 | avg)", r.insert_cycles_p50 as f64, |s| s.insert_cycles_p50 as f64, |d| d.add_cycles),
-        ("delete (p50 | avg)", r.delete_cycles_p50 as f64, |s| s.delete_cycles_p50 as f64, |d| d.delete_cycles),
+        ("lookup, single", r.lookup_cycles, |s| s.lookup_cycles, |d| (d.lookup_cycles, d.ratio_lookup)),
+        ("lookup, batch", r.batch_lookup_cycles, |s| s.batch_lookup_cycles, |d| {
+            (d.batch_lookup_cycles, d.ratio_batch_lookup)
+        }),
+        ("insert/add (p50 | avg)", r.insert_cycles_p50 as f64, |s| s.insert_cycles_p50 as f64, |d| {
+            (d.add_cycles, d.ratio_add)
+        }),
+        ("delete (p50 | avg)", r.delete_cycles_p50 as f64, |s| s.delete_cycles_p50 as f64, |d| {
+            (d.delete_cycles, d.ratio_delete)
+        }),
     ];
     for (name, ours, ours_small, pick) in rows {
         print!("{name:<26} {ours:>14.1}");
-        // Ratios compare tables of the same size when we have one.
-        let base = small.map_or(ours, |s| {
+        if let Some(s) = small {
             print!(" {:>16.1}", ours_small(s));
-            ours_small(s)
-        });
+        }
         for d in &cols {
-            print!(" {:>20} {:>8}", f(pick(d)), ratio(pick(d), base));
+            let (value, r) = pick(d);
+            print!(" {:>20} {:>8}", f(value), ratio(r));
         }
         println!();
     }
