@@ -1,0 +1,158 @@
+//! Proxy ARP for pods: a pod's default gateway is 169.254.1.1, which no interface owns;
+//! the host side of the pod's link answers for it with ee:ee:ee:ee:ee:ee, as Calico does
+//! with proxy_arp=1. The reply is built in place in the request's buffer (no allocation).
+
+use std::net::Ipv4Addr;
+
+/// The gateway address Calico gives every pod.
+pub const POD_GATEWAY_V4: Ipv4Addr = Ipv4Addr::new(169, 254, 1, 1);
+/// The MAC of the host side of every pod link.
+pub const HOST_SIDE_MAC: [u8; 6] = [0xee; 6];
+
+const ETH_LEN: usize = 14;
+const ARP_LEN: usize = 28;
+const ETHERTYPE_ARP: u16 = 0x0806;
+
+/// What the responder did with a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArpOutcome {
+    /// The frame now holds the reply: send it back out of the port it came from.
+    Replied,
+    /// An ARP packet not asking for the gateway (another target, a reply, gratuitous).
+    Ignored,
+    /// Not an ARP frame at all.
+    NotArp,
+    /// ARP ethertype but not Ethernet/IPv4 ARP, or too short: count a drop.
+    Malformed,
+}
+
+/// If `frame` is an ARP request for `gateway`, turn it into the reply from `mac` in place.
+pub fn answer_gateway(frame: &mut [u8], gateway: Ipv4Addr, mac: [u8; 6]) -> ArpOutcome {
+    if frame.len() < ETH_LEN || u16::from_be_bytes([frame[12], frame[13]]) != ETHERTYPE_ARP {
+        return ArpOutcome::NotArp;
+    }
+    if frame.len() < ETH_LEN + ARP_LEN {
+        return ArpOutcome::Malformed;
+    }
+    let arp = &frame[ETH_LEN..ETH_LEN + ARP_LEN];
+    // htype 1 (Ethernet), ptype 0x0800 (IPv4), hlen 6, plen 4.
+    if arp[0..6] != [0, 1, 0x08, 0x00, 6, 4] {
+        return ArpOutcome::Malformed;
+    }
+    let oper = u16::from_be_bytes([arp[6], arp[7]]);
+    let sender_ip: [u8; 4] = arp[14..18].try_into().unwrap();
+    let target_ip: [u8; 4] = arp[24..28].try_into().unwrap();
+    if oper != 1 || target_ip != gateway.octets() || sender_ip == target_ip {
+        return ArpOutcome::Ignored;
+    }
+    let sender_mac: [u8; 6] = arp[8..14].try_into().unwrap();
+
+    frame[0..6].copy_from_slice(&sender_mac);
+    frame[6..12].copy_from_slice(&mac);
+    let arp = &mut frame[ETH_LEN..ETH_LEN + ARP_LEN];
+    arp[6..8].copy_from_slice(&2u16.to_be_bytes());
+    arp[8..14].copy_from_slice(&mac);
+    arp[14..18].copy_from_slice(&gateway.octets());
+    arp[18..24].copy_from_slice(&sender_mac);
+    arp[24..28].copy_from_slice(&sender_ip);
+    ArpOutcome::Replied
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use etherparse::{ArpOperation, LinkSlice, NetSlice, SlicedPacket};
+    use proptest::prelude::*;
+
+    const POD_MAC: [u8; 6] = [0x02, 0x42, 0xac, 0x11, 0x00, 0x02];
+
+    /// A pod (10.244.1.5) asking who has 169.254.1.1, as `arping`/the kernel sends it.
+    fn request() -> Vec<u8> {
+        let mut f = vec![0xff; 6];
+        f.extend_from_slice(&POD_MAC);
+        f.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0x00, 6, 4, 0, 1]);
+        f.extend_from_slice(&POD_MAC);
+        f.extend_from_slice(&[10, 244, 1, 5]);
+        f.extend_from_slice(&[0; 6]);
+        f.extend_from_slice(&[169, 254, 1, 1]);
+        f.resize(60, 0); // minimum Ethernet frame, padded
+        f
+    }
+
+    #[test]
+    fn golden_reply() {
+        let mut f = request();
+        assert_eq!(answer_gateway(&mut f, POD_GATEWAY_V4, HOST_SIDE_MAC), ArpOutcome::Replied);
+        let mut want = Vec::new();
+        want.extend_from_slice(&POD_MAC);
+        want.extend_from_slice(&HOST_SIDE_MAC);
+        want.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0x00, 6, 4, 0, 2]);
+        want.extend_from_slice(&HOST_SIDE_MAC);
+        want.extend_from_slice(&[169, 254, 1, 1]);
+        want.extend_from_slice(&POD_MAC);
+        want.extend_from_slice(&[10, 244, 1, 5]);
+        want.resize(60, 0);
+        assert_eq!(f, want);
+
+        // An independent parser reads it as the reply we mean.
+        let p = SlicedPacket::from_ethernet(&f).unwrap();
+        let Some(LinkSlice::Ethernet2(eth)) = p.link else { panic!("ethernet") };
+        assert_eq!(eth.destination(), POD_MAC);
+        let Some(NetSlice::Arp(arp)) = p.net else { panic!("arp") };
+        assert_eq!(arp.operation(), ArpOperation::REPLY);
+        assert_eq!(arp.sender_hw_addr(), HOST_SIDE_MAC);
+        assert_eq!(arp.sender_protocol_addr(), [169, 254, 1, 1]);
+        assert_eq!(arp.target_hw_addr(), POD_MAC);
+        assert_eq!(arp.target_protocol_addr(), [10, 244, 1, 5]);
+    }
+
+    #[test]
+    fn other_arp_is_left_alone() {
+        let mut other_target = request();
+        other_target[38..42].copy_from_slice(&[10, 244, 1, 1]);
+        let mut reply = request();
+        reply[21] = 2;
+        let mut gratuitous = request();
+        gratuitous[28..32].copy_from_slice(&[169, 254, 1, 1]);
+        for mut f in [other_target, reply, gratuitous] {
+            let before = f.clone();
+            assert_eq!(answer_gateway(&mut f, POD_GATEWAY_V4, HOST_SIDE_MAC), ArpOutcome::Ignored);
+            assert_eq!(f, before);
+        }
+        let mut ipv4 = request();
+        ipv4[12..14].copy_from_slice(&[0x08, 0x00]);
+        assert_eq!(answer_gateway(&mut ipv4, POD_GATEWAY_V4, HOST_SIDE_MAC), ArpOutcome::NotArp);
+        let mut short = request();
+        short.truncate(30);
+        assert_eq!(answer_gateway(&mut short, POD_GATEWAY_V4, HOST_SIDE_MAC), ArpOutcome::Malformed);
+        let mut not_ethernet = request();
+        not_ethernet[15] = 6;
+        assert_eq!(answer_gateway(&mut not_ethernet, POD_GATEWAY_V4, HOST_SIDE_MAC), ArpOutcome::Malformed);
+    }
+
+    proptest! {
+        #[test]
+        fn random_frames_never_panic(mut f in prop::collection::vec(any::<u8>(), 0..80), arp in any::<bool>()) {
+            if arp && f.len() >= 14 {
+                f[12] = 0x08;
+                f[13] = 0x06;
+            }
+            let _ = answer_gateway(&mut f, POD_GATEWAY_V4, HOST_SIDE_MAC);
+        }
+
+        /// Any request for the gateway from any pod gets a reply an independent parser accepts.
+        #[test]
+        fn every_gateway_request_is_answered(mac in any::<[u8; 6]>(), ip in any::<[u8; 4]>()) {
+            prop_assume!(ip != [169, 254, 1, 1]);
+            let mut f = request();
+            f[6..12].copy_from_slice(&mac);
+            f[22..28].copy_from_slice(&mac);
+            f[28..32].copy_from_slice(&ip);
+            prop_assert_eq!(answer_gateway(&mut f, POD_GATEWAY_V4, HOST_SIDE_MAC), ArpOutcome::Replied);
+            let p = SlicedPacket::from_ethernet(&f).unwrap();
+            let Some(NetSlice::Arp(arp)) = p.net else { panic!("arp") };
+            prop_assert_eq!(arp.target_hw_addr(), &mac[..]);
+            prop_assert_eq!(arp.target_protocol_addr(), &ip[..]);
+        }
+    }
+}
