@@ -184,7 +184,7 @@ mod tests {
         ) {
             let mut h = Ipv4Header::new(100, ttl, IpNumber(proto), src, dst).unwrap();
             h.identification = id;
-            h.dscp = etherparse::Ipv4Dscp::try_new(tos >> 2).unwrap();
+            h.dscp = etherparse::IpDscp::try_new(tos >> 2).unwrap();
             h.options = etherparse::Ipv4Options::try_from(&opts[..]).unwrap();
             h.header_checksum = h.calc_header_checksum();
             let mut bytes = h.to_bytes().to_vec();
