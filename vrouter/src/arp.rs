@@ -59,15 +59,11 @@ pub fn answer_gateway(frame: &mut [u8], gateway: Ipv4Addr, mac: [u8; 6]) -> ArpO
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use etherparse::{ArpOperation, LinkSlice, NetSlice, SlicedPacket};
-    use proptest::prelude::*;
-
-    const POD_MAC: [u8; 6] = [0x02, 0x42, 0xac, 0x11, 0x00, 0x02];
+pub(crate) mod tests_support {
+    pub(crate) const POD_MAC: [u8; 6] = [0x02, 0x42, 0xac, 0x11, 0x00, 0x02];
 
     /// A pod (10.244.1.5) asking who has 169.254.1.1, as `arping`/the kernel sends it.
-    fn request() -> Vec<u8> {
+    pub(crate) fn request() -> Vec<u8> {
         let mut f = vec![0xff; 6];
         f.extend_from_slice(&POD_MAC);
         f.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0x00, 6, 4, 0, 1]);
@@ -78,6 +74,14 @@ mod tests {
         f.resize(60, 0); // minimum Ethernet frame, padded
         f
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tests_support::{request, POD_MAC};
+    use super::*;
+    use etherparse::{ArpOperation, LinkSlice, NetSlice, SlicedPacket};
+    use proptest::prelude::*;
 
     #[test]
     fn golden_reply() {

@@ -1,0 +1,208 @@
+//! Proxy neighbour discovery for pods: an IPv6 pod's gateway is the host side's
+//! link-local address (Calico runs the host veth with proxy_ndp=1). We answer a Neighbor
+//! Solicitation for it with a Neighbor Advertisement (Router, Solicited, Override) from
+//! ee:ee:ee:ee:ee:ee, built in place in the request's buffer.
+
+use std::net::Ipv6Addr;
+
+/// The link-local address of a host-side interface with MAC ee:ee:ee:ee:ee:ee (EUI-64).
+pub const POD_GATEWAY_V6: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0xecee, 0xeeff, 0xfeee, 0xeeee);
+
+const ETH_LEN: usize = 14;
+const IP6_LEN: usize = 40;
+const NS_MIN: usize = 24; // type, code, checksum, reserved, target
+const NA_LEN: usize = 32; // header + target + target link-layer address option
+const ICMPV6: u8 = 58;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NdOutcome {
+    /// The buffer now holds the advertisement, `len` bytes long: send it back.
+    Replied { len: usize },
+    /// IPv6 but not a solicitation for the gateway (other target, DAD, other ICMPv6).
+    Ignored,
+    /// Not an IPv6 frame.
+    NotIpv6,
+    /// A solicitation that breaks RFC 4861 validation (hop limit, checksum, length):
+    /// count a drop.
+    Malformed,
+}
+
+/// ICMPv6 checksum over the pseudo-header and `msg` (whose checksum field is zero).
+fn icmpv6_checksum(src: &[u8], dst: &[u8], msg: &[u8]) -> u16 {
+    let mut sum = 0u32;
+    let mut add = |bytes: &[u8]| {
+        let mut words = bytes.chunks_exact(2);
+        for w in &mut words {
+            sum += u16::from_be_bytes([w[0], w[1]]) as u32;
+        }
+        if let [last] = words.remainder() {
+            sum += (*last as u32) << 8;
+        }
+    };
+    add(src);
+    add(dst);
+    add(&(msg.len() as u32).to_be_bytes());
+    add(&[0, 0, 0, ICMPV6]);
+    add(msg);
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// If the first `len` bytes of `buf` are a Neighbor Solicitation for `gateway`, write the
+/// advertisement from `mac` into `buf` (which needs room for 86 bytes).
+pub fn answer_gateway(buf: &mut [u8], len: usize, gateway: Ipv6Addr, mac: [u8; 6]) -> NdOutcome {
+    let len = len.min(buf.len());
+    if len < ETH_LEN || buf[12..14] != [0x86, 0xdd] {
+        return NdOutcome::NotIpv6;
+    }
+    if len < ETH_LEN + IP6_LEN {
+        return NdOutcome::Malformed;
+    }
+    let ip = &buf[ETH_LEN..len];
+    let payload_len = u16::from_be_bytes([ip[4], ip[5]]) as usize;
+    if ip[6] != ICMPV6 || payload_len < 2 || IP6_LEN + 2 > ip.len() || ip[IP6_LEN] != 135 {
+        return NdOutcome::Ignored;
+    }
+    let msg_end = IP6_LEN + payload_len;
+    if ip[7] != 255 || payload_len < NS_MIN || msg_end > ip.len() || ip[IP6_LEN + 1] != 0 {
+        return NdOutcome::Malformed;
+    }
+    if icmpv6_checksum(&ip[8..24], &ip[24..40], &ip[IP6_LEN..msg_end]) != 0 {
+        // A valid message sums to zero with its checksum in place.
+        return NdOutcome::Malformed;
+    }
+    let target = &ip[IP6_LEN + 8..IP6_LEN + 24];
+    let src: [u8; 16] = ip[8..24].try_into().unwrap();
+    if target != gateway.octets() || src == [0; 16] {
+        // Not ours, or duplicate address detection (unspecified source): stay silent.
+        return NdOutcome::Ignored;
+    }
+    if buf.len() < ETH_LEN + IP6_LEN + NA_LEN {
+        return NdOutcome::Malformed;
+    }
+    let requester_mac: [u8; 6] = buf[6..12].try_into().unwrap();
+
+    // Ethernet: back to the requester.
+    buf[0..6].copy_from_slice(&requester_mac);
+    buf[6..12].copy_from_slice(&mac);
+    // IPv6: from the gateway to the solicitation's source, hop limit 255.
+    let ip = &mut buf[ETH_LEN..ETH_LEN + IP6_LEN + NA_LEN];
+    ip[0..4].copy_from_slice(&[0x60, 0, 0, 0]);
+    ip[4..6].copy_from_slice(&(NA_LEN as u16).to_be_bytes());
+    ip[6] = ICMPV6;
+    ip[7] = 255;
+    ip[24..40].copy_from_slice(&src);
+    ip[8..24].copy_from_slice(&gateway.octets());
+    // ICMPv6 Neighbor Advertisement: R, S and O set; target; target link-layer option.
+    let na = &mut ip[IP6_LEN..];
+    na[0] = 136;
+    na[1] = 0;
+    na[2..4].copy_from_slice(&[0, 0]);
+    na[4..8].copy_from_slice(&[0xe0, 0, 0, 0]);
+    na[8..24].copy_from_slice(&gateway.octets());
+    na[24..26].copy_from_slice(&[2, 1]);
+    na[26..32].copy_from_slice(&mac);
+    let (hdr, na) = ip.split_at_mut(IP6_LEN);
+    let sum = icmpv6_checksum(&hdr[8..24], &hdr[24..40], na);
+    na[2..4].copy_from_slice(&sum.to_be_bytes());
+    NdOutcome::Replied { len: ETH_LEN + IP6_LEN + NA_LEN }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::arp::HOST_SIDE_MAC;
+    use etherparse::{Icmpv6Type, NetSlice, SlicedPacket, TransportSlice};
+    use proptest::prelude::*;
+
+    const POD_MAC: [u8; 6] = [0x02, 0x42, 0xac, 0x11, 0x00, 0x02];
+    const POD_LL: [u8; 16] = [0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0x00, 0x42, 0xac, 0xff, 0xfe, 0x11, 0, 2];
+
+    /// A pod's solicitation for its gateway, as the kernel sends it (with its source
+    /// link-layer option), to the solicited-node multicast address.
+    fn solicitation(src: [u8; 16], mac: [u8; 6]) -> Vec<u8> {
+        let dst: [u8; 16] = [0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, 0xee, 0xee, 0xee];
+        let mut msg = vec![135, 0, 0, 0, 0, 0, 0, 0];
+        msg.extend_from_slice(&POD_GATEWAY_V6.octets());
+        msg.extend_from_slice(&[1, 1]);
+        msg.extend_from_slice(&mac);
+        let sum = icmpv6_checksum(&src, &dst, &msg);
+        msg[2..4].copy_from_slice(&sum.to_be_bytes());
+        let mut f = vec![0x33, 0x33, 0xff, 0xee, 0xee, 0xee];
+        f.extend_from_slice(&mac);
+        f.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0]);
+        f.extend_from_slice(&(msg.len() as u16).to_be_bytes());
+        f.extend_from_slice(&[ICMPV6, 255]);
+        f.extend_from_slice(&src);
+        f.extend_from_slice(&dst);
+        f.extend_from_slice(&msg);
+        f
+    }
+
+    #[test]
+    fn advertisement_is_valid_for_an_independent_parser() {
+        let mut f = solicitation(POD_LL, POD_MAC);
+        let len = f.len();
+        f.resize(2048, 0);
+        let NdOutcome::Replied { len: out } = answer_gateway(&mut f, len, POD_GATEWAY_V6, HOST_SIDE_MAC) else {
+            panic!("no reply")
+        };
+        assert_eq!(out, 86);
+        let p = SlicedPacket::from_ethernet(&f[..out]).unwrap();
+        let Some(NetSlice::Ipv6(ip)) = &p.net else { panic!("ipv6") };
+        assert_eq!(ip.header().source(), POD_GATEWAY_V6.octets());
+        assert_eq!(ip.header().destination(), POD_LL);
+        assert_eq!(ip.header().hop_limit(), 255);
+        let Some(TransportSlice::Icmpv6(icmp)) = &p.transport else { panic!("icmpv6") };
+        assert!(matches!(icmp.icmp_type(), Icmpv6Type::Unknown { type_u8: 136, .. }) || icmp.type_u8() == 136);
+        let checksum_ok = icmp.icmp_type().calc_checksum(ip.header().source(), ip.header().destination(), icmp.payload());
+        assert_eq!(checksum_ok.unwrap(), icmp.checksum());
+        let body = &f[ETH_LEN + IP6_LEN..out];
+        assert_eq!(body[4], 0xe0, "router, solicited, override");
+        assert_eq!(&body[8..24], &POD_GATEWAY_V6.octets());
+        assert_eq!(&body[24..32], &[2, 1, 0xee, 0xee, 0xee, 0xee, 0xee, 0xee]);
+        assert_eq!(&f[0..12], &[0x02, 0x42, 0xac, 0x11, 0, 2, 0xee, 0xee, 0xee, 0xee, 0xee, 0xee]);
+    }
+
+    #[test]
+    fn not_ours_dad_and_broken_solicitations() {
+        let mut other = solicitation(POD_LL, POD_MAC);
+        let len = other.len();
+        assert_eq!(answer_gateway(&mut other, len, Ipv6Addr::LOCALHOST, HOST_SIDE_MAC), NdOutcome::Ignored);
+        let mut dad = solicitation([0; 16], POD_MAC);
+        assert_eq!(answer_gateway(&mut dad, len, POD_GATEWAY_V6, HOST_SIDE_MAC), NdOutcome::Ignored);
+        let mut bad_sum = solicitation(POD_LL, POD_MAC);
+        bad_sum[ETH_LEN + IP6_LEN + 2] ^= 1;
+        assert_eq!(answer_gateway(&mut bad_sum, len, POD_GATEWAY_V6, HOST_SIDE_MAC), NdOutcome::Malformed);
+        let mut routed = solicitation(POD_LL, POD_MAC);
+        routed[ETH_LEN + 7] = 64; // hop limit must be 255
+        assert_eq!(answer_gateway(&mut routed, len, POD_GATEWAY_V6, HOST_SIDE_MAC), NdOutcome::Malformed);
+        let mut arp = crate::arp::tests_support::request();
+        let alen = arp.len();
+        assert_eq!(answer_gateway(&mut arp, alen, POD_GATEWAY_V6, HOST_SIDE_MAC), NdOutcome::NotIpv6);
+        // The reply needs 86 bytes: a 78-byte buffer is refused, not overrun.
+        let mut short = solicitation(POD_LL, POD_MAC);
+        short.truncate(ETH_LEN + IP6_LEN + NS_MIN);
+        short[ETH_LEN + 5] = NS_MIN as u8;
+        let src: [u8; 16] = short[ETH_LEN + 8..ETH_LEN + 24].try_into().unwrap();
+        let dst: [u8; 16] = short[ETH_LEN + 24..ETH_LEN + 40].try_into().unwrap();
+        short[ETH_LEN + IP6_LEN + 2..ETH_LEN + IP6_LEN + 4].copy_from_slice(&[0, 0]);
+        let sum = icmpv6_checksum(&src, &dst, &short[ETH_LEN + IP6_LEN..]);
+        short[ETH_LEN + IP6_LEN + 2..ETH_LEN + IP6_LEN + 4].copy_from_slice(&sum.to_be_bytes());
+        let slen = short.len();
+        assert_eq!(answer_gateway(&mut short, slen, POD_GATEWAY_V6, HOST_SIDE_MAC), NdOutcome::Malformed);
+    }
+
+    proptest! {
+        #[test]
+        fn random_frames_never_panic(mut f in prop::collection::vec(any::<u8>(), 0..120), v6 in any::<bool>(), len in 0usize..130) {
+            if v6 && f.len() >= 14 {
+                f[12] = 0x86;
+                f[13] = 0xdd;
+            }
+            let _ = answer_gateway(&mut f, len, POD_GATEWAY_V6, HOST_SIDE_MAC);
+        }
+    }
+}
