@@ -1,0 +1,265 @@
+//! `vrouterd --config FILE`: the TOML configuration, parsed and validated up front so a
+//! bad file fails at start with a message naming the field, never later in a worker.
+//! The commented example is `configs/vrouter.toml`.
+
+use ipnet::IpNet;
+use serde::Deserialize;
+use std::collections::HashSet;
+use std::fmt;
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub node_name: String,
+    /// The node's addresses with their subnet prefix.
+    pub node_ips: Vec<IpNet>,
+    #[serde(default)]
+    pub uplinks: Vec<Uplink>,
+    #[serde(default)]
+    pub pools: Vec<Pool>,
+    #[serde(default)]
+    pub workers: Workers,
+    #[serde(default)]
+    pub endpoints: Vec<Endpoint>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Uplink {
+    pub name: String,
+    #[serde(default = "default_queues")]
+    pub queues: Vec<u32>,
+}
+
+fn default_queues() -> Vec<u32> {
+    vec![0]
+}
+
+/// Calico's IPPool encapsulation modes.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+pub enum EncapMode {
+    Always,
+    CrossSubnet,
+    #[default]
+    Never,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Pool {
+    pub cidr: IpNet,
+    /// Default: 26 for IPv4, 122 for IPv6 (Calico's).
+    pub block_size: Option<u8>,
+    #[serde(default)]
+    pub ipip_mode: EncapMode,
+    #[serde(default)]
+    pub vxlan_mode: EncapMode,
+}
+
+impl Pool {
+    pub fn block_size(&self) -> u8 {
+        self.block_size.unwrap_or(match self.cidr {
+            IpNet::V4(_) => 26,
+            IpNet::V6(_) => 122,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PollMode {
+    /// Spin on the rings: lowest latency, one core always busy.
+    Busy,
+    /// Back off to poll/wakeup when idle, so an idle node does not burn a core.
+    #[default]
+    Adaptive,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Workers {
+    #[serde(default = "one")]
+    pub count: usize,
+    /// One core per worker; default: cores 1, 2, … (core 0 left to the kernel and control).
+    pub cores: Option<Vec<usize>>,
+    #[serde(default)]
+    pub poll_mode: PollMode,
+}
+
+fn one() -> usize {
+    1
+}
+
+impl Default for Workers {
+    fn default() -> Self {
+        Workers { count: 1, cores: None, poll_mode: PollMode::default() }
+    }
+}
+
+impl Workers {
+    pub fn cores(&self) -> Vec<usize> {
+        self.cores.clone().unwrap_or_else(|| (1..=self.count).collect())
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum EndpointKind {
+    Veth,
+    Tap,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Endpoint {
+    pub name: String,
+    pub kind: EndpointKind,
+    pub interface: String,
+    pub ips: Vec<IpNet>,
+}
+
+/// A configuration error, naming what is wrong.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Parse and validate.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Read, parse and validate a file.
+    pub fn load(path: &std::path::Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
+        Self::parse(&text).map_err(|e| ConfigError(format!("{}: {e}", path.display())))
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let err = |m: String| Err(ConfigError(m));
+        if self.node_name.is_empty() {
+            return err("node_name is empty".into());
+        }
+        if self.node_ips.is_empty() {
+            return err("node_ips: at least one address is needed".into());
+        }
+        for p in &self.pools {
+            let (lo, hi) = match p.cidr {
+                IpNet::V4(_) => (20, 32),
+                IpNet::V6(_) => (116, 128),
+            };
+            let b = p.block_size();
+            if !(lo..=hi).contains(&b) || b < p.cidr.prefix_len() {
+                return err(format!("pool {}: block_size {b} must be in {lo}..={hi} and not shorter than the pool", p.cidr));
+            }
+            if p.ipip_mode != EncapMode::Never && p.vxlan_mode != EncapMode::Never {
+                return err(format!("pool {}: ipip_mode and vxlan_mode cannot both be on", p.cidr));
+            }
+            if p.ipip_mode != EncapMode::Never && matches!(p.cidr, IpNet::V6(_)) {
+                return err(format!("pool {}: IPIP needs an IPv4 pool (use VXLAN for IPv6)", p.cidr));
+            }
+        }
+        for (i, a) in self.pools.iter().enumerate() {
+            for b in &self.pools[i + 1..] {
+                if a.cidr.contains(&b.cidr) || b.cidr.contains(&a.cidr) {
+                    return err(format!("pools {} and {} overlap", a.cidr, b.cidr));
+                }
+            }
+        }
+        let cores = self.workers.cores();
+        if self.workers.count == 0 || cores.len() != self.workers.count {
+            return err(format!("workers: count {} needs exactly that many cores (got {cores:?})", self.workers.count));
+        }
+        if cores.iter().collect::<HashSet<_>>().len() != cores.len() {
+            return err(format!("workers: cores {cores:?} repeat a core"));
+        }
+        let mut names = HashSet::new();
+        let mut interfaces = HashSet::new();
+        for e in &self.endpoints {
+            if !names.insert(&e.name) {
+                return err(format!("endpoint {}: name used twice", e.name));
+            }
+            if !interfaces.insert(&e.interface) {
+                return err(format!("endpoint {}: interface {} used twice", e.name, e.interface));
+            }
+            if e.ips.is_empty() {
+                return err(format!("endpoint {}: no ips", e.name));
+            }
+            for ip in &e.ips {
+                if ip.prefix_len() != ip.max_prefix_len() {
+                    return err(format!("endpoint {}: {ip} must be a host address (/32 or /128)", e.name));
+                }
+                if !self.pools.is_empty() && !self.pools.iter().any(|p| p.cidr.contains(ip)) {
+                    return err(format!("endpoint {}: {ip} is in no pool", e.name));
+                }
+            }
+        }
+        for u in &self.uplinks {
+            if u.queues.is_empty() {
+                return err(format!("uplink {}: no queues", u.name));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../../configs/vrouter.toml");
+
+    #[test]
+    fn the_example_parses_with_its_defaults() {
+        let c = Config::parse(EXAMPLE).unwrap();
+        assert_eq!(c.node_name, "node-a");
+        assert_eq!(c.node_ips.len(), 2);
+        assert_eq!(c.uplinks[0].queues, vec![0]);
+        assert_eq!(c.pools[0].block_size(), 26);
+        assert_eq!(c.pools[0].vxlan_mode, EncapMode::Always);
+        assert_eq!(c.pools[1].block_size(), 122);
+        assert_eq!(c.pools[1].ipip_mode, EncapMode::Never);
+        assert_eq!(c.workers.cores(), vec![1]);
+        assert_eq!(c.workers.poll_mode, PollMode::Adaptive);
+        assert_eq!(c.endpoints[1].kind, EndpointKind::Tap);
+    }
+
+    fn with(extra: &str) -> Result<Config, ConfigError> {
+        Config::parse(&format!("node_name = \"n\"\nnode_ips = [\"10.0.0.1/24\"]\n{extra}"))
+    }
+
+    #[test]
+    fn bad_configs_are_refused_with_a_reason() {
+        let cases = [
+            ("[[pools]]\ncidr = \"10.1.0.0/16\"\nipip_mode = \"Always\"\nvxlan_mode = \"Always\"\n", "both"),
+            ("[[pools]]\ncidr = \"fd00::/48\"\nipip_mode = \"CrossSubnet\"\n", "IPIP needs an IPv4"),
+            ("[[pools]]\ncidr = \"10.1.0.0/16\"\nblock_size = 19\n", "block_size 19"),
+            ("[[pools]]\ncidr = \"10.1.0.0/16\"\n[[pools]]\ncidr = \"10.1.2.0/24\"\n", "overlap"),
+            ("[workers]\ncount = 2\ncores = [1]\n", "exactly that many cores"),
+            ("[workers]\ncount = 2\ncores = [1, 1]\n", "repeat"),
+            ("[[endpoints]]\nname = \"a\"\nkind = \"veth\"\ninterface = \"x\"\nips = [\"10.1.0.0/24\"]\n", "host address"),
+            (
+                "[[pools]]\ncidr = \"10.1.0.0/16\"\n[[endpoints]]\nname = \"a\"\nkind = \"veth\"\ninterface = \"x\"\nips = [\"10.2.0.1/32\"]\n",
+                "in no pool",
+            ),
+            ("[[endpoints]]\nname = \"a\"\nkind = \"pipe\"\ninterface = \"x\"\nips = []\n", "unknown variant"),
+            ("[workers]\nthreads = 2\n", "unknown field"),
+            ("[[pools]]\ncidr = \"10.1.0.0/33\"\n", "invalid"),
+        ];
+        for (text, why) in cases {
+            let e = with(text).expect_err(text);
+            assert!(e.0.contains(why), "{text:?}: {e} does not say {why:?}");
+        }
+        assert!(Config::parse("node_ips = [\"10.0.0.1/24\"]\n").is_err(), "node_name is required");
+        assert!(with("").is_ok());
+    }
+}
