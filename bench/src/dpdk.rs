@@ -46,7 +46,16 @@ pub fn find_dpdk_test() -> Option<std::path::PathBuf> {
 pub fn run_autotest(bin: &std::path::Path, test: &str) -> Result<DpdkFigures, String> {
     let start = std::time::Instant::now();
     let mut child = Command::new(bin)
-        .args(["--no-huge", "-m", "2048", "--no-pci", "-l", "0", "--log-level", "lib.eal:error"])
+        .args([
+            "--no-huge",
+            "-m",
+            "2048",
+            "--no-pci",
+            "-l",
+            "0",
+            "--log-level",
+            "lib.eal:error",
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -80,13 +89,19 @@ pub fn parse(test: &str, text: &str) -> DpdkFigures {
         } else if let Some(v) = line.strip_prefix("Unique added entries = ") {
             f.unique_routes = v.trim().parse().ok();
         }
-        let Some((head, rest)) = line.split_once(':') else { continue };
-        let Some(cycles) = rest.trim().strip_suffix("cycles").or_else(|| {
-            rest.trim().split_once(" cycles").map(|(n, _)| n)
-        }) else {
+        let Some((head, rest)) = line.split_once(':') else {
             continue;
         };
-        let Ok(value) = cycles.trim().parse::<f64>() else { continue };
+        let Some(cycles) = rest
+            .trim()
+            .strip_suffix("cycles")
+            .or_else(|| rest.trim().split_once(" cycles").map(|(n, _)| n))
+        else {
+            continue;
+        };
+        let Ok(value) = cycles.trim().parse::<f64>() else {
+            continue;
+        };
         let words: Vec<&str> = head.split_whitespace().collect();
         match (words.first().copied(), words.last().copied()) {
             (Some("Average"), Some("Add")) => f.add_cycles = Some(value),

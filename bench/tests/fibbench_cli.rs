@@ -4,14 +4,31 @@
 use std::process::Command;
 
 const KEYS: [&str; 13] = [
-    "family", "routes", "unique_prefixes", "lookup_ns", "lookup_cycles", "batch_lookup_ns",
-    "batch_lookup_cycles", "build_s", "insert_cycles_p50", "insert_cycles_p99",
-    "delete_cycles_p50", "delete_cycles_p99", "memory_bytes",
+    "family",
+    "routes",
+    "unique_prefixes",
+    "lookup_ns",
+    "lookup_cycles",
+    "batch_lookup_ns",
+    "batch_lookup_cycles",
+    "build_s",
+    "insert_cycles_p50",
+    "insert_cycles_p99",
+    "delete_cycles_p50",
+    "delete_cycles_p99",
+    "memory_bytes",
 ];
 
 fn fibbench(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_fibbench")).args(args).output().expect("run fibbench");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    let out = Command::new(env!("CARGO_BIN_EXE_fibbench"))
+        .args(args)
+        .output()
+        .expect("run fibbench");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
 }
 
 fn json(args: &[&str]) -> serde_json::Value {
@@ -23,7 +40,17 @@ fn json(args: &[&str]) -> serde_json::Value {
 #[test]
 fn json_has_the_documented_keys_for_both_families() {
     for family in ["v4", "v6"] {
-        let v = json(&["--family", family, "--routes", "5000", "--lookups", "100000", "--updates", "500", "--json"]);
+        let v = json(&[
+            "--family",
+            family,
+            "--routes",
+            "5000",
+            "--lookups",
+            "100000",
+            "--updates",
+            "500",
+            "--json",
+        ]);
         for k in KEYS {
             assert!(v.get(k).is_some(), "{family}: key {k} missing in {v}");
         }
@@ -33,8 +60,13 @@ fn json_has_the_documented_keys_for_both_families() {
         assert!(unique > 4000 && unique <= 5000, "{unique}");
         assert!(v["lookup_cycles"].as_f64().unwrap() > 0.0);
         assert!(v["batch_lookup_cycles"].as_f64().unwrap() > 0.0);
-        assert!(v["insert_cycles_p99"].as_u64().unwrap() >= v["insert_cycles_p50"].as_u64().unwrap());
-        assert!(v["memory_bytes"].as_u64().unwrap() >= 2 << 20, "at least the direct table");
+        assert!(
+            v["insert_cycles_p99"].as_u64().unwrap() >= v["insert_cycles_p50"].as_u64().unwrap()
+        );
+        assert!(
+            v["memory_bytes"].as_u64().unwrap() >= 2 << 20,
+            "at least the direct table"
+        );
     }
 }
 
@@ -49,22 +81,48 @@ fn routes_file_is_read_and_counted_exactly() {
         "# a tiny table\n10.0.0.0/8 via-a\n10.1.0.0/16\n10.1.2.0/24 x y\n10.1.2.3/24\n\n192.168.0.0/16\n2001:db8::/32\n0.0.0.0/0\n",
     )
     .unwrap();
-    let v = json(&["--routes-file", file.to_str().unwrap(), "--lookups", "10000", "--updates", "10", "--json"]);
+    let v = json(&[
+        "--routes-file",
+        file.to_str().unwrap(),
+        "--lookups",
+        "10000",
+        "--updates",
+        "10",
+        "--json",
+    ]);
     assert_eq!(v["routes"], 6);
     assert_eq!(v["unique_prefixes"], 5);
-    let v6 = json(&["--family", "v6", "--routes-file", file.to_str().unwrap(), "--lookups", "10000", "--json"]);
+    let v6 = json(&[
+        "--family",
+        "v6",
+        "--routes-file",
+        file.to_str().unwrap(),
+        "--lookups",
+        "10000",
+        "--json",
+    ]);
     assert_eq!(v6["unique_prefixes"], 1);
     std::fs::write(&file, "10.0.0.0/33\n").unwrap();
     let (ok, _, stderr) = fibbench(&["--routes-file", file.to_str().unwrap()]);
-    assert!(!ok && stderr.contains(":1:"), "a bad line is reported with its number: {stderr}");
+    assert!(
+        !ok && stderr.contains(":1:"),
+        "a bad line is reported with its number: {stderr}"
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
 fn table_output_is_readable() {
-    let (ok, stdout, stderr) = fibbench(&["--routes", "2000", "--lookups", "10000", "--updates", "100"]);
+    let (ok, stdout, stderr) =
+        fibbench(&["--routes", "2000", "--lookups", "10000", "--updates", "100"]);
     assert!(ok, "{stderr}");
-    for want in ["lookup single", "lookup batch", "insert", "delete", "memory"] {
+    for want in [
+        "lookup single",
+        "lookup batch",
+        "insert",
+        "delete",
+        "memory",
+    ] {
         assert!(stdout.contains(want), "{want} missing:\n{stdout}");
     }
 }
@@ -85,13 +143,32 @@ fn compare_dpdk_reads_dpdk_test_output() {
     )
     .unwrap();
     std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let path = format!("{}:{}", dir.display(), std::env::var("PATH").unwrap_or_default());
+    let path = format!(
+        "{}:{}",
+        dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     let out = Command::new(env!("CARGO_BIN_EXE_fibbench"))
-        .args(["--family", "v6", "--routes", "3000", "--lookups", "20000", "--updates", "100", "--compare-dpdk", "--json"])
+        .args([
+            "--family",
+            "v6",
+            "--routes",
+            "3000",
+            "--lookups",
+            "20000",
+            "--updates",
+            "100",
+            "--compare-dpdk",
+            "--json",
+        ])
         .env("PATH", path)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let dpdk = v["dpdk"].as_array().expect("dpdk figures");
     assert_eq!(dpdk.len(), 2, "lpm6 and fib6: {v}");
@@ -99,8 +176,13 @@ fn compare_dpdk_reads_dpdk_test_output() {
     assert_eq!(dpdk[0]["batch_lookup_cycles"], 22.5);
     assert_eq!(dpdk[0]["routes"], 1000);
     let ratio = dpdk[0]["ratio_batch_lookup"].as_f64().expect("ratio");
-    let ours = v["at_dpdk_table_size"]["batch_lookup_cycles"].as_f64().unwrap();
-    assert!((ratio - 22.5 / ours).abs() < 1e-9, "ratio = theirs / ours at their size");
+    let ours = v["at_dpdk_table_size"]["batch_lookup_cycles"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        (ratio - 22.5 / ours).abs() < 1e-9,
+        "ratio = theirs / ours at their size"
+    );
     // DPDK's table is a third of ours: ours is measured again at its size.
     assert_eq!(v["at_dpdk_table_size"]["routes"], 1000);
     std::fs::remove_dir_all(&dir).ok();

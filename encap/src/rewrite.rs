@@ -155,7 +155,11 @@ mod tests {
                 let c = ipv4_checksum(&h);
                 h[10..12].copy_from_slice(&c.to_be_bytes());
                 assert_eq!(ipv4_decrement_ttl(&mut h), Hop::Forward);
-                assert_eq!(u16::from_be_bytes([h[10], h[11]]), ipv4_checksum(&h), "id {id} ttl {ttl}");
+                assert_eq!(
+                    u16::from_be_bytes([h[10], h[11]]),
+                    ipv4_checksum(&h),
+                    "id {id} ttl {ttl}"
+                );
             }
         }
     }
@@ -165,7 +169,10 @@ mod tests {
         let mut f = [0u8; 60];
         f[12] = 0x08;
         assert!(set_eth_addrs(&mut f, [0xee; 6], [0x66, 1, 2, 3, 4, 5]));
-        assert_eq!(&f[0..12], &[0xee, 0xee, 0xee, 0xee, 0xee, 0xee, 0x66, 1, 2, 3, 4, 5]);
+        assert_eq!(
+            &f[0..12],
+            &[0xee, 0xee, 0xee, 0xee, 0xee, 0xee, 0x66, 1, 2, 3, 4, 5]
+        );
         assert_eq!(f[12], 0x08);
     }
 

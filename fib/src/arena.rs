@@ -36,7 +36,9 @@ impl HugeBuf {
         let layout = Layout::from_size_align(size, align).expect("valid layout");
         // SAFETY: layout has a non-zero size.
         let ptr = unsafe { alloc(layout) };
-        let Some(ptr) = NonNull::new(ptr) else { std::alloc::handle_alloc_error(layout) };
+        let Some(ptr) = NonNull::new(ptr) else {
+            std::alloc::handle_alloc_error(layout)
+        };
         if align == SLAB {
             // SAFETY: [ptr, ptr + size) is our own mapping; MADV_HUGEPAGE is only advice.
             unsafe { libc::madvise(ptr.as_ptr() as *mut libc::c_void, size, libc::MADV_HUGEPAGE) };
@@ -92,7 +94,8 @@ fn units_for(bytes: usize) -> usize {
 impl Arena {
     /// Memory the arena holds: slabs (their touched part) plus large blocks.
     pub(crate) fn bytes(&self) -> usize {
-        let slabs = self.slabs.len().saturating_sub(1) * SLAB + if self.slabs.is_empty() { 0 } else { self.bump };
+        let slabs = self.slabs.len().saturating_sub(1) * SLAB
+            + if self.slabs.is_empty() { 0 } else { self.bump };
         slabs + self.large_bytes
     }
 
@@ -118,7 +121,8 @@ impl Arena {
         if bytes > MAX_SMALL {
             let layout = Layout::from_size_align(bytes, LINE).expect("valid layout");
             // SAFETY: non-zero size.
-            let p = NonNull::new(unsafe { alloc(layout) }).unwrap_or_else(|| std::alloc::handle_alloc_error(layout));
+            let p = NonNull::new(unsafe { alloc(layout) })
+                .unwrap_or_else(|| std::alloc::handle_alloc_error(layout));
             self.large.insert(p.as_ptr() as usize, layout);
             self.large_bytes += bytes;
             return p;
@@ -162,7 +166,10 @@ impl Arena {
             unsafe { p.as_ptr().write_bytes(0x5A, bytes) };
         }
         if bytes > MAX_SMALL {
-            let layout = self.large.remove(&(p.as_ptr() as usize)).expect("large block known");
+            let layout = self
+                .large
+                .remove(&(p.as_ptr() as usize))
+                .expect("large block known");
             self.large_bytes -= bytes;
             // SAFETY: allocated in `alloc` with this layout.
             unsafe { dealloc(p.as_ptr(), layout) };
@@ -183,7 +190,8 @@ impl Arena {
                 }
                 while self.bump + LINE <= SLAB {
                     // SAFETY: inside the slab.
-                    self.free[LINE / UNIT].push(unsafe { NonNull::new_unchecked(base.add(self.bump)) });
+                    self.free[LINE / UNIT]
+                        .push(unsafe { NonNull::new_unchecked(base.add(self.bump)) });
                     self.bump += LINE;
                 }
             }
@@ -219,7 +227,11 @@ mod tests {
             for _ in 0..50 {
                 let p = a.alloc(bytes).as_ptr() as usize;
                 if bytes <= LINE {
-                    assert_eq!(p / LINE, (p + bytes - 1) / LINE, "{bytes} bytes cross a line");
+                    assert_eq!(
+                        p / LINE,
+                        (p + bytes - 1) / LINE,
+                        "{bytes} bytes cross a line"
+                    );
                 } else {
                     assert_eq!(p % LINE, 0);
                 }

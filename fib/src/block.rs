@@ -53,7 +53,12 @@ pub(crate) struct BlockBuilder {
 impl BlockBuilder {
     /// Build the block for one chunk. `routes` are sorted by (key, len), all longer than
     /// the direct bits and inside the chunk; `default` is the value where none matches.
-    pub(crate) fn build<F: Family>(&mut self, arena: &mut Arena, routes: &[Route<F::Key>], default: u32) -> Block {
+    pub(crate) fn build<F: Family>(
+        &mut self,
+        arena: &mut Arena,
+        routes: &[Route<F::Key>],
+        default: u32,
+    ) -> Block {
         debug_assert!(!routes.is_empty());
         self.nodes.clear();
         self.leaves.clear();
@@ -67,16 +72,27 @@ impl BlockBuilder {
         // SAFETY: the arena gave us `words` writable words, 16-byte aligned, not shared yet.
         let buf = unsafe { core::slice::from_raw_parts_mut(ptr.as_ptr(), words) };
         for (i, n) in self.nodes.iter().enumerate() {
-            let bases = if n[2] & SKIP != 0 { n[2] } else { n[2] + leaf_start };
+            let bases = if n[2] & SKIP != 0 {
+                n[2]
+            } else {
+                n[2] + leaf_start
+            };
             buf[3 * i..3 * i + 3].copy_from_slice(&[n[0], n[1], bases]);
         }
         for (w, pair) in buf[node_words..].iter_mut().zip(self.leaves.chunks(2)) {
             let lo = pair[0] as u64;
             let hi = pair.get(1).copied().unwrap_or(0) as u64;
             // The u32 view reads the first leaf from the low half on little-endian.
-            *w = if cfg!(target_endian = "little") { lo | hi << 32 } else { hi | lo << 32 };
+            *w = if cfg!(target_endian = "little") {
+                lo | hi << 32
+            } else {
+                hi | lo << 32
+            };
         }
-        Block { ptr, words: words as u32 }
+        Block {
+            ptr,
+            words: words as u32,
+        }
     }
 
     /// Paint one node's 64 slots: the value each leaf slot resolves to, and which slots
@@ -138,13 +154,23 @@ impl BlockBuilder {
         (change & leaf_slots) | (1 << leaf_slots.trailing_zeros())
     }
 
-    fn build_node<F: Family>(&mut self, routes: &[Route<F::Key>], off: u32, default: u32, at: usize) {
+    fn build_node<F: Family>(
+        &mut self,
+        routes: &[Route<F::Key>],
+        off: u32,
+        default: u32,
+        at: usize,
+    ) {
         let (slots, vector) = Self::analyze::<F>(routes, off, default);
 
         // Path compression: a run of pass-through nodes (one child, all else one value)
         // becomes one skip node that compares up to 60 key bits at once. Sparse IPv6
         // subtrees (a lone /48 under a /18 chunk) shrink from 5 levels to 3.
-        let pass = if F::PATH_COMPRESSION { Self::pass_through(&slots, vector) } else { None };
+        let pass = if F::PATH_COMPRESSION {
+            Self::pass_through(&slots, vector)
+        } else {
+            None
+        };
         if let Some((child, value)) = pass {
             let mut expected = child as u64;
             let mut bits = STRIDE;
@@ -161,7 +187,11 @@ impl BlockBuilder {
                 }
             }
             let next = self.nodes.len();
-            self.nodes[at] = [expected, value as u64 | (bits as u64) << 32, SKIP | next as u64];
+            self.nodes[at] = [
+                expected,
+                value as u64 | (bits as u64) << 32,
+                SKIP | next as u64,
+            ];
             self.nodes.push([0; 3]);
             self.build_node::<F>(routes, off + bits, next_default, next);
             return;
@@ -239,7 +269,8 @@ pub(crate) unsafe fn walk<F: Family>(block: *const u64, key: F::Key) -> u32 {
                 continue;
             }
             let leafvec = *p.add(1);
-            let idx = (bases as u32) as usize + (leafvec & (bit | (bit - 1))).count_ones() as usize - 1;
+            let idx =
+                (bases as u32) as usize + (leafvec & (bit | (bit - 1))).count_ones() as usize - 1;
             return *(block as *const u32).add(idx);
         }
     }
@@ -277,7 +308,8 @@ pub(crate) unsafe fn step<F: Family>(
             Ok((bases >> 32) as usize + (vector & (bit - 1)).count_ones() as usize)
         } else {
             let leafvec = *p.add(1);
-            let idx = (bases as u32) as usize + (leafvec & (bit | (bit - 1))).count_ones() as usize - 1;
+            let idx =
+                (bases as u32) as usize + (leafvec & (bit | (bit - 1))).count_ones() as usize - 1;
             Err((block as *const u32).add(idx))
         }
     }

@@ -39,7 +39,10 @@ impl Domain {
 
     pub(crate) fn unregister(&self, slot: &Arc<CachePadded<AtomicU64>>) {
         slot.store(OFFLINE, Ordering::Release);
-        self.readers.lock().unwrap().retain(|s| !Arc::ptr_eq(s, slot));
+        self.readers
+            .lock()
+            .unwrap()
+            .retain(|s| !Arc::ptr_eq(s, slot));
     }
 
     pub(crate) fn reader_count(&self) -> usize {

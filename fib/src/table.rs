@@ -243,7 +243,11 @@ struct Chunk<K> {
 
 impl<K> Default for Chunk<K> {
     fn default() -> Self {
-        Chunk { routes: Vec::new(), default: NO_ROUTE, words: 0 }
+        Chunk {
+            routes: Vec::new(),
+            default: NO_ROUTE,
+            words: 0,
+        }
     }
 }
 
@@ -345,7 +349,11 @@ impl<F: Family> Fib<F> {
             let nh = self.short[len as usize][&key];
             let first = F::direct_index(key);
             let range = first..first + (1usize << (F::DIRECT_BITS - len));
-            for (c, (chunk, src)) in range.clone().zip(self.chunks[range.clone()].iter_mut().zip(&mut self.src[range])) {
+            for (c, (chunk, src)) in range.clone().zip(
+                self.chunks[range.clone()]
+                    .iter_mut()
+                    .zip(&mut self.src[range]),
+            ) {
                 if *src == NO_SRC || *src <= len {
                     if chunk.default != nh || *src != len {
                         touched.push(c);
@@ -356,7 +364,9 @@ impl<F: Family> Fib<F> {
             }
         }
         // Merge long routes per chunk: stable sort keeps the last duplicate last.
-        long.sort_by(|a, b| (F::direct_index(a.0), a.0, a.1).cmp(&(F::direct_index(b.0), b.0, b.1)));
+        long.sort_by(|a, b| {
+            (F::direct_index(a.0), a.0, a.1).cmp(&(F::direct_index(b.0), b.0, b.1))
+        });
         let mut i = 0;
         while i < long.len() {
             let (key, len, nh) = long[i];
@@ -501,7 +511,10 @@ impl<F: Family> Fib<F> {
 
     /// Longest-prefix match, from the writer's side.
     pub fn lookup(&self, addr: F::Addr) -> Option<NextHopId> {
-        to_opt(lookup_key::<F>(self.shared.direct.entries(), F::addr_key(addr)))
+        to_opt(lookup_key::<F>(
+            self.shared.direct.entries(),
+            F::addr_key(addr),
+        ))
     }
 
     /// Number of distinct prefixes held.
@@ -541,17 +554,24 @@ impl<F: Family> Fib<F> {
         let entry = core::mem::size_of::<(F::Key, u32)>() + 8; // key, value, hash control + slack
         self.chunks.len() * core::mem::size_of::<Chunk<F::Key>>()
             + self.src.len()
-            + self.chunks.iter().map(|c| c.routes.capacity() * route).sum::<usize>()
-            + self.short.iter().map(|m| m.capacity() * entry).sum::<usize>()
+            + self
+                .chunks
+                .iter()
+                .map(|c| c.routes.capacity() * route)
+                .sum::<usize>()
+            + self
+                .short
+                .iter()
+                .map(|m| m.capacity() * entry)
+                .sum::<usize>()
     }
 
     /// Every prefix held, in no particular order.
     pub fn routes(&self) -> impl Iterator<Item = (F::Net, NextHopId)> + '_ {
-        let short = self
-            .short
-            .iter()
-            .enumerate()
-            .flat_map(|(len, m)| m.iter().map(move |(&k, &nh)| (F::make_net(k, len as u8), NextHopId(nh))));
+        let short = self.short.iter().enumerate().flat_map(|(len, m)| {
+            m.iter()
+                .map(move |(&k, &nh)| (F::make_net(k, len as u8), NextHopId(nh)))
+        });
         let long = self
             .chunks
             .iter()
@@ -647,7 +667,11 @@ impl<F: Family> Fib<F> {
     #[inline]
     fn update_walk_hint(&mut self) {
         let bytes = self.memory_bytes();
-        let deep = if self.deep_walk { bytes >= SHALLOW_WALK_BYTES } else { bytes > DEEP_WALK_BYTES };
+        let deep = if self.deep_walk {
+            bytes >= SHALLOW_WALK_BYTES
+        } else {
+            bytes > DEEP_WALK_BYTES
+        };
         if deep != self.deep_walk {
             self.deep_walk = deep;
             self.shared.qsbr.set_hint(deep);
@@ -668,7 +692,9 @@ impl<F: Family> Fib<F> {
         let (new, words) = if routes.is_empty() {
             (leaf_entry(self.chunks[c].default), 0)
         } else {
-            let block = self.builder.build::<F>(&mut self.arena, routes, self.chunks[c].default);
+            let block = self
+                .builder
+                .build::<F>(&mut self.arena, routes, self.chunks[c].default);
             self.block_bytes += block.bytes();
             (block.ptr.as_ptr() as u64, block.words)
         };
@@ -707,7 +733,10 @@ impl<F: Family> Drop for Fib<F> {
 }
 
 fn check_nh(nh: NextHopId) {
-    assert!(nh.0 != NO_ROUTE, "NextHopId(u32::MAX) is reserved for 'no route'");
+    assert!(
+        nh.0 != NO_ROUTE,
+        "NextHopId(u32::MAX) is reserved for 'no route'"
+    );
 }
 
 /// A data-plane reader. Not shared between threads: each worker owns one.
@@ -794,13 +823,25 @@ impl<F: Family> View<'_, F> {
     #[inline]
     pub fn lookup_batch(&self, addrs: &[F::Addr], out: &mut [Option<NextHopId>]) {
         let out = &mut out[..addrs.len()];
-        lookup_batch_with::<F>(self.direct, self.deep, addrs.len(), |i| F::addr_key(addrs[i]), |i, v| out[i] = to_opt(v));
+        lookup_batch_with::<F>(
+            self.direct,
+            self.deep,
+            addrs.len(),
+            |i| F::addr_key(addrs[i]),
+            |i, v| out[i] = to_opt(v),
+        );
     }
 
     /// Raw batch form for hot loops: keys as integers, `u32::MAX` meaning no route.
     #[inline]
     pub fn lookup_batch_raw(&self, keys: &[F::Key], out: &mut [u32]) {
         let out = &mut out[..keys.len()];
-        lookup_batch_with::<F>(self.direct, self.deep, keys.len(), |i| keys[i], |i, v| out[i] = v);
+        lookup_batch_with::<F>(
+            self.direct,
+            self.deep,
+            keys.len(),
+            |i| keys[i],
+            |i, v| out[i] = v,
+        );
     }
 }

@@ -75,12 +75,21 @@ fn plan<F: Family>(
         }
         answers.extend(probes.iter().map(|&p| model.lookup(p)));
     }
-    Plan { initial, updates, probes, answers }
+    Plan {
+        initial,
+        updates,
+        probes,
+        answers,
+    }
 }
 
 fn stress<F: Family>(plan: Plan<F>, readers: usize) {
     let plan = Arc::new(plan);
-    let mut fib = Fib::<F>::from_routes(plan.initial.iter().map(|&(k, l, nh)| (F::make_net(k, l), NextHopId(nh))));
+    let mut fib = Fib::<F>::from_routes(
+        plan.initial
+            .iter()
+            .map(|&(k, l, nh)| (F::make_net(k, l), NextHopId(nh))),
+    );
     let applied = Arc::new(AtomicUsize::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let n = plan.probes.len();
@@ -151,12 +160,19 @@ fn stress<F: Family>(plan: Plan<F>, readers: usize) {
 
 fn prefix4(rng: &mut Rng) -> (u32, u8) {
     // Clustered in 10.0.0.0/12 so updates nest; lengths span short (painted) and long.
-    let len = [8u8, 12, 14, 16, 17, 18, 19, 20, 22, 24, 24, 24, 25, 28, 30, 32][rng.below(16) as usize];
+    let len = [
+        8u8, 12, 14, 16, 17, 18, 19, 20, 22, 24, 24, 24, 25, 28, 30, 32,
+    ][rng.below(16) as usize];
     let key = 0x0A00_0000 | (rng.next_u32() >> 12);
     (V4::mask(key, len), len)
 }
 fn in4(rng: &mut Rng, k: u32, l: u8) -> u32 {
-    k | (rng.next_u32() & if l == 0 { u32::MAX } else { !(u32::MAX << (32 - l as u32)) })
+    k | (rng.next_u32()
+        & if l == 0 {
+            u32::MAX
+        } else {
+            !(u32::MAX << (32 - l as u32))
+        })
 }
 fn prefix6(rng: &mut Rng) -> (u128, u8) {
     let len = [12u8, 16, 20, 32, 40, 44, 48, 48, 48, 56, 64, 128][rng.below(12) as usize];
@@ -164,7 +180,12 @@ fn prefix6(rng: &mut Rng) -> (u128, u8) {
     (V6::mask(key, len), len)
 }
 fn in6(rng: &mut Rng, k: u128, l: u8) -> u128 {
-    k | (rng.next_u128() & if l == 0 { u128::MAX } else { !(u128::MAX << (128 - l as u32)) })
+    k | (rng.next_u128()
+        & if l == 0 {
+            u128::MAX
+        } else {
+            !(u128::MAX << (128 - l as u32))
+        })
 }
 
 #[test]

@@ -25,7 +25,11 @@ fn check_table<F: Family>(
         let (k, l) = F::net_parts(net);
         model.insert(k, l, i as u32 % 4096);
     }
-    let fib = Fib::<F>::from_routes(nets.iter().enumerate().map(|(i, n)| (*n, NextHopId(i as u32 % 4096))));
+    let fib = Fib::<F>::from_routes(
+        nets.iter()
+            .enumerate()
+            .map(|(i, n)| (*n, NextHopId(i as u32 % 4096))),
+    );
     assert_eq!(fib.len(), unique.len());
     assert_eq!(fib.routes().count(), unique.len());
     assert_eq!(fib.batch_method(), batch_method);
@@ -75,7 +79,10 @@ fn dpdk_v4_full_table() {
         *per_len_drawn.entry(n.prefix_len()).or_insert(0u32) += 1;
     }
     let want: BTreeMap<u8, u32> = synth::DPDK_V4_LENGTHS.iter().copied().collect();
-    assert_eq!(per_len_drawn, want, "drawn exactly DPDK's counts per length");
+    assert_eq!(
+        per_len_drawn, want,
+        "drawn exactly DPDK's counts per length"
+    );
 
     let (unique, per_len) = check_table::<V4>(&nets, "pipeline", |r| r.next_u32());
     // Pinned so a change to the generator (and so to every benchmark figure) is noticed.
@@ -93,7 +100,12 @@ fn realistic_v6_full_table() {
     let (unique, per_len) = check_table::<V6>(&nets, "levels", move |r| {
         if r.below(2) == 0 {
             let (k, l) = V6::net_parts(&sample[r.below(sample.len() as u64) as usize]);
-            k | (r.next_u128() & if l == 0 { u128::MAX } else { !(u128::MAX << (128 - l as u32)) })
+            k | (r.next_u128()
+                & if l == 0 {
+                    u128::MAX
+                } else {
+                    !(u128::MAX << (128 - l as u32))
+                })
         } else {
             (r.next_u128() >> 3) | (1 << 125)
         }

@@ -27,10 +27,17 @@ fn an_online_reader_holds_back_reclamation_until_its_next_burst() {
     reader.quiescent(); // online, at the current token
     churn(&mut fib, 10);
     fib.try_reclaim();
-    assert!(fib.retired_blocks() > 0, "a reader that has not passed a quiescent point pins blocks");
+    assert!(
+        fib.retired_blocks() > 0,
+        "a reader that has not passed a quiescent point pins blocks"
+    );
     assert_eq!(reader.lookup(addr("10.0.0.1")), Some(NextHopId(9)));
     fib.try_reclaim();
-    assert_eq!(fib.retired_blocks(), 0, "after its burst everything retired before is freed");
+    assert_eq!(
+        fib.retired_blocks(),
+        0,
+        "after its burst everything retired before is freed"
+    );
 }
 
 #[test]
@@ -68,8 +75,14 @@ fn readers_outlive_the_writer() {
     fib.insert("2001:db8:1::/48".parse().unwrap(), NextHopId(5)); // retires a block
     drop(fib);
     let view = reader.burst();
-    assert_eq!(view.lookup("2001:db8:1::1".parse().unwrap()), Some(NextHopId(5)));
-    assert_eq!(view.lookup("2001:db8:2::1".parse().unwrap()), Some(NextHopId(3)));
+    assert_eq!(
+        view.lookup("2001:db8:1::1".parse().unwrap()),
+        Some(NextHopId(5))
+    );
+    assert_eq!(
+        view.lookup("2001:db8:2::1".parse().unwrap()),
+        Some(NextHopId(3))
+    );
 }
 
 #[test]
@@ -110,7 +123,9 @@ fn memory_is_reported_and_live_blocks_return_to_zero() {
     let empty = fib.memory_bytes();
     assert!(empty >= (1 << 18) * 8, "the direct table");
     assert_eq!(fib.block_bytes(), 0);
-    let nets: Vec<_> = (0..5000u32).map(|i| ipnet::Ipv4Net::new(Ipv4Addr::from(0x0A00_0000 + (i << 8)), 24).unwrap()).collect();
+    let nets: Vec<_> = (0..5000u32)
+        .map(|i| ipnet::Ipv4Net::new(Ipv4Addr::from(0x0A00_0000 + (i << 8)), 24).unwrap())
+        .collect();
     for (i, n) in nets.iter().enumerate() {
         fib.insert(*n, NextHopId(i as u32));
     }

@@ -25,14 +25,18 @@ fn run_ops<F: Family>(ops: &[Op<F::Key>], probes: &[F::Key]) {
         match *op {
             Op::Insert(k, len, nh) => {
                 let want = model.insert(k, len, nh).map(NextHopId);
-                assert_eq!(fib.insert(F::make_net(F::mask(k, len), len), NextHopId(nh)), want);
+                assert_eq!(
+                    fib.insert(F::make_net(F::mask(k, len), len), NextHopId(nh)),
+                    want
+                );
             }
             Op::Remove(k, len) => {
                 let want = model.remove(k, len).map(NextHopId);
                 assert_eq!(fib.remove(F::make_net(F::mask(k, len), len)), want);
             }
             Op::Replace(i, nh) => {
-                let Some((&(k, len), _)) = model.routes.iter().nth(i % model.routes.len().max(1)) else {
+                let Some((&(k, len), _)) = model.routes.iter().nth(i % model.routes.len().max(1))
+                else {
                     continue;
                 };
                 let want = model.insert(k, len, nh).map(NextHopId);
@@ -43,8 +47,18 @@ fn run_ops<F: Family>(ops: &[Op<F::Key>], probes: &[F::Key]) {
         let view = reader.burst();
         for &p in probes {
             let want = model.lookup(p);
-            assert_eq!(fib.lookup(F::key_addr(p)), want, "probe {:?}", F::key_addr(p));
-            assert_eq!(view.lookup(F::key_addr(p)), want, "reader probe {:?}", F::key_addr(p));
+            assert_eq!(
+                fib.lookup(F::key_addr(p)),
+                want,
+                "probe {:?}",
+                F::key_addr(p)
+            );
+            assert_eq!(
+                view.lookup(F::key_addr(p)),
+                want,
+                "reader probe {:?}",
+                F::key_addr(p)
+            );
         }
         // The batch form must agree with single lookups.
         let addrs: Vec<F::Addr> = probes.iter().map(|&p| F::key_addr(p)).collect();
@@ -54,14 +68,21 @@ fn run_ops<F: Family>(ops: &[Op<F::Key>], probes: &[F::Key]) {
             assert_eq!(*o, model.lookup(F::addr_key(*a)));
         }
     }
-    assert_eq!(fib.batch_method(), "pipeline", "small tables use the pipeline");
+    assert_eq!(
+        fib.batch_method(),
+        "pipeline",
+        "small tables use the pipeline"
+    );
 
     // The same operations applied as one batch give the same table.
     let mut batched = Fib::<F>::new();
     let updates: Vec<fib::Update<F::Net>> = ops
         .iter()
         .filter_map(|op| match *op {
-            Op::Insert(k, len, nh) => Some(fib::Update::Insert(F::make_net(F::mask(k, len), len), NextHopId(nh))),
+            Op::Insert(k, len, nh) => Some(fib::Update::Insert(
+                F::make_net(F::mask(k, len), len),
+                NextHopId(nh),
+            )),
             Op::Remove(k, len) => Some(fib::Update::Remove(F::make_net(F::mask(k, len), len))),
             Op::Replace(..) => None,
         })
@@ -80,7 +101,10 @@ fn run_ops<F: Family>(ops: &[Op<F::Key>], probes: &[F::Key]) {
     }
     assert_eq!(batched.len(), sequential.len());
     for &p in probes {
-        assert_eq!(batched.lookup(F::key_addr(p)), sequential.lookup(F::key_addr(p)));
+        assert_eq!(
+            batched.lookup(F::key_addr(p)),
+            sequential.lookup(F::key_addr(p))
+        );
     }
     let held: HashSet<(F::Key, u8, u32)> = fib
         .routes()
@@ -89,7 +113,11 @@ fn run_ops<F: Family>(ops: &[Op<F::Key>], probes: &[F::Key]) {
             (k, l, nh.0)
         })
         .collect();
-    let want: HashSet<(F::Key, u8, u32)> = model.routes.iter().map(|(&(k, l), &nh)| (k, l, nh)).collect();
+    let want: HashSet<(F::Key, u8, u32)> = model
+        .routes
+        .iter()
+        .map(|(&(k, l), &nh)| (k, l, nh))
+        .collect();
     assert_eq!(held, want);
 
     // Removing everything leaves only the direct table, and every block is reclaimed.
@@ -108,12 +136,20 @@ fn run_ops<F: Family>(ops: &[Op<F::Key>], probes: &[F::Key]) {
 }
 
 /// Bulk build must equal one-by-one insertion (later duplicates win).
-fn run_bulk<F: Family>(routes: &[(F::Key, u8, u32)], more: &[(F::Key, u8, u32)], probes: &[F::Key]) {
+fn run_bulk<F: Family>(
+    routes: &[(F::Key, u8, u32)],
+    more: &[(F::Key, u8, u32)],
+    probes: &[F::Key],
+) {
     let mut model = Model::<F>::default();
     for &(k, l, nh) in routes {
         model.insert(k, l, nh);
     }
-    let mut fib = Fib::<F>::from_routes(routes.iter().map(|&(k, l, nh)| (F::make_net(F::mask(k, l), l), NextHopId(nh))));
+    let mut fib = Fib::<F>::from_routes(
+        routes
+            .iter()
+            .map(|&(k, l, nh)| (F::make_net(F::mask(k, l), l), NextHopId(nh))),
+    );
     assert_eq!(fib.len(), model.routes.len());
     for &p in probes {
         assert_eq!(fib.lookup(F::key_addr(p)), model.lookup(p));
@@ -121,7 +157,10 @@ fn run_bulk<F: Family>(routes: &[(F::Key, u8, u32)], more: &[(F::Key, u8, u32)],
     for &(k, l, nh) in more {
         model.insert(k, l, nh);
     }
-    fib.extend(more.iter().map(|&(k, l, nh)| (F::make_net(F::mask(k, l), l), NextHopId(nh))));
+    fib.extend(
+        more.iter()
+            .map(|&(k, l, nh)| (F::make_net(F::mask(k, l), l), NextHopId(nh))),
+    );
     assert_eq!(fib.len(), model.routes.len());
     for &p in probes {
         assert_eq!(fib.lookup(F::key_addr(p)), model.lookup(p));
@@ -134,22 +173,46 @@ fn key4() -> impl Strategy<Value = u32> + Clone {
     const BASES: [u32; 4] = [0x0A00_0000, 0x0A01_0200, 0xC0A8_0000, 0xFFFF_FFFF];
     prop_oneof![
         any::<u32>(),
-        (0..4usize, any::<u32>(), 0..=32u32).prop_map(|(b, r, w)| BASES[b] ^ (r & (((1u64 << w) - 1) as u32))),
+        (0..4usize, any::<u32>(), 0..=32u32)
+            .prop_map(|(b, r, w)| BASES[b] ^ (r & (((1u64 << w) - 1) as u32))),
     ]
 }
 fn len4() -> impl Strategy<Value = u8> + Clone {
-    prop_oneof![Just(0u8), Just(32), Just(18), Just(19), Just(24), Just(25), 0..=32u8, 14..=32u8]
+    prop_oneof![
+        Just(0u8),
+        Just(32),
+        Just(18),
+        Just(19),
+        Just(24),
+        Just(25),
+        0..=32u8,
+        14..=32u8
+    ]
 }
 fn key6() -> impl Strategy<Value = u128> + Clone {
     const BASES: [u128; 3] = [0x2001_0db8 << 96, 0x2a02_0000_1234 << 80, u128::MAX];
     prop_oneof![
         any::<u128>(),
-        (0..3usize, any::<u128>(), 0..=128u32)
-            .prop_map(|(b, r, w)| BASES[b] ^ (r & if w == 128 { u128::MAX } else { (1u128 << w) - 1 })),
+        (0..3usize, any::<u128>(), 0..=128u32).prop_map(|(b, r, w)| BASES[b]
+            ^ (r & if w == 128 {
+                u128::MAX
+            } else {
+                (1u128 << w) - 1
+            })),
     ]
 }
 fn len6() -> impl Strategy<Value = u8> + Clone {
-    prop_oneof![Just(0u8), Just(128), Just(16), Just(17), Just(48), Just(64), 0..=128u8, 12..=70u8, 100..=128u8]
+    prop_oneof![
+        Just(0u8),
+        Just(128),
+        Just(16),
+        Just(17),
+        Just(48),
+        Just(64),
+        0..=128u8,
+        12..=70u8,
+        100..=128u8
+    ]
 }
 
 fn ops<K: Clone + core::fmt::Debug>(
@@ -167,7 +230,11 @@ fn ops<K: Clone + core::fmt::Debug>(
 }
 
 /// Probes: random keys plus keys near the inserted prefixes (first/last address, +-1).
-fn probes_for<F: Family>(ops: &[Op<F::Key>], random: Vec<F::Key>, near: impl Fn(F::Key, u8) -> Vec<F::Key>) -> Vec<F::Key> {
+fn probes_for<F: Family>(
+    ops: &[Op<F::Key>],
+    random: Vec<F::Key>,
+    near: impl Fn(F::Key, u8) -> Vec<F::Key>,
+) -> Vec<F::Key> {
     let mut p = random;
     for op in ops {
         if let Op::Insert(k, l, _) | Op::Remove(k, l) = *op {
@@ -181,12 +248,22 @@ fn probes_for<F: Family>(ops: &[Op<F::Key>], random: Vec<F::Key>, near: impl Fn(
 
 fn near4(k: u32, l: u8) -> Vec<u32> {
     let first = V4::mask(k, l);
-    let last = first | if l == 0 { u32::MAX } else { !(u32::MAX << (32 - l as u32)) };
+    let last = first
+        | if l == 0 {
+            u32::MAX
+        } else {
+            !(u32::MAX << (32 - l as u32))
+        };
     vec![first, last, first.wrapping_sub(1), last.wrapping_add(1), k]
 }
 fn near6(k: u128, l: u8) -> Vec<u128> {
     let first = V6::mask(k, l);
-    let last = first | if l == 0 { u128::MAX } else { !(u128::MAX << (128 - l as u32)) };
+    let last = first
+        | if l == 0 {
+            u128::MAX
+        } else {
+            !(u128::MAX << (128 - l as u32))
+        };
     vec![first, last, first.wrapping_sub(1), last.wrapping_add(1), k]
 }
 
@@ -269,7 +346,10 @@ fn v4_edges_nested_and_covering() {
     // Re-inserting restores, replace changes only what exists, removing twice is a no-op.
     assert_eq!(fib.insert(v4("10.0.0.0/8"), NextHopId(7)), None);
     assert_eq!(fib.lookup(a4("10.1.3.1")), Some(NextHopId(7)));
-    assert_eq!(fib.replace(v4("10.0.0.0/8"), NextHopId(9)), Some(NextHopId(7)));
+    assert_eq!(
+        fib.replace(v4("10.0.0.0/8"), NextHopId(9)),
+        Some(NextHopId(7))
+    );
     assert_eq!(fib.replace(v4("10.0.0.0/9"), NextHopId(9)), None);
     assert_eq!(fib.lookup(a4("10.200.0.1")), Some(NextHopId(9)));
     assert_eq!(fib.remove(v4("10.0.0.0/9")), None);
@@ -287,13 +367,22 @@ fn v6_edges() {
     fib.insert(n("2001:db8::/32"), NextHopId(32));
     fib.insert(n("2001:db8:0:1::/64"), NextHopId(64));
     fib.insert(n("2001:db8:0:1::1/128"), NextHopId(128));
-    fib.insert(n("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff/128"), NextHopId(5));
+    fib.insert(
+        n("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff/128"),
+        NextHopId(5),
+    );
     assert_eq!(fib.lookup(a("2001:db8:0:1::1")), Some(NextHopId(128)));
     assert_eq!(fib.lookup(a("2001:db8:0:1::2")), Some(NextHopId(64)));
     assert_eq!(fib.lookup(a("2001:db8:1::")), Some(NextHopId(32)));
     assert_eq!(fib.lookup(a("::1")), Some(NextHopId(0)));
-    assert_eq!(fib.lookup(a("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")), Some(NextHopId(5)));
-    assert_eq!(fib.lookup(a("ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe")), Some(NextHopId(0)));
+    assert_eq!(
+        fib.lookup(a("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")),
+        Some(NextHopId(5))
+    );
+    assert_eq!(
+        fib.lookup(a("ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe")),
+        Some(NextHopId(0))
+    );
     assert_eq!(fib.remove(n("2001:db8:0:1::/64")), Some(NextHopId(64)));
     assert_eq!(fib.lookup(a("2001:db8:0:1::2")), Some(NextHopId(32)));
     assert_eq!(fib.lookup(a("2001:db8:0:1::1")), Some(NextHopId(128)));

@@ -86,7 +86,10 @@ mod tests {
     #[test]
     fn golden_reply() {
         let mut f = request();
-        assert_eq!(answer_gateway(&mut f, POD_GATEWAY_V4, HOST_SIDE_MAC), ArpOutcome::Replied);
+        assert_eq!(
+            answer_gateway(&mut f, POD_GATEWAY_V4, HOST_SIDE_MAC),
+            ArpOutcome::Replied
+        );
         let mut want = Vec::new();
         want.extend_from_slice(&POD_MAC);
         want.extend_from_slice(&HOST_SIDE_MAC);
@@ -100,9 +103,13 @@ mod tests {
 
         // An independent parser reads it as the reply we mean.
         let p = SlicedPacket::from_ethernet(&f).unwrap();
-        let Some(LinkSlice::Ethernet2(eth)) = p.link else { panic!("ethernet") };
+        let Some(LinkSlice::Ethernet2(eth)) = p.link else {
+            panic!("ethernet")
+        };
         assert_eq!(eth.destination(), POD_MAC);
-        let Some(NetSlice::Arp(arp)) = p.net else { panic!("arp") };
+        let Some(NetSlice::Arp(arp)) = p.net else {
+            panic!("arp")
+        };
         assert_eq!(arp.operation(), ArpOperation::REPLY);
         assert_eq!(arp.sender_hw_addr(), HOST_SIDE_MAC);
         assert_eq!(arp.sender_protocol_addr(), [169, 254, 1, 1]);
@@ -120,18 +127,30 @@ mod tests {
         gratuitous[28..32].copy_from_slice(&[169, 254, 1, 1]);
         for mut f in [other_target, reply, gratuitous] {
             let before = f.clone();
-            assert_eq!(answer_gateway(&mut f, POD_GATEWAY_V4, HOST_SIDE_MAC), ArpOutcome::Ignored);
+            assert_eq!(
+                answer_gateway(&mut f, POD_GATEWAY_V4, HOST_SIDE_MAC),
+                ArpOutcome::Ignored
+            );
             assert_eq!(f, before);
         }
         let mut ipv4 = request();
         ipv4[12..14].copy_from_slice(&[0x08, 0x00]);
-        assert_eq!(answer_gateway(&mut ipv4, POD_GATEWAY_V4, HOST_SIDE_MAC), ArpOutcome::NotArp);
+        assert_eq!(
+            answer_gateway(&mut ipv4, POD_GATEWAY_V4, HOST_SIDE_MAC),
+            ArpOutcome::NotArp
+        );
         let mut short = request();
         short.truncate(30);
-        assert_eq!(answer_gateway(&mut short, POD_GATEWAY_V4, HOST_SIDE_MAC), ArpOutcome::Malformed);
+        assert_eq!(
+            answer_gateway(&mut short, POD_GATEWAY_V4, HOST_SIDE_MAC),
+            ArpOutcome::Malformed
+        );
         let mut not_ethernet = request();
         not_ethernet[15] = 6;
-        assert_eq!(answer_gateway(&mut not_ethernet, POD_GATEWAY_V4, HOST_SIDE_MAC), ArpOutcome::Malformed);
+        assert_eq!(
+            answer_gateway(&mut not_ethernet, POD_GATEWAY_V4, HOST_SIDE_MAC),
+            ArpOutcome::Malformed
+        );
     }
 
     proptest! {

@@ -92,13 +92,19 @@ fn one() -> usize {
 
 impl Default for Workers {
     fn default() -> Self {
-        Workers { count: 1, cores: None, poll_mode: PollMode::default() }
+        Workers {
+            count: 1,
+            cores: None,
+            poll_mode: PollMode::default(),
+        }
     }
 }
 
 impl Workers {
     pub fn cores(&self) -> Vec<usize> {
-        self.cores.clone().unwrap_or_else(|| (1..=self.count).collect())
+        self.cores
+            .clone()
+            .unwrap_or_else(|| (1..=self.count).collect())
     }
 }
 
@@ -140,7 +146,8 @@ impl Config {
 
     /// Read, parse and validate a file.
     pub fn load(path: &std::path::Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
         Self::parse(&text).map_err(|e| ConfigError(format!("{}: {e}", path.display())))
     }
 
@@ -159,13 +166,22 @@ impl Config {
             };
             let b = p.block_size();
             if !(lo..=hi).contains(&b) || b < p.cidr.prefix_len() {
-                return err(format!("pool {}: block_size {b} must be in {lo}..={hi} and not shorter than the pool", p.cidr));
+                return err(format!(
+                    "pool {}: block_size {b} must be in {lo}..={hi} and not shorter than the pool",
+                    p.cidr
+                ));
             }
             if p.ipip_mode != EncapMode::Never && p.vxlan_mode != EncapMode::Never {
-                return err(format!("pool {}: ipip_mode and vxlan_mode cannot both be on", p.cidr));
+                return err(format!(
+                    "pool {}: ipip_mode and vxlan_mode cannot both be on",
+                    p.cidr
+                ));
             }
             if p.ipip_mode != EncapMode::Never && matches!(p.cidr, IpNet::V6(_)) {
-                return err(format!("pool {}: IPIP needs an IPv4 pool (use VXLAN for IPv6)", p.cidr));
+                return err(format!(
+                    "pool {}: IPIP needs an IPv4 pool (use VXLAN for IPv6)",
+                    p.cidr
+                ));
             }
         }
         for (i, a) in self.pools.iter().enumerate() {
@@ -177,7 +193,10 @@ impl Config {
         }
         let cores = self.workers.cores();
         if self.workers.count == 0 || cores.len() != self.workers.count {
-            return err(format!("workers: count {} needs exactly that many cores (got {cores:?})", self.workers.count));
+            return err(format!(
+                "workers: count {} needs exactly that many cores (got {cores:?})",
+                self.workers.count
+            ));
         }
         if cores.iter().collect::<HashSet<_>>().len() != cores.len() {
             return err(format!("workers: cores {cores:?} repeat a core"));
@@ -189,14 +208,20 @@ impl Config {
                 return err(format!("endpoint {}: name used twice", e.name));
             }
             if !interfaces.insert(&e.interface) {
-                return err(format!("endpoint {}: interface {} used twice", e.name, e.interface));
+                return err(format!(
+                    "endpoint {}: interface {} used twice",
+                    e.name, e.interface
+                ));
             }
             if e.ips.is_empty() {
                 return err(format!("endpoint {}: no ips", e.name));
             }
             for ip in &e.ips {
                 if ip.prefix_len() != ip.max_prefix_len() {
-                    return err(format!("endpoint {}: {ip} must be a host address (/32 or /128)", e.name));
+                    return err(format!(
+                        "endpoint {}: {ip} must be a host address (/32 or /128)",
+                        e.name
+                    ));
                 }
                 if !self.pools.is_empty() && !self.pools.iter().any(|p| p.cidr.contains(ip)) {
                     return err(format!("endpoint {}: {ip} is in no pool", e.name));
@@ -234,7 +259,9 @@ mod tests {
     }
 
     fn with(extra: &str) -> Result<Config, ConfigError> {
-        Config::parse(&format!("node_name = \"n\"\nnode_ips = [\"10.0.0.1/24\"]\n{extra}"))
+        Config::parse(&format!(
+            "node_name = \"n\"\nnode_ips = [\"10.0.0.1/24\"]\n{extra}"
+        ))
     }
 
     #[test]
@@ -259,7 +286,10 @@ mod tests {
             let e = with(text).expect_err(text);
             assert!(e.0.contains(why), "{text:?}: {e} does not say {why:?}");
         }
-        assert!(Config::parse("node_ips = [\"10.0.0.1/24\"]\n").is_err(), "node_name is required");
+        assert!(
+            Config::parse("node_ips = [\"10.0.0.1/24\"]\n").is_err(),
+            "node_name is required"
+        );
         assert!(with("").is_ok());
     }
 }

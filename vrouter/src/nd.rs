@@ -107,7 +107,9 @@ pub fn answer_gateway(buf: &mut [u8], len: usize, gateway: Ipv6Addr, mac: [u8; 6
     let (hdr, na) = ip.split_at_mut(IP6_LEN);
     let sum = icmpv6_checksum(&hdr[8..24], &hdr[24..40], na);
     na[2..4].copy_from_slice(&sum.to_be_bytes());
-    NdOutcome::Replied { len: ETH_LEN + IP6_LEN + NA_LEN }
+    NdOutcome::Replied {
+        len: ETH_LEN + IP6_LEN + NA_LEN,
+    }
 }
 
 #[cfg(test)]
@@ -118,12 +120,16 @@ mod tests {
     use proptest::prelude::*;
 
     const POD_MAC: [u8; 6] = [0x02, 0x42, 0xac, 0x11, 0x00, 0x02];
-    const POD_LL: [u8; 16] = [0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0x00, 0x42, 0xac, 0xff, 0xfe, 0x11, 0, 2];
+    const POD_LL: [u8; 16] = [
+        0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0x00, 0x42, 0xac, 0xff, 0xfe, 0x11, 0, 2,
+    ];
 
     /// A pod's solicitation for its gateway, as the kernel sends it (with its source
     /// link-layer option), to the solicited-node multicast address.
     fn solicitation(src: [u8; 16], mac: [u8; 6]) -> Vec<u8> {
-        let dst: [u8; 16] = [0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, 0xee, 0xee, 0xee];
+        let dst: [u8; 16] = [
+            0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, 0xee, 0xee, 0xee,
+        ];
         let mut msg = vec![135, 0, 0, 0, 0, 0, 0, 0];
         msg.extend_from_slice(&POD_GATEWAY_V6.octets());
         msg.extend_from_slice(&[1, 1]);
@@ -146,42 +152,73 @@ mod tests {
         let mut f = solicitation(POD_LL, POD_MAC);
         let len = f.len();
         f.resize(2048, 0);
-        let NdOutcome::Replied { len: out } = answer_gateway(&mut f, len, POD_GATEWAY_V6, HOST_SIDE_MAC) else {
+        let NdOutcome::Replied { len: out } =
+            answer_gateway(&mut f, len, POD_GATEWAY_V6, HOST_SIDE_MAC)
+        else {
             panic!("no reply")
         };
         assert_eq!(out, 86);
         let p = SlicedPacket::from_ethernet(&f[..out]).unwrap();
-        let Some(NetSlice::Ipv6(ip)) = &p.net else { panic!("ipv6") };
+        let Some(NetSlice::Ipv6(ip)) = &p.net else {
+            panic!("ipv6")
+        };
         assert_eq!(ip.header().source(), POD_GATEWAY_V6.octets());
         assert_eq!(ip.header().destination(), POD_LL);
         assert_eq!(ip.header().hop_limit(), 255);
-        let Some(TransportSlice::Icmpv6(icmp)) = &p.transport else { panic!("icmpv6") };
-        assert!(matches!(icmp.icmp_type(), Icmpv6Type::Unknown { type_u8: 136, .. }) || icmp.type_u8() == 136);
-        let checksum_ok = icmp.icmp_type().calc_checksum(ip.header().source(), ip.header().destination(), icmp.payload());
+        let Some(TransportSlice::Icmpv6(icmp)) = &p.transport else {
+            panic!("icmpv6")
+        };
+        assert!(
+            matches!(icmp.icmp_type(), Icmpv6Type::Unknown { type_u8: 136, .. })
+                || icmp.type_u8() == 136
+        );
+        let checksum_ok = icmp.icmp_type().calc_checksum(
+            ip.header().source(),
+            ip.header().destination(),
+            icmp.payload(),
+        );
         assert_eq!(checksum_ok.unwrap(), icmp.checksum());
         let body = &f[ETH_LEN + IP6_LEN..out];
         assert_eq!(body[4], 0xe0, "router, solicited, override");
         assert_eq!(&body[8..24], &POD_GATEWAY_V6.octets());
         assert_eq!(&body[24..32], &[2, 1, 0xee, 0xee, 0xee, 0xee, 0xee, 0xee]);
-        assert_eq!(&f[0..12], &[0x02, 0x42, 0xac, 0x11, 0, 2, 0xee, 0xee, 0xee, 0xee, 0xee, 0xee]);
+        assert_eq!(
+            &f[0..12],
+            &[0x02, 0x42, 0xac, 0x11, 0, 2, 0xee, 0xee, 0xee, 0xee, 0xee, 0xee]
+        );
     }
 
     #[test]
     fn not_ours_dad_and_broken_solicitations() {
         let mut other = solicitation(POD_LL, POD_MAC);
         let len = other.len();
-        assert_eq!(answer_gateway(&mut other, len, Ipv6Addr::LOCALHOST, HOST_SIDE_MAC), NdOutcome::Ignored);
+        assert_eq!(
+            answer_gateway(&mut other, len, Ipv6Addr::LOCALHOST, HOST_SIDE_MAC),
+            NdOutcome::Ignored
+        );
         let mut dad = solicitation([0; 16], POD_MAC);
-        assert_eq!(answer_gateway(&mut dad, len, POD_GATEWAY_V6, HOST_SIDE_MAC), NdOutcome::Ignored);
+        assert_eq!(
+            answer_gateway(&mut dad, len, POD_GATEWAY_V6, HOST_SIDE_MAC),
+            NdOutcome::Ignored
+        );
         let mut bad_sum = solicitation(POD_LL, POD_MAC);
         bad_sum[ETH_LEN + IP6_LEN + 2] ^= 1;
-        assert_eq!(answer_gateway(&mut bad_sum, len, POD_GATEWAY_V6, HOST_SIDE_MAC), NdOutcome::Malformed);
+        assert_eq!(
+            answer_gateway(&mut bad_sum, len, POD_GATEWAY_V6, HOST_SIDE_MAC),
+            NdOutcome::Malformed
+        );
         let mut routed = solicitation(POD_LL, POD_MAC);
         routed[ETH_LEN + 7] = 64; // hop limit must be 255
-        assert_eq!(answer_gateway(&mut routed, len, POD_GATEWAY_V6, HOST_SIDE_MAC), NdOutcome::Malformed);
+        assert_eq!(
+            answer_gateway(&mut routed, len, POD_GATEWAY_V6, HOST_SIDE_MAC),
+            NdOutcome::Malformed
+        );
         let mut arp = crate::arp::tests_support::request();
         let alen = arp.len();
-        assert_eq!(answer_gateway(&mut arp, alen, POD_GATEWAY_V6, HOST_SIDE_MAC), NdOutcome::NotIpv6);
+        assert_eq!(
+            answer_gateway(&mut arp, alen, POD_GATEWAY_V6, HOST_SIDE_MAC),
+            NdOutcome::NotIpv6
+        );
         // The reply needs 86 bytes: a 78-byte buffer is refused, not overrun.
         let mut short = solicitation(POD_LL, POD_MAC);
         short.truncate(ETH_LEN + IP6_LEN + NS_MIN);
@@ -192,7 +229,10 @@ mod tests {
         let sum = icmpv6_checksum(&src, &dst, &short[ETH_LEN + IP6_LEN..]);
         short[ETH_LEN + IP6_LEN + 2..ETH_LEN + IP6_LEN + 4].copy_from_slice(&sum.to_be_bytes());
         let slen = short.len();
-        assert_eq!(answer_gateway(&mut short, slen, POD_GATEWAY_V6, HOST_SIDE_MAC), NdOutcome::Malformed);
+        assert_eq!(
+            answer_gateway(&mut short, slen, POD_GATEWAY_V6, HOST_SIDE_MAC),
+            NdOutcome::Malformed
+        );
     }
 
     proptest! {

@@ -44,7 +44,10 @@ fn decode(v: u64) -> Adjacency {
         BLACKHOLE => Adjacency::Blackhole,
         _ => {
             let b = v.to_be_bytes();
-            Adjacency::Forward { port: PortId((v >> 48) as u16), mac: b[2..].try_into().unwrap() }
+            Adjacency::Forward {
+                port: PortId((v >> 48) as u16),
+                mac: b[2..].try_into().unwrap(),
+            }
         }
     }
 }
@@ -57,7 +60,9 @@ pub struct NextHopTable {
 impl NextHopTable {
     /// `capacity` next hops, all `Incomplete`.
     pub fn new(capacity: usize) -> NextHopTable {
-        NextHopTable { entries: (0..capacity).map(|_| AtomicU64::new(INCOMPLETE)).collect() }
+        NextHopTable {
+            entries: (0..capacity).map(|_| AtomicU64::new(INCOMPLETE)).collect(),
+        }
     }
 
     pub fn capacity(&self) -> usize {
@@ -72,7 +77,9 @@ impl NextHopTable {
     /// Where next hop `id` points now; `None` for an id outside the table.
     #[inline]
     pub fn get(&self, id: u32) -> Option<Adjacency> {
-        self.entries.get(id as usize).map(|e| decode(e.load(Ordering::Acquire)))
+        self.entries
+            .get(id as usize)
+            .map(|e| decode(e.load(Ordering::Acquire)))
     }
 }
 
@@ -86,7 +93,11 @@ pub struct NextHopIds {
 
 impl NextHopIds {
     pub fn new(capacity: u32) -> NextHopIds {
-        NextHopIds { next: 0, free: Vec::new(), capacity }
+        NextHopIds {
+            next: 0,
+            free: Vec::new(),
+            capacity,
+        }
     }
 
     /// A free id, or `None` when the table is full.
@@ -117,7 +128,10 @@ mod tests {
         let t = NextHopTable::new(4);
         assert_eq!(t.get(0), Some(Adjacency::Incomplete));
         assert_eq!(t.get(4), None);
-        let a = Adjacency::Forward { port: PortId(3), mac: [0xee; 6] };
+        let a = Adjacency::Forward {
+            port: PortId(3),
+            mac: [0xee; 6],
+        };
         t.set(1, a);
         assert_eq!(t.get(1), Some(a));
         t.set(1, Adjacency::Blackhole);
@@ -127,13 +141,22 @@ mod tests {
     #[test]
     #[should_panic(expected = "reserved")]
     fn reserved_ports_are_refused() {
-        NextHopTable::new(1).set(0, Adjacency::Forward { port: PortId(0xffff), mac: [0; 6] });
+        NextHopTable::new(1).set(
+            0,
+            Adjacency::Forward {
+                port: PortId(0xffff),
+                mac: [0; 6],
+            },
+        );
     }
 
     #[test]
     fn ids_are_reused() {
         let mut ids = NextHopIds::new(2);
-        assert_eq!((ids.allocate(), ids.allocate(), ids.allocate()), (Some(0), Some(1), None));
+        assert_eq!(
+            (ids.allocate(), ids.allocate(), ids.allocate()),
+            (Some(0), Some(1), None)
+        );
         ids.release(0);
         assert_eq!(ids.allocate(), Some(0));
     }
@@ -142,8 +165,14 @@ mod tests {
     #[test]
     fn readers_never_see_a_torn_entry() {
         let t = Arc::new(NextHopTable::new(1));
-        let a = Adjacency::Forward { port: PortId(1), mac: [0x11; 6] };
-        let b = Adjacency::Forward { port: PortId(2), mac: [0x22; 6] };
+        let a = Adjacency::Forward {
+            port: PortId(1),
+            mac: [0x11; 6],
+        };
+        let b = Adjacency::Forward {
+            port: PortId(2),
+            mac: [0x22; 6],
+        };
         t.set(0, a);
         let r = {
             let t = t.clone();

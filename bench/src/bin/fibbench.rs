@@ -126,7 +126,9 @@ fn main() {
         compare_dpdk(&opts, &mut report);
         // DPDK's IPv6 tests use 1,000 routes: also measure ours on a table that size.
         let theirs = report.dpdk.iter().filter_map(|d| d.routes).max();
-        if let Some(n) = theirs.filter(|&n| (n as f64) < report.routes as f64 / 2.0 || (n as f64) > report.routes as f64 * 2.0) {
+        if let Some(n) = theirs.filter(|&n| {
+            (n as f64) < report.routes as f64 / 2.0 || (n as f64) > report.routes as f64 * 2.0
+        }) {
             let small = measure(&opts, &tsc, Some(n as usize));
             report.at_dpdk_table_size = Some(SameSize {
                 routes: small.routes,
@@ -140,7 +142,12 @@ fn main() {
         }
     }
     let ours = match &report.at_dpdk_table_size {
-        Some(s) => [s.lookup_cycles, s.batch_lookup_cycles, s.insert_cycles_p50 as f64, s.delete_cycles_p50 as f64],
+        Some(s) => [
+            s.lookup_cycles,
+            s.batch_lookup_cycles,
+            s.insert_cycles_p50 as f64,
+            s.delete_cycles_p50 as f64,
+        ],
         None => [
             report.lookup_cycles,
             report.batch_lookup_cycles,
@@ -163,15 +170,27 @@ fn measure(opts: &Opts, tsc: &Tsc, size: Option<usize>) -> Report {
     match opts.family {
         FamilyArg::V4 => {
             let pick = |n| if let IpNet::V4(n) = n { Some(n) } else { None };
-            let (nets, source) = table::<V4>(opts, size, synth::dpdk_v4, synth::DPDK_V4_TOTAL, pick);
+            let (nets, source) =
+                table::<V4>(opts, size, synth::dpdk_v4, synth::DPDK_V4_TOTAL, pick);
             run::<V4>(opts, tsc, nets, source, |rng, _| rng.next_u32())
         }
         FamilyArg::V6 => {
             let pick = |n| if let IpNet::V6(n) = n { Some(n) } else { None };
-            let (nets, source) = table::<V6>(opts, size, synth::realistic_v6, synth::DEFAULT_V6_TOTAL, pick);
+            let (nets, source) = table::<V6>(
+                opts,
+                size,
+                synth::realistic_v6,
+                synth::DEFAULT_V6_TOTAL,
+                pick,
+            );
             run::<V6>(opts, tsc, nets, source, |rng, table: &[(u128, u8)]| {
                 let (k, l) = table[rng.below(table.len() as u64) as usize];
-                k | (rng.next_u128() & if l == 0 { u128::MAX } else { !(u128::MAX << (128 - l as u32)) })
+                k | (rng.next_u128()
+                    & if l == 0 {
+                        u128::MAX
+                    } else {
+                        !(u128::MAX << (128 - l as u32))
+                    })
             })
         }
     }
@@ -187,10 +206,16 @@ fn table<F: Family>(
     pick: impl Fn(IpNet) -> Option<F::Net>,
 ) -> (Vec<F::Net>, String) {
     if let Some(n) = size {
-        return (synthetic(n, opts.seed), format!("synthetic, {n} routes (DPDK's table size)"));
+        return (
+            synthetic(n, opts.seed),
+            format!("synthetic, {n} routes (DPDK's table size)"),
+        );
     }
     let (nets, source) = load::<F>(opts, pick);
-    (nets.unwrap_or_else(|| synthetic(opts.routes.unwrap_or(default_n), opts.seed)), source)
+    (
+        nets.unwrap_or_else(|| synthetic(opts.routes.unwrap_or(default_n), opts.seed)),
+        source,
+    )
 }
 
 /// Our figures on a table of DPDK's size, when DPDK's test table differs from ours.
@@ -206,16 +231,30 @@ struct SameSize {
 }
 
 /// Read `--routes-file`, keeping the requested family. `None` means "use the synthetic table".
-fn load<F: Family>(opts: &Opts, pick: impl Fn(IpNet) -> Option<F::Net>) -> (Option<Vec<F::Net>>, String) {
+fn load<F: Family>(
+    opts: &Opts,
+    pick: impl Fn(IpNet) -> Option<F::Net>,
+) -> (Option<Vec<F::Net>>, String) {
     let Some(path) = &opts.routes_file else {
-        let what = if F::BITS == 32 { "DPDK lpm_perf distribution" } else { "realistic v6 length mix" };
+        let what = if F::BITS == 32 {
+            "DPDK lpm_perf distribution"
+        } else {
+            "realistic v6 length mix"
+        };
         return (None, format!("synthetic ({what}, seed {:#x})", opts.seed));
     };
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| die(&format!("{}: {e}", path.display())));
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| die(&format!("{}: {e}", path.display())));
     let mut nets = Vec::new();
     let mut other = 0;
     for (i, line) in text.lines().enumerate() {
-        let Some(first) = line.split('#').next().and_then(|l| l.split_whitespace().next()) else { continue };
+        let Some(first) = line
+            .split('#')
+            .next()
+            .and_then(|l| l.split_whitespace().next())
+        else {
+            continue;
+        };
         let net: IpNet = first
             .parse()
             .unwrap_or_else(|e| die(&format!("{}:{}: {first:?}: {e}", path.display(), i + 1)));
@@ -225,9 +264,19 @@ fn load<F: Family>(opts: &Opts, pick: impl Fn(IpNet) -> Option<F::Net>) -> (Opti
         }
     }
     if nets.is_empty() {
-        die(&format!("{}: no {} prefixes ({other} of the other family)", path.display(), F::NAME));
+        die(&format!(
+            "{}: no {} prefixes ({other} of the other family)",
+            path.display(),
+            F::NAME
+        ));
     }
-    (Some(nets), format!("{} ({other} prefixes of the other family skipped)", path.display()))
+    (
+        Some(nets),
+        format!(
+            "{} ({other} prefixes of the other family skipped)",
+            path.display()
+        ),
+    )
 }
 
 fn die(msg: &str) -> ! {
@@ -255,7 +304,9 @@ fn run<F: Family>(
     let rss0 = rss_bytes();
     let t = Instant::now();
     let mut nh_rng = Rng::new(opts.seed ^ 0x6e68);
-    let nhs: Vec<NextHopId> = (0..nets.len()).map(|_| NextHopId(nh_rng.below(opts.next_hops.max(1) as u64) as u32)).collect();
+    let nhs: Vec<NextHopId> = (0..nets.len())
+        .map(|_| NextHopId(nh_rng.below(opts.next_hops.max(1) as u64) as u32))
+        .collect();
     let mut fib = Fib::<F>::from_routes(nets.iter().zip(&nhs).map(|(n, nh)| (*n, *nh)));
     r.build_s = t.elapsed().as_secs_f64();
     r.rss_growth_bytes = rss_bytes().saturating_sub(rss0);
@@ -274,7 +325,8 @@ fn run<F: Family>(
     let cycles = tsc.now() - c0;
     r.add_one_by_one_s = tsc.to_ns(cycles as f64) / 1e9;
     r.add_one_by_one_cycles_mean = cycles as f64 / nets.len() as f64;
-    let table: Arc<Vec<(F::Key, u8)>> = Arc::new(fib.routes().map(|(n, _)| F::net_parts(&n)).collect());
+    let table: Arc<Vec<(F::Key, u8)>> =
+        Arc::new(fib.routes().map(|(n, _)| F::net_parts(&n)).collect());
 
     // Lookups: keys for a round are made outside the timed region.
     let mut reader = fib.reader();
@@ -327,7 +379,9 @@ fn run<F: Family>(
         let no_reader = opts.no_update_reader;
         std::thread::spawn(move || {
             let mut rng = Rng::new(7);
-            let addrs: Vec<F::Addr> = (0..ROUND).map(|_| F::key_addr(key(&mut rng, &table))).collect();
+            let addrs: Vec<F::Addr> = (0..ROUND)
+                .map(|_| F::key_addr(key(&mut rng, &table)))
+                .collect();
             let mut out = vec![None; ROUND];
             let mut count = 0u64;
             while !stop.load(Ordering::Relaxed) && !no_reader {
@@ -364,8 +418,14 @@ fn run<F: Family>(
         ins.push(tsc.now() - c0);
     }
     // Again through the batch API, 64 updates per call.
-    let dels: Vec<fib::Update<F::Net>> = removed.iter().map(|&(n, _)| fib::Update::Remove(n)).collect();
-    let inss: Vec<fib::Update<F::Net>> = removed.iter().map(|&(n, nh)| fib::Update::Insert(n, nh)).collect();
+    let dels: Vec<fib::Update<F::Net>> = removed
+        .iter()
+        .map(|&(n, _)| fib::Update::Remove(n))
+        .collect();
+    let inss: Vec<fib::Update<F::Net>> = removed
+        .iter()
+        .map(|&(n, nh)| fib::Update::Insert(n, nh))
+        .collect();
     let timed = |fib: &mut Fib<F>, ups: &[fib::Update<F::Net>]| {
         let c0 = tsc.now();
         for chunk in ups.chunks(64) {
@@ -385,8 +445,16 @@ fn run<F: Family>(
         let mean = v.iter().sum::<u64>() as f64 / v.len().max(1) as f64;
         (percentile(v, 50.0), percentile(v, 99.0), mean)
     };
-    (r.insert_cycles_p50, r.insert_cycles_p99, r.insert_cycles_mean) = stats(&mut ins);
-    (r.delete_cycles_p50, r.delete_cycles_p99, r.delete_cycles_mean) = stats(&mut del);
+    (
+        r.insert_cycles_p50,
+        r.insert_cycles_p99,
+        r.insert_cycles_mean,
+    ) = stats(&mut ins);
+    (
+        r.delete_cycles_p50,
+        r.delete_cycles_p99,
+        r.delete_cycles_mean,
+    ) = stats(&mut del);
     r.insert_ns_p50 = tsc.to_ns(r.insert_cycles_p50 as f64);
     r.insert_ns_p99 = tsc.to_ns(r.insert_cycles_p99 as f64);
     r.delete_ns_p50 = tsc.to_ns(r.delete_cycles_p50 as f64);
@@ -397,7 +465,9 @@ fn run<F: Family>(
 fn compare_dpdk(opts: &Opts, r: &mut Report) {
     let Some(bin) = dpdk::find_dpdk_test() else {
         r.dpdk_error = Some("dpdk-test not found (install the Debian package dpdk-dev)".into());
-        eprintln!("fibbench: --compare-dpdk: dpdk-test not found (install the Debian package dpdk-dev)");
+        eprintln!(
+            "fibbench: --compare-dpdk: dpdk-test not found (install the Debian package dpdk-dev)"
+        );
         return;
     };
     let tests: &[&str] = match opts.family {
@@ -437,23 +507,41 @@ fn print_table(r: &Report) {
         print!(" {:>16}", format!("vrouter @{}", s.routes));
     }
     for d in &cols {
-        print!(" {:>20} {:>8}", d.test.trim_end_matches("_perf_autotest"), "ratio");
+        print!(
+            " {:>20} {:>8}",
+            d.test.trim_end_matches("_perf_autotest"),
+            "ratio"
+        );
     }
     println!();
     // (value, ratio) of one DPDK column; ratios were set against the same-size figures.
     type Pick = fn(&DpdkFigures) -> (Option<f64>, Option<f64>);
     type Ours = fn(&SameSize) -> f64;
     let rows: [(&str, f64, Ours, Pick); 4] = [
-        ("lookup, single", r.lookup_cycles, |s| s.lookup_cycles, |d| (d.lookup_cycles, d.ratio_lookup)),
-        ("lookup, batch", r.batch_lookup_cycles, |s| s.batch_lookup_cycles, |d| {
-            (d.batch_lookup_cycles, d.ratio_batch_lookup)
-        }),
-        ("insert/add (p50 | avg)", r.insert_cycles_p50 as f64, |s| s.insert_cycles_p50 as f64, |d| {
-            (d.add_cycles, d.ratio_add)
-        }),
-        ("delete (p50 | avg)", r.delete_cycles_p50 as f64, |s| s.delete_cycles_p50 as f64, |d| {
-            (d.delete_cycles, d.ratio_delete)
-        }),
+        (
+            "lookup, single",
+            r.lookup_cycles,
+            |s| s.lookup_cycles,
+            |d| (d.lookup_cycles, d.ratio_lookup),
+        ),
+        (
+            "lookup, batch",
+            r.batch_lookup_cycles,
+            |s| s.batch_lookup_cycles,
+            |d| (d.batch_lookup_cycles, d.ratio_batch_lookup),
+        ),
+        (
+            "insert/add (p50 | avg)",
+            r.insert_cycles_p50 as f64,
+            |s| s.insert_cycles_p50 as f64,
+            |d| (d.add_cycles, d.ratio_add),
+        ),
+        (
+            "delete (p50 | avg)",
+            r.delete_cycles_p50 as f64,
+            |s| s.delete_cycles_p50 as f64,
+            |d| (d.delete_cycles, d.ratio_delete),
+        ),
     ];
     for (name, ours, ours_small, pick) in rows {
         print!("{name:<26} {ours:>14.1}");
@@ -472,28 +560,55 @@ fn print_table(r: &Report) {
             print!(" {:>16}", s.routes);
         }
         for d in &cols {
-            print!(" {:>20} {:>8}", d.routes.map_or("—".into(), |v| v.to_string()), "");
+            print!(
+                " {:>20} {:>8}",
+                d.routes.map_or("—".into(), |v| v.to_string()),
+                ""
+            );
         }
-        println!("\n(ratio = DPDK / ours{}: above 1 means ours is faster; DPDK figures are averages)",
-            if small.is_some() { " at DPDK's table size" } else { "" });
+        println!(
+            "\n(ratio = DPDK / ours{}: above 1 means ours is faster; DPDK figures are averages)",
+            if small.is_some() {
+                " at DPDK's table size"
+            } else {
+                ""
+            }
+        );
     }
     println!();
-    println!("lookup single      {:>8.2} ns  {:>8.1} cycles", r.lookup_ns, r.lookup_cycles);
-    println!("lookup batch       {:>8.2} ns  {:>8.1} cycles  ({})", r.batch_lookup_ns, r.batch_lookup_cycles, r.batch_method);
+    println!(
+        "lookup single      {:>8.2} ns  {:>8.1} cycles",
+        r.lookup_ns, r.lookup_cycles
+    );
+    println!(
+        "lookup batch       {:>8.2} ns  {:>8.1} cycles  ({})",
+        r.batch_lookup_ns, r.batch_lookup_cycles, r.batch_method
+    );
     println!("build              {:>8.3} s  (bulk; one prefix at a time into an empty table: {:.3} s, {:.0} cycles/add)", r.build_s, r.add_one_by_one_s, r.add_one_by_one_cycles_mean);
     println!(
         "insert  p50 {:>8.0} ns {:>8} cyc   p99 {:>9.0} ns {:>9} cyc   mean {:>9.0} cyc",
-        r.insert_ns_p50, r.insert_cycles_p50, r.insert_ns_p99, r.insert_cycles_p99, r.insert_cycles_mean
+        r.insert_ns_p50,
+        r.insert_cycles_p50,
+        r.insert_ns_p99,
+        r.insert_cycles_p99,
+        r.insert_cycles_mean
     );
     println!(
         "delete  p50 {:>8.0} ns {:>8} cyc   p99 {:>9.0} ns {:>9} cyc   mean {:>9.0} cyc",
-        r.delete_ns_p50, r.delete_cycles_p50, r.delete_ns_p99, r.delete_cycles_p99, r.delete_cycles_mean
+        r.delete_ns_p50,
+        r.delete_cycles_p50,
+        r.delete_ns_p99,
+        r.delete_cycles_p99,
+        r.delete_cycles_mean
     );
     println!(
         "  ({} deletes then {} re-inserts of table prefixes; a reader thread did {} lookups meanwhile;",
         r.updates, r.updates, r.reader_lookups_during_updates
     );
-    println!("   per-op figures include {} cycles of timer overhead)", r.timer_overhead_cycles);
+    println!(
+        "   per-op figures include {} cycles of timer overhead)",
+        r.timer_overhead_cycles
+    );
     println!(
         "batched (Fib::apply, 64 per call): insert mean {:.0} cyc, delete mean {:.0} cyc",
         r.insert_batched_cycles_mean, r.delete_batched_cycles_mean

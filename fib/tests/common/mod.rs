@@ -10,7 +10,9 @@ pub struct Model<F: Family> {
 
 impl<F: Family> Default for Model<F> {
     fn default() -> Self {
-        Model { routes: HashMap::new() }
+        Model {
+            routes: HashMap::new(),
+        }
     }
 }
 
