@@ -5,5 +5,7 @@
 
 pub mod arp;
 pub mod config;
+pub mod counters;
 pub mod nd;
 pub mod nexthop;
+pub mod pipeline;

@@ -1,0 +1,170 @@
+//! Per-worker packet counters: each worker owns one cache-padded block and publishes it
+//! once per burst with plain stores (one writer, so no atomic read-modify-write);
+//! readers sum every worker's block on demand.
+
+use crossbeam_utils::CachePadded;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Why a packet was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(usize)]
+pub enum DropReason {
+    /// Truncated or garbage frame, bad IP header.
+    Malformed,
+    /// No route for the destination (from a pod).
+    NoRoute,
+    /// TTL / hop limit reached zero.
+    TtlExpired,
+    /// A pod sent from an address that is not its own.
+    Spoofed,
+    /// To an unused address of one of our own blocks.
+    Blackhole,
+    /// The next hop's MAC is not resolved yet.
+    Unresolved,
+    /// A protocol we do not handle from a pod (neither IPv4, IPv6 nor ARP).
+    Unsupported,
+    /// ARP / ND not for the gateway.
+    NotForUs,
+}
+
+impl DropReason {
+    pub const ALL: [DropReason; 8] = [
+        DropReason::Malformed,
+        DropReason::NoRoute,
+        DropReason::TtlExpired,
+        DropReason::Spoofed,
+        DropReason::Blackhole,
+        DropReason::Unresolved,
+        DropReason::Unsupported,
+        DropReason::NotForUs,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            DropReason::Malformed => "malformed",
+            DropReason::NoRoute => "no_route",
+            DropReason::TtlExpired => "ttl_expired",
+            DropReason::Spoofed => "spoofed",
+            DropReason::Blackhole => "blackhole",
+            DropReason::Unresolved => "unresolved",
+            DropReason::Unsupported => "unsupported",
+            DropReason::NotForUs => "not_for_us",
+        }
+    }
+}
+
+const N_DROPS: usize = DropReason::ALL.len();
+
+/// Counts as a worker accumulates them during a burst (plain integers, on its stack).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Tally {
+    pub rx: u64,
+    pub tx: u64,
+    pub to_kernel: u64,
+    pub replies: u64,
+    pub drops: [u64; N_DROPS],
+}
+
+impl Tally {
+    #[inline]
+    pub fn drop(&mut self, why: DropReason) {
+        self.drops[why as usize] += 1;
+    }
+
+    pub fn dropped(&self, why: DropReason) -> u64 {
+        self.drops[why as usize]
+    }
+}
+
+/// One worker's published counters.
+#[derive(Default)]
+pub struct WorkerCounters {
+    rx: AtomicU64,
+    tx: AtomicU64,
+    to_kernel: AtomicU64,
+    replies: AtomicU64,
+    drops: [AtomicU64; N_DROPS],
+}
+
+/// The counters of every worker.
+pub struct Counters {
+    workers: Box<[CachePadded<WorkerCounters>]>,
+}
+
+impl Counters {
+    pub fn new(workers: usize) -> Counters {
+        Counters {
+            workers: (0..workers)
+                .map(|_| CachePadded::new(WorkerCounters::default()))
+                .collect(),
+        }
+    }
+
+    /// Add a burst's tally to worker `w`'s counters. Only worker `w` calls this.
+    #[inline]
+    pub fn publish(&self, w: usize, t: &Tally) {
+        let c = &self.workers[w];
+        let add = |a: &AtomicU64, v: u64| {
+            if v != 0 {
+                a.store(a.load(Ordering::Relaxed) + v, Ordering::Relaxed);
+            }
+        };
+        add(&c.rx, t.rx);
+        add(&c.tx, t.tx);
+        add(&c.to_kernel, t.to_kernel);
+        add(&c.replies, t.replies);
+        for (a, v) in c.drops.iter().zip(t.drops) {
+            add(a, v);
+        }
+    }
+
+    /// The sum over all workers.
+    pub fn total(&self) -> Tally {
+        let mut t = Tally::default();
+        for c in self.workers.iter() {
+            t.rx += c.rx.load(Ordering::Relaxed);
+            t.tx += c.tx.load(Ordering::Relaxed);
+            t.to_kernel += c.to_kernel.load(Ordering::Relaxed);
+            t.replies += c.replies.load(Ordering::Relaxed);
+            for (s, a) in t.drops.iter_mut().zip(c.drops.iter()) {
+                *s += a.load(Ordering::Relaxed);
+            }
+        }
+        t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workers_publish_and_totals_sum() {
+        let c = std::sync::Arc::new(Counters::new(2));
+        let threads: Vec<_> = (0..2)
+            .map(|w| {
+                let c = c.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..1000 {
+                        let mut t = Tally {
+                            rx: 3,
+                            tx: 2,
+                            ..Default::default()
+                        };
+                        t.drop(DropReason::NoRoute);
+                        c.publish(w, &t);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let t = c.total();
+        assert_eq!(
+            (t.rx, t.tx, t.dropped(DropReason::NoRoute)),
+            (6000, 4000, 2000)
+        );
+        assert_eq!(t.dropped(DropReason::Spoofed), 0);
+    }
+}

@@ -1,0 +1,299 @@
+//! Golden packet tests of the pipeline on in-memory frames, read back by etherparse.
+
+use super::*;
+use crate::counters::Counters;
+use crate::nexthop::NextHopTable;
+use etherparse::{NetSlice, PacketBuilder, SlicedPacket};
+use fib::{Fib4, Fib6, NextHopId};
+use proptest::prelude::*;
+
+const POD_A_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0a];
+const POD_B_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0b];
+const NODE_MAC: [u8; 6] = [0x52, 0x54, 0, 0, 0, 1];
+const ROUTER_MAC: [u8; 6] = [0x52, 0x54, 0, 0, 0, 0xfe];
+const A4: [u8; 4] = [10, 244, 1, 4];
+const B4: [u8; 4] = [10, 244, 1, 5];
+const A6: [u8; 16] = [0xfd, 0, 0, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4];
+const B6: [u8; 16] = [0xfd, 0, 0, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5];
+const POD_A: PortId = PortId(0);
+const POD_B: PortId = PortId(1);
+const UPLINK: PortId = PortId(2);
+
+struct Node {
+    pipeline: Pipeline,
+    counters: Arc<Counters>,
+    _fibs: (Fib4, Fib6),
+}
+
+fn node() -> Node {
+    let nexthops = Arc::new(NextHopTable::new(16));
+    nexthops.set(
+        0,
+        Adjacency::Forward {
+            port: POD_A,
+            mac: POD_A_MAC,
+        },
+    );
+    nexthops.set(
+        1,
+        Adjacency::Forward {
+            port: POD_B,
+            mac: POD_B_MAC,
+        },
+    );
+    nexthops.set(
+        2,
+        Adjacency::Forward {
+            port: UPLINK,
+            mac: ROUTER_MAC,
+        },
+    );
+    nexthops.set(3, Adjacency::Blackhole);
+    // 4 stays Incomplete.
+    let mut fib4 = Fib4::new();
+    fib4.insert("10.244.1.4/32".parse().unwrap(), NextHopId(0));
+    fib4.insert("10.244.1.5/32".parse().unwrap(), NextHopId(1));
+    fib4.insert("10.244.2.0/26".parse().unwrap(), NextHopId(2));
+    fib4.insert("10.244.1.0/26".parse().unwrap(), NextHopId(3));
+    fib4.insert("10.244.1.9/32".parse().unwrap(), NextHopId(4));
+    let mut fib6 = Fib6::new();
+    fib6.insert("fd00:10::4/128".parse().unwrap(), NextHopId(0));
+    fib6.insert("fd00:10::5/128".parse().unwrap(), NextHopId(1));
+    let ports: Arc<[Port]> = vec![
+        Port {
+            mac: HOST_SIDE_MAC,
+            kind: PortKind::Endpoint {
+                v4: vec![u32::from_be_bytes(A4)],
+                v6: vec![u128::from_be_bytes(A6)],
+            },
+        },
+        Port {
+            mac: HOST_SIDE_MAC,
+            kind: PortKind::Endpoint {
+                v4: vec![u32::from_be_bytes(B4)],
+                v6: vec![u128::from_be_bytes(B6)],
+            },
+        },
+        Port {
+            mac: NODE_MAC,
+            kind: PortKind::Uplink,
+        },
+    ]
+    .into();
+    let counters = Arc::new(Counters::new(1));
+    let pipeline = Pipeline::new(
+        fib4.reader(),
+        fib6.reader(),
+        nexthops,
+        ports,
+        counters.clone(),
+        0,
+    );
+    Node {
+        pipeline,
+        counters,
+        _fibs: (fib4, fib6),
+    }
+}
+
+fn udp4(src: [u8; 4], dst: [u8; 4], ttl: u8) -> Vec<u8> {
+    let b = PacketBuilder::ethernet2(POD_A_MAC, HOST_SIDE_MAC)
+        .ipv4(src, dst, ttl)
+        .udp(1000, 2000);
+    let mut f = Vec::new();
+    b.write(&mut f, b"hello").unwrap();
+    f
+}
+
+fn udp6(src: [u8; 16], dst: [u8; 16], hops: u8) -> Vec<u8> {
+    let b = PacketBuilder::ethernet2(POD_A_MAC, HOST_SIDE_MAC)
+        .ipv6(src, dst, hops)
+        .udp(1000, 2000);
+    let mut f = Vec::new();
+    b.write(&mut f, b"hello").unwrap();
+    f
+}
+
+/// Run one burst of `frames` received on `rx`; frames get 2 KiB buffers like UMEM frames.
+fn run(node: &mut Node, rx: PortId, frames: &[Vec<u8>]) -> (Vec<Action>, Vec<Vec<u8>>) {
+    let mut bufs: Vec<Vec<u8>> = frames
+        .iter()
+        .map(|f| {
+            let mut b = f.clone();
+            b.resize(2048, 0);
+            b
+        })
+        .collect();
+    let lens: Vec<usize> = frames.iter().map(Vec::len).collect();
+    let mut actions = vec![Action::Kernel; frames.len()];
+    let mut refs: Vec<&mut [u8]> = bufs.iter_mut().map(|b| &mut b[..]).collect();
+    node.pipeline.process(rx, &mut refs, &lens, &mut actions);
+    let out = bufs
+        .into_iter()
+        .zip(&actions)
+        .map(|(mut b, a)| {
+            if let Action::Tx { len, .. } = a {
+                b.truncate(*len);
+            }
+            b
+        })
+        .collect();
+    (actions, out)
+}
+
+#[test]
+fn pod_to_pod_v4_and_v6() {
+    let mut n = node();
+    let (actions, out) = run(&mut n, POD_A, &[udp4(A4, B4, 64), udp6(A6, B6, 64)]);
+    assert_eq!(
+        actions[0],
+        Action::Tx {
+            port: POD_B,
+            len: udp4(A4, B4, 64).len()
+        }
+    );
+    assert!(matches!(actions[1], Action::Tx { port: POD_B, .. }));
+
+    let p = SlicedPacket::from_ethernet(&out[0]).unwrap();
+    let Some(etherparse::LinkSlice::Ethernet2(eth)) = &p.link else {
+        panic!()
+    };
+    assert_eq!(
+        (eth.destination(), eth.source()),
+        (POD_B_MAC, HOST_SIDE_MAC)
+    );
+    let Some(NetSlice::Ipv4(ip)) = &p.net else {
+        panic!()
+    };
+    let h = ip.header().to_header();
+    assert_eq!(h.time_to_live, 63);
+    assert_eq!(
+        h.header_checksum,
+        h.calc_header_checksum(),
+        "checksum still valid"
+    );
+    assert!(p.transport.is_some(), "the UDP header survives");
+
+    let p6 = SlicedPacket::from_ethernet(&out[1]).unwrap();
+    let Some(NetSlice::Ipv6(ip6)) = &p6.net else {
+        panic!()
+    };
+    assert_eq!(ip6.header().hop_limit(), 63);
+
+    let t = n.counters.total();
+    assert_eq!((t.rx, t.tx), (2, 2));
+}
+
+#[test]
+fn drops_are_counted_by_reason() {
+    let mut n = node();
+    let frames = [
+        udp4([10, 244, 1, 99], B4, 64), // spoofed source
+        udp4(A4, B4, 1),                // TTL expires here
+        udp4(A4, [8, 8, 8, 8], 64),     // no route from a pod
+        udp4(A4, [10, 244, 1, 20], 64), // unused address of our block
+        udp4(A4, [10, 244, 1, 9], 64),  // next hop not resolved
+        vec![0u8; 10],                  // runt
+        udp6(
+            [0xfd, 0, 0, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x63],
+            B6,
+            64,
+        ), // spoofed v6
+    ];
+    let (actions, out) = run(&mut n, POD_A, &frames);
+    assert_eq!(
+        actions,
+        vec![
+            Action::Drop(DropReason::Spoofed),
+            Action::Drop(DropReason::TtlExpired),
+            Action::Drop(DropReason::NoRoute),
+            Action::Drop(DropReason::Blackhole),
+            Action::Drop(DropReason::Unresolved),
+            Action::Drop(DropReason::Malformed),
+            Action::Drop(DropReason::Spoofed),
+        ]
+    );
+    assert_eq!(
+        &out[1][..frames[1].len()],
+        &frames[1][..],
+        "an expired packet is left as it came (ICMP quotes it)"
+    );
+    let t = n.counters.total();
+    assert_eq!(t.rx, 7);
+    assert_eq!(t.tx, 0);
+    assert_eq!(t.dropped(DropReason::Spoofed), 2);
+    assert_eq!(
+        DropReason::ALL.iter().map(|&r| t.dropped(r)).sum::<u64>(),
+        7
+    );
+}
+
+#[test]
+fn uplink_traffic_not_ours_goes_to_the_kernel() {
+    let mut n = node();
+    let mut arp = crate::arp::tests_support::request();
+    arp[28..32].copy_from_slice(&[10, 0, 0, 2]);
+    let (actions, _) = run(
+        &mut n,
+        UPLINK,
+        &[
+            udp4([10, 0, 0, 9], [10, 0, 0, 1], 64),
+            arp,
+            udp4([10, 0, 0, 9], B4, 64),
+        ],
+    );
+    assert_eq!(actions[0], Action::Kernel, "to the node's own address");
+    assert_eq!(
+        actions[1],
+        Action::Kernel,
+        "ARP on the uplink is the host's"
+    );
+    assert!(
+        matches!(actions[2], Action::Tx { port: POD_B, .. }),
+        "into a local pod"
+    );
+    assert_eq!(n.counters.total().to_kernel, 2);
+}
+
+#[test]
+fn pods_get_their_gateway_answered() {
+    let mut n = node();
+    let arp = crate::arp::tests_support::request();
+    let (actions, out) = run(&mut n, POD_A, &[arp]);
+    assert_eq!(
+        actions[0],
+        Action::Tx {
+            port: POD_A,
+            len: 60
+        }
+    );
+    assert_eq!(&out[0][22..28], &HOST_SIDE_MAC, "sender is the host side");
+    assert_eq!(n.counters.total().replies, 1);
+}
+
+proptest! {
+    /// Random and mutated frames never panic, and every frame is accounted for once.
+    #[test]
+    fn random_frames_are_counted_never_panic(
+        frames in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..120), 1..64),
+        mutate in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..8),
+        rx in 0u16..4,
+    ) {
+        let mut n = node();
+        let mut frames = frames;
+        // Mix in mutated real packets so deeper paths are reached too.
+        let mut real = udp4(A4, B4, 64);
+        for (i, b) in &mutate {
+            let at = i.index(real.len());
+            real[at] = *b;
+        }
+        frames.push(real);
+        frames.truncate(BURST);
+        let (actions, _) = run(&mut n, PortId(rx), &frames);
+        let t = n.counters.total();
+        prop_assert_eq!(t.rx as usize, frames.len());
+        let drops: u64 = DropReason::ALL.iter().map(|&r| t.dropped(r)).sum();
+        prop_assert_eq!(t.tx + t.to_kernel + drops, t.rx);
+        prop_assert_eq!(actions.len(), frames.len());
+    }
+}
