@@ -62,6 +62,8 @@ pub struct Tally {
     pub tx: u64,
     pub to_kernel: u64,
     pub replies: u64,
+    /// ICMP errors sent in place of a dropped packet (also counted as tx and as the drop).
+    pub icmp_errors: u64,
     pub drops: [u64; N_DROPS],
 }
 
@@ -83,6 +85,7 @@ pub struct WorkerCounters {
     tx: AtomicU64,
     to_kernel: AtomicU64,
     replies: AtomicU64,
+    icmp_errors: AtomicU64,
     drops: [AtomicU64; N_DROPS],
 }
 
@@ -113,6 +116,7 @@ impl Counters {
         add(&c.tx, t.tx);
         add(&c.to_kernel, t.to_kernel);
         add(&c.replies, t.replies);
+        add(&c.icmp_errors, t.icmp_errors);
         for (a, v) in c.drops.iter().zip(t.drops) {
             add(a, v);
         }
@@ -126,6 +130,7 @@ impl Counters {
             t.tx += c.tx.load(Ordering::Relaxed);
             t.to_kernel += c.to_kernel.load(Ordering::Relaxed);
             t.replies += c.replies.load(Ordering::Relaxed);
+            t.icmp_errors += c.icmp_errors.load(Ordering::Relaxed);
             for (s, a) in t.drops.iter_mut().zip(c.drops.iter()) {
                 *s += a.load(Ordering::Relaxed);
             }

@@ -1,11 +1,13 @@
-//! The vrouter dataplane. Today: the proxy-ARP and proxy-ND responders pods need for
-//! their gateway (`arp`, `nd`), the validated configuration (`config`), and the next-hop
-//! table that FIB leaves index into (`nexthop`). Workers, AF_XDP I/O and endpoints
-//! arrive with the rest of the dataplane issue.
+//! The vrouter dataplane. Today: the per-burst forwarding `pipeline` with its parts:
+//! proxy ARP / ND for the pods' gateway (`arp`, `nd`), ICMP errors (`icmp`), the next-hop
+//! table FIB leaves index into (`nexthop`), per-worker `counters`, and the validated
+//! configuration (`config`). Workers, AF_XDP I/O, tap endpoints and `vrouterd` arrive
+//! with the rest of the dataplane issue.
 
 pub mod arp;
 pub mod config;
 pub mod counters;
+pub mod icmp;
 pub mod nd;
 pub mod nexthop;
 pub mod pipeline;

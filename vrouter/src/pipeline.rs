@@ -8,10 +8,12 @@
 
 use crate::arp::{self, ArpOutcome, HOST_SIDE_MAC, POD_GATEWAY_V4};
 use crate::counters::{Counters, DropReason, Tally};
+use crate::icmp::{self, IcmpError, RateLimit};
 use crate::nd::{self, NdOutcome, POD_GATEWAY_V6};
 use crate::nexthop::{Adjacency, NextHopTable, PortId};
 use encap::rewrite::{self, Hop, ETH_HDR_LEN};
 use fib::{Reader4, Reader6};
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 /// Most frames handled per call.
@@ -55,6 +57,14 @@ pub struct Pipeline {
     ports: Arc<[Port]>,
     counters: Arc<Counters>,
     worker: usize,
+    icmp: Option<IcmpSource>,
+}
+
+/// Where ICMP errors come from, and how many may be sent.
+struct IcmpSource {
+    v4: Ipv4Addr,
+    v6: Ipv6Addr,
+    limit: RateLimit,
 }
 
 #[derive(Clone, Copy)]
@@ -80,7 +90,19 @@ impl Pipeline {
             ports,
             counters,
             worker,
+            icmp: None,
         }
+    }
+
+    /// Send ICMP / ICMPv6 errors (time exceeded, no route) from these node addresses,
+    /// at most `per_second` per worker (bursts of up to 32).
+    pub fn with_icmp(mut self, v4: Ipv4Addr, v6: Ipv6Addr, per_second: u32) -> Pipeline {
+        self.icmp = Some(IcmpSource {
+            v4,
+            v6,
+            limit: RateLimit::new(per_second, 32),
+        });
+        self
     }
 
     /// Process up to BURST frames received on `rx`. `frames[i]` is the whole buffer
@@ -200,7 +222,19 @@ impl Pipeline {
         for (&i, &nh) in routed {
             let i = i as usize;
             let v6 = matches!(pending[i], Pending::V6);
-            actions[i] = self.forward(&mut *frames[i], lens[i], nh, v6, from_pod);
+            actions[i] = match self.forward(&mut *frames[i], lens[i], nh, v6, from_pod) {
+                Action::Drop(why @ (DropReason::TtlExpired | DropReason::NoRoute)) => {
+                    match self.icmp_error(&mut *frames[i], lens[i], why, v6, rx) {
+                        Some(action) => {
+                            tally.drop(why);
+                            tally.icmp_errors += 1;
+                            action
+                        }
+                        None => Action::Drop(why),
+                    }
+                }
+                action => action,
+            };
         }
 
         for a in &actions[..n] {
@@ -211,6 +245,33 @@ impl Pipeline {
             }
         }
         self.counters.publish(self.worker, &tally);
+    }
+
+    /// Replace a dropped packet by the ICMP error for its sender, if allowed.
+    fn icmp_error(
+        &mut self,
+        frame: &mut [u8],
+        len: usize,
+        why: DropReason,
+        v6: bool,
+        rx: PortId,
+    ) -> Option<Action> {
+        let src = self.icmp.as_mut()?;
+        let kind = if why == DropReason::TtlExpired {
+            IcmpError::TimeExceeded
+        } else {
+            IcmpError::NoRoute
+        };
+        let mac = self.ports.get(rx.0 as usize)?.mac;
+        if !src.limit.allow() {
+            return None;
+        }
+        let len = if v6 {
+            icmp::ipv6_error(frame, len, kind, src.v6, mac)
+        } else {
+            icmp::ipv4_error(frame, len, kind, src.v4, mac)
+        }?;
+        Some(Action::Tx { port: rx, len })
     }
 
     #[inline]

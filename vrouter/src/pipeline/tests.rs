@@ -229,6 +229,58 @@ fn drops_are_counted_by_reason() {
 }
 
 #[test]
+fn expired_and_unroutable_packets_get_icmp_errors_when_enabled() {
+    let mut n = node();
+    n.pipeline = std::mem::replace(&mut n.pipeline, node().pipeline).with_icmp(
+        "10.0.0.1".parse().unwrap(),
+        "fd00::1".parse().unwrap(),
+        1000,
+    );
+    let frames = [udp4(A4, B4, 1), udp4(A4, [8, 8, 8, 8], 64), udp6(A6, B6, 1)];
+    let (actions, out) = run(&mut n, POD_A, &frames);
+    for a in &actions {
+        assert!(matches!(a, Action::Tx { port: POD_A, .. }), "{a:?}");
+    }
+    let p = SlicedPacket::from_ethernet(&out[0]).unwrap();
+    let Some(etherparse::TransportSlice::Icmpv4(icmp)) = &p.transport else {
+        panic!()
+    };
+    assert!(matches!(
+        icmp.icmp_type(),
+        etherparse::Icmpv4Type::TimeExceeded(_)
+    ));
+    let p = SlicedPacket::from_ethernet(&out[1]).unwrap();
+    let Some(etherparse::TransportSlice::Icmpv4(icmp)) = &p.transport else {
+        panic!()
+    };
+    assert!(matches!(
+        icmp.icmp_type(),
+        etherparse::Icmpv4Type::DestinationUnreachable(_)
+    ));
+    let p = SlicedPacket::from_ethernet(&out[2]).unwrap();
+    let Some(etherparse::TransportSlice::Icmpv6(icmp)) = &p.transport else {
+        panic!()
+    };
+    assert!(matches!(
+        icmp.icmp_type(),
+        etherparse::Icmpv6Type::TimeExceeded(_)
+    ));
+    let t = n.counters.total();
+    assert_eq!((t.icmp_errors, t.tx), (3, 3));
+    assert_eq!(t.dropped(DropReason::TtlExpired), 2);
+    assert_eq!(t.dropped(DropReason::NoRoute), 1);
+
+    // The rate limit holds: a flood of expiring packets gets at most the burst of 32.
+    let flood: Vec<Vec<u8>> = (0..64).map(|_| udp4(A4, B4, 1)).collect();
+    let (actions, _) = run(&mut n, POD_A, &flood);
+    let sent = actions
+        .iter()
+        .filter(|a| matches!(a, Action::Tx { .. }))
+        .count();
+    assert!(sent <= 32, "{sent} errors in one burst");
+}
+
+#[test]
 fn uplink_traffic_not_ours_goes_to_the_kernel() {
     let mut n = node();
     let mut arp = crate::arp::tests_support::request();
@@ -293,7 +345,7 @@ proptest! {
         let t = n.counters.total();
         prop_assert_eq!(t.rx as usize, frames.len());
         let drops: u64 = DropReason::ALL.iter().map(|&r| t.dropped(r)).sum();
-        prop_assert_eq!(t.tx + t.to_kernel + drops, t.rx);
+        prop_assert_eq!(t.tx + t.to_kernel + drops, t.rx + t.icmp_errors);
         prop_assert_eq!(actions.len(), frames.len());
     }
 }
