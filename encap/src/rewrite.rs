@@ -21,8 +21,9 @@ pub enum Hop {
     Truncated,
 }
 
-/// One's-complement sum of `data` as big-endian 16-bit words, folded to 16 bits.
-fn ones_sum(data: &[u8]) -> u16 {
+/// Sum of `data` as big-endian 16-bit words (an odd byte padded), not yet folded:
+/// partial sums of several pieces (pseudo-header, header, payload) can be added up.
+pub fn sum16(data: &[u8]) -> u32 {
     let mut sum = 0u32;
     let mut words = data.chunks_exact(2);
     for w in &mut words {
@@ -31,10 +32,11 @@ fn ones_sum(data: &[u8]) -> u16 {
     if let [last] = words.remainder() {
         sum += (*last as u32) << 8;
     }
-    fold(sum)
+    sum
 }
 
-fn fold(mut sum: u32) -> u16 {
+/// Fold a sum of 16-bit words into one's-complement 16 bits (end-around carry).
+pub fn fold(mut sum: u32) -> u16 {
     while sum > 0xffff {
         sum = (sum & 0xffff) + (sum >> 16);
     }
@@ -43,7 +45,7 @@ fn fold(mut sum: u32) -> u16 {
 
 /// The IPv4 header checksum of `hdr` (its checksum field is treated as zero).
 pub fn ipv4_checksum(hdr: &[u8]) -> u16 {
-    let mut sum = ones_sum(hdr) as u32;
+    let mut sum = fold(sum16(hdr)) as u32;
     if hdr.len() >= 12 {
         // Take the stored checksum back out rather than copying the header.
         sum += (!u16::from_be_bytes([hdr[10], hdr[11]])) as u32;

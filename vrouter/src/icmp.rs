@@ -4,6 +4,7 @@
 //! a non-first fragment, or a packet from an unspecified / multicast source (RFC 1812
 //! 4.3.2.7, RFC 4443 2.4).
 
+use encap::rewrite::{fold, sum16};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 const ETH: usize = 14;
@@ -16,25 +17,6 @@ pub enum IcmpError {
     TooBig {
         mtu: u16,
     },
-}
-
-fn fold(mut sum: u32) -> u16 {
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    sum as u16
-}
-
-fn sum16(data: &[u8]) -> u32 {
-    let mut sum = 0u32;
-    let mut words = data.chunks_exact(2);
-    for w in &mut words {
-        sum += u16::from_be_bytes([w[0], w[1]]) as u32;
-    }
-    if let [last] = words.remainder() {
-        sum += (*last as u32) << 8;
-    }
-    sum
 }
 
 /// Turn the IPv4 packet in `buf[..len]` (an Ethernet frame) into the ICMP error for its

@@ -3,6 +3,7 @@
 //! Solicitation for it with a Neighbor Advertisement (Router, Solicited, Override) from
 //! ee:ee:ee:ee:ee:ee, built in place in the request's buffer.
 
+use encap::rewrite::{fold, sum16};
 use std::net::Ipv6Addr;
 
 /// The link-local address of a host-side interface with MAC ee:ee:ee:ee:ee:ee (EUI-64).
@@ -29,25 +30,8 @@ pub enum NdOutcome {
 
 /// ICMPv6 checksum over the pseudo-header and `msg` (whose checksum field is zero).
 fn icmpv6_checksum(src: &[u8], dst: &[u8], msg: &[u8]) -> u16 {
-    let mut sum = 0u32;
-    let mut add = |bytes: &[u8]| {
-        let mut words = bytes.chunks_exact(2);
-        for w in &mut words {
-            sum += u16::from_be_bytes([w[0], w[1]]) as u32;
-        }
-        if let [last] = words.remainder() {
-            sum += (*last as u32) << 8;
-        }
-    };
-    add(src);
-    add(dst);
-    add(&(msg.len() as u32).to_be_bytes());
-    add(&[0, 0, 0, ICMPV6]);
-    add(msg);
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
+    let pseudo = sum16(src) + sum16(dst) + msg.len() as u32 + ICMPV6 as u32;
+    !fold(pseudo + sum16(msg))
 }
 
 /// If the first `len` bytes of `buf` are a Neighbor Solicitation for `gateway`, write the
