@@ -25,10 +25,12 @@ pub enum DropReason {
     Unsupported,
     /// ARP / ND not for the gateway.
     NotForUs,
+    /// Larger than the egress port's MTU (frag-needed / packet-too-big sent if allowed).
+    TooBig,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 8] = [
+    pub const ALL: [DropReason; 9] = [
         DropReason::Malformed,
         DropReason::NoRoute,
         DropReason::TtlExpired,
@@ -37,6 +39,7 @@ impl DropReason {
         DropReason::Unresolved,
         DropReason::Unsupported,
         DropReason::NotForUs,
+        DropReason::TooBig,
     ];
 
     pub fn name(self) -> &'static str {
@@ -49,6 +52,7 @@ impl DropReason {
             DropReason::Unresolved => "unresolved",
             DropReason::Unsupported => "unsupported",
             DropReason::NotForUs => "not_for_us",
+            DropReason::TooBig => "too_big",
         }
     }
 }

@@ -33,6 +33,8 @@ pub enum PortKind {
 pub struct Port {
     /// Our MAC on this port (source of what we send out of it).
     pub mac: [u8; 6],
+    /// The largest IP packet this port carries (1500 on a plain Ethernet link).
+    pub mtu: u16,
     pub kind: PortKind,
 }
 
@@ -223,16 +225,16 @@ impl Pipeline {
             let i = i as usize;
             let v6 = matches!(pending[i], Pending::V6);
             actions[i] = match self.forward(&mut *frames[i], lens[i], nh, v6, from_pod) {
-                Action::Drop(why @ (DropReason::TtlExpired | DropReason::NoRoute)) => {
-                    match self.icmp_error(&mut *frames[i], lens[i], why, v6, rx) {
-                        Some(action) => {
-                            tally.drop(why);
-                            tally.icmp_errors += 1;
-                            action
-                        }
-                        None => Action::Drop(why),
+                Action::Drop(
+                    why @ (DropReason::TtlExpired | DropReason::NoRoute | DropReason::TooBig),
+                ) => match self.icmp_error(&mut *frames[i], lens[i], why, v6, rx, nh) {
+                    Some(action) => {
+                        tally.drop(why);
+                        tally.icmp_errors += 1;
+                        action
                     }
-                }
+                    None => Action::Drop(why),
+                },
                 action => action,
             };
         }
@@ -247,7 +249,10 @@ impl Pipeline {
         self.counters.publish(self.worker, &tally);
     }
 
-    /// Replace a dropped packet by the ICMP error for its sender, if allowed.
+    /// Replace a dropped packet by the ICMP error for its sender, if allowed. A packet
+    /// too big for its egress port gets frag-needed (IPv4 with DF set) or packet-too-big
+    /// (IPv6) with that port's MTU; an IPv4 packet without DF is dropped (no
+    /// fragmentation here yet).
     fn icmp_error(
         &mut self,
         frame: &mut [u8],
@@ -255,12 +260,23 @@ impl Pipeline {
         why: DropReason,
         v6: bool,
         rx: PortId,
+        nh: u32,
     ) -> Option<Action> {
         let src = self.icmp.as_mut()?;
-        let kind = if why == DropReason::TtlExpired {
-            IcmpError::TimeExceeded
-        } else {
-            IcmpError::NoRoute
+        let kind = match why {
+            DropReason::TtlExpired => IcmpError::TimeExceeded,
+            DropReason::TooBig => {
+                if !v6 && frame.get(ETH_HDR_LEN + 6)? & 0x40 == 0 {
+                    return None;
+                }
+                let Some(Adjacency::Forward { port, .. }) = self.nexthops.get(nh) else {
+                    return None;
+                };
+                IcmpError::TooBig {
+                    mtu: self.ports.get(port.0 as usize)?.mtu,
+                }
+            }
+            _ => IcmpError::NoRoute,
         };
         let mac = self.ports.get(rx.0 as usize)?.mac;
         if !src.limit.allow() {
@@ -293,6 +309,9 @@ impl Pipeline {
             return Action::Drop(DropReason::Unresolved);
         };
         let len = len.min(frame.len());
+        if len.saturating_sub(ETH_HDR_LEN) > out.mtu as usize {
+            return Action::Drop(DropReason::TooBig);
+        }
         let ip = &mut frame[ETH_HDR_LEN..len];
         let hop = if v6 {
             rewrite::ipv6_decrement_hop_limit(ip)

@@ -114,11 +114,13 @@ fn memio(opts: &Opts, tsc: &Tsc) -> (f64, f64) {
     let fib6 = Fib6::new();
     let mut ports = vec![Port {
         mac: [0x52, 0x54, 0, 0, 0, 1],
+        mtu: 1500,
         kind: PortKind::Uplink,
     }];
     for p in 1..PORTS {
         ports.push(Port {
             mac: [0xee; 6],
+            mtu: 1500,
             kind: PortKind::Endpoint {
                 v4: vec![0x0af4_0000 + p as u32],
                 v6: vec![],

@@ -62,6 +62,7 @@ fn node() -> Node {
     let ports: Arc<[Port]> = vec![
         Port {
             mac: HOST_SIDE_MAC,
+            mtu: 1500,
             kind: PortKind::Endpoint {
                 v4: vec![u32::from_be_bytes(A4)],
                 v6: vec![u128::from_be_bytes(A6)],
@@ -69,6 +70,7 @@ fn node() -> Node {
         },
         Port {
             mac: HOST_SIDE_MAC,
+            mtu: 1500,
             kind: PortKind::Endpoint {
                 v4: vec![u32::from_be_bytes(B4)],
                 v6: vec![u128::from_be_bytes(B6)],
@@ -76,6 +78,7 @@ fn node() -> Node {
         },
         Port {
             mac: NODE_MAC,
+            mtu: 1500,
             kind: PortKind::Uplink,
         },
     ]
@@ -278,6 +281,70 @@ fn expired_and_unroutable_packets_get_icmp_errors_when_enabled() {
         .filter(|a| matches!(a, Action::Tx { .. }))
         .count();
     assert!(sent <= 32, "{sent} errors in one burst");
+}
+
+/// A UDP packet of `ip_len` IP bytes with DF set or clear.
+fn big4(ip_len: usize, df: bool) -> Vec<u8> {
+    let b = PacketBuilder::ethernet2(POD_A_MAC, HOST_SIDE_MAC)
+        .ipv4(A4, B4, 64)
+        .udp(1000, 2000);
+    let mut f = Vec::new();
+    b.write(&mut f, &vec![0u8; ip_len - 28]).unwrap();
+    f[14 + 6] = if df { 0x40 } else { 0 };
+    f[14 + 10..14 + 12].copy_from_slice(&[0, 0]);
+    let c = encap::rewrite::ipv4_checksum(&f[14..34]);
+    f[14 + 10..14 + 12].copy_from_slice(&c.to_be_bytes());
+    f
+}
+
+#[test]
+fn packets_over_the_egress_mtu_get_frag_needed_or_packet_too_big() {
+    let mut n = node();
+    n.pipeline = std::mem::replace(&mut n.pipeline, node().pipeline).with_icmp(
+        "10.0.0.1".parse().unwrap(),
+        "fd00::1".parse().unwrap(),
+        1000,
+    );
+    let mut v6 = Vec::new();
+    PacketBuilder::ethernet2(POD_A_MAC, HOST_SIDE_MAC)
+        .ipv6(A6, B6, 64)
+        .udp(1, 2)
+        .write(&mut v6, &[0u8; 1600])
+        .unwrap();
+    let frames = [big4(1500, true), big4(1501, true), big4(1501, false), v6];
+    let (actions, out) = run(&mut n, POD_A, &frames);
+    assert!(
+        matches!(actions[0], Action::Tx { port: POD_B, .. }),
+        "exactly the MTU passes"
+    );
+    assert!(
+        matches!(actions[1], Action::Tx { port: POD_A, .. }),
+        "frag-needed back to the pod"
+    );
+    let p = SlicedPacket::from_ethernet(&out[1]).unwrap();
+    let Some(etherparse::TransportSlice::Icmpv4(icmp)) = &p.transport else {
+        panic!()
+    };
+    assert_eq!(
+        icmp.icmp_type(),
+        etherparse::Icmpv4Type::DestinationUnreachable(
+            etherparse::icmpv4::DestUnreachableHeader::FragmentationNeeded { next_hop_mtu: 1500 }
+        )
+    );
+    assert_eq!(
+        actions[2],
+        Action::Drop(DropReason::TooBig),
+        "no DF: dropped and counted (no fragmentation yet)"
+    );
+    let p = SlicedPacket::from_ethernet(&out[3]).unwrap();
+    let Some(etherparse::TransportSlice::Icmpv6(icmp)) = &p.transport else {
+        panic!()
+    };
+    assert_eq!(
+        icmp.icmp_type(),
+        etherparse::Icmpv6Type::PacketTooBig { mtu: 1500 }
+    );
+    assert_eq!(n.counters.total().dropped(DropReason::TooBig), 3);
 }
 
 #[test]
