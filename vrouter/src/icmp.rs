@@ -1,8 +1,9 @@
 //! ICMP / ICMPv6 errors built in place from the offending packet: time exceeded, no
 //! route (destination unreachable) and frag-needed / packet-too-big. The original packet
 //! is shifted right to become the quote; no allocation. Never sent about an ICMP error,
-//! a non-first fragment, or a packet from an unspecified / multicast source (RFC 1812
-//! 4.3.2.7, RFC 4443 2.4).
+//! a non-first fragment, a packet from an unspecified / multicast source, or one sent to
+//! a multicast or broadcast address (IPv6: except packet-too-big) (RFC 1812 4.3.2.7,
+//! RFC 4443 2.4).
 
 use encap::rewrite::{fold, sum16};
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -38,10 +39,13 @@ pub fn ipv4_error(
     let frag_offset = u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff;
     let src: [u8; 4] = ip[12..16].try_into().unwrap();
     let src_addr = Ipv4Addr::from(src);
+    let dst_addr = Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
     if frag_offset != 0
         || src_addr.is_unspecified()
         || src_addr.is_multicast()
         || src_addr.is_broadcast()
+        || dst_addr.is_multicast()
+        || dst_addr.is_broadcast()
     {
         return None;
     }
@@ -105,6 +109,9 @@ pub fn ipv6_error(
     let src_addr = Ipv6Addr::from(src);
     if src_addr.is_unspecified() || src_addr.is_multicast() {
         return None;
+    }
+    if ip[24] == 0xff && !matches!(kind, IcmpError::TooBig { .. }) {
+        return None; // to a multicast group: only packet-too-big (RFC 4443 2.4 (e.3))
     }
     if ip[6] == 58 && ip.get(40).is_some_and(|&t| t < 128) {
         return None; // an ICMPv6 error itself
@@ -308,6 +315,21 @@ mod tests {
         assert!(
             ipv4_error(&mut echo, l, IcmpError::NoRoute, Ipv4Addr::LOCALHOST, MAC).is_some(),
             "echo gets one"
+        );
+        let mut to_multicast = frame4(None, 20);
+        to_multicast[30..34].copy_from_slice(&[224, 0, 0, 5]);
+        let l = to_multicast.len();
+        to_multicast.resize(2048, 0);
+        assert_eq!(
+            ipv4_error(
+                &mut to_multicast,
+                l,
+                IcmpError::NoRoute,
+                Ipv4Addr::LOCALHOST,
+                MAC
+            ),
+            None,
+            "not about multicast"
         );
         let mut tiny = frame4(None, 20);
         let l = tiny.len();
