@@ -416,3 +416,134 @@ proptest! {
         prop_assert_eq!(actions.len(), frames.len());
     }
 }
+
+/// A worker keeps forwarding while the control side changes routes and next hops under
+/// it: every packet goes to a port some consistent state allows, never elsewhere.
+#[test]
+fn forwarding_continues_while_routes_change() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let nexthops = Arc::new(NextHopTable::new(4));
+    nexthops.set(
+        0,
+        Adjacency::Forward {
+            port: POD_A,
+            mac: POD_A_MAC,
+        },
+    );
+    nexthops.set(
+        1,
+        Adjacency::Forward {
+            port: POD_B,
+            mac: POD_B_MAC,
+        },
+    );
+    let mut fib4 = Fib4::new();
+    let ports: Arc<[Port]> = vec![
+        Port {
+            mac: HOST_SIDE_MAC,
+            mtu: 1500,
+            kind: PortKind::Endpoint {
+                v4: vec![],
+                v6: vec![],
+            },
+        },
+        Port {
+            mac: HOST_SIDE_MAC,
+            mtu: 1500,
+            kind: PortKind::Endpoint {
+                v4: vec![],
+                v6: vec![],
+            },
+        },
+        Port {
+            mac: NODE_MAC,
+            mtu: 1500,
+            kind: PortKind::Uplink,
+        },
+    ]
+    .into();
+    let counters = Arc::new(Counters::new(1));
+    let fib6 = Fib6::new();
+    let mut pipeline = Pipeline::new(
+        fib4.reader(),
+        fib6.reader(),
+        nexthops.clone(),
+        ports,
+        counters.clone(),
+        0,
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let worker = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let frame = udp4([10, 0, 0, 9], B4, 64);
+            let mut bufs = vec![vec![0u8; 2048]; BURST];
+            let lens = [frame.len(); BURST];
+            let mut actions = [Action::Kernel; BURST];
+            let mut bursts = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                for b in bufs.iter_mut() {
+                    b[..frame.len()].copy_from_slice(&frame);
+                }
+                let mut refs: Vec<&mut [u8]> = bufs.iter_mut().map(|b| &mut b[..]).collect();
+                pipeline.process(UPLINK, &mut refs, &lens, &mut actions);
+                for a in &actions {
+                    assert!(
+                        matches!(
+                            a,
+                            Action::Tx {
+                                port: POD_A | POD_B,
+                                ..
+                            } | Action::Kernel
+                        ),
+                        "{a:?}"
+                    );
+                }
+                bursts += 1;
+            }
+            bursts
+        })
+    };
+    for i in 0..20_000u32 {
+        match i % 4 {
+            0 => {
+                fib4.insert("10.244.1.0/24".parse().unwrap(), NextHopId(0));
+            }
+            1 => {
+                fib4.insert("10.244.1.5/32".parse().unwrap(), NextHopId(1));
+            }
+            2 => nexthops.set(
+                1,
+                Adjacency::Forward {
+                    port: POD_A,
+                    mac: POD_A_MAC,
+                },
+            ),
+            _ => {
+                fib4.remove("10.244.1.5/32".parse().unwrap());
+                nexthops.set(
+                    1,
+                    Adjacency::Forward {
+                        port: POD_B,
+                        mac: POD_B_MAC,
+                    },
+                );
+                if i % 8 == 7 {
+                    fib4.remove("10.244.1.0/24".parse().unwrap());
+                }
+            }
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let bursts = worker.join().unwrap();
+    assert!(bursts > 0);
+    fib4.synchronize();
+    assert_eq!(
+        fib4.retired_blocks(),
+        0,
+        "nothing stays retired once the worker is gone"
+    );
+    let t = counters.total();
+    assert_eq!(t.rx, bursts * BURST as u64);
+    assert_eq!(t.tx + t.to_kernel, t.rx);
+}
