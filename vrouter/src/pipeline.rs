@@ -69,13 +69,6 @@ struct IcmpSource {
     limit: RateLimit,
 }
 
-#[derive(Clone, Copy)]
-enum Pending {
-    Done,
-    V4,
-    V6,
-}
-
 impl Pipeline {
     pub fn new(
         fib4: Reader4,
@@ -130,7 +123,6 @@ impl Pipeline {
         let from_pod = matches!(port.kind, PortKind::Endpoint { .. });
 
         // 1. Classify; collect destinations per family.
-        let mut pending = [Pending::Done; BURST];
         let mut keys4 = [0u32; BURST];
         let mut slot4 = [0u8; BURST];
         let mut keys6 = [0u128; BURST];
@@ -146,7 +138,6 @@ impl Pipeline {
                         Action::Drop(DropReason::Spoofed)
                     }
                     Some((_, dst)) => {
-                        pending[i] = Pending::V4;
                         keys4[n4] = dst;
                         slot4[n4] = i as u8;
                         n4 += 1;
@@ -169,7 +160,6 @@ impl Pipeline {
                             Action::Drop(DropReason::Spoofed)
                         }
                         Some((_, dst)) => {
-                            pending[i] = Pending::V6;
                             keys6[n6] = dst;
                             slot6[n6] = i as u8;
                             n6 += 1;
@@ -217,13 +207,16 @@ impl Pipeline {
         }
 
         // 3. Rewrite and choose the port.
-        let routed = slot4[..n4]
+        let v4 = slot4[..n4]
             .iter()
             .zip(&nh4[..n4])
-            .chain(slot6[..n6].iter().zip(&nh6[..n6]));
-        for (&i, &nh) in routed {
+            .map(|(&i, &nh)| (i, nh, false));
+        let v6 = slot6[..n6]
+            .iter()
+            .zip(&nh6[..n6])
+            .map(|(&i, &nh)| (i, nh, true));
+        for (i, nh, v6) in v4.chain(v6) {
             let i = i as usize;
-            let v6 = matches!(pending[i], Pending::V6);
             actions[i] = match self.forward(&mut *frames[i], lens[i], nh, v6, from_pod) {
                 Action::Drop(
                     why @ (DropReason::TtlExpired | DropReason::NoRoute | DropReason::TooBig),
@@ -292,7 +285,7 @@ impl Pipeline {
 
     #[inline]
     fn forward(&self, frame: &mut [u8], len: usize, nh: u32, v6: bool, from_pod: bool) -> Action {
-        if nh == NO_ROUTE || nh >= (1 << 31) - 1 {
+        if nh == NO_ROUTE {
             // Not ours: the host's own traffic arrives on the uplink too.
             return if from_pod {
                 Action::Drop(DropReason::NoRoute)

@@ -99,6 +99,17 @@ fn node() -> Node {
     }
 }
 
+/// The same node, sending ICMP errors from 10.0.0.1 / fd00::1.
+fn node_with_icmp() -> Node {
+    let mut n = node();
+    n.pipeline = n.pipeline.with_icmp(
+        "10.0.0.1".parse().unwrap(),
+        "fd00::1".parse().unwrap(),
+        1000,
+    );
+    n
+}
+
 fn udp4(src: [u8; 4], dst: [u8; 4], ttl: u8) -> Vec<u8> {
     let b = PacketBuilder::ethernet2(POD_A_MAC, HOST_SIDE_MAC)
         .ipv4(src, dst, ttl)
@@ -233,12 +244,7 @@ fn drops_are_counted_by_reason() {
 
 #[test]
 fn expired_and_unroutable_packets_get_icmp_errors_when_enabled() {
-    let mut n = node();
-    n.pipeline = std::mem::replace(&mut n.pipeline, node().pipeline).with_icmp(
-        "10.0.0.1".parse().unwrap(),
-        "fd00::1".parse().unwrap(),
-        1000,
-    );
+    let mut n = node_with_icmp();
     let frames = [udp4(A4, B4, 1), udp4(A4, [8, 8, 8, 8], 64), udp6(A6, B6, 1)];
     let (actions, out) = run(&mut n, POD_A, &frames);
     for a in &actions {
@@ -299,12 +305,7 @@ fn big4(ip_len: usize, df: bool) -> Vec<u8> {
 
 #[test]
 fn packets_over_the_egress_mtu_get_frag_needed_or_packet_too_big() {
-    let mut n = node();
-    n.pipeline = std::mem::replace(&mut n.pipeline, node().pipeline).with_icmp(
-        "10.0.0.1".parse().unwrap(),
-        "fd00::1".parse().unwrap(),
-        1000,
-    );
+    let mut n = node_with_icmp();
     let mut v6 = Vec::new();
     PacketBuilder::ethernet2(POD_A_MAC, HOST_SIDE_MAC)
         .ipv6(A6, B6, 64)
@@ -473,8 +474,14 @@ fn forwarding_continues_while_routes_change() {
         0,
     );
     let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let wait_for_bursts = |at_least: u64| {
+        while done.load(Ordering::Relaxed) < at_least {
+            std::thread::yield_now();
+        }
+    };
     let worker = {
-        let stop = stop.clone();
+        let (stop, done) = (stop.clone(), done.clone());
         std::thread::spawn(move || {
             let frame = udp4([10, 0, 0, 9], B4, 64);
             let mut bufs = vec![vec![0u8; 2048]; BURST];
@@ -500,11 +507,18 @@ fn forwarding_continues_while_routes_change() {
                     );
                 }
                 bursts += 1;
+                done.store(bursts, Ordering::Relaxed);
             }
             bursts
         })
     };
+    // Updates start once the worker runs and end only after it saw more bursts, so the
+    // two really overlap on a loaded machine.
+    wait_for_bursts(1);
     for i in 0..20_000u32 {
+        if i % 1_000 == 0 {
+            wait_for_bursts(done.load(Ordering::Relaxed) + 1);
+        }
         match i % 4 {
             0 => {
                 fib4.insert("10.244.1.0/24".parse().unwrap(), NextHopId(0));
@@ -546,4 +560,38 @@ fn forwarding_continues_while_routes_change() {
     let t = counters.total();
     assert_eq!(t.rx, bursts * BURST as u64);
     assert_eq!(t.tx + t.to_kernel, t.rx);
+}
+
+/// Only the FIB's own "no route" value means no route: a next-hop id the table does not
+/// hold (here 2^31, beyond its 16 entries) is an unresolved next hop, not a miss.
+#[test]
+fn large_next_hop_ids_are_not_mistaken_for_no_route() {
+    let nexthops = Arc::new(NextHopTable::new(16));
+    let mut fib4 = Fib4::new();
+    fib4.insert("10.244.9.0/24".parse().unwrap(), NextHopId(1 << 31));
+    let ports: Arc<[Port]> = vec![Port {
+        mac: NODE_MAC,
+        mtu: 1500,
+        kind: PortKind::Uplink,
+    }]
+    .into();
+    let fib6 = Fib6::new();
+    let mut n = Node {
+        pipeline: Pipeline::new(
+            fib4.reader(),
+            fib6.reader(),
+            nexthops,
+            ports,
+            Arc::new(Counters::new(1)),
+            0,
+        ),
+        counters: Arc::new(Counters::new(1)),
+        _fibs: (fib4, fib6),
+    };
+    let (actions, _) = run(
+        &mut n,
+        PortId(0),
+        &[udp4([10, 0, 0, 9], [10, 244, 9, 1], 64)],
+    );
+    assert_eq!(actions[0], Action::Drop(DropReason::Unresolved));
 }
