@@ -58,6 +58,27 @@ pub fn answer_gateway(frame: &mut [u8], gateway: Ipv4Addr, mac: [u8; 6]) -> ArpO
     ArpOutcome::Replied
 }
 
+/// Write an ARP request "who has `target`? tell `sender_ip`" (broadcast) into `buf`
+/// (at least 42 bytes); returns its length. The worker asks pods this way when it has a
+/// packet for a pod whose MAC it has not learnt yet.
+pub fn request(
+    buf: &mut [u8],
+    sender_mac: [u8; 6],
+    sender_ip: Ipv4Addr,
+    target: Ipv4Addr,
+) -> usize {
+    let f = &mut buf[..ETH_LEN + ARP_LEN];
+    f[0..6].fill(0xff);
+    f[6..12].copy_from_slice(&sender_mac);
+    f[12..14].copy_from_slice(&ETHERTYPE_ARP.to_be_bytes());
+    f[14..22].copy_from_slice(&[0, 1, 0x08, 0x00, 6, 4, 0, 1]);
+    f[22..28].copy_from_slice(&sender_mac);
+    f[28..32].copy_from_slice(&sender_ip.octets());
+    f[32..38].fill(0);
+    f[38..42].copy_from_slice(&target.octets());
+    ETH_LEN + ARP_LEN
+}
+
 #[cfg(test)]
 pub(crate) mod tests_support {
     pub(crate) const POD_MAC: [u8; 6] = [0x02, 0x42, 0xac, 0x11, 0x00, 0x02];

@@ -21,6 +21,39 @@ pub struct Config {
     pub workers: Workers,
     #[serde(default)]
     pub endpoints: Vec<Endpoint>,
+    /// Static routes out of an uplink (until BGP learns them), e.g. the default route.
+    #[serde(default)]
+    pub routes: Vec<StaticRoute>,
+    /// How our XDP program is attached: "native" (driver), "generic" (skb), or "auto"
+    /// (native, falling back to generic where the driver refuses).
+    #[serde(default)]
+    pub xdp_mode: XdpMode,
+    /// ICMP errors each worker may send per second.
+    #[serde(default = "default_icmp_rate")]
+    pub icmp_rate: u32,
+}
+
+fn default_icmp_rate() -> u32 {
+    1000
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum XdpMode {
+    #[default]
+    Auto,
+    Native,
+    Generic,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StaticRoute {
+    pub dst: IpNet,
+    /// The next hop, on the uplink's subnet; its MAC comes from the kernel's neighbours.
+    pub via: std::net::IpAddr,
+    /// Which uplink (default: the first).
+    pub uplink: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -122,6 +155,18 @@ pub struct Endpoint {
     pub kind: EndpointKind,
     pub interface: String,
     pub ips: Vec<IpNet>,
+    /// The pod's MAC if known (a VM's tap); otherwise learnt from its ARP / ND.
+    pub mac: Option<String>,
+}
+
+/// Parse "aa:bb:cc:dd:ee:ff".
+pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let mut mac = [0u8; 6];
+    let mut parts = s.split(':');
+    for b in &mut mac {
+        *b = u8::from_str_radix(parts.next()?, 16).ok()?;
+    }
+    parts.next().is_none().then_some(mac)
 }
 
 /// A configuration error, naming what is wrong.
@@ -228,9 +273,39 @@ impl Config {
                 }
             }
         }
+        for e in &self.endpoints {
+            if let Some(m) = &e.mac {
+                if parse_mac(m).is_none() {
+                    return err(format!(
+                        "endpoint {}: mac {m:?} is not aa:bb:cc:dd:ee:ff",
+                        e.name
+                    ));
+                }
+            }
+        }
         for u in &self.uplinks {
-            if u.queues.is_empty() {
-                return err(format!("uplink {}: no queues", u.name));
+            if u.queues.len() != self.workers.count {
+                return err(format!(
+                    "uplink {}: queues {:?} must list one queue per worker ({})",
+                    u.name, u.queues, self.workers.count
+                ));
+            }
+        }
+        for r in &self.routes {
+            if r.dst.addr().is_ipv4() != r.via.is_ipv4() {
+                return err(format!(
+                    "route {}: via {} is of the other family",
+                    r.dst, r.via
+                ));
+            }
+            match &r.uplink {
+                Some(name) if !self.uplinks.iter().any(|u| &u.name == name) => {
+                    return err(format!("route {}: no uplink {name}", r.dst));
+                }
+                None if self.uplinks.is_empty() => {
+                    return err(format!("route {}: there is no uplink", r.dst));
+                }
+                _ => {}
             }
         }
         Ok(())
@@ -280,6 +355,10 @@ mod tests {
             ),
             ("[[endpoints]]\nname = \"a\"\nkind = \"pipe\"\ninterface = \"x\"\nips = []\n", "unknown variant"),
             ("[workers]\nthreads = 2\n", "unknown field"),
+            ("[[uplinks]]\nname = \"eth0\"\nqueues = [0, 1]\n", "one queue per worker"),
+            ("[[routes]]\ndst = \"0.0.0.0/0\"\nvia = \"10.0.0.254\"\n", "no uplink"),
+            ("[[uplinks]]\nname = \"eth0\"\n[[routes]]\ndst = \"0.0.0.0/0\"\nvia = \"fd00::1\"\n", "other family"),
+            ("[[endpoints]]\nname = \"a\"\nkind = \"tap\"\ninterface = \"x\"\nips = [\"10.1.0.1/32\"]\nmac = \"zz\"\n", "mac"),
             ("[[pools]]\ncidr = \"10.1.0.0/33\"\n", "invalid"),
         ];
         for (text, why) in cases {

@@ -68,6 +68,8 @@ pub struct Tally {
     pub replies: u64,
     /// ICMP errors sent in place of a dropped packet (also counted as tx and as the drop).
     pub icmp_errors: u64,
+    /// Frames held for a next hop being resolved (they later count as tx or a drop).
+    pub held: u64,
     pub drops: [u64; N_DROPS],
 }
 
@@ -90,6 +92,7 @@ pub struct WorkerCounters {
     to_kernel: AtomicU64,
     replies: AtomicU64,
     icmp_errors: AtomicU64,
+    held: AtomicU64,
     drops: [AtomicU64; N_DROPS],
 }
 
@@ -121,6 +124,7 @@ impl Counters {
         add(&c.to_kernel, t.to_kernel);
         add(&c.replies, t.replies);
         add(&c.icmp_errors, t.icmp_errors);
+        add(&c.held, t.held);
         for (a, v) in c.drops.iter().zip(t.drops) {
             add(a, v);
         }
@@ -135,6 +139,7 @@ impl Counters {
             t.to_kernel += c.to_kernel.load(Ordering::Relaxed);
             t.replies += c.replies.load(Ordering::Relaxed);
             t.icmp_errors += c.icmp_errors.load(Ordering::Relaxed);
+            t.held += c.held.load(Ordering::Relaxed);
             for (s, a) in t.drops.iter_mut().zip(c.drops.iter()) {
                 *s += a.load(Ordering::Relaxed);
             }

@@ -7,7 +7,12 @@
 pub mod arp;
 pub mod config;
 pub mod counters;
+pub mod daemon;
 pub mod icmp;
+pub mod neigh;
+pub mod io;
 pub mod nd;
 pub mod nexthop;
 pub mod pipeline;
+pub mod worker;
+pub mod xdp;

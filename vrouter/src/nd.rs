@@ -34,6 +34,31 @@ fn icmpv6_checksum(src: &[u8], dst: &[u8], msg: &[u8]) -> u16 {
     !fold(pseudo + sum16(msg))
 }
 
+/// Write a Neighbor Solicitation for `target` from `src` / `mac` to the target's
+/// solicited-node multicast address into `buf` (at least 86 bytes); returns its length.
+pub fn solicit(buf: &mut [u8], mac: [u8; 6], src: Ipv6Addr, target: Ipv6Addr) -> usize {
+    let t = target.octets();
+    let mut dst = [0u8; 16];
+    dst[..13].copy_from_slice(&[0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff]);
+    dst[13..].copy_from_slice(&t[13..]);
+    let f = &mut buf[..ETH_LEN + IP6_LEN + 32];
+    f[0..6].copy_from_slice(&[0x33, 0x33, dst[12], dst[13], dst[14], dst[15]]);
+    f[6..12].copy_from_slice(&mac);
+    f[12..14].copy_from_slice(&[0x86, 0xdd]);
+    let ip = &mut f[ETH_LEN..];
+    ip[..8].copy_from_slice(&[0x60, 0, 0, 0, 0, 32, ICMPV6, 255]);
+    ip[8..24].copy_from_slice(&src.octets());
+    ip[24..40].copy_from_slice(&dst);
+    let msg = &mut ip[IP6_LEN..];
+    msg[..8].copy_from_slice(&[135, 0, 0, 0, 0, 0, 0, 0]);
+    msg[8..24].copy_from_slice(&t);
+    msg[24..26].copy_from_slice(&[1, 1]); // source link-layer address option
+    msg[26..32].copy_from_slice(&mac);
+    let sum = icmpv6_checksum(&src.octets(), &dst, &ip[IP6_LEN..IP6_LEN + 32]);
+    ip[IP6_LEN + 2..IP6_LEN + 4].copy_from_slice(&sum.to_be_bytes());
+    ETH_LEN + IP6_LEN + 32
+}
+
 /// If the first `len` bytes of `buf` are a Neighbor Solicitation for `gateway`, write the
 /// advertisement from `mac` into `buf` (which needs room for 86 bytes).
 pub fn answer_gateway(buf: &mut [u8], len: usize, gateway: Ipv6Addr, mac: [u8; 6]) -> NdOutcome {

@@ -48,6 +48,12 @@ pub enum Action {
     },
     /// Hand the frame to the host's kernel unchanged.
     Kernel,
+    /// The next hop `nh` is not resolved yet: keep the frame (`len` bytes) briefly and
+    /// pass it to [`Pipeline::resume`] once it is, or drop it as `Unresolved`.
+    Hold {
+        nh: u32,
+        len: usize,
+    },
     Drop(DropReason),
 }
 
@@ -60,6 +66,9 @@ pub struct Pipeline {
     counters: Arc<Counters>,
     worker: usize,
     icmp: Option<IcmpSource>,
+    /// Per port: the next hop of the pod behind it, learnt from the source MAC of the
+    /// pod's ARP / ND (a pod always asks for its gateway before it sends).
+    pod_nexthops: Vec<Option<u32>>,
 }
 
 /// Where ICMP errors come from, and how many may be sent.
@@ -86,6 +95,61 @@ impl Pipeline {
             counters,
             worker,
             icmp: None,
+            pod_nexthops: Vec::new(),
+        }
+    }
+
+    /// Learn pods' MACs: `by_port[p]` is the next hop to point at port `p` and the
+    /// source MAC of the pod's ARP / ND frames.
+    pub fn with_pod_nexthops(mut self, by_port: Vec<Option<u32>>) -> Pipeline {
+        self.pod_nexthops = by_port;
+        self
+    }
+
+    /// Go idle (adaptive poll mode): FIB writers stop waiting for this worker.
+    pub fn offline(&mut self) {
+        self.fib4.offline();
+        self.fib6.offline();
+    }
+
+    /// Finish a frame that was held for next hop `nh` (see [`Action::Hold`]): still
+    /// unresolved → `Hold` again; else what forwarding would have done.
+    pub fn resume(&mut self, frame: &mut [u8], len: usize, nh: u32) -> Action {
+        let v6 = ethertype(&frame[..len.min(frame.len())]) == Some(0x86dd);
+        let mut tally = Tally::default();
+        let action = match self.forward(frame, len, nh, v6, true) {
+            Action::Drop(why) => {
+                tally.drop(why);
+                Action::Drop(why)
+            }
+            Action::Tx { port, len } => {
+                tally.tx += 1;
+                Action::Tx { port, len }
+            }
+            other => other,
+        };
+        self.counters.publish(self.worker, &tally);
+        action
+    }
+
+    /// Count frames the backend dropped after holding them too long.
+    pub fn count_unresolved(&self, n: u64) {
+        let mut tally = Tally::default();
+        tally.drops[DropReason::Unresolved as usize] = n;
+        self.counters.publish(self.worker, &tally);
+    }
+
+    /// Remember the MAC of the pod on `port` (once per ARP / ND frame, not per packet).
+    fn learn_pod_mac(&self, port: PortId, frame: &[u8]) {
+        let Some(Some(nh)) = self.pod_nexthops.get(port.0 as usize) else {
+            return;
+        };
+        let mac: [u8; 6] = frame[6..12].try_into().unwrap();
+        if mac[0] & 1 == 0 && mac != [0; 6] {
+            let want = Adjacency::Forward { port, mac };
+            if self.nexthops.get(*nh) != Some(want) {
+                self.nexthops.set(*nh, want);
+            }
         }
     }
 
@@ -146,6 +210,9 @@ impl Pipeline {
                 },
                 Some(0x86dd) => {
                     if from_pod {
+                        if is_icmpv6_nd(&frame[..len]) {
+                            self.learn_pod_mac(rx, frame);
+                        }
                         if let NdOutcome::Replied { len } =
                             nd::answer_gateway(frame, len, POD_GATEWAY_V6, HOST_SIDE_MAC)
                         {
@@ -156,6 +223,10 @@ impl Pipeline {
                     }
                     match ipv6_addrs(&frame[ETH_HDR_LEN..len]) {
                         None => Action::Drop(DropReason::Malformed),
+                        // A pod's own link: MLD reports, DAD, solicitations for others.
+                        Some((_, dst)) if from_pod && dst >> 120 == 0xff => {
+                            Action::Drop(DropReason::NotForUs)
+                        }
                         Some((src, _)) if !may_send_v6(&port.kind, src) => {
                             Action::Drop(DropReason::Spoofed)
                         }
@@ -168,6 +239,7 @@ impl Pipeline {
                     }
                 }
                 Some(0x0806) if from_pod => {
+                    self.learn_pod_mac(rx, frame);
                     match arp::answer_gateway(&mut frame[..len], POD_GATEWAY_V4, HOST_SIDE_MAC) {
                         ArpOutcome::Replied => {
                             tally.replies += 1;
@@ -236,6 +308,7 @@ impl Pipeline {
             match *a {
                 Action::Tx { .. } => tally.tx += 1,
                 Action::Kernel => tally.to_kernel += 1,
+                Action::Hold { .. } => tally.held += 1,
                 Action::Drop(why) => tally.drop(why),
             }
         }
@@ -296,7 +369,8 @@ impl Pipeline {
         let (port, mac) = match self.nexthops.get(nh) {
             Some(Adjacency::Forward { port, mac }) => (port, mac),
             Some(Adjacency::Blackhole) => return Action::Drop(DropReason::Blackhole),
-            Some(Adjacency::Incomplete) | None => return Action::Drop(DropReason::Unresolved),
+            Some(Adjacency::Incomplete) => return Action::Hold { nh, len },
+            None => return Action::Drop(DropReason::Unresolved),
         };
         let Some(out) = self.ports.get(port.0 as usize) else {
             return Action::Drop(DropReason::Unresolved);
@@ -319,6 +393,14 @@ impl Pipeline {
         rewrite::set_eth_addrs(frame, mac, out.mac);
         Action::Tx { port, len }
     }
+}
+
+/// ICMPv6 neighbour / router solicitation or advertisement (types 133..=136) with no
+/// extension headers, as ND sends it.
+fn is_icmpv6_nd(frame: &[u8]) -> bool {
+    frame.len() > ETH_HDR_LEN + 40
+        && frame[ETH_HDR_LEN + 6] == 58
+        && (133..=136).contains(&frame[ETH_HDR_LEN + 40])
 }
 
 fn ethertype(frame: &[u8]) -> Option<u16> {

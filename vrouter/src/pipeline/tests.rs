@@ -222,7 +222,7 @@ fn drops_are_counted_by_reason() {
             Action::Drop(DropReason::TtlExpired),
             Action::Drop(DropReason::NoRoute),
             Action::Drop(DropReason::Blackhole),
-            Action::Drop(DropReason::Unresolved),
+            Action::Hold { nh: 4, len: 47 },
             Action::Drop(DropReason::Malformed),
             Action::Drop(DropReason::Spoofed),
         ]
@@ -236,9 +236,10 @@ fn drops_are_counted_by_reason() {
     assert_eq!(t.rx, 7);
     assert_eq!(t.tx, 0);
     assert_eq!(t.dropped(DropReason::Spoofed), 2);
+    assert_eq!(t.held, 1, "the unresolved next hop's packet waits");
     assert_eq!(
         DropReason::ALL.iter().map(|&r| t.dropped(r)).sum::<u64>(),
-        7
+        6
     );
 }
 

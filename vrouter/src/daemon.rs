@@ -1,0 +1,539 @@
+//! `vrouterd`: turns a validated `Config` into a running node.
+//!
+//! ```text
+//!  main thread (control)                      worker w (pinned to cores[w])
+//!  ├─ plan: ports, next hops, FIB routes      ├─ AfXdpIo: one UMEM, its uplink queue,
+//!  ├─ attach our XDP program (BPF links)      │  its veth / tap endpoints
+//!  ├─ spawn workers ─────── readers ────────▶ ├─ Pipeline (FIB readers, next hops)
+//!  ├─ neighbours: kernel table → next hops    └─ loop: rx burst → pipeline → tx
+//!  └─ stats file, until SIGTERM / SIGINT          (next hops: one atomic store each)
+//! ```
+//! Logical ports: uplink i is `PortId(i)` in every worker (each worker sends on its own
+//! queue of it); endpoints follow. An endpoint belongs to one worker (round robin).
+
+use crate::arp::HOST_SIDE_MAC;
+use crate::config::{parse_mac, Config, EndpointKind, XdpMode};
+use crate::counters::{Counters, DropReason};
+use crate::io::afxdp::{AfXdpIo, PortSpec};
+use crate::neigh::Neighbours;
+use crate::nexthop::{Adjacency, NextHopTable, PortId};
+use crate::pipeline::{Pipeline, Port, PortKind};
+use crate::worker::{PodProbe, Worker};
+use crate::xdp::{AttachMode, PrefixClass, XdpProgram, XdpRole};
+use fib::{Fib4, Fib6, NextHopId};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+use tracing::{info, warn};
+
+/// What the configuration asks for, resolved to ports, next hops and routes.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub ports: Vec<Port>,
+    pub port_names: Vec<String>,
+    pub uplinks: Vec<UplinkPlan>,
+    pub endpoints: Vec<EndpointPlan>,
+    pub routes4: Vec<(Ipv4Net, u32)>,
+    pub routes6: Vec<(Ipv6Net, u32)>,
+    /// Next hops behind an uplink, resolved through the kernel's neighbour table.
+    pub gateways: Vec<Gateway>,
+    pub nexthop_count: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct UplinkPlan {
+    pub name: String,
+    pub port: PortId,
+    pub queues: Vec<u32>,
+    pub ifindex: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct EndpointPlan {
+    pub name: String,
+    pub kind: EndpointKind,
+    pub interface: String,
+    pub port: PortId,
+    pub nh: u32,
+    pub mac: Option<[u8; 6]>,
+    pub v4: Option<Ipv4Addr>,
+    pub v6: Option<Ipv6Addr>,
+    pub worker: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gateway {
+    pub nh: u32,
+    pub port: PortId,
+    pub ifindex: u32,
+    pub via: IpAddr,
+}
+
+/// A network interface's MAC, MTU and index (from /sys/class/net).
+#[derive(Debug, Clone, Copy)]
+pub struct IfInfo {
+    pub mac: [u8; 6],
+    pub mtu: u16,
+    pub ifindex: u32,
+}
+
+pub fn if_info(name: &str) -> io::Result<IfInfo> {
+    let read = |f: &str| {
+        std::fs::read_to_string(format!("/sys/class/net/{name}/{f}"))
+            .map(|s| s.trim().to_string())
+            .map_err(|e| io::Error::new(e.kind(), format!("interface {name}: {f}: {e}")))
+    };
+    let bad = |f: &str| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("interface {name}: bad {f}"),
+        )
+    };
+    Ok(IfInfo {
+        mac: parse_mac(&read("address")?).ok_or_else(|| bad("address"))?,
+        mtu: read("mtu")?.parse().map_err(|_| bad("mtu"))?,
+        ifindex: read("ifindex")?.parse().map_err(|_| bad("ifindex"))?,
+    })
+}
+
+impl Plan {
+    /// `info` looks interfaces up (`if_info` on a host; a table in tests). Tap endpoints
+    /// may not exist yet (opening one creates it): they default to MTU 1500.
+    pub fn new(config: &Config, info: &dyn Fn(&str) -> io::Result<IfInfo>) -> io::Result<Plan> {
+        let mut plan = Plan {
+            ports: Vec::new(),
+            port_names: Vec::new(),
+            uplinks: Vec::new(),
+            endpoints: Vec::new(),
+            routes4: Vec::new(),
+            routes6: Vec::new(),
+            gateways: Vec::new(),
+            nexthop_count: 0,
+        };
+        for u in &config.uplinks {
+            let i = info(&u.name)?;
+            let port = PortId(plan.ports.len() as u16);
+            plan.ports.push(Port {
+                mac: i.mac,
+                mtu: i.mtu,
+                kind: PortKind::Uplink,
+            });
+            plan.port_names.push(u.name.clone());
+            plan.uplinks.push(UplinkPlan {
+                name: u.name.clone(),
+                port,
+                queues: u.queues.clone(),
+                ifindex: i.ifindex,
+            });
+        }
+        for (n, e) in config.endpoints.iter().enumerate() {
+            let mtu = match (e.kind, info(&e.interface)) {
+                (_, Ok(i)) => i.mtu,
+                (EndpointKind::Tap, Err(_)) => 1500,
+                (EndpointKind::Veth, Err(err)) => return Err(err),
+            };
+            let port = PortId(plan.ports.len() as u16);
+            let v4: Vec<u32> = e
+                .ips
+                .iter()
+                .filter_map(|ip| match ip {
+                    IpNet::V4(n) => Some(u32::from(n.addr())),
+                    _ => None,
+                })
+                .collect();
+            let v6: Vec<u128> = e
+                .ips
+                .iter()
+                .filter_map(|ip| match ip {
+                    IpNet::V6(n) => Some(u128::from(n.addr())),
+                    _ => None,
+                })
+                .collect();
+            let nh = plan.nexthop_count;
+            plan.nexthop_count += 1;
+            for ip in &e.ips {
+                match ip {
+                    IpNet::V4(n) => plan.routes4.push((*n, nh)),
+                    IpNet::V6(n) => plan.routes6.push((*n, nh)),
+                }
+            }
+            plan.endpoints.push(EndpointPlan {
+                name: e.name.clone(),
+                kind: e.kind,
+                interface: e.interface.clone(),
+                port,
+                nh,
+                mac: e.mac.as_deref().and_then(parse_mac),
+                v4: v4.first().map(|&a| Ipv4Addr::from(a)),
+                v6: v6.first().map(|&a| Ipv6Addr::from(a)),
+                worker: n % config.workers.count,
+            });
+            plan.ports.push(Port {
+                mac: HOST_SIDE_MAC,
+                mtu,
+                kind: PortKind::Endpoint { v4, v6 },
+            });
+            plan.port_names.push(e.interface.clone());
+        }
+        let mut by_via: HashMap<(usize, IpAddr), u32> = HashMap::new();
+        for r in &config.routes {
+            let u = match &r.uplink {
+                Some(name) => plan.uplinks.iter().position(|u| &u.name == name).unwrap(),
+                None => 0,
+            };
+            let nh = *by_via.entry((u, r.via)).or_insert_with(|| {
+                let nh = plan.nexthop_count;
+                plan.nexthop_count += 1;
+                plan.gateways.push(Gateway {
+                    nh,
+                    port: plan.uplinks[u].port,
+                    ifindex: plan.uplinks[u].ifindex,
+                    via: r.via,
+                });
+                nh
+            });
+            match r.dst {
+                IpNet::V4(n) => plan.routes4.push((n.trunc(), nh)),
+                IpNet::V6(n) => plan.routes6.push((n.trunc(), nh)),
+            }
+        }
+        Ok(plan)
+    }
+}
+
+/// Everything `run` keeps alive; dropping it detaches the XDP programs.
+struct Attached {
+    uplinks: Vec<Arc<XdpProgram>>,
+    endpoints: HashMap<String, Arc<XdpProgram>>,
+}
+
+fn attach(ifname: &str, role: XdpRole, mode: XdpMode) -> io::Result<XdpProgram> {
+    match mode {
+        XdpMode::Native => XdpProgram::attach(ifname, role, AttachMode::Native),
+        XdpMode::Generic => XdpProgram::attach(ifname, role, AttachMode::Generic),
+        XdpMode::Auto => XdpProgram::attach(ifname, role, AttachMode::Native).or_else(|e| {
+            warn!(%ifname, error = %e, "native XDP refused; using generic mode");
+            XdpProgram::attach(ifname, role, AttachMode::Generic)
+        }),
+    }
+}
+
+fn attach_all(config: &Config, plan: &Plan) -> io::Result<Attached> {
+    let local: Vec<IpNet> = config
+        .node_ips
+        .iter()
+        .map(|n| IpNet::new(n.addr(), n.max_prefix_len()).unwrap())
+        .collect();
+    let mut uplinks = Vec::new();
+    for u in &plan.uplinks {
+        let prog = attach(&u.name, XdpRole::Uplink, config.xdp_mode)?;
+        for p in &config.pools {
+            prog.add_prefix(p.cidr.trunc(), PrefixClass::Ours)?;
+        }
+        for e in &config.endpoints {
+            for ip in &e.ips {
+                prog.add_prefix(*ip, PrefixClass::Ours)?;
+            }
+        }
+        for l in &local {
+            prog.add_prefix(*l, PrefixClass::Local)?;
+        }
+        uplinks.push(Arc::new(prog));
+    }
+    let mut endpoints = HashMap::new();
+    for e in plan
+        .endpoints
+        .iter()
+        .filter(|e| e.kind == EndpointKind::Veth)
+    {
+        let prog = attach(&e.interface, XdpRole::Endpoint, config.xdp_mode)?;
+        for l in &local {
+            prog.add_prefix(*l, PrefixClass::Local)?;
+        }
+        endpoints.insert(e.interface.clone(), Arc::new(prog));
+    }
+    Ok(Attached { uplinks, endpoints })
+}
+
+/// Options of `vrouterd` besides the configuration.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Rewrite this JSON file with the counters every second.
+    pub stats_file: Option<std::path::PathBuf>,
+}
+
+/// Run the node until `stop` is set. Errors at start-up name what failed.
+pub fn run(config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> io::Result<()> {
+    let plan = Plan::new(config, &if_info)?;
+    let nexthops = Arc::new(NextHopTable::new(plan.nexthop_count.max(1) as usize));
+    for e in &plan.endpoints {
+        if let Some(mac) = e.mac {
+            nexthops.set(e.nh, Adjacency::Forward { port: e.port, mac });
+        }
+    }
+    let mut fib4 = Fib4::new();
+    for &(net, nh) in &plan.routes4 {
+        fib4.insert(net, NextHopId(nh));
+    }
+    let mut fib6 = Fib6::new();
+    for &(net, nh) in &plan.routes6 {
+        fib6.insert(net, NextHopId(nh));
+    }
+    let attached = attach_all(config, &plan)?;
+    let ports: Arc<[Port]> = plan.ports.clone().into();
+    let counters = Arc::new(Counters::new(config.workers.count));
+    let node_v4 = config.node_ips.iter().find_map(|n| match n.addr() {
+        IpAddr::V4(a) => Some(a),
+        _ => None,
+    });
+    let node_v6 = config.node_ips.iter().find_map(|n| match n.addr() {
+        IpAddr::V6(a) => Some(a),
+        _ => None,
+    });
+    let cores = config.workers.cores();
+
+    let (ready_tx, ready_rx) = mpsc::channel::<io::Result<()>>();
+    let mut threads = Vec::new();
+    for (w, &core) in cores.iter().enumerate() {
+        let mut specs: Vec<(PortId, PortSpec)> = plan
+            .uplinks
+            .iter()
+            .map(|u| {
+                (
+                    u.port,
+                    PortSpec::Xsk {
+                        ifname: u.name.clone(),
+                        queue: u.queues[w],
+                    },
+                )
+            })
+            .collect();
+        let mine: Vec<&EndpointPlan> = plan.endpoints.iter().filter(|e| e.worker == w).collect();
+        for e in &mine {
+            specs.push((
+                e.port,
+                match e.kind {
+                    EndpointKind::Veth => PortSpec::Xsk {
+                        ifname: e.interface.clone(),
+                        queue: 0,
+                    },
+                    EndpointKind::Tap => PortSpec::Tap {
+                        name: e.interface.clone(),
+                    },
+                },
+            ));
+        }
+        let mut by_port = vec![None; plan.ports.len()];
+        for e in &mine {
+            by_port[e.port.0 as usize] = Some(e.nh);
+        }
+        let probes: Vec<PodProbe> = mine
+            .iter()
+            .filter(|e| e.mac.is_none())
+            .map(|e| PodProbe {
+                port: e.port,
+                nh: e.nh,
+                v4: e.v4,
+                v6: e.v6,
+            })
+            .collect();
+        // Which XDP program steers each of this worker's sockets, and on which queue.
+        let steering: Vec<(PortId, Arc<XdpProgram>, u32)> = plan
+            .uplinks
+            .iter()
+            .zip(&attached.uplinks)
+            .map(|(u, p)| (u.port, p.clone(), u.queues[w]))
+            .chain(mine.iter().filter_map(|e| {
+                attached
+                    .endpoints
+                    .get(&e.interface)
+                    .map(|p| (e.port, p.clone(), 0))
+            }))
+            .collect();
+        let mut pipeline = Pipeline::new(
+            fib4.reader(),
+            fib6.reader(),
+            nexthops.clone(),
+            ports.clone(),
+            counters.clone(),
+            w,
+        )
+        .with_icmp(
+            node_v4.unwrap_or(Ipv4Addr::UNSPECIFIED),
+            node_v6.unwrap_or(Ipv6Addr::UNSPECIFIED),
+            config.icmp_rate,
+        )
+        .with_pod_nexthops(by_port);
+        pipeline.offline();
+        let nexthops = nexthops.clone();
+        let stop = stop.clone();
+        let ready = ready_tx.clone();
+        let poll_mode = config.workers.poll_mode;
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("worker-{w}"))
+                .spawn(move || {
+                    if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
+                        warn!(worker = w, core, "could not pin to core");
+                    }
+                    let io = match AfXdpIo::open(&specs).and_then(|io| {
+                        for (port, prog, queue) in &steering {
+                            if let Some(fd) = io.socket_fd(*port) {
+                                prog.register_socket(*queue, fd)?;
+                            }
+                        }
+                        Ok(io)
+                    }) {
+                        Ok(io) => io,
+                        Err(e) => {
+                            let _ = ready.send(Err(e));
+                            return;
+                        }
+                    };
+                    let _ = ready.send(Ok(()));
+                    let mut worker = Worker::new(io, pipeline, nexthops, probes, poll_mode);
+                    worker.run(&stop);
+                    for (_, prog, queue) in &steering {
+                        let _ = prog.unregister_socket(*queue);
+                    }
+                })?,
+        );
+    }
+    drop(ready_tx);
+    let mut failure = None;
+    for _ in 0..threads.len() {
+        match ready_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => failure = failure.or(Some(e)),
+            Err(_) => failure = failure.or(Some(io::Error::other("a worker died at start"))),
+        }
+    }
+    if let Some(e) = failure {
+        stop.store(true, Ordering::Relaxed);
+        for t in threads {
+            let _ = t.join();
+        }
+        return Err(e);
+    }
+    info!(
+        node = %config.node_name,
+        workers = threads.len(),
+        ports = plan.ports.len(),
+        routes = plan.routes4.len() + plan.routes6.len(),
+        "forwarding"
+    );
+
+    let mut neighbours = match Neighbours::new() {
+        Ok(n) => Some(n),
+        Err(e) => {
+            warn!(error = %e, "no rtnetlink: uplink next hops stay unresolved");
+            None
+        }
+    };
+    let mut asked: HashMap<u32, Instant> = HashMap::new();
+    let mut last_stats = Instant::now() - Duration::from_secs(1);
+    while !stop.load(Ordering::Relaxed) {
+        if let Some(n) = neighbours.as_mut() {
+            sync_gateways(n, &plan.gateways, &nexthops, &mut asked);
+        }
+        if last_stats.elapsed() >= Duration::from_secs(1) {
+            last_stats = Instant::now();
+            if let Some(path) = &options.stats_file {
+                let json = stats_json(&counters, &plan, &nexthops);
+                let tmp = path.with_extension("tmp");
+                if std::fs::write(&tmp, json.to_string())
+                    .and_then(|_| std::fs::rename(&tmp, path))
+                    .is_err()
+                {
+                    warn!(path = %path.display(), "cannot write the stats file");
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    info!("stopping");
+    for t in threads {
+        let _ = t.join();
+    }
+    drop(attached);
+    Ok(())
+}
+
+/// Point uplink next hops at the MACs the kernel resolved; ask it for the others.
+fn sync_gateways(
+    n: &mut Neighbours,
+    gateways: &[Gateway],
+    nexthops: &NextHopTable,
+    asked: &mut HashMap<u32, Instant>,
+) {
+    if gateways.is_empty() {
+        return;
+    }
+    let table = match n.dump() {
+        Ok(t) => t,
+        Err(e) => {
+            warn!(error = %e, "reading the kernel's neighbours");
+            return;
+        }
+    };
+    for g in gateways {
+        let mac = table
+            .iter()
+            .find(|e| e.ifindex == g.ifindex && e.ip == g.via)
+            .and_then(|e| e.mac);
+        match mac {
+            Some(mac) => {
+                let want = Adjacency::Forward { port: g.port, mac };
+                if nexthops.get(g.nh) != Some(want) {
+                    info!(via = %g.via, mac = ?mac, "next hop resolved");
+                    nexthops.set(g.nh, want);
+                }
+            }
+            None => {
+                if asked
+                    .get(&g.nh)
+                    .is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
+                {
+                    asked.insert(g.nh, Instant::now());
+                    if let Err(e) = n.resolve(g.ifindex, g.via) {
+                        warn!(via = %g.via, error = %e, "asking the kernel to resolve");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The counters summed over workers, with per-reason drops.
+pub fn stats_json(counters: &Counters, plan: &Plan, nexthops: &NextHopTable) -> serde_json::Value {
+    let t = counters.total();
+    let drops: serde_json::Map<String, serde_json::Value> = DropReason::ALL
+        .iter()
+        .map(|&r| (r.name().to_string(), t.dropped(r).into()))
+        .collect();
+    let endpoints: Vec<serde_json::Value> = plan
+        .endpoints
+        .iter()
+        .map(|e| {
+            serde_json::json!({
+                "name": e.name,
+                "interface": e.interface,
+                "resolved": matches!(nexthops.get(e.nh), Some(Adjacency::Forward { .. })),
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "rx": t.rx,
+        "tx": t.tx,
+        "to_kernel": t.to_kernel,
+        "replies": t.replies,
+        "icmp_errors": t.icmp_errors,
+        "held": t.held,
+        "drops": drops,
+        "endpoints": endpoints,
+    })
+}

@@ -1,0 +1,443 @@
+//! The real backend: AF_XDP sockets (uplink queues, pods' host-side veths) and tap
+//! endpoints, all sharing one UMEM per worker, so a frame received on one port is sent
+//! on another without a copy: only its descriptor moves between rings.
+//!
+//! Per loop (`flush`): submit pending TX descriptors and kick (copy-mode AF_XDP always
+//! needs a kick; we raise its per-kick budget, see notes/afxdp-on-veth.md #5), collect
+//! completions into the free list, and top every fill ring up to its target. Frames
+//! for a tap are written to its fd and freed at once; tap reads go into free frames.
+//! Ring reservations may return fewer slots than asked: the returned count is always
+//! used, never the request (a lost frame would slowly starve the fill rings).
+
+use super::tap::TapDevice;
+use super::{HoldQueue, Io, Process};
+use crate::counters::DropReason;
+use crate::nexthop::PortId;
+use crate::pipeline::{Action, BURST};
+use std::io::{self, Write};
+use std::num::NonZeroU32;
+use std::os::fd::{AsRawFd, RawFd};
+use std::time::{Duration, Instant};
+use xsk_rs::config::{
+    BindFlags, FrameSize, Interface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig,
+};
+use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
+
+/// 4 KiB frames: copy mode drops frames longer than frame size − 256, and 1500-byte
+/// MTUs plus encapsulation must fit.
+pub const FRAME_SIZE: u32 = 4096;
+const RING_SIZE: u32 = 2048;
+/// Frames kept in each fill ring.
+const FILL_TARGET: usize = 1024;
+/// Frames per port set aside for TX in flight.
+const TX_BUDGET: usize = 1024;
+/// setsockopt(SOL_XDP, XDP_MAX_TX_SKB_BUDGET): frames sent per kick in copy mode.
+const SOL_XDP: libc::c_int = 283;
+const XDP_MAX_TX_SKB_BUDGET: libc::c_int = 9;
+
+/// A port this backend serves.
+#[derive(Debug, Clone)]
+pub enum PortSpec {
+    /// AF_XDP socket on `ifname` queue `queue`.
+    Xsk { ifname: String, queue: u32 },
+    /// A tap device.
+    Tap { name: String },
+}
+
+#[allow(clippy::large_enum_variant)] // few ports, in one Vec, touched every loop
+enum Port {
+    Xsk(Xsk),
+    Tap(TapDevice),
+}
+
+struct Xsk {
+    rx: RxQueue,
+    tx: TxQueue,
+    fq: FillQueue,
+    cq: CompQueue,
+    pending: Vec<FrameDesc>,
+    in_fill: usize,
+    fd: RawFd,
+    /// Kicks needed per `pending` frames sent (1 when the budget option took).
+    frames_per_kick: usize,
+    _socket: Option<Socket>,
+}
+
+/// Counters of what the backend itself dropped (the pipeline counts the rest).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct BackendStats {
+    pub tx_ring_full: u64,
+    pub no_free_frame: u64,
+    pub hold_full: u64,
+    pub not_our_port: u64,
+}
+
+pub struct AfXdpIo {
+    umem: Umem,
+    free: Vec<FrameDesc>,
+    ports: Vec<(PortId, Port)>,
+    /// PortId → index into `ports` (u16::MAX: another worker's port).
+    by_id: Vec<u16>,
+    rx_ids: Vec<PortId>,
+    held: HoldQueue<FrameDesc>,
+    /// Readiness of every port's fd, for idle sleeps.
+    poll: mio::Poll,
+    events: mio::Events,
+    pub stats: BackendStats,
+}
+
+impl AfXdpIo {
+    /// Open every port of one worker on one shared UMEM. Errors name the port.
+    pub fn open(ports: &[(PortId, PortSpec)]) -> io::Result<AfXdpIo> {
+        let frames = ports.len() * (FILL_TARGET + TX_BUDGET) + 2 * BURST + super::HOLD_CAPACITY;
+        let config = UmemConfig::builder()
+            .frame_size(FrameSize::new(FRAME_SIZE).map_err(other)?)
+            .fill_queue_size(QueueSize::new(RING_SIZE).map_err(other)?)
+            .comp_queue_size(QueueSize::new(RING_SIZE).map_err(other)?)
+            .build()
+            .map_err(other)?;
+        let (umem, free) = Umem::new(
+            config,
+            NonZeroU32::new(frames as u32).expect("at least one frame"),
+            false,
+        )
+        .map_err(|e| io::Error::other(format!("UMEM of {frames} frames: {e}")))?;
+        let mut io = AfXdpIo {
+            umem,
+            free,
+            ports: Vec::new(),
+            by_id: Vec::new(),
+            rx_ids: Vec::new(),
+            held: HoldQueue::default(),
+            poll: mio::Poll::new()?,
+            events: mio::Events::with_capacity(64),
+            stats: BackendStats::default(),
+        };
+        for (id, spec) in ports {
+            let port = match spec {
+                PortSpec::Xsk { ifname, queue } => {
+                    Port::Xsk(io.open_xsk(ifname, *queue).map_err(|e| {
+                        io::Error::new(e.kind(), format!("AF_XDP {ifname} queue {queue}: {e}"))
+                    })?)
+                }
+                PortSpec::Tap { name } => Port::Tap(TapDevice::open(name)?),
+            };
+            let fd = match &port {
+                Port::Xsk(x) => x.fd,
+                Port::Tap(t) => t.as_raw_fd(),
+            };
+            io.poll.registry().register(
+                &mut mio::unix::SourceFd(&fd),
+                mio::Token(io.ports.len()),
+                mio::Interest::READABLE,
+            )?;
+            let slot = id.0 as usize;
+            if io.by_id.len() <= slot {
+                io.by_id.resize(slot + 1, u16::MAX);
+            }
+            io.by_id[slot] = io.ports.len() as u16;
+            io.ports.push((*id, port));
+            io.rx_ids.push(*id);
+        }
+        io.refill();
+        Ok(io)
+    }
+
+    fn open_xsk(&mut self, ifname: &str, queue: u32) -> io::Result<Xsk> {
+        let iface: Interface = ifname
+            .parse()
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "bad interface name"))?;
+        let config = SocketConfig::builder()
+            .rx_queue_size(QueueSize::new(RING_SIZE).map_err(other)?)
+            .tx_queue_size(QueueSize::new(RING_SIZE).map_err(other)?)
+            // Our own XDP program (crate::xdp) steers frames; libxdp must not load one.
+            .libxdp_flags(LibxdpFlags::XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD)
+            // A socket sharing the UMEM must bind without mode flags (EINVAL otherwise).
+            .bind_flags(BindFlags::empty())
+            .build();
+        // A queue released by a process that just exited can be busy for a second or two.
+        let mut tries = 0;
+        let (tx, rx, rings) = loop {
+            // SAFETY: every socket of this UMEM is created with INHIBIT_PROG_LOAD, as the
+            // shared-UMEM contract of `Socket::new` requires.
+            match unsafe { Socket::new(config, &self.umem, &iface, queue) } {
+                Ok(s) => break s,
+                Err(e) if tries < 20 && format!("{e:?}").contains("Busy") => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(e) => return Err(io::Error::other(format!("{e}"))),
+            }
+        };
+        let (fq, cq) = rings.ok_or_else(|| io::Error::other("queue bound twice on one UMEM"))?;
+        let fd = rx.fd().as_raw_fd();
+        let budget: libc::c_int = 256;
+        // SAFETY: a plain int option on a socket we own; failure is handled.
+        let ok = unsafe {
+            libc::setsockopt(
+                fd,
+                SOL_XDP,
+                XDP_MAX_TX_SKB_BUDGET,
+                (&budget as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        } == 0;
+        Ok(Xsk {
+            rx,
+            tx,
+            fq,
+            cq,
+            pending: Vec::with_capacity(RING_SIZE as usize),
+            in_fill: 0,
+            fd,
+            frames_per_kick: if ok { budget as usize } else { 32 },
+            _socket: None,
+        })
+    }
+
+    /// The AF_XDP socket fd of port `id` (None for taps and other workers' ports), for
+    /// the XDP program's socket map.
+    pub fn socket_fd(&self, id: PortId) -> Option<RawFd> {
+        match &self.ports[*self.by_id.get(id.0 as usize).filter(|&&i| i != u16::MAX)? as usize].1 {
+            Port::Xsk(x) => Some(x.fd),
+            Port::Tap(_) => None,
+        }
+    }
+
+    /// Frame descriptors free right now (tests check nothing leaks).
+    pub fn free_frames(&self) -> usize {
+        self.free.len()
+    }
+
+    /// AF_XDP socket statistics (rx_dropped, rx_ring_full, ...) of port `id`.
+    pub fn xdp_statistics(&self, id: PortId) -> Option<xsk_rs::socket::XdpStatistics> {
+        match &self.ports[*self.by_id.get(id.0 as usize)? as usize].1 {
+            Port::Xsk(x) => x.rx.fd().xdp_statistics().ok(),
+            Port::Tap(_) => None,
+        }
+    }
+
+    #[inline]
+    fn buffer(&self, desc: &mut FrameDesc) -> &'static mut [u8] {
+        buffer(&self.umem, desc)
+    }
+}
+
+/// The whole buffer of a frame we own (lent to the pipeline), from offset 0.
+#[inline]
+fn buffer(umem: &Umem, desc: &mut FrameDesc) -> &'static mut [u8] {
+    // SAFETY: `desc` is a frame of this UMEM that we own (off every ring), so nothing
+    // else reads or writes it; the slice is used only within the current burst, while
+    // the UMEM (kept alive by `self`) is mapped.
+    unsafe {
+        let mut data = umem.data_mut(desc);
+        let mut cursor = data.cursor();
+        let cap = cursor.buf_len();
+        cursor.set_pos(cap);
+        let s = data.contents_mut();
+        std::slice::from_raw_parts_mut(s.as_mut_ptr(), s.len())
+    }
+}
+
+#[inline]
+fn set_len(umem: &Umem, desc: &mut FrameDesc, len: usize) {
+    // SAFETY: as in `buffer`: we own the frame.
+    unsafe { umem.data_mut(desc).cursor().set_pos(len) };
+}
+
+impl AfXdpIo {
+    /// Queue a frame for `port`, or free it.
+    #[inline]
+    fn transmit(&mut self, port: PortId, mut desc: FrameDesc, len: usize) -> bool {
+        let Some(&i) = self.by_id.get(port.0 as usize).filter(|&&i| i != u16::MAX) else {
+            self.stats.not_our_port += 1;
+            self.free.push(desc);
+            return false;
+        };
+        match &mut self.ports[i as usize].1 {
+            Port::Xsk(x) => {
+                set_len(&self.umem, &mut desc, len);
+                x.pending.push(desc);
+                true
+            }
+            Port::Tap(t) => {
+                let buf = buffer(&self.umem, &mut desc);
+                let ok = t.write(&buf[..len.min(buf.len())]);
+                self.free.push(desc);
+                ok
+            }
+        }
+    }
+
+    fn carry_out(&mut self, desc: FrameDesc, action: Action, now: Instant) {
+        match action {
+            Action::Tx { port, len } => {
+                self.transmit(port, desc, len);
+            }
+            Action::Hold { nh, len } => {
+                if let Err(d) = self.held.push(desc, nh, len, now) {
+                    self.stats.hold_full += 1;
+                    self.free.push(d);
+                }
+            }
+            // The XDP program passes what is not ours to the kernel before it reaches
+            // us; what the pipeline still hands to the kernel is dropped here.
+            Action::Kernel | Action::Drop(_) => self.free.push(desc),
+        }
+    }
+
+    fn refill(&mut self) {
+        for (_, port) in &mut self.ports {
+            let Port::Xsk(x) = port else { continue };
+            let want = FILL_TARGET.saturating_sub(x.in_fill).min(self.free.len());
+            if want == 0 {
+                continue;
+            }
+            let start = self.free.len() - want;
+            // SAFETY: the descriptors are frames of this UMEM that we own.
+            let n = unsafe { x.fq.produce(&self.free[start..]) };
+            self.free.drain(start..start + n);
+            x.in_fill += n;
+        }
+    }
+}
+
+fn other<E: std::fmt::Debug>(e: E) -> io::Error {
+    io::Error::other(format!("{e:?}"))
+}
+
+impl Io for AfXdpIo {
+    fn rx_ports(&self) -> &[PortId] {
+        &self.rx_ids
+    }
+
+    fn rx_burst(&mut self, port: PortId, process: &mut Process<'_>) -> usize {
+        let Some(&i) = self.by_id.get(port.0 as usize).filter(|&&i| i != u16::MAX) else {
+            return 0;
+        };
+        let mut descs = [FrameDesc::default(); BURST];
+        let mut lens = [0usize; BURST];
+        let n = match &mut self.ports[i as usize].1 {
+            Port::Xsk(x) => {
+                // SAFETY: `descs` receive frames of this UMEM, which become ours.
+                let n = unsafe { x.rx.consume(&mut descs) };
+                x.in_fill -= n;
+                for (l, d) in lens.iter_mut().zip(&descs).take(n) {
+                    *l = d.lengths().data();
+                }
+                n
+            }
+            Port::Tap(_) => {
+                let mut n = 0;
+                while n < BURST {
+                    let Some(mut d) = self.free.pop() else {
+                        self.stats.no_free_frame += 1;
+                        break;
+                    };
+                    let buf = self.buffer(&mut d);
+                    let Port::Tap(t) = &self.ports[i as usize].1 else {
+                        unreachable!()
+                    };
+                    match t.read(buf) {
+                        Some(len) => {
+                            descs[n] = d;
+                            lens[n] = len;
+                            n += 1;
+                        }
+                        None => {
+                            self.free.push(d);
+                            break;
+                        }
+                    }
+                }
+                n
+            }
+        };
+        if n == 0 {
+            return 0;
+        }
+        let mut frames: [&mut [u8]; BURST] = std::array::from_fn(|_| &mut [][..]);
+        for (f, d) in frames.iter_mut().zip(descs.iter_mut()).take(n) {
+            *f = self.buffer(d);
+        }
+        let mut actions = [Action::Drop(DropReason::Malformed); BURST];
+        process(&mut frames[..n], &lens[..n], &mut actions[..n]);
+        let now = Instant::now();
+        for (d, a) in descs.iter().zip(actions).take(n) {
+            self.carry_out(*d, a, now);
+        }
+        n
+    }
+
+    fn retry_held(
+        &mut self,
+        now: Instant,
+        resume: &mut dyn FnMut(&mut [u8], usize, u32) -> Action,
+    ) -> u64 {
+        if self.held.is_empty() {
+            return 0;
+        }
+        let mut held = std::mem::take(&mut self.held);
+        let umem = self.umem.clone();
+        let expired = held.retry(
+            now,
+            &mut |d| buffer(&umem, d),
+            resume,
+            &mut |d, a| match a {
+                Some(a) => self.carry_out(d, a, now),
+                None => self.free.push(d),
+            },
+        );
+        self.held = held;
+        expired
+    }
+
+    fn send(&mut self, port: PortId, frame: &[u8]) -> bool {
+        let Some(mut d) = self.free.pop() else {
+            self.stats.no_free_frame += 1;
+            return false;
+        };
+        // SAFETY: we own the frame (just taken from the free list).
+        let written = unsafe {
+            let mut data = self.umem.data_mut(&mut d);
+            let mut cursor = data.cursor();
+            cursor.set_pos(0);
+            cursor.write_all(frame).is_ok()
+        };
+        if !written {
+            self.free.push(d);
+            return false;
+        }
+        self.transmit(port, d, frame.len())
+    }
+
+    fn flush(&mut self) {
+        let mut done = [FrameDesc::default(); BURST * 4];
+        for (_, port) in &mut self.ports {
+            let Port::Xsk(x) = port else { continue };
+            if !x.pending.is_empty() {
+                // SAFETY: pending descriptors are frames of this UMEM that we own.
+                let sent = unsafe { x.tx.produce(&x.pending) };
+                if sent < x.pending.len() {
+                    self.stats.tx_ring_full += (x.pending.len() - sent) as u64;
+                    self.free.extend_from_slice(&x.pending[sent..]);
+                }
+                x.pending.clear();
+                if sent > 0 {
+                    for _ in 0..sent.div_ceil(x.frames_per_kick) {
+                        let _ = x.tx.wakeup();
+                    }
+                }
+            }
+            // SAFETY: completed descriptors come back to us.
+            let n = unsafe { x.cq.consume(&mut done) };
+            self.free.extend_from_slice(&done[..n]);
+        }
+        self.refill();
+    }
+
+    fn wait(&mut self, timeout: Duration) {
+        // Level-triggered enough for us: we only sleep when every ring was just empty.
+        let _ = self.poll.poll(&mut self.events, Some(timeout));
+    }
+}

@@ -1,0 +1,121 @@
+//! How frames get in and out of a worker. A backend owns its frame buffers; the worker
+//! lends them to the pipeline one burst at a time and the backend carries out the
+//! actions (send on a port, hold, drop). Backends: `afxdp` (uplink queues and pods'
+//! veths), `tap` (tap endpoints) and `memory` (deterministic tests, `fwdbench --memio`).
+
+pub mod afxdp;
+pub mod memory;
+pub mod tap;
+
+use crate::nexthop::PortId;
+use crate::pipeline::Action;
+use std::time::{Duration, Instant};
+
+/// A burst's frames as the pipeline sees them: whole buffers, received lengths, actions.
+pub type Process<'a> = dyn FnMut(&mut [&mut [u8]], &[usize], &mut [Action]) + 'a;
+
+pub trait Io {
+    /// Ports this backend receives on; each is polled once per worker loop.
+    fn rx_ports(&self) -> &[PortId];
+    /// Receive up to `BURST` frames on `port`, let `process` choose each frame's action
+    /// and carry them out. Returns the number of frames received.
+    fn rx_burst(&mut self, port: PortId, process: &mut Process<'_>) -> usize;
+    /// Offer held frames (`Action::Hold`) again: `resume(frame, len, nh)` gives the action
+    /// now; frames held longer than `HOLD_TIME` are dropped. Returns frames dropped.
+    fn retry_held(
+        &mut self,
+        now: Instant,
+        resume: &mut dyn FnMut(&mut [u8], usize, u32) -> Action,
+    ) -> u64;
+    /// Send a frame the worker built itself (an ARP / ND probe), copied into a buffer.
+    fn send(&mut self, port: PortId, frame: &[u8]) -> bool;
+    /// Once per loop: kick transmission, recycle sent buffers, refill receive rings.
+    fn flush(&mut self);
+    /// Sleep until some port may have frames, or `timeout` passed.
+    fn wait(&mut self, timeout: Duration);
+}
+
+/// How long a frame waits for its next hop to resolve (the kernel waits about as long
+/// for ARP: 3 probes, 1 s apart, before dropping its queue).
+pub const HOLD_TIME: Duration = Duration::from_millis(1000);
+/// Frames held per worker at most (the kernel's unresolved queue holds ~100 frames).
+pub const HOLD_CAPACITY: usize = 128;
+
+/// Frames waiting for their next hop: a fixed-capacity queue of backend frame handles.
+pub struct HoldQueue<H> {
+    entries: std::collections::VecDeque<Held<H>>,
+}
+
+pub struct Held<H> {
+    pub frame: H,
+    pub nh: u32,
+    pub len: usize,
+    pub since: Instant,
+}
+
+impl<H> Default for HoldQueue<H> {
+    fn default() -> Self {
+        HoldQueue {
+            entries: std::collections::VecDeque::with_capacity(HOLD_CAPACITY),
+        }
+    }
+}
+
+impl<H> HoldQueue<H> {
+    /// Keep `frame`; gives it back when the queue is full (the caller drops it).
+    pub fn push(&mut self, frame: H, nh: u32, len: usize, now: Instant) -> Result<(), H> {
+        if self.entries.len() >= HOLD_CAPACITY {
+            return Err(frame);
+        }
+        self.entries.push_back(Held {
+            frame,
+            nh,
+            len,
+            since: now,
+        });
+        Ok(())
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The oldest held frame (the caller `keep`s it again if it must still wait).
+    pub fn pop(&mut self) -> Option<Held<H>> {
+        self.entries.pop_front()
+    }
+
+    /// Put back a frame that must still wait.
+    pub fn keep(&mut self, held: Held<H>) {
+        self.entries.push_back(held);
+    }
+
+    /// Offer every held frame to `resume` (through `bytes`, its buffer): frames still
+    /// unresolved wait on unless older than `HOLD_TIME`, when they go to `done` with no action; the
+    /// others go to `done` with their action. Returns how many expired.
+    pub fn retry(
+        &mut self,
+        now: Instant,
+        bytes: &mut dyn FnMut(&mut H) -> &mut [u8],
+        resume: &mut dyn FnMut(&mut [u8], usize, u32) -> Action,
+        done: &mut dyn FnMut(H, Option<Action>),
+    ) -> u64 {
+        let mut expired = 0;
+        for _ in 0..self.entries.len() {
+            let mut h = self.entries.pop_front().unwrap();
+            match resume(bytes(&mut h.frame), h.len, h.nh) {
+                Action::Hold { .. } if now.duration_since(h.since) < HOLD_TIME => self.keep(h),
+                Action::Hold { .. } => {
+                    expired += 1;
+                    done(h.frame, None);
+                }
+                a => done(h.frame, Some(a)),
+            }
+        }
+        expired
+    }
+}

@@ -1,0 +1,145 @@
+//! A poll-mode worker: owns its I/O (sockets, rings, buffers) and its pipeline, and loops
+//! rx burst → pipeline → tx per port, then housekeeping once per loop (never per packet):
+//! TX kick and ring refill, retrying held frames, asking unresolved pods for their MAC.
+//! `PollMode::Busy` spins; `Adaptive` sleeps in poll() after a run of empty loops, going
+//! offline for the FIB first so route updates never wait for an idle worker.
+
+use crate::arp::{self, HOST_SIDE_MAC, POD_GATEWAY_V4};
+use crate::config::PollMode;
+use crate::io::Io;
+use crate::nd::{self, POD_GATEWAY_V6};
+use crate::nexthop::{Adjacency, NextHopTable, PortId};
+use crate::pipeline::Pipeline;
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Empty loops before an adaptive worker sleeps (a few tens of microseconds of spinning).
+const IDLE_LOOPS: u32 = 2_000;
+/// Longest sleep of an idle adaptive worker (it wakes at once when frames arrive).
+const IDLE_SLEEP: Duration = Duration::from_millis(20);
+/// How often held frames are retried, and an unresolved pod is asked again.
+const RETRY_EVERY: Duration = Duration::from_millis(1);
+const PROBE_EVERY: Duration = Duration::from_millis(250);
+
+/// A pod whose MAC the worker learns (from its ARP / ND) or asks for.
+#[derive(Debug, Clone)]
+pub struct PodProbe {
+    pub port: PortId,
+    pub nh: u32,
+    pub v4: Option<Ipv4Addr>,
+    pub v6: Option<Ipv6Addr>,
+}
+
+pub struct Worker<I: Io> {
+    pub io: I,
+    pub pipeline: Pipeline,
+    nexthops: Arc<NextHopTable>,
+    probes: Vec<PodProbe>,
+    poll_mode: PollMode,
+    last_retry: Instant,
+    last_probe: Instant,
+    idle_loops: u32,
+}
+
+impl<I: Io> Worker<I> {
+    pub fn new(
+        io: I,
+        pipeline: Pipeline,
+        nexthops: Arc<NextHopTable>,
+        probes: Vec<PodProbe>,
+        poll_mode: PollMode,
+    ) -> Worker<I> {
+        let now = Instant::now();
+        Worker {
+            io,
+            pipeline,
+            nexthops,
+            probes,
+            poll_mode,
+            last_retry: now,
+            last_probe: now - PROBE_EVERY,
+            idle_loops: 0,
+        }
+    }
+
+    /// Loop until `stop` is set.
+    pub fn run(&mut self, stop: &AtomicBool) {
+        while !stop.load(Ordering::Relaxed) {
+            if self.poll_once() == 0 {
+                self.idle();
+            } else {
+                self.idle_loops = 0;
+            }
+        }
+        self.pipeline.offline();
+    }
+
+    /// One loop: a burst from every port, then housekeeping. Returns frames received.
+    pub fn poll_once(&mut self) -> usize {
+        let mut got = 0;
+        let ports = self.io.rx_ports().len();
+        for i in 0..ports {
+            let port = self.io.rx_ports()[i];
+            let pipeline = &mut self.pipeline;
+            got += self.io.rx_burst(port, &mut |frames, lens, actions| {
+                pipeline.process(port, frames, lens, actions)
+            });
+        }
+        self.housekeeping(Instant::now());
+        self.io.flush();
+        got
+    }
+
+    fn housekeeping(&mut self, now: Instant) {
+        if now.duration_since(self.last_retry) >= RETRY_EVERY {
+            self.last_retry = now;
+            let pipeline = &mut self.pipeline;
+            let expired = self
+                .io
+                .retry_held(now, &mut |frame, len, nh| pipeline.resume(frame, len, nh));
+            if expired > 0 {
+                pipeline.count_unresolved(expired);
+            }
+        }
+        if now.duration_since(self.last_probe) >= PROBE_EVERY {
+            self.last_probe = now;
+            self.probe_pods();
+        }
+    }
+
+    /// Ask every pod whose MAC is still unknown (ARP / neighbour solicitation from the
+    /// gateway address). Its answer is learnt by the pipeline like any ARP / ND frame.
+    fn probe_pods(&mut self) {
+        let mut buf = [0u8; 128];
+        for p in &self.probes {
+            if self.nexthops.get(p.nh) != Some(Adjacency::Incomplete) {
+                continue;
+            }
+            if let Some(ip) = p.v4 {
+                let n = arp::request(&mut buf, HOST_SIDE_MAC, POD_GATEWAY_V4, ip);
+                self.io.send(p.port, &buf[..n]);
+            }
+            if let Some(ip) = p.v6 {
+                let n = nd::solicit(&mut buf, HOST_SIDE_MAC, POD_GATEWAY_V6, ip);
+                self.io.send(p.port, &buf[..n]);
+            }
+        }
+    }
+
+    fn idle(&mut self) {
+        match self.poll_mode {
+            PollMode::Busy => std::hint::spin_loop(),
+            PollMode::Adaptive => {
+                self.idle_loops += 1;
+                if self.idle_loops >= IDLE_LOOPS {
+                    self.pipeline.offline();
+                    // Held frames need their retries: sleep briefly while any wait.
+                    self.io.wait(IDLE_SLEEP);
+                    self.idle_loops = IDLE_LOOPS / 2;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,527 @@
+//! The vRouter's own XDP program (`vrouter/xdp/vrouter_xdp.c`, compiled by `build.rs` and embedded
+//! here) and its loader.
+//!
+//! The program steers each received frame either to the kernel (`XDP_PASS`) or to the AF_XDP
+//! socket bound to the receiving queue (`bpf_redirect_map` on the `xsks` XSKMAP, whose fallback
+//! action is `XDP_PASS`: with no socket registered, traffic keeps flowing to the kernel). What goes
+//! where depends on the interface's [`XdpRole`] and on the destination's [`PrefixClass`] in the
+//! program's LPM tries (see the C file for the exact rules).
+//!
+//! The program is attached with a BPF link (`BPF_LINK_CREATE`, attach type `BPF_XDP`), not with the
+//! netlink `IFLA_XDP` attach: the kernel detaches a link when its last fd closes, so the program
+//! disappears when the [`XdpProgram`] is dropped *and* when the process dies, even by SIGKILL — a
+//! dead vRouter never leaves a program redirecting into a dead socket.
+//!
+//! Each [`XdpProgram`] loads its own copy of the object, so its maps (prefixes, sockets, role) are
+//! per interface.
+//!
+//! libbpf's own logging is silenced unless `VROUTER_LIBBPF_DEBUG` is set (then all of it, debug
+//! level included, goes to stderr). A verifier rejection is reported in the returned error with the
+//! tail of the verifier log.
+
+use std::ffi::{c_char, c_int, c_void, CStr, CString};
+use std::io;
+use std::mem::size_of;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::ptr::NonNull;
+use std::sync::Once;
+
+use ipnet::IpNet;
+use libbpf_sys as sys;
+
+/// The compiled object, 8-byte aligned for libelf's in-memory parsing.
+#[repr(C, align(8))]
+struct Aligned<T: ?Sized>(T);
+
+static OBJECT: &Aligned<[u8]> =
+    &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/vrouter_xdp.o")));
+
+const OBJECT_NAME: &CStr = c"vrouter_xdp";
+const PROGRAM_NAME: &CStr = c"vrouter_xdp";
+const MAP_XSKS: &CStr = c"xsks";
+const MAP_PREFIXES_V4: &CStr = c"prefixes_v4";
+const MAP_PREFIXES_V6: &CStr = c"prefixes_v6";
+const MAP_SETTINGS: &CStr = c"settings";
+
+/// Entries of the `xsks` XSKMAP (valid queue indices are below this).
+pub const MAX_QUEUES: u32 = 64;
+
+/// Size of the buffer receiving the verifier log when loading fails.
+const VERIFIER_LOG_SIZE: usize = 256 * 1024;
+/// How much of the end of the verifier log an error message carries.
+const VERIFIER_LOG_TAIL: usize = 2048;
+
+/// What the interface is to the vRouter; decides what the program steers to the AF_XDP socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum XdpRole {
+    /// The node's uplink: only traffic for [`PrefixClass::Ours`] destinations, and tunnel traffic
+    /// (IPIP, IPv6-in-IP, VXLAN) for [`PrefixClass::Local`] ones, goes to the vRouter; the rest
+    /// (ARP, the host's own SSH/BGP, ...) goes to the kernel.
+    Uplink,
+    /// A pod's host-side veth: everything goes to the vRouter (ARP and IPv6 ND included) except
+    /// traffic for [`PrefixClass::Local`] destinations, which goes to the kernel.
+    Endpoint,
+}
+
+impl XdpRole {
+    /// The value of `settings[0]` in the C program.
+    fn code(self) -> u32 {
+        match self {
+            XdpRole::Uplink => 0,
+            XdpRole::Endpoint => 1,
+        }
+    }
+}
+
+/// How the program is attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttachMode {
+    /// Driver mode (`XDP_FLAGS_DRV_MODE`): the driver runs the program before building an skb.
+    Native,
+    /// Generic mode (`XDP_FLAGS_SKB_MODE`): runs after skb allocation; works on any device.
+    Generic,
+}
+
+impl AttachMode {
+    fn flags(self) -> u32 {
+        match self {
+            AttachMode::Native => sys::XDP_FLAGS_DRV_MODE,
+            AttachMode::Generic => sys::XDP_FLAGS_SKB_MODE,
+        }
+    }
+}
+
+/// The class of a destination prefix in the program's LPM tries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrefixClass {
+    /// Pool / pod addresses the vRouter forwards.
+    Ours,
+    /// The node's own addresses.
+    Local,
+}
+
+impl PrefixClass {
+    /// The map value in the C program.
+    fn code(self) -> u32 {
+        match self {
+            PrefixClass::Ours => 1,
+            PrefixClass::Local => 2,
+        }
+    }
+}
+
+/// Key of `prefixes_v4` (`struct lpm_v4_key`).
+#[repr(C)]
+struct LpmKeyV4 {
+    prefixlen: u32,
+    addr: [u8; 4],
+}
+
+/// Key of `prefixes_v6` (`struct lpm_v6_key`).
+#[repr(C)]
+struct LpmKeyV6 {
+    prefixlen: u32,
+    addr: [u8; 16],
+}
+
+/// Our XDP program, loaded and attached to one interface through a BPF link.
+///
+/// Dropping it closes the link fd, which detaches the program, then frees the object (program and
+/// maps).
+pub struct XdpProgram {
+    ifname: String,
+    ifindex: u32,
+    /// The BPF link; `None` only during `drop`.
+    link: Option<OwnedFd>,
+    loaded: Loaded,
+}
+
+impl std::fmt::Debug for XdpProgram {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("XdpProgram")
+            .field("ifname", &self.ifname)
+            .field("ifindex", &self.ifindex)
+            .field("link_fd", &self.link.as_ref().map(AsRawFd::as_raw_fd))
+            .finish_non_exhaustive()
+    }
+}
+
+impl XdpProgram {
+    /// Loads the program, sets its role and attaches it to `ifname` with a BPF link.
+    ///
+    /// Fails (naming the interface and the failing step) if the interface does not exist, the
+    /// verifier rejects the program, the mode is not supported (e.g. native mode on a veth whose
+    /// peer MTU is too large: ERANGE) or another XDP program is already attached (EBUSY/EEXIST).
+    pub fn attach(ifname: &str, role: XdpRole, mode: AttachMode) -> io::Result<XdpProgram> {
+        let what = format!("interface {ifname}");
+        let ifindex =
+            ifindex_of(ifname).map_err(|e| context(&what, "looking up the ifindex", e))?;
+        let loaded = Loaded::new(&what, role)?;
+
+        let opts = sys::bpf_link_create_opts {
+            sz: size_of::<sys::bpf_link_create_opts>() as sys::size_t,
+            flags: mode.flags(),
+            ..Default::default()
+        };
+        let target = c_int::try_from(ifindex).map_err(|_| {
+            let err = io::Error::new(io::ErrorKind::InvalidInput, "ifindex out of range");
+            context(&what, "attaching", err)
+        })?;
+        // SAFETY: `prog_fd` is a loaded XDP program owned by `loaded`; `opts` is a fully
+        // initialised `bpf_link_create_opts` whose `sz` is its size, alive for the call.
+        let ret = unsafe { sys::bpf_link_create(loaded.prog_fd, target, sys::BPF_XDP, &opts) };
+        let link_fd = check(ret).map_err(|e| {
+            let step = match mode {
+                AttachMode::Native => "attaching (BPF link, native/driver mode)",
+                AttachMode::Generic => "attaching (BPF link, generic/skb mode)",
+            };
+            context(&what, step, e)
+        })?;
+        // SAFETY: `bpf_link_create` succeeded and returned a new fd that nothing else owns.
+        let link = unsafe { OwnedFd::from_raw_fd(link_fd) };
+
+        Ok(XdpProgram {
+            ifname: ifname.to_string(),
+            ifindex,
+            link: Some(link),
+            loaded,
+        })
+    }
+
+    /// Loads the embedded object into the kernel (the verifier included) with `role` set, without
+    /// attaching it anywhere, then frees it. A self-test for start-up diagnostics and tests.
+    pub fn check_load(role: XdpRole) -> io::Result<()> {
+        Loaded::new("the embedded object", role).map(drop)
+    }
+
+    /// Adds (or reclassifies) a destination prefix. Host bits are ignored.
+    pub fn add_prefix(&self, prefix: IpNet, class: PrefixClass) -> io::Result<()> {
+        let value = class.code();
+        let ret = match prefix.trunc() {
+            IpNet::V4(net) => {
+                let key = LpmKeyV4 {
+                    prefixlen: net.prefix_len().into(),
+                    addr: net.addr().octets(),
+                };
+                // SAFETY: `prefixes_v4` has key `struct lpm_v4_key` (same layout as `LpmKeyV4`)
+                // and value `__u32`; both pointers are valid for the call.
+                unsafe { update_elem(self.loaded.prefixes_v4, &key, &value) }
+            }
+            IpNet::V6(net) => {
+                let key = LpmKeyV6 {
+                    prefixlen: net.prefix_len().into(),
+                    addr: net.addr().octets(),
+                };
+                // SAFETY: `prefixes_v6` has key `struct lpm_v6_key` (same layout as `LpmKeyV6`)
+                // and value `__u32`; both pointers are valid for the call.
+                unsafe { update_elem(self.loaded.prefixes_v6, &key, &value) }
+            }
+        };
+        check(ret)
+            .map(drop)
+            .map_err(|e| self.context(&format!("adding prefix {prefix} as {class:?}"), e))
+    }
+
+    /// Removes a destination prefix (`NotFound` if it is not there). Host bits are ignored.
+    pub fn remove_prefix(&self, prefix: IpNet) -> io::Result<()> {
+        let ret = match prefix.trunc() {
+            IpNet::V4(net) => {
+                let key = LpmKeyV4 {
+                    prefixlen: net.prefix_len().into(),
+                    addr: net.addr().octets(),
+                };
+                // SAFETY: `prefixes_v4` has key `struct lpm_v4_key`, laid out as `LpmKeyV4`.
+                unsafe { delete_elem(self.loaded.prefixes_v4, &key) }
+            }
+            IpNet::V6(net) => {
+                let key = LpmKeyV6 {
+                    prefixlen: net.prefix_len().into(),
+                    addr: net.addr().octets(),
+                };
+                // SAFETY: `prefixes_v6` has key `struct lpm_v6_key`, laid out as `LpmKeyV6`.
+                unsafe { delete_elem(self.loaded.prefixes_v6, &key) }
+            }
+        };
+        check(ret)
+            .map(drop)
+            .map_err(|e| self.context(&format!("removing prefix {prefix}"), e))
+    }
+
+    /// Steers frames received on rx `queue` (below [`MAX_QUEUES`]) to the AF_XDP socket `xsk_fd`.
+    /// The kernel rejects an fd that is not an AF_XDP socket bound to this interface and queue.
+    pub fn register_socket(&self, queue: u32, xsk_fd: RawFd) -> io::Result<()> {
+        let step = format!("registering AF_XDP socket fd {xsk_fd} for queue {queue}");
+        if queue >= MAX_QUEUES {
+            return Err(self.context(&step, queue_out_of_range(queue)));
+        }
+        let Ok(value) = u32::try_from(xsk_fd) else {
+            let err = io::Error::new(io::ErrorKind::InvalidInput, "negative fd");
+            return Err(self.context(&step, err));
+        };
+        // SAFETY: `xsks` has 4-byte keys (queue index) and 4-byte values (socket fd); both
+        // pointers are valid for the call. The kernel validates the fd.
+        let ret = unsafe { update_elem(self.loaded.xsks, &queue, &value) };
+        check(ret).map(drop).map_err(|e| self.context(&step, e))
+    }
+
+    /// Stops steering frames of rx `queue` to a socket (they go to the kernel again). Succeeds if
+    /// no socket was registered.
+    pub fn unregister_socket(&self, queue: u32) -> io::Result<()> {
+        let step = format!("unregistering the AF_XDP socket of queue {queue}");
+        if queue >= MAX_QUEUES {
+            return Err(self.context(&step, queue_out_of_range(queue)));
+        }
+        // SAFETY: `xsks` has 4-byte keys; the pointer is valid for the call.
+        let ret = unsafe { delete_elem(self.loaded.xsks, &queue) };
+        match check(ret) {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(self.context(&step, e)),
+        }
+    }
+
+    /// The ifindex of the interface the program is attached to.
+    pub fn ifindex(&self) -> u32 {
+        self.ifindex
+    }
+
+    /// The name of the interface the program is attached to (as given to [`XdpProgram::attach`]).
+    pub fn ifname(&self) -> &str {
+        &self.ifname
+    }
+
+    fn context(&self, step: &str, err: io::Error) -> io::Error {
+        context(&format!("interface {}", self.ifname), step, err)
+    }
+}
+
+impl Drop for XdpProgram {
+    fn drop(&mut self) {
+        // Close the link first: that detaches the program from the interface. `loaded` (the
+        // object, its program and maps) is freed afterwards, when the fields drop.
+        drop(self.link.take());
+    }
+}
+
+/// A loaded (not attached) object with the fds of its program and maps, which stay valid as long
+/// as the object is open.
+struct Loaded {
+    /// Held for its `Drop`: the fds below belong to it.
+    _object: Object,
+    prog_fd: RawFd,
+    xsks: RawFd,
+    prefixes_v4: RawFd,
+    prefixes_v6: RawFd,
+}
+
+impl Loaded {
+    /// Opens the embedded object, loads it into the kernel and writes `role` into `settings`.
+    /// `what` names the target in error messages.
+    fn new(what: &str, role: XdpRole) -> io::Result<Loaded> {
+        init_libbpf_logging();
+
+        let mut log = vec![0u8; VERIFIER_LOG_SIZE];
+        let opts = sys::bpf_object_open_opts {
+            sz: size_of::<sys::bpf_object_open_opts>() as sys::size_t,
+            object_name: OBJECT_NAME.as_ptr(),
+            kernel_log_buf: log.as_mut_ptr().cast::<c_char>(),
+            kernel_log_size: log.len() as sys::size_t,
+            ..Default::default()
+        };
+        // SAFETY: `OBJECT` is a static, so it outlives the object that references it; `opts` is a
+        // fully initialised `bpf_object_open_opts` with its size in `sz`. libbpf copies
+        // `object_name`. It keeps `kernel_log_buf` but only uses it inside `bpf_object__load`
+        // (below), while `log` is alive.
+        let ptr = unsafe {
+            sys::bpf_object__open_mem(
+                OBJECT.0.as_ptr().cast::<c_void>(),
+                OBJECT.0.len() as sys::size_t,
+                &opts,
+            )
+        };
+        let object = match NonNull::new(ptr) {
+            Some(ptr) => Object(ptr),
+            None => {
+                let err = io::Error::last_os_error();
+                return Err(context(what, "opening the embedded BPF object", err));
+            }
+        };
+
+        // SAFETY: `object` is an open, not yet loaded object; `log` (its kernel log buffer) is
+        // alive for the whole call.
+        let ret = unsafe { sys::bpf_object__load(object.0.as_ptr()) };
+        if let Err(err) = check(ret) {
+            let text = verifier_log_tail(&log);
+            let step = if text.is_empty() {
+                "loading the program into the kernel".to_string()
+            } else {
+                format!("loading the program into the kernel (verifier log tail: {text})")
+            };
+            return Err(context(what, &step, err));
+        }
+        drop(log);
+
+        let prog_fd = object
+            .program_fd(PROGRAM_NAME)
+            .map_err(|e| context(what, "finding the program", e))?;
+        let map_fd = |name: &CStr| {
+            object
+                .map_fd(name)
+                .map_err(|e| context(what, &format!("finding map {name:?}"), e))
+        };
+        let xsks = map_fd(MAP_XSKS)?;
+        let prefixes_v4 = map_fd(MAP_PREFIXES_V4)?;
+        let prefixes_v6 = map_fd(MAP_PREFIXES_V6)?;
+        let settings = map_fd(MAP_SETTINGS)?;
+
+        let key = 0u32;
+        let value = role.code();
+        // SAFETY: `settings` is an ARRAY with `__u32` keys and values; pointers valid for the call.
+        let ret = unsafe { update_elem(settings, &key, &value) };
+        check(ret).map_err(|e| context(what, &format!("setting the role {role:?}"), e))?;
+
+        Ok(Loaded {
+            _object: object,
+            prog_fd,
+            xsks,
+            prefixes_v4,
+            prefixes_v6,
+        })
+    }
+}
+
+/// An open libbpf `bpf_object`, closed (with its program and map fds) on drop.
+struct Object(NonNull<sys::bpf_object>);
+
+// SAFETY: libbpf objects have no thread affinity; `Object` is only used through `&mut`/ownership
+// (open, load, lookups while constructing `Loaded`, close), never concurrently. After
+// construction, `XdpProgram`'s `&self` methods use only the plain map fds, whose bpf(2) syscalls
+// are thread-safe, so sharing references across threads is sound as well.
+unsafe impl Send for Object {}
+// SAFETY: see above: no `&self` method of `Object` is called once it is shared.
+unsafe impl Sync for Object {}
+
+impl Object {
+    fn program_fd(&self, name: &CStr) -> io::Result<RawFd> {
+        // SAFETY: `self.0` is a valid open object; `name` is NUL-terminated.
+        let prog = unsafe { sys::bpf_object__find_program_by_name(self.0.as_ptr(), name.as_ptr()) };
+        if prog.is_null() {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("no program {name:?} in the object"),
+            ));
+        }
+        // SAFETY: `prog` is a program of the live object `self.0`.
+        check(unsafe { sys::bpf_program__fd(prog) })
+    }
+
+    fn map_fd(&self, name: &CStr) -> io::Result<RawFd> {
+        // SAFETY: `self.0` is a valid open object; `name` is NUL-terminated.
+        let map = unsafe { sys::bpf_object__find_map_by_name(self.0.as_ptr(), name.as_ptr()) };
+        if map.is_null() {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("no map {name:?} in the object"),
+            ));
+        }
+        // SAFETY: `map` is a map of the live object `self.0`.
+        check(unsafe { sys::bpf_map__fd(map) })
+    }
+}
+
+impl Drop for Object {
+    fn drop(&mut self) {
+        // SAFETY: `self.0` came from `bpf_object__open_mem` and is closed exactly once, here;
+        // nothing uses its program or map fds afterwards (they belong to it).
+        unsafe { sys::bpf_object__close(self.0.as_ptr()) }
+    }
+}
+
+/// `bpf_map_update_elem(fd, key, value, BPF_ANY)`.
+///
+/// # Safety
+/// `K` and `V` must have exactly the layout and size of the map's key and value.
+unsafe fn update_elem<K, V>(fd: RawFd, key: &K, value: &V) -> c_int {
+    // SAFETY: the caller guarantees the sizes; the references are valid for the call.
+    unsafe {
+        sys::bpf_map_update_elem(
+            fd,
+            std::ptr::from_ref(key).cast::<c_void>(),
+            std::ptr::from_ref(value).cast::<c_void>(),
+            sys::BPF_ANY.into(),
+        )
+    }
+}
+
+/// `bpf_map_delete_elem(fd, key)`.
+///
+/// # Safety
+/// `K` must have exactly the layout and size of the map's key.
+unsafe fn delete_elem<K>(fd: RawFd, key: &K) -> c_int {
+    // SAFETY: the caller guarantees the size; the reference is valid for the call.
+    unsafe { sys::bpf_map_delete_elem(fd, std::ptr::from_ref(key).cast::<c_void>()) }
+}
+
+/// libbpf's convention: a negative return is `-errno`.
+fn check(ret: c_int) -> io::Result<c_int> {
+    if ret < 0 {
+        Err(io::Error::from_raw_os_error(-ret))
+    } else {
+        Ok(ret)
+    }
+}
+
+fn context(what: &str, step: &str, err: io::Error) -> io::Error {
+    io::Error::new(err.kind(), format!("XDP on {what}: {step}: {err}"))
+}
+
+fn queue_out_of_range(queue: u32) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("queue {queue} out of range (the XSKMAP has {MAX_QUEUES} entries)"),
+    )
+}
+
+fn ifindex_of(ifname: &str) -> io::Result<u32> {
+    let name = CString::new(ifname)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in interface name"))?;
+    // SAFETY: `name` is a valid NUL-terminated string for the call.
+    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    if index == 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(index)
+    }
+}
+
+/// The last [`VERIFIER_LOG_TAIL`] bytes of the NUL-terminated log libbpf wrote, on one line.
+fn verifier_log_tail(log: &[u8]) -> String {
+    let len = log.iter().position(|&b| b == 0).unwrap_or(log.len());
+    let start = len.saturating_sub(VERIFIER_LOG_TAIL);
+    let text = String::from_utf8_lossy(&log[start..len]);
+    text.trim().replace('\n', " | ")
+}
+
+/// Silences libbpf (a process-wide setting), or routes all of its output to stderr when
+/// `VROUTER_LIBBPF_DEBUG` is set.
+fn init_libbpf_logging() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        let print: sys::libbpf_print_fn_t = if std::env::var_os("VROUTER_LIBBPF_DEBUG").is_some() {
+            Some(libbpf_print_stderr)
+        } else {
+            None
+        };
+        // SAFETY: `print` is `None` (no printing) or a function valid for the whole program.
+        unsafe { sys::libbpf_set_print(print) };
+    });
+}
+
+unsafe extern "C" fn libbpf_print_stderr(
+    _level: sys::libbpf_print_level,
+    format: *const c_char,
+    args: *mut sys::__va_list_tag,
+) -> c_int {
+    // SAFETY: libbpf passes a valid printf format and its matching `va_list`.
+    unsafe { sys::vdprintf(libc::STDERR_FILENO, format, args) }
+}
