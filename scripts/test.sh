@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Run every test of the workspace: installs missing Debian packages first (as root),
-# then unit, property, stress, fixture and benchmark-smoke tests. Fails loudly.
+# then unit, property, stress, fixture, benchmark-smoke and namespace end-to-end tests.
+# Fails loudly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 cargo build --workspace --all-targets --locked
 cargo test --workspace --locked
+# End to end in network namespaces (root): pods, tap, uplink host, kill -9.
+tests/e2e/dataplane.sh
 echo "test.sh: all tests passed"

@@ -216,6 +216,8 @@ int vrouter_xdp(struct xdp_md *ctx)
 		struct iphdr *ip = (void *)(eth + 1);
 		__u32 ihl;
 
+		if ((void *)(ip + 1) > data_end)
+			goto malformed;
 		ihl = (ip->ihl_version & 0x0F) * 4;
 		if (ihl < sizeof(*ip))
 			goto malformed;

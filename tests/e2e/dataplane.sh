@@ -1,0 +1,170 @@
+#!/usr/bin/env bash
+# End to end: vrouterd in a namespace node forwards between two veth pods, a tap pod and
+# a host behind the uplink (IPv4 and IPv6: ICMP, TCP and UDP with iperf3); ICMP time
+# exceeded; a spoofed source is dropped and counted; the node's own TCP service works
+# while vrouterd runs and after `kill -9` (the BPF link goes with the process).
+# Needs root. Fails loudly (exit 1) when a prerequisite is missing or a check fails.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+VROUTERD=${VROUTERD:-target/debug/vrouterd}
+P=${P:-vre$$}
+source scripts/topology.sh
+
+die() { echo "e2e: FAIL: $*" >&2; exit 1; }
+[[ $(id -u) -eq 0 ]] || die "must run as root (namespaces, AF_XDP)"
+for c in ip ping iperf3 socat ethtool python3; do
+    command -v "$c" >/dev/null || die "$c is not installed (run scripts/setup.sh)"
+done
+[[ -x $VROUTERD ]] || die "$VROUTERD not built (cargo build -p vrouter)"
+
+WORK=$(mktemp -d)
+cleanup() {
+    [[ -n ${VR_PID:-} ]] && kill -9 "$VR_PID" 2>/dev/null
+    topology_down
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+failures=0
+check() { # name command...
+    local name=$1; shift
+    if "$@" >"$WORK/out" 2>&1; then
+        echo "PASS  $name"
+    else
+        echo "FAIL  $name"; sed 's/^/      /' "$WORK/out" | tail -15
+        failures=$((failures + 1))
+    fi
+}
+
+topology_up || die "building the topology"
+write_config "$WORK/node.toml" adaptive
+# The node's own TCP service (like sshd / BGP): an echo server on the node IP.
+nsx "$NODE" socat TCP-LISTEN:7000,fork,reuseaddr EXEC:cat &>/dev/null &
+# `ip netns exec` execs vrouterd: $! is vrouterd itself (a shell function would fork).
+ip netns exec "$NODE" "$VROUTERD" --config "$WORK/node.toml" --stats-file "$WORK/stats.json" \
+    >"$WORK/vrouterd.log" 2>&1 &
+VR_PID=$!
+for _ in $(seq 50); do [[ -s $WORK/stats.json ]] && break; sleep 0.2; done
+[[ -s $WORK/stats.json ]] || { cat "$WORK/vrouterd.log"; die "vrouterd did not start"; }
+tap_pod_up || die "configuring the tap pod"
+
+A=${P}a B=${P}b C=${P}c H=${P}h
+ping4() { nsx "$1" ping -c 3 -i 0.2 -W 2 "$2"; }
+ping6() { nsx "$1" ping -6 -c 3 -i 0.2 -W 2 "$2"; }
+check "ICMP  v4 pod A -> pod B (veth)"          ping4 "$A" 10.244.1.3
+check "ICMP  v6 pod A -> pod B (veth)"          ping6 "$A" fd10::3
+check "ICMP  v4 pod A -> pod C (tap)"           ping4 "$A" 10.244.1.4
+check "ICMP  v6 pod C (tap) -> pod B"           ping6 "$C" fd10::3
+check "ICMP  v4 pod A -> host behind uplink"    ping4 "$A" 10.99.0.254
+check "ICMP  v6 host behind uplink -> pod B"    ping6 "$H" fd10::3
+check "ICMP  v4 host behind uplink -> pod C"    ping4 "$H" 10.244.1.4
+
+iperf_pair() { # server-ns client-ns addr extra...
+    local s=$1 c=$2 addr=$3; shift 3
+    nsx "$s" iperf3 -s -1 -p 5201 >/dev/null 2>&1 &
+    local sp=$!
+    sleep 0.3
+    nsx "$c" iperf3 -c "$addr" -p 5201 -t 2 "$@" --json >"$WORK/iperf.json"
+    local rc=$?
+    wait "$sp"
+    [[ $rc -eq 0 ]] || return 1
+    python3 - "$WORK/iperf.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+end = r["end"]
+if "sum_received" in end:
+    got = end["sum_received"]["bytes"]
+    print(f'received {got} bytes, {end["sum_received"]["bits_per_second"]/1e6:.0f} Mbit/s')
+else:
+    s = end["sum"]
+    got = s["bytes"] * (1 - s["lost_percent"] / 100)
+    print(f'{s["bytes"]} bytes sent, lost {s["lost_percent"]:.1f}%')
+    assert s["lost_percent"] < 50, "more than half the datagrams lost"
+assert got > 0, "nothing received"
+PY
+}
+check "TCP   v4 pod A -> pod B (iperf3)"        iperf_pair "$B" "$A" 10.244.1.3
+check "TCP   v6 pod B -> pod A (iperf3)"        iperf_pair "$A" "$B" fd10::2
+check "TCP   v4 pod C (tap) -> pod A (iperf3)"  iperf_pair "$A" "$C" 10.244.1.2
+check "TCP   v6 pod A -> pod C (tap) (iperf3)"  iperf_pair "$C" "$A" fd10::4
+check "TCP   v4 pod A -> host behind uplink"    iperf_pair "$H" "$A" 10.99.0.254
+check "UDP   v4 pod A -> pod B (iperf3)"        iperf_pair "$B" "$A" 10.244.1.3 -u -b 50M
+check "UDP   v6 pod B -> pod A (iperf3)"        iperf_pair "$A" "$B" fd10::2 -u -b 50M
+check "UDP   v4 pod C (tap) -> pod B (iperf3)"  iperf_pair "$B" "$C" 10.244.1.3 -u -b 20M
+
+stat() { python3 -c "import json,sys; d=json.load(open('$WORK/stats.json')); print(eval(sys.argv[1]))" "$1"; }
+ttl_exceeded() {
+    local out
+    out=$(nsx "$H" ping -c 1 -t 1 -W 2 10.244.1.2)
+    echo "$out"
+    grep -q "From 10.99.0.1 .*Time to live exceeded" <<<"$out"
+}
+check "ICMP  time exceeded from the node (TTL 1 from the uplink)" ttl_exceeded
+
+spoofed_dropped() {
+    local before after
+    before=$(stat 'd["drops"]["spoofed"]')
+    nsx "$A" ip addr add 10.244.1.99/32 dev eth0
+    ! nsx "$A" ping -c 2 -i 0.2 -W 1 -I 10.244.1.99 10.244.1.3 || return 1
+    nsx "$A" ip addr del 10.244.1.99/32 dev eth0
+    sleep 1.2 # the stats file is rewritten every second
+    after=$(stat 'd["drops"]["spoofed"]')
+    echo "spoofed drops $before -> $after"
+    ((after >= before + 2))
+}
+check "spoofed source from pod A dropped and counted" spoofed_dropped
+
+counters_move() {
+    sleep 1.2
+    cat "$WORK/stats.json"; echo
+    [[ $(stat 'd["tx"]') -gt 1000 && $(stat 'd["rx"]') -ge $(stat 'd["tx"]') ]]
+}
+check "counters: rx >= tx > 1000" counters_move
+
+# The node's own TCP service, through the uplink the XDP program watches.
+cat >"$WORK/tcp_client.py" <<'PY'
+import socket, sys, time, os
+s = socket.create_connection(("10.99.0.1", 7000), timeout=5)
+def echo(msg):
+    s.sendall(msg)
+    got = b""
+    while len(got) < len(msg):
+        chunk = s.recv(100)
+        assert chunk, "connection closed"
+        got += chunk
+    assert got == msg, got
+echo(b"before\n")
+print("echo while vrouterd runs: ok", flush=True)
+open(sys.argv[1] + ".ready", "w").close()
+while not os.path.exists(sys.argv[1] + ".killed"):
+    time.sleep(0.05)
+echo(b"after kill -9\n")
+print("same connection after kill -9: ok")
+s2 = socket.create_connection(("10.99.0.1", 7000), timeout=5)
+s2.sendall(b"new\n"); assert s2.recv(10) == b"new\n"
+print("new connection after kill -9: ok")
+PY
+nsx "$H" python3 "$WORK/tcp_client.py" "$WORK/sync" >"$WORK/tcp.out" 2>&1 &
+TCP_PID=$!
+for _ in $(seq 50); do [[ -e $WORK/sync.ready ]] && break; sleep 0.1; done
+check "TCP to the node IP while vrouterd runs" test -e "$WORK/sync.ready"
+check "the process killed is vrouterd" grep -q vrouterd "/proc/$VR_PID/cmdline"
+kill -9 "$VR_PID"; wait "$VR_PID" 2>/dev/null; VR_PID=
+touch "$WORK/sync.killed"
+xdp_gone() { # the kernel releases the link just after the process's files are closed
+    for _ in $(seq 30); do
+        nsx "$NODE" ip link show up0 | grep -q "prog/xdp" || return 0
+        sleep 0.1
+    done
+    nsx "$NODE" ip link show up0
+    return 1
+}
+check "kill -9: our XDP program is gone from the uplink (BPF link)" xdp_gone
+tcp_after_kill() { wait "$TCP_PID"; local rc=$?; cat "$WORK/tcp.out"; return $rc; }
+check "TCP to the node IP after kill -9 of vrouterd" tcp_after_kill
+
+if ((failures)); then
+    echo "e2e: $failures check(s) failed; vrouterd log:"; tail -20 "$WORK/vrouterd.log"
+    exit 1
+fi
+echo "e2e: all dataplane checks passed"
