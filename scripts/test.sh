@@ -9,4 +9,5 @@ cargo build --workspace --all-targets --locked
 cargo test --workspace --locked
 # End to end in network namespaces (root): pods, tap, uplink host, kill -9.
 tests/e2e/dataplane.sh
+WORKERS=2 tests/e2e/dataplane.sh
 echo "test.sh: all tests passed"

@@ -16,6 +16,8 @@
 
 P=${P:-vr$$}
 NODE=${P}n
+# WORKERS=2: two vrouterd workers on cores 0 and 1, the uplink with one queue each.
+WORKERS=${WORKERS:-1}
 
 nsx() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
 
@@ -52,7 +54,8 @@ topology_up() {
     ip netns add "${P}h"
     nsx "$NODE" ip link set lo up
     nsx "${P}h" ip link set lo up
-    ip link add up0 netns "$NODE" type veth peer name eth0 netns "${P}h"
+    ip link add up0 netns "$NODE" numrxqueues "$WORKERS" numtxqueues "$WORKERS" type veth \
+        peer name eth0 netns "${P}h" numrxqueues "$WORKERS" numtxqueues "$WORKERS"
     nsx "$NODE" ip link set up0 up
     nsx "$NODE" ip addr add 10.99.0.1/24 dev up0
     nsx "$NODE" ip -6 addr add fd99::1/64 dev up0 nodad
@@ -82,12 +85,14 @@ node_name = "${P}-node"
 node_ips = ["10.99.0.1/24", "fd99::1/64"]
 [[uplinks]]
 name = "up0"
+queues = [$(seq -s, 0 $((WORKERS - 1)))]
 [[pools]]
 cidr = "10.244.0.0/16"
 [[pools]]
 cidr = "fd10::/48"
 [workers]
-cores = [${CORE:-1}]
+count = $WORKERS
+cores = [$( ((WORKERS == 1)) && echo "${CORE:-1}" || seq -s, 0 $((WORKERS - 1)))]
 poll_mode = "${2:-adaptive}"
 [[endpoints]]
 name = "demo/pod-a"

@@ -3,7 +3,7 @@
 # a host behind the uplink (IPv4 and IPv6: ICMP, TCP and UDP with iperf3); ICMP time
 # exceeded; a spoofed source is dropped and counted; the node's own TCP service works
 # while vrouterd runs and after `kill -9` (the BPF link goes with the process).
-# Needs root. Fails loudly (exit 1) when a prerequisite is missing or a check fails.
+# WORKERS=2 runs two workers (pods A, C on worker 0, B on worker 1). Needs root. Fails loudly (exit 1) when a prerequisite is missing or a check fails.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 VROUTERD=${VROUTERD:-target/debug/vrouterd}
@@ -120,6 +120,12 @@ counters_move() {
     [[ $(stat 'd["tx"]') -gt 1000 && $(stat 'd["rx"]') -ge $(stat 'd["tx"]') ]]
 }
 check "counters: rx >= tx > 1000" counters_move
+no_lost_ports() { [[ $(stat 'd["backend"]["not_our_port"]') -eq 0 ]]; }
+check "backend: no frame for a port no worker owns" no_lost_ports
+if ((WORKERS > 1)); then
+    mail() { stat 'd["backend"]'; [[ $(stat 'd["backend"]["mailbox_delivered"]') -gt 100 ]]; }
+    check "two workers: pod A (worker 0) <-> pod B (worker 1) through the mailboxes" mail
+fi
 
 # The node's own TCP service, through the uplink the XDP program watches.
 cat >"$WORK/tcp_client.py" <<'PY'

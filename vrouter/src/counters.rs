@@ -99,6 +99,8 @@ pub struct WorkerCounters {
 /// The counters of every worker.
 pub struct Counters {
     workers: Box<[CachePadded<WorkerCounters>]>,
+    /// Each worker's backend counts (`io::BackendStats::values`), stored whole.
+    backend: Box<[CachePadded<[AtomicU64; 6]>]>,
 }
 
 impl Counters {
@@ -107,7 +109,26 @@ impl Counters {
             workers: (0..workers)
                 .map(|_| CachePadded::new(WorkerCounters::default()))
                 .collect(),
+            backend: (0..workers).map(|_| CachePadded::default()).collect(),
         }
+    }
+
+    /// Store worker `w`'s backend counts (totals so far). Only worker `w` calls this.
+    pub fn publish_backend(&self, w: usize, values: [u64; 6]) {
+        for (a, v) in self.backend[w].iter().zip(values) {
+            a.store(v, Ordering::Relaxed);
+        }
+    }
+
+    /// Backend counts summed over workers.
+    pub fn backend_total(&self) -> [u64; 6] {
+        let mut t = [0u64; 6];
+        for b in self.backend.iter() {
+            for (s, a) in t.iter_mut().zip(b.iter()) {
+                *s += a.load(Ordering::Relaxed);
+            }
+        }
+        t
     }
 
     /// Add a burst's tally to worker `w`'s counters. Only worker `w` calls this.

@@ -15,6 +15,7 @@ use crate::arp::HOST_SIDE_MAC;
 use crate::config::{parse_mac, Config, EndpointKind, XdpMode};
 use crate::counters::{Counters, DropReason};
 use crate::io::afxdp::{AfXdpIo, PortSpec};
+use crate::io::mailbox::Mailbox;
 use crate::neigh::Neighbours;
 use crate::nexthop::{Adjacency, NextHopTable, PortId};
 use crate::pipeline::{Pipeline, Port, PortKind};
@@ -296,6 +297,8 @@ pub fn run(config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> io::
     });
     let cores = config.workers.cores();
 
+    // Frames for a pod another worker owns go through that worker's mailbox.
+    let mailboxes: Vec<Arc<Mailbox>> = (0..cores.len()).map(|_| Arc::default()).collect();
     let (ready_tx, ready_rx) = mpsc::channel::<io::Result<()>>();
     let mut threads = Vec::new();
     for (w, &core) in cores.iter().enumerate() {
@@ -327,6 +330,11 @@ pub fn run(config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> io::
                 },
             ));
         }
+        let mut outboxes: Vec<Option<Arc<Mailbox>>> = vec![None; plan.ports.len()];
+        for e in plan.endpoints.iter().filter(|e| e.worker != w) {
+            outboxes[e.port.0 as usize] = Some(mailboxes[e.worker].clone());
+        }
+        let inbox = mailboxes[w].clone();
         let mut by_port = vec![None; plan.ports.len()];
         for e in &mine {
             by_port[e.port.0 as usize] = Some(e.nh);
@@ -380,7 +388,8 @@ pub fn run(config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> io::
                     if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
                         warn!(worker = w, core, "could not pin to core");
                     }
-                    let io = match AfXdpIo::open(&specs).and_then(|io| {
+                    let io = match AfXdpIo::open(&specs).and_then(|mut io| {
+                        io.connect_workers(inbox, outboxes)?;
                         for (port, prog, queue) in &steering {
                             if let Some(fd) = io.socket_fd(*port) {
                                 prog.register_socket(*queue, fd)?;
@@ -418,6 +427,9 @@ pub fn run(config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> io::
             let _ = t.join();
         }
         return Err(e);
+    }
+    for e in &plan.endpoints {
+        info!(endpoint = %e.name, interface = %e.interface, worker = e.worker, "endpoint");
     }
     info!(
         node = %config.node_name,
@@ -526,6 +538,11 @@ pub fn stats_json(counters: &Counters, plan: &Plan, nexthops: &NextHopTable) -> 
             })
         })
         .collect();
+    let backend: serde_json::Map<String, serde_json::Value> = crate::io::BackendStats::NAMES
+        .iter()
+        .zip(counters.backend_total())
+        .map(|(k, v)| (k.to_string(), v.into()))
+        .collect();
     serde_json::json!({
         "rx": t.rx,
         "tx": t.tx,
@@ -534,6 +551,7 @@ pub fn stats_json(counters: &Counters, plan: &Plan, nexthops: &NextHopTable) -> 
         "icmp_errors": t.icmp_errors,
         "held": t.held,
         "drops": drops,
+        "backend": backend,
         "endpoints": endpoints,
     })
 }

@@ -132,6 +132,11 @@ impl Pipeline {
         action
     }
 
+    /// Publish the I/O backend's own counts (totals) beside this worker's counters.
+    pub fn publish_backend(&self, values: [u64; 6]) {
+        self.counters.publish_backend(self.worker, values);
+    }
+
     /// Count frames the backend dropped after holding them too long.
     pub fn count_unresolved(&self, n: u64) {
         let mut tally = Tally::default();

@@ -106,6 +106,8 @@ impl<I: Io> Worker<I> {
         if now.duration_since(self.last_probe) >= PROBE_EVERY {
             self.last_probe = now;
             self.probe_pods();
+            self.pipeline
+                .publish_backend(self.io.backend_stats().values());
         }
     }
 

@@ -9,14 +9,16 @@
 //! Ring reservations may return fewer slots than asked: the returned count is always
 //! used, never the request (a lost frame would slowly starve the fill rings).
 
+use super::mailbox::Mailbox;
 use super::tap::TapDevice;
-use super::{HoldQueue, Io, Process};
+use super::{BackendStats, HoldQueue, Io, Process};
 use crate::counters::DropReason;
 use crate::nexthop::PortId;
 use crate::pipeline::{Action, BURST};
 use std::io::{self, Write};
 use std::num::NonZeroU32;
 use std::os::fd::{AsRawFd, RawFd};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use xsk_rs::config::{
     BindFlags, FrameSize, Interface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig,
@@ -63,15 +65,6 @@ struct Xsk {
     _socket: Option<Socket>,
 }
 
-/// Counters of what the backend itself dropped (the pipeline counts the rest).
-#[derive(Debug, Default, Clone, Copy)]
-pub struct BackendStats {
-    pub tx_ring_full: u64,
-    pub no_free_frame: u64,
-    pub hold_full: u64,
-    pub not_our_port: u64,
-}
-
 pub struct AfXdpIo {
     umem: Umem,
     free: Vec<FrameDesc>,
@@ -83,6 +76,10 @@ pub struct AfXdpIo {
     /// Readiness of every port's fd, for idle sleeps.
     poll: mio::Poll,
     events: mio::Events,
+    /// Frames other workers pass us, and theirs by port (for ports they own).
+    inbox: Option<Arc<Mailbox>>,
+    outboxes: Vec<Option<Arc<Mailbox>>>,
+    posted: Vec<usize>,
     pub stats: BackendStats,
 }
 
@@ -111,6 +108,9 @@ impl AfXdpIo {
             held: HoldQueue::default(),
             poll: mio::Poll::new()?,
             events: mio::Events::with_capacity(64),
+            inbox: None,
+            outboxes: Vec::new(),
+            posted: Vec::new(),
             stats: BackendStats::default(),
         };
         for (id, spec) in ports {
@@ -195,6 +195,23 @@ impl AfXdpIo {
         })
     }
 
+    /// Take frames other workers pass us from `inbox`, and pass frames for port `p` to
+    /// `outboxes[p]` (the owning worker's inbox) when `p` is not ours.
+    pub fn connect_workers(
+        &mut self,
+        inbox: Arc<Mailbox>,
+        outboxes: Vec<Option<Arc<Mailbox>>>,
+    ) -> io::Result<()> {
+        inbox.set_waker(mio::Waker::new(
+            self.poll.registry(),
+            mio::Token(usize::MAX),
+        )?);
+        self.inbox = Some(inbox);
+        self.posted = Vec::with_capacity(outboxes.len());
+        self.outboxes = outboxes;
+        Ok(())
+    }
+
     /// The AF_XDP socket fd of port `id` (None for taps and other workers' ports), for
     /// the XDP program's socket map.
     pub fn socket_fd(&self, id: PortId) -> Option<RawFd> {
@@ -250,9 +267,7 @@ impl AfXdpIo {
     #[inline]
     fn transmit(&mut self, port: PortId, mut desc: FrameDesc, len: usize) -> bool {
         let Some(&i) = self.by_id.get(port.0 as usize).filter(|&&i| i != u16::MAX) else {
-            self.stats.not_our_port += 1;
-            self.free.push(desc);
-            return false;
+            return self.post(port, desc, len);
         };
         match &mut self.ports[i as usize].1 {
             Port::Xsk(x) => {
@@ -266,6 +281,52 @@ impl AfXdpIo {
                 self.free.push(desc);
                 ok
             }
+        }
+    }
+
+    /// Pass a frame to the worker that owns `port`.
+    #[cold]
+    fn post(&mut self, port: PortId, mut desc: FrameDesc, len: usize) -> bool {
+        let ok = match self.outboxes.get(port.0 as usize) {
+            Some(Some(m)) => {
+                let buf = buffer(&self.umem, &mut desc);
+                let ok = m.post(port, &buf[..len.min(buf.len())]);
+                if ok {
+                    if !self.posted.contains(&(port.0 as usize)) {
+                        self.posted.push(port.0 as usize);
+                    }
+                } else {
+                    self.stats.mailbox_full += 1;
+                }
+                ok
+            }
+            _ => {
+                self.stats.not_our_port += 1;
+                false
+            }
+        };
+        self.free.push(desc);
+        ok
+    }
+
+    /// Send what other workers passed us (up to a few bursts per loop).
+    fn deliver_mail(&mut self) {
+        let Some(inbox) = self.inbox.clone() else {
+            return;
+        };
+        for _ in 0..4 * BURST {
+            let Some(letter) = inbox.take() else { break };
+            match self.free.pop() {
+                Some(mut d) => {
+                    let buf = buffer(&self.umem, &mut d);
+                    let len = letter.len.min(buf.len());
+                    buf[..len].copy_from_slice(&letter.buf[..len]);
+                    self.transmit(letter.port, d, len);
+                    self.stats.mailbox_delivered += 1;
+                }
+                None => self.stats.no_free_frame += 1,
+            }
+            inbox.recycle(letter.buf);
         }
     }
 
@@ -412,6 +473,14 @@ impl Io for AfXdpIo {
     }
 
     fn flush(&mut self) {
+        for p in self.posted.drain(..) {
+            if let Some(Some(m)) = self.outboxes.get(p) {
+                m.ring();
+            }
+        }
+        if self.inbox.as_ref().is_some_and(|m| !m.is_empty()) {
+            self.deliver_mail();
+        }
         let mut done = [FrameDesc::default(); BURST * 4];
         for (_, port) in &mut self.ports {
             let Port::Xsk(x) = port else { continue };
@@ -436,8 +505,20 @@ impl Io for AfXdpIo {
         self.refill();
     }
 
+    fn backend_stats(&self) -> BackendStats {
+        self.stats
+    }
+
     fn wait(&mut self, timeout: Duration) {
-        // Level-triggered enough for us: we only sleep when every ring was just empty.
+        // We only sleep when every ring was just empty; mail wakes us through the waker.
+        if let Some(m) = &self.inbox {
+            if !m.may_sleep() {
+                return;
+            }
+        }
         let _ = self.poll.poll(&mut self.events, Some(timeout));
+        if let Some(m) = &self.inbox {
+            m.awake();
+        }
     }
 }

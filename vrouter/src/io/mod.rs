@@ -4,6 +4,7 @@
 //! veths), `tap` (tap endpoints) and `memory` (deterministic tests, `fwdbench --memio`).
 
 pub mod afxdp;
+pub mod mailbox;
 pub mod memory;
 pub mod tap;
 
@@ -33,6 +34,49 @@ pub trait Io {
     fn flush(&mut self);
     /// Sleep until some port may have frames, or `timeout` passed.
     fn wait(&mut self, timeout: Duration);
+    /// What the backend itself counted (drops the pipeline never saw).
+    fn backend_stats(&self) -> BackendStats {
+        BackendStats::default()
+    }
+}
+
+/// Counts kept by a backend, beside the pipeline's.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct BackendStats {
+    /// Frames dropped because a TX ring was full.
+    pub tx_ring_full: u64,
+    /// Frames not received or sent for want of a free buffer.
+    pub no_free_frame: u64,
+    /// Frames dropped because the hold queue was full.
+    pub hold_full: u64,
+    /// Frames for a port no worker owns.
+    pub not_our_port: u64,
+    /// Frames for another worker's port that its full mailbox refused.
+    pub mailbox_full: u64,
+    /// Frames other workers passed us, sent.
+    pub mailbox_delivered: u64,
+}
+
+impl BackendStats {
+    pub const NAMES: [&'static str; 6] = [
+        "tx_ring_full",
+        "no_free_frame",
+        "hold_full",
+        "not_our_port",
+        "mailbox_full",
+        "mailbox_delivered",
+    ];
+
+    pub fn values(&self) -> [u64; 6] {
+        [
+            self.tx_ring_full,
+            self.no_free_frame,
+            self.hold_full,
+            self.not_our_port,
+            self.mailbox_full,
+            self.mailbox_delivered,
+        ]
+    }
 }
 
 /// How long a frame waits for its next hop to resolve (the kernel waits about as long
