@@ -555,3 +555,154 @@ pub fn stats_json(counters: &Counters, plan: &Plan, nexthops: &NextHopTable) -> 
         "endpoints": endpoints,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(name: &str) -> io::Result<IfInfo> {
+        match name {
+            "eth0" => Ok(IfInfo {
+                mac: [2, 0, 0, 0, 0, 1],
+                mtu: 9000,
+                ifindex: 7,
+            }),
+            "cali-a" | "cali-b" => Ok(IfInfo {
+                mac: HOST_SIDE_MAC,
+                mtu: 1500,
+                ifindex: 8,
+            }),
+            _ => Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("no {name}"),
+            )),
+        }
+    }
+
+    const CONFIG: &str = r#"
+node_name = "n1"
+node_ips = ["10.0.0.1/24"]
+[[uplinks]]
+name = "eth0"
+queues = [0, 1]
+[[pools]]
+cidr = "10.244.0.0/16"
+[[pools]]
+cidr = "fd10::/48"
+[workers]
+count = 2
+[[endpoints]]
+name = "a"
+kind = "veth"
+interface = "cali-a"
+ips = ["10.244.1.2/32", "fd10::2/128"]
+[[endpoints]]
+name = "b"
+kind = "veth"
+interface = "cali-b"
+ips = ["10.244.1.3/32"]
+[[endpoints]]
+name = "vm"
+kind = "tap"
+interface = "tap9"
+ips = ["10.244.1.4/32"]
+mac = "52:54:00:00:00:09"
+[[routes]]
+dst = "0.0.0.0/0"
+via = "10.0.0.254"
+[[routes]]
+dst = "172.16.0.0/12"
+via = "10.0.0.254"
+[[routes]]
+dst = "::/0"
+via = "fd00::fe"
+"#;
+
+    #[test]
+    fn the_plan_numbers_ports_next_hops_and_routes() {
+        let mut text = CONFIG.to_string();
+        text = text.replace(
+            "node_ips = [\"10.0.0.1/24\"]",
+            "node_ips = [\"10.0.0.1/24\", \"fd00::1/64\"]",
+        );
+        let config = Config::parse(&text).unwrap();
+        let plan = Plan::new(&config, &info).unwrap();
+        assert_eq!(plan.port_names, ["eth0", "cali-a", "cali-b", "tap9"]);
+        assert_eq!(plan.ports[0].mtu, 9000);
+        assert_eq!(plan.ports[0].kind, PortKind::Uplink);
+        assert_eq!(plan.ports[3].mtu, 1500, "a tap that does not exist yet");
+        assert_eq!(
+            plan.endpoints
+                .iter()
+                .map(|e| (e.port.0, e.nh, e.worker))
+                .collect::<Vec<_>>(),
+            [(1, 0, 0), (2, 1, 1), (3, 2, 0)],
+            "one next hop per pod, pods round robin over workers"
+        );
+        assert_eq!(plan.endpoints[2].mac, Some([0x52, 0x54, 0, 0, 0, 9]));
+        assert_eq!(plan.endpoints[0].v6, Some("fd10::2".parse().unwrap()));
+        // Two IPv4 routes share one gateway next hop; IPv6 has its own.
+        assert_eq!(
+            plan.gateways,
+            [
+                Gateway {
+                    nh: 3,
+                    port: PortId(0),
+                    ifindex: 7,
+                    via: "10.0.0.254".parse().unwrap()
+                },
+                Gateway {
+                    nh: 4,
+                    port: PortId(0),
+                    ifindex: 7,
+                    via: "fd00::fe".parse().unwrap()
+                },
+            ]
+        );
+        assert_eq!(plan.nexthop_count, 5);
+        let r4: Vec<String> = plan
+            .routes4
+            .iter()
+            .map(|(n, h)| format!("{n}>{h}"))
+            .collect();
+        assert_eq!(
+            r4,
+            [
+                "10.244.1.2/32>0",
+                "10.244.1.3/32>1",
+                "10.244.1.4/32>2",
+                "0.0.0.0/0>3",
+                "172.16.0.0/12>3"
+            ]
+        );
+        assert_eq!(plan.routes6.len(), 2);
+    }
+
+    #[test]
+    fn a_missing_veth_is_an_error_naming_it() {
+        let text = CONFIG.replace("cali-b", "cali-x");
+        let e = Plan::new(&Config::parse(&text).unwrap(), &info).unwrap_err();
+        assert!(e.to_string().contains("cali-x"), "{e}");
+    }
+
+    #[test]
+    fn stats_json_has_the_counters_drops_and_backend() {
+        let config = Config::parse(CONFIG).unwrap();
+        let plan = Plan::new(&config, &info).unwrap();
+        let counters = Counters::new(2);
+        let mut t = crate::counters::Tally {
+            rx: 5,
+            tx: 4,
+            ..Default::default()
+        };
+        t.drop(DropReason::Spoofed);
+        counters.publish(1, &t);
+        counters.publish_backend(0, [0, 0, 0, 0, 0, 3]);
+        let nh = NextHopTable::new(8);
+        let j = stats_json(&counters, &plan, &nh);
+        assert_eq!((j["rx"].as_u64(), j["tx"].as_u64()), (Some(5), Some(4)));
+        assert_eq!(j["drops"]["spoofed"], 1);
+        assert_eq!(j["backend"]["mailbox_delivered"], 3);
+        assert_eq!(j["endpoints"][2]["resolved"], false);
+    }
+}
