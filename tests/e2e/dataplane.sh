@@ -58,6 +58,9 @@ check "ICMP  v6 pod C (tap) -> pod B"           ping6 "$C" fd10::3
 check "ICMP  v4 pod A -> host behind uplink"    ping4 "$A" 10.99.0.254
 check "ICMP  v6 host behind uplink -> pod B"    ping6 "$H" fd10::3
 check "ICMP  v4 host behind uplink -> pod C"    ping4 "$H" 10.244.1.4
+full_mtu() { nsx "$A" ping -c 2 -i 0.2 -W 2 -s 1472 -M do "$1" && nsx "$A" ping -6 -c 2 -i 0.2 -W 2 -s 1452 -M do "$2"; }
+check "ICMP  full 1500-byte packets pod A -> pod B, v4 and v6" full_mtu 10.244.1.3 fd10::3
+check "ICMP  full 1500-byte packets pod A -> pod C (tap)"      full_mtu 10.244.1.4 fd10::4
 
 iperf_pair() { # server-ns client-ns addr extra...
     local s=$1 c=$2 addr=$3; shift 3

@@ -100,7 +100,7 @@ pub struct WorkerCounters {
 pub struct Counters {
     workers: Box<[CachePadded<WorkerCounters>]>,
     /// Each worker's backend counts (`io::BackendStats::values`), stored whole.
-    backend: Box<[CachePadded<[AtomicU64; 6]>]>,
+    backend: Box<[CachePadded<[AtomicU64; crate::io::BACKEND_COUNTS]>]>,
 }
 
 impl Counters {
@@ -114,15 +114,15 @@ impl Counters {
     }
 
     /// Store worker `w`'s backend counts (totals so far). Only worker `w` calls this.
-    pub fn publish_backend(&self, w: usize, values: [u64; 6]) {
+    pub fn publish_backend(&self, w: usize, values: [u64; crate::io::BACKEND_COUNTS]) {
         for (a, v) in self.backend[w].iter().zip(values) {
             a.store(v, Ordering::Relaxed);
         }
     }
 
     /// Backend counts summed over workers.
-    pub fn backend_total(&self) -> [u64; 6] {
-        let mut t = [0u64; 6];
+    pub fn backend_total(&self) -> [u64; crate::io::BACKEND_COUNTS] {
+        let mut t = [0u64; crate::io::BACKEND_COUNTS];
         for b in self.backend.iter() {
             for (s, a) in t.iter_mut().zip(b.iter()) {
                 *s += a.load(Ordering::Relaxed);

@@ -311,6 +311,7 @@ pub fn run(config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> io::
                     PortSpec::Xsk {
                         ifname: u.name.clone(),
                         queue: u.queues[w],
+                        uplink: true,
                     },
                 )
             })
@@ -323,6 +324,7 @@ pub fn run(config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> io::
                     EndpointKind::Veth => PortSpec::Xsk {
                         ifname: e.interface.clone(),
                         queue: 0,
+                        uplink: false,
                     },
                     EndpointKind::Tap => PortSpec::Tap {
                         name: e.interface.clone(),
@@ -330,6 +332,11 @@ pub fn run(config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> io::
                 },
             ));
         }
+        let mtu = specs
+            .iter()
+            .map(|(p, _)| plan.ports[p.0 as usize].mtu)
+            .max()
+            .unwrap_or(1500);
         let mut outboxes: Vec<Option<Arc<Mailbox>>> = vec![None; plan.ports.len()];
         for e in plan.endpoints.iter().filter(|e| e.worker != w) {
             outboxes[e.port.0 as usize] = Some(mailboxes[e.worker].clone());
@@ -388,7 +395,7 @@ pub fn run(config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> io::
                     if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
                         warn!(worker = w, core, "could not pin to core");
                     }
-                    let io = match AfXdpIo::open(&specs).and_then(|mut io| {
+                    let io = match AfXdpIo::open_for_mtu(&specs, mtu).and_then(|mut io| {
                         io.connect_workers(inbox, outboxes)?;
                         for (port, prog, queue) in &steering {
                             if let Some(fd) = io.socket_fd(*port) {
@@ -697,7 +704,7 @@ via = "fd00::fe"
         };
         t.drop(DropReason::Spoofed);
         counters.publish(1, &t);
-        counters.publish_backend(0, [0, 0, 0, 0, 0, 3]);
+        counters.publish_backend(0, [0, 0, 0, 0, 0, 3, 0, 0, 0]);
         let nh = NextHopTable::new(8);
         let j = stats_json(&counters, &plan, &nh);
         assert_eq!((j["rx"].as_u64(), j["tx"].as_u64()), (Some(5), Some(4)));

@@ -133,7 +133,7 @@ impl Pipeline {
     }
 
     /// Publish the I/O backend's own counts (totals) beside this worker's counters.
-    pub fn publish_backend(&self, values: [u64; 6]) {
+    pub fn publish_backend(&self, values: [u64; crate::io::BACKEND_COUNTS]) {
         self.counters.publish_backend(self.worker, values);
     }
 
@@ -228,8 +228,11 @@ impl Pipeline {
                     }
                     match ipv6_addrs(&frame[ETH_HDR_LEN..len]) {
                         None => Action::Drop(DropReason::Malformed),
-                        // A pod's own link: MLD reports, DAD, solicitations for others.
-                        Some((_, dst)) if from_pod && dst >> 120 == 0xff => {
+                        // A pod's own link (multicast: MLD, DAD, solicitations; link-local
+                        // unicast: its answers to our ND): never routed.
+                        Some((_, dst))
+                            if from_pod && (dst >> 120 == 0xff || dst >> 118 == 0x3fa) =>
+                        {
                             Action::Drop(DropReason::NotForUs)
                         }
                         Some((src, _)) if !may_send_v6(&port.kind, src) => {

@@ -9,12 +9,14 @@ use crate::config::PollMode;
 use crate::io::Io;
 use crate::nd::{self, POD_GATEWAY_V6};
 use crate::nexthop::{Adjacency, NextHopTable, PortId};
-use crate::pipeline::Pipeline;
+use crate::pipeline::{Pipeline, BURST};
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Bursts taken from one port per loop at most.
+const BURSTS_PER_LOOP: usize = 4;
 /// Empty loops before an adaptive worker sleeps (a few tens of microseconds of spinning).
 const IDLE_LOOPS: u32 = 2_000;
 /// Longest sleep of an idle adaptive worker (it wakes at once when frames arrive).
@@ -83,9 +85,17 @@ impl<I: Io> Worker<I> {
         for i in 0..ports {
             let port = self.io.rx_ports()[i];
             let pipeline = &mut self.pipeline;
-            got += self.io.rx_burst(port, &mut |frames, lens, actions| {
-                pipeline.process(port, frames, lens, actions)
-            });
+            // A busy port gets a few bursts per loop: the TX kicks of a loop cost far
+            // more than a burst, and a port must not fill its rings meanwhile.
+            for _ in 0..BURSTS_PER_LOOP {
+                let n = self.io.rx_burst(port, &mut |frames, lens, actions| {
+                    pipeline.process(port, frames, lens, actions)
+                });
+                got += n;
+                if n < BURST {
+                    break;
+                }
+            }
         }
         self.housekeeping(Instant::now());
         self.io.flush();

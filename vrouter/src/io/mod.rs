@@ -40,6 +40,8 @@ pub trait Io {
     }
 }
 
+pub const BACKEND_COUNTS: usize = 9;
+
 /// Counts kept by a backend, beside the pipeline's.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct BackendStats {
@@ -55,19 +57,28 @@ pub struct BackendStats {
     pub mailbox_full: u64,
     /// Frames other workers passed us, sent.
     pub mailbox_delivered: u64,
+    /// The kernel's AF_XDP statistics, summed over sockets: frames dropped on receive
+    /// (e.g. longer than a frame), because the RX ring was full, and times the fill
+    /// ring was found empty.
+    pub xdp_rx_dropped: u64,
+    pub xdp_rx_ring_full: u64,
+    pub xdp_fill_ring_empty: u64,
 }
 
 impl BackendStats {
-    pub const NAMES: [&'static str; 6] = [
+    pub const NAMES: [&'static str; BACKEND_COUNTS] = [
         "tx_ring_full",
         "no_free_frame",
         "hold_full",
         "not_our_port",
         "mailbox_full",
         "mailbox_delivered",
+        "xdp_rx_dropped",
+        "xdp_rx_ring_full",
+        "xdp_fill_ring_empty",
     ];
 
-    pub fn values(&self) -> [u64; 6] {
+    pub fn values(&self) -> [u64; BACKEND_COUNTS] {
         [
             self.tx_ring_full,
             self.no_free_frame,
@@ -75,6 +86,9 @@ impl BackendStats {
             self.not_our_port,
             self.mailbox_full,
             self.mailbox_delivered,
+            self.xdp_rx_dropped,
+            self.xdp_rx_ring_full,
+            self.xdp_fill_ring_empty,
         ]
     }
 }

@@ -596,3 +596,17 @@ fn large_next_hop_ids_are_not_mistaken_for_no_route() {
     );
     assert_eq!(actions[0], Action::Drop(DropReason::Unresolved));
 }
+
+#[test]
+fn a_pods_link_local_and_multicast_ipv6_is_never_routed() {
+    let mut n = node();
+    let mut fe80 = [0u8; 16];
+    fe80[..2].copy_from_slice(&[0xfe, 0x80]);
+    fe80[15] = 1;
+    let mut mcast = [0u8; 16];
+    mcast[..2].copy_from_slice(&[0xff, 0x02]);
+    mcast[15] = 0x16;
+    let frames = [udp6(A6, fe80, 64), udp6(A6, mcast, 1)];
+    let (actions, _) = run(&mut n, POD_A, &frames);
+    assert_eq!(actions, vec![Action::Drop(DropReason::NotForUs); 2]);
+}
