@@ -18,6 +18,8 @@ P=${P:-vr$$}
 NODE=${P}n
 # WORKERS=2: two vrouterd workers on cores 0 and 1, the uplink with one queue each.
 WORKERS=${WORKERS:-1}
+# UPLINK_MTU=1400: a smaller uplink than pods (fragmentation, frag-needed, PMTUD).
+UPLINK_MTU=${UPLINK_MTU:-1500}
 
 nsx() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
 
@@ -56,10 +58,10 @@ topology_up() {
     nsx "${P}h" ip link set lo up
     ip link add up0 netns "$NODE" numrxqueues "$WORKERS" numtxqueues "$WORKERS" type veth \
         peer name eth0 netns "${P}h" numrxqueues "$WORKERS" numtxqueues "$WORKERS"
-    nsx "$NODE" ip link set up0 up
+    nsx "$NODE" ip link set up0 mtu "$UPLINK_MTU" up
     nsx "$NODE" ip addr add 10.99.0.1/24 dev up0
     nsx "$NODE" ip -6 addr add fd99::1/64 dev up0 nodad
-    nsx "${P}h" ip link set eth0 up
+    nsx "${P}h" ip link set eth0 mtu "$UPLINK_MTU" up
     nsx "${P}h" ip addr add 10.99.0.254/24 dev eth0
     nsx "${P}h" ip -6 addr add fd99::fe/64 dev eth0 nodad
     nsx "${P}h" ip route add 10.244.0.0/16 via 10.99.0.1

@@ -8,6 +8,7 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 VROUTERD=${VROUTERD:-target/debug/vrouterd}
 P=${P:-vre$$}
+UPLINK_MTU=1400 # pods have 1500: packets to the host behind the uplink are too big
 source scripts/topology.sh
 
 die() { echo "e2e: FAIL: $*" >&2; exit 1; }
@@ -49,6 +50,8 @@ for _ in $(seq 50); do [[ -s $WORK/stats.json ]] && break; sleep 0.2; done
 tap_pod_up || die "configuring the tap pod"
 
 A=${P}a B=${P}b C=${P}c H=${P}h
+# A value from vrouterd's stats file (rewritten every second): jstat 'd["tx"]'
+jstat() { python3 -c "import json,sys; d=json.load(open('$WORK/stats.json')); print(eval(sys.argv[1]))" "$1"; }
 ping4() { nsx "$1" ping -c 3 -i 0.2 -W 2 "$2"; }
 ping6() { nsx "$1" ping -6 -c 3 -i 0.2 -W 2 "$2"; }
 check "ICMP  v4 pod A -> pod B (veth)"          ping4 "$A" 10.244.1.3
@@ -61,6 +64,26 @@ check "ICMP  v4 host behind uplink -> pod C"    ping4 "$H" 10.244.1.4
 full_mtu() { nsx "$A" ping -c 2 -i 0.2 -W 2 -s 1472 -M do "$1" && nsx "$A" ping -6 -c 2 -i 0.2 -W 2 -s 1452 -M do "$2"; }
 check "ICMP  full 1500-byte packets pod A -> pod B, v4 and v6" full_mtu 10.244.1.3 fd10::3
 check "ICMP  full 1500-byte packets pod A -> pod C (tap)"      full_mtu 10.244.1.4 fd10::4
+
+fragmented() {
+    # From pod B, which has no path MTU cached for the host (A learns 1400 below).
+    nsx "$B" ping -c 2 -i 0.2 -W 2 -s 1472 -M dont 10.99.0.254 || return 1
+    sleep 1.2
+    echo "fragmented: $(jstat 'd["fragmented"]')"
+    [[ $(jstat 'd["fragmented"]') -ge 2 ]]
+}
+frag_needed() {
+    local out
+    out=$(nsx "$A" ping -c 1 -W 2 -s 1472 -M do 10.99.0.254)
+    echo "$out"
+    grep -q "From 10.99.0.1 .*Frag needed and DF set (mtu = 1400)" <<<"$out"
+}
+too_big6() {
+    local out
+    out=$(nsx "$A" ping -6 -c 1 -W 2 -s 1452 -M do fd99::fe)
+    echo "$out"
+    grep -q "From fd99::1 .*Packet too big: mtu=1400" <<<"$out"
+}
 
 iperf_pair() { # server-ns client-ns addr extra...
     local s=$1 c=$2 addr=$3; shift 3
@@ -90,12 +113,15 @@ check "TCP   v4 pod A -> pod B (iperf3)"        iperf_pair "$B" "$A" 10.244.1.3
 check "TCP   v6 pod B -> pod A (iperf3)"        iperf_pair "$A" "$B" fd10::2
 check "TCP   v4 pod C (tap) -> pod A (iperf3)"  iperf_pair "$A" "$C" 10.244.1.2
 check "TCP   v6 pod A -> pod C (tap) (iperf3)"  iperf_pair "$C" "$A" fd10::4
-check "TCP   v4 pod A -> host behind uplink"    iperf_pair "$H" "$A" 10.99.0.254
+check "IPv4 without DF is fragmented to the uplink MTU" fragmented
+check "ICMP  frag-needed (DF, 1500 > uplink MTU 1400)" frag_needed
+check "ICMPv6 packet-too-big (1500 > uplink MTU 1400)" too_big6
+check "TCP   v4 pod A -> host behind uplink (PMTU 1400)" iperf_pair "$H" "$A" 10.99.0.254
+check "TCP   v6 host behind uplink -> pod B (PMTU 1400)" iperf_pair "$B" "$H" fd10::3
 check "UDP   v4 pod A -> pod B (iperf3)"        iperf_pair "$B" "$A" 10.244.1.3 -u -b 50M
 check "UDP   v6 pod B -> pod A (iperf3)"        iperf_pair "$A" "$B" fd10::2 -u -b 50M
 check "UDP   v4 pod C (tap) -> pod B (iperf3)"  iperf_pair "$B" "$C" 10.244.1.3 -u -b 20M
 
-stat() { python3 -c "import json,sys; d=json.load(open('$WORK/stats.json')); print(eval(sys.argv[1]))" "$1"; }
 ttl_exceeded() {
     local out
     out=$(nsx "$H" ping -c 1 -t 1 -W 2 10.244.1.2)
@@ -106,12 +132,12 @@ check "ICMP  time exceeded from the node (TTL 1 from the uplink)" ttl_exceeded
 
 spoofed_dropped() {
     local before after
-    before=$(stat 'd["drops"]["spoofed"]')
+    before=$(jstat 'd["drops"]["spoofed"]')
     nsx "$A" ip addr add 10.244.1.99/32 dev eth0
     ! nsx "$A" ping -c 2 -i 0.2 -W 1 -I 10.244.1.99 10.244.1.3 || return 1
     nsx "$A" ip addr del 10.244.1.99/32 dev eth0
     sleep 1.2 # the stats file is rewritten every second
-    after=$(stat 'd["drops"]["spoofed"]')
+    after=$(jstat 'd["drops"]["spoofed"]')
     echo "spoofed drops $before -> $after"
     ((after >= before + 2))
 }
@@ -120,13 +146,13 @@ check "spoofed source from pod A dropped and counted" spoofed_dropped
 counters_move() {
     sleep 1.2
     cat "$WORK/stats.json"; echo
-    [[ $(stat 'd["tx"]') -gt 1000 && $(stat 'd["rx"]') -ge $(stat 'd["tx"]') ]]
+    [[ $(jstat 'd["tx"]') -gt 1000 && $(jstat 'd["rx"]') -ge $(jstat 'd["tx"]') ]]
 }
 check "counters: rx >= tx > 1000" counters_move
-no_lost_ports() { [[ $(stat 'd["backend"]["not_our_port"]') -eq 0 ]]; }
+no_lost_ports() { [[ $(jstat 'd["backend"]["not_our_port"]') -eq 0 ]]; }
 check "backend: no frame for a port no worker owns" no_lost_ports
 if ((WORKERS > 1)); then
-    mail() { stat 'd["backend"]'; [[ $(stat 'd["backend"]["mailbox_delivered"]') -gt 100 ]]; }
+    mail() { jstat 'd["backend"]'; [[ $(jstat 'd["backend"]["mailbox_delivered"]') -gt 100 ]]; }
     check "two workers: pod A (worker 0) <-> pod B (worker 1) through the mailboxes" mail
 fi
 

@@ -70,6 +70,8 @@ pub struct Tally {
     pub icmp_errors: u64,
     /// Frames held for a next hop being resolved (they later count as tx or a drop).
     pub held: u64,
+    /// IPv4 packets (DF clear) sent as fragments because the egress MTU was smaller.
+    pub fragmented: u64,
     pub drops: [u64; N_DROPS],
 }
 
@@ -93,6 +95,7 @@ pub struct WorkerCounters {
     replies: AtomicU64,
     icmp_errors: AtomicU64,
     held: AtomicU64,
+    fragmented: AtomicU64,
     drops: [AtomicU64; N_DROPS],
 }
 
@@ -146,6 +149,7 @@ impl Counters {
         add(&c.replies, t.replies);
         add(&c.icmp_errors, t.icmp_errors);
         add(&c.held, t.held);
+        add(&c.fragmented, t.fragmented);
         for (a, v) in c.drops.iter().zip(t.drops) {
             add(a, v);
         }
@@ -161,6 +165,7 @@ impl Counters {
             t.replies += c.replies.load(Ordering::Relaxed);
             t.icmp_errors += c.icmp_errors.load(Ordering::Relaxed);
             t.held += c.held.load(Ordering::Relaxed);
+            t.fragmented += c.fragmented.load(Ordering::Relaxed);
             for (s, a) in t.drops.iter_mut().zip(c.drops.iter()) {
                 *s += a.load(Ordering::Relaxed);
             }

@@ -557,6 +557,7 @@ pub fn stats_json(counters: &Counters, plan: &Plan, nexthops: &NextHopTable) -> 
         "replies": t.replies,
         "icmp_errors": t.icmp_errors,
         "held": t.held,
+        "fragmented": t.fragmented,
         "drops": drops,
         "backend": backend,
         "endpoints": endpoints,

@@ -48,6 +48,13 @@ pub enum Action {
     },
     /// Hand the frame to the host's kernel unchanged.
     Kernel,
+    /// An IPv4 packet without DF, larger than `port`'s MTU (already rewritten): send it
+    /// as fragments of at most `mtu` IP bytes.
+    Fragment {
+        port: PortId,
+        len: usize,
+        mtu: u16,
+    },
     /// The next hop `nh` is not resolved yet: keep the frame (`len` bytes) briefly and
     /// pass it to [`Pipeline::resume`] once it is, or drop it as `Unresolved`.
     Hold {
@@ -125,6 +132,10 @@ impl Pipeline {
             Action::Tx { port, len } => {
                 tally.tx += 1;
                 Action::Tx { port, len }
+            }
+            Action::Fragment { port, len, mtu } => {
+                tally.fragmented += 1;
+                Action::Fragment { port, len, mtu }
             }
             other => other,
         };
@@ -317,6 +328,7 @@ impl Pipeline {
                 Action::Tx { .. } => tally.tx += 1,
                 Action::Kernel => tally.to_kernel += 1,
                 Action::Hold { .. } => tally.held += 1,
+                Action::Fragment { .. } => tally.fragmented += 1,
                 Action::Drop(why) => tally.drop(why),
             }
         }
@@ -325,8 +337,7 @@ impl Pipeline {
 
     /// Replace a dropped packet by the ICMP error for its sender, if allowed. A packet
     /// too big for its egress port gets frag-needed (IPv4 with DF set) or packet-too-big
-    /// (IPv6) with that port's MTU; an IPv4 packet without DF is dropped (no
-    /// fragmentation here yet).
+    /// (IPv6) with that port's MTU (IPv4 without DF is fragmented instead).
     fn icmp_error(
         &mut self,
         frame: &mut [u8],
@@ -384,7 +395,9 @@ impl Pipeline {
             return Action::Drop(DropReason::Unresolved);
         };
         let len = len.min(frame.len());
-        if len.saturating_sub(ETH_HDR_LEN) > out.mtu as usize {
+        let too_big = len.saturating_sub(ETH_HDR_LEN) > out.mtu as usize;
+        // IPv6 is never fragmented by routers; IPv4 only when DF is clear.
+        if too_big && (v6 || frame.get(ETH_HDR_LEN + 6).is_none_or(|f| f & 0x40 != 0)) {
             return Action::Drop(DropReason::TooBig);
         }
         let ip = &mut frame[ETH_HDR_LEN..len];
@@ -399,6 +412,13 @@ impl Pipeline {
             Hop::Truncated => return Action::Drop(DropReason::Malformed),
         }
         rewrite::set_eth_addrs(frame, mac, out.mac);
+        if too_big {
+            return Action::Fragment {
+                port,
+                len,
+                mtu: out.mtu,
+            };
+        }
         Action::Tx { port, len }
     }
 }

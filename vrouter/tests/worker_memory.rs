@@ -51,21 +51,25 @@ struct Setup {
 }
 
 fn setup() -> Setup {
+    setup_with_mtu(1500)
+}
+
+fn setup_with_mtu(mtu_b: u16) -> Setup {
     let nexthops = Arc::new(NextHopTable::new(8));
     let mut fib4 = Fib4::new();
     fib4.insert("10.244.1.4/32".parse().unwrap(), NextHopId(0));
     fib4.insert("10.244.1.5/32".parse().unwrap(), NextHopId(1));
     fib4.insert("10.244.9.0/24".parse().unwrap(), NextHopId(2)); // never resolves
     let fib6 = Fib6::new();
-    let pod = |ip: [u8; 4]| Port {
+    let pod = |ip: [u8; 4], mtu: u16| Port {
         mac: HOST_SIDE_MAC,
-        mtu: 1500,
+        mtu,
         kind: PortKind::Endpoint {
             v4: vec![u32::from_be_bytes(ip)],
             v6: vec![],
         },
     };
-    let ports: Arc<[Port]> = vec![pod(A), pod(B)].into();
+    let ports: Arc<[Port]> = vec![pod(A, 1500), pod(B, mtu_b)].into();
     let counters = Arc::new(Counters::new(1));
     let pipeline = Pipeline::new(
         fib4.reader(),
@@ -204,4 +208,48 @@ fn random_frames_on_every_port_never_panic_and_are_all_accounted() {
     }
     let t = s.counters.total();
     assert_eq!(t.rx, injected);
+}
+
+#[test]
+fn a_large_packet_without_df_leaves_as_fragments_that_reassemble() {
+    let mut s = setup_with_mtu(576);
+    s.nexthops.set(
+        1,
+        Adjacency::Forward {
+            port: PortId(1),
+            mac: B_MAC,
+        },
+    );
+    let w = &mut s.worker;
+    let payload: Vec<u8> = (0..1400u32).map(|i| (i * 13) as u8).collect();
+    let mut v = Vec::new();
+    PacketBuilder::ethernet2(A_MAC, HOST_SIDE_MAC)
+        .ipv4(A, B, 64)
+        .udp(1000, 2000)
+        .write(&mut v, &payload)
+        .unwrap();
+    v[14 + 6] &= !0x40; // clear DF (etherparse sets it)
+    let sum = encap::rewrite::ipv4_checksum(&v[14..34]);
+    v[24..26].copy_from_slice(&sum.to_be_bytes());
+    w.io.inject(PortId(0), &v);
+    w.poll_once();
+    let frags: Vec<Vec<u8>> =
+        w.io.take_sent()
+            .into_iter()
+            .filter(|(p, f)| *p == PortId(1) && f[12..14] == [8, 0])
+            .map(|(_, f)| f)
+            .collect();
+    assert_eq!(frags.len(), 3, "1428 IP bytes through a 576-byte MTU");
+    let mut udp = vec![0u8; 8 + payload.len()];
+    for f in &frags {
+        assert!(f.len() - 14 <= 576);
+        assert_eq!(&f[0..6], &B_MAC);
+        let ip = etherparse::Ipv4HeaderSlice::from_slice(&f[14..]).unwrap();
+        assert_eq!(ip.ttl(), 63);
+        let off = ip.fragments_offset().byte_offset() as usize;
+        let data = &f[14 + 20..];
+        udp[off..off + data.len()].copy_from_slice(data);
+    }
+    assert_eq!(&udp[8..], &payload[..], "reassembled payload");
+    assert_eq!(s.counters.total().fragmented, 1);
 }

@@ -374,6 +374,18 @@ impl AfXdpIo {
             Action::Tx { port, len } => {
                 self.transmit(port, desc, len);
             }
+            Action::Fragment { port, len, mtu } => {
+                let mut desc = desc;
+                let buf = buffer(&self.umem, &mut desc);
+                let _ = encap::fragment::ipv4_fragments(
+                    &buf[..len.min(buf.len())],
+                    mtu as usize,
+                    |f| {
+                        self.send(port, f);
+                    },
+                );
+                self.free.push(desc);
+            }
             Action::Hold { nh, len } => {
                 if let Err(d) = self.held.push(desc, nh, len, now) {
                     self.stats.hold_full += 1;

@@ -95,6 +95,12 @@ impl MemoryIo {
     fn carry_out(&mut self, b: Buffer, action: Action, now: Instant) {
         match action {
             Action::Tx { port, len } => self.sent.push((port, b, len)),
+            Action::Fragment { port, len, mtu } => {
+                let _ = encap::fragment::ipv4_fragments(&b[..len], mtu as usize, |f| {
+                    self.send(port, f);
+                });
+                self.pool.push(b);
+            }
             Action::Kernel => self.to_kernel.push((b, 0)),
             Action::Hold { nh, len } => {
                 if let Err(b) = self.held.push(b, nh, len, now) {

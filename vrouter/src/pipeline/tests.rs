@@ -335,9 +335,19 @@ fn packets_over_the_egress_mtu_get_frag_needed_or_packet_too_big() {
     );
     assert_eq!(
         actions[2],
-        Action::Drop(DropReason::TooBig),
-        "no DF: dropped and counted (no fragmentation yet)"
+        Action::Fragment {
+            port: POD_B,
+            len: 1515,
+            mtu: 1500
+        },
+        "no DF: rewritten, then sent as fragments by the backend"
     );
+    assert_eq!(
+        out[2][ETH_HDR_LEN + 8],
+        63,
+        "TTL decremented before fragmenting"
+    );
+    assert_eq!(&out[2][0..6], &POD_B_MAC);
     let p = SlicedPacket::from_ethernet(&out[3]).unwrap();
     let Some(etherparse::TransportSlice::Icmpv6(icmp)) = &p.transport else {
         panic!()
@@ -346,7 +356,8 @@ fn packets_over_the_egress_mtu_get_frag_needed_or_packet_too_big() {
         icmp.icmp_type(),
         etherparse::Icmpv6Type::PacketTooBig { mtu: 1500 }
     );
-    assert_eq!(n.counters.total().dropped(DropReason::TooBig), 3);
+    assert_eq!(n.counters.total().dropped(DropReason::TooBig), 2);
+    assert_eq!(n.counters.total().fragmented, 1);
 }
 
 #[test]
