@@ -1,7 +1,13 @@
-//! Shared helpers for the benchmark binaries: TSC timing, percentiles, RSS, and
-//! running DPDK's own autotests as a same-invocation baseline.
+//! Shared helpers for the benchmark binaries: TSC timing, percentiles, RSS, running
+//! DPDK's own autotests as a same-invocation baseline, network namespaces (`netns`), raw
+//! XDP programs (`bpf`), the packet generator (`pktgen`) and fwdbench's namespace
+//! scenario (`fwdns`).
 
+pub mod bpf;
 pub mod dpdk;
+pub mod fwdns;
+pub mod netns;
+pub mod pktgen;
 
 use std::time::{Duration, Instant};
 

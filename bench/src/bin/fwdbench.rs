@@ -1,16 +1,35 @@
 //! fwdbench: forwarding figures for vrouterd.
 //!
-//! Today only `--memio` runs: the pipeline's own cost per packet on in-memory frames with
-//! the full IPv4 table (1.08M routes), which is what decides throughput on zero-copy
-//! NICs. The namespace scenarios (vrouterd vs a bare AF_XDP forwarder vs the kernel)
-//! need the AF_XDP backend and fail loudly until it lands.
+//! `fwdbench --scenario l3 [--json]` (root) builds its own namespace topology — ns GEN
+//! (the project's generator, `bench::pktgen`, pinned to CPU0) ── veth ── ns DUT ── veth ──
+//! ns SINK (an XDP program dropping everything, counted in the sink veth's rx_packets) —
+//! and sends 64-byte UDP (256 flows) to a pod address through three forwarders in the
+//! DUT, one after the other, pinned to CPU1: `vrouterd` (found next to this executable;
+//! one busy-polling worker), a bare AF_XDP forwarder (vrouterd's XDP program and I/O
+//! layer, rx → MAC rewrite → tx, no pipeline) and the kernel (ip_forward, RPS to CPU1).
+//! Each gets a warm-up then `--windows` (≥ 3) windows of `--window-secs`: min / median /
+//! max Mpps received by the sink, and the offered rate (what the DUT's uplink received; a
+//! result close to it is generator-bound). `ratio_vs_bare` and `ratio_vs_kernel` compare
+//! medians. The default generator is XDP live frames (`--generator xdp-live`, ~4 Mpps
+//! here); `--generator afxdp` is the AF_XDP txonly one, which on veth also pays for the
+//! DUT's receive NAPI per frame and tops out below the forwarders. See `bench::fwdns`.
+//!
+//! The same invocation then runs `--memio` (skip it with `--no-memio`): the pipeline's own
+//! cost per packet on in-memory frames with the full IPv4 table (1.08M routes), which is
+//! what decides throughput on zero-copy NICs. `--memio` alone runs only that.
+//!
+//! Fails loudly (non-zero, a message on stderr) when not root, when vrouterd is not built,
+//! or when any candidate forwards nothing: it never prints figures it did not measure.
 
+use bench::fwdns::{self, L3Options, L3Results, Series, XdpMode};
+use bench::pktgen::Engine;
 use bench::Tsc;
 use clap::Parser;
 use fib::synth::{self, Rng};
 use fib::{Fib4, Fib6, NextHopId};
 use serde::Serialize;
 use std::sync::Arc;
+use std::time::Duration;
 use vrouter::counters::Counters;
 use vrouter::nexthop::{Adjacency, NextHopTable, PortId};
 use vrouter::pipeline::{Action, Pipeline, Port, PortKind, BURST};
@@ -24,12 +43,33 @@ struct Opts {
     /// Measure only the pipeline on in-memory frames (cycles per packet).
     #[arg(long)]
     memio: bool,
+    /// Skip the in-memory measurement that follows the namespace run.
+    #[arg(long, conflicts_with = "memio")]
+    no_memio: bool,
     /// Routes in the FIB for --memio (default: DPDK's 1,076,806).
     #[arg(long, default_value_t = synth::DPDK_V4_TOTAL)]
     routes: usize,
     /// Packets measured.
     #[arg(long, default_value_t = 20_000_000)]
     packets: usize,
+    /// Measurement windows per forwarder (at least 3).
+    #[arg(long, default_value_t = 3)]
+    windows: usize,
+    /// Length of one window, seconds.
+    #[arg(long, default_value_t = 2.0)]
+    window_secs: f64,
+    /// Warm-up before the windows, seconds.
+    #[arg(long, default_value_t = 1.0)]
+    warmup_secs: f64,
+    /// How the AF_XDP forwarders attach their XDP program: native (driver) or generic
+    /// (skb; on veth its receive work then shares the DUT core with the busy-polling
+    /// worker through ksoftirqd).
+    #[arg(long, default_value = "native", value_parser = ["native", "generic", "auto"])]
+    xdp_mode: String,
+    /// Generator engine: xdp-live (XDP live frames, BPF_PROG_RUN) or afxdp (AF_XDP
+    /// txonly; weaker on veth: it pays for the receiver's NAPI per frame).
+    #[arg(long, default_value = "xdp-live", value_parser = ["xdp-live", "afxdp"])]
+    generator: String,
     #[arg(long)]
     json: bool,
 }
@@ -43,26 +83,228 @@ struct Report {
     ratio_vs_bare: Option<f64>,
     ratio_vs_kernel: Option<f64>,
     memio_cycles_per_pkt: Option<f64>,
-    memio_routes: usize,
-    memio_packets: usize,
-    memio_forwarded_ratio: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    memio_routes: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    memio_packets: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    memio_forwarded_ratio: Option<f64>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    namespace: Option<NsReport>,
+}
+
+/// The namespace run's figures besides the medians (Mpps unless named otherwise).
+#[derive(Serialize)]
+struct NsReport {
+    vrouter_mpps_min: f64,
+    vrouter_mpps_max: f64,
+    bare_afxdp_mpps_min: f64,
+    bare_afxdp_mpps_max: f64,
+    kernel_mpps_min: f64,
+    kernel_mpps_max: f64,
+    /// The offered rate (median; what the DUT's uplink received) while vrouterd forwarded.
+    offered_mpps: f64,
+    vrouter_offered_mpps: f64,
+    bare_afxdp_offered_mpps: f64,
+    kernel_offered_mpps: f64,
+    vrouter_windows_mpps: Vec<f64>,
+    bare_afxdp_windows_mpps: Vec<f64>,
+    kernel_windows_mpps: Vec<f64>,
+    windows: usize,
+    window_secs: f64,
+    warmup_secs: f64,
+    frame_bytes: usize,
+    xdp_mode: String,
+    bare_afxdp_xdp_mode: String,
+    generator: String,
+    generator_core: usize,
+    dut_core: usize,
+    vrouterd_counters: Option<serde_json::Value>,
+}
+
+fn round4(x: f64) -> f64 {
+    (x * 1e4).round() / 1e4
+}
+
+fn fail(code: i32, msg: &str) -> ! {
+    eprintln!("fwdbench: {msg}");
+    std::process::exit(code);
 }
 
 fn main() {
     let opts = Opts::parse();
     if opts.scenario != "l3" {
-        eprintln!(
-            "fwdbench: scenario {:?} needs the overlay (issue 4); only l3 exists",
-            opts.scenario
+        fail(
+            2,
+            &format!(
+                "scenario {:?} needs the overlay (issue 4); only l3 exists",
+                opts.scenario
+            ),
         );
-        std::process::exit(2);
     }
-    if !opts.memio {
-        eprintln!("fwdbench: the namespace run (vrouterd vs bare AF_XDP vs kernel) needs the AF_XDP backend, not built yet; use --memio");
-        std::process::exit(2);
+    if opts.memio {
+        memio_only(&opts);
+        return;
     }
+    if opts.windows < 3 {
+        fail(2, &format!("--windows {} (at least 3)", opts.windows));
+    }
+    if !(opts.window_secs >= 0.1 && opts.window_secs <= 3600.0) {
+        fail(2, "--window-secs must be between 0.1 and 3600");
+    }
+    if !(opts.warmup_secs >= 0.1 && opts.warmup_secs <= 3600.0) {
+        fail(2, "--warmup-secs must be between 0.1 and 3600");
+    }
+    let vrouterd = match std::env::current_exe() {
+        Ok(exe) => exe.with_file_name("vrouterd"),
+        Err(e) => fail(1, &format!("cannot find our own executable: {e}")),
+    };
+    let l3 = L3Options {
+        vrouterd,
+        windows: opts.windows,
+        window: Duration::from_secs_f64(opts.window_secs),
+        warmup: Duration::from_secs_f64(opts.warmup_secs),
+        xdp_mode: match opts.xdp_mode.as_str() {
+            "native" => XdpMode::Native,
+            "generic" => XdpMode::Generic,
+            _ => XdpMode::Auto,
+        },
+        gen_core: 0,
+        dut_core: 1,
+        engine: match opts.generator.as_str() {
+            "afxdp" => Engine::AfXdp,
+            _ => Engine::XdpLive,
+        },
+        flows: 256,
+        batch: 64,
+    };
+    if !opts.json {
+        eprintln!(
+            "fwdbench l3: building the namespace topology; {} windows of {} s per forwarder",
+            opts.windows, opts.window_secs
+        );
+    }
+    let res = match fwdns::run(&l3) {
+        Ok(r) => r,
+        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
+            fail(130, "interrupted; namespaces removed")
+        }
+        Err(e) => fail(1, &format!("namespace scenario l3: {e}")),
+    };
+    let memio = (!opts.no_memio).then(|| {
+        // The kernel tears the namespaces down in the background: let that finish first.
+        std::thread::sleep(Duration::from_secs(1));
+        memio(&opts, &Tsc::calibrate())
+    });
+    let r = report(&opts, &l3, &res, memio);
+    if opts.json {
+        println!("{}", serde_json::to_string_pretty(&r).unwrap());
+    } else {
+        print_table(&opts, &l3, &res, &r);
+    }
+}
+
+fn report(opts: &Opts, l3: &L3Options, res: &L3Results, memio: Option<(f64, f64)>) -> Report {
+    let (v, b, k) = (&res.vrouter, &res.bare, &res.kernel);
+    Report {
+        scenario: opts.scenario.clone(),
+        vrouter_mpps: Some(round4(v.median())),
+        bare_afxdp_mpps: Some(round4(b.median())),
+        kernel_mpps: Some(round4(k.median())),
+        ratio_vs_bare: Some(round4(v.median() / b.median())),
+        ratio_vs_kernel: Some(round4(v.median() / k.median())),
+        memio_cycles_per_pkt: memio.map(|m| m.0),
+        memio_routes: memio.map(|_| opts.routes),
+        memio_packets: memio.map(|_| opts.packets),
+        memio_forwarded_ratio: memio.map(|m| m.1),
+        namespace: Some(NsReport {
+            vrouter_mpps_min: round4(v.min()),
+            vrouter_mpps_max: round4(v.max()),
+            bare_afxdp_mpps_min: round4(b.min()),
+            bare_afxdp_mpps_max: round4(b.max()),
+            kernel_mpps_min: round4(k.min()),
+            kernel_mpps_max: round4(k.max()),
+            offered_mpps: round4(v.offered_median()),
+            vrouter_offered_mpps: round4(v.offered_median()),
+            bare_afxdp_offered_mpps: round4(b.offered_median()),
+            kernel_offered_mpps: round4(k.offered_median()),
+            vrouter_windows_mpps: v.mpps.iter().map(|&x| round4(x)).collect(),
+            bare_afxdp_windows_mpps: b.mpps.iter().map(|&x| round4(x)).collect(),
+            kernel_windows_mpps: k.mpps.iter().map(|&x| round4(x)).collect(),
+            windows: l3.windows,
+            window_secs: opts.window_secs,
+            warmup_secs: opts.warmup_secs,
+            frame_bytes: 64,
+            xdp_mode: l3.xdp_mode.name().to_string(),
+            bare_afxdp_xdp_mode: res.bare_xdp_mode.to_string(),
+            generator: l3.engine.name().to_string(),
+            generator_core: l3.gen_core,
+            dut_core: l3.dut_core,
+            vrouterd_counters: res.vrouterd_stats.clone(),
+        }),
+    }
+}
+
+fn print_table(opts: &Opts, l3: &L3Options, res: &L3Results, r: &Report) {
+    println!(
+        "fwdbench l3: 64 B UDP, {} flows: ns GEN ({} generator, CPU{}) -> ns DUT (forwarder, CPU{}) -> ns SINK (XDP drop{})",
+        l3.flows,
+        l3.engine.name(),
+        l3.gen_core,
+        l3.dut_core,
+        if res.sink_native { "" } else { ", generic mode" }
+    );
+    println!(
+        "{} windows of {} s after {} s warm-up per forwarder; XDP mode {} (bare forwarder: {})",
+        l3.windows,
+        opts.window_secs,
+        opts.warmup_secs,
+        l3.xdp_mode.name(),
+        res.bare_xdp_mode
+    );
+    println!();
+    println!(
+        "{:<28} {:>8} {:>8} {:>8} {:>13}  bound by",
+        "forwarder (Mpps at sink)", "min", "median", "max", "offered (med)"
+    );
+    let row = |name: &str, s: &Series| {
+        let bound = if s.median() >= 0.95 * s.offered_median() {
+            "generator"
+        } else {
+            "forwarder"
+        };
+        println!(
+            "{name:<28} {:>8.3} {:>8.3} {:>8.3} {:>13.3}  {bound}",
+            s.min(),
+            s.median(),
+            s.max(),
+            s.offered_median()
+        );
+    };
+    row("vrouterd (1 busy worker)", &res.vrouter);
+    row("bare AF_XDP (rx->MAC->tx)", &res.bare);
+    row("kernel ip_forward (RPS)", &res.kernel);
+    println!();
+    println!(
+        "ratio vs bare AF_XDP: {:.3} (target >= 0.9)   ratio vs kernel: {:.3}",
+        r.ratio_vs_bare.unwrap_or(f64::NAN),
+        r.ratio_vs_kernel.unwrap_or(f64::NAN)
+    );
+    match r.memio_cycles_per_pkt {
+        Some(c) => println!(
+            "memio: {c:.1} cycles/packet (target <= 60), {} routes, {} packets, {:.1}% forwarded",
+            opts.routes,
+            opts.packets,
+            r.memio_forwarded_ratio.unwrap_or(0.0) * 100.0
+        ),
+        None => println!("memio: skipped (--no-memio)"),
+    }
+}
+
+/// `--memio` alone: the pipeline's cost, printed as it always was.
+fn memio_only(opts: &Opts) {
     let tsc = Tsc::calibrate();
-    let (cycles, forwarded) = memio(&opts, &tsc);
+    let (cycles, forwarded) = memio(opts, &tsc);
     let r = Report {
         scenario: opts.scenario.clone(),
         vrouter_mpps: None,
@@ -71,16 +313,17 @@ fn main() {
         ratio_vs_bare: None,
         ratio_vs_kernel: None,
         memio_cycles_per_pkt: Some(cycles),
-        memio_routes: opts.routes,
-        memio_packets: opts.packets,
-        memio_forwarded_ratio: forwarded,
+        memio_routes: Some(opts.routes),
+        memio_packets: Some(opts.packets),
+        memio_forwarded_ratio: Some(forwarded),
+        namespace: None,
     };
     if opts.json {
         println!("{}", serde_json::to_string_pretty(&r).unwrap());
     } else {
         println!(
             "fwdbench {} --memio: {} routes, {} packets of 64 B from the uplink",
-            r.scenario, r.memio_routes, r.memio_packets
+            r.scenario, opts.routes, opts.packets
         );
         println!(
             "pipeline cost: {cycles:.1} cycles/packet ({:.1}% forwarded, rest to the kernel)",
@@ -158,6 +401,9 @@ fn memio(opts: &Opts, tsc: &Tsc) -> (f64, f64) {
     let mut actions = [Action::Kernel; BURST];
     let (mut cycles, mut done) = (0u64, 0usize);
     while done < opts.packets {
+        if bench::netns::interrupted() {
+            fail(130, "interrupted");
+        }
         reset(&mut frames, &dsts);
         for chunk in frames.chunks_mut(BURST) {
             let mut refs: Vec<&mut [u8]> = chunk.iter_mut().map(|f| &mut f[..]).collect();

@@ -1,0 +1,774 @@
+//! `fwdbench --scenario l3` in network namespaces: one topology, three forwarders (device
+//! under test) measured on it one after the other, with the same generator and sink.
+//!
+//! ```text
+//!  ns GEN  gen_if 10.99.0.254 ──veth── up_if 10.99.0.1  ns DUT  pod_if ──veth── sink_if  ns SINK
+//!  generator (pktgen), CPU0             (uplink)  forwarder  (ee:ee:..)    10.244.1.2   XDP_DROP
+//!  64 B UDP to 10.244.1.2,             vrouterd / bare AF_XDP / kernel     counted in rx_packets
+//!  256 source ports                                on CPU1
+//! ```
+//! Candidates: `vrouterd` (the daemon next to our executable, one busy-polling worker);
+//! a bare AF_XDP forwarder (same I/O layer, `AfXdpIo`, and the same XDP program, but no
+//! pipeline: rx → MAC rewrite → tx); the kernel (ip_forward, static route and neighbour).
+//! Per candidate: a warm-up (the DUT and the sink must both have received something,
+//! else the run fails), then N windows; the rate is what the sink's interface received,
+//! the offered rate what the DUT's uplink received (rx_packets).
+//!
+//! Where the work lands on veth: the uplink's receive NAPI (our XDP program and the copy
+//! into the AF_XDP socket; for the kernel, building the skb) runs on the sender's CPU,
+//! CPU0, much as a NIC does it in hardware; the DUT core does the rest (userspace,
+//! copy-mode TX, and the sink's NAPI, which veth runs inside the DUT's transmit). Kernel
+//! forwarding goes to CPU1 through RPS. Generic XDP would run the receive side in the DUT
+//! core's softirqs, which ksoftirqd then starves against the busy-polling worker
+//! (`--xdp-mode generic` shows it: about a tenth of native). The DUT uplink has GRO on so
+//! that it has NAPI when no native XDP program is attached: the live-frames generator's
+//! XDP frames need it.
+//!
+//! Everything lives in namespaces `fwb<pid>-{gen,dut,sink}`, deleted on drop (errors,
+//! Ctrl-C); namespaces of dead earlier runs are removed at start.
+
+use crate::bpf;
+use crate::netns::{self, DevStats, Netns};
+use crate::pktgen::{Engine, GenConfig, Generator};
+use ipnet::IpNet;
+use std::io::{self, Read, Seek};
+use std::net::Ipv4Addr;
+use std::os::fd::OwnedFd;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use vrouter::counters::DropReason;
+use vrouter::io::afxdp::{AfXdpIo, PortSpec};
+use vrouter::io::Io;
+use vrouter::nexthop::PortId;
+use vrouter::pipeline::Action;
+use vrouter::xdp::{AttachMode, PrefixClass, XdpProgram, XdpRole};
+
+const GEN_MAC: [u8; 6] = [0x02, 0x66, 0x77, 0, 0, 0x01];
+const UPLINK_MAC: [u8; 6] = [0x02, 0x66, 0x77, 0, 0, 0x02];
+const SINK_MAC: [u8; 6] = [0x02, 0x66, 0x77, 0, 0, 0x05];
+const POD_SIDE_MAC: [u8; 6] = vrouter::arp::HOST_SIDE_MAC;
+const GEN_IP: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 254);
+const NODE_IP: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 1);
+const POD_IP: Ipv4Addr = Ipv4Addr::new(10, 244, 1, 2);
+const POOL: &str = "10.244.0.0/16";
+/// Namespace names start with this, then the pid.
+pub const PREFIX: &str = "fwb";
+
+/// How the forwarders attach their XDP program (vrouterd's `xdp_mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum XdpMode {
+    Auto,
+    Native,
+    Generic,
+}
+
+impl XdpMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            XdpMode::Auto => "auto",
+            XdpMode::Native => "native",
+            XdpMode::Generic => "generic",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct L3Options {
+    /// The vrouterd executable.
+    pub vrouterd: PathBuf,
+    pub windows: usize,
+    pub window: Duration,
+    pub warmup: Duration,
+    pub xdp_mode: XdpMode,
+    pub gen_core: usize,
+    pub dut_core: usize,
+    /// Generator: engine, source ports (flows) and frames per kick / per run.
+    pub engine: Engine,
+    pub flows: u16,
+    pub batch: usize,
+}
+
+/// Per-window rates of one candidate.
+#[derive(Debug, Clone, Default)]
+pub struct Series {
+    /// Received by the sink, Mpps.
+    pub mpps: Vec<f64>,
+    /// Offered: what the DUT's uplink received (its rx_packets), Mpps.
+    pub offered_mpps: Vec<f64>,
+}
+
+fn sorted(v: &[f64]) -> Vec<f64> {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    s
+}
+
+/// The median (mean of the middle two for an even count); NaN when empty.
+pub fn median(v: &[f64]) -> f64 {
+    let s = sorted(v);
+    match s.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => s[n / 2],
+        n => (s[n / 2 - 1] + s[n / 2]) / 2.0,
+    }
+}
+
+impl Series {
+    pub fn min(&self) -> f64 {
+        sorted(&self.mpps).first().copied().unwrap_or(f64::NAN)
+    }
+    pub fn median(&self) -> f64 {
+        median(&self.mpps)
+    }
+    pub fn max(&self) -> f64 {
+        sorted(&self.mpps).last().copied().unwrap_or(f64::NAN)
+    }
+    pub fn offered_median(&self) -> f64 {
+        median(&self.offered_mpps)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct L3Results {
+    pub vrouter: Series,
+    pub bare: Series,
+    pub kernel: Series,
+    /// The XDP attach mode the bare forwarder got ("native" / "generic").
+    pub bare_xdp_mode: &'static str,
+    /// Whether the sink's drop program runs in native mode.
+    pub sink_native: bool,
+    /// vrouterd's counters (its --stats-file) after its run.
+    pub vrouterd_stats: Option<serde_json::Value>,
+}
+
+/// Build the topology, measure the three candidates, tear everything down.
+pub fn run(opts: &L3Options) -> io::Result<L3Results> {
+    if !netns::is_root() {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            "the namespace scenario needs root (network namespaces, XDP, AF_XDP); run as root or use --memio alone",
+        ));
+    }
+    if !opts.vrouterd.is_file() {
+        let profile = if opts
+            .vrouterd
+            .parent()
+            .is_some_and(|d| d.ends_with("release"))
+        {
+            "--release "
+        } else {
+            ""
+        };
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!(
+                "vrouterd not found at {} (fwdbench runs the one next to its own executable): build it with `cargo build {profile}-p vrouter`",
+                opts.vrouterd.display()
+            ),
+        ));
+    }
+    netns::run("ip", &["-V"])?;
+    netns::run("ethtool", &["--version"])?;
+    netns::install_interrupt_handler()?;
+    netns::remove_stale(PREFIX);
+    remove_stale_dirs();
+    let mut topo = Topology::up(opts.dut_core)?;
+    let bare = topo.bare(opts)?;
+    let (vrouter, vrouterd_stats) = topo.vrouterd(opts)?;
+    let kernel = topo.kernel(opts)?;
+    Ok(L3Results {
+        vrouter,
+        bare: bare.0,
+        kernel,
+        bare_xdp_mode: bare.1,
+        sink_native: topo.sink_native,
+        vrouterd_stats,
+    })
+}
+
+/// Our temporary directory (vrouterd's configuration, log and counters).
+fn run_dir(pid: u32) -> PathBuf {
+    std::env::temp_dir().join(format!("fwdbench-{pid}"))
+}
+
+/// Remove the temporary directories of runs whose process is gone (killed by SIGKILL).
+fn remove_stale_dirs() {
+    let Ok(dir) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for e in dir.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("fwdbench-")
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+fn mac_str(m: [u8; 6]) -> String {
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+fn err(msg: String) -> io::Error {
+    io::Error::other(msg)
+}
+
+struct Topology {
+    gen_if: String,
+    up_if: String,
+    pod_if: String,
+    sink_if: String,
+    dir: PathBuf,
+    sink_stats: DevStats,
+    dut_stats: DevStats,
+    _sink_xdp: OwnedFd,
+    sink_native: bool,
+    // Last: the namespaces go after everything that uses them.
+    gen: Netns,
+    dut: Netns,
+    _sink: Netns,
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Topology {
+    fn up(dut_core: usize) -> io::Result<Topology> {
+        let p = format!("{PREFIX}{}", std::process::id());
+        let gen = Netns::add(&format!("{p}-gen"))?;
+        let dut = Netns::add(&format!("{p}-dut"))?;
+        let sink = Netns::add(&format!("{p}-sink"))?;
+        // Interface names: at most 15 characters.
+        let i = format!("f{}", std::process::id());
+        let (gen_if, up_if, pod_if, sink_if) = (
+            format!("{i}g"),
+            format!("{i}u"),
+            format!("{i}p"),
+            format!("{i}s"),
+        );
+        // Created directly inside the namespaces: the root namespace never sees them.
+        netns::ip(&[
+            "link",
+            "add",
+            &gen_if,
+            "netns",
+            gen.name(),
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &up_if,
+            "netns",
+            dut.name(),
+        ])?;
+        netns::ip(&[
+            "link",
+            "add",
+            &pod_if,
+            "netns",
+            dut.name(),
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &sink_if,
+            "netns",
+            sink.name(),
+        ])?;
+        gen.ip(&["link", "set", &gen_if, "address", &mac_str(GEN_MAC), "up"])?;
+        gen.ip(&["addr", "add", &format!("{GEN_IP}/24"), "dev", &gen_if])?;
+        gen.ip(&["route", "add", POOL, "via", &NODE_IP.to_string()])?;
+        dut.ip(&["link", "set", &up_if, "address", &mac_str(UPLINK_MAC), "up"])?;
+        dut.ip(&["addr", "add", &format!("{NODE_IP}/24"), "dev", &up_if])?;
+        dut.ip(&[
+            "link",
+            "set",
+            &pod_if,
+            "address",
+            &mac_str(POD_SIDE_MAC),
+            "up",
+        ])?;
+        sink.ip(&["link", "set", &sink_if, "address", &mac_str(SINK_MAC), "up"])?;
+        sink.ip(&["addr", "add", &format!("{POD_IP}/32"), "dev", &sink_if])?;
+        dut.write_proc_sys("net/ipv4/ip_forward", "0")?;
+        let (sink_xdp, sink_native) =
+            netns::in_netns(sink.name(), || bpf::attach_action(&sink_if, bpf::XDP_DROP))?;
+        // NAPI on the uplink even with no native XDP program there (kernel forwarding,
+        // generic mode): XDP frames from the live-frames generator need it.
+        dut.exec(&["ethtool", "-K", &up_if, "gro", "on"])?;
+        // What the stack receives on the uplink (kernel forwarding, generic XDP) is
+        // processed on the DUT core (RPS), as a NIC's interrupt affinity would put it.
+        dut.exec(&[
+            "sh",
+            "-c",
+            &format!(
+                "echo {:x} > /sys/class/net/{up_if}/queues/rx-0/rps_cpus",
+                1u64 << dut_core
+            ),
+        ])?;
+        let mut sink_stats = DevStats::open(sink.name())?;
+        sink_stats.read(&sink_if)?;
+        let mut dut_stats = DevStats::open(dut.name())?;
+        dut_stats.read(&up_if)?;
+        let dir = run_dir(std::process::id());
+        std::fs::create_dir_all(&dir)?;
+        Ok(Topology {
+            gen_if,
+            up_if,
+            pod_if,
+            sink_if,
+            dir,
+            sink_stats,
+            dut_stats,
+            _sink_xdp: sink_xdp,
+            sink_native,
+            gen,
+            dut,
+            _sink: sink,
+        })
+    }
+
+    fn sink_rx(&mut self) -> io::Result<u64> {
+        Ok(self.sink_stats.read(&self.sink_if)?.rx_packets)
+    }
+
+    /// Frames the DUT's uplink received (the offered load). With NAPI on, a veth counts
+    /// in rx_packets every frame its NAPI took from the ring, whatever happened next (XDP
+    /// redirect, or drop when the AF_XDP ring is full: those count in rx_dropped too, so
+    /// the two must not be added); frames refused because that ring was full count only
+    /// in rx_dropped: they never reached the forwarder.
+    fn arrivals(&mut self) -> io::Result<u64> {
+        Ok(self.dut_stats.read(&self.up_if)?.rx_packets)
+    }
+
+    fn gen_config(&self, opts: &L3Options) -> GenConfig {
+        let mut c = GenConfig::udp64(&self.gen_if, GEN_MAC, UPLINK_MAC, GEN_IP, POD_IP);
+        c.netns = Some(self.gen.name().to_string());
+        c.core = Some(opts.gen_core);
+        c.engine = opts.engine;
+        c.flows = opts.flows;
+        c.batch = opts.batch;
+        c
+    }
+
+    /// Run the generator through the current forwarder: warm-up, then the windows.
+    /// `alive` fails when the forwarder died.
+    fn measure(
+        &mut self,
+        opts: &L3Options,
+        name: &str,
+        alive: &mut dyn FnMut() -> io::Result<()>,
+    ) -> io::Result<Series> {
+        let (sink0, arrived0) = (self.sink_rx()?, self.arrivals()?);
+        let gen = Generator::start(self.gen_config(opts))?;
+        netns::sleep_interruptible(opts.warmup)?;
+        alive()?;
+        let (mut s0, mut a0, mut t0) = (self.sink_rx()?, self.arrivals()?, Instant::now());
+        if a0 == arrived0 {
+            return Err(err(format!(
+                "{name}: nothing reached the DUT's uplink during the {:?} warm-up (generator: {} frames)",
+                opts.warmup,
+                gen.sent()
+            )));
+        }
+        if s0 == sink0 {
+            return Err(err(format!(
+                "{name}: the sink received nothing during the {:?} warm-up although {} frames reached the DUT: the forwarder does not forward",
+                opts.warmup,
+                a0 - arrived0
+            )));
+        }
+        let mut series = Series::default();
+        for _ in 0..opts.windows {
+            netns::sleep_interruptible(opts.window)?;
+            let (s1, a1, t1) = (self.sink_rx()?, self.arrivals()?, Instant::now());
+            let dt = (t1 - t0).as_secs_f64();
+            series.mpps.push((s1 - s0) as f64 / dt / 1e6);
+            series.offered_mpps.push((a1 - a0) as f64 / dt / 1e6);
+            (s0, a0, t0) = (s1, a1, t1);
+        }
+        alive()?;
+        gen.stop()?;
+        Ok(series)
+    }
+
+    /// vrouterd in the DUT namespace, one busy-polling worker on the DUT core.
+    fn vrouterd(&mut self, opts: &L3Options) -> io::Result<(Series, Option<serde_json::Value>)> {
+        let config = self.dir.join("vrouterd.toml");
+        let stats = self.dir.join("vrouterd-stats.json");
+        let log = self.dir.join("vrouterd.log");
+        std::fs::write(
+            &config,
+            format!(
+                r#"node_name = "fwdbench"
+node_ips = ["{NODE_IP}/24"]
+xdp_mode = "{mode}"
+[[uplinks]]
+name = "{up}"
+[[pools]]
+cidr = "{POOL}"
+[workers]
+cores = [{core}]
+poll_mode = "busy"
+[[endpoints]]
+name = "fwdbench/sink"
+kind = "veth"
+interface = "{pod}"
+ips = ["{POD_IP}/32"]
+mac = "{mac}"
+"#,
+                mode = opts.xdp_mode.name(),
+                up = self.up_if,
+                core = opts.dut_core,
+                pod = self.pod_if,
+                mac = mac_str(SINK_MAC),
+            ),
+        )?;
+        let _ = std::fs::remove_file(&stats);
+        let out = std::fs::File::create(&log)?;
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", self.dut.name()])
+            .arg(&opts.vrouterd)
+            .arg("--config")
+            .arg(&config)
+            .arg("--stats-file")
+            .arg(&stats)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out);
+        // SAFETY: prctl is async-signal-safe; it only sets this child's parent-death signal
+        // (`ip netns exec` execs vrouterd in place, so it applies to vrouterd), so vrouterd
+        // stops even if we are killed.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            });
+        }
+        let mut daemon = Daemon {
+            child: Some(cmd.spawn()?),
+            log,
+        };
+        let start = Instant::now();
+        while !stats.exists() {
+            daemon.check()?;
+            if start.elapsed() > Duration::from_secs(30) {
+                return Err(err(format!(
+                    "vrouterd did not start forwarding within 30 s: {}",
+                    tail(&daemon.log)
+                )));
+            }
+            netns::sleep_interruptible(Duration::from_millis(50))?;
+        }
+        let series = self.measure(opts, "vrouterd", &mut || daemon.check())?;
+        // Its counters, written every second: wait for one written after the windows.
+        let written = std::fs::metadata(&stats).and_then(|m| m.modified()).ok();
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_millis(1500)
+            && std::fs::metadata(&stats).and_then(|m| m.modified()).ok() == written
+        {
+            netns::sleep_interruptible(Duration::from_millis(50))?;
+        }
+        let counters = std::fs::read_to_string(&stats)
+            .ok()
+            .and_then(|s| serde_json::from_str(&s).ok());
+        daemon.stop()?;
+        Ok((series, counters))
+    }
+
+    /// The bare forwarder: our XDP program and `AfXdpIo` in the DUT, no pipeline.
+    fn bare(&mut self, opts: &L3Options) -> io::Result<(Series, &'static str)> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let args = BareArgs {
+            netns: self.dut.name().to_string(),
+            up_if: self.up_if.clone(),
+            pod_if: self.pod_if.clone(),
+            mode: opts.xdp_mode,
+            core: opts.dut_core,
+        };
+        let s = stop.clone();
+        let mut fwd = Bare {
+            stop,
+            handle: Some(
+                std::thread::Builder::new()
+                    .name("bare-afxdp".into())
+                    .spawn(move || bare_forwarder(args, &s, ready_tx))?,
+            ),
+        };
+        let mode = match ready_rx.recv() {
+            Ok(Ok(mode)) => mode,
+            Ok(Err(e)) => {
+                fwd.finish()?;
+                return Err(e);
+            }
+            Err(_) => {
+                fwd.finish()?;
+                return Err(err("the bare forwarder exited at start".into()));
+            }
+        };
+        let series = self.measure(opts, "bare AF_XDP forwarder", &mut || {
+            if fwd.handle.as_ref().is_none_or(|h| h.is_finished()) {
+                Err(err("the bare AF_XDP forwarder stopped".into()))
+            } else {
+                Ok(())
+            }
+        })?;
+        fwd.finish()?;
+        Ok((series, mode))
+    }
+
+    /// The kernel: ip_forward, a route and a permanent neighbour for the pod (RPS, set up
+    /// with the topology, runs the uplink's receive processing and so the forwarding on
+    /// the DUT core).
+    fn kernel(&mut self, opts: &L3Options) -> io::Result<Series> {
+        let pod = format!("{POD_IP}/32");
+        self.dut
+            .ip(&["route", "replace", &pod, "dev", &self.pod_if])?;
+        self.dut.ip(&[
+            "neigh",
+            "replace",
+            &POD_IP.to_string(),
+            "lladdr",
+            &mac_str(SINK_MAC),
+            "dev",
+            &self.pod_if,
+            "nud",
+            "permanent",
+        ])?;
+        self.dut.write_proc_sys("net/ipv4/ip_forward", "1")?;
+        let series = self.measure(opts, "kernel forwarding", &mut || Ok(()));
+        let _ = self.dut.write_proc_sys("net/ipv4/ip_forward", "0");
+        series
+    }
+}
+
+/// A running vrouterd; stopped (SIGTERM, then SIGKILL) on drop.
+struct Daemon {
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Daemon {
+    fn check(&mut self) -> io::Result<()> {
+        match self.child.as_mut().map(|c| c.try_wait()).transpose()? {
+            Some(Some(status)) => Err(err(format!(
+                "vrouterd exited ({status}): {}",
+                tail(&self.log)
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    fn stop(&mut self) -> io::Result<()> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(());
+        };
+        // SAFETY: kill(2) of our own child, which has not been reaped yet.
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(5) {
+            if let Some(status) = child.try_wait()? {
+                return if status.success() {
+                    Ok(())
+                } else {
+                    Err(err(format!(
+                        "vrouterd exited with {status} on SIGTERM: {}",
+                        tail(&self.log)
+                    )))
+                };
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        Err(err("vrouterd did not stop within 5 s of SIGTERM".into()))
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}
+
+/// The last lines of a log file, for error messages.
+fn tail(path: &Path) -> String {
+    let mut s = String::new();
+    if let Ok(mut f) = std::fs::File::open(path) {
+        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+        let _ = f.seek(io::SeekFrom::Start(len.saturating_sub(2000)));
+        let _ = f.read_to_string(&mut s);
+    }
+    let s = s.trim();
+    if s.is_empty() {
+        format!("(nothing in {})", path.display())
+    } else {
+        format!("log {}:\n{s}", path.display())
+    }
+}
+
+struct BareArgs {
+    netns: String,
+    up_if: String,
+    pod_if: String,
+    mode: XdpMode,
+    core: usize,
+}
+
+/// The bare forwarder's thread; stopped and joined on drop.
+struct Bare {
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<io::Result<()>>>,
+}
+
+impl Bare {
+    fn finish(&mut self) -> io::Result<()> {
+        self.stop.store(true, Ordering::Relaxed);
+        match self.handle.take() {
+            Some(h) => h
+                .join()
+                .map_err(|_| err("the bare forwarder panicked".into()))?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Bare {
+    fn drop(&mut self) {
+        let _ = self.finish();
+    }
+}
+
+fn attach(ifname: &str, role: XdpRole, mode: XdpMode) -> io::Result<(XdpProgram, &'static str)> {
+    match mode {
+        XdpMode::Native => {
+            XdpProgram::attach(ifname, role, AttachMode::Native).map(|p| (p, "native"))
+        }
+        XdpMode::Generic => {
+            XdpProgram::attach(ifname, role, AttachMode::Generic).map(|p| (p, "generic"))
+        }
+        XdpMode::Auto => XdpProgram::attach(ifname, role, AttachMode::Native)
+            .map(|p| (p, "native"))
+            .or_else(|_| {
+                XdpProgram::attach(ifname, role, AttachMode::Generic).map(|p| (p, "generic"))
+            }),
+    }
+}
+
+/// rx on the uplink → destination MAC = the sink's, source MAC = ours → tx on the pod
+/// side, with vrouterd's XDP program and I/O layer: what vrouterd does minus the pipeline.
+fn bare_forwarder(
+    a: BareArgs,
+    stop: &AtomicBool,
+    ready: mpsc::Sender<io::Result<&'static str>>,
+) -> io::Result<()> {
+    let setup = || -> io::Result<_> {
+        netns::enter(&a.netns)?;
+        if !core_affinity::set_for_current(core_affinity::CoreId { id: a.core }) {
+            return Err(err(format!(
+                "cannot pin the bare forwarder to core {}",
+                a.core
+            )));
+        }
+        let (up, mode) = attach(&a.up_if, XdpRole::Uplink, a.mode)?;
+        up.add_prefix(POOL.parse().unwrap(), PrefixClass::Ours)?;
+        up.add_prefix(
+            IpNet::from(ipnet::Ipv4Net::from(NODE_IP)),
+            PrefixClass::Local,
+        )?;
+        let (pod, _) = attach(&a.pod_if, XdpRole::Endpoint, a.mode)?;
+        pod.add_prefix(
+            IpNet::from(ipnet::Ipv4Net::from(NODE_IP)),
+            PrefixClass::Local,
+        )?;
+        let io = AfXdpIo::open(&[
+            (
+                PortId(0),
+                PortSpec::Xsk {
+                    ifname: a.up_if.clone(),
+                    queue: 0,
+                    uplink: true,
+                },
+            ),
+            (
+                PortId(1),
+                PortSpec::Xsk {
+                    ifname: a.pod_if.clone(),
+                    queue: 0,
+                    uplink: false,
+                },
+            ),
+        ])?;
+        up.register_socket(0, io.socket_fd(PortId(0)).unwrap())?;
+        pod.register_socket(0, io.socket_fd(PortId(1)).unwrap())?;
+        Ok((up, pod, io, mode))
+    };
+    let (up, pod, mut io, mode) = match setup() {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return Ok(());
+        }
+    };
+    let _ = ready.send(Ok(mode));
+    let (uplink, pod_port) = (PortId(0), PortId(1));
+    while !stop.load(Ordering::Relaxed) {
+        io.rx_burst(uplink, &mut |frames, lens, actions| {
+            for ((f, &len), act) in frames.iter_mut().zip(lens).zip(actions.iter_mut()) {
+                if len < 14 {
+                    *act = Action::Drop(DropReason::Malformed);
+                    continue;
+                }
+                f[0..6].copy_from_slice(&SINK_MAC);
+                f[6..12].copy_from_slice(&POD_SIDE_MAC);
+                *act = Action::Tx {
+                    port: pod_port,
+                    len,
+                };
+            }
+        });
+        io.rx_burst(pod_port, &mut |_, _, actions| {
+            actions.fill(Action::Drop(DropReason::Unsupported))
+        });
+        io.flush();
+    }
+    let _ = up.unregister_socket(0);
+    let _ = pod.unregister_socket(0);
+    drop(io);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn series_statistics() {
+        let s = Series {
+            mpps: vec![0.9, 0.7, 0.8, 1.0],
+            offered_mpps: vec![4.0, 3.0, 5.0],
+        };
+        assert_eq!(s.min(), 0.7);
+        assert_eq!(s.max(), 1.0);
+        assert!((s.median() - 0.85).abs() < 1e-12);
+        assert_eq!(s.offered_median(), 4.0);
+        assert!(median(&[]).is_nan());
+    }
+}

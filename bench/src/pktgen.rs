@@ -1,0 +1,525 @@
+//! A packet generator thread (optionally inside a network namespace and pinned to a core)
+//! sending prebuilt 64-byte IPv4/UDP frames as fast as the interface takes them. Two
+//! engines:
+//!
+//! - [`Engine::AfXdp`]: txonly AF_XDP (xsk-rs). One UMEM of prebuilt frames, batches on
+//!   the TX ring and a kick per batch (copy mode on veth always needs one; notes
+//!   afxdp-on-veth.md #5 and #10), frames recycled from the completion ring in FIFO
+//!   order so every source port comes round. No XDP program is loaded (TX needs none);
+//!   frames are never rewritten (copy-mode TX only reads them). Each frame is an skb sent
+//!   one by one through the driver, and on veth the receiver's NAPI runs right after each
+//!   one on the sender's CPU.
+//! - [`Engine::XdpLive`]: XDP live frames (`BPF_PROG_RUN` with
+//!   `BPF_F_TEST_XDP_LIVE_FRAMES`): the kernel runs a tiny program (`bpf::live_tx_prog`:
+//!   rewrite the headers, random source port, `XDP_TX`) over page-pool frames in batches
+//!   and sends them with `ndo_xdp_xmit`: no skb, one flush per batch. Several times
+//!   faster on veth. The receiving veth needs NAPI (an XDP program or GRO on) or the
+//!   frames are dropped.
+//!
+//! Used by `fwdbench --scenario l3`; written so that a `pktgen` binary can wrap it.
+
+use std::collections::VecDeque;
+use std::io::{self, Write};
+use std::net::Ipv4Addr;
+use std::num::NonZeroU32;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+use std::time::Duration;
+use xsk_rs::config::UmemConfig;
+use xsk_rs::config::{BindFlags, FrameSize, Interface, LibxdpFlags, QueueSize, SocketConfig};
+use xsk_rs::{FrameDesc, Socket, Umem};
+
+/// setsockopt(SOL_XDP, XDP_MAX_TX_SKB_BUDGET): frames sent per kick in copy mode (6.18+).
+const SOL_XDP: libc::c_int = 283;
+const XDP_MAX_TX_SKB_BUDGET: libc::c_int = 9;
+const FRAME_SIZE: u32 = 2048;
+const FRAMES: u32 = 4096;
+const RING: u32 = 2048;
+
+/// How frames are sent (see the module documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    AfXdp,
+    XdpLive,
+}
+
+impl Engine {
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::AfXdp => "afxdp",
+            Engine::XdpLive => "xdp-live",
+        }
+    }
+}
+
+/// What to send and from where.
+#[derive(Debug, Clone)]
+pub struct GenConfig {
+    pub engine: Engine,
+    /// Network namespace (`/run/netns/NAME`) the generator thread enters first.
+    pub netns: Option<String>,
+    pub ifname: String,
+    pub queue: u32,
+    /// Core the thread is pinned to.
+    pub core: Option<usize>,
+    pub src_mac: [u8; 6],
+    pub dst_mac: [u8; 6],
+    pub src_ip: Ipv4Addr,
+    pub dst_ip: Ipv4Addr,
+    /// Source ports `first_src_port ..` (`flows` of them), one flow each: in turn with
+    /// AF_XDP, at random with XDP live frames (rounded up to a power of two there).
+    pub first_src_port: u16,
+    pub flows: u16,
+    pub dst_port: u16,
+    /// Frame length without FCS (64: the minimum Ethernet frame).
+    pub frame_len: usize,
+    /// Frames per kick (AF_XDP) or per run of the program (live frames, at most 256).
+    pub batch: usize,
+    /// Live frames: threads (on the same core). Each BPF_PROG_RUN call ends with an RCU
+    /// grace period (~20 ms, page pool teardown) during which another thread sends, so
+    /// the link never pauses. AF_XDP: always one.
+    pub threads: usize,
+}
+
+impl GenConfig {
+    /// 64-byte UDP frames, 256 flows, batch 64, XDP live frames.
+    pub fn udp64(
+        ifname: &str,
+        src_mac: [u8; 6],
+        dst_mac: [u8; 6],
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+    ) -> Self {
+        GenConfig {
+            engine: Engine::XdpLive,
+            netns: None,
+            ifname: ifname.to_string(),
+            queue: 0,
+            core: None,
+            src_mac,
+            dst_mac,
+            src_ip: src,
+            dst_ip: dst,
+            first_src_port: 10_000,
+            flows: 256,
+            dst_port: 9,
+            frame_len: 64,
+            batch: 64,
+            threads: 2,
+        }
+    }
+}
+
+/// An Ethernet + IPv4 (TTL 64, DF, header checksum) + UDP (checksum 0) frame of
+/// `cfg.frame_len` bytes from source port `src_port`; the payload is zeros.
+pub fn udp4_frame(cfg: &GenConfig, src_port: u16) -> Vec<u8> {
+    let len = cfg.frame_len.max(14 + 20 + 8);
+    let mut f = vec![0u8; len];
+    f[0..6].copy_from_slice(&cfg.dst_mac);
+    f[6..12].copy_from_slice(&cfg.src_mac);
+    f[12..14].copy_from_slice(&[0x08, 0x00]);
+    let ip_len = (len - 14) as u16;
+    f[14] = 0x45;
+    f[16..18].copy_from_slice(&ip_len.to_be_bytes());
+    f[20] = 0x40; // DF
+    f[22] = 64; // TTL
+    f[23] = 17; // UDP
+    f[26..30].copy_from_slice(&cfg.src_ip.octets());
+    f[30..34].copy_from_slice(&cfg.dst_ip.octets());
+    let c = encap::rewrite::ipv4_checksum(&f[14..34]);
+    f[24..26].copy_from_slice(&c.to_be_bytes());
+    f[34..36].copy_from_slice(&src_port.to_be_bytes());
+    f[36..38].copy_from_slice(&cfg.dst_port.to_be_bytes());
+    f[38..40].copy_from_slice(&(ip_len - 20).to_be_bytes());
+    f
+}
+
+/// What the generator did, when stopped.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GenStats {
+    /// Frames offered to the link: AF_XDP frames the kernel took off the TX ring
+    /// (completed); live frames the program ran on (XDP_TX; the receiver may still drop).
+    pub sent: u64,
+    /// System calls: sendto() kicks, or BPF_PROG_RUN calls.
+    pub calls: u64,
+    /// AF_XDP: whether XDP_MAX_TX_SKB_BUDGET took (else 32 frames per kick at most).
+    pub budget_raised: bool,
+}
+
+/// A running generator thread.
+pub struct Generator {
+    stop: Arc<AtomicBool>,
+    sent: Arc<AtomicU64>,
+    handles: Vec<JoinHandle<io::Result<GenStats>>>,
+}
+
+impl Generator {
+    /// Start sending. Returns once every thread is ready (or with the first setup error).
+    pub fn start(cfg: GenConfig) -> io::Result<Generator> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let sent = Arc::new(AtomicU64::new(0));
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let threads = match cfg.engine {
+            Engine::AfXdp => 1,
+            Engine::XdpLive => cfg.threads.max(1),
+        };
+        let mut gen = Generator {
+            stop,
+            sent,
+            handles: Vec::new(),
+        };
+        for i in 0..threads {
+            let (s, c, r, cfg) = (
+                gen.stop.clone(),
+                gen.sent.clone(),
+                ready_tx.clone(),
+                cfg.clone(),
+            );
+            gen.handles.push(
+                std::thread::Builder::new()
+                    .name(format!("pktgen-{i}"))
+                    .spawn(move || run(cfg, &s, &c, r))?,
+            );
+        }
+        drop(ready_tx);
+        for _ in 0..threads {
+            match ready_rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    let _ = gen.finish();
+                    return Err(e);
+                }
+                Err(_) => {
+                    return Err(gen
+                        .finish()
+                        .err()
+                        .unwrap_or_else(|| io::Error::other("a generator thread exited at start")))
+                }
+            }
+        }
+        Ok(gen)
+    }
+
+    /// Frames sent so far (AF_XDP: updated every loop; live frames: per run of the
+    /// program, so in steps of up to a few hundred thousand).
+    pub fn sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+    }
+
+    /// Stop and return the totals.
+    pub fn stop(mut self) -> io::Result<GenStats> {
+        self.finish()
+    }
+
+    fn finish(&mut self) -> io::Result<GenStats> {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut total = GenStats::default();
+        let mut failure = None;
+        for h in self.handles.drain(..) {
+            match h.join() {
+                Ok(Ok(s)) => {
+                    total.sent += s.sent;
+                    total.calls += s.calls;
+                    total.budget_raised |= s.budget_raised;
+                }
+                Ok(Err(e)) => failure = failure.or(Some(e)),
+                Err(_) => {
+                    failure = failure.or(Some(io::Error::other("a generator thread panicked")))
+                }
+            }
+        }
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(total),
+        }
+    }
+}
+
+impl Drop for Generator {
+    fn drop(&mut self) {
+        let _ = self.finish();
+    }
+}
+
+fn other<E: std::fmt::Debug>(what: &str, e: E) -> io::Error {
+    io::Error::other(format!("{what}: {e:?}"))
+}
+
+fn run(
+    cfg: GenConfig,
+    stop: &AtomicBool,
+    sent: &AtomicU64,
+    ready: mpsc::Sender<io::Result<()>>,
+) -> io::Result<GenStats> {
+    if let Err(e) = place(&cfg) {
+        let _ = ready.send(Err(e));
+        return Ok(GenStats::default());
+    }
+    match cfg.engine {
+        Engine::AfXdp => run_afxdp(cfg, stop, sent, ready),
+        Engine::XdpLive => run_live(cfg, stop, sent, ready),
+    }
+}
+
+/// Frames per BPF_PROG_RUN call: tens of milliseconds of sending (stop is noticed within
+/// that), against the ~20 ms grace period each call ends with.
+const LIVE_CHUNK: u32 = 256 * 1024;
+
+fn run_live(
+    cfg: GenConfig,
+    stop: &AtomicBool,
+    sent: &AtomicU64,
+    ready: mpsc::Sender<io::Result<()>>,
+) -> io::Result<GenStats> {
+    let what = format!("live-frames generator on {}", cfg.ifname);
+    let frame = udp4_frame(&cfg, cfg.first_src_port);
+    let mask = (u32::from(cfg.flows.max(1)).next_power_of_two() - 1) as u16;
+    let setup = (|| {
+        let prog = crate::bpf::load_xdp(
+            c"fwb_pktgen",
+            &crate::bpf::live_tx_prog(&frame, cfg.first_src_port, mask),
+        )?;
+        let ifindex = crate::bpf::ifindex(&cfg.ifname)?;
+        Ok::<_, io::Error>((prog, ifindex))
+    })();
+    let (prog, ifindex) = match setup {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = ready.send(Err(io::Error::new(e.kind(), format!("{what}: {e}"))));
+            return Ok(GenStats::default());
+        }
+    };
+    // The kernel wants data_end = the frame's length (and data = data_meta = 0).
+    let ctx = libbpf_sys::xdp_md {
+        data_end: frame.len() as u32,
+        ingress_ifindex: ifindex,
+        rx_queue_index: cfg.queue,
+        ..Default::default()
+    };
+    let batch = cfg.batch.clamp(1, 256) as u32;
+    let mut stats = GenStats::default();
+    let mut first = true;
+    loop {
+        let repeat = if first { 1 } else { LIVE_CHUNK };
+        let mut opts = libbpf_sys::bpf_test_run_opts {
+            sz: std::mem::size_of::<libbpf_sys::bpf_test_run_opts>() as libbpf_sys::size_t,
+            data_in: frame.as_ptr().cast(),
+            data_size_in: frame.len() as u32,
+            ctx_in: (&ctx as *const libbpf_sys::xdp_md).cast(),
+            ctx_size_in: std::mem::size_of::<libbpf_sys::xdp_md>() as u32,
+            repeat: repeat as libc::c_int,
+            flags: libbpf_sys::BPF_F_TEST_XDP_LIVE_FRAMES,
+            batch_size: batch,
+            ..Default::default()
+        };
+        // SAFETY: a loaded XDP program; `frame` and `ctx` outlive the call; no output
+        // buffers (live frames have none).
+        let r = unsafe { libbpf_sys::bpf_prog_test_run_opts(prog.as_raw_fd(), &mut opts) };
+        stats.calls += 1;
+        if r < 0 && -r != libc::EINTR {
+            let e = io::Error::from_raw_os_error(-r);
+            let e = io::Error::new(e.kind(), format!("{what}: BPF_PROG_RUN (live frames): {e}"));
+            if first {
+                let _ = ready.send(Err(e));
+                return Ok(stats);
+            }
+            return Err(e);
+        }
+        if r == 0 {
+            stats.sent += u64::from(repeat);
+            sent.fetch_add(u64::from(repeat), Ordering::Relaxed);
+        }
+        if first {
+            first = false;
+            let _ = ready.send(Ok(()));
+        }
+        if stop.load(Ordering::Relaxed) {
+            return Ok(stats);
+        }
+    }
+}
+
+fn run_afxdp(
+    cfg: GenConfig,
+    stop: &AtomicBool,
+    sent: &AtomicU64,
+    ready: mpsc::Sender<io::Result<()>>,
+) -> io::Result<GenStats> {
+    let setup = setup(&cfg);
+    let (umem, mut tx, mut cq, mut free, budget_raised) = match setup {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return Ok(GenStats::default());
+        }
+    };
+    let _ = ready.send(Ok(()));
+    let len = cfg.frame_len;
+    let batch = cfg.batch.clamp(1, RING as usize);
+    let mut done = vec![FrameDesc::default(); RING as usize];
+    let mut stats = GenStats {
+        budget_raised,
+        ..Default::default()
+    };
+    let mut outstanding = 0usize;
+    while !stop.load(Ordering::Relaxed) {
+        // SAFETY: completed descriptors are frames of `umem`, ours again.
+        let n = unsafe { cq.consume(&mut done) };
+        if n > 0 {
+            for d in &mut done[..n] {
+                // The completion ring reports no length: restore it (contents are intact).
+                // SAFETY: we own the frame.
+                unsafe { umem.data_mut(d).cursor().set_pos(len) };
+            }
+            free.extend(&done[..n]);
+            outstanding -= n;
+            stats.sent += n as u64;
+            sent.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        if free.len() >= batch {
+            let slice = &free.as_slices().0[..batch.min(free.as_slices().0.len())];
+            // SAFETY: free descriptors are frames of `umem` that we own, with their length set.
+            let k = unsafe { tx.produce(slice) };
+            free.drain(..k);
+            outstanding += k;
+        }
+        if outstanding > 0 {
+            // ENOBUFS / EAGAIN / EBUSY (the peer's queue is full) are not errors.
+            tx.wakeup()
+                .map_err(|e| io::Error::new(e.kind(), format!("TX kick on {}: {e}", cfg.ifname)))?;
+            stats.calls += 1;
+        }
+    }
+    drop(umem);
+    Ok(stats)
+}
+
+type Setup = (
+    Umem,
+    xsk_rs::TxQueue,
+    xsk_rs::CompQueue,
+    VecDeque<FrameDesc>,
+    bool,
+);
+
+/// Move the calling thread into the generator's namespace and onto its core.
+fn place(cfg: &GenConfig) -> io::Result<()> {
+    if let Some(ns) = &cfg.netns {
+        crate::netns::enter(ns)?;
+    }
+    if let Some(core) = cfg.core {
+        if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
+            return Err(io::Error::other(format!(
+                "cannot pin the generator to core {core}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn setup(cfg: &GenConfig) -> io::Result<Setup> {
+    place(cfg)?;
+    let what = format!("generator on {} queue {}", cfg.ifname, cfg.queue);
+    if cfg.frame_len > (FRAME_SIZE - 256) as usize {
+        return Err(io::Error::other(format!(
+            "{what}: frames of {} B do not fit ({} B at most)",
+            cfg.frame_len,
+            FRAME_SIZE - 256
+        )));
+    }
+    let ucfg = UmemConfig::builder()
+        .frame_size(FrameSize::new(FRAME_SIZE).map_err(|e| other(&what, e))?)
+        .fill_queue_size(QueueSize::new(RING).map_err(|e| other(&what, e))?)
+        .comp_queue_size(QueueSize::new(FRAMES).map_err(|e| other(&what, e))?)
+        .build()
+        .map_err(|e| other(&what, e))?;
+    let (umem, descs) = Umem::new(ucfg, NonZeroU32::new(FRAMES).unwrap(), false)
+        .map_err(|e| io::Error::other(format!("{what}: UMEM: {e}")))?;
+    let iface: Interface = cfg
+        .ifname
+        .parse()
+        .map_err(|_| io::Error::other(format!("{what}: bad interface name")))?;
+    let scfg = SocketConfig::builder()
+        .rx_queue_size(QueueSize::new(64).map_err(|e| other(&what, e))?)
+        .tx_queue_size(QueueSize::new(RING).map_err(|e| other(&what, e))?)
+        .libxdp_flags(LibxdpFlags::XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD)
+        .bind_flags(BindFlags::XDP_COPY)
+        .build();
+    // A queue released by a socket that just closed can be busy for a second or two.
+    let mut tries = 0;
+    let (tx, _rx, rings) = loop {
+        // SAFETY: the only socket on this UMEM; no XDP program is loaded (INHIBIT_PROG_LOAD).
+        match unsafe { Socket::new(scfg, &umem, &iface, cfg.queue) } {
+            Ok(s) => break s,
+            Err(e) if tries < 20 && format!("{e:?}").contains("Busy") => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(e) => return Err(io::Error::other(format!("{what}: AF_XDP socket: {e}"))),
+        }
+    };
+    let (_fq, cq) =
+        rings.ok_or_else(|| io::Error::other(format!("{what}: no fill/completion rings")))?;
+    let budget: libc::c_int = cfg.batch.clamp(32, RING as usize) as libc::c_int;
+    // SAFETY: a plain int option on a socket we own; failure is handled.
+    let budget_raised = unsafe {
+        libc::setsockopt(
+            tx.fd().as_raw_fd(),
+            SOL_XDP,
+            XDP_MAX_TX_SKB_BUDGET,
+            (&budget as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    } == 0;
+    let mut free = VecDeque::with_capacity(FRAMES as usize);
+    for (i, mut d) in descs.into_iter().enumerate() {
+        let port = cfg
+            .first_src_port
+            .wrapping_add((i % cfg.flows.max(1) as usize) as u16);
+        let frame = udp4_frame(cfg, port);
+        // SAFETY: a fresh frame of this UMEM that nothing else uses yet.
+        unsafe {
+            let mut data = umem.data_mut(&mut d);
+            let mut cursor = data.cursor();
+            cursor.set_pos(0);
+            cursor
+                .write_all(&frame)
+                .map_err(|e| io::Error::new(e.kind(), format!("{what}: writing a frame: {e}")))?;
+        }
+        free.push_back(d);
+    }
+    Ok((umem, tx, cq, free, budget_raised))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn udp_frames_are_64_bytes_with_a_valid_ipv4_header() {
+        let cfg = GenConfig::udp64(
+            "x",
+            [2, 0, 0, 0, 0, 1],
+            [2, 0, 0, 0, 0, 2],
+            Ipv4Addr::new(10, 99, 0, 254),
+            Ipv4Addr::new(10, 244, 1, 2),
+        );
+        let f = udp4_frame(&cfg, 10_007);
+        assert_eq!(f.len(), 64);
+        assert_eq!(&f[0..6], &[2, 0, 0, 0, 0, 2]);
+        assert_eq!(&f[12..14], &[0x08, 0x00]);
+        assert_eq!(u16::from_be_bytes([f[16], f[17]]), 50);
+        assert_eq!(f[22], 64);
+        assert_eq!(&f[30..34], &[10, 244, 1, 2]);
+        // A header with its checksum sums to 0xffff.
+        let sum = f[14..34]
+            .chunks(2)
+            .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+            .sum::<u32>();
+        assert_eq!((sum & 0xffff) + (sum >> 16), 0xffff);
+        assert_eq!(u16::from_be_bytes([f[34], f[35]]), 10_007);
+        assert_eq!(u16::from_be_bytes([f[38], f[39]]), 30);
+    }
+}
