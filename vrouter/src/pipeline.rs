@@ -156,6 +156,8 @@ impl Pipeline {
     }
 
     /// Remember the MAC of the pod on `port` (once per ARP / ND frame, not per packet).
+    #[cold]
+    #[inline(never)]
     fn learn_pod_mac(&self, port: PortId, frame: &[u8]) {
         let Some(Some(nh)) = self.pod_nexthops.get(port.0 as usize) else {
             return;
@@ -338,6 +340,8 @@ impl Pipeline {
     /// Replace a dropped packet by the ICMP error for its sender, if allowed. A packet
     /// too big for its egress port gets frag-needed (IPv4 with DF set) or packet-too-big
     /// (IPv6) with that port's MTU (IPv4 without DF is fragmented instead).
+    #[cold]
+    #[inline(never)]
     fn icmp_error(
         &mut self,
         frame: &mut [u8],
@@ -395,31 +399,63 @@ impl Pipeline {
             return Action::Drop(DropReason::Unresolved);
         };
         let len = len.min(frame.len());
-        let too_big = len.saturating_sub(ETH_HDR_LEN) > out.mtu as usize;
-        // IPv6 is never fragmented by routers; IPv4 only when DF is clear.
-        if too_big && (v6 || frame.get(ETH_HDR_LEN + 6).is_none_or(|f| f & 0x40 != 0)) {
-            return Action::Drop(DropReason::TooBig);
+        if len.saturating_sub(ETH_HDR_LEN) > out.mtu as usize {
+            return oversize(frame, len, v6, port, mac, out);
         }
-        let ip = &mut frame[ETH_HDR_LEN..len];
-        let hop = if v6 {
-            rewrite::ipv6_decrement_hop_limit(ip)
-        } else {
-            rewrite::ipv4_decrement_ttl(ip)
-        };
-        match hop {
-            Hop::Forward => {}
-            Hop::Expired => return Action::Drop(DropReason::TtlExpired),
-            Hop::Truncated => return Action::Drop(DropReason::Malformed),
+        match rewrite_hop(frame, len, v6, mac, out.mac) {
+            Ok(()) => Action::Tx { port, len },
+            Err(why) => Action::Drop(why),
         }
-        rewrite::set_eth_addrs(frame, mac, out.mac);
-        if too_big {
-            return Action::Fragment {
-                port,
-                len,
-                mtu: out.mtu,
-            };
-        }
-        Action::Tx { port, len }
+    }
+}
+
+/// TTL / hop limit and MACs of a packet leaving for `dst_mac` from `src_mac`.
+#[inline(always)]
+fn rewrite_hop(
+    frame: &mut [u8],
+    len: usize,
+    v6: bool,
+    dst_mac: [u8; 6],
+    src_mac: [u8; 6],
+) -> Result<(), DropReason> {
+    let ip = &mut frame[ETH_HDR_LEN..len];
+    let hop = if v6 {
+        rewrite::ipv6_decrement_hop_limit(ip)
+    } else {
+        rewrite::ipv4_decrement_ttl(ip)
+    };
+    match hop {
+        Hop::Forward => {}
+        Hop::Expired => return Err(DropReason::TtlExpired),
+        Hop::Truncated => return Err(DropReason::Malformed),
+    }
+    rewrite::set_eth_addrs(frame, dst_mac, src_mac);
+    Ok(())
+}
+
+/// A packet larger than its egress MTU (the rare path, kept out of the loop): IPv6 and
+/// IPv4 with DF are dropped (frag-needed / packet-too-big follow); IPv4 without DF is
+/// rewritten and left to the backend to fragment.
+#[cold]
+#[inline(never)]
+fn oversize(
+    frame: &mut [u8],
+    len: usize,
+    v6: bool,
+    port: PortId,
+    mac: [u8; 6],
+    out: &Port,
+) -> Action {
+    if v6 || frame.get(ETH_HDR_LEN + 6).is_none_or(|f| f & 0x40 != 0) {
+        return Action::Drop(DropReason::TooBig);
+    }
+    match rewrite_hop(frame, len, v6, mac, out.mac) {
+        Ok(()) => Action::Fragment {
+            port,
+            len,
+            mtu: out.mtu,
+        },
+        Err(why) => Action::Drop(why),
     }
 }
 

@@ -621,3 +621,13 @@ fn a_pods_link_local_and_multicast_ipv6_is_never_routed() {
     let (actions, _) = run(&mut n, POD_A, &frames);
     assert_eq!(actions, vec![Action::Drop(DropReason::NotForUs); 2]);
 }
+
+#[test]
+fn action_is_two_words() {
+    // Returned in registers and 64 of them per burst: keep it small.
+    assert!(
+        std::mem::size_of::<Action>() <= 16,
+        "{}",
+        std::mem::size_of::<Action>()
+    );
+}
