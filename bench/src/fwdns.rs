@@ -79,8 +79,10 @@ impl XdpMode {
 
 #[derive(Debug, Clone)]
 pub struct L3Options {
-    /// The vrouterd executable.
+    /// The vrouterd executable, and arguments to put first (fwdbench itself with
+    /// `--as-vrouterd` when no vrouterd binary is built).
     pub vrouterd: PathBuf,
+    pub vrouterd_args: Vec<String>,
     pub windows: usize,
     pub window: Duration,
     pub warmup: Duration,
@@ -445,6 +447,7 @@ mac = "{mac}"
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", self.dut.name()])
             .arg(&opts.vrouterd)
+            .args(&opts.vrouterd_args)
             .arg("--config")
             .arg(&config)
             .arg("--stats-file")

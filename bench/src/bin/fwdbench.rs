@@ -131,7 +131,15 @@ fn fail(code: i32, msg: &str) -> ! {
     std::process::exit(code);
 }
 
+/// First argument that makes fwdbench run as vrouterd (see `main`).
+const AS_VROUTERD: &str = "--as-vrouterd";
+
 fn main() {
+    if std::env::args_os().nth(1).is_some_and(|a| a == AS_VROUTERD) {
+        let rest = std::env::args_os().skip(2);
+        vrouter::cli::main_with_args(std::iter::once("vrouterd".into()).chain(rest));
+        return;
+    }
     let opts = Opts::parse();
     if opts.scenario != "l3" {
         fail(
@@ -155,12 +163,18 @@ fn main() {
     if !(opts.warmup_secs >= 0.1 && opts.warmup_secs <= 3600.0) {
         fail(2, "--warmup-secs must be between 0.1 and 3600");
     }
-    let vrouterd = match std::env::current_exe() {
-        Ok(exe) => exe.with_file_name("vrouterd"),
+    // The vrouterd next to us, or else ourselves in its place (`--as-vrouterd`: the same
+    // code, `vrouter::cli`), so `cargo run -p bench --bin fwdbench` alone works.
+    let (vrouterd, vrouterd_args) = match std::env::current_exe() {
+        Ok(exe) if exe.with_file_name("vrouterd").is_file() => {
+            (exe.with_file_name("vrouterd"), vec![])
+        }
+        Ok(exe) => (exe, vec![AS_VROUTERD.to_string()]),
         Err(e) => fail(1, &format!("cannot find our own executable: {e}")),
     };
     let l3 = L3Options {
         vrouterd,
+        vrouterd_args,
         windows: opts.windows,
         window: Duration::from_secs_f64(opts.window_secs),
         warmup: Duration::from_secs_f64(opts.warmup_secs),

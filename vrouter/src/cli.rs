@@ -1,0 +1,63 @@
+//! The `vrouterd` command line, as a function: the `vrouterd` binary is this, and
+//! `fwdbench` runs it in place of a missing vrouterd binary (`cargo run -p bench` builds
+//! only the bench crate's binaries).
+
+use crate::config::Config;
+use crate::daemon::{self, RunOptions};
+use clap::Parser;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(version, about = "Userspace AF_XDP virtual router, Calico-compatible")]
+struct Args {
+    /// TOML configuration (see configs/vrouter.toml).
+    #[arg(long)]
+    config: PathBuf,
+    /// Check the configuration and exit.
+    #[arg(long)]
+    check: bool,
+    /// Rewrite this JSON file with the counters every second.
+    #[arg(long)]
+    stats_file: Option<PathBuf>,
+}
+
+/// Run vrouterd with these arguments (the first is the program name); exits the process
+/// with 2 on a bad configuration and 1 when the daemon fails.
+pub fn main_with_args<I, T>(args: I)
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    let args = Args::parse_from(args);
+    let config = match Config::load(&args.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("vrouterd: {e}");
+            std::process::exit(2);
+        }
+    };
+    if args.check {
+        println!("{}: ok", args.config.display());
+        return;
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, stop.clone()).expect("signal handler");
+    }
+    let options = RunOptions {
+        stats_file: args.stats_file,
+    };
+    if let Err(e) = daemon::run(&config, &options, stop) {
+        eprintln!("vrouterd: {e}");
+        std::process::exit(1);
+    }
+}
