@@ -26,6 +26,7 @@ fn memio_reports_the_documented_keys() {
     let v = json_with_issue_keys(&out);
     assert_eq!(v["scenario"], "l3");
     assert!(v["memio_cycles_per_pkt"].as_f64().unwrap() > 0.0);
+    assert!(v["memio_worker_cycles_per_pkt"].as_f64().unwrap() > 0.0);
 }
 
 #[test]
