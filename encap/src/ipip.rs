@@ -1,0 +1,89 @@
+//! IP-in-IP as Calico's tunl0 speaks it (IPv4 in IPv4, protocol 4), and the IPv6 forms
+//! Calico refuses but we carry: IPv6 in IPv4 (protocol 41), IPv4 in IPv6 (next header
+//! 4) and IPv6 in IPv6 (41). The inner packet's Ethernet header is replaced by the outer
+//! Ethernet and IP headers, so encapsulation needs 20 (or 40) bytes of headroom. The
+//! outer IPv4 header carries DF when the inner packet forbids fragmentation (Linux's
+//! default pmtudisc), so path MTU discovery works through the tunnel.
+
+use crate::rewrite::ETH_HDR_LEN;
+use crate::tunnel::{inspect, read_outer, write_outer, DecapError, EncapError, OuterEth, Underlay};
+use std::net::IpAddr;
+use std::ops::Range;
+
+pub const PROTO_IPV4: u8 = 4;
+pub const PROTO_IPV6: u8 = 41;
+
+/// An IPIP tunnel toward one remote node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ipip {
+    pub underlay: Underlay,
+    pub eth: OuterEth,
+}
+
+impl Ipip {
+    /// Bytes added in front of the frame (the inner Ethernet header is reused).
+    pub fn overhead(&self) -> usize {
+        self.underlay.ip_len()
+    }
+
+    /// Encapsulate the Ethernet frame `buf[start..start + len]` in place; `ident` is the
+    /// outer IPv4 identification (a per-worker counter). Returns the new frame's range.
+    pub fn encapsulate(
+        &self,
+        buf: &mut [u8],
+        start: usize,
+        len: usize,
+        ident: u16,
+    ) -> Result<Range<usize>, EncapError> {
+        let over = self.overhead();
+        let inner = inspect(buf, start, len, over)?;
+        let proto = if inner.v6 { PROTO_IPV6 } else { PROTO_IPV4 };
+        let begin = start - over;
+        write_outer(
+            &mut buf[begin..],
+            &self.eth,
+            &self.underlay,
+            proto,
+            len - ETH_HDR_LEN,
+            inner.tos,
+            inner.df,
+            inner.flow_hash,
+            ident,
+        );
+        Ok(begin..start + len)
+    }
+}
+
+/// A decapsulated IPIP packet: where its inner IP packet is, which family, from whom.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decapsulated {
+    pub inner_ip: Range<usize>,
+    pub inner_v6: bool,
+    pub outer_src: IpAddr,
+}
+
+/// If `frame` is IP-in-IP (protocol 4 or 41, over IPv4 or IPv6), where its inner packet
+/// is. The caller writes an Ethernet header in the 14 bytes before `inner_ip` (they are
+/// the outer headers' last bytes) to forward it as a frame.
+pub fn decapsulate(frame: &[u8]) -> Result<Decapsulated, DecapError> {
+    let (proto, at, outer_src, payload) = read_outer(frame)?;
+    let inner_v6 = match proto {
+        PROTO_IPV4 => false,
+        PROTO_IPV6 => true,
+        _ => return Err(DecapError::NotTunnel),
+    };
+    let inner = &frame[at..at + payload];
+    let version_ok = match inner.first().map(|b| b >> 4) {
+        Some(4) => !inner_v6 && inner.len() >= 20,
+        Some(6) => inner_v6 && inner.len() >= 40,
+        _ => false,
+    };
+    if !version_ok {
+        return Err(DecapError::Malformed);
+    }
+    Ok(Decapsulated {
+        inner_ip: at..at + payload,
+        inner_v6,
+        outer_src,
+    })
+}

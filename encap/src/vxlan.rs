@@ -1,0 +1,152 @@
+//! VXLAN (RFC 7348) as Calico's vxlan.calico device speaks it: UDP 4789, VNI 4096, one
+//! VTEP per node whose MAC is 0x66 followed by sha1(node name)[0..5] ("-v6" appended to
+//! the name for the IPv6 VTEP). The inner Ethernet header carries the VTEP MACs.
+//!
+//! Encapsulation is in place: the outer headers (50 bytes over IPv4, 70 over IPv6) are
+//! written into the headroom before the frame. The outer UDP source port comes from
+//! the inner flow's hash (entropy for the underlay's ECMP, as Linux does) unless fixed;
+//! the UDP checksum is 0 over IPv4 (as Linux sends it) and computed over IPv6, where
+//! it is mandatory.
+
+use crate::flow;
+use crate::rewrite::{fold, sum16, ETH_HDR_LEN};
+use crate::tunnel::{inspect, read_outer, write_outer, DecapError, EncapError, OuterEth, Underlay};
+use sha1::{Digest, Sha1};
+use std::net::IpAddr;
+use std::ops::Range;
+
+pub const VXLAN_PORT: u16 = 4789;
+/// Calico's default VNI.
+pub const CALICO_VNI: u32 = 4096;
+const UDP_LEN: usize = 8;
+const VXLAN_LEN: usize = 8;
+
+/// Calico's VTEP MAC for a node: 0x66, then the first five bytes of sha1(name).
+pub fn vtep_mac(node_name: &str) -> [u8; 6] {
+    let d = Sha1::digest(node_name.as_bytes());
+    [0x66, d[0], d[1], d[2], d[3], d[4]]
+}
+
+/// Calico's IPv6 VTEP MAC: as `vtep_mac` of the name with "-v6" appended.
+pub fn vtep_mac_v6(node_name: &str) -> [u8; 6] {
+    vtep_mac(&format!("{node_name}-v6"))
+}
+
+/// The outer UDP source port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourcePort {
+    /// From the inner flow's hash (Linux's behaviour; spreads flows over underlay ECMP).
+    FlowHash,
+    /// Always this port (Calico VPP uses 4789).
+    Fixed(u16),
+}
+
+/// A VXLAN tunnel toward one remote VTEP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Vxlan {
+    pub vni: u32,
+    pub local_vtep_mac: [u8; 6],
+    pub remote_vtep_mac: [u8; 6],
+    pub underlay: Underlay,
+    pub eth: OuterEth,
+    pub source_port: SourcePort,
+}
+
+impl Vxlan {
+    /// Bytes added in front of the frame: outer Ethernet, IP, UDP and VXLAN headers.
+    pub fn overhead(&self) -> usize {
+        ETH_HDR_LEN + self.underlay.ip_len() + UDP_LEN + VXLAN_LEN
+    }
+
+    /// Encapsulate the Ethernet frame `buf[start..start + len]` (carrying IPv4 or IPv6)
+    /// in place, using the headroom before it; `ident` is the outer IPv4 identification
+    /// (a per-worker counter). Returns the new frame's range.
+    pub fn encapsulate(
+        &self,
+        buf: &mut [u8],
+        start: usize,
+        len: usize,
+        ident: u16,
+    ) -> Result<Range<usize>, EncapError> {
+        let over = self.overhead();
+        let inner = inspect(buf, start, len, over)?;
+        let (tos, hash) = (inner.tos, inner.flow_hash);
+        // The inner Ethernet header names the VTEPs.
+        buf[start..start + 6].copy_from_slice(&self.remote_vtep_mac);
+        buf[start + 6..start + 12].copy_from_slice(&self.local_vtep_mac);
+
+        let begin = start - over;
+        let udp_len = UDP_LEN + VXLAN_LEN + len;
+        let ip_at = begin + ETH_HDR_LEN;
+        // The outer packet may be fragmented by the underlay (Linux sends VXLAN without DF).
+        let hdr = write_outer(
+            &mut buf[begin..],
+            &self.eth,
+            &self.underlay,
+            17,
+            udp_len,
+            tos,
+            false,
+            hash,
+            ident,
+        );
+        let sport = match self.source_port {
+            SourcePort::FlowHash => flow::source_port(hash),
+            SourcePort::Fixed(p) => p,
+        };
+        let udp_at = begin + hdr;
+        let udp = &mut buf[udp_at..udp_at + UDP_LEN + VXLAN_LEN];
+        udp[0..2].copy_from_slice(&sport.to_be_bytes());
+        udp[2..4].copy_from_slice(&VXLAN_PORT.to_be_bytes());
+        udp[4..6].copy_from_slice(&(udp_len as u16).to_be_bytes());
+        udp[6..8].fill(0);
+        udp[8..12].copy_from_slice(&[0x08, 0, 0, 0]);
+        udp[12..16].copy_from_slice(&(self.vni << 8).to_be_bytes());
+        if let Underlay::V6 { .. } = self.underlay {
+            let ip = &buf[ip_at..ip_at + 40];
+            let pseudo = sum16(&ip[8..40]) + udp_len as u32 + 17;
+            let sum = !fold(pseudo + sum16(&buf[udp_at..udp_at + udp_len]));
+            // 0 means "no checksum": a computed 0 is sent as 0xffff (RFC 8200 §8.1).
+            let sum = if sum == 0 { 0xffff } else { sum };
+            buf[udp_at + 6..udp_at + 8].copy_from_slice(&sum.to_be_bytes());
+        }
+        Ok(begin..start + len)
+    }
+}
+
+/// A decapsulated VXLAN packet: where its inner Ethernet frame is, and from whom.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decapsulated {
+    pub vni: u32,
+    pub inner: Range<usize>,
+    pub outer_src: IpAddr,
+}
+
+/// If `frame` is VXLAN (UDP 4789) with VNI `vni`, where its inner frame is.
+pub fn decapsulate(frame: &[u8], vni: u32) -> Result<Decapsulated, DecapError> {
+    let (proto, at, outer_src, payload) = read_outer(frame)?;
+    if proto != 17 {
+        return Err(DecapError::NotTunnel);
+    }
+    if payload < UDP_LEN {
+        return Err(DecapError::Malformed);
+    }
+    let udp = &frame[at..at + payload];
+    if u16::from_be_bytes([udp[2], udp[3]]) != VXLAN_PORT {
+        return Err(DecapError::NotTunnel);
+    }
+    let udp_len = u16::from_be_bytes([udp[4], udp[5]]) as usize;
+    if udp_len < UDP_LEN + VXLAN_LEN + ETH_HDR_LEN || udp_len > payload {
+        return Err(DecapError::Malformed);
+    }
+    let got = u32::from_be_bytes(udp[12..16].try_into().unwrap()) >> 8;
+    if udp[8] & 0x08 == 0 || got != vni {
+        return Err(DecapError::WrongVni);
+    }
+    let inner = at + UDP_LEN + VXLAN_LEN..at + udp_len;
+    Ok(Decapsulated {
+        vni: got,
+        inner,
+        outer_src,
+    })
+}
