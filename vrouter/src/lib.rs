@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod counters;
 pub mod daemon;
+pub mod ecmp;
 pub mod icmp;
 pub mod io;
 pub mod nd;
