@@ -27,10 +27,14 @@ pub enum DropReason {
     NotForUs,
     /// Larger than the egress port's MTU (frag-needed / packet-too-big sent if allowed).
     TooBig,
+    /// A tunnel packet to the node whose inner packet is not for our pools (no relay).
+    NotOurPool,
+    /// A tunnel packet to the node that is malformed or carries another VNI.
+    BadTunnel,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 9] = [
+    pub const ALL: [DropReason; 11] = [
         DropReason::Malformed,
         DropReason::NoRoute,
         DropReason::TtlExpired,
@@ -40,6 +44,8 @@ impl DropReason {
         DropReason::Unsupported,
         DropReason::NotForUs,
         DropReason::TooBig,
+        DropReason::NotOurPool,
+        DropReason::BadTunnel,
     ];
 
     pub fn name(self) -> &'static str {
@@ -53,6 +59,8 @@ impl DropReason {
             DropReason::Unsupported => "unsupported",
             DropReason::NotForUs => "not_for_us",
             DropReason::TooBig => "too_big",
+            DropReason::NotOurPool => "not_our_pool",
+            DropReason::BadTunnel => "bad_tunnel",
         }
     }
 }
@@ -72,6 +80,8 @@ pub struct Tally {
     pub held: u64,
     /// IPv4 packets (DF clear) sent as fragments because the egress MTU was smaller.
     pub fragmented: u64,
+    /// Tunnel packets to the node unwrapped (their inner packets then count as usual).
+    pub decapsulated: u64,
     pub drops: [u64; N_DROPS],
 }
 
@@ -96,6 +106,7 @@ pub struct WorkerCounters {
     icmp_errors: AtomicU64,
     held: AtomicU64,
     fragmented: AtomicU64,
+    decapsulated: AtomicU64,
     drops: [AtomicU64; N_DROPS],
 }
 
@@ -150,6 +161,7 @@ impl Counters {
         add(&c.icmp_errors, t.icmp_errors);
         add(&c.held, t.held);
         add(&c.fragmented, t.fragmented);
+        add(&c.decapsulated, t.decapsulated);
         for (a, v) in c.drops.iter().zip(t.drops) {
             add(a, v);
         }
@@ -166,6 +178,7 @@ impl Counters {
             t.icmp_errors += c.icmp_errors.load(Ordering::Relaxed);
             t.held += c.held.load(Ordering::Relaxed);
             t.fragmented += c.fragmented.load(Ordering::Relaxed);
+            t.decapsulated += c.decapsulated.load(Ordering::Relaxed);
             for (s, a) in t.drops.iter_mut().zip(c.drops.iter()) {
                 *s += a.load(Ordering::Relaxed);
             }

@@ -558,6 +558,7 @@ pub fn stats_json(counters: &Counters, plan: &Plan, nexthops: &NextHopTable) -> 
         "icmp_errors": t.icmp_errors,
         "held": t.held,
         "fragmented": t.fragmented,
+        "decapsulated": t.decapsulated,
         "drops": drops,
         "backend": backend,
         "endpoints": endpoints,

@@ -16,5 +16,6 @@ pub mod nd;
 pub mod neigh;
 pub mod nexthop;
 pub mod pipeline;
+pub mod tunnel;
 pub mod worker;
 pub mod xdp;

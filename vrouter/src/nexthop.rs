@@ -18,10 +18,14 @@ pub enum Adjacency {
     Incomplete,
     /// An unused address of our own block: drop, never send back out.
     Blackhole,
+    /// Encapsulate toward a remote node through tunnel `id` (see `tunnel`).
+    Tunnel { id: u32 },
 }
 
 const INCOMPLETE: u64 = u64::MAX;
 const BLACKHOLE: u64 = u64::MAX - 1;
+/// Tunnels: port field 0xfffe, tunnel id in the low 32 bits.
+const TUNNEL_PORT: u64 = 0xfffe;
 /// Ports 0xfffe and 0xffff would collide with the markers above.
 pub const MAX_PORT: u16 = 0xfffd;
 
@@ -35,6 +39,7 @@ fn encode(a: Adjacency) -> u64 {
         }
         Adjacency::Incomplete => INCOMPLETE,
         Adjacency::Blackhole => BLACKHOLE,
+        Adjacency::Tunnel { id } => TUNNEL_PORT << 48 | id as u64,
     }
 }
 
@@ -42,6 +47,7 @@ fn decode(v: u64) -> Adjacency {
     match v {
         INCOMPLETE => Adjacency::Incomplete,
         BLACKHOLE => Adjacency::Blackhole,
+        _ if v >> 48 == TUNNEL_PORT => Adjacency::Tunnel { id: v as u32 },
         _ => {
             let b = v.to_be_bytes();
             Adjacency::Forward {
@@ -194,6 +200,15 @@ mod tests {
         fn encode_decode_round_trip(port in 0..=MAX_PORT, mac in any::<[u8; 6]>()) {
             let a = Adjacency::Forward { port: PortId(port), mac };
             prop_assert_eq!(decode(encode(a)), a);
+        }
+
+        #[test]
+        fn tunnels_round_trip_and_differ_from_every_forward(id in any::<u32>(), port in 0..=MAX_PORT, mac in any::<[u8; 6]>()) {
+            let t = Adjacency::Tunnel { id };
+            prop_assert_eq!(decode(encode(t)), t);
+            prop_assert_ne!(encode(t), encode(Adjacency::Forward { port: PortId(port), mac }));
+            prop_assert_ne!(encode(t), INCOMPLETE);
+            prop_assert_ne!(encode(t), BLACKHOLE);
         }
     }
 }

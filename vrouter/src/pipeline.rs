@@ -11,7 +11,9 @@ use crate::counters::{Counters, DropReason, Tally};
 use crate::icmp::{self, IcmpError, RateLimit};
 use crate::nd::{self, NdOutcome, POD_GATEWAY_V6};
 use crate::nexthop::{Adjacency, NextHopTable, PortId};
+use crate::tunnel::{Overlay, TunnelTable};
 use encap::rewrite::{self, Hop, ETH_HDR_LEN};
+use encap::tunnel::{DecapError, OuterEth};
 use fib::{Reader4, Reader6};
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
@@ -76,6 +78,11 @@ pub struct Pipeline {
     /// Per port: the next hop of the pod behind it, learnt from the source MAC of the
     /// pod's ARP / ND (a pod always asks for its gateway before it sends).
     pod_nexthops: Vec<Option<u32>>,
+    /// Tunnels toward remote nodes, and what we decapsulate (none: plain routing only).
+    tunnels: Option<Arc<TunnelTable>>,
+    overlay: Option<Overlay>,
+    /// Outer IPv4 identification of the next encapsulated packet.
+    ident: u16,
 }
 
 /// Where ICMP errors come from, and how many may be sent.
@@ -103,7 +110,18 @@ impl Pipeline {
             worker,
             icmp: None,
             pod_nexthops: Vec::new(),
+            tunnels: None,
+            overlay: None,
+            ident: 0,
         }
+    }
+
+    /// Encapsulate toward `tunnels` (next hops that are `Adjacency::Tunnel`), and
+    /// decapsulate tunnel packets arriving on the uplink for `overlay`.
+    pub fn with_overlay(mut self, tunnels: Arc<TunnelTable>, overlay: Overlay) -> Pipeline {
+        self.tunnels = Some(tunnels);
+        self.overlay = Some(overlay);
+        self
     }
 
     /// Learn pods' MACs: `by_port[p]` is the next hop to point at port `p` and the
@@ -210,9 +228,26 @@ impl Pipeline {
         let mut keys6 = [0u128; BURST];
         let mut slot6 = [0u8; BURST];
         let (mut n4, mut n6) = (0, 0);
+        // Lengths as the pipeline sees them (a decapsulated frame is shorter).
+        let mut lens_now = [0usize; BURST];
         for i in 0..n {
-            let len = lens[i].min(frames[i].len());
+            let mut len = lens[i].min(frames[i].len());
             let frame = &mut *frames[i];
+            if !from_pod && self.overlay.is_some() {
+                match self.decapsulate(frame, len) {
+                    Decap::NotTunnel => {}
+                    Decap::Inner(inner) => {
+                        tally.decapsulated += 1;
+                        len = inner;
+                    }
+                    Decap::Drop(why) => {
+                        lens_now[i] = len;
+                        actions[i] = Action::Drop(why);
+                        continue;
+                    }
+                }
+            }
+            lens_now[i] = len;
             actions[i] = match ethertype(&frame[..len]) {
                 Some(0x0800) => match ipv4_addrs(&frame[ETH_HDR_LEN..len]) {
                     None => Action::Drop(DropReason::Malformed),
@@ -310,10 +345,10 @@ impl Pipeline {
             .map(|(&i, &nh)| (i, nh, true));
         for (i, nh, v6) in v4.chain(v6) {
             let i = i as usize;
-            actions[i] = match self.forward(&mut *frames[i], lens[i], nh, v6, from_pod) {
+            actions[i] = match self.forward(&mut *frames[i], lens_now[i], nh, v6, from_pod) {
                 Action::Drop(
                     why @ (DropReason::TtlExpired | DropReason::NoRoute | DropReason::TooBig),
-                ) => match self.icmp_error(&mut *frames[i], lens[i], why, v6, rx, nh) {
+                ) => match self.icmp_error(&mut *frames[i], lens_now[i], why, v6, rx, nh) {
                     Some(action) => {
                         tally.drop(why);
                         tally.icmp_errors += 1;
@@ -351,23 +386,21 @@ impl Pipeline {
         rx: PortId,
         nh: u32,
     ) -> Option<Action> {
-        let src = self.icmp.as_mut()?;
+        self.icmp.as_ref()?;
         let kind = match why {
             DropReason::TtlExpired => IcmpError::TimeExceeded,
             DropReason::TooBig => {
                 if !v6 && frame.get(ETH_HDR_LEN + 6)? & 0x40 == 0 {
                     return None;
                 }
-                let Some(Adjacency::Forward { port, .. }) = self.nexthops.get(nh) else {
-                    return None;
-                };
                 IcmpError::TooBig {
-                    mtu: self.ports.get(port.0 as usize)?.mtu,
+                    mtu: self.egress_mtu(nh)?,
                 }
             }
             _ => IcmpError::NoRoute,
         };
         let mac = self.ports.get(rx.0 as usize)?.mac;
+        let src = self.icmp.as_mut()?;
         if !src.limit.allow() {
             return None;
         }
@@ -379,8 +412,132 @@ impl Pipeline {
         Some(Action::Tx { port: rx, len })
     }
 
+    /// The largest inner packet next hop `nh` carries (a tunnel's overhead taken off).
+    fn egress_mtu(&self, nh: u32) -> Option<u16> {
+        match self.nexthops.get(nh)? {
+            Adjacency::Forward { port, .. } => Some(self.ports.get(port.0 as usize)?.mtu),
+            Adjacency::Tunnel { id } => {
+                let t = self.tunnels.as_ref()?.get(id)?;
+                let Adjacency::Forward { port, .. } = self.nexthops.get(t.underlay_nh)? else {
+                    return None;
+                };
+                let mtu = self.ports.get(port.0 as usize)?.mtu as usize;
+                // VXLAN adds outer Ethernet (not in the MTU) and carries the inner one (in
+                // it): either way the inner packet loses exactly the overhead; IPIP
+                // replaces the Ethernet header and adds the outer IP header.
+                Some(mtu.saturating_sub(t.encap.overhead()) as u16)
+            }
+            _ => None,
+        }
+    }
+
+    /// Send toward a remote node through tunnel `id`: hop limit, then the frame moves
+    /// up by the tunnel's overhead and the outer headers go in front (xsk-rs does not let
+    /// a descriptor start earlier in its frame, so the headroom is made by a move).
+    #[inline(never)]
+    fn encapsulate(&mut self, frame: &mut [u8], len: usize, nh: u32, id: u32, v6: bool) -> Action {
+        let Some(t) = self.tunnels.as_ref().and_then(|t| t.get(id)).copied() else {
+            return Action::Drop(DropReason::Unresolved);
+        };
+        let (port, mac) = match self.nexthops.get(t.underlay_nh) {
+            Some(Adjacency::Forward { port, mac }) => (port, mac),
+            Some(Adjacency::Incomplete) => return Action::Hold { nh, len },
+            _ => return Action::Drop(DropReason::Unresolved),
+        };
+        let Some(out) = self.ports.get(port.0 as usize) else {
+            return Action::Drop(DropReason::Unresolved);
+        };
+        let over = t.encap.overhead();
+        let len = len.min(frame.len());
+        let mtu = self.egress_mtu(nh).unwrap_or(0) as usize;
+        if len.saturating_sub(ETH_HDR_LEN) > mtu || len + over > frame.len() {
+            // Fragmenting the inner packet before encapsulating is not done yet: a
+            // packet without DF that does not fit is dropped like one with DF.
+            return Action::Drop(DropReason::TooBig);
+        }
+        if let Err(why) = decrement_hop(frame, len, v6) {
+            return Action::Drop(why);
+        }
+        frame.copy_within(0..len, over);
+        self.ident = self.ident.wrapping_add(1);
+        let eth = OuterEth {
+            dst: mac,
+            src: out.mac,
+        };
+        match t.encap.encapsulate(eth, frame, over, len, self.ident) {
+            Ok(r) => Action::Tx {
+                port,
+                len: r.end - r.start,
+            },
+            Err(_) => Action::Drop(DropReason::Malformed),
+        }
+    }
+
+    /// A tunnel packet to one of our addresses: leave its inner frame at the start of
+    /// `frame` (an IPIP packet gets an Ethernet header) if it is for our pools.
+    #[inline(never)]
+    fn decapsulate(&self, frame: &mut [u8], len: usize) -> Decap {
+        let Some(o) = &self.overlay else {
+            return Decap::NotTunnel;
+        };
+        let f = &frame[..len];
+        let to_us = match ethertype(f) {
+            Some(0x0800) => {
+                ipv4_addrs(&f[ETH_HDR_LEN..]).is_some_and(|(_, d)| o.local_v4.contains(&d))
+            }
+            Some(0x86dd) => {
+                ipv6_addrs(&f[ETH_HDR_LEN..]).is_some_and(|(_, d)| o.local_v6.contains(&d))
+            }
+            _ => false,
+        };
+        if !to_us {
+            return Decap::NotTunnel;
+        }
+        let inner_len = match encap::vxlan::decapsulate(f, o.vni) {
+            Ok(d) => {
+                let l = d.inner.len();
+                frame.copy_within(d.inner, 0);
+                l
+            }
+            Err(DecapError::NotTunnel) => match encap::ipip::decapsulate(f) {
+                Ok(d) => {
+                    let l = d.inner_ip.len();
+                    frame.copy_within(d.inner_ip, ETH_HDR_LEN);
+                    let et: u16 = if d.inner_v6 { 0x86dd } else { 0x0800 };
+                    frame[12..14].copy_from_slice(&et.to_be_bytes());
+                    ETH_HDR_LEN + l
+                }
+                Err(DecapError::NotTunnel) => return Decap::NotTunnel,
+                Err(_) => return Decap::Drop(DropReason::BadTunnel),
+            },
+            Err(_) => return Decap::Drop(DropReason::BadTunnel),
+        };
+        let inner = &frame[..inner_len];
+        let ours = match ethertype(inner) {
+            Some(0x0800) => {
+                ipv4_addrs(&inner[ETH_HDR_LEN..]).is_some_and(|(_, d)| o.in_pools_v4(d))
+            }
+            Some(0x86dd) => {
+                ipv6_addrs(&inner[ETH_HDR_LEN..]).is_some_and(|(_, d)| o.in_pools_v6(d))
+            }
+            _ => false,
+        };
+        if ours {
+            Decap::Inner(inner_len)
+        } else {
+            Decap::Drop(DropReason::NotOurPool)
+        }
+    }
+
     #[inline]
-    fn forward(&self, frame: &mut [u8], len: usize, nh: u32, v6: bool, from_pod: bool) -> Action {
+    fn forward(
+        &mut self,
+        frame: &mut [u8],
+        len: usize,
+        nh: u32,
+        v6: bool,
+        from_pod: bool,
+    ) -> Action {
         if nh == NO_ROUTE {
             // Not ours: the host's own traffic arrives on the uplink too.
             return if from_pod {
@@ -391,6 +548,7 @@ impl Pipeline {
         }
         let (port, mac) = match self.nexthops.get(nh) {
             Some(Adjacency::Forward { port, mac }) => (port, mac),
+            Some(Adjacency::Tunnel { id }) => return self.encapsulate(frame, len, nh, id, v6),
             Some(Adjacency::Blackhole) => return Action::Drop(DropReason::Blackhole),
             Some(Adjacency::Incomplete) => return Action::Hold { nh, len },
             None => return Action::Drop(DropReason::Unresolved),
@@ -409,6 +567,30 @@ impl Pipeline {
     }
 }
 
+/// What decapsulation found.
+enum Decap {
+    NotTunnel,
+    /// The frame now holds the inner frame, this long.
+    Inner(usize),
+    Drop(DropReason),
+}
+
+/// TTL / hop limit of the packet in `frame[..len]`.
+#[inline(always)]
+fn decrement_hop(frame: &mut [u8], len: usize, v6: bool) -> Result<(), DropReason> {
+    let ip = &mut frame[ETH_HDR_LEN..len];
+    let hop = if v6 {
+        rewrite::ipv6_decrement_hop_limit(ip)
+    } else {
+        rewrite::ipv4_decrement_ttl(ip)
+    };
+    match hop {
+        Hop::Forward => Ok(()),
+        Hop::Expired => Err(DropReason::TtlExpired),
+        Hop::Truncated => Err(DropReason::Malformed),
+    }
+}
+
 /// TTL / hop limit and MACs of a packet leaving for `dst_mac` from `src_mac`.
 #[inline(always)]
 fn rewrite_hop(
@@ -418,17 +600,7 @@ fn rewrite_hop(
     dst_mac: [u8; 6],
     src_mac: [u8; 6],
 ) -> Result<(), DropReason> {
-    let ip = &mut frame[ETH_HDR_LEN..len];
-    let hop = if v6 {
-        rewrite::ipv6_decrement_hop_limit(ip)
-    } else {
-        rewrite::ipv4_decrement_ttl(ip)
-    };
-    match hop {
-        Hop::Forward => {}
-        Hop::Expired => return Err(DropReason::TtlExpired),
-        Hop::Truncated => return Err(DropReason::Malformed),
-    }
+    decrement_hop(frame, len, v6)?;
     rewrite::set_eth_addrs(frame, dst_mac, src_mac);
     Ok(())
 }

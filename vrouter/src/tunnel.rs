@@ -1,0 +1,107 @@
+//! Tunnels toward remote nodes (IPIP or VXLAN, over IPv4 or IPv6) and what the node
+//! accepts when it decapsulates. A next hop that is `Adjacency::Tunnel { id }` names an
+//! entry here; the entry's own `underlay_nh` is an ordinary next hop (uplink port and the
+//! underlay neighbour's MAC, resolved by the kernel), so a neighbour change is still one
+//! store and tunnel entries themselves never change once set.
+
+use encap::ipip::Ipip;
+use encap::tunnel::{EncapError, OuterEth};
+use encap::vxlan::Vxlan;
+use std::ops::Range;
+use std::sync::OnceLock;
+
+/// How packets are wrapped toward one remote node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encap {
+    Vxlan(Vxlan),
+    Ipip(Ipip),
+}
+
+impl Encap {
+    pub fn overhead(&self) -> usize {
+        match self {
+            Encap::Vxlan(v) => v.overhead(),
+            Encap::Ipip(i) => i.overhead(),
+        }
+    }
+
+    /// Wrap `buf[start..start + len]` with the outer Ethernet addresses `eth`.
+    #[inline]
+    pub fn encapsulate(
+        &self,
+        eth: OuterEth,
+        buf: &mut [u8],
+        start: usize,
+        len: usize,
+        ident: u16,
+    ) -> Result<Range<usize>, EncapError> {
+        match *self {
+            Encap::Vxlan(mut v) => {
+                v.eth = eth;
+                v.encapsulate(buf, start, len, ident)
+            }
+            Encap::Ipip(mut i) => {
+                i.eth = eth;
+                i.encapsulate(buf, start, len, ident)
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tunnel {
+    pub encap: Encap,
+    /// The next hop toward the remote node's underlay address.
+    pub underlay_nh: u32,
+}
+
+/// Tunnels by id, each set once (by the control thread) and then read by workers.
+pub struct TunnelTable {
+    entries: Box<[OnceLock<Tunnel>]>,
+}
+
+impl TunnelTable {
+    pub fn new(capacity: usize) -> TunnelTable {
+        TunnelTable {
+            entries: (0..capacity).map(|_| OnceLock::new()).collect(),
+        }
+    }
+
+    /// Set tunnel `id`; false if it was already set (or out of range).
+    pub fn set(&self, id: u32, tunnel: Tunnel) -> bool {
+        self.entries
+            .get(id as usize)
+            .is_some_and(|e| e.set(tunnel).is_ok())
+    }
+
+    #[inline]
+    pub fn get(&self, id: u32) -> Option<&Tunnel> {
+        self.entries.get(id as usize)?.get()
+    }
+}
+
+/// What the node decapsulates: tunnel packets to its own addresses, whose inner packet
+/// is for one of our pools (anything else is dropped: no open relay).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Overlay {
+    pub local_v4: Vec<u32>,
+    pub local_v6: Vec<u128>,
+    /// Pools as (network, prefix length), per family.
+    pub pools_v4: Vec<(u32, u8)>,
+    pub pools_v6: Vec<(u128, u8)>,
+    pub vni: u32,
+}
+
+impl Overlay {
+    pub fn in_pools_v4(&self, a: u32) -> bool {
+        self.pools_v4
+            .iter()
+            .any(|&(n, l)| l == 0 || (a ^ n) >> (32 - l as u32) == 0)
+    }
+
+    pub fn in_pools_v6(&self, a: u128) -> bool {
+        self.pools_v6
+            .iter()
+            .any(|&(n, l)| l == 0 || (a ^ n) >> (128 - l as u32) == 0)
+    }
+}
