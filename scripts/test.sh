@@ -10,4 +10,6 @@ cargo test --workspace --locked
 # End to end in network namespaces (root): pods, tap, uplink host, kill -9.
 tests/e2e/dataplane.sh
 WORKERS=2 tests/e2e/dataplane.sh
+# Two vrouterd nodes and a kernel VXLAN (Calico-style) node: VXLAN, IPIP, tshark checks.
+tests/e2e/overlay.sh
 echo "test.sh: all tests passed"

@@ -31,6 +31,11 @@ pub struct Config {
     /// ICMP errors each worker may send per second.
     #[serde(default = "default_icmp_rate")]
     pub icmp_rate: u32,
+    /// Remote nodes whose blocks `routes` name.
+    #[serde(default)]
+    pub nodes: Vec<Node>,
+    #[serde(default)]
+    pub vxlan: VxlanSettings,
 }
 
 fn default_icmp_rate() -> u32 {
@@ -51,9 +56,48 @@ pub enum XdpMode {
 pub struct StaticRoute {
     pub dst: IpNet,
     /// The next hop, on the uplink's subnet; its MAC comes from the kernel's neighbours.
-    pub via: std::net::IpAddr,
+    pub via: Option<std::net::IpAddr>,
+    /// Or: a remote node's block. The pool holding `dst` decides the encapsulation.
+    pub node: Option<String>,
     /// Which uplink (default: the first).
     pub uplink: Option<String>,
+}
+
+/// A remote node (static until BGP learns them): where its blocks are reached.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Node {
+    pub name: String,
+    /// Its underlay addresses (the prefix length is not used).
+    pub ips: Vec<IpNet>,
+    /// Its VTEP MAC if configured; else Calico's derivation from the name.
+    pub vtep_mac: Option<String>,
+}
+
+/// VXLAN settings of this node.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct VxlanSettings {
+    #[serde(default = "calico_vni")]
+    pub vni: u32,
+    /// Our VTEP MAC; default: 0x66 + sha1(node_name)[0..5], as Calico.
+    pub vtep_mac: Option<String>,
+    /// Outer UDP source port: a fixed port (Calico VPP uses 4789); default: per flow.
+    pub source_port: Option<u16>,
+}
+
+fn calico_vni() -> u32 {
+    4096
+}
+
+impl Default for VxlanSettings {
+    fn default() -> Self {
+        VxlanSettings {
+            vni: calico_vni(),
+            vtep_mac: None,
+            source_port: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -291,12 +335,42 @@ impl Config {
                 ));
             }
         }
+        for n in &self.nodes {
+            if n.ips.is_empty() {
+                return err(format!("node {}: no ips", n.name));
+            }
+            if let Some(m) = &n.vtep_mac {
+                if parse_mac(m).is_none() {
+                    return err(format!(
+                        "node {}: vtep_mac {m:?} is not aa:bb:cc:dd:ee:ff",
+                        n.name
+                    ));
+                }
+            }
+        }
+        if let Some(m) = &self.vxlan.vtep_mac {
+            if parse_mac(m).is_none() {
+                return err(format!("vxlan: vtep_mac {m:?} is not aa:bb:cc:dd:ee:ff"));
+            }
+        }
+        if self.vxlan.vni >= 1 << 24 {
+            return err(format!(
+                "vxlan: vni {} does not fit 24 bits",
+                self.vxlan.vni
+            ));
+        }
         for r in &self.routes {
-            if r.dst.addr().is_ipv4() != r.via.is_ipv4() {
-                return err(format!(
-                    "route {}: via {} is of the other family",
-                    r.dst, r.via
-                ));
+            match (&r.via, &r.node) {
+                (Some(via), None) if r.dst.addr().is_ipv4() != via.is_ipv4() => {
+                    return err(format!("route {}: via {via} is of the other family", r.dst));
+                }
+                (Some(_), None) => {}
+                (None, Some(node)) => {
+                    if !self.nodes.iter().any(|n| &n.name == node) {
+                        return err(format!("route {}: no node {node} in [[nodes]]", r.dst));
+                    }
+                }
+                _ => return err(format!("route {}: give exactly one of via and node", r.dst)),
             }
             match &r.uplink {
                 Some(name) if !self.uplinks.iter().any(|u| &u.name == name) => {
@@ -358,6 +432,9 @@ mod tests {
             ("[[uplinks]]\nname = \"eth0\"\nqueues = [0, 1]\n", "one queue per worker"),
             ("[[routes]]\ndst = \"0.0.0.0/0\"\nvia = \"10.0.0.254\"\n", "no uplink"),
             ("[[uplinks]]\nname = \"eth0\"\n[[routes]]\ndst = \"0.0.0.0/0\"\nvia = \"fd00::1\"\n", "other family"),
+            ("[[uplinks]]\nname = \"eth0\"\n[[routes]]\ndst = \"10.9.0.0/26\"\nnode = \"b\"\n", "no node b"),
+            ("[[uplinks]]\nname = \"eth0\"\n[[routes]]\ndst = \"10.9.0.0/26\"\n", "exactly one of via and node"),
+            ("[vxlan]\nvni = 16777216\n", "24 bits"),
             ("[[endpoints]]\nname = \"a\"\nkind = \"tap\"\ninterface = \"x\"\nips = [\"10.1.0.1/32\"]\nmac = \"zz\"\n", "mac"),
             ("[[pools]]\ncidr = \"10.1.0.0/33\"\n", "invalid"),
         ];

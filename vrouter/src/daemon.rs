@@ -12,15 +12,19 @@
 //! queue of it); endpoints follow. An endpoint belongs to one worker (round robin).
 
 use crate::arp::HOST_SIDE_MAC;
-use crate::config::{parse_mac, Config, EndpointKind, XdpMode};
+use crate::config::{parse_mac, Config, EncapMode, EndpointKind, XdpMode};
 use crate::counters::{Counters, DropReason};
 use crate::io::afxdp::{AfXdpIo, PortSpec};
 use crate::io::mailbox::Mailbox;
 use crate::neigh::Neighbours;
 use crate::nexthop::{Adjacency, NextHopTable, PortId};
 use crate::pipeline::{Pipeline, Port, PortKind};
+use crate::tunnel::{Encap, Overlay, Tunnel, TunnelTable};
 use crate::worker::{PodProbe, Worker};
 use crate::xdp::{AttachMode, PrefixClass, XdpProgram, XdpRole};
+use encap::ipip::Ipip;
+use encap::tunnel::{OuterEth, Underlay};
+use encap::vxlan::{self, SourcePort, Vxlan};
 use fib::{Fib4, Fib6, NextHopId};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use std::collections::HashMap;
@@ -42,7 +46,17 @@ pub struct Plan {
     pub routes6: Vec<(Ipv6Net, u32)>,
     /// Next hops behind an uplink, resolved through the kernel's neighbour table.
     pub gateways: Vec<Gateway>,
+    /// Tunnels toward remote nodes (index = tunnel id) and the next hops naming them.
+    pub tunnels: Vec<Tunnel>,
+    pub tunnel_nexthops: Vec<(u32, u32)>,
+    /// What we decapsulate.
+    pub overlay: Overlay,
     pub nexthop_count: u32,
+}
+
+fn uplink_index(plan: &Plan, name: Option<&str>) -> usize {
+    name.and_then(|n| plan.uplinks.iter().position(|u| u.name == n))
+        .unwrap_or(0)
 }
 
 #[derive(Debug, Clone)]
@@ -113,6 +127,9 @@ impl Plan {
             routes4: Vec::new(),
             routes6: Vec::new(),
             gateways: Vec::new(),
+            tunnels: Vec::new(),
+            tunnel_nexthops: Vec::new(),
+            overlay: Overlay::default(),
             nexthop_count: 0,
         };
         for u in &config.uplinks {
@@ -181,28 +198,202 @@ impl Plan {
             plan.port_names.push(e.interface.clone());
         }
         let mut by_via: HashMap<(usize, IpAddr), u32> = HashMap::new();
-        for r in &config.routes {
-            let u = match &r.uplink {
-                Some(name) => plan.uplinks.iter().position(|u| &u.name == name).unwrap(),
-                None => 0,
-            };
-            let nh = *by_via.entry((u, r.via)).or_insert_with(|| {
-                let nh = plan.nexthop_count;
-                plan.nexthop_count += 1;
-                plan.gateways.push(Gateway {
-                    nh,
-                    port: plan.uplinks[u].port,
-                    ifindex: plan.uplinks[u].ifindex,
-                    via: r.via,
-                });
-                nh
-            });
-            match r.dst {
-                IpNet::V4(n) => plan.routes4.push((n.trunc(), nh)),
-                IpNet::V6(n) => plan.routes6.push((n.trunc(), nh)),
-            }
+        for r in config.routes.iter().filter(|r| r.via.is_some()) {
+            let u = uplink_index(&plan, r.uplink.as_deref());
+            let nh = plan.gateway(&mut by_via, u, r.via.unwrap());
+            plan.route(r.dst, nh);
         }
+        let mut by_tunnel: HashMap<(String, bool, bool), u32> = HashMap::new();
+        for r in config.routes.iter().filter(|r| r.node.is_some()) {
+            let u = uplink_index(&plan, r.uplink.as_deref());
+            let nh = plan.remote_block(config, &mut by_via, &mut by_tunnel, u, r)?;
+            plan.route(r.dst, nh);
+        }
+        plan.overlay = Overlay {
+            local_v4: config
+                .node_ips
+                .iter()
+                .filter_map(|n| match n.addr() {
+                    IpAddr::V4(a) => Some(u32::from(a)),
+                    _ => None,
+                })
+                .collect(),
+            local_v6: config
+                .node_ips
+                .iter()
+                .filter_map(|n| match n.addr() {
+                    IpAddr::V6(a) => Some(u128::from(a)),
+                    _ => None,
+                })
+                .collect(),
+            pools_v4: config
+                .pools
+                .iter()
+                .filter_map(|p| match p.cidr {
+                    IpNet::V4(n) => Some((u32::from(n.network()), n.prefix_len())),
+                    _ => None,
+                })
+                .collect(),
+            pools_v6: config
+                .pools
+                .iter()
+                .filter_map(|p| match p.cidr {
+                    IpNet::V6(n) => Some((u128::from(n.network()), n.prefix_len())),
+                    _ => None,
+                })
+                .collect(),
+            vni: config.vxlan.vni,
+        };
         Ok(plan)
+    }
+}
+
+impl Plan {
+    fn new_nexthop(&mut self) -> u32 {
+        self.nexthop_count += 1;
+        self.nexthop_count - 1
+    }
+
+    fn route(&mut self, dst: IpNet, nh: u32) {
+        match dst {
+            IpNet::V4(n) => self.routes4.push((n.trunc(), nh)),
+            IpNet::V6(n) => self.routes6.push((n.trunc(), nh)),
+        }
+    }
+
+    /// The next hop for neighbour `via` behind uplink `u` (one per neighbour).
+    fn gateway(
+        &mut self,
+        by_via: &mut HashMap<(usize, IpAddr), u32>,
+        u: usize,
+        via: IpAddr,
+    ) -> u32 {
+        if let Some(&nh) = by_via.get(&(u, via)) {
+            return nh;
+        }
+        let nh = self.new_nexthop();
+        self.gateways.push(Gateway {
+            nh,
+            port: self.uplinks[u].port,
+            ifindex: self.uplinks[u].ifindex,
+            via,
+        });
+        by_via.insert((u, via), nh);
+        nh
+    }
+
+    /// The next hop for a remote node's block: a tunnel when the block's pool says so
+    /// (Always; CrossSubnet when the node is outside our subnets), else plain routing to
+    /// the node's address.
+    fn remote_block(
+        &mut self,
+        config: &Config,
+        by_via: &mut HashMap<(usize, IpAddr), u32>,
+        by_tunnel: &mut HashMap<(String, bool, bool), u32>,
+        u: usize,
+        r: &crate::config::StaticRoute,
+    ) -> io::Result<u32> {
+        let bad = |m: String| io::Error::new(io::ErrorKind::InvalidInput, m);
+        let name = r.node.as_deref().unwrap();
+        let node = config.nodes.iter().find(|n| n.name == name).unwrap();
+        let v6 = r.dst.addr().is_ipv6();
+        let remote = node
+            .ips
+            .iter()
+            .map(|n| n.addr())
+            .find(|a| a.is_ipv6() == v6)
+            .unwrap_or(node.ips[0].addr());
+        let local = config
+            .node_ips
+            .iter()
+            .map(|n| n.addr())
+            .find(|a| a.is_ipv6() == remote.is_ipv6())
+            .ok_or_else(|| {
+                bad(format!(
+                    "node {name}: no node_ips address of {remote}'s family"
+                ))
+            })?;
+        let on_subnet = config.node_ips.iter().any(|n| n.contains(&remote));
+        // Off our subnets, the underlay next hop is the static route's toward the node.
+        let underlay_via = if on_subnet {
+            remote
+        } else {
+            config
+                .routes
+                .iter()
+                .filter(|s| s.via.is_some() && s.dst.contains(&remote))
+                .max_by_key(|s| s.dst.prefix_len())
+                .and_then(|s| s.via)
+                .ok_or_else(|| {
+                    bad(format!(
+                        "node {name}: {remote} is off our subnets and no route reaches it"
+                    ))
+                })?
+        };
+        let underlay_nh = self.gateway(by_via, u, underlay_via);
+        let pool = config.pools.iter().find(|p| p.cidr.contains(&r.dst));
+        let wants = |mode: EncapMode| match mode {
+            EncapMode::Always => true,
+            EncapMode::CrossSubnet => !on_subnet,
+            EncapMode::Never => false,
+        };
+        let vxlan = pool.is_some_and(|p| wants(p.vxlan_mode));
+        let ipip = pool.is_some_and(|p| wants(p.ipip_mode));
+        if !vxlan && !ipip {
+            return Ok(underlay_nh);
+        }
+        if let Some(&nh) = by_tunnel.get(&(name.to_string(), vxlan, v6)) {
+            return Ok(nh);
+        }
+        let underlay = match (local, remote) {
+            (IpAddr::V4(src), IpAddr::V4(dst)) => Underlay::V4 { src, dst },
+            (IpAddr::V6(src), IpAddr::V6(dst)) => Underlay::V6 { src, dst },
+            _ => unreachable!("same family by construction"),
+        };
+        let blank = OuterEth {
+            dst: [0; 6],
+            src: [0; 6],
+        };
+        let encap = if vxlan {
+            let vtep = |n: &str| {
+                if v6 {
+                    vxlan::vtep_mac_v6(n)
+                } else {
+                    vxlan::vtep_mac(n)
+                }
+            };
+            Encap::Vxlan(Vxlan {
+                vni: config.vxlan.vni,
+                local_vtep_mac: config
+                    .vxlan
+                    .vtep_mac
+                    .as_deref()
+                    .and_then(parse_mac)
+                    .unwrap_or_else(|| vtep(&config.node_name)),
+                remote_vtep_mac: node
+                    .vtep_mac
+                    .as_deref()
+                    .and_then(parse_mac)
+                    .unwrap_or_else(|| vtep(name)),
+                underlay,
+                eth: blank,
+                source_port: match config.vxlan.source_port {
+                    Some(p) => SourcePort::Fixed(p),
+                    None => SourcePort::FlowHash,
+                },
+            })
+        } else {
+            Encap::Ipip(Ipip {
+                underlay,
+                eth: blank,
+            })
+        };
+        let id = self.tunnels.len() as u32;
+        self.tunnels.push(Tunnel { encap, underlay_nh });
+        let nh = self.new_nexthop();
+        self.tunnel_nexthops.push((nh, id));
+        by_tunnel.insert((name.to_string(), vxlan, v6), nh);
+        Ok(nh)
     }
 }
 
@@ -275,6 +466,13 @@ pub fn run(config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> io::
         if let Some(mac) = e.mac {
             nexthops.set(e.nh, Adjacency::Forward { port: e.port, mac });
         }
+    }
+    for &(nh, id) in &plan.tunnel_nexthops {
+        nexthops.set(nh, Adjacency::Tunnel { id });
+    }
+    let tunnels = Arc::new(TunnelTable::new(plan.tunnels.len()));
+    for (id, t) in plan.tunnels.iter().enumerate() {
+        tunnels.set(id as u32, *t);
     }
     let mut fib4 = Fib4::new();
     for &(net, nh) in &plan.routes4 {
@@ -382,7 +580,8 @@ pub fn run(config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> io::
             node_v6.unwrap_or(Ipv6Addr::UNSPECIFIED),
             config.icmp_rate,
         )
-        .with_pod_nexthops(by_port);
+        .with_pod_nexthops(by_port)
+        .with_overlay(tunnels.clone(), plan.overlay.clone());
         pipeline.offline();
         let nexthops = nexthops.clone();
         let stop = stop.clone();
@@ -713,5 +912,119 @@ via = "fd00::fe"
         assert_eq!(j["drops"]["spoofed"], 1);
         assert_eq!(j["backend"]["mailbox_delivered"], 3);
         assert_eq!(j["endpoints"][2]["resolved"], false);
+    }
+}
+
+#[cfg(test)]
+mod overlay_tests {
+    use super::*;
+
+    fn info(name: &str) -> io::Result<IfInfo> {
+        match name {
+            "eth0" => Ok(IfInfo {
+                mac: [2, 0, 0, 0, 0, 1],
+                mtu: 1500,
+                ifindex: 7,
+            }),
+            _ => Err(io::Error::new(io::ErrorKind::NotFound, name.to_string())),
+        }
+    }
+
+    #[test]
+    fn pool_modes_decide_the_encapsulation_of_remote_blocks() {
+        let config = Config::parse(
+            r#"
+node_name = "node-a"
+node_ips = ["10.0.0.1/24"]
+[[uplinks]]
+name = "eth0"
+[[pools]]
+cidr = "10.244.0.0/16"
+vxlan_mode = "Always"
+[[pools]]
+cidr = "10.245.0.0/16"
+ipip_mode = "CrossSubnet"
+[[pools]]
+cidr = "10.246.0.0/16"
+[[nodes]]
+name = "node-b"
+ips = ["10.0.0.2/24"]
+[[nodes]]
+name = "node-c"
+ips = ["10.1.0.3/24"]
+vtep_mac = "66:00:00:00:00:0c"
+[[routes]]
+dst = "10.1.0.0/16"
+via = "10.0.0.254"
+[[routes]]
+dst = "10.244.2.0/26"
+node = "node-b"
+[[routes]]
+dst = "10.244.3.0/26"
+node = "node-c"
+[[routes]]
+dst = "10.245.2.0/26"
+node = "node-b"
+[[routes]]
+dst = "10.245.3.0/26"
+node = "node-c"
+[[routes]]
+dst = "10.246.2.0/26"
+node = "node-b"
+"#,
+        )
+        .unwrap();
+        let plan = Plan::new(&config, &info).unwrap();
+        let gw = |ip: &str| {
+            plan.gateways
+                .iter()
+                .find(|g| g.via == ip.parse::<IpAddr>().unwrap())
+                .unwrap()
+                .nh
+        };
+        let (router, b) = (gw("10.0.0.254"), gw("10.0.0.2"));
+        assert!(
+            plan.gateways
+                .iter()
+                .all(|g| g.via != "10.1.0.3".parse::<IpAddr>().unwrap()),
+            "node C is reached through the router"
+        );
+        let route = |dst: &str| {
+            plan.routes4
+                .iter()
+                .find(|(n, _)| n.to_string() == dst)
+                .unwrap()
+                .1
+        };
+        let tunnel = |nh: u32| {
+            let id = plan
+                .tunnel_nexthops
+                .iter()
+                .find(|(n, _)| *n == nh)
+                .map(|p| p.1)?;
+            Some(plan.tunnels[id as usize])
+        };
+        // VXLAN Always: both nodes, node C's VTEP MAC as configured, underlay via router.
+        let tb = tunnel(route("10.244.2.0/26")).unwrap();
+        let Encap::Vxlan(v) = tb.encap else { panic!() };
+        assert_eq!(
+            (v.vni, v.remote_vtep_mac, v.local_vtep_mac),
+            (4096, vxlan::vtep_mac("node-b"), vxlan::vtep_mac("node-a"))
+        );
+        assert_eq!(tb.underlay_nh, b);
+        let tc = tunnel(route("10.244.3.0/26")).unwrap();
+        let Encap::Vxlan(v) = tc.encap else { panic!() };
+        assert_eq!(v.remote_vtep_mac, [0x66, 0, 0, 0, 0, 0x0c]);
+        assert_eq!(tc.underlay_nh, router);
+        // IPIP CrossSubnet: node B (same subnet) plain, node C (other subnet) tunnelled.
+        assert_eq!(route("10.245.2.0/26"), b);
+        let Encap::Ipip(_) = tunnel(route("10.245.3.0/26")).unwrap().encap else {
+            panic!()
+        };
+        // Never: plain routing to the node.
+        assert_eq!(route("10.246.2.0/26"), b);
+        assert_eq!(plan.tunnels.len(), 3);
+        assert_eq!(plan.overlay.local_v4, vec![0x0a00_0001]);
+        assert_eq!(plan.overlay.pools_v4.len(), 3);
     }
 }

@@ -1,0 +1,212 @@
+#!/usr/bin/env bash
+# End to end, overlay: two vrouterd nodes and a kernel VXLAN node configured as Calico
+# configures one (vxlan.calico: VNI 4096, static neighbour + FDB, onlink route) share an
+# underlay bridge. Pods behind each exchange ICMP (IPv4, IPv6) and TCP through VXLAN,
+# then through IPIP; captures on the underlay are checked with tshark (VNI, UDP port,
+# protocol 4, good outer checksums). Needs root; fails loudly.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+VROUTERD=${VROUTERD:-target/debug/vrouterd}
+P=${P:-vro$$}
+die() { echo "overlay: FAIL: $*" >&2; exit 1; }
+[[ $(id -u) -eq 0 ]] || die "must run as root"
+for c in ip ping iperf3 ethtool tshark tcpdump python3; do
+    command -v "$c" >/dev/null || die "$c is not installed (run scripts/setup.sh)"
+done
+[[ -x $VROUTERD ]] || die "$VROUTERD not built"
+
+WORK=$(mktemp -d)
+PIDS=()
+nsx() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
+off() { nsx "$1" ethtool -K "$2" tx off tso off gso off gro off >/dev/null 2>&1 || true; }
+cleanup() {
+    for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
+    for ns in hub n1 n2 a b k kp; do
+        ip netns pids "$P$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null
+        ip netns del "$P$ns" 2>/dev/null
+    done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+failures=0
+check() {
+    local name=$1; shift
+    if "$@" >"$WORK/out" 2>&1; then echo "PASS  $name"; else
+        echo "FAIL  $name"; sed 's/^/      /' "$WORK/out" | tail -15; failures=$((failures + 1)); fi
+}
+vtep() { python3 -c "import hashlib,sys; h=hashlib.sha1(sys.argv[1].encode()).digest(); print(':'.join('%02x'%b for b in [0x66]+list(h[:5])))" "$1"; }
+
+# --- underlay: a bridge in ns hub; node n1 .1, node n2 .2, kernel node k .20
+ip netns add ${P}hub
+nsx ${P}hub ip link add br0 type bridge
+nsx ${P}hub ip link set br0 up
+underlay() { # ns ip4 ip6
+    ip netns add "$1"
+    nsx "$1" ip link set lo up
+    ip link add up0 netns "$1" type veth peer name "p-$1" netns ${P}hub
+    nsx ${P}hub ip link set "p-$1" master br0 up
+    nsx "$1" ip link set up0 up
+    nsx "$1" ip addr add "$2/24" dev up0
+    nsx "$1" ip -6 addr add "$3/64" dev up0 nodad
+    off "$1" up0
+}
+underlay ${P}n1 10.98.0.1 fd98::1
+underlay ${P}n2 10.98.0.2 fd98::2
+underlay ${P}k 10.98.0.20 fd98::20
+
+pod() { # pod-ns node-ns host-if ip4 ip6
+    ip netns add "$1"
+    nsx "$1" ip link set lo up
+    ip link add "$3" netns "$2" type veth peer name eth0 netns "$1"
+    nsx "$2" ip link set "$3" address ee:ee:ee:ee:ee:ee up
+    off "$2" "$3"
+    nsx "$1" ip link set eth0 up
+    nsx "$1" ip addr add "$4/32" dev eth0
+    [[ -n $5 ]] && nsx "$1" ip -6 addr add "$5/128" dev eth0 nodad
+    nsx "$1" ip route add 169.254.1.1 dev eth0 scope link
+    nsx "$1" ip route add default via 169.254.1.1 dev eth0
+    [[ -n $5 ]] && nsx "$1" ip -6 route add default via fe80::ecee:eeff:feee:eeee dev eth0
+    off "$1" eth0
+}
+pod ${P}a ${P}n1 ${P}a0 10.244.1.2 fd10::1:2
+pod ${P}b ${P}n2 ${P}b0 10.244.2.2 fd10::2:2
+
+# --- the kernel VXLAN node, as Calico's felix programs one (see shared recipes/kvxlan.sh)
+K=${P}k
+nsx $K sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0
+nsx $K ip link add vxlan.calico type vxlan id 4096 local 10.98.0.20 dev up0 dstport 4789 nolearning
+nsx $K ip link set vxlan.calico address 66:00:00:00:00:20 mtu 1450 up
+off $K vxlan.calico
+nsx $K ip addr add 10.244.20.0/32 dev vxlan.calico
+kernel_peer() { # node-name underlay-ip tunnel-ip block
+    local mac; mac=$(vtep "$1")
+    nsx $K ip neigh add "$3" lladdr "$mac" dev vxlan.calico nud permanent
+    nsx $K bridge fdb add "$mac" dev vxlan.calico dst "$2"
+    nsx $K ip route add "$4" via "$3" dev vxlan.calico onlink
+}
+kernel_peer node-a 10.98.0.1 10.244.1.0 10.244.1.0/26
+kernel_peer node-b 10.98.0.2 10.244.2.0 10.244.2.0/26
+ip netns add ${P}kp
+nsx ${P}kp ip link set lo up
+ip link add kpod netns ${P}kp type veth peer name kpodh netns $K
+nsx $K ip link set kpodh up
+nsx $K sysctl -qw net.ipv4.conf.kpodh.proxy_arp=1 net.ipv4.conf.kpodh.rp_filter=0 net.ipv4.neigh.kpodh.proxy_delay=0
+nsx $K ip route add 169.254.1.1/32 dev lo
+nsx $K ip route add 10.244.20.2/32 dev kpodh scope link
+nsx ${P}kp ip link set kpod up
+nsx ${P}kp ip addr add 10.244.20.2/32 dev kpod
+nsx ${P}kp ip route add 169.254.1.1 dev kpod scope link
+nsx ${P}kp ip route add default via 169.254.1.1 dev kpod
+off ${P}kp kpod
+off $K kpodh
+
+config() { # file node-name node-ip4 node-ip6 core pod-if pod-ip4 pod-ip6 mode other-name other-ip4 other-ip6 other-block4 other-block6
+    cat >"$1" <<CFG
+node_name = "$2"
+node_ips = ["$3/24", "$4/64"]
+[[uplinks]]
+name = "up0"
+[[pools]]
+cidr = "10.244.0.0/16"
+${9}_mode = "Always"
+[[pools]]
+cidr = "fd10::/48"
+vxlan_mode = "Always"
+[workers]
+cores = [$5]
+[[endpoints]]
+name = "pod"
+kind = "veth"
+interface = "$6"
+ips = ["$7/32", "$8/128"]
+[[nodes]]
+name = "${10}"
+ips = ["${11}/24", "${12}/64"]
+[[nodes]]
+name = "kernel"
+ips = ["10.98.0.20/24"]
+vtep_mac = "66:00:00:00:00:20"
+[[routes]]
+dst = "${13}"
+node = "${10}"
+[[routes]]
+dst = "${14}"
+node = "${10}"
+[[routes]]
+dst = "10.244.20.0/26"
+node = "kernel"
+CFG
+}
+
+start() { # mode
+    config "$WORK/n1.toml" node-a 10.98.0.1 fd98::1 1 ${P}a0 10.244.1.2 fd10::1:2 "$1" node-b 10.98.0.2 fd98::2 10.244.2.0/26 fd10::2:0/122
+    config "$WORK/n2.toml" node-b 10.98.0.2 fd98::2 0 ${P}b0 10.244.2.2 fd10::2:2 "$1" node-a 10.98.0.1 fd98::1 10.244.1.0/26 fd10::1:0/122
+    PIDS=()
+    for n in n1 n2; do
+        rm -f "$WORK/$n.json"
+        ip netns exec ${P}$n "$VROUTERD" --config "$WORK/$n.toml" --stats-file "$WORK/$n.json" >"$WORK/$n-$1.log" 2>&1 &
+        PIDS+=($!)
+    done
+    for n in n1 n2; do
+        for _ in $(seq 50); do [[ -s $WORK/$n.json ]] && break; sleep 0.2; done
+        [[ -s $WORK/$n.json ]] || { cat "$WORK/$n-$1.log"; die "vrouterd $n did not start ($1)"; }
+    done
+}
+stop() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done; PIDS=(); sleep 0.5; }
+
+ping4() { nsx "$1" ping -c 3 -i 0.2 -W 2 "$2"; }
+ping6() { nsx "$1" ping -6 -c 3 -i 0.2 -W 2 "$2"; }
+tcp() { # server-ns client-ns addr
+    nsx "$1" iperf3 -s -1 >/dev/null 2>&1 &
+    local sp=$!; sleep 0.3
+    nsx "$2" iperf3 -c "$3" -t 2 | grep -E "sender|receiver"
+    local rc=${PIPESTATUS[0]}; wait $sp; return $rc
+}
+capture() { # file: capture the underlay at the hub, from node n1's port
+    nsx ${P}hub tcpdump -i "p-${P}n1" -w "$1" -U -c 40 >/dev/null 2>&1 &
+    CAP=$!; sleep 0.5
+}
+tshark_vxlan() {
+    wait $CAP
+    tshark -r "$WORK/vxlan.pcap" -o ip.check_checksum:TRUE -Y vxlan -T fields \
+        -e udp.dstport -e vxlan.vni -e ip.checksum.status -e ip.src -e ip.dst >"$WORK/t.txt" 2>/dev/null
+    cat "$WORK/t.txt" | head -5
+    [[ -s $WORK/t.txt ]] && ! grep -qv "^4789	4096	" "$WORK/t.txt" && ! grep -qE "	0,|,0	" "$WORK/t.txt"
+}
+tshark_ipip() {
+    wait $CAP
+    tshark -r "$WORK/ipip.pcap" -o ip.check_checksum:TRUE -Y "ip.proto == 4" -T fields \
+        -e ip.proto -e ip.checksum.status -e ip.src -e ip.dst >"$WORK/t.txt" 2>/dev/null
+    cat "$WORK/t.txt" | head -5
+    # Outer and inner headers: protocol 4 outside, checksum good (1) on both.
+    [[ -s $WORK/t.txt ]] && grep -q "^4," "$WORK/t.txt" && ! grep -qE "(^|	|,)0(,|	|$)" <(cut -f2 "$WORK/t.txt")
+}
+
+start vxlan
+capture "$WORK/vxlan.pcap"
+check "VXLAN  ICMP v4 pod A (node-a) -> pod B (node-b)"  ping4 ${P}a 10.244.2.2
+check "VXLAN  ICMP v4 pod B -> pod A"                    ping4 ${P}b 10.244.1.2
+check "VXLAN  ICMP v6 pod A -> pod B (VXLAN over IPv6)"  ping6 ${P}a fd10::2:2
+check "VXLAN  tshark: UDP 4789, VNI 4096, good outer checksums" tshark_vxlan
+check "VXLAN  TCP pod A -> pod B (iperf3)"               tcp ${P}b ${P}a 10.244.2.2
+check "kernel VXLAN node: ICMP pod A -> its pod"         ping4 ${P}a 10.244.20.2
+check "kernel VXLAN node: ICMP its pod -> pod B"         ping4 ${P}kp 10.244.2.2
+check "kernel VXLAN node: TCP its pod -> pod A"          tcp ${P}a ${P}kp 10.244.1.2
+check "kernel VXLAN node: TCP pod B -> its pod"          tcp ${P}kp ${P}b 10.244.20.2
+stop
+
+start ipip
+capture "$WORK/ipip.pcap"
+check "IPIP   ICMP v4 pod A -> pod B"                    ping4 ${P}a 10.244.2.2
+check "IPIP   ICMP v4 pod B -> pod A"                    ping4 ${P}b 10.244.1.2
+check "IPIP   tshark: protocol 4, good outer and inner checksums" tshark_ipip
+check "IPIP   TCP pod B -> pod A (iperf3)"               tcp ${P}a ${P}b 10.244.1.2
+check "IPIP   pool, IPv6 pods still over VXLAN"          ping6 ${P}b fd10::1:2
+stop
+
+if ((failures)); then
+    echo "overlay: $failures check(s) failed"
+    for f in "$WORK"/*.log; do echo "== $f"; tail -n 5 "$f"; done
+    exit 1
+fi
+echo "overlay: all checks passed"
