@@ -188,7 +188,12 @@ check "VXLAN  ICMP v4 pod A (node-a) -> pod B (node-b)"  ping4 ${P}a 10.244.2.2
 check "VXLAN  ICMP v4 pod B -> pod A"                    ping4 ${P}b 10.244.1.2
 check "VXLAN  ICMP v6 pod A -> pod B (VXLAN over IPv6)"  ping6 ${P}a fd10::2:2
 check "VXLAN  tshark: UDP 4789, VNI 4096, good outer checksums" tshark_vxlan
-check "VXLAN  TCP pod A -> pod B (iperf3)"               tcp ${P}b ${P}a 10.244.2.2
+frag_needed() { # pod dst mtu
+    local out; out=$(nsx "$1" ping -c 1 -W 2 -s 1472 -M do "$2"); echo "$out"
+    grep -q "Frag needed and DF set (mtu = $3)" <<<"$out"
+}
+check "VXLAN  PMTU: 1500-byte DF packet gets frag-needed, mtu 1450" frag_needed ${P}a 10.244.2.2 1450
+check "VXLAN  TCP pod A -> pod B (iperf3, 1500-byte pods: PMTU discovery)" tcp ${P}b ${P}a 10.244.2.2
 check "kernel VXLAN node: ICMP pod A -> its pod"         ping4 ${P}a 10.244.20.2
 check "kernel VXLAN node: ICMP its pod -> pod B"         ping4 ${P}kp 10.244.2.2
 check "kernel VXLAN node: TCP its pod -> pod A"          tcp ${P}a ${P}kp 10.244.1.2
@@ -200,6 +205,7 @@ capture "$WORK/ipip.pcap"
 check "IPIP   ICMP v4 pod A -> pod B"                    ping4 ${P}a 10.244.2.2
 check "IPIP   ICMP v4 pod B -> pod A"                    ping4 ${P}b 10.244.1.2
 check "IPIP   tshark: protocol 4, good outer and inner checksums" tshark_ipip
+check "IPIP   PMTU: 1500-byte DF packet gets frag-needed, mtu 1480" frag_needed ${P}b 10.244.1.2 1480
 check "IPIP   TCP pod B -> pod A (iperf3)"               tcp ${P}a ${P}b 10.244.1.2
 check "IPIP   pool, IPv6 pods still over VXLAN"          ping6 ${P}b fd10::1:2
 stop

@@ -55,12 +55,30 @@ pub enum XdpMode {
 #[serde(deny_unknown_fields)]
 pub struct StaticRoute {
     pub dst: IpNet,
-    /// The next hop, on the uplink's subnet; its MAC comes from the kernel's neighbours.
-    pub via: Option<std::net::IpAddr>,
+    /// The next hop, on the uplink's subnet (its MAC comes from the kernel's
+    /// neighbours); a list makes an ECMP route (flows spread by a 5-tuple hash).
+    pub via: Option<Via>,
     /// Or: a remote node's block. The pool holding `dst` decides the encapsulation.
     pub node: Option<String>,
     /// Which uplink (default: the first).
     pub uplink: Option<String>,
+}
+
+/// One next hop, or several (ECMP).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum Via {
+    One(std::net::IpAddr),
+    Many(Vec<std::net::IpAddr>),
+}
+
+impl Via {
+    pub fn addrs(&self) -> Vec<std::net::IpAddr> {
+        match self {
+            Via::One(a) => vec![*a],
+            Via::Many(v) => v.clone(),
+        }
+    }
 }
 
 /// A remote node (static until BGP learns them): where its blocks are reached.
@@ -361,8 +379,18 @@ impl Config {
         }
         for r in &self.routes {
             match (&r.via, &r.node) {
-                (Some(via), None) if r.dst.addr().is_ipv4() != via.is_ipv4() => {
-                    return err(format!("route {}: via {via} is of the other family", r.dst));
+                (Some(via), None)
+                    if via.addrs().is_empty()
+                        || via
+                            .addrs()
+                            .iter()
+                            .any(|v| r.dst.addr().is_ipv4() != v.is_ipv4()) =>
+                {
+                    return err(format!(
+                        "route {}: via {:?} is empty or of the other family",
+                        r.dst,
+                        via.addrs()
+                    ));
                 }
                 (Some(_), None) => {}
                 (None, Some(node)) => {
@@ -435,6 +463,7 @@ mod tests {
             ("[[uplinks]]\nname = \"eth0\"\n[[routes]]\ndst = \"10.9.0.0/26\"\nnode = \"b\"\n", "no node b"),
             ("[[uplinks]]\nname = \"eth0\"\n[[routes]]\ndst = \"10.9.0.0/26\"\n", "exactly one of via and node"),
             ("[vxlan]\nvni = 16777216\n", "24 bits"),
+            ("[[uplinks]]\nname = \"eth0\"\n[[routes]]\ndst = \"0.0.0.0/0\"\nvia = []\n", "empty"),
             ("[[endpoints]]\nname = \"a\"\nkind = \"tap\"\ninterface = \"x\"\nips = [\"10.1.0.1/32\"]\nmac = \"zz\"\n", "mac"),
             ("[[pools]]\ncidr = \"10.1.0.0/33\"\n", "invalid"),
         ];

@@ -14,6 +14,7 @@
 use crate::arp::HOST_SIDE_MAC;
 use crate::config::{parse_mac, Config, EncapMode, EndpointKind, XdpMode};
 use crate::counters::{Counters, DropReason};
+use crate::ecmp::GroupTable;
 use crate::io::afxdp::{AfXdpIo, PortSpec};
 use crate::io::mailbox::Mailbox;
 use crate::neigh::Neighbours;
@@ -49,6 +50,9 @@ pub struct Plan {
     /// Tunnels toward remote nodes (index = tunnel id) and the next hops naming them.
     pub tunnels: Vec<Tunnel>,
     pub tunnel_nexthops: Vec<(u32, u32)>,
+    /// ECMP groups (index = group id: member next hops) and the next hops naming them.
+    pub groups: Vec<Vec<u32>>,
+    pub group_nexthops: Vec<(u32, u32)>,
     /// What we decapsulate.
     pub overlay: Overlay,
     pub nexthop_count: u32,
@@ -129,6 +133,8 @@ impl Plan {
             gateways: Vec::new(),
             tunnels: Vec::new(),
             tunnel_nexthops: Vec::new(),
+            groups: Vec::new(),
+            group_nexthops: Vec::new(),
             overlay: Overlay::default(),
             nexthop_count: 0,
         };
@@ -200,7 +206,21 @@ impl Plan {
         let mut by_via: HashMap<(usize, IpAddr), u32> = HashMap::new();
         for r in config.routes.iter().filter(|r| r.via.is_some()) {
             let u = uplink_index(&plan, r.uplink.as_deref());
-            let nh = plan.gateway(&mut by_via, u, r.via.unwrap());
+            let vias = r.via.as_ref().unwrap().addrs();
+            let members: Vec<u32> = vias
+                .iter()
+                .map(|&v| plan.gateway(&mut by_via, u, v))
+                .collect();
+            let nh = if members.len() == 1 {
+                members[0]
+            } else {
+                // ECMP: a group of the gateways' next hops.
+                let id = plan.groups.len() as u32;
+                plan.groups.push(members);
+                let nh = plan.new_nexthop();
+                plan.group_nexthops.push((nh, id));
+                nh
+            };
             plan.route(r.dst, nh);
         }
         let mut by_tunnel: HashMap<(String, bool, bool), u32> = HashMap::new();
@@ -323,7 +343,7 @@ impl Plan {
                 .iter()
                 .filter(|s| s.via.is_some() && s.dst.contains(&remote))
                 .max_by_key(|s| s.dst.prefix_len())
-                .and_then(|s| s.via)
+                .and_then(|s| s.via.as_ref().map(|v| v.addrs()[0]))
                 .ok_or_else(|| {
                     bad(format!(
                         "node {name}: {remote} is off our subnets and no route reaches it"
@@ -470,6 +490,13 @@ pub fn run(config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> io::
     for &(nh, id) in &plan.tunnel_nexthops {
         nexthops.set(nh, Adjacency::Tunnel { id });
     }
+    let groups = Arc::new(GroupTable::new(plan.groups.len()));
+    for (id, members) in plan.groups.iter().enumerate() {
+        groups.set(id as u32, members);
+    }
+    for &(nh, id) in &plan.group_nexthops {
+        nexthops.set(nh, Adjacency::Group { id });
+    }
     let tunnels = Arc::new(TunnelTable::new(plan.tunnels.len()));
     for (id, t) in plan.tunnels.iter().enumerate() {
         tunnels.set(id as u32, *t);
@@ -581,7 +608,8 @@ pub fn run(config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> io::
             config.icmp_rate,
         )
         .with_pod_nexthops(by_port)
-        .with_overlay(tunnels.clone(), plan.overlay.clone());
+        .with_overlay(tunnels.clone(), plan.overlay.clone())
+        .with_groups(groups.clone());
         pipeline.offline();
         let nexthops = nexthops.clone();
         let stop = stop.clone();
@@ -957,6 +985,9 @@ vtep_mac = "66:00:00:00:00:0c"
 dst = "10.1.0.0/16"
 via = "10.0.0.254"
 [[routes]]
+dst = "0.0.0.0/0"
+via = ["10.0.0.253", "10.0.0.254"]
+[[routes]]
 dst = "10.244.2.0/26"
 node = "node-b"
 [[routes]]
@@ -1024,6 +1055,10 @@ node = "node-b"
         // Never: plain routing to the node.
         assert_eq!(route("10.246.2.0/26"), b);
         assert_eq!(plan.tunnels.len(), 3);
+        // ECMP: the default route is a group of both routers' next hops.
+        let (nh, id) = plan.group_nexthops[0];
+        assert_eq!(route("0.0.0.0/0"), nh);
+        assert_eq!(plan.groups[id as usize], vec![gw("10.0.0.253"), router]);
         assert_eq!(plan.overlay.local_v4, vec![0x0a00_0001]);
         assert_eq!(plan.overlay.pools_v4.len(), 3);
     }

@@ -20,14 +20,17 @@ pub enum Adjacency {
     Blackhole,
     /// Encapsulate toward a remote node through tunnel `id` (see `tunnel`).
     Tunnel { id: u32 },
+    /// Several next hops (ECMP group `id`, see `ecmp`): a flow hash picks one.
+    Group { id: u32 },
 }
 
 const INCOMPLETE: u64 = u64::MAX;
 const BLACKHOLE: u64 = u64::MAX - 1;
-/// Tunnels: port field 0xfffe, tunnel id in the low 32 bits.
+/// Tunnels: port field 0xfffe, tunnel id in the low 32 bits; ECMP groups: 0xfffd.
 const TUNNEL_PORT: u64 = 0xfffe;
-/// Ports 0xfffe and 0xffff would collide with the markers above.
-pub const MAX_PORT: u16 = 0xfffd;
+const GROUP_PORT: u64 = 0xfffd;
+/// Ports 0xfffd..=0xffff would collide with the markers above.
+pub const MAX_PORT: u16 = 0xfffc;
 
 fn encode(a: Adjacency) -> u64 {
     match a {
@@ -40,6 +43,7 @@ fn encode(a: Adjacency) -> u64 {
         Adjacency::Incomplete => INCOMPLETE,
         Adjacency::Blackhole => BLACKHOLE,
         Adjacency::Tunnel { id } => TUNNEL_PORT << 48 | id as u64,
+        Adjacency::Group { id } => GROUP_PORT << 48 | id as u64,
     }
 }
 
@@ -48,6 +52,7 @@ fn decode(v: u64) -> Adjacency {
         INCOMPLETE => Adjacency::Incomplete,
         BLACKHOLE => Adjacency::Blackhole,
         _ if v >> 48 == TUNNEL_PORT => Adjacency::Tunnel { id: v as u32 },
+        _ if v >> 48 == GROUP_PORT => Adjacency::Group { id: v as u32 },
         _ => {
             let b = v.to_be_bytes();
             Adjacency::Forward {
@@ -204,11 +209,13 @@ mod tests {
 
         #[test]
         fn tunnels_round_trip_and_differ_from_every_forward(id in any::<u32>(), port in 0..=MAX_PORT, mac in any::<[u8; 6]>()) {
-            let t = Adjacency::Tunnel { id };
-            prop_assert_eq!(decode(encode(t)), t);
-            prop_assert_ne!(encode(t), encode(Adjacency::Forward { port: PortId(port), mac }));
-            prop_assert_ne!(encode(t), INCOMPLETE);
-            prop_assert_ne!(encode(t), BLACKHOLE);
+            for t in [Adjacency::Tunnel { id }, Adjacency::Group { id }] {
+                prop_assert_eq!(decode(encode(t)), t);
+                prop_assert_ne!(encode(t), encode(Adjacency::Forward { port: PortId(port), mac }));
+                prop_assert_ne!(encode(t), INCOMPLETE);
+                prop_assert_ne!(encode(t), BLACKHOLE);
+            }
+            prop_assert_ne!(encode(Adjacency::Tunnel { id }), encode(Adjacency::Group { id }));
         }
     }
 }

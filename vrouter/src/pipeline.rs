@@ -8,6 +8,7 @@
 
 use crate::arp::{self, ArpOutcome, HOST_SIDE_MAC, POD_GATEWAY_V4};
 use crate::counters::{Counters, DropReason, Tally};
+use crate::ecmp::GroupTable;
 use crate::icmp::{self, IcmpError, RateLimit};
 use crate::nd::{self, NdOutcome, POD_GATEWAY_V6};
 use crate::nexthop::{Adjacency, NextHopTable, PortId};
@@ -83,6 +84,8 @@ pub struct Pipeline {
     overlay: Option<Overlay>,
     /// Outer IPv4 identification of the next encapsulated packet.
     ident: u16,
+    /// ECMP groups (next hops that are `Adjacency::Group`).
+    groups: Option<Arc<GroupTable>>,
 }
 
 /// Where ICMP errors come from, and how many may be sent.
@@ -113,7 +116,14 @@ impl Pipeline {
             tunnels: None,
             overlay: None,
             ident: 0,
+            groups: None,
         }
+    }
+
+    /// Spread flows over the members of ECMP groups (`Adjacency::Group` next hops).
+    pub fn with_groups(mut self, groups: Arc<GroupTable>) -> Pipeline {
+        self.groups = Some(groups);
+        self
     }
 
     /// Encapsulate toward `tunnels` (next hops that are `Adjacency::Tunnel`), and
@@ -416,6 +426,18 @@ impl Pipeline {
     fn egress_mtu(&self, nh: u32) -> Option<u16> {
         match self.nexthops.get(nh)? {
             Adjacency::Forward { port, .. } => Some(self.ports.get(port.0 as usize)?.mtu),
+            Adjacency::Group { id } => {
+                // The smallest MTU among the members: a flow may move to any of them.
+                let b = self.groups.as_ref()?.buckets(id);
+                let mut members: Vec<u32> = b.to_vec();
+                members.sort_unstable();
+                members.dedup();
+                members
+                    .into_iter()
+                    .filter(|&m| !matches!(self.nexthops.get(m), Some(Adjacency::Group { .. })))
+                    .filter_map(|m| self.egress_mtu(m))
+                    .min()
+            }
             Adjacency::Tunnel { id } => {
                 let t = self.tunnels.as_ref()?.get(id)?;
                 let Adjacency::Forward { port, .. } = self.nexthops.get(t.underlay_nh)? else {
@@ -549,6 +571,18 @@ impl Pipeline {
         let (port, mac) = match self.nexthops.get(nh) {
             Some(Adjacency::Forward { port, mac }) => (port, mac),
             Some(Adjacency::Tunnel { id }) => return self.encapsulate(frame, len, nh, id, v6),
+            Some(Adjacency::Group { id }) => {
+                let Some(groups) = &self.groups else {
+                    return Action::Drop(DropReason::Unresolved);
+                };
+                let ip = &frame[ETH_HDR_LEN.min(len)..len.min(frame.len())];
+                let member = groups.pick(id, encap::flow::hash(ip));
+                // Members are plain next hops or tunnels, never groups: one level.
+                return match self.nexthops.get(member) {
+                    Some(Adjacency::Group { .. }) | None => Action::Drop(DropReason::Unresolved),
+                    _ => self.forward(frame, len, member, v6, from_pod),
+                };
+            }
             Some(Adjacency::Blackhole) => return Action::Drop(DropReason::Blackhole),
             Some(Adjacency::Incomplete) => return Action::Hold { nh, len },
             None => return Action::Drop(DropReason::Unresolved),
