@@ -21,7 +21,7 @@ nsx() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
 off() { nsx "$1" ethtool -K "$2" tx off tso off gso off gro off >/dev/null 2>&1 || true; }
 cleanup() {
     for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
-    for ns in hub n1 n2 a b k kp; do
+    for ns in hub n1 n2 a b k kp i; do
         ip netns pids "$P$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null
         ip netns del "$P$ns" 2>/dev/null
     done
@@ -53,6 +53,7 @@ underlay() { # ns ip4 ip6
 underlay ${P}n1 10.98.0.1 fd98::1
 underlay ${P}n2 10.98.0.2 fd98::2
 underlay ${P}k 10.98.0.20 fd98::20
+underlay ${P}i 10.98.0.30 fd98::30
 
 pod() { # pod-ns node-ns host-if ip4 ip6
     ip netns add "$1"
@@ -135,6 +136,12 @@ node = "${10}"
 [[routes]]
 dst = "10.244.20.0/26"
 node = "kernel"
+[[nodes]]
+name = "ipip-peer"
+ips = ["10.98.0.30/24"]
+[[routes]]
+dst = "10.244.30.0/26"
+node = "ipip-peer"
 CFG
 }
 
@@ -201,6 +208,13 @@ check "kernel VXLAN node: TCP pod B -> its pod"          tcp ${P}kp ${P}b 10.244
 stop
 
 start ipip
+# The userspace IPIP node (no ipip module here): tunnel address 10.244.30.0 on its TUN.
+nsx ${P}i python3 tests/e2e/ipip_peer.py tunl0 10.98.0.30 10.98.0.1 120 >"$WORK/ipip-peer.log" 2>&1 &
+PEER=$!
+for _ in $(seq 50); do grep -q ready "$WORK/ipip-peer.log" && break; sleep 0.1; done
+nsx ${P}i ip link set tunl0 mtu 1480 up
+nsx ${P}i ip addr add 10.244.30.0/32 dev tunl0
+nsx ${P}i ip route add 10.244.1.0/26 dev tunl0
 capture "$WORK/ipip.pcap"
 check "IPIP   ICMP v4 pod A -> pod B"                    ping4 ${P}a 10.244.2.2
 check "IPIP   ICMP v4 pod B -> pod A"                    ping4 ${P}b 10.244.1.2
@@ -208,6 +222,8 @@ check "IPIP   tshark: protocol 4, good outer and inner checksums" tshark_ipip
 check "IPIP   PMTU: 1500-byte DF packet gets frag-needed, mtu 1480" frag_needed ${P}b 10.244.1.2 1480
 check "IPIP   TCP pod B -> pod A (iperf3)"               tcp ${P}a ${P}b 10.244.1.2
 check "IPIP   pool, IPv6 pods still over VXLAN"          ping6 ${P}b fd10::1:2
+check "IPIP   userspace IPIP node (TUN + raw socket): pod A <-> its tunnel address" ping4 ${P}a 10.244.30.0
+kill $PEER 2>/dev/null
 stop
 
 if ((failures)); then
