@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# End to end, overlay: two vrouterd nodes and a kernel VXLAN node configured as Calico
-# configures one (vxlan.calico: VNI 4096, static neighbour + FDB, onlink route) share an
-# underlay bridge. Pods behind each exchange ICMP (IPv4, IPv6) and TCP through VXLAN,
-# then through IPIP; captures on the underlay are checked with tshark (VNI, UDP port,
-# protocol 4, good outer checksums). Needs root; fails loudly.
+# End to end, overlay: vrouterd nodes, a kernel VXLAN node configured as Calico configures
+# one (vxlan.calico: VNI 4096, static neighbour + FDB, onlink route) and a userspace IPIP
+# node share an underlay bridge; a third vrouterd node sits in another subnet behind a
+# router. Pods exchange ICMP (IPv4, IPv6) and TCP with the pools in VXLAN Always, IPIP
+# Always, Never and CrossSubnet modes; path MTU through the tunnels; captures on the
+# underlay are checked with tshark (VNI, UDP port, protocol 4, good checksums, plain vs
+# tunnelled). Needs root; fails loudly.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 VROUTERD=${VROUTERD:-target/debug/vrouterd}
@@ -21,7 +23,7 @@ nsx() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
 off() { nsx "$1" ethtool -K "$2" tx off tso off gso off gro off >/dev/null 2>&1 || true; }
 cleanup() {
     for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
-    for ns in hub n1 n2 a b k kp i; do
+    for ns in hub hub2 r n1 n2 n3 a b c k kp i; do
         ip netns pids "$P$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null
         ip netns del "$P$ns" 2>/dev/null
     done
@@ -71,6 +73,32 @@ pod() { # pod-ns node-ns host-if ip4 ip6
 }
 pod ${P}a ${P}n1 ${P}a0 10.244.1.2 fd10::1:2
 pod ${P}b ${P}n2 ${P}b0 10.244.2.2 fd10::2:2
+# A second subnet behind a router, for CrossSubnet: node n3 (10.97.0.3) with pod C.
+ip netns add ${P}hub2
+nsx ${P}hub2 ip link add br0 type bridge
+nsx ${P}hub2 ip link set br0 up
+ip netns add ${P}r
+nsx ${P}r ip link set lo up
+ip link add r0 netns ${P}r type veth peer name "p-r0" netns ${P}hub
+ip link add r1 netns ${P}r type veth peer name "p-r1" netns ${P}hub2
+nsx ${P}hub ip link set p-r0 master br0 up
+nsx ${P}hub2 ip link set p-r1 master br0 up
+nsx ${P}r ip addr add 10.98.0.254/24 dev r0
+nsx ${P}r ip addr add 10.97.0.254/24 dev r1
+nsx ${P}r ip -6 addr add fd98::fe/64 dev r0 nodad
+nsx ${P}r ip -6 addr add fd97::fe/64 dev r1 nodad
+nsx ${P}r ip link set r0 up
+nsx ${P}r ip link set r1 up
+nsx ${P}r sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
+ip netns add ${P}n3
+nsx ${P}n3 ip link set lo up
+ip link add up0 netns ${P}n3 type veth peer name "p-n3" netns ${P}hub2
+nsx ${P}hub2 ip link set p-n3 master br0 up
+nsx ${P}n3 ip link set up0 up
+nsx ${P}n3 ip addr add 10.97.0.3/24 dev up0
+nsx ${P}n3 ip -6 addr add fd97::3/64 dev up0 nodad
+off ${P}n3 up0
+pod ${P}c ${P}n3 ${P}c0 10.244.3.2 fd10::3:2
 
 # --- the kernel VXLAN node, as Calico's felix programs one (see shared recipes/kvxlan.sh)
 K=${P}k
@@ -109,7 +137,7 @@ node_ips = ["$3/24", "$4/64"]
 name = "up0"
 [[pools]]
 cidr = "10.244.0.0/16"
-${9}_mode = "Always"
+${9}
 [[pools]]
 cidr = "fd10::/48"
 vxlan_mode = "Always"
@@ -142,19 +170,33 @@ ips = ["10.98.0.30/24"]
 [[routes]]
 dst = "10.244.30.0/26"
 node = "ipip-peer"
+${EXTRA:-}
 CFG
 }
 
-start() { # mode
-    config "$WORK/n1.toml" node-a 10.98.0.1 fd98::1 1 ${P}a0 10.244.1.2 fd10::1:2 "$1" node-b 10.98.0.2 fd98::2 10.244.2.0/26 fd10::2:0/122
-    config "$WORK/n2.toml" node-b 10.98.0.2 fd98::2 0 ${P}b0 10.244.2.2 fd10::2:2 "$1" node-a 10.98.0.1 fd98::1 10.244.1.0/26 fd10::1:0/122
+start() { # mode: vxlan | ipip | never | crosssubnet
+    local line nodes="n1 n2"
+    case $1 in
+        vxlan) line='vxlan_mode = "Always"' ;;
+        ipip) line='ipip_mode = "Always"' ;;
+        never) line='vxlan_mode = "Never"' ;;
+        crosssubnet) line='vxlan_mode = "CrossSubnet"'; nodes="n1 n2 n3" ;;
+    esac
+    local to_c="" to_ab=""
+    if [[ $1 == crosssubnet ]]; then
+        to_c=$(printf '[[nodes]]\nname = "node-c"\nips = ["10.97.0.3/24", "fd97::3/64"]\n[[routes]]\ndst = "10.244.3.0/26"\nnode = "node-c"\n[[routes]]\ndst = "fd10::3:0/122"\nnode = "node-c"\n[[routes]]\ndst = "10.97.0.0/24"\nvia = "10.98.0.254"\n[[routes]]\ndst = "fd97::/64"\nvia = "fd98::fe"\n')
+        to_ab=$(printf '[[nodes]]\nname = "node-b"\nips = ["10.98.0.2/24", "fd98::2/64"]\n[[routes]]\ndst = "10.244.2.0/26"\nnode = "node-b"\n[[routes]]\ndst = "fd10::2:0/122"\nnode = "node-b"\n[[routes]]\ndst = "10.98.0.0/24"\nvia = "10.97.0.254"\n[[routes]]\ndst = "fd98::/64"\nvia = "fd97::fe"\n')
+    fi
+    EXTRA=$to_c config "$WORK/n1.toml" node-a 10.98.0.1 fd98::1 1 ${P}a0 10.244.1.2 fd10::1:2 "$line" node-b 10.98.0.2 fd98::2 10.244.2.0/26 fd10::2:0/122
+    EXTRA=$to_c config "$WORK/n2.toml" node-b 10.98.0.2 fd98::2 0 ${P}b0 10.244.2.2 fd10::2:2 "$line" node-a 10.98.0.1 fd98::1 10.244.1.0/26 fd10::1:0/122
+    EXTRA=$to_ab config "$WORK/n3.toml" node-c 10.97.0.3 fd97::3 1 ${P}c0 10.244.3.2 fd10::3:2 "$line" node-a 10.98.0.1 fd98::1 10.244.1.0/26 fd10::1:0/122
     PIDS=()
-    for n in n1 n2; do
+    for n in $nodes; do
         rm -f "$WORK/$n.json"
         ip netns exec ${P}$n "$VROUTERD" --config "$WORK/$n.toml" --stats-file "$WORK/$n.json" >"$WORK/$n-$1.log" 2>&1 &
         PIDS+=($!)
     done
-    for n in n1 n2; do
+    for n in $nodes; do
         for _ in $(seq 50); do [[ -s $WORK/$n.json ]] && break; sleep 0.2; done
         [[ -s $WORK/$n.json ]] || { cat "$WORK/$n-$1.log"; die "vrouterd $n did not start ($1)"; }
     done
@@ -224,6 +266,33 @@ check "IPIP   TCP pod B -> pod A (iperf3)"               tcp ${P}a ${P}b 10.244.
 check "IPIP   pool, IPv6 pods still over VXLAN"          ping6 ${P}b fd10::1:2
 check "IPIP   userspace IPIP node (TUN + raw socket): pod A <-> its tunnel address" ping4 ${P}a 10.244.30.0
 kill $PEER 2>/dev/null
+stop
+
+start never
+capture "$WORK/never.pcap"
+check "Never  ICMP v4 pod A -> pod B (plain routing)"    ping4 ${P}a 10.244.2.2
+check "Never  ICMP v6 pod B -> pod A"                    ping6 ${P}b fd10::1:2
+check "Never  TCP pod A -> pod B (iperf3)"               tcp ${P}b ${P}a 10.244.2.2
+# The IPv6 pool stays VXLAN Always: only IPv4-underlay tunnel packets would be wrong.
+no_tunnel() { wait $CAP; local n; n=$(tshark -r "$WORK/never.pcap" -Y "(vxlan or ip.proto == 4) and not ipv6" 2>/dev/null | wc -l); echo "IPv4 tunnel packets: $n"; ((n == 0)); }
+check "Never  tshark: no IPv4 tunnel packets on the underlay" no_tunnel
+stop
+
+start crosssubnet
+capture "$WORK/cross.pcap"
+check "CrossSubnet  ICMP v4 pod A -> pod B (same subnet: plain)"   ping4 ${P}a 10.244.2.2
+check "CrossSubnet  ICMP v4 pod A -> pod C (other subnet: VXLAN)"  ping4 ${P}a 10.244.3.2
+check "CrossSubnet  ICMP v6 pod C -> pod B (other subnet: VXLAN)"  ping6 ${P}c fd10::2:2
+check "CrossSubnet  TCP pod C -> pod A (iperf3)"                   tcp ${P}a ${P}c 10.244.1.2
+cross_shape() {
+    wait $CAP
+    local plain vx
+    plain=$(tshark -r "$WORK/cross.pcap" -Y "icmp and not vxlan and ip.dst == 10.244.2.2" 2>/dev/null | wc -l)
+    vx=$(tshark -r "$WORK/cross.pcap" -Y "vxlan and ip.dst == 10.97.0.3" 2>/dev/null | wc -l)
+    echo "plain to pod B: $plain, VXLAN to node-c: $vx"
+    ((plain > 0 && vx > 0))
+}
+check "CrossSubnet  tshark: plain within the subnet, VXLAN across" cross_shape
 stop
 
 if ((failures)); then
