@@ -23,7 +23,7 @@ nsx() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
 off() { nsx "$1" ethtool -K "$2" tx off tso off gso off gro off >/dev/null 2>&1 || true; }
 cleanup() {
     for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
-    for ns in hub hub2 r n1 n2 n3 a b c k kp i; do
+    for ns in hub hub2 r r2 n1 n2 n3 a b c k kp i; do
         ip netns pids "$P$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null
         ip netns del "$P$ns" 2>/dev/null
     done
@@ -90,6 +90,17 @@ nsx ${P}r ip -6 addr add fd97::fe/64 dev r1 nodad
 nsx ${P}r ip link set r0 up
 nsx ${P}r ip link set r1 up
 nsx ${P}r sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
+# A second router between the same subnets, for ECMP.
+ip netns add ${P}r2
+ip link add r0 netns ${P}r2 type veth peer name "p-r2a" netns ${P}hub
+ip link add r1 netns ${P}r2 type veth peer name "p-r2b" netns ${P}hub2
+nsx ${P}hub ip link set p-r2a master br0 up
+nsx ${P}hub2 ip link set p-r2b master br0 up
+nsx ${P}r2 ip addr add 10.98.0.253/24 dev r0
+nsx ${P}r2 ip addr add 10.97.0.253/24 dev r1
+nsx ${P}r2 ip link set r0 up
+nsx ${P}r2 ip link set r1 up
+nsx ${P}r2 sysctl -qw net.ipv4.ip_forward=1
 ip netns add ${P}n3
 nsx ${P}n3 ip link set lo up
 ip link add up0 netns ${P}n3 type veth peer name "p-n3" netns ${P}hub2
@@ -184,7 +195,7 @@ start() { # mode: vxlan | ipip | never | crosssubnet
     esac
     local to_c="" to_ab=""
     if [[ $1 == crosssubnet ]]; then
-        to_c=$(printf '[[nodes]]\nname = "node-c"\nips = ["10.97.0.3/24", "fd97::3/64"]\n[[routes]]\ndst = "10.244.3.0/26"\nnode = "node-c"\n[[routes]]\ndst = "fd10::3:0/122"\nnode = "node-c"\n[[routes]]\ndst = "10.97.0.0/24"\nvia = "10.98.0.254"\n[[routes]]\ndst = "fd97::/64"\nvia = "fd98::fe"\n')
+        to_c=$(printf '[[nodes]]\nname = "node-c"\nips = ["10.97.0.3/24", "fd97::3/64"]\n[[routes]]\ndst = "10.244.3.0/26"\nnode = "node-c"\n[[routes]]\ndst = "fd10::3:0/122"\nnode = "node-c"\n[[routes]]\ndst = "10.97.0.0/24"\nvia = ["10.98.0.254", "10.98.0.253"]\n[[routes]]\ndst = "fd97::/64"\nvia = "fd98::fe"\n')
         to_ab=$(printf '[[nodes]]\nname = "node-b"\nips = ["10.98.0.2/24", "fd98::2/64"]\n[[routes]]\ndst = "10.244.2.0/26"\nnode = "node-b"\n[[routes]]\ndst = "fd10::2:0/122"\nnode = "node-b"\n[[routes]]\ndst = "10.98.0.0/24"\nvia = "10.97.0.254"\n[[routes]]\ndst = "fd98::/64"\nvia = "fd97::fe"\n')
     fi
     EXTRA=$to_c config "$WORK/n1.toml" node-a 10.98.0.1 fd98::1 1 ${P}a0 10.244.1.2 fd10::1:2 "$line" node-b 10.98.0.2 fd98::2 10.244.2.0/26 fd10::2:0/122
@@ -293,6 +304,26 @@ cross_shape() {
     ((plain > 0 && vx > 0))
 }
 check "CrossSubnet  tshark: plain within the subnet, VXLAN across" cross_shape
+rx() { nsx "$1" cat /sys/class/net/r0/statistics/rx_packets; }
+ecmp_spread() { # 2000 UDP flows from pod A to node-c's address, over two routers
+    local a0 b0 a1 b1
+    a0=$(rx ${P}r); b0=$(rx ${P}r2)
+    nsx ${P}a python3 -c '
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for port in range(20000, 22000):
+    t = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    t.bind(("10.244.1.2", port))
+    t.sendto(b"ecmp", ("10.97.0.3", 9))
+    t.close()
+'
+    sleep 0.5
+    a1=$(rx ${P}r); b1=$(rx ${P}r2)
+    local da=$((a1 - a0)) db=$((b1 - b0))
+    echo "router 1: $da packets, router 2: $db packets (of 2000 flows)"
+    ((da >= 800 && da <= 1200 && db >= 800 && db <= 1200))
+}
+check "ECMP   2000 flows over two routers, each within ±20%" ecmp_spread
 stop
 
 if ((failures)); then
