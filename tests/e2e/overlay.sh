@@ -252,6 +252,13 @@ frag_needed() { # pod dst mtu
     local out; out=$(nsx "$1" ping -c 1 -W 2 -s 1472 -M do "$2"); echo "$out"
     grep -q "Frag needed and DF set (mtu = $3)" <<<"$out"
 }
+frag_tunnel() { # pod dst stats: 1500-byte packets without DF cross, node counts fragments
+    nsx "$1" ping -c 2 -i 0.2 -W 2 -s 1472 -M dont "$2" || return 1
+    sleep 1.2
+    local n; n=$(python3 -c "import json; print(json.load(open('$3'))['fragmented'])")
+    echo "fragmented: $n"; ((n >= 2))
+}
+check "VXLAN  1500-byte packets without DF: fragmented, then each piece wrapped" frag_tunnel ${P}b 10.244.1.2 "$WORK/n2.json"
 check "VXLAN  PMTU: 1500-byte DF packet gets frag-needed, mtu 1450" frag_needed ${P}a 10.244.2.2 1450
 check "VXLAN  TCP pod A -> pod B (iperf3, 1500-byte pods: PMTU discovery)" tcp ${P}b ${P}a 10.244.2.2
 check "kernel VXLAN node: ICMP pod A -> its pod"         ping4 ${P}a 10.244.20.2

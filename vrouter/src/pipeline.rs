@@ -58,6 +58,10 @@ pub enum Action {
         len: usize,
         mtu: u16,
     },
+    /// The packet was sent in pieces the pipeline built itself (IPv4 without DF, too big
+    /// for a tunnel: fragmented, then each fragment encapsulated; see
+    /// [`Pipeline::drain_extra`]). The frame itself is done with.
+    Consumed,
     /// The next hop `nh` is not resolved yet: keep the frame (`len` bytes) briefly and
     /// pass it to [`Pipeline::resume`] once it is, or drop it as `Unresolved`.
     Hold {
@@ -86,6 +90,30 @@ pub struct Pipeline {
     ident: u16,
     /// ECMP groups (next hops that are `Adjacency::Group`).
     groups: Option<Arc<GroupTable>>,
+    /// Frames built during a burst beyond the received ones (encapsulated fragments),
+    /// in preallocated buffers, for the worker to send.
+    extra: ExtraFrames,
+}
+
+/// Preallocated room for frames the pipeline builds itself.
+struct ExtraFrames {
+    bufs: Vec<Box<[u8]>>,
+    /// (port, length) of each buffer in use, in order.
+    used: Vec<(PortId, usize)>,
+}
+
+const EXTRA_FRAMES: usize = 32;
+const EXTRA_FRAME_SIZE: usize = 2048;
+
+impl ExtraFrames {
+    fn new() -> ExtraFrames {
+        ExtraFrames {
+            bufs: (0..EXTRA_FRAMES)
+                .map(|_| vec![0u8; EXTRA_FRAME_SIZE].into_boxed_slice())
+                .collect(),
+            used: Vec::with_capacity(EXTRA_FRAMES),
+        }
+    }
 }
 
 /// Where ICMP errors come from, and how many may be sent.
@@ -117,7 +145,16 @@ impl Pipeline {
             overlay: None,
             ident: 0,
             groups: None,
+            extra: ExtraFrames::new(),
         }
+    }
+
+    /// Hand the frames built during the last burst (see [`Action::Consumed`]) to `send`.
+    pub fn drain_extra(&mut self, send: &mut dyn FnMut(PortId, &[u8])) {
+        for (i, &(port, len)) in self.extra.used.iter().enumerate() {
+            send(port, &self.extra.bufs[i][..len]);
+        }
+        self.extra.used.clear();
     }
 
     /// Spread flows over the members of ECMP groups (`Adjacency::Group` next hops).
@@ -375,7 +412,7 @@ impl Pipeline {
                 Action::Tx { .. } => tally.tx += 1,
                 Action::Kernel => tally.to_kernel += 1,
                 Action::Hold { .. } => tally.held += 1,
-                Action::Fragment { .. } => tally.fragmented += 1,
+                Action::Fragment { .. } | Action::Consumed => tally.fragmented += 1,
                 Action::Drop(why) => tally.drop(why),
             }
         }
@@ -472,9 +509,14 @@ impl Pipeline {
         let over = t.encap.overhead();
         let len = len.min(frame.len());
         let mtu = self.egress_mtu(nh).unwrap_or(0) as usize;
-        if len.saturating_sub(ETH_HDR_LEN) > mtu || len + over > frame.len() {
-            // Fragmenting the inner packet before encapsulating is not done yet: a
-            // packet without DF that does not fit is dropped like one with DF.
+        if len.saturating_sub(ETH_HDR_LEN) > mtu {
+            let df = v6 || frame.get(ETH_HDR_LEN + 6).is_none_or(|f| f & 0x40 != 0);
+            if df {
+                return Action::Drop(DropReason::TooBig);
+            }
+            return self.fragment_into_tunnel(frame, len, mtu, &t, port, mac);
+        }
+        if len + over > frame.len() {
             return Action::Drop(DropReason::TooBig);
         }
         if let Err(why) = decrement_hop(frame, len, v6) {
@@ -492,6 +534,54 @@ impl Pipeline {
                 len: r.end - r.start,
             },
             Err(_) => Action::Drop(DropReason::Malformed),
+        }
+    }
+
+    /// IPv4 without DF, too big for the tunnel: fragment it to the tunnel's MTU and
+    /// encapsulate each piece into the extra frames (as Linux tunnels do).
+    #[cold]
+    #[inline(never)]
+    fn fragment_into_tunnel(
+        &mut self,
+        frame: &mut [u8],
+        len: usize,
+        mtu: usize,
+        t: &crate::tunnel::Tunnel,
+        port: PortId,
+        mac: [u8; 6],
+    ) -> Action {
+        if let Err(why) = decrement_hop(frame, len, false) {
+            return Action::Drop(why);
+        }
+        let Some(out) = self.ports.get(port.0 as usize) else {
+            return Action::Drop(DropReason::Unresolved);
+        };
+        let eth = OuterEth {
+            dst: mac,
+            src: out.mac,
+        };
+        let over = t.encap.overhead();
+        let extra = &mut self.extra;
+        let mut ident = self.ident;
+        let mut failed = false;
+        let made = encap::fragment::ipv4_fragments(&frame[..len], mtu, |piece| {
+            let slot = extra.used.len();
+            if slot >= extra.bufs.len() || piece.len() + over > EXTRA_FRAME_SIZE {
+                failed = true;
+                return;
+            }
+            let buf = &mut extra.bufs[slot];
+            buf[over..over + piece.len()].copy_from_slice(piece);
+            ident = ident.wrapping_add(1);
+            match t.encap.encapsulate(eth, buf, over, piece.len(), ident) {
+                Ok(r) => extra.used.push((port, r.end - r.start)),
+                Err(_) => failed = true,
+            }
+        });
+        self.ident = ident;
+        match made {
+            Ok(_) if !failed => Action::Consumed,
+            _ => Action::Drop(DropReason::TooBig),
         }
     }
 

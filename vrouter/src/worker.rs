@@ -91,6 +91,10 @@ impl<I: Io> Worker<I> {
                 let n = self.io.rx_burst(port, &mut |frames, lens, actions| {
                     pipeline.process(port, frames, lens, actions)
                 });
+                let io = &mut self.io;
+                pipeline.drain_extra(&mut |p, f| {
+                    io.send(p, f);
+                });
                 got += n;
                 if n < BURST {
                     break;

@@ -353,3 +353,39 @@ proptest::proptest! {
         let _ = run(&mut s, POD, &f);
     }
 }
+
+#[test]
+fn too_big_without_df_is_fragmented_then_each_piece_encapsulated() {
+    for (dst, over) in [([10, 244, 2, 5], 50usize), ([10, 244, 3, 9], 20)] {
+        let mut s = setup();
+        let inner = pod_udp(dst, 1500 - 28, false);
+        let (a, _) = run(&mut s, POD, &inner);
+        assert_eq!(a, Action::Consumed);
+        let mut pieces = Vec::new();
+        s.pipeline
+            .drain_extra(&mut |port, f| pieces.push((port, f.to_vec())));
+        assert_eq!(pieces.len(), 2, "1500 bytes through a 1450 / 1480 tunnel");
+        let mut payload = vec![0u8; 1500 - 20];
+        for (port, f) in &pieces {
+            assert_eq!(*port, UPLINK);
+            assert!(f.len() <= 14 + 1500, "each wrapped piece fits the underlay");
+            // Unwrap with the independent parser, then place the fragment.
+            let p = SlicedPacket::from_ethernet(f).unwrap();
+            let inner_ip: &[u8] = match (&p.net, &p.transport) {
+                (_, Some(TransportSlice::Udp(u))) if over == 50 => &u.payload()[8 + 14..],
+                (Some(NetSlice::Ipv4(ip)), _) => ip.payload().payload,
+                other => panic!("{other:?}"),
+            };
+            let h = Ipv4Header::from_slice(inner_ip).unwrap().0;
+            assert_eq!(h.time_to_live, 63);
+            let off = h.fragment_offset.byte_offset() as usize;
+            let data = &inner_ip[20..h.total_len as usize];
+            payload[off..off + data.len()].copy_from_slice(data);
+        }
+        assert_eq!(&payload[..], &inner[14 + 20..], "reassembled");
+        assert_eq!(s.counters.total().fragmented, 1);
+        let mut again = Vec::new();
+        s.pipeline.drain_extra(&mut |p, f| again.push((p, f.len())));
+        assert!(again.is_empty(), "drained once");
+    }
+}

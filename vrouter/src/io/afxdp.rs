@@ -389,7 +389,7 @@ impl AfXdpIo {
             }
             // The XDP program passes what is not ours to the kernel before it reaches
             // us; what the pipeline still hands to the kernel is dropped here.
-            Action::Kernel | Action::Drop(_) => self.free.push(desc),
+            Action::Kernel | Action::Drop(_) | Action::Consumed => self.free.push(desc),
         }
     }
 

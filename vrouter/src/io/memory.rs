@@ -108,7 +108,7 @@ impl MemoryIo {
                     self.pool.push(b);
                 }
             }
-            Action::Drop(_) => self.pool.push(b),
+            Action::Drop(_) | Action::Consumed => self.pool.push(b),
         }
     }
 }
