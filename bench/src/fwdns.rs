@@ -56,6 +56,15 @@ const GEN_IP: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 254);
 const NODE_IP: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 1);
 const POD_IP: Ipv4Addr = Ipv4Addr::new(10, 244, 1, 2);
 const POOL: &str = "10.244.0.0/16";
+// Overlay scenarios (`vxlan`, `ipip`): GEN is a local pod, SINK the remote node.
+const UNDERLAY_NODE: Ipv4Addr = Ipv4Addr::new(10, 98, 0, 1);
+const UNDERLAY_REMOTE: Ipv4Addr = Ipv4Addr::new(10, 98, 0, 2);
+const REMOTE_POD: Ipv4Addr = Ipv4Addr::new(10, 244, 2, 2);
+const REMOTE_BLOCK: &str = "10.244.2.0/26";
+const REMOTE_TUNNEL_IP: &str = "10.244.2.0";
+const LOCAL_VTEP_MAC: [u8; 6] = [0x66, 0, 0, 0, 0, 0x01];
+const REMOTE_VTEP_MAC: [u8; 6] = [0x66, 0, 0, 0, 0, 0x02];
+const KERNEL_VXLAN_DEV: &str = "vxlan.calico";
 /// Namespace names start with this, then the pid.
 pub const PREFIX: &str = "fwb";
 
@@ -77,8 +86,52 @@ impl XdpMode {
     }
 }
 
+/// What the DUT does with the traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scenario {
+    /// Plain routing, uplink → pod.
+    L3,
+    /// Pod → remote node's block, VXLAN (VNI 4096, UDP 4789) over the underlay.
+    Vxlan,
+    /// Pod → remote node's block, IP in IP over the underlay.
+    Ipip,
+}
+
+impl Scenario {
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::L3 => "l3",
+            Scenario::Vxlan => "vxlan",
+            Scenario::Ipip => "ipip",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Scenario> {
+        match s {
+            "l3" => Some(Scenario::L3),
+            "vxlan" => Some(Scenario::Vxlan),
+            "ipip" => Some(Scenario::Ipip),
+            _ => None,
+        }
+    }
+
+    /// Bytes the encapsulation adds in front of the inner frame's IP header.
+    pub fn overhead(self) -> usize {
+        match self {
+            Scenario::L3 => 0,
+            Scenario::Vxlan => 50,
+            Scenario::Ipip => 20,
+        }
+    }
+
+    fn overlay(self) -> bool {
+        self != Scenario::L3
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct L3Options {
+    pub scenario: Scenario,
     /// The vrouterd executable, and arguments to put first (fwdbench itself with
     /// `--as-vrouterd` when no vrouterd binary is built).
     pub vrouterd: PathBuf,
@@ -102,6 +155,13 @@ pub struct Series {
     pub mpps: Vec<f64>,
     /// Offered: what the DUT's uplink received (its rx_packets), Mpps.
     pub offered_mpps: Vec<f64>,
+    /// Mean frame length the sink received over the windows (rx_bytes / rx_packets,
+    /// no FCS): 64 plain, 114 VXLAN, 84 IPIP.
+    pub sink_frame_bytes: f64,
+    /// Over the windows: how long the forwarder's threads were runnable but waiting
+    /// for a CPU (schedstat run_delay), ms; another task on the DUT core shows here.
+    /// NaN for the kernel candidates.
+    pub runq_wait_ms: f64,
 }
 
 fn sorted(v: &[f64]) -> Vec<f64> {
@@ -139,7 +199,10 @@ impl Series {
 pub struct L3Results {
     pub vrouter: Series,
     pub bare: Series,
-    pub kernel: Series,
+    /// Kernel ip_forward (scenario l3).
+    pub kernel: Option<Series>,
+    /// The kernel's VXLAN device, configured as Calico does (scenario vxlan).
+    pub kernel_vxlan: Option<Series>,
     /// The XDP attach mode the bare forwarder got ("native" / "generic").
     pub bare_xdp_mode: &'static str,
     /// Whether the sink's drop program runs in native mode.
@@ -179,14 +242,20 @@ pub fn run(opts: &L3Options) -> io::Result<L3Results> {
     netns::install_interrupt_handler()?;
     netns::remove_stale(PREFIX);
     remove_stale_dirs();
-    let mut topo = Topology::up(opts.dut_core)?;
+    let mut topo = Topology::up(opts.dut_core, opts.scenario)?;
     let bare = topo.bare(opts)?;
     let (vrouter, vrouterd_stats) = topo.vrouterd(opts)?;
-    let kernel = topo.kernel(opts)?;
+    let (kernel, kernel_vxlan) = match opts.scenario {
+        Scenario::L3 => (Some(topo.kernel(opts)?), None),
+        Scenario::Vxlan => (None, Some(topo.kernel_vxlan(opts)?)),
+        // No ipip module here: IPIP compares against the bare forwarder only.
+        Scenario::Ipip => (None, None),
+    };
     Ok(L3Results {
         vrouter,
         bare: bare.0,
         kernel,
+        kernel_vxlan,
         bare_xdp_mode: bare.1,
         sink_native: topo.sink_native,
         vrouterd_stats,
@@ -229,6 +298,12 @@ fn err(msg: String) -> io::Error {
 }
 
 struct Topology {
+    /// The forwarder being measured: (pid, one thread or all of them), for its
+    /// run-queue wait.
+    forwarder_task: Option<(u32, Option<u32>)>,
+    scenario: Scenario,
+    /// Mean frame length at the sink with the bare forwarder (no encapsulation).
+    plain_frame_bytes: f64,
     gen_if: String,
     up_if: String,
     pod_if: String,
@@ -251,7 +326,7 @@ impl Drop for Topology {
 }
 
 impl Topology {
-    fn up(dut_core: usize) -> io::Result<Topology> {
+    fn up(dut_core: usize, scenario: Scenario) -> io::Result<Topology> {
         let p = format!("{PREFIX}{}", std::process::id());
         let gen = Netns::add(&format!("{p}-gen"))?;
         let dut = Netns::add(&format!("{p}-dut"))?;
@@ -293,21 +368,72 @@ impl Topology {
             "netns",
             sink.name(),
         ])?;
-        gen.ip(&["link", "set", &gen_if, "address", &mac_str(GEN_MAC), "up"])?;
-        gen.ip(&["addr", "add", &format!("{GEN_IP}/24"), "dev", &gen_if])?;
-        gen.ip(&["route", "add", POOL, "via", &NODE_IP.to_string()])?;
-        dut.ip(&["link", "set", &up_if, "address", &mac_str(UPLINK_MAC), "up"])?;
-        dut.ip(&["addr", "add", &format!("{NODE_IP}/24"), "dev", &up_if])?;
-        dut.ip(&[
-            "link",
-            "set",
-            &pod_if,
-            "address",
-            &mac_str(POD_SIDE_MAC),
-            "up",
-        ])?;
-        sink.ip(&["link", "set", &sink_if, "address", &mac_str(SINK_MAC), "up"])?;
-        sink.ip(&["addr", "add", &format!("{POD_IP}/32"), "dev", &sink_if])?;
+        if scenario.overlay() {
+            // GEN is a pod on this node (up_if is its host-side veth, ee:ee:..); the
+            // SINK is the remote node, reached through pod_if, our underlay uplink.
+            gen.ip(&["link", "set", &gen_if, "address", &mac_str(GEN_MAC), "up"])?;
+            gen.ip(&["addr", "add", &format!("{POD_IP}/32"), "dev", &gen_if])?;
+            dut.ip(&[
+                "link",
+                "set",
+                &up_if,
+                "address",
+                &mac_str(POD_SIDE_MAC),
+                "up",
+            ])?;
+            dut.ip(&[
+                "link",
+                "set",
+                &pod_if,
+                "address",
+                &mac_str(UPLINK_MAC),
+                "up",
+            ])?;
+            dut.ip(&[
+                "addr",
+                "add",
+                &format!("{UNDERLAY_NODE}/24"),
+                "dev",
+                &pod_if,
+            ])?;
+            // The sink's XDP program drops ARP too: a permanent neighbour, which both
+            // vrouterd (it asks the kernel) and the kernel's VXLAN device use.
+            dut.ip(&[
+                "neigh",
+                "replace",
+                &UNDERLAY_REMOTE.to_string(),
+                "lladdr",
+                &mac_str(SINK_MAC),
+                "dev",
+                &pod_if,
+                "nud",
+                "permanent",
+            ])?;
+            sink.ip(&["link", "set", &sink_if, "address", &mac_str(SINK_MAC), "up"])?;
+            sink.ip(&[
+                "addr",
+                "add",
+                &format!("{UNDERLAY_REMOTE}/24"),
+                "dev",
+                &sink_if,
+            ])?;
+        } else {
+            gen.ip(&["link", "set", &gen_if, "address", &mac_str(GEN_MAC), "up"])?;
+            gen.ip(&["addr", "add", &format!("{GEN_IP}/24"), "dev", &gen_if])?;
+            gen.ip(&["route", "add", POOL, "via", &NODE_IP.to_string()])?;
+            dut.ip(&["link", "set", &up_if, "address", &mac_str(UPLINK_MAC), "up"])?;
+            dut.ip(&["addr", "add", &format!("{NODE_IP}/24"), "dev", &up_if])?;
+            dut.ip(&[
+                "link",
+                "set",
+                &pod_if,
+                "address",
+                &mac_str(POD_SIDE_MAC),
+                "up",
+            ])?;
+            sink.ip(&["link", "set", &sink_if, "address", &mac_str(SINK_MAC), "up"])?;
+            sink.ip(&["addr", "add", &format!("{POD_IP}/32"), "dev", &sink_if])?;
+        }
         dut.write_proc_sys("net/ipv4/ip_forward", "0")?;
         let (sink_xdp, sink_native) =
             netns::in_netns(sink.name(), || bpf::attach_action(&sink_if, bpf::XDP_DROP))?;
@@ -331,6 +457,9 @@ impl Topology {
         let dir = run_dir(std::process::id());
         std::fs::create_dir_all(&dir)?;
         Ok(Topology {
+            forwarder_task: None,
+            scenario,
+            plain_frame_bytes: f64::NAN,
             gen_if,
             up_if,
             pod_if,
@@ -350,6 +479,10 @@ impl Topology {
         Ok(self.sink_stats.read(&self.sink_if)?.rx_packets)
     }
 
+    fn sink_bytes(&mut self) -> io::Result<u64> {
+        Ok(self.sink_stats.read(&self.sink_if)?.rx_bytes)
+    }
+
     /// Frames the DUT's uplink received (the offered load). With NAPI on, a veth counts
     /// in rx_packets every frame its NAPI took from the ring, whatever happened next (XDP
     /// redirect, or drop when the AF_XDP ring is full: those count in rx_dropped too, so
@@ -360,7 +493,11 @@ impl Topology {
     }
 
     fn gen_config(&self, opts: &L3Options) -> GenConfig {
-        let mut c = GenConfig::udp64(&self.gen_if, GEN_MAC, UPLINK_MAC, GEN_IP, POD_IP);
+        let mut c = if self.scenario.overlay() {
+            GenConfig::udp64(&self.gen_if, GEN_MAC, POD_SIDE_MAC, POD_IP, REMOTE_POD)
+        } else {
+            GenConfig::udp64(&self.gen_if, GEN_MAC, UPLINK_MAC, GEN_IP, POD_IP)
+        };
         c.netns = Some(self.gen.name().to_string());
         c.core = Some(opts.gen_core);
         c.engine = opts.engine;
@@ -396,6 +533,8 @@ impl Topology {
                 a0 - arrived0
             )));
         }
+        let (sink_first, bytes_first) = (s0, self.sink_bytes()?);
+        let wait_first = self.forwarder_task.map(runq_wait_ns);
         let mut series = Series::default();
         for _ in 0..opts.windows {
             netns::sleep_interruptible(opts.window)?;
@@ -405,6 +544,12 @@ impl Topology {
             series.offered_mpps.push((a1 - a0) as f64 / dt / 1e6);
             (s0, a0, t0) = (s1, a1, t1);
         }
+        let bytes = self.sink_bytes()? - bytes_first;
+        series.sink_frame_bytes = bytes as f64 / (s0 - sink_first).max(1) as f64;
+        series.runq_wait_ms = match (wait_first, self.forwarder_task.map(runq_wait_ns)) {
+            (Some(a), Some(b)) => b.saturating_sub(a) as f64 / 1e6,
+            _ => f64::NAN,
+        };
         alive()?;
         gen.stop()?;
         Ok(series)
@@ -415,8 +560,42 @@ impl Topology {
         let config = self.dir.join("vrouterd.toml");
         let stats = self.dir.join("vrouterd-stats.json");
         let log = self.dir.join("vrouterd.log");
-        std::fs::write(
-            &config,
+        let text = if self.scenario.overlay() {
+            format!(
+                r#"node_name = "fwdbench"
+node_ips = ["{UNDERLAY_NODE}/24"]
+xdp_mode = "{mode}"
+[[uplinks]]
+name = "{up}"
+[[pools]]
+cidr = "{POOL}"
+{encap}_mode = "Always"
+[workers]
+cores = [{core}]
+poll_mode = "busy"
+[[endpoints]]
+name = "fwdbench/gen"
+kind = "veth"
+interface = "{pod}"
+ips = ["{POD_IP}/32"]
+mac = "{mac}"
+[[nodes]]
+name = "remote"
+ips = ["{UNDERLAY_REMOTE}/24"]
+vtep_mac = "{vtep}"
+[[routes]]
+dst = "{REMOTE_BLOCK}"
+node = "remote"
+"#,
+                mode = opts.xdp_mode.name(),
+                encap = self.scenario.name(),
+                up = self.pod_if,
+                core = opts.dut_core,
+                pod = self.up_if,
+                mac = mac_str(GEN_MAC),
+                vtep = mac_str(REMOTE_VTEP_MAC),
+            )
+        } else {
             format!(
                 r#"node_name = "fwdbench"
 node_ips = ["{NODE_IP}/24"]
@@ -440,8 +619,9 @@ mac = "{mac}"
                 core = opts.dut_core,
                 pod = self.pod_if,
                 mac = mac_str(SINK_MAC),
-            ),
-        )?;
+            )
+        };
+        std::fs::write(&config, text)?;
         let _ = std::fs::remove_file(&stats);
         let out = std::fs::File::create(&log)?;
         let mut cmd = Command::new("ip");
@@ -479,7 +659,13 @@ mac = "{mac}"
             }
             netns::sleep_interruptible(Duration::from_millis(50))?;
         }
-        let series = self.measure(opts, "vrouterd", &mut || daemon.check())?;
+        self.forwarder_task = daemon.child.as_ref().map(|c| (c.id(), None));
+        let series = self.measure(opts, "vrouterd", &mut || daemon.check());
+        self.forwarder_task = None;
+        let series = series?;
+        if self.scenario.overlay() {
+            check_frames("vrouterd", self.scenario, self.plain_frame_bytes, &series)?;
+        }
         // Its counters, written every second: wait for one written after the windows.
         let written = std::fs::metadata(&stats).and_then(|m| m.modified()).ok();
         let t = Instant::now();
@@ -516,7 +702,10 @@ mac = "{mac}"
             ),
         };
         let mode = match ready_rx.recv() {
-            Ok(Ok(mode)) => mode,
+            Ok(Ok((mode, tid))) => {
+                self.forwarder_task = Some((std::process::id(), Some(tid)));
+                mode
+            }
             Ok(Err(e)) => {
                 fwd.finish()?;
                 return Err(e);
@@ -532,8 +721,11 @@ mac = "{mac}"
             } else {
                 Ok(())
             }
-        })?;
+        });
+        self.forwarder_task = None;
+        let series = series?;
         fwd.finish()?;
+        self.plain_frame_bytes = series.sink_frame_bytes;
         Ok((series, mode))
     }
 
@@ -559,6 +751,131 @@ mac = "{mac}"
         let series = self.measure(opts, "kernel forwarding", &mut || Ok(()));
         let _ = self.dut.write_proc_sys("net/ipv4/ip_forward", "0");
         series
+    }
+}
+
+/// The sink must have received what the scenario sends: the bare forwarder's frames
+/// (the generator's, unencapsulated, as the sink's counters count them), plus 50 B
+/// (VXLAN) or 20 B (IPIP) of outer headers.
+fn check_frames(name: &str, scenario: Scenario, plain: f64, s: &Series) -> io::Result<()> {
+    let want = plain + scenario.overhead() as f64;
+    if (s.sink_frame_bytes - want).abs() > 0.5 {
+        return Err(err(format!(
+            "{name}: the sink received frames of {:.1} bytes on average, not {want:.1} (bare forwarder's {plain:.1} + {} for {}): not the expected encapsulation",
+            s.sink_frame_bytes,
+            scenario.overhead(),
+            scenario.name()
+        )));
+    }
+    Ok(())
+}
+
+impl Topology {
+    /// The kernel's VXLAN device in the DUT, configured as Calico's felix configures
+    /// vxlan.calico (VNI 4096, UDP 4789, nolearning, static neighbour + FDB entry for the
+    /// remote VTEP, onlink route for the remote block); ip_forward, the pod's /32 route,
+    /// rp_filter off. RPS puts the receive and forwarding work on the DUT core.
+    fn kernel_vxlan(&mut self, opts: &L3Options) -> io::Result<Series> {
+        let dut = &self.dut;
+        dut.ip(&[
+            "link",
+            "add",
+            KERNEL_VXLAN_DEV,
+            "type",
+            "vxlan",
+            "id",
+            "4096",
+            "local",
+            &UNDERLAY_NODE.to_string(),
+            "dev",
+            &self.pod_if,
+            "dstport",
+            "4789",
+            "nolearning",
+        ])?;
+        dut.ip(&[
+            "link",
+            "set",
+            KERNEL_VXLAN_DEV,
+            "address",
+            &mac_str(LOCAL_VTEP_MAC),
+            "mtu",
+            "1450",
+            "up",
+        ])?;
+        dut.ip(&["addr", "add", "10.244.1.0/32", "dev", KERNEL_VXLAN_DEV])?;
+        dut.ip(&[
+            "neigh",
+            "replace",
+            REMOTE_TUNNEL_IP,
+            "lladdr",
+            &mac_str(REMOTE_VTEP_MAC),
+            "dev",
+            KERNEL_VXLAN_DEV,
+            "nud",
+            "permanent",
+        ])?;
+        dut.exec(&[
+            "bridge",
+            "fdb",
+            "replace",
+            &mac_str(REMOTE_VTEP_MAC),
+            "dev",
+            KERNEL_VXLAN_DEV,
+            "dst",
+            &UNDERLAY_REMOTE.to_string(),
+        ])?;
+        dut.ip(&[
+            "route",
+            "replace",
+            REMOTE_BLOCK,
+            "via",
+            REMOTE_TUNNEL_IP,
+            "dev",
+            KERNEL_VXLAN_DEV,
+            "onlink",
+        ])?;
+        dut.ip(&[
+            "route",
+            "replace",
+            &format!("{POD_IP}/32"),
+            "dev",
+            &self.up_if,
+            "scope",
+            "link",
+        ])?;
+        for conf in ["all", "default", self.up_if.as_str()] {
+            dut.write_proc_sys(&format!("net/ipv4/conf/{conf}/rp_filter"), "0")?;
+        }
+        dut.write_proc_sys("net/ipv4/ip_forward", "1")?;
+        let series = self.measure(opts, "kernel VXLAN", &mut || Ok(()));
+        let _ = self.dut.write_proc_sys("net/ipv4/ip_forward", "0");
+        let series = series?;
+        check_frames(
+            "kernel VXLAN",
+            self.scenario,
+            self.plain_frame_bytes,
+            &series,
+        )?;
+        Ok(series)
+    }
+}
+
+/// Nanoseconds the task's threads (all of them, or one) spent runnable but not running
+/// (the second field of /proc/PID/task/TID/schedstat); 0 for what cannot be read.
+fn runq_wait_ns((pid, tid): (u32, Option<u32>)) -> u64 {
+    let read = |path: PathBuf| -> u64 {
+        std::fs::read_to_string(path)
+            .ok()
+            .and_then(|t| t.split_whitespace().nth(1)?.parse().ok())
+            .unwrap_or(0)
+    };
+    let task = PathBuf::from(format!("/proc/{pid}/task"));
+    match tid {
+        Some(t) => read(task.join(t.to_string()).join("schedstat")),
+        None => std::fs::read_dir(&task)
+            .map(|d| d.flatten().map(|e| read(e.path().join("schedstat"))).sum())
+            .unwrap_or(0),
     }
 }
 
@@ -680,7 +997,7 @@ fn attach(ifname: &str, role: XdpRole, mode: XdpMode) -> io::Result<(XdpProgram,
 fn bare_forwarder(
     a: BareArgs,
     stop: &AtomicBool,
-    ready: mpsc::Sender<io::Result<&'static str>>,
+    ready: mpsc::Sender<io::Result<(&'static str, u32)>>,
 ) -> io::Result<()> {
     let setup = || -> io::Result<_> {
         netns::enter(&a.netns)?;
@@ -730,7 +1047,9 @@ fn bare_forwarder(
             return Ok(());
         }
     };
-    let _ = ready.send(Ok(mode));
+    // SAFETY: gettid has no preconditions.
+    let tid = unsafe { libc::syscall(libc::SYS_gettid) } as u32;
+    let _ = ready.send(Ok((mode, tid)));
     let (uplink, pod_port) = (PortId(0), PortId(1));
     while !stop.load(Ordering::Relaxed) {
         io.rx_burst(uplink, &mut |frames, lens, actions| {
@@ -767,6 +1086,8 @@ mod tests {
         let s = Series {
             mpps: vec![0.9, 0.7, 0.8, 1.0],
             offered_mpps: vec![4.0, 3.0, 5.0],
+            sink_frame_bytes: 64.0,
+            runq_wait_ms: 0.0,
         };
         assert_eq!(s.min(), 0.7);
         assert_eq!(s.max(), 1.0);

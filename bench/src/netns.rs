@@ -194,6 +194,7 @@ pub fn sleep_interruptible(d: Duration) -> io::Result<()> {
 /// Packet counters of one interface.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct IfCounters {
+    pub rx_bytes: u64,
     pub rx_packets: u64,
     pub rx_dropped: u64,
     pub tx_packets: u64,
@@ -248,6 +249,7 @@ fn parse_dev(text: &str, dev: &str) -> Option<IfCounters> {
         }
         // rx: bytes packets errs drop fifo frame compressed multicast; tx: bytes packets errs drop ...
         return Some(IfCounters {
+            rx_bytes: f[0],
             rx_packets: f[1],
             rx_dropped: f[3],
             tx_packets: f[9],
@@ -271,6 +273,7 @@ mod tests {
         assert_eq!(
             parse_dev(text, "f123s"),
             Some(IfCounters {
+                rx_bytes: 6400000,
                 rx_packets: 100000,
                 rx_dropped: 7,
                 tx_packets: 12,

@@ -5,36 +5,30 @@ use std::process::{Command, Stdio};
 
 #[test]
 fn memio_reports_the_documented_keys() {
-    let out = Command::new(env!("CARGO_BIN_EXE_fwdbench"))
-        .args([
-            "--scenario",
-            "l3",
-            "--memio",
-            "--routes",
-            "2000",
-            "--packets",
-            "20000",
-            "--json",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v = json_with_issue_keys(&out);
+    let v = json_with_issue_keys(&small_memio("l3"));
     assert_eq!(v["scenario"], "l3");
     assert!(v["memio_cycles_per_pkt"].as_f64().unwrap() > 0.0);
     assert!(v["memio_worker_cycles_per_pkt"].as_f64().unwrap() > 0.0);
 }
 
+/// `--memio` with encapsulation: routes to VXLAN / IPIP tunnels, frames from a pod.
 #[test]
-fn unbuilt_scenarios_fail_loudly() {
+fn memio_with_encapsulation_reports_cycles() {
+    for scenario in ["vxlan", "ipip"] {
+        let v = json_with_issue_keys(&small_memio(scenario));
+        assert_eq!(v["scenario"], scenario);
+        assert!(v["memio_cycles_per_pkt"].as_f64().unwrap() > 0.0, "{v}");
+        assert!(v["memio_forwarded_ratio"].as_f64().unwrap() > 0.0, "{v}");
+    }
+}
+
+#[test]
+fn bad_arguments_fail_loudly() {
     for args in [
-        &["--scenario", "vxlan"][..],
-        &["--scenario", "vxlan", "--memio"][..],
+        &["--scenario", "gre"][..],
+        &["--scenario", "gre", "--memio"][..],
         &["--scenario", "l3", "--windows", "2"][..],
+        &["--scenario", "vxlan", "--windows", "2"][..],
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_fwdbench"))
             .args(args)
@@ -49,27 +43,7 @@ fn unbuilt_scenarios_fail_loudly() {
 /// and vrouterd built next to fwdbench (`cargo build --workspace` builds both).
 #[test]
 fn namespace_scenario_reports_rates() {
-    // SAFETY: geteuid has no preconditions.
-    assert_eq!(
-        unsafe { libc::geteuid() },
-        0,
-        "this test builds network namespaces: run it as root"
-    );
-    let child = Command::new(env!("CARGO_BIN_EXE_fwdbench"))
-        .args([
-            "--scenario",
-            "l3",
-            "--windows",
-            "3",
-            "--window-secs",
-            "0.5",
-            "--no-memio",
-            "--json",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = run_namespace_scenario("l3");
     let pid = child.id();
     let out = child.wait_with_output().unwrap();
     let v = json_with_issue_keys(&out);
@@ -123,6 +97,31 @@ fn namespace_scenario_reports_rates() {
     assert_eq!(left, 0, "namespaces left behind");
 }
 
+/// The VXLAN scenario (vrouterd encapsulating vs the kernel's vxlan.calico) with short
+/// windows. Needs root and vrouterd built next to fwdbench.
+#[test]
+fn vxlan_scenario_reports_rates() {
+    let out = run_namespace_scenario("vxlan").wait_with_output().unwrap();
+    let v = json_with_issue_keys(&out);
+    assert_eq!(v["scenario"], "vxlan");
+    for k in [
+        "vrouter_mpps",
+        "bare_afxdp_mpps",
+        "kernel_vxlan_mpps",
+        "ratio_vs_kernel_vxlan",
+        "kernel_vxlan_mpps_min",
+        "kernel_vxlan_mpps_max",
+        "vrouter_sink_frame_bytes",
+    ] {
+        assert!(v[k].as_f64().unwrap() > 0.0, "{k} not > 0: {v}");
+    }
+    assert_eq!(v["kernel_vxlan_windows_mpps"].as_array().unwrap().len(), 3);
+    // fwdbench itself checks the sink got the outer headers: 50 B more than unencapsulated.
+    let extra = v["vrouter_sink_frame_bytes"].as_f64().unwrap()
+        - v["bare_afxdp_sink_frame_bytes"].as_f64().unwrap();
+    assert!((extra - 50.0).abs() < 1.0, "{v}");
+}
+
 /// Parse fwdbench's JSON after a successful run and check the keys the issue names.
 fn json_with_issue_keys(out: &std::process::Output) -> serde_json::Value {
     assert!(
@@ -143,4 +142,47 @@ fn json_with_issue_keys(out: &std::process::Output) -> serde_json::Value {
         assert!(v.get(k).is_some(), "{k} missing: {v}");
     }
     v
+}
+
+/// Run the namespace scenario `scenario` briefly (3 windows of 0.5 s, no memio, JSON);
+/// needs root (checked loudly).
+fn run_namespace_scenario(scenario: &str) -> std::process::Child {
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "this test builds network namespaces: run it as root"
+    );
+    Command::new(env!("CARGO_BIN_EXE_fwdbench"))
+        .args([
+            "--scenario",
+            scenario,
+            "--windows",
+            "3",
+            "--window-secs",
+            "0.5",
+            "--no-memio",
+            "--json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// `--memio` on a small table, quickly.
+fn small_memio(scenario: &str) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_fwdbench"))
+        .args([
+            "--scenario",
+            scenario,
+            "--memio",
+            "--routes",
+            "2000",
+            "--packets",
+            "20000",
+            "--json",
+        ])
+        .output()
+        .unwrap()
 }

@@ -14,6 +14,12 @@
 //! here); `--generator afxdp` is the AF_XDP txonly one, which on veth also pays for the
 //! DUT's receive NAPI per frame and tops out below the forwarders. See `bench::fwdns`.
 //!
+//! `--scenario vxlan` / `--scenario ipip`: GEN is a pod of the DUT node and SINK the
+//! remote node owning the destination block; vrouterd encapsulates (VXLAN or IPIP) toward
+//! it, compared with the bare forwarder (unencapsulated) and, for vxlan, the kernel's own
+//! `vxlan.calico` device configured as Calico does (`kernel_vxlan_mpps`,
+//! `ratio_vs_kernel_vxlan`). The sink's mean frame length proves the outer headers.
+//!
 //! The same invocation then runs `--memio` (skip it with `--no-memio`): the pipeline's own
 //! cost per packet on in-memory frames with the full IPv4 table (1.08M routes), which is
 //! what decides throughput on zero-copy NICs. `--memio` alone runs only that.
@@ -21,7 +27,7 @@
 //! Fails loudly (non-zero, a message on stderr) when not root, when vrouterd is not built,
 //! or when any candidate forwards nothing: it never prints figures it did not measure.
 
-use bench::fwdns::{self, L3Options, L3Results, Series, XdpMode};
+use bench::fwdns::{self, L3Options, L3Results, Scenario, Series, XdpMode};
 use bench::pktgen::Engine;
 use bench::Tsc;
 use clap::Parser;
@@ -35,13 +41,15 @@ use vrouter::counters::Counters;
 use vrouter::io::memory::MemoryIo;
 use vrouter::nexthop::{Adjacency, NextHopTable, PortId};
 use vrouter::pipeline::{Action, Pipeline, Port, PortKind, BURST};
+use vrouter::tunnel::{Encap, Overlay, Tunnel, TunnelTable};
 use vrouter::worker::Worker;
 
 #[derive(Parser, Debug)]
 #[command(about = "Forwarding benchmarks for vrouterd")]
 struct Opts {
-    /// Scenario: l3 (plain routing); vxlan and ipip come with the overlay.
-    #[arg(long, default_value = "l3")]
+    /// Scenario: l3 (plain routing), vxlan or ipip (a pod's traffic encapsulated toward
+    /// a remote node's block).
+    #[arg(long, default_value = "l3", value_parser = ["l3", "vxlan", "ipip"])]
     scenario: String,
     /// Measure only the pipeline on in-memory frames (cycles per packet).
     #[arg(long)]
@@ -85,6 +93,12 @@ struct Report {
     kernel_mpps: Option<f64>,
     ratio_vs_bare: Option<f64>,
     ratio_vs_kernel: Option<f64>,
+    /// Scenario vxlan: the kernel's VXLAN device (vxlan.calico) forwarding the same
+    /// traffic. Absent for l3, null for ipip (no kernel ipip module here).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kernel_vxlan_mpps: Option<Option<f64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ratio_vs_kernel_vxlan: Option<Option<f64>>,
     memio_cycles_per_pkt: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     memio_routes: Option<usize>,
@@ -106,16 +120,38 @@ struct NsReport {
     vrouter_mpps_max: f64,
     bare_afxdp_mpps_min: f64,
     bare_afxdp_mpps_max: f64,
-    kernel_mpps_min: f64,
-    kernel_mpps_max: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kernel_mpps_min: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kernel_mpps_max: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kernel_vxlan_mpps_min: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kernel_vxlan_mpps_max: Option<f64>,
     /// The offered rate (median; what the DUT's uplink received) while vrouterd forwarded.
     offered_mpps: f64,
     vrouter_offered_mpps: f64,
     bare_afxdp_offered_mpps: f64,
-    kernel_offered_mpps: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kernel_offered_mpps: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kernel_vxlan_offered_mpps: Option<f64>,
     vrouter_windows_mpps: Vec<f64>,
     bare_afxdp_windows_mpps: Vec<f64>,
-    kernel_windows_mpps: Vec<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kernel_windows_mpps: Option<Vec<f64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kernel_vxlan_windows_mpps: Option<Vec<f64>>,
+    /// Mean frame length received by the sink per candidate (bytes, no FCS).
+    vrouter_sink_frame_bytes: f64,
+    bare_afxdp_sink_frame_bytes: f64,
+    /// ms the forwarder's threads waited for a CPU during the windows (schedstat
+    /// run_delay): ~2% of the windows is normal, much more means another task shared the
+    /// DUT core and disturbed the figures.
+    vrouter_runq_wait_ms: f64,
+    bare_afxdp_runq_wait_ms: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kernel_vxlan_sink_frame_bytes: Option<f64>,
     windows: usize,
     window_secs: f64,
     warmup_secs: f64,
@@ -147,15 +183,9 @@ fn main() {
         return;
     }
     let opts = Opts::parse();
-    if opts.scenario != "l3" {
-        fail(
-            2,
-            &format!(
-                "scenario {:?} needs the overlay (issue 4); only l3 exists",
-                opts.scenario
-            ),
-        );
-    }
+    let Some(scenario) = Scenario::parse(&opts.scenario) else {
+        fail(2, &format!("unknown scenario {:?}", opts.scenario));
+    };
     if opts.memio {
         memio_only(&opts);
         return;
@@ -179,6 +209,7 @@ fn main() {
         Err(e) => fail(1, &format!("cannot find our own executable: {e}")),
     };
     let l3 = L3Options {
+        scenario,
         vrouterd,
         vrouterd_args,
         windows: opts.windows,
@@ -200,8 +231,8 @@ fn main() {
     };
     if !opts.json {
         eprintln!(
-            "fwdbench l3: building the namespace topology; {} windows of {} s per forwarder",
-            opts.windows, opts.window_secs
+            "fwdbench {}: building the namespace topology; {} windows of {} s per forwarder",
+            opts.scenario, opts.windows, opts.window_secs
         );
     }
     let res = match fwdns::run(&l3) {
@@ -209,7 +240,7 @@ fn main() {
         Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
             fail(130, "interrupted; namespaces removed")
         }
-        Err(e) => fail(1, &format!("namespace scenario l3: {e}")),
+        Err(e) => fail(1, &format!("namespace scenario {}: {e}", opts.scenario)),
     };
     let memio = (!opts.no_memio).then(|| {
         // The kernel tears the namespaces down in the background: let that finish first.
@@ -225,14 +256,23 @@ fn main() {
 }
 
 fn report(opts: &Opts, l3: &L3Options, res: &L3Results, memio: Option<(f64, f64, f64)>) -> Report {
-    let (v, b, k) = (&res.vrouter, &res.bare, &res.kernel);
+    let (v, b, k, kx) = (
+        &res.vrouter,
+        &res.bare,
+        res.kernel.as_ref(),
+        res.kernel_vxlan.as_ref(),
+    );
+    let windows = |s: &Series| s.mpps.iter().map(|&x| round4(x)).collect::<Vec<_>>();
     Report {
         scenario: opts.scenario.clone(),
         vrouter_mpps: Some(round4(v.median())),
         bare_afxdp_mpps: Some(round4(b.median())),
-        kernel_mpps: Some(round4(k.median())),
+        kernel_mpps: k.map(|k| round4(k.median())),
         ratio_vs_bare: Some(round4(v.median() / b.median())),
-        ratio_vs_kernel: Some(round4(v.median() / k.median())),
+        ratio_vs_kernel: k.map(|k| round4(v.median() / k.median())),
+        kernel_vxlan_mpps: (l3.scenario != Scenario::L3).then(|| kx.map(|k| round4(k.median()))),
+        ratio_vs_kernel_vxlan: (l3.scenario != Scenario::L3)
+            .then(|| kx.map(|k| round4(v.median() / k.median()))),
         memio_cycles_per_pkt: memio.map(|m| m.0),
         memio_routes: memio.map(|_| opts.routes),
         memio_packets: memio.map(|_| opts.packets),
@@ -243,15 +283,24 @@ fn report(opts: &Opts, l3: &L3Options, res: &L3Results, memio: Option<(f64, f64,
             vrouter_mpps_max: round4(v.max()),
             bare_afxdp_mpps_min: round4(b.min()),
             bare_afxdp_mpps_max: round4(b.max()),
-            kernel_mpps_min: round4(k.min()),
-            kernel_mpps_max: round4(k.max()),
+            kernel_mpps_min: k.map(|k| round4(k.min())),
+            kernel_mpps_max: k.map(|k| round4(k.max())),
+            kernel_vxlan_mpps_min: kx.map(|k| round4(k.min())),
+            kernel_vxlan_mpps_max: kx.map(|k| round4(k.max())),
             offered_mpps: round4(v.offered_median()),
             vrouter_offered_mpps: round4(v.offered_median()),
             bare_afxdp_offered_mpps: round4(b.offered_median()),
-            kernel_offered_mpps: round4(k.offered_median()),
-            vrouter_windows_mpps: v.mpps.iter().map(|&x| round4(x)).collect(),
-            bare_afxdp_windows_mpps: b.mpps.iter().map(|&x| round4(x)).collect(),
-            kernel_windows_mpps: k.mpps.iter().map(|&x| round4(x)).collect(),
+            kernel_offered_mpps: k.map(|k| round4(k.offered_median())),
+            kernel_vxlan_offered_mpps: kx.map(|k| round4(k.offered_median())),
+            vrouter_windows_mpps: windows(v),
+            bare_afxdp_windows_mpps: windows(b),
+            kernel_windows_mpps: k.map(windows),
+            kernel_vxlan_windows_mpps: kx.map(windows),
+            vrouter_sink_frame_bytes: round4(v.sink_frame_bytes),
+            bare_afxdp_sink_frame_bytes: round4(b.sink_frame_bytes),
+            vrouter_runq_wait_ms: round4(v.runq_wait_ms),
+            bare_afxdp_runq_wait_ms: round4(b.runq_wait_ms),
+            kernel_vxlan_sink_frame_bytes: kx.map(|k| round4(k.sink_frame_bytes)),
             windows: l3.windows,
             window_secs: opts.window_secs,
             warmup_secs: opts.warmup_secs,
@@ -268,11 +317,18 @@ fn report(opts: &Opts, l3: &L3Options, res: &L3Results, memio: Option<(f64, f64,
 
 fn print_table(opts: &Opts, l3: &L3Options, res: &L3Results, r: &Report) {
     println!(
-        "fwdbench l3: 64 B UDP, {} flows: ns GEN ({} generator, CPU{}) -> ns DUT (forwarder, CPU{}) -> ns SINK (XDP drop{})",
+        "fwdbench {}: 64 B UDP, {} flows: ns GEN ({}{} generator, CPU{}) -> ns DUT (forwarder, CPU{}) -> ns SINK ({}XDP drop{})",
+        opts.scenario,
         l3.flows,
+        if l3.scenario == Scenario::L3 { "" } else { "a pod, " },
         l3.engine.name(),
         l3.gen_core,
         l3.dut_core,
+        if l3.scenario == Scenario::L3 {
+            "a pod, "
+        } else {
+            "the remote node, "
+        },
         if res.sink_native { "" } else { ", generic mode" }
     );
     println!(
@@ -302,15 +358,53 @@ fn print_table(opts: &Opts, l3: &L3Options, res: &L3Results, r: &Report) {
             s.offered_median()
         );
     };
-    row("vrouterd (1 busy worker)", &res.vrouter);
+    match l3.scenario {
+        Scenario::L3 => row("vrouterd (1 busy worker)", &res.vrouter),
+        Scenario::Vxlan => row("vrouterd VXLAN (1 worker)", &res.vrouter),
+        Scenario::Ipip => row("vrouterd IPIP (1 worker)", &res.vrouter),
+    }
     row("bare AF_XDP (rx->MAC->tx)", &res.bare);
-    row("kernel ip_forward (RPS)", &res.kernel);
+    if let Some(k) = &res.kernel {
+        row("kernel ip_forward (RPS)", k);
+    }
+    if let Some(k) = &res.kernel_vxlan {
+        row("kernel vxlan.calico (RPS)", k);
+    }
     println!();
+    match l3.scenario {
+        Scenario::L3 => println!(
+            "ratio vs bare AF_XDP: {:.3} (target >= 0.9)   ratio vs kernel: {:.3}",
+            r.ratio_vs_bare.unwrap_or(f64::NAN),
+            r.ratio_vs_kernel.unwrap_or(f64::NAN)
+        ),
+        Scenario::Vxlan => println!(
+            "ratio vs kernel VXLAN: {:.3} (target >= 1.2)   ratio vs bare AF_XDP (no encapsulation): {:.3}",
+            r.ratio_vs_kernel_vxlan.flatten().unwrap_or(f64::NAN),
+            r.ratio_vs_bare.unwrap_or(f64::NAN)
+        ),
+        Scenario::Ipip => println!(
+            "ratio vs bare AF_XDP (no encapsulation; no kernel ipip module here): {:.3}",
+            r.ratio_vs_bare.unwrap_or(f64::NAN)
+        ),
+    }
     println!(
-        "ratio vs bare AF_XDP: {:.3} (target >= 0.9)   ratio vs kernel: {:.3}",
-        r.ratio_vs_bare.unwrap_or(f64::NAN),
-        r.ratio_vs_kernel.unwrap_or(f64::NAN)
+        "forwarder threads waiting for a CPU during the windows: vrouterd {:.1} ms, bare AF_XDP {:.1} ms (of {:.0} ms; ~2% is the kernel's own work on that core, much more means another task shared it)",
+        res.vrouter.runq_wait_ms,
+        res.bare.runq_wait_ms,
+        opts.window_secs * l3.windows as f64 * 1e3
     );
+    if l3.scenario != Scenario::L3 {
+        println!(
+            "mean frame at the sink (rx_bytes/rx_packets): bare AF_XDP {:.1} B, vrouterd {:.1} B{} (bare + {} B of outer headers expected)",
+            res.bare.sink_frame_bytes,
+            res.vrouter.sink_frame_bytes,
+            res.kernel_vxlan
+                .as_ref()
+                .map(|k| format!(", kernel VXLAN {:.1} B", k.sink_frame_bytes))
+                .unwrap_or_default(),
+            l3.scenario.overhead()
+        );
+    }
     match r.memio_cycles_per_pkt {
         Some(c) => println!(
             "memio: {c:.1} cycles/packet (target <= 60), {} routes, {} packets, {:.1}% forwarded; {:.1} in a worker on the memory backend",
@@ -334,6 +428,8 @@ fn memio_only(opts: &Opts) {
         kernel_mpps: None,
         ratio_vs_bare: None,
         ratio_vs_kernel: None,
+        kernel_vxlan_mpps: None,
+        ratio_vs_kernel_vxlan: None,
         memio_cycles_per_pkt: Some(cycles),
         memio_routes: Some(opts.routes),
         memio_packets: Some(opts.packets),
@@ -345,11 +441,18 @@ fn memio_only(opts: &Opts) {
         println!("{}", serde_json::to_string_pretty(&r).unwrap());
     } else {
         println!(
-            "fwdbench {} --memio: {} routes, {} packets of 64 B from the uplink",
-            r.scenario, opts.routes, opts.packets
+            "fwdbench {} --memio: {} routes, {} packets of 64 B {}",
+            r.scenario,
+            opts.routes,
+            opts.packets,
+            if r.scenario == "l3" {
+                "from the uplink"
+            } else {
+                "from a pod, each route to one of 64 tunnels (encapsulated in 2048 B buffers)"
+            }
         );
         println!(
-            "pipeline cost: {cycles:.1} cycles/packet ({:.1}% forwarded, rest to the kernel)",
+            "pipeline cost: {cycles:.1} cycles/packet ({:.1}% forwarded, rest to the kernel or dropped)",
             forwarded * 100.0
         );
         println!(
@@ -361,19 +464,65 @@ fn memio_only(opts: &Opts) {
 /// Cycles per packet of `Pipeline::process` on 64-byte UDP frames from the uplink with
 /// uniformly random destinations, bursts of 64. Frames are rewritten from a template
 /// between bursts (outside the timed region), as live frames are.
+///
+/// Scenarios vxlan / ipip: the frames come from a pod (port 1, its own source address)
+/// and every route of the table points at one of 64 tunnels (`Adjacency::Tunnel`, each
+/// toward its own remote node, whose underlay next hop is a router out of the uplink):
+/// each forwarded packet is encapsulated in its 2048-byte buffer.
 fn memio(opts: &Opts, tsc: &Tsc) -> (f64, f64, f64) {
     const PORTS: u16 = 8;
-    let nexthops = Arc::new(NextHopTable::new(64));
+    const NODE: [u8; 4] = [10, 98, 0, 1];
+    let scenario = Scenario::parse(&opts.scenario).unwrap_or(Scenario::L3);
+    let overlay = scenario != Scenario::L3;
+    let nexthops = Arc::new(NextHopTable::new(65));
+    let tunnels = Arc::new(TunnelTable::new(64));
     for i in 0..64u32 {
         let port = PortId(1 + (i % (PORTS as u32 - 1)) as u16);
-        nexthops.set(
-            i,
-            Adjacency::Forward {
-                port,
-                mac: [0x02, 0, 0, 0, 0, i as u8],
-            },
-        );
+        if overlay {
+            let underlay = encap::tunnel::Underlay::V4 {
+                src: NODE.into(),
+                dst: [10, 98, 1, i as u8].into(),
+            };
+            let eth = encap::tunnel::OuterEth {
+                dst: [0; 6],
+                src: [0; 6],
+            };
+            let encap = match scenario {
+                Scenario::Ipip => Encap::Ipip(encap::ipip::Ipip { underlay, eth }),
+                _ => Encap::Vxlan(encap::vxlan::Vxlan {
+                    vni: encap::vxlan::CALICO_VNI,
+                    local_vtep_mac: [0x66, 0, 0, 0, 0, 1],
+                    remote_vtep_mac: [0x66, 0, 0, 0, 1, i as u8],
+                    underlay,
+                    eth,
+                    source_port: encap::vxlan::SourcePort::FlowHash,
+                }),
+            };
+            tunnels.set(
+                i,
+                Tunnel {
+                    encap,
+                    underlay_nh: 64,
+                },
+            );
+            nexthops.set(i, Adjacency::Tunnel { id: i });
+        } else {
+            nexthops.set(
+                i,
+                Adjacency::Forward {
+                    port,
+                    mac: [0x02, 0, 0, 0, 0, i as u8],
+                },
+            );
+        }
     }
+    nexthops.set(
+        64,
+        Adjacency::Forward {
+            port: PortId(0),
+            mac: [0x52, 0x54, 0, 0, 0, 0xfe],
+        },
+    );
     let mut rng = Rng::new(synth::DEFAULT_SEED);
     let fib4 = Fib4::from_routes(
         synth::dpdk_v4(opts.routes, synth::DEFAULT_SEED)
@@ -406,6 +555,20 @@ fn memio(opts: &Opts, tsc: &Tsc) -> (f64, f64, f64) {
         counters.clone(),
         0,
     );
+    if overlay {
+        pipeline = pipeline.with_overlay(
+            tunnels,
+            Overlay {
+                local_v4: vec![u32::from_be_bytes(NODE)],
+                local_v6: vec![],
+                pools_v4: vec![(0x0af4_0000, 16)],
+                pools_v6: vec![],
+                vni: encap::vxlan::CALICO_VNI,
+            },
+        );
+    }
+    // Frames enter from the uplink (l3) or from the pod on port 1 (its address as source).
+    let in_port = if overlay { PortId(1) } else { PortId(0) };
 
     // A 64-byte frame: Ethernet + IPv4 (TTL 64) + UDP + payload.
     let mut template = vec![0u8; 64];
@@ -413,6 +576,10 @@ fn memio(opts: &Opts, tsc: &Tsc) -> (f64, f64, f64) {
     template[14..34].copy_from_slice(&[
         0x45, 0, 0, 50, 0, 0, 0x40, 0, 64, 17, 0, 0, 10, 0, 0, 9, 0, 0, 0, 0,
     ]);
+    if overlay {
+        template[0..6].copy_from_slice(&[0xee; 6]);
+        template[26..30].copy_from_slice(&[10, 244, 0, 1]);
+    }
     let ring = 4096;
     let mut dsts: Vec<[u8; 4]> = (0..ring).map(|_| rng.next_u32().to_be_bytes()).collect();
     let mut frames: Vec<Vec<u8>> = vec![vec![0u8; 2048]; ring];
@@ -436,12 +603,26 @@ fn memio(opts: &Opts, tsc: &Tsc) -> (f64, f64, f64) {
             let mut refs: Vec<&mut [u8]> = chunk.iter_mut().map(|f| &mut f[..]).collect();
             let n = refs.len();
             let c0 = tsc.now();
-            pipeline.process(PortId(0), &mut refs, &lens[..n], &mut actions[..n]);
+            pipeline.process(in_port, &mut refs, &lens[..n], &mut actions[..n]);
             cycles += tsc.now() - c0;
             done += n;
         }
         dsts.iter_mut()
             .for_each(|d| *d = rng.next_u32().to_be_bytes());
+    }
+    // The last burst's transmissions must carry the scenario's outer headers.
+    let want = 64 + scenario.overhead();
+    if let Some(len) = actions.iter().find_map(|a| match a {
+        Action::Tx { len, .. } if *len != want => Some(*len),
+        _ => None,
+    }) {
+        fail(
+            1,
+            &format!(
+                "memio {}: a {len}-byte frame sent, not {want}",
+                opts.scenario
+            ),
+        );
     }
     let t = counters.total();
     let pipeline_cycles = cycles as f64 / done as f64;
@@ -464,7 +645,7 @@ fn memio(opts: &Opts, tsc: &Tsc) -> (f64, f64, f64) {
             frame[30..34].copy_from_slice(&rng.next_u32().to_be_bytes());
             let c = encap::rewrite::ipv4_checksum(&frame[14..34]);
             frame[24..26].copy_from_slice(&c.to_be_bytes());
-            worker.io.inject(PortId(0), &frame);
+            worker.io.inject(in_port, &frame);
         }
         let c0 = tsc.now();
         let n = worker.poll_once();
