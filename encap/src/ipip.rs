@@ -36,7 +36,9 @@ impl Ipip {
         ident: u16,
     ) -> Result<Range<usize>, EncapError> {
         let over = self.overhead();
-        let inner = inspect(buf, start, len, over)?;
+        // The flow hash only feeds the IPv6 flow label.
+        let v6_outer = matches!(self.underlay, Underlay::V6 { .. });
+        let inner = inspect(buf, start, len, over, v6_outer)?;
         let proto = if inner.v6 { PROTO_IPV6 } else { PROTO_IPV4 };
         let begin = start - over;
         write_outer(

@@ -74,12 +74,14 @@ pub(crate) struct Inner {
 }
 
 /// Check that `buf[start..start + len]` is an Ethernet frame carrying IP with `over`
-/// bytes of headroom before it, and describe its packet.
+/// bytes of headroom before it, and describe its packet (the flow hash only if `hash`:
+/// it costs more than the rest).
 pub(crate) fn inspect(
     buf: &[u8],
     start: usize,
     len: usize,
     over: usize,
+    hash: bool,
 ) -> Result<Inner, EncapError> {
     if start < over || start + len > buf.len() {
         return Err(EncapError::NoHeadroom);
@@ -93,7 +95,7 @@ pub(crate) fn inspect(
         tos,
         df,
         v6,
-        flow_hash: crate::flow::hash(ip),
+        flow_hash: if hash { crate::flow::hash(ip) } else { 0 },
     })
 }
 

@@ -69,7 +69,9 @@ impl Vxlan {
         ident: u16,
     ) -> Result<Range<usize>, EncapError> {
         let over = self.overhead();
-        let inner = inspect(buf, start, len, over)?;
+        let hash = self.source_port == SourcePort::FlowHash
+            || matches!(self.underlay, Underlay::V6 { .. });
+        let inner = inspect(buf, start, len, over, hash)?;
         let (tos, hash) = (inner.tos, inner.flow_hash);
         // The inner Ethernet header names the VTEPs.
         buf[start..start + 6].copy_from_slice(&self.remote_vtep_mac);

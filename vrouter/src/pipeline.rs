@@ -508,7 +508,8 @@ impl Pipeline {
         };
         let over = t.encap.overhead();
         let len = len.min(frame.len());
-        let mtu = self.egress_mtu(nh).unwrap_or(0) as usize;
+        // What egress_mtu says, without looking the tunnel up again.
+        let mtu = (out.mtu as usize).saturating_sub(over);
         if len.saturating_sub(ETH_HDR_LEN) > mtu {
             let df = v6 || frame.get(ETH_HDR_LEN + 6).is_none_or(|f| f & 0x40 != 0);
             if df {
