@@ -35,6 +35,19 @@ impl Ipip {
         len: usize,
         ident: u16,
     ) -> Result<Range<usize>, EncapError> {
+        self.encapsulate_with(&self.eth, buf, start, len, ident)
+    }
+
+    /// As `encapsulate`, with the outer Ethernet addresses given (they change with the
+    /// underlay neighbour; the rest of the tunnel does not).
+    pub fn encapsulate_with(
+        &self,
+        eth: &OuterEth,
+        buf: &mut [u8],
+        start: usize,
+        len: usize,
+        ident: u16,
+    ) -> Result<Range<usize>, EncapError> {
         let over = self.overhead();
         // The flow hash only feeds the IPv6 flow label.
         let v6_outer = matches!(self.underlay, Underlay::V6 { .. });
@@ -43,7 +56,7 @@ impl Ipip {
         let begin = start - over;
         write_outer(
             &mut buf[begin..],
-            &self.eth,
+            eth,
             &self.underlay,
             proto,
             len - ETH_HDR_LEN,

@@ -68,6 +68,19 @@ impl Vxlan {
         len: usize,
         ident: u16,
     ) -> Result<Range<usize>, EncapError> {
+        self.encapsulate_with(&self.eth, buf, start, len, ident)
+    }
+
+    /// As `encapsulate`, with the outer Ethernet addresses given (they change with the
+    /// underlay neighbour; the rest of the tunnel does not).
+    pub fn encapsulate_with(
+        &self,
+        eth: &OuterEth,
+        buf: &mut [u8],
+        start: usize,
+        len: usize,
+        ident: u16,
+    ) -> Result<Range<usize>, EncapError> {
         let over = self.overhead();
         let hash = self.source_port == SourcePort::FlowHash
             || matches!(self.underlay, Underlay::V6 { .. });
@@ -83,7 +96,7 @@ impl Vxlan {
         // The outer packet may be fragmented by the underlay (Linux sends VXLAN without DF).
         let hdr = write_outer(
             &mut buf[begin..],
-            &self.eth,
+            eth,
             &self.underlay,
             17,
             udp_len,

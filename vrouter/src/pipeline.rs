@@ -495,7 +495,9 @@ impl Pipeline {
     /// a descriptor start earlier in its frame, so the headroom is made by a move).
     #[inline(never)]
     fn encapsulate(&mut self, frame: &mut [u8], len: usize, nh: u32, id: u32, v6: bool) -> Action {
-        let Some(t) = self.tunnels.as_ref().and_then(|t| t.get(id)).copied() else {
+        self.ident = self.ident.wrapping_add(1);
+        let ident = self.ident;
+        let Some(t) = self.tunnels.as_ref().and_then(|t| t.get(id)) else {
             return Action::Drop(DropReason::Unresolved);
         };
         let (port, mac) = match self.nexthops.get(t.underlay_nh) {
@@ -515,6 +517,7 @@ impl Pipeline {
             if df {
                 return Action::Drop(DropReason::TooBig);
             }
+            let t = *t;
             return self.fragment_into_tunnel(frame, len, mtu, &t, port, mac);
         }
         if len + over > frame.len() {
@@ -524,12 +527,11 @@ impl Pipeline {
             return Action::Drop(why);
         }
         frame.copy_within(0..len, over);
-        self.ident = self.ident.wrapping_add(1);
         let eth = OuterEth {
             dst: mac,
             src: out.mac,
         };
-        match t.encap.encapsulate(eth, frame, over, len, self.ident) {
+        match t.encap.encapsulate(eth, frame, over, len, ident) {
             Ok(r) => Action::Tx {
                 port,
                 len: r.end - r.start,

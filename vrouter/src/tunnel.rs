@@ -35,15 +35,9 @@ impl Encap {
         len: usize,
         ident: u16,
     ) -> Result<Range<usize>, EncapError> {
-        match *self {
-            Encap::Vxlan(mut v) => {
-                v.eth = eth;
-                v.encapsulate(buf, start, len, ident)
-            }
-            Encap::Ipip(mut i) => {
-                i.eth = eth;
-                i.encapsulate(buf, start, len, ident)
-            }
+        match self {
+            Encap::Vxlan(v) => v.encapsulate_with(&eth, buf, start, len, ident),
+            Encap::Ipip(i) => i.encapsulate_with(&eth, buf, start, len, ident),
         }
     }
 }
