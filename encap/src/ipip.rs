@@ -6,7 +6,9 @@
 //! default pmtudisc), so path MTU discovery works through the tunnel.
 
 use crate::rewrite::ETH_HDR_LEN;
-use crate::tunnel::{inspect, read_outer, write_outer, DecapError, EncapError, OuterEth, Underlay};
+use crate::tunnel::{
+    inspect, read_outer, write_outer, DecapError, EncapError, Encapsulation, OuterEth, Underlay,
+};
 use std::net::IpAddr;
 use std::ops::Range;
 
@@ -20,27 +22,17 @@ pub struct Ipip {
     pub eth: OuterEth,
 }
 
-impl Ipip {
+impl Encapsulation for Ipip {
+    fn eth(&self) -> &OuterEth {
+        &self.eth
+    }
+
     /// Bytes added in front of the frame (the inner Ethernet header is reused).
-    pub fn overhead(&self) -> usize {
+    fn overhead(&self) -> usize {
         self.underlay.ip_len()
     }
 
-    /// Encapsulate the Ethernet frame `buf[start..start + len]` in place; `ident` is the
-    /// outer IPv4 identification (a per-worker counter). Returns the new frame's range.
-    pub fn encapsulate(
-        &self,
-        buf: &mut [u8],
-        start: usize,
-        len: usize,
-        ident: u16,
-    ) -> Result<Range<usize>, EncapError> {
-        self.encapsulate_with(&self.eth, buf, start, len, ident)
-    }
-
-    /// As `encapsulate`, with the outer Ethernet addresses given (they change with the
-    /// underlay neighbour; the rest of the tunnel does not).
-    pub fn encapsulate_with(
+    fn encapsulate_with(
         &self,
         eth: &OuterEth,
         buf: &mut [u8],

@@ -5,6 +5,7 @@
 
 use crate::rewrite::{ipv4_checksum, ETH_HDR_LEN};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::ops::Range;
 
 /// The outer addresses of a tunnel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +43,39 @@ impl Underlay {
 pub struct OuterEth {
     pub dst: [u8; 6],
     pub src: [u8; 6],
+}
+
+/// What the tunnels (IPIP, VXLAN) offer.
+pub trait Encapsulation {
+    /// Bytes added in front of the frame.
+    fn overhead(&self) -> usize;
+
+    /// The tunnel's outer Ethernet addresses (the underlay neighbour's and ours).
+    fn eth(&self) -> &OuterEth;
+
+    /// Encapsulate the Ethernet frame `buf[start..start + len]` in place, using the
+    /// headroom before it, with outer Ethernet addresses `eth` (they follow the
+    /// underlay neighbour; the rest of a tunnel does not change); `ident` is the outer
+    /// IPv4 identification (a per-worker counter). Returns the new frame's range.
+    fn encapsulate_with(
+        &self,
+        eth: &OuterEth,
+        buf: &mut [u8],
+        start: usize,
+        len: usize,
+        ident: u16,
+    ) -> Result<Range<usize>, EncapError>;
+
+    /// `encapsulate_with` the tunnel's own outer Ethernet addresses.
+    fn encapsulate(
+        &self,
+        buf: &mut [u8],
+        start: usize,
+        len: usize,
+        ident: u16,
+    ) -> Result<Range<usize>, EncapError> {
+        self.encapsulate_with(self.eth(), buf, start, len, ident)
+    }
 }
 
 /// Why a packet could not be encapsulated.

@@ -10,7 +10,9 @@
 
 use crate::flow;
 use crate::rewrite::{fold, sum16, ETH_HDR_LEN};
-use crate::tunnel::{inspect, read_outer, write_outer, DecapError, EncapError, OuterEth, Underlay};
+use crate::tunnel::{
+    inspect, read_outer, write_outer, DecapError, EncapError, Encapsulation, OuterEth, Underlay,
+};
 use sha1::{Digest, Sha1};
 use std::net::IpAddr;
 use std::ops::Range;
@@ -52,28 +54,17 @@ pub struct Vxlan {
     pub source_port: SourcePort,
 }
 
-impl Vxlan {
+impl Encapsulation for Vxlan {
+    fn eth(&self) -> &OuterEth {
+        &self.eth
+    }
+
     /// Bytes added in front of the frame: outer Ethernet, IP, UDP and VXLAN headers.
-    pub fn overhead(&self) -> usize {
+    fn overhead(&self) -> usize {
         ETH_HDR_LEN + self.underlay.ip_len() + UDP_LEN + VXLAN_LEN
     }
 
-    /// Encapsulate the Ethernet frame `buf[start..start + len]` (carrying IPv4 or IPv6)
-    /// in place, using the headroom before it; `ident` is the outer IPv4 identification
-    /// (a per-worker counter). Returns the new frame's range.
-    pub fn encapsulate(
-        &self,
-        buf: &mut [u8],
-        start: usize,
-        len: usize,
-        ident: u16,
-    ) -> Result<Range<usize>, EncapError> {
-        self.encapsulate_with(&self.eth, buf, start, len, ident)
-    }
-
-    /// As `encapsulate`, with the outer Ethernet addresses given (they change with the
-    /// underlay neighbour; the rest of the tunnel does not).
-    pub fn encapsulate_with(
+    fn encapsulate_with(
         &self,
         eth: &OuterEth,
         buf: &mut [u8],

@@ -3,7 +3,7 @@
 //! independent implementation), inner packets intact, and decapsulation as the inverse.
 
 use encap::ipip::{self, Ipip};
-use encap::tunnel::{DecapError, EncapError, OuterEth, Underlay};
+use encap::tunnel::{DecapError, EncapError, Encapsulation, OuterEth, Underlay};
 use encap::vxlan::{self, SourcePort, Vxlan, CALICO_VNI};
 use etherparse::{Ipv4Header, Ipv6Header, NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
 use proptest::prelude::*;

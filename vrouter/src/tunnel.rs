@@ -5,7 +5,7 @@
 //! store and tunnel entries themselves never change once set.
 
 use encap::ipip::Ipip;
-use encap::tunnel::{EncapError, OuterEth};
+use encap::tunnel::{EncapError, Encapsulation, OuterEth};
 use encap::vxlan::Vxlan;
 use std::ops::Range;
 use std::sync::OnceLock;
