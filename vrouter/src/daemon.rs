@@ -58,6 +58,32 @@ pub struct Plan {
     pub nexthop_count: u32,
 }
 
+/// The addresses of `nets` by family, as the pipeline keeps them.
+fn split_addrs(nets: &[IpNet]) -> (Vec<u32>, Vec<u128>) {
+    let mut v4 = Vec::new();
+    let mut v6 = Vec::new();
+    for n in nets {
+        match n {
+            IpNet::V4(n) => v4.push(u32::from(n.addr())),
+            IpNet::V6(n) => v6.push(u128::from(n.addr())),
+        }
+    }
+    (v4, v6)
+}
+
+/// The networks of `nets` as (network, prefix length), by family.
+fn split_networks(nets: &[IpNet]) -> (Vec<(u32, u8)>, Vec<(u128, u8)>) {
+    let mut v4 = Vec::new();
+    let mut v6 = Vec::new();
+    for n in nets {
+        match n {
+            IpNet::V4(n) => v4.push((u32::from(n.network()), n.prefix_len())),
+            IpNet::V6(n) => v6.push((u128::from(n.network()), n.prefix_len())),
+        }
+    }
+    (v4, v6)
+}
+
 fn uplink_index(plan: &Plan, name: Option<&str>) -> usize {
     name.and_then(|n| plan.uplinks.iter().position(|u| u.name == n))
         .unwrap_or(0)
@@ -161,22 +187,7 @@ impl Plan {
                 (EndpointKind::Veth, Err(err)) => return Err(err),
             };
             let port = PortId(plan.ports.len() as u16);
-            let v4: Vec<u32> = e
-                .ips
-                .iter()
-                .filter_map(|ip| match ip {
-                    IpNet::V4(n) => Some(u32::from(n.addr())),
-                    _ => None,
-                })
-                .collect();
-            let v6: Vec<u128> = e
-                .ips
-                .iter()
-                .filter_map(|ip| match ip {
-                    IpNet::V6(n) => Some(u128::from(n.addr())),
-                    _ => None,
-                })
-                .collect();
+            let (v4, v6) = split_addrs(&e.ips);
             let nh = plan.nexthop_count;
             plan.nexthop_count += 1;
             for ip in &e.ips {
@@ -229,39 +240,14 @@ impl Plan {
             let nh = plan.remote_block(config, &mut by_via, &mut by_tunnel, u, r)?;
             plan.route(r.dst, nh);
         }
+        let (local_v4, local_v6) = split_addrs(&config.node_ips);
+        let pools: Vec<IpNet> = config.pools.iter().map(|p| p.cidr).collect();
+        let (pools_v4, pools_v6) = split_networks(&pools);
         plan.overlay = Overlay {
-            local_v4: config
-                .node_ips
-                .iter()
-                .filter_map(|n| match n.addr() {
-                    IpAddr::V4(a) => Some(u32::from(a)),
-                    _ => None,
-                })
-                .collect(),
-            local_v6: config
-                .node_ips
-                .iter()
-                .filter_map(|n| match n.addr() {
-                    IpAddr::V6(a) => Some(u128::from(a)),
-                    _ => None,
-                })
-                .collect(),
-            pools_v4: config
-                .pools
-                .iter()
-                .filter_map(|p| match p.cidr {
-                    IpNet::V4(n) => Some((u32::from(n.network()), n.prefix_len())),
-                    _ => None,
-                })
-                .collect(),
-            pools_v6: config
-                .pools
-                .iter()
-                .filter_map(|p| match p.cidr {
-                    IpNet::V6(n) => Some((u128::from(n.network()), n.prefix_len())),
-                    _ => None,
-                })
-                .collect(),
+            local_v4,
+            local_v6,
+            pools_v4,
+            pools_v6,
             vni: config.vxlan.vni,
         };
         Ok(plan)
@@ -512,14 +498,9 @@ pub fn run(config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> io::
     let attached = attach_all(config, &plan)?;
     let ports: Arc<[Port]> = plan.ports.clone().into();
     let counters = Arc::new(Counters::new(config.workers.count));
-    let node_v4 = config.node_ips.iter().find_map(|n| match n.addr() {
-        IpAddr::V4(a) => Some(a),
-        _ => None,
-    });
-    let node_v6 = config.node_ips.iter().find_map(|n| match n.addr() {
-        IpAddr::V6(a) => Some(a),
-        _ => None,
-    });
+    // ICMP errors come from the node's first address of each family.
+    let node_v4 = plan.overlay.local_v4.first().map(|&a| Ipv4Addr::from(a));
+    let node_v6 = plan.overlay.local_v6.first().map(|&a| Ipv6Addr::from(a));
     let cores = config.workers.cores();
 
     // Frames for a pod another worker owns go through that worker's mailbox.
