@@ -71,8 +71,11 @@ fn split_addrs(nets: &[IpNet]) -> (Vec<u32>, Vec<u128>) {
     (v4, v6)
 }
 
-/// The networks of `nets` as (network, prefix length), by family.
-fn split_networks(nets: &[IpNet]) -> (Vec<(u32, u8)>, Vec<(u128, u8)>) {
+/// Networks as (network address, prefix length).
+type Networks<A> = Vec<(A, u8)>;
+
+/// The networks of `nets` by family.
+fn split_networks(nets: &[IpNet]) -> (Networks<u32>, Networks<u128>) {
     let mut v4 = Vec::new();
     let mut v6 = Vec::new();
     for n in nets {
