@@ -4,7 +4,9 @@
 //! first have no ports: all fragments of a packet hash on addresses and protocol only.
 
 /// Hash of the IPv4 or IPv6 packet starting at `ip` (0 for anything unparseable).
-#[inline]
+/// Always inlined: as a call, its callers spilled their small results around it and
+/// read them back wider than written (store-forwarding stalls).
+#[inline(always)]
 pub fn hash(ip: &[u8]) -> u32 {
     match ip.first().map(|b| b >> 4) {
         Some(4) if ip.len() >= 20 => {

@@ -1,12 +1,14 @@
 //! Encapsulation and header rewrites for the dataplane, done in place on frame buffers:
 //! TTL / hop-limit decrement with incremental checksums and MAC rewrites (`rewrite`),
 //! IPv4 fragmentation (`fragment`), IPIP and VXLAN in the forms Calico nodes speak, and
-//! their IPv6 variants (`ipip`, `vxlan`, with `tunnel` for what they share), and the
+//! their IPv6 variants (`ipip`, `vxlan`, with `tunnel` for what they share and `template`
+//! for the per-packet fast path), and the
 //! flow hash that picks ECMP next hops and VXLAN source ports (`flow`).
 
 pub mod flow;
 pub mod fragment;
 pub mod ipip;
 pub mod rewrite;
+pub mod template;
 pub mod tunnel;
 pub mod vxlan;

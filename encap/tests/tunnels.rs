@@ -3,6 +3,7 @@
 //! independent implementation), inner packets intact, and decapsulation as the inverse.
 
 use encap::ipip::{self, Ipip};
+use encap::template::OuterTemplate;
 use encap::tunnel::{DecapError, EncapError, Encapsulation, OuterEth, Underlay};
 use encap::vxlan::{self, SourcePort, Vxlan, CALICO_VNI};
 use etherparse::{Ipv4Header, Ipv6Header, NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
@@ -305,5 +306,103 @@ proptest! {
         let r = t.encapsulate(&mut buf, HEADROOM, len, 9).unwrap();
         let d = vxlan::decapsulate(&buf[r.clone()], 77).unwrap();
         prop_assert_eq!(&buf[r][d.inner][12..], &f[12..]);
+    }
+}
+
+/// A random inner frame: IPv4 (DF or not, any TOS) or IPv6 (any traffic class), UDP or
+/// TCP, of `payload` bytes.
+fn random_inner(v6: bool, df: bool, tos: u8, tcp: bool, payload: &[u8]) -> Vec<u8> {
+    let eth = PacketBuilder::ethernet2(POD_MAC, [0xee; 6]);
+    let mut f = Vec::new();
+    let ip = if v6 {
+        eth.ipv6(
+            "fd10::2".parse::<Ipv6Addr>().unwrap().octets(),
+            "fd10::1:3".parse::<Ipv6Addr>().unwrap().octets(),
+            63,
+        )
+    } else {
+        eth.ipv4([10, 244, 1, 2], [10, 244, 2, 3], 63)
+    };
+    if tcp {
+        ip.tcp(40000, 80, 1, 1000).write(&mut f, payload).unwrap();
+    } else {
+        ip.udp(5353, 53).write(&mut f, payload).unwrap();
+    }
+    if v6 {
+        f[14] = 0x60 | tos >> 4;
+        f[15] = (tos << 4) | (f[15] & 0x0f);
+    } else {
+        f[15] = tos;
+        if !df {
+            f[20] &= !0x40;
+        }
+        let c = encap::rewrite::ipv4_checksum(&f[14..34]);
+        f[24..26].copy_from_slice(&c.to_be_bytes());
+    }
+    f
+}
+
+proptest! {
+    /// The per-packet fast path (`OuterTemplate`, frame moved up in its buffer) writes
+    /// exactly what the reference `encapsulate_with` writes with real headroom.
+    #[test]
+    fn template_matches_the_reference_encapsulation(
+        payload in prop::collection::vec(any::<u8>(), 0..1400),
+        inner6 in any::<bool>(), outer6 in any::<bool>(), vx in any::<bool>(),
+        df in any::<bool>(), tos in any::<u8>(), tcp in any::<bool>(),
+        fixed in prop::option::of(any::<u16>()), ident in any::<u16>(), slack in 0usize..200,
+    ) {
+        let f = random_inner(inner6, df, tos, tcp, &payload);
+        let len = f.len();
+        let underlay = if outer6 { under6() } else { under4() };
+        let vxlan = Vxlan {
+            vni: CALICO_VNI,
+            local_vtep_mac: [0x66, 1, 2, 3, 4, 5],
+            remote_vtep_mac: [0x66, 5, 4, 3, 2, 1],
+            underlay,
+            eth: eth(),
+            source_port: fixed.map_or(SourcePort::FlowHash, SourcePort::Fixed),
+        };
+        let ipip = Ipip { underlay, eth: eth() };
+        let (template, reference): (OuterTemplate, &dyn Encapsulation) = if vx {
+            (OuterTemplate::vxlan(&vxlan), &vxlan)
+        } else {
+            (OuterTemplate::ipip(&ipip), &ipip)
+        };
+        prop_assert_eq!(template.overhead(), reference.overhead());
+
+        let mut want = vec![0u8; HEADROOM];
+        want.extend_from_slice(&f);
+        let r = reference.encapsulate(&mut want, HEADROOM, len, ident).unwrap();
+
+        // The fast path's buffer: the frame at 0, room after it (at least the overhead).
+        let mut got = f.clone();
+        got.resize(len + template.overhead() + slack, 0xa5);
+        let n = template.encapsulate(&eth(), &mut got, len, ident).unwrap();
+        prop_assert_eq!(&got[..n], &want[r]);
+
+        // Too little room is refused, not written past.
+        let mut short = f.clone();
+        short.resize(len + template.overhead() - 1, 0);
+        prop_assert_eq!(template.encapsulate(&eth(), &mut short, len, ident), Err(EncapError::NoHeadroom));
+    }
+
+    #[test]
+    fn template_refuses_malformed_frames(frame in prop::collection::vec(any::<u8>(), 0..120), vx in any::<bool>()) {
+        let vxlan = Vxlan {
+            vni: CALICO_VNI,
+            local_vtep_mac: [0x66, 1, 2, 3, 4, 5],
+            remote_vtep_mac: [0x66, 5, 4, 3, 2, 1],
+            underlay: under4(),
+            eth: eth(),
+            source_port: SourcePort::FlowHash,
+        };
+        let t = if vx { OuterTemplate::vxlan(&vxlan) } else { OuterTemplate::ipip(&Ipip { underlay: under4(), eth: eth() }) };
+        let len = frame.len();
+        let mut buf = frame;
+        buf.resize(len + 256, 0);
+        if let Ok(n) = t.encapsulate(&eth(), &mut buf, len, 0) {
+            prop_assert_eq!(n, len + t.overhead());
+        }
     }
 }

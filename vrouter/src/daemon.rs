@@ -398,7 +398,7 @@ impl Plan {
             })
         };
         let id = self.tunnels.len() as u32;
-        self.tunnels.push(Tunnel { encap, underlay_nh });
+        self.tunnels.push(Tunnel::new(encap, underlay_nh));
         let nh = self.new_nexthop();
         self.tunnel_nexthops.push((nh, id));
         by_tunnel.insert((name.to_string(), vxlan, v6), nh);

@@ -508,7 +508,7 @@ impl Pipeline {
         let Some(out) = self.ports.get(port.0 as usize) else {
             return Action::Drop(DropReason::Unresolved);
         };
-        let over = t.encap.overhead();
+        let over = t.overhead();
         let len = len.min(frame.len());
         // What egress_mtu says, without looking the tunnel up again.
         let mtu = (out.mtu as usize).saturating_sub(over);
@@ -526,16 +526,12 @@ impl Pipeline {
         if let Err(why) = decrement_hop(frame, len, v6) {
             return Action::Drop(why);
         }
-        frame.copy_within(0..len, over);
         let eth = OuterEth {
             dst: mac,
             src: out.mac,
         };
-        match t.encap.encapsulate(eth, frame, over, len, ident) {
-            Ok(r) => Action::Tx {
-                port,
-                len: r.end - r.start,
-            },
+        match t.template().encapsulate(&eth, frame, len, ident) {
+            Ok(len) => Action::Tx { port, len },
             Err(_) => Action::Drop(DropReason::Malformed),
         }
     }

@@ -5,6 +5,7 @@
 //! store and tunnel entries themselves never change once set.
 
 use encap::ipip::Ipip;
+use encap::template::OuterTemplate;
 use encap::tunnel::{EncapError, Encapsulation, OuterEth};
 use encap::vxlan::Vxlan;
 use std::ops::Range;
@@ -47,6 +48,34 @@ pub struct Tunnel {
     pub encap: Encap,
     /// The next hop toward the remote node's underlay address.
     pub underlay_nh: u32,
+    /// `encap`'s outer headers, prepared for the per-packet path.
+    template: OuterTemplate,
+}
+
+impl Tunnel {
+    pub fn new(encap: Encap, underlay_nh: u32) -> Tunnel {
+        let template = match &encap {
+            Encap::Vxlan(v) => OuterTemplate::vxlan(v),
+            Encap::Ipip(i) => OuterTemplate::ipip(i),
+        };
+        Tunnel {
+            encap,
+            underlay_nh,
+            template,
+        }
+    }
+
+    /// Bytes the tunnel adds in front of a frame.
+    #[inline]
+    pub fn overhead(&self) -> usize {
+        self.template.overhead()
+    }
+
+    /// The per-packet encapsulation (the frame moves up in its buffer).
+    #[inline]
+    pub fn template(&self) -> &OuterTemplate {
+        &self.template
+    }
 }
 
 /// Tunnels by id, each set once (by the control thread) and then read by workers.

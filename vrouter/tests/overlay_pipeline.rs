@@ -55,8 +55,8 @@ fn setup() -> Setup {
     };
     tunnels.set(
         0,
-        Tunnel {
-            encap: Encap::Vxlan(Vxlan {
+        Tunnel::new(
+            Encap::Vxlan(Vxlan {
                 vni: CALICO_VNI,
                 local_vtep_mac: vxlan::vtep_mac("node-a"),
                 remote_vtep_mac: vxlan::vtep_mac("node-b"),
@@ -67,21 +67,21 @@ fn setup() -> Setup {
                 eth: blank,
                 source_port: SourcePort::FlowHash,
             }),
-            underlay_nh: 1,
-        },
+            1,
+        ),
     );
     tunnels.set(
         1,
-        Tunnel {
-            encap: Encap::Ipip(encap::ipip::Ipip {
+        Tunnel::new(
+            Encap::Ipip(encap::ipip::Ipip {
                 underlay: Underlay::V4 {
                     src: NODE_A.into(),
                     dst: NODE_C.into(),
                 },
                 eth: blank,
             }),
-            underlay_nh: 1,
-        },
+            1,
+        ),
     );
     let mut fib4 = Fib4::new();
     fib4.insert("10.244.1.2/32".parse().unwrap(), NextHopId(0));

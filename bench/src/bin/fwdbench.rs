@@ -498,13 +498,7 @@ fn memio(opts: &Opts, tsc: &Tsc) -> (f64, f64, f64) {
                     source_port: encap::vxlan::SourcePort::FlowHash,
                 }),
             };
-            tunnels.set(
-                i,
-                Tunnel {
-                    encap,
-                    underlay_nh: 64,
-                },
-            );
+            tunnels.set(i, Tunnel::new(encap, 64));
             nexthops.set(i, Adjacency::Tunnel { id: i });
         } else {
             nexthops.set(
