@@ -141,6 +141,7 @@ off ${P}kp kpod
 off $K kpodh
 
 config() { # file node-name node-ip4 node-ip6 core pod-if pod-ip4 pod-ip6 mode other-name other-ip4 other-ip6 other-block4 other-block6
+    local v6mode=${V6MODE:-'vxlan_mode = "Always"'}
     cat >"$1" <<CFG
 node_name = "$2"
 node_ips = ["$3/24", "$4/64"]
@@ -151,7 +152,7 @@ cidr = "10.244.0.0/16"
 ${9}
 [[pools]]
 cidr = "fd10::/48"
-vxlan_mode = "Always"
+${v6mode}
 [workers]
 cores = [$5]
 [[endpoints]]
@@ -187,9 +188,11 @@ CFG
 
 start() { # mode: vxlan | ipip | never | crosssubnet
     local line nodes="n1 n2"
+    V6MODE=""
     case $1 in
         vxlan) line='vxlan_mode = "Always"' ;;
-        ipip) line='ipip_mode = "Always"' ;;
+        # Calico refuses IPv6 IPIP pools; we carry IPv6 in IPv6 (next header 41).
+        ipip) line='ipip_mode = "Always"'; V6MODE='ipip_mode = "Always"' ;;
         never) line='vxlan_mode = "Never"' ;;
         crosssubnet) line='vxlan_mode = "CrossSubnet"'; nodes="n1 n2 n3" ;;
     esac
@@ -223,7 +226,8 @@ tcp() { # server-ns client-ns addr
     local rc=${PIPESTATUS[0]}; wait $sp; return $rc
 }
 capture() { # file: capture the underlay at the hub, from node n1's port
-    nsx ${P}hub tcpdump -i "p-${P}n1" -w "$1" -U -c 40 >/dev/null 2>&1 &
+    # Bounded in time too: a quiet phase must not leave the check waiting for packets.
+    nsx ${P}hub timeout 10 tcpdump -i "p-${P}n1" -w "$1" -U -c 40 >/dev/null 2>&1 &
     CAP=$!; sleep 0.5
 }
 tshark_vxlan() {
@@ -281,7 +285,18 @@ check "IPIP   ICMP v4 pod B -> pod A"                    ping4 ${P}b 10.244.1.2
 check "IPIP   tshark: protocol 4, good outer and inner checksums" tshark_ipip
 check "IPIP   PMTU: 1500-byte DF packet gets frag-needed, mtu 1480" frag_needed ${P}b 10.244.1.2 1480
 check "IPIP   TCP pod B -> pod A (iperf3)"               tcp ${P}a ${P}b 10.244.1.2
-check "IPIP   pool, IPv6 pods still over VXLAN"          ping6 ${P}b fd10::1:2
+tshark_ipip6() {
+    wait $CAP
+    tshark -r "$WORK/ipip6.pcap" -Y "ipv6.nxt == 41 and icmpv6.type == 128" -T fields \
+        -e ipv6.src -e ipv6.dst >"$WORK/t.txt" 2>/dev/null
+    cat "$WORK/t.txt" | head -3
+    # Outer then inner addresses: node B -> node A around pod B -> pod A.
+    grep -q "^fd98::2,fd10::2:2	fd98::1,fd10::1:2$" "$WORK/t.txt"
+}
+capture "$WORK/ipip6.pcap"
+check "IPIP   ICMP v6 pod B -> pod A (IPv6 in IPv6)"      ping6 ${P}b fd10::1:2
+check "IPIP   ICMP v6 pod A -> pod B"                    ping6 ${P}a fd10::2:2
+check "IPIP   tshark: IPv6 outer header, next header 41, inner echo request" tshark_ipip6
 check "IPIP   userspace IPIP node (TUN + raw socket): pod A <-> its tunnel address" ping4 ${P}a 10.244.30.0
 kill $PEER 2>/dev/null
 stop

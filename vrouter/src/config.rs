@@ -284,12 +284,6 @@ impl Config {
                     p.cidr
                 ));
             }
-            if p.ipip_mode != EncapMode::Never && matches!(p.cidr, IpNet::V6(_)) {
-                return err(format!(
-                    "pool {}: IPIP needs an IPv4 pool (use VXLAN for IPv6)",
-                    p.cidr
-                ));
-            }
         }
         for (i, a) in self.pools.iter().enumerate() {
             for b in &self.pools[i + 1..] {
@@ -445,7 +439,6 @@ mod tests {
     fn bad_configs_are_refused_with_a_reason() {
         let cases = [
             ("[[pools]]\ncidr = \"10.1.0.0/16\"\nipip_mode = \"Always\"\nvxlan_mode = \"Always\"\n", "both"),
-            ("[[pools]]\ncidr = \"fd00::/48\"\nipip_mode = \"CrossSubnet\"\n", "IPIP needs an IPv4"),
             ("[[pools]]\ncidr = \"10.1.0.0/16\"\nblock_size = 19\n", "block_size 19"),
             ("[[pools]]\ncidr = \"10.1.0.0/16\"\n[[pools]]\ncidr = \"10.1.2.0/24\"\n", "overlap"),
             ("[workers]\ncount = 2\ncores = [1]\n", "exactly that many cores"),

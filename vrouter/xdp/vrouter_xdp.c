@@ -230,7 +230,7 @@ int vrouter_xdp(struct xdp_md *ctx)
 			goto redirect;
 		if (class != CLASS_LOCAL)
 			return XDP_PASS;
-		if (ip->protocol == IPPROTO_IPIP)
+		if (ip->protocol == IPPROTO_IPIP || ip->protocol == IPPROTO_IPV6)
 			goto redirect;
 		/* Only the first fragment carries the UDP header. */
 		if (ip->protocol == IPPROTO_UDP && !(ip->frag_off & bpf_htons(IP_OFFSET_MASK)) &&
