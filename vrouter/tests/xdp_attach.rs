@@ -753,7 +753,11 @@ fn uplink_redirect_decisions(mode: AttachMode) {
         assert_eq!(&buf[..n], b"datagram");
 
         let tunnels: &[(u16, bool, &str)] = match host {
-            IpAddr::V4(_) => &[(4789, false, "VXLAN"), (4, true, "IPIP")],
+            IpAddr::V4(_) => &[
+                (4789, false, "VXLAN"),
+                (4, true, "IPIP"),
+                (41, true, "IPv6-in-IPv4"),
+            ],
             IpAddr::V6(_) => &[
                 (4789, false, "VXLAN"),
                 (4, true, "IPv4-in-IPv6"),
