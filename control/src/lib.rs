@@ -1,1 +1,4 @@
-//! Placeholder: see README.md for what this crate will hold.
+//! The control plane: the embedded BGP speaker (`bgp`), later the RIB's sync into the
+//! FIB and the gRPC API. Never imports the dataplane.
+
+pub mod bgp;

@@ -1,0 +1,474 @@
+//! One BGP session's state machine (RFC 4271 §8), sans-IO: the driver feeds it inputs
+//! (`process(now, input)`) and timer expiries (`handle_timeout(now)` at `poll_timeout()`),
+//! and carries out the events it returns (connect, send bytes, close). Tests run two
+//! sessions against each other on a virtual clock.
+//!
+//! Connection collisions (RFC 4271 §6.8) involve two sessions toward one peer; the
+//! speaker resolves them with [`collision_keeps_local`] once both have an OPEN.
+
+use super::wire::{self, err, Capabilities, Family, GracefulRestart, Message, Notification, Open};
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+/// A session's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub local_as: u32,
+    pub remote_as: u32,
+    pub router_id: Ipv4Addr,
+    /// Proposed hold time (0: no keepalives, or at least 3 s).
+    pub hold_time: u16,
+    /// Only accept connections (the mesh's side toward a peer with a higher address).
+    pub passive: bool,
+    pub connect_retry: Duration,
+    /// After a session went down on an error, how long Idle lasts before restarting.
+    pub idle_hold: Duration,
+    pub families: Vec<Family>,
+    /// Offer graceful restart (RFC 4724) with this restart time.
+    pub graceful_restart: Option<u16>,
+    /// Set the R bit: we restarted and peers should keep our routes meanwhile.
+    pub restarting: bool,
+}
+
+impl Config {
+    pub fn new(local_as: u32, remote_as: u32, router_id: Ipv4Addr) -> Config {
+        Config {
+            local_as,
+            remote_as,
+            router_id,
+            hold_time: 90,
+            passive: false,
+            connect_retry: Duration::from_secs(5),
+            idle_hold: Duration::from_secs(5),
+            families: vec![Family::Ipv4, Family::Ipv6],
+            graceful_restart: Some(120),
+            restarting: false,
+        }
+    }
+
+    pub fn ibgp(&self) -> bool {
+        self.local_as == self.remote_as
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Idle,
+    Connect,
+    Active,
+    OpenSent,
+    OpenConfirm,
+    Established,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Input<'a> {
+    /// Start (or keep) the session.
+    Start,
+    /// Administrative stop: a Cease NOTIFICATION if a session is up.
+    Stop,
+    /// A TCP connection to the peer is up (ours or theirs).
+    Connected,
+    /// Our connection attempt failed.
+    ConnectFailed,
+    /// The TCP connection closed.
+    Closed,
+    Bytes(&'a [u8]),
+}
+
+/// What was agreed in the OPEN exchange.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Negotiated {
+    pub peer: Open,
+    pub hold_time: u16,
+    pub keepalive: u16,
+    /// Families both sides announced.
+    pub families: Vec<Family>,
+    pub four_octet_as: bool,
+    pub route_refresh: bool,
+    /// The peer's graceful restart capability, if both sides offered one.
+    pub peer_graceful_restart: Option<GracefulRestart>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Down {
+    Stopped,
+    /// We sent this NOTIFICATION (an error we found, or hold timer expiry).
+    Sent(Notification),
+    Received(Notification),
+    ConnectionClosed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// Open a TCP connection to the peer.
+    Connect,
+    Send(Vec<u8>),
+    /// Close the TCP connection (after sending what was queued).
+    Close,
+    Established(Box<Negotiated>),
+    Update(wire::Update),
+    RouteRefresh(Family),
+    /// The session left Established (or failed before it) for this reason.
+    Down(Down),
+}
+
+pub struct Session {
+    cfg: Config,
+    state: State,
+    rx: Vec<u8>,
+    connect_retry_at: Option<Instant>,
+    hold_at: Option<Instant>,
+    keepalive_at: Option<Instant>,
+    idle_until: Option<Instant>,
+    negotiated: Option<Negotiated>,
+    peer_open: Option<Open>,
+}
+
+/// Hold time while waiting for the peer's OPEN (RFC 4271 §8.2.2: "large", 4 minutes).
+const OPEN_HOLD: Duration = Duration::from_secs(240);
+
+impl Session {
+    pub fn new(cfg: Config) -> Session {
+        Session {
+            cfg,
+            state: State::Idle,
+            rx: Vec::new(),
+            connect_retry_at: None,
+            hold_at: None,
+            keepalive_at: None,
+            idle_until: None,
+            negotiated: None,
+            peer_open: None,
+        }
+    }
+
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    pub fn negotiated(&self) -> Option<&Negotiated> {
+        self.negotiated.as_ref()
+    }
+
+    /// The peer's OPEN, once received (for collision resolution).
+    pub fn peer_open(&self) -> Option<&Open> {
+        self.peer_open.as_ref()
+    }
+
+    /// The next instant `handle_timeout` has work.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        [
+            self.connect_retry_at,
+            self.hold_at,
+            self.keepalive_at,
+            self.idle_until,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    pub fn process(&mut self, now: Instant, input: Input) -> Vec<Event> {
+        let mut ev = Vec::new();
+        match input {
+            Input::Start => {
+                if self.state == State::Idle {
+                    self.idle_until = None;
+                    self.start(now, &mut ev);
+                }
+            }
+            Input::Stop => {
+                if matches!(
+                    self.state,
+                    State::OpenSent | State::OpenConfirm | State::Established
+                ) {
+                    let n = Notification::new(err::CEASE, err::ADMIN_SHUTDOWN, []);
+                    ev.push(Event::Send(wire::notification(&n)));
+                }
+                if self.state != State::Idle {
+                    ev.push(Event::Close);
+                }
+                self.go_idle(now, None);
+                self.idle_until = None;
+                ev.push(Event::Down(Down::Stopped));
+            }
+            Input::Connected => match self.state {
+                State::Connect | State::Active => {
+                    self.connect_retry_at = None;
+                    self.rx.clear();
+                    ev.push(Event::Send(wire::open(&self.our_open())));
+                    self.hold_at = Some(now + OPEN_HOLD);
+                    self.state = State::OpenSent;
+                }
+                // A second connection is the speaker's collision to resolve, not ours.
+                _ => {}
+            },
+            Input::ConnectFailed => {
+                if self.state == State::Connect {
+                    self.state = State::Active;
+                    self.connect_retry_at = Some(now + self.cfg.connect_retry);
+                }
+            }
+            Input::Closed => match self.state {
+                State::Idle => {}
+                State::Connect | State::Active => {
+                    self.state = State::Active;
+                    self.connect_retry_at = Some(now + self.cfg.connect_retry);
+                }
+                // RFC 4271 §8.2.2: OpenSent + TcpConnectionFails → Active.
+                State::OpenSent => {
+                    self.hold_at = None;
+                    self.state = State::Active;
+                    self.connect_retry_at = Some(now + self.cfg.connect_retry);
+                }
+                State::OpenConfirm | State::Established => {
+                    self.go_idle(now, Some(self.cfg.idle_hold));
+                    ev.push(Event::Down(Down::ConnectionClosed));
+                }
+            },
+            Input::Bytes(b) => {
+                if matches!(
+                    self.state,
+                    State::OpenSent | State::OpenConfirm | State::Established
+                ) {
+                    self.rx.extend_from_slice(b);
+                    self.read_messages(now, &mut ev);
+                }
+            }
+        }
+        ev
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) -> Vec<Event> {
+        let mut ev = Vec::new();
+        let due = |t: Option<Instant>| t.is_some_and(|t| t <= now);
+        if due(self.idle_until) {
+            self.idle_until = None;
+            if self.state == State::Idle {
+                self.start(now, &mut ev);
+            }
+        }
+        if due(self.connect_retry_at) {
+            self.connect_retry_at = None;
+            if matches!(self.state, State::Connect | State::Active) {
+                self.start(now, &mut ev);
+            }
+        }
+        if due(self.hold_at) {
+            self.hold_at = None;
+            let n = Notification::new(err::HOLD_TIMER_EXPIRED, 0, []);
+            self.fail(now, n, &mut ev);
+        }
+        if due(self.keepalive_at) {
+            ev.push(Event::Send(wire::keepalive()));
+            self.keepalive_at = self.keepalive_interval().map(|k| now + k);
+        }
+        ev
+    }
+
+    fn start(&mut self, now: Instant, ev: &mut Vec<Event>) {
+        if self.cfg.passive {
+            self.state = State::Active;
+            self.connect_retry_at = None;
+        } else {
+            self.state = State::Connect;
+            self.connect_retry_at = Some(now + self.cfg.connect_retry);
+            ev.push(Event::Connect);
+        }
+    }
+
+    fn our_open(&self) -> Open {
+        Open {
+            asn: self.cfg.local_as,
+            hold_time: self.cfg.hold_time,
+            router_id: self.cfg.router_id,
+            caps: Capabilities {
+                four_octet_as: true,
+                families: self.cfg.families.clone(),
+                route_refresh: true,
+                graceful_restart: self.cfg.graceful_restart.map(|t| GracefulRestart {
+                    restarting: self.cfg.restarting,
+                    restart_time: t,
+                    // F (forwarding state kept) only while we come back from a restart
+                    // with the FIB still forwarding.
+                    families: self
+                        .cfg
+                        .families
+                        .iter()
+                        .map(|&f| (f, self.cfg.restarting))
+                        .collect(),
+                }),
+            },
+        }
+    }
+
+    fn keepalive_interval(&self) -> Option<Duration> {
+        let n = self.negotiated.as_ref()?;
+        (n.keepalive > 0).then(|| Duration::from_secs(n.keepalive as u64))
+    }
+
+    fn restart_hold(&mut self, now: Instant) {
+        self.hold_at = match &self.negotiated {
+            Some(n) if n.hold_time > 0 => Some(now + Duration::from_secs(n.hold_time as u64)),
+            Some(_) => None,
+            None => self.hold_at,
+        };
+    }
+
+    fn read_messages(&mut self, now: Instant, ev: &mut Vec<Event>) {
+        let session = wire::Session {
+            four_octet_as: self.negotiated.as_ref().is_some_and(|n| n.four_octet_as),
+        };
+        let mut at = 0;
+        loop {
+            let len = match wire::frame_len(&self.rx[at..]) {
+                Ok(Some(len)) if self.rx.len() - at >= len => len,
+                Ok(_) => break,
+                Err(n) => return self.fail(now, n, ev),
+            };
+            let msg = wire::decode(&self.rx[at..at + len], session);
+            at += len;
+            match msg {
+                Ok(m) => {
+                    if !self.on_message(now, m, ev) {
+                        return;
+                    }
+                }
+                Err(n) => return self.fail(now, n, ev),
+            }
+        }
+        self.rx.drain(..at);
+    }
+
+    /// Handle one message; false once the session went down.
+    fn on_message(&mut self, now: Instant, m: Message, ev: &mut Vec<Event>) -> bool {
+        match (self.state, m) {
+            (_, Message::Notification(n)) => {
+                ev.push(Event::Close);
+                self.go_idle(now, Some(self.cfg.idle_hold));
+                ev.push(Event::Down(Down::Received(n)));
+                false
+            }
+            (State::OpenSent, Message::Open(o)) => match self.check_open(&o) {
+                Err(n) => {
+                    self.fail(now, n, ev);
+                    false
+                }
+                Ok(neg) => {
+                    self.peer_open = Some(o);
+                    self.negotiated = Some(neg);
+                    ev.push(Event::Send(wire::keepalive()));
+                    self.restart_hold(now);
+                    self.keepalive_at = self.keepalive_interval().map(|k| now + k);
+                    self.state = State::OpenConfirm;
+                    true
+                }
+            },
+            (State::OpenConfirm, Message::Keepalive) => {
+                self.state = State::Established;
+                self.restart_hold(now);
+                let n = self.negotiated.clone().expect("set in OpenSent");
+                ev.push(Event::Established(Box::new(n)));
+                true
+            }
+            (State::Established, Message::Keepalive) => {
+                self.restart_hold(now);
+                true
+            }
+            (State::Established, Message::Update(u)) => {
+                self.restart_hold(now);
+                ev.push(Event::Update(u));
+                true
+            }
+            (State::Established, Message::RouteRefresh(f)) => {
+                self.restart_hold(now);
+                ev.push(Event::RouteRefresh(f));
+                true
+            }
+            (State::Established, Message::RouteRefreshOther) => true,
+            (state, _) => {
+                // RFC 6608 subcodes: unexpected message in OpenSent / OpenConfirm /
+                // Established.
+                let sub = match state {
+                    State::OpenSent => 1,
+                    State::OpenConfirm => 2,
+                    _ => 3,
+                };
+                self.fail(now, Notification::new(err::FSM, sub, []), ev);
+                false
+            }
+        }
+    }
+
+    fn check_open(&self, o: &Open) -> Result<Negotiated, Notification> {
+        if o.asn != self.cfg.remote_as {
+            let two = u16::try_from(o.asn).unwrap_or(wire::AS_TRANS);
+            return Err(Notification::new(
+                err::OPEN,
+                err::BAD_PEER_AS,
+                two.to_be_bytes(),
+            ));
+        }
+        if o.hold_time == 1 || o.hold_time == 2 {
+            return Err(Notification::new(
+                err::OPEN,
+                err::UNACCEPTABLE_HOLD_TIME,
+                [],
+            ));
+        }
+        if o.router_id.is_unspecified() || (self.cfg.ibgp() && o.router_id == self.cfg.router_id) {
+            return Err(Notification::new(err::OPEN, err::BAD_BGP_ID, []));
+        }
+        let hold_time = self.cfg.hold_time.min(o.hold_time);
+        let families = self
+            .cfg
+            .families
+            .iter()
+            .copied()
+            .filter(|f| o.caps.families.contains(f))
+            .collect();
+        Ok(Negotiated {
+            peer: o.clone(),
+            hold_time,
+            keepalive: hold_time / 3,
+            families,
+            four_octet_as: o.caps.four_octet_as,
+            route_refresh: o.caps.route_refresh,
+            peer_graceful_restart: self
+                .cfg
+                .graceful_restart
+                .and(o.caps.graceful_restart.clone()),
+        })
+    }
+
+    /// Send `n`, close, go Idle (and restart after the idle hold time).
+    fn fail(&mut self, now: Instant, n: Notification, ev: &mut Vec<Event>) {
+        ev.push(Event::Send(wire::notification(&n)));
+        ev.push(Event::Close);
+        self.go_idle(now, Some(self.cfg.idle_hold));
+        ev.push(Event::Down(Down::Sent(n)));
+    }
+
+    fn go_idle(&mut self, now: Instant, restart_after: Option<Duration>) {
+        self.state = State::Idle;
+        self.rx.clear();
+        self.connect_retry_at = None;
+        self.hold_at = None;
+        self.keepalive_at = None;
+        self.negotiated = None;
+        self.peer_open = None;
+        self.idle_until = restart_after.map(|d| now + d);
+    }
+}
+
+/// Connection collision (RFC 4271 §6.8): of two connections to one peer, the one
+/// initiated by the speaker with the higher BGP identifier survives. True when the
+/// connection we initiated is the one to keep.
+pub fn collision_keeps_local(local_id: Ipv4Addr, remote_id: Ipv4Addr) -> bool {
+    u32::from(local_id) > u32::from(remote_id)
+}

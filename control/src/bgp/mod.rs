@@ -1,0 +1,15 @@
+//! The BGP speaker.
+//!
+//! ```text
+//!   TCP (tokio driver, thin)          sans-IO, on a virtual clock in tests
+//!   ┌────────────┐  Input::Bytes   ┌──────────────┐  Event::Update ┌──────┐
+//!   │ connection ├────────────────►│ fsm::Session ├───────────────►│ RIB  │──► FIB sync
+//!   │  per peer  │◄────────────────┤ (RFC 4271 §8)│◄───────────────┤      │
+//!   └────────────┘  Event::Send    └──────────────┘  announce()    └──────┘
+//!                   Event::Connect / Close; timers via poll_timeout()
+//! ```
+//! `wire` turns bytes into messages and every decoding error into the NOTIFICATION to
+//! send; `fsm` is one session's state machine (`process(now, input) -> events`).
+
+pub mod fsm;
+pub mod wire;
