@@ -2,3 +2,4 @@
 //! FIB and the gRPC API. Never imports the dataplane.
 
 pub mod bgp;
+pub mod rib;
