@@ -57,6 +57,8 @@ pub struct Rib {
     paths: HashMap<IpNet, Vec<Path>>,
     interned: HashSet<Arc<PathAttrs>>,
     local: Option<Local>,
+    /// Paths held per peer (prefixes received).
+    counts: HashMap<PeerId, usize>,
 }
 
 impl Rib {
@@ -77,6 +79,11 @@ impl Rib {
 
     pub fn is_empty(&self) -> bool {
         self.paths.is_empty()
+    }
+
+    /// Prefixes `peer` has a path for.
+    pub fn received_from(&self, peer: PeerId) -> usize {
+        self.counts.get(&peer).copied().unwrap_or(0)
     }
 
     /// Distinct attribute sets held.
@@ -124,7 +131,10 @@ impl Rib {
             };
             match list.iter_mut().find(|x| x.peer == peer) {
                 Some(x) => *x = path,
-                None => list.push(path),
+                None => {
+                    list.push(path);
+                    *self.counts.entry(peer).or_default() += 1;
+                }
             }
             if self.best_key(p) != before {
                 changed.push(p);
@@ -139,7 +149,11 @@ impl Rib {
         for &p in prefixes {
             let before = self.best_key(p);
             if let Some(list) = self.paths.get_mut(&p) {
+                let n = list.len();
                 list.retain(|x| x.peer != peer);
+                if list.len() < n {
+                    *self.counts.entry(peer).or_default() -= 1;
+                }
                 if list.is_empty() {
                     self.paths.remove(&p);
                 }

@@ -243,6 +243,7 @@ fn peer_down_removes_only_its_paths_and_attributes_are_shared() {
     let changed = r.peer_down(1);
     assert_eq!(changed.len(), 1000, "every prefix lost a best path");
     assert_eq!(r.len(), 10);
+    assert_eq!((r.received_from(1), r.received_from(2)), (0, 10));
 }
 
 /// The model: every (prefix, peer) path, best computed from scratch by a sort key.

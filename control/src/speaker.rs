@@ -1,0 +1,567 @@
+//! The BGP speaker: the thin tokio driver around the sans-IO sessions and the RIB.
+//!
+//! ```text
+//!            listener (port 179) ── accepted TCP, by peer address ──┐
+//!                                                                   ▼
+//!   peer task × N: owns a TCP connection and an fsm::Session ──► RibEvent ──► rib task
+//!     (connect, read, write, timers at poll_timeout)                  (Rib, batches of
+//!     on Established: sends our blocks + End-of-RIB                    a few ms)
+//!                                                                          │
+//!                           std mpsc: Vec<RouteChange> to the daemon ◄─────┘
+//! ```
+//! Runs on its own thread with a current-thread runtime: the control plane never
+//! competes with the poll-mode workers for more than that one thread.
+
+use crate::bgp::fsm::{self, Down, Event, Input, Negotiated, Session, State};
+use crate::bgp::wire::{self, Family, PathAttrs};
+use crate::rib::{Local, PeerInfo, Rib};
+use ipnet::IpNet;
+use std::collections::HashSet;
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+/// One configured neighbour.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerConfig {
+    pub address: IpAddr,
+    pub asn: u32,
+    /// Only accept its connections (the node-to-node mesh: toward a higher address).
+    pub passive: bool,
+    pub hold_time: u16,
+    /// We reflect routes to it (RFC 4456); reserved for the route-reflector role.
+    pub rr_client: bool,
+    /// Its port (179 unless a test says otherwise).
+    pub port: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpeakerConfig {
+    pub asn: u32,
+    pub router_id: Ipv4Addr,
+    /// Where to listen (None: connect out only).
+    pub listen: Option<SocketAddr>,
+    /// Source address for outgoing connections.
+    pub local_address: Option<IpAddr>,
+    pub peers: Vec<PeerConfig>,
+    /// Our own blocks, announced to every peer with our node address as next hop.
+    pub advertise: Vec<IpNet>,
+    pub next_hop_v4: Option<Ipv4Addr>,
+    pub next_hop_v6: Option<std::net::Ipv6Addr>,
+    /// Changes are collected this long before they go to the FIB.
+    pub batch: Duration,
+    pub graceful_restart: Option<u16>,
+    /// We came back from a restart (R bit).
+    pub restarting: bool,
+    pub connect_retry: Duration,
+}
+
+/// A prefix's usable next hops after a change (empty: no route any more).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteChange {
+    pub prefix: IpNet,
+    pub next_hops: Vec<IpAddr>,
+}
+
+/// What `vrouterctl node status` shows of a peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerStatus {
+    pub address: IpAddr,
+    pub asn: u32,
+    pub ibgp: bool,
+    pub state: String,
+    pub since: SystemTime,
+    /// The last error, or what the session is waiting for.
+    pub info: String,
+    pub prefixes_received: usize,
+    pub prefixes_sent: usize,
+}
+
+/// Peer status, shared with whoever reports it.
+pub type Status = Arc<Mutex<Vec<PeerStatus>>>;
+
+/// The running speaker: its status, and dropping it stops the thread.
+pub struct Speaker {
+    pub status: Status,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Speaker {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+enum RibEvent {
+    Up(u16, PeerInfo),
+    Update(u16, wire::Update),
+    /// Session lost; `Some(restart time)` when the peer does graceful restart.
+    Down(u16, Option<u16>),
+    Sweep(u16),
+}
+
+/// Start the speaker on its own thread; route changes arrive on `routes`.
+pub fn spawn(
+    cfg: SpeakerConfig,
+    routes: std::sync::mpsc::Sender<Vec<RouteChange>>,
+) -> io::Result<Speaker> {
+    let status: Status = Arc::new(Mutex::new(
+        cfg.peers
+            .iter()
+            .map(|p| PeerStatus {
+                address: p.address,
+                asn: p.asn,
+                ibgp: p.asn == cfg.asn,
+                state: "Idle".into(),
+                since: SystemTime::now(),
+                info: String::new(),
+                prefixes_received: 0,
+                prefixes_sent: 0,
+            })
+            .collect(),
+    ));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    // Bind now so that a bad listen address is the caller's error, not a log line.
+    let listener = match cfg.listen {
+        Some(addr) => Some(rt.block_on(async { TcpListener::bind(addr).await })?),
+        None => None,
+    };
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+    let st = status.clone();
+    let thread = std::thread::Builder::new()
+        .name("bgp".into())
+        .spawn(move || {
+            rt.block_on(async move {
+                tokio::select! {
+                    _ = run(cfg, listener, routes, st) => {}
+                    _ = stop_rx => {}
+                }
+            })
+        })?;
+    Ok(Speaker {
+        status,
+        stop: Some(stop_tx),
+        thread: Some(thread),
+    })
+}
+
+async fn run(
+    cfg: SpeakerConfig,
+    listener: Option<TcpListener>,
+    routes: std::sync::mpsc::Sender<Vec<RouteChange>>,
+    status: Status,
+) {
+    let (rib_tx, rib_rx) = mpsc::unbounded_channel();
+    let mut incoming = Vec::new();
+    for (i, p) in cfg.peers.iter().enumerate() {
+        let (tx, rx) = mpsc::unbounded_channel::<TcpStream>();
+        incoming.push((p.address, tx));
+        tokio::spawn(peer_task(
+            i as u16,
+            cfg.clone(),
+            p.clone(),
+            rx,
+            rib_tx.clone(),
+            status.clone(),
+        ));
+    }
+    let local = Local {
+        asn: cfg.asn,
+        router_id: cfg.router_id,
+        cluster_id: None,
+    };
+    tokio::spawn(rib_task(local, rib_rx, rib_tx, routes, cfg.batch, status));
+    if let Some(l) = listener {
+        loop {
+            match l.accept().await {
+                Ok((stream, from)) => {
+                    let ip = canonical(from.ip());
+                    match incoming.iter().find(|(a, _)| *a == ip) {
+                        Some((_, tx)) => {
+                            let _ = tx.send(stream);
+                        }
+                        None => info!(%from, "BGP connection from an unknown address refused"),
+                    }
+                }
+                Err(e) => warn!(error = %e, "accept"),
+            }
+        }
+    } else {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// IPv4-mapped IPv6 addresses (from a dual-stack listener) as IPv4.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+type Connecting = Pin<Box<dyn Future<Output = io::Result<TcpStream>> + Send>>;
+
+async fn connect(to: SocketAddr, from: Option<IpAddr>) -> io::Result<TcpStream> {
+    let sock = match to {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    if let Some(a) = from.filter(|a| a.is_ipv4() == to.is_ipv4()) {
+        sock.bind(SocketAddr::new(a, 0))?;
+    }
+    let s = tokio::time::timeout(Duration::from_secs(5), sock.connect(to))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
+    s.set_nodelay(true)?;
+    Ok(s)
+}
+
+async fn read_some(r: &mut Option<OwnedReadHalf>, buf: &mut [u8]) -> io::Result<usize> {
+    match r {
+        Some(r) => r.read(buf).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn connected(c: &mut Option<Connecting>) -> io::Result<TcpStream> {
+    match c {
+        Some(c) => c.await,
+        None => std::future::pending().await,
+    }
+}
+
+fn set_status(status: &Status, i: u16, f: impl FnOnce(&mut PeerStatus)) {
+    if let Some(p) = status.lock().unwrap().get_mut(i as usize) {
+        f(p)
+    }
+}
+
+/// One neighbour: its session, its connection, its timers.
+async fn peer_task(
+    idx: u16,
+    cfg: SpeakerConfig,
+    peer: PeerConfig,
+    mut accepted: mpsc::UnboundedReceiver<TcpStream>,
+    rib: mpsc::UnboundedSender<RibEvent>,
+    status: Status,
+) {
+    let mut fsm_cfg = fsm::Config::new(cfg.asn, peer.asn, cfg.router_id);
+    fsm_cfg.hold_time = peer.hold_time;
+    fsm_cfg.passive = peer.passive;
+    fsm_cfg.graceful_restart = cfg.graceful_restart;
+    fsm_cfg.restarting = cfg.restarting;
+    fsm_cfg.connect_retry = cfg.connect_retry;
+    let mut s = Session::new(fsm_cfg);
+    let mut reader: Option<OwnedReadHalf> = None;
+    let mut writer: Option<OwnedWriteHalf> = None;
+    let mut connecting: Option<Connecting> = None;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut negotiated: Option<Negotiated> = None;
+    let mut last_state = State::Idle;
+    let mut events = s.process(Instant::now(), Input::Start);
+    loop {
+        // Carry out what the session asked for.
+        for e in events.drain(..) {
+            match e {
+                Event::Connect => {
+                    let to = SocketAddr::new(peer.address, peer.port);
+                    connecting = Some(Box::pin(connect(to, cfg.local_address)));
+                }
+                Event::Send(bytes) => {
+                    if let Some(w) = writer.as_mut() {
+                        if let Err(e) = w.write_all(&bytes).await {
+                            warn!(peer = %peer.address, error = %e, "write");
+                        }
+                    }
+                }
+                Event::Close => {
+                    if let Some(mut w) = writer.take() {
+                        let _ = w.shutdown().await;
+                    }
+                    reader = None;
+                }
+                Event::Established(n) => {
+                    info!(peer = %peer.address, "BGP session established");
+                    let info = PeerInfo {
+                        address: peer.address,
+                        router_id: n.peer.router_id,
+                        asn: peer.asn,
+                        ibgp: peer.asn == cfg.asn,
+                    };
+                    let _ = rib.send(RibEvent::Up(idx, info));
+                    let sent = advertise(&cfg, &peer, &n, writer.as_mut()).await;
+                    set_status(&status, idx, |p| {
+                        p.prefixes_sent = sent;
+                        p.info = "Established".into();
+                    });
+                    negotiated = Some(*n);
+                }
+                Event::Update(u) => {
+                    let _ = rib.send(RibEvent::Update(idx, u));
+                }
+                Event::RouteRefresh(_) => {
+                    if let Some(n) = &negotiated {
+                        advertise(&cfg, &peer, n, writer.as_mut()).await;
+                    }
+                }
+                Event::Down(why) => {
+                    let info = match &why {
+                        Down::Stopped => "stopped".to_string(),
+                        Down::Sent(n) => format!("sent NOTIFICATION {}/{}", n.code, n.subcode),
+                        Down::Received(n) => {
+                            format!("received NOTIFICATION {}/{}", n.code, n.subcode)
+                        }
+                        Down::ConnectionClosed => "connection closed".to_string(),
+                    };
+                    info!(peer = %peer.address, %info, "BGP session down");
+                    // Graceful restart helper: a session lost without a NOTIFICATION
+                    // from the peer keeps its routes (stale) for the restart time.
+                    let gr = negotiated
+                        .take()
+                        .and_then(|n| n.peer_graceful_restart)
+                        .filter(|_| !matches!(why, Down::Received(_) | Down::Stopped))
+                        .map(|g| g.restart_time);
+                    let _ = rib.send(RibEvent::Down(idx, gr));
+                    set_status(&status, idx, |p| p.info = info);
+                }
+            }
+        }
+        if s.state() != last_state {
+            last_state = s.state();
+            set_status(&status, idx, |p| {
+                p.state = format!("{last_state:?}");
+                p.since = SystemTime::now();
+            });
+        }
+        let deadline = s.poll_timeout();
+        let sleep = async {
+            match deadline {
+                Some(t) => tokio::time::sleep_until(t.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        events = tokio::select! {
+            _ = sleep => s.handle_timeout(Instant::now()),
+            n = read_some(&mut reader, &mut buf) => match n {
+                Ok(0) | Err(_) => {
+                    reader = None;
+                    writer = None;
+                    s.process(Instant::now(), Input::Closed)
+                }
+                Ok(n) => s.process(Instant::now(), Input::Bytes(&buf[..n])),
+            },
+            c = connected(&mut connecting) => {
+                connecting = None;
+                match c {
+                    Ok(stream) if reader.is_none() => {
+                        let (r, w) = stream.into_split();
+                        reader = Some(r);
+                        writer = Some(w);
+                        s.process(Instant::now(), Input::Connected)
+                    }
+                    Ok(_) => Vec::new(),
+                    Err(e) => {
+                        set_status(&status, idx, |p| p.info = format!("connect: {e}"));
+                        s.process(Instant::now(), Input::ConnectFailed)
+                    }
+                }
+            },
+            Some(stream) = accepted.recv() => {
+                adopt(&mut s, stream, &mut reader, &mut writer, &mut connecting)
+            },
+        };
+    }
+}
+
+/// An accepted connection: taken when we have none (or only a connect attempt, or are
+/// idle after a failure), and in
+/// place of a session the peer evidently restarted (graceful restart); otherwise a
+/// collision, resolved by BGP identifiers once the peer's OPEN is known (RFC 4271
+/// §6.8) and else in favour of the connection already in progress.
+fn adopt(
+    s: &mut Session,
+    stream: TcpStream,
+    reader: &mut Option<OwnedReadHalf>,
+    writer: &mut Option<OwnedWriteHalf>,
+    connecting: &mut Option<Connecting>,
+) -> Vec<Event> {
+    let now = Instant::now();
+    let mut events = Vec::new();
+    if s.state() == State::Idle {
+        // Waiting out the idle hold after a failure: a peer that is back is welcome.
+        events.extend(s.process(now, Input::Start));
+        events.retain(|e| !matches!(e, Event::Connect));
+    }
+    let replace = match s.state() {
+        State::Idle => false,
+        State::Connect | State::Active => true,
+        State::OpenSent => false,
+        State::OpenConfirm => s
+            .peer_open()
+            .is_some_and(|o| !fsm::collision_keeps_local(s.config().router_id, o.router_id)),
+        State::Established => s
+            .negotiated()
+            .is_some_and(|n| n.peer_graceful_restart.is_some()),
+    };
+    if !replace {
+        return events;
+    }
+    if matches!(
+        s.state(),
+        State::OpenConfirm | State::Established | State::OpenSent
+    ) {
+        // The old connection goes: a Cease (collision) unless the peer restarted.
+        if s.state() == State::OpenConfirm {
+            let n = wire::Notification::new(wire::err::CEASE, wire::err::CONNECTION_COLLISION, []);
+            if let Some(w) = writer.as_mut() {
+                let _ = w.try_write(&wire::notification(&n));
+            }
+        }
+        events.extend(s.process(now, Input::Closed));
+        events.retain(|e| !matches!(e, Event::Connect));
+        events.extend(s.process(now, Input::Start));
+        events.retain(|e| !matches!(e, Event::Connect));
+    }
+    *connecting = None;
+    let _ = stream.set_nodelay(true);
+    let (r, w) = stream.into_split();
+    *reader = Some(r);
+    *writer = Some(w);
+    events.extend(s.process(now, Input::Connected));
+    events
+}
+
+/// Send our blocks and End-of-RIB for each negotiated family; returns prefixes sent.
+async fn advertise(
+    cfg: &SpeakerConfig,
+    peer: &PeerConfig,
+    n: &Negotiated,
+    writer: Option<&mut OwnedWriteHalf>,
+) -> usize {
+    let Some(w) = writer else { return 0 };
+    let ibgp = peer.asn == cfg.asn;
+    let attrs = PathAttrs {
+        origin: 0,
+        as_path: if ibgp { Vec::new() } else { vec![cfg.asn] },
+        as_path_len: if ibgp { 0 } else { 1 },
+        local_pref: ibgp.then_some(100),
+        ..PathAttrs::default()
+    };
+    let mut sent = 0;
+    for f in &n.families {
+        let prefixes: Vec<IpNet> = cfg
+            .advertise
+            .iter()
+            .copied()
+            .filter(|p| {
+                matches!(
+                    (f, p),
+                    (Family::Ipv4, IpNet::V4(_)) | (Family::Ipv6, IpNet::V6(_))
+                )
+            })
+            .collect();
+        let next_hop = match f {
+            Family::Ipv4 => cfg.next_hop_v4.map(IpAddr::V4),
+            Family::Ipv6 => cfg.next_hop_v6.map(IpAddr::V6),
+        };
+        if let (Some(nh), false) = (next_hop, prefixes.is_empty()) {
+            for m in wire::announce(&prefixes, &attrs, nh, ibgp) {
+                if w.write_all(&m).await.is_err() {
+                    return sent;
+                }
+            }
+            sent += prefixes.len();
+        }
+        if w.write_all(&wire::end_of_rib(*f)).await.is_err() {
+            return sent;
+        }
+    }
+    sent
+}
+
+/// The RIB: applies peers' updates and sends batches of best-path changes.
+async fn rib_task(
+    local: Local,
+    mut rx: mpsc::UnboundedReceiver<RibEvent>,
+    me: mpsc::UnboundedSender<RibEvent>,
+    out: std::sync::mpsc::Sender<Vec<RouteChange>>,
+    batch: Duration,
+    status: Status,
+) {
+    let mut rib = Rib::new(local);
+    let mut pending: HashSet<IpNet> = HashSet::new();
+    let mut flush_at: Option<tokio::time::Instant> = None;
+    loop {
+        let sleep = async {
+            match flush_at {
+                Some(t) => tokio::time::sleep_until(t).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            ev = rx.recv() => {
+                let Some(ev) = ev else { return };
+                let changed = match ev {
+                    RibEvent::Up(i, info) => { rib.add_peer(i, info); Vec::new() }
+                    RibEvent::Update(i, u) => {
+                        let mut c = rib.withdraw(i, &u.withdrawn);
+                        if !u.announced.is_empty() {
+                            c.extend(rib.update(i, &u.announced, u.attrs));
+                        }
+                        if u.end_of_rib.is_some() {
+                            c.extend(rib.sweep_stale(i));
+                        }
+                        c
+                    }
+                    RibEvent::Down(i, Some(restart)) => {
+                        rib.mark_stale(i);
+                        let me = me.clone();
+                        tokio::spawn(async move {
+                            tokio::time::sleep(Duration::from_secs(restart as u64)).await;
+                            let _ = me.send(RibEvent::Sweep(i));
+                        });
+                        Vec::new()
+                    }
+                    RibEvent::Down(i, None) => rib.peer_down(i),
+                    RibEvent::Sweep(i) => rib.sweep_stale(i),
+                };
+                pending.extend(changed);
+                if !pending.is_empty() && flush_at.is_none() {
+                    flush_at = Some(tokio::time::Instant::now() + batch);
+                }
+            }
+            _ = sleep => {
+                flush_at = None;
+                let changes: Vec<RouteChange> = pending
+                    .drain()
+                    .map(|prefix| RouteChange { prefix, next_hops: rib.best_next_hops(prefix) })
+                    .collect();
+                {
+                    let mut st = status.lock().unwrap();
+                    for (i, s) in st.iter_mut().enumerate() {
+                        s.prefixes_received = rib.received_from(i as u16);
+                    }
+                }
+                if out.send(changes).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}

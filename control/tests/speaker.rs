@@ -1,0 +1,138 @@
+//! Two speakers over real TCP on loopback (127.0.0.1 and 127.0.0.2): sessions come up,
+//! each learns the other's blocks with its node address as next hop, and a speaker that
+//! goes away takes its routes with it (without graceful restart) or leaves them stale
+//! for the restart time (with it).
+
+use control::speaker::{self, PeerConfig, RouteChange, SpeakerConfig};
+use ipnet::IpNet;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn cfg(
+    me: u8,
+    other: u8,
+    my_port: u16,
+    other_port: u16,
+    block: &str,
+    gr: Option<u16>,
+) -> SpeakerConfig {
+    let ip = Ipv4Addr::new(127, 0, 0, me);
+    SpeakerConfig {
+        asn: 64512,
+        router_id: Ipv4Addr::new(10, 0, 0, me),
+        listen: Some(SocketAddr::new(IpAddr::V4(ip), my_port)),
+        local_address: Some(IpAddr::V4(ip)),
+        peers: vec![PeerConfig {
+            address: IpAddr::V4(Ipv4Addr::new(127, 0, 0, other)),
+            asn: 64512,
+            // The mesh rule: passive toward the higher address.
+            passive: other > me,
+            hold_time: 9,
+            rr_client: false,
+            port: other_port,
+        }],
+        advertise: vec![block.parse().unwrap()],
+        next_hop_v4: Some(ip),
+        next_hop_v6: None,
+        batch: Duration::from_millis(5),
+        graceful_restart: gr,
+        restarting: false,
+        connect_retry: Duration::from_millis(300),
+    }
+}
+
+/// Wait for a batch containing `prefix`; return its next hops.
+fn wait_for(
+    rx: &mpsc::Receiver<Vec<RouteChange>>,
+    prefix: &str,
+    within: Duration,
+) -> Option<Vec<IpAddr>> {
+    let want: IpNet = prefix.parse().unwrap();
+    let end = Instant::now() + within;
+    while let Some(left) = end.checked_duration_since(Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok(batch) => {
+                if let Some(c) = batch.iter().find(|c| c.prefix == want) {
+                    return Some(c.next_hops.clone());
+                }
+            }
+            Err(_) => return None,
+        }
+    }
+    None
+}
+
+#[test]
+fn two_speakers_exchange_blocks_and_withdraw_on_loss() {
+    let (pa, pb) = (free_port(), free_port());
+    let (ta, ra) = mpsc::channel();
+    let (tb, rb) = mpsc::channel();
+    let a = speaker::spawn(cfg(1, 2, pa, pb, "10.244.1.0/26", None), ta).unwrap();
+    let b = speaker::spawn(cfg(2, 1, pb, pa, "10.244.2.0/26", None), tb).unwrap();
+    assert_eq!(
+        wait_for(&ra, "10.244.2.0/26", Duration::from_secs(10)),
+        Some(vec![IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2))]),
+        "a learns b's block, next hop b's address"
+    );
+    assert_eq!(
+        wait_for(&rb, "10.244.1.0/26", Duration::from_secs(10)),
+        Some(vec![IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1))])
+    );
+    {
+        let st = a.status.lock().unwrap();
+        assert_eq!(st[0].state, "Established");
+        assert_eq!((st[0].prefixes_received, st[0].prefixes_sent), (1, 1));
+    }
+    // b goes away: a withdraws its block (no graceful restart here).
+    drop(b);
+    assert_eq!(
+        wait_for(&ra, "10.244.2.0/26", Duration::from_secs(15)),
+        Some(vec![])
+    );
+    drop(a);
+}
+
+#[test]
+fn graceful_restart_keeps_routes_while_the_peer_comes_back() {
+    let (pa, pb) = (free_port(), free_port());
+    let (ta, ra) = mpsc::channel();
+    let (tb, _rb) = mpsc::channel();
+    let a = speaker::spawn(cfg(1, 2, pa, pb, "10.244.1.0/26", Some(30)), ta).unwrap();
+    let b = speaker::spawn(cfg(2, 1, pb, pa, "10.244.2.0/26", Some(30)), tb).unwrap();
+    assert!(wait_for(&ra, "10.244.2.0/26", Duration::from_secs(10)).is_some());
+    // b's process dies (its connection closes without a NOTIFICATION) and restarts.
+    drop(b);
+    let (tb, _rb) = mpsc::channel();
+    let mut again = cfg(2, 1, pb, pa, "10.244.2.0/26", Some(30));
+    again.restarting = true;
+    let b = speaker::spawn(again, tb).unwrap();
+    // Meanwhile and after, a never withdraws b's block.
+    let end = Instant::now() + Duration::from_secs(4);
+    while let Some(left) = end.checked_duration_since(Instant::now()) {
+        if let Ok(batch) = ra.recv_timeout(left) {
+            for c in batch {
+                assert!(
+                    !c.next_hops.is_empty(),
+                    "{} withdrawn during the restart",
+                    c.prefix
+                );
+            }
+        }
+    }
+    assert_eq!(
+        a.status.lock().unwrap()[0].state,
+        "Established",
+        "session back"
+    );
+    drop(b);
+    drop(a);
+}
