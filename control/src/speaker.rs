@@ -37,6 +37,8 @@ pub struct PeerConfig {
     /// Only accept its connections (the node-to-node mesh: toward a higher address).
     pub passive: bool,
     pub hold_time: u16,
+    /// Seconds between keepalives (default: a third of the negotiated hold time).
+    pub keepalive: Option<u16>,
     /// We reflect routes to it (RFC 4456); reserved for the route-reflector role.
     pub rr_client: bool,
     /// Its port (179 unless a test says otherwise).
@@ -263,6 +265,7 @@ async fn peer_task(
 ) {
     let mut fsm_cfg = fsm::Config::new(cfg.asn, peer.asn, cfg.router_id);
     fsm_cfg.hold_time = peer.hold_time;
+    fsm_cfg.keepalive = peer.keepalive;
     fsm_cfg.passive = peer.passive;
     fsm_cfg.graceful_restart = cfg.graceful_restart;
     fsm_cfg.restarting = cfg.restarting;

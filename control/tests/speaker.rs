@@ -37,6 +37,7 @@ fn cfg(
             // The mesh rule: passive toward the higher address.
             passive: other > me,
             hold_time: 9,
+            keepalive: None,
             rr_client: false,
             port: other_port,
         }],

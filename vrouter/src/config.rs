@@ -36,6 +36,73 @@ pub struct Config {
     pub nodes: Vec<Node>,
     #[serde(default)]
     pub vxlan: VxlanSettings,
+    /// The embedded BGP speaker (absent: routes come from this file only).
+    pub bgp: Option<BgpSettings>,
+}
+
+/// `[bgp]`: the node's speaker. With `mesh`, every `[[nodes]]` entry is a peer (the
+/// node-to-node full mesh, Calico's default); `[[bgp.peers]]` adds route reflectors,
+/// top-of-rack routers or other speakers.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BgpSettings {
+    #[serde(default = "default_asn")]
+    pub asn: u32,
+    /// Default: the node's first IPv4 address.
+    pub router_id: Option<std::net::Ipv4Addr>,
+    #[serde(default = "yes")]
+    pub mesh: bool,
+    /// Default: port 179 on every address.
+    pub listen: Option<std::net::SocketAddr>,
+    /// Restart time offered to peers (RFC 4724); 0 turns graceful restart off.
+    #[serde(default = "default_restart_time")]
+    pub graceful_restart: u16,
+    /// Milliseconds of route changes collected before the FIB is updated.
+    #[serde(default = "default_batch_ms")]
+    pub batch_ms: u64,
+    #[serde(default)]
+    pub peers: Vec<BgpPeer>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BgpPeer {
+    pub address: std::net::IpAddr,
+    /// Default: ours (iBGP).
+    pub asn: Option<u32>,
+    /// TCP MD5 signature (RFC 2385).
+    pub password: Option<String>,
+    /// We reflect routes to it (route-reflector role).
+    #[serde(default)]
+    pub rr_client: bool,
+    #[serde(default = "default_hold")]
+    pub hold_time: u16,
+    /// Seconds between keepalives; default a third of the hold time.
+    pub keepalive: Option<u16>,
+    #[serde(default = "default_bgp_port")]
+    pub port: u16,
+    /// Only accept its connection.
+    #[serde(default)]
+    pub passive: bool,
+}
+
+fn default_asn() -> u32 {
+    64512
+}
+fn yes() -> bool {
+    true
+}
+fn default_restart_time() -> u16 {
+    120
+}
+fn default_batch_ms() -> u64 {
+    5
+}
+fn default_hold() -> u16 {
+    90
+}
+fn default_bgp_port() -> u16 {
+    179
 }
 
 fn default_icmp_rate() -> u32 {
@@ -326,6 +393,25 @@ impl Config {
                 }
                 if !self.pools.is_empty() && !self.pools.iter().any(|p| p.cidr.contains(ip)) {
                     return err(format!("endpoint {}: {ip} is in no pool", e.name));
+                }
+            }
+        }
+        if let Some(b) = &self.bgp {
+            if b.router_id.is_none() && !self.node_ips.iter().any(|n| n.addr().is_ipv4()) {
+                return err("bgp: router_id is needed when node_ips has no IPv4 address".into());
+            }
+            for p in &b.peers {
+                if p.hold_time == 1 || p.hold_time == 2 {
+                    return err(format!(
+                        "bgp peer {}: hold_time must be 0 or at least 3",
+                        p.address
+                    ));
+                }
+                if p.password.is_some() {
+                    return err(format!(
+                        "bgp peer {}: password (TCP MD5) is not supported yet",
+                        p.address
+                    ));
                 }
             }
         }

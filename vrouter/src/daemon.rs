@@ -12,7 +12,7 @@
 //! queue of it); endpoints follow. An endpoint belongs to one worker (round robin).
 
 use crate::arp::HOST_SIDE_MAC;
-use crate::config::{parse_mac, Config, EncapMode, EndpointKind, XdpMode};
+use crate::config::{parse_mac, Config, EncapMode, EndpointKind, Node, XdpMode};
 use crate::counters::{Counters, DropReason};
 use crate::ecmp::GroupTable;
 use crate::io::afxdp::{AfXdpIo, PortSpec};
@@ -56,6 +56,29 @@ pub struct Plan {
     /// What we decapsulate.
     pub overlay: Overlay,
     pub nexthop_count: u32,
+    /// Next hops already made, by (uplink, neighbour) and by (node, VXLAN?, IPv6?), so
+    /// that routes learnt later share them.
+    pub(crate) by_via: HashMap<(usize, IpAddr), u32>,
+    pub(crate) by_tunnel: HashMap<(String, bool, bool), u32>,
+    /// Our own blocks (announced by BGP; unused addresses in them are blackholed).
+    pub own_blocks: Vec<IpNet>,
+    pub blackhole: Option<u32>,
+}
+
+/// The blocks (of each pool's block size) holding our endpoints' addresses.
+pub fn own_blocks(config: &Config) -> Vec<IpNet> {
+    let mut blocks: Vec<IpNet> = Vec::new();
+    for ip in config.endpoints.iter().flat_map(|e| &e.ips) {
+        if let Some(p) = config.pools.iter().find(|p| p.cidr.contains(ip)) {
+            if let Ok(b) = IpNet::new(ip.addr(), p.block_size()) {
+                let b = b.trunc();
+                if !blocks.contains(&b) {
+                    blocks.push(b);
+                }
+            }
+        }
+    }
+    blocks
 }
 
 /// The addresses of `nets` by family, as the pipeline keeps them.
@@ -166,6 +189,10 @@ impl Plan {
             group_nexthops: Vec::new(),
             overlay: Overlay::default(),
             nexthop_count: 0,
+            by_via: HashMap::new(),
+            by_tunnel: HashMap::new(),
+            own_blocks: Vec::new(),
+            blackhole: None,
         };
         for u in &config.uplinks {
             let i = info(&u.name)?;
@@ -217,7 +244,7 @@ impl Plan {
             });
             plan.port_names.push(e.interface.clone());
         }
-        let mut by_via: HashMap<(usize, IpAddr), u32> = HashMap::new();
+        let mut by_via = std::mem::take(&mut plan.by_via);
         for r in config.routes.iter().filter(|r| r.via.is_some()) {
             let u = uplink_index(&plan, r.uplink.as_deref());
             let vias = r.via.as_ref().unwrap().addrs();
@@ -237,11 +264,25 @@ impl Plan {
             };
             plan.route(r.dst, nh);
         }
-        let mut by_tunnel: HashMap<(String, bool, bool), u32> = HashMap::new();
+        let mut by_tunnel = std::mem::take(&mut plan.by_tunnel);
         for r in config.routes.iter().filter(|r| r.node.is_some()) {
             let u = uplink_index(&plan, r.uplink.as_deref());
-            let nh = plan.remote_block(config, &mut by_via, &mut by_tunnel, u, r)?;
+            let name = r.node.as_deref().unwrap();
+            let node = config.nodes.iter().find(|n| n.name == name).unwrap();
+            let nh = plan.node_route(config, &mut by_via, &mut by_tunnel, u, node, r.dst, true)?;
             plan.route(r.dst, nh);
+        }
+        plan.by_via = by_via;
+        plan.by_tunnel = by_tunnel;
+        if config.bgp.is_some() {
+            // Our blocks: announced, and their unused addresses dropped (never sent back
+            // out toward whoever routed them to us).
+            plan.own_blocks = own_blocks(config);
+            let blackhole = plan.new_nexthop();
+            plan.blackhole = Some(blackhole);
+            for b in plan.own_blocks.clone() {
+                plan.route(b, blackhole);
+            }
         }
         let (local_v4, local_v6) = split_addrs(&config.node_ips);
         let pools: Vec<IpNet> = config.pools.iter().map(|p| p.cidr).collect();
@@ -258,7 +299,7 @@ impl Plan {
 }
 
 impl Plan {
-    fn new_nexthop(&mut self) -> u32 {
+    pub(crate) fn new_nexthop(&mut self) -> u32 {
         self.nexthop_count += 1;
         self.nexthop_count - 1
     }
@@ -293,19 +334,22 @@ impl Plan {
 
     /// The next hop for a remote node's block: a tunnel when the block's pool says so
     /// (Always; CrossSubnet when the node is outside our subnets), else plain routing to
-    /// the node's address.
-    fn remote_block(
+    /// the node's address. `known`: the node is in `[[nodes]]`; a BGP next hop that is
+    /// not has no VTEP MAC, so VXLAN is impossible and its blocks are routed plainly.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn node_route(
         &mut self,
         config: &Config,
         by_via: &mut HashMap<(usize, IpAddr), u32>,
         by_tunnel: &mut HashMap<(String, bool, bool), u32>,
         u: usize,
-        r: &crate::config::StaticRoute,
+        node: &Node,
+        dst: IpNet,
+        known: bool,
     ) -> io::Result<u32> {
         let bad = |m: String| io::Error::new(io::ErrorKind::InvalidInput, m);
-        let name = r.node.as_deref().unwrap();
-        let node = config.nodes.iter().find(|n| n.name == name).unwrap();
-        let v6 = r.dst.addr().is_ipv6();
+        let name = node.name.as_str();
+        let v6 = dst.addr().is_ipv6();
         let remote = node
             .ips
             .iter()
@@ -340,7 +384,7 @@ impl Plan {
                 })?
         };
         let underlay_nh = self.gateway(by_via, u, underlay_via);
-        let pool = config.pools.iter().find(|p| p.cidr.contains(&r.dst));
+        let pool = config.pools.iter().find(|p| p.cidr.contains(&dst));
         let wants = |mode: EncapMode| match mode {
             EncapMode::Always => true,
             EncapMode::CrossSubnet => !on_subnet,
@@ -348,7 +392,10 @@ impl Plan {
         };
         let vxlan = pool.is_some_and(|p| wants(p.vxlan_mode));
         let ipip = pool.is_some_and(|p| wants(p.ipip_mode));
-        if !vxlan && !ipip {
+        if vxlan && !known {
+            warn!(%dst, next_hop = %remote, "VXLAN toward a node not in [[nodes]] (no VTEP MAC): routed plainly");
+        }
+        if (!vxlan || !known) && !ipip {
             return Ok(underlay_nh);
         }
         if let Some(&nh) = by_tunnel.get(&(name.to_string(), vxlan, v6)) {
@@ -469,8 +516,17 @@ pub struct RunOptions {
 
 /// Run the node until `stop` is set. Errors at start-up name what failed.
 pub fn run(config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> io::Result<()> {
-    let plan = Plan::new(config, &if_info)?;
-    let nexthops = Arc::new(NextHopTable::new(plan.nexthop_count.max(1) as usize));
+    let mut plan = Plan::new(config, &if_info)?;
+    // Room for what the BGP speaker's routes may add while running.
+    let bgp_on = config.bgp.is_some();
+    let extra = |n: usize| if bgp_on { n } else { 0 };
+    let nexthop_capacity = plan.nexthop_count.max(1) as usize + extra(crate::bgp::EXTRA_NEXTHOPS);
+    let tunnel_capacity = plan.tunnels.len() + extra(crate::bgp::EXTRA_TUNNELS);
+    let group_capacity = plan.groups.len() + extra(crate::bgp::EXTRA_GROUPS);
+    let nexthops = Arc::new(NextHopTable::new(nexthop_capacity));
+    if let Some(b) = plan.blackhole {
+        nexthops.set(b, Adjacency::Blackhole);
+    }
     for e in &plan.endpoints {
         if let Some(mac) = e.mac {
             nexthops.set(e.nh, Adjacency::Forward { port: e.port, mac });
@@ -479,14 +535,14 @@ pub fn run(config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> io::
     for &(nh, id) in &plan.tunnel_nexthops {
         nexthops.set(nh, Adjacency::Tunnel { id });
     }
-    let groups = Arc::new(GroupTable::new(plan.groups.len()));
+    let groups = Arc::new(GroupTable::new(group_capacity));
     for (id, members) in plan.groups.iter().enumerate() {
         groups.set(id as u32, members);
     }
     for &(nh, id) in &plan.group_nexthops {
         nexthops.set(nh, Adjacency::Group { id });
     }
-    let tunnels = Arc::new(TunnelTable::new(plan.tunnels.len()));
+    let tunnels = Arc::new(TunnelTable::new(tunnel_capacity));
     for (id, t) in plan.tunnels.iter().enumerate() {
         tunnels.set(id as u32, *t);
     }
@@ -664,16 +720,65 @@ pub fn run(config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> io::
             None
         }
     };
+    // The BGP speaker on its own thread; its route changes are applied here.
+    let (routes_tx, routes_rx) = mpsc::channel();
+    let speaker = match crate::bgp::speaker_config(config, &plan) {
+        Some(cfg) => {
+            info!(
+                asn = cfg.asn,
+                peers = cfg.peers.len(),
+                blocks = cfg.advertise.len(),
+                "BGP speaker"
+            );
+            Some(control::speaker::spawn(cfg, routes_tx).map_err(|e| {
+                stop.store(true, Ordering::Relaxed);
+                io::Error::new(e.kind(), format!("bgp: {e}"))
+            })?)
+        }
+        None => None,
+    };
+    let mut learned =
+        crate::bgp::Learned::new(&plan, nexthop_capacity, tunnel_capacity, group_capacity);
     let mut asked: HashMap<u32, Instant> = HashMap::new();
     let mut last_stats = Instant::now() - Duration::from_secs(1);
+    let mut last_neighbours = Instant::now() - Duration::from_secs(1);
     while !stop.load(Ordering::Relaxed) {
+        // Wait for route changes up to 100 ms (the neighbour and stats cadence).
+        let mut batches = Vec::new();
+        if speaker.is_some() {
+            if let Ok(b) = routes_rx.recv_timeout(Duration::from_millis(100)) {
+                batches.push(b);
+                batches.extend(routes_rx.try_iter());
+            }
+        } else {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if !batches.is_empty() {
+            let mut tables = crate::bgp::Tables {
+                nexthops: &nexthops,
+                tunnels: &tunnels,
+                groups: &groups,
+                fib4: &mut fib4,
+                fib6: &mut fib6,
+            };
+            for b in &batches {
+                learned.apply(config, &mut plan, &mut tables, b);
+            }
+        }
+        if last_neighbours.elapsed() < Duration::from_millis(90) {
+            continue;
+        }
+        last_neighbours = Instant::now();
         if let Some(n) = neighbours.as_mut() {
             sync_gateways(n, &plan.gateways, &nexthops, &mut asked);
         }
         if last_stats.elapsed() >= Duration::from_secs(1) {
             last_stats = Instant::now();
             if let Some(path) = &options.stats_file {
-                let json = stats_json(&counters, &plan, &nexthops);
+                let mut json = stats_json(&counters, &plan, &nexthops);
+                if let Some(sp) = &speaker {
+                    json["bgp"] = bgp_json(&sp.status.lock().unwrap(), learned.len());
+                }
                 let tmp = path.with_extension("tmp");
                 if std::fs::write(&tmp, json.to_string())
                     .and_then(|_| std::fs::rename(&tmp, path))
@@ -683,9 +788,9 @@ pub fn run(config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> io::
                 }
             }
         }
-        std::thread::sleep(Duration::from_millis(100));
     }
     info!("stopping");
+    drop(speaker);
     for t in threads {
         let _ = t.join();
     }
@@ -738,6 +843,26 @@ fn sync_gateways(
     }
 }
 
+/// The speaker's peers (as `vrouterctl node status` shows them) and the routes learnt.
+pub fn bgp_json(peers: &[control::speaker::PeerStatus], routes: usize) -> serde_json::Value {
+    let peers: Vec<serde_json::Value> = peers
+        .iter()
+        .map(|p| {
+            serde_json::json!({
+                "address": p.address.to_string(),
+                "asn": p.asn,
+                "type": if p.ibgp { "iBGP" } else { "eBGP" },
+                "state": p.state,
+                "since": p.since.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+                "info": p.info,
+                "prefixes_received": p.prefixes_received,
+                "prefixes_sent": p.prefixes_sent,
+            })
+        })
+        .collect();
+    serde_json::json!({ "peers": peers, "routes_installed": routes })
+}
+
 /// The counters summed over workers, with per-reason drops.
 pub fn stats_json(counters: &Counters, plan: &Plan, nexthops: &NextHopTable) -> serde_json::Value {
     let t = counters.total();
@@ -777,10 +902,11 @@ pub fn stats_json(counters: &Counters, plan: &Plan, nexthops: &NextHopTable) -> 
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn info(name: &str) -> io::Result<IfInfo> {
+    /// Interfaces of the unit tests' pretend host.
+    pub(crate) fn info(name: &str) -> io::Result<IfInfo> {
         match name {
             "eth0" => Ok(IfInfo {
                 mac: [2, 0, 0, 0, 0, 1],

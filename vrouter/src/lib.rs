@@ -5,6 +5,7 @@
 //! with the rest of the dataplane issue.
 
 pub mod arp;
+pub mod bgp;
 pub mod cli;
 pub mod config;
 pub mod counters;

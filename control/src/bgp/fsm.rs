@@ -18,6 +18,8 @@ pub struct Config {
     pub router_id: Ipv4Addr,
     /// Proposed hold time (0: no keepalives, or at least 3 s).
     pub hold_time: u16,
+    /// Keepalive interval; default (and at most) a third of the negotiated hold time.
+    pub keepalive: Option<u16>,
     /// Only accept connections (the mesh's side toward a peer with a higher address).
     pub passive: bool,
     pub connect_retry: Duration,
@@ -37,6 +39,7 @@ impl Config {
             remote_as,
             router_id,
             hold_time: 90,
+            keepalive: None,
             passive: false,
             connect_retry: Duration::from_secs(5),
             idle_hold: Duration::from_secs(5),
@@ -435,7 +438,10 @@ impl Session {
         Ok(Negotiated {
             peer: o.clone(),
             hold_time,
-            keepalive: hold_time / 3,
+            keepalive: self
+                .cfg
+                .keepalive
+                .map_or(hold_time / 3, |k| k.min(hold_time / 3)),
             families,
             four_octet_as: o.caps.four_octet_as,
             route_refresh: o.caps.route_refresh,
