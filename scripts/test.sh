@@ -12,4 +12,6 @@ tests/e2e/dataplane.sh
 WORKERS=2 tests/e2e/dataplane.sh
 # Two vrouterd nodes and a kernel VXLAN (Calico-style) node: VXLAN, IPIP, tshark checks.
 tests/e2e/overlay.sh
+# The BGP speaker: two vrouterd nodes in a mesh, with BIRD, FRR and GoBGP from Debian.
+tests/e2e/bgp.sh
 echo "test.sh: all tests passed"

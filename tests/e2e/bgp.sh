@@ -1,0 +1,350 @@
+#!/usr/bin/env bash
+# End to end, control plane: vrouterd's embedded BGP speaker against itself and against
+# real daemons from Debian, in namespaces on one underlay bridge (10.98.0.0/24):
+#   mesh    two vrouterd nodes in Calico's node-to-node mesh learn each other's blocks
+#           (no static routes) and forward pod traffic over VXLAN, IPv4 and IPv6; a node
+#           restarted with kill -9 keeps its peer's routes (graceful restart helper).
+#   rr      BIRD 2 as route reflector for both nodes (reflected routes keep their next
+#           hop), FRR over eBGP and GoBGP over iBGP on the side; routes learnt, installed
+#           and forwarded over; a withdrawal removes one; BIRD killed and restarted with
+#           graceful restart keeps traffic flowing.
+#   gobgp   GoBGP as the route reflector of both nodes.
+# Needs root; fails loudly.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+VROUTERD=${VROUTERD:-target/debug/vrouterd}
+P=${P:-vrb$$}
+die() { echo "bgp: FAIL: $*" >&2; exit 1; }
+[[ $(id -u) -eq 0 ]] || die "must run as root"
+for c in ip ping iperf3 ethtool python3 bird birdc gobgpd gobgp vtysh /usr/lib/frr/bgpd; do
+    command -v "$c" >/dev/null || die "$c is not installed (run scripts/setup.sh)"
+done
+[[ -x $VROUTERD ]] || die "$VROUTERD not built"
+
+WORK=$(mktemp -d)
+chmod 755 "$WORK"
+PIDS=()
+nsx() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
+off() { nsx "$1" ethtool -K "$2" tx off tso off gso off gro off >/dev/null 2>&1 || true; }
+cleanup() {
+    for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
+    for ns in hub n1 n2 a b rr frr gb; do
+        ip netns pids "$P$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null
+        ip netns del "$P$ns" 2>/dev/null
+    done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+failures=0
+check() {
+    local name=$1; shift
+    if "$@" >"$WORK/out" 2>&1; then echo "PASS  $name"; else
+        echo "FAIL  $name"; sed 's/^/      /' "$WORK/out" | tail -15; failures=$((failures + 1)); fi
+}
+# Retry a check's command for up to $1 seconds (sessions and routes take a moment).
+within() { local t=$1; shift; local end=$((SECONDS + t)); until "$@"; do ((SECONDS < end)) || return 1; sleep 0.5; done; }
+
+# --- underlay bridge; nodes n1 .1 and n2 .2; BIRD .10, FRR .11, GoBGP .12
+ip netns add ${P}hub
+nsx ${P}hub ip link add br0 type bridge
+nsx ${P}hub ip link set br0 up
+underlay() { # ns ip4 ip6
+    ip netns add "$1"
+    nsx "$1" ip link set lo up
+    ip link add up0 netns "$1" type veth peer name "p-$1" netns ${P}hub
+    nsx ${P}hub ip link set "p-$1" master br0 up
+    nsx "$1" ip link set up0 up
+    nsx "$1" ip addr add "$2/24" dev up0
+    nsx "$1" ip -6 addr add "$3/64" dev up0 nodad
+    off "$1" up0
+}
+underlay ${P}n1 10.98.0.1 fd98::1
+underlay ${P}n2 10.98.0.2 fd98::2
+underlay ${P}rr 10.98.0.10 fd98::10
+underlay ${P}frr 10.98.0.11 fd98::11
+underlay ${P}gb 10.98.0.12 fd98::12
+pod() { # pod-ns node-ns host-if ip4 ip6
+    ip netns add "$1"
+    nsx "$1" ip link set lo up
+    ip link add "$3" netns "$2" type veth peer name eth0 netns "$1"
+    nsx "$2" ip link set "$3" address ee:ee:ee:ee:ee:ee up
+    off "$2" "$3"
+    nsx "$1" ip link set eth0 up
+    nsx "$1" ip addr add "$4/32" dev eth0
+    nsx "$1" ip -6 addr add "$5/128" dev eth0 nodad
+    nsx "$1" ip route add 169.254.1.1 dev eth0 scope link
+    nsx "$1" ip route add default via 169.254.1.1 dev eth0
+    nsx "$1" ip -6 route add default via fe80::ecee:eeff:feee:eeee dev eth0
+    off "$1" eth0
+}
+pod ${P}a ${P}n1 ${P}a0 10.244.1.2 fd10::1:2
+pod ${P}b ${P}n2 ${P}b0 10.244.2.2 fd10::2:2
+# Networks the routers originate, on their loopbacks; replies find the pods through the
+# routes they learnt (BIRD, via its kernel protocol) or a static route (FRR, GoBGP).
+nsx ${P}rr ip addr add 10.200.0.1/24 dev lo
+nsx ${P}frr ip addr add 10.201.0.1/24 dev lo
+nsx ${P}frr ip route add 10.244.0.0/16 via 10.98.0.1
+nsx ${P}gb ip route add 10.244.0.0/16 via 10.98.0.1
+
+config() { # file name ip4 ip6 core pod-if pod4 pod6 other other-ip4 other-ip6 bgp-section
+    cat >"$1" <<CFG
+node_name = "$2"
+node_ips = ["$3/24", "$4/64"]
+[[uplinks]]
+name = "up0"
+[[pools]]
+cidr = "10.244.0.0/16"
+vxlan_mode = "Always"
+[[pools]]
+cidr = "fd10::/48"
+vxlan_mode = "Always"
+[workers]
+cores = [$5]
+[[endpoints]]
+name = "pod"
+kind = "veth"
+interface = "$6"
+ips = ["$7/32", "$8/128"]
+[[nodes]]
+name = "$9"
+ips = ["${10}/24", "${11}/64"]
+${12}
+CFG
+}
+start_node() { # n bgp-section
+    local n=$1
+    if [[ $n == n1 ]]; then
+        config "$WORK/$n.toml" node-a 10.98.0.1 fd98::1 1 ${P}a0 10.244.1.2 fd10::1:2 node-b 10.98.0.2 fd98::2 "$2"
+    else
+        config "$WORK/$n.toml" node-b 10.98.0.2 fd98::2 0 ${P}b0 10.244.2.2 fd10::2:2 node-a 10.98.0.1 fd98::1 "$2"
+    fi
+    rm -f "$WORK/$n.json"
+    ip netns exec ${P}$n "$VROUTERD" --config "$WORK/$n.toml" --stats-file "$WORK/$n.json" >>"$WORK/$n.log" 2>&1 &
+    eval "PID_$n=$!"
+    PIDS+=($!)
+    for _ in $(seq 50); do [[ -s $WORK/$n.json ]] && break; sleep 0.2; done
+    [[ -s $WORK/$n.json ]] || { tail -20 "$WORK/$n.log"; die "vrouterd $n did not start"; }
+}
+stop_node() { local v="PID_$1"; kill "${!v}" 2>/dev/null; wait "${!v}" 2>/dev/null; }
+
+# What a node's stats file says of BGP.
+bgp_q() { # n python-expression over j (the "bgp" object)
+    python3 -c "import json,sys; j=json.load(open('$WORK/$1.json'))['bgp']; sys.exit(0 if ($2) else 1)" 2>/dev/null
+}
+established() { # n count
+    bgp_q "$1" "sum(p['state'] == 'Established' for p in j['peers']) >= $2"
+}
+routes_at_least() { bgp_q "$1" "j['routes_installed'] >= $2"; }
+show_bgp() { python3 -c "import json; print(json.dumps(json.load(open('$WORK/$1.json'))['bgp'], indent=1))"; }
+
+ping4() { nsx "$1" ping -c 3 -i 0.2 -W 2 "$2"; }
+ping6() { nsx "$1" ping -6 -c 3 -i 0.2 -W 2 "$2"; }
+tcp() { # server-ns client-ns addr
+    nsx "$1" iperf3 -s -1 >/dev/null 2>&1 &
+    local sp=$!; sleep 0.3
+    nsx "$2" iperf3 -c "$3" -t 2 | grep -E "sender|receiver"
+    local rc=${PIPESTATUS[0]}; wait $sp; return $rc
+}
+
+wait_mesh() { within 30 established n1 1 && within 10 established n2 1 && within 10 routes_at_least n1 2 && within 10 routes_at_least n2 2; }
+export -f within established bgp_q routes_at_least show_bgp wait_mesh nsx ping4 ping6
+export WORK P
+
+# PHASES="mesh rr gobgp" (the default) picks what runs.
+want() { [[ " ${PHASES:-mesh rr gobgp} " == *" $1 "* ]]; }
+
+if want mesh; then
+# ---------------------------------------------------------------- mesh
+MESH='[bgp]
+graceful_restart = 30'
+start_node n1 "$MESH"
+start_node n2 "$MESH"
+check "mesh   sessions Established, each node installs the other's v4 and v6 blocks" bash -c "wait_mesh || { show_bgp n1; exit 1; }"
+check "mesh   ICMP v4 pod A -> pod B over learnt routes"   ping4 ${P}a 10.244.2.2
+check "mesh   ICMP v6 pod B -> pod A"                      ping6 ${P}b fd10::1:2
+check "mesh   TCP pod A -> pod B (iperf3)"                 tcp ${P}b ${P}a 10.244.2.2
+blackholed() { # an unused address of node A's block, from pod B: dropped and counted at n1
+    ! nsx ${P}b ping -c 1 -W 1 10.244.1.50 || return 1
+    within 3 python3 -c "import json,sys; sys.exit(0 if json.load(open('$WORK/n1.json'))['drops']['blackhole'] >= 1 else 1)"
+}
+check "mesh   an unused address of our own block is dropped (blackhole), not sent back" blackholed
+# kill -9 n2: n1 keeps n2's routes while n2 is away (graceful restart helper), then n2
+# comes back and traffic flows again.
+kill -9 "$PID_n2"; wait "$PID_n2" 2>/dev/null
+sleep 2.5
+check "mesh   n2 killed: n1 keeps n2's routes (graceful restart, stale)" routes_at_least n1 2
+start_node n2 "$MESH"
+check "mesh   n2 back: session re-established, traffic flows" bash -c "within 30 established n1 1 && within 10 ping4 ${P}a 10.244.2.2"
+stop_node n1; stop_node n2
+
+fi
+
+if want rr; then
+# ---------------------------------------------------------------- BIRD RR, FRR, GoBGP
+cat >"$WORK/bird.conf" <<EOF
+log "$WORK/bird.log" all;
+router id 10.98.0.10;
+protocol device { scan time 2; }
+protocol direct { ipv4; ipv6; interface "*"; }   # resolves the clients' next hops
+protocol kernel { ipv4 { import none; export where source = RTS_BGP; }; }
+template bgp node {
+  local 10.98.0.10 as 64512;
+  hold time 9; keepalive time 3; connect retry time 2; error wait time 1, 5;
+  graceful restart on;
+  rr client; rr cluster id 10.98.0.10;
+  # Reflect what clients sent; of our own routes only the network on lo (never the
+  # underlay subnet, which would pull node-to-node traffic through us).
+  ipv4 { import all; export where source = RTS_BGP || net = 10.200.0.0/24; next hop keep; };
+  ipv6 { import all; export where source = RTS_BGP; next hop keep; };
+}
+protocol bgp n1 from node { neighbor 10.98.0.1 as 64512; }
+protocol bgp n2 from node { neighbor 10.98.0.2 as 64512; }
+EOF
+start_bird() {
+    nsx ${P}rr bird -c "$WORK/bird.conf" -s "$WORK/bird.ctl" -P "$WORK/bird.pid"
+}
+start_bird || die "bird did not start"
+mkdir -p "$WORK/frr"
+cat >"$WORK/frr/bgpd.conf" <<EOF
+frr defaults datacenter
+hostname frr
+router bgp 65011
+ bgp router-id 10.98.0.11
+ no bgp ebgp-requires-policy
+ no bgp network import-check
+ timers bgp 3 9
+ neighbor 10.98.0.1 remote-as 64512
+ neighbor 10.98.0.1 timers connect 2
+ address-family ipv4 unicast
+  network 10.201.0.0/24
+ exit-address-family
+exit
+EOF
+chown -R frr:frr "$WORK/frr"
+nsx ${P}frr /usr/lib/frr/bgpd -d -Z -S -l 10.98.0.11 -f "$WORK/frr/bgpd.conf" -i "$WORK/frr/bgpd.pid" --vty_socket "$WORK/frr" -P 0 \
+    || die "FRR bgpd did not start"
+cat >"$WORK/gobgpd.toml" <<EOF
+[global.config]
+  as = 64512
+  router-id = "10.98.0.12"
+  port = 179
+  local-address-list = ["10.98.0.12"]
+[[neighbors]]
+  [neighbors.config]
+    neighbor-address = "10.98.0.2"
+    peer-as = 64512
+  [neighbors.timers.config]
+    connect-retry = 2
+    hold-time = 9
+    keepalive-interval = 3
+  [[neighbors.afi-safis]]
+    [neighbors.afi-safis.config]
+      afi-safi-name = "ipv4-unicast"
+EOF
+nsx ${P}gb gobgpd -f "$WORK/gobgpd.toml" -p --pprof-disable --api-hosts "unix://$WORK/gobgp.sock" >"$WORK/gobgpd.log" 2>&1 &
+disown
+PIDS+=($!)
+
+RR1='[bgp]
+mesh = false
+graceful_restart = 30
+[[bgp.peers]]
+address = "10.98.0.10"
+hold_time = 9
+[[bgp.peers]]
+address = "10.98.0.11"
+asn = 65011
+hold_time = 9'
+RR2='[bgp]
+mesh = false
+graceful_restart = 30
+[[bgp.peers]]
+address = "10.98.0.10"
+hold_time = 9
+[[bgp.peers]]
+address = "10.98.0.12"
+hold_time = 9'
+start_node n1 "$RR1"
+start_node n2 "$RR2"
+bird_has() { nsx ${P}rr birdc -s "$WORK/bird.ctl" show route for "$1" | grep -q "$2"; }
+frr_has() { nsx ${P}frr vtysh --vty_socket "$WORK/frr" -c "show bgp ipv4 unicast $1 json" | python3 -c "import json,sys; sys.exit(0 if json.load(sys.stdin).get('paths') else 1)"; }
+gobgp_has() { gobgp --target "unix://$WORK/gobgp.sock" global rib -j | python3 -c "import json,sys; sys.exit(0 if '$1' in json.load(sys.stdin) else 1)"; }
+export -f bird_has frr_has gobgp_has
+check "rr     n1: BIRD (RR) and FRR (eBGP) Established; n2: BIRD and GoBGP" bash -c "within 30 established n1 2 && within 20 established n2 2 || { cat $WORK/n1.json $WORK/n2.json; exit 1; }"
+check "rr     BIRD learnt both blocks (v4 and v6) from its clients"  bash -c "within 10 bird_has 10.244.1.2 10.98.0.1 && within 10 bird_has 10.244.2.2 10.98.0.2 && within 10 bird_has fd10::2:2 fd98::2"
+check "rr     FRR (eBGP) learnt node A's block"                     bash -c "within 10 frr_has 10.244.1.0/26"
+check "rr     GoBGP (iBGP) learnt node B's block"                   bash -c "within 10 gobgp_has 10.244.2.0/26"
+check "rr     ICMP v4 pod A -> pod B over reflected routes (next hop kept: VXLAN)" bash -c "within 10 routes_at_least n1 3; ip netns exec ${P}a ping -c 3 -i 0.2 -W 2 10.244.2.2"
+check "rr     ICMP v6 pod B -> pod A over reflected routes"          ping6 ${P}b fd10::1:2
+check "rr     ICMP pod A -> BIRD's network (learnt, plain routing)"  ping4 ${P}a 10.200.0.1
+check "rr     ICMP pod A -> FRR's network (eBGP)"                    ping4 ${P}a 10.201.0.1
+before=$(python3 -c "import json; print(json.load(open('$WORK/n1.json'))['bgp']['routes_installed'])")
+nsx ${P}rr ip addr del 10.200.0.1/24 dev lo
+check "rr     BIRD withdraws its network: n1 removes it, traffic stops" bash -c "within 15 bgp_q n1 \"j['routes_installed'] < $before\" && ! ip netns exec ${P}a ping -c 1 -W 1 10.200.0.1"
+nsx ${P}rr ip addr add 10.200.0.1/24 dev lo
+check "rr     BIRD announces it again: traffic resumes" bash -c "within 15 bgp_q n1 \"j['routes_installed'] >= $before\" && ip netns exec ${P}a ping -c 2 -i 0.2 -W 2 10.200.0.1"
+# BIRD dies: its clients keep the reflected routes (graceful restart) and pods keep talking.
+kill -9 "$(cat "$WORK/bird.pid")"
+sleep 1
+check "rr     BIRD killed: pods still talk over its (stale) reflected routes" bash -c "for i in 1 2 3 4; do ip netns exec ${P}a ping -c 1 -W 1 10.244.2.2 >/dev/null || exit 1; sleep 1; done; routes_at_least n1 3"
+rm -f "$WORK/bird.ctl"
+start_bird || die "bird did not restart"
+check "rr     BIRD back: sessions re-established, routes refreshed" bash -c "within 30 established n1 2 && within 10 bird_has 10.244.1.2 10.98.0.1 && ip netns exec ${P}a ping -c 2 -i 0.2 -W 2 10.200.0.1"
+stop_node n1; stop_node n2
+kill "$(cat "$WORK/bird.pid")" 2>/dev/null
+kill "$(cat "$WORK/frr/bgpd.pid")" 2>/dev/null
+
+fi
+
+if want gobgp; then
+# ---------------------------------------------------------------- GoBGP as route reflector
+pkill -f "gobgpd -f $WORK" 2>/dev/null; sleep 0.5
+cat >"$WORK/gobgpd.toml" <<EOF
+[global.config]
+  as = 64512
+  router-id = "10.98.0.12"
+  port = 179
+  local-address-list = ["10.98.0.12"]
+[[peer-groups]]
+  [peer-groups.config]
+    peer-group-name = "nodes"
+    peer-as = 64512
+  [peer-groups.timers.config]
+    hold-time = 9
+    keepalive-interval = 3
+  [peer-groups.route-reflector.config]
+    route-reflector-client = true
+    route-reflector-cluster-id = "10.98.0.12"
+  [[peer-groups.afi-safis]]
+    [peer-groups.afi-safis.config]
+      afi-safi-name = "ipv4-unicast"
+  [[peer-groups.afi-safis]]
+    [peer-groups.afi-safis.config]
+      afi-safi-name = "ipv6-unicast"
+[[dynamic-neighbors]]
+  [dynamic-neighbors.config]
+    prefix = "10.98.0.0/29"
+    peer-group = "nodes"
+EOF
+nsx ${P}gb gobgpd -f "$WORK/gobgpd.toml" -p --pprof-disable --api-hosts "unix://$WORK/gobgp.sock" >"$WORK/gobgpd2.log" 2>&1 &
+disown
+PIDS+=($!)
+GB='[bgp]
+mesh = false
+[[bgp.peers]]
+address = "10.98.0.12"
+hold_time = 9'
+start_node n1 "$GB"
+start_node n2 "$GB"
+check "gobgp  both nodes Established with GoBGP (route reflector)" bash -c "within 30 established n1 1 && within 10 established n2 1 || { show_bgp n1; tail -n 5 $WORK/gobgpd2.log; exit 1; }"
+check "gobgp  reflected blocks installed; ICMP v4 pod A -> pod B" bash -c "within 10 routes_at_least n1 1 && ip netns exec ${P}a ping -c 3 -i 0.2 -W 2 10.244.2.2"
+check "gobgp  ICMP v6 pod B -> pod A"                              bash -c "within 10 routes_at_least n2 2 && ip netns exec ${P}b ping -6 -c 3 -i 0.2 -W 2 fd10::1:2"
+stop_node n1; stop_node n2
+
+fi
+
+if ((failures)); then
+    echo "bgp: $failures check(s) failed; logs:"; tail -n 5 "$WORK/n1.log" "$WORK/n2.log"
+    exit 1
+fi
+echo "bgp: all checks passed"
