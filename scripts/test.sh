@@ -14,4 +14,5 @@ WORKERS=2 tests/e2e/dataplane.sh
 tests/e2e/overlay.sh
 # The BGP speaker: two vrouterd nodes in a mesh, with BIRD, FRR and GoBGP from Debian.
 tests/e2e/bgp.sh
+tests/e2e/bgpbench-smoke.sh
 echo "test.sh: all tests passed"

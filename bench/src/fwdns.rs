@@ -340,34 +340,8 @@ impl Topology {
             format!("{i}s"),
         );
         // Created directly inside the namespaces: the root namespace never sees them.
-        netns::ip(&[
-            "link",
-            "add",
-            &gen_if,
-            "netns",
-            gen.name(),
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &up_if,
-            "netns",
-            dut.name(),
-        ])?;
-        netns::ip(&[
-            "link",
-            "add",
-            &pod_if,
-            "netns",
-            dut.name(),
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &sink_if,
-            "netns",
-            sink.name(),
-        ])?;
+        netns::veth(&gen_if, gen.name(), &up_if, dut.name())?;
+        netns::veth(&pod_if, dut.name(), &sink_if, sink.name())?;
         if scenario.overlay() {
             // GEN is a pod on this node (up_if is its host-side veth, ee:ee:..); the
             // SINK is the remote node, reached through pod_if, our underlay uplink.

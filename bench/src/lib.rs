@@ -49,7 +49,12 @@ pub fn percentile(sorted: &[u64], p: f64) -> u64 {
 
 /// Resident set size of this process, from /proc (0 where unavailable).
 pub fn rss_bytes() -> usize {
-    std::fs::read_to_string("/proc/self/status")
+    rss_bytes_of("/proc/self/status")
+}
+
+/// Resident set size from a `/proc/PID/status` file (0 where unavailable).
+pub fn rss_bytes_of(status: &str) -> usize {
+    std::fs::read_to_string(status)
         .ok()
         .and_then(|s| {
             s.lines()

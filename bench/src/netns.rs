@@ -42,6 +42,13 @@ pub fn ip(args: &[&str]) -> io::Result<()> {
     run("ip", args)
 }
 
+/// A veth pair: `a` in namespace `ns_a`, its peer `b` in `ns_b`.
+pub fn veth(a: &str, ns_a: &str, b: &str, ns_b: &str) -> io::Result<()> {
+    ip(&[
+        "link", "add", a, "netns", ns_a, "type", "veth", "peer", "name", b, "netns", ns_b,
+    ])
+}
+
 /// Move the calling thread into the named namespace (`/run/netns/NAME`).
 pub fn enter(name: &str) -> io::Result<()> {
     let path = format!("/run/netns/{name}");

@@ -21,6 +21,9 @@ struct Args {
     /// Rewrite this JSON file with the counters every second.
     #[arg(long)]
     stats_file: Option<PathBuf>,
+    /// How often the stats file is rewritten, in milliseconds (benchmarks poll it).
+    #[arg(long, default_value_t = 1000)]
+    stats_interval_ms: u64,
 }
 
 /// Run vrouterd with these arguments (the first is the program name); exits the process
@@ -55,6 +58,7 @@ where
     }
     let options = RunOptions {
         stats_file: args.stats_file,
+        stats_interval: std::time::Duration::from_millis(args.stats_interval_ms.max(10)),
     };
     if let Err(e) = daemon::run(&config, &options, stop) {
         eprintln!("vrouterd: {e}");

@@ -1,0 +1,614 @@
+//! `bgpbench`: how fast a full table learnt over BGP becomes usable by the workers.
+//!
+//! A sender (ours: pre-encoded UPDATEs packing hundreds of prefixes each, written as
+//! fast as TCP takes them) announces N routes (default 1,076,806 drawn with DPDK's
+//! length distribution, fixed seed) over eBGP to the device under test in a namespace:
+//!   1. a discarding sink (our own minimal speaker): the sender alone, so that it is
+//!      known not to be the bottleneck;
+//!   2. vrouterd: from Established (as the sender sees it) to the moment the last route
+//!      reached the FIB the workers read (`bgp.last_install_unix_ms` in its stats file,
+//!      polled until all N are installed), its RSS growth per route, then churn:
+//!      withdraw 10% of the table and announce it again;
+//!   3. BIRD 2 installing into the namespace's kernel FIB (until its kernel protocol has
+//!      exported all N; the kernel's table is counted once at the end to confirm).
+//!
+//! `cargo run --release -p bench --bin bgpbench -- [--routes N] [--json]` (as root; needs
+//! vrouterd built: `cargo build --release -p vrouter`, and bird2).
+
+use bench::netns::{self, Netns};
+use clap::Parser;
+use control::bgp::wire::{self, Family, Message, Open, PathAttrs, Session};
+use ipnet::{IpNet, Ipv4Net};
+use serde::Serialize;
+use std::collections::HashSet;
+use std::io::{self, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+#[derive(Parser)]
+#[command(about = "BGP full-table convergence: vrouterd vs BIRD into the kernel")]
+struct Opts {
+    /// Routes to announce (drawn with DPDK's prefix-length distribution).
+    #[arg(long, default_value_t = 1_076_806)]
+    routes: usize,
+    #[arg(long, default_value_t = fib::synth::DEFAULT_SEED)]
+    seed: u64,
+    /// Print JSON instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// vrouterd binary (default: next to this one).
+    #[arg(long)]
+    vrouterd: Option<PathBuf>,
+    /// Skip the BIRD baseline.
+    #[arg(long)]
+    no_bird: bool,
+}
+
+#[derive(Serialize)]
+struct Report {
+    routes: usize,
+    unique_routes: usize,
+    updates: usize,
+    sender_alone_s: f64,
+    vrouter_converge_s: f64,
+    bird_kernel_converge_s: Option<f64>,
+    ratio: Option<f64>,
+    vrouter_rss_bytes: usize,
+    vrouter_rss_before_bytes: usize,
+    vrouter_bytes_per_route: f64,
+    bird_rss_bytes: Option<usize>,
+    bird_kernel_routes: Option<usize>,
+    churn_updates_per_s: f64,
+}
+
+const DUT: &str = "10.97.9.1";
+const SENDER: &str = "10.97.9.2";
+const SENDER_AS: u32 = 65000;
+const DUT_AS: u32 = 64512;
+
+fn fail(msg: &str) -> ! {
+    eprintln!("bgpbench: {msg}");
+    std::process::exit(1);
+}
+
+/// Wall-clock microseconds (the daemons' timestamps are wall-clock too).
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64
+}
+
+/// The table: DPDK's distribution, unique, without networks no BGP speaker or kernel
+/// takes as unicast (0/8, 127/8, multicast and above).
+fn table(n: usize, seed: u64) -> Vec<Ipv4Net> {
+    let mut seen = HashSet::new();
+    fib::synth::dpdk_v4(n, seed)
+        .into_iter()
+        .map(|p| p.trunc())
+        .filter(|p| {
+            let first = p.network().octets()[0];
+            first != 0 && first != 127 && first < 224 && p.prefix_len() >= 8
+        })
+        .filter(|p| seen.insert(*p))
+        .collect()
+}
+
+/// UPDATEs announcing `prefixes` from AS 65000 with next hop the sender.
+fn encode_announce(prefixes: &[Ipv4Net]) -> Vec<u8> {
+    let attrs = PathAttrs {
+        origin: 0,
+        as_path: vec![SENDER_AS],
+        as_path_len: 1,
+        ..PathAttrs::default()
+    };
+    let nets: Vec<IpNet> = prefixes.iter().map(|&p| IpNet::V4(p)).collect();
+    wire::announce(&nets, &attrs, SENDER.parse().unwrap(), false).concat()
+}
+
+fn encode_withdraw(prefixes: &[Ipv4Net]) -> Vec<u8> {
+    let nets: Vec<IpNet> = prefixes.iter().map(|&p| IpNet::V4(p)).collect();
+    wire::withdraw(&nets).concat()
+}
+
+/// Read one whole BGP message.
+fn read_message(s: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<Vec<u8>> {
+    loop {
+        if let Ok(Some(len)) = wire::frame_len(buf) {
+            if buf.len() >= len {
+                let m = buf[..len].to_vec();
+                buf.drain(..len);
+                return Ok(m);
+            }
+        }
+        let mut chunk = [0u8; 65536];
+        let n = s.read(&mut chunk)?;
+        if n == 0 {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "peer closed"));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+fn open_message(asn: u32, id: Ipv4Addr) -> Vec<u8> {
+    wire::open(&Open {
+        asn,
+        hold_time: 240,
+        router_id: id,
+        caps: wire::Capabilities {
+            four_octet_as: true,
+            families: vec![Family::Ipv4],
+            route_refresh: true,
+            graceful_restart: None,
+        },
+    })
+}
+
+/// The sender's session: connected and Established (OPENs and KEEPALIVEs exchanged);
+/// a thread keeps reading (and answering keepalives) so the peer never blocks.
+struct SenderSession {
+    stream: TcpStream,
+    established_us: u64,
+}
+
+fn sender_connect(ns: &str) -> io::Result<SenderSession> {
+    let to: SocketAddr = format!("{DUT}:179").parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut stream = loop {
+        match netns::in_netns(ns, || {
+            TcpStream::connect_timeout(&to, Duration::from_secs(1))
+        }) {
+            Ok(s) => break s,
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    stream.set_nodelay(true)?;
+    stream.write_all(&open_message(SENDER_AS, SENDER.parse().unwrap()))?;
+    let mut buf = Vec::new();
+    let session = Session {
+        four_octet_as: true,
+    };
+    loop {
+        let m = read_message(&mut stream, &mut buf)?;
+        match wire::decode(&m, session) {
+            Ok(Message::Open(_)) => stream.write_all(&wire::keepalive())?,
+            Ok(Message::Keepalive) => break,
+            Ok(Message::Notification(n)) => {
+                return Err(io::Error::other(format!(
+                    "NOTIFICATION {}/{}",
+                    n.code, n.subcode
+                )))
+            }
+            _ => {}
+        }
+    }
+    let established_us = now_us();
+    let mut reader = stream.try_clone()?;
+    let mut writer = stream.try_clone()?;
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        while let Ok(m) = read_message(&mut reader, &mut buf) {
+            if m.get(18) == Some(&wire::KEEPALIVE) {
+                let _ = writer.write_all(&wire::keepalive());
+            }
+        }
+    });
+    Ok(SenderSession {
+        stream,
+        established_us,
+    })
+}
+
+/// The sender alone: a sink that completes the handshake and discards; seconds from
+/// Established to the last byte read by the sink.
+fn sender_alone(dut: &Netns, snd: &Netns, updates: &[u8]) -> io::Result<f64> {
+    let listener = netns::in_netns(dut.name(), || TcpListener::bind(format!("{DUT}:179")))?;
+    let total = updates.len();
+    let sink = std::thread::spawn(move || -> io::Result<u64> {
+        let (mut s, _) = listener.accept()?;
+        let mut buf = Vec::new();
+        let _open = read_message(&mut s, &mut buf)?;
+        s.write_all(&open_message(DUT_AS, DUT.parse().unwrap()))?;
+        s.write_all(&wire::keepalive())?;
+        let _ka = read_message(&mut s, &mut buf)?;
+        let mut got = buf.len();
+        let mut chunk = vec![0u8; 1 << 20];
+        while got < total {
+            let n = s.read(&mut chunk)?;
+            if n == 0 {
+                break;
+            }
+            got += n;
+        }
+        Ok(now_us())
+    });
+    let mut s = sender_connect(snd.name())?;
+    s.stream.write_all(updates)?;
+    let end = sink
+        .join()
+        .map_err(|_| io::Error::other("sink panicked"))??;
+    Ok((end - s.established_us) as f64 / 1e6)
+}
+
+fn rss_of(pid: u32) -> usize {
+    bench::rss_bytes_of(&format!("/proc/{pid}/status"))
+}
+
+/// vrouterd's BGP view in its stats file: (routes installed, last install ms).
+fn vrouter_stats(path: &Path) -> Option<(usize, u64)> {
+    let j: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
+    let b = j.get("bgp")?;
+    Some((
+        b["routes_installed"].as_u64()? as usize,
+        b["last_install_unix_ms"].as_u64()?,
+    ))
+}
+
+/// Poll until vrouterd reports `want` routes installed; the last install time (µs).
+fn wait_installed(path: &Path, want: usize, within: Duration) -> io::Result<u64> {
+    let end = Instant::now() + within;
+    loop {
+        if let Some((n, at)) = vrouter_stats(path) {
+            if n == want {
+                return Ok(at * 1000);
+            }
+        }
+        if Instant::now() > end || netns::interrupted() {
+            let got = vrouter_stats(path).map_or(0, |s| s.0);
+            return Err(io::Error::other(format!(
+                "{got} of {want} routes installed"
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+struct Killed(Child);
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+struct VrouterRun {
+    converge_s: f64,
+    rss_before: usize,
+    rss_after: usize,
+    churn_updates_per_s: f64,
+}
+
+fn run_vrouterd(
+    bin: &Path,
+    dut: &Netns,
+    snd: &Netns,
+    prefixes: &[Ipv4Net],
+    updates: &[u8],
+) -> io::Result<VrouterRun> {
+    let dir = std::env::temp_dir().join(format!("bgpbench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let config = dir.join("vrouter.toml");
+    let stats = dir.join("stats.json");
+    std::fs::write(
+        &config,
+        format!(
+            r#"node_name = "bench"
+node_ips = ["{DUT}/24"]
+[[uplinks]]
+name = "dut0"
+[workers]
+cores = [1]
+[bgp]
+asn = {DUT_AS}
+mesh = false
+graceful_restart = 0
+listen = "{DUT}:179"
+[[bgp.peers]]
+address = "{SENDER}"
+asn = {SENDER_AS}
+passive = true
+hold_time = 240
+"#
+        ),
+    )?;
+    let child = Command::new("ip")
+        .args(["netns", "exec", dut.name()])
+        .arg(bin)
+        .args(["--config"])
+        .arg(&config)
+        .args(["--stats-file"])
+        .arg(&stats)
+        .args(["--stats-interval-ms", "10"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(std::fs::File::create(
+            dir.join("vrouterd.log"),
+        )?))
+        .spawn()?;
+    let child = Killed(child);
+    let start = Instant::now();
+    while vrouter_stats(&stats).is_none() {
+        if start.elapsed() > Duration::from_secs(20) {
+            return Err(io::Error::other(format!(
+                "vrouterd did not start; see {}",
+                dir.join("vrouterd.log").display()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // `ip netns exec` execs vrouterd: the child's pid is vrouterd's.
+    let pid = child.0.id();
+    let rss_before = rss_of(pid);
+    let mut s = sender_connect(snd.name())?;
+    s.stream.write_all(updates)?;
+    let at = wait_installed(&stats, prefixes.len(), Duration::from_secs(300))?;
+    let converge_s = at.saturating_sub(s.established_us) as f64 / 1e6;
+    std::thread::sleep(Duration::from_millis(200));
+    let rss_after = rss_of(pid);
+
+    // Churn: withdraw 10% of the table, then announce it again.
+    let tenth = &prefixes[..prefixes.len() / 10];
+    let withdraw = encode_withdraw(tenth);
+    let announce = encode_announce(tenth);
+    let t0 = now_us();
+    s.stream.write_all(&withdraw)?;
+    wait_installed(
+        &stats,
+        prefixes.len() - tenth.len(),
+        Duration::from_secs(120),
+    )?;
+    s.stream.write_all(&announce)?;
+    let t1 = wait_installed(&stats, prefixes.len(), Duration::from_secs(120))?;
+    let churn_s = (t1.saturating_sub(t0)).max(1) as f64 / 1e6;
+    drop(child);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(VrouterRun {
+        converge_s,
+        rss_before,
+        rss_after,
+        churn_updates_per_s: 2.0 * tenth.len() as f64 / churn_s,
+    })
+}
+
+/// BIRD's kernel protocol: routes exported to the kernel so far.
+fn bird_exported(ctl: &Path, ns: &str) -> Option<usize> {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, "birdc", "-s"])
+        .arg(ctl)
+        .args(["show", "protocols", "all", "kern1"])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    // "Routes:         0 imported, 1076000 exported, 0 preferred"
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("Routes:"))?;
+    let exported = line.split(',').find(|p| p.contains("exported"))?;
+    exported.split_whitespace().next()?.parse().ok()
+}
+
+fn kernel_routes(ns: &str) -> usize {
+    Command::new("ip")
+        .args(["-n", ns, "-4", "route", "show", "proto", "bird"])
+        .output()
+        .map(|o| o.stdout.iter().filter(|&&b| b == b'\n').count())
+        .unwrap_or(0)
+}
+
+fn run_bird(
+    dut: &Netns,
+    snd: &Netns,
+    prefixes: &[Ipv4Net],
+    updates: &[u8],
+) -> io::Result<(f64, usize, usize)> {
+    let dir = std::env::temp_dir().join(format!("bgpbench-bird-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let conf = dir.join("bird.conf");
+    let ctl = dir.join("bird.ctl");
+    let pidfile = dir.join("bird.pid");
+    std::fs::write(
+        &conf,
+        format!(
+            r#"router id {DUT};
+protocol device {{ }}
+protocol direct {{ ipv4; interface "dut0"; }}
+protocol kernel kern1 {{ ipv4 {{ import none; export all; }}; }}
+protocol bgp sender {{
+  local {DUT} as {DUT_AS};
+  neighbor {SENDER} as {SENDER_AS};
+  passive on;
+  hold time 240;
+  ipv4 {{ import all; export none; }};
+}}
+"#
+        ),
+    )?;
+    let st = Command::new("ip")
+        .args(["netns", "exec", dut.name(), "bird", "-c"])
+        .arg(&conf)
+        .arg("-s")
+        .arg(&ctl)
+        .arg("-P")
+        .arg(&pidfile)
+        .status()?;
+    if !st.success() {
+        return Err(io::Error::other("bird did not start"));
+    }
+    // BIRD writes its pid file once it runs in the background.
+    let mut pid = None;
+    for _ in 0..100 {
+        pid = std::fs::read_to_string(&pidfile)
+            .ok()
+            .and_then(|p| p.trim().parse::<u32>().ok());
+        if pid.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pid = pid.ok_or_else(|| io::Error::other("bird wrote no pid file"))?;
+    let mut s = sender_connect(snd.name())?;
+    s.stream.write_all(updates)?;
+    let end = Instant::now() + Duration::from_secs(120);
+    let done_ms = loop {
+        // (Our table, plus nothing else: the direct route is not exported to the kernel.)
+        let seen = bird_exported(&ctl, dut.name());
+        if seen.is_some_and(|n| n >= prefixes.len()) {
+            break now_us();
+        }
+        if Instant::now() > end || netns::interrupted() {
+            return Err(io::Error::other(format!(
+                "BIRD did not export the whole table in time (kernel protocol: {seen:?} of {})",
+                prefixes.len()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let rss = rss_of(pid);
+    let in_kernel = kernel_routes(dut.name());
+    let _ = Command::new("kill").arg(pid.to_string()).status();
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(((done_ms - s.established_us) as f64 / 1e6, rss, in_kernel))
+}
+
+fn main() {
+    let opts = Opts::parse();
+    if !netns::is_root() {
+        fail("must run as root (namespaces)");
+    }
+    let bin = opts.vrouterd.clone().unwrap_or_else(|| {
+        std::env::current_exe()
+            .ok()
+            .and_then(|e| e.parent().map(|d| d.join("vrouterd")))
+            .unwrap_or_else(|| PathBuf::from("target/release/vrouterd"))
+    });
+    if !bin.exists() {
+        fail(&format!(
+            "{} not found: cargo build --release -p vrouter",
+            bin.display()
+        ));
+    }
+    netns::install_interrupt_handler().unwrap_or_else(|e| fail(&e.to_string()));
+    netns::remove_stale("bgpb");
+    let prefixes = table(opts.routes, opts.seed);
+    let updates = encode_announce(&prefixes);
+    let messages = {
+        let mut n = 0;
+        let mut at = 0;
+        while let Ok(Some(len)) = wire::frame_len(&updates[at..]) {
+            n += 1;
+            at += len;
+        }
+        n
+    };
+    eprintln!(
+        "bgpbench: {} routes drawn, {} unique announced in {} UPDATEs ({:.1} MB)",
+        opts.routes,
+        prefixes.len(),
+        messages,
+        updates.len() as f64 / 1e6
+    );
+    let setup = || -> io::Result<(Netns, Netns)> {
+        let dut = Netns::add(&format!("bgpb{}-dut", std::process::id()))?;
+        let snd = Netns::add(&format!("bgpb{}-snd", std::process::id()))?;
+        netns::veth("dut0", dut.name(), "snd0", snd.name())?;
+        dut.ip(&["addr", "add", &format!("{DUT}/24"), "dev", "dut0"])?;
+        snd.ip(&["addr", "add", &format!("{SENDER}/24"), "dev", "snd0"])?;
+        dut.ip(&["link", "set", "dut0", "up"])?;
+        snd.ip(&["link", "set", "snd0", "up"])?;
+        Ok((dut, snd))
+    };
+    // Each run on a fresh topology, torn down (and what runs in it killed) before the
+    // next one or the error is reported.
+    let in_topology = |what: &str, f: &dyn Fn(&Netns, &Netns) -> io::Result<()>| {
+        let r = setup().and_then(|(dut, snd)| f(&dut, &snd));
+        if let Err(e) = r {
+            fail(&format!("{what}: {e}"));
+        }
+    };
+    let sender_alone_s = std::cell::Cell::new(0.0);
+    in_topology("sender alone", &|dut, snd| {
+        sender_alone_s.set(sender_alone(dut, snd, &updates)?);
+        Ok(())
+    });
+    let sender_alone_s = sender_alone_s.get();
+    eprintln!("bgpbench: sender alone {sender_alone_s:.3} s");
+    let vr = std::cell::RefCell::new(None);
+    in_topology("vrouterd", &|dut, snd| {
+        *vr.borrow_mut() = Some(run_vrouterd(&bin, dut, snd, &prefixes, &updates)?);
+        Ok(())
+    });
+    let v = vr.into_inner().expect("set by the run");
+    eprintln!("bgpbench: vrouterd {:.3} s", v.converge_s);
+    let bird = if opts.no_bird {
+        None
+    } else {
+        let b = std::cell::Cell::new(None);
+        in_topology("bird", &|dut, snd| {
+            b.set(Some(run_bird(dut, snd, &prefixes, &updates)?));
+            Ok(())
+        });
+        let b = b.get();
+        if let Some(b) = b {
+            eprintln!("bgpbench: BIRD into the kernel {:.3} s", b.0);
+        }
+        b
+    };
+    let per_route = v.rss_after.saturating_sub(v.rss_before) as f64 / prefixes.len() as f64;
+    let r = Report {
+        routes: opts.routes,
+        unique_routes: prefixes.len(),
+        updates: messages,
+        sender_alone_s,
+        vrouter_converge_s: v.converge_s,
+        bird_kernel_converge_s: bird.map(|b| b.0),
+        ratio: bird.map(|b| b.0 / v.converge_s.max(1e-3)),
+        vrouter_rss_bytes: v.rss_after,
+        vrouter_rss_before_bytes: v.rss_before,
+        vrouter_bytes_per_route: per_route,
+        bird_rss_bytes: bird.map(|b| b.1),
+        bird_kernel_routes: bird.map(|b| b.2),
+        churn_updates_per_s: v.churn_updates_per_s,
+    };
+    if opts.json {
+        println!("{}", serde_json::to_string_pretty(&r).unwrap());
+        return;
+    }
+    println!("bgpbench: {} unique IPv4 routes (DPDK distribution, seed {}), {} UPDATEs, eBGP from one sender", r.unique_routes, opts.seed, r.updates);
+    println!();
+    println!("| receiver | seconds from Established to all routes usable | RSS |");
+    println!("|---|---|---|");
+    println!(
+        "| sender alone (discarding sink) | {:.3} | — |",
+        r.sender_alone_s
+    );
+    println!(
+        "| vrouterd (FIB read by workers) | {:.3} | {} ({} before the routes; {:.1} B/route) |",
+        r.vrouter_converge_s,
+        bench::mb(r.vrouter_rss_bytes),
+        bench::mb(r.vrouter_rss_before_bytes),
+        per_route
+    );
+    if let Some(b) = bird {
+        println!(
+            "| BIRD 2 into the kernel FIB | {:.3} | {} (kernel table: {} routes) |",
+            b.0,
+            bench::mb(b.1),
+            b.2
+        );
+        println!();
+        println!(
+            "ratio (BIRD / vrouterd): {:.2} (target >= 3)",
+            r.ratio.unwrap()
+        );
+    }
+    println!("memory per route: {per_route:.1} B (target <= 100, FIB included)");
+    println!(
+        "churn (withdraw 10%, announce again): {:.0} updates/s",
+        r.churn_updates_per_s
+    );
+}
