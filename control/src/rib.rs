@@ -1,15 +1,20 @@
 //! The RIB: every peer's paths per prefix (Adj-RIB-In), the RFC 4271 §9.1 decision
 //! process, and the best paths (Loc-RIB) as the set of equal-cost paths the FIB should
-//! spread traffic over. Path attributes are interned: a full table from one peer shares
-//! a few thousand attribute sets, so a route costs its prefix and two small words.
+//! spread traffic over.
+//!
+//! Sized for full tables (the control-plane issue asks ≤ 100 bytes per route with the
+//! FIB): path attributes are interned and a path is 8 bytes (peer, stale flag, attribute
+//! index); a prefix with one path keeps it inline, so an IPv4 route is a 24-byte map
+//! entry (8-byte key, 16-byte path list). Best paths are not stored: they are computed
+//! from the few paths of a prefix when asked.
 //!
 //! Sans-IO like the sessions: `update` / `withdraw` / `peer_down` return the prefixes
 //! whose best paths changed, for the FIB sync to batch.
 
 use crate::bgp::wire::PathAttrs;
-use ipnet::IpNet;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use std::cmp::Ordering;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
@@ -25,21 +30,12 @@ pub struct PeerInfo {
 pub type PeerId = u16;
 
 /// One peer's path to a prefix.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Path {
     pub peer: PeerId,
-    pub attrs: Arc<PathAttrs>,
     /// Kept from before the peer restarted (graceful restart helper), until refreshed.
     pub stale: bool,
-}
-
-impl Path {
-    /// The path's next hop (MP_REACH's for IPv6 and when present).
-    pub fn next_hop(&self) -> Option<IpAddr> {
-        self.attrs
-            .mp_next_hop
-            .or(self.attrs.next_hop.map(IpAddr::V4))
-    }
+    attrs: u32,
 }
 
 /// What the decision process needs to know about us.
@@ -51,14 +47,114 @@ pub struct Local {
     pub cluster_id: Option<Ipv4Addr>,
 }
 
+/// A prefix's paths: almost always one, kept inline.
+#[derive(Debug, Clone)]
+enum Paths {
+    One(Path),
+    Many(Box<[Path]>),
+}
+
+impl Paths {
+    fn as_slice(&self) -> &[Path] {
+        match self {
+            Paths::One(p) => std::slice::from_ref(p),
+            Paths::Many(v) => v,
+        }
+    }
+
+    fn from_vec(mut v: Vec<Path>) -> Option<Paths> {
+        match v.len() {
+            0 => None,
+            1 => Some(Paths::One(v.pop().unwrap())),
+            _ => Some(Paths::Many(v.into_boxed_slice())),
+        }
+    }
+}
+
+/// Interned attribute sets, by index, with use counts.
+#[derive(Default)]
+struct AttrTable {
+    sets: Vec<Option<(Arc<PathAttrs>, u32)>>,
+    index: HashMap<Arc<PathAttrs>, u32>,
+    free: Vec<u32>,
+}
+
+impl AttrTable {
+    fn intern(&mut self, a: PathAttrs) -> u32 {
+        if let Some(&i) = self.index.get(&a) {
+            return i;
+        }
+        let a = Arc::new(a);
+        let i = match self.free.pop() {
+            Some(i) => {
+                self.sets[i as usize] = Some((a.clone(), 0));
+                i
+            }
+            None => {
+                self.sets.push(Some((a.clone(), 0)));
+                (self.sets.len() - 1) as u32
+            }
+        };
+        self.index.insert(a, i);
+        i
+    }
+
+    fn get(&self, i: u32) -> &PathAttrs {
+        &self.sets[i as usize]
+            .as_ref()
+            .expect("a path's attributes are live")
+            .0
+    }
+
+    fn retain(&mut self, i: u32) {
+        if let Some((_, n)) = self.sets[i as usize].as_mut() {
+            *n += 1;
+        }
+    }
+
+    fn release(&mut self, i: u32) {
+        let slot = &mut self.sets[i as usize];
+        if let Some((a, n)) = slot.as_mut() {
+            *n -= 1;
+            if *n == 0 {
+                self.index.remove(&**a);
+                *slot = None;
+                self.free.push(i);
+            }
+        }
+    }
+
+    /// Drop a set interned for an update whose prefixes all failed to use it.
+    fn release_if_unused(&mut self, i: u32) {
+        if matches!(self.sets[i as usize], Some((_, 0))) {
+            let (a, _) = self.sets[i as usize].take().unwrap();
+            self.index.remove(&*a);
+            self.free.push(i);
+        }
+    }
+
+    fn live(&self) -> usize {
+        self.index.len()
+    }
+}
+
 #[derive(Default)]
 pub struct Rib {
     peers: HashMap<PeerId, PeerInfo>,
-    paths: HashMap<IpNet, Vec<Path>>,
-    interned: HashSet<Arc<PathAttrs>>,
+    v4: HashMap<u64, Paths>,
+    v6: HashMap<(u128, u8), Paths>,
+    attrs: AttrTable,
     local: Option<Local>,
     /// Paths held per peer (prefixes received).
     counts: HashMap<PeerId, usize>,
+}
+
+fn key4(n: Ipv4Net) -> u64 {
+    (u32::from(n.network()) as u64) << 8 | n.prefix_len() as u64
+}
+
+fn net4(k: u64) -> IpNet {
+    IpNet::V4(Ipv4Net::new(Ipv4Addr::from((k >> 8) as u32), k as u8).expect("a stored prefix"))
 }
 
 impl Rib {
@@ -73,12 +169,13 @@ impl Rib {
         self.peers.insert(id, info);
     }
 
+    /// Prefixes with at least one path.
     pub fn len(&self) -> usize {
-        self.paths.len()
+        self.v4.len() + self.v6.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.paths.is_empty()
+        self.len() == 0
     }
 
     /// Prefixes `peer` has a path for.
@@ -88,20 +185,51 @@ impl Rib {
 
     /// Distinct attribute sets held.
     pub fn attribute_sets(&self) -> usize {
-        self.interned.len()
+        self.attrs.live()
     }
 
-    fn intern(&mut self, attrs: PathAttrs) -> Arc<PathAttrs> {
-        if let Some(a) = self.interned.get(&attrs) {
-            return a.clone();
+    /// A path's attributes.
+    pub fn attrs(&self, p: &Path) -> &PathAttrs {
+        self.attrs.get(p.attrs)
+    }
+
+    /// A path's next hop (MP_REACH's for IPv6 and when present).
+    pub fn next_hop(&self, p: &Path) -> Option<IpAddr> {
+        let a = self.attrs(p);
+        a.mp_next_hop.or(a.next_hop.map(IpAddr::V4))
+    }
+
+    fn paths(&self, prefix: IpNet) -> &[Path] {
+        let p = match prefix.trunc() {
+            IpNet::V4(n) => self.v4.get(&key4(n)),
+            IpNet::V6(n) => self.v6.get(&(u128::from(n.network()), n.prefix_len())),
+        };
+        p.map_or(&[], Paths::as_slice)
+    }
+
+    /// Replace the paths of `prefix` by what `f` makes of them.
+    fn edit(&mut self, prefix: IpNet, f: impl FnOnce(&mut Vec<Path>)) {
+        let mut v = self.paths(prefix).to_vec();
+        f(&mut v);
+        let new = Paths::from_vec(v);
+        match (prefix.trunc(), new) {
+            (IpNet::V4(n), Some(p)) => {
+                self.v4.insert(key4(n), p);
+            }
+            (IpNet::V4(n), None) => {
+                self.v4.remove(&key4(n));
+            }
+            (IpNet::V6(n), Some(p)) => {
+                self.v6.insert((u128::from(n.network()), n.prefix_len()), p);
+            }
+            (IpNet::V6(n), None) => {
+                self.v6.remove(&(u128::from(n.network()), n.prefix_len()));
+            }
         }
-        let a = Arc::new(attrs);
-        self.interned.insert(a.clone());
-        a
     }
 
-    /// Whether a path from `peer` must be ignored (RFC 4271 §9.1.2 AS loop; RFC 4456
-    /// ORIGINATOR_ID / CLUSTER_LIST loops).
+    /// Whether a path must be ignored (RFC 4271 §9.1.2 AS loop; RFC 4456 ORIGINATOR_ID /
+    /// CLUSTER_LIST loops).
     fn looped(&self, attrs: &PathAttrs) -> bool {
         let Some(l) = &self.local else { return false };
         attrs.as_path.contains(&l.asn)
@@ -119,108 +247,113 @@ impl Rib {
             // Treated as a withdrawal of whatever the peer had for them.
             return self.withdraw(peer, prefixes);
         }
-        let attrs = self.intern(attrs);
+        let id = self.attrs.intern(attrs);
         let mut changed = Vec::new();
         for &p in prefixes {
             let before = self.best_key(p);
-            let list = self.paths.entry(p).or_default();
-            let path = Path {
-                peer,
-                attrs: attrs.clone(),
-                stale: false,
-            };
-            match list.iter_mut().find(|x| x.peer == peer) {
-                Some(x) => *x = path,
-                None => {
-                    list.push(path);
-                    *self.counts.entry(peer).or_default() += 1;
+            let old = self.paths(p).iter().find(|x| x.peer == peer).copied();
+            if let Some(o) = old {
+                if o.attrs == id && !o.stale {
+                    continue; // the same announcement again
                 }
             }
+            self.attrs.retain(id);
+            if let Some(o) = old {
+                self.attrs.release(o.attrs);
+            } else {
+                *self.counts.entry(peer).or_default() += 1;
+            }
+            let path = Path {
+                peer,
+                stale: false,
+                attrs: id,
+            };
+            self.edit(p, |v| match v.iter_mut().find(|x| x.peer == peer) {
+                Some(x) => *x = path,
+                None => v.push(path),
+            });
             if self.best_key(p) != before {
-                changed.push(p);
+                changed.push(p.trunc());
             }
         }
-        self.trim_interned();
+        self.attrs.release_if_unused(id);
         changed
     }
 
     pub fn withdraw(&mut self, peer: PeerId, prefixes: &[IpNet]) -> Vec<IpNet> {
         let mut changed = Vec::new();
         for &p in prefixes {
+            let Some(old) = self.paths(p).iter().find(|x| x.peer == peer).copied() else {
+                continue;
+            };
             let before = self.best_key(p);
-            if let Some(list) = self.paths.get_mut(&p) {
-                let n = list.len();
-                list.retain(|x| x.peer != peer);
-                if list.len() < n {
-                    *self.counts.entry(peer).or_default() -= 1;
-                }
-                if list.is_empty() {
-                    self.paths.remove(&p);
-                }
-            }
+            self.edit(p, |v| v.retain(|x| x.peer != peer));
+            self.attrs.release(old.attrs);
+            *self.counts.entry(peer).or_default() -= 1;
             if self.best_key(p) != before {
-                changed.push(p);
+                changed.push(p.trunc());
             }
         }
         changed
     }
 
+    /// Every prefix `peer` has a path for (and, with `stale_only`, a stale one).
+    fn prefixes_of(&self, peer: PeerId, stale_only: bool) -> Vec<IpNet> {
+        let has = |ps: &Paths| {
+            ps.as_slice()
+                .iter()
+                .any(|x| x.peer == peer && (x.stale || !stale_only))
+        };
+        let v4 = self
+            .v4
+            .iter()
+            .filter(|(_, ps)| has(ps))
+            .map(|(k, _)| net4(*k));
+        let v6 =
+            self.v6.iter().filter(|(_, ps)| has(ps)).map(|((a, l), _)| {
+                IpNet::V6(Ipv6Net::new((*a).into(), *l).expect("a stored prefix"))
+            });
+        v4.chain(v6).collect()
+    }
+
     /// The peer's session went down without graceful restart: drop its paths.
     pub fn peer_down(&mut self, peer: PeerId) -> Vec<IpNet> {
-        let prefixes: Vec<IpNet> = self
-            .paths
-            .iter()
-            .filter(|(_, l)| l.iter().any(|x| x.peer == peer))
-            .map(|(p, _)| *p)
-            .collect();
-        let changed = self.withdraw(peer, &prefixes);
-        self.trim_interned();
-        changed
+        let prefixes = self.prefixes_of(peer, false);
+        self.withdraw(peer, &prefixes)
     }
 
     /// Graceful restart helper (RFC 4724 §4.2): the peer restarted; keep its paths as
     /// stale (still forwarding) until it re-announces them or `sweep_stale`.
     pub fn mark_stale(&mut self, peer: PeerId) {
-        for list in self.paths.values_mut() {
-            for x in list.iter_mut().filter(|x| x.peer == peer) {
-                x.stale = true;
-            }
-        }
+        let mark = |ps: &mut Paths| match ps {
+            Paths::One(p) if p.peer == peer => p.stale = true,
+            Paths::One(_) => {}
+            Paths::Many(v) => v
+                .iter_mut()
+                .filter(|x| x.peer == peer)
+                .for_each(|x| x.stale = true),
+        };
+        self.v4.values_mut().for_each(mark);
+        self.v6.values_mut().for_each(mark);
     }
 
     /// End-of-RIB from the restarted peer (or the restart timer ran out): paths it did not
     /// re-announce go.
     pub fn sweep_stale(&mut self, peer: PeerId) -> Vec<IpNet> {
-        let prefixes: Vec<IpNet> = self
-            .paths
-            .iter()
-            .filter(|(_, l)| l.iter().any(|x| x.peer == peer && x.stale))
-            .map(|(p, _)| *p)
-            .collect();
-        let changed = self.withdraw(peer, &prefixes);
-        self.trim_interned();
-        changed
-    }
-
-    /// Attribute sets no path uses any more.
-    fn trim_interned(&mut self) {
-        // Cheap enough per batch: only sets whose last user went are dropped.
-        if self.interned.len() > 64 && self.interned.len() > self.paths.len() / 8 {
-            self.interned.retain(|a| Arc::strong_count(a) > 1);
-        }
+        let prefixes = self.prefixes_of(peer, true);
+        self.withdraw(peer, &prefixes)
     }
 
     /// The best paths to `prefix`: the winner of the decision process and every path
     /// equal to it up to the router-id tie-break (multipath, for ECMP).
     pub fn best(&self, prefix: IpNet) -> Vec<&Path> {
-        let Some(list) = self.paths.get(&prefix) else {
-            return Vec::new();
-        };
+        let list = self.paths(prefix);
+        if list.len() <= 1 {
+            return list.iter().collect();
+        }
         let mut sorted: Vec<&Path> = list.iter().collect();
         sorted.sort_by(|a, b| self.compare(a, b));
-        let Some(first) = sorted.first().copied() else {
-            return Vec::new();
-        };
+        let first = sorted[0];
         sorted
             .into_iter()
             .take_while(|p| self.compare_multipath(first, p) == Ordering::Equal)
@@ -232,17 +365,18 @@ impl Rib {
         let mut hops: Vec<IpAddr> = self
             .best(prefix)
             .iter()
-            .filter_map(|p| p.next_hop())
+            .filter_map(|p| self.next_hop(p))
             .collect();
         hops.sort();
         hops.dedup();
         hops
     }
 
-    fn best_key(&self, prefix: IpNet) -> Vec<(PeerId, *const PathAttrs)> {
+    /// Identifies the best set (peer and attributes of each path).
+    fn best_key(&self, prefix: IpNet) -> Vec<(PeerId, u32)> {
         self.best(prefix)
             .iter()
-            .map(|p| (p.peer, Arc::as_ptr(&p.attrs)))
+            .map(|p| (p.peer, p.attrs))
             .collect()
     }
 
@@ -253,7 +387,7 @@ impl Rib {
     /// RFC 4271 §9.1.2.2 up to (not including) the router-id tie-break: paths equal
     /// here are equal-cost.
     fn compare_multipath(&self, a: &Path, b: &Path) -> Ordering {
-        let (x, y) = (&a.attrs, &b.attrs);
+        let (x, y) = (self.attrs(a), self.attrs(b));
         let lp = |p: &PathAttrs| p.local_pref.unwrap_or(100);
         lp(y)
             .cmp(&lp(x))
@@ -278,21 +412,17 @@ impl Rib {
     /// reflected), the shortest CLUSTER_LIST, the lowest peer address.
     fn compare(&self, a: &Path, b: &Path) -> Ordering {
         let id = |p: &Path| {
-            p.attrs
+            self.attrs(p)
                 .originator_id
                 .or(self.peer(p).map(|i| i.router_id))
                 .map_or(u32::MAX, u32::from)
         };
         let addr = |p: &Path| self.peer(p).map(|i| i.address);
+        let clusters = |p: &Path| self.attrs(p).cluster_list.len();
         self.compare_multipath(a, b)
             .then(id(a).cmp(&id(b)))
-            .then(a.attrs.cluster_list.len().cmp(&b.attrs.cluster_list.len()))
+            .then(clusters(a).cmp(&clusters(b)))
             .then(addr(a).cmp(&addr(b)))
             .then(a.peer.cmp(&b.peer))
-    }
-
-    /// Every prefix with at least one path.
-    pub fn prefixes(&self) -> impl Iterator<Item = &IpNet> {
-        self.paths.keys()
     }
 }

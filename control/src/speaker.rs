@@ -498,6 +498,9 @@ async fn advertise(
     sent
 }
 
+/// Most route changes sent to the daemon in one message.
+const MAX_BATCH: usize = 65_536;
+
 /// The RIB: applies peers' updates and sends batches of best-path changes.
 async fn rib_task(
     local: Local,
@@ -551,18 +554,27 @@ async fn rib_task(
             }
             _ = sleep => {
                 flush_at = None;
-                let changes: Vec<RouteChange> = pending
-                    .drain()
-                    .map(|prefix| RouteChange { prefix, next_hops: rib.best_next_hops(prefix) })
-                    .collect();
+                // Bounded batches: the daemon applies each while the next is prepared,
+                // and no full-table-sized buffer outlives convergence.
+                // The status first: whoever sees the routes also sees their counts.
                 {
                     let mut st = status.lock().unwrap();
                     for (i, s) in st.iter_mut().enumerate() {
                         s.prefixes_received = rib.received_from(i as u16);
                     }
                 }
-                if out.send(changes).is_err() {
-                    return;
+                let all: Vec<IpNet> = pending.drain().collect();
+                if pending.capacity() > MAX_BATCH {
+                    pending = HashSet::new();
+                }
+                for chunk in all.chunks(MAX_BATCH) {
+                    let changes: Vec<RouteChange> = chunk
+                        .iter()
+                        .map(|&prefix| RouteChange { prefix, next_hops: rib.best_next_hops(prefix) })
+                        .collect();
+                    if out.send(changes).is_err() {
+                        return;
+                    }
                 }
             }
         }

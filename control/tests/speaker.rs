@@ -88,11 +88,21 @@ fn two_speakers_exchange_blocks_and_withdraw_on_loss() {
         wait_for(&rb, "10.244.1.0/26", Duration::from_secs(10)),
         Some(vec![IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1))])
     );
-    {
+    // The status is read, not held, while waiting (prefixes sent are counted by the
+    // session task, which may finish just after the route arrived).
+    let status = || {
         let st = a.status.lock().unwrap();
-        assert_eq!(st[0].state, "Established");
-        assert_eq!((st[0].prefixes_received, st[0].prefixes_sent), (1, 1));
+        (
+            st[0].state.clone(),
+            st[0].prefixes_received,
+            st[0].prefixes_sent,
+        )
+    };
+    let end = Instant::now() + Duration::from_secs(3);
+    while status() != ("Established".to_string(), 1, 1) && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(10));
     }
+    assert_eq!(status(), ("Established".to_string(), 1, 1));
     // b goes away: a withdraws its block (no graceful restart here).
     drop(b);
     assert_eq!(

@@ -102,11 +102,12 @@ pub struct Tables<'a> {
     pub fib6: &'a mut Fib6,
 }
 
-/// What the speaker's routes have added so far.
+/// What the speaker's routes have added so far. Which prefixes are installed, and with
+/// which next hop, is the FIB's own knowledge (`get`): no second per-route map here.
 #[derive(Default)]
 pub struct Learned {
-    /// Prefixes installed from BGP and their next hop.
-    installed: HashMap<IpNet, u32>,
+    /// Routes installed from BGP.
+    installed: usize,
     /// ECMP groups by their sorted members.
     groups: HashMap<Vec<u32>, u32>,
     /// Prefixes the configuration routes (they win over BGP).
@@ -146,11 +147,11 @@ impl Learned {
 
     /// Routes installed from BGP.
     pub fn len(&self) -> usize {
-        self.installed.len()
+        self.installed
     }
 
     pub fn is_empty(&self) -> bool {
-        self.installed.is_empty()
+        self.installed == 0
     }
 
     /// Install a batch of changes: next hops first, then one FIB update per family.
@@ -173,17 +174,18 @@ impl Learned {
             } else {
                 self.next_hop_for(config, plan, prefix, &c.next_hops)
             };
-            match nh {
-                Some(nh) => {
-                    if self.installed.insert(prefix, nh) == Some(nh) {
-                        continue;
-                    }
-                }
-                None => {
-                    if self.installed.remove(&prefix).is_none() {
-                        continue;
-                    }
-                }
+            let now = match prefix {
+                IpNet::V4(n) => t.fib4.get(n),
+                IpNet::V6(n) => t.fib6.get(n),
+            }
+            .map(|n| n.0);
+            if now == nh {
+                continue;
+            }
+            match (now, nh) {
+                (None, Some(_)) => self.installed += 1,
+                (Some(_), None) => self.installed -= 1,
+                _ => {}
             }
             match (prefix, nh) {
                 (IpNet::V4(n), Some(nh)) => up4.push(Update::Insert(n, NextHopId(nh))),

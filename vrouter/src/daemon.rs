@@ -780,6 +780,12 @@ pub fn run(config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> io::
                 let mut json = stats_json(&counters, &plan, &nexthops);
                 if let Some(sp) = &speaker {
                     json["bgp"] = bgp_json(&sp.status.lock().unwrap(), learned.len());
+                    // The FIB's share of memory: lookup structure and its writer's store.
+                    json["bgp"]["fib_bytes"] = (fib4.memory_bytes()
+                        + fib4.rib_bytes()
+                        + fib6.memory_bytes()
+                        + fib6.rib_bytes())
+                    .into();
                     // When the last batch reached the FIB (benchmarks time convergence).
                     json["bgp"]["last_install_unix_ms"] = last_install
                         .duration_since(std::time::UNIX_EPOCH)
