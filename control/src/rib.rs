@@ -188,6 +188,21 @@ impl Rib {
         self.attrs.live()
     }
 
+    /// What we know of a peer.
+    pub fn peer_info(&self, id: PeerId) -> Option<&PeerInfo> {
+        self.peers.get(&id)
+    }
+
+    /// Every prefix with a path (the route reflector's full advertisement).
+    pub fn prefixes(&self) -> Vec<IpNet> {
+        let v4 = self.v4.keys().map(|k| net4(*k));
+        let v6 = self
+            .v6
+            .keys()
+            .map(|(a, l)| IpNet::V6(Ipv6Net::new((*a).into(), *l).expect("a stored prefix")));
+        v4.chain(v6).collect()
+    }
+
     /// A path's attributes.
     pub fn attrs(&self, p: &Path) -> &PathAttrs {
         self.attrs.get(p.attrs)

@@ -16,7 +16,7 @@ use crate::bgp::fsm::{self, Down, Event, Input, Negotiated, Session, State};
 use crate::bgp::wire::{self, Family, PathAttrs};
 use crate::rib::{Local, PeerInfo, Rib};
 use ipnet::IpNet;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -63,6 +63,9 @@ pub struct SpeakerConfig {
     pub graceful_restart: Option<u16>,
     /// We came back from a restart (R bit).
     pub restarting: bool,
+    /// Act as a route reflector (RFC 4456) with this cluster id: routes from clients go
+    /// to every iBGP peer, routes from other iBGP peers to clients.
+    pub cluster_id: Option<Ipv4Addr>,
     pub connect_retry: Duration,
 }
 
@@ -109,7 +112,8 @@ impl Drop for Speaker {
 }
 
 enum RibEvent {
-    Up(u16, PeerInfo),
+    /// Established, with the families negotiated.
+    Up(u16, PeerInfo, Vec<Family>),
     Update(u16, wire::Update),
     /// Session lost; `Some(restart time)` when the peer does graceful restart.
     Down(u16, Option<u16>),
@@ -171,14 +175,22 @@ async fn run(
 ) {
     let (rib_tx, rib_rx) = mpsc::unbounded_channel();
     let mut incoming = Vec::new();
+    let mut outbound = Vec::new();
     for (i, p) in cfg.peers.iter().enumerate() {
         let (tx, rx) = mpsc::unbounded_channel::<TcpStream>();
+        let (out_tx, out_rx) = mpsc::unbounded_channel::<Vec<u8>>();
         incoming.push((p.address, tx));
+        outbound.push(Outbound {
+            ibgp: p.asn == cfg.asn,
+            rr_client: p.rr_client,
+            tx: out_tx,
+        });
         tokio::spawn(peer_task(
             i as u16,
             cfg.clone(),
             p.clone(),
             rx,
+            out_rx,
             rib_tx.clone(),
             status.clone(),
         ));
@@ -186,9 +198,11 @@ async fn run(
     let local = Local {
         asn: cfg.asn,
         router_id: cfg.router_id,
-        cluster_id: None,
+        cluster_id: cfg.cluster_id,
     };
-    tokio::spawn(rib_task(local, rib_rx, rib_tx, routes, cfg.batch, status));
+    tokio::spawn(rib_task(
+        local, outbound, rib_rx, rib_tx, routes, cfg.batch, status,
+    ));
     if let Some(l) = listener {
         loop {
             match l.accept().await {
@@ -260,6 +274,7 @@ async fn peer_task(
     cfg: SpeakerConfig,
     peer: PeerConfig,
     mut accepted: mpsc::UnboundedReceiver<TcpStream>,
+    mut outbound: mpsc::UnboundedReceiver<Vec<u8>>,
     rib: mpsc::UnboundedSender<RibEvent>,
     status: Status,
 ) {
@@ -307,8 +322,10 @@ async fn peer_task(
                         asn: peer.asn,
                         ibgp: peer.asn == cfg.asn,
                     };
-                    let _ = rib.send(RibEvent::Up(idx, info));
+                    // Our blocks first; the RIB task then sends what it reflects (if
+                    // anything) and End-of-RIB.
                     let sent = advertise(&cfg, &peer, &n, writer.as_mut()).await;
+                    let _ = rib.send(RibEvent::Up(idx, info, n.families.clone()));
                     set_status(&status, idx, |p| {
                         p.prefixes_sent = sent;
                         p.info = "Established".into();
@@ -388,6 +405,16 @@ async fn peer_task(
             Some(stream) = accepted.recv() => {
                 adopt(&mut s, stream, &mut reader, &mut writer, &mut connecting)
             },
+            Some(bytes) = outbound.recv() => {
+                // From the RIB task: only meaningful on an established session (a newer
+                // session gets its own full advertisement).
+                if s.state() == State::Established {
+                    if let Some(w) = writer.as_mut() {
+                        let _ = w.write_all(&bytes).await;
+                    }
+                }
+                Vec::new()
+            },
         };
     }
 }
@@ -450,7 +477,7 @@ fn adopt(
     events
 }
 
-/// Send our blocks and End-of-RIB for each negotiated family; returns prefixes sent.
+/// Send our blocks for each negotiated family; returns prefixes sent.
 async fn advertise(
     cfg: &SpeakerConfig,
     peer: &PeerConfig,
@@ -491,9 +518,6 @@ async fn advertise(
             }
             sent += prefixes.len();
         }
-        if w.write_all(&wire::end_of_rib(*f)).await.is_err() {
-            return sent;
-        }
     }
     sent
 }
@@ -502,14 +526,106 @@ async fn advertise(
 const MAX_BATCH: usize = 65_536;
 
 /// The RIB: applies peers' updates and sends batches of best-path changes.
+/// A peer as the RIB task sends to it.
+struct Outbound {
+    ibgp: bool,
+    rr_client: bool,
+    tx: mpsc::UnboundedSender<Vec<u8>>,
+}
+
+/// What we reflect (route-reflector role) and have sent, per peer (Adj-RIB-Out).
+struct Reflector {
+    cluster_id: Ipv4Addr,
+    peers: Vec<Outbound>,
+    /// Per peer: families of its established session, and prefixes sent to it.
+    up: Vec<Option<Vec<Family>>>,
+    sent: Vec<HashSet<IpNet>>,
+}
+
+impl Reflector {
+    /// What peer `to` should have for `prefix`: the best path's attributes as reflected
+    /// (RFC 4456 §8: ORIGINATOR_ID, CLUSTER_LIST) and its next hop, if it may have it.
+    fn wanted(&self, rib: &Rib, to: usize, prefix: IpNet) -> Option<(PathAttrs, IpAddr)> {
+        let best = *rib.best(prefix).first()?;
+        let from = best.peer as usize;
+        let (src, dst) = (self.peers.get(from)?, self.peers.get(to)?);
+        let family_up = self.up[to].as_ref()?.iter().any(|f| {
+            matches!(
+                (f, prefix),
+                (Family::Ipv4, IpNet::V4(_)) | (Family::Ipv6, IpNet::V6(_))
+            )
+        });
+        // No transit toward eBGP peers; iBGP routes from a non-client go to clients only.
+        if from == to || !family_up || !dst.ibgp || (src.ibgp && !src.rr_client && !dst.rr_client) {
+            return None;
+        }
+        let mut attrs = rib.attrs(best).clone();
+        if src.ibgp {
+            attrs.originator_id = attrs
+                .originator_id
+                .or(rib.peer_info(best.peer).map(|p| p.router_id));
+            attrs.cluster_list.insert(0, self.cluster_id);
+        } else {
+            attrs.local_pref = attrs.local_pref.or(Some(100));
+        }
+        Some((attrs, rib.next_hop(best)?))
+    }
+
+    /// Bring every established peer up to date for `prefixes`.
+    fn sync(&mut self, rib: &Rib, prefixes: &[IpNet]) {
+        for to in 0..self.peers.len() {
+            if self.up[to].is_none() {
+                continue;
+            }
+            let mut announce: HashMap<(PathAttrs, IpAddr), Vec<IpNet>> = HashMap::new();
+            let mut withdraw = Vec::new();
+            for &p in prefixes {
+                match self.wanted(rib, to, p) {
+                    Some(k) => {
+                        self.sent[to].insert(p);
+                        announce.entry(k).or_default().push(p);
+                    }
+                    None => {
+                        if self.sent[to].remove(&p) {
+                            withdraw.push(p);
+                        }
+                    }
+                }
+            }
+            let mut bytes = Vec::new();
+            for ((attrs, nh), ps) in announce {
+                bytes.extend(wire::announce(&ps, &attrs, nh, true).concat());
+            }
+            bytes.extend(wire::withdraw(&withdraw).concat());
+            if !bytes.is_empty() {
+                let _ = self.peers[to].tx.send(bytes);
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn rib_task(
     local: Local,
+    peers: Vec<Outbound>,
     mut rx: mpsc::UnboundedReceiver<RibEvent>,
     me: mpsc::UnboundedSender<RibEvent>,
     out: std::sync::mpsc::Sender<Vec<RouteChange>>,
     batch: Duration,
     status: Status,
 ) {
+    let n = peers.len();
+    let mut reflector = local.cluster_id.map(|cluster_id| Reflector {
+        cluster_id,
+        peers: Vec::new(),
+        up: vec![None; n],
+        sent: vec![HashSet::new(); n],
+    });
+    // Without reflection the RIB task still sends End-of-RIB after our blocks.
+    let senders: Vec<mpsc::UnboundedSender<Vec<u8>>> = peers.iter().map(|p| p.tx.clone()).collect();
+    if let Some(r) = reflector.as_mut() {
+        r.peers = peers;
+    }
     let mut rib = Rib::new(local);
     let mut pending: HashSet<IpNet> = HashSet::new();
     let mut flush_at: Option<tokio::time::Instant> = None;
@@ -524,7 +640,18 @@ async fn rib_task(
             ev = rx.recv() => {
                 let Some(ev) = ev else { return };
                 let changed = match ev {
-                    RibEvent::Up(i, info) => { rib.add_peer(i, info); Vec::new() }
+                    RibEvent::Up(i, info, families) => {
+                        rib.add_peer(i, info);
+                        if let Some(r) = reflector.as_mut() {
+                            r.up[i as usize] = Some(families.clone());
+                            r.sent[i as usize].clear();
+                            let all = rib.prefixes();
+                            r.sync(&rib, &all);
+                        }
+                        let eor: Vec<u8> = families.iter().flat_map(|&f| wire::end_of_rib(f)).collect();
+                        let _ = senders[i as usize].send(eor);
+                        Vec::new()
+                    }
                     RibEvent::Update(i, u) => {
                         let mut c = rib.withdraw(i, &u.withdrawn);
                         if !u.announced.is_empty() {
@@ -536,6 +663,9 @@ async fn rib_task(
                         c
                     }
                     RibEvent::Down(i, Some(restart)) => {
+                        if let Some(r) = reflector.as_mut() {
+                            r.up[i as usize] = None;
+                        }
                         rib.mark_stale(i);
                         let me = me.clone();
                         tokio::spawn(async move {
@@ -544,9 +674,17 @@ async fn rib_task(
                         });
                         Vec::new()
                     }
-                    RibEvent::Down(i, None) => rib.peer_down(i),
+                    RibEvent::Down(i, None) => {
+                        if let Some(r) = reflector.as_mut() {
+                            r.up[i as usize] = None;
+                        }
+                        rib.peer_down(i)
+                    }
                     RibEvent::Sweep(i) => rib.sweep_stale(i),
                 };
+                if let Some(r) = reflector.as_mut() {
+                    r.sync(&rib, &changed);
+                }
                 pending.extend(changed);
                 if !pending.is_empty() && flush_at.is_none() {
                     flush_at = Some(tokio::time::Instant::now() + batch);

@@ -48,6 +48,7 @@ fn cfg(
         graceful_restart: gr,
         restarting: false,
         connect_retry: Duration::from_millis(300),
+        cluster_id: None,
     }
 }
 
@@ -145,5 +146,41 @@ fn graceful_restart_keeps_routes_while_the_peer_comes_back() {
         "session back"
     );
     drop(b);
+    drop(a);
+}
+
+#[test]
+fn a_route_reflector_passes_client_routes_on() {
+    // A (127.0.0.1) reflects for clients B (.2) and C (.3), which peer only with A.
+    let (pa, pb, pc) = (free_port(), free_port(), free_port());
+    let mut a_cfg = cfg(1, 2, pa, pb, "10.244.1.0/26", None);
+    a_cfg.cluster_id = Some(Ipv4Addr::new(1, 1, 1, 1));
+    a_cfg.peers[0].rr_client = true;
+    let mut to_c = a_cfg.peers[0].clone();
+    to_c.address = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3));
+    to_c.port = pc;
+    a_cfg.peers.push(to_c);
+    let (ta, _ra) = mpsc::channel();
+    let (tb, rb) = mpsc::channel();
+    let (tc, rc) = mpsc::channel();
+    let a = speaker::spawn(a_cfg, ta).unwrap();
+    let b = speaker::spawn(cfg(2, 1, pb, pa, "10.244.2.0/26", None), tb).unwrap();
+    let c = speaker::spawn(cfg(3, 1, pc, pa, "10.244.3.0/26", None), tc).unwrap();
+    // C learns B's block through A, with B's address still the next hop.
+    assert_eq!(
+        wait_for(&rc, "10.244.2.0/26", Duration::from_secs(10)),
+        Some(vec![IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2))])
+    );
+    assert_eq!(
+        wait_for(&rb, "10.244.3.0/26", Duration::from_secs(10)),
+        Some(vec![IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3))])
+    );
+    // B goes away (no graceful restart): A withdraws B's block from C.
+    drop(b);
+    assert_eq!(
+        wait_for(&rc, "10.244.2.0/26", Duration::from_secs(15)),
+        Some(vec![])
+    );
+    drop(c);
     drop(a);
 }

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # End to end, control plane: vrouterd's embedded BGP speaker against itself and against
 # real daemons from Debian, in namespaces on one underlay bridge (10.98.0.0/24):
-#   mesh    two vrouterd nodes in Calico's node-to-node mesh learn each other's blocks
+#   mesh    three vrouterd nodes in Calico's node-to-node mesh learn each other's blocks
 #           (no static routes) and forward pod traffic over VXLAN, IPv4 and IPv6; a node
-#           restarted with kill -9 keeps its peer's routes (graceful restart helper).
+#           restarted with kill -9 keeps its peer's routes (graceful restart helper); in
+#           pool mode Never the learnt blocks are routed plainly.
 #   rr      BIRD 2 as route reflector for both nodes (reflected routes keep their next
 #           hop), FRR over eBGP and GoBGP over iBGP on the side; routes learnt, installed
 #           and forwarded over; a withdrawal removes one; BIRD killed and restarted with
 #           graceful restart keeps traffic flowing.
 #   gobgp   GoBGP as the route reflector of both nodes.
+#   vrr     vrouterd as the route reflector of two other vrouterd nodes.
 # Needs root; fails loudly.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -28,7 +30,7 @@ nsx() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
 off() { nsx "$1" ethtool -K "$2" tx off tso off gso off gro off >/dev/null 2>&1 || true; }
 cleanup() {
     for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
-    for ns in hub n1 n2 a b rr frr gb; do
+    for ns in hub n1 n2 n3 a b c rr frr gb; do
         ip netns pids "$P$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null
         ip netns del "$P$ns" 2>/dev/null
     done
@@ -60,6 +62,7 @@ underlay() { # ns ip4 ip6
 }
 underlay ${P}n1 10.98.0.1 fd98::1
 underlay ${P}n2 10.98.0.2 fd98::2
+underlay ${P}n3 10.98.0.3 fd98::3
 underlay ${P}rr 10.98.0.10 fd98::10
 underlay ${P}frr 10.98.0.11 fd98::11
 underlay ${P}gb 10.98.0.12 fd98::12
@@ -79,6 +82,7 @@ pod() { # pod-ns node-ns host-if ip4 ip6
 }
 pod ${P}a ${P}n1 ${P}a0 10.244.1.2 fd10::1:2
 pod ${P}b ${P}n2 ${P}b0 10.244.2.2 fd10::2:2
+pod ${P}c ${P}n3 ${P}c0 10.244.3.2 fd10::3:2
 # Networks the routers originate, on their loopbacks; replies find the pods through the
 # routes they learnt (BIRD, via its kernel protocol) or a static route (FRR, GoBGP).
 nsx ${P}rr ip addr add 10.200.0.1/24 dev lo
@@ -86,38 +90,45 @@ nsx ${P}frr ip addr add 10.201.0.1/24 dev lo
 nsx ${P}frr ip route add 10.244.0.0/16 via 10.98.0.1
 nsx ${P}gb ip route add 10.244.0.0/16 via 10.98.0.1
 
-config() { # file name ip4 ip6 core pod-if pod4 pod6 other other-ip4 other-ip6 bgp-section
-    cat >"$1" <<CFG
-node_name = "$2"
-node_ips = ["$3/24", "$4/64"]
+# The nodes: name, underlay address, core, pod.
+declare -A NAME=([n1]=node-a [n2]=node-b [n3]=node-c)
+declare -A NUM=([n1]=1 [n2]=2 [n3]=3)
+declare -A CORE=([n1]=1 [n2]=0 [n3]=1)
+declare -A PODIF=([n1]=${P}a0 [n2]=${P}b0 [n3]=${P}c0)
+# config n bgp-section: the IPv4 pool's mode from $POOL_MODE, the cluster's other nodes
+# (from $CLUSTER) as [[nodes]].
+config() {
+    local n=$1 i=${NUM[$1]} mode=${POOL_MODE:-'vxlan_mode = "Always"'} o
+    {
+        cat <<CFG
+node_name = "${NAME[$n]}"
+node_ips = ["10.98.0.$i/24", "fd98::$i/64"]
 [[uplinks]]
 name = "up0"
 [[pools]]
 cidr = "10.244.0.0/16"
-vxlan_mode = "Always"
+$mode
 [[pools]]
 cidr = "fd10::/48"
 vxlan_mode = "Always"
 [workers]
-cores = [$5]
+cores = [${CORE[$n]}]
 [[endpoints]]
 name = "pod"
 kind = "veth"
-interface = "$6"
-ips = ["$7/32", "$8/128"]
-[[nodes]]
-name = "$9"
-ips = ["${10}/24", "${11}/64"]
-${12}
+interface = "${PODIF[$n]}"
+ips = ["10.244.$i.2/32", "fd10::$i:2/128"]
 CFG
+        for o in ${CLUSTER:-n1 n2}; do
+            [[ $o == "$n" ]] && continue
+            printf '[[nodes]]\nname = "%s"\nips = ["10.98.0.%s/24", "fd98::%s/64"]\n' "${NAME[$o]}" "${NUM[$o]}" "${NUM[$o]}"
+        done
+        echo "$2"
+    } >"$WORK/$n.toml"
 }
 start_node() { # n bgp-section
     local n=$1
-    if [[ $n == n1 ]]; then
-        config "$WORK/$n.toml" node-a 10.98.0.1 fd98::1 1 ${P}a0 10.244.1.2 fd10::1:2 node-b 10.98.0.2 fd98::2 "$2"
-    else
-        config "$WORK/$n.toml" node-b 10.98.0.2 fd98::2 0 ${P}b0 10.244.2.2 fd10::2:2 node-a 10.98.0.1 fd98::1 "$2"
-    fi
+    config "$n" "$2"
     rm -f "$WORK/$n.json"
     ip netns exec ${P}$n "$VROUTERD" --config "$WORK/$n.toml" --stats-file "$WORK/$n.json" >>"$WORK/$n.log" 2>&1 &
     eval "PID_$n=$!"
@@ -146,23 +157,29 @@ tcp() { # server-ns client-ns addr
     local rc=${PIPESTATUS[0]}; wait $sp; return $rc
 }
 
-wait_mesh() { within 30 established n1 1 && within 10 established n2 1 && within 10 routes_at_least n1 2 && within 10 routes_at_least n2 2; }
+wait_mesh() { # every node Established with the other two and holding their v4 + v6 blocks
+    local n; for n in n1 n2 n3; do within 30 established $n 2 && within 10 routes_at_least $n 4 || return 1; done
+}
 export -f within established bgp_q routes_at_least show_bgp wait_mesh nsx ping4 ping6
 export WORK P
 
-# PHASES="mesh rr gobgp" (the default) picks what runs.
-want() { [[ " ${PHASES:-mesh rr gobgp} " == *" $1 "* ]]; }
+# PHASES="mesh rr gobgp vrr" (the default) picks what runs.
+want() { [[ " ${PHASES:-mesh rr gobgp vrr} " == *" $1 "* ]]; }
 
 if want mesh; then
 # ---------------------------------------------------------------- mesh
 MESH='[bgp]
 graceful_restart = 30'
+export CLUSTER="n1 n2 n3"
 start_node n1 "$MESH"
 start_node n2 "$MESH"
-check "mesh   sessions Established, each node installs the other's v4 and v6 blocks" bash -c "wait_mesh || { show_bgp n1; exit 1; }"
+start_node n3 "$MESH"
+check "mesh   three nodes: sessions Established, each installs the others' v4 and v6 blocks" bash -c "wait_mesh || { show_bgp n1; show_bgp n3; exit 1; }"
 check "mesh   ICMP v4 pod A -> pod B over learnt routes"   ping4 ${P}a 10.244.2.2
 check "mesh   ICMP v6 pod B -> pod A"                      ping6 ${P}b fd10::1:2
 check "mesh   TCP pod A -> pod B (iperf3)"                 tcp ${P}b ${P}a 10.244.2.2
+check "mesh   ICMP v4 pod C (third node) -> pod A"         ping4 ${P}c 10.244.1.2
+check "mesh   ICMP v6 pod B -> pod C"                      ping6 ${P}b fd10::3:2
 blackholed() { # an unused address of node A's block, from pod B: dropped and counted at n1
     ! nsx ${P}b ping -c 1 -W 1 10.244.1.50 || return 1
     within 3 python3 -c "import json,sys; sys.exit(0 if json.load(open('$WORK/n1.json'))['drops']['blackhole'] >= 1 else 1)"
@@ -172,10 +189,24 @@ check "mesh   an unused address of our own block is dropped (blackhole), not sen
 # comes back and traffic flows again.
 kill -9 "$PID_n2"; wait "$PID_n2" 2>/dev/null
 sleep 2.5
-check "mesh   n2 killed: n1 keeps n2's routes (graceful restart, stale)" routes_at_least n1 2
+check "mesh   n2 killed: n1 keeps n2's routes (graceful restart, stale)" routes_at_least n1 4
 start_node n2 "$MESH"
-check "mesh   n2 back: session re-established, traffic flows" bash -c "within 30 established n1 1 && within 10 ping4 ${P}a 10.244.2.2"
+check "mesh   n2 back: session re-established, traffic flows" bash -c "within 30 established n1 2 && within 10 ping4 ${P}a 10.244.2.2"
+stop_node n1; stop_node n2; stop_node n3
+export CLUSTER="n1 n2"
+
+# Pool mode Never: the learnt block is routed plainly to the node (no tunnel).
+export POOL_MODE='vxlan_mode = "Never"'
+start_node n1 "$MESH"
+start_node n2 "$MESH"
+plain() { # traffic crosses and node B decapsulated nothing
+    within 30 routes_at_least n1 2 && within 10 ping4 ${P}a 10.244.2.2 || return 1
+    sleep 1.2
+    python3 -c "import json,sys; n=json.load(open('$WORK/n2.json'))['decapsulated']; print('decapsulated at B:', n); sys.exit(0 if n == 0 else 1)"
+}
+check "mesh   pool Never: learnt block routed plainly (nothing decapsulated)" plain
 stop_node n1; stop_node n2
+unset POOL_MODE
 
 fi
 
@@ -290,6 +321,13 @@ check "rr     BIRD killed: pods still talk over its (stale) reflected routes" ba
 rm -f "$WORK/bird.ctl"
 start_bird || die "bird did not restart"
 check "rr     BIRD back: sessions re-established, routes refreshed" bash -c "within 30 established n1 2 && within 10 bird_has 10.244.1.2 10.98.0.1 && ip netns exec ${P}a ping -c 2 -i 0.2 -W 2 10.200.0.1"
+# vrouterd n1 dies: BIRD keeps its routes (graceful restart helper), so node B still
+# routes pod A's block toward it; n1 comes back and traffic resumes.
+kill -9 "$PID_n1"; wait "$PID_n1" 2>/dev/null
+sleep 2
+check "rr     vrouterd n1 killed: BIRD keeps its block (stale), n2 still has it" bash -c "bird_has 10.244.1.2 10.98.0.1 && routes_at_least n2 3"
+start_node n1 "$RR1"
+check "rr     vrouterd n1 back: Established again, pod B -> pod A flows" bash -c "within 30 established n1 2 && within 10 ping4 ${P}b 10.244.1.2"
 stop_node n1; stop_node n2
 kill "$(cat "$WORK/bird.pid")" 2>/dev/null
 kill "$(cat "$WORK/frr/bgpd.pid")" 2>/dev/null
@@ -341,6 +379,35 @@ check "gobgp  reflected blocks installed; ICMP v4 pod A -> pod B" bash -c "withi
 check "gobgp  ICMP v6 pod B -> pod A"                              bash -c "within 10 routes_at_least n2 2 && ip netns exec ${P}b ping -6 -c 3 -i 0.2 -W 2 fd10::1:2"
 stop_node n1; stop_node n2
 
+fi
+
+if want vrr; then
+# ---------------------------------------------------------------- vrouterd as route reflector
+# n1 reflects for clients n2 and n3 (no mesh): pods B and C talk over reflected routes.
+export CLUSTER="n1 n2 n3"
+start_node n1 '[bgp]
+mesh = false
+cluster_id = "10.98.0.1"
+[[bgp.peers]]
+address = "10.98.0.2"
+rr_client = true
+hold_time = 9
+[[bgp.peers]]
+address = "10.98.0.3"
+rr_client = true
+hold_time = 9'
+CLIENT='[bgp]
+mesh = false
+[[bgp.peers]]
+address = "10.98.0.1"
+hold_time = 9'
+start_node n2 "$CLIENT"
+start_node n3 "$CLIENT"
+check "vrr    n1 reflects: n2 and n3 learn each other's blocks from it" bash -c "within 30 established n1 2 && within 10 routes_at_least n2 4 && within 10 routes_at_least n3 4 || { show_bgp n2; exit 1; }"
+check "vrr    ICMP v4 pod B -> pod C over reflected routes"           bash -c "within 10 ping4 ${P}b 10.244.3.2"
+check "vrr    ICMP v6 pod C -> pod B"                                 ping6 ${P}c fd10::2:2
+stop_node n1; stop_node n2; stop_node n3
+export CLUSTER="n1 n2"
 fi
 
 if ((failures)); then

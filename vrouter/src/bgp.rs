@@ -90,6 +90,7 @@ pub fn speaker_config(config: &Config, plan: &Plan) -> Option<SpeakerConfig> {
         graceful_restart: (b.graceful_restart > 0).then_some(b.graceful_restart),
         restarting: false,
         connect_retry: Duration::from_secs(5),
+        cluster_id: b.cluster_id,
     })
 }
 

@@ -60,6 +60,9 @@ pub struct BgpSettings {
     /// Milliseconds of route changes collected before the FIB is updated.
     #[serde(default = "default_batch_ms")]
     pub batch_ms: u64,
+    /// Act as a route reflector with this cluster id (peers with `rr_client` are its
+    /// clients).
+    pub cluster_id: Option<std::net::Ipv4Addr>,
     #[serde(default)]
     pub peers: Vec<BgpPeer>,
 }
