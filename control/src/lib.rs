@@ -4,3 +4,4 @@
 pub mod bgp;
 pub mod rib;
 pub mod speaker;
+pub mod tcp_md5;

@@ -43,6 +43,8 @@ pub struct PeerConfig {
     pub rr_client: bool,
     /// Its port (179 unless a test says otherwise).
     pub port: u16,
+    /// TCP MD5 signature key (RFC 2385).
+    pub password: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,6 +150,15 @@ pub fn spawn(
         Some(addr) => Some(rt.block_on(async { TcpListener::bind(addr).await })?),
         None => None,
     };
+    if let Some(l) = &listener {
+        // Keys before any connection from those peers can be accepted.
+        let v6 = l.local_addr()?.is_ipv6();
+        for p in &cfg.peers {
+            if let Some(pw) = &p.password {
+                crate::tcp_md5::set_key(l, v6, p.address, pw.as_bytes())?;
+            }
+        }
+    }
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
     let st = status.clone();
     let thread = std::thread::Builder::new()
@@ -233,11 +244,18 @@ fn canonical(ip: IpAddr) -> IpAddr {
 
 type Connecting = Pin<Box<dyn Future<Output = io::Result<TcpStream>> + Send>>;
 
-async fn connect(to: SocketAddr, from: Option<IpAddr>) -> io::Result<TcpStream> {
+async fn connect(
+    to: SocketAddr,
+    from: Option<IpAddr>,
+    password: Option<String>,
+) -> io::Result<TcpStream> {
     let sock = match to {
         SocketAddr::V4(_) => TcpSocket::new_v4()?,
         SocketAddr::V6(_) => TcpSocket::new_v6()?,
     };
+    if let Some(pw) = password {
+        crate::tcp_md5::set_key(&sock, to.is_ipv6(), to.ip(), pw.as_bytes())?;
+    }
     if let Some(a) = from.filter(|a| a.is_ipv4() == to.is_ipv4()) {
         sock.bind(SocketAddr::new(a, 0))?;
     }
@@ -299,7 +317,11 @@ async fn peer_task(
             match e {
                 Event::Connect => {
                     let to = SocketAddr::new(peer.address, peer.port);
-                    connecting = Some(Box::pin(connect(to, cfg.local_address)));
+                    connecting = Some(Box::pin(connect(
+                        to,
+                        cfg.local_address,
+                        peer.password.clone(),
+                    )));
                 }
                 Event::Send(bytes) => {
                     if let Some(w) = writer.as_mut() {

@@ -40,6 +40,7 @@ fn cfg(
             keepalive: None,
             rr_client: false,
             port: other_port,
+            password: None,
         }],
         advertise: vec![block.parse().unwrap()],
         next_hop_v4: Some(ip),
@@ -183,4 +184,35 @@ fn a_route_reflector_passes_client_routes_on() {
     );
     drop(c);
     drop(a);
+}
+
+#[test]
+fn tcp_md5_keys_must_match() {
+    let run = |key_a: Option<&str>, key_b: Option<&str>| {
+        let (pa, pb) = (free_port(), free_port());
+        let (ta, ra) = mpsc::channel();
+        let (tb, _rb) = mpsc::channel();
+        let mut ca = cfg(1, 2, pa, pb, "10.244.1.0/26", None);
+        ca.peers[0].password = key_a.map(String::from);
+        let mut cb = cfg(2, 1, pb, pa, "10.244.2.0/26", None);
+        cb.peers[0].password = key_b.map(String::from);
+        let a = speaker::spawn(ca, ta).unwrap();
+        let b = speaker::spawn(cb, tb).unwrap();
+        let got = wait_for(&ra, "10.244.2.0/26", Duration::from_secs(4));
+        drop(b);
+        drop(a);
+        got
+    };
+    assert!(
+        run(Some("s3cret"), Some("s3cret")).is_some(),
+        "same key: session up"
+    );
+    assert!(
+        run(Some("s3cret"), None).is_none(),
+        "one side unsigned: no session"
+    );
+    assert!(
+        run(Some("s3cret"), Some("other")).is_none(),
+        "different keys: no session"
+    );
 }

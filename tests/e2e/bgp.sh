@@ -6,7 +6,7 @@
 #           restarted with kill -9 keeps its peer's routes (graceful restart helper); in
 #           pool mode Never the learnt blocks are routed plainly.
 #   rr      BIRD 2 as route reflector for both nodes (reflected routes keep their next
-#           hop), FRR over eBGP and GoBGP over iBGP on the side; routes learnt, installed
+#           hop; one session signed with TCP MD5), FRR over eBGP and GoBGP over iBGP; routes learnt, installed
 #           and forwarded over; a withdrawal removes one; BIRD killed and restarted with
 #           graceful restart keeps traffic flowing.
 #   gobgp   GoBGP as the route reflector of both nodes.
@@ -229,7 +229,7 @@ template bgp node {
   ipv6 { import all; export where source = RTS_BGP; next hop keep; };
 }
 protocol bgp n1 from node { neighbor 10.98.0.1 as 64512; }
-protocol bgp n2 from node { neighbor 10.98.0.2 as 64512; }
+protocol bgp n2 from node { neighbor 10.98.0.2 as 64512; password "vrouter-md5"; }  # TCP MD5
 EOF
 start_bird() {
     nsx ${P}rr bird -c "$WORK/bird.conf" -s "$WORK/bird.ctl" -P "$WORK/bird.pid"
@@ -292,6 +292,7 @@ graceful_restart = 30
 [[bgp.peers]]
 address = "10.98.0.10"
 hold_time = 9
+password = "vrouter-md5"
 [[bgp.peers]]
 address = "10.98.0.12"
 hold_time = 9'
@@ -301,7 +302,7 @@ bird_has() { nsx ${P}rr birdc -s "$WORK/bird.ctl" show route for "$1" | grep -q 
 frr_has() { nsx ${P}frr vtysh --vty_socket "$WORK/frr" -c "show bgp ipv4 unicast $1 json" | python3 -c "import json,sys; sys.exit(0 if json.load(sys.stdin).get('paths') else 1)"; }
 gobgp_has() { gobgp --target "unix://$WORK/gobgp.sock" global rib -j | python3 -c "import json,sys; sys.exit(0 if '$1' in json.load(sys.stdin) else 1)"; }
 export -f bird_has frr_has gobgp_has
-check "rr     n1: BIRD (RR) and FRR (eBGP) Established; n2: BIRD and GoBGP" bash -c "within 30 established n1 2 && within 20 established n2 2 || { cat $WORK/n1.json $WORK/n2.json; exit 1; }"
+check "rr     n1: BIRD (RR) and FRR (eBGP) Established; n2: BIRD (TCP MD5) and GoBGP" bash -c "within 30 established n1 2 && within 20 established n2 2 || { cat $WORK/n1.json $WORK/n2.json; exit 1; }"
 check "rr     BIRD learnt both blocks (v4 and v6) from its clients"  bash -c "within 10 bird_has 10.244.1.2 10.98.0.1 && within 10 bird_has 10.244.2.2 10.98.0.2 && within 10 bird_has fd10::2:2 fd98::2"
 check "rr     FRR (eBGP) learnt node A's block"                     bash -c "within 10 frr_has 10.244.1.0/26"
 check "rr     GoBGP (iBGP) learnt node B's block"                   bash -c "within 10 gobgp_has 10.244.2.0/26"

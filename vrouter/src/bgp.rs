@@ -60,6 +60,7 @@ pub fn speaker_config(config: &Config, plan: &Plan) -> Option<SpeakerConfig> {
                 keepalive: None,
                 rr_client: false,
                 port: 179,
+                password: None,
             });
         }
     }
@@ -72,6 +73,7 @@ pub fn speaker_config(config: &Config, plan: &Plan) -> Option<SpeakerConfig> {
             keepalive: p.keepalive,
             rr_client: p.rr_client,
             port: p.port,
+            password: p.password.clone(),
         });
     }
     Some(SpeakerConfig {

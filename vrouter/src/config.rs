@@ -410,9 +410,12 @@ impl Config {
                         p.address
                     ));
                 }
-                if p.password.is_some() {
+                if p.password
+                    .as_ref()
+                    .is_some_and(|pw| pw.is_empty() || pw.len() > 80)
+                {
                     return err(format!(
-                        "bgp peer {}: password (TCP MD5) is not supported yet",
+                        "bgp peer {}: password must be 1 to 80 bytes (TCP MD5)",
                         p.address
                     ));
                 }
