@@ -310,8 +310,44 @@ async fn peer_task(
     let mut buf = vec![0u8; 64 * 1024];
     let mut negotiated: Option<Negotiated> = None;
     let mut last_state = State::Idle;
+    // Whether the current connection is the one we initiated, and the peer's own
+    // connection while a collision is being resolved (RFC 4271 §6.8).
+    let mut ours = false;
+    let mut second: Option<Second> = None;
+    let mut buf2 = vec![0u8; 16 * 1024];
     let mut events = s.process(Instant::now(), Input::Start);
     loop {
+        // A collision resolves once either connection has the peer's OPEN.
+        if let Some(sec) = second.as_mut() {
+            let loser = if s.state() == State::Established {
+                Some(fsm::Loser::Theirs)
+            } else {
+                fsm::resolve_collision(&s, &sec.session)
+            };
+            if let Some(l) = loser {
+                info!(peer = %peer.address, loser = ?l, "connection collision resolved");
+            }
+            match loser {
+                Some(fsm::Loser::Theirs) => {
+                    let _ = sec.writer.write_all(&fsm::collision_notification()).await;
+                    second = None;
+                }
+                Some(fsm::Loser::Ours) => {
+                    if let Some(w) = writer.as_mut() {
+                        let _ = w.write_all(&fsm::collision_notification()).await;
+                    }
+                    let sec = second.take().expect("checked above");
+                    s = sec.session;
+                    reader = Some(sec.reader);
+                    writer = Some(sec.writer);
+                    ours = false;
+                    // What the losing session asked for dies with it.
+                    events.clear();
+                    events.extend(sec.held);
+                }
+                None => {}
+            }
+        }
         // Carry out what the session asked for.
         for e in events.drain(..) {
             match e {
@@ -415,6 +451,7 @@ async fn peer_task(
                         let (r, w) = stream.into_split();
                         reader = Some(r);
                         writer = Some(w);
+                        ours = true;
                         s.process(Instant::now(), Input::Connected)
                     }
                     Ok(_) => Vec::new(),
@@ -425,7 +462,31 @@ async fn peer_task(
                 }
             },
             Some(stream) = accepted.recv() => {
-                adopt(&mut s, stream, &mut reader, &mut writer, &mut connecting)
+                if ours && second.is_none() && matches!(s.state(), State::OpenSent | State::OpenConfirm) {
+                    // Both sides connected: run the peer's connection too until the
+                    // collision can be resolved.
+                    second = Second::start(s.config().clone(), stream).await;
+                    Vec::new()
+                } else {
+                    ours = false;
+                    adopt(&mut s, stream, &mut reader, &mut writer, &mut connecting)
+                }
+            },
+            n = read_second(&mut second, &mut buf2) => {
+                let alive = match n {
+                    Ok(n) if n > 0 => match second.as_mut() {
+                        Some(sec) => {
+                            let evs = sec.session.process(Instant::now(), Input::Bytes(&buf2[..n]));
+                            sec.drive(evs).await
+                        }
+                        None => false,
+                    },
+                    _ => false,
+                };
+                if !alive {
+                    second = None;
+                }
+                Vec::new()
             },
             Some(bytes) = outbound.recv() => {
                 // From the RIB task: only meaningful on an established session (a newer
@@ -441,11 +502,62 @@ async fn peer_task(
     }
 }
 
+/// The peer's connection during a collision: its own session, whose events other than
+/// sending and closing are held until it wins (then replayed) or loses (dropped).
+struct Second {
+    session: Session,
+    reader: OwnedReadHalf,
+    writer: OwnedWriteHalf,
+    held: Vec<Event>,
+}
+
+impl Second {
+    async fn start(cfg: fsm::Config, stream: TcpStream) -> Option<Second> {
+        let _ = stream.set_nodelay(true);
+        let (reader, writer) = stream.into_split();
+        let mut second = Second {
+            session: Session::new(cfg),
+            reader,
+            writer,
+            held: Vec::new(),
+        };
+        let now = Instant::now();
+        let mut evs = second.session.process(now, Input::Start);
+        evs.retain(|e| !matches!(e, Event::Connect));
+        evs.extend(second.session.process(now, Input::Connected));
+        second.drive(evs).await.then_some(second)
+    }
+
+    /// Carry out its sends; false once it closed.
+    async fn drive(&mut self, events: Vec<Event>) -> bool {
+        for e in events {
+            match e {
+                Event::Send(b) => {
+                    if self.writer.write_all(&b).await.is_err() {
+                        return false;
+                    }
+                }
+                Event::Close | Event::Down(_) => return false,
+                Event::Connect => {}
+                other => self.held.push(other),
+            }
+        }
+        true
+    }
+}
+
+async fn read_second(s: &mut Option<Second>, buf: &mut [u8]) -> io::Result<usize> {
+    match s {
+        Some(s) => s.reader.read(buf).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// An accepted connection: taken when we have none (or only a connect attempt, or are
 /// idle after a failure), and in
-/// place of a session the peer evidently restarted (graceful restart); otherwise a
-/// collision, resolved by BGP identifiers once the peer's OPEN is known (RFC 4271
-/// §6.8) and else in favour of the connection already in progress.
+/// place of a session the peer evidently restarted (graceful restart). A second
+/// connection while our own is opening is a collision (see `Second`); one while the
+/// peer's own connection is opening is refused.
 fn adopt(
     s: &mut Session,
     stream: TcpStream,
@@ -463,10 +575,7 @@ fn adopt(
     let replace = match s.state() {
         State::Idle => false,
         State::Connect | State::Active => true,
-        State::OpenSent => false,
-        State::OpenConfirm => s
-            .peer_open()
-            .is_some_and(|o| !fsm::collision_keeps_local(s.config().router_id, o.router_id)),
+        State::OpenSent | State::OpenConfirm => false,
         State::Established => s
             .negotiated()
             .is_some_and(|n| n.peer_graceful_restart.is_some()),
@@ -474,17 +583,8 @@ fn adopt(
     if !replace {
         return events;
     }
-    if matches!(
-        s.state(),
-        State::OpenConfirm | State::Established | State::OpenSent
-    ) {
-        // The old connection goes: a Cease (collision) unless the peer restarted.
-        if s.state() == State::OpenConfirm {
-            let n = wire::Notification::new(wire::err::CEASE, wire::err::CONNECTION_COLLISION, []);
-            if let Some(w) = writer.as_mut() {
-                let _ = w.try_write(&wire::notification(&n));
-            }
-        }
+    if s.state() == State::Established {
+        // The peer restarted (graceful restart): its old session goes.
         events.extend(s.process(now, Input::Closed));
         events.retain(|e| !matches!(e, Event::Connect));
         events.extend(s.process(now, Input::Start));

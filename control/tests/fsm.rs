@@ -488,3 +488,96 @@ proptest! {
         prop_assert!(up || e.iter().any(|e| matches!(e, Event::Down(Down::Sent(_) | Down::Received(_)))), "{:?}", e);
     }
 }
+
+/// Both speakers connect at once (RFC 4271 §6.8): each side runs a session on its own
+/// connection and one on the peer's; as soon as a side has the peer's OPEN it closes
+/// the connection initiated by the lower BGP identifier, with a Cease / collision
+/// NOTIFICATION. Both sides pick the same one, and one session survives.
+#[test]
+fn connection_collision_keeps_the_higher_identifiers_connection() {
+    use control::bgp::fsm::{collision_notification, resolve_collision, Loser};
+    let t = Instant::now();
+    let cfg = |me| Config::new(64512, 64512, me);
+    // Connection 1: A initiated (A.out <-> B.in); connection 2: B initiated (B.out <-> A.in).
+    let mut a_out = Session::new(cfg(A_ID));
+    let mut a_in = Session::new(cfg(A_ID));
+    let mut b_out = Session::new(cfg(B_ID));
+    let mut b_in = Session::new(cfg(B_ID));
+    for s in [&mut a_out, &mut a_in, &mut b_out, &mut b_in] {
+        s.process(t, Input::Start);
+    }
+    // Bytes on each connection, per direction: [conn][0] toward the initiator's peer.
+    let mut wire_to: [[Vec<u8>; 2]; 2] = Default::default(); // [conn][to initiator?]
+    let mut open = [true, true];
+    let mut notes = Vec::new();
+    let take =
+        |evs: Vec<Event>, conn: usize, from_initiator: bool, wire_to: &mut [[Vec<u8>; 2]; 2]| {
+            for e in evs {
+                if let Event::Send(b) = e {
+                    wire_to[conn][usize::from(!from_initiator)].extend(b);
+                }
+            }
+        };
+    // All four connect at once.
+    take(a_out.process(t, Input::Connected), 0, true, &mut wire_to);
+    take(b_in.process(t, Input::Connected), 0, false, &mut wire_to);
+    take(b_out.process(t, Input::Connected), 1, true, &mut wire_to);
+    take(a_in.process(t, Input::Connected), 1, false, &mut wire_to);
+    for _ in 0..10 {
+        // Deliver: index 0 = bytes going to the non-initiator, 1 = to the initiator.
+        for conn in 0..2 {
+            if !open[conn] {
+                continue;
+            }
+            let to_responder = std::mem::take(&mut wire_to[conn][0]);
+            let to_initiator = std::mem::take(&mut wire_to[conn][1]);
+            let (init, resp) = if conn == 0 {
+                (&mut a_out, &mut b_in)
+            } else {
+                (&mut b_out, &mut a_in)
+            };
+            if !to_responder.is_empty() {
+                let e = resp.process(t, Input::Bytes(&to_responder));
+                take(e, conn, false, &mut wire_to);
+            }
+            if !to_initiator.is_empty() {
+                let e = init.process(t, Input::Bytes(&to_initiator));
+                take(e, conn, true, &mut wire_to);
+            }
+        }
+        // Each side resolves once it can; both must pick connection 1 (A's, lower id).
+        for (side, (ours, theirs)) in [(&a_out, &a_in), (&b_out, &b_in)].into_iter().enumerate() {
+            if open[0] && open[1] {
+                if let Some(loser) = resolve_collision(ours, theirs) {
+                    let conn = match (side, loser) {
+                        (0, Loser::Ours) | (1, Loser::Theirs) => 0,
+                        _ => 1,
+                    };
+                    notes.push((side, conn));
+                }
+            }
+        }
+        for &(side, conn) in &notes {
+            if open[conn] {
+                // The loser's NOTIFICATION reaches the other end, and the connection closes.
+                let n = collision_notification();
+                let victim = match (side, conn) {
+                    (0, 0) => &mut b_in,
+                    (0, _) => &mut b_out,
+                    (_, 0) => &mut a_out,
+                    _ => &mut a_in,
+                };
+                let e = victim.process(t, Input::Bytes(&n));
+                assert!(e.iter().any(|e| matches!(e, Event::Down(Down::Received(n)) if (n.code, n.subcode) == (err::CEASE, err::CONNECTION_COLLISION))), "{e:?}");
+                open[conn] = false;
+            }
+        }
+    }
+    assert!(
+        notes.iter().all(|&(_, conn)| conn == 0),
+        "both sides close A's connection: {notes:?}"
+    );
+    assert!(!open[0] && open[1]);
+    assert_eq!(b_out.state(), State::Established);
+    assert_eq!(a_in.state(), State::Established);
+}

@@ -216,3 +216,26 @@ fn tcp_md5_keys_must_match() {
         "different keys: no session"
     );
 }
+
+#[test]
+fn both_sides_connecting_resolve_to_one_session() {
+    // Neither side passive: both connect, the collision is resolved (RFC 4271 §6.8).
+    for _ in 0..3 {
+        let (pa, pb) = (free_port(), free_port());
+        let (ta, ra) = mpsc::channel();
+        let (tb, rb) = mpsc::channel();
+        let mut ca = cfg(1, 2, pa, pb, "10.244.1.0/26", None);
+        ca.peers[0].passive = false;
+        let cb = cfg(2, 1, pb, pa, "10.244.2.0/26", None);
+        let a = speaker::spawn(ca, ta).unwrap();
+        let b = speaker::spawn(cb, tb).unwrap();
+        assert!(wait_for(&ra, "10.244.2.0/26", Duration::from_secs(10)).is_some());
+        assert!(wait_for(&rb, "10.244.1.0/26", Duration::from_secs(10)).is_some());
+        std::thread::sleep(Duration::from_millis(300));
+        for s in [&a, &b] {
+            assert_eq!(s.status.lock().unwrap()[0].state, "Established");
+        }
+        drop(b);
+        drop(a);
+    }
+}

@@ -478,3 +478,34 @@ impl Session {
 pub fn collision_keeps_local(local_id: Ipv4Addr, remote_id: Ipv4Addr) -> bool {
     u32::from(local_id) > u32::from(remote_id)
 }
+
+/// Which of two sessions to one peer must go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Loser {
+    /// The session on the connection we initiated.
+    Ours,
+    /// The session on the connection the peer initiated.
+    Theirs,
+}
+
+/// Resolve a collision between the session on our connection and the one on the
+/// peer's, as soon as either has the peer's OPEN (and so its BGP identifier): the
+/// loser is to be closed with a Cease / connection collision NOTIFICATION
+/// ([`collision_notification`]). None while neither knows it yet.
+pub fn resolve_collision(ours: &Session, theirs: &Session) -> Option<Loser> {
+    let remote = ours.peer_open().or(theirs.peer_open())?.router_id;
+    Some(if collision_keeps_local(ours.config().router_id, remote) {
+        Loser::Theirs
+    } else {
+        Loser::Ours
+    })
+}
+
+/// What the losing connection of a collision is sent before it is closed.
+pub fn collision_notification() -> Vec<u8> {
+    wire::notification(&Notification::new(
+        err::CEASE,
+        err::CONNECTION_COLLISION,
+        [],
+    ))
+}
