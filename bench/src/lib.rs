@@ -54,11 +54,16 @@ pub fn rss_bytes() -> usize {
 
 /// Resident set size from a `/proc/PID/status` file (0 where unavailable).
 pub fn rss_bytes_of(status: &str) -> usize {
+    status_bytes(status, "VmRSS:")
+}
+
+/// A `kB` line (`VmRSS:`, `VmHWM:`, ...) of a `/proc/PID/status` file, in bytes.
+pub fn status_bytes(status: &str, key: &str) -> usize {
     std::fs::read_to_string(status)
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with(key))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|kb| kb.parse::<usize>().ok())
         })

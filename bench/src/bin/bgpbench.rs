@@ -57,6 +57,7 @@ struct Report {
     ratio: Option<f64>,
     vrouter_rss_bytes: usize,
     vrouter_rss_before_bytes: usize,
+    vrouter_rss_peak_bytes: usize,
     vrouter_bytes_per_route: f64,
     vrouter_fib_bytes_per_route: f64,
     bird_rss_bytes: Option<usize>,
@@ -293,6 +294,7 @@ struct VrouterRun {
     rss_after: usize,
     /// Growth of the FIB's own bytes with the table.
     fib_bytes: usize,
+    rss_peak: usize,
     churn_updates_per_s: f64,
 }
 
@@ -363,6 +365,7 @@ hold_time = 240
     let converge_s = at.saturating_sub(s.established_us) as f64 / 1e6;
     std::thread::sleep(Duration::from_millis(200));
     let rss_after = rss_of(pid);
+    let rss_peak = bench::status_bytes(&format!("/proc/{pid}/status"), "VmHWM:");
     let fib_after = vrouter_fib_bytes(&stats);
 
     // Churn: withdraw 10% of the table, then announce it again.
@@ -386,6 +389,7 @@ hold_time = 240
         rss_before,
         rss_after,
         fib_bytes: fib_after.saturating_sub(fib_before),
+        rss_peak,
         churn_updates_per_s: 2.0 * tenth.len() as f64 / churn_s,
     })
 }
@@ -584,6 +588,7 @@ fn main() {
         ratio: bird.map(|b| b.0 / v.converge_s.max(1e-3)),
         vrouter_rss_bytes: v.rss_after,
         vrouter_rss_before_bytes: v.rss_before,
+        vrouter_rss_peak_bytes: v.rss_peak,
         vrouter_bytes_per_route: per_route,
         vrouter_fib_bytes_per_route: v.fib_bytes as f64 / prefixes.len() as f64,
         bird_rss_bytes: bird.map(|b| b.1),
