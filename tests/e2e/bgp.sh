@@ -123,7 +123,8 @@ CFG
             [[ $o == "$n" ]] && continue
             printf '[[nodes]]\nname = "%s"\nips = ["10.98.0.%s/24", "fd98::%s/64"]\n' "${NAME[$o]}" "${NUM[$o]}" "${NUM[$o]}"
         done
-        echo "$2"
+        # Each node's own restart marker (not the host's /run/vrouter).
+        echo "${2/"[bgp]"/"[bgp]"$'\n'"restart_marker = \"$WORK/$n.restart\""}"
     } >"$WORK/$n.toml"
 }
 start_node() { # n bgp-section

@@ -90,10 +90,42 @@ pub fn speaker_config(config: &Config, plan: &Plan) -> Option<SpeakerConfig> {
         next_hop_v6: first_v6,
         batch: Duration::from_millis(b.batch_ms),
         graceful_restart: (b.graceful_restart > 0).then_some(b.graceful_restart),
-        restarting: false,
+        restarting: restarted_recently(&b.restart_marker, b.graceful_restart),
         connect_retry: Duration::from_secs(5),
         cluster_id: b.cluster_id,
     })
+}
+
+/// Whether the previous run stopped cleanly less than the restart time ago (its marker
+/// holds the Unix time of the stop). The marker is consumed.
+pub fn restarted_recently(marker: &std::path::Path, restart_time: u16) -> bool {
+    let Ok(text) = std::fs::read_to_string(marker) else {
+        return false;
+    };
+    let _ = std::fs::remove_file(marker);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    text.trim()
+        .parse::<u64>()
+        .is_ok_and(|at| restart_time > 0 && now.saturating_sub(at) < restart_time as u64)
+}
+
+/// At a clean stop with graceful restart on: leave the marker for the next start (the
+/// sessions close without a NOTIFICATION, so peers keep our routes meanwhile).
+pub fn mark_clean_stop(config: &Config) {
+    let Some(b) = config.bgp.as_ref().filter(|b| b.graceful_restart > 0) else {
+        return;
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    if let Some(dir) = b.restart_marker.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    if let Err(e) = std::fs::write(&b.restart_marker, now.to_string()) {
+        warn!(path = %b.restart_marker.display(), error = %e, "cannot leave the restart marker");
+    }
 }
 
 /// The live tables routes are installed into.
@@ -371,6 +403,21 @@ ips = ["10.0.0.3/24"]
             prefix: prefix.parse().unwrap(),
             next_hops: hops.iter().map(|h| h.parse().unwrap()).collect(),
         }
+    }
+
+    #[test]
+    fn a_recent_clean_stop_is_a_graceful_restart() {
+        let dir = std::env::temp_dir().join(format!("vr-marker-{}", std::process::id()));
+        let marker = dir.join("m");
+        assert!(!restarted_recently(&marker, 120), "no marker");
+        let mut config = Config::parse(CONFIG).unwrap();
+        config.bgp.as_mut().unwrap().restart_marker = marker.clone();
+        mark_clean_stop(&config);
+        assert!(restarted_recently(&marker, 120));
+        assert!(!marker.exists(), "consumed");
+        std::fs::write(&marker, "1000").unwrap();
+        assert!(!restarted_recently(&marker, 120), "too old");
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]

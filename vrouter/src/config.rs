@@ -63,6 +63,10 @@ pub struct BgpSettings {
     /// Act as a route reflector with this cluster id (peers with `rr_client` are its
     /// clients).
     pub cluster_id: Option<std::net::Ipv4Addr>,
+    /// Written at a clean stop; found at start within the restart time, it makes this a
+    /// graceful restart (the R bit in our OPEN, RFC 4724).
+    #[serde(default = "default_restart_marker")]
+    pub restart_marker: std::path::PathBuf,
     #[serde(default)]
     pub peers: Vec<BgpPeer>,
 }
@@ -97,6 +101,9 @@ fn yes() -> bool {
 }
 fn default_restart_time() -> u16 {
     120
+}
+fn default_restart_marker() -> std::path::PathBuf {
+    "/run/vrouter/bgp-restart".into()
 }
 fn default_batch_ms() -> u64 {
     5

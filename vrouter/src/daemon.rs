@@ -803,6 +803,9 @@ pub fn run(config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> io::
         }
     }
     info!("stopping");
+    if speaker.is_some() {
+        crate::bgp::mark_clean_stop(config);
+    }
     drop(speaker);
     for t in threads {
         let _ = t.join();
