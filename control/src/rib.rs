@@ -4,8 +4,8 @@
 //!
 //! Sized for full tables (the control-plane issue asks ≤ 100 bytes per route with the
 //! FIB): path attributes are interned and a path is 8 bytes (peer, stale flag, attribute
-//! index); a prefix with one path keeps it inline, so an IPv4 route is a 24-byte map
-//! entry (8-byte key, 16-byte path list). Best paths are not stored: they are computed
+//! index); a prefix with one path keeps it packed in the map value, so an IPv4 route is
+//! a 16-byte map entry (8-byte key, 8-byte value). Best paths are not stored: they are computed
 //! from the few paths of a prefix when asked.
 //!
 //! Sans-IO like the sessions: `update` / `withdraw` / `peer_down` return the prefixes
@@ -47,26 +47,35 @@ pub struct Local {
     pub cluster_id: Option<Ipv4Addr>,
 }
 
-/// A prefix's paths: almost always one, kept inline.
-#[derive(Debug, Clone)]
-enum Paths {
-    One(Path),
-    Many(Box<[Path]>),
+/// A prefix's paths as one `u64` map value: a single path packed inline (attribute
+/// index, peer, stale flag), or the index of a slot of several.
+const MANY: u64 = 1 << 63;
+
+fn pack(p: Path) -> u64 {
+    p.attrs as u64 | (p.peer as u64) << 32 | (p.stale as u64) << 48
 }
 
-impl Paths {
+fn unpack(v: u64) -> Path {
+    Path {
+        attrs: v as u32,
+        peer: (v >> 32) as u16,
+        stale: v >> 48 & 1 == 1,
+    }
+}
+
+/// A prefix's paths, borrowed from the RIB.
+enum PathList<'a> {
+    None,
+    One(Path),
+    Many(&'a [Path]),
+}
+
+impl PathList<'_> {
     fn as_slice(&self) -> &[Path] {
         match self {
-            Paths::One(p) => std::slice::from_ref(p),
-            Paths::Many(v) => v,
-        }
-    }
-
-    fn from_vec(mut v: Vec<Path>) -> Option<Paths> {
-        match v.len() {
-            0 => None,
-            1 => Some(Paths::One(v.pop().unwrap())),
-            _ => Some(Paths::Many(v.into_boxed_slice())),
+            PathList::None => &[],
+            PathList::One(p) => std::slice::from_ref(p),
+            PathList::Many(v) => v,
         }
     }
 }
@@ -141,8 +150,12 @@ impl AttrTable {
 #[derive(Default)]
 pub struct Rib {
     peers: HashMap<PeerId, PeerInfo>,
-    v4: HashMap<u64, Paths>,
-    v6: HashMap<(u128, u8), Paths>,
+    /// IPv4 prefixes (address << 8 | length) and IPv6 ones: a 16-byte entry for IPv4.
+    v4: HashMap<u64, u64>,
+    v6: HashMap<(u128, u8), u64>,
+    /// Prefixes with several paths keep them here (index in the map value).
+    many: Vec<Box<[Path]>>,
+    many_free: Vec<u32>,
     attrs: AttrTable,
     local: Option<Local>,
     /// Paths held per peer (prefixes received).
@@ -214,19 +227,55 @@ impl Rib {
         a.mp_next_hop.or(a.next_hop.map(IpAddr::V4))
     }
 
-    fn paths(&self, prefix: IpNet) -> &[Path] {
-        let p = match prefix.trunc() {
+    fn list(&self, v: Option<&u64>) -> PathList<'_> {
+        match v {
+            None => PathList::None,
+            Some(&v) if v & MANY != 0 => PathList::Many(&self.many[v as u32 as usize]),
+            Some(&v) => PathList::One(unpack(v)),
+        }
+    }
+
+    fn paths(&self, prefix: IpNet) -> PathList<'_> {
+        self.list(match prefix.trunc() {
             IpNet::V4(n) => self.v4.get(&key4(n)),
             IpNet::V6(n) => self.v6.get(&(u128::from(n.network()), n.prefix_len())),
-        };
-        p.map_or(&[], Paths::as_slice)
+        })
     }
 
     /// Replace the paths of `prefix` by what `f` makes of them.
     fn edit(&mut self, prefix: IpNet, f: impl FnOnce(&mut Vec<Path>)) {
-        let mut v = self.paths(prefix).to_vec();
+        let mut v = self.paths(prefix).as_slice().to_vec();
         f(&mut v);
-        let new = Paths::from_vec(v);
+        let old = match prefix.trunc() {
+            IpNet::V4(n) => self.v4.get(&key4(n)).copied(),
+            IpNet::V6(n) => self
+                .v6
+                .get(&(u128::from(n.network()), n.prefix_len()))
+                .copied(),
+        };
+        let old_slot = old.filter(|o| o & MANY != 0).map(|o| o as u32);
+        let new = match v.len() {
+            0 => None,
+            1 => Some(pack(v[0])),
+            _ => {
+                let slot = match old_slot {
+                    Some(i) => i,
+                    None => match self.many_free.pop() {
+                        Some(i) => i,
+                        None => {
+                            self.many.push(Box::new([]));
+                            (self.many.len() - 1) as u32
+                        }
+                    },
+                };
+                self.many[slot as usize] = v.into_boxed_slice();
+                Some(MANY | slot as u64)
+            }
+        };
+        if let Some(i) = old_slot.filter(|_| new.is_none_or(|n| n & MANY == 0)) {
+            self.many[i as usize] = Box::new([]);
+            self.many_free.push(i);
+        }
         match (prefix.trunc(), new) {
             (IpNet::V4(n), Some(p)) => {
                 self.v4.insert(key4(n), p);
@@ -266,7 +315,12 @@ impl Rib {
         let mut changed = Vec::new();
         for &p in prefixes {
             let before = self.best_key(p);
-            let old = self.paths(p).iter().find(|x| x.peer == peer).copied();
+            let old = self
+                .paths(p)
+                .as_slice()
+                .iter()
+                .find(|x| x.peer == peer)
+                .copied();
             if let Some(o) = old {
                 if o.attrs == id && !o.stale {
                     continue; // the same announcement again
@@ -298,7 +352,13 @@ impl Rib {
     pub fn withdraw(&mut self, peer: PeerId, prefixes: &[IpNet]) -> Vec<IpNet> {
         let mut changed = Vec::new();
         for &p in prefixes {
-            let Some(old) = self.paths(p).iter().find(|x| x.peer == peer).copied() else {
+            let Some(old) = self
+                .paths(p)
+                .as_slice()
+                .iter()
+                .find(|x| x.peer == peer)
+                .copied()
+            else {
                 continue;
             };
             let before = self.best_key(p);
@@ -314,18 +374,19 @@ impl Rib {
 
     /// Every prefix `peer` has a path for (and, with `stale_only`, a stale one).
     fn prefixes_of(&self, peer: PeerId, stale_only: bool) -> Vec<IpNet> {
-        let has = |ps: &Paths| {
-            ps.as_slice()
+        let has = |v: &u64| {
+            self.list(Some(v))
+                .as_slice()
                 .iter()
                 .any(|x| x.peer == peer && (x.stale || !stale_only))
         };
         let v4 = self
             .v4
             .iter()
-            .filter(|(_, ps)| has(ps))
+            .filter(|(_, v)| has(v))
             .map(|(k, _)| net4(*k));
         let v6 =
-            self.v6.iter().filter(|(_, ps)| has(ps)).map(|((a, l), _)| {
+            self.v6.iter().filter(|(_, v)| has(v)).map(|((a, l), _)| {
                 IpNet::V6(Ipv6Net::new((*a).into(), *l).expect("a stored prefix"))
             });
         v4.chain(v6).collect()
@@ -340,16 +401,22 @@ impl Rib {
     /// Graceful restart helper (RFC 4724 §4.2): the peer restarted; keep its paths as
     /// stale (still forwarding) until it re-announces them or `sweep_stale`.
     pub fn mark_stale(&mut self, peer: PeerId) {
-        let mark = |ps: &mut Paths| match ps {
-            Paths::One(p) if p.peer == peer => p.stale = true,
-            Paths::One(_) => {}
-            Paths::Many(v) => v
-                .iter_mut()
-                .filter(|x| x.peer == peer)
-                .for_each(|x| x.stale = true),
+        let many = &mut self.many;
+        let mut mark = |v: &mut u64| {
+            if *v & MANY != 0 {
+                many[*v as u32 as usize]
+                    .iter_mut()
+                    .filter(|x| x.peer == peer)
+                    .for_each(|x| x.stale = true);
+            } else if unpack(*v).peer == peer {
+                *v = pack(Path {
+                    stale: true,
+                    ..unpack(*v)
+                });
+            }
         };
-        self.v4.values_mut().for_each(mark);
-        self.v6.values_mut().for_each(mark);
+        self.v4.values_mut().for_each(&mut mark);
+        self.v6.values_mut().for_each(&mut mark);
     }
 
     /// End-of-RIB from the restarted peer (or the restart timer ran out): paths it did not
@@ -361,18 +428,16 @@ impl Rib {
 
     /// The best paths to `prefix`: the winner of the decision process and every path
     /// equal to it up to the router-id tie-break (multipath, for ECMP).
-    pub fn best(&self, prefix: IpNet) -> Vec<&Path> {
+    pub fn best(&self, prefix: IpNet) -> Vec<Path> {
         let list = self.paths(prefix);
-        if list.len() <= 1 {
-            return list.iter().collect();
+        let mut paths = list.as_slice().to_vec();
+        if paths.len() <= 1 {
+            return paths;
         }
-        let mut sorted: Vec<&Path> = list.iter().collect();
-        sorted.sort_by(|a, b| self.compare(a, b));
-        let first = sorted[0];
-        sorted
-            .into_iter()
-            .take_while(|p| self.compare_multipath(first, p) == Ordering::Equal)
-            .collect()
+        paths.sort_by(|a, b| self.compare(a, b));
+        let first = paths[0];
+        paths.retain(|p| self.compare_multipath(&first, p) == Ordering::Equal);
+        paths
     }
 
     /// What the FIB needs of the best paths: their distinct next hops, sorted.

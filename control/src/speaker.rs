@@ -681,7 +681,7 @@ impl Reflector {
         if from == to || !family_up || !dst.ibgp || (src.ibgp && !src.rr_client && !dst.rr_client) {
             return None;
         }
-        let mut attrs = rib.attrs(best).clone();
+        let mut attrs = rib.attrs(&best).clone();
         if src.ibgp {
             attrs.originator_id = attrs
                 .originator_id
@@ -690,7 +690,7 @@ impl Reflector {
         } else {
             attrs.local_pref = attrs.local_pref.or(Some(100));
         }
-        Some((attrs, rib.next_hop(best)?))
+        Some((attrs, rib.next_hop(&best)?))
     }
 
     /// Bring every established peer up to date for `prefixes`.

@@ -8,11 +8,11 @@ out=$(target/debug/bgpbench --routes 20000 --json --vrouterd target/debug/vroute
 python3 - "$out" <<'PY'
 import json, sys
 r = json.loads(sys.argv[1])
-keys = ["routes", "unique_routes", "sender_alone_s", "vrouter_converge_s", "bird_kernel_converge_s",
+keys = ["routes", "drawn", "sender_alone_s", "vrouter_converge_s", "bird_kernel_converge_s",
         "ratio", "vrouter_rss_bytes", "vrouter_bytes_per_route", "bird_rss_bytes", "churn_updates_per_s"]
 bad = [k for k in keys if not (isinstance(r.get(k), (int, float)) and r[k] > 0)]
-if bad or r["bird_kernel_routes"] < r["unique_routes"]:
+if bad or r["routes"] != 20000 or r["bird_kernel_routes"] < r["routes"]:
     sys.exit(f"bgpbench-smoke: FAIL: missing or non-positive {bad}: {r}")
-print(f"bgpbench-smoke: ok ({r['unique_routes']} routes: vrouterd {r['vrouter_converge_s']:.3f} s, "
+print(f"bgpbench-smoke: ok ({r['routes']} routes: vrouterd {r['vrouter_converge_s']:.3f} s, "
       f"BIRD {r['bird_kernel_converge_s']:.3f} s)")
 PY

@@ -1,7 +1,7 @@
 //! `bgpbench`: how fast a full table learnt over BGP becomes usable by the workers.
 //!
 //! A sender (ours: pre-encoded UPDATEs packing hundreds of prefixes each, written as
-//! fast as TCP takes them) announces N routes (default 1,076,806 drawn with DPDK's
+//! fast as TCP takes them) announces N distinct routes (default 1,076,806 with DPDK's
 //! length distribution, fixed seed) over eBGP to the device under test in a namespace:
 //!   1. a discarding sink (our own minimal speaker): the sender alone, so that it is
 //!      known not to be the bottleneck;
@@ -30,7 +30,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 #[derive(Parser)]
 #[command(about = "BGP full-table convergence: vrouterd vs BIRD into the kernel")]
 struct Opts {
-    /// Routes to announce (drawn with DPDK's prefix-length distribution).
+    /// Distinct routes to announce (DPDK's prefix-length distribution).
     #[arg(long, default_value_t = 1_076_806)]
     routes: usize,
     #[arg(long, default_value_t = fib::synth::DEFAULT_SEED)]
@@ -49,7 +49,8 @@ struct Opts {
 #[derive(Serialize)]
 struct Report {
     routes: usize,
-    unique_routes: usize,
+    /// Prefixes drawn from DPDK's distribution to get `routes` distinct valid ones.
+    drawn: usize,
     updates: usize,
     sender_alone_s: f64,
     vrouter_converge_s: f64,
@@ -83,19 +84,32 @@ fn now_us() -> u64 {
         .as_micros() as u64
 }
 
-/// The table: DPDK's distribution, unique, without networks no BGP speaker or kernel
-/// takes as unicast (0/8, 127/8, multicast and above).
-fn table(n: usize, seed: u64) -> Vec<Ipv4Net> {
-    let mut seen = HashSet::new();
-    fib::synth::dpdk_v4(n, seed)
-        .into_iter()
-        .map(|p| p.trunc())
-        .filter(|p| {
-            let first = p.network().octets()[0];
-            first != 0 && first != 127 && first < 224 && p.prefix_len() >= 8
-        })
-        .filter(|p| seen.insert(*p))
-        .collect()
+/// The table: `n` distinct prefixes with DPDK's length distribution, none of them a
+/// network no BGP speaker or kernel takes as unicast (0/8, 127/8, multicast and above,
+/// shorter than /8). DPDK's own draw repeats prefixes (few /8–/16 exist) and some fall
+/// in those networks, so a larger draw is made and `n` of its valid distinct prefixes
+/// are taken evenly across it (it is ordered by length: each length keeps its share).
+/// Returns the table and how many prefixes were drawn.
+fn table(n: usize, seed: u64) -> (Vec<Ipv4Net>, usize) {
+    let mut drawn = n;
+    loop {
+        let mut seen = HashSet::new();
+        let valid: Vec<Ipv4Net> = fib::synth::dpdk_v4(drawn, seed)
+            .into_iter()
+            .map(|p| p.trunc())
+            .filter(|p| {
+                let first = p.network().octets()[0];
+                first != 0 && first != 127 && first < 224 && p.prefix_len() >= 8
+            })
+            .filter(|p| seen.insert(*p))
+            .collect();
+        if valid.len() >= n {
+            let step = valid.len() as f64 / n as f64;
+            let table = (0..n).map(|i| valid[(i as f64 * step) as usize]).collect();
+            return (table, drawn);
+        }
+        drawn = (drawn as f64 * n as f64 / valid.len().max(1) as f64 * 1.02) as usize + 1;
+    }
 }
 
 /// UPDATEs announcing `prefixes` from AS 65000 with next hop the sender.
@@ -513,7 +527,7 @@ fn main() {
     }
     netns::install_interrupt_handler().unwrap_or_else(|e| fail(&e.to_string()));
     netns::remove_stale("bgpb");
-    let prefixes = table(opts.routes, opts.seed);
+    let (prefixes, drawn) = table(opts.routes, opts.seed);
     let updates = encode_announce(&prefixes);
     let messages = {
         let mut n = 0;
@@ -525,8 +539,7 @@ fn main() {
         n
     };
     eprintln!(
-        "bgpbench: {} routes drawn, {} unique announced in {} UPDATEs ({:.1} MB)",
-        opts.routes,
+        "bgpbench: {} distinct unicast routes (of {drawn} drawn with DPDK's distribution) in {} UPDATEs ({:.1} MB)",
         prefixes.len(),
         messages,
         updates.len() as f64 / 1e6
@@ -579,8 +592,8 @@ fn main() {
     };
     let per_route = v.rss_after.saturating_sub(v.rss_before) as f64 / prefixes.len() as f64;
     let r = Report {
-        routes: opts.routes,
-        unique_routes: prefixes.len(),
+        routes: prefixes.len(),
+        drawn,
         updates: messages,
         sender_alone_s,
         vrouter_converge_s: v.converge_s,
@@ -599,7 +612,7 @@ fn main() {
         println!("{}", serde_json::to_string_pretty(&r).unwrap());
         return;
     }
-    println!("bgpbench: {} unique IPv4 routes (DPDK distribution, seed {}), {} UPDATEs, eBGP from one sender", r.unique_routes, opts.seed, r.updates);
+    println!("bgpbench: {} distinct IPv4 routes (DPDK's length distribution, seed {}), {} UPDATEs, eBGP from one sender", r.routes, opts.seed, r.updates);
     println!();
     println!("| receiver | seconds from Established to all routes usable | RSS |");
     println!("|---|---|---|");
