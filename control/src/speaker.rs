@@ -98,8 +98,18 @@ pub type Status = Arc<Mutex<Vec<PeerStatus>>>;
 /// The running speaker: its status, and dropping it stops the thread.
 pub struct Speaker {
     pub status: Status,
+    /// Our blocks, as announced to every peer (see `set_advertised`).
+    blocks: tokio::sync::watch::Sender<Vec<IpNet>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Speaker {
+    /// Change our blocks: peers get the new ones announced and the dropped ones
+    /// withdrawn at once.
+    pub fn set_advertised(&self, blocks: Vec<IpNet>) {
+        self.blocks.send_replace(blocks);
+    }
 }
 
 impl Drop for Speaker {
@@ -160,19 +170,21 @@ pub fn spawn(
         }
     }
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+    let (blocks_tx, blocks_rx) = tokio::sync::watch::channel(cfg.advertise.clone());
     let st = status.clone();
     let thread = std::thread::Builder::new()
         .name("bgp".into())
         .spawn(move || {
             rt.block_on(async move {
                 tokio::select! {
-                    _ = run(cfg, listener, routes, st) => {}
+                    _ = run(cfg, listener, routes, st, blocks_rx) => {}
                     _ = stop_rx => {}
                 }
             })
         })?;
     Ok(Speaker {
         status,
+        blocks: blocks_tx,
         stop: Some(stop_tx),
         thread: Some(thread),
     })
@@ -183,6 +195,7 @@ async fn run(
     listener: Option<TcpListener>,
     routes: std::sync::mpsc::Sender<Vec<RouteChange>>,
     status: Status,
+    blocks: tokio::sync::watch::Receiver<Vec<IpNet>>,
 ) {
     let (rib_tx, rib_rx) = mpsc::unbounded_channel();
     let mut incoming = Vec::new();
@@ -202,6 +215,7 @@ async fn run(
             p.clone(),
             rx,
             out_rx,
+            blocks.clone(),
             rib_tx.clone(),
             status.clone(),
         ));
@@ -293,9 +307,12 @@ async fn peer_task(
     peer: PeerConfig,
     mut accepted: mpsc::UnboundedReceiver<TcpStream>,
     mut outbound: mpsc::UnboundedReceiver<Vec<u8>>,
+    mut blocks: tokio::sync::watch::Receiver<Vec<IpNet>>,
     rib: mpsc::UnboundedSender<RibEvent>,
     status: Status,
 ) {
+    // Our blocks as this session last announced them.
+    let mut announced: Vec<IpNet> = Vec::new();
     let mut fsm_cfg = fsm::Config::new(cfg.asn, peer.asn, cfg.router_id);
     fsm_cfg.hold_time = peer.hold_time;
     fsm_cfg.keepalive = peer.keepalive;
@@ -382,7 +399,8 @@ async fn peer_task(
                     };
                     // Our blocks first; the RIB task then sends what it reflects (if
                     // anything) and End-of-RIB.
-                    let sent = advertise(&cfg, &peer, &n, writer.as_mut()).await;
+                    announced = blocks.borrow_and_update().clone();
+                    let sent = advertise(&cfg, &peer, &n, &announced, writer.as_mut()).await;
                     let _ = rib.send(RibEvent::Up(idx, info, n.families.clone()));
                     set_status(&status, idx, |p| {
                         p.prefixes_sent = sent;
@@ -395,7 +413,7 @@ async fn peer_task(
                 }
                 Event::RouteRefresh(_) => {
                     if let Some(n) = &negotiated {
-                        advertise(&cfg, &peer, n, writer.as_mut()).await;
+                        advertise(&cfg, &peer, n, &announced, writer.as_mut()).await;
                     }
                 }
                 Event::Down(why) => {
@@ -485,6 +503,23 @@ async fn peer_task(
                 };
                 if !alive {
                     second = None;
+                }
+                Vec::new()
+            },
+            Ok(()) = blocks.changed() => {
+                let now: Vec<IpNet> = blocks.borrow_and_update().clone();
+                if let (Some(n), State::Established) = (&negotiated, s.state()) {
+                    let added: Vec<IpNet> = now.iter().filter(|b| !announced.contains(b)).copied().collect();
+                    let gone: Vec<IpNet> = announced.iter().filter(|b| !now.contains(b)).copied().collect();
+                    advertise(&cfg, &peer, n, &added, writer.as_mut()).await;
+                    if let Some(w) = writer.as_mut() {
+                        for m in wire::withdraw(&gone) {
+                            let _ = w.write_all(&m).await;
+                        }
+                    }
+                    announced = now;
+                    let sent = announced.len();
+                    set_status(&status, idx, |p| p.prefixes_sent = sent);
                 }
                 Vec::new()
             },
@@ -599,11 +634,12 @@ fn adopt(
     events
 }
 
-/// Send our blocks for each negotiated family; returns prefixes sent.
+/// Announce `blocks` (ours) in each negotiated family; returns prefixes sent.
 async fn advertise(
     cfg: &SpeakerConfig,
     peer: &PeerConfig,
     n: &Negotiated,
+    blocks: &[IpNet],
     writer: Option<&mut OwnedWriteHalf>,
 ) -> usize {
     let Some(w) = writer else { return 0 };
@@ -617,8 +653,7 @@ async fn advertise(
     };
     let mut sent = 0;
     for f in &n.families {
-        let prefixes: Vec<IpNet> = cfg
-            .advertise
+        let prefixes: Vec<IpNet> = blocks
             .iter()
             .copied()
             .filter(|p| {

@@ -239,3 +239,31 @@ fn both_sides_connecting_resolve_to_one_session() {
         drop(a);
     }
 }
+
+#[test]
+fn changing_our_blocks_announces_and_withdraws_at_once() {
+    let (pa, pb) = (free_port(), free_port());
+    let (ta, _ra) = mpsc::channel();
+    let (tb, rb) = mpsc::channel();
+    let a = speaker::spawn(cfg(1, 2, pa, pb, "10.244.1.0/26", None), ta).unwrap();
+    let b = speaker::spawn(cfg(2, 1, pb, pa, "10.244.2.0/26", None), tb).unwrap();
+    assert!(wait_for(&rb, "10.244.1.0/26", Duration::from_secs(10)).is_some());
+    // A's endpoint moved to another block: the old one is withdrawn, the new announced.
+    a.set_advertised(vec!["10.244.1.64/26".parse().unwrap()]);
+    let mut seen = std::collections::HashMap::new();
+    let end = Instant::now() + Duration::from_secs(5);
+    while seen.len() < 2 && Instant::now() < end {
+        if let Ok(batch) = rb.recv_timeout(Duration::from_millis(200)) {
+            for c in batch {
+                seen.insert(c.prefix.to_string(), c.next_hops);
+            }
+        }
+    }
+    assert_eq!(seen.get("10.244.1.0/26"), Some(&vec![]), "{seen:?}");
+    assert_eq!(
+        seen.get("10.244.1.64/26"),
+        Some(&vec![IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1))])
+    );
+    drop(b);
+    drop(a);
+}
