@@ -209,16 +209,14 @@ async fn run(
             rr_client: p.rr_client,
             tx: out_tx,
         });
-        tokio::spawn(peer_task(
-            i as u16,
-            cfg.clone(),
-            p.clone(),
-            rx,
-            out_rx,
-            blocks.clone(),
-            rib_tx.clone(),
-            status.clone(),
-        ));
+        let links = PeerLinks {
+            accepted: rx,
+            outbound: out_rx,
+            blocks: blocks.clone(),
+            rib: rib_tx.clone(),
+            status: status.clone(),
+        };
+        tokio::spawn(peer_task(i as u16, cfg.clone(), p.clone(), links));
     }
     let local = Local {
         asn: cfg.asn,
@@ -301,16 +299,24 @@ fn set_status(status: &Status, i: u16, f: impl FnOnce(&mut PeerStatus)) {
 }
 
 /// One neighbour: its session, its connection, its timers.
-async fn peer_task(
-    idx: u16,
-    cfg: SpeakerConfig,
-    peer: PeerConfig,
-    mut accepted: mpsc::UnboundedReceiver<TcpStream>,
-    mut outbound: mpsc::UnboundedReceiver<Vec<u8>>,
-    mut blocks: tokio::sync::watch::Receiver<Vec<IpNet>>,
+/// What a peer task talks to: connections accepted for it, bytes the RIB task sends
+/// it, our blocks, the RIB task, and the status table.
+struct PeerLinks {
+    accepted: mpsc::UnboundedReceiver<TcpStream>,
+    outbound: mpsc::UnboundedReceiver<Vec<u8>>,
+    blocks: tokio::sync::watch::Receiver<Vec<IpNet>>,
     rib: mpsc::UnboundedSender<RibEvent>,
     status: Status,
-) {
+}
+
+async fn peer_task(idx: u16, cfg: SpeakerConfig, peer: PeerConfig, links: PeerLinks) {
+    let PeerLinks {
+        mut accepted,
+        mut outbound,
+        mut blocks,
+        rib,
+        status,
+    } = links;
     // Our blocks as this session last announced them.
     let mut announced: Vec<IpNet> = Vec::new();
     let mut fsm_cfg = fsm::Config::new(cfg.asn, peer.asn, cfg.router_id);
