@@ -2,6 +2,7 @@
 //! FIB and the gRPC API. Never imports the dataplane.
 
 pub mod bgp;
+pub mod ipam;
 pub mod rib;
 pub mod speaker;
 pub mod tcp_md5;
