@@ -6,8 +6,8 @@ set -euo pipefail
 # Debian packages the test suite needs: clang, libelf-dev, m4, zlib for xsk-rs (use_cc_build)
 # and our XDP program; iperf3, socat, scapy, tshark for the namespace tests.
 # bird2, frr, gobgpd: real BGP peers of the control-plane tests (started by the tests
-# themselves in namespaces, never as services).
-TEST_PKGS=(iproute2 iputils-ping pkg-config clang libelf-dev m4 zlib1g-dev iperf3 ethtool socat python3-scapy tcpdump tshark bird2 frr gobgpd)
+# themselves in namespaces, never as services); systemd for `systemd-analyze verify`.
+TEST_PKGS=(iproute2 iputils-ping pkg-config clang libelf-dev m4 zlib1g-dev iperf3 ethtool socat python3-scapy tcpdump tshark bird2 frr gobgpd systemd)
 # Extra packages for `fibbench --compare-dpdk` (dpdk-test lives in dpdk-dev).
 BENCH_PKGS=(dpdk-dev)
 

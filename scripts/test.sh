@@ -15,4 +15,6 @@ tests/e2e/overlay.sh
 # The BGP speaker: two vrouterd nodes in a mesh, with BIRD, FRR and GoBGP from Debian.
 tests/e2e/bgp.sh
 tests/e2e/bgpbench-smoke.sh
+# The systemd unit (systemd-analyze verify) and the notify / watchdog protocol.
+tests/e2e/systemd.sh
 echo "test.sh: all tests passed"

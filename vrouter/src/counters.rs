@@ -115,6 +115,9 @@ pub struct Counters {
     workers: Box<[CachePadded<WorkerCounters>]>,
     /// Each worker's backend counts (`io::BackendStats::values`), stored whole.
     backend: Box<[CachePadded<[AtomicU64; crate::io::BACKEND_COUNTS]>]>,
+    /// Each worker's heartbeat: bumped with every backend publication (a few times a
+    /// second while its loop runs, busy or idle), read by the systemd watchdog.
+    heartbeats: Box<[CachePadded<AtomicU64>]>,
 }
 
 impl Counters {
@@ -124,6 +127,7 @@ impl Counters {
                 .map(|_| CachePadded::new(WorkerCounters::default()))
                 .collect(),
             backend: (0..workers).map(|_| CachePadded::default()).collect(),
+            heartbeats: (0..workers).map(|_| CachePadded::default()).collect(),
         }
     }
 
@@ -132,6 +136,16 @@ impl Counters {
         for (a, v) in self.backend[w].iter().zip(values) {
             a.store(v, Ordering::Relaxed);
         }
+        let h = &self.heartbeats[w];
+        h.store(h.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    }
+
+    /// Every worker's heartbeat (see `publish_backend`).
+    pub fn heartbeats(&self) -> Vec<u64> {
+        self.heartbeats
+            .iter()
+            .map(|h| h.load(Ordering::Relaxed))
+            .collect()
     }
 
     /// Backend counts summed over workers.

@@ -740,6 +740,17 @@ pub fn run(config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> io::
     };
     let mut learned =
         crate::bgp::Learned::new(&plan, nexthop_capacity, tunnel_capacity, group_capacity);
+    // systemd (Type=notify): ready now that workers forward and BGP has started.
+    let mut notifier = crate::notify::Notifier::from_env()?;
+    notifier.send(&format!(
+        "READY=1\nSTATUS=forwarding with {} worker(s){}",
+        threads.len(),
+        if speaker.is_some() {
+            ", BGP started"
+        } else {
+            ""
+        }
+    ));
     let mut asked: HashMap<u32, Instant> = HashMap::new();
     let mut last_stats = Instant::now() - Duration::from_secs(1);
     let mut last_neighbours = Instant::now() - Duration::from_secs(1);
@@ -768,6 +779,7 @@ pub fn run(config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> io::
             }
             last_install = std::time::SystemTime::now();
         }
+        notifier.tick(counters.heartbeats());
         if last_neighbours.elapsed() >= Duration::from_millis(90) {
             last_neighbours = Instant::now();
             if let Some(n) = neighbours.as_mut() {
@@ -803,6 +815,7 @@ pub fn run(config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> io::
         }
     }
     info!("stopping");
+    notifier.send("STOPPING=1");
     if speaker.is_some() {
         crate::bgp::mark_clean_stop(config);
     }

@@ -16,6 +16,7 @@ pub mod io;
 pub mod nd;
 pub mod neigh;
 pub mod nexthop;
+pub mod notify;
 pub mod pipeline;
 pub mod tunnel;
 pub mod worker;
