@@ -5,7 +5,8 @@
 //! length distribution, fixed seed) over eBGP to the device under test in a namespace:
 //!   1. a discarding sink (our own minimal speaker): the sender alone, so that it is
 //!      known not to be the bottleneck;
-//!   2. vrouterd: from Established (as the sender sees it) to the moment the last route
+//!   2. vrouterd (with the environment of configs/vrouterd.service, as deployed): from
+//!      Established (as the sender sees it) to the moment the last route
 //!      reached the FIB the workers read (`bgp.last_install_unix_ms` in its stats file,
 //!      polled until all N are installed), its RSS growth per route, then churn:
 //!      withdraw 10% of the table and announce it again;
@@ -61,6 +62,8 @@ struct Report {
     vrouter_rss_peak_bytes: usize,
     vrouter_bytes_per_route: f64,
     vrouter_fib_bytes_per_route: f64,
+    /// The environment vrouterd ran with (the systemd unit's).
+    vrouter_environment: Vec<String>,
     bird_rss_bytes: Option<usize>,
     bird_kernel_routes: Option<usize>,
     churn_updates_per_s: f64,
@@ -294,6 +297,17 @@ fn wait_installed(path: &Path, want: usize, within: Duration) -> io::Result<u64>
     }
 }
 
+/// The environment the shipped systemd unit gives vrouterd (its `Environment=` lines):
+/// the daemon is measured as deployed.
+fn unit_environment() -> Vec<(String, String)> {
+    include_str!("../../../configs/vrouterd.service")
+        .lines()
+        .filter_map(|l| l.strip_prefix("Environment="))
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 struct Killed(Child);
 impl Drop for Killed {
     fn drop(&mut self) {
@@ -346,6 +360,7 @@ hold_time = 240
         ),
     )?;
     let child = Command::new("ip")
+        .envs(unit_environment())
         .args(["netns", "exec", dut.name()])
         .arg(bin)
         .args(["--config"])
@@ -604,6 +619,10 @@ fn main() {
         vrouter_rss_peak_bytes: v.rss_peak,
         vrouter_bytes_per_route: per_route,
         vrouter_fib_bytes_per_route: v.fib_bytes as f64 / prefixes.len() as f64,
+        vrouter_environment: unit_environment()
+            .into_iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect(),
         bird_rss_bytes: bird.map(|b| b.1),
         bird_kernel_routes: bird.map(|b| b.2),
         churn_updates_per_s: v.churn_updates_per_s,
