@@ -24,10 +24,9 @@ done
 [[ -x $VROUTERD ]] || die "$VROUTERD not built"
 
 WORK=$(mktemp -d)
+. tests/e2e/lib.sh
 chmod 755 "$WORK"
 PIDS=()
-nsx() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
-off() { nsx "$1" ethtool -K "$2" tx off tso off gso off gro off >/dev/null 2>&1 || true; }
 cleanup() {
     for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
     for ns in hub n1 n2 n3 a b c rr frr gb; do
@@ -37,49 +36,17 @@ cleanup() {
     rm -rf "$WORK"
 }
 trap cleanup EXIT
-failures=0
-check() {
-    local name=$1; shift
-    if "$@" >"$WORK/out" 2>&1; then echo "PASS  $name"; else
-        echo "FAIL  $name"; sed 's/^/      /' "$WORK/out" | tail -15; failures=$((failures + 1)); fi
-}
 # Retry a check's command for up to $1 seconds (sessions and routes take a moment).
 within() { local t=$1; shift; local end=$((SECONDS + t)); until "$@"; do ((SECONDS < end)) || return 1; sleep 0.5; done; }
 
 # --- underlay bridge; nodes n1 .1 and n2 .2; BIRD .10, FRR .11, GoBGP .12
-ip netns add ${P}hub
-nsx ${P}hub ip link add br0 type bridge
-nsx ${P}hub ip link set br0 up
-underlay() { # ns ip4 ip6
-    ip netns add "$1"
-    nsx "$1" ip link set lo up
-    ip link add up0 netns "$1" type veth peer name "p-$1" netns ${P}hub
-    nsx ${P}hub ip link set "p-$1" master br0 up
-    nsx "$1" ip link set up0 up
-    nsx "$1" ip addr add "$2/24" dev up0
-    nsx "$1" ip -6 addr add "$3/64" dev up0 nodad
-    off "$1" up0
-}
+hub
 underlay ${P}n1 10.98.0.1 fd98::1
 underlay ${P}n2 10.98.0.2 fd98::2
 underlay ${P}n3 10.98.0.3 fd98::3
 underlay ${P}rr 10.98.0.10 fd98::10
 underlay ${P}frr 10.98.0.11 fd98::11
 underlay ${P}gb 10.98.0.12 fd98::12
-pod() { # pod-ns node-ns host-if ip4 ip6
-    ip netns add "$1"
-    nsx "$1" ip link set lo up
-    ip link add "$3" netns "$2" type veth peer name eth0 netns "$1"
-    nsx "$2" ip link set "$3" address ee:ee:ee:ee:ee:ee up
-    off "$2" "$3"
-    nsx "$1" ip link set eth0 up
-    nsx "$1" ip addr add "$4/32" dev eth0
-    nsx "$1" ip -6 addr add "$5/128" dev eth0 nodad
-    nsx "$1" ip route add 169.254.1.1 dev eth0 scope link
-    nsx "$1" ip route add default via 169.254.1.1 dev eth0
-    nsx "$1" ip -6 route add default via fe80::ecee:eeff:feee:eeee dev eth0
-    off "$1" eth0
-}
 pod ${P}a ${P}n1 ${P}a0 10.244.1.2 fd10::1:2
 pod ${P}b ${P}n2 ${P}b0 10.244.2.2 fd10::2:2
 pod ${P}c ${P}n3 ${P}c0 10.244.3.2 fd10::3:2
@@ -149,14 +116,6 @@ established() { # n count
 routes_at_least() { bgp_q "$1" "j['routes_installed'] >= $2"; }
 show_bgp() { python3 -c "import json; print(json.dumps(json.load(open('$WORK/$1.json'))['bgp'], indent=1))"; }
 
-ping4() { nsx "$1" ping -c 3 -i 0.2 -W 2 "$2"; }
-ping6() { nsx "$1" ping -6 -c 3 -i 0.2 -W 2 "$2"; }
-tcp() { # server-ns client-ns addr
-    nsx "$1" iperf3 -s -1 >/dev/null 2>&1 &
-    local sp=$!; sleep 0.3
-    nsx "$2" iperf3 -c "$3" -t 2 | grep -E "sender|receiver"
-    local rc=${PIPESTATUS[0]}; wait $sp; return $rc
-}
 
 wait_mesh() { # every node Established with the other two and holding their v4 + v6 blocks
     local n; for n in n1 n2 n3; do within 30 established $n 2 && within 10 routes_at_least $n 4 || return 1; done

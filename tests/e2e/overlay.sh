@@ -18,9 +18,8 @@ done
 [[ -x $VROUTERD ]] || die "$VROUTERD not built"
 
 WORK=$(mktemp -d)
+. tests/e2e/lib.sh
 PIDS=()
-nsx() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
-off() { nsx "$1" ethtool -K "$2" tx off tso off gso off gro off >/dev/null 2>&1 || true; }
 cleanup() {
     for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
     for ns in hub hub2 r r2 n1 n2 n3 a b c k kp i; do
@@ -30,47 +29,15 @@ cleanup() {
     rm -rf "$WORK"
 }
 trap cleanup EXIT
-failures=0
-check() {
-    local name=$1; shift
-    if "$@" >"$WORK/out" 2>&1; then echo "PASS  $name"; else
-        echo "FAIL  $name"; sed 's/^/      /' "$WORK/out" | tail -15; failures=$((failures + 1)); fi
-}
 vtep() { python3 -c "import hashlib,sys; h=hashlib.sha1(sys.argv[1].encode()).digest(); print(':'.join('%02x'%b for b in [0x66]+list(h[:5])))" "$1"; }
 
 # --- underlay: a bridge in ns hub; node n1 .1, node n2 .2, kernel node k .20
-ip netns add ${P}hub
-nsx ${P}hub ip link add br0 type bridge
-nsx ${P}hub ip link set br0 up
-underlay() { # ns ip4 ip6
-    ip netns add "$1"
-    nsx "$1" ip link set lo up
-    ip link add up0 netns "$1" type veth peer name "p-$1" netns ${P}hub
-    nsx ${P}hub ip link set "p-$1" master br0 up
-    nsx "$1" ip link set up0 up
-    nsx "$1" ip addr add "$2/24" dev up0
-    nsx "$1" ip -6 addr add "$3/64" dev up0 nodad
-    off "$1" up0
-}
+hub
 underlay ${P}n1 10.98.0.1 fd98::1
 underlay ${P}n2 10.98.0.2 fd98::2
 underlay ${P}k 10.98.0.20 fd98::20
 underlay ${P}i 10.98.0.30 fd98::30
 
-pod() { # pod-ns node-ns host-if ip4 ip6
-    ip netns add "$1"
-    nsx "$1" ip link set lo up
-    ip link add "$3" netns "$2" type veth peer name eth0 netns "$1"
-    nsx "$2" ip link set "$3" address ee:ee:ee:ee:ee:ee up
-    off "$2" "$3"
-    nsx "$1" ip link set eth0 up
-    nsx "$1" ip addr add "$4/32" dev eth0
-    [[ -n $5 ]] && nsx "$1" ip -6 addr add "$5/128" dev eth0 nodad
-    nsx "$1" ip route add 169.254.1.1 dev eth0 scope link
-    nsx "$1" ip route add default via 169.254.1.1 dev eth0
-    [[ -n $5 ]] && nsx "$1" ip -6 route add default via fe80::ecee:eeff:feee:eeee dev eth0
-    off "$1" eth0
-}
 pod ${P}a ${P}n1 ${P}a0 10.244.1.2 fd10::1:2
 pod ${P}b ${P}n2 ${P}b0 10.244.2.2 fd10::2:2
 # A second subnet behind a router, for CrossSubnet: node n3 (10.97.0.3) with pod C.
@@ -217,14 +184,6 @@ start() { # mode: vxlan | ipip | never | crosssubnet
 }
 stop() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done; PIDS=(); sleep 0.5; }
 
-ping4() { nsx "$1" ping -c 3 -i 0.2 -W 2 "$2"; }
-ping6() { nsx "$1" ping -6 -c 3 -i 0.2 -W 2 "$2"; }
-tcp() { # server-ns client-ns addr
-    nsx "$1" iperf3 -s -1 >/dev/null 2>&1 &
-    local sp=$!; sleep 0.3
-    nsx "$2" iperf3 -c "$3" -t 2 | grep -E "sender|receiver"
-    local rc=${PIPESTATUS[0]}; wait $sp; return $rc
-}
 capture() { # file: capture the underlay at the hub, from node n1's port
     # Bounded in time too: a quiet phase must not leave the check waiting for packets.
     nsx ${P}hub timeout 10 tcpdump -i "p-${P}n1" -w "$1" -U -c 40 >/dev/null 2>&1 &
