@@ -166,6 +166,14 @@ fn key4(n: Ipv4Net) -> u64 {
     (u32::from(n.network()) as u64) << 8 | n.prefix_len() as u64
 }
 
+fn key6(n: Ipv6Net) -> (u128, u8) {
+    (u128::from(n.network()), n.prefix_len())
+}
+
+fn net6(&(a, l): &(u128, u8)) -> IpNet {
+    IpNet::V6(Ipv6Net::new(a.into(), l).expect("a stored prefix"))
+}
+
 fn net4(k: u64) -> IpNet {
     IpNet::V4(Ipv4Net::new(Ipv4Addr::from((k >> 8) as u32), k as u8).expect("a stored prefix"))
 }
@@ -209,10 +217,7 @@ impl Rib {
     /// Every prefix with a path (the route reflector's full advertisement).
     pub fn prefixes(&self) -> Vec<IpNet> {
         let v4 = self.v4.keys().map(|k| net4(*k));
-        let v6 = self
-            .v6
-            .keys()
-            .map(|(a, l)| IpNet::V6(Ipv6Net::new((*a).into(), *l).expect("a stored prefix")));
+        let v6 = self.v6.keys().map(net6);
         v4.chain(v6).collect()
     }
 
@@ -238,7 +243,7 @@ impl Rib {
     fn paths(&self, prefix: IpNet) -> PathList<'_> {
         self.list(match prefix.trunc() {
             IpNet::V4(n) => self.v4.get(&key4(n)),
-            IpNet::V6(n) => self.v6.get(&(u128::from(n.network()), n.prefix_len())),
+            IpNet::V6(n) => self.v6.get(&key6(n)),
         })
     }
 
@@ -248,10 +253,7 @@ impl Rib {
         f(&mut v);
         let old = match prefix.trunc() {
             IpNet::V4(n) => self.v4.get(&key4(n)).copied(),
-            IpNet::V6(n) => self
-                .v6
-                .get(&(u128::from(n.network()), n.prefix_len()))
-                .copied(),
+            IpNet::V6(n) => self.v6.get(&key6(n)).copied(),
         };
         let old_slot = old.filter(|o| o & MANY != 0).map(|o| o as u32);
         let new = match v.len() {
@@ -284,10 +286,10 @@ impl Rib {
                 self.v4.remove(&key4(n));
             }
             (IpNet::V6(n), Some(p)) => {
-                self.v6.insert((u128::from(n.network()), n.prefix_len()), p);
+                self.v6.insert(key6(n), p);
             }
             (IpNet::V6(n), None) => {
-                self.v6.remove(&(u128::from(n.network()), n.prefix_len()));
+                self.v6.remove(&key6(n));
             }
         }
     }
@@ -385,10 +387,7 @@ impl Rib {
             .iter()
             .filter(|(_, v)| has(v))
             .map(|(k, _)| net4(*k));
-        let v6 =
-            self.v6.iter().filter(|(_, v)| has(v)).map(|((a, l), _)| {
-                IpNet::V6(Ipv6Net::new((*a).into(), *l).expect("a stored prefix"))
-            });
+        let v6 = self.v6.iter().filter(|(_, v)| has(v)).map(|(k, _)| net6(k));
         v4.chain(v6).collect()
     }
 
