@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --bench
-cargo build --release --locked -q -p vrouter -p bench
+cargo build --release --locked -q -p vrouter -p control -p bench
 [[ $(id -u) -eq 0 ]] || { echo "demo: run as root (namespaces, AF_XDP)" >&2; exit 1; }
 
 P=vrdemo
@@ -52,6 +52,10 @@ for k, v in d["drops"].items():
 for e in d["endpoints"]:
     print(f"    endpoint {e['name']:<12} {e['interface']:<10} MAC learnt: {e['resolved']}")
 PY
+CTL="target/release/vrouterctl --socket $WORK/api.sock"
+show $CTL node status
+show $CTL endpoint list
+show $CTL route list --limit 8
 kill "$VR_PID"; wait "$VR_PID" 2>/dev/null || true; VR_PID=
 echo "    (vrouterd stopped; XDP left the uplink: $(nsx "$NODE" ip link show up0 | grep -c prog/xdp) programs attached)"
 

@@ -17,4 +17,6 @@ tests/e2e/bgp.sh
 tests/e2e/bgpbench-smoke.sh
 # The systemd unit (systemd-analyze verify) and the notify / watchdog protocol.
 tests/e2e/systemd.sh
+# The gRPC API through vrouterctl: endpoints, IPAM, pools, peers, watch, metrics, restart.
+tests/e2e/api.sh
 echo "test.sh: all tests passed"

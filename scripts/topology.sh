@@ -84,6 +84,8 @@ tap_pod_up() {
 write_config() { # file [poll_mode]
     cat >"$1" <<CFG
 node_name = "${P}-node"
+state_dir = "${1%/*}/state"
+api = { socket = "${1%/*}/api.sock" }
 node_ips = ["10.99.0.1/24", "fd99::1/64"]
 [[uplinks]]
 name = "up0"

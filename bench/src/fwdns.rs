@@ -537,6 +537,8 @@ impl Topology {
         let text = if self.scenario.overlay() {
             format!(
                 r#"node_name = "fwdbench"
+state_dir = "{dir}/state"
+api = {{ socket = "{dir}/api.sock" }}
 node_ips = ["{UNDERLAY_NODE}/24"]
 xdp_mode = "{mode}"
 [[uplinks]]
@@ -562,6 +564,7 @@ dst = "{REMOTE_BLOCK}"
 node = "remote"
 "#,
                 mode = opts.xdp_mode.name(),
+                dir = self.dir.display(),
                 encap = self.scenario.name(),
                 up = self.pod_if,
                 core = opts.dut_core,
@@ -572,6 +575,8 @@ node = "remote"
         } else {
             format!(
                 r#"node_name = "fwdbench"
+state_dir = "{dir}/state"
+api = {{ socket = "{dir}/api.sock" }}
 node_ips = ["{NODE_IP}/24"]
 xdp_mode = "{mode}"
 [[uplinks]]
@@ -589,6 +594,7 @@ ips = ["{POD_IP}/32"]
 mac = "{mac}"
 "#,
                 mode = opts.xdp_mode.name(),
+                dir = self.dir.display(),
                 up = self.up_if,
                 core = opts.dut_core,
                 pod = self.pod_if,

@@ -103,6 +103,24 @@ impl Ipam {
         Ok(Ipam { pools, state, path })
     }
 
+    /// Replace the pools (blocks already held stay held; new ones come from these).
+    pub fn set_pools(&mut self, pools: Vec<Pool>) {
+        self.pools = pools;
+    }
+
+    /// Every endpoint holding an address.
+    pub fn endpoints(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .state
+            .blocks
+            .values()
+            .flat_map(|b| b.values().cloned())
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
     /// The blocks this node holds (what it announces).
     pub fn blocks(&self) -> Vec<IpNet> {
         self.state.blocks.keys().copied().collect()
@@ -222,6 +240,11 @@ impl Ipam {
         };
         save_atomically(path, &serde_json::to_vec_pretty(&self.state)?)
     }
+}
+
+/// Write a file so a crash leaves the old content or the new, never half of either.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    save_atomically(path, bytes)
 }
 
 fn save_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {

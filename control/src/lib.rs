@@ -1,8 +1,12 @@
 //! The control plane: the embedded BGP speaker (`bgp`), later the RIB's sync into the
-//! FIB and the gRPC API. Never imports the dataplane.
+//! FIB, IPAM, metrics and the gRPC API (`api`, client `vrouterctl`). Never imports the
+//! dataplane.
 
+pub mod api;
 pub mod bgp;
+pub mod ctl;
 pub mod ipam;
+pub mod metrics;
 pub mod rib;
 pub mod speaker;
 pub mod tcp_md5;

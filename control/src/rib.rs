@@ -397,6 +397,16 @@ impl Rib {
         self.withdraw(peer, &prefixes)
     }
 
+    /// The peer was de-configured: its paths go, and so does what we knew of it, so
+    /// that its id can be given to another peer.
+    pub fn remove_peer(&mut self, peer: PeerId) -> Vec<IpNet> {
+        // Withdraw first: the decision process still needs the peer's info.
+        let changed = self.peer_down(peer);
+        self.peers.remove(&peer);
+        self.counts.remove(&peer);
+        changed
+    }
+
     /// Graceful restart helper (RFC 4724 §4.2): the peer restarted; keep its paths as
     /// stale (still forwarding) until it re-announces them or `sweep_stale`.
     pub fn mark_stale(&mut self, peer: PeerId) {

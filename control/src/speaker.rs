@@ -1,11 +1,17 @@
 //! The BGP speaker: the thin tokio driver around the sans-IO sessions and the RIB.
 //!
 //! ```text
-//!            listener (port 179) ── accepted TCP, by peer address ──┐
-//!                                                                   ▼
+//!   Speaker::add_peer / remove_peer ── Command ──┐
+//!                                                ▼
+//!   listener (port 179) ── accepted TCP ──► run: peer slots by index (a removed
+//!                          by peer address     peer's slot is free for the next)
+//!                                                │ starts / stops
+//!                                                ▼
 //!   peer task × N: owns a TCP connection and an fsm::Session ──► RibEvent ──► rib task
 //!     (connect, read, write, timers at poll_timeout)                  (Rib, batches of
 //!     on Established: sends our blocks + End-of-RIB                    a few ms)
+//!     on stop: Cease / Peer De-configured; run then tells the rib          │
+//!     task (Removed), which withdraws the peer's routes                    │
 //!                                                                          │
 //!                           std mpsc: Vec<RouteChange> to the daemon ◄─────┘
 //! ```
@@ -13,7 +19,7 @@
 //! competes with the poll-mode workers for more than that one thread.
 
 use crate::bgp::fsm::{self, Down, Event, Input, Negotiated, Session, State};
-use crate::bgp::wire::{self, Family, PathAttrs};
+use crate::bgp::wire::{self, err, Family, Notification, PathAttrs};
 use crate::rib::{Local, PeerInfo, Rib};
 use ipnet::IpNet;
 use std::collections::{HashMap, HashSet};
@@ -26,7 +32,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
 /// One configured neighbour.
@@ -100,7 +106,9 @@ pub struct Speaker {
     pub status: Status,
     /// Our blocks, as announced to every peer (see `set_advertised`).
     blocks: tokio::sync::watch::Sender<Vec<IpNet>>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Peers added and removed while running (see `add_peer`).
+    commands: mpsc::UnboundedSender<Command>,
+    stop: Option<oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -109,6 +117,32 @@ impl Speaker {
     /// withdrawn at once.
     pub fn set_advertised(&self, blocks: Vec<IpNet>) {
         self.blocks.send_replace(blocks);
+    }
+
+    /// Start a session with a new neighbour, as if it had been configured: it connects
+    /// out (unless passive), gets the connections accepted from its address, and shows
+    /// in `status`. An error when the address already is a peer.
+    ///
+    /// Blocks until the speaker thread has answered: call it from outside the speaker's
+    /// runtime (an ordinary thread, or `spawn_blocking`).
+    pub fn add_peer(&self, peer: PeerConfig) -> Result<(), String> {
+        self.call(|reply| Command::Add(peer, reply))
+    }
+
+    /// End the session with a neighbour and forget it: a Cease / Peer De-configured
+    /// NOTIFICATION (RFC 4486) if it has our OPEN, its routes withdrawn (in the usual
+    /// batches), its row gone from `status`. An error when the address is no peer.
+    ///
+    /// Blocks like `add_peer`.
+    pub fn remove_peer(&self, address: IpAddr) -> Result<(), String> {
+        self.call(|reply| Command::Remove(address, reply))
+    }
+
+    fn call(&self, command: impl FnOnce(Reply) -> Command) -> Result<(), String> {
+        let stopped = || "the BGP speaker has stopped".to_string();
+        let (reply, answer) = oneshot::channel();
+        self.commands.send(command(reply)).map_err(|_| stopped())?;
+        answer.blocking_recv().map_err(|_| stopped())?
     }
 }
 
@@ -123,13 +157,41 @@ impl Drop for Speaker {
     }
 }
 
+type Reply = oneshot::Sender<Result<(), String>>;
+
+/// A change of peers asked of the running speaker.
+enum Command {
+    Add(PeerConfig, Reply),
+    Remove(IpAddr, Reply),
+}
+
 enum RibEvent {
+    /// A peer task started in this slot (before any other event of it).
+    Added(u16, Outbound),
+    /// The peer in this slot was removed and its task has ended: its routes and its
+    /// Adj-RIB-Out go, and the slot may be given to another peer.
+    Removed(u16),
     /// Established, with the families negotiated.
     Up(u16, PeerInfo, Vec<Family>),
     Update(u16, wire::Update),
     /// Session lost; `Some(restart time)` when the peer does graceful restart.
     Down(u16, Option<u16>),
-    Sweep(u16),
+    /// The restart time ran out, for the peer with this serial (so that a timer of a
+    /// removed peer cannot sweep the next one in its slot).
+    Sweep(u16, u64),
+}
+
+fn initial_status(local_asn: u32, p: &PeerConfig) -> PeerStatus {
+    PeerStatus {
+        address: p.address,
+        asn: p.asn,
+        ibgp: p.asn == local_asn,
+        state: "Idle".into(),
+        since: SystemTime::now(),
+        info: String::new(),
+        prefixes_received: 0,
+        prefixes_sent: 0,
+    }
 }
 
 /// Start the speaker on its own thread; route changes arrive on `routes`.
@@ -140,16 +202,7 @@ pub fn spawn(
     let status: Status = Arc::new(Mutex::new(
         cfg.peers
             .iter()
-            .map(|p| PeerStatus {
-                address: p.address,
-                asn: p.asn,
-                ibgp: p.asn == cfg.asn,
-                state: "Idle".into(),
-                since: SystemTime::now(),
-                info: String::new(),
-                prefixes_received: 0,
-                prefixes_sent: 0,
-            })
+            .map(|p| initial_status(cfg.asn, p))
             .collect(),
     ));
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -169,15 +222,16 @@ pub fn spawn(
             }
         }
     }
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+    let (stop_tx, stop_rx) = oneshot::channel();
     let (blocks_tx, blocks_rx) = tokio::sync::watch::channel(cfg.advertise.clone());
+    let (commands_tx, commands_rx) = mpsc::unbounded_channel();
     let st = status.clone();
     let thread = std::thread::Builder::new()
         .name("bgp".into())
         .spawn(move || {
             rt.block_on(async move {
                 tokio::select! {
-                    _ = run(cfg, listener, routes, st, blocks_rx) => {}
+                    _ = run(cfg, listener, routes, st, blocks_rx, commands_rx) => {}
                     _ = stop_rx => {}
                 }
             })
@@ -185,64 +239,229 @@ pub fn spawn(
     Ok(Speaker {
         status,
         blocks: blocks_tx,
+        commands: commands_tx,
         stop: Some(stop_tx),
         thread: Some(thread),
     })
 }
 
-async fn run(
+/// How long a removed peer's task gets to say goodbye before it is aborted.
+const STOP_WAIT: Duration = Duration::from_secs(2);
+
+/// RFC 4486 Cease subcode: Peer De-configured.
+const PEER_DECONFIGURED: u8 = 3;
+
+/// A running peer task, as `run` knows it.
+struct PeerSlot {
+    address: IpAddr,
+    /// Its key is on the listening socket (to be cleared when it goes).
+    keyed: bool,
+    accepted: mpsc::UnboundedSender<TcpStream>,
+    stop: mpsc::UnboundedSender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// The peer tasks by index (the index the RIB knows them by); a removed peer leaves
+/// its slot empty for the next one added, so the others' indices never change.
+struct Peers {
     cfg: SpeakerConfig,
+    slots: Vec<Option<PeerSlot>>,
+    /// Numbers every peer started, so that late events of a removed one are told apart.
+    next_serial: u64,
+    blocks: tokio::sync::watch::Receiver<Vec<IpNet>>,
+    rib: mpsc::UnboundedSender<RibEvent>,
+    status: Status,
+}
+
+impl Peers {
+    fn find(&self, address: IpAddr) -> Option<usize> {
+        self.slots
+            .iter()
+            .position(|s| s.as_ref().is_some_and(|s| s.address == address))
+    }
+
+    /// Start a peer task in a free slot (its status row and listener key are the
+    /// caller's).
+    fn start(&mut self, peer: PeerConfig, keyed: bool) -> Result<(), String> {
+        let idx = match self.slots.iter().position(Option::is_none) {
+            Some(i) => i,
+            None if self.slots.len() <= u16::MAX as usize => {
+                self.slots.push(None);
+                self.slots.len() - 1
+            }
+            None => return Err("too many peers".into()),
+        };
+        let (accepted_tx, accepted) = mpsc::unbounded_channel();
+        let (out_tx, outbound) = mpsc::unbounded_channel();
+        let (stop_tx, stop) = mpsc::unbounded_channel();
+        self.next_serial += 1;
+        // The RIB task hears of the slot before anything the task sends.
+        let _ = self.rib.send(RibEvent::Added(
+            idx as u16,
+            Outbound {
+                address: peer.address,
+                serial: self.next_serial,
+                ibgp: peer.asn == self.cfg.asn,
+                rr_client: peer.rr_client,
+                tx: out_tx,
+            },
+        ));
+        let links = PeerLinks {
+            accepted,
+            outbound,
+            stop,
+            blocks: self.blocks.clone(),
+            rib: self.rib.clone(),
+            status: self.status.clone(),
+        };
+        let address = peer.address;
+        let task = tokio::spawn(peer_task(idx as u16, self.cfg.clone(), peer, links));
+        self.slots[idx] = Some(PeerSlot {
+            address,
+            keyed,
+            accepted: accepted_tx,
+            stop: stop_tx,
+            task,
+        });
+        Ok(())
+    }
+
+    /// A peer added while running: like a configured one.
+    fn add(&mut self, peer: PeerConfig, listener: Option<&TcpListener>) -> Result<(), String> {
+        if self.find(peer.address).is_some() {
+            return Err(format!("{} is already a peer", peer.address));
+        }
+        let mut keyed = false;
+        if let (Some(l), Some(pw)) = (listener, &peer.password) {
+            let v6 = l.local_addr().map_err(|e| e.to_string())?.is_ipv6();
+            crate::tcp_md5::set_key(l, v6, peer.address, pw.as_bytes())
+                .map_err(|e| e.to_string())?;
+            keyed = true;
+        }
+        let row = initial_status(self.cfg.asn, &peer);
+        self.status.lock().unwrap().push(row);
+        let address = peer.address;
+        let started = self.start(peer, keyed);
+        if started.is_err() {
+            self.forget(address, keyed, listener);
+        }
+        started
+    }
+
+    /// Stop a peer's task (it says goodbye), then have its routes withdrawn.
+    async fn remove(
+        &mut self,
+        address: IpAddr,
+        listener: Option<&TcpListener>,
+    ) -> Result<(), String> {
+        let idx = self
+            .find(address)
+            .ok_or_else(|| format!("{address} is not a peer"))?;
+        let slot = self.slots[idx].take().expect("found above");
+        let _ = slot.stop.send(());
+        let mut task = slot.task;
+        if tokio::time::timeout(STOP_WAIT, &mut task).await.is_err() {
+            warn!(peer = %address, "peer task slow to stop: aborted");
+            task.abort();
+            let _ = task.await;
+        }
+        // Only once the task is gone: nothing of it can reach the status or the RIB
+        // after this (the RIB task sees its events before `Removed`).
+        self.forget(address, slot.keyed, listener);
+        let _ = self.rib.send(RibEvent::Removed(idx as u16));
+        info!(peer = %address, "peer removed");
+        Ok(())
+    }
+
+    /// Drop a peer's status row and its key on the listener.
+    fn forget(&self, address: IpAddr, keyed: bool, listener: Option<&TcpListener>) {
+        let mut rows = self.status.lock().unwrap();
+        if let Some(i) = rows.iter().position(|p| p.address == address) {
+            rows.remove(i);
+        }
+        drop(rows);
+        if let (Some(l), true) = (listener, keyed) {
+            let v6 = l.local_addr().is_ok_and(|a| a.is_ipv6());
+            // An empty key deletes it.
+            if let Err(e) = crate::tcp_md5::set_key(l, v6, address, b"") {
+                warn!(peer = %address, error = %e, "clearing the TCP MD5 key");
+            }
+        }
+    }
+
+    /// Hand an accepted connection to the peer task for its address.
+    fn route_accepted(&self, stream: TcpStream, from: SocketAddr) {
+        let ip = canonical(from.ip());
+        match self.find(ip).and_then(|i| self.slots[i].as_ref()) {
+            Some(slot) => {
+                let _ = slot.accepted.send(stream);
+            }
+            None => info!(%from, "BGP connection from an unknown address refused"),
+        }
+    }
+}
+
+async fn accept(listener: Option<&TcpListener>) -> io::Result<(TcpStream, SocketAddr)> {
+    match listener {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn run(
+    mut cfg: SpeakerConfig,
     listener: Option<TcpListener>,
     routes: std::sync::mpsc::Sender<Vec<RouteChange>>,
     status: Status,
     blocks: tokio::sync::watch::Receiver<Vec<IpNet>>,
+    mut commands: mpsc::UnboundedReceiver<Command>,
 ) {
     let (rib_tx, rib_rx) = mpsc::unbounded_channel();
-    let mut incoming = Vec::new();
-    let mut outbound = Vec::new();
-    for (i, p) in cfg.peers.iter().enumerate() {
-        let (tx, rx) = mpsc::unbounded_channel::<TcpStream>();
-        let (out_tx, out_rx) = mpsc::unbounded_channel::<Vec<u8>>();
-        incoming.push((p.address, tx));
-        outbound.push(Outbound {
-            ibgp: p.asn == cfg.asn,
-            rr_client: p.rr_client,
-            tx: out_tx,
-        });
-        let links = PeerLinks {
-            accepted: rx,
-            outbound: out_rx,
-            blocks: blocks.clone(),
-            rib: rib_tx.clone(),
-            status: status.clone(),
-        };
-        tokio::spawn(peer_task(i as u16, cfg.clone(), p.clone(), links));
-    }
     let local = Local {
         asn: cfg.asn,
         router_id: cfg.router_id,
         cluster_id: cfg.cluster_id,
     };
     tokio::spawn(rib_task(
-        local, outbound, rib_rx, rib_tx, routes, cfg.batch, status,
+        local,
+        rib_rx,
+        rib_tx.clone(),
+        routes,
+        cfg.batch,
+        status.clone(),
     ));
-    if let Some(l) = listener {
-        loop {
-            match l.accept().await {
-                Ok((stream, from)) => {
-                    let ip = canonical(from.ip());
-                    match incoming.iter().find(|(a, _)| *a == ip) {
-                        Some((_, tx)) => {
-                            let _ = tx.send(stream);
-                        }
-                        None => info!(%from, "BGP connection from an unknown address refused"),
-                    }
-                }
-                Err(e) => warn!(error = %e, "accept"),
-            }
+    // Each peer task gets a copy of the settings: without the list of peers.
+    let configured = std::mem::take(&mut cfg.peers);
+    let mut peers = Peers {
+        cfg,
+        slots: Vec::new(),
+        next_serial: 0,
+        blocks,
+        rib: rib_tx,
+        status,
+    };
+    // Their status rows and listener keys are spawn's.
+    for p in configured {
+        let keyed = listener.is_some() && p.password.is_some();
+        if let Err(e) = peers.start(p, keyed) {
+            warn!(error = %e, "configured peer not started");
         }
-    } else {
-        std::future::pending::<()>().await;
+    }
+    loop {
+        tokio::select! {
+            r = accept(listener.as_ref()) => match r {
+                Ok((stream, from)) => peers.route_accepted(stream, from),
+                Err(e) => warn!(error = %e, "accept"),
+            },
+            Some(command) = commands.recv() => match command {
+                Command::Add(peer, reply) => {
+                    let _ = reply.send(peers.add(peer, listener.as_ref()));
+                }
+                Command::Remove(address, reply) => {
+                    let _ = reply.send(peers.remove(address, listener.as_ref()).await);
+                }
+            },
+        }
     }
 }
 
@@ -292,27 +511,36 @@ async fn connected(c: &mut Option<Connecting>) -> io::Result<TcpStream> {
     }
 }
 
-fn set_status(status: &Status, i: u16, f: impl FnOnce(&mut PeerStatus)) {
-    if let Some(p) = status.lock().unwrap().get_mut(i as usize) {
+/// Update a peer's status row (found by address: rows come and go with peers).
+fn set_status(status: &Status, peer: IpAddr, f: impl FnOnce(&mut PeerStatus)) {
+    if let Some(p) = status
+        .lock()
+        .unwrap()
+        .iter_mut()
+        .find(|p| p.address == peer)
+    {
         f(p)
     }
 }
 
-/// One neighbour: its session, its connection, its timers.
 /// What a peer task talks to: connections accepted for it, bytes the RIB task sends
-/// it, our blocks, the RIB task, and the status table.
+/// it, the order to stop (it was removed), our blocks, the RIB task, and the status
+/// table.
 struct PeerLinks {
     accepted: mpsc::UnboundedReceiver<TcpStream>,
     outbound: mpsc::UnboundedReceiver<Vec<u8>>,
+    stop: mpsc::UnboundedReceiver<()>,
     blocks: tokio::sync::watch::Receiver<Vec<IpNet>>,
     rib: mpsc::UnboundedSender<RibEvent>,
     status: Status,
 }
 
+/// One neighbour: its session, its connection, its timers.
 async fn peer_task(idx: u16, cfg: SpeakerConfig, peer: PeerConfig, links: PeerLinks) {
     let PeerLinks {
         mut accepted,
         mut outbound,
+        mut stop,
         mut blocks,
         rib,
         status,
@@ -408,7 +636,7 @@ async fn peer_task(idx: u16, cfg: SpeakerConfig, peer: PeerConfig, links: PeerLi
                     announced = blocks.borrow_and_update().clone();
                     let sent = advertise(&cfg, &peer, &n, &announced, writer.as_mut()).await;
                     let _ = rib.send(RibEvent::Up(idx, info, n.families.clone()));
-                    set_status(&status, idx, |p| {
+                    set_status(&status, peer.address, |p| {
                         p.prefixes_sent = sent;
                         p.info = "Established".into();
                     });
@@ -440,13 +668,13 @@ async fn peer_task(idx: u16, cfg: SpeakerConfig, peer: PeerConfig, links: PeerLi
                         .filter(|_| !matches!(why, Down::Received(_) | Down::Stopped))
                         .map(|g| g.restart_time);
                     let _ = rib.send(RibEvent::Down(idx, gr));
-                    set_status(&status, idx, |p| p.info = info);
+                    set_status(&status, peer.address, |p| p.info = info);
                 }
             }
         }
         if s.state() != last_state {
             last_state = s.state();
-            set_status(&status, idx, |p| {
+            set_status(&status, peer.address, |p| {
                 p.state = format!("{last_state:?}");
                 p.since = SystemTime::now();
             });
@@ -480,7 +708,7 @@ async fn peer_task(idx: u16, cfg: SpeakerConfig, peer: PeerConfig, links: PeerLi
                     }
                     Ok(_) => Vec::new(),
                     Err(e) => {
-                        set_status(&status, idx, |p| p.info = format!("connect: {e}"));
+                        set_status(&status, peer.address, |p| p.info = format!("connect: {e}"));
                         s.process(Instant::now(), Input::ConnectFailed)
                     }
                 }
@@ -525,9 +753,23 @@ async fn peer_task(idx: u16, cfg: SpeakerConfig, peer: PeerConfig, links: PeerLi
                     }
                     announced = now;
                     let sent = announced.len();
-                    set_status(&status, idx, |p| p.prefixes_sent = sent);
+                    set_status(&status, peer.address, |p| p.prefixes_sent = sent);
                 }
                 Vec::new()
+            },
+            Some(()) = stop.recv() => {
+                // Removed: whoever has our OPEN hears why (RFC 4486), then the
+                // connections close as the task ends. The RIB task withdraws its routes.
+                info!(peer = %peer.address, "peer de-configured");
+                if matches!(s.state(), State::OpenSent | State::OpenConfirm | State::Established) {
+                    if let Some(w) = writer.as_mut() {
+                        say_deconfigured(w).await;
+                    }
+                }
+                if let Some(sec) = second.as_mut() {
+                    say_deconfigured(&mut sec.writer).await;
+                }
+                return;
             },
             Some(bytes) = outbound.recv() => {
                 // From the RIB task: only meaningful on an established session (a newer
@@ -541,6 +783,17 @@ async fn peer_task(idx: u16, cfg: SpeakerConfig, peer: PeerConfig, links: PeerLi
             },
         };
     }
+}
+
+/// Cease / Peer De-configured, then close; bounded, since a peer that stopped reading
+/// must not hold up the removal.
+async fn say_deconfigured(w: &mut OwnedWriteHalf) {
+    let bye = wire::notification(&Notification::new(err::CEASE, PEER_DECONFIGURED, []));
+    let _ = tokio::time::timeout(STOP_WAIT / 2, async {
+        w.write_all(&bye).await?;
+        w.shutdown().await
+    })
+    .await;
 }
 
 /// The peer's connection during a collision: its own session, whose events other than
@@ -688,9 +941,11 @@ async fn advertise(
 /// Most route changes sent to the daemon in one message.
 const MAX_BATCH: usize = 65_536;
 
-/// The RIB: applies peers' updates and sends batches of best-path changes.
 /// A peer as the RIB task sends to it.
 struct Outbound {
+    address: IpAddr,
+    /// Which peer of its slot this is (see `RibEvent::Sweep`).
+    serial: u64,
     ibgp: bool,
     rr_client: bool,
     tx: mpsc::UnboundedSender<Vec<u8>>,
@@ -699,20 +954,25 @@ struct Outbound {
 /// What we reflect (route-reflector role) and have sent, per peer (Adj-RIB-Out).
 struct Reflector {
     cluster_id: Ipv4Addr,
-    peers: Vec<Outbound>,
-    /// Per peer: families of its established session, and prefixes sent to it.
-    up: Vec<Option<Vec<Family>>>,
-    sent: Vec<HashSet<IpNet>>,
+    /// Per peer with an established session: its families, and prefixes sent to it.
+    up: HashMap<u16, Vec<Family>>,
+    sent: HashMap<u16, HashSet<IpNet>>,
 }
 
 impl Reflector {
     /// What peer `to` should have for `prefix`: the best path's attributes as reflected
     /// (RFC 4456 §8: ORIGINATOR_ID, CLUSTER_LIST) and its next hop, if it may have it.
-    fn wanted(&self, rib: &Rib, to: usize, prefix: IpNet) -> Option<(PathAttrs, IpAddr)> {
+    fn wanted(
+        &self,
+        rib: &Rib,
+        peers: &HashMap<u16, Outbound>,
+        to: u16,
+        prefix: IpNet,
+    ) -> Option<(PathAttrs, IpAddr)> {
         let best = *rib.best(prefix).first()?;
-        let from = best.peer as usize;
-        let (src, dst) = (self.peers.get(from)?, self.peers.get(to)?);
-        let family_up = self.up[to].as_ref()?.iter().any(|f| {
+        let from = best.peer;
+        let (src, dst) = (peers.get(&from)?, peers.get(&to)?);
+        let family_up = self.up.get(&to)?.iter().any(|f| {
             matches!(
                 (f, prefix),
                 (Family::Ipv4, IpNet::V4(_)) | (Family::Ipv6, IpNet::V6(_))
@@ -735,21 +995,20 @@ impl Reflector {
     }
 
     /// Bring every established peer up to date for `prefixes`.
-    fn sync(&mut self, rib: &Rib, prefixes: &[IpNet]) {
-        for to in 0..self.peers.len() {
-            if self.up[to].is_none() {
-                continue;
-            }
+    fn sync(&mut self, rib: &Rib, peers: &HashMap<u16, Outbound>, prefixes: &[IpNet]) {
+        let established: Vec<u16> = self.up.keys().copied().collect();
+        for to in established {
+            let Some(dst) = peers.get(&to) else { continue };
             let mut announce: HashMap<(PathAttrs, IpAddr), Vec<IpNet>> = HashMap::new();
             let mut withdraw = Vec::new();
             for &p in prefixes {
-                match self.wanted(rib, to, p) {
+                match self.wanted(rib, peers, to, p) {
                     Some(k) => {
-                        self.sent[to].insert(p);
+                        self.sent.entry(to).or_default().insert(p);
                         announce.entry(k).or_default().push(p);
                     }
                     None => {
-                        if self.sent[to].remove(&p) {
+                        if self.sent.get_mut(&to).is_some_and(|s| s.remove(&p)) {
                             withdraw.push(p);
                         }
                     }
@@ -761,34 +1020,28 @@ impl Reflector {
             }
             bytes.extend(wire::withdraw(&withdraw).concat());
             if !bytes.is_empty() {
-                let _ = self.peers[to].tx.send(bytes);
+                let _ = dst.tx.send(bytes);
             }
         }
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// The RIB: applies peers' updates and sends batches of best-path changes.
 async fn rib_task(
     local: Local,
-    peers: Vec<Outbound>,
     mut rx: mpsc::UnboundedReceiver<RibEvent>,
     me: mpsc::UnboundedSender<RibEvent>,
     out: std::sync::mpsc::Sender<Vec<RouteChange>>,
     batch: Duration,
     status: Status,
 ) {
-    let n = peers.len();
+    // By slot, as `run` announces them (`Added`, `Removed`).
+    let mut peers: HashMap<u16, Outbound> = HashMap::new();
     let mut reflector = local.cluster_id.map(|cluster_id| Reflector {
         cluster_id,
-        peers: Vec::new(),
-        up: vec![None; n],
-        sent: vec![HashSet::new(); n],
+        up: HashMap::new(),
+        sent: HashMap::new(),
     });
-    // Without reflection the RIB task still sends End-of-RIB after our blocks.
-    let senders: Vec<mpsc::UnboundedSender<Vec<u8>>> = peers.iter().map(|p| p.tx.clone()).collect();
-    if let Some(r) = reflector.as_mut() {
-        r.peers = peers;
-    }
     let mut rib = Rib::new(local);
     let mut pending: HashSet<IpNet> = HashSet::new();
     let mut flush_at: Option<tokio::time::Instant> = None;
@@ -803,16 +1056,32 @@ async fn rib_task(
             ev = rx.recv() => {
                 let Some(ev) = ev else { return };
                 let changed = match ev {
+                    RibEvent::Added(i, p) => {
+                        peers.insert(i, p);
+                        Vec::new()
+                    }
+                    RibEvent::Removed(i) => {
+                        if let Some(r) = reflector.as_mut() {
+                            r.up.remove(&i);
+                            r.sent.remove(&i);
+                        }
+                        peers.remove(&i);
+                        rib.remove_peer(i)
+                    }
                     RibEvent::Up(i, info, families) => {
                         rib.add_peer(i, info);
                         if let Some(r) = reflector.as_mut() {
-                            r.up[i as usize] = Some(families.clone());
-                            r.sent[i as usize].clear();
+                            r.up.insert(i, families.clone());
+                            r.sent.insert(i, HashSet::new());
                             let all = rib.prefixes();
-                            r.sync(&rib, &all);
+                            r.sync(&rib, &peers, &all);
                         }
+                        // Without reflection the RIB task still sends End-of-RIB after
+                        // our blocks.
                         let eor: Vec<u8> = families.iter().flat_map(|&f| wire::end_of_rib(f)).collect();
-                        let _ = senders[i as usize].send(eor);
+                        if let Some(p) = peers.get(&i) {
+                            let _ = p.tx.send(eor);
+                        }
                         Vec::new()
                     }
                     RibEvent::Update(i, u) => {
@@ -827,26 +1096,33 @@ async fn rib_task(
                     }
                     RibEvent::Down(i, Some(restart)) => {
                         if let Some(r) = reflector.as_mut() {
-                            r.up[i as usize] = None;
+                            r.up.remove(&i);
                         }
                         rib.mark_stale(i);
                         let me = me.clone();
+                        let serial = peers.get(&i).map_or(0, |p| p.serial);
                         tokio::spawn(async move {
                             tokio::time::sleep(Duration::from_secs(restart as u64)).await;
-                            let _ = me.send(RibEvent::Sweep(i));
+                            let _ = me.send(RibEvent::Sweep(i, serial));
                         });
                         Vec::new()
                     }
                     RibEvent::Down(i, None) => {
                         if let Some(r) = reflector.as_mut() {
-                            r.up[i as usize] = None;
+                            r.up.remove(&i);
                         }
                         rib.peer_down(i)
                     }
-                    RibEvent::Sweep(i) => rib.sweep_stale(i),
+                    RibEvent::Sweep(i, serial) => {
+                        if peers.get(&i).is_some_and(|p| p.serial == serial) {
+                            rib.sweep_stale(i)
+                        } else {
+                            Vec::new()
+                        }
+                    }
                 };
                 if let Some(r) = reflector.as_mut() {
-                    r.sync(&rib, &changed);
+                    r.sync(&rib, &peers, &changed);
                 }
                 pending.extend(changed);
                 if !pending.is_empty() && flush_at.is_none() {
@@ -859,9 +1135,13 @@ async fn rib_task(
                 // and no full-table-sized buffer outlives convergence.
                 // The status first: whoever sees the routes also sees their counts.
                 {
+                    let slot_of: HashMap<IpAddr, u16> =
+                        peers.iter().map(|(&i, p)| (p.address, i)).collect();
                     let mut st = status.lock().unwrap();
-                    for (i, s) in st.iter_mut().enumerate() {
-                        s.prefixes_received = rib.received_from(i as u16);
+                    for s in st.iter_mut() {
+                        s.prefixes_received = slot_of
+                            .get(&s.address)
+                            .map_or(0, |&i| rib.received_from(i));
                     }
                 }
                 let all: Vec<IpNet> = pending.drain().collect();

@@ -1,9 +1,9 @@
 //! Two speakers over real TCP on loopback (127.0.0.1 and 127.0.0.2): sessions come up,
 //! each learns the other's blocks with its node address as next hop, and a speaker that
 //! goes away takes its routes with it (without graceful restart) or leaves them stale
-//! for the restart time (with it).
+//! for the restart time (with it). Peers added and removed while the speakers run.
 
-use control::speaker::{self, PeerConfig, RouteChange, SpeakerConfig};
+use control::speaker::{self, PeerConfig, PeerStatus, RouteChange, Speaker, SpeakerConfig};
 use ipnet::IpNet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::mpsc;
@@ -264,6 +264,197 @@ fn changing_our_blocks_announces_and_withdraws_at_once() {
         seen.get("10.244.1.64/26"),
         Some(&vec![IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1))])
     );
+    drop(b);
+    drop(a);
+}
+
+fn v4(last: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(127, 0, 0, last))
+}
+
+/// A speaker's status row for a peer, read without holding the lock.
+fn row(s: &Speaker, peer: IpAddr) -> Option<PeerStatus> {
+    s.status
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|p| p.address == peer)
+        .cloned()
+}
+
+fn wait_until(within: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + within;
+    while !done() {
+        if Instant::now() > end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
+}
+
+fn established(s: &Speaker, peer: IpAddr) -> bool {
+    row(s, peer).is_some_and(|r| r.state == "Established")
+}
+
+#[test]
+fn peers_added_and_removed_while_running() {
+    let (pa, pb) = (free_port(), free_port());
+    // Neither speaker starts with a peer; each is given the other at run time.
+    let mut ca = cfg(1, 2, pa, pb, "10.244.1.0/26", None);
+    let to_b = ca.peers.remove(0);
+    let mut cb = cfg(2, 1, pb, pa, "10.244.2.0/26", None);
+    let to_a = cb.peers.remove(0);
+    let (ta, ra) = mpsc::channel();
+    let (tb, rb) = mpsc::channel();
+    let a = speaker::spawn(ca, ta).unwrap();
+    let b = speaker::spawn(cb, tb).unwrap();
+    assert!(a.status.lock().unwrap().is_empty());
+    a.add_peer(to_b.clone()).unwrap();
+    b.add_peer(to_a).unwrap();
+    assert_eq!(row(&a, v4(2)).map(|r| r.asn), Some(64512), "listed at once");
+    assert_eq!(
+        wait_for(&ra, "10.244.2.0/26", Duration::from_secs(10)),
+        Some(vec![v4(2)])
+    );
+    assert_eq!(
+        wait_for(&rb, "10.244.1.0/26", Duration::from_secs(10)),
+        Some(vec![v4(1)])
+    );
+    assert!(wait_until(Duration::from_secs(3), || established(
+        &a,
+        v4(2)
+    ) && established(
+        &b,
+        v4(1)
+    )));
+
+    // a lets b go: b hears why and withdraws a's block; a withdraws b's.
+    a.remove_peer(v4(2)).unwrap();
+    assert!(
+        a.status.lock().unwrap().is_empty(),
+        "no trace in the status"
+    );
+    assert_eq!(
+        wait_for(&rb, "10.244.1.0/26", Duration::from_secs(5)),
+        Some(vec![])
+    );
+    assert_eq!(
+        wait_for(&ra, "10.244.2.0/26", Duration::from_secs(5)),
+        Some(vec![])
+    );
+    assert!(
+        wait_until(Duration::from_secs(3), || row(&b, v4(1))
+            .is_some_and(|r| r.info == "received NOTIFICATION 6/3")),
+        "Cease / Peer De-configured: {:?}",
+        row(&b, v4(1))
+    );
+    assert_ne!(row(&b, v4(1)).unwrap().state, "Established");
+
+    // Added again: the session and the routes come back.
+    a.add_peer(to_b).unwrap();
+    assert_eq!(
+        wait_for(&ra, "10.244.2.0/26", Duration::from_secs(15)),
+        Some(vec![v4(2)])
+    );
+    assert_eq!(
+        wait_for(&rb, "10.244.1.0/26", Duration::from_secs(15)),
+        Some(vec![v4(1)])
+    );
+    assert!(wait_until(Duration::from_secs(3), || established(
+        &a,
+        v4(2)
+    ) && established(
+        &b,
+        v4(1)
+    )));
+    assert_eq!(a.status.lock().unwrap().len(), 1);
+    drop(b);
+    drop(a);
+}
+
+#[test]
+fn adding_a_peer_twice_or_removing_a_stranger_is_refused() {
+    let (pa, pb) = (free_port(), free_port());
+    let (ta, _ra) = mpsc::channel();
+    let ca = cfg(1, 2, pa, pb, "10.244.1.0/26", None);
+    let configured = ca.peers[0].clone();
+    let a = speaker::spawn(ca, ta).unwrap();
+    assert!(
+        a.add_peer(configured.clone()).is_err(),
+        "configured already"
+    );
+    assert!(a.remove_peer(v4(9)).is_err(), "never a peer");
+    let mut added = configured.clone();
+    added.address = v4(3);
+    a.add_peer(added.clone()).unwrap();
+    assert!(a.add_peer(added).is_err(), "added already");
+    a.remove_peer(v4(2)).unwrap();
+    assert!(a.remove_peer(v4(2)).is_err(), "removed already");
+    let listed: Vec<IpAddr> = a.status.lock().unwrap().iter().map(|p| p.address).collect();
+    assert_eq!(listed, vec![v4(3)]);
+    // A configured peer removed can be added back.
+    a.add_peer(configured).unwrap();
+    assert!(row(&a, v4(2)).is_some());
+    drop(a);
+}
+
+#[test]
+fn an_added_peers_md5_key_is_on_the_listener() {
+    // a accepts b's connection only if the key reached its listening socket.
+    let (pa, pb) = (free_port(), free_port());
+    let mut ca = cfg(1, 2, pa, pb, "10.244.1.0/26", None);
+    let mut to_b = ca.peers.remove(0);
+    assert!(to_b.passive, "a only accepts");
+    to_b.password = Some("s3cret".into());
+    let mut cb = cfg(2, 1, pb, pa, "10.244.2.0/26", None);
+    cb.peers[0].password = Some("s3cret".into());
+    let (ta, ra) = mpsc::channel();
+    let (tb, _rb) = mpsc::channel();
+    let a = speaker::spawn(ca, ta).unwrap();
+    let b = speaker::spawn(cb, tb).unwrap();
+    a.add_peer(to_b).unwrap();
+    assert!(wait_for(&ra, "10.244.2.0/26", Duration::from_secs(10)).is_some());
+    drop(b);
+    drop(a);
+}
+
+#[test]
+fn a_route_reflector_withdraws_a_removed_clients_routes() {
+    // A (127.0.0.1) reflects for clients B (.2) and C (.3); A removes B, then adds it back.
+    let (pa, pb, pc) = (free_port(), free_port(), free_port());
+    let mut a_cfg = cfg(1, 2, pa, pb, "10.244.1.0/26", None);
+    a_cfg.cluster_id = Some(Ipv4Addr::new(1, 1, 1, 1));
+    a_cfg.peers[0].rr_client = true;
+    let to_b = a_cfg.peers[0].clone();
+    let mut to_c = to_b.clone();
+    to_c.address = v4(3);
+    to_c.port = pc;
+    a_cfg.peers.push(to_c);
+    let (ta, _ra) = mpsc::channel();
+    let (tb, _rb) = mpsc::channel();
+    let (tc, rc) = mpsc::channel();
+    let a = speaker::spawn(a_cfg, ta).unwrap();
+    let b = speaker::spawn(cfg(2, 1, pb, pa, "10.244.2.0/26", None), tb).unwrap();
+    let c = speaker::spawn(cfg(3, 1, pc, pa, "10.244.3.0/26", None), tc).unwrap();
+    assert_eq!(
+        wait_for(&rc, "10.244.2.0/26", Duration::from_secs(10)),
+        Some(vec![v4(2)])
+    );
+    a.remove_peer(v4(2)).unwrap();
+    assert_eq!(
+        wait_for(&rc, "10.244.2.0/26", Duration::from_secs(5)),
+        Some(vec![]),
+        "C loses what A reflected from B"
+    );
+    // B reconnects after its idle hold; A reflects its block to C again.
+    a.add_peer(to_b).unwrap();
+    assert_eq!(
+        wait_for(&rc, "10.244.2.0/26", Duration::from_secs(15)),
+        Some(vec![v4(2)])
+    );
+    assert!(established(&a, v4(3)), "C's session untouched");
+    drop(c);
     drop(b);
     drop(a);
 }

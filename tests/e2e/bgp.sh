@@ -69,6 +69,8 @@ config() {
     {
         cat <<CFG
 node_name = "${NAME[$n]}"
+state_dir = "$WORK/state-${NAME[$n]}"
+api = { socket = "$WORK/api-${NAME[$n]}.sock" }
 node_ips = ["10.98.0.$i/24", "fd98::$i/64"]
 [[uplinks]]
 name = "up0"

@@ -111,6 +111,8 @@ config() { # file node-name node-ip4 node-ip6 core pod-if pod-ip4 pod-ip6 mode o
     local v6mode=${V6MODE:-'vxlan_mode = "Always"'}
     cat >"$1" <<CFG
 node_name = "$2"
+state_dir = "$WORK/state-$2"
+api = { socket = "$WORK/api-$2.sock" }
 node_ips = ["$3/24", "$4/64"]
 [[uplinks]]
 name = "up0"

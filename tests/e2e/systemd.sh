@@ -33,6 +33,8 @@ ip -n ${P}n link set lo up; ip -n ${P}n link set up0 up; ip -n ${P}h link set h0
 ip -n ${P}n addr add 10.96.0.1/24 dev up0
 cat >"$WORK/vrouter.toml" <<CFG
 node_name = "svc"
+state_dir = "$WORK/state"
+api = { socket = "$WORK/api.sock" }
 node_ips = ["10.96.0.1/24"]
 [[uplinks]]
 name = "up0"

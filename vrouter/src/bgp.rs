@@ -180,6 +180,19 @@ impl Learned {
         }
     }
 
+    /// A prefix the configuration (or an endpoint) routes: BGP leaves it alone.
+    pub fn set_configured(&mut self, prefix: IpNet, on: bool) {
+        if on {
+            self.configured.insert(prefix.trunc());
+        } else {
+            self.configured.remove(&prefix.trunc());
+        }
+    }
+
+    pub fn is_configured(&self, prefix: IpNet) -> bool {
+        self.configured.contains(&prefix.trunc())
+    }
+
     /// Routes installed from BGP.
     pub fn len(&self) -> usize {
         self.installed

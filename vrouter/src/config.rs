@@ -3,7 +3,7 @@
 //! The commented example is `configs/vrouter.toml`.
 
 use ipnet::IpNet;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::fmt;
 
@@ -38,6 +38,49 @@ pub struct Config {
     pub vxlan: VxlanSettings,
     /// The embedded BGP speaker (absent: routes come from this file only).
     pub bgp: Option<BgpSettings>,
+    /// The gRPC API (`vrouterctl`).
+    #[serde(default)]
+    pub api: ApiSettings,
+    /// The Prometheus endpoint (absent: none).
+    pub metrics: Option<MetricsSettings>,
+    /// IPAM state and what was added through the API, kept across restarts.
+    #[serde(default = "default_state_dir")]
+    pub state_dir: std::path::PathBuf,
+}
+
+fn default_state_dir() -> std::path::PathBuf {
+    "/var/lib/vrouter".into()
+}
+
+/// `[api]`: where the gRPC API is served.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSettings {
+    /// Unix socket, mode 0600 (root only).
+    #[serde(default = "default_socket")]
+    pub socket: std::path::PathBuf,
+    /// Also plain TCP (no authentication: a trusted address only).
+    pub listen: Option<std::net::SocketAddr>,
+}
+
+fn default_socket() -> std::path::PathBuf {
+    control::api::DEFAULT_SOCKET.into()
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        ApiSettings {
+            socket: default_socket(),
+            listen: None,
+        }
+    }
+}
+
+/// `[metrics]`: Prometheus text format at /metrics, health at /livez and /readyz.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSettings {
+    pub listen: std::net::SocketAddr,
 }
 
 /// `[bgp]`: the node's speaker. With `mesh`, every `[[nodes]]` entry is a peer (the
@@ -208,7 +251,7 @@ fn default_queues() -> Vec<u32> {
 }
 
 /// Calico's IPPool encapsulation modes.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
 pub enum EncapMode {
     Always,
     CrossSubnet,
@@ -216,7 +259,7 @@ pub enum EncapMode {
     Never,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Pool {
     pub cidr: IpNet,
@@ -256,6 +299,14 @@ pub struct Workers {
     pub cores: Option<Vec<usize>>,
     #[serde(default)]
     pub poll_mode: PollMode,
+    /// Endpoints that may be added while running (API or reload), beyond those in
+    /// the file: each reserves a port and about 5 MiB of AF_XDP frames in its worker.
+    #[serde(default = "default_endpoint_slots")]
+    pub endpoint_slots: usize,
+}
+
+fn default_endpoint_slots() -> usize {
+    16
 }
 
 fn one() -> usize {
@@ -268,6 +319,7 @@ impl Default for Workers {
             count: 1,
             cores: None,
             poll_mode: PollMode::default(),
+            endpoint_slots: default_endpoint_slots(),
         }
     }
 }
@@ -280,14 +332,14 @@ impl Workers {
     }
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum EndpointKind {
     Veth,
     Tap,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Endpoint {
     pub name: String,
@@ -335,7 +387,7 @@ impl Config {
         Self::parse(&text).map_err(|e| ConfigError(format!("{}: {e}", path.display())))
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         let err = |m: String| Err(ConfigError(m));
         if self.node_name.is_empty() {
             return err("node_name is empty".into());

@@ -181,10 +181,23 @@ impl Counters {
         }
     }
 
+    pub fn workers(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// One worker's counters.
+    pub fn worker(&self, w: usize) -> Tally {
+        self.sum(std::slice::from_ref(&self.workers[w]))
+    }
+
     /// The sum over all workers.
     pub fn total(&self) -> Tally {
+        self.sum(&self.workers)
+    }
+
+    fn sum(&self, workers: &[CachePadded<WorkerCounters>]) -> Tally {
         let mut t = Tally::default();
-        for c in self.workers.iter() {
+        for c in workers.iter() {
             t.rx += c.rx.load(Ordering::Relaxed);
             t.tx += c.tx.load(Ordering::Relaxed);
             t.to_kernel += c.to_kernel.load(Ordering::Relaxed);

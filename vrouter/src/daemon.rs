@@ -63,6 +63,28 @@ pub struct Plan {
     /// Our own blocks (announced by BGP; unused addresses in them are blackholed).
     pub own_blocks: Vec<IpNet>,
     pub blackhole: Option<u32>,
+    /// Ports reserved for endpoints added while running, not in use now.
+    pub free_slots: Vec<Slot>,
+}
+
+/// A port (with its next hop and worker) an endpoint added while running can take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slot {
+    pub port: PortId,
+    pub nh: u32,
+    pub worker: usize,
+}
+
+/// What a port no endpoint uses looks like: no address may be sent from it.
+pub fn idle_port() -> Port {
+    Port {
+        mac: HOST_SIDE_MAC,
+        mtu: 1500,
+        kind: PortKind::Endpoint {
+            v4: Vec::new(),
+            v6: Vec::new(),
+        },
+    }
 }
 
 /// The blocks (of each pool's block size) holding our endpoints' addresses.
@@ -98,7 +120,7 @@ fn split_addrs(nets: &[IpNet]) -> (Vec<u32>, Vec<u128>) {
 type Networks<A> = Vec<(A, u8)>;
 
 /// The networks of `nets` by family.
-fn split_networks(nets: &[IpNet]) -> (Networks<u32>, Networks<u128>) {
+pub(crate) fn split_networks(nets: &[IpNet]) -> (Networks<u32>, Networks<u128>) {
     let mut v4 = Vec::new();
     let mut v6 = Vec::new();
     for n in nets {
@@ -193,6 +215,7 @@ impl Plan {
             by_tunnel: HashMap::new(),
             own_blocks: Vec::new(),
             blackhole: None,
+            free_slots: Vec::new(),
         };
         for u in &config.uplinks {
             let i = info(&u.name)?;
@@ -294,6 +317,20 @@ impl Plan {
             pools_v6,
             vni: config.vxlan.vni,
         };
+        // Slots continue the endpoints' round robin over workers.
+        for k in 0..config.workers.endpoint_slots {
+            let port = PortId(plan.ports.len() as u16);
+            let nh = plan.new_nexthop();
+            plan.ports.push(idle_port());
+            plan.port_names.push(String::new());
+            plan.free_slots.push(Slot {
+                port,
+                nh,
+                worker: (config.endpoints.len() + k) % config.workers.count,
+            });
+        }
+        // Taken from the end: the first slots go first.
+        plan.free_slots.reverse();
         Ok(plan)
     }
 }
@@ -454,12 +491,12 @@ impl Plan {
 }
 
 /// Everything `run` keeps alive; dropping it detaches the XDP programs.
-struct Attached {
+pub(crate) struct Attached {
     uplinks: Vec<Arc<XdpProgram>>,
     endpoints: HashMap<String, Arc<XdpProgram>>,
 }
 
-fn attach(ifname: &str, role: XdpRole, mode: XdpMode) -> io::Result<XdpProgram> {
+pub(crate) fn attach(ifname: &str, role: XdpRole, mode: XdpMode) -> io::Result<XdpProgram> {
     match mode {
         XdpMode::Native => XdpProgram::attach(ifname, role, AttachMode::Native),
         XdpMode::Generic => XdpProgram::attach(ifname, role, AttachMode::Generic),
@@ -516,8 +553,20 @@ pub struct RunOptions {
 }
 
 /// Run the node until `stop` is set. Errors at start-up name what failed.
-pub fn run(config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> io::Result<()> {
-    let mut plan = Plan::new(config, &if_info)?;
+pub fn run(file_config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> io::Result<()> {
+    // The effective configuration: the file, plus what was added through the API.
+    let mut config = file_config.clone();
+    let api_state = crate::manage::ApiState::load(&config.state_dir)?;
+    api_state.merge_into(&mut config);
+    config.validate().map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{}/api.json with the file: {e}", config.state_dir.display()),
+        )
+    })?;
+    let config = config;
+    let ipam = crate::manage::open_ipam(&config)?;
+    let plan = Plan::new(&config, &if_info)?;
     // Room for what the BGP speaker's routes may add while running.
     let bgp_on = config.bgp.is_some();
     let extra = |n: usize| if bgp_on { n } else { 0 };
@@ -555,7 +604,7 @@ pub fn run(config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> io::
     for &(net, nh) in &plan.routes6 {
         fib6.insert(net, NextHopId(nh));
     }
-    let attached = attach_all(config, &plan)?;
+    let attached = attach_all(&config, &plan)?;
     let ports: Arc<[Port]> = plan.ports.clone().into();
     let counters = Arc::new(Counters::new(config.workers.count));
     // ICMP errors come from the node's first address of each family.
@@ -567,6 +616,8 @@ pub fn run(config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> io::
     let mailboxes: Vec<Arc<Mailbox>> = (0..cores.len()).map(|_| Arc::default()).collect();
     let (ready_tx, ready_rx) = mpsc::channel::<io::Result<()>>();
     let mut threads = Vec::new();
+    let mut commands = Vec::new();
+    let mut endpoint_mtu_limit = u16::MAX;
     for (w, &core) in cores.iter().enumerate() {
         let mut specs: Vec<(PortId, PortSpec)> = plan
             .uplinks
@@ -583,6 +634,12 @@ pub fn run(config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> io::
             })
             .collect();
         let mine: Vec<&EndpointPlan> = plan.endpoints.iter().filter(|e| e.worker == w).collect();
+        let my_slots: Vec<Slot> = plan
+            .free_slots
+            .iter()
+            .filter(|s| s.worker == w)
+            .copied()
+            .collect();
         for e in &mine {
             specs.push((
                 e.port,
@@ -602,15 +659,23 @@ pub fn run(config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> io::
             .iter()
             .map(|(p, _)| plan.ports[p.0 as usize].mtu)
             .max()
-            .unwrap_or(1500);
+            .unwrap_or(1500)
+            .max(1500);
+        endpoint_mtu_limit = endpoint_mtu_limit.min(AfXdpIo::mtu_limit(mtu));
         let mut outboxes: Vec<Option<Arc<Mailbox>>> = vec![None; plan.ports.len()];
         for e in plan.endpoints.iter().filter(|e| e.worker != w) {
             outboxes[e.port.0 as usize] = Some(mailboxes[e.worker].clone());
+        }
+        for s in plan.free_slots.iter().filter(|s| s.worker != w) {
+            outboxes[s.port.0 as usize] = Some(mailboxes[s.worker].clone());
         }
         let inbox = mailboxes[w].clone();
         let mut by_port = vec![None; plan.ports.len()];
         for e in &mine {
             by_port[e.port.0 as usize] = Some(e.nh);
+        }
+        for s in &my_slots {
+            by_port[s.port.0 as usize] = Some(s.nh);
         }
         let probes: Vec<PodProbe> = mine
             .iter()
@@ -656,6 +721,9 @@ pub fn run(config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> io::
         let stop = stop.clone();
         let ready = ready_tx.clone();
         let poll_mode = config.workers.poll_mode;
+        let (cmd_tx, cmd_rx) = mpsc::channel();
+        commands.push(cmd_tx);
+        let spare = my_slots.len();
         threads.push(
             std::thread::Builder::new()
                 .name(format!("worker-{w}"))
@@ -663,7 +731,7 @@ pub fn run(config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> io::
                     if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
                         warn!(worker = w, core, "could not pin to core");
                     }
-                    let io = match AfXdpIo::open_for_mtu(&specs, mtu).and_then(|mut io| {
+                    let io = match AfXdpIo::open_with_room(&specs, mtu, spare).and_then(|mut io| {
                         io.connect_workers(inbox, outboxes)?;
                         for (port, prog, queue) in &steering {
                             if let Some(fd) = io.socket_fd(*port) {
@@ -679,7 +747,8 @@ pub fn run(config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> io::
                         }
                     };
                     let _ = ready.send(Ok(()));
-                    let mut worker = Worker::new(io, pipeline, nexthops, probes, poll_mode);
+                    let mut worker = Worker::new(io, pipeline, nexthops, probes, poll_mode)
+                        .with_commands(cmd_rx);
                     worker.run(&stop);
                     for (_, prog, queue) in &steering {
                         let _ = prog.unregister_socket(*queue);
@@ -723,7 +792,7 @@ pub fn run(config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> io::
     };
     // The BGP speaker on its own thread; its route changes are applied here.
     let (routes_tx, routes_rx) = mpsc::channel();
-    let speaker = match crate::bgp::speaker_config(config, &plan) {
+    let speaker = match crate::bgp::speaker_config(&config, &plan) {
         Some(cfg) => {
             info!(
                 asn = cfg.asn,
@@ -738,68 +807,151 @@ pub fn run(config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> io::
         }
         None => None,
     };
-    let mut learned =
+    let learned =
         crate::bgp::Learned::new(&plan, nexthop_capacity, tunnel_capacity, group_capacity);
+    // The API: calls are answered below, between route batches.
+    let (calls_tx, calls_rx) = mpsc::channel();
+    let api = control::api::spawn(
+        &control::api::ServeConfig {
+            socket: config.api.socket.clone(),
+            tcp: config.api.listen,
+        },
+        calls_tx,
+    )
+    .inspect_err(|_| stop.store(true, Ordering::Relaxed))?;
+    info!(socket = %config.api.socket.display(), "API");
+    let origins = crate::manage::Origins {
+        endpoints: api_state
+            .endpoints
+            .iter()
+            .map(|e| e.name.clone())
+            .filter(|n| !file_config.endpoints.iter().any(|f| &f.name == n))
+            .collect(),
+        pools: api_state
+            .pools
+            .iter()
+            .map(|p| p.cidr)
+            .filter(|c| !file_config.pools.iter().any(|f| &f.cidr == c))
+            .collect(),
+    };
+    let mut live = crate::manage::Live {
+        config: config.clone(),
+        plan,
+        nexthops,
+        tunnels,
+        groups,
+        fib4,
+        fib6,
+        learned,
+        speaker,
+        uplink_progs: attached.uplinks.clone(),
+        endpoint_progs: attached.endpoints.clone(),
+        workers: commands,
+        counters: counters.clone(),
+        ipam,
+        origins,
+        started: Instant::now(),
+        last_install: std::time::UNIX_EPOCH,
+        endpoint_mtu_limit,
+        events: Some(api.events.clone()),
+        info: if_info,
+        api_peers: Default::default(),
+    };
+    drop(attached);
+    // Health for /livez and /readyz, and scrapes answered by this loop.
+    let health = Arc::new(crate::manage::Health::default());
+    let (scrapes_tx, scrapes_rx) = mpsc::channel::<mpsc::Sender<String>>();
+    let _metrics = match &config.metrics {
+        Some(m) => {
+            let source = Arc::new(crate::manage::MetricsSource {
+                health: health.clone(),
+                scrapes: std::sync::Mutex::new(scrapes_tx),
+            });
+            let (addr, handle) = control::metrics::spawn_server(m.listen, source)
+                .inspect_err(|_| stop.store(true, Ordering::Relaxed))?;
+            info!(%addr, "metrics");
+            Some(handle)
+        }
+        None => None,
+    };
     // systemd (Type=notify): ready now that workers forward and BGP has started.
     let mut notifier = crate::notify::Notifier::from_env()?;
     notifier.send(&format!(
         "READY=1\nSTATUS=forwarding with {} worker(s){}",
         threads.len(),
-        if speaker.is_some() {
+        if live.speaker.is_some() {
             ", BGP started"
         } else {
             ""
         }
     ));
+    health.ready.store(true, Ordering::Relaxed);
     let mut asked: HashMap<u32, Instant> = HashMap::new();
     let mut last_stats = Instant::now() - Duration::from_secs(1);
     let mut last_neighbours = Instant::now() - Duration::from_secs(1);
-    let mut last_install = std::time::UNIX_EPOCH;
+    let mut last_beats = (counters.heartbeats(), Instant::now());
     while !stop.load(Ordering::Relaxed) {
-        // Wait for route changes up to 100 ms (the neighbour and stats cadence).
+        // Wait for route changes or API calls; 100 ms at most (neighbours, stats).
         let mut batches = Vec::new();
-        if speaker.is_some() {
-            if let Ok(b) = routes_rx.recv_timeout(Duration::from_millis(100)) {
+        if live.speaker.is_some() {
+            if let Ok(b) = routes_rx.recv_timeout(Duration::from_millis(10)) {
                 batches.push(b);
                 batches.extend(routes_rx.try_iter());
             }
-        } else {
-            std::thread::sleep(Duration::from_millis(100));
+        } else if let Ok(call) = calls_rx.recv_timeout(Duration::from_millis(100)) {
+            live.answer(call);
+        }
+        for call in calls_rx.try_iter() {
+            live.answer(call);
+        }
+        for reply in scrapes_rx.try_iter() {
+            let _ = reply.send(live.metrics());
         }
         if !batches.is_empty() {
+            let live = &mut live;
             let mut tables = crate::bgp::Tables {
-                nexthops: &nexthops,
-                tunnels: &tunnels,
-                groups: &groups,
-                fib4: &mut fib4,
-                fib6: &mut fib6,
+                nexthops: &live.nexthops,
+                tunnels: &live.tunnels,
+                groups: &live.groups,
+                fib4: &mut live.fib4,
+                fib6: &mut live.fib6,
             };
             for b in &batches {
-                learned.apply(config, &mut plan, &mut tables, b);
+                live.learned
+                    .apply(&live.config, &mut live.plan, &mut tables, b);
             }
-            last_install = std::time::SystemTime::now();
+            for b in &batches {
+                live.publish_bgp(b);
+            }
+            live.last_install = std::time::SystemTime::now();
         }
-        notifier.tick(counters.heartbeats());
+        let beats = counters.heartbeats();
+        notifier.tick(beats.clone());
+        // Live while every worker's heartbeat moved in the last few seconds.
+        if beats.iter().zip(&last_beats.0).all(|(a, b)| a != b) {
+            last_beats = (beats, Instant::now());
+        }
+        health.live.store(
+            last_beats.1.elapsed() < Duration::from_secs(5),
+            Ordering::Relaxed,
+        );
         if last_neighbours.elapsed() >= Duration::from_millis(90) {
             last_neighbours = Instant::now();
             if let Some(n) = neighbours.as_mut() {
-                sync_gateways(n, &plan.gateways, &nexthops, &mut asked);
+                sync_gateways(n, &live.plan.gateways, &live.nexthops, &mut asked);
             }
         }
         if last_stats.elapsed() >= options.stats_interval {
             last_stats = Instant::now();
             if let Some(path) = &options.stats_file {
-                let mut json = stats_json(&counters, &plan, &nexthops);
-                if let Some(sp) = &speaker {
-                    json["bgp"] = bgp_json(&sp.status.lock().unwrap(), learned.len());
+                let mut json = stats_json(&counters, &live.plan, &live.nexthops);
+                if let Some(sp) = &live.speaker {
+                    json["bgp"] = bgp_json(&sp.status.lock().unwrap(), live.learned.len());
                     // The FIB's share of memory: lookup structure and its writer's store.
-                    json["bgp"]["fib_bytes"] = (fib4.memory_bytes()
-                        + fib4.rib_bytes()
-                        + fib6.memory_bytes()
-                        + fib6.rib_bytes())
-                    .into();
+                    json["bgp"]["fib_bytes"] = live.fib_bytes().into();
                     // When the last batch reached the FIB (benchmarks time convergence).
-                    json["bgp"]["last_install_unix_ms"] = last_install
+                    json["bgp"]["last_install_unix_ms"] = live
+                        .last_install
                         .duration_since(std::time::UNIX_EPOCH)
                         .map_or(0, |d| d.as_millis() as u64)
                         .into();
@@ -815,15 +967,17 @@ pub fn run(config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> io::
         }
     }
     info!("stopping");
+    health.ready.store(false, Ordering::Relaxed);
     notifier.send("STOPPING=1");
-    if speaker.is_some() {
-        crate::bgp::mark_clean_stop(config);
+    if live.speaker.is_some() {
+        crate::bgp::mark_clean_stop(&config);
     }
-    drop(speaker);
+    drop(api);
+    live.speaker = None;
     for t in threads {
         let _ = t.join();
     }
-    drop(attached);
+    drop(live);
     Ok(())
 }
 
@@ -1002,7 +1156,9 @@ via = "fd00::fe"
         );
         let config = Config::parse(&text).unwrap();
         let plan = Plan::new(&config, &info).unwrap();
-        assert_eq!(plan.port_names, ["eth0", "cali-a", "cali-b", "tap9"]);
+        assert_eq!(plan.port_names[..4], ["eth0", "cali-a", "cali-b", "tap9"]);
+        assert_eq!(plan.free_slots.len(), config.workers.endpoint_slots);
+        assert_eq!(plan.port_names.len(), 4 + config.workers.endpoint_slots);
         assert_eq!(plan.ports[0].mtu, 9000);
         assert_eq!(plan.ports[0].kind, PortKind::Uplink);
         assert_eq!(plan.ports[3].mtu, 1500, "a tap that does not exist yet");
@@ -1034,7 +1190,7 @@ via = "fd00::fe"
                 },
             ]
         );
-        assert_eq!(plan.nexthop_count, 5);
+        assert_eq!(plan.nexthop_count, 5 + config.workers.endpoint_slots as u32);
         let r4: Vec<String> = plan
             .routes4
             .iter()

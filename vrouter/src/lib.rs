@@ -13,6 +13,7 @@ pub mod daemon;
 pub mod ecmp;
 pub mod icmp;
 pub mod io;
+pub mod manage;
 pub mod nd;
 pub mod neigh;
 pub mod nexthop;

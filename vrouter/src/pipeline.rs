@@ -173,6 +173,23 @@ impl Pipeline {
 
     /// Learn pods' MACs: `by_port[p]` is the next hop to point at port `p` and the
     /// source MAC of the pod's ARP / ND frames.
+    /// The pools changed (what tunnel packets to us may carry).
+    pub fn set_overlay(&mut self, overlay: Overlay) {
+        if self.overlay.is_some() {
+            self.overlay = Some(overlay);
+        }
+    }
+
+    /// Port `id` changed (an endpoint added or removed while running). Rare: the table
+    /// is copied, never touched in place while a burst might read it.
+    pub fn set_port(&mut self, id: PortId, port: Port) {
+        let mut ports = self.ports.to_vec();
+        if let Some(p) = ports.get_mut(id.0 as usize) {
+            *p = port;
+            self.ports = ports.into();
+        }
+    }
+
     pub fn with_pod_nexthops(mut self, by_port: Vec<Option<u32>>) -> Pipeline {
         self.pod_nexthops = by_port;
         self

@@ -12,8 +12,31 @@ use crate::nexthop::{Adjacency, NextHopTable, PortId};
 use crate::pipeline::{Pipeline, BURST};
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
+
+/// What the control loop asks a worker while it runs (endpoints added or removed).
+pub enum WorkerCmd {
+    /// Every worker: the pools we decapsulate toward changed.
+    SetOverlay(crate::tunnel::Overlay),
+    /// Every worker: port `id` is now this (its MTU, the addresses its pod may use).
+    SetPort(PortId, crate::pipeline::Port),
+    /// The owning worker: open the endpoint's socket, steer its queue 0 to it, and
+    /// ask the pod for its MAC until it answers.
+    Open {
+        id: PortId,
+        spec: crate::io::afxdp::PortSpec,
+        probe: PodProbe,
+        steer: Option<Arc<crate::xdp::XdpProgram>>,
+        done: mpsc::Sender<std::io::Result<()>>,
+    },
+    /// The owning worker: close it (the frames its rings held come back).
+    Close {
+        id: PortId,
+        steer: Option<Arc<crate::xdp::XdpProgram>>,
+        done: mpsc::Sender<()>,
+    },
+}
 
 /// Bursts taken from one port per loop at most.
 const BURSTS_PER_LOOP: usize = 4;
@@ -43,6 +66,7 @@ pub struct Worker<I: Io> {
     last_retry: Instant,
     last_probe: Instant,
     idle_loops: u32,
+    commands: Option<mpsc::Receiver<WorkerCmd>>,
 }
 
 impl<I: Io> Worker<I> {
@@ -63,6 +87,54 @@ impl<I: Io> Worker<I> {
             last_retry: now,
             last_probe: now - PROBE_EVERY,
             idle_loops: 0,
+            commands: None,
+        }
+    }
+
+    /// Take commands from the control loop (checked every millisecond or so).
+    pub fn with_commands(mut self, commands: mpsc::Receiver<WorkerCmd>) -> Worker<I> {
+        self.commands = Some(commands);
+        self
+    }
+
+    fn take_commands(&mut self) {
+        let Some(rx) = &self.commands else { return };
+        while let Ok(cmd) = rx.try_recv() {
+            match cmd {
+                WorkerCmd::SetPort(id, port) => self.pipeline.set_port(id, port),
+                WorkerCmd::SetOverlay(o) => self.pipeline.set_overlay(o),
+                WorkerCmd::Open {
+                    id,
+                    spec,
+                    probe,
+                    steer,
+                    done,
+                } => {
+                    let r = self.io.open_port(id, &spec).and_then(|fd| {
+                        if let (Some(prog), Some(fd)) = (&steer, fd) {
+                            prog.register_socket(0, fd)?;
+                        }
+                        Ok(())
+                    });
+                    if r.is_ok() {
+                        self.probes.retain(|p| p.port != id);
+                        self.probes.push(probe);
+                        // Ask at once: the pod's first packets need its MAC.
+                        self.last_probe = Instant::now() - PROBE_EVERY;
+                    } else {
+                        self.io.close_port(id);
+                    }
+                    let _ = done.send(r);
+                }
+                WorkerCmd::Close { id, steer, done } => {
+                    if let Some(prog) = steer {
+                        let _ = prog.unregister_socket(0);
+                    }
+                    self.probes.retain(|p| p.port != id);
+                    self.io.close_port(id);
+                    let _ = done.send(());
+                }
+            }
         }
     }
 
@@ -109,6 +181,7 @@ impl<I: Io> Worker<I> {
     fn housekeeping(&mut self, now: Instant) {
         if now.duration_since(self.last_retry) >= RETRY_EVERY {
             self.last_retry = now;
+            self.take_commands();
             let pipeline = &mut self.pipeline;
             let expired = self
                 .io

@@ -337,10 +337,13 @@ fn run_vrouterd(
     std::fs::create_dir_all(&dir)?;
     let config = dir.join("vrouter.toml");
     let stats = dir.join("stats.json");
+    let dir_s = dir.display();
     std::fs::write(
         &config,
         format!(
             r#"node_name = "bench"
+state_dir = "{dir_s}/state"
+api = {{ socket = "{dir_s}/api.sock" }}
 node_ips = ["{DUT}/24"]
 [[uplinks]]
 name = "dut0"

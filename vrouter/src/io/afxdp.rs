@@ -60,6 +60,8 @@ pub enum PortSpec {
 enum Port {
     Xsk(Xsk),
     Tap(TapDevice),
+    /// An endpoint removed at run time (its slot may be opened again).
+    Closed,
 }
 
 struct Xsk {
@@ -79,6 +81,12 @@ struct Xsk {
 pub struct AfXdpIo {
     umem: Umem,
     free: Vec<FrameDesc>,
+    /// Every frame of the UMEM by index (address / frame size), and where each is:
+    /// 0 with us, `i + 1` in the fill, RX, TX or completion ring of `ports[i]`. Closing
+    /// a socket takes back exactly the frames its rings held (else they would leak).
+    all_frames: Vec<FrameDesc>,
+    owner: Vec<u16>,
+    frame_size: usize,
     ports: Vec<(PortId, Port)>,
     /// PortId → index into `ports` (u16::MAX: another worker's port).
     by_id: Vec<u16>,
@@ -107,6 +115,25 @@ impl AfXdpIo {
     /// Open with the smallest frames that carry `mtu` (2 KiB up to `SMALL_FRAME_MTU`):
     /// the UMEM is pinned memory, 5 MiB per pod with 2 KiB frames.
     pub fn open_for_mtu(ports: &[(PortId, PortSpec)], mtu: u16) -> io::Result<AfXdpIo> {
+        Self::open_with_room(ports, mtu, 0)
+    }
+
+    /// The largest MTU the frames chosen for `mtu` carry (endpoints added later must fit).
+    pub fn mtu_limit(mtu: u16) -> u16 {
+        if mtu <= SMALL_FRAME_MTU {
+            SMALL_FRAME_MTU
+        } else {
+            // 4 KiB frames less the headroom an encapsulation needs.
+            3800
+        }
+    }
+
+    /// As `open_for_mtu`, with frames for `spare_pods` endpoints added later.
+    pub fn open_with_room(
+        ports: &[(PortId, PortSpec)],
+        mtu: u16,
+        spare_pods: usize,
+    ) -> io::Result<AfXdpIo> {
         let frame_size = if mtu <= SMALL_FRAME_MTU {
             SMALL_FRAME_SIZE
         } else {
@@ -120,6 +147,7 @@ impl AfXdpIo {
                 PortSpec::Tap { .. } => TX_BUDGET,
             })
             .sum::<usize>()
+            + spare_pods * (POD_FILL + TX_BUDGET)
             + 2 * BURST
             + super::HOLD_CAPACITY
             + super::mailbox::MAILBOX_FRAMES / 4;
@@ -135,8 +163,13 @@ impl AfXdpIo {
             false,
         )
         .map_err(|e| io::Error::other(format!("UMEM of {frames} frames: {e}")))?;
+        let mut all_frames = free.clone();
+        all_frames.sort_by_key(|d| d.addr());
         let mut io = AfXdpIo {
             umem,
+            owner: vec![0; all_frames.len()],
+            all_frames,
+            frame_size: frame_size as usize,
             free,
             ports: Vec::new(),
             by_id: Vec::new(),
@@ -151,29 +184,115 @@ impl AfXdpIo {
             stats: BackendStats::default(),
         };
         for (id, spec) in ports {
-            let port = match spec {
-                PortSpec::Xsk {
-                    ifname,
-                    queue,
-                    uplink,
-                } => {
-                    let fill = if *uplink { UPLINK_FILL } else { POD_FILL };
-                    Port::Xsk(io.open_xsk(ifname, *queue, fill).map_err(|e| {
-                        io::Error::new(e.kind(), format!("AF_XDP {ifname} queue {queue}: {e}"))
-                    })?)
-                }
-                PortSpec::Tap { name } => Port::Tap(TapDevice::open(name)?),
-            };
-            let slot = id.0 as usize;
-            if io.by_id.len() <= slot {
-                io.by_id.resize(slot + 1, u16::MAX);
-            }
-            io.by_id[slot] = io.ports.len() as u16;
-            io.ports.push((*id, port));
-            io.rx_ids.push(*id);
+            io.open_port(*id, spec)?;
         }
         io.refill();
         Ok(io)
+    }
+
+    /// Open one more port (an endpoint added at run time, or at start). Returns its
+    /// AF_XDP socket fd (None for a tap), for the XDP program's socket map.
+    pub fn open_port(&mut self, id: PortId, spec: &PortSpec) -> io::Result<Option<RawFd>> {
+        let port = match spec {
+            PortSpec::Xsk {
+                ifname,
+                queue,
+                uplink,
+            } => {
+                let fill = if *uplink { UPLINK_FILL } else { POD_FILL };
+                Port::Xsk(self.open_xsk(ifname, *queue, fill).map_err(|e| {
+                    io::Error::new(e.kind(), format!("AF_XDP {ifname} queue {queue}: {e}"))
+                })?)
+            }
+            PortSpec::Tap { name } => Port::Tap(TapDevice::open(name)?),
+        };
+        let fd = match &port {
+            Port::Xsk(x) => Some(x.fd),
+            Port::Tap(_) | Port::Closed => None,
+        };
+        let slot = id.0 as usize;
+        if self.by_id.len() <= slot {
+            self.by_id.resize(slot + 1, u16::MAX);
+        }
+        let index = match self.by_id[slot] {
+            u16::MAX => {
+                self.ports.push((id, port));
+                self.ports.len() - 1
+            }
+            i => {
+                self.ports[i as usize].1 = port;
+                i as usize
+            }
+        };
+        self.by_id[slot] = index as u16;
+        if !self.rx_ids.contains(&id) {
+            self.rx_ids.push(id);
+        }
+        if self.registered {
+            self.register(index);
+        }
+        Ok(fd)
+    }
+
+    /// Close port `id` and take back every frame its rings held. Frames still queued
+    /// for it later are freed (and counted as `not_our_port`).
+    pub fn close_port(&mut self, id: PortId) {
+        let Some(&i) = self.by_id.get(id.0 as usize).filter(|&&i| i != u16::MAX) else {
+            return;
+        };
+        let i = i as usize;
+        self.rx_ids.retain(|&p| p != id);
+        if let Some(fd) = self.port_fd(i) {
+            let _ = self
+                .poll
+                .registry()
+                .deregister(&mut mio::unix::SourceFd(&fd));
+        }
+        match std::mem::replace(&mut self.ports[i].1, Port::Closed) {
+            Port::Xsk(x) => {
+                self.free.extend_from_slice(&x.pending);
+                // Closing the socket: the kernel stops using its rings before close returns.
+                drop(x);
+            }
+            Port::Tap(t) => drop(t),
+            Port::Closed => {}
+        }
+        let mine = (i + 1) as u16;
+        for (k, o) in self.owner.iter_mut().enumerate() {
+            if *o == mine {
+                *o = 0;
+                self.free.push(self.all_frames[k]);
+            }
+        }
+    }
+
+    fn port_fd(&self, i: usize) -> Option<RawFd> {
+        match &self.ports[i].1 {
+            Port::Xsk(x) => Some(x.fd),
+            Port::Tap(t) => Some(t.as_raw_fd()),
+            Port::Closed => None,
+        }
+    }
+
+    fn register(&self, i: usize) {
+        if let Some(fd) = self.port_fd(i) {
+            let _ = self.poll.registry().register(
+                &mut mio::unix::SourceFd(&fd),
+                mio::Token(i),
+                mio::Interest::READABLE,
+            );
+        }
+    }
+
+    /// Record that these frames are now in the rings of `ports[i]` (`None`: with us).
+    #[inline]
+    fn mark(owner: &mut [u16], frame_size: usize, descs: &[FrameDesc], ring: Option<usize>) {
+        let v = ring.map_or(0, |i| (i + 1) as u16);
+        for d in descs {
+            if let Some(o) = owner.get_mut(d.addr() / frame_size) {
+                *o = v;
+            }
+        }
     }
 
     fn open_xsk(&mut self, ifname: &str, queue: u32, fill_target: usize) -> io::Result<Xsk> {
@@ -251,7 +370,7 @@ impl AfXdpIo {
     pub fn socket_fd(&self, id: PortId) -> Option<RawFd> {
         match &self.ports[*self.by_id.get(id.0 as usize).filter(|&&i| i != u16::MAX)? as usize].1 {
             Port::Xsk(x) => Some(x.fd),
-            Port::Tap(_) => None,
+            Port::Tap(_) | Port::Closed => None,
         }
     }
 
@@ -264,7 +383,7 @@ impl AfXdpIo {
     pub fn xdp_statistics(&self, id: PortId) -> Option<xsk_rs::socket::XdpStatistics> {
         match &self.ports[*self.by_id.get(id.0 as usize)? as usize].1 {
             Port::Xsk(x) => x.rx.fd().xdp_statistics().ok(),
-            Port::Tap(_) => None,
+            Port::Tap(_) | Port::Closed => None,
         }
     }
 
@@ -314,6 +433,11 @@ impl AfXdpIo {
                 let ok = t.write(&buf[..len.min(buf.len())]);
                 self.free.push(desc);
                 ok
+            }
+            Port::Closed => {
+                self.stats.not_our_port += 1;
+                self.free.push(desc);
+                false
             }
         }
     }
@@ -394,7 +518,7 @@ impl AfXdpIo {
     }
 
     fn refill(&mut self) {
-        for (_, port) in &mut self.ports {
+        for (i, (_, port)) in self.ports.iter_mut().enumerate() {
             let Port::Xsk(x) = port else { continue };
             let want = x.fill_target.saturating_sub(x.in_fill).min(self.free.len());
             if want == 0 {
@@ -403,6 +527,12 @@ impl AfXdpIo {
             let start = self.free.len() - want;
             // SAFETY: the descriptors are frames of this UMEM that we own.
             let n = unsafe { x.fq.produce(&self.free[start..]) };
+            Self::mark(
+                &mut self.owner,
+                self.frame_size,
+                &self.free[start..start + n],
+                Some(i),
+            );
             self.free.drain(start..start + n);
             x.in_fill += n;
         }
@@ -418,6 +548,16 @@ impl Io for AfXdpIo {
         &self.rx_ids
     }
 
+    fn open_port(&mut self, id: PortId, spec: &PortSpec) -> io::Result<Option<RawFd>> {
+        let fd = AfXdpIo::open_port(self, id, spec)?;
+        self.refill();
+        Ok(fd)
+    }
+
+    fn close_port(&mut self, id: PortId) {
+        AfXdpIo::close_port(self, id)
+    }
+
     fn rx_burst(&mut self, port: PortId, process: &mut Process<'_>) -> usize {
         let Some(&i) = self.by_id.get(port.0 as usize).filter(|&&i| i != u16::MAX) else {
             return 0;
@@ -429,6 +569,7 @@ impl Io for AfXdpIo {
                 // SAFETY: `descs` receive frames of this UMEM, which become ours.
                 let n = unsafe { x.rx.consume(&mut descs) };
                 x.in_fill -= n;
+                Self::mark(&mut self.owner, self.frame_size, &descs[..n], None);
                 for (l, d) in lens.iter_mut().zip(&descs).take(n) {
                     *l = d.lengths().data();
                 }
@@ -459,6 +600,7 @@ impl Io for AfXdpIo {
                 }
                 n
             }
+            Port::Closed => 0,
         };
         if n == 0 {
             return 0;
@@ -528,11 +670,17 @@ impl Io for AfXdpIo {
             self.deliver_mail();
         }
         let mut done = [FrameDesc::default(); BURST * 4];
-        for (_, port) in &mut self.ports {
+        for (i, (_, port)) in self.ports.iter_mut().enumerate() {
             let Port::Xsk(x) = port else { continue };
             if !x.pending.is_empty() {
                 // SAFETY: pending descriptors are frames of this UMEM that we own.
                 let sent = unsafe { x.tx.produce(&x.pending) };
+                Self::mark(
+                    &mut self.owner,
+                    self.frame_size,
+                    &x.pending[..sent],
+                    Some(i),
+                );
                 if sent < x.pending.len() {
                     self.stats.tx_ring_full += (x.pending.len() - sent) as u64;
                     self.free.extend_from_slice(&x.pending[sent..]);
@@ -546,6 +694,7 @@ impl Io for AfXdpIo {
             }
             // SAFETY: completed descriptors come back to us.
             let n = unsafe { x.cq.consume(&mut done) };
+            Self::mark(&mut self.owner, self.frame_size, &done[..n], None);
             self.free.extend_from_slice(&done[..n]);
         }
         self.refill();
@@ -569,16 +718,8 @@ impl Io for AfXdpIo {
     fn wait(&mut self, timeout: Duration) {
         if !self.registered {
             self.registered = true;
-            for (i, (_, p)) in self.ports.iter().enumerate() {
-                let fd = match p {
-                    Port::Xsk(x) => x.fd,
-                    Port::Tap(t) => t.as_raw_fd(),
-                };
-                let _ = self.poll.registry().register(
-                    &mut mio::unix::SourceFd(&fd),
-                    mio::Token(i),
-                    mio::Interest::READABLE,
-                );
+            for i in 0..self.ports.len() {
+                self.register(i);
             }
             // Frames that arrived before we registered raise no event: look again.
             return;

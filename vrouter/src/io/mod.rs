@@ -34,6 +34,17 @@ pub trait Io {
     fn flush(&mut self);
     /// Sleep until some port may have frames, or `timeout` passed.
     fn wait(&mut self, timeout: Duration);
+    /// Open a port while running (an endpoint added through the API). Returns the
+    /// AF_XDP socket's fd for the XDP program's map, if it has one.
+    fn open_port(
+        &mut self,
+        _id: PortId,
+        _spec: &afxdp::PortSpec,
+    ) -> std::io::Result<Option<std::os::fd::RawFd>> {
+        Err(std::io::Error::other("this backend has fixed ports"))
+    }
+    /// Close a port opened before; frames queued for it afterwards are dropped.
+    fn close_port(&mut self, _id: PortId) {}
     /// What the backend itself counted (drops the pipeline never saw).
     fn backend_stats(&self) -> BackendStats {
         BackendStats::default()

@@ -1,0 +1,820 @@
+//! `vrouterctl`: the command-line client of the API (like calicoctl). Every command
+//! prints a table or, with `--json`, the reply as JSON; failures print one line on
+//! stderr and exit 1.
+
+use crate::api::{self, pb};
+use clap::{Parser, Subcommand};
+use serde::Deserialize;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+#[derive(Parser, Debug)]
+#[command(name = "vrouterctl", version, about = "Drive vrouterd through its API")]
+pub struct Cli {
+    /// The API socket (or http://HOST:PORT for its TCP listener).
+    #[arg(long, global = true, env = "VROUTER_SOCKET", default_value = api::DEFAULT_SOCKET)]
+    pub socket: String,
+    /// Print the reply as JSON.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// The node and its BGP peers.
+    Node {
+        #[command(subcommand)]
+        what: NodeCmd,
+    },
+    /// Routes in the FIB.
+    Route {
+        #[command(subcommand)]
+        what: RouteCmd,
+    },
+    /// Pods' endpoints (veth or tap).
+    Endpoint {
+        #[command(subcommand)]
+        what: EndpointCmd,
+    },
+    /// IP pools.
+    Pool {
+        #[command(subcommand)]
+        what: PoolCmd,
+    },
+    /// BGP peers.
+    Peer {
+        #[command(subcommand)]
+        what: PeerCmd,
+    },
+    /// Counters: totals, per worker, per endpoint, drops by reason.
+    Stats,
+    /// Print route and endpoint events as they happen (Ctrl-C to stop).
+    Watch,
+    /// Re-read the configuration file (as SIGHUP does).
+    Reload,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum NodeCmd {
+    /// The BGP peer table, as `calicoctl node status` prints it.
+    Status,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RouteCmd {
+    List {
+        /// Only routes containing this address or prefix.
+        #[arg(long)]
+        filter: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 0)]
+        limit: u32,
+    },
+    /// A static route via neighbour(s) on an uplink, or to a remote node's block.
+    Add {
+        prefix: String,
+        #[arg(long)]
+        via: Vec<String>,
+        #[arg(long)]
+        node: Option<String>,
+        #[arg(long)]
+        uplink: Option<String>,
+    },
+    #[command(alias = "remove")]
+    Del { prefix: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum EndpointCmd {
+    List,
+    Add {
+        name: String,
+        /// Host side of the veth, or the tap.
+        #[arg(long)]
+        interface: String,
+        #[arg(long, default_value = "veth")]
+        kind: String,
+        /// Addresses (default: allocated from a pool).
+        #[arg(long = "ip")]
+        ips: Vec<String>,
+        #[arg(long)]
+        mac: Option<String>,
+        /// Also allocate an IPv6 address.
+        #[arg(long)]
+        ipv6: bool,
+    },
+    #[command(alias = "remove")]
+    Del {
+        name: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PoolCmd {
+    List,
+    /// Create or update pools from a Calico-shaped IPPool file (YAML or TOML).
+    Apply {
+        #[arg(short = 'f', long = "filename")]
+        file: std::path::PathBuf,
+    },
+    #[command(alias = "remove")]
+    Del {
+        cidr: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PeerCmd {
+    List,
+    Add {
+        address: String,
+        #[arg(long)]
+        asn: u32,
+        #[arg(long)]
+        passive: bool,
+        #[arg(long, default_value_t = 0)]
+        port: u32,
+        #[arg(long, default_value_t = 0)]
+        hold_time: u32,
+        #[arg(long)]
+        password: Option<String>,
+        #[arg(long)]
+        rr_client: bool,
+    },
+    #[command(alias = "remove")]
+    Del {
+        address: String,
+    },
+}
+
+/// Calico's IPPool resource (projectcalico.org/v3), the fields vrouterd uses.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct IpPoolResource {
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    items: Vec<IpPoolResource>,
+    #[serde(default)]
+    spec: Option<IpPoolSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct IpPoolSpec {
+    cidr: String,
+    #[serde(default)]
+    block_size: Option<u32>,
+    #[serde(default)]
+    ipip_mode: Option<String>,
+    #[serde(default)]
+    vxlan_mode: Option<String>,
+    #[serde(default)]
+    nat_outgoing: bool,
+    #[serde(default)]
+    disabled: bool,
+    /// Accepted and ignored (Calico fields vrouterd has no use for yet).
+    #[allow(dead_code)]
+    #[serde(default)]
+    node_selector: Option<String>,
+    #[allow(dead_code)]
+    #[serde(default)]
+    allowed_uses: Option<Vec<String>>,
+    #[allow(dead_code)]
+    #[serde(default)]
+    disable_bgp_export: Option<bool>,
+}
+
+/// Parse an IPPool file: YAML (`.yaml`/`.yml`, or anything not `.toml`) or TOML; one
+/// resource, a `kind: IPPoolList` with `items`, or several YAML documents.
+pub fn parse_pool_file(name: &str, text: &str) -> Result<Vec<pb::Pool>, String> {
+    let resources: Vec<IpPoolResource> = if name.ends_with(".toml") {
+        vec![toml::from_str(text).map_err(|e| format!("{name}: {e}"))?]
+    } else {
+        let mut v = Vec::new();
+        for doc in serde_yaml_ng::Deserializer::from_str(text) {
+            v.push(IpPoolResource::deserialize(doc).map_err(|e| format!("{name}: {e}"))?);
+        }
+        v
+    };
+    let mut pools = Vec::new();
+    let mut flatten = resources;
+    while let Some(r) = flatten.pop() {
+        if let Some(k) = &r.kind {
+            if k != "IPPool" && k != "IPPoolList" {
+                return Err(format!("{name}: kind {k}: only IPPool is understood"));
+            }
+        }
+        flatten.extend(r.items);
+        if let Some(s) = r.spec {
+            pools.push(pb::Pool {
+                cidr: s.cidr,
+                block_size: s.block_size.unwrap_or(0),
+                ipip_mode: s.ipip_mode.unwrap_or_default(),
+                vxlan_mode: s.vxlan_mode.unwrap_or_default(),
+                nat_outgoing: s.nat_outgoing,
+                disabled: s.disabled,
+                ..Default::default()
+            });
+        }
+    }
+    if pools.is_empty() {
+        return Err(format!("{name}: no IPPool spec in it"));
+    }
+    pools.reverse();
+    Ok(pools)
+}
+
+/// A plain text table with calicoctl's borders.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut width: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (w, c) in width.iter_mut().zip(r) {
+            *w = (*w).max(c.len());
+        }
+    }
+    let line = || {
+        let mut s = String::from("+");
+        for w in &width {
+            s.push_str(&"-".repeat(w + 2));
+            s.push('+');
+        }
+        s.push('\n');
+        s
+    };
+    let row = |cells: &[String]| {
+        let mut s = String::from("|");
+        for (w, c) in width.iter().zip(cells) {
+            s.push_str(&format!(" {c:<w$} |"));
+        }
+        s.push('\n');
+        s
+    };
+    let mut out = line();
+    out.push_str(&row(&header
+        .iter()
+        .map(|h| h.to_string())
+        .collect::<Vec<_>>()));
+    out.push_str(&line());
+    for r in rows {
+        out.push_str(&row(r));
+    }
+    out.push_str(&line());
+    out
+}
+
+/// calicoctl's SINCE column: the time of day today, the date before.
+fn since(unix: u64) -> String {
+    if unix == 0 {
+        return "-".into();
+    }
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    let (day, secs) = (unix / 86_400, unix % 86_400);
+    if day == now / 86_400 {
+        format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
+    } else {
+        // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+        let z = day as i64 + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let d = doy - (153 * mp + 2) / 5 + 1;
+        let m = if mp < 10 { mp + 3 } else { mp - 9 };
+        let y = yoe + era * 400 + i64::from(m <= 2);
+        format!("{y:04}-{m:02}-{d:02}")
+    }
+}
+
+/// `node status` as text.
+pub fn node_status_text(s: &pb::NodeStatusReply) -> String {
+    let mut out = format!(
+        "vrouterd is running on node {} ({} worker(s), up {}s).\n",
+        s.node_name, s.workers, s.uptime_seconds
+    );
+    if !s.bgp_enabled {
+        out.push_str("\nBGP is not enabled ([bgp] absent from the configuration).\n");
+        return out;
+    }
+    for (family, v6) in [("IPv4", false), ("IPv6", true)] {
+        let rows: Vec<Vec<String>> = s
+            .peers
+            .iter()
+            .filter(|p| p.address.contains(':') == v6)
+            .map(|p| {
+                let up = p.state == "Established";
+                vec![
+                    p.address.clone(),
+                    p.peer_type.clone(),
+                    if up { "up" } else { "start" }.into(),
+                    since(p.since),
+                    if p.info.is_empty() || up {
+                        p.state.clone()
+                    } else {
+                        format!("{} {}", p.state, p.info)
+                    },
+                ]
+            })
+            .collect();
+        out.push_str(&format!("\n{family} BGP status\n"));
+        if rows.is_empty() {
+            out.push_str(&format!("No {family} peers found.\n"));
+        } else {
+            out.push_str(&table(
+                &["PEER ADDRESS", "PEER TYPE", "STATE", "SINCE", "INFO"],
+                &rows,
+            ));
+        }
+    }
+    out
+}
+
+fn counters_text(c: &[pb::Counter]) -> String {
+    c.iter()
+        .filter(|c| c.value > 0)
+        .map(|c| format!("{}={}", c.name, c.value))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn print<T: serde::Serialize>(json: bool, v: &T, text: impl FnOnce(&T) -> String) {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(v).expect("replies serialise")
+        );
+    } else {
+        print!("{}", text(v));
+    }
+}
+
+fn status_message(s: tonic::Status) -> String {
+    match s.code() {
+        tonic::Code::Unavailable if s.message().contains("transport") => {
+            format!("vrouterd stopped answering: {}", s.message())
+        }
+        _ => s.message().to_string(),
+    }
+}
+
+/// Run one command. Errors are the one line to print.
+pub async fn run(cli: Cli) -> Result<(), String> {
+    let mut c = api::connect(&cli.socket).await?;
+    let json = cli.json;
+    match cli.command {
+        Command::Node {
+            what: NodeCmd::Status,
+        } => {
+            let r = c
+                .node_status(pb::NodeStatusRequest {})
+                .await
+                .map_err(status_message)?
+                .into_inner();
+            print(json, &r, node_status_text);
+        }
+        Command::Route { what } => match what {
+            RouteCmd::List { filter, limit } => {
+                let r = c
+                    .list_routes(pb::ListRoutesRequest {
+                        filter: filter.unwrap_or_default(),
+                        limit,
+                    })
+                    .await
+                    .map_err(status_message)?
+                    .into_inner();
+                print(json, &r, |r| {
+                    let rows: Vec<Vec<String>> = r
+                        .routes
+                        .iter()
+                        .map(|x| {
+                            vec![
+                                x.prefix.clone(),
+                                if x.peer.is_empty() {
+                                    x.source.clone()
+                                } else {
+                                    format!("{} {}", x.source, x.peer)
+                                },
+                                x.next_hops.join(","),
+                                x.encapsulation.clone(),
+                                x.out.join(","),
+                            ]
+                        })
+                        .collect();
+                    let mut t = table(&["PREFIX", "SOURCE", "NEXT HOPS", "ENCAP", "OUT"], &rows);
+                    if r.total as usize > r.routes.len() {
+                        t.push_str(&format!("({} of {} routes)\n", r.routes.len(), r.total));
+                    }
+                    t
+                });
+            }
+            RouteCmd::Add {
+                prefix,
+                via,
+                node,
+                uplink,
+            } => {
+                let r = c
+                    .add_route(pb::AddRouteRequest {
+                        prefix,
+                        via,
+                        node: node.unwrap_or_default(),
+                        uplink: uplink.unwrap_or_default(),
+                    })
+                    .await
+                    .map_err(status_message)?
+                    .into_inner();
+                print(json, &r, |r| format!("route {} added\n", r.prefix));
+            }
+            RouteCmd::Del { prefix } => {
+                let r = c
+                    .remove_route(pb::RemoveRouteRequest {
+                        prefix: prefix.clone(),
+                    })
+                    .await
+                    .map_err(status_message)?
+                    .into_inner();
+                print(json, &r, |_| format!("route {prefix} removed\n"));
+            }
+        },
+        Command::Endpoint { what } => match what {
+            EndpointCmd::List => {
+                let r = c
+                    .list_endpoints(pb::ListEndpointsRequest {})
+                    .await
+                    .map_err(status_message)?
+                    .into_inner();
+                print(json, &r, |r| {
+                    let rows: Vec<Vec<String>> = r
+                        .endpoints
+                        .iter()
+                        .map(|e| {
+                            vec![
+                                e.name.clone(),
+                                e.kind.clone(),
+                                e.interface.clone(),
+                                e.addresses.join(","),
+                                if e.mac.is_empty() {
+                                    "-".into()
+                                } else {
+                                    e.mac.clone()
+                                },
+                                e.worker.to_string(),
+                                e.origin.clone(),
+                            ]
+                        })
+                        .collect();
+                    table(
+                        &[
+                            "NAME",
+                            "KIND",
+                            "INTERFACE",
+                            "ADDRESSES",
+                            "MAC",
+                            "WORKER",
+                            "ORIGIN",
+                        ],
+                        &rows,
+                    )
+                });
+            }
+            EndpointCmd::Add {
+                name,
+                interface,
+                kind,
+                ips,
+                mac,
+                ipv6,
+            } => {
+                let r = c
+                    .add_endpoint(pb::Endpoint {
+                        name,
+                        kind,
+                        interface,
+                        addresses: ips,
+                        mac: mac.unwrap_or_default(),
+                        ipv6,
+                        ..Default::default()
+                    })
+                    .await
+                    .map_err(status_message)?
+                    .into_inner();
+                print(json, &r, |e| {
+                    format!("endpoint {} added: {}\n", e.name, e.addresses.join(", "))
+                });
+            }
+            EndpointCmd::Del { name } => {
+                let r = c
+                    .remove_endpoint(pb::RemoveEndpointRequest { name: name.clone() })
+                    .await
+                    .map_err(status_message)?
+                    .into_inner();
+                print(json, &r, |r| {
+                    format!(
+                        "endpoint {name} removed; released {}\n",
+                        r.released.join(", ")
+                    )
+                });
+            }
+        },
+        Command::Pool { what } => match what {
+            PoolCmd::List => {
+                let r = c
+                    .list_pools(pb::ListPoolsRequest {})
+                    .await
+                    .map_err(status_message)?
+                    .into_inner();
+                print(json, &r, |r| {
+                    let rows: Vec<Vec<String>> = r
+                        .pools
+                        .iter()
+                        .map(|p| {
+                            vec![
+                                p.cidr.clone(),
+                                p.block_size.to_string(),
+                                p.ipip_mode.clone(),
+                                p.vxlan_mode.clone(),
+                                p.disabled.to_string(),
+                                p.blocks.join(","),
+                                p.origin.clone(),
+                            ]
+                        })
+                        .collect();
+                    table(
+                        &[
+                            "CIDR",
+                            "BLOCK SIZE",
+                            "IPIP",
+                            "VXLAN",
+                            "DISABLED",
+                            "BLOCKS",
+                            "ORIGIN",
+                        ],
+                        &rows,
+                    )
+                });
+            }
+            PoolCmd::Apply { file } => {
+                let name = file.display().to_string();
+                let text = std::fs::read_to_string(&file).map_err(|e| format!("{name}: {e}"))?;
+                let mut applied = Vec::new();
+                for p in parse_pool_file(&name, &text)? {
+                    let cidr = p.cidr.clone();
+                    let r = c
+                        .apply_pool(p)
+                        .await
+                        .map_err(|s| format!("pool {cidr}: {}", status_message(s)))?
+                        .into_inner();
+                    applied.push(r);
+                }
+                print(json, &applied, |a| {
+                    a.iter()
+                        .map(|p| format!("pool {} applied\n", p.cidr))
+                        .collect()
+                });
+            }
+            PoolCmd::Del { cidr } => {
+                let r = c
+                    .remove_pool(pb::RemovePoolRequest { cidr: cidr.clone() })
+                    .await
+                    .map_err(status_message)?
+                    .into_inner();
+                print(json, &r, |_| format!("pool {cidr} removed\n"));
+            }
+        },
+        Command::Peer { what } => match what {
+            PeerCmd::List => {
+                let r = c
+                    .list_peers(pb::ListPeersRequest {})
+                    .await
+                    .map_err(status_message)?
+                    .into_inner();
+                print(json, &r, |r| {
+                    let rows: Vec<Vec<String>> = r
+                        .peers
+                        .iter()
+                        .map(|p| {
+                            vec![
+                                p.address.clone(),
+                                p.asn.to_string(),
+                                p.peer_type.clone(),
+                                p.state.clone(),
+                                since(p.since),
+                                p.prefixes_received.to_string(),
+                                p.prefixes_sent.to_string(),
+                                p.info.clone(),
+                            ]
+                        })
+                        .collect();
+                    table(
+                        &[
+                            "ADDRESS", "ASN", "TYPE", "STATE", "SINCE", "RECEIVED", "SENT", "INFO",
+                        ],
+                        &rows,
+                    )
+                });
+            }
+            PeerCmd::Add {
+                address,
+                asn,
+                passive,
+                port,
+                hold_time,
+                password,
+                rr_client,
+            } => {
+                let r = c
+                    .add_peer(pb::Peer {
+                        address,
+                        asn,
+                        passive,
+                        port,
+                        hold_time,
+                        password: password.unwrap_or_default(),
+                        rr_client,
+                        ..Default::default()
+                    })
+                    .await
+                    .map_err(status_message)?
+                    .into_inner();
+                print(json, &r, |p| format!("peer {} added\n", p.address));
+            }
+            PeerCmd::Del { address } => {
+                let r = c
+                    .remove_peer(pb::RemovePeerRequest {
+                        address: address.clone(),
+                    })
+                    .await
+                    .map_err(status_message)?
+                    .into_inner();
+                print(json, &r, |_| format!("peer {address} removed\n"));
+            }
+        },
+        Command::Stats => {
+            let r = c
+                .get_stats(pb::StatsRequest {})
+                .await
+                .map_err(status_message)?
+                .into_inner();
+            print(json, &r, |s| {
+                let mut out = format!(
+                    "total: {}\ndrops: {}\nroutes: {} IPv4, {} IPv6; FIB {} bytes\n",
+                    counters_text(&s.total),
+                    counters_text(&s.drops),
+                    s.routes4,
+                    s.routes6,
+                    s.fib_bytes
+                );
+                for w in &s.workers {
+                    out.push_str(&format!(
+                        "worker {}: {} drops: {}\n",
+                        w.worker,
+                        counters_text(&w.counters),
+                        counters_text(&w.drops)
+                    ));
+                }
+                for e in &s.endpoints {
+                    out.push_str(&format!(
+                        "endpoint {}: {}\n",
+                        e.name,
+                        counters_text(&e.counters)
+                    ));
+                }
+                out
+            });
+        }
+        Command::Watch => {
+            let mut stream = c
+                .watch(pb::WatchRequest {})
+                .await
+                .map_err(status_message)?
+                .into_inner();
+            loop {
+                match stream.message().await {
+                    Ok(Some(ev)) => {
+                        if json {
+                            println!("{}", serde_json::to_string(&ev).expect("serialises"));
+                        } else {
+                            println!("{}", event_text(&ev));
+                        }
+                    }
+                    Ok(None) => return Err("vrouterd closed the stream".into()),
+                    Err(s) => return Err(status_message(s)),
+                }
+            }
+        }
+        Command::Reload => {
+            let r = c
+                .reload(pb::ReloadRequest {})
+                .await
+                .map_err(status_message)?
+                .into_inner();
+            print(json, &r, |r| {
+                if r.changes.is_empty() {
+                    "reloaded: nothing changed\n".into()
+                } else {
+                    format!("reloaded:\n  {}\n", r.changes.join("\n  "))
+                }
+            });
+        }
+    }
+    Ok(())
+}
+
+fn event_text(ev: &pb::Event) -> String {
+    match &ev.what {
+        Some(pb::event::What::Route(r)) => {
+            let route = r.route.clone().unwrap_or_default();
+            format!(
+                "route {} {} {} via {}",
+                r.op,
+                route.prefix,
+                route.source,
+                route.next_hops.join(",")
+            )
+        }
+        Some(pb::event::What::Endpoint(e)) => {
+            let ep = e.endpoint.clone().unwrap_or_default();
+            format!("endpoint {} {} {}", e.op, ep.name, ep.addresses.join(","))
+        }
+        None => "?".into(),
+    }
+}
+
+/// The binary's entry point.
+pub fn main() {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let result = rt.block_on(async {
+        // A daemon that accepts but never answers must not hang a script forever.
+        let watch = matches!(cli.command, Command::Watch);
+        if watch {
+            run(cli).await
+        } else {
+            tokio::time::timeout(Duration::from_secs(30), run(cli))
+                .await
+                .unwrap_or_else(|_| Err("vrouterd did not answer within 30 s".into()))
+        }
+    });
+    if let Err(e) = result {
+        eprintln!("vrouterctl: {e}");
+        std::process::exit(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calico_ippool_yaml_and_toml() {
+        let yaml = "apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata:\n  name: p\nspec:\n  cidr: 10.65.0.0/16\n  blockSize: 26\n  ipipMode: Never\n  vxlanMode: Always\n  natOutgoing: true\n  nodeSelector: all()\n";
+        let p = parse_pool_file("p.yaml", yaml).unwrap();
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].cidr, "10.65.0.0/16");
+        assert_eq!(p[0].block_size, 26);
+        assert_eq!(p[0].vxlan_mode, "Always");
+        assert!(p[0].nat_outgoing);
+        let toml = "apiVersion = \"projectcalico.org/v3\"\nkind = \"IPPool\"\n[metadata]\nname = \"p\"\n[spec]\ncidr = \"fd00:10::/48\"\nipipMode = \"Always\"\n";
+        let p = parse_pool_file("p.toml", toml).unwrap();
+        assert_eq!(p[0].cidr, "fd00:10::/48");
+        assert_eq!(p[0].ipip_mode, "Always");
+        let two = format!("{yaml}---\n{}", yaml.replace("10.65", "10.66"));
+        let p = parse_pool_file("p.yaml", &two).unwrap();
+        assert_eq!(
+            p.iter().map(|p| p.cidr.as_str()).collect::<Vec<_>>(),
+            ["10.65.0.0/16", "10.66.0.0/16"]
+        );
+        assert!(
+            parse_pool_file("p.yaml", "kind: BGPPeer\nspec:\n  cidr: x\n")
+                .unwrap_err()
+                .contains("only IPPool")
+        );
+        assert!(
+            parse_pool_file("p.yaml", "spec:\n  cidr: 10.0.0.0/8\n  bogus: 1\n")
+                .unwrap_err()
+                .contains("bogus")
+        );
+    }
+
+    #[test]
+    fn table_like_calicoctl() {
+        let t = table(
+            &["PEER ADDRESS", "STATE"],
+            &[vec!["10.0.0.2".into(), "up".into()]],
+        );
+        assert_eq!(
+            t,
+            "+--------------+-------+\n| PEER ADDRESS | STATE |\n+--------------+-------+\n| 10.0.0.2     | up    |\n+--------------+-------+\n"
+        );
+        assert_eq!(since(0), "-");
+        assert_eq!(since(86_400 * 365), "1971-01-01");
+    }
+}

@@ -1,0 +1,232 @@
+#!/usr/bin/env bash
+# End to end, operations: vrouterd in a node namespace is driven only through its API
+# with vrouterctl (JSON output parsed): an endpoint is added (address from the pool's
+# IPAM), traffic flows, it is deleted, traffic stops and the address is free again;
+# pools applied from a Calico IPPool file; a BGP peer added and removed; events on the
+# watch stream; bad requests refused with a message (daemon still up); the socket is
+# root's only; state survives a restart; a Prometheus scrape parsed by
+# prometheus_client, /livez and /readyz. Needs root; fails loudly.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+VROUTERD=${VROUTERD:-target/debug/vrouterd}
+VROUTERCTL=${VROUTERCTL:-target/debug/vrouterctl}
+# Debian's python (its python3-prometheus-client), not a python3 earlier on PATH.
+PY=/usr/bin/python3
+P=${P:-vra$$}
+die() { echo "api: FAIL: $*" >&2; exit 1; }
+[[ $(id -u) -eq 0 ]] || die "must run as root"
+for c in ip ping ethtool python3 setpriv; do
+    command -v "$c" >/dev/null || die "$c is not installed (run scripts/setup.sh)"
+done
+$PY -c 'import prometheus_client.parser' 2>/dev/null ||
+    die "python3-prometheus-client is not installed (run scripts/setup.sh)"
+[[ -x $VROUTERD && -x $VROUTERCTL ]] || die "$VROUTERD / $VROUTERCTL not built"
+
+WORK=$(mktemp -d)
+chmod 755 "$WORK"
+. tests/e2e/lib.sh
+VR_PID=
+WATCH_PID=
+cleanup() {
+    [[ -n $WATCH_PID ]] && kill "$WATCH_PID" 2>/dev/null
+    [[ -n $VR_PID ]] && kill -9 "$VR_PID" 2>/dev/null
+    for ns in hub n r p1 p2; do
+        ip netns pids "$P$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null
+        ip netns del "$P$ns" 2>/dev/null
+    done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+export VROUTER_SOCKET=$WORK/api.sock
+ctl() { "$VROUTERCTL" "$@"; }
+# jq-less JSON checks: json 'expression over d' < file
+json() { python3 -c "import json,sys; d=json.load(sys.stdin); sys.exit(0 if ($1) else 1)"; }
+jget() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+
+hub
+underlay ${P}n 10.97.0.1 fd97::1
+underlay ${P}r 10.97.0.2 fd97::2
+nsx ${P}r ip route add 10.66.0.0/16 via 10.97.0.1
+# Pods' host sides exist before vrouterd hears of them (as the CNI plugin makes them).
+veth_pod() { # pod-ns host-if
+    ip netns add "$1"
+    nsx "$1" ip link set lo up
+    ip link add "$2" netns ${P}n type veth peer name eth0 netns "$1"
+    nsx ${P}n ip link set "$2" address ee:ee:ee:ee:ee:ee up
+    off ${P}n "$2"
+    nsx "$1" ip link set eth0 up
+    off "$1" eth0
+}
+pod_ip() { # pod-ns addr: the address vrouterd allocated, gateway 169.254.1.1
+    nsx "$1" ip addr flush dev eth0
+    nsx "$1" ip addr add "$2/32" dev eth0
+    nsx "$1" ip route add 169.254.1.1 dev eth0 scope link
+    nsx "$1" ip route add default via 169.254.1.1 dev eth0
+}
+veth_pod ${P}p1 cali1
+veth_pod ${P}p2 cali2
+
+cat >"$WORK/node.toml" <<CFG
+node_name = "apinode"
+node_ips = ["10.97.0.1/24"]
+state_dir = "$WORK/state"
+[api]
+socket = "$WORK/api.sock"
+[metrics]
+listen = "127.0.0.1:9469"
+[[uplinks]]
+name = "up0"
+[[pools]]
+cidr = "10.66.0.0/16"
+[workers]
+cores = [1]
+endpoint_slots = 4
+[[routes]]
+dst = "0.0.0.0/0"
+via = "10.97.0.2"
+[bgp]
+mesh = false
+CFG
+start() {
+    ip netns exec ${P}n "$VROUTERD" --config "$WORK/node.toml" >>"$WORK/vrouterd.log" 2>&1 &
+    VR_PID=$!
+    for _ in $(seq 50); do ctl node status >/dev/null 2>&1 && return 0; sleep 0.2; done
+    cat "$WORK/vrouterd.log"; die "vrouterd did not start"
+}
+stop() { kill "$VR_PID"; wait "$VR_PID" 2>/dev/null; VR_PID=; }
+alive() { kill -0 "$VR_PID"; }
+
+check "vrouterctl says so when vrouterd is not running" \
+    bash -c "! $VROUTERCTL node status 2>$WORK/e; cat $WORK/e; grep -q 'vrouterd is not running' $WORK/e"
+start
+check "the API socket is mode 0600, owned by root" \
+    test "$(stat -c '%a %U' "$WORK/api.sock")" = "600 root"
+check "a non-root user is refused with a clear message" \
+    bash -c "! setpriv --reuid=65534 --regid=65534 --clear-groups $VROUTERCTL node status 2>$WORK/nobody.err;
+             cat $WORK/nobody.err; grep -q 'permission denied' $WORK/nobody.err"
+
+ctl watch --json >"$WORK/events" 2>&1 &
+WATCH_PID=$!
+sleep 0.5
+ctl endpoint add pod1 --interface cali1 --json >"$WORK/add1.json" 2>>"$WORK/ctl.err"
+cat "$WORK/add1.json"
+A1=$(jget 'd["addresses"][0]' <"$WORK/add1.json") || die "endpoint add gave no address"
+check "endpoint add allocates an address from the pool" \
+    python3 -c "import ipaddress as i; assert i.ip_address('$A1') in i.ip_network('10.66.0.0/16')"
+pod_ip ${P}p1 "$A1"
+check "the new endpoint forwards at once (pod -> remote)" ping4 ${P}p1 10.97.0.2
+check "endpoint list --json shows it, origin api" \
+    bash -c "$VROUTERCTL endpoint list --json | python3 -c 'import json,sys; d=json.load(sys.stdin); assert [(e[\"name\"],e[\"origin\"],e[\"addresses\"]) for e in d[\"endpoints\"]]==[(\"pod1\",\"api\",[\"$A1\"])], d'"
+ctl route list --json >"$WORK/routes.json"
+check "route list: the pod's /32 is connected, its block blackholed, default static" \
+    json "{r['prefix']: r['source'] for r in d['routes']}.get('$A1/32') == 'connected' and
+          {r['prefix']: r['source'] for r in d['routes']}.get('0.0.0.0/0') == 'static' and
+          any(r['source'] == 'blackhole' and r['prefix'].endswith('/26') for r in d['routes'])" \
+    <"$WORK/routes.json"
+check "pool list shows the block the node claimed" \
+    bash -c "$VROUTERCTL pool list --json | python3 -c 'import json,sys; d=json.load(sys.stdin); p=d[\"pools\"][0]; assert p[\"cidr\"]==\"10.66.0.0/16\" and len(p[\"blocks\"])==1 and p[\"origin\"]==\"config\", p'"
+
+# A BGP peer added and removed while running (nothing answers there: it stays Active).
+check "peer add" ctl peer add 10.97.0.2 --asn 64512
+ctl node status >"$WORK/status.txt"; cat "$WORK/status.txt"
+check "node status prints calicoctl's peer table with the added peer" \
+    bash -c "grep -Eq 'PEER ADDRESS \| PEER TYPE +\| STATE +\| SINCE +\| INFO' $WORK/status.txt &&
+             grep -E '^\| 10\.97\.0\.2 +\| api ' $WORK/status.txt"
+check "peer list --json has it" \
+    bash -c "$VROUTERCTL peer list --json | python3 -c 'import json,sys; d=json.load(sys.stdin); assert [p[\"address\"] for p in d[\"peers\"]]==[\"10.97.0.2\"], d'"
+check "peer del" ctl peer del 10.97.0.2
+check "the peer is gone" \
+    bash -c "$VROUTERCTL peer list --json | python3 -c 'import json,sys; d=json.load(sys.stdin); assert d[\"peers\"]==[], d'"
+
+# Bad requests: a message and exit 1, never a crash.
+bad() { # expected-text command...
+    local want=$1; shift
+    if "$@" >"$WORK/bad" 2>&1; then cat "$WORK/bad"; return 1; fi
+    cat "$WORK/bad"; grep -q "$want" "$WORK/bad" && alive
+}
+check "an address outside every pool is refused" bad "in no pool" ctl endpoint add x --interface cali2 --ip 10.99.0.5
+check "a taken address is refused" bad "already allocated" ctl endpoint add x --interface cali2 --ip "$A1"
+check "a second endpoint of the same name is refused" bad "exists" ctl endpoint add pod1 --interface cali2
+check "a missing interface is refused" bad "nosuch" ctl endpoint add x --interface nosuch
+check "a bad address is refused" bad "address" ctl endpoint add x --interface cali2 --ip 10.66.0.300
+check "removing an unknown endpoint is refused" bad "no endpoint" ctl endpoint del nosuch
+printf 'kind: IPPool\nspec:\n  cidr: 10.67.0.0/16\n  vxlanMode: Sometimes\n' >"$WORK/badpool.yaml"
+check "a bad pool mode is refused" bad "vxlanMode" ctl pool apply -f "$WORK/badpool.yaml"
+check "an overlapping pool is refused" bad "overlap" bash -c "printf 'kind: IPPool\nspec:\n  cidr: 10.66.128.0/17\n' >$WORK/ov.yaml; $VROUTERCTL pool apply -f $WORK/ov.yaml"
+check "a file's pool cannot be removed through the API" bad "configuration file" ctl pool del 10.66.0.0/16
+
+# Pools from a Calico IPPool file.
+cat >"$WORK/pool.yaml" <<'YAML'
+apiVersion: projectcalico.org/v3
+kind: IPPool
+metadata:
+  name: extra
+spec:
+  cidr: 10.68.0.0/16
+  blockSize: 28
+  ipipMode: Never
+  vxlanMode: Always
+  natOutgoing: true
+  nodeSelector: all()
+YAML
+check "pool apply -f a Calico IPPool (YAML)" ctl pool apply -f "$WORK/pool.yaml"
+check "pool list has it with its fields, origin api" \
+    bash -c "$VROUTERCTL pool list --json | python3 -c 'import json,sys; d=json.load(sys.stdin); p=[p for p in d[\"pools\"] if p[\"cidr\"]==\"10.68.0.0/16\"][0]; assert (p[\"block_size\"],p[\"vxlan_mode\"],p[\"origin\"])==(28,\"Always\",\"api\"), p'"
+
+# Endpoint events reached the watcher.
+check "the watch stream carried the endpoint and its route" \
+    bash -c "grep -q '\"op\":\"add\".*pod1' $WORK/events && grep -q '$A1/32' $WORK/events"
+
+check "stats --json counts what pod1 sent" \
+    bash -c "$VROUTERCTL stats --json | python3 -c 'import json,sys; d=json.load(sys.stdin); t={c[\"name\"]:c[\"value\"] for c in d[\"total\"]}; assert t[\"rx\"]>0 and t[\"tx\"]>0 and len(d[\"workers\"])==1 and d[\"endpoints\"][0][\"name\"]==\"pod1\", d'"
+
+# Prometheus text format, parsed by prometheus_client; health endpoints.
+cat >"$WORK/scrape.py" <<'PY'
+import sys, urllib.request
+from prometheus_client.parser import text_string_to_metric_families
+base = "http://127.0.0.1:9469"
+r = urllib.request.urlopen(base + "/metrics", timeout=5)
+assert r.headers["Content-Type"].startswith("text/plain; version=0.0.4"), r.headers
+fams = {f.name: f for f in text_string_to_metric_families(r.read().decode())}
+rx = sum(s.value for s in fams["vrouter_rx_packets"].samples if s.name.endswith("_total"))
+assert rx > 0, rx
+drops = {s.labels["reason"] for s in fams["vrouter_drops"].samples}
+assert "no_route" in drops, drops
+routes = {s.labels["source"]: s.value for s in fams["vrouter_routes"].samples}
+assert routes["connected"] >= 1 and routes["static"] >= 1, routes
+assert fams["vrouter_fib_bytes"].samples[0].value > 0
+for path in ("/livez", "/readyz"):
+    assert urllib.request.urlopen(base + path, timeout=5).status == 200, path
+print("families:", len(fams), "rx:", rx, "routes:", routes)
+PY
+check "metrics scrape parsed by prometheus_client; /livez and /readyz 200" \
+    nsx ${P}n $PY "$WORK/scrape.py"
+
+# Delete: traffic stops, the address is free again.
+check "endpoint del releases the address" \
+    bash -c "$VROUTERCTL endpoint del pod1 --json | python3 -c 'import json,sys; d=json.load(sys.stdin); assert d[\"released\"]==[\"$A1\"], d'"
+check "traffic stops once the endpoint is gone" bash -c "! ip netns exec ${P}p1 ping -c 2 -i 0.2 -W 1 10.97.0.2"
+check "the watch stream carried the removal" bash -c "sleep 0.3; grep -q '\"op\":\"remove\".*pod1' $WORK/events"
+ctl endpoint add pod3 --interface cali1 --json >"$WORK/add3.json" 2>>"$WORK/ctl.err"
+cat "$WORK/add3.json"
+A3=$(jget 'd["addresses"][0]' <"$WORK/add3.json") || die "endpoint add gave no address"
+check "the freed address is allocated again" test "$A3" = "$A1"
+check "the slot is reused and forwards (same veth, new endpoint)" ping4 ${P}p1 10.97.0.2
+
+# Restart: API endpoints and pools come back from state_dir, IPAM keeps the address.
+stop
+check "vrouterctl says vrouterd is not running after it stopped" \
+    bash -c "! $VROUTERCTL node status 2>$WORK/down.err; cat $WORK/down.err; grep -q 'not running' $WORK/down.err"
+start
+check "after a restart the API's endpoint is back with its address" \
+    bash -c "$VROUTERCTL endpoint list --json | python3 -c 'import json,sys; d=json.load(sys.stdin); e=[e for e in d[\"endpoints\"] if e[\"name\"]==\"pod3\"][0]; assert e[\"addresses\"]==[\"$A1\"] and e[\"origin\"]==\"api\", d'"
+check "after a restart the API's pool is back" \
+    bash -c "$VROUTERCTL pool list --json | grep -q 10.68.0.0/16"
+check "after a restart the pod forwards" ping4 ${P}p1 10.97.0.2
+check "IPAM state on disk holds the address" grep -q "\"$A1\"" "$WORK/state/ipam.json"
+check "vrouterd is still running after all of it" alive
+
+kill "$WATCH_PID" 2>/dev/null; WATCH_PID=
+stop
+echo "api: $failures failure(s)"
+[[ $failures -eq 0 ]]
