@@ -64,7 +64,7 @@ pub enum NodeCmd {
 #[derive(Subcommand, Debug)]
 pub enum RouteCmd {
     List {
-        /// Only routes containing this address or prefix.
+        /// An address: the routes covering it; a prefix: the routes inside it.
         #[arg(long)]
         filter: Option<String>,
         /// At most this many.

@@ -27,6 +27,7 @@ chmod 755 "$WORK"
 . tests/e2e/lib.sh
 VR_PID=
 WATCH_PID=
+PING_PID=
 cleanup() {
     [[ -n $WATCH_PID ]] && kill "$WATCH_PID" 2>/dev/null
     [[ -n $VR_PID ]] && kill -9 "$VR_PID" 2>/dev/null
@@ -212,6 +213,60 @@ cat "$WORK/add3.json"
 A3=$(jget 'd["addresses"][0]' <"$WORK/add3.json") || die "endpoint add gave no address"
 check "the freed address is allocated again" test "$A3" = "$A1"
 check "the slot is reused and forwards (same veth, new endpoint)" ping4 ${P}p1 10.97.0.2
+
+# Static routes through the API.
+check "route add via a neighbour" ctl route add 10.70.0.0/16 --via 10.97.0.2
+check "route list shows it static, via 10.97.0.2 out of up0" \
+    bash -c "$VROUTERCTL route list --filter 10.70.0.0/16 --json | python3 -c 'import json,sys; d=json.load(sys.stdin); r=d[\"routes\"]; assert [(x[\"prefix\"],x[\"source\"],x[\"next_hops\"],x[\"out\"]) for x in r]==[(\"10.70.0.0/16\",\"static\",[\"10.97.0.2\"],[\"up0\"])], r'"
+check "a second route to the same prefix is refused" bad "exists" ctl route add 10.70.0.0/16 --via 10.97.0.3
+check "a route with no next hop is refused" bad "via" ctl route add 10.72.0.0/16
+check "the file's default route cannot be removed through the API" bad "configuration file" ctl route del 0.0.0.0/0
+check "route del" ctl route del 10.70.0.0/16
+check "the route is gone" bash -c "$VROUTERCTL route list --filter 10.70.0.0/16 --json | python3 -c 'import json,sys; d=json.load(sys.stdin); assert d[\"total\"]==0, d'"
+
+# Reload (SIGHUP, then vrouterctl reload): a pool, an endpoint and a route added to the
+# file go live; pod1's traffic (unchanged) keeps flowing; settings needing a restart are named.
+cp "$WORK/node.toml" "$WORK/node.orig.toml"
+cat >>"$WORK/node.toml" <<'CFG'
+[[pools]]
+cidr = "10.69.0.0/16"
+[[endpoints]]
+name = "pod2"
+kind = "veth"
+interface = "cali2"
+ips = ["10.69.0.5/32"]
+[[routes]]
+dst = "10.71.0.0/16"
+via = "10.97.0.2"
+CFG
+# [bgp] ends the file: the appended tables follow it, as TOML allows.
+nsx ${P}r ip route add 10.69.0.0/16 via 10.97.0.1
+pod_ip ${P}p2 10.69.0.5
+nsx ${P}p1 ping -i 0.05 -c 200 10.97.0.2 >"$WORK/during-reload.txt" 2>&1 &
+PING_PID=$!
+kill -HUP "$VR_PID"
+sleep 1
+check "SIGHUP: the file's new endpoint is up, origin config" \
+    bash -c "$VROUTERCTL endpoint list --json | python3 -c 'import json,sys; d=json.load(sys.stdin); assert [(e[\"name\"],e[\"origin\"]) for e in d[\"endpoints\"] if e[\"name\"]==\"pod2\"]==[(\"pod2\",\"config\")], d'"
+check "SIGHUP: the new endpoint forwards" ping4 ${P}p2 10.97.0.2
+check "SIGHUP: the file's new route is in the FIB" \
+    bash -c "$VROUTERCTL route list --filter 10.71.0.0/16 --json | grep -q '\"static\"'"
+wait $PING_PID
+check "an unchanged pod lost no packet across the reload" grep -q " 0% packet loss" "$WORK/during-reload.txt"
+cp "$WORK/node.orig.toml" "$WORK/node.toml"
+sed -i 's/^endpoint_slots = 4/endpoint_slots = 5/' "$WORK/node.toml"
+ctl reload >"$WORK/reload.txt" 2>&1; cat "$WORK/reload.txt"
+check "vrouterctl reload removes what left the file" \
+    bash -c "grep -q 'endpoint pod2 removed' $WORK/reload.txt && grep -q 'route 10.71.0.0/16 removed' $WORK/reload.txt && grep -q 'pool 10.69.0.0/16 removed' $WORK/reload.txt"
+check "vrouterctl reload names what needs a restart" grep -q "workers changed: needs a restart" "$WORK/reload.txt"
+check "after the reload pod2 no longer forwards" bash -c "! ip netns exec ${P}p2 ping -c 2 -i 0.2 -W 1 10.97.0.2"
+cp "$WORK/node.orig.toml" "$WORK/node.toml"
+printf '[[pools]]\ncidr = "10.80.0.0/16"\nblock_size = 40\n' >>"$WORK/node.toml"
+check "a bad file on reload: the error names file, line and field; nothing changes" \
+    bad "node.toml:[0-9]*: pool 10.80.0.0/16: block_size" ctl reload
+check "the running pools are unchanged after the refused reload" \
+    bash -c "! $VROUTERCTL pool list --json | grep -q 10.80.0.0"
+cp "$WORK/node.orig.toml" "$WORK/node.toml"
 
 # Restart: API endpoints and pools come back from state_dir, IPAM keeps the address.
 stop

@@ -21,6 +21,20 @@ pub const EXTRA_NEXTHOPS: usize = 65_536;
 pub const EXTRA_TUNNELS: usize = 4096;
 pub const EXTRA_GROUPS: usize = 4096;
 
+/// A `[[bgp.peers]]` entry as the speaker takes it.
+pub fn peer_config(b: &crate::config::BgpSettings, p: &crate::config::BgpPeer) -> PeerConfig {
+    PeerConfig {
+        address: p.address,
+        asn: p.asn.unwrap_or(b.asn),
+        passive: p.passive,
+        hold_time: p.hold_time,
+        keepalive: p.keepalive,
+        rr_client: p.rr_client,
+        port: p.port,
+        password: p.password.clone(),
+    }
+}
+
 /// The speaker's settings from `[bgp]`, `[[nodes]]` (the mesh) and our blocks.
 pub fn speaker_config(config: &Config, plan: &Plan) -> Option<SpeakerConfig> {
     let b = config.bgp.as_ref()?;
@@ -64,18 +78,7 @@ pub fn speaker_config(config: &Config, plan: &Plan) -> Option<SpeakerConfig> {
             });
         }
     }
-    for p in &b.peers {
-        peers.push(PeerConfig {
-            address: p.address,
-            asn: p.asn.unwrap_or(b.asn),
-            passive: p.passive,
-            hold_time: p.hold_time,
-            keepalive: p.keepalive,
-            rr_client: p.rr_client,
-            port: p.port,
-            password: p.password.clone(),
-        });
-    }
+    peers.extend(b.peers.iter().map(|p| peer_config(b, p)));
     Some(SpeakerConfig {
         asn: b.asn,
         router_id,
@@ -147,6 +150,9 @@ pub struct Learned {
     groups: HashMap<Vec<u32>, u32>,
     /// Prefixes the configuration routes (they win over BGP).
     configured: HashSet<IpNet>,
+    /// BGP's best next hops for configured prefixes (few): installed if the
+    /// configuration's route goes away.
+    shadowed: HashMap<IpNet, Vec<IpAddr>>,
     /// How many of the plan's tunnels and groups the live tables already have.
     tunnels_applied: usize,
     tunnel_nexthops_applied: usize,
@@ -215,6 +221,11 @@ impl Learned {
         for c in changes {
             let prefix = c.prefix.trunc();
             if self.configured.contains(&prefix) {
+                if c.next_hops.is_empty() {
+                    self.shadowed.remove(&prefix);
+                } else {
+                    self.shadowed.insert(prefix, c.next_hops.clone());
+                }
                 continue;
             }
             let nh = if c.next_hops.is_empty() {
@@ -243,6 +254,18 @@ impl Learned {
             }
         }
         // New tunnels and groups go live before any route points at them.
+        self.sync_tables(plan, t);
+        if !up4.is_empty() {
+            t.fib4.apply(&up4);
+        }
+        if !up6.is_empty() {
+            t.fib6.apply(&up6);
+        }
+    }
+
+    /// Put the plan's tunnels, groups and their next hops made since the last call into
+    /// the live tables (before any route points at them).
+    pub fn sync_tables(&mut self, plan: &Plan, t: &mut Tables) {
         for id in self.tunnels_applied..plan.tunnels.len() {
             t.tunnels.set(id as u32, plan.tunnels[id]);
         }
@@ -262,11 +285,14 @@ impl Learned {
             t.nexthops.set(nh, Adjacency::Group { id });
         }
         self.groups_applied = plan.groups.len();
-        if !up4.is_empty() {
-            t.fib4.apply(&up4);
-        }
-        if !up6.is_empty() {
-            t.fib6.apply(&up6);
+    }
+
+    /// The configuration stopped routing `prefix`: BGP's route for it, if any, goes in.
+    pub fn unconfigure(&mut self, config: &Config, plan: &mut Plan, t: &mut Tables, prefix: IpNet) {
+        let prefix = prefix.trunc();
+        self.configured.remove(&prefix);
+        if let Some(next_hops) = self.shadowed.remove(&prefix) {
+            self.apply(config, plan, t, &[RouteChange { prefix, next_hops }]);
         }
     }
 

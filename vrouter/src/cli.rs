@@ -56,7 +56,12 @@ where
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, stop.clone()).expect("signal handler");
     }
+    let reload = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, reload.clone())
+        .expect("signal handler");
     let options = RunOptions {
+        config_path: Some(args.config.clone()),
+        reload,
         stats_file: args.stats_file,
         stats_interval: std::time::Duration::from_millis(args.stats_interval_ms.max(10)),
     };

@@ -114,7 +114,7 @@ pub struct BgpSettings {
     pub peers: Vec<BgpPeer>,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct BgpPeer {
     pub address: std::net::IpAddr,
@@ -171,7 +171,7 @@ pub enum XdpMode {
     Generic,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct StaticRoute {
     pub dst: IpNet,
@@ -185,7 +185,7 @@ pub struct StaticRoute {
 }
 
 /// One next hop, or several (ECMP).
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(untagged)]
 pub enum Via {
     One(std::net::IpAddr),
@@ -360,6 +360,49 @@ pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
     parts.next().is_none().then_some(mac)
 }
 
+/// The line (1-based) a validation message is about. Messages name the entry and the
+/// field ("pool 10.0.0.0/8: block_size ...", "endpoint web: mac ...", "workers: count
+/// ..."): the entry is found by its quoted value (or its `[table]`), then the field's
+/// `key =` line within that entry; the entry's line when the field is not written.
+pub fn locate(text: &str, message: &str) -> Option<usize> {
+    let (head, rest) = message.split_once(": ")?;
+    let field = rest
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .next()
+        .unwrap_or("");
+    let lines: Vec<&str> = text.lines().collect();
+    let key_of = |l: &str| {
+        l.trim_start()
+            .split(['=', ' '])
+            .next()
+            .unwrap_or("")
+            .to_string()
+    };
+    let words: Vec<&str> = head.split_whitespace().collect();
+    // The entry: a quoted identifying value, else a [table] of that name, else top level.
+    let anchor = match words.as_slice() {
+        [] => return None,
+        [table] => lines
+            .iter()
+            .position(|l| l.trim() == format!("[{table}]"))
+            .or_else(|| lines.iter().position(|l| key_of(l) == *table)),
+        [.., id] => {
+            let quoted = format!("\"{id}\"");
+            lines.iter().position(|l| l.contains(&quoted))
+        }
+    }?;
+    // The entry's table starts at the last header at or before the anchor.
+    let start = (0..=anchor)
+        .rev()
+        .find(|&i| lines[i].trim_start().starts_with('['))
+        .unwrap_or(0);
+    let end = (anchor + 1..lines.len())
+        .find(|&i| lines[i].trim_start().starts_with('['))
+        .unwrap_or(lines.len());
+    let hit = (start..end).find(|&i| !field.is_empty() && key_of(lines[i]) == field);
+    Some(hit.unwrap_or(anchor) + 1)
+}
+
 /// A configuration error, naming what is wrong.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConfigError(pub String);
@@ -380,11 +423,15 @@ impl Config {
         Ok(config)
     }
 
-    /// Read, parse and validate a file.
+    /// Read, parse and validate a file. Errors read `FILE:LINE: what` when the line is
+    /// known (toml's own errors carry their line and column in the text).
     pub fn load(path: &std::path::Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
-        Self::parse(&text).map_err(|e| ConfigError(format!("{}: {e}", path.display())))
+        Self::parse(&text).map_err(|e| match locate(&text, &e.0) {
+            Some(line) => ConfigError(format!("{}:{line}: {e}", path.display())),
+            None => ConfigError(format!("{}: {e}", path.display())),
+        })
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -562,6 +609,47 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn validation_errors_name_their_line() {
+        let text = "node_name = \"n\"\nnode_ips = [\"10.0.0.1/24\"]\n[[pools]]\ncidr = \"10.65.0.0/16\"\n\n[[pools]]\ncidr = \"10.66.0.0/16\"\nblock_size = 40\n[workers]\ncount = 2\n[[endpoints]]\nname = \"web\"\nkind = \"veth\"\ninterface = \"c1\"\nips = [\"10.65.0.1/32\"]\nmac = \"zz\"\n";
+        let err = Config::parse(text).unwrap_err().0;
+        assert!(err.starts_with("pool 10.66.0.0/16: block_size"), "{err}");
+        assert_eq!(locate(text, &err), Some(8));
+        assert_eq!(
+            locate(text, "workers: count 2 needs exactly that many cores"),
+            Some(10)
+        );
+        assert_eq!(
+            locate(text, "endpoint web: mac \"zz\" is not aa:bb:cc:dd:ee:ff"),
+            Some(16)
+        );
+        assert_eq!(
+            locate(text, "endpoint web: interface c1 used twice"),
+            Some(14)
+        );
+        assert_eq!(
+            locate(text, "node_ips: at least one address is needed"),
+            Some(2)
+        );
+        assert_eq!(locate(text, "nothing to find here"), None);
+        let dir = std::env::temp_dir().join(format!("vrouter-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("bad.toml");
+        std::fs::write(&path, text).unwrap();
+        let e = Config::load(&path).unwrap_err().0;
+        assert!(
+            e.starts_with(&format!(
+                "{}:8: pool 10.66.0.0/16: block_size",
+                path.display()
+            )),
+            "{e}"
+        );
+        std::fs::write(&path, "node_name = \"n\"\nnode_ips = 3\n").unwrap();
+        let e = Config::load(&path).unwrap_err().0;
+        assert!(e.contains("line 2") && e.contains("node_ips"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     const EXAMPLE: &str = include_str!("../../configs/vrouter.toml");
 

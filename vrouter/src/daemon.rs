@@ -267,36 +267,15 @@ impl Plan {
             });
             plan.port_names.push(e.interface.clone());
         }
-        let mut by_via = std::mem::take(&mut plan.by_via);
+        // Routes via neighbours first, then to nodes (next hop numbering follows).
         for r in config.routes.iter().filter(|r| r.via.is_some()) {
-            let u = uplink_index(&plan, r.uplink.as_deref());
-            let vias = r.via.as_ref().unwrap().addrs();
-            let members: Vec<u32> = vias
-                .iter()
-                .map(|&v| plan.gateway(&mut by_via, u, v))
-                .collect();
-            let nh = if members.len() == 1 {
-                members[0]
-            } else {
-                // ECMP: a group of the gateways' next hops.
-                let id = plan.groups.len() as u32;
-                plan.groups.push(members);
-                let nh = plan.new_nexthop();
-                plan.group_nexthops.push((nh, id));
-                nh
-            };
+            let nh = plan.static_nexthop(config, r)?;
             plan.route(r.dst, nh);
         }
-        let mut by_tunnel = std::mem::take(&mut plan.by_tunnel);
         for r in config.routes.iter().filter(|r| r.node.is_some()) {
-            let u = uplink_index(&plan, r.uplink.as_deref());
-            let name = r.node.as_deref().unwrap();
-            let node = config.nodes.iter().find(|n| n.name == name).unwrap();
-            let nh = plan.node_route(config, &mut by_via, &mut by_tunnel, u, node, r.dst, true)?;
+            let nh = plan.static_nexthop(config, r)?;
             plan.route(r.dst, nh);
         }
-        plan.by_via = by_via;
-        plan.by_tunnel = by_tunnel;
         if config.bgp.is_some() {
             // Our blocks: announced, and their unused addresses dropped (never sent back
             // out toward whoever routed them to us).
@@ -336,6 +315,56 @@ impl Plan {
 }
 
 impl Plan {
+    /// The next hop of a static route: a neighbour on an uplink, an ECMP group of them,
+    /// or the tunnel (or plain next hop) toward a remote node, as its pool says.
+    pub(crate) fn static_nexthop(
+        &mut self,
+        config: &Config,
+        r: &crate::config::StaticRoute,
+    ) -> io::Result<u32> {
+        let u = uplink_index(self, r.uplink.as_deref());
+        let mut by_via = std::mem::take(&mut self.by_via);
+        let nh = match (&r.via, &r.node) {
+            (Some(via), _) => {
+                let members: Vec<u32> = via
+                    .addrs()
+                    .iter()
+                    .map(|&v| self.gateway(&mut by_via, u, v))
+                    .collect();
+                if members.len() == 1 {
+                    Ok(members[0])
+                } else {
+                    // ECMP: a group of the gateways' next hops.
+                    let id = self.groups.len() as u32;
+                    self.groups.push(members);
+                    let nh = self.new_nexthop();
+                    self.group_nexthops.push((nh, id));
+                    Ok(nh)
+                }
+            }
+            (None, Some(name)) => {
+                let mut by_tunnel = std::mem::take(&mut self.by_tunnel);
+                let nh = match config.nodes.iter().find(|n| &n.name == name) {
+                    Some(node) => {
+                        self.node_route(config, &mut by_via, &mut by_tunnel, u, node, r.dst, true)
+                    }
+                    None => Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!("route {}: no node {name}", r.dst),
+                    )),
+                };
+                self.by_tunnel = by_tunnel;
+                nh
+            }
+            (None, None) => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("route {}: needs via or node", r.dst),
+            )),
+        };
+        self.by_via = by_via;
+        nh
+    }
+
     pub(crate) fn new_nexthop(&mut self) -> u32 {
         self.nexthop_count += 1;
         self.nexthop_count - 1
@@ -544,12 +573,21 @@ fn attach_all(config: &Config, plan: &Plan) -> io::Result<Attached> {
     Ok(Attached { uplinks, endpoints })
 }
 
+/// Next hops, tunnels and ECMP groups kept free for static routes added while running.
+const RUNTIME_NEXTHOPS: usize = 1024;
+const RUNTIME_TUNNELS: usize = 256;
+const RUNTIME_GROUPS: usize = 256;
+
 /// Options of `vrouterd` besides the configuration.
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
     /// Rewrite this JSON file with the counters every `stats_interval`.
     pub stats_file: Option<std::path::PathBuf>,
     pub stats_interval: Duration,
+    /// The file SIGHUP and `vrouterctl reload` re-read.
+    pub config_path: Option<std::path::PathBuf>,
+    /// Set by SIGHUP.
+    pub reload: Arc<AtomicBool>,
 }
 
 /// Run the node until `stop` is set. Errors at start-up name what failed.
@@ -570,9 +608,11 @@ pub fn run(file_config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) ->
     // Room for what the BGP speaker's routes may add while running.
     let bgp_on = config.bgp.is_some();
     let extra = |n: usize| if bgp_on { n } else { 0 };
-    let nexthop_capacity = plan.nexthop_count.max(1) as usize + extra(crate::bgp::EXTRA_NEXTHOPS);
-    let tunnel_capacity = plan.tunnels.len() + extra(crate::bgp::EXTRA_TUNNELS);
-    let group_capacity = plan.groups.len() + extra(crate::bgp::EXTRA_GROUPS);
+    // And for static routes added while running (API, reload).
+    let nexthop_capacity =
+        plan.nexthop_count.max(1) as usize + RUNTIME_NEXTHOPS + extra(crate::bgp::EXTRA_NEXTHOPS);
+    let tunnel_capacity = plan.tunnels.len() + RUNTIME_TUNNELS + extra(crate::bgp::EXTRA_TUNNELS);
+    let group_capacity = plan.groups.len() + RUNTIME_GROUPS + extra(crate::bgp::EXTRA_GROUPS);
     let nexthops = Arc::new(NextHopTable::new(nexthop_capacity));
     if let Some(b) = plan.blackhole {
         nexthops.set(b, Adjacency::Blackhole);
@@ -820,20 +860,7 @@ pub fn run(file_config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) ->
     )
     .inspect_err(|_| stop.store(true, Ordering::Relaxed))?;
     info!(socket = %config.api.socket.display(), "API");
-    let origins = crate::manage::Origins {
-        endpoints: api_state
-            .endpoints
-            .iter()
-            .map(|e| e.name.clone())
-            .filter(|n| !file_config.endpoints.iter().any(|f| &f.name == n))
-            .collect(),
-        pools: api_state
-            .pools
-            .iter()
-            .map(|p| p.cidr)
-            .filter(|c| !file_config.pools.iter().any(|f| &f.cidr == c))
-            .collect(),
-    };
+    let origins = api_state.origins(file_config);
     let mut live = crate::manage::Live {
         config: config.clone(),
         plan,
@@ -855,7 +882,7 @@ pub fn run(file_config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) ->
         endpoint_mtu_limit,
         events: Some(api.events.clone()),
         info: if_info,
-        api_peers: Default::default(),
+        config_path: options.config_path.clone(),
     };
     drop(attached);
     // Health for /livez and /readyz, and scrapes answered by this loop.
@@ -903,6 +930,14 @@ pub fn run(file_config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) ->
         }
         for call in calls_rx.try_iter() {
             live.answer(call);
+        }
+        if options.reload.swap(false, Ordering::Relaxed) {
+            notifier.send("RELOADING=1");
+            match live.reload() {
+                Ok(changes) => info!(changes = changes.len(), "reloaded (SIGHUP)"),
+                Err(e) => warn!(error = %e.message(), "reload (SIGHUP)"),
+            }
+            notifier.send("READY=1");
         }
         for reply in scrapes_rx.try_iter() {
             let _ = reply.send(live.metrics());

@@ -56,6 +56,10 @@ impl GroupTable {
         }
     }
 
+    pub fn capacity(&self) -> usize {
+        self.groups.len()
+    }
+
     /// The group's current buckets.
     pub fn buckets(&self, group: u32) -> [u32; BUCKETS] {
         let g = &self.groups[group as usize];

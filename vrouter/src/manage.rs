@@ -7,7 +7,7 @@
 //! persisted in `state_dir/api.json` so a restart brings it back.
 
 use crate::bgp::Learned;
-use crate::config::{Config, EncapMode, Endpoint, EndpointKind, Pool};
+use crate::config::{BgpPeer, Config, EncapMode, Endpoint, EndpointKind, Pool, StaticRoute, Via};
 use crate::counters::{Counters, DropReason};
 use crate::daemon::{idle_port, own_blocks, EndpointPlan, IfInfo, Plan, Slot};
 use crate::ecmp::GroupTable;
@@ -38,6 +38,10 @@ pub struct ApiState {
     pub endpoints: Vec<Endpoint>,
     #[serde(default)]
     pub pools: Vec<Pool>,
+    #[serde(default)]
+    pub routes: Vec<StaticRoute>,
+    #[serde(default)]
+    pub peers: Vec<BgpPeer>,
 }
 
 impl ApiState {
@@ -79,6 +83,53 @@ impl ApiState {
             } else {
                 config.endpoints.push(e.clone());
             }
+        }
+        for r in &self.routes {
+            if !config.routes.iter().any(|f| f.dst.trunc() == r.dst.trunc()) {
+                config.routes.push(r.clone());
+            }
+        }
+        if let Some(b) = config.bgp.as_mut() {
+            for p in &self.peers {
+                if !b.peers.iter().any(|f| f.address == p.address) {
+                    b.peers.push(p.clone());
+                }
+            }
+        }
+    }
+
+    /// What of `config` came from here (not from `file`).
+    pub fn origins(&self, file: &Config) -> Origins {
+        Origins {
+            endpoints: self
+                .endpoints
+                .iter()
+                .map(|e| e.name.clone())
+                .filter(|n| !file.endpoints.iter().any(|f| &f.name == n))
+                .collect(),
+            pools: self
+                .pools
+                .iter()
+                .map(|p| p.cidr)
+                .filter(|c| !file.pools.iter().any(|f| &f.cidr == c))
+                .collect(),
+            routes: self
+                .routes
+                .iter()
+                .map(|r| r.dst.trunc())
+                .filter(|d| !file.routes.iter().any(|f| f.dst.trunc() == *d))
+                .collect(),
+            peers: self
+                .peers
+                .iter()
+                .map(|p| p.address)
+                .filter(|a| {
+                    !file
+                        .bgp
+                        .as_ref()
+                        .is_some_and(|b| b.peers.iter().any(|f| f.address == *a))
+                })
+                .collect(),
         }
     }
 }
@@ -125,6 +176,10 @@ pub fn open_ipam(config: &Config) -> io::Result<Ipam> {
     Ok(ipam)
 }
 
+fn o_pool_taken(o: &Origins, cidr: IpNet) -> bool {
+    o.pools.contains(&cidr)
+}
+
 /// What /livez and /readyz answer (set by the control loop).
 #[derive(Debug, Default)]
 pub struct Health {
@@ -159,6 +214,8 @@ impl control::metrics::HealthSource for MetricsSource {
 pub struct Origins {
     pub endpoints: BTreeSet<String>,
     pub pools: BTreeSet<IpNet>,
+    pub routes: BTreeSet<IpNet>,
+    pub peers: BTreeSet<IpAddr>,
 }
 
 /// Everything the control loop owns while the node runs.
@@ -184,8 +241,8 @@ pub struct Live {
     pub endpoint_mtu_limit: u16,
     pub events: Option<tokio::sync::broadcast::Sender<pb::Event>>,
     pub info: fn(&str) -> io::Result<IfInfo>,
-    /// Peers added through the API (shown as such).
-    pub api_peers: BTreeSet<IpAddr>,
+    /// The file `reload` reads (None: reload refused).
+    pub config_path: Option<PathBuf>,
 }
 
 fn invalid(m: impl Into<String>) -> Status {
@@ -272,15 +329,11 @@ impl Live {
             Call::ListRoutes(r, tx) => {
                 let _ = tx.send(self.list_routes(&r));
             }
-            Call::AddRoute(_, tx) => {
-                let _ = tx.send(Err(Status::unimplemented(
-                    "static routes are added in the configuration file for now",
-                )));
+            Call::AddRoute(r, tx) => {
+                let _ = tx.send(self.add_route(r));
             }
-            Call::RemoveRoute(_, tx) => {
-                let _ = tx.send(Err(Status::unimplemented(
-                    "static routes are removed in the configuration file for now",
-                )));
+            Call::RemoveRoute(r, tx) => {
+                let _ = tx.send(self.remove_route(&r.prefix));
             }
             Call::ApplyPool(p, tx) => {
                 let _ = tx.send(self.apply_pool(p));
@@ -303,9 +356,7 @@ impl Live {
                 let _ = tx.send(Ok(self.stats()));
             }
             Call::Reload(_, tx) => {
-                let _ = tx.send(Err(Status::unimplemented(
-                    "reload: restart vrouterd to apply a changed file for now",
-                )));
+                let _ = tx.send(self.reload().map(|changes| pb::ReloadReply { changes }));
             }
         }
     }
@@ -357,7 +408,7 @@ impl Live {
                 pb::Peer {
                     address: p.address.to_string(),
                     asn: p.asn,
-                    peer_type: if self.api_peers.contains(&p.address) {
+                    peer_type: if self.origins.peers.contains(&p.address) {
                         "api"
                     } else if in_mesh {
                         "node-to-node mesh"
@@ -463,6 +514,21 @@ impl Live {
                 .filter(|p| self.origins.pools.contains(&p.cidr))
                 .cloned()
                 .collect(),
+            routes: self
+                .config
+                .routes
+                .iter()
+                .filter(|r| self.origins.routes.contains(&r.dst.trunc()))
+                .cloned()
+                .collect(),
+            peers: self
+                .config
+                .bgp
+                .iter()
+                .flat_map(|b| &b.peers)
+                .filter(|p| self.origins.peers.contains(&p.address))
+                .cloned()
+                .collect(),
         };
         state
             .save(&self.config.state_dir)
@@ -517,22 +583,7 @@ impl Live {
             .iter()
             .map(|a| parse_host(a))
             .collect::<Result<_, _>>()?;
-        let mtu = match ((self.info)(&req.interface), kind) {
-            (Ok(i), _) => i.mtu,
-            (Err(_), EndpointKind::Tap) => 1500,
-            (Err(e), EndpointKind::Veth) => {
-                return Err(Status::not_found(format!(
-                    "interface {}: {e}",
-                    req.interface
-                )))
-            }
-        };
-        if mtu > self.endpoint_mtu_limit {
-            return Err(Status::failed_precondition(format!(
-                "interface {} has MTU {mtu}; endpoints added while running carry at most {}",
-                req.interface, self.endpoint_mtu_limit
-            )));
-        }
+        self.interface_mtu(&req.interface, kind)?;
         // Addresses: the ones asked for, or allocated (IPv4, and IPv6 when asked).
         let mut ips = given.clone();
         if ips.is_empty() {
@@ -552,39 +603,73 @@ impl Live {
                     }
                 }
             }
-        } else {
-            for ip in &given {
-                if self.config.pools.iter().any(|p| p.cidr.contains(ip)) {
-                    if let Err(e) = self.ipam.assign(&req.name, ip.addr()) {
-                        self.ipam.release(&req.name);
-                        return Err(Status::already_exists(e.to_string()));
-                    }
-                }
-            }
         }
         let endpoint = Endpoint {
             name: req.name.clone(),
             kind,
             interface: req.interface.clone(),
-            ips: ips.clone(),
-            mac: mac.clone(),
+            ips,
+            mac,
         };
+        self.install_endpoint(endpoint, true)
+    }
+
+    fn interface_mtu(&self, interface: &str, kind: EndpointKind) -> Result<u16, Status> {
+        let mtu = match ((self.info)(interface), kind) {
+            (Ok(i), _) => i.mtu,
+            (Err(_), EndpointKind::Tap) => 1500,
+            (Err(e), EndpointKind::Veth) => {
+                return Err(Status::not_found(format!("interface {interface}: {e}")))
+            }
+        };
+        if mtu > self.endpoint_mtu_limit {
+            return Err(Status::failed_precondition(format!(
+                "interface {interface} has MTU {mtu}; endpoints added while running carry at most {}",
+                self.endpoint_mtu_limit
+            )));
+        }
+        Ok(mtu)
+    }
+
+    /// Bring up an endpoint whose addresses are decided (taken in IPAM here when they
+    /// are in a pool); `api`: added through the API (kept in api.json).
+    fn install_endpoint(&mut self, endpoint: Endpoint, api: bool) -> Result<pb::Endpoint, Status> {
+        let name = endpoint.name.clone();
+        let fail = |me: &mut Live, e: Status| {
+            me.ipam.release(&name);
+            Err(e)
+        };
+        for ip in &endpoint.ips {
+            if self.config.pools.iter().any(|p| p.cidr.contains(ip)) {
+                if let Err(e) = self.ipam.assign(&name, ip.addr()) {
+                    return fail(self, Status::already_exists(e.to_string()));
+                }
+            }
+        }
         let mut candidate = self.config.clone();
         candidate.endpoints.push(endpoint.clone());
         if let Err(e) = candidate.validate() {
-            self.ipam.release(&req.name);
-            return Err(invalid(e.0));
+            return fail(self, invalid(e.0));
         }
-        let Some(slot) = self.plan.free_slots.pop() else {
-            self.ipam.release(&req.name);
-            return Err(Status::resource_exhausted(
-                "no free endpoint slot: raise [workers] endpoint_slots and restart",
-            ));
+        let mtu = match self.interface_mtu(&endpoint.interface, endpoint.kind) {
+            Ok(m) => m,
+            Err(e) => return fail(self, e),
         };
+        let Some(slot) = self.plan.free_slots.pop() else {
+            return fail(
+                self,
+                Status::resource_exhausted(
+                    "no free endpoint slot: raise [workers] endpoint_slots and restart",
+                ),
+            );
+        };
+        let ips = endpoint.ips.clone();
         match self.open_endpoint(&endpoint, slot, mtu) {
             Ok(ep) => {
                 self.config = candidate;
-                self.origins.endpoints.insert(endpoint.name.clone());
+                if api {
+                    self.origins.endpoints.insert(endpoint.name.clone());
+                }
                 self.plan.endpoints.push(ep.clone());
                 self.sync_blocks();
                 self.persist()?;
@@ -610,8 +695,7 @@ impl Live {
             }
             Err(e) => {
                 self.plan.free_slots.push(slot);
-                self.ipam.release(&req.name);
-                Err(e)
+                fail(self, e)
             }
         }
     }
@@ -744,7 +828,13 @@ impl Live {
                 "endpoint {name} comes from the configuration file: remove it there"
             )));
         }
+        self.uninstall_endpoint(i)
+    }
+
+    /// Take endpoint `plan.endpoints[i]` down: routes, next hop, socket, port, IPAM.
+    fn uninstall_endpoint(&mut self, i: usize) -> Result<pb::RemoveEndpointReply, Status> {
         let ep = self.plan.endpoints.remove(i);
+        let name = ep.name.as_str();
         let config_ep = self
             .config
             .endpoints
@@ -754,15 +844,7 @@ impl Live {
         let ips = config_ep.map(|e| e.ips).unwrap_or_default();
         // Routes first, so nothing new is sent toward the port while it closes.
         for ip in &ips {
-            self.learned.set_configured(*ip, false);
-            match ip {
-                IpNet::V4(n) => {
-                    self.fib4.remove(*n);
-                }
-                IpNet::V6(n) => {
-                    self.fib6.remove(*n);
-                }
-            }
+            self.remove_route_of(*ip);
             for u in &self.uplink_progs {
                 if !self.config.pools.iter().any(|p| p.cidr.contains(ip)) {
                     let _ = u.remove_prefix(*ip);
@@ -814,23 +896,36 @@ impl Live {
         })
     }
 
+    /// A configured prefix leaves the FIB; BGP's route for it, if any, takes its place.
+    fn remove_route_of(&mut self, prefix: IpNet) {
+        match prefix {
+            IpNet::V4(n) => {
+                self.fib4.remove(n.trunc());
+            }
+            IpNet::V6(n) => {
+                self.fib6.remove(n.trunc());
+            }
+        }
+        let mut t = crate::bgp::Tables {
+            nexthops: &self.nexthops,
+            tunnels: &self.tunnels,
+            groups: &self.groups,
+            fib4: &mut self.fib4,
+            fib6: &mut self.fib6,
+        };
+        self.learned
+            .unconfigure(&self.config, &mut self.plan, &mut t, prefix);
+    }
+
     /// Our blocks follow our endpoints: blackhole routes and BGP announcements.
     fn sync_blocks(&mut self) {
         let Some(blackhole) = self.plan.blackhole else {
             return;
         };
         let now = own_blocks(&self.config);
-        for b in &self.plan.own_blocks {
-            if !now.contains(b) {
-                self.learned.set_configured(*b, false);
-                match b {
-                    IpNet::V4(n) => {
-                        self.fib4.remove(*n);
-                    }
-                    IpNet::V6(n) => {
-                        self.fib6.remove(*n);
-                    }
-                }
+        for b in self.plan.own_blocks.clone() {
+            if !now.contains(&b) {
+                self.remove_route_of(b);
             }
         }
         for b in &now {
@@ -900,12 +995,18 @@ impl Live {
             ipip_mode: parse_mode(&req.ipip_mode, "ipipMode")?,
             vxlan_mode: parse_mode(&req.vxlan_mode, "vxlanMode")?,
         };
-        let existing = self.config.pools.iter().position(|p| p.cidr == cidr);
-        if existing.is_some() && !self.origins.pools.contains(&cidr) {
+        if self.config.pools.iter().any(|p| p.cidr == cidr) && !self.origins.pools.contains(&cidr) {
             return Err(Status::failed_precondition(format!(
                 "pool {cidr} comes from the configuration file: change it there"
             )));
         }
+        self.install_pool(pool, true)
+    }
+
+    /// Create or update a pool; `api`: kept in api.json.
+    fn install_pool(&mut self, pool: Pool, api: bool) -> Result<pb::Pool, Status> {
+        let cidr = pool.cidr;
+        let existing = self.config.pools.iter().position(|p| p.cidr == cidr);
         if let Some(i) = existing {
             let old = &self.config.pools[i];
             if old.block_size() != pool.block_size()
@@ -923,7 +1024,9 @@ impl Live {
         }
         candidate.validate().map_err(|e| invalid(e.0))?;
         self.config = candidate;
-        self.origins.pools.insert(cidr);
+        if api {
+            self.origins.pools.insert(cidr);
+        }
         self.ipam.set_pools(ipam_pools(&self.config));
         for u in &self.uplink_progs {
             let _ = u.add_prefix(cidr, PrefixClass::Ours);
@@ -946,6 +1049,11 @@ impl Live {
                 "pool {cidr} comes from the configuration file: remove it there"
             )));
         }
+        self.uninstall_pool(i)
+    }
+
+    fn uninstall_pool(&mut self, i: usize) -> Result<pb::RemovePoolReply, Status> {
+        let cidr = self.config.pools[i].cidr;
         let users: Vec<&str> = self
             .config
             .endpoints
@@ -983,11 +1091,6 @@ impl Live {
     }
 
     fn add_peer(&mut self, p: pb::Peer) -> Result<pb::Peer, Status> {
-        let Some(sp) = &self.speaker else {
-            return Err(Status::failed_precondition(
-                "BGP is not enabled ([bgp] absent from the configuration)",
-            ));
-        };
         let address: IpAddr = p
             .address
             .parse()
@@ -995,32 +1098,24 @@ impl Live {
         if p.asn == 0 {
             return Err(invalid("asn is needed"));
         }
-        if p.hold_time == 1 || p.hold_time == 2 || p.hold_time > 65535 {
-            return Err(invalid("hold_time must be 0 or 3..=65535"));
+        if p.hold_time > 65535 || p.port > 65535 {
+            return Err(invalid("hold_time and port: at most 65535"));
         }
-        if p.password.len() > 80 {
-            return Err(invalid("password: at most 80 bytes (TCP MD5)"));
-        }
-        if p.port > 65535 {
-            return Err(invalid("port: at most 65535"));
-        }
-        let cfg = control::speaker::PeerConfig {
+        let peer = BgpPeer {
             address,
-            asn: p.asn,
-            passive: p.passive,
+            asn: Some(p.asn),
+            password: (!p.password.is_empty()).then(|| p.password.clone()),
+            rr_client: p.rr_client,
             hold_time: if p.hold_time == 0 {
                 90
             } else {
                 p.hold_time as u16
             },
             keepalive: None,
-            rr_client: p.rr_client,
             port: if p.port == 0 { 179 } else { p.port as u16 },
-            password: (!p.password.is_empty()).then(|| p.password.clone()),
+            passive: p.passive,
         };
-        sp.add_peer(cfg).map_err(Status::already_exists)?;
-        self.api_peers.insert(address);
-        info!(peer = %address, asn = p.asn, "BGP peer added");
+        self.install_peer(peer, true)?;
         Ok(pb::Peer {
             address: address.to_string(),
             asn: p.asn,
@@ -1029,17 +1124,408 @@ impl Live {
         })
     }
 
-    fn remove_peer(&mut self, address: &str) -> Result<pb::RemovePeerReply, Status> {
+    /// Start a session with a `[[bgp.peers]]`-shaped peer (validated as the file's are).
+    fn install_peer(&mut self, peer: BgpPeer, api: bool) -> Result<(), Status> {
         let Some(sp) = &self.speaker else {
-            return Err(Status::failed_precondition("BGP is not enabled"));
+            return Err(Status::failed_precondition(
+                "BGP is not enabled ([bgp] absent from the configuration)",
+            ));
         };
+        let mut candidate = self.config.clone();
+        let b = candidate
+            .bgp
+            .as_mut()
+            .expect("a speaker runs only with [bgp]");
+        b.peers.push(peer.clone());
+        candidate.validate().map_err(|e| invalid(e.0))?;
+        let cfg = crate::bgp::peer_config(candidate.bgp.as_ref().unwrap(), &peer);
+        sp.add_peer(cfg).map_err(Status::already_exists)?;
+        self.config = candidate;
+        if api {
+            self.origins.peers.insert(peer.address);
+        }
+        self.persist()?;
+        info!(peer = %peer.address, "BGP peer added");
+        Ok(())
+    }
+
+    fn remove_peer(&mut self, address: &str) -> Result<pb::RemovePeerReply, Status> {
         let address: IpAddr = address
             .parse()
             .map_err(|e| invalid(format!("address {address:?}: {e}")))?;
-        sp.remove_peer(address).map_err(Status::not_found)?;
-        self.api_peers.remove(&address);
-        info!(peer = %address, "BGP peer removed");
+        if !self.origins.peers.contains(&address) {
+            let known = self
+                .peers()
+                .iter()
+                .any(|p| p.address == address.to_string());
+            return Err(if known {
+                Status::failed_precondition(format!(
+                    "peer {address} comes from the configuration (file or mesh): remove it there"
+                ))
+            } else {
+                Status::not_found(format!("{address} is not a peer"))
+            });
+        }
+        self.uninstall_peer(address)?;
         Ok(pb::RemovePeerReply {})
+    }
+
+    fn uninstall_peer(&mut self, address: IpAddr) -> Result<(), Status> {
+        let Some(sp) = &self.speaker else {
+            return Err(Status::failed_precondition("BGP is not enabled"));
+        };
+        sp.remove_peer(address).map_err(Status::not_found)?;
+        if let Some(b) = self.config.bgp.as_mut() {
+            b.peers.retain(|p| p.address != address);
+        }
+        self.origins.peers.remove(&address);
+        self.persist()?;
+        info!(peer = %address, "BGP peer removed");
+        Ok(())
+    }
+
+    fn add_route(&mut self, r: pb::AddRouteRequest) -> Result<pb::Route, Status> {
+        let dst: IpNet = r
+            .prefix
+            .parse()
+            .map_err(|e| invalid(format!("prefix {:?}: {e}", r.prefix)))?;
+        let via: Vec<IpAddr> = r
+            .via
+            .iter()
+            .map(|v| v.parse().map_err(|e| invalid(format!("via {v:?}: {e}"))))
+            .collect::<Result<_, _>>()?;
+        let route = StaticRoute {
+            dst,
+            via: match via.len() {
+                0 => None,
+                1 => Some(Via::One(via[0])),
+                _ => Some(Via::Many(via)),
+            },
+            node: (!r.node.is_empty()).then(|| r.node.clone()),
+            uplink: (!r.uplink.is_empty()).then(|| r.uplink.clone()),
+        };
+        if route.via.is_some() == route.node.is_some() {
+            return Err(invalid("a route needs either via (one or more) or node"));
+        }
+        self.install_route(route, true)
+    }
+
+    /// Add a static route: its next hop (neighbour, ECMP group, tunnel) goes live first.
+    fn install_route(&mut self, r: StaticRoute, api: bool) -> Result<pb::Route, Status> {
+        let dst = r.dst.trunc();
+        if self.config.routes.iter().any(|x| x.dst.trunc() == dst) {
+            return Err(Status::already_exists(format!(
+                "a static route to {dst} exists"
+            )));
+        }
+        if self.plan.endpoints.iter().any(|e| {
+            self.config
+                .endpoints
+                .iter()
+                .any(|c| c.name == e.name && c.ips.contains(&dst))
+        }) {
+            return Err(Status::already_exists(format!(
+                "{dst} is an endpoint's address"
+            )));
+        }
+        let mut candidate = self.config.clone();
+        candidate.routes.push(r.clone());
+        candidate.validate().map_err(|e| invalid(e.0))?;
+        // A route may need an ECMP group and up to two next hops (tunnel, underlay).
+        if self.plan.nexthop_count as usize + 2 + r.via.as_ref().map_or(1, |v| v.addrs().len())
+            > self.nexthops.capacity()
+            || self.plan.tunnels.len() >= self.tunnels.capacity()
+            || self.plan.groups.len() >= self.groups.capacity()
+        {
+            return Err(Status::resource_exhausted(
+                "no room for more next hops, tunnels or groups: restart to resize",
+            ));
+        }
+        let nh = self
+            .plan
+            .static_nexthop(&candidate, &r)
+            .map_err(|e| invalid(e.to_string()))?;
+        {
+            let mut t = crate::bgp::Tables {
+                nexthops: &self.nexthops,
+                tunnels: &self.tunnels,
+                groups: &self.groups,
+                fib4: &mut self.fib4,
+                fib6: &mut self.fib6,
+            };
+            self.learned.sync_tables(&self.plan, &mut t);
+        }
+        self.learned.set_configured(dst, true);
+        match dst {
+            IpNet::V4(n) => {
+                self.fib4.insert(n, NextHopId(nh));
+            }
+            IpNet::V6(n) => {
+                self.fib6.insert(n, NextHopId(nh));
+            }
+        }
+        self.config = candidate;
+        if api {
+            self.origins.routes.insert(dst);
+        }
+        self.persist()?;
+        let (next_hops, encap, out) = self.describe(nh);
+        let route = pb::Route {
+            prefix: dst.to_string(),
+            source: "static".into(),
+            peer: String::new(),
+            next_hops,
+            encapsulation: encap.into(),
+            out,
+        };
+        info!(route = %dst, "static route added");
+        self.publish(pb::event::What::Route(pb::RouteEvent {
+            op: "add".into(),
+            route: Some(route.clone()),
+        }));
+        Ok(route)
+    }
+
+    fn remove_route(&mut self, prefix: &str) -> Result<pb::RemoveRouteReply, Status> {
+        let dst: IpNet = prefix
+            .parse()
+            .map_err(|e| invalid(format!("prefix {prefix:?}: {e}")))?;
+        let dst = dst.trunc();
+        if !self.config.routes.iter().any(|r| r.dst.trunc() == dst) {
+            return Err(Status::not_found(format!("no static route to {dst}")));
+        }
+        if !self.origins.routes.contains(&dst) {
+            return Err(Status::failed_precondition(format!(
+                "the route to {dst} comes from the configuration file: remove it there"
+            )));
+        }
+        self.uninstall_route(dst)?;
+        Ok(pb::RemoveRouteReply {})
+    }
+
+    fn uninstall_route(&mut self, dst: IpNet) -> Result<(), Status> {
+        self.config.routes.retain(|r| r.dst.trunc() != dst);
+        self.origins.routes.remove(&dst);
+        self.remove_route_of(dst);
+        self.persist()?;
+        info!(route = %dst, "static route removed");
+        self.publish(pb::event::What::Route(pb::RouteEvent {
+            op: "remove".into(),
+            route: Some(pb::Route {
+                prefix: dst.to_string(),
+                source: "static".into(),
+                ..Default::default()
+            }),
+        }));
+        Ok(())
+    }
+
+    /// Re-read the file and apply what changed (SIGHUP, `vrouterctl reload`): endpoints,
+    /// pools, static routes and BGP peers go through the same paths as the API's calls,
+    /// so unchanged parts never stop. Returns one line per change; settings that need a
+    /// restart are named and keep their running value.
+    pub fn reload(&mut self) -> Result<Vec<String>, Status> {
+        let Some(path) = self.config_path.clone() else {
+            return Err(Status::failed_precondition(
+                "vrouterd was started without a file",
+            ));
+        };
+        let mut file = Config::load(&path).map_err(|e| invalid(e.0))?;
+        let mut changes = Vec::new();
+        // What cannot change while running keeps its running value.
+        let mut restart = |what: &str, differs: bool| {
+            if differs {
+                changes.push(format!(
+                    "{what} changed: needs a restart (running value kept)"
+                ));
+            }
+        };
+        let run = &self.config;
+        restart("node_name", file.node_name != run.node_name);
+        restart("node_ips", file.node_ips != run.node_ips);
+        restart("uplinks", file.uplinks != run.uplinks);
+        restart("workers", file.workers != run.workers);
+        restart("xdp_mode", file.xdp_mode != run.xdp_mode);
+        restart("icmp_rate", file.icmp_rate != run.icmp_rate);
+        restart("nodes", file.nodes != run.nodes);
+        restart("vxlan", file.vxlan != run.vxlan);
+        restart("api", file.api != run.api);
+        restart("metrics", file.metrics != run.metrics);
+        restart("state_dir", file.state_dir != run.state_dir);
+        let settings = |b: &Option<crate::config::BgpSettings>| {
+            b.clone().map(|mut b| {
+                b.peers.clear();
+                b
+            })
+        };
+        restart(
+            "bgp (other than its peers)",
+            settings(&file.bgp) != settings(&run.bgp),
+        );
+        file.node_name = run.node_name.clone();
+        file.node_ips = run.node_ips.clone();
+        file.uplinks = run.uplinks.clone();
+        file.workers = run.workers.clone();
+        file.xdp_mode = run.xdp_mode;
+        file.icmp_rate = run.icmp_rate;
+        file.nodes = run.nodes.clone();
+        file.vxlan = run.vxlan.clone();
+        file.api = run.api.clone();
+        file.metrics = run.metrics.clone();
+        file.state_dir = run.state_dir.clone();
+        let file_peers = file
+            .bgp
+            .as_ref()
+            .map(|b| b.peers.clone())
+            .unwrap_or_default();
+        file.bgp = run.bgp.clone();
+        // The file's part of the running configuration, to compare with.
+        let o = &self.origins;
+        let old_endpoints: Vec<Endpoint> = run
+            .endpoints
+            .iter()
+            .filter(|e| !o.endpoints.contains(&e.name))
+            .cloned()
+            .collect();
+        let old_pools: Vec<Pool> = run
+            .pools
+            .iter()
+            .filter(|p| !o.pools.contains(&p.cidr))
+            .cloned()
+            .collect();
+        let old_routes: Vec<StaticRoute> = run
+            .routes
+            .iter()
+            .filter(|r| !o.routes.contains(&r.dst.trunc()))
+            .cloned()
+            .collect();
+        let old_peers: Vec<BgpPeer> = run
+            .bgp
+            .iter()
+            .flat_map(|b| &b.peers)
+            .filter(|p| !o.peers.contains(&p.address))
+            .cloned()
+            .collect();
+        let mut failed: Vec<String> = Vec::new();
+        fn note(
+            r: Result<(), Status>,
+            what: String,
+            changes: &mut Vec<String>,
+            failed: &mut Vec<String>,
+        ) {
+            match r {
+                Ok(()) => changes.push(what),
+                Err(e) => failed.push(format!("{what}: {}", e.message())),
+            }
+        }
+        // Removals first (endpoints before their pools), then additions (pools first).
+        for e in old_endpoints.iter().filter(|e| !file.endpoints.contains(e)) {
+            let r = match self.plan.endpoints.iter().position(|p| p.name == e.name) {
+                Some(i) => self.uninstall_endpoint(i).map(|_| ()),
+                None => Ok(()),
+            };
+            note(
+                r,
+                format!("endpoint {} removed", e.name),
+                &mut changes,
+                &mut failed,
+            );
+        }
+        for r in old_routes.iter().filter(|r| !file.routes.contains(r)) {
+            let res = self.uninstall_route(r.dst.trunc());
+            note(
+                res,
+                format!("route {} removed", r.dst),
+                &mut changes,
+                &mut failed,
+            );
+        }
+        for p in old_peers.iter().filter(|p| !file_peers.contains(p)) {
+            let res = self.uninstall_peer(p.address);
+            note(
+                res,
+                format!("peer {} removed", p.address),
+                &mut changes,
+                &mut failed,
+            );
+        }
+        for p in old_pools
+            .iter()
+            .filter(|p| !file.pools.iter().any(|f| f.cidr == p.cidr))
+        {
+            let res = match self.config.pools.iter().position(|x| x.cidr == p.cidr) {
+                Some(i) => self.uninstall_pool(i).map(|_| ()),
+                None => Ok(()),
+            };
+            note(
+                res,
+                format!("pool {} removed", p.cidr),
+                &mut changes,
+                &mut failed,
+            );
+        }
+        for p in file.pools.iter().filter(|p| !old_pools.contains(p)) {
+            if o_pool_taken(&self.origins, p.cidr) {
+                failed.push(format!("pool {}: added through the API already", p.cidr));
+                continue;
+            }
+            let res = self.install_pool(p.clone(), false).map(|_| ());
+            note(
+                res,
+                format!("pool {} applied", p.cidr),
+                &mut changes,
+                &mut failed,
+            );
+        }
+        for e in file.endpoints.iter().filter(|e| !old_endpoints.contains(e)) {
+            if self.origins.endpoints.contains(&e.name) {
+                failed.push(format!(
+                    "endpoint {}: added through the API already",
+                    e.name
+                ));
+                continue;
+            }
+            let res = self.install_endpoint(e.clone(), false).map(|_| ());
+            note(
+                res,
+                format!("endpoint {} added", e.name),
+                &mut changes,
+                &mut failed,
+            );
+        }
+        for r in file.routes.iter().filter(|r| !old_routes.contains(r)) {
+            let res = self.install_route(r.clone(), false).map(|_| ());
+            note(
+                res,
+                format!("route {} added", r.dst),
+                &mut changes,
+                &mut failed,
+            );
+        }
+        for p in file_peers.iter().filter(|p| !old_peers.contains(p)) {
+            let res = self.install_peer(p.clone(), false);
+            note(
+                res,
+                format!("peer {} added", p.address),
+                &mut changes,
+                &mut failed,
+            );
+        }
+        for f in &failed {
+            warn!(change = %f, "reload: not applied");
+        }
+        for c in &changes {
+            info!(change = %c, "reload");
+        }
+        if failed.is_empty() {
+            Ok(changes)
+        } else {
+            Err(Status::failed_precondition(format!(
+                "reload applied {} change(s); these failed: {}",
+                changes.len(),
+                failed.join("; ")
+            )))
+        }
     }
 
     /// Where next hop `nh` leads: (next hops, encapsulation, out).
@@ -1135,8 +1621,14 @@ impl Live {
         let mut routes = Vec::new();
         let mut total = 0u64;
         for (prefix, nh) in all {
+            // An address: the routes covering it; a prefix: the routes inside it.
             if let Some(f) = filter {
-                if !(prefix.contains(&f) || f.contains(&prefix)) {
+                let wanted = if f.prefix_len() == f.max_prefix_len() && !r.filter.contains('/') {
+                    prefix.contains(&f.addr())
+                } else {
+                    f.contains(&prefix)
+                };
+                if !wanted {
                     continue;
                 }
             }

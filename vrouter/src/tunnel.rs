@@ -90,6 +90,10 @@ impl TunnelTable {
         }
     }
 
+    pub fn capacity(&self) -> usize {
+        self.entries.len()
+    }
+
     /// Set tunnel `id`; false if it was already set (or out of range).
     pub fn set(&self, id: u32, tunnel: Tunnel) -> bool {
         self.entries
