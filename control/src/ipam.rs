@@ -155,7 +155,10 @@ impl Ipam {
             .state
             .blocks
             .iter()
-            .filter(|(b, _)| b.addr().is_ipv6() == v6)
+            // A disabled pool gives nothing new, even from blocks already held.
+            .filter(|(b, _)| {
+                b.addr().is_ipv6() == v6 && self.pool_of(b.addr()).is_some_and(|p| !p.disabled)
+            })
             .find_map(|(b, used)| {
                 (0..size(*b))
                     .map(|i| nth(*b, i))

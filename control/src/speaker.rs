@@ -138,6 +138,21 @@ impl Speaker {
         self.call(|reply| Command::Remove(address, reply))
     }
 
+    /// The peer each prefix's best path came from (None: not a BGP route). Blocks like
+    /// `add_peer`.
+    pub fn best_peers(&self, prefixes: Vec<IpNet>) -> Vec<Option<IpAddr>> {
+        let n = prefixes.len();
+        let (reply, answer) = oneshot::channel();
+        if self
+            .commands
+            .send(Command::BestPeers(prefixes, reply))
+            .is_err()
+        {
+            return vec![None; n];
+        }
+        answer.blocking_recv().unwrap_or_else(|_| vec![None; n])
+    }
+
     fn call(&self, command: impl FnOnce(Reply) -> Command) -> Result<(), String> {
         let stopped = || "the BGP speaker has stopped".to_string();
         let (reply, answer) = oneshot::channel();
@@ -163,6 +178,7 @@ type Reply = oneshot::Sender<Result<(), String>>;
 enum Command {
     Add(PeerConfig, Reply),
     Remove(IpAddr, Reply),
+    BestPeers(Vec<IpNet>, oneshot::Sender<Vec<Option<IpAddr>>>),
 }
 
 enum RibEvent {
@@ -179,6 +195,8 @@ enum RibEvent {
     /// The restart time ran out, for the peer with this serial (so that a timer of a
     /// removed peer cannot sweep the next one in its slot).
     Sweep(u16, u64),
+    /// Which peer each prefix's best path came from (for `vrouterctl route list`).
+    Query(Vec<IpNet>, oneshot::Sender<Vec<Option<IpAddr>>>),
 }
 
 fn initial_status(local_asn: u32, p: &PeerConfig) -> PeerStatus {
@@ -459,6 +477,9 @@ async fn run(
                 }
                 Command::Remove(address, reply) => {
                     let _ = reply.send(peers.remove(address, listener.as_ref()).await);
+                }
+                Command::BestPeers(prefixes, reply) => {
+                    let _ = peers.rib.send(RibEvent::Query(prefixes, reply));
                 }
             },
         }
@@ -1119,6 +1140,18 @@ async fn rib_task(
                         } else {
                             Vec::new()
                         }
+                    }
+                    RibEvent::Query(prefixes, reply) => {
+                        let from = prefixes
+                            .iter()
+                            .map(|p| {
+                                let best = rib.best(p.trunc());
+                                let peer = best.first()?.peer;
+                                rib.peer_info(peer).map(|i| i.address)
+                            })
+                            .collect();
+                        let _ = reply.send(from);
+                        continue;
                     }
                 };
                 if let Some(r) = reflector.as_mut() {

@@ -64,8 +64,16 @@ fn explicit_addresses_and_errors() {
     // A disabled pool gives no new blocks.
     let mut p = pools();
     p[1].disabled = true;
-    let mut j = Ipam::open(p, None).unwrap();
+    let mut j = Ipam::open(p.clone(), None).unwrap();
     assert_eq!(j.allocate("a", true), Err(IpamError::Exhausted));
+    // ... and nothing new from a block it already held; what was given out stays.
+    p[1].disabled = false;
+    j.set_pools(p.clone());
+    let given = j.allocate("b", true).unwrap();
+    p[1].disabled = true;
+    j.set_pools(p);
+    assert_eq!(j.allocate("c", true), Err(IpamError::Exhausted));
+    assert_eq!(j.addresses_of("b"), vec![given]);
 }
 
 #[test]

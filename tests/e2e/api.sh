@@ -174,6 +174,10 @@ check "pool apply -f a Calico IPPool (YAML)" ctl pool apply -f "$WORK/pool.yaml"
 check "pool list has it with its fields, origin api" \
     bash -c "$VROUTERCTL pool list --json | python3 -c 'import json,sys; d=json.load(sys.stdin); p=[p for p in d[\"pools\"] if p[\"cidr\"]==\"10.68.0.0/16\"][0]; assert (p[\"block_size\"],p[\"vxlan_mode\"],p[\"origin\"])==(28,\"Always\",\"api\"), p'"
 
+sed -i 's/  natOutgoing: true/  natOutgoing: true\n  disabled: true/' "$WORK/pool.yaml"
+check "pool apply updates a pool: disabled and natOutgoing kept" \
+    bash -c "$VROUTERCTL pool apply -f $WORK/pool.yaml && $VROUTERCTL pool list --json | python3 -c 'import json,sys; d=json.load(sys.stdin); p=[p for p in d[\"pools\"] if p[\"cidr\"]==\"10.68.0.0/16\"][0]; assert p[\"disabled\"] and p[\"nat_outgoing\"], p'"
+
 # Endpoint events reached the watcher.
 check "the watch stream carried the endpoint and its route" \
     bash -c "grep -q '\"op\":\"add\".*pod1' $WORK/events && grep -q '$A1/32' $WORK/events"

@@ -272,6 +272,12 @@ check "rr     ICMP v4 pod A -> pod B over reflected routes (next hop kept: VXLAN
 check "rr     ICMP v6 pod B -> pod A over reflected routes"          ping6 ${P}b fd10::1:2
 check "rr     ICMP pod A -> BIRD's network (learnt, plain routing)"  ping4 ${P}a 10.200.0.1
 check "rr     ICMP pod A -> FRR's network (eBGP)"                    ping4 ${P}a 10.201.0.1
+CTL="${VROUTERCTL:-target/debug/vrouterctl} --socket $WORK/api-node-a.sock"
+check "rr     vrouterctl node status: BIRD and FRR up, Established, in calicoctl's table" \
+    bash -c "$CTL node status | tee /dev/stderr | grep -E '^\| 10\.98\.0\.10 +\| global +\| up +\|.*Established' &&
+             $CTL node status | grep -E '^\| 10\.98\.0\.11 +\| global +\| up +\|.*Established'"
+check "rr     vrouterctl route list: BIRD's and FRR's networks come from their peers" \
+    bash -c "$CTL route list --json | python3 -c 'import json,sys; d=json.load(sys.stdin); r={x[\"prefix\"]:(x[\"source\"],x[\"peer\"]) for x in d[\"routes\"]}; assert r[\"10.200.0.0/24\"]==(\"bgp\",\"10.98.0.10\") and r[\"10.201.0.0/24\"]==(\"bgp\",\"10.98.0.11\"), r'"
 before=$(python3 -c "import json; print(json.load(open('$WORK/n1.json'))['bgp']['routes_installed'])")
 nsx ${P}rr ip addr del 10.200.0.1/24 dev lo
 check "rr     BIRD withdraws its network: n1 removes it, traffic stops" bash -c "within 15 bgp_q n1 \"j['routes_installed'] < $before\" && ! ip netns exec ${P}a ping -c 1 -W 1 10.200.0.1"

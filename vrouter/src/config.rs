@@ -269,6 +269,12 @@ pub struct Pool {
     pub ipip_mode: EncapMode,
     #[serde(default)]
     pub vxlan_mode: EncapMode,
+    /// Calico's natOutgoing, kept for later: vrouterd does no NAT yet.
+    #[serde(default)]
+    pub nat_outgoing: bool,
+    /// No new blocks or addresses from it; those given out stay.
+    #[serde(default)]
+    pub disabled: bool,
 }
 
 impl Pool {

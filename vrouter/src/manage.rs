@@ -142,7 +142,7 @@ pub fn ipam_pools(config: &Config) -> Vec<ipam::Pool> {
         .map(|p| ipam::Pool {
             cidr: p.cidr.trunc(),
             block_size: p.block_size(),
-            disabled: false,
+            disabled: p.disabled,
         })
         .collect()
 }
@@ -955,8 +955,8 @@ impl Live {
             block_size: p.block_size() as u32,
             ipip_mode: mode_text(p.ipip_mode).into(),
             vxlan_mode: mode_text(p.vxlan_mode).into(),
-            nat_outgoing: false,
-            disabled: false,
+            nat_outgoing: p.nat_outgoing,
+            disabled: p.disabled,
             blocks: self
                 .ipam
                 .blocks()
@@ -984,16 +984,13 @@ impl Live {
                 cidr.trunc()
             )));
         }
-        if req.disabled {
-            return Err(Status::unimplemented(
-                "disabled pools: remove the pool instead for now",
-            ));
-        }
         let pool = Pool {
             cidr,
             block_size: (req.block_size != 0).then_some(req.block_size.min(255) as u8),
             ipip_mode: parse_mode(&req.ipip_mode, "ipipMode")?,
             vxlan_mode: parse_mode(&req.vxlan_mode, "vxlanMode")?,
+            nat_outgoing: req.nat_outgoing,
+            disabled: req.disabled,
         };
         if self.config.pools.iter().any(|p| p.cidr == cidr) && !self.origins.pools.contains(&cidr) {
             return Err(Status::failed_precondition(format!(
@@ -1618,7 +1615,7 @@ impl Live {
             .routes()
             .map(|(n, nh)| (IpNet::V4(n), nh.0))
             .chain(self.fib6.routes().map(|(n, nh)| (IpNet::V6(n), nh.0)));
-        let mut routes = Vec::new();
+        let mut routes: Vec<pb::Route> = Vec::new();
         let mut total = 0u64;
         for (prefix, nh) in all {
             // An address: the routes covering it; a prefix: the routes inside it.
@@ -1645,6 +1642,21 @@ impl Live {
                 encapsulation: encap.into(),
                 out,
             });
+        }
+        // Which peer each BGP route's best path came from: one question to the RIB.
+        if let Some(sp) = &self.speaker {
+            let bgp: Vec<usize> = (0..routes.len())
+                .filter(|&i| routes[i].source == "bgp")
+                .collect();
+            if !bgp.is_empty() {
+                let prefixes = bgp
+                    .iter()
+                    .filter_map(|&i| routes[i].prefix.parse().ok())
+                    .collect();
+                for (&i, peer) in bgp.iter().zip(sp.best_peers(prefixes)) {
+                    routes[i].peer = peer.map(|p| p.to_string()).unwrap_or_default();
+                }
+            }
         }
         Ok(pb::ListRoutesReply { routes, total })
     }
