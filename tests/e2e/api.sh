@@ -178,6 +178,13 @@ sed -i 's/  natOutgoing: true/  natOutgoing: true\n  disabled: true/' "$WORK/poo
 check "pool apply updates a pool: disabled and natOutgoing kept" \
     bash -c "$VROUTERCTL pool apply -f $WORK/pool.yaml && $VROUTERCTL pool list --json | python3 -c 'import json,sys; d=json.load(sys.stdin); p=[p for p in d[\"pools\"] if p[\"cidr\"]==\"10.68.0.0/16\"][0]; assert p[\"disabled\"] and p[\"nat_outgoing\"], p'"
 
+# A tap endpoint (a VM's): vrouterd creates the tap; the MAC is given.
+check "a tap endpoint is added with its MAC, listed, and removed" \
+    bash -c "$VROUTERCTL endpoint add vm1 --kind tap --interface vtap1 --mac 52:54:00:00:00:01 --json >/dev/null &&
+             $VROUTERCTL endpoint list --json | python3 -c 'import json,sys; d=json.load(sys.stdin); e=[e for e in d[\"endpoints\"] if e[\"name\"]==\"vm1\"][0]; assert (e[\"kind\"],e[\"mac\"])==(\"tap\",\"52:54:00:00:00:01\"), e' &&
+             ip netns exec ${P}n ip link show vtap1 >/dev/null &&
+             $VROUTERCTL endpoint del vm1 >/dev/null"
+
 # Endpoint events reached the watcher.
 check "the watch stream carried the endpoint and its route" \
     bash -c "grep -q '\"op\":\"add\".*pod1' $WORK/events && grep -q '$A1/32' $WORK/events"
