@@ -15,6 +15,8 @@ tests/e2e/overlay.sh
 # The BGP speaker: two vrouterd nodes in a mesh, with BIRD, FRR and GoBGP from Debian.
 tests/e2e/bgp.sh
 tests/e2e/bgpbench-smoke.sh
+# fwdbench --quick on one scenario: every forwarder's figures produced (not a speed check).
+tests/e2e/fwdbench-smoke.sh
 # The systemd unit (systemd-analyze verify) and the notify / watchdog protocol.
 tests/e2e/systemd.sh
 # The gRPC API through vrouterctl: endpoints, IPAM, pools, peers, watch, metrics, restart.

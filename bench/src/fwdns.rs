@@ -146,6 +146,8 @@ pub struct L3Options {
     pub engine: Engine,
     pub flows: u16,
     pub batch: usize,
+    /// Also measure DPDK testpmd (needs Debian's dpdk package).
+    pub testpmd: bool,
 }
 
 /// Per-window rates of one candidate.
@@ -162,6 +164,10 @@ pub struct Series {
     /// for a CPU (schedstat run_delay), ms; another task on the DUT core shows here.
     /// NaN for the kernel candidates.
     pub runq_wait_ms: f64,
+    /// Over the windows: how busy the DUT core and the generator core were (0..1, from
+    /// /proc/stat: everything but idle and iowait).
+    pub dut_cpu_busy: f64,
+    pub gen_cpu_busy: f64,
 }
 
 fn sorted(v: &[f64]) -> Vec<f64> {
@@ -205,6 +211,8 @@ pub struct L3Results {
     pub kernel_vxlan: Option<Series>,
     /// The XDP attach mode the bare forwarder got ("native" / "generic").
     pub bare_xdp_mode: &'static str,
+    /// DPDK testpmd (Debian's, AF_XDP PMD, mac forwarding) on the same veths.
+    pub testpmd: Option<Series>,
     /// Whether the sink's drop program runs in native mode.
     pub sink_native: bool,
     /// vrouterd's counters (its --stats-file) after its run.
@@ -245,6 +253,11 @@ pub fn run(opts: &L3Options) -> io::Result<L3Results> {
     let mut topo = Topology::up(opts.dut_core, opts.scenario)?;
     let bare = topo.bare(opts)?;
     let (vrouter, vrouterd_stats) = topo.vrouterd(opts)?;
+    let testpmd = if opts.testpmd {
+        Some(topo.testpmd(opts)?)
+    } else {
+        None
+    };
     let (kernel, kernel_vxlan) = match opts.scenario {
         Scenario::L3 => (Some(topo.kernel(opts)?), None),
         Scenario::Vxlan => (None, Some(topo.kernel_vxlan(opts)?)),
@@ -257,6 +270,7 @@ pub fn run(opts: &L3Options) -> io::Result<L3Results> {
         kernel,
         kernel_vxlan,
         bare_xdp_mode: bare.1,
+        testpmd,
         sink_native: topo.sink_native,
         vrouterd_stats,
     })
@@ -509,6 +523,7 @@ impl Topology {
         }
         let (sink_first, bytes_first) = (s0, self.sink_bytes()?);
         let wait_first = self.forwarder_task.map(runq_wait_ns);
+        let cpu_first = (cpu_times(opts.dut_core), cpu_times(opts.gen_core));
         let mut series = Series::default();
         for _ in 0..opts.windows {
             netns::sleep_interruptible(opts.window)?;
@@ -520,6 +535,8 @@ impl Topology {
         }
         let bytes = self.sink_bytes()? - bytes_first;
         series.sink_frame_bytes = bytes as f64 / (s0 - sink_first).max(1) as f64;
+        series.dut_cpu_busy = busy(cpu_first.0, cpu_times(opts.dut_core));
+        series.gen_cpu_busy = busy(cpu_first.1, cpu_times(opts.gen_core));
         series.runq_wait_ms = match (wait_first, self.forwarder_task.map(runq_wait_ns)) {
             (Some(a), Some(b)) => b.saturating_sub(a) as f64 / 1e6,
             _ => f64::NAN,
@@ -734,6 +751,145 @@ mac = "{mac}"
     }
 }
 
+impl Topology {
+    /// DPDK testpmd from Debian as the DPDK reference: its AF_XDP PMD on the DUT's two
+    /// veths (the same sockets-on-veth path as ours), mac forwarding (rx on one port,
+    /// MACs rewritten, tx on the other), one forwarding lcore on the DUT core; the main
+    /// lcore (idle, printing stats) on the generator's. No hugepages, no PCI.
+    fn testpmd(&mut self, opts: &L3Options) -> io::Result<Series> {
+        let bin = "/usr/bin/dpdk-testpmd";
+        if !Path::new(bin).exists() {
+            return Err(err(
+                "dpdk-testpmd is not installed (Debian package dpdk; scripts/setup.sh installs it)"
+                    .into(),
+            ));
+        }
+        let log = self.dir.join("testpmd.log");
+        let prefix = format!("fwdbench{}", std::process::id());
+        let lcores = format!("{},{}", opts.gen_core, opts.dut_core);
+        let main = opts.gen_core.to_string();
+        let vdev0 = format!(
+            "net_af_xdp0,iface={},start_queue=0,queue_count=1",
+            self.up_if
+        );
+        let vdev1 = format!(
+            "net_af_xdp1,iface={},start_queue=0,queue_count=1",
+            self.pod_if
+        );
+        // Port 0 faces the generator, port 1 the sink (and the other way round).
+        let peer1 = format!("--eth-peer=1,{}", mac_str(SINK_MAC));
+        let peer0 = format!("--eth-peer=0,{}", mac_str(GEN_MAC));
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", self.dut.name(), bin])
+            .args([
+                "-l",
+                &lcores,
+                "--main-lcore",
+                &main,
+                "--no-huge",
+                "-m",
+                "1024",
+            ])
+            .args([
+                "--no-pci",
+                "--file-prefix",
+                &prefix,
+                "--vdev",
+                &vdev0,
+                "--vdev",
+                &vdev1,
+            ])
+            .args([
+                "--",
+                "--forward-mode=mac",
+                "--nb-cores=1",
+                "--burst=64",
+                "--total-num-mbufs=32768",
+            ])
+            .args([&peer0, &peer1, "--auto-start", "--stats-period=1"])
+            // testpmd waits on stdin when not interactive: keep a pipe open.
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::fs::File::create(&log)?)
+            .stderr(std::fs::OpenOptions::new().append(true).open(&log)?);
+        let mut pmd = Testpmd {
+            child: Some(cmd.spawn()?),
+            log: log.clone(),
+            prefix,
+        };
+        // Forwarding once it printed its first statistics.
+        let t = Instant::now();
+        loop {
+            pmd.check()?;
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if text.contains("Port statistics") || text.contains("NIC statistics") {
+                break;
+            }
+            if t.elapsed() > Duration::from_secs(30) {
+                return Err(err(format!(
+                    "testpmd did not start forwarding within 30 s: {}",
+                    tail(&log)
+                )));
+            }
+            netns::sleep_interruptible(Duration::from_millis(100))?;
+        }
+        self.forwarder_task = pmd.child.as_ref().map(|c| (c.id(), None));
+        let series = self.measure(opts, "DPDK testpmd", &mut || pmd.check());
+        self.forwarder_task = None;
+        let series = series?;
+        pmd.stop()?;
+        Ok(series)
+    }
+}
+
+/// A running testpmd; SIGINT (its clean exit), then SIGKILL, on drop.
+struct Testpmd {
+    child: Option<Child>,
+    log: PathBuf,
+    prefix: String,
+}
+
+impl Testpmd {
+    fn check(&mut self) -> io::Result<()> {
+        match self.child.as_mut().map(|c| c.try_wait()).transpose()? {
+            Some(Some(status)) => Err(err(format!(
+                "testpmd exited ({status}): {}",
+                tail(&self.log)
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    fn stop(&mut self) -> io::Result<()> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(());
+        };
+        // `ip netns exec` execs testpmd: the child is testpmd itself.
+        // SAFETY: kill(2) of our own child, which has not been reaped yet.
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+        let t = Instant::now();
+        let mut stopped = false;
+        while t.elapsed() < Duration::from_secs(10) {
+            if child.try_wait()?.is_some() {
+                stopped = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if !stopped {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/{}", self.prefix));
+        Ok(())
+    }
+}
+
+impl Drop for Testpmd {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}
+
 /// The sink must have received what the scenario sends: the bare forwarder's frames
 /// (the generator's, unencapsulated, as the sink's counters count them), plus 50 B
 /// (VXLAN) or 20 B (IPIP) of outer headers.
@@ -839,6 +995,35 @@ impl Topology {
         )?;
         Ok(series)
     }
+}
+
+/// A core's (busy, total) jiffies from /proc/stat (idle and iowait are not busy).
+fn cpu_times(core: usize) -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let name = format!("cpu{core}");
+    let Some(line) = stat
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(name.as_str()))
+    else {
+        return (0, 0);
+    };
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let total: u64 = v.iter().take(8).sum();
+    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+    (total - idle, total)
+}
+
+/// The busy share between two readings (NaN when nothing can be read).
+fn busy(a: (u64, u64), b: (u64, u64)) -> f64 {
+    let total = b.1.saturating_sub(a.1);
+    if total == 0 {
+        return f64::NAN;
+    }
+    b.0.saturating_sub(a.0) as f64 / total as f64
 }
 
 /// Nanoseconds the task's threads (all of them, or one) spent runnable but not running
@@ -1068,11 +1253,21 @@ mod tests {
             offered_mpps: vec![4.0, 3.0, 5.0],
             sink_frame_bytes: 64.0,
             runq_wait_ms: 0.0,
+            ..Default::default()
         };
         assert_eq!(s.min(), 0.7);
         assert_eq!(s.max(), 1.0);
         assert!((s.median() - 0.85).abs() < 1e-12);
         assert_eq!(s.offered_median(), 4.0);
         assert!(median(&[]).is_nan());
+    }
+
+    #[test]
+    fn cpu_busy_share() {
+        assert_eq!(busy((10, 100), (60, 200)), 0.5);
+        assert!(busy((0, 0), (0, 0)).is_nan());
+        // /proc/stat has this machine's cores.
+        let (b, t) = cpu_times(0);
+        assert!(t > 0 && b <= t);
     }
 }

@@ -83,6 +83,16 @@ struct Opts {
     generator: String,
     #[arg(long)]
     json: bool,
+    /// Leave DPDK testpmd out (it needs Debian's dpdk package).
+    #[arg(long)]
+    no_testpmd: bool,
+    /// Short windows (3 × 0.5 s after 0.5 s) and a small memio run: a smoke run that
+    /// checks every figure is produced, not a measurement to quote.
+    #[arg(long)]
+    quick: bool,
+    /// Also write the results as a markdown table to this file.
+    #[arg(long)]
+    markdown: Option<std::path::PathBuf>,
 }
 
 #[derive(Serialize)]
@@ -93,6 +103,11 @@ struct Report {
     kernel_mpps: Option<f64>,
     ratio_vs_bare: Option<f64>,
     ratio_vs_kernel: Option<f64>,
+    /// DPDK testpmd (AF_XDP PMD, mac forwarding) on the same veths; null with --no-testpmd.
+    testpmd_mpps: Option<f64>,
+    ratio_vs_testpmd: Option<f64>,
+    /// Every forwarder measured, in the order run: windows, offered load, CPU use.
+    candidates: Vec<Candidate>,
     /// Scenario vxlan: the kernel's VXLAN device (vxlan.calico) forwarding the same
     /// traffic. Absent for l3, null for ipip (no kernel ipip module here).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -111,6 +126,21 @@ struct Report {
     memio_worker_cycles_per_pkt: Option<f64>,
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     namespace: Option<NsReport>,
+}
+
+#[derive(Serialize)]
+struct Candidate {
+    name: String,
+    mpps_min: f64,
+    mpps_median: f64,
+    mpps_max: f64,
+    windows_mpps: Vec<f64>,
+    offered_mpps: f64,
+    /// "generator" when the forwarder kept up with (95% of) what reached it.
+    bound_by: &'static str,
+    /// Busy share of the DUT core and of the generator's core over the windows.
+    dut_cpu_busy: f64,
+    gen_cpu_busy: f64,
 }
 
 /// The namespace run's figures besides the medians (Mpps unless named otherwise).
@@ -182,7 +212,12 @@ fn main() {
         vrouter::cli::main_with_args(std::iter::once("vrouterd".into()).chain(rest));
         return;
     }
-    let opts = Opts::parse();
+    let mut opts = Opts::parse();
+    if opts.quick {
+        opts.window_secs = opts.window_secs.min(0.5);
+        opts.warmup_secs = opts.warmup_secs.min(0.5);
+        opts.packets = opts.packets.min(2_000_000);
+    }
     let Some(scenario) = Scenario::parse(&opts.scenario) else {
         fail(2, &format!("unknown scenario {:?}", opts.scenario));
     };
@@ -228,6 +263,7 @@ fn main() {
         },
         flows: 256,
         batch: 64,
+        testpmd: !opts.no_testpmd,
     };
     if !opts.json {
         eprintln!(
@@ -248,6 +284,11 @@ fn main() {
         memio(&opts, &Tsc::calibrate())
     });
     let r = report(&opts, &l3, &res, memio);
+    if let Some(path) = &opts.markdown {
+        if let Err(e) = std::fs::write(path, markdown(&opts, &l3, &res, &r)) {
+            fail(1, &format!("{}: {e}", path.display()));
+        }
+    }
     if opts.json {
         println!("{}", serde_json::to_string_pretty(&r).unwrap());
     } else {
@@ -263,7 +304,25 @@ fn report(opts: &Opts, l3: &L3Options, res: &L3Results, memio: Option<(f64, f64,
         res.kernel_vxlan.as_ref(),
     );
     let windows = |s: &Series| s.mpps.iter().map(|&x| round4(x)).collect::<Vec<_>>();
+    let t = res.testpmd.as_ref();
+    let candidates = candidates(l3, res)
+        .into_iter()
+        .map(|(name, s)| Candidate {
+            name,
+            mpps_min: round4(s.min()),
+            mpps_median: round4(s.median()),
+            mpps_max: round4(s.max()),
+            windows_mpps: windows(s),
+            offered_mpps: round4(s.offered_median()),
+            bound_by: bound_by(s),
+            dut_cpu_busy: round4(s.dut_cpu_busy),
+            gen_cpu_busy: round4(s.gen_cpu_busy),
+        })
+        .collect();
     Report {
+        testpmd_mpps: t.map(|t| round4(t.median())),
+        ratio_vs_testpmd: t.map(|t| round4(v.median() / t.median())),
+        candidates,
         scenario: opts.scenario.clone(),
         vrouter_mpps: Some(round4(v.median())),
         bare_afxdp_mpps: Some(round4(b.median())),
@@ -315,6 +374,87 @@ fn report(opts: &Opts, l3: &L3Options, res: &L3Results, memio: Option<(f64, f64,
     }
 }
 
+/// The forwarders measured, named as the tables show them.
+fn candidates<'a>(l3: &L3Options, res: &'a L3Results) -> Vec<(String, &'a Series)> {
+    let mut v = vec![(
+        match l3.scenario {
+            Scenario::L3 => "vrouterd (1 busy worker)",
+            Scenario::Vxlan => "vrouterd VXLAN (1 worker)",
+            Scenario::Ipip => "vrouterd IPIP (1 worker)",
+        }
+        .to_string(),
+        &res.vrouter,
+    )];
+    v.push(("bare AF_XDP (rx->MAC->tx)".into(), &res.bare));
+    if let Some(t) = &res.testpmd {
+        v.push(("DPDK testpmd (af_xdp, mac)".into(), t));
+    }
+    if let Some(k) = &res.kernel {
+        v.push(("kernel ip_forward (RPS)".into(), k));
+    }
+    if let Some(k) = &res.kernel_vxlan {
+        v.push(("kernel vxlan.calico (RPS)".into(), k));
+    }
+    v
+}
+
+fn bound_by(s: &Series) -> &'static str {
+    if s.median() >= 0.95 * s.offered_median() {
+        "generator"
+    } else {
+        "forwarder"
+    }
+}
+
+/// The run as a markdown table (docs/bench, the README's Performance section).
+fn markdown(opts: &Opts, l3: &L3Options, res: &L3Results, r: &Report) -> String {
+    let mut m = format!(
+        "### {} — 64 B UDP, {} flows, {} windows of {} s{}\n\n| forwarder | min | median | max (Mpps) | offered | bound by | DUT core busy | generator core busy |\n|---|---|---|---|---|---|---|---|\n",
+        opts.scenario,
+        l3.flows,
+        l3.windows,
+        opts.window_secs,
+        if opts.quick { " (--quick: a smoke run, not figures to quote)" } else { "" }
+    );
+    for (name, s) in candidates(l3, res) {
+        m.push_str(&format!(
+            "| {name} | {:.3} | {:.3} | {:.3} | {:.3} | {} | {:.0}% | {:.0}% |\n",
+            s.min(),
+            s.median(),
+            s.max(),
+            s.offered_median(),
+            bound_by(s),
+            s.dut_cpu_busy * 100.0,
+            s.gen_cpu_busy * 100.0
+        ));
+    }
+    let mut ratios = vec![format!(
+        "vs bare AF_XDP {:.3}",
+        r.ratio_vs_bare.unwrap_or(f64::NAN)
+    )];
+    if let Some(t) = r.ratio_vs_testpmd {
+        ratios.push(format!("vs testpmd {t:.3}"));
+    }
+    if let Some(k) = r.ratio_vs_kernel {
+        ratios.push(format!("vs kernel {k:.3}"));
+    }
+    if let Some(Some(k)) = r.ratio_vs_kernel_vxlan {
+        ratios.push(format!("vs kernel VXLAN {k:.3}"));
+    }
+    m.push_str(&format!(
+        "\nvrouterd's ratios (medians): {}.",
+        ratios.join(", ")
+    ));
+    if let Some(c) = r.memio_cycles_per_pkt {
+        m.push_str(&format!(
+            " memio: {c:.1} cycles per packet ({} routes).",
+            opts.routes
+        ));
+    }
+    m.push('\n');
+    m
+}
+
 fn print_table(opts: &Opts, l3: &L3Options, res: &L3Results, r: &Report) {
     println!(
         "fwdbench {}: 64 B UDP, {} flows: ns GEN ({}{} generator, CPU{}) -> ns DUT (forwarder, CPU{}) -> ns SINK ({}XDP drop{})",
@@ -341,36 +481,32 @@ fn print_table(opts: &Opts, l3: &L3Options, res: &L3Results, r: &Report) {
     );
     println!();
     println!(
-        "{:<28} {:>8} {:>8} {:>8} {:>13}  bound by",
-        "forwarder (Mpps at sink)", "min", "median", "max", "offered (med)"
+        "{:<28} {:>8} {:>8} {:>8} {:>13}  {:<9} {:>8} {:>8}",
+        "forwarder (Mpps at sink)",
+        "min",
+        "median",
+        "max",
+        "offered (med)",
+        "bound by",
+        "DUT cpu",
+        "gen cpu"
     );
-    let row = |name: &str, s: &Series| {
-        let bound = if s.median() >= 0.95 * s.offered_median() {
-            "generator"
-        } else {
-            "forwarder"
-        };
+    for (name, s) in candidates(l3, res) {
         println!(
-            "{name:<28} {:>8.3} {:>8.3} {:>8.3} {:>13.3}  {bound}",
+            "{name:<28} {:>8.3} {:>8.3} {:>8.3} {:>13.3}  {:<9} {:>7.0}% {:>7.0}%",
             s.min(),
             s.median(),
             s.max(),
-            s.offered_median()
+            s.offered_median(),
+            bound_by(s),
+            s.dut_cpu_busy * 100.0,
+            s.gen_cpu_busy * 100.0
         );
-    };
-    match l3.scenario {
-        Scenario::L3 => row("vrouterd (1 busy worker)", &res.vrouter),
-        Scenario::Vxlan => row("vrouterd VXLAN (1 worker)", &res.vrouter),
-        Scenario::Ipip => row("vrouterd IPIP (1 worker)", &res.vrouter),
-    }
-    row("bare AF_XDP (rx->MAC->tx)", &res.bare);
-    if let Some(k) = &res.kernel {
-        row("kernel ip_forward (RPS)", k);
-    }
-    if let Some(k) = &res.kernel_vxlan {
-        row("kernel vxlan.calico (RPS)", k);
     }
     println!();
+    if let Some(t) = r.ratio_vs_testpmd {
+        println!("ratio vs DPDK testpmd (same veths, AF_XDP PMD): {t:.3}");
+    }
     match l3.scenario {
         Scenario::L3 => println!(
             "ratio vs bare AF_XDP: {:.3} (target >= 0.9)   ratio vs kernel: {:.3}",
@@ -428,6 +564,9 @@ fn memio_only(opts: &Opts) {
         kernel_mpps: None,
         ratio_vs_bare: None,
         ratio_vs_kernel: None,
+        testpmd_mpps: None,
+        ratio_vs_testpmd: None,
+        candidates: Vec::new(),
         kernel_vxlan_mpps: None,
         ratio_vs_kernel_vxlan: None,
         memio_cycles_per_pkt: Some(cycles),
