@@ -44,12 +44,13 @@ use vrouter::pipeline::{Action, Pipeline, Port, PortKind, BURST};
 use vrouter::tunnel::{Encap, Overlay, Tunnel, TunnelTable};
 use vrouter::worker::Worker;
 
-#[derive(Parser, Debug)]
+#[derive(Parser, Debug, Clone)]
 #[command(about = "Forwarding benchmarks for vrouterd")]
 struct Opts {
     /// Scenario: l3 (plain routing), vxlan or ipip (a pod's traffic encapsulated toward
     /// a remote node's block).
-    #[arg(long, default_value = "l3", value_parser = ["l3", "vxlan", "ipip"])]
+    /// `all`: every scenario in one run (the suite; with --out, the files for docs/bench).
+    #[arg(long, default_value = "l3", value_parser = ["l3", "vxlan", "ipip", "all"])]
     scenario: String,
     /// Measure only the pipeline on in-memory frames (cycles per packet).
     #[arg(long)]
@@ -93,6 +94,10 @@ struct Opts {
     /// Also write the results as a markdown table to this file.
     #[arg(long)]
     markdown: Option<std::path::PathBuf>,
+    /// Write fwdbench.json, fwdbench.md and fwdbench.svg (a plot) into this directory
+    /// (docs/bench for the README's Performance section).
+    #[arg(long)]
+    out: Option<std::path::PathBuf>,
 }
 
 #[derive(Serialize)]
@@ -218,10 +223,18 @@ fn main() {
         opts.warmup_secs = opts.warmup_secs.min(0.5);
         opts.packets = opts.packets.min(2_000_000);
     }
-    let Some(scenario) = Scenario::parse(&opts.scenario) else {
-        fail(2, &format!("unknown scenario {:?}", opts.scenario));
+    let scenarios: Vec<Scenario> = if opts.scenario == "all" {
+        vec![Scenario::L3, Scenario::Vxlan, Scenario::Ipip]
+    } else {
+        match Scenario::parse(&opts.scenario) {
+            Some(s) => vec![s],
+            None => fail(2, &format!("unknown scenario {:?}", opts.scenario)),
+        }
     };
     if opts.memio {
+        if scenarios.len() > 1 {
+            fail(2, "--memio runs one scenario at a time");
+        }
         memio_only(&opts);
         return;
     }
@@ -234,6 +247,59 @@ fn main() {
     if !(opts.warmup_secs >= 0.1 && opts.warmup_secs <= 3600.0) {
         fail(2, "--warmup-secs must be between 0.1 and 3600");
     }
+    let started = std::time::Instant::now();
+    let mut reports = Vec::new();
+    let mut markdowns = Vec::new();
+    let tsc = (!opts.no_memio).then(Tsc::calibrate);
+    for scenario in scenarios {
+        let mut one = Opts {
+            scenario: scenario.name().to_string(),
+            ..opts.clone()
+        };
+        one.markdown = None;
+        let (l3, res) = measure(&one, scenario);
+        let memio = tsc.as_ref().map(|tsc| {
+            // The kernel tears the namespaces down in the background: let that finish first.
+            std::thread::sleep(Duration::from_secs(1));
+            memio(&one, tsc)
+        });
+        let r = report(&one, &l3, &res, memio);
+        if !opts.json {
+            print_table(&one, &l3, &res, &r);
+            println!();
+        }
+        markdowns.push(markdown(&one, &l3, &res, &r));
+        reports.push(r);
+    }
+    let md = markdowns.join("\n");
+    if let Some(path) = &opts.markdown {
+        if let Err(e) = std::fs::write(path, &md) {
+            fail(1, &format!("{}: {e}", path.display()));
+        }
+    }
+    if let Some(dir) = &opts.out {
+        if let Err(e) = write_outputs(dir, &opts, &reports, &md, started.elapsed()) {
+            fail(1, &format!("{}: {e}", dir.display()));
+        }
+    }
+    if opts.json {
+        let json = if reports.len() == 1 {
+            serde_json::to_string_pretty(&reports[0])
+        } else {
+            serde_json::to_string_pretty(&reports)
+        };
+        println!("{}", json.unwrap());
+    } else if reports.len() > 1 {
+        println!(
+            "suite: {} scenarios in {:.0} s",
+            reports.len(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+}
+
+/// One scenario's namespace run (fails the process loudly on error).
+fn measure(opts: &Opts, scenario: Scenario) -> (L3Options, L3Results) {
     // The vrouterd next to us, or else ourselves in its place (`--as-vrouterd`: the same
     // code, `vrouter::cli`), so `cargo run -p bench --bin fwdbench` alone works.
     let (vrouterd, vrouterd_args) = match std::env::current_exe() {
@@ -271,29 +337,150 @@ fn main() {
             opts.scenario, opts.windows, opts.window_secs
         );
     }
-    let res = match fwdns::run(&l3) {
-        Ok(r) => r,
+    match fwdns::run(&l3) {
+        Ok(r) => (l3, r),
         Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
             fail(130, "interrupted; namespaces removed")
         }
         Err(e) => fail(1, &format!("namespace scenario {}: {e}", opts.scenario)),
-    };
-    let memio = (!opts.no_memio).then(|| {
-        // The kernel tears the namespaces down in the background: let that finish first.
-        std::thread::sleep(Duration::from_secs(1));
-        memio(&opts, &Tsc::calibrate())
-    });
-    let r = report(&opts, &l3, &res, memio);
-    if let Some(path) = &opts.markdown {
-        if let Err(e) = std::fs::write(path, markdown(&opts, &l3, &res, &r)) {
-            fail(1, &format!("{}: {e}", path.display()));
+    }
+}
+
+/// fwdbench.json, fwdbench.md and fwdbench.svg in `dir`.
+fn write_outputs(
+    dir: &std::path::Path,
+    opts: &Opts,
+    reports: &[Report],
+    md: &str,
+    took: Duration,
+) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let when = std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let header = format!(
+        "# fwdbench results\n\n{when}; {cores} cores ({cpu}); kernel {}; {} in {:.0} s.\nReproduce (root): `cargo build --release -p vrouter -p bench && target/release/fwdbench --scenario {} --out docs/bench{}`\n\n",
+        kernel.trim(),
+        if reports.len() > 1 { "the suite" } else { "one scenario" },
+        took.as_secs_f64(),
+        opts.scenario,
+        if opts.quick { " --quick" } else { "" },
+    );
+    std::fs::write(dir.join("fwdbench.md"), format!("{header}{md}"))?;
+    std::fs::write(
+        dir.join("fwdbench.json"),
+        serde_json::to_string_pretty(&serde_json::json!({
+            "date": when,
+            "cpu": cpu,
+            "cores": cores,
+            "kernel": kernel.trim(),
+            "seconds": took.as_secs_f64(),
+            "scenarios": reports,
+        }))?,
+    )?;
+    plot(&dir.join("fwdbench.svg"), reports).map_err(|e| std::io::Error::other(e.to_string()))
+}
+
+/// Medians per scenario and forwarder as bars, min..max as whiskers.
+fn plot(path: &std::path::Path, reports: &[Report]) -> Result<(), Box<dyn std::error::Error>> {
+    use plotters::prelude::*;
+    let kinds = [
+        "vrouterd",
+        "bare AF_XDP",
+        "DPDK testpmd",
+        "kernel ip_forward",
+        "kernel vxlan",
+    ];
+    let colors = [
+        RGBColor(0x1f, 0x77, 0xb4),
+        RGBColor(0x7f, 0x7f, 0x7f),
+        RGBColor(0xd6, 0x27, 0x28),
+        RGBColor(0x2c, 0xa0, 0x2c),
+        RGBColor(0x94, 0x67, 0xbd),
+    ];
+    let kind_of = |name: &str| kinds.iter().position(|k| name.starts_with(k));
+    let top = reports
+        .iter()
+        .flat_map(|r| r.candidates.iter().map(|c| c.mpps_max))
+        .fold(0.0f64, f64::max)
+        .max(0.1)
+        * 1.15;
+    let root = SVGBackend::new(path, (900, 450)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let n = reports.len() as f64;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            "fwdbench: Mpps at the sink (64 B UDP), median with min..max",
+            ("sans-serif", 18),
+        )
+        .margin(10)
+        .x_label_area_size(35)
+        .y_label_area_size(55)
+        .build_cartesian_2d(0f64..n, 0f64..top)?;
+    let names: Vec<String> = reports.iter().map(|r| r.scenario.clone()).collect();
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(reports.len() * 2 + 1)
+        .x_label_formatter(&|x| {
+            let i = x.floor() as usize;
+            if (x - x.floor() - 0.5).abs() < 1e-6 && i < names.len() {
+                names[i].clone()
+            } else {
+                String::new()
+            }
+        })
+        .y_desc("Mpps")
+        .draw()?;
+    let width = 0.8 / kinds.len() as f64;
+    for (k, kind) in kinds.iter().enumerate() {
+        let mut bars = Vec::new();
+        let mut whiskers = Vec::new();
+        for (i, r) in reports.iter().enumerate() {
+            for c in r.candidates.iter().filter(|c| kind_of(&c.name) == Some(k)) {
+                let x0 = i as f64 + 0.1 + k as f64 * width;
+                bars.push(Rectangle::new(
+                    [(x0, 0.0), (x0 + width * 0.9, c.mpps_median)],
+                    colors[k].filled(),
+                ));
+                let xm = x0 + width * 0.45;
+                whiskers.push(PathElement::new(
+                    vec![(xm, c.mpps_min), (xm, c.mpps_max)],
+                    BLACK.stroke_width(1),
+                ));
+            }
         }
+        if bars.is_empty() {
+            continue;
+        }
+        let color = colors[k];
+        chart
+            .draw_series(bars)?
+            .label(*kind)
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled()));
+        chart.draw_series(whiskers)?;
     }
-    if opts.json {
-        println!("{}", serde_json::to_string_pretty(&r).unwrap());
-    } else {
-        print_table(&opts, &l3, &res, &r);
-    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()?;
+    root.present()?;
+    Ok(())
 }
 
 fn report(opts: &Opts, l3: &L3Options, res: &L3Results, memio: Option<(f64, f64, f64)>) -> Report {
