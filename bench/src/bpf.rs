@@ -57,26 +57,33 @@ pub const fn action_prog(action: i32) -> [Insn; 2] {
 /// that passes frames to the stack, which decrements the TTL and rewrites MACs in place,
 /// would otherwise send modified frames round), set the UDP source port to
 /// `base + (random & mask)`, then `XDP_TX` (sent out of the interface the test run names).
-/// `frame` is Ethernet + IPv4 without options + UDP; shorter frames are dropped.
+/// `frame` is Ethernet + IPv4 without options (or IPv6) + UDP; shorter frames are
+/// dropped.
 pub fn live_tx_prog(frame: &[u8], base: u16, mask: u16) -> Vec<Insn> {
-    const SPORT: usize = 14 + 20;
-    assert!(frame.len() >= SPORT + 2);
+    let ip_len = if frame[12..14] == [0x86, 0xdd] {
+        40
+    } else {
+        20
+    };
+    let sport: usize = 14 + ip_len;
+    assert!(frame.len() >= sport + 2);
     let word = |off: usize| i32::from_ne_bytes(frame[off..off + 4].try_into().unwrap());
     let half = |off: usize| i16::from_ne_bytes(frame[off..off + 2].try_into().unwrap()) as i32;
     let mut p = vec![
         insn(LDXW, 6, 1, 0, 0),                     // r6 = ctx->data
         insn(LDXW, 7, 1, 4, 0),                     // r7 = ctx->data_end
         insn(MOV64_REG, 8, 6, 0, 0),                // r8 = r6
-        insn(ADD64_IMM, 8, 0, 0, SPORT as i32 + 2), // r8 += 36
+        insn(ADD64_IMM, 8, 0, 0, sport as i32 + 2), // r8 += 36 (56 for IPv6)
         insn(JGT_REG, 8, 7, 0, 0),                  // if r8 > r7 goto drop (patched below)
     ];
     let jump = p.len() - 1;
-    // MACs (0..12), ethertype (12..14), IPv4 header (14..34): what the stack may touch.
+    // MACs (0..12), ethertype (12..14), IP header (14..34 or 14..54): what the stack
+    // may touch.
     p.push(insn(STW_IMM, 6, 0, 0, word(0)));
     p.push(insn(STW_IMM, 6, 0, 4, word(4)));
     p.push(insn(STW_IMM, 6, 0, 8, word(8)));
     p.push(insn(STH_IMM, 6, 0, 12, half(12)));
-    for off in (14..SPORT).step_by(4) {
+    for off in (14..sport).step_by(4) {
         p.push(insn(STW_IMM, 6, 0, off as i16, word(off)));
     }
     p.extend([
@@ -84,7 +91,7 @@ pub fn live_tx_prog(frame: &[u8], base: u16, mask: u16) -> Vec<Insn> {
         insn(AND64_IMM, 0, 0, 0, mask as i32), // r0 &= mask
         insn(ADD64_IMM, 0, 0, 0, base as i32), // r0 += base
         insn(TO_BE, 0, 0, 0, 16),              // r0 = htobe16(r0)
-        insn(STXH, 6, 0, SPORT as i16, 0),     // *(u16 *)(r6 + 34) = r0
+        insn(STXH, 6, 0, sport as i16, 0),     // *(u16 *)(r6 + sport) = r0
         insn(MOV64_IMM, 0, 0, 0, XDP_TX),
         insn(EXIT, 0, 0, 0, 0),
     ]);

@@ -32,7 +32,7 @@ use crate::netns::{self, DevStats, Netns};
 use crate::pktgen::{Engine, GenConfig, Generator};
 use ipnet::IpNet;
 use std::io::{self, Read, Seek};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -56,6 +56,11 @@ const GEN_IP: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 254);
 const NODE_IP: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 1);
 const POD_IP: Ipv4Addr = Ipv4Addr::new(10, 244, 1, 2);
 const POOL: &str = "10.244.0.0/16";
+// Scenario v6: the same path over IPv6.
+const GEN_IP6: Ipv6Addr = Ipv6Addr::new(0xfd99, 0, 0, 0, 0, 0, 0, 0xfe);
+const NODE_IP6: Ipv6Addr = Ipv6Addr::new(0xfd99, 0, 0, 0, 0, 0, 0, 1);
+const POD_IP6: Ipv6Addr = Ipv6Addr::new(0xfd10, 0, 0, 1, 0, 0, 0, 2);
+const POOL6: &str = "fd10::/48";
 // Overlay scenarios (`vxlan`, `ipip`): GEN is a local pod, SINK the remote node.
 const UNDERLAY_NODE: Ipv4Addr = Ipv4Addr::new(10, 98, 0, 1);
 const UNDERLAY_REMOTE: Ipv4Addr = Ipv4Addr::new(10, 98, 0, 2);
@@ -95,6 +100,8 @@ pub enum Scenario {
     Vxlan,
     /// Pod → remote node's block, IP in IP over the underlay.
     Ipip,
+    /// Plain routing over IPv6, uplink → pod.
+    V6,
 }
 
 impl Scenario {
@@ -103,6 +110,7 @@ impl Scenario {
             Scenario::L3 => "l3",
             Scenario::Vxlan => "vxlan",
             Scenario::Ipip => "ipip",
+            Scenario::V6 => "v6",
         }
     }
 
@@ -111,6 +119,7 @@ impl Scenario {
             "l3" => Some(Scenario::L3),
             "vxlan" => Some(Scenario::Vxlan),
             "ipip" => Some(Scenario::Ipip),
+            "v6" => Some(Scenario::V6),
             _ => None,
         }
     }
@@ -118,14 +127,14 @@ impl Scenario {
     /// Bytes the encapsulation adds in front of the inner frame's IP header.
     pub fn overhead(self) -> usize {
         match self {
-            Scenario::L3 => 0,
+            Scenario::L3 | Scenario::V6 => 0,
             Scenario::Vxlan => 50,
             Scenario::Ipip => 20,
         }
     }
 
     fn overlay(self) -> bool {
-        self != Scenario::L3
+        matches!(self, Scenario::Vxlan | Scenario::Ipip)
     }
 }
 
@@ -259,7 +268,7 @@ pub fn run(opts: &L3Options) -> io::Result<L3Results> {
         None
     };
     let (kernel, kernel_vxlan) = match opts.scenario {
-        Scenario::L3 => (Some(topo.kernel(opts)?), None),
+        Scenario::L3 | Scenario::V6 => (Some(topo.kernel(opts)?), None),
         Scenario::Vxlan => (None, Some(topo.kernel_vxlan(opts)?)),
         // No ipip module here: IPIP compares against the bare forwarder only.
         Scenario::Ipip => (None, None),
@@ -421,6 +430,46 @@ impl Topology {
             ])?;
             sink.ip(&["link", "set", &sink_if, "address", &mac_str(SINK_MAC), "up"])?;
             sink.ip(&["addr", "add", &format!("{POD_IP}/32"), "dev", &sink_if])?;
+            if scenario == Scenario::V6 {
+                // Namespaces start with IPv6 off (no router solicitations in the way).
+                for (ns, ifname) in [
+                    (&gen, &gen_if),
+                    (&dut, &up_if),
+                    (&dut, &pod_if),
+                    (&sink, &sink_if),
+                ] {
+                    for conf in ["all", "default", ifname.as_str()] {
+                        ns.write_proc_sys(&format!("net/ipv6/conf/{conf}/disable_ipv6"), "0")?;
+                    }
+                }
+                gen.ip(&[
+                    "-6",
+                    "addr",
+                    "add",
+                    &format!("{GEN_IP6}/64"),
+                    "dev",
+                    &gen_if,
+                    "nodad",
+                ])?;
+                dut.ip(&[
+                    "-6",
+                    "addr",
+                    "add",
+                    &format!("{NODE_IP6}/64"),
+                    "dev",
+                    &up_if,
+                    "nodad",
+                ])?;
+                sink.ip(&[
+                    "-6",
+                    "addr",
+                    "add",
+                    &format!("{POD_IP6}/128"),
+                    "dev",
+                    &sink_if,
+                    "nodad",
+                ])?;
+            }
         }
         dut.write_proc_sys("net/ipv4/ip_forward", "0")?;
         let (sink_xdp, sink_native) =
@@ -486,6 +535,9 @@ impl Topology {
         } else {
             GenConfig::udp64(&self.gen_if, GEN_MAC, UPLINK_MAC, GEN_IP, POD_IP)
         };
+        if self.scenario == Scenario::V6 {
+            c.v6 = Some((GEN_IP6, POD_IP6));
+        }
         c.netns = Some(self.gen.name().to_string());
         c.core = Some(opts.gen_core);
         c.engine = opts.engine;
@@ -594,12 +646,14 @@ node = "remote"
                 r#"node_name = "fwdbench"
 state_dir = "{dir}/state"
 api = {{ socket = "{dir}/api.sock" }}
-node_ips = ["{NODE_IP}/24"]
+node_ips = ["{NODE_IP}/24", "{NODE_IP6}/64"]
 xdp_mode = "{mode}"
 [[uplinks]]
 name = "{up}"
 [[pools]]
 cidr = "{POOL}"
+[[pools]]
+cidr = "{POOL6}"
 [workers]
 cores = [{core}]
 poll_mode = "busy"
@@ -607,7 +661,7 @@ poll_mode = "busy"
 name = "fwdbench/sink"
 kind = "veth"
 interface = "{pod}"
-ips = ["{POD_IP}/32"]
+ips = ["{POD_IP}/32", "{POD_IP6}/128"]
 mac = "{mac}"
 "#,
                 mode = opts.xdp_mode.name(),
@@ -745,8 +799,28 @@ mac = "{mac}"
             "permanent",
         ])?;
         self.dut.write_proc_sys("net/ipv4/ip_forward", "1")?;
+        if self.scenario == Scenario::V6 {
+            let pod6 = format!("{POD_IP6}/128");
+            self.dut
+                .ip(&["-6", "route", "replace", &pod6, "dev", &self.pod_if])?;
+            self.dut.ip(&[
+                "-6",
+                "neigh",
+                "replace",
+                &POD_IP6.to_string(),
+                "lladdr",
+                &mac_str(SINK_MAC),
+                "dev",
+                &self.pod_if,
+                "nud",
+                "permanent",
+            ])?;
+            self.dut
+                .write_proc_sys("net/ipv6/conf/all/forwarding", "1")?;
+        }
         let series = self.measure(opts, "kernel forwarding", &mut || Ok(()));
         let _ = self.dut.write_proc_sys("net/ipv4/ip_forward", "0");
+        let _ = self.dut.write_proc_sys("net/ipv6/conf/all/forwarding", "0");
         series
     }
 }
@@ -1174,6 +1248,7 @@ fn bare_forwarder(
         }
         let (up, mode) = attach(&a.up_if, XdpRole::Uplink, a.mode)?;
         up.add_prefix(POOL.parse().unwrap(), PrefixClass::Ours)?;
+        up.add_prefix(POOL6.parse().unwrap(), PrefixClass::Ours)?;
         up.add_prefix(
             IpNet::from(ipnet::Ipv4Net::from(NODE_IP)),
             PrefixClass::Local,

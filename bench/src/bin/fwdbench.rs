@@ -50,7 +50,7 @@ struct Opts {
     /// Scenario: l3 (plain routing), vxlan or ipip (a pod's traffic encapsulated toward
     /// a remote node's block).
     /// `all`: every scenario in one run (the suite; with --out, the files for docs/bench).
-    #[arg(long, default_value = "l3", value_parser = ["l3", "vxlan", "ipip", "all"])]
+    #[arg(long, default_value = "l3", value_parser = ["l3", "vxlan", "ipip", "v6", "all"])]
     scenario: String,
     /// Measure only the pipeline on in-memory frames (cycles per packet).
     #[arg(long)]
@@ -224,7 +224,7 @@ fn main() {
         opts.packets = opts.packets.min(2_000_000);
     }
     let scenarios: Vec<Scenario> = if opts.scenario == "all" {
-        vec![Scenario::L3, Scenario::Vxlan, Scenario::Ipip]
+        vec![Scenario::L3, Scenario::V6, Scenario::Vxlan, Scenario::Ipip]
     } else {
         match Scenario::parse(&opts.scenario) {
             Some(s) => vec![s],
@@ -296,6 +296,144 @@ fn main() {
             started.elapsed().as_secs_f64()
         );
     }
+}
+
+/// Routes in the --memio table: the IPv6 one is fixed (200,000), the IPv4 one --routes.
+fn memio_routes(opts: &Opts) -> usize {
+    if opts.scenario == "v6" {
+        V6_MEMIO_ROUTES
+    } else {
+        opts.routes
+    }
+}
+
+const V6_MEMIO_ROUTES: usize = 200_000;
+
+/// VXLAN or IPIP: the forwarder encapsulates.
+fn overlay(s: Scenario) -> bool {
+    matches!(s, Scenario::Vxlan | Scenario::Ipip)
+}
+
+/// `--memio` for IPv6: 200,000 routes (`synth::realistic_v6`) each to one of 64 next hops
+/// on pod ports; 64-byte IPv6 UDP frames from the uplink to random addresses inside
+/// random routes (the IPv6 space is sparse: uniformly random addresses would all miss).
+fn memio_v6(opts: &Opts, tsc: &Tsc) -> (f64, f64, f64) {
+    const PORTS: u16 = 8;
+    const ROUTES: usize = V6_MEMIO_ROUTES;
+    let nexthops = Arc::new(NextHopTable::new(64));
+    for i in 0..64u32 {
+        let port = PortId(1 + (i % (PORTS as u32 - 1)) as u16);
+        nexthops.set(
+            i,
+            Adjacency::Forward {
+                port,
+                mac: [0x02, 0, 0, 0, 0, i as u8],
+            },
+        );
+    }
+    let mut rng = Rng::new(synth::DEFAULT_SEED);
+    let routes = synth::realistic_v6(ROUTES, synth::DEFAULT_SEED);
+    let fib6 = Fib6::from_routes(routes.iter().map(|&n| (n, NextHopId(rng.below(64) as u32))));
+    let fib4 = Fib4::new();
+    let mut ports = vec![Port {
+        mac: [0x52, 0x54, 0, 0, 0, 1],
+        mtu: 1500,
+        kind: PortKind::Uplink,
+    }];
+    for _ in 1..PORTS {
+        ports.push(Port {
+            mac: [0xee; 6],
+            mtu: 1500,
+            kind: PortKind::Endpoint {
+                v4: vec![],
+                v6: vec![],
+            },
+        });
+    }
+    let counters = Arc::new(Counters::new(1));
+    let mut pipeline = Pipeline::new(
+        fib4.reader(),
+        fib6.reader(),
+        nexthops.clone(),
+        ports.into(),
+        counters.clone(),
+        0,
+    );
+    let cfg = {
+        let mut c = bench::pktgen::GenConfig::udp64(
+            "-",
+            [0x52, 0x54, 0, 0, 0, 0xfe],
+            [0x52, 0x54, 0, 0, 0, 1],
+            std::net::Ipv4Addr::UNSPECIFIED,
+            std::net::Ipv4Addr::UNSPECIFIED,
+        );
+        c.v6 = Some((
+            "2001:db8::9".parse().unwrap(),
+            std::net::Ipv6Addr::UNSPECIFIED,
+        ));
+        c
+    };
+    let template = bench::pktgen::udp_frame(&cfg, 10_000);
+    let pick = |rng: &mut Rng| -> [u8; 16] {
+        let n = routes[rng.below(ROUTES as u64) as usize];
+        let host = if n.prefix_len() == 128 {
+            0
+        } else {
+            rng.next_u128() & (u128::MAX >> n.prefix_len())
+        };
+        (u128::from(n.network()) | host).to_be_bytes()
+    };
+    let ring = 4096;
+    let mut frames: Vec<Vec<u8>> = vec![vec![0u8; 2048]; ring];
+    let lens = [64usize; BURST];
+    let mut actions = [Action::Kernel; BURST];
+    let (mut cycles, mut done) = (0u64, 0usize);
+    while done < opts.packets {
+        if bench::netns::interrupted() {
+            fail(130, "interrupted");
+        }
+        for f in frames.iter_mut() {
+            f[..64].copy_from_slice(&template);
+            f[38..54].copy_from_slice(&pick(&mut rng));
+        }
+        for chunk in frames.chunks_mut(BURST) {
+            let mut refs: Vec<&mut [u8]> = chunk.iter_mut().map(|f| &mut f[..]).collect();
+            let n = refs.len();
+            let c0 = tsc.now();
+            pipeline.process(PortId(0), &mut refs, &lens[..n], &mut actions[..n]);
+            cycles += tsc.now() - c0;
+            done += n;
+        }
+    }
+    let t = counters.total();
+    let pipeline_cycles = cycles as f64 / done as f64;
+    let forwarded = t.tx as f64 / t.rx.max(1) as f64;
+    let mut worker = Worker::new(
+        MemoryIo::new(PORTS as usize, 4 * BURST),
+        pipeline,
+        nexthops,
+        Vec::new(),
+        PollMode::Busy,
+    );
+    let mut frame = template.clone();
+    let (mut wcycles, mut wdone) = (0u64, 0usize);
+    while wdone < opts.packets {
+        for _ in 0..4 * BURST {
+            frame[38..54].copy_from_slice(&pick(&mut rng));
+            worker.io.inject(PortId(0), &frame);
+        }
+        let c0 = tsc.now();
+        let n = worker.poll_once();
+        wcycles += tsc.now() - c0;
+        wdone += n;
+        worker.io.discard_sent();
+        worker.io.take_to_kernel();
+    }
+    (
+        pipeline_cycles,
+        forwarded,
+        wcycles as f64 / wdone.max(1) as f64,
+    )
 }
 
 /// One scenario's namespace run (fails the process loudly on error).
@@ -516,11 +654,11 @@ fn report(opts: &Opts, l3: &L3Options, res: &L3Results, memio: Option<(f64, f64,
         kernel_mpps: k.map(|k| round4(k.median())),
         ratio_vs_bare: Some(round4(v.median() / b.median())),
         ratio_vs_kernel: k.map(|k| round4(v.median() / k.median())),
-        kernel_vxlan_mpps: (l3.scenario != Scenario::L3).then(|| kx.map(|k| round4(k.median()))),
-        ratio_vs_kernel_vxlan: (l3.scenario != Scenario::L3)
+        kernel_vxlan_mpps: overlay(l3.scenario).then(|| kx.map(|k| round4(k.median()))),
+        ratio_vs_kernel_vxlan: overlay(l3.scenario)
             .then(|| kx.map(|k| round4(v.median() / k.median()))),
         memio_cycles_per_pkt: memio.map(|m| m.0),
-        memio_routes: memio.map(|_| opts.routes),
+        memio_routes: memio.map(|_| memio_routes(opts)),
         memio_packets: memio.map(|_| opts.packets),
         memio_forwarded_ratio: memio.map(|m| m.1),
         memio_worker_cycles_per_pkt: memio.map(|m| m.2),
@@ -566,6 +704,7 @@ fn candidates<'a>(l3: &L3Options, res: &'a L3Results) -> Vec<(String, &'a Series
     let mut v = vec![(
         match l3.scenario {
             Scenario::L3 => "vrouterd (1 busy worker)",
+            Scenario::V6 => "vrouterd IPv6 (1 busy worker)",
             Scenario::Vxlan => "vrouterd VXLAN (1 worker)",
             Scenario::Ipip => "vrouterd IPIP (1 worker)",
         }
@@ -635,7 +774,7 @@ fn markdown(opts: &Opts, l3: &L3Options, res: &L3Results, r: &Report) -> String 
     if let Some(c) = r.memio_cycles_per_pkt {
         m.push_str(&format!(
             " memio: {c:.1} cycles per packet ({} routes).",
-            opts.routes
+            memio_routes(opts)
         ));
     }
     m.push('\n');
@@ -647,11 +786,11 @@ fn print_table(opts: &Opts, l3: &L3Options, res: &L3Results, r: &Report) {
         "fwdbench {}: 64 B UDP, {} flows: ns GEN ({}{} generator, CPU{}) -> ns DUT (forwarder, CPU{}) -> ns SINK ({}XDP drop{})",
         opts.scenario,
         l3.flows,
-        if l3.scenario == Scenario::L3 { "" } else { "a pod, " },
+        if overlay(l3.scenario) { "a pod, " } else { "" },
         l3.engine.name(),
         l3.gen_core,
         l3.dut_core,
-        if l3.scenario == Scenario::L3 {
+        if !overlay(l3.scenario) {
             "a pod, "
         } else {
             "the remote node, "
@@ -695,7 +834,7 @@ fn print_table(opts: &Opts, l3: &L3Options, res: &L3Results, r: &Report) {
         println!("ratio vs DPDK testpmd (same veths, AF_XDP PMD): {t:.3}");
     }
     match l3.scenario {
-        Scenario::L3 => println!(
+        Scenario::L3 | Scenario::V6 => println!(
             "ratio vs bare AF_XDP: {:.3} (target >= 0.9)   ratio vs kernel: {:.3}",
             r.ratio_vs_bare.unwrap_or(f64::NAN),
             r.ratio_vs_kernel.unwrap_or(f64::NAN)
@@ -716,7 +855,7 @@ fn print_table(opts: &Opts, l3: &L3Options, res: &L3Results, r: &Report) {
         res.bare.runq_wait_ms,
         opts.window_secs * l3.windows as f64 * 1e3
     );
-    if l3.scenario != Scenario::L3 {
+    if overlay(l3.scenario) {
         println!(
             "mean frame at the sink (rx_bytes/rx_packets): bare AF_XDP {:.1} B, vrouterd {:.1} B{} (bare + {} B of outer headers expected)",
             res.bare.sink_frame_bytes,
@@ -731,7 +870,7 @@ fn print_table(opts: &Opts, l3: &L3Options, res: &L3Results, r: &Report) {
     match r.memio_cycles_per_pkt {
         Some(c) => println!(
             "memio: {c:.1} cycles/packet (target <= 60), {} routes, {} packets, {:.1}% forwarded; {:.1} in a worker on the memory backend",
-            opts.routes,
+            memio_routes(opts),
             opts.packets,
             r.memio_forwarded_ratio.unwrap_or(0.0) * 100.0,
             r.memio_worker_cycles_per_pkt.unwrap_or(f64::NAN)
@@ -757,7 +896,7 @@ fn memio_only(opts: &Opts) {
         kernel_vxlan_mpps: None,
         ratio_vs_kernel_vxlan: None,
         memio_cycles_per_pkt: Some(cycles),
-        memio_routes: Some(opts.routes),
+        memio_routes: Some(memio_routes(opts)),
         memio_packets: Some(opts.packets),
         memio_forwarded_ratio: Some(forwarded),
         memio_worker_cycles_per_pkt: Some(worker_cycles),
@@ -769,10 +908,12 @@ fn memio_only(opts: &Opts) {
         println!(
             "fwdbench {} --memio: {} routes, {} packets of 64 B {}",
             r.scenario,
-            opts.routes,
+            memio_routes(opts),
             opts.packets,
             if r.scenario == "l3" {
                 "from the uplink"
+            } else if r.scenario == "v6" {
+                "of IPv6 from the uplink (200,000-route IPv6 table, random destinations inside it)"
             } else {
                 "from a pod, each route to one of 64 tunnels (encapsulated in 2048 B buffers)"
             }
@@ -799,6 +940,9 @@ fn memio(opts: &Opts, tsc: &Tsc) -> (f64, f64, f64) {
     const PORTS: u16 = 8;
     const NODE: [u8; 4] = [10, 98, 0, 1];
     let scenario = Scenario::parse(&opts.scenario).unwrap_or(Scenario::L3);
+    if scenario == Scenario::V6 {
+        return memio_v6(opts, tsc);
+    }
     let overlay = scenario != Scenario::L3;
     let nexthops = Arc::new(NextHopTable::new(65));
     let tunnels = Arc::new(TunnelTable::new(64));
