@@ -32,7 +32,7 @@ use crate::netns::{self, DevStats, Netns};
 use crate::pktgen::{Engine, GenConfig, Generator};
 use ipnet::IpNet;
 use std::io::{self, Read, Seek};
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -780,41 +780,34 @@ mac = "{mac}"
         Ok((series, mode))
     }
 
-    /// The kernel: ip_forward, a route and a permanent neighbour for the pod (RPS, set up
-    /// with the topology, runs the uplink's receive processing and so the forwarding on
-    /// the DUT core).
-    fn kernel(&mut self, opts: &L3Options) -> io::Result<Series> {
-        let pod = format!("{POD_IP}/32");
+    /// The pod's host route and permanent neighbour (the sink's MAC) in the DUT.
+    fn pod_route(&self, pod: IpAddr) -> io::Result<()> {
+        let family = if pod.is_ipv6() { "-6" } else { "-4" };
+        let host = IpNet::from(pod).to_string();
         self.dut
-            .ip(&["route", "replace", &pod, "dev", &self.pod_if])?;
+            .ip(&[family, "route", "replace", &host, "dev", &self.pod_if])?;
         self.dut.ip(&[
+            family,
             "neigh",
             "replace",
-            &POD_IP.to_string(),
+            &pod.to_string(),
             "lladdr",
             &mac_str(SINK_MAC),
             "dev",
             &self.pod_if,
             "nud",
             "permanent",
-        ])?;
+        ])
+    }
+
+    /// The kernel: ip_forward, a route and a permanent neighbour for the pod (RPS, set up
+    /// with the topology, runs the uplink's receive processing and so the forwarding on
+    /// the DUT core).
+    fn kernel(&mut self, opts: &L3Options) -> io::Result<Series> {
+        self.pod_route(IpAddr::V4(POD_IP))?;
         self.dut.write_proc_sys("net/ipv4/ip_forward", "1")?;
         if self.scenario == Scenario::V6 {
-            let pod6 = format!("{POD_IP6}/128");
-            self.dut
-                .ip(&["-6", "route", "replace", &pod6, "dev", &self.pod_if])?;
-            self.dut.ip(&[
-                "-6",
-                "neigh",
-                "replace",
-                &POD_IP6.to_string(),
-                "lladdr",
-                &mac_str(SINK_MAC),
-                "dev",
-                &self.pod_if,
-                "nud",
-                "permanent",
-            ])?;
+            self.pod_route(IpAddr::V6(POD_IP6))?;
             self.dut
                 .write_proc_sys("net/ipv6/conf/all/forwarding", "1")?;
         }

@@ -351,7 +351,7 @@ fn memio_v6(opts: &Opts, tsc: &Tsc) -> (f64, f64, f64) {
         });
     }
     let counters = Arc::new(Counters::new(1));
-    let mut pipeline = Pipeline::new(
+    let pipeline = Pipeline::new(
         fib4.reader(),
         fib6.reader(),
         nexthops.clone(),
@@ -383,57 +383,30 @@ fn memio_v6(opts: &Opts, tsc: &Tsc) -> (f64, f64, f64) {
         };
         (u128::from(n.network()) | host).to_be_bytes()
     };
-    let ring = 4096;
-    let mut frames: Vec<Vec<u8>> = vec![vec![0u8; 2048]; ring];
-    let lens = [64usize; BURST];
-    let mut actions = [Action::Kernel; BURST];
-    let (mut cycles, mut done) = (0u64, 0usize);
-    while done < opts.packets {
-        if bench::netns::interrupted() {
-            fail(130, "interrupted");
-        }
+    let mut ring_fill = |frames: &mut [Vec<u8>]| {
         for f in frames.iter_mut() {
             f[..64].copy_from_slice(&template);
             f[38..54].copy_from_slice(&pick(&mut rng));
         }
-        for chunk in frames.chunks_mut(BURST) {
-            let mut refs: Vec<&mut [u8]> = chunk.iter_mut().map(|f| &mut f[..]).collect();
-            let n = refs.len();
-            let c0 = tsc.now();
-            pipeline.process(PortId(0), &mut refs, &lens[..n], &mut actions[..n]);
-            cycles += tsc.now() - c0;
-            done += n;
-        }
-    }
-    let t = counters.total();
-    let pipeline_cycles = cycles as f64 / done as f64;
-    let forwarded = t.tx as f64 / t.rx.max(1) as f64;
-    let mut worker = Worker::new(
-        MemoryIo::new(PORTS as usize, 4 * BURST),
+    };
+    let mut rng2 = Rng::new(synth::DEFAULT_SEED + 1);
+    let mut frame = template.clone();
+    let mut next_frame = || {
+        frame[38..54].copy_from_slice(&pick(&mut rng2));
+        frame.clone()
+    };
+    let (pipeline_cycles, forwarded, worker_cycles, _) = time_pipeline(
+        opts,
+        tsc,
         pipeline,
         nexthops,
-        Vec::new(),
-        PollMode::Busy,
+        &counters,
+        PortId(0),
+        PORTS as usize,
+        &mut ring_fill,
+        &mut next_frame,
     );
-    let mut frame = template.clone();
-    let (mut wcycles, mut wdone) = (0u64, 0usize);
-    while wdone < opts.packets {
-        for _ in 0..4 * BURST {
-            frame[38..54].copy_from_slice(&pick(&mut rng));
-            worker.io.inject(PortId(0), &frame);
-        }
-        let c0 = tsc.now();
-        let n = worker.poll_once();
-        wcycles += tsc.now() - c0;
-        wdone += n;
-        worker.io.discard_sent();
-        worker.io.take_to_kernel();
-    }
-    (
-        pipeline_cycles,
-        forwarded,
-        wcycles as f64 / wdone.max(1) as f64,
-    )
+    (pipeline_cycles, forwarded, worker_cycles)
 }
 
 /// One scenario's namespace run (fails the process loudly on error).
@@ -1044,36 +1017,33 @@ fn memio(opts: &Opts, tsc: &Tsc) -> (f64, f64, f64) {
         template[0..6].copy_from_slice(&[0xee; 6]);
         template[26..30].copy_from_slice(&[10, 244, 0, 1]);
     }
-    let ring = 4096;
-    let mut dsts: Vec<[u8; 4]> = (0..ring).map(|_| rng.next_u32().to_be_bytes()).collect();
-    let mut frames: Vec<Vec<u8>> = vec![vec![0u8; 2048]; ring];
-    let reset = |frames: &mut [Vec<u8>], dsts: &[[u8; 4]]| {
-        for (f, d) in frames.iter_mut().zip(dsts) {
+    let mut ring_fill = |frames: &mut [Vec<u8>]| {
+        for f in frames.iter_mut() {
             f[..64].copy_from_slice(&template);
-            f[30..34].copy_from_slice(d);
+            f[30..34].copy_from_slice(&rng.next_u32().to_be_bytes());
             let c = encap::rewrite::ipv4_checksum(&f[14..34]);
             f[24..26].copy_from_slice(&c.to_be_bytes());
         }
     };
-    let lens = [64usize; BURST];
-    let mut actions = [Action::Kernel; BURST];
-    let (mut cycles, mut done) = (0u64, 0usize);
-    while done < opts.packets {
-        if bench::netns::interrupted() {
-            fail(130, "interrupted");
-        }
-        reset(&mut frames, &dsts);
-        for chunk in frames.chunks_mut(BURST) {
-            let mut refs: Vec<&mut [u8]> = chunk.iter_mut().map(|f| &mut f[..]).collect();
-            let n = refs.len();
-            let c0 = tsc.now();
-            pipeline.process(in_port, &mut refs, &lens[..n], &mut actions[..n]);
-            cycles += tsc.now() - c0;
-            done += n;
-        }
-        dsts.iter_mut()
-            .for_each(|d| *d = rng.next_u32().to_be_bytes());
-    }
+    let mut rng2 = Rng::new(synth::DEFAULT_SEED + 1);
+    let mut frame = template.clone();
+    let mut next_frame = || {
+        frame[30..34].copy_from_slice(&rng2.next_u32().to_be_bytes());
+        let c = encap::rewrite::ipv4_checksum(&frame[14..34]);
+        frame[24..26].copy_from_slice(&c.to_be_bytes());
+        frame.clone()
+    };
+    let (pipeline_cycles, forwarded, worker_cycles, actions) = time_pipeline(
+        opts,
+        tsc,
+        pipeline,
+        nexthops_for_worker,
+        &counters,
+        in_port,
+        PORTS as usize,
+        &mut ring_fill,
+        &mut next_frame,
+    );
     // The last burst's transmissions must carry the scenario's outer headers.
     let want = 64 + scenario.overhead();
     if let Some(len) = actions.iter().find_map(|a| match a {
@@ -1088,28 +1058,58 @@ fn memio(opts: &Opts, tsc: &Tsc) -> (f64, f64, f64) {
             ),
         );
     }
-    let t = counters.total();
-    let pipeline_cycles = cycles as f64 / done as f64;
-    let forwarded = t.tx as f64 / t.rx.max(1) as f64;
+    (pipeline_cycles, forwarded, worker_cycles)
+}
 
-    // The same pipeline inside a worker on the in-memory backend (the trait AF_XDP
-    // implements): adds taking frames off a port, carrying the actions out and the
-    // worker's per-loop housekeeping, i.e. what the I/O layer costs above the pipeline.
+/// Time `pipeline` over `opts.packets` frames into `in_port` (a ring of 4096 buffers of
+/// 2048 bytes, filled by `ring_fill` before each pass), then the same pipeline inside a
+/// worker on the in-memory backend (the trait AF_XDP implements: taking frames off a
+/// port, carrying the actions out, the per-loop housekeeping), fed by `next_frame`.
+/// Returns (pipeline cycles per packet, share forwarded, worker cycles per packet, the
+/// last burst's actions).
+#[allow(clippy::too_many_arguments)]
+fn time_pipeline(
+    opts: &Opts,
+    tsc: &Tsc,
+    mut pipeline: Pipeline,
+    nexthops: Arc<NextHopTable>,
+    counters: &Counters,
+    in_port: PortId,
+    ports: usize,
+    ring_fill: &mut dyn FnMut(&mut [Vec<u8>]),
+    next_frame: &mut dyn FnMut() -> Vec<u8>,
+) -> (f64, f64, f64, [Action; BURST]) {
+    let mut frames: Vec<Vec<u8>> = vec![vec![0u8; 2048]; 4096];
+    let lens = [64usize; BURST];
+    let mut actions = [Action::Kernel; BURST];
+    let (mut cycles, mut done) = (0u64, 0usize);
+    while done < opts.packets {
+        if bench::netns::interrupted() {
+            fail(130, "interrupted");
+        }
+        ring_fill(&mut frames);
+        for chunk in frames.chunks_mut(BURST) {
+            let mut refs: Vec<&mut [u8]> = chunk.iter_mut().map(|f| &mut f[..]).collect();
+            let n = refs.len();
+            let c0 = tsc.now();
+            pipeline.process(in_port, &mut refs, &lens[..n], &mut actions[..n]);
+            cycles += tsc.now() - c0;
+            done += n;
+        }
+    }
+    let t = counters.total();
+    let forwarded = t.tx as f64 / t.rx.max(1) as f64;
     let mut worker = Worker::new(
-        MemoryIo::new(PORTS as usize, 4 * BURST),
+        MemoryIo::new(ports, 4 * BURST),
         pipeline,
-        nexthops_for_worker,
+        nexthops,
         Vec::new(),
         PollMode::Busy,
     );
-    let mut frame = template.clone();
     let (mut wcycles, mut wdone) = (0u64, 0usize);
     while wdone < opts.packets {
         for _ in 0..4 * BURST {
-            frame[30..34].copy_from_slice(&rng.next_u32().to_be_bytes());
-            let c = encap::rewrite::ipv4_checksum(&frame[14..34]);
-            frame[24..26].copy_from_slice(&c.to_be_bytes());
-            worker.io.inject(in_port, &frame);
+            worker.io.inject(in_port, &next_frame());
         }
         let c0 = tsc.now();
         let n = worker.poll_once();
@@ -1119,8 +1119,9 @@ fn memio(opts: &Opts, tsc: &Tsc) -> (f64, f64, f64) {
         worker.io.take_to_kernel();
     }
     (
-        pipeline_cycles,
+        cycles as f64 / done as f64,
         forwarded,
         wcycles as f64 / wdone.max(1) as f64,
+        actions,
     )
 }
