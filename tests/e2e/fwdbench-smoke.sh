@@ -21,7 +21,7 @@ bad = [(c["name"], k) for c in r["candidates"] for k in
        ("mpps_min", "mpps_median", "mpps_max", "offered_mpps", "dut_cpu_busy", "gen_cpu_busy")
        if not (isinstance(c[k], (int, float)) and c[k] > 0)]
 bad += [(c["name"], "windows") for c in r["candidates"] if len(c["windows_mpps"]) < 3]
-top = ["vrouter_mpps", "bare_afxdp_mpps", "testpmd_mpps", "kernel_mpps", "ratio_vs_bare",
+top = ["vrouter_mpps", "bare_afxdp_mpps", "testpmd_mpps", "kernel_mpps", "ratio_vs_bare", "memio_scaling_2_workers",
        "ratio_vs_testpmd", "ratio_vs_kernel", "memio_cycles_per_pkt"]
 bad += [k for k in top if not (isinstance(r.get(k), (int, float)) and r[k] > 0)]
 table = open(sys.argv[2]).read()

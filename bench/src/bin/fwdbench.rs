@@ -129,6 +129,14 @@ struct Report {
     /// The pipeline inside a worker loop on the in-memory backend (I/O layer included).
     #[serde(skip_serializing_if = "Option::is_none")]
     memio_worker_cycles_per_pkt: Option<f64>,
+    /// Two workers against one, pipeline only (memory backend, no generator): Mpps of
+    /// one pipeline on one core, of two at once on both cores, and their ratio.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    memio_mpps_1_worker: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    memio_mpps_2_workers: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    memio_scaling_2_workers: Option<f64>,
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     namespace: Option<NsReport>,
 }
@@ -298,6 +306,11 @@ fn main() {
     }
 }
 
+/// --memio's figures: pipeline cycles per packet, share forwarded, cycles in a worker on
+/// the memory backend, and (IPv4) Mpps of one and of two pipelines run at once on the
+/// machine's two cores (the scaling of workers with no generator in the way).
+type Memio = (f64, f64, f64, Option<(f64, f64)>);
+
 /// Routes in the --memio table: the IPv6 one is fixed (200,000), the IPv4 one --routes.
 fn memio_routes(opts: &Opts) -> usize {
     if opts.scenario == "v6" {
@@ -317,7 +330,7 @@ fn overlay(s: Scenario) -> bool {
 /// `--memio` for IPv6: 200,000 routes (`synth::realistic_v6`) each to one of 64 next hops
 /// on pod ports; 64-byte IPv6 UDP frames from the uplink to random addresses inside
 /// random routes (the IPv6 space is sparse: uniformly random addresses would all miss).
-fn memio_v6(opts: &Opts, tsc: &Tsc) -> (f64, f64, f64) {
+fn memio_v6(opts: &Opts, tsc: &Tsc) -> Memio {
     const PORTS: u16 = 8;
     const ROUTES: usize = V6_MEMIO_ROUTES;
     let nexthops = Arc::new(NextHopTable::new(64));
@@ -406,7 +419,7 @@ fn memio_v6(opts: &Opts, tsc: &Tsc) -> (f64, f64, f64) {
         &mut ring_fill,
         &mut next_frame,
     );
-    (pipeline_cycles, forwarded, worker_cycles)
+    (pipeline_cycles, forwarded, worker_cycles, None)
 }
 
 /// One scenario's namespace run (fails the process loudly on error).
@@ -594,7 +607,7 @@ fn plot(path: &std::path::Path, reports: &[Report]) -> Result<(), Box<dyn std::e
     Ok(())
 }
 
-fn report(opts: &Opts, l3: &L3Options, res: &L3Results, memio: Option<(f64, f64, f64)>) -> Report {
+fn report(opts: &Opts, l3: &L3Options, res: &L3Results, memio: Option<Memio>) -> Report {
     let (v, b, k, kx) = (
         &res.vrouter,
         &res.bare,
@@ -635,6 +648,9 @@ fn report(opts: &Opts, l3: &L3Options, res: &L3Results, memio: Option<(f64, f64,
         memio_packets: memio.map(|_| opts.packets),
         memio_forwarded_ratio: memio.map(|m| m.1),
         memio_worker_cycles_per_pkt: memio.map(|m| m.2),
+        memio_mpps_1_worker: memio.and_then(|m| m.3).map(|s| round4(s.0)),
+        memio_mpps_2_workers: memio.and_then(|m| m.3).map(|s| round4(s.1)),
+        memio_scaling_2_workers: memio.and_then(|m| m.3).map(|s| round4(s.1 / s.0)),
         namespace: Some(NsReport {
             vrouter_mpps_min: round4(v.min()),
             vrouter_mpps_max: round4(v.max()),
@@ -744,6 +760,11 @@ fn markdown(opts: &Opts, l3: &L3Options, res: &L3Results, r: &Report) -> String 
         "\nvrouterd's ratios (medians): {}.",
         ratios.join(", ")
     ));
+    if let Some(x) = r.memio_scaling_2_workers {
+        m.push_str(&format!(
+            " Two workers against one (memio, both cores, no generator): {x:.2}x."
+        ));
+    }
     if let Some(c) = r.memio_cycles_per_pkt {
         m.push_str(&format!(
             " memio: {c:.1} cycles per packet ({} routes).",
@@ -850,12 +871,21 @@ fn print_table(opts: &Opts, l3: &L3Options, res: &L3Results, r: &Report) {
         ),
         None => println!("memio: skipped (--no-memio)"),
     }
+    if let (Some(one), Some(two), Some(x)) = (
+        r.memio_mpps_1_worker,
+        r.memio_mpps_2_workers,
+        r.memio_scaling_2_workers,
+    ) {
+        println!(
+            "memio scaling: one pipeline {one:.2} Mpps, two at once on both cores {two:.2} Mpps: {x:.2}x (target >= 1.6; no generator in the way)"
+        );
+    }
 }
 
 /// `--memio` alone: the pipeline's cost, printed as it always was.
 fn memio_only(opts: &Opts) {
     let tsc = Tsc::calibrate();
-    let (cycles, forwarded, worker_cycles) = memio(opts, &tsc);
+    let (cycles, forwarded, worker_cycles, scaling) = memio(opts, &tsc);
     let r = Report {
         scenario: opts.scenario.clone(),
         vrouter_mpps: None,
@@ -873,6 +903,9 @@ fn memio_only(opts: &Opts) {
         memio_packets: Some(opts.packets),
         memio_forwarded_ratio: Some(forwarded),
         memio_worker_cycles_per_pkt: Some(worker_cycles),
+        memio_mpps_1_worker: scaling.map(|s| round4(s.0)),
+        memio_mpps_2_workers: scaling.map(|s| round4(s.1)),
+        memio_scaling_2_workers: scaling.map(|s| round4(s.1 / s.0)),
         namespace: None,
     };
     if opts.json {
@@ -898,6 +931,12 @@ fn memio_only(opts: &Opts) {
         println!(
             "in a worker on the memory backend: {worker_cycles:.1} cycles/packet (I/O layer included)"
         );
+        if let Some((one, two)) = scaling {
+            println!(
+                "two workers against one (pipelines on both cores at once, frames written included): {one:.2} -> {two:.2} Mpps, {:.2}x",
+                two / one
+            );
+        }
     }
 }
 
@@ -909,7 +948,7 @@ fn memio_only(opts: &Opts) {
 /// and every route of the table points at one of 64 tunnels (`Adjacency::Tunnel`, each
 /// toward its own remote node, whose underlay next hop is a router out of the uplink):
 /// each forwarded packet is encapsulated in its 2048-byte buffer.
-fn memio(opts: &Opts, tsc: &Tsc) -> (f64, f64, f64) {
+fn memio(opts: &Opts, tsc: &Tsc) -> Memio {
     const PORTS: u16 = 8;
     const NODE: [u8; 4] = [10, 98, 0, 1];
     let scenario = Scenario::parse(&opts.scenario).unwrap_or(Scenario::L3);
@@ -982,28 +1021,35 @@ fn memio(opts: &Opts, tsc: &Tsc) -> (f64, f64, f64) {
             },
         });
     }
-    let counters = Arc::new(Counters::new(1));
+    let counters = Arc::new(Counters::new(2));
     let nexthops_for_worker = nexthops.clone();
-    let mut pipeline = Pipeline::new(
-        fib4.reader(),
-        fib6.reader(),
-        nexthops,
-        ports.into(),
-        counters.clone(),
-        0,
-    );
-    if overlay {
-        pipeline = pipeline.with_overlay(
-            tunnels,
-            Overlay {
-                local_v4: vec![u32::from_be_bytes(NODE)],
-                local_v6: vec![],
-                pools_v4: vec![(0x0af4_0000, 16)],
-                pools_v6: vec![],
-                vni: encap::vxlan::CALICO_VNI,
-            },
+    let ports: Arc<[Port]> = ports.into();
+    // One pipeline per worker, all reading the same FIB and tables.
+    let make_pipeline = |w: usize| {
+        let p = Pipeline::new(
+            fib4.reader(),
+            fib6.reader(),
+            nexthops.clone(),
+            ports.clone(),
+            counters.clone(),
+            w,
         );
-    }
+        if overlay {
+            p.with_overlay(
+                tunnels.clone(),
+                Overlay {
+                    local_v4: vec![u32::from_be_bytes(NODE)],
+                    local_v6: vec![],
+                    pools_v4: vec![(0x0af4_0000, 16)],
+                    pools_v6: vec![],
+                    vni: encap::vxlan::CALICO_VNI,
+                },
+            )
+        } else {
+            p
+        }
+    };
+    let pipeline = make_pipeline(0);
     // Frames enter from the uplink (l3) or from the pod on port 1 (its address as source).
     let in_port = if overlay { PortId(1) } else { PortId(0) };
 
@@ -1033,6 +1079,21 @@ fn memio(opts: &Opts, tsc: &Tsc) -> (f64, f64, f64) {
         frame[24..26].copy_from_slice(&c.to_be_bytes());
         frame.clone()
     };
+    // A first short run warms the caches and TLBs over the table, uncounted.
+    parallel_mpps(&[1], &make_pipeline, &template, in_port, 0.5);
+    // One worker on either core (the better of the two: cores differ in what else
+    // the kernel runs there), then two at once.
+    let one = parallel_mpps(&[0], &make_pipeline, &template, in_port, 2.0).max(parallel_mpps(
+        &[1],
+        &make_pipeline,
+        &template,
+        in_port,
+        2.0,
+    ));
+    let scaling = (
+        one,
+        parallel_mpps(&[0, 1], &make_pipeline, &template, in_port, 2.0),
+    );
     let (pipeline_cycles, forwarded, worker_cycles, actions) = time_pipeline(
         opts,
         tsc,
@@ -1058,7 +1119,60 @@ fn memio(opts: &Opts, tsc: &Tsc) -> (f64, f64, f64) {
             ),
         );
     }
-    (pipeline_cycles, forwarded, worker_cycles)
+    (pipeline_cycles, forwarded, worker_cycles, Some(scaling))
+}
+
+/// Mpps of pipelines run at once, one per core of `cores` (pinned), each over its own
+/// ring of frames to random IPv4 destinations, for `secs` of wall-clock time.
+fn parallel_mpps(
+    cores: &[usize],
+    make_pipeline: &dyn Fn(usize) -> Pipeline,
+    template: &[u8],
+    in_port: PortId,
+    secs: f64,
+) -> f64 {
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let pipelines: Vec<Pipeline> = (0..cores.len()).map(make_pipeline).collect();
+    let started = std::time::Instant::now();
+    let total: usize = std::thread::scope(|scope| {
+        let handles: Vec<_> = pipelines
+            .into_iter()
+            .zip(cores)
+            .enumerate()
+            .map(|(w, (mut pipeline, &core))| {
+                let stop = &stop;
+                scope.spawn(move || {
+                    core_affinity::set_for_current(core_affinity::CoreId { id: core });
+                    let mut rng = Rng::new(synth::DEFAULT_SEED + 7 + w as u64);
+                    let mut frames: Vec<Vec<u8>> = vec![vec![0u8; 2048]; 1024];
+                    let lens = [template.len(); BURST];
+                    let mut actions = [Action::Kernel; BURST];
+                    let mut done = 0usize;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        for f in frames.iter_mut() {
+                            f[..template.len()].copy_from_slice(template);
+                            f[30..34].copy_from_slice(&rng.next_u32().to_be_bytes());
+                            let c = encap::rewrite::ipv4_checksum(&f[14..34]);
+                            f[24..26].copy_from_slice(&c.to_be_bytes());
+                        }
+                        for chunk in frames.chunks_mut(BURST) {
+                            let mut refs: Vec<&mut [u8]> =
+                                chunk.iter_mut().map(|f| &mut f[..]).collect();
+                            let n = refs.len();
+                            pipeline.process(in_port, &mut refs, &lens[..n], &mut actions[..n]);
+                            done += n;
+                        }
+                    }
+                    pipeline.offline();
+                    done
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_secs_f64(secs));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        handles.into_iter().map(|h| h.join().unwrap_or(0)).sum()
+    });
+    total as f64 / started.elapsed().as_secs_f64() / 1e6
 }
 
 /// Time `pipeline` over `opts.packets` frames into `in_port` (a ring of 4096 buffers of
