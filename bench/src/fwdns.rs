@@ -695,9 +695,14 @@ mac = "{mac}"
                 Ok(())
             });
         }
-        let mut daemon = Daemon {
+        let mut daemon = Spawned {
+            what: "vrouterd",
             child: Some(cmd.spawn()?),
             log,
+            signal: (libc::SIGTERM, "SIGTERM"),
+            grace: Duration::from_secs(5),
+            strict: true,
+            leftover: None,
         };
         let start = Instant::now();
         while !stats.exists() {
@@ -878,10 +883,15 @@ impl Topology {
             .stdin(std::process::Stdio::piped())
             .stdout(std::fs::File::create(&log)?)
             .stderr(std::fs::OpenOptions::new().append(true).open(&log)?);
-        let mut pmd = Testpmd {
+        let mut pmd = Spawned {
+            what: "testpmd",
             child: Some(cmd.spawn()?),
             log: log.clone(),
-            prefix,
+            // SIGINT: testpmd's own clean exit (ports stopped, XDP programs detached).
+            signal: (libc::SIGINT, "SIGINT"),
+            grace: Duration::from_secs(10),
+            strict: false,
+            leftover: Some(format!("/var/run/dpdk/{prefix}").into()),
         };
         // Forwarding once it printed its first statistics.
         let t = Instant::now();
@@ -905,55 +915,6 @@ impl Topology {
         let series = series?;
         pmd.stop()?;
         Ok(series)
-    }
-}
-
-/// A running testpmd; SIGINT (its clean exit), then SIGKILL, on drop.
-struct Testpmd {
-    child: Option<Child>,
-    log: PathBuf,
-    prefix: String,
-}
-
-impl Testpmd {
-    fn check(&mut self) -> io::Result<()> {
-        match self.child.as_mut().map(|c| c.try_wait()).transpose()? {
-            Some(Some(status)) => Err(err(format!(
-                "testpmd exited ({status}): {}",
-                tail(&self.log)
-            ))),
-            _ => Ok(()),
-        }
-    }
-
-    fn stop(&mut self) -> io::Result<()> {
-        let Some(mut child) = self.child.take() else {
-            return Ok(());
-        };
-        // `ip netns exec` execs testpmd: the child is testpmd itself.
-        // SAFETY: kill(2) of our own child, which has not been reaped yet.
-        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
-        let t = Instant::now();
-        let mut stopped = false;
-        while t.elapsed() < Duration::from_secs(10) {
-            if child.try_wait()?.is_some() {
-                stopped = true;
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        if !stopped {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/{}", self.prefix));
-        Ok(())
-    }
-}
-
-impl Drop for Testpmd {
-    fn drop(&mut self) {
-        let _ = self.stop();
     }
 }
 
@@ -1111,17 +1072,26 @@ fn runq_wait_ns((pid, tid): (u32, Option<u32>)) -> u64 {
     }
 }
 
-/// A running vrouterd; stopped (SIGTERM, then SIGKILL) on drop.
-struct Daemon {
+/// A forwarder we started as a process (vrouterd, testpmd): checked while it runs,
+/// stopped by its signal (then SIGKILL after `grace`) on `stop` or drop.
+struct Spawned {
+    what: &'static str,
     child: Option<Child>,
     log: PathBuf,
+    signal: (libc::c_int, &'static str),
+    grace: Duration,
+    /// vrouterd must exit cleanly on its signal; testpmd's exit status is not judged.
+    strict: bool,
+    /// Removed once it stopped (testpmd's runtime directory).
+    leftover: Option<PathBuf>,
 }
 
-impl Daemon {
+impl Spawned {
     fn check(&mut self) -> io::Result<()> {
         match self.child.as_mut().map(|c| c.try_wait()).transpose()? {
             Some(Some(status)) => Err(err(format!(
-                "vrouterd exited ({status}): {}",
+                "{} exited ({status}): {}",
+                self.what,
                 tail(&self.log)
             ))),
             _ => Ok(()),
@@ -1132,29 +1102,46 @@ impl Daemon {
         let Some(mut child) = self.child.take() else {
             return Ok(());
         };
+        let (signal, name) = self.signal;
+        // `ip netns exec` execs the program: the child is the forwarder itself.
         // SAFETY: kill(2) of our own child, which has not been reaped yet.
-        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+        unsafe { libc::kill(child.id() as libc::pid_t, signal) };
         let t = Instant::now();
-        while t.elapsed() < Duration::from_secs(5) {
+        let result = loop {
             if let Some(status) = child.try_wait()? {
-                return if status.success() {
+                break if status.success() || !self.strict {
                     Ok(())
                 } else {
                     Err(err(format!(
-                        "vrouterd exited with {status} on SIGTERM: {}",
+                        "{} exited with {status} on {name}: {}",
+                        self.what,
                         tail(&self.log)
                     )))
                 };
             }
+            if t.elapsed() >= self.grace {
+                let _ = child.kill();
+                let _ = child.wait();
+                break if self.strict {
+                    Err(err(format!(
+                        "{} did not stop within {} s of {name}",
+                        self.what,
+                        self.grace.as_secs()
+                    )))
+                } else {
+                    Ok(())
+                };
+            }
             std::thread::sleep(Duration::from_millis(20));
+        };
+        if let Some(dir) = &self.leftover {
+            let _ = std::fs::remove_dir_all(dir);
         }
-        let _ = child.kill();
-        let _ = child.wait();
-        Err(err("vrouterd did not stop within 5 s of SIGTERM".into()))
+        result
     }
 }
 
-impl Drop for Daemon {
+impl Drop for Spawned {
     fn drop(&mut self) {
         let _ = self.stop();
     }

@@ -313,21 +313,25 @@ fn peers_added_and_removed_while_running() {
     a.add_peer(to_b.clone()).unwrap();
     b.add_peer(to_a).unwrap();
     assert_eq!(row(&a, v4(2)).map(|r| r.asn), Some(64512), "listed at once");
-    assert_eq!(
-        wait_for(&ra, "10.244.2.0/26", Duration::from_secs(10)),
-        Some(vec![v4(2)])
-    );
-    assert_eq!(
-        wait_for(&rb, "10.244.1.0/26", Duration::from_secs(10)),
-        Some(vec![v4(1)])
-    );
-    assert!(wait_until(Duration::from_secs(3), || established(
-        &a,
-        v4(2)
-    ) && established(
-        &b,
-        v4(1)
-    )));
+    // Each has the other's block, and both sessions are Established.
+    let exchanged = |t: u64| {
+        assert_eq!(
+            wait_for(&ra, "10.244.2.0/26", Duration::from_secs(t)),
+            Some(vec![v4(2)])
+        );
+        assert_eq!(
+            wait_for(&rb, "10.244.1.0/26", Duration::from_secs(t)),
+            Some(vec![v4(1)])
+        );
+        assert!(wait_until(Duration::from_secs(3), || established(
+            &a,
+            v4(2)
+        ) && established(
+            &b,
+            v4(1)
+        )));
+    };
+    exchanged(10);
 
     // a lets b go: b hears why and withdraws a's block; a withdraws b's.
     a.remove_peer(v4(2)).unwrap();
@@ -353,21 +357,7 @@ fn peers_added_and_removed_while_running() {
 
     // Added again: the session and the routes come back.
     a.add_peer(to_b).unwrap();
-    assert_eq!(
-        wait_for(&ra, "10.244.2.0/26", Duration::from_secs(15)),
-        Some(vec![v4(2)])
-    );
-    assert_eq!(
-        wait_for(&rb, "10.244.1.0/26", Duration::from_secs(15)),
-        Some(vec![v4(1)])
-    );
-    assert!(wait_until(Duration::from_secs(3), || established(
-        &a,
-        v4(2)
-    ) && established(
-        &b,
-        v4(1)
-    )));
+    exchanged(15);
     assert_eq!(a.status.lock().unwrap().len(), 1);
     drop(b);
     drop(a);

@@ -176,10 +176,6 @@ pub fn open_ipam(config: &Config) -> io::Result<Ipam> {
     Ok(ipam)
 }
 
-fn o_pool_taken(o: &Origins, cidr: IpNet) -> bool {
-    o.pools.contains(&cidr)
-}
-
 /// What /livez and /readyz answer (set by the control loop).
 #[derive(Debug, Default)]
 pub struct Health {
@@ -1215,12 +1211,7 @@ impl Live {
                 "a static route to {dst} exists"
             )));
         }
-        if self.plan.endpoints.iter().any(|e| {
-            self.config
-                .endpoints
-                .iter()
-                .any(|c| c.name == e.name && c.ips.contains(&dst))
-        }) {
+        if self.config.endpoints.iter().any(|e| e.ips.contains(&dst)) {
             return Err(Status::already_exists(format!(
                 "{dst} is an endpoint's address"
             )));
@@ -1462,7 +1453,7 @@ impl Live {
             );
         }
         for p in file.pools.iter().filter(|p| !old_pools.contains(p)) {
-            if o_pool_taken(&self.origins, p.cidr) {
+            if self.origins.pools.contains(&p.cidr) {
                 failed.push(format!("pool {}: added through the API already", p.cidr));
                 continue;
             }

@@ -306,6 +306,25 @@ fn main() {
     }
 }
 
+/// --memio's ports: the uplink (port 0), then pods 1.. with the IPv4 sources `pod_v4(p)`.
+fn memio_ports(ports: u16, pod_v4: impl Fn(u16) -> Vec<u32>) -> Vec<Port> {
+    let uplink = Port {
+        mac: [0x52, 0x54, 0, 0, 0, 1],
+        mtu: 1500,
+        kind: PortKind::Uplink,
+    };
+    std::iter::once(uplink)
+        .chain((1..ports).map(|p| Port {
+            mac: [0xee; 6],
+            mtu: 1500,
+            kind: PortKind::Endpoint {
+                v4: pod_v4(p),
+                v6: vec![],
+            },
+        }))
+        .collect()
+}
+
 /// --memio's figures: pipeline cycles per packet, share forwarded, cycles in a worker on
 /// the memory backend, and (IPv4) Mpps of one and of two pipelines run at once on the
 /// machine's two cores (the scaling of workers with no generator in the way).
@@ -348,21 +367,7 @@ fn memio_v6(opts: &Opts, tsc: &Tsc) -> Memio {
     let routes = synth::realistic_v6(ROUTES, synth::DEFAULT_SEED);
     let fib6 = Fib6::from_routes(routes.iter().map(|&n| (n, NextHopId(rng.below(64) as u32))));
     let fib4 = Fib4::new();
-    let mut ports = vec![Port {
-        mac: [0x52, 0x54, 0, 0, 0, 1],
-        mtu: 1500,
-        kind: PortKind::Uplink,
-    }];
-    for _ in 1..PORTS {
-        ports.push(Port {
-            mac: [0xee; 6],
-            mtu: 1500,
-            kind: PortKind::Endpoint {
-                v4: vec![],
-                v6: vec![],
-            },
-        });
-    }
+    let ports = memio_ports(PORTS, |_| vec![]);
     let counters = Arc::new(Counters::new(1));
     let pipeline = Pipeline::new(
         fib4.reader(),
@@ -1006,21 +1011,8 @@ fn memio(opts: &Opts, tsc: &Tsc) -> Memio {
             .map(|n| (n, NextHopId(rng.below(64) as u32))),
     );
     let fib6 = Fib6::new();
-    let mut ports = vec![Port {
-        mac: [0x52, 0x54, 0, 0, 0, 1],
-        mtu: 1500,
-        kind: PortKind::Uplink,
-    }];
-    for p in 1..PORTS {
-        ports.push(Port {
-            mac: [0xee; 6],
-            mtu: 1500,
-            kind: PortKind::Endpoint {
-                v4: vec![0x0af4_0000 + p as u32],
-                v6: vec![],
-            },
-        });
-    }
+    // Pod p may send from 10.244.0.p (the overlay scenarios' source).
+    let ports = memio_ports(PORTS, |p| vec![0x0af4_0000 + p as u32]);
     let counters = Arc::new(Counters::new(2));
     let nexthops_for_worker = nexthops.clone();
     let ports: Arc<[Port]> = ports.into();
