@@ -224,6 +224,15 @@ impl DevStats {
         })
     }
 
+    /// The calling thread's namespace.
+    pub fn open_current() -> io::Result<DevStats> {
+        let file = File::open("/proc/thread-self/net/dev")?;
+        Ok(DevStats {
+            file,
+            buf: String::with_capacity(4096),
+        })
+    }
+
     /// The counters of `dev` (the same figures as `ip -s link`).
     pub fn read(&mut self, dev: &str) -> io::Result<IfCounters> {
         self.file.rewind()?;

@@ -16,7 +16,10 @@
 //!   faster on veth. The receiving veth needs NAPI (an XDP program or GRO on) or the
 //!   frames are dropped.
 //!
-//! Used by `fwdbench --scenario l3`; written so that a `pktgen` binary can wrap it.
+//! Frames of 64 to 1500 bytes (IPv4 or IPv6 UDP), many flows (source ports), optionally
+//! random IPv4 destinations from a table (with their header checksums), a send time in
+//! the last 8 bytes (for the probe sink's latency) and, with AF_XDP, a set rate. Used by
+//! fwdbench and by the `pktgen` binary.
 
 use std::collections::VecDeque;
 use std::io::{self, Write};
@@ -83,6 +86,15 @@ pub struct GenConfig {
     /// grace period (~20 ms, page pool teardown) during which another thread sends, so
     /// the link never pauses. AF_XDP: always one.
     pub threads: usize,
+    /// Frames per second (AF_XDP only: paced in batches of `batch`); 0 = as fast as the
+    /// interface takes them.
+    pub rate_pps: u64,
+    /// Put the send time (CLOCK_MONOTONIC ns, what `bpf_ktime_get_ns` reads) in each
+    /// frame's last 8 bytes, for the probe sink's one-way latency.
+    pub stamp: bool,
+    /// IPv4 destinations drawn at random per frame (rounded down to a power of two
+    /// entries) instead of `dst_ip`.
+    pub dst_table: Option<Arc<Vec<Ipv4Addr>>>,
 }
 
 impl GenConfig {
@@ -111,8 +123,45 @@ impl GenConfig {
             frame_len: 64,
             batch: 64,
             threads: 2,
+            rate_pps: 0,
+            stamp: false,
+            dst_table: None,
         }
     }
+
+    /// The destination table's entries (a power of two of them, at most 2^20): each
+    /// address with the IPv4 header checksum the frame gets with it.
+    fn dst_entries(&self) -> Option<Vec<crate::bpf::DstEntry>> {
+        let table = self.dst_table.as_ref().filter(|t| !t.is_empty())?;
+        let n = 1usize << (usize::BITS - 1 - table.len().min(1 << 20).leading_zeros());
+        let mut f = udp4_frame(self, self.first_src_port);
+        Some(
+            table[..n]
+                .iter()
+                .map(|a| {
+                    f[30..34].copy_from_slice(&a.octets());
+                    f[24..26].copy_from_slice(&[0, 0]);
+                    let c = encap::rewrite::ipv4_checksum(&f[14..34]);
+                    crate::bpf::DstEntry {
+                        addr: a.octets(),
+                        checksum: c.to_be_bytes(),
+                        pad: [0; 2],
+                    }
+                })
+                .collect(),
+        )
+    }
+}
+
+/// CLOCK_MONOTONIC in ns (the clock `bpf_ktime_get_ns` reads).
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid timespec to fill.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// The frame the configuration asks for (IPv4 or IPv6) from source port `src_port`.
@@ -327,9 +376,38 @@ fn run_live(
     let frame = udp_frame(&cfg, cfg.first_src_port);
     let mask = (u32::from(cfg.flows.max(1)).next_power_of_two() - 1) as u16;
     let setup = (|| {
+        if cfg.rate_pps > 0 {
+            return Err(io::Error::other(
+                "a set rate needs the AF_XDP engine (live frames go as fast as they can)",
+            ));
+        }
+        if cfg.v6.is_some() && cfg.dst_table.is_some() {
+            return Err(io::Error::other("destination tables are IPv4 only"));
+        }
+        let dst_map = match cfg.dst_entries() {
+            Some(entries) => {
+                let map = crate::bpf::array_map(
+                    c"fwb_dsts",
+                    std::mem::size_of::<crate::bpf::DstEntry>() as u32,
+                    entries.len() as u32,
+                    false,
+                )?;
+                crate::bpf::fill_dst_table(&map, &entries)?;
+                Some((map, entries.len() as u32 - 1))
+            }
+            None => None,
+        };
         let prog = crate::bpf::load_xdp(
             c"fwb_pktgen",
-            &crate::bpf::live_tx_prog(&frame, cfg.first_src_port, mask),
+            &crate::bpf::live_tx_prog(
+                &frame,
+                cfg.first_src_port,
+                mask,
+                dst_map
+                    .as_ref()
+                    .map(|(map, mask)| crate::bpf::DstTable { map, mask: *mask }),
+                cfg.stamp,
+            ),
         )?;
         let ifindex = crate::bpf::ifindex(&cfg.ifname)?;
         Ok::<_, io::Error>((prog, ifindex))
@@ -408,6 +486,10 @@ fn run_afxdp(
     let _ = ready.send(Ok(()));
     let len = cfg.frame_len;
     let batch = cfg.batch.clamp(1, RING as usize);
+    let dsts = cfg.dst_entries();
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    let start = std::time::Instant::now();
+    let mut produced = 0u64;
     let mut done = vec![FrameDesc::default(); RING as usize];
     let mut stats = GenStats {
         budget_raised,
@@ -428,12 +510,40 @@ fn run_afxdp(
             stats.sent += n as u64;
             sent.fetch_add(n as u64, Ordering::Relaxed);
         }
-        if free.len() >= batch {
-            let slice = &free.as_slices().0[..batch.min(free.as_slices().0.len())];
+        // Paced: only what the rate allows by now (in batches).
+        let allowed = if cfg.rate_pps == 0 {
+            u64::MAX
+        } else {
+            (start.elapsed().as_secs_f64() * cfg.rate_pps as f64) as u64
+        };
+        if free.len() >= batch && allowed >= produced + batch as u64 {
+            let n = batch.min(free.as_slices().0.len());
+            let stamp = if cfg.stamp { monotonic_ns() } else { 0 };
+            for d in &mut free.as_mut_slices().0[..n] {
+                if dsts.is_none() && !cfg.stamp {
+                    break;
+                }
+                // SAFETY: a free frame of `umem`: ours until produced.
+                let mut frame = unsafe { umem.data_mut(d) };
+                let data = frame.contents_mut();
+                if let Some(dsts) = &dsts {
+                    rng ^= rng << 13;
+                    rng ^= rng >> 7;
+                    rng ^= rng << 17;
+                    let e = &dsts[rng as usize & (dsts.len() - 1)];
+                    data[30..34].copy_from_slice(&e.addr);
+                    data[24..26].copy_from_slice(&e.checksum);
+                }
+                if cfg.stamp {
+                    data[len - 8..len].copy_from_slice(&stamp.to_ne_bytes());
+                }
+            }
+            let slice = &free.as_slices().0[..n];
             // SAFETY: free descriptors are frames of `umem` that we own, with their length set.
             let k = unsafe { tx.produce(slice) };
             free.drain(..k);
             outstanding += k;
+            produced += k as u64;
         }
         if outstanding > 0 {
             // ENOBUFS / EAGAIN / EBUSY (the peer's queue is full) are not errors.
@@ -575,7 +685,7 @@ mod tests {
         }
         assert_eq!(sum, 0xffff);
         // The live-frames program takes IPv6 frames (it checks their length).
-        assert!(!crate::bpf::live_tx_prog(&f, 10_000, 255).is_empty());
+        assert!(!crate::bpf::live_tx_prog(&f, 10_000, 255, None, false).is_empty());
     }
 
     #[test]
