@@ -15,8 +15,11 @@ tests/e2e/overlay.sh
 # The BGP speaker: two vrouterd nodes in a mesh, with BIRD, FRR and GoBGP from Debian.
 tests/e2e/bgp.sh
 tests/e2e/bgpbench-smoke.sh
-# fwdbench --quick on one scenario: every forwarder's figures produced (not a speed check).
+# fwdbench --quick on l3 and fullfib: every forwarder's figures produced (not a speed check).
 tests/e2e/fwdbench-smoke.sh
+# pktgen send / sink between two namespaces: AF_XDP (paced, stamped), XDP live frames,
+# IPv6, refused options.
+tests/e2e/pktgen-smoke.sh
 # The systemd unit (systemd-analyze verify) and the notify / watchdog protocol.
 tests/e2e/systemd.sh
 # The gRPC API through vrouterctl: endpoints, IPAM, pools, peers, watch, metrics, restart.

@@ -27,7 +27,8 @@
 //! Everything lives in namespaces `fwb<pid>-{gen,dut,sink}`, deleted on drop (errors,
 //! Ctrl-C); namespaces of dead earlier runs are removed at start.
 
-use crate::bpf;
+use crate::bgpfeed;
+use crate::bpf::{self, ProbeSink};
 use crate::netns::{self, DevStats, Netns};
 use crate::pktgen::{Engine, GenConfig, Generator};
 use ipnet::IpNet;
@@ -102,6 +103,11 @@ pub enum Scenario {
     Ipip,
     /// Plain routing over IPv6, uplink → pod.
     V6,
+    /// Pod → uplink through a full IPv4 table (1.08M routes; vrouterd learns it over
+    /// BGP, the kernel gets it with `ip -batch`), random destinations across it.
+    Fullfib,
+    /// Pod → uplink over four next hops (ECMP), 256 flows.
+    Ecmp,
 }
 
 impl Scenario {
@@ -111,6 +117,8 @@ impl Scenario {
             Scenario::Vxlan => "vxlan",
             Scenario::Ipip => "ipip",
             Scenario::V6 => "v6",
+            Scenario::Fullfib => "fullfib",
+            Scenario::Ecmp => "ecmp",
         }
     }
 
@@ -120,6 +128,8 @@ impl Scenario {
             "vxlan" => Some(Scenario::Vxlan),
             "ipip" => Some(Scenario::Ipip),
             "v6" => Some(Scenario::V6),
+            "fullfib" => Some(Scenario::Fullfib),
+            "ecmp" => Some(Scenario::Ecmp),
             _ => None,
         }
     }
@@ -127,7 +137,7 @@ impl Scenario {
     /// Bytes the encapsulation adds in front of the inner frame's IP header.
     pub fn overhead(self) -> usize {
         match self {
-            Scenario::L3 | Scenario::V6 => 0,
+            Scenario::L3 | Scenario::V6 | Scenario::Fullfib | Scenario::Ecmp => 0,
             Scenario::Vxlan => 50,
             Scenario::Ipip => 20,
         }
@@ -135,6 +145,11 @@ impl Scenario {
 
     fn overlay(self) -> bool {
         matches!(self, Scenario::Vxlan | Scenario::Ipip)
+    }
+
+    /// The generator is a pod of the DUT node and the sink a neighbour on its uplink.
+    pub fn from_pod(self) -> bool {
+        !matches!(self, Scenario::L3 | Scenario::V6)
     }
 }
 
@@ -157,6 +172,14 @@ pub struct L3Options {
     pub batch: usize,
     /// Also measure DPDK testpmd (needs Debian's dpdk package).
     pub testpmd: bool,
+    /// Also measure vrouterd with two workers.
+    pub two_workers: bool,
+    /// Latency probe after each candidate's windows: frames per second (AF_XDP,
+    /// stamped), 0 for none.
+    pub latency_pps: u64,
+    pub latency_window: Duration,
+    /// Scenario fullfib: routes in the table.
+    pub fib_routes: usize,
 }
 
 /// Per-window rates of one candidate.
@@ -177,6 +200,14 @@ pub struct Series {
     /// /proc/stat: everything but idle and iowait).
     pub dut_cpu_busy: f64,
     pub gen_cpu_busy: f64,
+    /// One-way latency at the fixed offered load `latency_pps` (µs; None: not probed).
+    pub latency_p50_us: Option<f64>,
+    pub latency_p99_us: Option<f64>,
+    pub latency_pps: u64,
+    /// Probed frames received at the fixed load, per second.
+    pub latency_rx_pps: f64,
+    /// Scenario ecmp: the share of probed frames sent to each of the next hops.
+    pub ecmp_shares: Vec<f64>,
 }
 
 fn sorted(v: &[f64]) -> Vec<f64> {
@@ -226,6 +257,13 @@ pub struct L3Results {
     pub sink_native: bool,
     /// vrouterd's counters (its --stats-file) after its run.
     pub vrouterd_stats: Option<serde_json::Value>,
+    /// vrouterd with two workers (the second on the generator's core).
+    pub vrouter_2w: Option<Series>,
+    /// Scenario fullfib: routes, and seconds to get them into vrouterd (BGP, from
+    /// Established to installed) and into the kernel (`ip -batch`).
+    pub fib_routes: Option<usize>,
+    pub vrouter_fib_install_s: Option<f64>,
+    pub kernel_fib_install_s: Option<f64>,
 }
 
 /// Build the topology, measure the three candidates, tear everything down.
@@ -259,21 +297,32 @@ pub fn run(opts: &L3Options) -> io::Result<L3Results> {
     netns::install_interrupt_handler()?;
     netns::remove_stale(PREFIX);
     remove_stale_dirs();
-    let mut topo = Topology::up(opts.dut_core, opts.scenario)?;
+    let mut topo = Topology::up(opts)?;
     let bare = topo.bare(opts)?;
-    let (vrouter, vrouterd_stats) = topo.vrouterd(opts)?;
+    let (vrouter, vrouterd_stats) = topo.vrouterd(opts, 1)?;
+    let vrouter_2w = if opts.two_workers {
+        Some(topo.vrouterd(opts, 2)?.0)
+    } else {
+        None
+    };
     let testpmd = if opts.testpmd {
         Some(topo.testpmd(opts)?)
     } else {
         None
     };
     let (kernel, kernel_vxlan) = match opts.scenario {
-        Scenario::L3 | Scenario::V6 => (Some(topo.kernel(opts)?), None),
+        Scenario::L3 | Scenario::V6 | Scenario::Fullfib | Scenario::Ecmp => {
+            (Some(topo.kernel(opts)?), None)
+        }
         Scenario::Vxlan => (None, Some(topo.kernel_vxlan(opts)?)),
         // No ipip module here: IPIP compares against the bare forwarder only.
         Scenario::Ipip => (None, None),
     };
     Ok(L3Results {
+        vrouter_2w,
+        fib_routes: topo.fib.as_ref().map(|f| f.prefixes.len()),
+        vrouter_fib_install_s: topo.vrouter_fib_install_s,
+        kernel_fib_install_s: topo.kernel_fib_install_s,
         vrouter,
         bare: bare.0,
         kernel,
@@ -334,8 +383,16 @@ struct Topology {
     dir: PathBuf,
     sink_stats: DevStats,
     dut_stats: DevStats,
-    _sink_xdp: OwnedFd,
+    /// The sink's XDP link, its plain drop program and the probe (swapped in while
+    /// probing latency).
+    sink_link: OwnedFd,
+    sink_drop: OwnedFd,
+    probe: ProbeSink,
     sink_native: bool,
+    /// Scenario fullfib: the table, its UPDATEs and the generator's destinations.
+    fib: Option<FullTable>,
+    vrouter_fib_install_s: Option<f64>,
+    kernel_fib_install_s: Option<f64>,
     // Last: the namespaces go after everything that uses them.
     gen: Netns,
     dut: Netns,
@@ -348,8 +405,64 @@ impl Drop for Topology {
     }
 }
 
+/// Scenario fullfib's table.
+struct FullTable {
+    prefixes: Vec<ipnet::Ipv4Net>,
+    updates: Vec<u8>,
+    /// 2^20 addresses, each inside a route drawn at random.
+    destinations: Arc<Vec<Ipv4Addr>>,
+}
+
+impl FullTable {
+    fn new(routes: usize) -> FullTable {
+        let (prefixes, _) = bgpfeed::table(routes, fib::synth::DEFAULT_SEED);
+        let updates = bgpfeed::encode_announce(&prefixes, UNDERLAY_REMOTE);
+        let mut x = fib::synth::DEFAULT_SEED | 1;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let destinations = (0..1 << 20)
+            .map(|_| {
+                let p = prefixes[(next() % prefixes.len() as u64) as usize];
+                let host = (next() as u32)
+                    & !u32::MAX
+                        .checked_shl(32 - u32::from(p.prefix_len()))
+                        .unwrap_or(0);
+                Ipv4Addr::from(u32::from(p.network()) | host)
+            })
+            .collect();
+        FullTable {
+            prefixes,
+            updates,
+            destinations: Arc::new(destinations),
+        }
+    }
+}
+
+/// Scenario ecmp: the routed network and its next hops on the uplink (neighbours whose
+/// MACs end in 0x11.., all reaching the sink's interface).
+const ECMP_NET: &str = "198.18.0.0/15";
+const ECMP_DST: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+const ECMP_HOPS: usize = 4;
+
+fn ecmp_hop(i: usize) -> (Ipv4Addr, [u8; 6]) {
+    (
+        Ipv4Addr::new(10, 98, 0, 11 + i as u8),
+        [0x02, 0x66, 0x77, 0, 1, 0x11 + i as u8],
+    )
+}
+
+/// BGP between the feed and vrouterd (scenario fullfib), over the DUT's loopback.
+const BGP_LISTEN: &str = "127.0.0.2:179";
+const BGP_FEED: &str = "127.0.0.1";
+const DUT_AS: u32 = 64512;
+
 impl Topology {
-    fn up(dut_core: usize, scenario: Scenario) -> io::Result<Topology> {
+    fn up(opts: &L3Options) -> io::Result<Topology> {
+        let (dut_core, scenario) = (opts.dut_core, opts.scenario);
         let p = format!("{PREFIX}{}", std::process::id());
         let gen = Netns::add(&format!("{p}-gen"))?;
         let dut = Netns::add(&format!("{p}-dut"))?;
@@ -362,10 +475,11 @@ impl Topology {
             format!("{i}p"),
             format!("{i}s"),
         );
-        // Created directly inside the namespaces: the root namespace never sees them.
-        netns::veth(&gen_if, gen.name(), &up_if, dut.name())?;
-        netns::veth(&pod_if, dut.name(), &sink_if, sink.name())?;
-        if scenario.overlay() {
+        // Created directly inside the namespaces: the root namespace never sees them. Two
+        // queues each, for vrouterd's two-worker run (a queue per worker).
+        netns::veth_queues(&gen_if, gen.name(), &up_if, dut.name(), 2)?;
+        netns::veth_queues(&pod_if, dut.name(), &sink_if, sink.name(), 2)?;
+        if scenario.from_pod() {
             // GEN is a pod on this node (up_if is its host-side veth, ee:ee:..); the
             // SINK is the remote node, reached through pod_if, our underlay uplink.
             gen.ip(&["link", "set", &gen_if, "address", &mac_str(GEN_MAC), "up"])?;
@@ -406,6 +520,19 @@ impl Topology {
                 "nud",
                 "permanent",
             ])?;
+            for (ip, mac) in (0..ECMP_HOPS).map(ecmp_hop) {
+                dut.ip(&[
+                    "neigh",
+                    "replace",
+                    &ip.to_string(),
+                    "lladdr",
+                    &mac_str(mac),
+                    "dev",
+                    &pod_if,
+                    "nud",
+                    "permanent",
+                ])?;
+            }
             sink.ip(&["link", "set", &sink_if, "address", &mac_str(SINK_MAC), "up"])?;
             sink.ip(&[
                 "addr",
@@ -472,8 +599,11 @@ impl Topology {
             }
         }
         dut.write_proc_sys("net/ipv4/ip_forward", "0")?;
-        let (sink_xdp, sink_native) =
-            netns::in_netns(sink.name(), || bpf::attach_action(&sink_if, bpf::XDP_DROP))?;
+        let sink_drop = bpf::load_xdp(c"fwb_sink", &bpf::action_prog(bpf::XDP_DROP))?;
+        let (sink_link, sink_native) =
+            netns::in_netns(sink.name(), || bpf::attach_xdp(&sink_drop, &sink_if))?;
+        let probe = ProbeSink::new()?;
+        let fib = (scenario == Scenario::Fullfib).then(|| FullTable::new(opts.fib_routes));
         // NAPI on the uplink even with no native XDP program there (kernel forwarding,
         // generic mode): XDP frames from the live-frames generator need it.
         dut.exec(&["ethtool", "-K", &up_if, "gro", "on"])?;
@@ -504,8 +634,13 @@ impl Topology {
             dir,
             sink_stats,
             dut_stats,
-            _sink_xdp: sink_xdp,
+            sink_link,
+            sink_drop,
+            probe,
             sink_native,
+            fib,
+            vrouter_fib_install_s: None,
+            kernel_fib_install_s: None,
             gen,
             dut,
             _sink: sink,
@@ -530,11 +665,18 @@ impl Topology {
     }
 
     fn gen_config(&self, opts: &L3Options) -> GenConfig {
-        let mut c = if self.scenario.overlay() {
-            GenConfig::udp64(&self.gen_if, GEN_MAC, POD_SIDE_MAC, POD_IP, REMOTE_POD)
-        } else {
-            GenConfig::udp64(&self.gen_if, GEN_MAC, UPLINK_MAC, GEN_IP, POD_IP)
+        let mut c = match self.scenario {
+            Scenario::Vxlan | Scenario::Ipip | Scenario::Fullfib => {
+                GenConfig::udp64(&self.gen_if, GEN_MAC, POD_SIDE_MAC, POD_IP, REMOTE_POD)
+            }
+            Scenario::Ecmp => {
+                GenConfig::udp64(&self.gen_if, GEN_MAC, POD_SIDE_MAC, POD_IP, ECMP_DST)
+            }
+            Scenario::L3 | Scenario::V6 => {
+                GenConfig::udp64(&self.gen_if, GEN_MAC, UPLINK_MAC, GEN_IP, POD_IP)
+            }
         };
+        c.dst_table = self.fib.as_ref().map(|f| f.destinations.clone());
         if self.scenario == Scenario::V6 {
             c.v6 = Some((GEN_IP6, POD_IP6));
         }
@@ -595,36 +737,91 @@ impl Topology {
         };
         alive()?;
         gen.stop()?;
+        if opts.latency_pps > 0 {
+            self.probe_latency(opts, &mut series)?;
+            alive()?;
+        }
         Ok(series)
     }
 
-    /// vrouterd in the DUT namespace, one busy-polling worker on the DUT core.
-    fn vrouterd(&mut self, opts: &L3Options) -> io::Result<(Series, Option<serde_json::Value>)> {
+    /// The fixed-load probe: the sink's program swapped for the probe, stamped frames
+    /// from the AF_XDP generator at `latency_pps`, one-way latency over a window after
+    /// a short settling time; the plain drop program back afterwards.
+    fn probe_latency(&mut self, opts: &L3Options, series: &mut Series) -> io::Result<()> {
+        let mut cfg = self.gen_config(opts);
+        cfg.engine = Engine::AfXdp;
+        cfg.rate_pps = opts.latency_pps;
+        cfg.stamp = true;
+        cfg.batch = ((opts.latency_pps / 20_000) as usize).clamp(1, 64);
+        bpf::replace_program(&self.sink_link, &self.probe.prog)?;
+        // Long enough for the rings the saturating windows filled to drain.
+        let settle = Duration::from_millis(300);
+        let result = (|| {
+            let gen = Generator::start(cfg)?;
+            netns::sleep_interruptible(settle)?;
+            let (first, rx0, t0) = (self.probe.read()?, self.sink_rx()?, Instant::now());
+            netns::sleep_interruptible(opts.latency_window)?;
+            let (last, rx1, t1) = (self.probe.read()?, self.sink_rx()?, Instant::now());
+            gen.stop()?;
+            Ok::<_, io::Error>((
+                last.since(&first),
+                (rx1 - rx0) as f64 / (t1 - t0).as_secs_f64(),
+            ))
+        })();
+        bpf::replace_program(&self.sink_link, &self.sink_drop)?;
+        let (probe, rx_pps) = result?;
+        series.latency_p50_us = probe.latency_us(50.0);
+        series.latency_p99_us = probe.latency_us(99.0);
+        series.latency_pps = opts.latency_pps;
+        series.latency_rx_pps = rx_pps;
+        if probe.stamped() == 0 {
+            return Err(err(format!(
+                "latency probe at {} pps: no stamped frame reached the sink",
+                opts.latency_pps
+            )));
+        }
+        let total = probe.by_mac.iter().sum::<u64>().max(1) as f64;
+        series.ecmp_shares = (0..ECMP_HOPS)
+            .map(|i| probe.by_mac[ecmp_hop(i).1[5] as usize] as f64 / total)
+            .collect();
+        Ok(())
+    }
+
+    /// vrouterd in the DUT namespace: one busy-polling worker on the DUT core, or two
+    /// (adaptive polling, the second on the generator's core: on two cores there is no
+    /// other place for it).
+    fn vrouterd(
+        &mut self,
+        opts: &L3Options,
+        workers: usize,
+    ) -> io::Result<(Series, Option<serde_json::Value>)> {
         let config = self.dir.join("vrouterd.toml");
         let stats = self.dir.join("vrouterd-stats.json");
         let log = self.dir.join("vrouterd.log");
-        let text = if self.scenario.overlay() {
-            format!(
-                r#"node_name = "fwdbench"
+        let (cores, queues, poll) = if workers == 2 {
+            (
+                format!("{}, {}", opts.dut_core, opts.gen_core),
+                "[0, 1]",
+                "adaptive",
+            )
+        } else {
+            (opts.dut_core.to_string(), "[0]", "busy")
+        };
+        let head = format!(
+            r#"node_name = "fwdbench"
 state_dir = "{dir}/state"
 api = {{ socket = "{dir}/api.sock" }}
-node_ips = ["{UNDERLAY_NODE}/24"]
 xdp_mode = "{mode}"
-[[uplinks]]
-name = "{up}"
-[[pools]]
-cidr = "{POOL}"
-{encap}_mode = "Always"
-[workers]
-cores = [{core}]
-poll_mode = "busy"
-[[endpoints]]
-name = "fwdbench/gen"
-kind = "veth"
-interface = "{pod}"
-ips = ["{POD_IP}/32"]
-mac = "{mac}"
-[[nodes]]
+"#,
+            mode = opts.xdp_mode.name(),
+            dir = self.dir.display(),
+        );
+        let workers_table =
+            format!("[workers]\ncount = {workers}\ncores = [{cores}]\npoll_mode = \"{poll}\"\n");
+        let text = if self.scenario.from_pod() {
+            let routes = match self.scenario {
+                Scenario::Vxlan | Scenario::Ipip => format!(
+                    r#"[[nodes]]
 name = "remote"
 ips = ["{UNDERLAY_REMOTE}/24"]
 vtep_mac = "{vtep}"
@@ -632,42 +829,59 @@ vtep_mac = "{vtep}"
 dst = "{REMOTE_BLOCK}"
 node = "remote"
 "#,
-                mode = opts.xdp_mode.name(),
-                dir = self.dir.display(),
-                encap = self.scenario.name(),
+                    vtep = mac_str(REMOTE_VTEP_MAC),
+                ),
+                Scenario::Ecmp => format!(
+                    "[[routes]]\ndst = \"{ECMP_NET}\"\nvia = [{}]\n",
+                    (0..ECMP_HOPS)
+                        .map(|i| format!("\"{}\"", ecmp_hop(i).0))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                _ => bgpfeed::vrouterd_bgp(DUT_AS, BGP_LISTEN, BGP_FEED),
+            };
+            format!(
+                r#"{head}node_ips = ["{UNDERLAY_NODE}/24"]
+[[uplinks]]
+name = "{up}"
+queues = {queues}
+[[pools]]
+cidr = "{POOL}"
+{encap}
+[[endpoints]]
+name = "fwdbench/gen"
+kind = "veth"
+interface = "{pod}"
+ips = ["{POD_IP}/32"]
+mac = "{mac}"
+{workers_table}{routes}"#,
+                encap = if self.scenario.overlay() {
+                    format!("{}_mode = \"Always\"", self.scenario.name())
+                } else {
+                    String::new()
+                },
                 up = self.pod_if,
-                core = opts.dut_core,
                 pod = self.up_if,
                 mac = mac_str(GEN_MAC),
-                vtep = mac_str(REMOTE_VTEP_MAC),
             )
         } else {
             format!(
-                r#"node_name = "fwdbench"
-state_dir = "{dir}/state"
-api = {{ socket = "{dir}/api.sock" }}
-node_ips = ["{NODE_IP}/24", "{NODE_IP6}/64"]
-xdp_mode = "{mode}"
+                r#"{head}node_ips = ["{NODE_IP}/24", "{NODE_IP6}/64"]
 [[uplinks]]
 name = "{up}"
+queues = {queues}
 [[pools]]
 cidr = "{POOL}"
 [[pools]]
 cidr = "{POOL6}"
-[workers]
-cores = [{core}]
-poll_mode = "busy"
 [[endpoints]]
 name = "fwdbench/sink"
 kind = "veth"
 interface = "{pod}"
 ips = ["{POD_IP}/32", "{POD_IP6}/128"]
 mac = "{mac}"
-"#,
-                mode = opts.xdp_mode.name(),
-                dir = self.dir.display(),
+{workers_table}"#,
                 up = self.up_if,
-                core = opts.dut_core,
                 pod = self.pod_if,
                 mac = mac_str(SINK_MAC),
             )
@@ -715,13 +929,58 @@ mac = "{mac}"
             }
             netns::sleep_interruptible(Duration::from_millis(50))?;
         }
+        // Scenario fullfib: the table over BGP, before any traffic; the session stays
+        // up (its thread answers keepalives) until vrouterd stops.
+        let _feed = match &self.fib {
+            Some(fib) => {
+                let feed = netns::in_netns(self.dut.name(), || {
+                    bgpfeed::connect(
+                        self.dut.name(),
+                        BGP_LISTEN.parse().unwrap(),
+                        BGP_FEED.parse().unwrap(),
+                    )
+                });
+                let mut feed = feed.map_err(|e| err(format!("BGP feed to vrouterd: {e}")))?;
+                std::io::Write::write_all(&mut feed.stream, &fib.updates)?;
+                let want = fib.prefixes.len();
+                let t = Instant::now();
+                loop {
+                    daemon.check()?;
+                    let installed = std::fs::read_to_string(&stats)
+                        .ok()
+                        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+                        .and_then(|j| j["bgp"]["routes_installed"].as_u64())
+                        .unwrap_or(0) as usize;
+                    if installed == want {
+                        break;
+                    }
+                    if t.elapsed() > Duration::from_secs(120) {
+                        return Err(err(format!(
+                            "vrouterd installed {installed} of {want} BGP routes in 120 s"
+                        )));
+                    }
+                    netns::sleep_interruptible(Duration::from_millis(50))?;
+                }
+                // Whole seconds' resolution is the stats file's (written every second).
+                self.vrouter_fib_install_s =
+                    Some((bgpfeed::now_us().saturating_sub(feed.established_us)) as f64 / 1e6);
+                Some(feed)
+            }
+            None => None,
+        };
         self.forwarder_task = daemon.child.as_ref().map(|c| (c.id(), None));
-        let series = self.measure(opts, "vrouterd", &mut || daemon.check());
+        let name = if workers == 2 {
+            "vrouterd (2 workers)"
+        } else {
+            "vrouterd"
+        };
+        let series = self.measure(opts, name, &mut || daemon.check());
         self.forwarder_task = None;
         let series = series?;
         if self.scenario.overlay() {
             check_frames("vrouterd", self.scenario, self.plain_frame_bytes, &series)?;
         }
+        check_ecmp(name, self.scenario, &series)?;
         // Its counters, written every second: wait for one written after the windows.
         let written = std::fs::metadata(&stats).and_then(|m| m.modified()).ok();
         let t = Instant::now();
@@ -747,6 +1006,7 @@ mac = "{mac}"
             pod_if: self.pod_if.clone(),
             mode: opts.xdp_mode,
             core: opts.dut_core,
+            from_pod: self.scenario.from_pod(),
         };
         let s = stop.clone();
         let mut fwd = Bare {
@@ -809,6 +1069,9 @@ mac = "{mac}"
     /// with the topology, runs the uplink's receive processing and so the forwarding on
     /// the DUT core).
     fn kernel(&mut self, opts: &L3Options) -> io::Result<Series> {
+        if self.scenario.from_pod() {
+            return self.kernel_from_pod(opts);
+        }
         self.pod_route(IpAddr::V4(POD_IP))?;
         self.dut.write_proc_sys("net/ipv4/ip_forward", "1")?;
         if self.scenario == Scenario::V6 {
@@ -824,6 +1087,63 @@ mac = "{mac}"
 }
 
 impl Topology {
+    /// The kernel's way back to the pod (GEN) on up_if, and no reverse-path filter (its
+    /// frames come in on an interface without an address).
+    fn pod_return_path(&self) -> io::Result<()> {
+        self.dut.ip(&[
+            "route",
+            "replace",
+            &format!("{POD_IP}/32"),
+            "dev",
+            &self.up_if,
+            "scope",
+            "link",
+        ])?;
+        for conf in ["all", "default", self.up_if.as_str()] {
+            self.dut
+                .write_proc_sys(&format!("net/ipv4/conf/{conf}/rp_filter"), "0")?;
+        }
+        Ok(())
+    }
+
+    /// The kernel routing the pod's traffic out of the uplink: the full table (`ip
+    /// -batch`, timed) via the sink's address, or the ECMP route over four neighbours
+    /// with the L4 multipath hash; ip_forward, rp_filter off, RPS on the DUT core.
+    fn kernel_from_pod(&mut self, opts: &L3Options) -> io::Result<Series> {
+        let dut = &self.dut;
+        self.pod_return_path()?;
+        if let Some(fib) = &self.fib {
+            let batch = self.dir.join("routes.batch");
+            let mut text = String::with_capacity(fib.prefixes.len() * 48);
+            for p in &fib.prefixes {
+                text.push_str(&format!(
+                    "route add {p} via {UNDERLAY_REMOTE} dev {}\n",
+                    self.pod_if
+                ));
+            }
+            std::fs::write(&batch, text)?;
+            let t = Instant::now();
+            dut.ip(&["-batch", &batch.display().to_string()])?;
+            self.kernel_fib_install_s = Some(t.elapsed().as_secs_f64());
+            let _ = std::fs::remove_file(&batch);
+        } else {
+            dut.write_proc_sys("net/ipv4/fib_multipath_hash_policy", "1")?;
+            let mut args = vec!["route".to_string(), "replace".into(), ECMP_NET.into()];
+            for (ip, _) in (0..ECMP_HOPS).map(ecmp_hop) {
+                args.extend(
+                    ["nexthop", "via", &ip.to_string(), "dev", &self.pod_if].map(String::from),
+                );
+            }
+            dut.ip(&args.iter().map(String::as_str).collect::<Vec<_>>())?;
+        }
+        dut.write_proc_sys("net/ipv4/ip_forward", "1")?;
+        let series = self.measure(opts, "kernel forwarding", &mut || Ok(()));
+        let _ = self.dut.write_proc_sys("net/ipv4/ip_forward", "0");
+        let series = series?;
+        check_ecmp("kernel forwarding", self.scenario, &series)?;
+        Ok(series)
+    }
+
     /// DPDK testpmd from Debian as the DPDK reference: its AF_XDP PMD on the DUT's two
     /// veths (the same sockets-on-veth path as ours), mac forwarding (rx on one port,
     /// MACs rewritten, tx on the other), one forwarding lcore on the DUT core; the main
@@ -918,6 +1238,21 @@ impl Topology {
     }
 }
 
+/// Scenario ecmp: every next hop must have carried at least 10% of the probed frames
+/// (four next hops, 256 flows: about 25% each).
+fn check_ecmp(name: &str, scenario: Scenario, s: &Series) -> io::Result<()> {
+    if scenario != Scenario::Ecmp || s.latency_pps == 0 {
+        return Ok(());
+    }
+    if s.ecmp_shares.iter().any(|&x| x < 0.10) {
+        return Err(err(format!(
+            "{name}: the next hops carried {:?} of the frames: not spread over all four",
+            s.ecmp_shares
+        )));
+    }
+    Ok(())
+}
+
 /// The sink must have received what the scenario sends: the bare forwarder's frames
 /// (the generator's, unencapsulated, as the sink's counters count them), plus 50 B
 /// (VXLAN) or 20 B (IPIP) of outer headers.
@@ -999,18 +1334,7 @@ impl Topology {
             KERNEL_VXLAN_DEV,
             "onlink",
         ])?;
-        dut.ip(&[
-            "route",
-            "replace",
-            &format!("{POD_IP}/32"),
-            "dev",
-            &self.up_if,
-            "scope",
-            "link",
-        ])?;
-        for conf in ["all", "default", self.up_if.as_str()] {
-            dut.write_proc_sys(&format!("net/ipv4/conf/{conf}/rp_filter"), "0")?;
-        }
+        self.pod_return_path()?;
         dut.write_proc_sys("net/ipv4/ip_forward", "1")?;
         let series = self.measure(opts, "kernel VXLAN", &mut || Ok(()));
         let _ = self.dut.write_proc_sys("net/ipv4/ip_forward", "0");
@@ -1169,6 +1493,9 @@ struct BareArgs {
     pod_if: String,
     mode: XdpMode,
     core: usize,
+    /// The generator is a pod: every frame on up_if is for the forwarder (else only
+    /// those to our pools, as on an uplink).
+    from_pod: bool,
 }
 
 /// The bare forwarder's thread; stopped and joined on drop.
@@ -1226,7 +1553,12 @@ fn bare_forwarder(
                 a.core
             )));
         }
-        let (up, mode) = attach(&a.up_if, XdpRole::Uplink, a.mode)?;
+        let role = if a.from_pod {
+            XdpRole::Endpoint
+        } else {
+            XdpRole::Uplink
+        };
+        let (up, mode) = attach(&a.up_if, role, a.mode)?;
         up.add_prefix(POOL.parse().unwrap(), PrefixClass::Ours)?;
         up.add_prefix(POOL6.parse().unwrap(), PrefixClass::Ours)?;
         up.add_prefix(

@@ -3,6 +3,7 @@
 //! XDP programs (`bpf`), the packet generator (`pktgen`) and fwdbench's namespace
 //! scenario (`fwdns`).
 
+pub mod bgpfeed;
 pub mod bpf;
 pub mod dpdk;
 pub mod fwdns;

@@ -44,8 +44,33 @@ pub fn ip(args: &[&str]) -> io::Result<()> {
 
 /// A veth pair: `a` in namespace `ns_a`, its peer `b` in `ns_b`.
 pub fn veth(a: &str, ns_a: &str, b: &str, ns_b: &str) -> io::Result<()> {
+    veth_queues(a, ns_a, b, ns_b, 1)
+}
+
+/// A veth pair with `queues` rx and tx queues on each side.
+pub fn veth_queues(a: &str, ns_a: &str, b: &str, ns_b: &str, queues: u32) -> io::Result<()> {
+    let q = queues.to_string();
     ip(&[
-        "link", "add", a, "netns", ns_a, "type", "veth", "peer", "name", b, "netns", ns_b,
+        "link",
+        "add",
+        a,
+        "netns",
+        ns_a,
+        "numtxqueues",
+        &q,
+        "numrxqueues",
+        &q,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        b,
+        "netns",
+        ns_b,
+        "numtxqueues",
+        &q,
+        "numrxqueues",
+        &q,
     ])
 }
 

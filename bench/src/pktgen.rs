@@ -552,6 +552,18 @@ fn run_afxdp(
             stats.calls += 1;
         }
     }
+    // Count what was still in flight at the stop (it reaches the receiver too).
+    let deadline = std::time::Instant::now() + Duration::from_millis(200);
+    while outstanding > 0 && std::time::Instant::now() < deadline {
+        // SAFETY: as above: completed descriptors are frames of `umem`.
+        let n = unsafe { cq.consume(&mut done) };
+        outstanding -= n;
+        stats.sent += n as u64;
+        sent.fetch_add(n as u64, Ordering::Relaxed);
+        if n == 0 {
+            let _ = tx.wakeup();
+        }
+    }
     drop(umem);
     Ok(stats)
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Smoke run of fwdbench --quick on one scenario: every forwarder (vrouterd, the bare
-# AF_XDP forwarder, DPDK testpmd, the kernel) produced positive figures over its windows,
-# CPU use was read, and memio ran. Not a speed check (debug build, half-second windows):
+# Smoke runs of fwdbench --quick on l3 and on fullfib (a 100,000-route table over BGP and
+# ip -batch): every forwarder (vrouterd with 1 and 2 workers, the bare AF_XDP forwarder,
+# DPDK testpmd, the kernel) produced positive figures over its windows and its latency
+# probe, CPU use was read, and memio ran. Not a speed check (debug build, short windows):
 # the benchmark itself is `cargo build --release -p vrouter -p bench &&
 # target/release/fwdbench`.
 set -euo pipefail
@@ -10,23 +11,30 @@ cd "$(dirname "$0")/../.."
 [[ -x /usr/bin/dpdk-testpmd ]] || { echo "fwdbench-smoke: FAIL: dpdk-testpmd missing (run scripts/setup.sh)" >&2; exit 1; }
 md=$(mktemp)
 trap 'rm -f "$md"' EXIT
-out=$(target/debug/fwdbench --quick --scenario l3 --routes 100000 --json --markdown "$md")
-python3 - "$out" "$md" <<'PY'
+for scenario in l3 fullfib; do
+out=$(target/debug/fwdbench --quick --scenario $scenario --routes 100000 --json --markdown "$md")
+/usr/bin/python3 - "$out" "$md" <<'PY'
 import json, sys
 r = json.loads(sys.argv[1])
 names = [c["name"] for c in r["candidates"]]
-want = ["vrouterd", "bare AF_XDP", "DPDK testpmd", "kernel ip_forward"]
+want = ["vrouterd", "vrouterd 2 workers", "bare AF_XDP", "DPDK testpmd", "kernel ip_forward"]
 missing = [w for w in want if not any(n.startswith(w) for n in names)]
 bad = [(c["name"], k) for c in r["candidates"] for k in
-       ("mpps_min", "mpps_median", "mpps_max", "offered_mpps", "dut_cpu_busy", "gen_cpu_busy")
+       ("mpps_min", "mpps_median", "mpps_max", "offered_mpps", "dut_cpu_busy", "gen_cpu_busy",
+        "latency_p50_us", "latency_p99_us", "latency_offered_pps")
        if not (isinstance(c[k], (int, float)) and c[k] > 0)]
 bad += [(c["name"], "windows") for c in r["candidates"] if len(c["windows_mpps"]) < 3]
 top = ["vrouter_mpps", "bare_afxdp_mpps", "testpmd_mpps", "kernel_mpps", "ratio_vs_bare", "memio_scaling_2_workers",
-       "ratio_vs_testpmd", "ratio_vs_kernel", "memio_cycles_per_pkt"]
+       "ratio_vs_testpmd", "ratio_vs_kernel", "memio_cycles_per_pkt", "vrouter_2_workers_mpps", "scaling_2_workers"]
+if r["scenario"] == "fullfib":
+    top += ["fib_routes", "vrouter_fib_install_s", "kernel_fib_install_s"]
+    if r.get("fib_routes") != 100000:
+        bad.append(("fib_routes", r.get("fib_routes")))
 bad += [k for k in top if not (isinstance(r.get(k), (int, float)) and r[k] > 0)]
 table = open(sys.argv[2]).read()
-if missing or bad or table.count("\n| ") < 4:
-    sys.exit(f"fwdbench-smoke: FAIL: missing {missing}, non-positive {bad}\n{table}")
-print("fwdbench-smoke: ok (" + ", ".join(f"{c['name']} {c['mpps_median']:.3f}" for c in r["candidates"])
+if missing or bad or table.count("\n| ") < 5:
+    sys.exit(f"fwdbench-smoke: FAIL: {r['scenario']}: missing {missing}, non-positive {bad}\n{table}")
+print(f"fwdbench-smoke: {r['scenario']} ok (" + ", ".join(f"{c['name']} {c['mpps_median']:.3f}" for c in r["candidates"])
       + f" Mpps; memio {r['memio_cycles_per_pkt']:.0f} cycles)")
 PY
+done

@@ -16,17 +16,20 @@
 //! `cargo run --release -p bench --bin bgpbench -- [--routes N] [--json]` (as root; needs
 //! vrouterd built: `cargo build --release -p vrouter`, and bird2).
 
+use bench::bgpfeed::{
+    connect, encode_announce, encode_withdraw, now_us, open_message, read_message, table,
+    vrouterd_bgp, SENDER_AS,
+};
 use bench::netns::{self, Netns};
 use clap::Parser;
-use control::bgp::wire::{self, Family, Message, Open, PathAttrs, Session};
-use ipnet::{IpNet, Ipv4Net};
+use control::bgp::wire;
+use ipnet::Ipv4Net;
 use serde::Serialize;
-use std::collections::HashSet;
 use std::io::{self, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 #[derive(Parser)]
 #[command(about = "BGP full-table convergence: vrouterd vs BIRD into the kernel")]
@@ -70,8 +73,8 @@ struct Report {
 }
 
 const DUT: &str = "10.97.9.1";
+const DUT_ADDR: &str = "10.97.9.1:179";
 const SENDER: &str = "10.97.9.2";
-const SENDER_AS: u32 = 65000;
 const DUT_AS: u32 = 64512;
 
 fn fail(msg: &str) -> ! {
@@ -80,150 +83,6 @@ fn fail(msg: &str) -> ! {
 }
 
 /// Wall-clock microseconds (the daemons' timestamps are wall-clock too).
-fn now_us() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_micros() as u64
-}
-
-/// The table: `n` distinct prefixes with DPDK's length distribution, none of them a
-/// network no BGP speaker or kernel takes as unicast (0/8, 127/8, multicast and above,
-/// shorter than /8). DPDK's own draw repeats prefixes (few /8–/16 exist) and some fall
-/// in those networks, so a larger draw is made and `n` of its valid distinct prefixes
-/// are taken evenly across it (it is ordered by length: each length keeps its share).
-/// Returns the table and how many prefixes were drawn.
-fn table(n: usize, seed: u64) -> (Vec<Ipv4Net>, usize) {
-    let mut drawn = n;
-    loop {
-        let mut seen = HashSet::new();
-        let valid: Vec<Ipv4Net> = fib::synth::dpdk_v4(drawn, seed)
-            .into_iter()
-            .map(|p| p.trunc())
-            .filter(|p| {
-                let first = p.network().octets()[0];
-                first != 0 && first != 127 && first < 224 && p.prefix_len() >= 8
-            })
-            .filter(|p| seen.insert(*p))
-            .collect();
-        if valid.len() >= n {
-            let step = valid.len() as f64 / n as f64;
-            let table = (0..n).map(|i| valid[(i as f64 * step) as usize]).collect();
-            return (table, drawn);
-        }
-        drawn = (drawn as f64 * n as f64 / valid.len().max(1) as f64 * 1.02) as usize + 1;
-    }
-}
-
-/// UPDATEs announcing `prefixes` from AS 65000 with next hop the sender.
-fn encode_announce(prefixes: &[Ipv4Net]) -> Vec<u8> {
-    let attrs = PathAttrs {
-        origin: 0,
-        as_path: vec![SENDER_AS],
-        as_path_len: 1,
-        ..PathAttrs::default()
-    };
-    let nets: Vec<IpNet> = prefixes.iter().map(|&p| IpNet::V4(p)).collect();
-    wire::announce(&nets, &attrs, SENDER.parse().unwrap(), false).concat()
-}
-
-fn encode_withdraw(prefixes: &[Ipv4Net]) -> Vec<u8> {
-    let nets: Vec<IpNet> = prefixes.iter().map(|&p| IpNet::V4(p)).collect();
-    wire::withdraw(&nets).concat()
-}
-
-/// Read one whole BGP message.
-fn read_message(s: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<Vec<u8>> {
-    loop {
-        if let Ok(Some(len)) = wire::frame_len(buf) {
-            if buf.len() >= len {
-                let m = buf[..len].to_vec();
-                buf.drain(..len);
-                return Ok(m);
-            }
-        }
-        let mut chunk = [0u8; 65536];
-        let n = s.read(&mut chunk)?;
-        if n == 0 {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "peer closed"));
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-}
-
-fn open_message(asn: u32, id: Ipv4Addr) -> Vec<u8> {
-    wire::open(&Open {
-        asn,
-        hold_time: 240,
-        router_id: id,
-        caps: wire::Capabilities {
-            four_octet_as: true,
-            families: vec![Family::Ipv4],
-            route_refresh: true,
-            graceful_restart: None,
-        },
-    })
-}
-
-/// The sender's session: connected and Established (OPENs and KEEPALIVEs exchanged);
-/// a thread keeps reading (and answering keepalives) so the peer never blocks.
-struct SenderSession {
-    stream: TcpStream,
-    established_us: u64,
-}
-
-fn sender_connect(ns: &str) -> io::Result<SenderSession> {
-    let to: SocketAddr = format!("{DUT}:179").parse().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut stream = loop {
-        match netns::in_netns(ns, || {
-            TcpStream::connect_timeout(&to, Duration::from_secs(1))
-        }) {
-            Ok(s) => break s,
-            Err(e) if Instant::now() < deadline => {
-                let _ = e;
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            Err(e) => return Err(e),
-        }
-    };
-    stream.set_nodelay(true)?;
-    stream.write_all(&open_message(SENDER_AS, SENDER.parse().unwrap()))?;
-    let mut buf = Vec::new();
-    let session = Session {
-        four_octet_as: true,
-    };
-    loop {
-        let m = read_message(&mut stream, &mut buf)?;
-        match wire::decode(&m, session) {
-            Ok(Message::Open(_)) => stream.write_all(&wire::keepalive())?,
-            Ok(Message::Keepalive) => break,
-            Ok(Message::Notification(n)) => {
-                return Err(io::Error::other(format!(
-                    "NOTIFICATION {}/{}",
-                    n.code, n.subcode
-                )))
-            }
-            _ => {}
-        }
-    }
-    let established_us = now_us();
-    let mut reader = stream.try_clone()?;
-    let mut writer = stream.try_clone()?;
-    std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        while let Ok(m) = read_message(&mut reader, &mut buf) {
-            if m.get(18) == Some(&wire::KEEPALIVE) {
-                let _ = writer.write_all(&wire::keepalive());
-            }
-        }
-    });
-    Ok(SenderSession {
-        stream,
-        established_us,
-    })
-}
-
 /// The sender alone: a sink that completes the handshake and discards; seconds from
 /// Established to the last byte read by the sink.
 fn sender_alone(dut: &Netns, snd: &Netns, updates: &[u8]) -> io::Result<f64> {
@@ -247,7 +106,11 @@ fn sender_alone(dut: &Netns, snd: &Netns, updates: &[u8]) -> io::Result<f64> {
         }
         Ok(now_us())
     });
-    let mut s = sender_connect(snd.name())?;
+    let mut s = connect(
+        snd.name(),
+        DUT_ADDR.parse().unwrap(),
+        SENDER.parse().unwrap(),
+    )?;
     s.stream.write_all(updates)?;
     let end = sink
         .join()
@@ -349,17 +212,8 @@ node_ips = ["{DUT}/24"]
 name = "dut0"
 [workers]
 cores = [1]
-[bgp]
-asn = {DUT_AS}
-mesh = false
-graceful_restart = 0
-listen = "{DUT}:179"
-[[bgp.peers]]
-address = "{SENDER}"
-asn = {SENDER_AS}
-passive = true
-hold_time = 240
-"#
+{}"#,
+            vrouterd_bgp(DUT_AS, DUT_ADDR, SENDER)
         ),
     )?;
     let child = Command::new("ip")
@@ -391,7 +245,11 @@ hold_time = 240
     let pid = child.0.id();
     let rss_before = rss_of(pid);
     let fib_before = vrouter_fib_bytes(&stats);
-    let mut s = sender_connect(snd.name())?;
+    let mut s = connect(
+        snd.name(),
+        DUT_ADDR.parse().unwrap(),
+        SENDER.parse().unwrap(),
+    )?;
     s.stream.write_all(updates)?;
     let at = wait_installed(&stats, prefixes.len(), Duration::from_secs(300))?;
     let converge_s = at.saturating_sub(s.established_us) as f64 / 1e6;
@@ -403,7 +261,7 @@ hold_time = 240
     // Churn: withdraw 10% of the table, then announce it again.
     let tenth = &prefixes[..prefixes.len() / 10];
     let withdraw = encode_withdraw(tenth);
-    let announce = encode_announce(tenth);
+    let announce = encode_announce(tenth, SENDER.parse().unwrap());
     let t0 = now_us();
     s.stream.write_all(&withdraw)?;
     wait_installed(
@@ -502,7 +360,11 @@ protocol bgp sender {{
         std::thread::sleep(Duration::from_millis(20));
     }
     let pid = pid.ok_or_else(|| io::Error::other("bird wrote no pid file"))?;
-    let mut s = sender_connect(snd.name())?;
+    let mut s = connect(
+        snd.name(),
+        DUT_ADDR.parse().unwrap(),
+        SENDER.parse().unwrap(),
+    )?;
     s.stream.write_all(updates)?;
     let end = Instant::now() + Duration::from_secs(120);
     let done_ms = loop {
@@ -546,7 +408,7 @@ fn main() {
     netns::install_interrupt_handler().unwrap_or_else(|e| fail(&e.to_string()));
     netns::remove_stale("bgpb");
     let (prefixes, drawn) = table(opts.routes, opts.seed);
-    let updates = encode_announce(&prefixes);
+    let updates = encode_announce(&prefixes, SENDER.parse().unwrap());
     let messages = {
         let mut n = 0;
         let mut at = 0;

@@ -38,6 +38,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use vrouter::config::PollMode;
 use vrouter::counters::Counters;
+use vrouter::ecmp::GroupTable;
 use vrouter::io::memory::MemoryIo;
 use vrouter::nexthop::{Adjacency, NextHopTable, PortId};
 use vrouter::pipeline::{Action, Pipeline, Port, PortKind, BURST};
@@ -50,7 +51,10 @@ struct Opts {
     /// Scenario: l3 (plain routing), vxlan or ipip (a pod's traffic encapsulated toward
     /// a remote node's block).
     /// `all`: every scenario in one run (the suite; with --out, the files for docs/bench).
-    #[arg(long, default_value = "l3", value_parser = ["l3", "vxlan", "ipip", "v6", "all"])]
+    /// fullfib: a pod's traffic to random destinations across a full table (1.08M
+    /// routes, learnt over BGP; the kernel gets the same table); ecmp: a pod's flows
+    /// over four next hops; v6: l3 over IPv6.
+    #[arg(long, default_value = "l3", value_parser = ["l3", "vxlan", "ipip", "v6", "fullfib", "ecmp", "all"])]
     scenario: String,
     /// Measure only the pipeline on in-memory frames (cycles per packet).
     #[arg(long)]
@@ -58,7 +62,8 @@ struct Opts {
     /// Skip the in-memory measurement that follows the namespace run.
     #[arg(long, conflicts_with = "memio")]
     no_memio: bool,
-    /// Routes in the FIB for --memio (default: DPDK's 1,076,806).
+    /// Routes in the FIB for --memio and in scenario fullfib's table (default: DPDK's
+    /// 1,076,806).
     #[arg(long, default_value_t = synth::DPDK_V4_TOTAL)]
     routes: usize,
     /// Packets measured.
@@ -87,8 +92,19 @@ struct Opts {
     /// Leave DPDK testpmd out (it needs Debian's dpdk package).
     #[arg(long)]
     no_testpmd: bool,
-    /// Short windows (3 × 0.5 s after 0.5 s) and a small memio run: a smoke run that
-    /// checks every figure is produced, not a measurement to quote.
+    /// Leave out vrouterd with two workers.
+    #[arg(long)]
+    no_two_workers: bool,
+    /// Fixed offered load of the latency probe after each forwarder's windows (stamped
+    /// frames from the AF_XDP generator, one-way latency at the sink); 0: no probe.
+    #[arg(long, default_value_t = 100_000)]
+    latency_pps: u64,
+    /// Length of the latency probe's window, seconds.
+    #[arg(long, default_value_t = 1.0)]
+    latency_secs: f64,
+    /// Short windows (3 × 0.3 s after 0.3 s), a short latency probe, a 100,000-route
+    /// table (fullfib, memio) and a small memio run: a smoke run that checks every figure
+    /// is produced, not a measurement to quote.
     #[arg(long)]
     quick: bool,
     /// Also write the results as a markdown table to this file.
@@ -111,8 +127,23 @@ struct Report {
     /// DPDK testpmd (AF_XDP PMD, mac forwarding) on the same veths; null with --no-testpmd.
     testpmd_mpps: Option<f64>,
     ratio_vs_testpmd: Option<f64>,
-    /// Every forwarder measured, in the order run: windows, offered load, CPU use.
+    /// Every forwarder measured, in the order run: windows, offered load, CPU use,
+    /// latency at the fixed load.
     candidates: Vec<Candidate>,
+    /// vrouterd with two workers (the second on the generator's core) and its ratio to
+    /// one worker, medians.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vrouter_2_workers_mpps: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scaling_2_workers: Option<f64>,
+    /// Scenario fullfib: routes in the table; seconds for vrouterd to install them from
+    /// BGP and for the kernel to take them from `ip -batch`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fib_routes: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vrouter_fib_install_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kernel_fib_install_s: Option<f64>,
     /// Scenario vxlan: the kernel's VXLAN device (vxlan.calico) forwarding the same
     /// traffic. Absent for l3, null for ipip (no kernel ipip module here).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -154,6 +185,14 @@ struct Candidate {
     /// Busy share of the DUT core and of the generator's core over the windows.
     dut_cpu_busy: f64,
     gen_cpu_busy: f64,
+    /// One-way latency (µs) at `latency_offered_pps`, stamped at the generator and read
+    /// at the sink (same host clock); null when not probed.
+    latency_p50_us: Option<f64>,
+    latency_p99_us: Option<f64>,
+    latency_offered_pps: u64,
+    /// Scenario ecmp: share of the probed frames per next hop.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    ecmp_shares: Vec<f64>,
 }
 
 /// The namespace run's figures besides the medians (Mpps unless named otherwise).
@@ -216,6 +255,10 @@ fn fail(code: i32, msg: &str) -> ! {
     std::process::exit(code);
 }
 
+/// --quick: the full table's size (fullfib, memio), so that the kernel's `ip -batch`
+/// takes seconds, not tens of them.
+const QUICK_ROUTES: usize = 100_000;
+
 /// First argument that makes fwdbench run as vrouterd (see `main`).
 const AS_VROUTERD: &str = "--as-vrouterd";
 
@@ -227,12 +270,21 @@ fn main() {
     }
     let mut opts = Opts::parse();
     if opts.quick {
-        opts.window_secs = opts.window_secs.min(0.5);
-        opts.warmup_secs = opts.warmup_secs.min(0.5);
+        opts.window_secs = opts.window_secs.min(0.3);
+        opts.warmup_secs = opts.warmup_secs.min(0.3);
         opts.packets = opts.packets.min(2_000_000);
+        opts.latency_secs = opts.latency_secs.min(0.3);
+        opts.routes = opts.routes.min(QUICK_ROUTES);
     }
     let scenarios: Vec<Scenario> = if opts.scenario == "all" {
-        vec![Scenario::L3, Scenario::V6, Scenario::Vxlan, Scenario::Ipip]
+        vec![
+            Scenario::L3,
+            Scenario::V6,
+            Scenario::Vxlan,
+            Scenario::Ipip,
+            Scenario::Fullfib,
+            Scenario::Ecmp,
+        ]
     } else {
         match Scenario::parse(&opts.scenario) {
             Some(s) => vec![s],
@@ -459,6 +511,10 @@ fn measure(opts: &Opts, scenario: Scenario) -> (L3Options, L3Results) {
         flows: 256,
         batch: 64,
         testpmd: !opts.no_testpmd,
+        two_workers: !opts.no_two_workers,
+        latency_pps: opts.latency_pps,
+        latency_window: Duration::from_secs_f64(opts.latency_secs.clamp(0.1, 60.0)),
+        fib_routes: opts.routes,
     };
     if !opts.json {
         eprintln!(
@@ -527,6 +583,7 @@ fn write_outputs(
 fn plot(path: &std::path::Path, reports: &[Report]) -> Result<(), Box<dyn std::error::Error>> {
     use plotters::prelude::*;
     let kinds = [
+        "vrouterd 2 workers",
         "vrouterd",
         "bare AF_XDP",
         "DPDK testpmd",
@@ -534,6 +591,7 @@ fn plot(path: &std::path::Path, reports: &[Report]) -> Result<(), Box<dyn std::e
         "kernel vxlan",
     ];
     let colors = [
+        RGBColor(0xae, 0xc7, 0xe8),
         RGBColor(0x1f, 0x77, 0xb4),
         RGBColor(0x7f, 0x7f, 0x7f),
         RGBColor(0xd6, 0x27, 0x28),
@@ -633,12 +691,22 @@ fn report(opts: &Opts, l3: &L3Options, res: &L3Results, memio: Option<Memio>) ->
             bound_by: bound_by(s),
             dut_cpu_busy: round4(s.dut_cpu_busy),
             gen_cpu_busy: round4(s.gen_cpu_busy),
+            latency_p50_us: s.latency_p50_us.map(round4),
+            latency_p99_us: s.latency_p99_us.map(round4),
+            latency_offered_pps: s.latency_pps,
+            ecmp_shares: s.ecmp_shares.iter().map(|&x| round4(x)).collect(),
         })
         .collect();
+    let two = res.vrouter_2w.as_ref();
     Report {
         testpmd_mpps: t.map(|t| round4(t.median())),
         ratio_vs_testpmd: t.map(|t| round4(v.median() / t.median())),
         candidates,
+        vrouter_2_workers_mpps: two.map(|s| round4(s.median())),
+        scaling_2_workers: two.map(|s| round4(s.median() / v.median())),
+        fib_routes: res.fib_routes,
+        vrouter_fib_install_s: res.vrouter_fib_install_s.map(round4),
+        kernel_fib_install_s: res.kernel_fib_install_s.map(round4),
         scenario: opts.scenario.clone(),
         vrouter_mpps: Some(round4(v.median())),
         bare_afxdp_mpps: Some(round4(b.median())),
@@ -701,21 +769,39 @@ fn candidates<'a>(l3: &L3Options, res: &'a L3Results) -> Vec<(String, &'a Series
             Scenario::V6 => "vrouterd IPv6 (1 busy worker)",
             Scenario::Vxlan => "vrouterd VXLAN (1 worker)",
             Scenario::Ipip => "vrouterd IPIP (1 worker)",
+            Scenario::Fullfib => "vrouterd full table (1 worker)",
+            Scenario::Ecmp => "vrouterd ECMP x4 (1 worker)",
         }
         .to_string(),
         &res.vrouter,
     )];
+    if let Some(two) = &res.vrouter_2w {
+        v.push(("vrouterd 2 workers (1 on gen core)".into(), two));
+    }
     v.push(("bare AF_XDP (rx->MAC->tx)".into(), &res.bare));
     if let Some(t) = &res.testpmd {
         v.push(("DPDK testpmd (af_xdp, mac)".into(), t));
     }
     if let Some(k) = &res.kernel {
-        v.push(("kernel ip_forward (RPS)".into(), k));
+        let what = match l3.scenario {
+            Scenario::Fullfib => "kernel ip_forward, full table",
+            Scenario::Ecmp => "kernel ip_forward, ECMP x4",
+            _ => "kernel ip_forward (RPS)",
+        };
+        v.push((what.into(), k));
     }
     if let Some(k) = &res.kernel_vxlan {
         v.push(("kernel vxlan.calico (RPS)".into(), k));
     }
     v
+}
+
+/// "p50 / p99" in µs, or "-" when not probed.
+fn latency_text(s: &Series) -> String {
+    match (s.latency_p50_us, s.latency_p99_us) {
+        (Some(a), Some(b)) => format!("{a:.1} / {b:.1}"),
+        _ => "-".into(),
+    }
 }
 
 fn bound_by(s: &Series) -> &'static str {
@@ -729,23 +815,25 @@ fn bound_by(s: &Series) -> &'static str {
 /// The run as a markdown table (docs/bench, the README's Performance section).
 fn markdown(opts: &Opts, l3: &L3Options, res: &L3Results, r: &Report) -> String {
     let mut m = format!(
-        "### {} — 64 B UDP, {} flows, {} windows of {} s{}\n\n| forwarder | min | median | max (Mpps) | offered | bound by | DUT core busy | generator core busy |\n|---|---|---|---|---|---|---|---|\n",
+        "### {} — 64 B UDP, {} flows, {} windows of {} s{}\n\n| forwarder | min | median | max (Mpps) | offered | bound by | DUT core busy | generator core busy | latency p50 / p99 (µs) at {} kpps |\n|---|---|---|---|---|---|---|---|---|\n",
         opts.scenario,
         l3.flows,
         l3.windows,
         opts.window_secs,
-        if opts.quick { " (--quick: a smoke run, not figures to quote)" } else { "" }
+        if opts.quick { " (--quick: a smoke run, not figures to quote)" } else { "" },
+        l3.latency_pps / 1000
     );
     for (name, s) in candidates(l3, res) {
         m.push_str(&format!(
-            "| {name} | {:.3} | {:.3} | {:.3} | {:.3} | {} | {:.0}% | {:.0}% |\n",
+            "| {name} | {:.3} | {:.3} | {:.3} | {:.3} | {} | {:.0}% | {:.0}% | {} |\n",
             s.min(),
             s.median(),
             s.max(),
             s.offered_median(),
             bound_by(s),
             s.dut_cpu_busy * 100.0,
-            s.gen_cpu_busy * 100.0
+            s.gen_cpu_busy * 100.0,
+            latency_text(s)
         ));
     }
     let mut ratios = vec![format!(
@@ -765,6 +853,20 @@ fn markdown(opts: &Opts, l3: &L3Options, res: &L3Results, r: &Report) -> String 
         "\nvrouterd's ratios (medians): {}.",
         ratios.join(", ")
     ));
+    if let Some(x) = r.scaling_2_workers {
+        m.push_str(&format!(
+            " Two workers against one in namespaces: {x:.2}x (the second worker shares the generator's core)."
+        ));
+    }
+    if let (Some(n), Some(v), Some(k)) = (
+        r.fib_routes,
+        r.vrouter_fib_install_s,
+        r.kernel_fib_install_s,
+    ) {
+        m.push_str(&format!(
+            " Table: {n} routes, installed by vrouterd from BGP in {v:.1} s, by the kernel from ip -batch in {k:.1} s."
+        ));
+    }
     if let Some(x) = r.memio_scaling_2_workers {
         m.push_str(&format!(
             " Two workers against one (memio, both cores, no generator): {x:.2}x."
@@ -785,14 +887,16 @@ fn print_table(opts: &Opts, l3: &L3Options, res: &L3Results, r: &Report) {
         "fwdbench {}: 64 B UDP, {} flows: ns GEN ({}{} generator, CPU{}) -> ns DUT (forwarder, CPU{}) -> ns SINK ({}XDP drop{})",
         opts.scenario,
         l3.flows,
-        if overlay(l3.scenario) { "a pod, " } else { "" },
+        if l3.scenario.from_pod() { "a pod, " } else { "" },
         l3.engine.name(),
         l3.gen_core,
         l3.dut_core,
-        if !overlay(l3.scenario) {
+        if !l3.scenario.from_pod() {
             "a pod, "
-        } else {
+        } else if overlay(l3.scenario) {
             "the remote node, "
+        } else {
+            "a router on the uplink, "
         },
         if res.sink_native { "" } else { ", generic mode" }
     );
@@ -806,7 +910,7 @@ fn print_table(opts: &Opts, l3: &L3Options, res: &L3Results, r: &Report) {
     );
     println!();
     println!(
-        "{:<28} {:>8} {:>8} {:>8} {:>13}  {:<9} {:>8} {:>8}",
+        "{:<34} {:>8} {:>8} {:>8} {:>13}  {:<9} {:>8} {:>8}  {}",
         "forwarder (Mpps at sink)",
         "min",
         "median",
@@ -814,18 +918,20 @@ fn print_table(opts: &Opts, l3: &L3Options, res: &L3Results, r: &Report) {
         "offered (med)",
         "bound by",
         "DUT cpu",
-        "gen cpu"
+        "gen cpu",
+        format_args!("latency p50 / p99 us at {} kpps", l3.latency_pps / 1000)
     );
     for (name, s) in candidates(l3, res) {
         println!(
-            "{name:<28} {:>8.3} {:>8.3} {:>8.3} {:>13.3}  {:<9} {:>7.0}% {:>7.0}%",
+            "{name:<34} {:>8.3} {:>8.3} {:>8.3} {:>13.3}  {:<9} {:>7.0}% {:>7.0}%  {}",
             s.min(),
             s.median(),
             s.max(),
             s.offered_median(),
             bound_by(s),
             s.dut_cpu_busy * 100.0,
-            s.gen_cpu_busy * 100.0
+            s.gen_cpu_busy * 100.0,
+            latency_text(s)
         );
     }
     println!();
@@ -847,6 +953,26 @@ fn print_table(opts: &Opts, l3: &L3Options, res: &L3Results, r: &Report) {
             "ratio vs bare AF_XDP (no encapsulation; no kernel ipip module here): {:.3}",
             r.ratio_vs_bare.unwrap_or(f64::NAN)
         ),
+        Scenario::Fullfib => println!(
+            "ratio vs the kernel with the same {} routes: {:.3} (target >= 1.0)   vs bare AF_XDP (no lookup): {:.3}\ntable installed by vrouterd from BGP in {:.2} s, by the kernel from ip -batch in {:.2} s",
+            r.fib_routes.unwrap_or(0),
+            r.ratio_vs_kernel.unwrap_or(f64::NAN),
+            r.ratio_vs_bare.unwrap_or(f64::NAN),
+            r.vrouter_fib_install_s.unwrap_or(f64::NAN),
+            r.kernel_fib_install_s.unwrap_or(f64::NAN)
+        ),
+        Scenario::Ecmp => println!(
+            "ratio vs kernel ECMP: {:.3}   vs bare AF_XDP (no ECMP): {:.3}; share per next hop at the probe: vrouterd {:?}, kernel {:?}",
+            r.ratio_vs_kernel.unwrap_or(f64::NAN),
+            r.ratio_vs_bare.unwrap_or(f64::NAN),
+            res.vrouter.ecmp_shares,
+            res.kernel.as_ref().map(|k| k.ecmp_shares.clone()).unwrap_or_default()
+        ),
+    }
+    if let Some(x) = r.scaling_2_workers {
+        println!(
+            "vrouterd 2 workers vs 1: {x:.2}x (on 2 cores the second worker shares the generator's core, and veth puts the generator's frames on one queue: not a scaling figure; see memio scaling)"
+        );
     }
     println!(
         "forwarder threads waiting for a CPU during the windows: vrouterd {:.1} ms, bare AF_XDP {:.1} ms (of {:.0} ms; ~2% is the kernel's own work on that core, much more means another task shared it)",
@@ -901,6 +1027,11 @@ fn memio_only(opts: &Opts) {
         testpmd_mpps: None,
         ratio_vs_testpmd: None,
         candidates: Vec::new(),
+        vrouter_2_workers_mpps: None,
+        scaling_2_workers: None,
+        fib_routes: None,
+        vrouter_fib_install_s: None,
+        kernel_fib_install_s: None,
         kernel_vxlan_mpps: None,
         ratio_vs_kernel_vxlan: None,
         memio_cycles_per_pkt: Some(cycles),
@@ -921,8 +1052,10 @@ fn memio_only(opts: &Opts) {
             r.scenario,
             memio_routes(opts),
             opts.packets,
-            if r.scenario == "l3" {
-                "from the uplink"
+            if r.scenario == "l3" || r.scenario == "fullfib" {
+                "from the uplink to uniformly random addresses"
+            } else if r.scenario == "ecmp" {
+                "from the uplink, each route to one of 16 ECMP groups of four neighbours"
             } else if r.scenario == "v6" {
                 "of IPv6 from the uplink (200,000-route IPv6 table, random destinations inside it)"
             } else {
@@ -953,6 +1086,9 @@ fn memio_only(opts: &Opts) {
 /// and every route of the table points at one of 64 tunnels (`Adjacency::Tunnel`, each
 /// toward its own remote node, whose underlay next hop is a router out of the uplink):
 /// each forwarded packet is encapsulated in its 2048-byte buffer.
+///
+/// Scenario fullfib measures what l3 does (the full table, random destinations);
+/// scenario ecmp points every route at one of 16 groups of four neighbours.
 fn memio(opts: &Opts, tsc: &Tsc) -> Memio {
     const PORTS: u16 = 8;
     const NODE: [u8; 4] = [10, 98, 0, 1];
@@ -960,9 +1096,13 @@ fn memio(opts: &Opts, tsc: &Tsc) -> Memio {
     if scenario == Scenario::V6 {
         return memio_v6(opts, tsc);
     }
-    let overlay = scenario != Scenario::L3;
-    let nexthops = Arc::new(NextHopTable::new(65));
+    let overlay = overlay(scenario);
+    // Scenario ecmp: each route's next hop is one of 16 groups of four neighbours
+    // (next hops 65..129), picked by the flow's hash.
+    let ecmp = scenario == Scenario::Ecmp;
+    let nexthops = Arc::new(NextHopTable::new(65 + 64));
     let tunnels = Arc::new(TunnelTable::new(64));
+    let groups = Arc::new(GroupTable::new(16));
     for i in 0..64u32 {
         let port = PortId(1 + (i % (PORTS as u32 - 1)) as u16);
         if overlay {
@@ -988,13 +1128,20 @@ fn memio(opts: &Opts, tsc: &Tsc) -> Memio {
             tunnels.set(i, Tunnel::new(encap, 64));
             nexthops.set(i, Adjacency::Tunnel { id: i });
         } else {
+            let direct = if ecmp { 65 + i } else { i };
             nexthops.set(
-                i,
+                direct,
                 Adjacency::Forward {
                     port,
                     mac: [0x02, 0, 0, 0, 0, i as u8],
                 },
             );
+            if ecmp {
+                nexthops.set(i, Adjacency::Group { id: i % 16 });
+                if i < 16 {
+                    groups.set(i, &[65 + 4 * i, 66 + 4 * i, 67 + 4 * i, 68 + 4 * i]);
+                }
+            }
         }
     }
     nexthops.set(
@@ -1025,7 +1172,8 @@ fn memio(opts: &Opts, tsc: &Tsc) -> Memio {
             ports.clone(),
             counters.clone(),
             w,
-        );
+        )
+        .with_groups(groups.clone());
         if overlay {
             p.with_overlay(
                 tunnels.clone(),
@@ -1072,19 +1220,20 @@ fn memio(opts: &Opts, tsc: &Tsc) -> Memio {
         frame.clone()
     };
     // A first short run warms the caches and TLBs over the table, uncounted.
-    parallel_mpps(&[1], &make_pipeline, &template, in_port, 0.5);
+    let secs = if opts.quick { 0.5 } else { 2.0 };
+    parallel_mpps(&[1], &make_pipeline, &template, in_port, secs / 4.0);
     // One worker on either core (the better of the two: cores differ in what else
     // the kernel runs there), then two at once.
-    let one = parallel_mpps(&[0], &make_pipeline, &template, in_port, 2.0).max(parallel_mpps(
+    let one = parallel_mpps(&[0], &make_pipeline, &template, in_port, secs).max(parallel_mpps(
         &[1],
         &make_pipeline,
         &template,
         in_port,
-        2.0,
+        secs,
     ));
     let scaling = (
         one,
-        parallel_mpps(&[0, 1], &make_pipeline, &template, in_port, 2.0),
+        parallel_mpps(&[0, 1], &make_pipeline, &template, in_port, secs),
     );
     let (pipeline_cycles, forwarded, worker_cycles, actions) = time_pipeline(
         opts,
