@@ -701,6 +701,35 @@ mod tests {
     }
 
     #[test]
+    fn destination_entries_carry_their_header_checksum() {
+        let mut cfg = GenConfig::udp64(
+            "x",
+            [2; 6],
+            [4; 6],
+            Ipv4Addr::new(10, 244, 1, 2),
+            Ipv4Addr::new(1, 1, 1, 1),
+        );
+        cfg.dst_table = Some(Arc::new(
+            (0..1000u32)
+                .map(|i| Ipv4Addr::from(0x0b00_0000 + i * 7919))
+                .collect(),
+        ));
+        let entries = cfg.dst_entries().unwrap();
+        assert_eq!(entries.len(), 512); // rounded down to a power of two
+        let mut f = udp4_frame(&cfg, 10_000);
+        for (e, a) in entries.iter().zip(cfg.dst_table.as_ref().unwrap().iter()) {
+            assert_eq!(e.addr, a.octets());
+            f[30..34].copy_from_slice(&e.addr);
+            f[24..26].copy_from_slice(&e.checksum);
+            let sum = f[14..34]
+                .chunks(2)
+                .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+                .sum::<u32>();
+            assert_eq!((sum & 0xffff) + (sum >> 16), 0xffff, "{a}");
+        }
+    }
+
+    #[test]
     fn udp_frames_are_64_bytes_with_a_valid_ipv4_header() {
         let cfg = GenConfig::udp64(
             "x",

@@ -604,7 +604,7 @@ fn plot(path: &std::path::Path, reports: &[Report]) -> Result<(), Box<dyn std::e
         .flat_map(|r| r.candidates.iter().map(|c| c.mpps_max))
         .fold(0.0f64, f64::max)
         .max(0.1)
-        * 1.15;
+        * 1.45; // room for the legend above the bars
     let root = SVGBackend::new(path, (900, 450)).into_drawing_area();
     root.fill(&WHITE)?;
     let n = reports.len() as f64;
