@@ -1,4 +1,4 @@
-//! `fwdbench --scenario l3` in network namespaces: one topology, three forwarders (device
+//! fwdbench's namespace scenarios: one topology per scenario, the forwarders (device
 //! under test) measured on it one after the other, with the same generator and sink.
 //!
 //! ```text
@@ -7,12 +7,20 @@
 //!  64 B UDP to 10.244.1.2,             vrouterd / bare AF_XDP / kernel     counted in rx_packets
 //!  256 source ports                                on CPU1
 //! ```
-//! Candidates: `vrouterd` (the daemon next to our executable, one busy-polling worker);
-//! a bare AF_XDP forwarder (same I/O layer, `AfXdpIo`, and the same XDP program, but no
-//! pipeline: rx → MAC rewrite → tx); the kernel (ip_forward, static route and neighbour).
+//! That is l3 (and v6). In vxlan, ipip, fullfib and ecmp (`Scenario::from_pod`) GEN is
+//! a pod of the node (up_if its host-side veth, ee:ee:..) and pod_if the DUT's uplink
+//! (10.98.0.1/24): SINK is the remote node (vxlan, ipip) or the routers on the uplink
+//! (10.98.0.2 for the full table, four neighbours for ECMP, all one veth).
+//!
+//! Candidates: `vrouterd` (the daemon next to our executable, one busy-polling worker,
+//! then two workers); a bare AF_XDP forwarder (same I/O layer, `AfXdpIo`, and the same
+//! XDP program, but no pipeline: rx → MAC rewrite → tx); DPDK testpmd; the kernel
+//! (ip_forward with the same routes, or its VXLAN device).
 //! Per candidate: a warm-up (the DUT and the sink must both have received something,
 //! else the run fails), then N windows; the rate is what the sink's interface received,
-//! the offered rate what the DUT's uplink received (rx_packets).
+//! the offered rate what the DUT's uplink received (rx_packets). Then the latency probe
+//! (`Topology::probe_latency`): stamped frames at a fixed rate, one-way latency read by
+//! the sink's probe program.
 //!
 //! Where the work lands on veth: the uplink's receive NAPI (our XDP program and the copy
 //! into the AF_XDP socket; for the kernel, building the skb) runs on the sender's CPU,

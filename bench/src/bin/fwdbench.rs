@@ -3,10 +3,12 @@
 //! `fwdbench --scenario l3 [--json]` (root) builds its own namespace topology — ns GEN
 //! (the project's generator, `bench::pktgen`, pinned to CPU0) ── veth ── ns DUT ── veth ──
 //! ns SINK (an XDP program dropping everything, counted in the sink veth's rx_packets) —
-//! and sends 64-byte UDP (256 flows) to a pod address through three forwarders in the
+//! and sends 64-byte UDP (256 flows) to a pod address through the forwarders in the
 //! DUT, one after the other, pinned to CPU1: `vrouterd` (found next to this executable;
-//! one busy-polling worker), a bare AF_XDP forwarder (vrouterd's XDP program and I/O
-//! layer, rx → MAC rewrite → tx, no pipeline) and the kernel (ip_forward, RPS to CPU1).
+//! one busy-polling worker, then two workers), a bare AF_XDP forwarder (vrouterd's XDP
+//! program and I/O layer, rx → MAC rewrite → tx, no pipeline), DPDK testpmd (AF_XDP PMD)
+//! and the kernel (ip_forward, RPS to CPU1). After each one's windows, a latency probe
+//! (`--latency-pps`, stamped frames, p50 / p99 one way).
 //! Each gets a warm-up then `--windows` (≥ 3) windows of `--window-secs`: min / median /
 //! max Mpps received by the sink, and the offered rate (what the DUT's uplink received; a
 //! result close to it is generator-bound). `ratio_vs_bare` and `ratio_vs_kernel` compare
@@ -19,6 +21,11 @@
 //! it, compared with the bare forwarder (unencapsulated) and, for vxlan, the kernel's own
 //! `vxlan.calico` device configured as Calico does (`kernel_vxlan_mpps`,
 //! `ratio_vs_kernel_vxlan`). The sink's mean frame length proves the outer headers.
+//!
+//! `--scenario fullfib`: the pod sends to random destinations across a full table
+//! (`--routes`, 1.08M by default) that vrouterd learns over BGP and the kernel gets from
+//! `ip -batch`. `--scenario ecmp`: the pod's flows over four next hops. `--scenario v6`:
+//! l3 over IPv6. `--scenario all`: every one, the suite (`--out DIR` for docs/bench).
 //!
 //! The same invocation then runs `--memio` (skip it with `--no-memio`): the pipeline's own
 //! cost per packet on in-memory frames with the full IPv4 table (1.08M routes), which is
