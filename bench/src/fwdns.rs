@@ -1148,6 +1148,11 @@ impl Topology {
         dut.write_proc_sys("net/ipv4/ip_forward", "1")?;
         let series = self.measure(opts, "kernel forwarding", &mut || Ok(()));
         let _ = self.dut.write_proc_sys("net/ipv4/ip_forward", "0");
+        if self.fib.is_some() {
+            // Now, not in the namespace's teardown: that runs in the background for
+            // seconds and would disturb whatever is measured next.
+            self.dut.ip(&["route", "flush", "proto", "boot"])?;
+        }
         let series = series?;
         check_ecmp("kernel forwarding", self.scenario, &series)?;
         Ok(series)
