@@ -789,10 +789,12 @@ impl Topology {
                 opts.latency_pps
             )));
         }
-        let total = probe.by_mac.iter().sum::<u64>().max(1) as f64;
-        series.ecmp_shares = (0..ECMP_HOPS)
-            .map(|i| probe.by_mac[ecmp_hop(i).1[5] as usize] as f64 / total)
-            .collect();
+        if self.scenario == Scenario::Ecmp {
+            let total = probe.by_mac.iter().sum::<u64>().max(1) as f64;
+            series.ecmp_shares = (0..ECMP_HOPS)
+                .map(|i| probe.by_mac[ecmp_hop(i).1[5] as usize] as f64 / total)
+                .collect();
+        }
         Ok(())
     }
 

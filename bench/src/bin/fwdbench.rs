@@ -77,10 +77,10 @@ struct Opts {
     #[arg(long, default_value_t = 20_000_000)]
     packets: usize,
     /// Measurement windows per forwarder (at least 3).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 5)]
     windows: usize,
     /// Length of one window, seconds.
-    #[arg(long, default_value_t = 2.0)]
+    #[arg(long, default_value_t = 1.5)]
     window_secs: f64,
     /// Warm-up before the windows, seconds.
     #[arg(long, default_value_t = 1.0)]
@@ -277,6 +277,7 @@ fn main() {
     }
     let mut opts = Opts::parse();
     if opts.quick {
+        opts.windows = opts.windows.min(3);
         opts.window_secs = opts.window_secs.min(0.3);
         opts.warmup_secs = opts.warmup_secs.min(0.3);
         opts.packets = opts.packets.min(2_000_000);
