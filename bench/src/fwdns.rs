@@ -944,14 +944,13 @@ mac = "{mac}"
         // up (its thread answers keepalives) until vrouterd stops.
         let _feed = match &self.fib {
             Some(fib) => {
-                let feed = netns::in_netns(self.dut.name(), || {
-                    bgpfeed::connect(
-                        self.dut.name(),
-                        BGP_LISTEN.parse().unwrap(),
-                        BGP_FEED.parse().unwrap(),
-                    )
-                });
-                let mut feed = feed.map_err(|e| err(format!("BGP feed to vrouterd: {e}")))?;
+                // `connect` makes the connection from inside the DUT's namespace.
+                let mut feed = bgpfeed::connect(
+                    self.dut.name(),
+                    BGP_LISTEN.parse().unwrap(),
+                    BGP_FEED.parse().unwrap(),
+                )
+                .map_err(|e| err(format!("BGP feed to vrouterd: {e}")))?;
                 std::io::Write::write_all(&mut feed.stream, &fib.updates)?;
                 let want = fib.prefixes.len();
                 let t = Instant::now();
