@@ -9,6 +9,7 @@ use ipnet::{IpNet, Ipv4Net};
 use std::collections::HashSet;
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The sender's AS (eBGP to the device under test).
@@ -175,4 +176,41 @@ pub fn connect(ns: &str, to: SocketAddr, id: Ipv4Addr) -> io::Result<SenderSessi
         stream,
         established_us,
     })
+}
+
+/// vrouterd's BGP view in its stats file (`--stats-file`): (routes installed, last
+/// install ms since the Unix epoch).
+pub fn vrouter_stats(path: &Path) -> Option<(usize, u64)> {
+    let j: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
+    let b = j.get("bgp")?;
+    Some((
+        b["routes_installed"].as_u64()? as usize,
+        b["last_install_unix_ms"].as_u64()?,
+    ))
+}
+
+/// Poll vrouterd's stats file until it reports `want` routes installed; the time of
+/// the last install (µs since the Unix epoch). `alive` fails when vrouterd died.
+pub fn wait_installed(
+    path: &Path,
+    want: usize,
+    within: Duration,
+    alive: &mut dyn FnMut() -> io::Result<()>,
+) -> io::Result<u64> {
+    let end = Instant::now() + within;
+    loop {
+        alive()?;
+        if let Some((n, at)) = vrouter_stats(path) {
+            if n == want {
+                return Ok(at * 1000);
+            }
+        }
+        if Instant::now() > end || netns::interrupted() {
+            let got = vrouter_stats(path).map_or(0, |s| s.0);
+            return Err(io::Error::other(format!(
+                "{got} of {want} routes installed"
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }

@@ -259,6 +259,16 @@ pub fn probe_sink_prog(by_mac: &OwnedFd, latency: &OwnedFd) -> Vec<Insn> {
     a.finish()
 }
 
+/// A libbpf return value: itself when not negative, else the error it stands for
+/// (libbpf returns -errno), with what was being done in front.
+fn libbpf_result(r: libc::c_int, what: impl FnOnce() -> String) -> io::Result<libc::c_int> {
+    if r >= 0 {
+        return Ok(r);
+    }
+    let e = io::Error::from_raw_os_error(-r);
+    Err(io::Error::new(e.kind(), format!("{}: {e}", what())))
+}
+
 /// A new BPF array map (`per_cpu`: one value per possible CPU) of `entries` values.
 pub fn array_map(name: &CStr, value_size: u32, entries: u32, per_cpu: bool) -> io::Result<OwnedFd> {
     let kind = if per_cpu {
@@ -277,13 +287,9 @@ pub fn array_map(name: &CStr, value_size: u32, entries: u32, per_cpu: bool) -> i
             std::ptr::null(),
         )
     };
-    if fd < 0 {
-        let e = io::Error::from_raw_os_error(-fd);
-        return Err(io::Error::new(
-            e.kind(),
-            format!("creating BPF map {}: {e}", name.to_string_lossy()),
-        ));
-    }
+    let fd = libbpf_result(fd, || {
+        format!("creating BPF map {}", name.to_string_lossy())
+    })?;
     // SAFETY: a new fd that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
@@ -302,14 +308,7 @@ pub fn fill_dst_table(map: &OwnedFd, entries: &[DstEntry]) -> io::Result<()> {
             std::ptr::null(),
         )
     };
-    if r < 0 {
-        let e = io::Error::from_raw_os_error(-r);
-        return Err(io::Error::new(
-            e.kind(),
-            format!("filling the destination table: {e}"),
-        ));
-    }
-    Ok(())
+    libbpf_result(r, || "filling the destination table".into()).map(drop)
 }
 
 /// The per-CPU u64 counters of array map `map` (`entries` of them), summed over CPUs.
@@ -327,13 +326,7 @@ pub fn read_counters(map: &OwnedFd, entries: u32) -> io::Result<Vec<u64>> {
                 per_cpu.as_mut_ptr().cast(),
             )
         };
-        if r < 0 {
-            let e = io::Error::from_raw_os_error(-r);
-            return Err(io::Error::new(
-                e.kind(),
-                format!("reading a BPF counter: {e}"),
-            ));
-        }
+        libbpf_result(r, || "reading a BPF counter".into())?;
         out.push(per_cpu.iter().sum());
     }
     Ok(out)
@@ -345,14 +338,7 @@ pub fn replace_program(link: &OwnedFd, prog: &OwnedFd) -> io::Result<()> {
     let r = unsafe {
         libbpf_sys::bpf_link_update(link.as_raw_fd(), prog.as_raw_fd(), std::ptr::null())
     };
-    if r < 0 {
-        let e = io::Error::from_raw_os_error(-r);
-        return Err(io::Error::new(
-            e.kind(),
-            format!("replacing an XDP program: {e}"),
-        ));
-    }
-    Ok(())
+    libbpf_result(r, || "replacing an XDP program".into()).map(drop)
 }
 
 /// Load an XDP program; a verifier rejection comes back with the end of its log.

@@ -151,7 +151,8 @@ impl Scenario {
         }
     }
 
-    fn overlay(self) -> bool {
+    /// VXLAN or IPIP: the forwarder encapsulates.
+    pub fn overlay(self) -> bool {
         matches!(self, Scenario::Vxlan | Scenario::Ipip)
     }
 
@@ -426,20 +427,11 @@ impl FullTable {
     fn new(routes: usize) -> FullTable {
         let (prefixes, _) = bgpfeed::table(routes, fib::synth::DEFAULT_SEED);
         let updates = bgpfeed::encode_announce(&prefixes, UNDERLAY_REMOTE);
-        let mut x = fib::synth::DEFAULT_SEED | 1;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut rng = fib::synth::Rng::new(fib::synth::DEFAULT_SEED);
         let destinations = (0..1 << 20)
             .map(|_| {
-                let p = prefixes[(next() % prefixes.len() as u64) as usize];
-                let host = (next() as u32)
-                    & !u32::MAX
-                        .checked_shl(32 - u32::from(p.prefix_len()))
-                        .unwrap_or(0);
+                let p = prefixes[rng.below(prefixes.len() as u64) as usize];
+                let host = rng.next_u32() & u32::from(p.hostmask());
                 Ipv4Addr::from(u32::from(p.network()) | host)
             })
             .collect();
@@ -759,9 +751,8 @@ impl Topology {
     fn probe_latency(&mut self, opts: &L3Options, series: &mut Series) -> io::Result<()> {
         let mut cfg = self.gen_config(opts);
         cfg.engine = Engine::AfXdp;
-        cfg.rate_pps = opts.latency_pps;
+        cfg.set_rate(opts.latency_pps);
         cfg.stamp = true;
-        cfg.batch = ((opts.latency_pps / 20_000) as usize).clamp(1, 64);
         bpf::replace_program(&self.sink_link, &self.probe.prog)?;
         // Long enough for the rings the saturating windows filled to drain.
         let settle = Duration::from_millis(300);
@@ -952,28 +943,15 @@ mac = "{mac}"
                 )
                 .map_err(|e| err(format!("BGP feed to vrouterd: {e}")))?;
                 std::io::Write::write_all(&mut feed.stream, &fib.updates)?;
-                let want = fib.prefixes.len();
-                let t = Instant::now();
-                loop {
-                    daemon.check()?;
-                    let installed = std::fs::read_to_string(&stats)
-                        .ok()
-                        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-                        .and_then(|j| j["bgp"]["routes_installed"].as_u64())
-                        .unwrap_or(0) as usize;
-                    if installed == want {
-                        break;
-                    }
-                    if t.elapsed() > Duration::from_secs(120) {
-                        return Err(err(format!(
-                            "vrouterd installed {installed} of {want} BGP routes in 120 s"
-                        )));
-                    }
-                    netns::sleep_interruptible(Duration::from_millis(50))?;
-                }
-                // Whole seconds' resolution is the stats file's (written every second).
+                let at = bgpfeed::wait_installed(
+                    &stats,
+                    fib.prefixes.len(),
+                    Duration::from_secs(120),
+                    &mut || daemon.check(),
+                )
+                .map_err(|e| err(format!("vrouterd's BGP table within 120 s: {e}")))?;
                 self.vrouter_fib_install_s =
-                    Some((bgpfeed::now_us().saturating_sub(feed.established_us)) as f64 / 1e6);
+                    Some(at.saturating_sub(feed.established_us) as f64 / 1e6);
                 Some(feed)
             }
             None => None,

@@ -129,6 +129,15 @@ impl GenConfig {
         }
     }
 
+    /// Send `rate_pps` frames per second (0: as fast as possible), in batches small
+    /// enough to keep the stream smooth (a batch leaves back to back).
+    pub fn set_rate(&mut self, rate_pps: u64) {
+        self.rate_pps = rate_pps;
+        if rate_pps > 0 {
+            self.batch = ((rate_pps / 20_000) as usize).clamp(1, 64);
+        }
+    }
+
     /// The destination table's entries (a power of two of them, at most 2^20): each
     /// address with the IPv4 header checksum the frame gets with it.
     fn dst_entries(&self) -> Option<Vec<crate::bpf::DstEntry>> {
@@ -193,20 +202,8 @@ pub fn udp6_frame(cfg: &GenConfig, src: Ipv6Addr, dst: Ipv6Addr, src_port: u16) 
     f[56..58].copy_from_slice(&cfg.dst_port.to_be_bytes());
     f[58..60].copy_from_slice(&udp_len.to_be_bytes());
     // Pseudo-header (addresses, length, next header) + UDP header and payload.
-    let mut sum: u32 = 0;
-    let mut add = |b: &[u8]| {
-        for c in b.chunks(2) {
-            sum += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
-        }
-    };
-    add(&f[22..54]);
-    add(&u32::from(udp_len).to_be_bytes());
-    add(&[0, 0, 0, 17]);
-    add(&f[54..len]);
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    let c = !(sum as u16);
+    use encap::rewrite::{fold, sum16};
+    let c = !fold(sum16(&f[22..54]) + u32::from(udp_len) + 17 + sum16(&f[54..len]));
     f[60..62].copy_from_slice(&(if c == 0 { 0xffff } else { c }).to_be_bytes());
     f
 }
@@ -257,6 +254,9 @@ pub struct Generator {
 impl Generator {
     /// Start sending. Returns once every thread is ready (or with the first setup error).
     pub fn start(cfg: GenConfig) -> io::Result<Generator> {
+        if cfg.v6.is_some() && cfg.dst_table.is_some() {
+            return Err(io::Error::other("destination tables are IPv4 only"));
+        }
         let stop = Arc::new(AtomicBool::new(false));
         let sent = Arc::new(AtomicU64::new(0));
         let (ready_tx, ready_rx) = mpsc::channel();
@@ -381,9 +381,6 @@ fn run_live(
                 "a set rate needs the AF_XDP engine (live frames go as fast as they can)",
             ));
         }
-        if cfg.v6.is_some() && cfg.dst_table.is_some() {
-            return Err(io::Error::other("destination tables are IPv4 only"));
-        }
         let dst_map = match cfg.dst_entries() {
             Some(entries) => {
                 let map = crate::bpf::array_map(
@@ -487,7 +484,7 @@ fn run_afxdp(
     let len = cfg.frame_len;
     let batch = cfg.batch.clamp(1, RING as usize);
     let dsts = cfg.dst_entries();
-    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    let mut rng = fib::synth::Rng::new(fib::synth::DEFAULT_SEED);
     let start = std::time::Instant::now();
     let mut produced = 0u64;
     let mut done = vec![FrameDesc::default(); RING as usize];
@@ -518,24 +515,20 @@ fn run_afxdp(
         };
         if free.len() >= batch && allowed >= produced + batch as u64 {
             let n = batch.min(free.as_slices().0.len());
-            let stamp = if cfg.stamp { monotonic_ns() } else { 0 };
-            for d in &mut free.as_mut_slices().0[..n] {
-                if dsts.is_none() && !cfg.stamp {
-                    break;
-                }
-                // SAFETY: a free frame of `umem`: ours until produced.
-                let mut frame = unsafe { umem.data_mut(d) };
-                let data = frame.contents_mut();
-                if let Some(dsts) = &dsts {
-                    rng ^= rng << 13;
-                    rng ^= rng >> 7;
-                    rng ^= rng << 17;
-                    let e = &dsts[rng as usize & (dsts.len() - 1)];
-                    data[30..34].copy_from_slice(&e.addr);
-                    data[24..26].copy_from_slice(&e.checksum);
-                }
-                if cfg.stamp {
-                    data[len - 8..len].copy_from_slice(&stamp.to_ne_bytes());
+            if dsts.is_some() || cfg.stamp {
+                let stamp = if cfg.stamp { monotonic_ns() } else { 0 };
+                for d in &mut free.as_mut_slices().0[..n] {
+                    // SAFETY: a free frame of `umem`: ours until produced.
+                    let mut frame = unsafe { umem.data_mut(d) };
+                    let data = frame.contents_mut();
+                    if let Some(dsts) = &dsts {
+                        let e = &dsts[rng.next_u32() as usize & (dsts.len() - 1)];
+                        data[30..34].copy_from_slice(&e.addr);
+                        data[24..26].copy_from_slice(&e.checksum);
+                    }
+                    if cfg.stamp {
+                        data[len - 8..len].copy_from_slice(&stamp.to_ne_bytes());
+                    }
                 }
             }
             let slice = &free.as_slices().0[..n];

@@ -18,7 +18,7 @@
 
 use bench::bgpfeed::{
     connect, encode_announce, encode_withdraw, now_us, open_message, read_message, table,
-    vrouterd_bgp, SENDER_AS,
+    vrouter_stats, vrouterd_bgp, wait_installed, SENDER_AS,
 };
 use bench::netns::{self, Netns};
 use clap::Parser;
@@ -131,35 +131,6 @@ fn vrouter_fib_bytes(path: &Path) -> usize {
         .unwrap_or(0) as usize
 }
 
-/// vrouterd's BGP view in its stats file: (routes installed, last install ms).
-fn vrouter_stats(path: &Path) -> Option<(usize, u64)> {
-    let j: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
-    let b = j.get("bgp")?;
-    Some((
-        b["routes_installed"].as_u64()? as usize,
-        b["last_install_unix_ms"].as_u64()?,
-    ))
-}
-
-/// Poll until vrouterd reports `want` routes installed; the last install time (µs).
-fn wait_installed(path: &Path, want: usize, within: Duration) -> io::Result<u64> {
-    let end = Instant::now() + within;
-    loop {
-        if let Some((n, at)) = vrouter_stats(path) {
-            if n == want {
-                return Ok(at * 1000);
-            }
-        }
-        if Instant::now() > end || netns::interrupted() {
-            let got = vrouter_stats(path).map_or(0, |s| s.0);
-            return Err(io::Error::other(format!(
-                "{got} of {want} routes installed"
-            )));
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
 /// The environment the shipped systemd unit gives vrouterd (its `Environment=` lines):
 /// the daemon is measured as deployed.
 fn unit_environment() -> Vec<(String, String)> {
@@ -251,7 +222,12 @@ cores = [1]
         SENDER.parse().unwrap(),
     )?;
     s.stream.write_all(updates)?;
-    let at = wait_installed(&stats, prefixes.len(), Duration::from_secs(300))?;
+    let at = wait_installed(
+        &stats,
+        prefixes.len(),
+        Duration::from_secs(300),
+        &mut || Ok(()),
+    )?;
     let converge_s = at.saturating_sub(s.established_us) as f64 / 1e6;
     std::thread::sleep(Duration::from_millis(200));
     let rss_after = rss_of(pid);
@@ -268,9 +244,15 @@ cores = [1]
         &stats,
         prefixes.len() - tenth.len(),
         Duration::from_secs(120),
+        &mut || Ok(()),
     )?;
     s.stream.write_all(&announce)?;
-    let t1 = wait_installed(&stats, prefixes.len(), Duration::from_secs(120))?;
+    let t1 = wait_installed(
+        &stats,
+        prefixes.len(),
+        Duration::from_secs(120),
+        &mut || Ok(()),
+    )?;
     let churn_s = (t1.saturating_sub(t0)).max(1) as f64 / 1e6;
     drop(child);
     let _ = std::fs::remove_dir_all(&dir);

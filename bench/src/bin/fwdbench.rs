@@ -401,11 +401,6 @@ fn memio_routes(opts: &Opts) -> usize {
 
 const V6_MEMIO_ROUTES: usize = 200_000;
 
-/// VXLAN or IPIP: the forwarder encapsulates.
-fn overlay(s: Scenario) -> bool {
-    matches!(s, Scenario::Vxlan | Scenario::Ipip)
-}
-
 /// `--memio` for IPv6: 200,000 routes (`synth::realistic_v6`) each to one of 64 next hops
 /// on pod ports; 64-byte IPv6 UDP frames from the uplink to random addresses inside
 /// random routes (the IPv6 space is sparse: uniformly random addresses would all miss).
@@ -721,8 +716,13 @@ fn report(opts: &Opts, l3: &L3Options, res: &L3Results, memio: Option<Memio>) ->
         kernel_mpps: k.map(|k| round4(k.median())),
         ratio_vs_bare: Some(round4(v.median() / b.median())),
         ratio_vs_kernel: k.map(|k| round4(v.median() / k.median())),
-        kernel_vxlan_mpps: overlay(l3.scenario).then(|| kx.map(|k| round4(k.median()))),
-        ratio_vs_kernel_vxlan: overlay(l3.scenario)
+        kernel_vxlan_mpps: l3
+            .scenario
+            .overlay()
+            .then(|| kx.map(|k| round4(k.median()))),
+        ratio_vs_kernel_vxlan: l3
+            .scenario
+            .overlay()
             .then(|| kx.map(|k| round4(v.median() / k.median()))),
         memio_cycles_per_pkt: memio.map(|m| m.0),
         memio_routes: memio.map(|_| memio_routes(opts)),
@@ -901,7 +901,7 @@ fn print_table(opts: &Opts, l3: &L3Options, res: &L3Results, r: &Report) {
         l3.dut_core,
         if !l3.scenario.from_pod() {
             "a pod, "
-        } else if overlay(l3.scenario) {
+        } else if l3.scenario.overlay() {
             "the remote node, "
         } else {
             "a router on the uplink, "
@@ -988,7 +988,7 @@ fn print_table(opts: &Opts, l3: &L3Options, res: &L3Results, r: &Report) {
         res.bare.runq_wait_ms,
         opts.window_secs * l3.windows as f64 * 1e3
     );
-    if overlay(l3.scenario) {
+    if l3.scenario.overlay() {
         println!(
             "mean frame at the sink (rx_bytes/rx_packets): bare AF_XDP {:.1} B, vrouterd {:.1} B{} (bare + {} B of outer headers expected)",
             res.bare.sink_frame_bytes,
@@ -1104,7 +1104,7 @@ fn memio(opts: &Opts, tsc: &Tsc) -> Memio {
     if scenario == Scenario::V6 {
         return memio_v6(opts, tsc);
     }
-    let overlay = overlay(scenario);
+    let overlay = scenario.overlay();
     // Scenario ecmp: each route's next hop is one of 16 groups of four neighbours
     // (next hops 65..129), picked by the flow's hash.
     let ecmp = scenario == Scenario::Ecmp;

@@ -172,6 +172,30 @@ fn seconds(s: f64) -> Duration {
     Duration::from_secs_f64(s)
 }
 
+/// For `duration` (or until Ctrl-C): the rate of `count` (which starts at `first`)
+/// about every second, printed as it goes with `label` unless None.
+fn per_second(
+    duration: Duration,
+    label: Option<&str>,
+    first: u64,
+    mut count: impl FnMut() -> u64,
+) -> Vec<f64> {
+    let start = Instant::now();
+    let (mut last, mut t_last) = (first, start);
+    let mut rates = Vec::new();
+    while start.elapsed() < duration && !netns::interrupted() {
+        let step = Duration::from_secs(1).min(duration.saturating_sub(start.elapsed()));
+        std::thread::sleep(step.max(Duration::from_millis(10)));
+        let (n, t) = (count(), Instant::now());
+        rates.push((n - last) as f64 / (t - t_last).as_secs_f64());
+        if let Some(label) = label {
+            eprintln!("{label} {:>12.0} pps", rates.last().unwrap());
+        }
+        (last, t_last) = (n, t);
+    }
+    rates
+}
+
 fn send(o: SendOpts) {
     if !(64..=1500).contains(&o.size) {
         fail(&format!("--size {} (64..=1500)", o.size));
@@ -208,27 +232,12 @@ fn send(o: SendOpts) {
     cfg.frame_len = o.size;
     cfg.flows = o.flows.max(1);
     cfg.dst_port = o.dst_port;
-    cfg.rate_pps = o.rate;
+    cfg.set_rate(o.rate);
     cfg.stamp = o.stamp;
-    if o.rate > 0 {
-        // Small batches keep a paced stream smooth (a batch leaves back to back).
-        cfg.batch = ((o.rate / 20_000) as usize).clamp(1, 64);
-    }
     netns::install_interrupt_handler().unwrap_or_else(|e| fail(&e.to_string()));
     let gen = Generator::start(cfg).unwrap_or_else(|e| fail(&e.to_string()));
     let start = Instant::now();
-    let mut per_second = Vec::new();
-    let (mut last, mut t_last) = (0u64, Instant::now());
-    while start.elapsed() < duration && !netns::interrupted() {
-        let step = Duration::from_secs(1).min(duration.saturating_sub(start.elapsed()));
-        std::thread::sleep(step.max(Duration::from_millis(10)));
-        let (n, t) = (gen.sent(), Instant::now());
-        per_second.push((n - last) as f64 / (t - t_last).as_secs_f64());
-        if !o.json {
-            eprintln!("sent {:>12.0} pps", per_second.last().unwrap());
-        }
-        (last, t_last) = (n, t);
-    }
+    let per_second = per_second(duration, (!o.json).then_some("sent"), 0, || gen.sent());
     let elapsed = start.elapsed().as_secs_f64();
     let stats = gen.stop().unwrap_or_else(|e| fail(&e.to_string()));
     let r = SendReport {
@@ -282,20 +291,16 @@ fn sink(o: SinkOpts) {
             .unwrap_or_else(|e| fail(&e.to_string()))
     };
     let first = read(&mut stats);
-    let probe_first = probe_sink.as_ref().map(|p| p.read().unwrap_or_default());
+    let probe_first = probe_sink
+        .as_ref()
+        .map(|p| p.read().unwrap_or_else(|e| fail(&e.to_string())));
     let start = Instant::now();
-    let (mut last, mut t_last) = (first.rx_packets, start);
-    let mut per_second = Vec::new();
-    while start.elapsed() < duration && !netns::interrupted() {
-        let step = Duration::from_secs(1).min(duration.saturating_sub(start.elapsed()));
-        std::thread::sleep(step.max(Duration::from_millis(10)));
-        let (c, t) = (read(&mut stats), Instant::now());
-        per_second.push((c.rx_packets - last) as f64 / (t - t_last).as_secs_f64());
-        if !o.json {
-            eprintln!("received {:>12.0} pps", per_second.last().unwrap());
-        }
-        (last, t_last) = (c.rx_packets, t);
-    }
+    let per_second = per_second(
+        duration,
+        (!o.json).then_some("received"),
+        first.rx_packets,
+        || read(&mut stats).rx_packets,
+    );
     let end = read(&mut stats);
     let elapsed = start.elapsed().as_secs_f64();
     let received = end.rx_packets - first.rx_packets;
