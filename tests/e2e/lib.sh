@@ -6,11 +6,60 @@ nsx() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
 # AF_XDP in copy mode carries frames as bytes: no partial checksums or TSO frames.
 off() { nsx "$1" ethtool -K "$2" tx off tso off gso off gro off >/dev/null 2>&1 || true; }
 
-failures=0
+failures=0 checks=0
 check() { # name command...: PASS / FAIL with the command's last output lines
+    # The command runs as an `if` condition: `set -e` does not apply inside it, so a
+    # failing check is counted, never fatal.
     local name=$1; shift
+    checks=$((checks + 1))
     if "$@" >"$WORK/out" 2>&1; then echo "PASS  $name"; else
         echo "FAIL  $name"; sed 's/^/      /' "$WORK/out" | tail -15; failures=$((failures + 1)); fi
+}
+# The summary line; exit 1 when a check failed or none ran (a run that checked nothing
+# proves nothing). finish script-name [command to show logs on failure]
+finish() {
+    local name=$1; shift
+    if ((checks == 0)); then echo "$name: FAIL: no check ran" >&2; exit 1; fi
+    if ((failures)); then
+        echo "$name: $failures of $checks check(s) failed"
+        (($#)) && "$@"
+        exit 1
+    fi
+    echo "$name: all $checks checks passed"
+}
+
+# Setup fails loudly at the step that failed: `set -e` (and pipefail) everywhere outside
+# the checks, with an ERR trap (inherited by functions) naming the command. A setup step
+# that failed silently could turn a negative check (`! ping`) into a pass. Commands that
+# may fail on purpose outside a check say so with `|| true`; cleanup functions start
+# with `unstrict`. strict script-name
+strict() {
+    STRICT_NAME=$1
+    set -eE -o pipefail
+    trap 'setup_failed $? $LINENO "$BASH_COMMAND"' ERR
+}
+setup_failed() { # rc line command
+    # A subshell (a background job, a command substitution) only ends itself; the main
+    # shell then reports the step that ran it.
+    [[ $BASHPID == "$$" ]] || exit "$1"
+    echo "$STRICT_NAME: FAIL: setup step failed (exit $1) at line $2${FUNCNAME[1]:+ in ${FUNCNAME[*]:1}}: $3" >&2
+    exit 1
+}
+unstrict() { trap - ERR; set +eE; }
+
+# A whole number read from a JSON file, printed; otherwise a failure saying what was
+# found (missing key, unreadable file, not a number): never an empty string that `[[ ]]`
+# or `(( ))` would take for zero. jnum file python-expression-over-d
+jnum() {
+    python3 - "$1" "$2" <<'PY'
+import json, sys
+path, expr = sys.argv[1:3]
+d = json.load(open(path))
+v = eval(expr)
+if isinstance(v, bool) or not isinstance(v, int):
+    sys.exit(f"{expr} in {path}: not a whole number: {v!r}")
+print(v)
+PY
 }
 
 hub() { # the underlay bridge, in namespace ${P}hub
@@ -45,9 +94,18 @@ pod() { # pod-ns node-ns host-if ip4 [ip6]: a pod as Calico wires it (gateway 16
 
 ping4() { nsx "$1" ping -c 3 -i 0.2 -W 2 "$2"; }
 ping6() { nsx "$1" ping -6 -c 3 -i 0.2 -W 2 "$2"; }
-tcp() { # server-ns client-ns addr: an iperf3 TCP run
-    nsx "$1" iperf3 -s -1 >/dev/null 2>&1 &
+tcp() { # server-ns client-ns addr: an iperf3 TCP run; the receiver must count bytes
+    # The server is bounded in time: a client that never connects must not hang the run.
+    nsx "$1" timeout 20 iperf3 -s -1 >/dev/null 2>&1 &
     local sp=$!; sleep 0.3
-    nsx "$2" iperf3 -c "$3" -t 2 | grep -E "sender|receiver"
-    local rc=${PIPESTATUS[0]}; wait $sp; return $rc
+    local rc=0; nsx "$2" iperf3 -c "$3" -t 2 --json >"$WORK/iperf.json" || rc=$?
+    wait $sp || true
+    ((rc == 0)) || { tail -5 "$WORK/iperf.json"; return 1; }
+    python3 - "$WORK/iperf.json" <<'PY'
+import json, sys
+end = json.load(open(sys.argv[1]))["end"]
+got = end["sum_received"]["bytes"]
+print(f'received {got} bytes, {end["sum_received"]["bits_per_second"]/1e6:.0f} Mbit/s')
+assert got > 0, "nothing received"
+PY
 }
