@@ -19,25 +19,19 @@ done
 [[ -x $VROUTERD ]] || die "$VROUTERD not built (cargo build -p vrouter)"
 
 WORK=$(mktemp -d)
+. tests/e2e/lib.sh # check, finish, strict, jnum
 cleanup() {
+    unstrict
     [[ -n ${VR_PID:-} ]] && kill -9 "$VR_PID" 2>/dev/null
     topology_down
     rm -rf "$WORK"
 }
 trap cleanup EXIT
+# From here every setup step must succeed (see strict in lib.sh): topology_up is called
+# bare, not as `topology_up || die`, which would look only at its last command.
+strict dataplane
 
-failures=0
-check() { # name command...
-    local name=$1; shift
-    if "$@" >"$WORK/out" 2>&1; then
-        echo "PASS  $name"
-    else
-        echo "FAIL  $name"; sed 's/^/      /' "$WORK/out" | tail -15
-        failures=$((failures + 1))
-    fi
-}
-
-topology_up || die "building the topology"
+topology_up
 write_config "$WORK/node.toml" adaptive
 # The node's own TCP service (like sshd / BGP): an echo server on the node IP.
 nsx "$NODE" socat TCP-LISTEN:7000,fork,reuseaddr EXEC:cat &>/dev/null &
@@ -47,13 +41,12 @@ ip netns exec "$NODE" "$VROUTERD" --config "$WORK/node.toml" --stats-file "$WORK
 VR_PID=$!
 for _ in $(seq 50); do [[ -s $WORK/stats.json ]] && break; sleep 0.2; done
 [[ -s $WORK/stats.json ]] || { cat "$WORK/vrouterd.log"; die "vrouterd did not start"; }
-tap_pod_up || die "configuring the tap pod"
+tap_pod_up
 
 A=${P}a B=${P}b C=${P}c H=${P}h
-# A value from vrouterd's stats file (rewritten every second): jstat 'd["tx"]'
-jstat() { python3 -c "import json,sys; d=json.load(open('$WORK/stats.json')); print(eval(sys.argv[1]))" "$1"; }
-ping4() { nsx "$1" ping -c 3 -i 0.2 -W 2 "$2"; }
-ping6() { nsx "$1" ping -6 -c 3 -i 0.2 -W 2 "$2"; }
+# A counter from vrouterd's stats file (rewritten every second): counter 'd["tx"]' prints a
+# whole number or fails saying what it found instead.
+counter() { jnum "$WORK/stats.json" "$1"; }
 check "ICMP  v4 pod A -> pod B (veth)"          ping4 "$A" 10.244.1.3
 check "ICMP  v6 pod A -> pod B (veth)"          ping6 "$A" fd10::3
 check "ICMP  v4 pod A -> pod C (tap)"           ping4 "$A" 10.244.1.4
@@ -69,8 +62,9 @@ fragmented() {
     # From pod B, which has no path MTU cached for the host (A learns 1400 below).
     nsx "$B" ping -c 2 -i 0.2 -W 2 -s 1472 -M dont 10.99.0.254 || return 1
     sleep 1.2
-    echo "fragmented: $(jstat 'd["fragmented"]')"
-    [[ $(jstat 'd["fragmented"]') -ge 2 ]]
+    local n; n=$(counter 'd["fragmented"]') || return 1
+    echo "fragmented: $n"
+    ((n >= 2))
 }
 frag_needed() {
     local out
@@ -87,12 +81,12 @@ too_big6() {
 
 iperf_pair() { # server-ns client-ns addr extra...
     local s=$1 c=$2 addr=$3; shift 3
-    nsx "$s" iperf3 -s -1 -p 5201 >/dev/null 2>&1 &
+    nsx "$s" timeout 20 iperf3 -s -1 -p 5201 >/dev/null 2>&1 & # bounded: no hang if no client comes
     local sp=$!
     sleep 0.3
-    nsx "$c" iperf3 -c "$addr" -p 5201 -t 2 "$@" --json >"$WORK/iperf.json"
-    local rc=$?
-    wait "$sp"
+    local rc=0
+    nsx "$c" iperf3 -c "$addr" -p 5201 -t 2 "$@" --json >"$WORK/iperf.json" || rc=$?
+    wait "$sp" || true
     [[ $rc -eq 0 ]] || return 1
     python3 - "$WORK/iperf.json" <<'PY'
 import json, sys
@@ -131,13 +125,18 @@ ttl_exceeded() {
 check "ICMP  time exceeded from the node (TTL 1 from the uplink)" ttl_exceeded
 
 spoofed_dropped() {
-    local before after
-    before=$(jstat 'd["drops"]["spoofed"]')
-    nsx "$A" ip addr add 10.244.1.99/32 dev eth0
-    ! nsx "$A" ping -c 2 -i 0.2 -W 1 -I 10.244.1.99 10.244.1.3 || return 1
-    nsx "$A" ip addr del 10.244.1.99/32 dev eth0
+    local before after rc=0
+    # The positive twin: from its own address pod A reaches pod B, so the ping below
+    # fails for its source address and nothing else.
+    nsx "$A" ping -c 1 -W 2 10.244.1.3 || { echo "pod A -> pod B fails from its own address"; return 1; }
+    before=$(counter 'd["drops"]["spoofed"]') || return 1
+    nsx "$A" ip addr add 10.244.1.99/32 dev eth0 || return 1
+    nsx "$A" ping -c 2 -i 0.2 -W 1 -I 10.244.1.99 10.244.1.3 || rc=$?
+    nsx "$A" ip addr del 10.244.1.99/32 dev eth0 || return 1
+    # ping exits 1 when no reply came; 0 (replies) or 2 (an error, e.g. no such source) is wrong.
+    ((rc == 1)) || { echo "spoofed ping: exit $rc, want 1 (sent, no reply)"; return 1; }
     sleep 1.2 # the stats file is rewritten every second
-    after=$(jstat 'd["drops"]["spoofed"]')
+    after=$(counter 'd["drops"]["spoofed"]') || return 1
     echo "spoofed drops $before -> $after"
     ((after >= before + 2))
 }
@@ -146,13 +145,20 @@ check "spoofed source from pod A dropped and counted" spoofed_dropped
 counters_move() {
     sleep 1.2
     cat "$WORK/stats.json"; echo
-    [[ $(jstat 'd["tx"]') -gt 1000 && $(jstat 'd["rx"]') -ge $(jstat 'd["tx"]') ]]
+    local rx tx
+    rx=$(counter 'd["rx"]') && tx=$(counter 'd["tx"]') || return 1
+    echo "rx $rx, tx $tx"
+    ((tx > 1000 && rx >= tx))
 }
 check "counters: rx >= tx > 1000" counters_move
-no_lost_ports() { [[ $(jstat 'd["backend"]["not_our_port"]') -eq 0 ]]; }
+# A zero that was read, not an empty string (`[[ "" -eq 0 ]]` is true).
+no_lost_ports() { local n; n=$(counter 'd["backend"]["not_our_port"]') || return 1; echo "not_our_port: $n"; ((n == 0)); }
 check "backend: no frame for a port no worker owns" no_lost_ports
 if ((WORKERS > 1)); then
-    mail() { jstat 'd["backend"]'; [[ $(jstat 'd["backend"]["mailbox_delivered"]') -gt 100 ]]; }
+    mail() {
+        local n; n=$(counter 'd["backend"]["mailbox_delivered"]') || return 1
+        echo "mailbox_delivered: $n"; ((n > 100))
+    }
     check "two workers: pod A (worker 0) <-> pod B (worker 1) through the mailboxes" mail
 fi
 
@@ -184,22 +190,26 @@ TCP_PID=$!
 for _ in $(seq 50); do [[ -e $WORK/sync.ready ]] && break; sleep 0.1; done
 check "TCP to the node IP while vrouterd runs" test -e "$WORK/sync.ready"
 check "the process killed is vrouterd" grep -q vrouterd "/proc/$VR_PID/cmdline"
-kill -9 "$VR_PID"; wait "$VR_PID" 2>/dev/null; VR_PID=
+# The uplink as `ip link` shows it; fails (rather than showing nothing) if it cannot be read.
+uplink() { local out; out=$(nsx "$NODE" ip link show up0) && grep -q "up0" <<<"$out" && echo "$out"; }
+# The positive twin of xdp_gone: the program is there to go away.
+xdp_on() { local out; out=$(uplink) || return 1; echo "$out"; grep -q "prog/xdp" <<<"$out"; }
+check "our XDP program is on the uplink while vrouterd runs" xdp_on
+kill -9 "$VR_PID"; wait "$VR_PID" 2>/dev/null || true; VR_PID=
 touch "$WORK/sync.killed"
 xdp_gone() { # the kernel releases the link just after the process's files are closed
+    local out
     for _ in $(seq 30); do
-        nsx "$NODE" ip link show up0 | grep -q "prog/xdp" || return 0
+        out=$(uplink) || { echo "cannot read up0"; return 1; }
+        grep -q "prog/xdp" <<<"$out" || { echo "$out"; return 0; }
         sleep 0.1
     done
-    nsx "$NODE" ip link show up0
+    echo "$out"
     return 1
 }
 check "kill -9: our XDP program is gone from the uplink (BPF link)" xdp_gone
 tcp_after_kill() { wait "$TCP_PID"; local rc=$?; cat "$WORK/tcp.out"; return $rc; }
 check "TCP to the node IP after kill -9 of vrouterd" tcp_after_kill
 
-if ((failures)); then
-    echo "e2e: $failures check(s) failed; vrouterd log:"; tail -20 "$WORK/vrouterd.log"
-    exit 1
-fi
-echo "e2e: all dataplane checks passed"
+logs() { echo "vrouterd log:"; tail -20 "$WORK/vrouterd.log"; }
+finish dataplane logs
