@@ -19,8 +19,10 @@ done
 
 WORK=$(mktemp -d)
 . tests/e2e/lib.sh
+strict overlay
 PIDS=()
 cleanup() {
+    unstrict
     for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
     for ns in hub hub2 r r2 n1 n2 n3 a b c k kp i; do
         ip netns pids "$P$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null
@@ -184,27 +186,52 @@ start() { # mode: vxlan | ipip | never | crosssubnet
         [[ -s $WORK/$n.json ]] || { cat "$WORK/$n-$1.log"; die "vrouterd $n did not start ($1)"; }
     done
 }
-stop() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done; PIDS=(); sleep 0.5; }
+stop() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; PIDS=(); sleep 0.5; }
 
 capture() { # file: capture the underlay at the hub, from node n1's port
     # Bounded in time too: a quiet phase must not leave the check waiting for packets.
-    nsx ${P}hub timeout 10 tcpdump -i "p-${P}n1" -w "$1" -U -c 40 >/dev/null 2>&1 &
-    CAP=$!; sleep 0.5
+    CAPFILE=$1
+    nsx ${P}hub timeout 10 tcpdump -i "p-${P}n1" -w "$1" -U -c 40 >/dev/null 2>"$1.err" &
+    CAP=$!
+    # Traffic starts only once tcpdump listens (a capture that missed it would be empty).
+    for _ in $(seq 50); do grep -q "listening on" "$1.err" && break; sleep 0.1; done
+    grep -q "listening on" "$1.err" || { cat "$1.err"; die "tcpdump did not start on p-${P}n1"; }
+}
+# The capture ended well (its 40 packets, or its 10 s bound) and tshark reads packets
+# in it: an empty or unreadable capture is no evidence of anything.
+captured() {
+    local rc=0 n; wait "$CAP" || rc=$?
+    ((rc == 0 || rc == 124)) || { echo "tcpdump exited $rc:"; cat "$CAPFILE.err"; return 1; }
+    n=$(pcount "$CAPFILE" frame) || return 1
+    echo "capture ${CAPFILE##*/}: $n packets"
+    ((n > 0))
+}
+pcount() { # pcap display-filter: how many packets match; fails when tshark cannot read it
+    local out
+    out=$(tshark -r "$1" -Y "$2" -T fields -e frame.number 2>"$WORK/tshark.err") ||
+        { echo "tshark -r $1 -Y '$2' failed:" >&2; cat "$WORK/tshark.err" >&2; return 1; }
+    grep -c . <<<"$out" || true
+}
+fields() { # pcap tshark-args...: tshark's field rows into $WORK/t.txt (first lines shown); fails when tshark does
+    local f=$1; shift
+    tshark -r "$f" "$@" >"$WORK/t.txt" 2>"$WORK/tshark.err" || { cat "$WORK/tshark.err"; return 1; }
+    head -5 "$WORK/t.txt"
 }
 tshark_vxlan() {
-    wait $CAP
-    tshark -r "$WORK/vxlan.pcap" -o ip.check_checksum:TRUE -Y vxlan -T fields \
-        -e udp.dstport -e vxlan.vni -e ip.checksum.status -e ip.src -e ip.dst >"$WORK/t.txt" 2>/dev/null
-    cat "$WORK/t.txt" | head -5
-    [[ -s $WORK/t.txt ]] && ! grep -qv "^4789	4096	" "$WORK/t.txt" && ! grep -qE "	0,|,0	" "$WORK/t.txt"
+    captured || return 1
+    fields "$WORK/vxlan.pcap" -o ip.check_checksum:TRUE -Y vxlan -T fields \
+        -e udp.dstport -e vxlan.vni -e ip.checksum.status -e ip.src -e ip.dst || return 1
+    # Every VXLAN packet to UDP 4789 with VNI 4096; no IPv4 checksum bad (0), and the
+    # IPv4-outer packets verified good (1) outside and in: checked, not just not-bad.
+    [[ -s $WORK/t.txt ]] && ! grep -qv "^4789	4096	" "$WORK/t.txt" && ! grep -qE "	0,|,0	" "$WORK/t.txt" &&
+        grep -qE "^4789	4096	1,1	" "$WORK/t.txt"
 }
 tshark_ipip() {
-    wait $CAP
-    tshark -r "$WORK/ipip.pcap" -o ip.check_checksum:TRUE -Y "ip.proto == 4" -T fields \
-        -e ip.proto -e ip.checksum.status -e ip.src -e ip.dst >"$WORK/t.txt" 2>/dev/null
-    cat "$WORK/t.txt" | head -5
-    # Outer and inner headers: protocol 4 outside, checksum good (1) on both.
-    [[ -s $WORK/t.txt ]] && grep -q "^4," "$WORK/t.txt" && ! grep -qE "(^|	|,)0(,|	|$)" <(cut -f2 "$WORK/t.txt")
+    captured || return 1
+    fields "$WORK/ipip.pcap" -o ip.check_checksum:TRUE -Y "ip.proto == 4" -T fields \
+        -e ip.proto -e ip.checksum.status -e ip.src -e ip.dst || return 1
+    # Outer and inner headers: protocol 4 outside, checksum good (1) on both, on every row.
+    [[ -s $WORK/t.txt ]] && grep -q "^4," "$WORK/t.txt" && ! grep -qvE "^[0-9]+,[0-9]+	1,1	" "$WORK/t.txt"
 }
 
 start vxlan
@@ -220,7 +247,7 @@ frag_needed() { # pod dst mtu
 frag_tunnel() { # pod dst stats: 1500-byte packets without DF cross, node counts fragments
     nsx "$1" ping -c 2 -i 0.2 -W 2 -s 1472 -M dont "$2" || return 1
     sleep 1.2
-    local n; n=$(python3 -c "import json; print(json.load(open('$3'))['fragmented'])")
+    local n; n=$(jnum "$3" 'd["fragmented"]') || return 1
     echo "fragmented: $n"; ((n >= 2))
 }
 check "VXLAN  1500-byte packets without DF: fragmented, then each piece wrapped" frag_tunnel ${P}b 10.244.1.2 "$WORK/n2.json"
@@ -247,10 +274,9 @@ check "IPIP   tshark: protocol 4, good outer and inner checksums" tshark_ipip
 check "IPIP   PMTU: 1500-byte DF packet gets frag-needed, mtu 1480" frag_needed ${P}b 10.244.1.2 1480
 check "IPIP   TCP pod B -> pod A (iperf3)"               tcp ${P}a ${P}b 10.244.1.2
 tshark_ipip6() {
-    wait $CAP
-    tshark -r "$WORK/ipip6.pcap" -Y "ipv6.nxt == 41 and icmpv6.type == 128" -T fields \
-        -e ipv6.src -e ipv6.dst >"$WORK/t.txt" 2>/dev/null
-    cat "$WORK/t.txt" | head -3
+    captured || return 1
+    fields "$WORK/ipip6.pcap" -Y "ipv6.nxt == 41 and icmpv6.type == 128" -T fields \
+        -e ipv6.src -e ipv6.dst || return 1
     # Outer then inner addresses: node B -> node A around pod B -> pod A.
     grep -q "^fd98::2,fd10::2:2	fd98::1,fd10::1:2$" "$WORK/t.txt"
 }
@@ -259,7 +285,7 @@ check "IPIP   ICMP v6 pod B -> pod A (IPv6 in IPv6)"      ping6 ${P}b fd10::1:2
 check "IPIP   ICMP v6 pod A -> pod B"                    ping6 ${P}a fd10::2:2
 check "IPIP   tshark: IPv6 outer header, next header 41, inner echo request" tshark_ipip6
 check "IPIP   userspace IPIP node (TUN + raw socket): pod A <-> its tunnel address" ping4 ${P}a 10.244.30.0
-kill $PEER 2>/dev/null
+kill $PEER 2>/dev/null || true
 stop
 
 start never
@@ -268,8 +294,18 @@ check "Never  ICMP v4 pod A -> pod B (plain routing)"    ping4 ${P}a 10.244.2.2
 check "Never  ICMP v6 pod B -> pod A"                    ping6 ${P}b fd10::1:2
 check "Never  TCP pod A -> pod B (iperf3)"               tcp ${P}b ${P}a 10.244.2.2
 # The IPv6 pool stays VXLAN Always: only IPv4-underlay tunnel packets would be wrong.
-no_tunnel() { wait $CAP; local n; n=$(tshark -r "$WORK/never.pcap" -Y "(vxlan or ip.proto == 4) and not ipv6" 2>/dev/null | wc -l); echo "IPv4 tunnel packets: $n"; ((n == 0)); }
-check "Never  tshark: no IPv4 tunnel packets on the underlay" no_tunnel
+# Positive twins in the same capture: pod A's echo requests to pod B, plain, and the
+# IPv6 pool's VXLAN (over IPv6) packets, which show tshark finds VXLAN in this capture.
+no_tunnel() {
+    captured || return 1
+    local plain vx6 n
+    plain=$(pcount "$WORK/never.pcap" "icmp.type == 8 and ip.src == 10.244.1.2 and ip.dst == 10.244.2.2 and not vxlan") || return 1
+    vx6=$(pcount "$WORK/never.pcap" "vxlan and ipv6.src == fd98::2 and ipv6.dst == fd98::1") || return 1
+    n=$(pcount "$WORK/never.pcap" "(vxlan or ip.proto == 4) and not ipv6") || return 1
+    echo "plain echo requests pod A -> pod B: $plain, IPv6-underlay VXLAN: $vx6, IPv4 tunnel packets: $n"
+    ((plain >= 3 && vx6 >= 3 && n == 0))
+}
+check "Never  tshark: pod A -> pod B plain, no IPv4 tunnel packets on the underlay" no_tunnel
 stop
 
 start crosssubnet
@@ -279,10 +315,10 @@ check "CrossSubnet  ICMP v4 pod A -> pod C (other subnet: VXLAN)"  ping4 ${P}a 1
 check "CrossSubnet  ICMP v6 pod C -> pod B (other subnet: VXLAN)"  ping6 ${P}c fd10::2:2
 check "CrossSubnet  TCP pod C -> pod A (iperf3)"                   tcp ${P}a ${P}c 10.244.1.2
 cross_shape() {
-    wait $CAP
+    captured || return 1
     local plain vx
-    plain=$(tshark -r "$WORK/cross.pcap" -Y "icmp and not vxlan and ip.dst == 10.244.2.2" 2>/dev/null | wc -l)
-    vx=$(tshark -r "$WORK/cross.pcap" -Y "vxlan and ip.dst == 10.97.0.3" 2>/dev/null | wc -l)
+    plain=$(pcount "$WORK/cross.pcap" "icmp and not vxlan and ip.dst == 10.244.2.2") || return 1
+    vx=$(pcount "$WORK/cross.pcap" "vxlan and ip.dst == 10.97.0.3") || return 1
     echo "plain to pod B: $plain, VXLAN to node-c: $vx"
     ((plain > 0 && vx > 0))
 }
@@ -309,9 +345,5 @@ for port in range(20000, 22000):
 check "ECMP   2000 flows over two routers, each within ±20%" ecmp_spread
 stop
 
-if ((failures)); then
-    echo "overlay: $failures check(s) failed"
-    for f in "$WORK"/*.log; do echo "== $f"; tail -n 5 "$f"; done
-    exit 1
-fi
-echo "overlay: all checks passed"
+logs() { for f in "$WORK"/*.log; do echo "== $f"; tail -n 5 "$f"; done; }
+finish overlay logs
