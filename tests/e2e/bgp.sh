@@ -23,11 +23,21 @@ for c in ip ping iperf3 ethtool python3 bird birdc gobgpd gobgp vtysh /usr/lib/f
 done
 [[ -x $VROUTERD ]] || die "$VROUTERD not built"
 
+# PHASES="mesh rr gobgp vrr" (the default) picks what runs; a name not among them is an
+# error (a typo would otherwise run nothing and report success).
+PHASES=${PHASES:-mesh rr gobgp vrr}
+for ph in $PHASES; do
+    [[ " mesh rr gobgp vrr " == *" $ph "* ]] || die "unknown phase '$ph' in PHASES (mesh rr gobgp vrr)"
+done
+[[ -n ${PHASES// /} ]] || die "PHASES is empty"
+
 WORK=$(mktemp -d)
 . tests/e2e/lib.sh
+strict bgp
 chmod 755 "$WORK"
 PIDS=()
 cleanup() {
+    unstrict
     for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
     for ns in hub n1 n2 n3 a b c rr frr gb; do
         ip netns pids "$P$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null
@@ -106,7 +116,7 @@ start_node() { # n bgp-section
     for _ in $(seq 50); do [[ -s $WORK/$n.json ]] && break; sleep 0.2; done
     [[ -s $WORK/$n.json ]] || { tail -20 "$WORK/$n.log"; die "vrouterd $n did not start"; }
 }
-stop_node() { local v="PID_$1"; kill "${!v}" 2>/dev/null; wait "${!v}" 2>/dev/null; }
+stop_node() { local v="PID_$1"; kill "${!v}" 2>/dev/null || true; wait "${!v}" 2>/dev/null || true; }
 
 # What a node's stats file says of BGP.
 bgp_q() { # n python-expression over j (the "bgp" object)
@@ -125,8 +135,37 @@ wait_mesh() { # every node Established with the other two and holding their v4 +
 export -f within established bgp_q routes_at_least show_bgp wait_mesh nsx ping4 ping6
 export WORK P
 
-# PHASES="mesh rr gobgp vrr" (the default) picks what runs.
-want() { [[ " ${PHASES:-mesh rr gobgp vrr} " == *" $1 "* ]]; }
+want() { [[ " $PHASES " == *" $1 "* ]]; }
+# A counter of a node's stats file (a whole number, or a failure saying what was there).
+counter() { jnum "$WORK/$1.json" "$2"; }
+# vrouterctl on node n's API socket.
+ctl_on() { local n=$1; shift; "${VROUTERCTL:-target/debug/vrouterctl}" --socket "$WORK/api-${NAME[$n]}.sock" "$@"; }
+# route_is n prefix python-condition-over-r: the node's route to prefix, read back from
+# its API (exactly one route with that prefix), satisfies the condition.
+route_is() {
+    local out
+    out=$(ctl_on "$1" route list --filter "$2" --json) || return 1
+    python3 -c '
+import json, sys
+prefix, cond = sys.argv[1:3]
+rs = [r for r in json.load(sys.stdin)["routes"] if r["prefix"] == prefix]
+print(rs)
+assert len(rs) == 1, f"{len(rs)} routes to {prefix}"
+r = rs[0]
+assert eval(cond), cond
+' "$2" "$3" <<<"$out"
+}
+# The positive twin of every "nothing decapsulated" / "traffic stops": traffic crossed
+# n1 -> n2 and n2 decapsulated it (VXLAN). pod-ns dst node-that-decapsulates
+wrapped() {
+    local before after
+    before=$(counter "$3" 'd["decapsulated"]') || return 1
+    nsx "$1" ping -c 3 -i 0.2 -W 2 "$2" || return 1
+    sleep 1.2 # the stats file is rewritten every second
+    after=$(counter "$3" 'd["decapsulated"]') || return 1
+    echo "decapsulated at $3: $before -> $after"
+    ((after >= before + 3))
+}
 
 if want mesh; then
 # ---------------------------------------------------------------- mesh
@@ -142,14 +181,24 @@ check "mesh   ICMP v6 pod B -> pod A"                      ping6 ${P}b fd10::1:2
 check "mesh   TCP pod A -> pod B (iperf3)"                 tcp ${P}b ${P}a 10.244.2.2
 check "mesh   ICMP v4 pod C (third node) -> pod A"         ping4 ${P}c 10.244.1.2
 check "mesh   ICMP v6 pod B -> pod C"                      ping6 ${P}b fd10::3:2
+check "mesh   learnt route read back: pod B's block via node B (10.98.0.2), VXLAN" \
+    route_is n1 10.244.2.0/26 'r["source"] == "bgp" and r["next_hops"] == ["10.98.0.2"] and r["encapsulation"] == "vxlan"'
+check "mesh   ICMP v4 pod A -> pod B arrives wrapped: n2 decapsulates it" wrapped ${P}a 10.244.2.2 n2
 blackholed() { # an unused address of node A's block, from pod B: dropped and counted at n1
-    ! nsx ${P}b ping -c 1 -W 1 10.244.1.50 || return 1
-    within 3 python3 -c "import json,sys; sys.exit(0 if json.load(open('$WORK/n1.json'))['drops']['blackhole'] >= 1 else 1)"
+    local before rc=0
+    # The positive twin: pod B reaches a used address of the same block.
+    nsx ${P}b ping -c 1 -W 2 10.244.1.2 || { echo "pod B -> pod A fails"; return 1; }
+    before=$(counter n1 'd["drops"]["blackhole"]') || return 1
+    nsx ${P}b ping -c 1 -W 1 10.244.1.50 || rc=$?
+    ((rc == 1)) || { echo "ping 10.244.1.50: exit $rc, want 1 (sent, no reply)"; return 1; }
+    echo "blackhole drops at n1 before: $before"
+    within 3 bgp_q_drops n1 "$((before + 1))"
 }
+bgp_q_drops() { local n; n=$(counter "$1" 'd["drops"]["blackhole"]') && ((n >= $2)); }
 check "mesh   an unused address of our own block is dropped (blackhole), not sent back" blackholed
 # kill -9 n2: n1 keeps n2's routes while n2 is away (graceful restart helper), then n2
 # comes back and traffic flows again.
-kill -9 "$PID_n2"; wait "$PID_n2" 2>/dev/null
+kill -9 "$PID_n2"; wait "$PID_n2" 2>/dev/null || true
 sleep 2.5
 check "mesh   n2 killed: n1 keeps n2's routes (graceful restart, stale)" routes_at_least n1 4
 start_node n2 "$MESH"
@@ -161,12 +210,14 @@ export CLUSTER="n1 n2"
 export POOL_MODE='vxlan_mode = "Never"'
 start_node n1 "$MESH"
 start_node n2 "$MESH"
-plain() { # traffic crosses and node B decapsulated nothing
+plain() { # traffic crosses and node B decapsulated nothing (its twin: "arrives wrapped" above)
     within 30 routes_at_least n1 2 && within 10 ping4 ${P}a 10.244.2.2 || return 1
+    route_is n1 10.244.2.0/26 'r["source"] == "bgp" and r["next_hops"] == ["10.98.0.2"] and r["encapsulation"] == "none"' || return 1
     sleep 1.2
-    python3 -c "import json,sys; n=json.load(open('$WORK/n2.json'))['decapsulated']; print('decapsulated at B:', n); sys.exit(0 if n == 0 else 1)"
+    local n; n=$(counter n2 'd["decapsulated"]') || return 1
+    echo "decapsulated at B: $n"; ((n == 0))
 }
-check "mesh   pool Never: learnt block routed plainly (nothing decapsulated)" plain
+check "mesh   pool Never: learnt block routed plainly (read back; nothing decapsulated)" plain
 stop_node n1; stop_node n2
 unset POOL_MODE
 
@@ -260,7 +311,8 @@ address = "10.98.0.12"
 hold_time = 9'
 start_node n1 "$RR1"
 start_node n2 "$RR2"
-bird_has() { nsx ${P}rr birdc -s "$WORK/bird.ctl" show route for "$1" | grep -q "$2"; }
+# The next hop as a whole word: 10.98.0.1 must not match 10.98.0.10 (BIRD itself).
+bird_has() { nsx ${P}rr birdc -s "$WORK/bird.ctl" show route for "$1" | grep -qw -- "via $2"; }
 frr_has() { nsx ${P}frr vtysh --vty_socket "$WORK/frr" -c "show bgp ipv4 unicast $1 json" | python3 -c "import json,sys; sys.exit(0 if json.load(sys.stdin).get('paths') else 1)"; }
 gobgp_has() { gobgp --target "unix://$WORK/gobgp.sock" global rib -j | python3 -c "import json,sys; sys.exit(0 if '$1' in json.load(sys.stdin) else 1)"; }
 export -f bird_has frr_has gobgp_has
@@ -268,7 +320,14 @@ check "rr     n1: BIRD (RR) and FRR (eBGP) Established; n2: BIRD (TCP MD5) and G
 check "rr     BIRD learnt both blocks (v4 and v6) from its clients"  bash -c "within 10 bird_has 10.244.1.2 10.98.0.1 && within 10 bird_has 10.244.2.2 10.98.0.2 && within 10 bird_has fd10::2:2 fd98::2"
 check "rr     FRR (eBGP) learnt node A's block"                     bash -c "within 10 frr_has 10.244.1.0/26"
 check "rr     GoBGP (iBGP) learnt node B's block"                   bash -c "within 10 gobgp_has 10.244.2.0/26"
-check "rr     ICMP v4 pod A -> pod B over reflected routes (next hop kept: VXLAN)" bash -c "within 10 routes_at_least n1 3; ip netns exec ${P}a ping -c 3 -i 0.2 -W 2 10.244.2.2"
+# BIRD reflects node B's block with its next hop kept (node B, not BIRD): read back from
+# node A's API, then the ping must arrive VXLAN-wrapped at node B.
+reflected_vxlan() {
+    within 10 routes_at_least n1 3 || { show_bgp n1; return 1; }
+    route_is n1 10.244.2.0/26 'r["source"] == "bgp" and r["peer"] == "10.98.0.10" and r["next_hops"] == ["10.98.0.2"] and r["encapsulation"] == "vxlan"' &&
+        wrapped ${P}a 10.244.2.2 n2
+}
+check "rr     ICMP v4 pod A -> pod B over reflected routes (next hop kept: VXLAN)" reflected_vxlan
 check "rr     ICMP v6 pod B -> pod A over reflected routes"          ping6 ${P}b fd10::1:2
 check "rr     ICMP pod A -> BIRD's network (learnt, plain routing)"  ping4 ${P}a 10.200.0.1
 check "rr     ICMP pod A -> FRR's network (eBGP)"                    ping4 ${P}a 10.201.0.1
@@ -278,9 +337,21 @@ check "rr     vrouterctl node status: BIRD and FRR up, Established, in calicoctl
              $CTL node status | grep -E '^\| 10\.98\.0\.11 +\| global +\| up +\|.*Established'"
 check "rr     vrouterctl route list: BIRD's and FRR's networks come from their peers" \
     bash -c "$CTL route list --json | python3 -c 'import json,sys; d=json.load(sys.stdin); r={x[\"prefix\"]:(x[\"source\"],x[\"peer\"]) for x in d[\"routes\"]}; assert r[\"10.200.0.0/24\"]==(\"bgp\",\"10.98.0.10\") and r[\"10.201.0.0/24\"]==(\"bgp\",\"10.98.0.11\"), r'"
-before=$(python3 -c "import json; print(json.load(open('$WORK/n1.json'))['bgp']['routes_installed'])")
+before=$(counter n1 'd["bgp"]["routes_installed"]')
+# The positive twin, just before: the route is there (from BIRD) and traffic flows.
+from_bird() { route_is n1 10.200.0.0/24 'r["source"] == "bgp" and r["peer"] == "10.98.0.10"' && ping4 ${P}a 10.200.0.1; }
+check "rr     before the withdrawal: n1 routes BIRD's network, traffic flows" from_bird
 nsx ${P}rr ip addr del 10.200.0.1/24 dev lo
-check "rr     BIRD withdraws its network: n1 removes it, traffic stops" bash -c "within 15 bgp_q n1 \"j['routes_installed'] < $before\" && ! ip netns exec ${P}a ping -c 1 -W 1 10.200.0.1"
+withdrawn() { # n1 has one route fewer, none to BIRD's network; the ping gets no reply
+    local rc=0 out
+    within 15 bgp_q n1 "j['routes_installed'] < $before" || { show_bgp n1; return 1; }
+    out=$(ctl_on n1 route list --filter 10.200.0.0/24 --json) || return 1
+    echo "$out"
+    python3 -c 'import json,sys; sys.exit(0 if json.load(sys.stdin)["total"] == 0 else 1)' <<<"$out" || return 1
+    nsx ${P}a ping -c 1 -W 1 10.200.0.1 || rc=$?
+    ((rc == 1)) || { echo "ping 10.200.0.1: exit $rc, want 1 (sent, no reply)"; return 1; }
+}
+check "rr     BIRD withdraws its network: n1 removes it, traffic stops" withdrawn
 nsx ${P}rr ip addr add 10.200.0.1/24 dev lo
 check "rr     BIRD announces it again: traffic resumes" bash -c "within 15 bgp_q n1 \"j['routes_installed'] >= $before\" && ip netns exec ${P}a ping -c 2 -i 0.2 -W 2 10.200.0.1"
 # BIRD dies: its clients keep the reflected routes (graceful restart) and pods keep talking.
@@ -292,20 +363,20 @@ start_bird || die "bird did not restart"
 check "rr     BIRD back: sessions re-established, routes refreshed" bash -c "within 30 established n1 2 && within 10 bird_has 10.244.1.2 10.98.0.1 && ip netns exec ${P}a ping -c 2 -i 0.2 -W 2 10.200.0.1"
 # vrouterd n1 dies: BIRD keeps its routes (graceful restart helper), so node B still
 # routes pod A's block toward it; n1 comes back and traffic resumes.
-kill -9 "$PID_n1"; wait "$PID_n1" 2>/dev/null
+kill -9 "$PID_n1"; wait "$PID_n1" 2>/dev/null || true
 sleep 2
 check "rr     vrouterd n1 killed: BIRD keeps its block (stale), n2 still has it" bash -c "bird_has 10.244.1.2 10.98.0.1 && routes_at_least n2 3"
 start_node n1 "$RR1"
 check "rr     vrouterd n1 back: Established again, pod B -> pod A flows" bash -c "within 30 established n1 2 && within 10 ping4 ${P}b 10.244.1.2"
 stop_node n1; stop_node n2
-kill "$(cat "$WORK/bird.pid")" 2>/dev/null
-kill "$(cat "$WORK/frr/bgpd.pid")" 2>/dev/null
+kill "$(cat "$WORK/bird.pid")" 2>/dev/null || true
+kill "$(cat "$WORK/frr/bgpd.pid")" 2>/dev/null || true
 
 fi
 
 if want gobgp; then
 # ---------------------------------------------------------------- GoBGP as route reflector
-pkill -f "gobgpd -f $WORK" 2>/dev/null; sleep 0.5
+pkill -f "gobgpd -f $WORK" 2>/dev/null || true; sleep 0.5 # rr's GoBGP, if that phase ran
 cat >"$WORK/gobgpd.toml" <<EOF
 [global.config]
   as = 64512
@@ -379,8 +450,5 @@ stop_node n1; stop_node n2; stop_node n3
 export CLUSTER="n1 n2"
 fi
 
-if ((failures)); then
-    echo "bgp: $failures check(s) failed; logs:"; tail -n 5 "$WORK/n1.log" "$WORK/n2.log"
-    exit 1
-fi
-echo "bgp: all checks passed"
+logs() { echo "logs:"; tail -n 5 "$WORK/n1.log" "$WORK/n2.log" || true; }
+finish bgp logs
