@@ -13,12 +13,15 @@ die() { echo "systemd: FAIL: $*" >&2; exit 1; }
 command -v systemd-analyze >/dev/null || die "systemd-analyze is not installed (run scripts/setup.sh)"
 [[ -x $VROUTERD ]] || die "$VROUTERD not built"
 WORK=$(mktemp -d)
+. tests/e2e/lib.sh # strict
 cleanup() {
+    unstrict
     ip netns pids ${P}n 2>/dev/null | xargs -r kill -9 2>/dev/null
     ip netns del ${P}n 2>/dev/null; ip netns del ${P}h 2>/dev/null
     rm -rf "$WORK"
 }
 trap cleanup EXIT
+strict systemd # every setup step below must succeed, or the run stops naming it
 
 # 1. The unit as shipped, but starting the binary we built.
 sed "s|/usr/local/bin/vrouterd|$VROUTERD|" configs/vrouterd.service >"$WORK/vrouterd.service"
@@ -41,7 +44,7 @@ name = "up0"
 [workers]
 cores = [1]
 CFG
-python3 - "$WORK" "$VROUTERD" "$P" <<'PY'
+python3 - "$WORK" "$VROUTERD" "$P" <<'PY' || exit 1 # it says why
 import os, signal, socket, subprocess, sys, time
 work, vrouterd, p = sys.argv[1:4]
 path = os.path.join(work, "notify.sock")
