@@ -3,7 +3,7 @@
 //! only the bench crate's binaries).
 
 use crate::config::Config;
-use crate::daemon::{self, RunOptions};
+use crate::control_loop::{self, RunOptions};
 use clap::Parser;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -65,7 +65,7 @@ where
         stats_file: args.stats_file,
         stats_interval: std::time::Duration::from_millis(args.stats_interval_ms.max(10)),
     };
-    if let Err(e) = daemon::run(&config, &options, stop) {
+    if let Err(e) = control_loop::run(&config, &options, stop) {
         eprintln!("vrouterd: {e}");
         std::process::exit(1);
     }

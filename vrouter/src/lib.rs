@@ -1,24 +1,31 @@
-//! The vrouter dataplane. Today: the per-burst forwarding `pipeline` with its parts:
-//! proxy ARP / ND for the pods' gateway (`arp`, `nd`), ICMP errors (`icmp`), the next-hop
-//! table FIB leaves index into (`nexthop`), per-worker `counters`, and the validated
-//! configuration (`config`). Workers, AF_XDP I/O, tap endpoints and `vrouterd` arrive
-//! with the rest of the dataplane issue.
+//! vrouter: the dataplane and `vrouterd`.
+//!
+//! Dataplane: poll-mode `worker`s move bursts through the `pipeline` (proxy ARP / ND for
+//! the pods' gateway in `arp` / `nd`, ICMP errors in `icmp`, next hops, tunnels and ECMP
+//! groups in `nexthop` / `tunnel` / `ecmp`, per-worker `counters`) over an `io` backend
+//! (AF_XDP, tap, in memory); `xdp` is our XDP program and its loader.
+//!
+//! Control side: `control_loop` runs the node; `startup` builds and spawns the workers;
+//! `node` owns the node's state and its operations; `api` is the gRPC edge; `host` carries
+//! the node's changes to the workers and the kernel. `config` is the validated file.
 
+pub mod api;
 pub mod arp;
-pub mod bgp;
 pub mod cli;
 pub mod config;
+pub mod control_loop;
 pub mod counters;
-pub mod daemon;
 pub mod ecmp;
+pub mod host;
 pub mod icmp;
 pub mod io;
-pub mod manage;
 pub mod nd;
 pub mod neigh;
 pub mod nexthop;
+pub mod node;
 pub mod notify;
 pub mod pipeline;
+pub mod startup;
 pub mod tunnel;
 pub mod worker;
 pub mod xdp;

@@ -1,0 +1,250 @@
+//! The gRPC API's edge: each call (from `control::api`, answered on the control loop)
+//! is parsed into the node's own types, carried out by `NodeState`, and its domain
+//! error turned into a gRPC status here and nowhere else.
+
+use crate::config::{BgpPeer, EncapMode, EndpointKind, Pool, StaticRoute, Via};
+use crate::node::endpoints::EndpointRequest;
+use crate::node::error::{invalid, NodeError, NodeResult};
+use crate::node::{NodeState, Origin};
+use control::api::{pb, Call};
+use ipnet::IpNet;
+use std::net::IpAddr;
+use tonic::Status;
+
+impl From<NodeError> for Status {
+    fn from(e: NodeError) -> Status {
+        match e {
+            NodeError::Invalid(m) => Status::invalid_argument(m),
+            NodeError::NotFound(m) => Status::not_found(m),
+            NodeError::AlreadyExists(m) => Status::already_exists(m),
+            NodeError::Precondition(m) => Status::failed_precondition(m),
+            NodeError::Exhausted(m) => Status::resource_exhausted(m),
+            NodeError::Internal(m) => Status::internal(m),
+        }
+    }
+}
+
+fn reply<T>(r: NodeResult<T>) -> Result<T, Status> {
+    r.map_err(Status::from)
+}
+
+/// Answer one API call.
+pub fn answer(node: &mut NodeState, call: Call) {
+    match call {
+        Call::NodeStatus(_, tx) => {
+            let _ = tx.send(Ok(node.node_status()));
+        }
+        Call::ListPeers(_, tx) => {
+            let _ = tx.send(Ok(pb::ListPeersReply {
+                peers: node.peers(),
+            }));
+        }
+        Call::ListEndpoints(_, tx) => {
+            let _ = tx.send(Ok(pb::ListEndpointsReply {
+                endpoints: node
+                    .ports
+                    .endpoints
+                    .iter()
+                    .map(|e| node.endpoint_pb(e))
+                    .collect(),
+            }));
+        }
+        Call::AddEndpoint(e, tx) => {
+            let r = endpoint_request(e)
+                .and_then(|req| node.add_endpoint(req))
+                .map(|ep| node.endpoint_pb(&ep));
+            let _ = tx.send(reply(r));
+        }
+        Call::RemoveEndpoint(r, tx) => {
+            let released = node
+                .remove_endpoint(&r.name)
+                .map(|a| pb::RemoveEndpointReply {
+                    released: a.iter().map(|a| a.to_string()).collect(),
+                });
+            let _ = tx.send(reply(released));
+        }
+        Call::ListRoutes(r, tx) => {
+            let _ = tx.send(reply(node.list_routes(&r)));
+        }
+        Call::AddRoute(r, tx) => {
+            let r = static_route(r).and_then(|route| {
+                let dst = route.dst.trunc();
+                let nh = node.install_route(route, Origin::Api)?;
+                Ok(node.route_pb(dst, nh))
+            });
+            let _ = tx.send(reply(r));
+        }
+        Call::RemoveRoute(r, tx) => {
+            let r = parse_net(&r.prefix, "prefix")
+                .and_then(|dst| node.remove_route(dst))
+                .map(|()| pb::RemoveRouteReply {});
+            let _ = tx.send(reply(r));
+        }
+        Call::ApplyPool(p, tx) => {
+            let r = pool(p)
+                .and_then(|p| node.apply_pool(p))
+                .map(|p| node.pool_pb(&p));
+            let _ = tx.send(reply(r));
+        }
+        Call::ListPools(_, tx) => {
+            let _ = tx.send(Ok(pb::ListPoolsReply {
+                pools: node.config.pools.iter().map(|p| node.pool_pb(p)).collect(),
+            }));
+        }
+        Call::RemovePool(r, tx) => {
+            let r = parse_net(&r.cidr, "cidr")
+                .and_then(|cidr| node.remove_pool(cidr))
+                .map(|()| pb::RemovePoolReply {});
+            let _ = tx.send(reply(r));
+        }
+        Call::AddPeer(p, tx) => {
+            let r = bgp_peer(&p).and_then(|peer| {
+                let address = peer.address;
+                node.install_peer(peer, Origin::Api)?;
+                Ok(pb::Peer {
+                    address: address.to_string(),
+                    asn: p.asn,
+                    peer_type: "api".into(),
+                    ..Default::default()
+                })
+            });
+            let _ = tx.send(reply(r));
+        }
+        Call::RemovePeer(r, tx) => {
+            let r = r
+                .address
+                .parse::<IpAddr>()
+                .map_err(|e| invalid(format!("address {:?}: {e}", r.address)))
+                .and_then(|a| node.remove_peer(a))
+                .map(|()| pb::RemovePeerReply {});
+            let _ = tx.send(reply(r));
+        }
+        Call::GetStats(_, tx) => {
+            let _ = tx.send(Ok(node.stats()));
+        }
+        Call::Reload(_, tx) => {
+            let _ = tx.send(reply(
+                node.reload().map(|changes| pb::ReloadReply { changes }),
+            ));
+        }
+    }
+}
+
+fn parse_net(s: &str, field: &str) -> NodeResult<IpNet> {
+    s.parse()
+        .map_err(|e| invalid(format!("{field} {s:?}: {e}")))
+}
+
+fn endpoint_request(req: pb::Endpoint) -> NodeResult<EndpointRequest> {
+    let kind = match req.kind.as_str() {
+        "" | "veth" => EndpointKind::Veth,
+        "tap" => EndpointKind::Tap,
+        k => return Err(invalid(format!("kind {k:?}: veth or tap"))),
+    };
+    let mac = match req.mac.as_str() {
+        "" => None,
+        m => Some(
+            crate::config::parse_mac(m)
+                .map(|_| m.to_string())
+                .ok_or_else(|| invalid(format!("mac {m:?}: not aa:bb:cc:dd:ee:ff")))?,
+        ),
+    };
+    let ips = req
+        .addresses
+        .iter()
+        .map(|a| parse_host(a))
+        .collect::<NodeResult<_>>()?;
+    Ok(EndpointRequest {
+        name: req.name,
+        kind,
+        interface: req.interface,
+        ips,
+        mac,
+        ipv6: req.ipv6,
+    })
+}
+
+fn static_route(r: pb::AddRouteRequest) -> NodeResult<StaticRoute> {
+    let dst = parse_net(&r.prefix, "prefix")?;
+    let via: Vec<IpAddr> = r
+        .via
+        .iter()
+        .map(|v| v.parse().map_err(|e| invalid(format!("via {v:?}: {e}"))))
+        .collect::<NodeResult<_>>()?;
+    Ok(StaticRoute {
+        dst,
+        via: match via.len() {
+            0 => None,
+            1 => Some(Via::One(via[0])),
+            _ => Some(Via::Many(via)),
+        },
+        node: (!r.node.is_empty()).then(|| r.node.clone()),
+        uplink: (!r.uplink.is_empty()).then(|| r.uplink.clone()),
+    })
+}
+
+fn pool(req: pb::Pool) -> NodeResult<Pool> {
+    Ok(Pool {
+        cidr: parse_net(&req.cidr, "cidr")?,
+        block_size: (req.block_size != 0).then_some(req.block_size.min(255) as u8),
+        ipip_mode: parse_mode(&req.ipip_mode, "ipipMode")?,
+        vxlan_mode: parse_mode(&req.vxlan_mode, "vxlanMode")?,
+        nat_outgoing: req.nat_outgoing,
+        disabled: req.disabled,
+    })
+}
+
+fn bgp_peer(p: &pb::Peer) -> NodeResult<BgpPeer> {
+    let address: IpAddr = p
+        .address
+        .parse()
+        .map_err(|e| invalid(format!("address {:?}: {e}", p.address)))?;
+    if p.asn == 0 {
+        return Err(invalid("asn is needed"));
+    }
+    if p.hold_time > 65535 || p.port > 65535 {
+        return Err(invalid("hold_time and port: at most 65535"));
+    }
+    Ok(BgpPeer {
+        address,
+        asn: Some(p.asn),
+        password: (!p.password.is_empty()).then(|| p.password.clone()),
+        rr_client: p.rr_client,
+        hold_time: if p.hold_time == 0 {
+            90
+        } else {
+            p.hold_time as u16
+        },
+        keepalive: None,
+        port: if p.port == 0 { 179 } else { p.port as u16 },
+        passive: p.passive,
+    })
+}
+
+fn parse_mode(s: &str, field: &str) -> NodeResult<EncapMode> {
+    match s {
+        "" | "Never" => Ok(EncapMode::Never),
+        "Always" => Ok(EncapMode::Always),
+        "CrossSubnet" => Ok(EncapMode::CrossSubnet),
+        _ => Err(invalid(format!(
+            "{field} {s:?}: must be Always, CrossSubnet or Never"
+        ))),
+    }
+}
+
+/// A host address (`10.0.0.1` or `10.0.0.1/32`).
+fn parse_host(s: &str) -> NodeResult<IpNet> {
+    let net = if s.contains('/') {
+        s.parse::<IpNet>()
+            .map_err(|e| invalid(format!("address {s:?}: {e}")))?
+    } else {
+        IpNet::from(
+            s.parse::<IpAddr>()
+                .map_err(|e| invalid(format!("address {s:?}: {e}")))?,
+        )
+    };
+    if net.prefix_len() != net.max_prefix_len() {
+        return Err(invalid(format!("address {s}: must be a host address")));
+    }
+    Ok(net)
+}

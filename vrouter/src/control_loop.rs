@@ -1,0 +1,319 @@
+//! `vrouterd`'s main thread: start the node, then own its state until SIGTERM.
+//!
+//! ```text
+//!  control loop (this thread)                 worker w (pinned to cores[w])
+//!  ├─ startup: plan, tables, XDP, workers ──▶ ├─ AfXdpIo: one UMEM, its uplink queue,
+//!  ├─ NodeState (node/): the one owner of     │  its veth / tap endpoints
+//!  │   config, tables, next hops, IPAM        ├─ Pipeline (FIB readers, next hops)
+//!  ├─ ◀── route batches ── BGP speaker thread └─ loop: rx burst → pipeline → tx
+//!  ├─ ◀── calls ────────── gRPC API (tokio)      (commands from WorkerHost: once per ms)
+//!  ├─ ◀── scrapes ──────── /metrics
+//!  ├─ neighbours: kernel table → next hops
+//!  └─ SIGHUP reload, sd_notify, stats file
+//! ```
+//! Logical ports: uplink i is `PortId(i)` in every worker (each worker sends on its own
+//! queue of it); endpoints follow, then free slots. An endpoint belongs to one worker.
+
+use crate::config::Config;
+use crate::neigh::Neighbours;
+use crate::nexthop::{Adjacency, NextHopTable};
+use crate::node::bgp_config::{mark_clean_stop, speaker_config};
+use crate::node::interface::if_info;
+use crate::node::nexthops::Gateway;
+use crate::node::persist::{open_ipam, ApiState};
+use crate::node::plan::Plan;
+use crate::node::tables::{Capacity, Tables};
+use crate::node::{Dataplane, NodeState};
+use crate::startup::{start_workers, Started};
+use std::collections::HashMap;
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+use tracing::{info, warn};
+
+/// Options of `vrouterd` besides the configuration.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Rewrite this JSON file with the counters every `stats_interval`.
+    pub stats_file: Option<std::path::PathBuf>,
+    pub stats_interval: Duration,
+    /// The file SIGHUP and `vrouterctl reload` re-read.
+    pub config_path: Option<std::path::PathBuf>,
+    /// Set by SIGHUP.
+    pub reload: Arc<AtomicBool>,
+}
+
+/// What /livez and /readyz answer (set by the control loop).
+#[derive(Debug, Default)]
+pub struct Health {
+    pub live: AtomicBool,
+    pub ready: AtomicBool,
+}
+
+/// The metrics server's view of the node: scrapes are answered by the control loop.
+pub struct MetricsSource {
+    pub health: Arc<Health>,
+    pub scrapes: std::sync::Mutex<mpsc::Sender<mpsc::Sender<String>>>,
+}
+
+impl control::metrics::HealthSource for MetricsSource {
+    fn metrics(&self) -> String {
+        let (tx, rx) = mpsc::channel();
+        if self.scrapes.lock().unwrap().send(tx).is_err() {
+            return String::new();
+        }
+        rx.recv_timeout(Duration::from_secs(4)).unwrap_or_default()
+    }
+    fn live(&self) -> bool {
+        self.health.live.load(Ordering::Relaxed)
+    }
+    fn ready(&self) -> bool {
+        self.health.ready.load(Ordering::Relaxed)
+    }
+}
+
+/// The effective configuration: the file, plus what was added through the API.
+fn effective_config(file_config: &Config) -> io::Result<(Config, ApiState)> {
+    let mut config = file_config.clone();
+    let api_state = ApiState::load(&config.state_dir)?;
+    api_state.merge_into(&mut config);
+    config.validate().map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{}/api.json with the file: {e}", config.state_dir.display()),
+        )
+    })?;
+    Ok((config, api_state))
+}
+
+/// Run the node until `stop` is set. Errors at start-up name what failed.
+pub fn run(file_config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> io::Result<()> {
+    let (config, api_state) = effective_config(file_config)?;
+    let ipam = open_ipam(&config)?;
+    let plan = Plan::new(&config, &if_info)?;
+    let tables = Tables::new(&plan, Capacity::for_plan(&plan, config.bgp.is_some()));
+    let Started {
+        threads,
+        host,
+        counters,
+        endpoint_mtu_limit,
+    } = start_workers(&config, &plan, &tables, &stop)?;
+    for e in &plan.ports.endpoints {
+        info!(endpoint = %e.name, interface = %e.interface, worker = e.worker, "endpoint");
+    }
+    info!(
+        node = %config.node_name,
+        workers = threads.len(),
+        ports = plan.ports.ports.len(),
+        routes = plan.routes4.len() + plan.routes6.len(),
+        "forwarding"
+    );
+
+    let mut neighbours = match Neighbours::new() {
+        Ok(n) => Some(n),
+        Err(e) => {
+            warn!(error = %e, "no rtnetlink: uplink next hops stay unresolved");
+            None
+        }
+    };
+    // The BGP speaker on its own thread; its route changes are applied here.
+    let (routes_tx, routes_rx) = mpsc::channel();
+    let speaker = match speaker_config(&config, &plan.own_blocks) {
+        Some(cfg) => {
+            info!(
+                asn = cfg.asn,
+                peers = cfg.peers.len(),
+                blocks = cfg.advertise.len(),
+                "BGP speaker"
+            );
+            Some(control::speaker::spawn(cfg, routes_tx).map_err(|e| {
+                stop.store(true, Ordering::Relaxed);
+                io::Error::new(e.kind(), format!("bgp: {e}"))
+            })?)
+        }
+        None => None,
+    };
+    // The API: calls are answered below, between route batches.
+    let (calls_tx, calls_rx) = mpsc::channel();
+    let api = control::api::spawn(
+        &control::api::ServeConfig {
+            socket: config.api.socket.clone(),
+            tcp: config.api.listen,
+        },
+        calls_tx,
+    )
+    .inspect_err(|_| stop.store(true, Ordering::Relaxed))?;
+    info!(socket = %config.api.socket.display(), "API");
+    let origins = api_state.origins(file_config);
+    let worker_count = threads.len();
+    let mut node = NodeState::new(
+        config.clone(),
+        origins,
+        plan,
+        tables,
+        ipam,
+        Dataplane {
+            host: Box::new(host),
+            counters: counters.clone(),
+            endpoint_mtu_limit,
+        },
+    );
+    node.speaker = speaker;
+    node.events = Some(api.events.clone());
+    node.config_path = options.config_path.clone();
+    // Health for /livez and /readyz, and scrapes answered by this loop.
+    let health = Arc::new(Health::default());
+    let (scrapes_tx, scrapes_rx) = mpsc::channel::<mpsc::Sender<String>>();
+    let _metrics = match &config.metrics {
+        Some(m) => {
+            let source = Arc::new(MetricsSource {
+                health: health.clone(),
+                scrapes: std::sync::Mutex::new(scrapes_tx),
+            });
+            let (addr, handle) = control::metrics::spawn_server(m.listen, source)
+                .inspect_err(|_| stop.store(true, Ordering::Relaxed))?;
+            info!(%addr, "metrics");
+            Some(handle)
+        }
+        None => None,
+    };
+    // systemd (Type=notify): ready now that workers forward and BGP has started.
+    let mut notifier = crate::notify::Notifier::from_env()?;
+    notifier.send(&format!(
+        "READY=1\nSTATUS=forwarding with {} worker(s){}",
+        worker_count,
+        if node.speaker.is_some() {
+            ", BGP started"
+        } else {
+            ""
+        }
+    ));
+    health.ready.store(true, Ordering::Relaxed);
+    let mut asked: HashMap<u32, Instant> = HashMap::new();
+    let mut last_stats = Instant::now() - Duration::from_secs(1);
+    let mut last_neighbours = Instant::now() - Duration::from_secs(1);
+    let mut last_beats = (counters.heartbeats(), Instant::now());
+    while !stop.load(Ordering::Relaxed) {
+        // Wait for route changes or API calls; 100 ms at most (neighbours, stats).
+        let mut batches = Vec::new();
+        if node.speaker.is_some() {
+            if let Ok(b) = routes_rx.recv_timeout(Duration::from_millis(10)) {
+                batches.push(b);
+                batches.extend(routes_rx.try_iter());
+            }
+        } else if let Ok(call) = calls_rx.recv_timeout(Duration::from_millis(100)) {
+            crate::api::answer(&mut node, call);
+        }
+        for call in calls_rx.try_iter() {
+            crate::api::answer(&mut node, call);
+        }
+        if options.reload.swap(false, Ordering::Relaxed) {
+            notifier.send("RELOADING=1");
+            match node.reload() {
+                Ok(changes) => info!(changes = changes.len(), "reloaded (SIGHUP)"),
+                Err(e) => warn!(error = %e, "reload (SIGHUP)"),
+            }
+            notifier.send("READY=1");
+        }
+        for reply in scrapes_rx.try_iter() {
+            let _ = reply.send(node.metrics());
+        }
+        if !batches.is_empty() {
+            for b in &batches {
+                node.apply_bgp(b);
+            }
+            for b in &batches {
+                node.publish_bgp(b);
+            }
+            node.last_install = std::time::SystemTime::now();
+        }
+        let beats = counters.heartbeats();
+        notifier.tick(beats.clone());
+        // Live while every worker's heartbeat moved in the last few seconds.
+        if beats.iter().zip(&last_beats.0).all(|(a, b)| a != b) {
+            last_beats = (beats, Instant::now());
+        }
+        health.live.store(
+            last_beats.1.elapsed() < Duration::from_secs(5),
+            Ordering::Relaxed,
+        );
+        if last_neighbours.elapsed() >= Duration::from_millis(90) {
+            last_neighbours = Instant::now();
+            if let Some(n) = neighbours.as_mut() {
+                sync_gateways(n, &node.alloc.gateways, &node.tables.nexthops, &mut asked);
+            }
+        }
+        if last_stats.elapsed() >= options.stats_interval {
+            last_stats = Instant::now();
+            if let Some(path) = &options.stats_file {
+                let json = node.stats_file_json();
+                let tmp = path.with_extension("tmp");
+                if std::fs::write(&tmp, json.to_string())
+                    .and_then(|_| std::fs::rename(&tmp, path))
+                    .is_err()
+                {
+                    warn!(path = %path.display(), "cannot write the stats file");
+                }
+            }
+        }
+    }
+    info!("stopping");
+    health.ready.store(false, Ordering::Relaxed);
+    notifier.send("STOPPING=1");
+    if node.speaker.is_some() {
+        mark_clean_stop(&config);
+    }
+    drop(api);
+    node.speaker = None;
+    for t in threads {
+        let _ = t.join();
+    }
+    drop(node);
+    Ok(())
+}
+
+/// Point uplink next hops at the MACs the kernel resolved; ask it for the others.
+fn sync_gateways(
+    n: &mut Neighbours,
+    gateways: &[Gateway],
+    nexthops: &NextHopTable,
+    asked: &mut HashMap<u32, Instant>,
+) {
+    if gateways.is_empty() {
+        return;
+    }
+    let table = match n.dump() {
+        Ok(t) => t,
+        Err(e) => {
+            warn!(error = %e, "reading the kernel's neighbours");
+            return;
+        }
+    };
+    for g in gateways {
+        let mac = table
+            .iter()
+            .find(|e| e.ifindex == g.ifindex && e.ip == g.via)
+            .and_then(|e| e.mac);
+        match mac {
+            Some(mac) => {
+                let want = Adjacency::Forward { port: g.port, mac };
+                if nexthops.get(g.nh) != Some(want) {
+                    info!(via = %g.via, mac = ?mac, "next hop resolved");
+                    nexthops.set(g.nh, want);
+                }
+            }
+            None => {
+                if asked
+                    .get(&g.nh)
+                    .is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
+                {
+                    asked.insert(g.nh, Instant::now());
+                    if let Err(e) = n.resolve(g.ifindex, g.via) {
+                        warn!(via = %g.via, error = %e, "asking the kernel to resolve");
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! `WorkerHost`: vrouterd's `Host` — the node's changes carried to the workers (commands
+//! on their channels) and to the kernel (XDP programs and their prefix maps).
+//!
+//! It is the one owner of every endpoint's XDP program, whether the endpoint came from
+//! the file at start, a reload or the API: closing an endpoint drops the program, and
+//! the kernel detaches it with its last link fd.
+
+use crate::config::{EndpointKind, XdpMode};
+use crate::io::afxdp::PortSpec;
+use crate::nexthop::PortId;
+use crate::node::error::{NodeError, NodeResult};
+use crate::node::host::Host;
+use crate::node::interface::{if_info, interface_stat, IfInfo};
+use crate::node::plan::EndpointPlan;
+use crate::pipeline::Port;
+use crate::tunnel::Overlay;
+use crate::worker::{PodProbe, WorkerCmd};
+use crate::xdp::{AttachMode, PrefixClass, XdpProgram, XdpRole};
+use ipnet::IpNet;
+use std::collections::HashMap;
+use std::io;
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+use tracing::warn;
+
+pub struct WorkerHost {
+    pub workers: Vec<mpsc::Sender<WorkerCmd>>,
+    pub uplinks: Vec<Arc<XdpProgram>>,
+    /// Every open veth endpoint's program, by interface.
+    pub endpoints: HashMap<String, Arc<XdpProgram>>,
+    pub xdp_mode: XdpMode,
+    /// The node's own addresses, as host prefixes (kept for the kernel on endpoints).
+    pub local: Vec<IpNet>,
+}
+
+/// Attach our program to `ifname`, in the mode the configuration asks.
+pub fn attach(ifname: &str, role: XdpRole, mode: XdpMode) -> io::Result<XdpProgram> {
+    match mode {
+        XdpMode::Native => XdpProgram::attach(ifname, role, AttachMode::Native),
+        XdpMode::Generic => XdpProgram::attach(ifname, role, AttachMode::Generic),
+        XdpMode::Auto => XdpProgram::attach(ifname, role, AttachMode::Native).or_else(|e| {
+            warn!(%ifname, error = %e, "native XDP refused; using generic mode");
+            XdpProgram::attach(ifname, role, AttachMode::Generic)
+        }),
+    }
+}
+
+/// An endpoint's program: everything to the pod's socket but the node's own addresses.
+pub fn attach_endpoint(ifname: &str, mode: XdpMode, local: &[IpNet]) -> io::Result<XdpProgram> {
+    let prog = attach(ifname, XdpRole::Endpoint, mode)?;
+    for l in local {
+        prog.add_prefix(*l, PrefixClass::Local)?;
+    }
+    Ok(prog)
+}
+
+/// How a worker opens endpoint `e`'s port.
+pub fn port_spec(e: &EndpointPlan) -> PortSpec {
+    match e.kind {
+        EndpointKind::Veth => PortSpec::Xsk {
+            ifname: e.interface.clone(),
+            queue: 0,
+            uplink: false,
+        },
+        EndpointKind::Tap => PortSpec::Tap {
+            name: e.interface.clone(),
+        },
+    }
+}
+
+impl WorkerHost {
+    fn ask<T>(&self, w: usize, make: impl FnOnce(mpsc::Sender<T>) -> WorkerCmd) -> NodeResult<T> {
+        let (tx, rx) = mpsc::channel();
+        self.workers[w]
+            .send(make(tx))
+            .map_err(|_| NodeError::Internal(format!("worker {w} has stopped")))?;
+        rx.recv_timeout(Duration::from_secs(10))
+            .map_err(|_| NodeError::Internal(format!("worker {w} did not answer")))
+    }
+}
+
+impl Host for WorkerHost {
+    fn interface(&self, name: &str) -> io::Result<IfInfo> {
+        if_info(name)
+    }
+
+    fn interface_counter(&self, name: &str, key: &str) -> u64 {
+        interface_stat(name, key)
+    }
+
+    fn set_port(&mut self, id: PortId, port: &Port) {
+        for w in &self.workers {
+            let _ = w.send(WorkerCmd::SetPort(id, port.clone()));
+        }
+    }
+
+    fn set_overlay(&mut self, overlay: &Overlay) {
+        for w in &self.workers {
+            let _ = w.send(WorkerCmd::SetOverlay(overlay.clone()));
+        }
+    }
+
+    fn open_endpoint(&mut self, ep: &EndpointPlan) -> NodeResult<()> {
+        let steer = match ep.kind {
+            EndpointKind::Veth => Some(Arc::new(
+                attach_endpoint(&ep.interface, self.xdp_mode, &self.local).map_err(|err| {
+                    NodeError::Precondition(format!("XDP on {}: {err}", ep.interface))
+                })?,
+            )),
+            EndpointKind::Tap => None,
+        };
+        let probe = PodProbe {
+            port: ep.port,
+            nh: ep.nh,
+            v4: ep.v4,
+            v6: ep.v6,
+        };
+        let opened = self.ask(ep.worker, |done| WorkerCmd::Open {
+            id: ep.port,
+            spec: port_spec(ep),
+            probe,
+            steer: steer.clone(),
+            done,
+        })?;
+        opened
+            .map_err(|err| NodeError::Precondition(format!("opening {}: {err}", ep.interface)))?;
+        if let Some(p) = steer {
+            self.endpoints.insert(ep.interface.clone(), p);
+        }
+        Ok(())
+    }
+
+    fn close_endpoint(&mut self, ep: &EndpointPlan) -> NodeResult<()> {
+        let steer = self.endpoints.remove(&ep.interface);
+        self.ask(ep.worker, |done| WorkerCmd::Close {
+            id: ep.port,
+            steer: steer.clone(),
+            done,
+        })?;
+        // The program detaches as its last holder (here) lets it go.
+        drop(steer);
+        Ok(())
+    }
+
+    fn steer_to_us(&mut self, prefix: IpNet, on: bool) {
+        for u in &self.uplinks {
+            let _ = if on {
+                u.add_prefix(prefix, PrefixClass::Ours)
+            } else {
+                u.remove_prefix(prefix)
+            };
+        }
+    }
+}

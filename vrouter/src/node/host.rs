@@ -1,0 +1,33 @@
+//! `Host`: what the node's state asks of the machine and of the workers when it changes
+//! — interfaces looked up, an endpoint's socket and XDP steering opened or closed on
+//! its worker, ports and the overlay told to every worker, the uplinks' XDP prefixes.
+//! vrouterd's implementation is `crate::host::WorkerHost`; unit tests use a fake, so the
+//! node's state is tested without root.
+
+use super::error::NodeResult;
+use super::interface::IfInfo;
+use super::plan::EndpointPlan;
+use crate::nexthop::PortId;
+use crate::pipeline::Port;
+use crate::tunnel::Overlay;
+use ipnet::IpNet;
+use std::io;
+
+pub trait Host {
+    /// An interface's MAC, MTU and index.
+    fn interface(&self, name: &str) -> io::Result<IfInfo>;
+    /// A kernel counter of an interface (`rx_packets`, ...; 0 when unknown).
+    fn interface_counter(&self, name: &str, key: &str) -> u64;
+    /// Every worker: port `id` is now `port` (its MTU, the addresses its pod may use).
+    fn set_port(&mut self, id: PortId, port: &Port);
+    /// Every worker: the pools we decapsulate toward changed.
+    fn set_overlay(&mut self, overlay: &Overlay);
+    /// Open the endpoint on its worker: XDP steering for a veth, its socket (or tap),
+    /// and asking the pod for its MAC. On error nothing is left open.
+    fn open_endpoint(&mut self, ep: &EndpointPlan) -> NodeResult<()>;
+    /// Close it: the socket on its worker, then its XDP steering. The endpoint is the
+    /// same whether it came from the file (at start or reload) or the API.
+    fn close_endpoint(&mut self, ep: &EndpointPlan) -> NodeResult<()>;
+    /// The uplinks' XDP programs send traffic to `prefix` to us (`true`) or no longer.
+    fn steer_to_us(&mut self, prefix: IpNet, on: bool);
+}

@@ -1,0 +1,200 @@
+//! The node's state with one owner: the control loop. Everything that changes while the
+//! node runs — endpoints, pools, static routes, BGP peers and learnt routes — changes
+//! here, by one path per operation whatever asked for it (the file at start or reload,
+//! the API; next the datastore and the CNI plugin). Each change is checked against the
+//! whole configuration first (the file's own validation), then applied to the live
+//! tables in an order that never lets a packet see a half state (next hop before route,
+//! route removed before its next hop goes), then persisted.
+//!
+//! ```text
+//!  NodeState ── config, origins (file or API), ipam
+//!   ├─ plan        start-up numbering (ports, endpoints, slots, routes)
+//!   ├─ nexthops    NextHopAlloc: gateways, tunnels, ECMP groups, shared by every route
+//!   ├─ tables      the live tables the workers read (next hops, tunnels, groups, FIBs)
+//!   ├─ bgp_routes  learnt routes into tables; configured prefixes win
+//!   ├─ endpoints / pools / routes / peers   the operations, domain errors (error)
+//!   ├─ reload      the file's diff, through the same operations
+//!   ├─ persist     api.json, IPAM reconciled with the configuration
+//!   ├─ report      views: route list, stats, metrics, stats file
+//!   └─ host        Host: what the workers and the machine are asked (fake in tests)
+//! ```
+
+pub mod bgp_config;
+pub mod bgp_routes;
+pub mod endpoints;
+pub mod error;
+pub mod host;
+pub mod interface;
+pub mod nexthops;
+pub mod origins;
+pub mod peers;
+pub mod persist;
+pub mod plan;
+pub mod pools;
+pub mod reload;
+pub mod report;
+pub mod routes;
+pub mod stats;
+pub mod tables;
+
+#[cfg(test)]
+mod tests;
+
+use crate::config::Config;
+use crate::counters::Counters;
+use crate::tunnel::Overlay;
+use bgp_routes::BgpRoutes;
+use control::api::pb;
+use control::ipam::Ipam;
+use host::Host;
+use ipnet::IpNet;
+use nexthops::NextHopAlloc;
+use origins::Origins;
+use plan::{Plan, Ports};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+use tables::Tables;
+
+/// Where a change came from: the configuration file, or the API (kept in api.json).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    File,
+    Api,
+}
+
+/// Everything the control loop owns while the node runs.
+pub struct NodeState {
+    /// The effective configuration: the file's, plus what the API added.
+    pub config: Config,
+    pub origins: Origins,
+    pub ports: Ports,
+    /// What workers decapsulate.
+    pub overlay: Overlay,
+    /// Our blocks (announced by BGP; their unused addresses blackholed).
+    pub own_blocks: Vec<IpNet>,
+    pub blackhole: Option<u32>,
+    pub alloc: NextHopAlloc,
+    pub tables: Tables,
+    pub bgp: BgpRoutes,
+    pub speaker: Option<control::speaker::Speaker>,
+    pub ipam: Ipam,
+    pub host: Box<dyn Host>,
+    pub counters: Arc<Counters>,
+    pub started: Instant,
+    pub last_install: SystemTime,
+    /// The largest endpoint MTU the workers' frames carry.
+    pub endpoint_mtu_limit: u16,
+    pub events: Option<tokio::sync::broadcast::Sender<pb::Event>>,
+    /// The file `reload` reads (None: reload refused).
+    pub config_path: Option<PathBuf>,
+}
+
+/// What start-up made of the dataplane that the node's state drives.
+pub struct Dataplane {
+    pub host: Box<dyn Host>,
+    pub counters: Arc<Counters>,
+    /// The largest endpoint MTU the workers' frames carry.
+    pub endpoint_mtu_limit: u16,
+}
+
+impl NodeState {
+    /// The state of a node started from `plan` (its tables built from it).
+    pub fn new(
+        config: Config,
+        origins: Origins,
+        plan: Plan,
+        tables: Tables,
+        ipam: Ipam,
+        dataplane: Dataplane,
+    ) -> NodeState {
+        let Dataplane {
+            host,
+            counters,
+            endpoint_mtu_limit,
+        } = dataplane;
+        let configured = plan
+            .routes4
+            .iter()
+            .map(|(n, _)| IpNet::V4(*n))
+            .chain(plan.routes6.iter().map(|(n, _)| IpNet::V6(*n)));
+        NodeState {
+            bgp: BgpRoutes::new(configured),
+            config,
+            origins,
+            ports: plan.ports,
+            overlay: plan.overlay,
+            own_blocks: plan.own_blocks,
+            blackhole: plan.blackhole,
+            alloc: plan.alloc,
+            tables,
+            speaker: None,
+            ipam,
+            host,
+            counters,
+            started: Instant::now(),
+            last_install: std::time::UNIX_EPOCH,
+            endpoint_mtu_limit,
+            events: None,
+            config_path: None,
+        }
+    }
+
+    /// Apply a batch of BGP route changes to the tables.
+    pub fn apply_bgp(&mut self, changes: &[control::speaker::RouteChange]) {
+        self.bgp
+            .apply(&self.config, &mut self.alloc, &mut self.tables, changes);
+    }
+
+    /// Tell watchers (only built when someone watches).
+    fn publish(&self, what: pb::event::What) {
+        if let Some(ev) = &self.events {
+            if ev.receiver_count() > 0 {
+                let _ = ev.send(pb::Event {
+                    unix_ms: now_ms(),
+                    what: Some(what),
+                });
+            }
+        }
+    }
+
+    fn watched(&self) -> bool {
+        self.events.as_ref().is_some_and(|e| e.receiver_count() > 0)
+    }
+
+    /// Route events for a batch of BGP changes.
+    pub fn publish_bgp(&self, changes: &[control::speaker::RouteChange]) {
+        if !self.watched() {
+            return;
+        }
+        for c in changes {
+            self.publish(pb::event::What::Route(pb::RouteEvent {
+                op: if c.next_hops.is_empty() {
+                    "remove"
+                } else {
+                    "add"
+                }
+                .into(),
+                route: Some(pb::Route {
+                    prefix: c.prefix.to_string(),
+                    source: "bgp".into(),
+                    next_hops: c.next_hops.iter().map(|h| h.to_string()).collect(),
+                    ..Default::default()
+                }),
+            }));
+        }
+    }
+
+    fn publish_route(&self, op: &str, route: pb::Route) {
+        self.publish(pb::event::What::Route(pb::RouteEvent {
+            op: op.into(),
+            route: Some(route),
+        }));
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

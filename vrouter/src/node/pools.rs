@@ -1,0 +1,109 @@
+//! IP pools (Calico's IPPool) applied and removed while running.
+
+use super::error::{invalid, NodeError, NodeResult};
+use super::persist::ipam_pools;
+use super::plan::split_networks;
+use super::{NodeState, Origin};
+use crate::config::Pool;
+use ipnet::IpNet;
+use tracing::info;
+
+impl NodeState {
+    /// Create or update a pool through the API.
+    pub fn apply_pool(&mut self, pool: Pool) -> NodeResult<Pool> {
+        let cidr = pool.cidr;
+        if cidr != cidr.trunc() {
+            return Err(invalid(format!(
+                "cidr {cidr}: host bits set (did you mean {}?)",
+                cidr.trunc()
+            )));
+        }
+        if self.config.pools.iter().any(|p| p.cidr == cidr) && !self.origins.pools.contains(&cidr) {
+            return Err(NodeError::Precondition(format!(
+                "pool {cidr} comes from the configuration file: change it there"
+            )));
+        }
+        self.install_pool(pool, Origin::Api)
+    }
+
+    /// Create or update a pool.
+    pub fn install_pool(&mut self, pool: Pool, origin: Origin) -> NodeResult<Pool> {
+        let cidr = pool.cidr;
+        let existing = self.config.pools.iter().position(|p| p.cidr == cidr);
+        if let Some(i) = existing {
+            let old = &self.config.pools[i];
+            if old.block_size() != pool.block_size()
+                && self.ipam.blocks().iter().any(|b| cidr.contains(b))
+            {
+                return Err(NodeError::Precondition(format!(
+                    "pool {cidr}: the block size cannot change while blocks are in use"
+                )));
+            }
+        }
+        let mut candidate = self.config.clone();
+        match existing {
+            Some(i) => candidate.pools[i] = pool.clone(),
+            None => candidate.pools.push(pool.clone()),
+        }
+        candidate.validate().map_err(|e| invalid(e.0))?;
+        self.config = candidate;
+        if origin == Origin::Api {
+            self.origins.pools.insert(cidr);
+        }
+        self.ipam.set_pools(ipam_pools(&self.config));
+        self.host.steer_to_us(cidr, true);
+        self.sync_overlay();
+        self.persist()?;
+        info!(pool = %cidr, "pool applied");
+        Ok(pool)
+    }
+
+    /// Remove a pool the API added (the file's go by editing the file).
+    pub fn remove_pool(&mut self, cidr: IpNet) -> NodeResult<()> {
+        if !self.config.pools.iter().any(|p| p.cidr == cidr) {
+            return Err(NodeError::NotFound(format!("no pool {cidr}")));
+        }
+        if !self.origins.pools.contains(&cidr) {
+            return Err(NodeError::Precondition(format!(
+                "pool {cidr} comes from the configuration file: remove it there"
+            )));
+        }
+        self.uninstall_pool(cidr)
+    }
+
+    pub fn uninstall_pool(&mut self, cidr: IpNet) -> NodeResult<()> {
+        let Some(i) = self.config.pools.iter().position(|p| p.cidr == cidr) else {
+            return Err(NodeError::NotFound(format!("no pool {cidr}")));
+        };
+        let users: Vec<&str> = self
+            .config
+            .endpoints
+            .iter()
+            .filter(|e| e.ips.iter().any(|ip| cidr.contains(ip)))
+            .map(|e| e.name.as_str())
+            .collect();
+        if !users.is_empty() {
+            return Err(NodeError::Precondition(format!(
+                "pool {cidr} is in use by endpoint(s) {}",
+                users.join(", ")
+            )));
+        }
+        self.config.pools.remove(i);
+        self.origins.pools.remove(&cidr);
+        self.ipam.set_pools(ipam_pools(&self.config));
+        self.host.steer_to_us(cidr, false);
+        self.sync_overlay();
+        self.persist()?;
+        info!(pool = %cidr, "pool removed");
+        Ok(())
+    }
+
+    /// Workers decapsulate only toward our pools: tell them the new list.
+    fn sync_overlay(&mut self) {
+        let pools: Vec<IpNet> = self.config.pools.iter().map(|p| p.cidr).collect();
+        let (v4, v6) = split_networks(&pools);
+        self.overlay.pools_v4 = v4;
+        self.overlay.pools_v6 = v6;
+        self.host.set_overlay(&self.overlay);
+    }
+}

@@ -1,0 +1,168 @@
+//! Learnt routes, the speaker's settings, the restart marker.
+
+use super::info;
+use crate::config::Config;
+use crate::nexthop::Adjacency;
+use crate::node::bgp_config::{mark_clean_stop, restarted_recently, speaker_config};
+use crate::node::bgp_routes::BgpRoutes;
+use crate::node::plan::Plan;
+use crate::node::tables::{Capacity, Tables};
+use crate::tunnel::Encap;
+use control::speaker::RouteChange;
+use std::net::{IpAddr, Ipv4Addr};
+
+const CONFIG: &str = r#"
+node_name = "node-a"
+node_ips = ["10.0.0.1/24", "fd00::1/64"]
+[[uplinks]]
+name = "eth0"
+[[pools]]
+cidr = "10.244.0.0/16"
+vxlan_mode = "Always"
+[[pools]]
+cidr = "10.245.0.0/16"
+ipip_mode = "Always"
+[[endpoints]]
+name = "pod"
+kind = "veth"
+interface = "cali-a"
+ips = ["10.244.1.2/32", "10.244.1.9/32", "10.245.7.3/32"]
+[[nodes]]
+name = "node-b"
+ips = ["10.0.0.2/24"]
+[[nodes]]
+name = "node-c"
+ips = ["10.0.0.3/24"]
+[bgp]
+"#;
+
+fn change(prefix: &str, hops: &[&str]) -> RouteChange {
+    RouteChange {
+        prefix: prefix.parse().unwrap(),
+        next_hops: hops.iter().map(|h| h.parse().unwrap()).collect(),
+    }
+}
+
+#[test]
+fn a_recent_clean_stop_is_a_graceful_restart() {
+    let dir = std::env::temp_dir().join(format!("vr-marker-{}", std::process::id()));
+    let marker = dir.join("m");
+    assert!(!restarted_recently(&marker, 120), "no marker");
+    let mut config = Config::parse(CONFIG).unwrap();
+    config.bgp.as_mut().unwrap().restart_marker = marker.clone();
+    mark_clean_stop(&config);
+    assert!(restarted_recently(&marker, 120));
+    assert!(!marker.exists(), "consumed");
+    std::fs::write(&marker, "1000").unwrap();
+    assert!(!restarted_recently(&marker, 120), "too old");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn own_blocks_are_announced_and_blackholed_and_the_mesh_is_the_nodes() {
+    let config = Config::parse(CONFIG).unwrap();
+    let plan = Plan::new(&config, &info).unwrap();
+    let blocks: Vec<String> = plan.own_blocks.iter().map(|b| b.to_string()).collect();
+    assert_eq!(blocks, ["10.244.1.0/26", "10.245.7.0/26"]);
+    let bh = plan.blackhole.unwrap();
+    for b in ["10.244.1.0/26", "10.245.7.0/26"] {
+        assert!(plan
+            .routes4
+            .iter()
+            .any(|(n, nh)| n.to_string() == b && *nh == bh));
+    }
+    let s = speaker_config(&config, &plan.own_blocks).unwrap();
+    assert_eq!((s.asn, s.router_id), (64512, Ipv4Addr::new(10, 0, 0, 1)));
+    assert_eq!(s.peers.len(), 2);
+    assert!(
+        s.peers.iter().all(|p| p.passive),
+        "both mesh peers have higher addresses"
+    );
+    assert_eq!(s.next_hop_v6, Some("fd00::1".parse().unwrap()));
+}
+
+#[test]
+fn learnt_routes_become_tunnels_gateways_and_groups() {
+    let config = Config::parse(CONFIG).unwrap();
+    let plan = Plan::new(&config, &info).unwrap();
+    let cap = Capacity {
+        nexthops: plan.alloc.count as usize + 64,
+        tunnels: 16,
+        groups: 16,
+    };
+    let mut live = Tables::new(&plan, cap);
+    let mut alloc = plan.alloc.clone();
+    let mut learned = BgpRoutes::new(
+        plan.routes4
+            .iter()
+            .map(|(n, _)| ipnet::IpNet::V4(*n))
+            .chain(plan.routes6.iter().map(|(n, _)| ipnet::IpNet::V6(*n))),
+    );
+    let batch = vec![
+        // node B's VXLAN block, an IPIP block on node C, a block from an unknown
+        // router on our subnet in no pool, ECMP over B and C, our own block (ignored:
+        // configured), a route with our own address as next hop (ignored).
+        change("10.244.2.0/26", &["10.0.0.2"]),
+        change("10.245.3.0/26", &["10.0.0.3"]),
+        change("192.168.0.0/16", &["10.0.0.254"]),
+        change("172.16.0.0/12", &["10.0.0.2", "10.0.0.3"]),
+        change("10.244.1.0/26", &["10.0.0.2"]),
+        change("10.99.0.0/16", &["10.0.0.1"]),
+    ];
+    learned.apply(&config, &mut alloc, &mut live, &batch);
+    assert_eq!(learned.len(), 4);
+    let nh = |live: &Tables, a: &str| {
+        live.fib4
+            .lookup(a.parse::<Ipv4Addr>().unwrap())
+            .map(|n| n.0)
+    };
+    let adj = |live: &Tables, a: &str| live.nexthops.get(nh(live, a).unwrap());
+    let Some(Adjacency::Tunnel { id }) = adj(&live, "10.244.2.5") else {
+        panic!()
+    };
+    assert!(matches!(
+        live.tunnels.get(id).unwrap().encap,
+        Encap::Vxlan(_)
+    ));
+    let Some(Adjacency::Tunnel { id }) = adj(&live, "10.245.3.1") else {
+        panic!()
+    };
+    assert!(matches!(
+        live.tunnels.get(id).unwrap().encap,
+        Encap::Ipip(_)
+    ));
+    assert_eq!(
+        adj(&live, "192.168.1.1"),
+        Some(Adjacency::Incomplete),
+        "a neighbour the kernel resolves"
+    );
+    assert!(alloc
+        .gateways
+        .iter()
+        .any(|g| g.via == "10.0.0.254".parse::<IpAddr>().unwrap()));
+    assert!(matches!(
+        adj(&live, "172.16.0.1"),
+        Some(Adjacency::Group { .. })
+    ));
+    assert_eq!(
+        nh(&live, "10.244.1.5"),
+        plan.blackhole,
+        "our block stays as configured (blackhole)"
+    );
+    assert_eq!(nh(&live, "10.99.0.1"), None);
+
+    // Withdrawals remove; an unchanged re-announcement changes nothing.
+    let before = alloc.count;
+    learned.apply(
+        &config,
+        &mut alloc,
+        &mut live,
+        &[
+            change("10.244.2.0/26", &["10.0.0.2"]),
+            change("192.168.0.0/16", &[]),
+        ],
+    );
+    assert_eq!(alloc.count, before, "tunnels and gateways are shared");
+    assert_eq!(nh(&live, "192.168.1.1"), None);
+    assert_eq!(learned.len(), 3);
+}

@@ -1,0 +1,257 @@
+//! The start-up plan and the next hops it makes.
+
+use super::*;
+use crate::config::Config;
+use crate::counters::{Counters, DropReason};
+use crate::nexthop::{NextHopTable, PortId};
+use crate::node::nexthops::Gateway;
+use crate::node::plan::Plan;
+use crate::node::stats::stats_json;
+use crate::pipeline::PortKind;
+use crate::tunnel::Encap;
+use encap::vxlan;
+use std::net::IpAddr;
+
+pub(super) const CONFIG: &str = r#"
+node_name = "n1"
+node_ips = ["10.0.0.1/24"]
+[[uplinks]]
+name = "eth0"
+queues = [0, 1]
+[[pools]]
+cidr = "10.244.0.0/16"
+[[pools]]
+cidr = "fd10::/48"
+[workers]
+count = 2
+[[endpoints]]
+name = "a"
+kind = "veth"
+interface = "cali-a"
+ips = ["10.244.1.2/32", "fd10::2/128"]
+[[endpoints]]
+name = "b"
+kind = "veth"
+interface = "cali-b"
+ips = ["10.244.1.3/32"]
+[[endpoints]]
+name = "vm"
+kind = "tap"
+interface = "tap9"
+ips = ["10.244.1.4/32"]
+mac = "52:54:00:00:00:09"
+[[routes]]
+dst = "0.0.0.0/0"
+via = "10.0.0.254"
+[[routes]]
+dst = "172.16.0.0/12"
+via = "10.0.0.254"
+[[routes]]
+dst = "::/0"
+via = "fd00::fe"
+"#;
+
+#[test]
+fn the_plan_numbers_ports_next_hops_and_routes() {
+    let mut text = CONFIG.to_string();
+    text = text.replace(
+        "node_ips = [\"10.0.0.1/24\"]",
+        "node_ips = [\"10.0.0.1/24\", \"fd00::1/64\"]",
+    );
+    let config = Config::parse(&text).unwrap();
+    let plan = Plan::new(&config, &info).unwrap();
+    assert_eq!(plan.ports.names[..4], ["eth0", "cali-a", "cali-b", "tap9"]);
+    assert_eq!(plan.ports.free_slots.len(), config.workers.endpoint_slots);
+    assert_eq!(plan.ports.names.len(), 4 + config.workers.endpoint_slots);
+    assert_eq!(plan.ports.ports[0].mtu, 9000);
+    assert_eq!(plan.ports.ports[0].kind, PortKind::Uplink);
+    assert_eq!(
+        plan.ports.ports[3].mtu, 1500,
+        "a tap that does not exist yet"
+    );
+    assert_eq!(
+        plan.ports
+            .endpoints
+            .iter()
+            .map(|e| (e.port.0, e.nh, e.worker))
+            .collect::<Vec<_>>(),
+        [(1, 0, 0), (2, 1, 1), (3, 2, 0)],
+        "one next hop per pod, pods round robin over workers"
+    );
+    assert_eq!(plan.ports.endpoints[2].mac, Some([0x52, 0x54, 0, 0, 0, 9]));
+    assert_eq!(plan.ports.endpoints[0].v6, Some("fd10::2".parse().unwrap()));
+    // Two IPv4 routes share one gateway next hop; IPv6 has its own.
+    assert_eq!(
+        plan.alloc.gateways,
+        [
+            Gateway {
+                nh: 3,
+                port: PortId(0),
+                ifindex: 7,
+                via: "10.0.0.254".parse().unwrap()
+            },
+            Gateway {
+                nh: 4,
+                port: PortId(0),
+                ifindex: 7,
+                via: "fd00::fe".parse().unwrap()
+            },
+        ]
+    );
+    assert_eq!(plan.alloc.count, 5 + config.workers.endpoint_slots as u32);
+    let r4: Vec<String> = plan
+        .routes4
+        .iter()
+        .map(|(n, h)| format!("{n}>{h}"))
+        .collect();
+    assert_eq!(
+        r4,
+        [
+            "10.244.1.2/32>0",
+            "10.244.1.3/32>1",
+            "10.244.1.4/32>2",
+            "0.0.0.0/0>3",
+            "172.16.0.0/12>3"
+        ]
+    );
+    assert_eq!(plan.routes6.len(), 2);
+}
+
+#[test]
+fn a_missing_veth_is_an_error_naming_it() {
+    let text = CONFIG.replace("cali-b", "cali-x");
+    let e = Plan::new(&Config::parse(&text).unwrap(), &info).unwrap_err();
+    assert!(e.to_string().contains("cali-x"), "{e}");
+}
+
+#[test]
+fn stats_json_has_the_counters_drops_and_backend() {
+    let config = Config::parse(CONFIG).unwrap();
+    let plan = Plan::new(&config, &info).unwrap();
+    let counters = Counters::new(2);
+    let mut t = crate::counters::Tally {
+        rx: 5,
+        tx: 4,
+        ..Default::default()
+    };
+    t.drop(DropReason::Spoofed);
+    counters.publish(1, &t);
+    counters.publish_backend(0, [0, 0, 0, 0, 0, 3, 0, 0, 0]);
+    let nh = NextHopTable::new(8);
+    let j = stats_json(&counters, &plan.ports.endpoints, &nh);
+    assert_eq!((j["rx"].as_u64(), j["tx"].as_u64()), (Some(5), Some(4)));
+    assert_eq!(j["drops"]["spoofed"], 1);
+    assert_eq!(j["backend"]["mailbox_delivered"], 3);
+    assert_eq!(j["endpoints"][2]["resolved"], false);
+}
+
+#[test]
+fn pool_modes_decide_the_encapsulation_of_remote_blocks() {
+    let config = Config::parse(
+        r#"
+node_name = "node-a"
+node_ips = ["10.0.0.1/24"]
+[[uplinks]]
+name = "eth0"
+[[pools]]
+cidr = "10.244.0.0/16"
+vxlan_mode = "Always"
+[[pools]]
+cidr = "10.245.0.0/16"
+ipip_mode = "CrossSubnet"
+[[pools]]
+cidr = "10.246.0.0/16"
+[[nodes]]
+name = "node-b"
+ips = ["10.0.0.2/24"]
+[[nodes]]
+name = "node-c"
+ips = ["10.1.0.3/24"]
+vtep_mac = "66:00:00:00:00:0c"
+[[routes]]
+dst = "10.1.0.0/16"
+via = "10.0.0.254"
+[[routes]]
+dst = "0.0.0.0/0"
+via = ["10.0.0.253", "10.0.0.254"]
+[[routes]]
+dst = "10.244.2.0/26"
+node = "node-b"
+[[routes]]
+dst = "10.244.3.0/26"
+node = "node-c"
+[[routes]]
+dst = "10.245.2.0/26"
+node = "node-b"
+[[routes]]
+dst = "10.245.3.0/26"
+node = "node-c"
+[[routes]]
+dst = "10.246.2.0/26"
+node = "node-b"
+"#,
+    )
+    .unwrap();
+    let plan = Plan::new(&config, &uplink_only).unwrap();
+    let gw = |ip: &str| {
+        plan.alloc
+            .gateways
+            .iter()
+            .find(|g| g.via == ip.parse::<IpAddr>().unwrap())
+            .unwrap()
+            .nh
+    };
+    let (router, b) = (gw("10.0.0.254"), gw("10.0.0.2"));
+    assert!(
+        plan.alloc
+            .gateways
+            .iter()
+            .all(|g| g.via != "10.1.0.3".parse::<IpAddr>().unwrap()),
+        "node C is reached through the router"
+    );
+    let route = |dst: &str| {
+        plan.routes4
+            .iter()
+            .find(|(n, _)| n.to_string() == dst)
+            .unwrap()
+            .1
+    };
+    let tunnel = |nh: u32| {
+        let id = plan
+            .alloc
+            .tunnel_nexthops
+            .iter()
+            .find(|(n, _)| *n == nh)
+            .map(|p| p.1)?;
+        Some(plan.alloc.tunnels[id as usize])
+    };
+    // VXLAN Always: both nodes, node C's VTEP MAC as configured, underlay via router.
+    let tb = tunnel(route("10.244.2.0/26")).unwrap();
+    let Encap::Vxlan(v) = tb.encap else { panic!() };
+    assert_eq!(
+        (v.vni, v.remote_vtep_mac, v.local_vtep_mac),
+        (4096, vxlan::vtep_mac("node-b"), vxlan::vtep_mac("node-a"))
+    );
+    assert_eq!(tb.underlay_nh, b);
+    let tc = tunnel(route("10.244.3.0/26")).unwrap();
+    let Encap::Vxlan(v) = tc.encap else { panic!() };
+    assert_eq!(v.remote_vtep_mac, [0x66, 0, 0, 0, 0, 0x0c]);
+    assert_eq!(tc.underlay_nh, router);
+    // IPIP CrossSubnet: node B (same subnet) plain, node C (other subnet) tunnelled.
+    assert_eq!(route("10.245.2.0/26"), b);
+    let Encap::Ipip(_) = tunnel(route("10.245.3.0/26")).unwrap().encap else {
+        panic!()
+    };
+    // Never: plain routing to the node.
+    assert_eq!(route("10.246.2.0/26"), b);
+    assert_eq!(plan.alloc.tunnels.len(), 3);
+    // ECMP: the default route is a group of both routers' next hops.
+    let (nh, id) = plan.alloc.group_nexthops[0];
+    assert_eq!(route("0.0.0.0/0"), nh);
+    assert_eq!(
+        plan.alloc.groups[id as usize],
+        vec![gw("10.0.0.253"), router]
+    );
+    assert_eq!(plan.overlay.local_v4, vec![0x0a00_0001]);
+    assert_eq!(plan.overlay.pools_v4.len(), 3);
+}

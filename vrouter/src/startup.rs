@@ -1,0 +1,272 @@
+//! Start-up: the effective configuration (file plus api.json), the plan, the live
+//! tables, our XDP programs on the uplinks and endpoints, and the workers spawned and
+//! pinned, each with its AF_XDP sockets open before it reports ready.
+
+use crate::config::{Config, EndpointKind};
+use crate::counters::Counters;
+use crate::host::{attach, attach_endpoint, port_spec, WorkerHost};
+use crate::io::afxdp::{AfXdpIo, PortSpec};
+use crate::io::mailbox::Mailbox;
+use crate::nexthop::PortId;
+use crate::node::plan::{EndpointPlan, Plan, Slot};
+use crate::node::tables::Tables;
+use crate::pipeline::{Pipeline, Port};
+use crate::worker::{PodProbe, Worker};
+use crate::xdp::{PrefixClass, XdpProgram, XdpRole};
+use ipnet::IpNet;
+use std::collections::HashMap;
+use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+use tracing::warn;
+
+/// The node's own addresses as host prefixes.
+pub fn local_prefixes(config: &Config) -> Vec<IpNet> {
+    config
+        .node_ips
+        .iter()
+        .map(|n| IpNet::new(n.addr(), n.max_prefix_len()).expect("a host prefix"))
+        .collect()
+}
+
+/// Our programs on the uplinks (steering our pools, endpoints and addresses to us) and
+/// on the veth endpoints of the plan.
+fn attach_all(config: &Config, plan: &Plan) -> io::Result<WorkerHost> {
+    let local = local_prefixes(config);
+    let mut uplinks = Vec::new();
+    for u in &plan.ports.uplinks {
+        let prog = attach(&u.name, XdpRole::Uplink, config.xdp_mode)?;
+        for p in &config.pools {
+            prog.add_prefix(p.cidr.trunc(), PrefixClass::Ours)?;
+        }
+        for e in &config.endpoints {
+            for ip in &e.ips {
+                prog.add_prefix(*ip, PrefixClass::Ours)?;
+            }
+        }
+        for l in &local {
+            prog.add_prefix(*l, PrefixClass::Local)?;
+        }
+        uplinks.push(Arc::new(prog));
+    }
+    let mut endpoints = HashMap::new();
+    for e in plan
+        .ports
+        .endpoints
+        .iter()
+        .filter(|e| e.kind == EndpointKind::Veth)
+    {
+        let prog = attach_endpoint(&e.interface, config.xdp_mode, &local)?;
+        endpoints.insert(e.interface.clone(), Arc::new(prog));
+    }
+    Ok(WorkerHost {
+        workers: Vec::new(),
+        uplinks,
+        endpoints,
+        xdp_mode: config.xdp_mode,
+        local,
+    })
+}
+
+/// Workers running, and what the control loop keeps of them.
+pub struct Started {
+    pub threads: Vec<JoinHandle<()>>,
+    pub host: WorkerHost,
+    pub counters: Arc<Counters>,
+    /// The largest endpoint MTU the workers' frames carry.
+    pub endpoint_mtu_limit: u16,
+}
+
+/// Attach our programs and start the workers on `plan` and `tables`; returns once every
+/// worker has its sockets open (or the first error, with the workers stopped).
+pub fn start_workers(
+    config: &Config,
+    plan: &Plan,
+    tables: &Tables,
+    stop: &Arc<AtomicBool>,
+) -> io::Result<Started> {
+    let mut host = attach_all(config, plan)?;
+    let ports: Arc<[Port]> = plan.ports.ports.clone().into();
+    let counters = Arc::new(Counters::new(config.workers.count));
+    // ICMP errors come from the node's first address of each family.
+    let node_v4 = plan.overlay.local_v4.first().map(|&a| Ipv4Addr::from(a));
+    let node_v6 = plan.overlay.local_v6.first().map(|&a| Ipv6Addr::from(a));
+    let cores = config.workers.cores();
+
+    // Frames for a pod another worker owns go through that worker's mailbox.
+    let mailboxes: Vec<Arc<Mailbox>> = (0..cores.len()).map(|_| Arc::default()).collect();
+    let (ready_tx, ready_rx) = mpsc::channel::<io::Result<()>>();
+    let mut threads = Vec::new();
+    let mut commands = Vec::new();
+    let mut endpoint_mtu_limit = u16::MAX;
+    for (w, &core) in cores.iter().enumerate() {
+        let mut specs: Vec<(PortId, PortSpec)> = plan
+            .ports
+            .uplinks
+            .iter()
+            .map(|u| {
+                (
+                    u.port,
+                    PortSpec::Xsk {
+                        ifname: u.name.clone(),
+                        queue: u.queues[w],
+                        uplink: true,
+                    },
+                )
+            })
+            .collect();
+        let mine: Vec<&EndpointPlan> = plan
+            .ports
+            .endpoints
+            .iter()
+            .filter(|e| e.worker == w)
+            .collect();
+        let my_slots: Vec<Slot> = plan
+            .ports
+            .free_slots
+            .iter()
+            .filter(|s| s.worker == w)
+            .copied()
+            .collect();
+        for e in &mine {
+            specs.push((e.port, port_spec(e)));
+        }
+        let mtu = specs
+            .iter()
+            .map(|(p, _)| plan.ports.ports[p.0 as usize].mtu)
+            .max()
+            .unwrap_or(1500)
+            .max(1500);
+        endpoint_mtu_limit = endpoint_mtu_limit.min(AfXdpIo::mtu_limit(mtu));
+        let port_count = plan.ports.ports.len();
+        let mut outboxes: Vec<Option<Arc<Mailbox>>> = vec![None; port_count];
+        for e in plan.ports.endpoints.iter().filter(|e| e.worker != w) {
+            outboxes[e.port.0 as usize] = Some(mailboxes[e.worker].clone());
+        }
+        for s in plan.ports.free_slots.iter().filter(|s| s.worker != w) {
+            outboxes[s.port.0 as usize] = Some(mailboxes[s.worker].clone());
+        }
+        let inbox = mailboxes[w].clone();
+        let mut by_port = vec![None; port_count];
+        for e in &mine {
+            by_port[e.port.0 as usize] = Some(e.nh);
+        }
+        for s in &my_slots {
+            by_port[s.port.0 as usize] = Some(s.nh);
+        }
+        let probes: Vec<PodProbe> = mine
+            .iter()
+            .filter(|e| e.mac.is_none())
+            .map(|e| PodProbe {
+                port: e.port,
+                nh: e.nh,
+                v4: e.v4,
+                v6: e.v6,
+            })
+            .collect();
+        // Which XDP program steers each of this worker's sockets, and on which queue.
+        // The worker keeps the uplinks' (to unregister its sockets at its stop); the
+        // endpoints' belong to the host alone, so closing an endpoint detaches its
+        // program whether it came from the file or the API.
+        let uplink_steering: Vec<(PortId, Arc<XdpProgram>, u32)> = plan
+            .ports
+            .uplinks
+            .iter()
+            .zip(&host.uplinks)
+            .map(|(u, p)| (u.port, p.clone(), u.queues[w]))
+            .collect();
+        let mut endpoint_steering: Vec<(PortId, Arc<XdpProgram>)> = mine
+            .iter()
+            .filter_map(|e| {
+                host.endpoints
+                    .get(&e.interface)
+                    .map(|p| (e.port, p.clone()))
+            })
+            .collect();
+        let mut pipeline = Pipeline::new(
+            tables.fib4.reader(),
+            tables.fib6.reader(),
+            tables.nexthops.clone(),
+            ports.clone(),
+            counters.clone(),
+            w,
+        )
+        .with_icmp(
+            node_v4.unwrap_or(Ipv4Addr::UNSPECIFIED),
+            node_v6.unwrap_or(Ipv6Addr::UNSPECIFIED),
+            config.icmp_rate,
+        )
+        .with_pod_nexthops(by_port)
+        .with_overlay(tables.tunnels.clone(), plan.overlay.clone())
+        .with_groups(tables.groups.clone());
+        pipeline.offline();
+        let nexthops = tables.nexthops.clone();
+        let stop = stop.clone();
+        let ready = ready_tx.clone();
+        let poll_mode = config.workers.poll_mode;
+        let (cmd_tx, cmd_rx) = mpsc::channel();
+        commands.push(cmd_tx);
+        let spare = my_slots.len();
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("worker-{w}"))
+                .spawn(move || {
+                    if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
+                        warn!(worker = w, core, "could not pin to core");
+                    }
+                    let io = match AfXdpIo::open_with_room(&specs, mtu, spare).and_then(|mut io| {
+                        io.connect_workers(inbox, outboxes)?;
+                        for (port, prog, queue) in &uplink_steering {
+                            if let Some(fd) = io.socket_fd(*port) {
+                                prog.register_socket(*queue, fd)?;
+                            }
+                        }
+                        for (port, prog) in endpoint_steering.drain(..) {
+                            if let Some(fd) = io.socket_fd(port) {
+                                prog.register_socket(0, fd)?;
+                            }
+                        }
+                        Ok(io)
+                    }) {
+                        Ok(io) => io,
+                        Err(e) => {
+                            let _ = ready.send(Err(e));
+                            return;
+                        }
+                    };
+                    let _ = ready.send(Ok(()));
+                    let mut worker = Worker::new(io, pipeline, nexthops, probes, poll_mode)
+                        .with_commands(cmd_rx);
+                    worker.run(&stop);
+                    for (_, prog, queue) in &uplink_steering {
+                        let _ = prog.unregister_socket(*queue);
+                    }
+                })?,
+        );
+    }
+    drop(ready_tx);
+    let mut failure = None;
+    for _ in 0..threads.len() {
+        match ready_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => failure = failure.or(Some(e)),
+            Err(_) => failure = failure.or(Some(io::Error::other("a worker died at start"))),
+        }
+    }
+    if let Some(e) = failure {
+        stop.store(true, Ordering::Relaxed);
+        for t in threads {
+            let _ = t.join();
+        }
+        return Err(e);
+    }
+    host.workers = commands;
+    Ok(Started {
+        threads,
+        host,
+        counters,
+        endpoint_mtu_limit,
+    })
+}
