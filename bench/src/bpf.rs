@@ -4,6 +4,9 @@
 //! pass-through (`XDP_PASS`), and the live-frames generator's program (`XDP_TX` with a
 //! random source port), see `pktgen`.
 
+// BPF programs and maps through libbpf and the bpf() syscall: FFI.
+#![allow(unsafe_code)]
+
 use std::ffi::{c_char, CStr, CString};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};

@@ -35,6 +35,9 @@
 //! Everything lives in namespaces `fwb<pid>-{gen,dut,sink}`, deleted on drop (errors,
 //! Ctrl-C); namespaces of dead earlier runs are removed at start.
 
+// kill(2), gettid(2) and sched_setaffinity through libc: FFI.
+#![allow(unsafe_code)]
+
 use crate::bgpfeed;
 use crate::bpf::{self, ProbeSink};
 use crate::netns::{self, DevStats, Netns};

@@ -3,6 +3,9 @@
 //! drop — after errors and Ctrl-C too (see [`install_interrupt_handler`]). Also: interface
 //! counters read from inside a namespace.
 
+// setns(2), kill(2) and geteuid(2) through libc: the kernel demands FFI.
+#![allow(unsafe_code)]
+
 use std::fs::File;
 use std::io::{self, Read, Seek};
 use std::os::fd::AsRawFd;

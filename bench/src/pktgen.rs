@@ -21,6 +21,9 @@
 //! the last 8 bytes (for the probe sink's latency) and, with AF_XDP, a set rate. Used by
 //! fwdbench and by the `pktgen` binary.
 
+// The generator drives AF_XDP rings (xsk-rs: unsafe) and libbpf maps (FFI).
+#![allow(unsafe_code)]
+
 use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::net::{Ipv4Addr, Ipv6Addr};

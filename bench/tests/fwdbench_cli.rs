@@ -146,6 +146,7 @@ fn json_with_issue_keys(out: &std::process::Output) -> serde_json::Value {
 
 /// Run the namespace scenario `scenario` briefly (3 windows of 0.5 s, no memio, JSON);
 /// needs root (checked loudly).
+#[allow(unsafe_code)] // geteuid(2) through libc
 fn run_namespace_scenario(scenario: &str) -> std::process::Child {
     // SAFETY: geteuid has no preconditions.
     assert_eq!(

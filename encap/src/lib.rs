@@ -5,6 +5,8 @@
 //! for the per-packet fast path), and the
 //! flow hash that picks ECMP next hops and VXLAN source ports (`flow`).
 
+#![forbid(unsafe_code)]
+
 pub mod flow;
 pub mod fragment;
 pub mod ipip;

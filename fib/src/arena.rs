@@ -8,6 +8,11 @@
 //! and the whole table sits in a few huge pages. Only the writer allocates and frees
 //! (frees come after QSBR), so there is no locking.
 
+// The FIB's memory: hugepage-backed, 64-byte aligned blocks handed out as raw pointers
+// that lock-free readers follow (the reason the lookup is a few loads). Each block
+// says why its pointer is live.
+#![allow(unsafe_code)]
+
 use core::ptr::NonNull;
 use std::alloc::{alloc, dealloc, Layout};
 use std::collections::HashMap;

@@ -15,6 +15,10 @@
 //! leaf = leaf_base + popcount(leafvec up to and including the slot) - 1.
 //! A one-node block with up to 10 distinct leaves is 64 bytes: one cache line.
 
+// The lookup walks raw block pointers from the arena (see arena.rs); each block says
+// why the pointer is live for the walk.
+#![allow(unsafe_code)]
+
 use crate::arena::Arena;
 use crate::family::{Family, STRIDE};
 use core::ptr::NonNull;

@@ -16,6 +16,10 @@
 //! swaps each in with one store, so a lookup sees a chunk entirely before or entirely
 //! after an update.
 
+// Lookups follow the arena's raw block pointers (see arena.rs) under QSBR: each block
+// says why the pointer is live.
+#![allow(unsafe_code)]
+
 use crate::arena::{Arena, HugeBuf};
 use crate::block::{node_addr, prefetch, step, walk, Block, BlockBuilder, Route};
 use crate::family::Family;

@@ -19,6 +19,10 @@
 //! level included, goes to stderr). A verifier rejection is reported in the returned error with the
 //! tail of the verifier log.
 
+// Every function here calls libbpf or the bpf() syscall through FFI: the kernel demands
+// it. Each block says why its pointers and fds are valid.
+#![allow(unsafe_code)]
+
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::io;
 use std::mem::size_of;

@@ -456,6 +456,7 @@ impl CountingSocket {
             .build();
         // SAFETY: the UMEM is fresh, not shared: `Socket::new`'s shared-UMEM contract does not
         // apply (and program loading is inhibited anyway).
+        #[allow(unsafe_code)]
         let (tx, rx, rings) = unsafe { Socket::new(config, &umem, &ifname.parse().unwrap(), 0) }
             .unwrap_or_else(|e| panic!("creating an AF_XDP socket on {ifname} queue 0: {e}"));
         CountingSocket {

@@ -9,6 +9,10 @@
 //! Ring reservations may return fewer slots than asked: the returned count is always
 //! used, never the request (a lost frame would slowly starve the fill rings).
 
+// AF_XDP: xsk-rs marks socket creation and ring access unsafe (the UMEM frames are
+// shared with the kernel). Each block says why the descriptors are ours.
+#![allow(unsafe_code)]
+
 use super::mailbox::Mailbox;
 use super::tap::TapDevice;
 use super::{BackendStats, HoldQueue, Io, Process};

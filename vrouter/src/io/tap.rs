@@ -3,6 +3,9 @@
 //! batched (up to a burst until EAGAIN) and the fd is non-blocking, so an idle or slow
 //! tap never stalls a worker; readiness for idle sleeps comes through mio.
 
+// A tap device is open(2) + ioctl(TUNSETIFF) + read/write on its fd: libc FFI.
+#![allow(unsafe_code)]
+
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
