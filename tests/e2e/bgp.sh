@@ -166,6 +166,13 @@ wrapped() {
     echo "decapsulated at $3: $before -> $after"
     ((after >= before + 3))
 }
+# kept n prefix reflector next-hop pod dst decap-node: node n learnt prefix from the
+# reflector with the originator's next hop kept, over VXLAN (read back from its API),
+# and the pod's ping arrives wrapped at the originating node.
+kept() {
+    route_is "$1" "$2" "r['source'] == 'bgp' and r['peer'] == '$3' and r['next_hops'] == ['$4'] and r['encapsulation'] == 'vxlan'" &&
+        wrapped "$5" "$6" "$7"
+}
 
 if want mesh; then
 # ---------------------------------------------------------------- mesh
@@ -324,8 +331,7 @@ check "rr     GoBGP (iBGP) learnt node B's block"                   bash -c "wit
 # node A's API, then the ping must arrive VXLAN-wrapped at node B.
 reflected_vxlan() {
     within 10 routes_at_least n1 3 || { show_bgp n1; return 1; }
-    route_is n1 10.244.2.0/26 'r["source"] == "bgp" and r["peer"] == "10.98.0.10" and r["next_hops"] == ["10.98.0.2"] and r["encapsulation"] == "vxlan"' &&
-        wrapped ${P}a 10.244.2.2 n2
+    kept n1 10.244.2.0/26 10.98.0.10 10.98.0.2 ${P}a 10.244.2.2 n2
 }
 check "rr     ICMP v4 pod A -> pod B over reflected routes (next hop kept: VXLAN)" reflected_vxlan
 check "rr     ICMP v6 pod B -> pod A over reflected routes"          ping6 ${P}b fd10::1:2
@@ -417,6 +423,8 @@ start_node n2 "$GB"
 check "gobgp  both nodes Established with GoBGP (route reflector)" bash -c "within 30 established n1 1 && within 10 established n2 1 || { show_bgp n1; tail -n 5 $WORK/gobgpd2.log; exit 1; }"
 check "gobgp  reflected blocks installed; ICMP v4 pod A -> pod B" bash -c "within 10 routes_at_least n1 1 && ip netns exec ${P}a ping -c 3 -i 0.2 -W 2 10.244.2.2"
 check "gobgp  ICMP v6 pod B -> pod A"                              bash -c "within 10 routes_at_least n2 2 && ip netns exec ${P}b ping -6 -c 3 -i 0.2 -W 2 fd10::1:2"
+check "gobgp  reflected route read back: next hop node B kept, VXLAN; traffic arrives wrapped" \
+    kept n1 10.244.2.0/26 10.98.0.12 10.98.0.2 ${P}a 10.244.2.2 n2
 stop_node n1; stop_node n2
 
 fi
@@ -446,6 +454,8 @@ start_node n3 "$CLIENT"
 check "vrr    n1 reflects: n2 and n3 learn each other's blocks from it" bash -c "within 30 established n1 2 && within 10 routes_at_least n2 4 && within 10 routes_at_least n3 4 || { show_bgp n2; exit 1; }"
 check "vrr    ICMP v4 pod B -> pod C over reflected routes"           bash -c "within 10 ping4 ${P}b 10.244.3.2"
 check "vrr    ICMP v6 pod C -> pod B"                                 ping6 ${P}c fd10::2:2
+check "vrr    reflected route read back: next hop node C kept, VXLAN; traffic arrives wrapped" \
+    kept n2 10.244.3.0/26 10.98.0.1 10.98.0.3 ${P}b 10.244.3.2 n3
 stop_node n1; stop_node n2; stop_node n3
 export CLUSTER="n1 n2"
 fi
