@@ -53,11 +53,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use vrouter::counters::DropReason;
-use vrouter::io::afxdp::{AfXdpIo, PortSpec};
+use vrouter::burst::Action;
+use vrouter::burst::DropReason;
+use vrouter::io::afxdp::AfXdpIo;
 use vrouter::io::Io;
+use vrouter::io::PortSpec;
 use vrouter::nexthop::PortId;
-use vrouter::pipeline::Action;
 use vrouter::xdp::{AttachMode, PrefixClass, XdpProgram, XdpRole};
 
 const GEN_MAC: [u8; 6] = [0x02, 0x66, 0x77, 0, 0, 0x01];

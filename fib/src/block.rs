@@ -20,6 +20,7 @@
 #![allow(unsafe_code)]
 
 use crate::arena::Arena;
+
 use crate::family::{Family, STRIDE};
 use core::ptr::NonNull;
 
@@ -323,17 +324,4 @@ pub(crate) unsafe fn step<F: Family>(
 #[inline(always)]
 pub(crate) fn node_addr(block: *const u64, node: usize) -> *const u64 {
     block.wrapping_add(3 * node)
-}
-
-/// A hint to bring the cache line holding `p` closer; never faults.
-#[inline(always)]
-pub(crate) fn prefetch<T>(p: *const T) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch is only a hint and never faults, whatever the address.
-    #[allow(unused_unsafe)]
-    unsafe {
-        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p as *const i8)
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
 }

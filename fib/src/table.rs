@@ -20,8 +20,8 @@
 // says why the pointer is live.
 #![allow(unsafe_code)]
 
-use crate::arena::{Arena, HugeBuf};
-use crate::block::{node_addr, prefetch, step, walk, Block, BlockBuilder, Route};
+use crate::arena::{prefetch, Arena, HugeBuf};
+use crate::block::{node_addr, step, walk, Block, BlockBuilder, Route};
 use crate::family::Family;
 use crate::qsbr::{Domain, OFFLINE};
 use crate::NextHopId;

@@ -2,68 +2,9 @@
 //! once per burst with plain stores (one writer, so no atomic read-modify-write);
 //! readers sum every worker's block on demand.
 
+use crate::burst::{BackendStats, DropReason};
 use crossbeam_utils::CachePadded;
 use std::sync::atomic::{AtomicU64, Ordering};
-
-/// Why a packet was dropped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[repr(usize)]
-pub enum DropReason {
-    /// Truncated or garbage frame, bad IP header.
-    Malformed,
-    /// No route for the destination (from a pod).
-    NoRoute,
-    /// TTL / hop limit reached zero.
-    TtlExpired,
-    /// A pod sent from an address that is not its own.
-    Spoofed,
-    /// To an unused address of one of our own blocks.
-    Blackhole,
-    /// The next hop's MAC is not resolved yet.
-    Unresolved,
-    /// A protocol we do not handle from a pod (neither IPv4, IPv6 nor ARP).
-    Unsupported,
-    /// ARP / ND not for the gateway.
-    NotForUs,
-    /// Larger than the egress port's MTU (frag-needed / packet-too-big sent if allowed).
-    TooBig,
-    /// A tunnel packet to the node whose inner packet is not for our pools (no relay).
-    NotOurPool,
-    /// A tunnel packet to the node that is malformed or carries another VNI.
-    BadTunnel,
-}
-
-impl DropReason {
-    pub const ALL: [DropReason; 11] = [
-        DropReason::Malformed,
-        DropReason::NoRoute,
-        DropReason::TtlExpired,
-        DropReason::Spoofed,
-        DropReason::Blackhole,
-        DropReason::Unresolved,
-        DropReason::Unsupported,
-        DropReason::NotForUs,
-        DropReason::TooBig,
-        DropReason::NotOurPool,
-        DropReason::BadTunnel,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            DropReason::Malformed => "malformed",
-            DropReason::NoRoute => "no_route",
-            DropReason::TtlExpired => "ttl_expired",
-            DropReason::Spoofed => "spoofed",
-            DropReason::Blackhole => "blackhole",
-            DropReason::Unresolved => "unresolved",
-            DropReason::Unsupported => "unsupported",
-            DropReason::NotForUs => "not_for_us",
-            DropReason::TooBig => "too_big",
-            DropReason::NotOurPool => "not_our_pool",
-            DropReason::BadTunnel => "bad_tunnel",
-        }
-    }
-}
 
 const N_DROPS: usize = DropReason::ALL.len();
 
@@ -86,6 +27,36 @@ pub struct Tally {
 }
 
 impl Tally {
+    /// How many counts besides the drops (`TALLY` describes them).
+    pub const COUNT: usize = 8;
+
+    /// The counts besides the drops, in `TALLY` order.
+    #[inline]
+    pub fn values(&self) -> [u64; Self::COUNT] {
+        [
+            self.rx,
+            self.tx,
+            self.to_kernel,
+            self.replies,
+            self.icmp_errors,
+            self.held,
+            self.fragmented,
+            self.decapsulated,
+        ]
+    }
+
+    fn add_values(&mut self, v: [u64; Self::COUNT]) {
+        let [rx, tx, to_kernel, replies, icmp_errors, held, fragmented, decapsulated] = v;
+        self.rx += rx;
+        self.tx += tx;
+        self.to_kernel += to_kernel;
+        self.replies += replies;
+        self.icmp_errors += icmp_errors;
+        self.held += held;
+        self.fragmented += fragmented;
+        self.decapsulated += decapsulated;
+    }
+
     #[inline]
     pub fn drop(&mut self, why: DropReason) {
         self.drops[why as usize] += 1;
@@ -96,25 +67,83 @@ impl Tally {
     }
 }
 
-/// One worker's published counters.
-#[derive(Default)]
+/// One worker's published counters: `Tally::values` in order, then the drops.
 pub struct WorkerCounters {
-    rx: AtomicU64,
-    tx: AtomicU64,
-    to_kernel: AtomicU64,
-    replies: AtomicU64,
-    icmp_errors: AtomicU64,
-    held: AtomicU64,
-    fragmented: AtomicU64,
-    decapsulated: AtomicU64,
+    counts: [AtomicU64; Tally::COUNT],
     drops: [AtomicU64; N_DROPS],
 }
+
+impl Default for WorkerCounters {
+    fn default() -> Self {
+        WorkerCounters {
+            counts: std::array::from_fn(|_| AtomicU64::new(0)),
+            drops: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+}
+
+/// A counter as it is shown: its key in the stats file and the API, its Prometheus
+/// family and help text. `TALLY` lists the pipeline's, in `Tally::values` order; the
+/// stats file, the API's stats and /metrics are all made from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CounterSpec {
+    pub key: &'static str,
+    pub metric: &'static str,
+    pub help: &'static str,
+}
+
+const fn spec(key: &'static str, metric: &'static str, help: &'static str) -> CounterSpec {
+    CounterSpec { key, metric, help }
+}
+
+pub const TALLY: [CounterSpec; Tally::COUNT] = [
+    spec(
+        "rx",
+        "vrouter_rx_packets_total",
+        "Frames received by the workers.",
+    ),
+    spec(
+        "tx",
+        "vrouter_tx_packets_total",
+        "Frames sent by the workers.",
+    ),
+    spec(
+        "to_kernel",
+        "vrouter_to_kernel_packets_total",
+        "Frames handed to the kernel.",
+    ),
+    spec(
+        "replies",
+        "vrouter_replies_total",
+        "ARP / ND / ICMP replies the node answered.",
+    ),
+    spec(
+        "icmp_errors",
+        "vrouter_icmp_errors_total",
+        "ICMP errors sent.",
+    ),
+    spec(
+        "held",
+        "vrouter_held_packets_total",
+        "Frames held for a next hop being resolved.",
+    ),
+    spec(
+        "fragmented",
+        "vrouter_fragmented_packets_total",
+        "IPv4 packets fragmented on egress.",
+    ),
+    spec(
+        "decapsulated",
+        "vrouter_decapsulated_packets_total",
+        "Tunnel packets unwrapped.",
+    ),
+];
 
 /// The counters of every worker.
 pub struct Counters {
     workers: Box<[CachePadded<WorkerCounters>]>,
     /// Each worker's backend counts (`io::BackendStats::values`), stored whole.
-    backend: Box<[CachePadded<[AtomicU64; crate::io::BACKEND_COUNTS]>]>,
+    backend: Box<[CachePadded<[AtomicU64; BackendStats::COUNT]>]>,
     /// Each worker's heartbeat: bumped with every backend publication (a few times a
     /// second while its loop runs, busy or idle), read by the systemd watchdog.
     heartbeats: Box<[CachePadded<AtomicU64>]>,
@@ -132,7 +161,7 @@ impl Counters {
     }
 
     /// Store worker `w`'s backend counts (totals so far). Only worker `w` calls this.
-    pub fn publish_backend(&self, w: usize, values: [u64; crate::io::BACKEND_COUNTS]) {
+    pub fn publish_backend(&self, w: usize, values: [u64; BackendStats::COUNT]) {
         for (a, v) in self.backend[w].iter().zip(values) {
             a.store(v, Ordering::Relaxed);
         }
@@ -149,8 +178,8 @@ impl Counters {
     }
 
     /// Backend counts summed over workers.
-    pub fn backend_total(&self) -> [u64; crate::io::BACKEND_COUNTS] {
-        let mut t = [0u64; crate::io::BACKEND_COUNTS];
+    pub fn backend_total(&self) -> [u64; BackendStats::COUNT] {
+        let mut t = [0u64; BackendStats::COUNT];
         for b in self.backend.iter() {
             for (s, a) in t.iter_mut().zip(b.iter()) {
                 *s += a.load(Ordering::Relaxed);
@@ -168,14 +197,9 @@ impl Counters {
                 a.store(a.load(Ordering::Relaxed) + v, Ordering::Relaxed);
             }
         };
-        add(&c.rx, t.rx);
-        add(&c.tx, t.tx);
-        add(&c.to_kernel, t.to_kernel);
-        add(&c.replies, t.replies);
-        add(&c.icmp_errors, t.icmp_errors);
-        add(&c.held, t.held);
-        add(&c.fragmented, t.fragmented);
-        add(&c.decapsulated, t.decapsulated);
+        for (a, v) in c.counts.iter().zip(t.values()) {
+            add(a, v);
+        }
         for (a, v) in c.drops.iter().zip(t.drops) {
             add(a, v);
         }
@@ -198,14 +222,7 @@ impl Counters {
     fn sum(&self, workers: &[CachePadded<WorkerCounters>]) -> Tally {
         let mut t = Tally::default();
         for c in workers.iter() {
-            t.rx += c.rx.load(Ordering::Relaxed);
-            t.tx += c.tx.load(Ordering::Relaxed);
-            t.to_kernel += c.to_kernel.load(Ordering::Relaxed);
-            t.replies += c.replies.load(Ordering::Relaxed);
-            t.icmp_errors += c.icmp_errors.load(Ordering::Relaxed);
-            t.held += c.held.load(Ordering::Relaxed);
-            t.fragmented += c.fragmented.load(Ordering::Relaxed);
-            t.decapsulated += c.decapsulated.load(Ordering::Relaxed);
+            t.add_values(c.counts.each_ref().map(|a| a.load(Ordering::Relaxed)));
             for (s, a) in t.drops.iter_mut().zip(c.drops.iter()) {
                 *s += a.load(Ordering::Relaxed);
             }
@@ -217,6 +234,44 @@ impl Counters {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_counter_table_names_each_field_once_in_order() {
+        let t = Tally {
+            rx: 1,
+            tx: 2,
+            to_kernel: 3,
+            replies: 4,
+            icmp_errors: 5,
+            held: 6,
+            fragmented: 7,
+            decapsulated: 8,
+            ..Default::default()
+        };
+        let keys: Vec<&str> = TALLY.iter().map(|c| c.key).collect();
+        assert_eq!(
+            keys,
+            [
+                "rx",
+                "tx",
+                "to_kernel",
+                "replies",
+                "icmp_errors",
+                "held",
+                "fragmented",
+                "decapsulated"
+            ]
+        );
+        assert_eq!(t.values(), [1, 2, 3, 4, 5, 6, 7, 8]);
+        for c in &TALLY {
+            assert!(c.metric.starts_with("vrouter_") && c.metric.ends_with("_total"));
+            assert!(!c.help.is_empty());
+        }
+        // Published and summed back through the same order.
+        let counters = Counters::new(1);
+        counters.publish(0, &t);
+        assert_eq!(counters.total(), t);
+    }
 
     #[test]
     fn workers_publish_and_totals_sum() {

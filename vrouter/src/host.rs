@@ -6,7 +6,7 @@
 //! the kernel detaches it with its last link fd.
 
 use crate::config::{EndpointKind, XdpMode};
-use crate::io::afxdp::PortSpec;
+use crate::io::PortSpec;
 use crate::nexthop::PortId;
 use crate::node::error::{NodeError, NodeResult};
 use crate::node::host::Host;

@@ -11,6 +11,7 @@
 
 pub mod api;
 pub mod arp;
+pub mod burst;
 pub mod cli;
 pub mod config;
 pub mod control_loop;

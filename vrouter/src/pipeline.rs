@@ -7,7 +7,8 @@
 //! No allocation, lock or syscall: counts go to a stack tally, published once per burst.
 
 use crate::arp::{self, ArpOutcome, HOST_SIDE_MAC, POD_GATEWAY_V4};
-use crate::counters::{Counters, DropReason, Tally};
+use crate::burst::{Action, BackendStats, DropReason, BURST};
+use crate::counters::{Counters, Tally};
 use crate::ecmp::GroupTable;
 use crate::icmp::{self, IcmpError, RateLimit};
 use crate::nd::{self, NdOutcome, POD_GATEWAY_V6};
@@ -19,8 +20,6 @@ use fib::{Reader4, Reader6};
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
-/// Most frames handled per call.
-pub const BURST: usize = 64;
 const NO_ROUTE: u32 = u32::MAX;
 
 /// What a port is.
@@ -39,36 +38,6 @@ pub struct Port {
     /// The largest IP packet this port carries (1500 on a plain Ethernet link).
     pub mtu: u16,
     pub kind: PortKind,
-}
-
-/// What to do with a frame after the pipeline.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    /// Send the first `len` bytes out of `port`.
-    Tx {
-        port: PortId,
-        len: usize,
-    },
-    /// Hand the frame to the host's kernel unchanged.
-    Kernel,
-    /// An IPv4 packet without DF, larger than `port`'s MTU (already rewritten): send it
-    /// as fragments of at most `mtu` IP bytes.
-    Fragment {
-        port: PortId,
-        len: usize,
-        mtu: u16,
-    },
-    /// The packet was sent in pieces the pipeline built itself (IPv4 without DF, too big
-    /// for a tunnel: fragmented, then each fragment encapsulated; see
-    /// [`Pipeline::drain_extra`]). The frame itself is done with.
-    Consumed,
-    /// The next hop `nh` is not resolved yet: keep the frame (`len` bytes) briefly and
-    /// pass it to [`Pipeline::resume`] once it is, or drop it as `Unresolved`.
-    Hold {
-        nh: u32,
-        len: usize,
-    },
-    Drop(DropReason),
 }
 
 /// One worker's pipeline.
@@ -226,7 +195,7 @@ impl Pipeline {
     }
 
     /// Publish the I/O backend's own counts (totals) beside this worker's counters.
-    pub fn publish_backend(&self, values: [u64; crate::io::BACKEND_COUNTS]) {
+    pub fn publish_backend(&self, values: [u64; BackendStats::COUNT]) {
         self.counters.publish_backend(self.worker, values);
     }
 

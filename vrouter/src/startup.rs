@@ -5,8 +5,9 @@
 use crate::config::{Config, EndpointKind};
 use crate::counters::Counters;
 use crate::host::{attach, attach_endpoint, port_spec, WorkerHost};
-use crate::io::afxdp::{AfXdpIo, PortSpec};
+use crate::io::afxdp::AfXdpIo;
 use crate::io::mailbox::Mailbox;
+use crate::io::PortSpec;
 use crate::nexthop::PortId;
 use crate::node::plan::{EndpointPlan, Plan, Slot};
 use crate::node::tables::Tables;

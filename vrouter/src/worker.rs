@@ -5,11 +5,12 @@
 //! offline for the FIB first so route updates never wait for an idle worker.
 
 use crate::arp::{self, HOST_SIDE_MAC, POD_GATEWAY_V4};
+use crate::burst::BURST;
 use crate::config::PollMode;
 use crate::io::Io;
 use crate::nd::{self, POD_GATEWAY_V6};
 use crate::nexthop::{Adjacency, NextHopTable, PortId};
-use crate::pipeline::{Pipeline, BURST};
+use crate::pipeline::Pipeline;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
@@ -25,7 +26,7 @@ pub enum WorkerCmd {
     /// ask the pod for its MAC until it answers.
     Open {
         id: PortId,
-        spec: crate::io::afxdp::PortSpec,
+        spec: crate::io::PortSpec,
         probe: PodProbe,
         steer: Option<Arc<crate::xdp::XdpProgram>>,
         done: mpsc::Sender<std::io::Result<()>>,

@@ -6,10 +6,11 @@ use fib::{Fib4, Fib6, NextHopId};
 use std::collections::HashMap;
 use std::sync::Arc;
 use vrouter::arp::HOST_SIDE_MAC;
+use vrouter::burst::Action;
 use vrouter::counters::Counters;
 use vrouter::ecmp::GroupTable;
 use vrouter::nexthop::{Adjacency, NextHopTable, PortId};
-use vrouter::pipeline::{Action, Pipeline, Port, PortKind};
+use vrouter::pipeline::{Pipeline, Port, PortKind};
 
 const UPLINK: PortId = PortId(0);
 const POD: PortId = PortId(1);

@@ -9,9 +9,11 @@ use etherparse::{IpNumber, Ipv4Header, NetSlice, PacketBuilder, SlicedPacket, Tr
 use fib::{Fib4, Fib6, NextHopId};
 use std::sync::Arc;
 use vrouter::arp::HOST_SIDE_MAC;
-use vrouter::counters::{Counters, DropReason};
+use vrouter::burst::Action;
+use vrouter::burst::DropReason;
+use vrouter::counters::Counters;
 use vrouter::nexthop::{Adjacency, NextHopTable, PortId};
-use vrouter::pipeline::{Action, Pipeline, Port, PortKind};
+use vrouter::pipeline::{Pipeline, Port, PortKind};
 use vrouter::tunnel::{Encap, Overlay, Tunnel, TunnelTable};
 
 const NODE_MAC: [u8; 6] = [0x52, 0x54, 0, 0, 0, 1];

@@ -43,12 +43,13 @@ use fib::{Fib4, Fib6, NextHopId};
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Duration;
+use vrouter::burst::{Action, BURST};
 use vrouter::config::PollMode;
 use vrouter::counters::Counters;
 use vrouter::ecmp::GroupTable;
 use vrouter::io::memory::MemoryIo;
 use vrouter::nexthop::{Adjacency, NextHopTable, PortId};
-use vrouter::pipeline::{Action, Pipeline, Port, PortKind, BURST};
+use vrouter::pipeline::{Pipeline, Port, PortKind};
 use vrouter::tunnel::{Encap, Overlay, Tunnel, TunnelTable};
 use vrouter::worker::Worker;
 

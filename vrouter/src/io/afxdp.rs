@@ -15,10 +15,9 @@
 
 use super::mailbox::Mailbox;
 use super::tap::TapDevice;
-use super::{BackendStats, HoldQueue, Io, Process};
-use crate::counters::DropReason;
+use super::{HoldQueue, Io, PortSpec, Process};
+use crate::burst::{Action, BackendStats, DropReason, BURST};
 use crate::nexthop::PortId;
-use crate::pipeline::{Action, BURST};
 use std::io::{self, Write};
 use std::num::NonZeroU32;
 use std::os::fd::{AsRawFd, RawFd};
@@ -46,19 +45,6 @@ const TX_BUDGET: usize = 512;
 /// setsockopt(SOL_XDP, XDP_MAX_TX_SKB_BUDGET): frames sent per kick in copy mode.
 const SOL_XDP: libc::c_int = 283;
 const XDP_MAX_TX_SKB_BUDGET: libc::c_int = 9;
-
-/// A port this backend serves.
-#[derive(Debug, Clone)]
-pub enum PortSpec {
-    /// AF_XDP socket on `ifname` queue `queue`; `uplink` ones get deeper fill rings.
-    Xsk {
-        ifname: String,
-        queue: u32,
-        uplink: bool,
-    },
-    /// A tap device.
-    Tap { name: String },
-}
 
 #[allow(clippy::large_enum_variant)] // few ports, in one Vec, touched every loop
 enum Port {
@@ -392,17 +378,19 @@ impl AfXdpIo {
     }
 
     #[inline]
-    fn buffer(&self, desc: &mut FrameDesc) -> &'static mut [u8] {
+    fn buffer<'a>(&'a self, desc: &'a mut FrameDesc) -> &'a mut [u8] {
         buffer(&self.umem, desc)
     }
 }
 
-/// The whole buffer of a frame we own (lent to the pipeline), from offset 0.
+/// The whole buffer of a frame we own (lent to the pipeline), from offset 0. The slice
+/// lives no longer than the borrows of the UMEM and of the frame's descriptor: within
+/// the burst (or the retry) that holds the descriptor.
 #[inline]
-fn buffer(umem: &Umem, desc: &mut FrameDesc) -> &'static mut [u8] {
+fn buffer<'a>(umem: &'a Umem, desc: &'a mut FrameDesc) -> &'a mut [u8] {
     // SAFETY: `desc` is a frame of this UMEM that we own (off every ring), so nothing
-    // else reads or writes it; the slice is used only within the current burst, while
-    // the UMEM (kept alive by `self`) is mapped.
+    // else reads or writes it, and no other slice of it is live (each frame is lent
+    // once per burst); the slice cannot outlive the borrow of the mapped UMEM.
     unsafe {
         let mut data = umem.data_mut(desc);
         let mut cursor = data.cursor();
@@ -499,7 +487,8 @@ impl AfXdpIo {
             }
             Action::Fragment { port, len, mtu } => {
                 let mut desc = desc;
-                let buf = buffer(&self.umem, &mut desc);
+                let umem = self.umem.clone();
+                let buf = buffer(&umem, &mut desc);
                 let _ = encap::fragment::ipv4_fragments(
                     &buf[..len.min(buf.len())],
                     mtu as usize,
@@ -634,8 +623,7 @@ impl Io for AfXdpIo {
         let umem = self.umem.clone();
         let expired = held.retry(
             now,
-            &mut |d| buffer(&umem, d),
-            resume,
+            &mut |d, len, nh| resume(buffer(&umem, d), len, nh),
             &mut |d, a| match a {
                 Some(a) => self.carry_out(d, a, now),
                 None => self.free.push(d),

@@ -3,8 +3,8 @@
 //! cost with it. Buffers come from a fixed pool, so a steady run does not allocate.
 
 use super::{HoldQueue, Io, Process};
+use crate::burst::{Action, BURST};
 use crate::nexthop::PortId;
-use crate::pipeline::{Action, BURST};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
@@ -131,7 +131,7 @@ impl Io for MemoryIo {
             bufs[i] = Some(b);
             lens[i] = len;
         }
-        let mut actions = [Action::Drop(crate::counters::DropReason::Malformed); BURST];
+        let mut actions = [Action::Drop(crate::burst::DropReason::Malformed); BURST];
         {
             let mut frames: [&mut [u8]; BURST] = std::array::from_fn(|_| &mut [][..]);
             for (f, b) in frames.iter_mut().zip(bufs.iter_mut()).take(n) {
@@ -159,10 +159,14 @@ impl Io for MemoryIo {
             return 0;
         }
         let mut held = std::mem::take(&mut self.held);
-        let expired = held.retry(now, &mut |b| &mut b[..], resume, &mut |b, a| match a {
-            Some(a) => self.carry_out(b, a, now),
-            None => self.pool.push(b),
-        });
+        let expired = held.retry(
+            now,
+            &mut |b, len, nh| resume(&mut b[..], len, nh),
+            &mut |b, a| match a {
+                Some(a) => self.carry_out(b, a, now),
+                None => self.pool.push(b),
+            },
+        );
         self.held = held;
         expired
     }

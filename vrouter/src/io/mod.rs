@@ -8,8 +8,8 @@ pub mod mailbox;
 pub mod memory;
 pub mod tap;
 
+use crate::burst::{Action, BackendStats};
 use crate::nexthop::PortId;
-use crate::pipeline::Action;
 use std::time::{Duration, Instant};
 
 /// A burst's frames as the pipeline sees them: whole buffers, received lengths, actions.
@@ -39,7 +39,7 @@ pub trait Io {
     fn open_port(
         &mut self,
         _id: PortId,
-        _spec: &afxdp::PortSpec,
+        _spec: &PortSpec,
     ) -> std::io::Result<Option<std::os::fd::RawFd>> {
         Err(std::io::Error::other("this backend has fixed ports"))
     }
@@ -51,57 +51,17 @@ pub trait Io {
     }
 }
 
-pub const BACKEND_COUNTS: usize = 9;
-
-/// Counts kept by a backend, beside the pipeline's.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct BackendStats {
-    /// Frames dropped because a TX ring was full.
-    pub tx_ring_full: u64,
-    /// Frames not received or sent for want of a free buffer.
-    pub no_free_frame: u64,
-    /// Frames dropped because the hold queue was full.
-    pub hold_full: u64,
-    /// Frames for a port no worker owns.
-    pub not_our_port: u64,
-    /// Frames for another worker's port that its full mailbox refused.
-    pub mailbox_full: u64,
-    /// Frames other workers passed us, sent.
-    pub mailbox_delivered: u64,
-    /// The kernel's AF_XDP statistics, summed over sockets: frames dropped on receive
-    /// (e.g. longer than a frame), because the RX ring was full, and times the fill
-    /// ring was found empty.
-    pub xdp_rx_dropped: u64,
-    pub xdp_rx_ring_full: u64,
-    pub xdp_fill_ring_empty: u64,
-}
-
-impl BackendStats {
-    pub const NAMES: [&'static str; BACKEND_COUNTS] = [
-        "tx_ring_full",
-        "no_free_frame",
-        "hold_full",
-        "not_our_port",
-        "mailbox_full",
-        "mailbox_delivered",
-        "xdp_rx_dropped",
-        "xdp_rx_ring_full",
-        "xdp_fill_ring_empty",
-    ];
-
-    pub fn values(&self) -> [u64; BACKEND_COUNTS] {
-        [
-            self.tx_ring_full,
-            self.no_free_frame,
-            self.hold_full,
-            self.not_our_port,
-            self.mailbox_full,
-            self.mailbox_delivered,
-            self.xdp_rx_dropped,
-            self.xdp_rx_ring_full,
-            self.xdp_fill_ring_empty,
-        ]
-    }
+/// A port a backend opens: an AF_XDP socket on an interface's queue, or a tap.
+#[derive(Debug, Clone)]
+pub enum PortSpec {
+    /// AF_XDP socket on `ifname` queue `queue`; `uplink` ones get deeper fill rings.
+    Xsk {
+        ifname: String,
+        queue: u32,
+        uplink: bool,
+    },
+    /// A tap device.
+    Tap { name: String },
 }
 
 /// How long a frame waits for its next hop to resolve (the kernel waits about as long
@@ -163,20 +123,20 @@ impl<H> HoldQueue<H> {
         self.entries.push_back(held);
     }
 
-    /// Offer every held frame to `resume` (through `bytes`, its buffer): frames still
-    /// unresolved wait on unless older than `HOLD_TIME`, when they go to `done` with no action; the
-    /// others go to `done` with their action. Returns how many expired.
+    /// Offer every held frame to `resume` (its handle, length and next hop): frames
+    /// still unresolved wait on unless older than `HOLD_TIME`, when they go to `done`
+    /// with no action; the others go to `done` with their action. Returns how many
+    /// expired. The backend's `resume` lends the frame's bytes for the call only.
     pub fn retry(
         &mut self,
         now: Instant,
-        bytes: &mut dyn FnMut(&mut H) -> &mut [u8],
-        resume: &mut dyn FnMut(&mut [u8], usize, u32) -> Action,
+        resume: &mut dyn FnMut(&mut H, usize, u32) -> Action,
         done: &mut dyn FnMut(H, Option<Action>),
     ) -> u64 {
         let mut expired = 0;
         for _ in 0..self.entries.len() {
             let mut h = self.entries.pop_front().unwrap();
-            match resume(bytes(&mut h.frame), h.len, h.nh) {
+            match resume(&mut h.frame, h.len, h.nh) {
                 Action::Hold { .. } if now.duration_since(h.since) < HOLD_TIME => self.keep(h),
                 Action::Hold { .. } => {
                     expired += 1;

@@ -2,7 +2,8 @@
 
 use super::plan::EndpointPlan;
 use super::NodeState;
-use crate::counters::{Counters, DropReason};
+use crate::burst::DropReason;
+use crate::counters::{Counters, TALLY};
 use crate::nexthop::{Adjacency, NextHopTable};
 use control::api::pb;
 
@@ -31,16 +32,11 @@ impl NodeState {
         };
         let tally = |t: &crate::counters::Tally| {
             (
-                vec![
-                    counter("rx", t.rx),
-                    counter("tx", t.tx),
-                    counter("to_kernel", t.to_kernel),
-                    counter("replies", t.replies),
-                    counter("icmp_errors", t.icmp_errors),
-                    counter("held", t.held),
-                    counter("fragmented", t.fragmented),
-                    counter("decapsulated", t.decapsulated),
-                ],
+                TALLY
+                    .iter()
+                    .zip(t.values())
+                    .map(|(c, v)| counter(c.key, v))
+                    .collect::<Vec<_>>(),
                 DropReason::ALL
                     .iter()
                     .map(|&d| counter(d.name(), t.dropped(d)))
@@ -109,55 +105,10 @@ impl NodeState {
         let per_worker: Vec<crate::counters::Tally> = (0..self.counters.workers())
             .map(|w| self.counters.worker(w))
             .collect();
-        type Field = (
-            &'static str,
-            &'static str,
-            fn(&crate::counters::Tally) -> u64,
-        );
-        let fields: [Field; 8] = [
-            (
-                "vrouter_rx_packets_total",
-                "Frames received by the workers.",
-                |t| t.rx,
-            ),
-            (
-                "vrouter_tx_packets_total",
-                "Frames sent by the workers.",
-                |t| t.tx,
-            ),
-            (
-                "vrouter_to_kernel_packets_total",
-                "Frames handed to the kernel.",
-                |t| t.to_kernel,
-            ),
-            (
-                "vrouter_replies_total",
-                "ARP / ND / ICMP replies the node answered.",
-                |t| t.replies,
-            ),
-            ("vrouter_icmp_errors_total", "ICMP errors sent.", |t| {
-                t.icmp_errors
-            }),
-            (
-                "vrouter_held_packets_total",
-                "Frames held for a next hop being resolved.",
-                |t| t.held,
-            ),
-            (
-                "vrouter_fragmented_packets_total",
-                "IPv4 packets fragmented on egress.",
-                |t| t.fragmented,
-            ),
-            (
-                "vrouter_decapsulated_packets_total",
-                "Tunnel packets unwrapped.",
-                |t| t.decapsulated,
-            ),
-        ];
-        for (name, help, get) in fields {
-            x.family(name, help, Kind::Counter);
+        for (k, c) in TALLY.iter().enumerate() {
+            x.family(c.metric, c.help, Kind::Counter);
             for (w, t) in per_worker.iter().enumerate() {
-                x.sample(&[("worker", &w.to_string())], get(t) as f64);
+                x.sample(&[("worker", &w.to_string())], t.values()[k] as f64);
             }
         }
         x.family(
@@ -315,22 +266,18 @@ pub fn stats_json(
             })
         })
         .collect();
-    let backend: serde_json::Map<String, serde_json::Value> = crate::io::BackendStats::NAMES
+    let backend: serde_json::Map<String, serde_json::Value> = crate::burst::BackendStats::NAMES
         .iter()
         .zip(counters.backend_total())
         .map(|(k, v)| (k.to_string(), v.into()))
         .collect();
-    serde_json::json!({
-        "rx": t.rx,
-        "tx": t.tx,
-        "to_kernel": t.to_kernel,
-        "replies": t.replies,
-        "icmp_errors": t.icmp_errors,
-        "held": t.held,
-        "fragmented": t.fragmented,
-        "decapsulated": t.decapsulated,
-        "drops": drops,
-        "backend": backend,
-        "endpoints": endpoints,
-    })
+    let mut json: serde_json::Map<String, serde_json::Value> = TALLY
+        .iter()
+        .zip(t.values())
+        .map(|(c, v)| (c.key.to_string(), v.into()))
+        .collect();
+    json.insert("drops".into(), drops.into());
+    json.insert("backend".into(), backend.into());
+    json.insert("endpoints".into(), endpoints.into());
+    json.into()
 }

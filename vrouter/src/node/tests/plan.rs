@@ -1,8 +1,9 @@
 //! The start-up plan and the next hops it makes.
 
 use super::*;
+use crate::burst::DropReason;
 use crate::config::Config;
-use crate::counters::{Counters, DropReason};
+use crate::counters::Counters;
 use crate::nexthop::{NextHopTable, PortId};
 use crate::node::nexthops::Gateway;
 use crate::node::plan::Plan;
