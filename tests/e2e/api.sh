@@ -313,6 +313,37 @@ check "after a restart the pod forwards" ping4 ${P}p1 10.97.0.2
 check "IPAM state on disk holds the address" grep -q "\"$A1\"" "$WORK/state/ipam.json"
 check "vrouterd is still running after all of it" alive
 
+# An endpoint of the file at start, removed from the file and reloaded, then put back:
+# its XDP program goes with it (one path for the file's endpoints and the API's), so it
+# comes back instead of failing with "XDP on cali2: File exists" until a restart.
+cp "$WORK/node.orig.toml" "$WORK/node.toml"
+cat >>"$WORK/node.toml" <<'CFG'
+[[pools]]
+cidr = "10.69.0.0/16"
+[[endpoints]]
+name = "pod2"
+kind = "veth"
+interface = "cali2"
+ips = ["10.69.0.5/32"]
+CFG
+cp "$WORK/node.toml" "$WORK/node.pod2.toml"
+stop
+start
+check "a file endpoint at start forwards" ping4 ${P}p2 10.97.0.2
+check "its veth carries our XDP program" bash -c "ip -n ${P}n link show cali2 | grep -q 'prog/xdp'"
+cp "$WORK/node.orig.toml" "$WORK/node.toml"
+RELOAD_RC=0; ctl reload >"$WORK/reload-rm.txt" 2>&1 || RELOAD_RC=$?; cat "$WORK/reload-rm.txt"
+check "reload removes the file's start-up endpoint" \
+    bash -c "test $RELOAD_RC -eq 0 && grep -q 'endpoint pod2 removed' $WORK/reload-rm.txt"
+check "its XDP program is detached (the veth is still there)" \
+    bash -c "ip -n ${P}n link show cali2 >$WORK/cali2.txt && grep -q cali2 $WORK/cali2.txt && ! grep -q 'prog/xdp' $WORK/cali2.txt"
+cp "$WORK/node.pod2.toml" "$WORK/node.toml"
+RELOAD_RC=0; ctl reload >"$WORK/reload-back.txt" 2>&1 || RELOAD_RC=$?; cat "$WORK/reload-back.txt"
+check "put back in the file, the endpoint comes up on the next reload" \
+    bash -c "test $RELOAD_RC -eq 0 && grep -q 'endpoint pod2 added' $WORK/reload-back.txt"
+check "and forwards again" ping4 ${P}p2 10.97.0.2
+cp "$WORK/node.orig.toml" "$WORK/node.toml"
+
 kill "$WATCH_PID" 2>/dev/null || true; WATCH_PID=
 stop
 logs() { echo "vrouterd log:"; tail -20 "$WORK/vrouterd.log"; }
