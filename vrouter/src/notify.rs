@@ -17,6 +17,23 @@ pub struct Notifier {
 }
 
 impl Notifier {
+    /// Notify `socket` (a datagram socket's path), with keepalives due every
+    /// `watchdog_every` when set.
+    pub fn to_path(
+        socket: &std::path::Path,
+        watchdog_every: Option<Duration>,
+    ) -> io::Result<Notifier> {
+        Ok(Notifier {
+            socket: Some((
+                UnixDatagram::unbound()?,
+                std::os::unix::net::SocketAddr::from_pathname(socket)?,
+            )),
+            watchdog_every,
+            last_watchdog: Instant::now(),
+            last_heartbeats: Vec::new(),
+        })
+    }
+
     pub fn from_env() -> io::Result<Notifier> {
         let socket = match std::env::var("NOTIFY_SOCKET") {
             Ok(path) if !path.is_empty() => {
@@ -69,5 +86,60 @@ impl Notifier {
             self.last_watchdog = Instant::now();
             self.last_heartbeats = heartbeats;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What systemd received since the last call.
+    fn received(s: &UnixDatagram) -> Vec<String> {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 256];
+        while let Ok(n) = s.recv(&mut buf) {
+            got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+        got
+    }
+
+    #[test]
+    fn keepalives_only_while_every_worker_progresses() {
+        let path = std::env::temp_dir().join(format!("vr-notify-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let systemd = UnixDatagram::bind(&path).unwrap();
+        systemd.set_nonblocking(true).unwrap();
+        let every = Duration::from_millis(20);
+        let mut n = Notifier::to_path(&path, Some(every)).unwrap();
+        let due = || std::thread::sleep(every + Duration::from_millis(5));
+        n.send("READY=1");
+        assert_eq!(received(&systemd), ["READY=1"]);
+        n.tick(vec![1, 1]);
+        assert!(received(&systemd).is_empty(), "not due yet");
+        due();
+        n.tick(vec![1, 1]);
+        assert_eq!(received(&systemd), ["WATCHDOG=1"], "first heartbeats seen");
+        due();
+        n.tick(vec![2, 2]);
+        assert_eq!(received(&systemd), ["WATCHDOG=1"], "both workers moved");
+        // Worker 1 wedged: no keepalive, however long it lasts.
+        for beat in 3..6 {
+            due();
+            n.tick(vec![beat, 2]);
+            assert!(
+                received(&systemd).is_empty(),
+                "withheld while worker 1 is stuck"
+            );
+        }
+        // It moves again: keepalives resume.
+        due();
+        n.tick(vec![6, 3]);
+        assert_eq!(received(&systemd), ["WATCHDOG=1"]);
+        // No watchdog asked for: never a keepalive.
+        let mut quiet = Notifier::to_path(&path, None).unwrap();
+        due();
+        quiet.tick(vec![7, 4]);
+        assert!(received(&systemd).is_empty());
+        let _ = std::fs::remove_file(&path);
     }
 }
