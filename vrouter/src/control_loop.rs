@@ -93,22 +93,49 @@ pub fn run(file_config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) ->
     let ipam = open_ipam(&config)?;
     let plan = Plan::new(&config, &if_info)?;
     let tables = Tables::new(&plan, Capacity::for_plan(&plan, config.bgp.is_some()));
-    let Started {
-        threads,
-        host,
-        counters,
-        endpoint_mtu_limit,
-    } = start_workers(&config, &plan, &tables, &stop)?;
-    for e in &plan.ports.endpoints {
-        info!(endpoint = %e.name, interface = %e.interface, worker = e.worker, "endpoint");
-    }
+    let started = start_workers(&config, &plan, &tables, &stop)?;
+    let worker_count = started.threads.len();
+    let counters = started.counters.clone();
     info!(
         node = %config.node_name,
-        workers = threads.len(),
+        workers = worker_count,
         ports = plan.ports.ports.len(),
         routes = plan.routes4.len() + plan.routes6.len(),
         "forwarding"
     );
+    // The node's state starts with no endpoint; the configuration's are installed into
+    // their slots by the path every endpoint takes.
+    let mut bare = config.clone();
+    bare.endpoints.clear();
+    let Started {
+        threads,
+        host,
+        counters: _,
+        endpoint_mtu_limit,
+    } = started;
+    let mut node = NodeState::new(
+        bare,
+        api_state.origins(file_config),
+        plan,
+        tables,
+        ipam,
+        Dataplane {
+            host: Box::new(host),
+            counters: counters.clone(),
+            endpoint_mtu_limit,
+        },
+    );
+    if let Err(e) = node.start_endpoints(&config.endpoints) {
+        stop.store(true, Ordering::Relaxed);
+        drop(node);
+        for t in threads {
+            let _ = t.join();
+        }
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, e.to_string()));
+    }
+    for e in &node.ports.endpoints {
+        info!(endpoint = %e.name, interface = %e.interface, worker = e.worker, "endpoint");
+    }
 
     let mut neighbours = match Neighbours::new() {
         Ok(n) => Some(n),
@@ -119,7 +146,7 @@ pub fn run(file_config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) ->
     };
     // The BGP speaker on its own thread; its route changes are applied here.
     let (routes_tx, routes_rx) = mpsc::channel();
-    let speaker = match speaker_config(&config, &plan.own_blocks) {
+    node.speaker = match speaker_config(&config, &node.own_blocks) {
         Some(cfg) => {
             info!(
                 asn = cfg.asn,
@@ -145,21 +172,6 @@ pub fn run(file_config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) ->
     )
     .inspect_err(|_| stop.store(true, Ordering::Relaxed))?;
     info!(socket = %config.api.socket.display(), "API");
-    let origins = api_state.origins(file_config);
-    let worker_count = threads.len();
-    let mut node = NodeState::new(
-        config.clone(),
-        origins,
-        plan,
-        tables,
-        ipam,
-        Dataplane {
-            host: Box::new(host),
-            counters: counters.clone(),
-            endpoint_mtu_limit,
-        },
-    );
-    node.speaker = speaker;
     node.events = Some(api.events.clone());
     node.config_path = options.config_path.clone();
     // Health for /livez and /readyz, and scrapes answered by this loop.

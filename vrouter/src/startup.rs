@@ -1,18 +1,18 @@
-//! Start-up: the effective configuration (file plus api.json), the plan, the live
-//! tables, our XDP programs on the uplinks and endpoints, and the workers spawned and
-//! pinned, each with its AF_XDP sockets open before it reports ready.
+//! Start-up: our XDP programs on the uplinks, and the workers spawned and pinned, each
+//! with its uplink sockets open before it reports ready. Endpoints are not opened here:
+//! `NodeState` installs them into their slots afterwards, as it does while running.
 
-use crate::config::{Config, EndpointKind};
+use crate::config::Config;
 use crate::counters::Counters;
-use crate::host::{attach, attach_endpoint, port_spec, WorkerHost};
+use crate::host::{attach, WorkerHost};
 use crate::io::afxdp::AfXdpIo;
 use crate::io::mailbox::Mailbox;
 use crate::io::PortSpec;
 use crate::nexthop::PortId;
-use crate::node::plan::{EndpointPlan, Plan, Slot};
+use crate::node::plan::{Plan, Slot};
 use crate::node::tables::Tables;
 use crate::pipeline::{Pipeline, Port};
-use crate::worker::{PodProbe, Worker};
+use crate::worker::Worker;
 use crate::xdp::{PrefixClass, XdpProgram, XdpRole};
 use ipnet::IpNet;
 use std::collections::HashMap;
@@ -32,9 +32,9 @@ pub fn local_prefixes(config: &Config) -> Vec<IpNet> {
         .collect()
 }
 
-/// Our programs on the uplinks (steering our pools, endpoints and addresses to us) and
-/// on the veth endpoints of the plan.
-fn attach_all(config: &Config, plan: &Plan) -> io::Result<WorkerHost> {
+/// Our programs on the uplinks: our pools and the node's addresses come to us (the
+/// endpoints' addresses are added as they are installed).
+fn attach_uplinks(config: &Config, plan: &Plan) -> io::Result<WorkerHost> {
     let local = local_prefixes(config);
     let mut uplinks = Vec::new();
     for u in &plan.ports.uplinks {
@@ -42,30 +42,15 @@ fn attach_all(config: &Config, plan: &Plan) -> io::Result<WorkerHost> {
         for p in &config.pools {
             prog.add_prefix(p.cidr.trunc(), PrefixClass::Ours)?;
         }
-        for e in &config.endpoints {
-            for ip in &e.ips {
-                prog.add_prefix(*ip, PrefixClass::Ours)?;
-            }
-        }
         for l in &local {
             prog.add_prefix(*l, PrefixClass::Local)?;
         }
         uplinks.push(Arc::new(prog));
     }
-    let mut endpoints = HashMap::new();
-    for e in plan
-        .ports
-        .endpoints
-        .iter()
-        .filter(|e| e.kind == EndpointKind::Veth)
-    {
-        let prog = attach_endpoint(&e.interface, config.xdp_mode, &local)?;
-        endpoints.insert(e.interface.clone(), Arc::new(prog));
-    }
     Ok(WorkerHost {
         workers: Vec::new(),
         uplinks,
-        endpoints,
+        endpoints: HashMap::new(),
         xdp_mode: config.xdp_mode,
         local,
     })
@@ -88,22 +73,24 @@ pub fn start_workers(
     tables: &Tables,
     stop: &Arc<AtomicBool>,
 ) -> io::Result<Started> {
-    let mut host = attach_all(config, plan)?;
+    let mut host = attach_uplinks(config, plan)?;
     let ports: Arc<[Port]> = plan.ports.ports.clone().into();
     let counters = Arc::new(Counters::new(config.workers.count));
     // ICMP errors come from the node's first address of each family.
     let node_v4 = plan.overlay.local_v4.first().map(|&a| Ipv4Addr::from(a));
     let node_v6 = plan.overlay.local_v6.first().map(|&a| Ipv6Addr::from(a));
     let cores = config.workers.cores();
+    // Every worker's frames carry the largest MTU of the plan: any slot, any endpoint.
+    let endpoint_mtu_limit = AfXdpIo::mtu_limit(plan.frame_mtu);
 
     // Frames for a pod another worker owns go through that worker's mailbox.
     let mailboxes: Vec<Arc<Mailbox>> = (0..cores.len()).map(|_| Arc::default()).collect();
     let (ready_tx, ready_rx) = mpsc::channel::<io::Result<()>>();
     let mut threads = Vec::new();
     let mut commands = Vec::new();
-    let mut endpoint_mtu_limit = u16::MAX;
+    let port_count = plan.ports.ports.len();
     for (w, &core) in cores.iter().enumerate() {
-        let mut specs: Vec<(PortId, PortSpec)> = plan
+        let specs: Vec<(PortId, PortSpec)> = plan
             .ports
             .uplinks
             .iter()
@@ -118,12 +105,6 @@ pub fn start_workers(
                 )
             })
             .collect();
-        let mine: Vec<&EndpointPlan> = plan
-            .ports
-            .endpoints
-            .iter()
-            .filter(|e| e.worker == w)
-            .collect();
         let my_slots: Vec<Slot> = plan
             .ports
             .free_slots
@@ -131,60 +112,24 @@ pub fn start_workers(
             .filter(|s| s.worker == w)
             .copied()
             .collect();
-        for e in &mine {
-            specs.push((e.port, port_spec(e)));
-        }
-        let mtu = specs
-            .iter()
-            .map(|(p, _)| plan.ports.ports[p.0 as usize].mtu)
-            .max()
-            .unwrap_or(1500)
-            .max(1500);
-        endpoint_mtu_limit = endpoint_mtu_limit.min(AfXdpIo::mtu_limit(mtu));
-        let port_count = plan.ports.ports.len();
         let mut outboxes: Vec<Option<Arc<Mailbox>>> = vec![None; port_count];
-        for e in plan.ports.endpoints.iter().filter(|e| e.worker != w) {
-            outboxes[e.port.0 as usize] = Some(mailboxes[e.worker].clone());
-        }
         for s in plan.ports.free_slots.iter().filter(|s| s.worker != w) {
             outboxes[s.port.0 as usize] = Some(mailboxes[s.worker].clone());
         }
         let inbox = mailboxes[w].clone();
         let mut by_port = vec![None; port_count];
-        for e in &mine {
-            by_port[e.port.0 as usize] = Some(e.nh);
-        }
         for s in &my_slots {
             by_port[s.port.0 as usize] = Some(s.nh);
         }
-        let probes: Vec<PodProbe> = mine
-            .iter()
-            .filter(|e| e.mac.is_none())
-            .map(|e| PodProbe {
-                port: e.port,
-                nh: e.nh,
-                v4: e.v4,
-                v6: e.v6,
-            })
-            .collect();
-        // Which XDP program steers each of this worker's sockets, and on which queue.
-        // The worker keeps the uplinks' (to unregister its sockets at its stop); the
-        // endpoints' belong to the host alone, so closing an endpoint detaches its
-        // program whether it came from the file or the API.
-        let uplink_steering: Vec<(PortId, Arc<XdpProgram>, u32)> = plan
+        // The uplinks' programs steer this worker's queue to its sockets; the worker
+        // keeps them to unregister its sockets at its stop. Endpoints' programs belong
+        // to the host alone, so closing an endpoint detaches its program.
+        let steering: Vec<(PortId, Arc<XdpProgram>, u32)> = plan
             .ports
             .uplinks
             .iter()
             .zip(&host.uplinks)
             .map(|(u, p)| (u.port, p.clone(), u.queues[w]))
-            .collect();
-        let mut endpoint_steering: Vec<(PortId, Arc<XdpProgram>)> = mine
-            .iter()
-            .filter_map(|e| {
-                host.endpoints
-                    .get(&e.interface)
-                    .map(|p| (e.port, p.clone()))
-            })
             .collect();
         let mut pipeline = Pipeline::new(
             tables.fib4.reader(),
@@ -210,6 +155,7 @@ pub fn start_workers(
         let (cmd_tx, cmd_rx) = mpsc::channel();
         commands.push(cmd_tx);
         let spare = my_slots.len();
+        let mtu = plan.frame_mtu;
         threads.push(
             std::thread::Builder::new()
                 .name(format!("worker-{w}"))
@@ -219,14 +165,9 @@ pub fn start_workers(
                     }
                     let io = match AfXdpIo::open_with_room(&specs, mtu, spare).and_then(|mut io| {
                         io.connect_workers(inbox, outboxes)?;
-                        for (port, prog, queue) in &uplink_steering {
+                        for (port, prog, queue) in &steering {
                             if let Some(fd) = io.socket_fd(*port) {
                                 prog.register_socket(*queue, fd)?;
-                            }
-                        }
-                        for (port, prog) in endpoint_steering.drain(..) {
-                            if let Some(fd) = io.socket_fd(port) {
-                                prog.register_socket(0, fd)?;
                             }
                         }
                         Ok(io)
@@ -238,10 +179,10 @@ pub fn start_workers(
                         }
                     };
                     let _ = ready.send(Ok(()));
-                    let mut worker = Worker::new(io, pipeline, nexthops, probes, poll_mode)
+                    let mut worker = Worker::new(io, pipeline, nexthops, Vec::new(), poll_mode)
                         .with_commands(cmd_rx);
                     worker.run(&stop);
-                    for (_, prog, queue) in &uplink_steering {
+                    for (_, prog, queue) in &steering {
                         let _ = prog.unregister_socket(*queue);
                     }
                 })?,

@@ -46,6 +46,7 @@ use crate::tunnel::Overlay;
 use bgp_routes::BgpRoutes;
 use control::api::pb;
 use control::ipam::Ipam;
+use error::{NodeError, NodeResult};
 use host::Host;
 use ipnet::IpNet;
 use nexthops::NextHopAlloc;
@@ -99,7 +100,8 @@ pub struct Dataplane {
 }
 
 impl NodeState {
-    /// The state of a node started from `plan` (its tables built from it).
+    /// The state of a node started from `plan` (its tables built from it), before any
+    /// endpoint: `start_endpoints` installs the configuration's.
     pub fn new(
         config: Config,
         origins: Origins,
@@ -124,7 +126,7 @@ impl NodeState {
             origins,
             ports: plan.ports,
             overlay: plan.overlay,
-            own_blocks: plan.own_blocks,
+            own_blocks: Vec::new(),
             blackhole: plan.blackhole,
             alloc: plan.alloc,
             tables,
@@ -138,6 +140,21 @@ impl NodeState {
             events: None,
             config_path: None,
         }
+    }
+
+    /// Install the endpoints of `config` (the file's and those the API added before a
+    /// restart) through the one path every endpoint takes.
+    pub fn start_endpoints(&mut self, endpoints: &[crate::config::Endpoint]) -> NodeResult<()> {
+        for e in endpoints {
+            let origin = if self.origins.endpoints.contains(&e.name) {
+                Origin::Api
+            } else {
+                Origin::File
+            };
+            self.install_endpoint(e.clone(), origin)
+                .map_err(|err| NodeError::Precondition(format!("endpoint {}: {err}", e.name)))?;
+        }
+        Ok(())
     }
 
     /// Apply a batch of BGP route changes to the tables.

@@ -1,6 +1,8 @@
-//! The start-up plan: what the configuration asks for, numbered into ports, next hops
-//! and routes before any worker starts. After start-up its parts are owned by
-//! `NodeState` (ports and endpoints, next-hop allocation, our blocks).
+//! The start-up plan: the configuration numbered into ports, next hops and routes
+//! before any worker starts — uplinks, one endpoint slot per endpoint of the file plus
+//! `endpoint_slots` spare, static routes. Endpoints themselves (the file's too) are then
+//! installed into their slots by `NodeState::install_endpoint`, the one path for every
+//! endpoint. After start-up the plan's parts are owned by `NodeState`.
 
 use super::interface::IfInfo;
 use super::nexthops::{NextHopAlloc, UplinkRef};
@@ -21,9 +23,11 @@ pub struct Plan {
     pub alloc: NextHopAlloc,
     /// What we decapsulate.
     pub overlay: Overlay,
-    /// Our own blocks (announced by BGP; unused addresses in them are blackholed).
-    pub own_blocks: Vec<IpNet>,
+    /// With BGP: the next hop that blackholes unused addresses of our own blocks.
     pub blackhole: Option<u32>,
+    /// The largest MTU of the uplinks and the file's endpoints: every worker's frames
+    /// carry it, so any slot can take any of these endpoints.
+    pub frame_mtu: u16,
 }
 
 /// The node's ports: uplinks, endpoints in use, and slots free for endpoints.
@@ -182,6 +186,15 @@ impl Plan {
                 ifindex: i.ifindex,
             });
         }
+        let mut frame_mtu = ports.ports.iter().map(|p| p.mtu).max().unwrap_or(1500);
+        for e in &config.endpoints {
+            let mtu = match (e.kind, info(&e.interface)) {
+                (_, Ok(i)) => i.mtu,
+                (EndpointKind::Tap, Err(_)) => 1500,
+                (EndpointKind::Veth, Err(err)) => return Err(err),
+            };
+            frame_mtu = frame_mtu.max(mtu);
+        }
         let mut plan = Plan {
             alloc: NextHopAlloc::new(
                 ports
@@ -197,27 +210,24 @@ impl Plan {
             routes4: Vec::new(),
             routes6: Vec::new(),
             overlay: overlay(config),
-            own_blocks: Vec::new(),
             blackhole: None,
+            frame_mtu: frame_mtu.max(1500),
         };
-        for (n, e) in config.endpoints.iter().enumerate() {
-            let mtu = match (e.kind, info(&e.interface)) {
-                (_, Ok(i)) => i.mtu,
-                (EndpointKind::Tap, Err(_)) => 1500,
-                (EndpointKind::Veth, Err(err)) => return Err(err),
-            };
-            let slot = Slot {
-                port: PortId(plan.ports.ports.len() as u16),
-                nh: plan.alloc.allocate(),
-                worker: n % config.workers.count,
-            };
-            for ip in &e.ips {
-                plan.route(*ip, slot.nh);
-            }
-            plan.ports.endpoints.push(EndpointPlan::new(e, slot));
-            plan.ports.ports.push(endpoint_port(&e.ips, mtu));
-            plan.ports.names.push(e.interface.clone());
+        // A slot per endpoint of the file, then the spare ones, round robin over
+        // workers: the file's endpoints take the first ones, in order.
+        for k in 0..config.endpoints.len() + config.workers.endpoint_slots {
+            let port = PortId(plan.ports.ports.len() as u16);
+            let nh = plan.alloc.allocate();
+            plan.ports.ports.push(idle_port());
+            plan.ports.names.push(String::new());
+            plan.ports.free_slots.push(Slot {
+                port,
+                nh,
+                worker: k % config.workers.count,
+            });
         }
+        // Taken from the end: the first slots go first.
+        plan.ports.free_slots.reverse();
         // Routes via neighbours first, then to nodes (next hop numbering follows).
         for r in config.routes.iter().filter(|r| r.via.is_some()) {
             let nh = plan.alloc.static_route(config, r)?;
@@ -228,29 +238,10 @@ impl Plan {
             plan.route(r.dst, nh);
         }
         if config.bgp.is_some() {
-            // Our blocks: announced, and their unused addresses dropped (never sent back
-            // out toward whoever routed them to us).
-            plan.own_blocks = own_blocks(config);
-            let blackhole = plan.alloc.allocate();
-            plan.blackhole = Some(blackhole);
-            for b in plan.own_blocks.clone() {
-                plan.route(b, blackhole);
-            }
+            // Our blocks (routed as endpoints come) drop their unused addresses, never
+            // sending them back out toward whoever routed them to us.
+            plan.blackhole = Some(plan.alloc.allocate());
         }
-        // Slots continue the endpoints' round robin over workers.
-        for k in 0..config.workers.endpoint_slots {
-            let port = PortId(plan.ports.ports.len() as u16);
-            let nh = plan.alloc.allocate();
-            plan.ports.ports.push(idle_port());
-            plan.ports.names.push(String::new());
-            plan.ports.free_slots.push(Slot {
-                port,
-                nh,
-                worker: (config.endpoints.len() + k) % config.workers.count,
-            });
-        }
-        // Taken from the end: the first slots go first.
-        plan.ports.free_slots.reverse();
         Ok(plan)
     }
 

@@ -1,12 +1,11 @@
 //! Learnt routes, the speaker's settings, the restart marker.
 
-use super::info;
+use super::{node_with, state_dir};
 use crate::config::Config;
 use crate::nexthop::Adjacency;
 use crate::node::bgp_config::{mark_clean_stop, restarted_recently, speaker_config};
-use crate::node::bgp_routes::BgpRoutes;
-use crate::node::plan::Plan;
-use crate::node::tables::{Capacity, Tables};
+use crate::node::plan::own_blocks;
+use crate::node::tables::Tables;
 use crate::tunnel::Encap;
 use control::speaker::RouteChange;
 use std::net::{IpAddr, Ipv4Addr};
@@ -60,18 +59,18 @@ fn a_recent_clean_stop_is_a_graceful_restart() {
 
 #[test]
 fn own_blocks_are_announced_and_blackholed_and_the_mesh_is_the_nodes() {
-    let config = Config::parse(CONFIG).unwrap();
-    let plan = Plan::new(&config, &info).unwrap();
-    let blocks: Vec<String> = plan.own_blocks.iter().map(|b| b.to_string()).collect();
+    let dir = state_dir();
+    let (node, _machine) = node_with(CONFIG, &dir);
+    let blocks: Vec<String> = node.own_blocks.iter().map(|b| b.to_string()).collect();
     assert_eq!(blocks, ["10.244.1.0/26", "10.245.7.0/26"]);
-    let bh = plan.blackhole.unwrap();
+    assert_eq!(own_blocks(&node.config), node.own_blocks);
+    let bh = node.blackhole.unwrap();
     for b in ["10.244.1.0/26", "10.245.7.0/26"] {
-        assert!(plan
-            .routes4
-            .iter()
-            .any(|(n, nh)| n.to_string() == b && *nh == bh));
+        assert_eq!(node.tables.get(b.parse().unwrap()), Some(bh));
+        assert_eq!(node.tables.nexthops.get(bh), Some(Adjacency::Blackhole));
     }
-    let s = speaker_config(&config, &plan.own_blocks).unwrap();
+    let s = speaker_config(&node.config, &node.own_blocks).unwrap();
+    assert_eq!(s.advertise, node.own_blocks);
     assert_eq!((s.asn, s.router_id), (64512, Ipv4Addr::new(10, 0, 0, 1)));
     assert_eq!(s.peers.len(), 2);
     assert!(
@@ -79,25 +78,13 @@ fn own_blocks_are_announced_and_blackholed_and_the_mesh_is_the_nodes() {
         "both mesh peers have higher addresses"
     );
     assert_eq!(s.next_hop_v6, Some("fd00::1".parse().unwrap()));
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
 fn learnt_routes_become_tunnels_gateways_and_groups() {
-    let config = Config::parse(CONFIG).unwrap();
-    let plan = Plan::new(&config, &info).unwrap();
-    let cap = Capacity {
-        nexthops: plan.alloc.count as usize + 64,
-        tunnels: 16,
-        groups: 16,
-    };
-    let mut live = Tables::new(&plan, cap);
-    let mut alloc = plan.alloc.clone();
-    let mut learned = BgpRoutes::new(
-        plan.routes4
-            .iter()
-            .map(|(n, _)| ipnet::IpNet::V4(*n))
-            .chain(plan.routes6.iter().map(|(n, _)| ipnet::IpNet::V6(*n))),
-    );
+    let dir = state_dir();
+    let (mut node, _machine) = node_with(CONFIG, &dir);
     let batch = vec![
         // node B's VXLAN block, an IPIP block on node C, a block from an unknown
         // router on our subnet in no pool, ECMP over B and C, our own block (ignored:
@@ -109,60 +96,57 @@ fn learnt_routes_become_tunnels_gateways_and_groups() {
         change("10.244.1.0/26", &["10.0.0.2"]),
         change("10.99.0.0/16", &["10.0.0.1"]),
     ];
-    learned.apply(&config, &mut alloc, &mut live, &batch);
-    assert_eq!(learned.len(), 4);
+    node.apply_bgp(&batch);
+    assert_eq!(node.bgp.len(), 4);
     let nh = |live: &Tables, a: &str| {
         live.fib4
             .lookup(a.parse::<Ipv4Addr>().unwrap())
             .map(|n| n.0)
     };
     let adj = |live: &Tables, a: &str| live.nexthops.get(nh(live, a).unwrap());
-    let Some(Adjacency::Tunnel { id }) = adj(&live, "10.244.2.5") else {
+    let Some(Adjacency::Tunnel { id }) = adj(&node.tables, "10.244.2.5") else {
         panic!()
     };
     assert!(matches!(
-        live.tunnels.get(id).unwrap().encap,
+        node.tables.tunnels.get(id).unwrap().encap,
         Encap::Vxlan(_)
     ));
-    let Some(Adjacency::Tunnel { id }) = adj(&live, "10.245.3.1") else {
+    let Some(Adjacency::Tunnel { id }) = adj(&node.tables, "10.245.3.1") else {
         panic!()
     };
     assert!(matches!(
-        live.tunnels.get(id).unwrap().encap,
+        node.tables.tunnels.get(id).unwrap().encap,
         Encap::Ipip(_)
     ));
     assert_eq!(
-        adj(&live, "192.168.1.1"),
+        adj(&node.tables, "192.168.1.1"),
         Some(Adjacency::Incomplete),
         "a neighbour the kernel resolves"
     );
-    assert!(alloc
+    assert!(node
+        .alloc
         .gateways
         .iter()
         .any(|g| g.via == "10.0.0.254".parse::<IpAddr>().unwrap()));
     assert!(matches!(
-        adj(&live, "172.16.0.1"),
+        adj(&node.tables, "172.16.0.1"),
         Some(Adjacency::Group { .. })
     ));
     assert_eq!(
-        nh(&live, "10.244.1.5"),
-        plan.blackhole,
+        nh(&node.tables, "10.244.1.5"),
+        node.blackhole,
         "our block stays as configured (blackhole)"
     );
-    assert_eq!(nh(&live, "10.99.0.1"), None);
+    assert_eq!(nh(&node.tables, "10.99.0.1"), None);
 
     // Withdrawals remove; an unchanged re-announcement changes nothing.
-    let before = alloc.count;
-    learned.apply(
-        &config,
-        &mut alloc,
-        &mut live,
-        &[
-            change("10.244.2.0/26", &["10.0.0.2"]),
-            change("192.168.0.0/16", &[]),
-        ],
-    );
-    assert_eq!(alloc.count, before, "tunnels and gateways are shared");
-    assert_eq!(nh(&live, "192.168.1.1"), None);
-    assert_eq!(learned.len(), 3);
+    let before = node.alloc.count;
+    node.apply_bgp(&[
+        change("10.244.2.0/26", &["10.0.0.2"]),
+        change("192.168.0.0/16", &[]),
+    ]);
+    assert_eq!(node.alloc.count, before, "tunnels and gateways are shared");
+    assert_eq!(nh(&node.tables, "192.168.1.1"), None);
+    assert_eq!(node.bgp.len(), 3);
+    let _ = std::fs::remove_dir_all(dir);
 }

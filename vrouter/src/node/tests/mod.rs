@@ -4,9 +4,28 @@ mod bgp;
 mod plan;
 mod state;
 
+use super::error::{NodeError, NodeResult};
+use super::host::Host;
 use super::interface::IfInfo;
+use super::origins::Origins;
+use super::persist::open_ipam;
+use super::plan::{EndpointPlan, Plan};
+use super::tables::{Capacity, Tables};
+use super::{Dataplane, NodeState};
 use crate::arp::HOST_SIDE_MAC;
+use crate::config::{Config, EndpointKind};
+use crate::counters::Counters;
+use crate::nexthop::PortId;
+use crate::pipeline::Port;
+use crate::tunnel::Overlay;
+use ipnet::IpNet;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 
 /// Interfaces of the unit tests' pretend host.
 pub(super) fn info(name: &str) -> io::Result<IfInfo> {
@@ -37,4 +56,108 @@ pub(super) fn uplink_only(name: &str) -> io::Result<IfInfo> {
         }),
         _ => Err(io::Error::new(io::ErrorKind::NotFound, name.to_string())),
     }
+}
+
+/// What the workers and the kernel hold, as the fake host keeps it.
+#[derive(Debug, Default)]
+pub(super) struct Machine {
+    /// Interfaces with our XDP program attached.
+    pub(super) xdp: BTreeSet<String>,
+    /// Endpoint ports open on a worker: port -> interface.
+    pub(super) open: BTreeMap<u16, String>,
+    /// The last shape each port was given.
+    pub(super) ports: BTreeMap<u16, Port>,
+    /// Every port told to the workers, in order.
+    pub(super) port_updates: Vec<u16>,
+    pub(super) overlays: Vec<Overlay>,
+    /// Prefixes the uplinks steer to us.
+    pub(super) steered: BTreeSet<IpNet>,
+}
+
+pub(super) struct FakeHost(Rc<RefCell<Machine>>);
+
+impl Host for FakeHost {
+    fn interface(&self, name: &str) -> io::Result<IfInfo> {
+        info(name)
+    }
+    fn interface_counter(&self, _name: &str, _key: &str) -> u64 {
+        0
+    }
+    fn set_port(&mut self, id: PortId, port: &Port) {
+        let mut m = self.0.borrow_mut();
+        m.ports.insert(id.0, port.clone());
+        m.port_updates.push(id.0);
+    }
+    fn set_overlay(&mut self, overlay: &Overlay) {
+        self.0.borrow_mut().overlays.push(overlay.clone());
+    }
+    fn open_endpoint(&mut self, ep: &EndpointPlan) -> NodeResult<()> {
+        let mut m = self.0.borrow_mut();
+        if ep.kind == EndpointKind::Veth && !m.xdp.insert(ep.interface.clone()) {
+            return Err(NodeError::Precondition(format!(
+                "XDP on {}: File exists",
+                ep.interface
+            )));
+        }
+        m.open.insert(ep.port.0, ep.interface.clone());
+        Ok(())
+    }
+    fn close_endpoint(&mut self, ep: &EndpointPlan) -> NodeResult<()> {
+        let mut m = self.0.borrow_mut();
+        m.open.remove(&ep.port.0);
+        m.xdp.remove(&ep.interface);
+        Ok(())
+    }
+    fn steer_to_us(&mut self, prefix: IpNet, on: bool) {
+        let mut m = self.0.borrow_mut();
+        if on {
+            m.steered.insert(prefix);
+        } else {
+            m.steered.remove(&prefix);
+        }
+    }
+}
+
+pub(super) fn state_dir() -> PathBuf {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "vr-node-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+pub(super) fn config(text: &str, dir: &std::path::Path) -> Config {
+    let mut c = Config::parse(text).unwrap();
+    c.state_dir = dir.to_path_buf();
+    c
+}
+
+/// A node started from `text` as vrouterd starts one (its endpoints installed into their
+/// slots), on the fake host.
+pub(super) fn node_with(text: &str, dir: &std::path::Path) -> (NodeState, Rc<RefCell<Machine>>) {
+    let config = config(text, dir);
+    let ipam = open_ipam(&config).unwrap();
+    let plan = Plan::new(&config, &info).unwrap();
+    let tables = Tables::new(&plan, Capacity::for_plan(&plan, config.bgp.is_some()));
+    let machine = Rc::new(RefCell::new(Machine::default()));
+    let workers = config.workers.count;
+    let mut bare = config.clone();
+    bare.endpoints.clear();
+    let mut node = NodeState::new(
+        bare,
+        Origins::default(),
+        plan,
+        tables,
+        ipam,
+        Dataplane {
+            host: Box::new(FakeHost(machine.clone())),
+            counters: Arc::new(Counters::new(workers)),
+            endpoint_mtu_limit: 9000,
+        },
+    );
+    node.start_endpoints(&config.endpoints).unwrap();
+    (node, machine)
 }

@@ -54,52 +54,41 @@ via = "fd00::fe"
 
 #[test]
 fn the_plan_numbers_ports_next_hops_and_routes() {
-    let mut text = CONFIG.to_string();
-    text = text.replace(
+    let text = CONFIG.replace(
         "node_ips = [\"10.0.0.1/24\"]",
         "node_ips = [\"10.0.0.1/24\", \"fd00::1/64\"]",
     );
     let config = Config::parse(&text).unwrap();
     let plan = Plan::new(&config, &info).unwrap();
-    assert_eq!(plan.ports.names[..4], ["eth0", "cali-a", "cali-b", "tap9"]);
-    assert_eq!(plan.ports.free_slots.len(), config.workers.endpoint_slots);
-    assert_eq!(plan.ports.names.len(), 4 + config.workers.endpoint_slots);
+    // A slot per endpoint of the file, then the spare ones.
+    let slots = 3 + config.workers.endpoint_slots;
+    assert_eq!(plan.ports.names.len(), 1 + slots);
+    assert_eq!(plan.ports.names[0], "eth0");
+    assert!(plan.ports.names[1..].iter().all(String::is_empty));
+    assert_eq!(plan.ports.free_slots.len(), slots);
     assert_eq!(plan.ports.ports[0].mtu, 9000);
     assert_eq!(plan.ports.ports[0].kind, PortKind::Uplink);
-    assert_eq!(
-        plan.ports.ports[3].mtu, 1500,
-        "a tap that does not exist yet"
-    );
-    assert_eq!(
-        plan.ports
-            .endpoints
-            .iter()
-            .map(|e| (e.port.0, e.nh, e.worker))
-            .collect::<Vec<_>>(),
-        [(1, 0, 0), (2, 1, 1), (3, 2, 0)],
-        "one next hop per pod, pods round robin over workers"
-    );
-    assert_eq!(plan.ports.endpoints[2].mac, Some([0x52, 0x54, 0, 0, 0, 9]));
-    assert_eq!(plan.ports.endpoints[0].v6, Some("fd10::2".parse().unwrap()));
+    assert_eq!(plan.frame_mtu, 9000, "frames carry the largest MTU");
     // Two IPv4 routes share one gateway next hop; IPv6 has its own.
+    let first = slots as u32;
     assert_eq!(
         plan.alloc.gateways,
         [
             Gateway {
-                nh: 3,
+                nh: first,
                 port: PortId(0),
                 ifindex: 7,
                 via: "10.0.0.254".parse().unwrap()
             },
             Gateway {
-                nh: 4,
+                nh: first + 1,
                 port: PortId(0),
                 ifindex: 7,
                 via: "fd00::fe".parse().unwrap()
             },
         ]
     );
-    assert_eq!(plan.alloc.count, 5 + config.workers.endpoint_slots as u32);
+    assert_eq!(plan.alloc.count, first + 2);
     let r4: Vec<String> = plan
         .routes4
         .iter()
@@ -108,14 +97,58 @@ fn the_plan_numbers_ports_next_hops_and_routes() {
     assert_eq!(
         r4,
         [
-            "10.244.1.2/32>0",
-            "10.244.1.3/32>1",
-            "10.244.1.4/32>2",
-            "0.0.0.0/0>3",
-            "172.16.0.0/12>3"
+            format!("0.0.0.0/0>{first}"),
+            format!("172.16.0.0/12>{first}")
         ]
     );
-    assert_eq!(plan.routes6.len(), 2);
+    assert_eq!(plan.routes6.len(), 1);
+}
+
+#[test]
+fn the_files_endpoints_take_the_first_slots_in_order() {
+    let dir = state_dir();
+    let (node, machine) = node_with(CONFIG, &dir);
+    assert_eq!(node.ports.names[..4], ["eth0", "cali-a", "cali-b", "tap9"]);
+    assert_eq!(
+        node.ports
+            .endpoints
+            .iter()
+            .map(|e| (e.port.0, e.nh, e.worker))
+            .collect::<Vec<_>>(),
+        [(1, 0, 0), (2, 1, 1), (3, 2, 0)],
+        "one next hop per pod, pods round robin over workers"
+    );
+    assert_eq!(
+        machine.borrow().ports[&3].mtu,
+        1500,
+        "a tap that does not exist yet"
+    );
+    let vm = node.endpoint("vm").unwrap();
+    assert_eq!(vm.mac, Some([0x52, 0x54, 0, 0, 0, 9]));
+    assert_eq!(
+        node.tables.nexthops.get(vm.nh),
+        Some(crate::nexthop::Adjacency::Forward {
+            port: vm.port,
+            mac: [0x52, 0x54, 0, 0, 0, 9]
+        }),
+        "a configured MAC needs no asking"
+    );
+    assert_eq!(
+        node.endpoint("a").unwrap().v6,
+        Some("fd10::2".parse().unwrap())
+    );
+    for (ip, nh) in [
+        ("10.244.1.2/32", 0),
+        ("10.244.1.3/32", 1),
+        ("10.244.1.4/32", 2),
+    ] {
+        assert_eq!(node.tables.get(ip.parse().unwrap()), Some(nh));
+    }
+    assert_eq!(
+        node.ports.free_slots.len(),
+        node.config.workers.endpoint_slots
+    );
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -127,8 +160,8 @@ fn a_missing_veth_is_an_error_naming_it() {
 
 #[test]
 fn stats_json_has_the_counters_drops_and_backend() {
-    let config = Config::parse(CONFIG).unwrap();
-    let plan = Plan::new(&config, &info).unwrap();
+    let dir = state_dir();
+    let (node, _machine) = node_with(CONFIG, &dir);
     let counters = Counters::new(2);
     let mut t = crate::counters::Tally {
         rx: 5,
@@ -139,11 +172,13 @@ fn stats_json_has_the_counters_drops_and_backend() {
     counters.publish(1, &t);
     counters.publish_backend(0, [0, 0, 0, 0, 0, 3, 0, 0, 0]);
     let nh = NextHopTable::new(8);
-    let j = stats_json(&counters, &plan.ports.endpoints, &nh);
+    let j = stats_json(&counters, &node.ports.endpoints, &nh);
     assert_eq!((j["rx"].as_u64(), j["tx"].as_u64()), (Some(5), Some(4)));
     assert_eq!(j["drops"]["spoofed"], 1);
     assert_eq!(j["backend"]["mailbox_delivered"], 3);
-    assert_eq!(j["endpoints"][2]["resolved"], false);
+    assert_eq!(j["endpoints"][0]["resolved"], false);
+    assert_eq!(j["endpoints"][2]["name"], "vm");
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]

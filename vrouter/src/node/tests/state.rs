@@ -3,90 +3,18 @@
 //! workers and the kernel would (open ports, XDP programs, uplink prefixes) and refuses
 //! what the kernel refuses (a second XDP program on an interface).
 
-use super::info;
-use crate::config::{Config, Endpoint, EndpointKind, Pool, StaticRoute, Via};
-use crate::counters::Counters;
-use crate::nexthop::{Adjacency, PortId};
+use super::{config, node_with, state_dir, Machine};
+use crate::config::{Endpoint, EndpointKind, Pool, StaticRoute, Via};
+use crate::nexthop::Adjacency;
 use crate::node::endpoints::EndpointRequest;
-use crate::node::error::{NodeError, NodeResult};
-use crate::node::host::Host;
-use crate::node::interface::IfInfo;
-use crate::node::origins::Origins;
+use crate::node::error::NodeError;
 use crate::node::persist::{open_ipam, ApiState};
-use crate::node::plan::{EndpointPlan, Plan};
-use crate::node::tables::{Capacity, Tables};
-use crate::node::{Dataplane, NodeState, Origin};
-use crate::pipeline::Port;
-use crate::tunnel::Overlay;
+use crate::node::{NodeState, Origin};
 use control::speaker::RouteChange;
 use ipnet::IpNet;
 use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet};
-use std::io;
 use std::path::PathBuf;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
-
-/// What the workers and the kernel hold, as the fake host keeps it.
-#[derive(Debug, Default)]
-struct Machine {
-    /// Interfaces with our XDP program attached.
-    xdp: BTreeSet<String>,
-    /// Endpoint ports open on a worker: port -> interface.
-    open: BTreeMap<u16, String>,
-    /// The last shape each port was given.
-    ports: BTreeMap<u16, Port>,
-    /// Every port told to the workers, in order.
-    port_updates: Vec<u16>,
-    overlays: Vec<Overlay>,
-    /// Prefixes the uplinks steer to us.
-    steered: BTreeSet<IpNet>,
-}
-
-struct FakeHost(Rc<RefCell<Machine>>);
-
-impl Host for FakeHost {
-    fn interface(&self, name: &str) -> io::Result<IfInfo> {
-        info(name)
-    }
-    fn interface_counter(&self, _name: &str, _key: &str) -> u64 {
-        0
-    }
-    fn set_port(&mut self, id: PortId, port: &Port) {
-        let mut m = self.0.borrow_mut();
-        m.ports.insert(id.0, port.clone());
-        m.port_updates.push(id.0);
-    }
-    fn set_overlay(&mut self, overlay: &Overlay) {
-        self.0.borrow_mut().overlays.push(overlay.clone());
-    }
-    fn open_endpoint(&mut self, ep: &EndpointPlan) -> NodeResult<()> {
-        let mut m = self.0.borrow_mut();
-        if ep.kind == EndpointKind::Veth && !m.xdp.insert(ep.interface.clone()) {
-            return Err(NodeError::Precondition(format!(
-                "XDP on {}: File exists",
-                ep.interface
-            )));
-        }
-        m.open.insert(ep.port.0, ep.interface.clone());
-        Ok(())
-    }
-    fn close_endpoint(&mut self, ep: &EndpointPlan) -> NodeResult<()> {
-        let mut m = self.0.borrow_mut();
-        m.open.remove(&ep.port.0);
-        m.xdp.remove(&ep.interface);
-        Ok(())
-    }
-    fn steer_to_us(&mut self, prefix: IpNet, on: bool) {
-        let mut m = self.0.borrow_mut();
-        if on {
-            m.steered.insert(prefix);
-        } else {
-            m.steered.remove(&prefix);
-        }
-    }
-}
 
 const CONFIG: &str = r#"
 node_name = "n1"
@@ -116,52 +44,6 @@ dst = "0.0.0.0/0"
 via = "10.0.0.254"
 [bgp]
 "#;
-
-fn state_dir() -> PathBuf {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "vr-node-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
-fn config(text: &str, dir: &std::path::Path) -> Config {
-    let mut c = Config::parse(text).unwrap();
-    c.state_dir = dir.to_path_buf();
-    c
-}
-
-/// A node started from `text` as vrouterd starts one (file endpoints' programs attached
-/// and their ports open), on the fake host.
-fn node_with(text: &str, dir: &std::path::Path) -> (NodeState, Rc<RefCell<Machine>>) {
-    let config = config(text, dir);
-    let ipam = open_ipam(&config).unwrap();
-    let plan = Plan::new(&config, &info).unwrap();
-    let tables = Tables::new(&plan, Capacity::for_plan(&plan, config.bgp.is_some()));
-    let machine = Rc::new(RefCell::new(Machine::default()));
-    for e in &plan.ports.endpoints {
-        let mut m = machine.borrow_mut();
-        m.xdp.insert(e.interface.clone());
-        m.open.insert(e.port.0, e.interface.clone());
-    }
-    let workers = config.workers.count;
-    let node = NodeState::new(
-        config,
-        Origins::default(),
-        plan,
-        tables,
-        ipam,
-        Dataplane {
-            host: Box::new(FakeHost(machine.clone())),
-            counters: Arc::new(Counters::new(workers)),
-            endpoint_mtu_limit: 9000,
-        },
-    );
-    (node, machine)
-}
 
 fn node() -> (NodeState, Rc<RefCell<Machine>>, PathBuf) {
     let dir = state_dir();
