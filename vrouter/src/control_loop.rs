@@ -100,12 +100,13 @@ pub fn run(file_config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) ->
         node = %config.node_name,
         workers = worker_count,
         ports = plan.ports.ports.len(),
-        routes = plan.routes4.len() + plan.routes6.len(),
         "forwarding"
     );
-    // The node's state starts with no endpoint; the configuration's are installed into
-    // their slots by the path every endpoint takes.
+    // The node's state starts with no pool, route or endpoint; the configuration's are
+    // installed by the path each takes whoever asks.
     let mut bare = config.clone();
+    bare.pools.clear();
+    bare.routes.clear();
     bare.endpoints.clear();
     let Started {
         threads,
@@ -125,7 +126,7 @@ pub fn run(file_config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) ->
             endpoint_mtu_limit,
         },
     );
-    if let Err(e) = node.start_endpoints(&config.endpoints) {
+    if let Err(e) = node.start(&config) {
         stop.store(true, Ordering::Relaxed);
         drop(node);
         for t in threads {
@@ -133,9 +134,11 @@ pub fn run(file_config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) ->
         }
         return Err(io::Error::new(io::ErrorKind::InvalidInput, e.to_string()));
     }
-    for e in &node.ports.endpoints {
-        info!(endpoint = %e.name, interface = %e.interface, worker = e.worker, "endpoint");
-    }
+    info!(
+        endpoints = node.ports.endpoints.len(),
+        routes = node.tables.len(),
+        "started"
+    );
 
     let mut neighbours = match Neighbours::new() {
         Ok(n) => Some(n),

@@ -32,16 +32,13 @@ pub fn local_prefixes(config: &Config) -> Vec<IpNet> {
         .collect()
 }
 
-/// Our programs on the uplinks: our pools and the node's addresses come to us (the
-/// endpoints' addresses are added as they are installed).
+/// Our programs on the uplinks: the node's addresses come to us (our pools' and
+/// endpoints' are added as they are installed).
 fn attach_uplinks(config: &Config, plan: &Plan) -> io::Result<WorkerHost> {
     let local = local_prefixes(config);
     let mut uplinks = Vec::new();
     for u in &plan.ports.uplinks {
         let prog = attach(&u.name, XdpRole::Uplink, config.xdp_mode)?;
-        for p in &config.pools {
-            prog.add_prefix(p.cidr.trunc(), PrefixClass::Ours)?;
-        }
         for l in &local {
             prog.add_prefix(*l, PrefixClass::Local)?;
         }

@@ -115,13 +115,8 @@ impl NodeState {
             counters,
             endpoint_mtu_limit,
         } = dataplane;
-        let configured = plan
-            .routes4
-            .iter()
-            .map(|(n, _)| IpNet::V4(*n))
-            .chain(plan.routes6.iter().map(|(n, _)| IpNet::V6(*n)));
         NodeState {
-            bgp: BgpRoutes::new(configured),
+            bgp: BgpRoutes::default(),
             config,
             origins,
             ports: plan.ports,
@@ -142,17 +137,29 @@ impl NodeState {
         }
     }
 
-    /// Install the endpoints of `config` (the file's and those the API added before a
-    /// restart) through the one path every endpoint takes.
-    pub fn start_endpoints(&mut self, endpoints: &[crate::config::Endpoint]) -> NodeResult<()> {
-        for e in endpoints {
-            let origin = if self.origins.endpoints.contains(&e.name) {
-                Origin::Api
-            } else {
-                Origin::File
-            };
-            self.install_endpoint(e.clone(), origin)
-                .map_err(|err| NodeError::Precondition(format!("endpoint {}: {err}", e.name)))?;
+    /// Install what `config` asks for into a node that has none of it yet (start-up):
+    /// its pools, static routes (via neighbours first: routes to nodes may need them)
+    /// and endpoints (the file's, and those the API added before a restart), each by
+    /// the one path it takes whoever asks.
+    pub fn start(&mut self, config: &Config) -> NodeResult<()> {
+        let origin = |api: bool| if api { Origin::Api } else { Origin::File };
+        let failed =
+            |what: String| move |e: NodeError| NodeError::Precondition(format!("{what}: {e}"));
+        for p in &config.pools {
+            let api = self.origins.pools.contains(&p.cidr);
+            self.install_pool(p.clone(), origin(api))
+                .map_err(failed(format!("pool {}", p.cidr)))?;
+        }
+        let routes = config.routes.iter().filter(|r| r.via.is_some());
+        for r in routes.chain(config.routes.iter().filter(|r| r.via.is_none())) {
+            let api = self.origins.routes.contains(&r.dst.trunc());
+            self.install_route(r.clone(), origin(api))
+                .map_err(failed(format!("route {}", r.dst)))?;
+        }
+        for e in &config.endpoints {
+            let api = self.origins.endpoints.contains(&e.name);
+            self.install_endpoint(e.clone(), origin(api))
+                .map_err(failed(format!("endpoint {}", e.name)))?;
         }
         Ok(())
     }

@@ -1,8 +1,8 @@
-//! The start-up plan: the configuration numbered into ports, next hops and routes
-//! before any worker starts — uplinks, one endpoint slot per endpoint of the file plus
-//! `endpoint_slots` spare, static routes. Endpoints themselves (the file's too) are then
-//! installed into their slots by `NodeState::install_endpoint`, the one path for every
-//! endpoint. After start-up the plan's parts are owned by `NodeState`.
+//! The start-up plan: the ports the workers start with — uplinks, and one endpoint slot
+//! per endpoint of the file plus `endpoint_slots` spare — with their next hops. Pools,
+//! static routes and endpoints (the file's too) are then installed by `NodeState`, by
+//! the one path each takes whoever asks (`NodeState::start`). After start-up the plan's
+//! parts are owned by `NodeState`.
 
 use super::interface::IfInfo;
 use super::nexthops::{NextHopAlloc, UplinkRef};
@@ -11,15 +11,13 @@ use crate::config::{parse_mac, Config, Endpoint, EndpointKind};
 use crate::nexthop::PortId;
 use crate::pipeline::{Port, PortKind};
 use crate::tunnel::Overlay;
-use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use ipnet::IpNet;
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub ports: Ports,
-    pub routes4: Vec<(Ipv4Net, u32)>,
-    pub routes6: Vec<(Ipv6Net, u32)>,
     pub alloc: NextHopAlloc,
     /// What we decapsulate.
     pub overlay: Overlay,
@@ -207,8 +205,6 @@ impl Plan {
                     .collect(),
             ),
             ports,
-            routes4: Vec::new(),
-            routes6: Vec::new(),
             overlay: overlay(config),
             blackhole: None,
             frame_mtu: frame_mtu.max(1500),
@@ -228,27 +224,11 @@ impl Plan {
         }
         // Taken from the end: the first slots go first.
         plan.ports.free_slots.reverse();
-        // Routes via neighbours first, then to nodes (next hop numbering follows).
-        for r in config.routes.iter().filter(|r| r.via.is_some()) {
-            let nh = plan.alloc.static_route(config, r)?;
-            plan.route(r.dst, nh);
-        }
-        for r in config.routes.iter().filter(|r| r.node.is_some()) {
-            let nh = plan.alloc.static_route(config, r)?;
-            plan.route(r.dst, nh);
-        }
         if config.bgp.is_some() {
             // Our blocks (routed as endpoints come) drop their unused addresses, never
             // sending them back out toward whoever routed them to us.
             plan.blackhole = Some(plan.alloc.allocate());
         }
         Ok(plan)
-    }
-
-    fn route(&mut self, dst: IpNet, nh: u32) {
-        match dst {
-            IpNet::V4(n) => self.routes4.push((n.trunc(), nh)),
-            IpNet::V6(n) => self.routes6.push((n.trunc(), nh)),
-        }
     }
 }

@@ -51,7 +51,7 @@ impl NodeState {
             self.origins.pools.insert(cidr);
         }
         self.ipam.set_pools(ipam_pools(&self.config));
-        self.host.steer_to_us(cidr, true);
+        self.host.steer_to_us(cidr.trunc(), true);
         self.sync_overlay();
         self.persist()?;
         info!(pool = %cidr, "pool applied");
@@ -91,7 +91,7 @@ impl NodeState {
         self.config.pools.remove(i);
         self.origins.pools.remove(&cidr);
         self.ipam.set_pools(ipam_pools(&self.config));
-        self.host.steer_to_us(cidr, false);
+        self.host.steer_to_us(cidr.trunc(), false);
         self.sync_overlay();
         self.persist()?;
         info!(pool = %cidr, "pool removed");

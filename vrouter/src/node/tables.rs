@@ -53,7 +53,7 @@ pub struct Tables {
 }
 
 impl Tables {
-    /// Tables of `capacity` holding the plan: next hops first, then routes.
+    /// Tables of `capacity` holding the plan's next hops (routes come as installed).
     pub fn new(plan: &Plan, capacity: Capacity) -> Tables {
         let mut t = Tables {
             nexthops: Arc::new(NextHopTable::new(capacity.nexthops)),
@@ -75,12 +75,6 @@ impl Tables {
             }
         }
         t.sync(&plan.alloc);
-        for &(net, nh) in &plan.routes4 {
-            t.fib4.insert(net, NextHopId(nh));
-        }
-        for &(net, nh) in &plan.routes6 {
-            t.fib6.insert(net, NextHopId(nh));
-        }
         t
     }
 

@@ -47,17 +47,6 @@ pub(super) fn info(name: &str) -> io::Result<IfInfo> {
     }
 }
 
-pub(super) fn uplink_only(name: &str) -> io::Result<IfInfo> {
-    match name {
-        "eth0" => Ok(IfInfo {
-            mac: [2, 0, 0, 0, 0, 1],
-            mtu: 1500,
-            ifindex: 7,
-        }),
-        _ => Err(io::Error::new(io::ErrorKind::NotFound, name.to_string())),
-    }
-}
-
 /// What the workers and the kernel hold, as the fake host keeps it.
 #[derive(Debug, Default)]
 pub(super) struct Machine {
@@ -145,6 +134,8 @@ pub(super) fn node_with(text: &str, dir: &std::path::Path) -> (NodeState, Rc<Ref
     let machine = Rc::new(RefCell::new(Machine::default()));
     let workers = config.workers.count;
     let mut bare = config.clone();
+    bare.pools.clear();
+    bare.routes.clear();
     bare.endpoints.clear();
     let mut node = NodeState::new(
         bare,
@@ -158,6 +149,6 @@ pub(super) fn node_with(text: &str, dir: &std::path::Path) -> (NodeState, Rc<Ref
             endpoint_mtu_limit: 9000,
         },
     );
-    node.start_endpoints(&config.endpoints).unwrap();
+    node.start(&config).unwrap();
     (node, machine)
 }

@@ -69,10 +69,21 @@ fn the_plan_numbers_ports_next_hops_and_routes() {
     assert_eq!(plan.ports.ports[0].mtu, 9000);
     assert_eq!(plan.ports.ports[0].kind, PortKind::Uplink);
     assert_eq!(plan.frame_mtu, 9000, "frames carry the largest MTU");
+    assert_eq!(plan.alloc.count as usize, slots, "a next hop per slot");
+}
+
+#[test]
+fn static_routes_share_their_gateways() {
+    let text = CONFIG.replace(
+        "node_ips = [\"10.0.0.1/24\"]",
+        "node_ips = [\"10.0.0.1/24\", \"fd00::1/64\"]",
+    );
+    let dir = state_dir();
+    let (node, _machine) = node_with(&text, &dir);
     // Two IPv4 routes share one gateway next hop; IPv6 has its own.
-    let first = slots as u32;
+    let first = (3 + node.config.workers.endpoint_slots) as u32;
     assert_eq!(
-        plan.alloc.gateways,
+        node.alloc.gateways,
         [
             Gateway {
                 nh: first,
@@ -88,20 +99,16 @@ fn the_plan_numbers_ports_next_hops_and_routes() {
             },
         ]
     );
-    assert_eq!(plan.alloc.count, first + 2);
-    let r4: Vec<String> = plan
-        .routes4
-        .iter()
-        .map(|(n, h)| format!("{n}>{h}"))
-        .collect();
-    assert_eq!(
-        r4,
-        [
-            format!("0.0.0.0/0>{first}"),
-            format!("172.16.0.0/12>{first}")
-        ]
-    );
-    assert_eq!(plan.routes6.len(), 1);
+    assert_eq!(node.alloc.count, first + 2);
+    for (dst, nh) in [
+        ("0.0.0.0/0", first),
+        ("172.16.0.0/12", first),
+        ("::/0", first + 1),
+    ] {
+        assert_eq!(node.tables.get(dst.parse().unwrap()), Some(nh), "{dst}");
+        assert_eq!(node.source_of(dst.parse().unwrap(), nh), "static");
+    }
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -183,7 +190,8 @@ fn stats_json_has_the_counters_drops_and_backend() {
 
 #[test]
 fn pool_modes_decide_the_encapsulation_of_remote_blocks() {
-    let config = Config::parse(
+    let dir = state_dir();
+    let (node, _machine) = node_with(
         r#"
 node_name = "node-a"
 node_ips = ["10.0.0.1/24"]
@@ -226,11 +234,10 @@ node = "node-c"
 dst = "10.246.2.0/26"
 node = "node-b"
 "#,
-    )
-    .unwrap();
-    let plan = Plan::new(&config, &uplink_only).unwrap();
+        &dir,
+    );
     let gw = |ip: &str| {
-        plan.alloc
+        node.alloc
             .gateways
             .iter()
             .find(|g| g.via == ip.parse::<IpAddr>().unwrap())
@@ -239,27 +246,21 @@ node = "node-b"
     };
     let (router, b) = (gw("10.0.0.254"), gw("10.0.0.2"));
     assert!(
-        plan.alloc
+        node.alloc
             .gateways
             .iter()
             .all(|g| g.via != "10.1.0.3".parse::<IpAddr>().unwrap()),
         "node C is reached through the router"
     );
-    let route = |dst: &str| {
-        plan.routes4
-            .iter()
-            .find(|(n, _)| n.to_string() == dst)
-            .unwrap()
-            .1
-    };
+    let route = |dst: &str| node.tables.get(dst.parse().unwrap()).unwrap();
     let tunnel = |nh: u32| {
-        let id = plan
+        let id = node
             .alloc
             .tunnel_nexthops
             .iter()
             .find(|(n, _)| *n == nh)
             .map(|p| p.1)?;
-        Some(plan.alloc.tunnels[id as usize])
+        Some(node.alloc.tunnels[id as usize])
     };
     // VXLAN Always: both nodes, node C's VTEP MAC as configured, underlay via router.
     let tb = tunnel(route("10.244.2.0/26")).unwrap();
@@ -280,14 +281,15 @@ node = "node-b"
     };
     // Never: plain routing to the node.
     assert_eq!(route("10.246.2.0/26"), b);
-    assert_eq!(plan.alloc.tunnels.len(), 3);
+    assert_eq!(node.alloc.tunnels.len(), 3);
     // ECMP: the default route is a group of both routers' next hops.
-    let (nh, id) = plan.alloc.group_nexthops[0];
+    let (nh, id) = node.alloc.group_nexthops[0];
     assert_eq!(route("0.0.0.0/0"), nh);
     assert_eq!(
-        plan.alloc.groups[id as usize],
+        node.alloc.groups[id as usize],
         vec![gw("10.0.0.253"), router]
     );
-    assert_eq!(plan.overlay.local_v4, vec![0x0a00_0001]);
-    assert_eq!(plan.overlay.pools_v4.len(), 3);
+    assert_eq!(node.overlay.local_v4, vec![0x0a00_0001]);
+    assert_eq!(node.overlay.pools_v4.len(), 3);
+    let _ = std::fs::remove_dir_all(dir);
 }
