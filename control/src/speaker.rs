@@ -18,8 +18,9 @@
 //! Runs on its own thread with a current-thread runtime: the control plane never
 //! competes with the poll-mode workers for more than that one thread.
 
+use crate::bgp::error::{BgpError, CeaseError};
 use crate::bgp::fsm::{self, Down, Event, Input, Negotiated, Session, State};
-use crate::bgp::wire::{self, err, Family, Notification, PathAttrs};
+use crate::bgp::wire::{self, Family, Notification, PathAttrs};
 use crate::rib::{Local, PeerInfo, Rib};
 use ipnet::IpNet;
 use std::collections::{HashMap, HashSet};
@@ -265,9 +266,6 @@ pub fn spawn(
 
 /// How long a removed peer's task gets to say goodbye before it is aborted.
 const STOP_WAIT: Duration = Duration::from_secs(2);
-
-/// RFC 4486 Cease subcode: Peer De-configured.
-const PEER_DECONFIGURED: u8 = 3;
 
 /// A running peer task, as `run` knows it.
 struct PeerSlot {
@@ -809,7 +807,10 @@ async fn peer_task(idx: u16, cfg: SpeakerConfig, peer: PeerConfig, links: PeerLi
 /// Cease / Peer De-configured, then close; bounded, since a peer that stopped reading
 /// must not hold up the removal.
 async fn say_deconfigured(w: &mut OwnedWriteHalf) {
-    let bye = wire::notification(&Notification::new(err::CEASE, PEER_DECONFIGURED, []));
+    let bye = wire::notification(&Notification::new(
+        BgpError::Cease(CeaseError::PeerDeconfigured),
+        [],
+    ));
     let _ = tokio::time::timeout(STOP_WAIT / 2, async {
         w.write_all(&bye).await?;
         w.shutdown().await
