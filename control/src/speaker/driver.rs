@@ -306,6 +306,10 @@ struct PeerLinks {
 /// What a connection's reader sends its peer task: bytes, or None once it closed.
 type Received = (ConnId, Option<Vec<u8>>);
 
+/// Reads in flight from the readers to their peer task: a few, so that a peer task
+/// busy with a full table holds the sender back through TCP, as a direct read did.
+const READS_IN_FLIGHT: usize = 4;
+
 /// A connection of a peer task: its write half, and the task reading the other.
 struct Conn {
     writer: OwnedWriteHalf,
@@ -323,7 +327,7 @@ struct Io {
     address: IpAddr,
     conns: HashMap<ConnId, Conn>,
     next_conn: ConnId,
-    received: mpsc::UnboundedSender<Received>,
+    received: mpsc::Sender<Received>,
     connecting: Option<Connecting>,
 }
 
@@ -340,11 +344,11 @@ impl Io {
             loop {
                 match r.read(&mut buf).await {
                     Ok(0) | Err(_) => {
-                        let _ = tx.send((id, None));
+                        let _ = tx.send((id, None)).await;
                         return;
                     }
                     Ok(n) => {
-                        if tx.send((id, Some(buf[..n].to_vec()))).is_err() {
+                        if tx.send((id, Some(buf[..n].to_vec()))).await.is_err() {
                             return;
                         }
                     }
@@ -381,7 +385,7 @@ async fn peer_task(idx: u16, cfg: SpeakerConfig, peer_cfg: PeerConfig, links: Pe
         rib,
         status,
     } = links;
-    let (received_tx, mut received) = mpsc::unbounded_channel::<Received>();
+    let (received_tx, mut received) = mpsc::channel::<Received>(READS_IN_FLIGHT);
     let mut io = Io {
         address: peer_cfg.address,
         conns: HashMap::new(),

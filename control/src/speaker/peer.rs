@@ -9,6 +9,7 @@
 //! handing it in; the peer says which to write to and which to close.
 
 use super::{PeerConfig, SpeakerConfig};
+use crate::bgp::error::{BgpError, CeaseError};
 use crate::bgp::fsm::{self, Down, Event, Negotiated, Session, State};
 use crate::bgp::wire::{self, Family, PathAttrs};
 use crate::rib::PeerInfo;
@@ -466,10 +467,8 @@ impl Peer {
     fn deconfigure(&mut self, out: &mut Vec<Output>) {
         info!(peer = %self.peer.address, "peer de-configured");
         let bye = || {
-            wire::notification(&wire::Notification::new(
-                crate::bgp::error::BgpError::Cease(crate::bgp::error::CeaseError::PeerDeconfigured),
-                [],
-            ))
+            let n = wire::Notification::new(BgpError::Cease(CeaseError::PeerDeconfigured), []);
+            wire::notification(&n)
         };
         let opened = matches!(
             self.session.state(),
@@ -525,6 +524,7 @@ impl Peer {
     }
 }
 
+/// The address family a prefix is announced in.
 pub fn family_of(p: IpNet) -> Family {
     match p {
         IpNet::V4(_) => Family::Ipv4,
