@@ -1,6 +1,10 @@
-//! The control plane: the embedded BGP speaker (`bgp`), later the RIB's sync into the
-//! FIB, IPAM, metrics and the gRPC API (`api`, client `vrouterctl`). Never imports the
-//! dataplane.
+//! The control plane: the embedded BGP speaker (`bgp` on the wire and per session,
+//! `speaker` running them, `rib` choosing routes), IPAM, metrics and the gRPC API (`api`,
+//! client `vrouterctl`). Never imports the dataplane: route changes leave as
+//! `speaker::RouteChange`s for the daemon to install.
+//!
+//! No `unsafe` but the one `setsockopt` in `tcp_md5`, allowed and justified there.
+#![deny(unsafe_code)]
 
 pub mod api;
 pub mod bgp;

@@ -1,8 +1,9 @@
 //! Two sessions talking in memory on a virtual clock: establishment, keepalives, hold
 //! timer expiry, updates, stop, and every NOTIFICATION the state machine sends.
 
+use control::bgp::error::{BgpError, CeaseError, ErrorCode, FsmError, HeaderError, OpenError};
 use control::bgp::fsm::{collision_keeps_local, Config, Down, Event, Input, Session, State};
-use control::bgp::wire::{self, err, Family, Notification, PathAttrs};
+use control::bgp::wire::{self, Family, Notification, PathAttrs};
 use ipnet::IpNet;
 use proptest::prelude::*;
 use std::net::{IpAddr, Ipv4Addr};
@@ -54,7 +55,11 @@ impl Pair {
             match e {
                 Event::Send(bytes) => {
                     if bytes.len() > 18 && bytes[18] == wire::NOTIFICATION {
-                        let n = Notification::new(bytes[19], bytes[20], &bytes[21..]);
+                        let n = Notification {
+                            code: bytes[19],
+                            subcode: bytes[20],
+                            data: bytes[21..].to_vec(),
+                        };
                         self.notifications.push((from_a, n));
                     }
                     if self.link_up {
@@ -211,14 +216,13 @@ fn hold_timer_expiry_sends_its_notification() {
     let t0 = p.now;
     p.run_until(t0 + Duration::from_secs(91));
     assert_eq!(p.a.state(), State::Idle);
-    assert!(p
-        .seen_a
-        .iter()
-        .any(|e| matches!(e, Event::Down(Down::Sent(n)) if n.code == err::HOLD_TIMER_EXPIRED)));
+    assert!(p.seen_a.iter().any(
+        |e| matches!(e, Event::Down(Down::Sent(n)) if n.error() == Some(BgpError::HoldTimerExpired))
+    ));
     assert!(p
         .notifications
         .iter()
-        .any(|(by_a, n)| *by_a && n.code == err::HOLD_TIMER_EXPIRED && n.subcode == 0));
+        .any(|(by_a, n)| *by_a && n.error() == Some(BgpError::HoldTimerExpired)));
 }
 
 #[test]
@@ -262,13 +266,14 @@ fn stop_sends_cease_and_the_peer_goes_idle() {
     p.deliver();
     assert_eq!(p.a.state(), State::Idle);
     assert_eq!(p.b.state(), State::Idle);
-    assert!(p
-        .notifications
-        .contains(&(true, Notification::new(err::CEASE, err::ADMIN_SHUTDOWN, []))));
+    assert!(p.notifications.contains(&(
+        true,
+        Notification::new(BgpError::Cease(CeaseError::AdministrativeShutdown), [])
+    )));
     assert!(p
         .seen_b
         .iter()
-        .any(|e| matches!(e, Event::Down(Down::Received(n)) if n.code == err::CEASE)));
+        .any(|e| matches!(e, Event::Down(Down::Received(n)) if n.code == ErrorCode::Cease as u8)));
     // A stopped session stays down; the one that received the Cease restarts after its
     // idle hold time and waits passively.
     let t = p.now + Duration::from_secs(60);
@@ -314,9 +319,11 @@ fn notification_for(cfg: Config, bytes: &[u8]) -> Notification {
     assert_eq!(s.state(), State::Idle, "{e:?}");
     e.iter()
         .find_map(|e| match e {
-            Event::Send(b) if b[18] == wire::NOTIFICATION => {
-                Some(Notification::new(b[19], b[20], &b[21..]))
-            }
+            Event::Send(b) if b[18] == wire::NOTIFICATION => Some(Notification {
+                code: b[19],
+                subcode: b[20],
+                data: b[21..].to_vec(),
+            }),
             _ => None,
         })
         .unwrap_or_else(|| panic!("no NOTIFICATION in {e:?}"))
@@ -340,26 +347,29 @@ fn open_errors_get_their_notifications() {
     let cfg = || Config::new(64512, 64512, A_ID);
     // RFC 4271 §6.2.
     let n = notification_for(cfg(), &peer_open(65000, 90, B_ID));
-    assert_eq!((n.code, n.subcode), (err::OPEN, err::BAD_PEER_AS));
+    assert_eq!(n.error(), Some(BgpError::Open(OpenError::BadPeerAs)));
     let n = notification_for(cfg(), &peer_open(64512, 2, B_ID));
     assert_eq!(
-        (n.code, n.subcode),
-        (err::OPEN, err::UNACCEPTABLE_HOLD_TIME)
+        n.error(),
+        Some(BgpError::Open(OpenError::UnacceptableHoldTime))
     );
     let n = notification_for(cfg(), &peer_open(64512, 90, Ipv4Addr::UNSPECIFIED));
-    assert_eq!((n.code, n.subcode), (err::OPEN, err::BAD_BGP_ID));
+    assert_eq!(n.error(), Some(BgpError::Open(OpenError::BadBgpIdentifier)));
     let n = notification_for(cfg(), &peer_open(64512, 90, A_ID));
     assert_eq!(
-        (n.code, n.subcode),
-        (err::OPEN, err::BAD_BGP_ID),
+        n.error(),
+        Some(BgpError::Open(OpenError::BadBgpIdentifier)),
         "iBGP peer with our id"
     );
     let mut v3 = peer_open(64512, 90, B_ID);
     v3[19] = 3;
     let n = notification_for(cfg(), &v3);
     assert_eq!(
-        (n.code, n.subcode, &n.data[..]),
-        (err::OPEN, err::UNSUPPORTED_VERSION, &[0u8, 4][..])
+        (n.error(), &n.data[..]),
+        (
+            Some(BgpError::Open(OpenError::UnsupportedVersionNumber)),
+            &[0u8, 4][..]
+        )
     );
     // A 4-byte AS peer: the 2-byte field says AS_TRANS, the capability the real AS.
     let mut four = Config::new(64512, 4_200_000_001, A_ID);
@@ -375,28 +385,42 @@ fn header_errors_get_their_notifications() {
     let mut bad_marker = wire::keepalive();
     bad_marker[3] = 0;
     let n = notification_for(cfg(), &bad_marker);
-    assert_eq!((n.code, n.subcode), (err::HEADER, err::NOT_SYNCHRONIZED));
+    assert_eq!(
+        n.error(),
+        Some(BgpError::MessageHeader(
+            HeaderError::ConnectionNotSynchronized
+        ))
+    );
 
     let mut too_long = wire::keepalive();
     too_long[16..18].copy_from_slice(&5000u16.to_be_bytes());
     let n = notification_for(cfg(), &too_long);
     assert_eq!(
-        (n.code, n.subcode, &n.data[..]),
-        (err::HEADER, err::BAD_LENGTH, &5000u16.to_be_bytes()[..])
+        (n.error(), &n.data[..]),
+        (
+            Some(BgpError::MessageHeader(HeaderError::BadMessageLength)),
+            &5000u16.to_be_bytes()[..]
+        )
     );
 
     let mut keepalive_20 = wire::keepalive();
     keepalive_20.push(0);
     keepalive_20[16..18].copy_from_slice(&20u16.to_be_bytes());
     let n = notification_for(cfg(), &keepalive_20);
-    assert_eq!((n.code, n.subcode), (err::HEADER, err::BAD_LENGTH));
+    assert_eq!(
+        n.error(),
+        Some(BgpError::MessageHeader(HeaderError::BadMessageLength))
+    );
 
     let mut bad_type = wire::keepalive();
     bad_type[18] = 9;
     let n = notification_for(cfg(), &bad_type);
     assert_eq!(
-        (n.code, n.subcode, &n.data[..]),
-        (err::HEADER, err::BAD_TYPE, &[9u8][..])
+        (n.error(), &n.data[..]),
+        (
+            Some(BgpError::MessageHeader(HeaderError::BadMessageType)),
+            &[9u8][..]
+        )
     );
 }
 
@@ -405,9 +429,15 @@ fn unexpected_messages_are_fsm_errors() {
     let cfg = || Config::new(64512, 64512, A_ID);
     // An UPDATE (or KEEPALIVE) before the OPEN: RFC 6608 subcode 1 (OpenSent).
     let n = notification_for(cfg(), &wire::end_of_rib(Family::Ipv4));
-    assert_eq!((n.code, n.subcode), (err::FSM, 1));
+    assert_eq!(
+        n.error(),
+        Some(BgpError::Fsm(FsmError::UnexpectedInOpenSent))
+    );
     let n = notification_for(cfg(), &wire::keepalive());
-    assert_eq!((n.code, n.subcode), (err::FSM, 1));
+    assert_eq!(
+        n.error(),
+        Some(BgpError::Fsm(FsmError::UnexpectedInOpenSent))
+    );
     // In OpenConfirm, an UPDATE: subcode 2.
     let (mut s, t) = open_sent(cfg());
     s.process(t, Input::Bytes(&peer_open(64512, 90, B_ID)));
@@ -415,7 +445,7 @@ fn unexpected_messages_are_fsm_errors() {
     let e = s.process(t, Input::Bytes(&wire::end_of_rib(Family::Ipv4)));
     assert!(
         e.iter().any(
-            |e| matches!(e, Event::Down(Down::Sent(n)) if (n.code, n.subcode) == (err::FSM, 2))
+            |e| matches!(e, Event::Down(Down::Sent(n)) if n.error() == Some(BgpError::Fsm(FsmError::UnexpectedInOpenConfirm)))
         ),
         "{e:?}"
     );
@@ -427,7 +457,8 @@ fn unexpected_messages_are_fsm_errors() {
     assert!(p
         .notifications
         .iter()
-        .any(|(by_a, n)| *by_a && (n.code, n.subcode) == (err::FSM, 3)));
+        .any(|(by_a, n)| *by_a
+            && n.error() == Some(BgpError::Fsm(FsmError::UnexpectedInEstablished))));
 }
 
 #[test]
@@ -568,7 +599,7 @@ fn connection_collision_keeps_the_higher_identifiers_connection() {
                     _ => &mut a_in,
                 };
                 let e = victim.process(t, Input::Bytes(&n));
-                assert!(e.iter().any(|e| matches!(e, Event::Down(Down::Received(n)) if (n.code, n.subcode) == (err::CEASE, err::CONNECTION_COLLISION))), "{e:?}");
+                assert!(e.iter().any(|e| matches!(e, Event::Down(Down::Received(n)) if n.error() == Some(BgpError::Cease(CeaseError::ConnectionCollisionResolution)))), "{e:?}");
                 open[conn] = false;
             }
         }

@@ -1,7 +1,8 @@
 //! Codec vectors: what we encode decodes to the same routes and attributes, a known
 //! UPDATE decodes byte for byte, End-of-RIB markers, and RFC 7606 treat-as-withdraw.
 
-use control::bgp::wire::{self, err, Family, Message, PathAttrs, Session};
+use control::bgp::error::{BgpError, UpdateError};
+use control::bgp::wire::{self, ErrorHandling, Family, Message, PathAttrs, Session};
 use ipnet::IpNet;
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -48,7 +49,7 @@ fn announcements_round_trip_both_families() {
         assert_eq!(u.attrs.communities, attrs.communities);
         assert_eq!(u.attrs.originator_id, attrs.originator_id);
         assert_eq!(u.attrs.cluster_list, attrs.cluster_list);
-        assert!(!u.treated_as_withdraw);
+        assert_eq!(u.error_handling, None);
         got.extend(u.announced);
     }
     assert_eq!(got, v4);
@@ -119,19 +120,23 @@ fn a_hand_written_update_decodes() {
     assert_eq!(u.attrs.next_hop, Some(Ipv4Addr::new(10, 98, 0, 2)));
     assert_eq!(u.attrs.as_path, vec![65001]);
     assert_eq!(u.attrs.local_pref, Some(100));
-    assert!(!u.treated_as_withdraw);
+    assert_eq!(u.error_handling, None);
 }
 
 #[test]
 fn rfc7606_treat_as_withdraw() {
     // Missing ORIGIN (well-known mandatory): the announcement becomes a withdrawal.
     let u = update(&hand_update(false, 0));
-    assert!(u.treated_as_withdraw);
+    assert_eq!(u.error_handling, Some(ErrorHandling::TreatAsWithdraw));
     assert!(u.announced.is_empty());
     assert_eq!(u.withdrawn, vec!["10.244.1.0/26".parse::<IpNet>().unwrap()]);
     // A MED of the wrong length (malformed optional attribute): likewise.
     let u = update(&hand_update(true, 3));
-    assert!(u.treated_as_withdraw, "{u:?}");
+    assert_eq!(
+        u.error_handling,
+        Some(ErrorHandling::TreatAsWithdraw),
+        "{u:?}"
+    );
     assert!(u.announced.is_empty());
 }
 
@@ -141,7 +146,11 @@ fn a_broken_attribute_list_is_a_session_error() {
     // Total path attribute length beyond the message.
     m[21..23].copy_from_slice(&500u16.to_be_bytes());
     let e = wire::decode(&m, S4).unwrap_err();
-    assert_eq!(e.code, err::UPDATE, "{e:?}");
+    assert_eq!(
+        e.notification().error(),
+        Some(BgpError::Update(UpdateError::MalformedAttributeList)),
+        "{e:?}"
+    );
 }
 
 mod fuzz {

@@ -6,7 +6,8 @@
 //! Connection collisions (RFC 4271 §6.8) involve two sessions toward one peer; the
 //! speaker resolves them with [`collision_keeps_local`] once both have an OPEN.
 
-use super::wire::{self, err, Capabilities, Family, GracefulRestart, Message, Notification, Open};
+use super::error::{BgpError, CeaseError, FsmError, OpenError};
+use super::wire::{self, Capabilities, Family, GracefulRestart, Message, Notification, Open};
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
@@ -190,7 +191,8 @@ impl Session {
                     self.state,
                     State::OpenSent | State::OpenConfirm | State::Established
                 ) {
-                    let n = Notification::new(err::CEASE, err::ADMIN_SHUTDOWN, []);
+                    let n =
+                        Notification::new(BgpError::Cease(CeaseError::AdministrativeShutdown), []);
                     ev.push(Event::Send(wire::notification(&n)));
                 }
                 if self.state != State::Idle {
@@ -264,7 +266,7 @@ impl Session {
         }
         if due(self.hold_at) {
             self.hold_at = None;
-            let n = Notification::new(err::HOLD_TIMER_EXPIRED, 0, []);
+            let n = Notification::new(BgpError::HoldTimerExpired, []);
             self.fail(now, n, &mut ev);
         }
         if due(self.keepalive_at) {
@@ -332,7 +334,7 @@ impl Session {
             let len = match wire::frame_len(&self.rx[at..]) {
                 Ok(Some(len)) if self.rx.len() - at >= len => len,
                 Ok(_) => break,
-                Err(n) => return self.fail(now, n, ev),
+                Err(e) => return self.fail(now, e.notification(), ev),
             };
             let msg = wire::decode(&self.rx[at..at + len], session);
             at += len;
@@ -342,7 +344,7 @@ impl Session {
                         return;
                     }
                 }
-                Err(n) => return self.fail(now, n, ev),
+                Err(e) => return self.fail(now, e.notification(), ev),
             }
         }
         self.rx.drain(..at);
@@ -398,11 +400,11 @@ impl Session {
                 // RFC 6608 subcodes: unexpected message in OpenSent / OpenConfirm /
                 // Established.
                 let sub = match state {
-                    State::OpenSent => 1,
-                    State::OpenConfirm => 2,
-                    _ => 3,
+                    State::OpenSent => FsmError::UnexpectedInOpenSent,
+                    State::OpenConfirm => FsmError::UnexpectedInOpenConfirm,
+                    _ => FsmError::UnexpectedInEstablished,
                 };
-                self.fail(now, Notification::new(err::FSM, sub, []), ev);
+                self.fail(now, Notification::new(BgpError::Fsm(sub), []), ev);
                 false
             }
         }
@@ -412,20 +414,21 @@ impl Session {
         if o.asn != self.cfg.remote_as {
             let two = u16::try_from(o.asn).unwrap_or(wire::AS_TRANS);
             return Err(Notification::new(
-                err::OPEN,
-                err::BAD_PEER_AS,
+                BgpError::Open(OpenError::BadPeerAs),
                 two.to_be_bytes(),
             ));
         }
         if o.hold_time == 1 || o.hold_time == 2 {
             return Err(Notification::new(
-                err::OPEN,
-                err::UNACCEPTABLE_HOLD_TIME,
+                BgpError::Open(OpenError::UnacceptableHoldTime),
                 [],
             ));
         }
         if o.router_id.is_unspecified() || (self.cfg.ibgp() && o.router_id == self.cfg.router_id) {
-            return Err(Notification::new(err::OPEN, err::BAD_BGP_ID, []));
+            return Err(Notification::new(
+                BgpError::Open(OpenError::BadBgpIdentifier),
+                [],
+            ));
         }
         let hold_time = self.cfg.hold_time.min(o.hold_time);
         let families = self
@@ -504,8 +507,7 @@ pub fn resolve_collision(ours: &Session, theirs: &Session) -> Option<Loser> {
 /// What the losing connection of a collision is sent before it is closed.
 pub fn collision_notification() -> Vec<u8> {
     wire::notification(&Notification::new(
-        err::CEASE,
-        err::CONNECTION_COLLISION,
+        BgpError::Cease(CeaseError::ConnectionCollisionResolution),
         [],
     ))
 }

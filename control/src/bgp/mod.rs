@@ -8,8 +8,10 @@
 //!   └────────────┘  Event::Send    └──────────────┘  announce()    └──────┘
 //!                   Event::Connect / Close; timers via poll_timeout()
 //! ```
-//! `wire` turns bytes into messages and every decoding error into the NOTIFICATION to
-//! send; `fsm` is one session's state machine (`process(now, input) -> events`).
+//! `wire` turns bytes into messages, or into a `DecodeError` naming the NOTIFICATION to
+//! send; `error` holds the NOTIFICATION codes and RFC 7606's handling of malformed
+//! UPDATEs; `fsm` is one session's state machine (`process(now, input) -> events`).
 
+pub mod error;
 pub mod fsm;
 pub mod wire;

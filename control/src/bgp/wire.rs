@@ -4,12 +4,12 @@
 //! docs/decisions.md); the 19-byte header, KEEPALIVE, NOTIFICATION and ROUTE-REFRESH are
 //! small enough to frame by hand, which also lets every header error name the exact
 //! NOTIFICATION RFC 4271 §6.1 asks for. Decoding never panics: any input gives either a
-//! message or the `Notification` to send.
+//! message or a [`DecodeError`], which names the NOTIFICATION to send.
 //!
-//! UPDATE errors follow RFC 7606: a malformed optional attribute or a missing mandatory
-//! one makes the message "treat-as-withdraw" (its announcements become withdrawals); a
-//! broken attribute list, or a malformed MP_REACH / MP_UNREACH (whose prefixes cannot be
-//! known), resets the session.
+//! UPDATE errors follow RFC 7606 ([`ErrorHandling`]): a malformed optional attribute or a
+//! missing mandatory one makes the message "treat-as-withdraw" (its announcements become
+//! withdrawals); a broken attribute list, or a malformed MP_REACH / MP_UNREACH (whose
+//! prefixes cannot be known), resets the session.
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use netgauze_bgp_pkt::capabilities::{
@@ -33,6 +33,8 @@ use netgauze_parse_utils::WritablePdu;
 use std::collections::HashMap;
 use std::io::Cursor;
 use std::net::{IpAddr, Ipv4Addr};
+
+pub use super::error::{DecodeError, ErrorHandling, Notification};
 
 pub const HEADER_LEN: usize = 19;
 pub const MAX_LEN: usize = 4096;
@@ -76,45 +78,6 @@ impl Family {
             Family::Ipv6 => (2, 1),
         }
     }
-}
-
-/// A NOTIFICATION (RFC 4271 §4.5): error code, subcode, data.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Notification {
-    pub code: u8,
-    pub subcode: u8,
-    pub data: Vec<u8>,
-}
-
-impl Notification {
-    pub fn new(code: u8, subcode: u8, data: impl Into<Vec<u8>>) -> Notification {
-        Notification {
-            code,
-            subcode,
-            data: data.into(),
-        }
-    }
-}
-
-/// Codes (RFC 4271 §4.5) and the subcodes we send.
-pub mod err {
-    pub const HEADER: u8 = 1;
-    pub const NOT_SYNCHRONIZED: u8 = 1;
-    pub const BAD_LENGTH: u8 = 2;
-    pub const BAD_TYPE: u8 = 3;
-    pub const OPEN: u8 = 2;
-    pub const UNSUPPORTED_VERSION: u8 = 1;
-    pub const BAD_PEER_AS: u8 = 2;
-    pub const BAD_BGP_ID: u8 = 3;
-    pub const UNACCEPTABLE_HOLD_TIME: u8 = 6;
-    pub const UPDATE: u8 = 3;
-    pub const MALFORMED_ATTRIBUTE_LIST: u8 = 1;
-    pub const HOLD_TIMER_EXPIRED: u8 = 4;
-    pub const FSM: u8 = 5;
-    pub const CEASE: u8 = 6;
-    pub const ADMIN_SHUTDOWN: u8 = 2;
-    pub const CONNECTION_COLLISION: u8 = 7;
-    pub const ROUTE_REFRESH: u8 = 7;
 }
 
 /// What an OPEN says.
@@ -174,8 +137,9 @@ pub struct Update {
     pub attrs: PathAttrs,
     /// An End-of-RIB marker (RFC 4724 §2) for this family.
     pub end_of_rib: Option<Family>,
-    /// RFC 7606 treat-as-withdraw happened: `announced` was moved into `withdrawn`.
-    pub treated_as_withdraw: bool,
+    /// How RFC 7606 handled a malformed attribute (None: nothing was malformed). With
+    /// `TreatAsWithdraw`, `announced` was moved into `withdrawn`.
+    pub error_handling: Option<ErrorHandling>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -197,16 +161,16 @@ pub struct Session {
 
 /// The length of the first message in `buf`, once its header is there: `Ok(None)` until
 /// 19 bytes arrived; the header's NOTIFICATION when it is wrong.
-pub fn frame_len(buf: &[u8]) -> Result<Option<usize>, Notification> {
+pub fn frame_len(buf: &[u8]) -> Result<Option<usize>, DecodeError> {
     if buf.len() < HEADER_LEN {
         return Ok(None);
     }
     if buf[..16].iter().any(|&b| b != 0xff) {
-        return Err(Notification::new(err::HEADER, err::NOT_SYNCHRONIZED, []));
+        return Err(DecodeError::NotSynchronized);
     }
     let len = u16::from_be_bytes([buf[16], buf[17]]) as usize;
     let ty = buf[18];
-    let bad_len = || Notification::new(err::HEADER, err::BAD_LENGTH, [buf[16], buf[17]]);
+    let bad_len = || DecodeError::BadLength([buf[16], buf[17]]);
     if !(HEADER_LEN..=MAX_LEN).contains(&len) {
         return Err(bad_len());
     }
@@ -216,7 +180,7 @@ pub fn frame_len(buf: &[u8]) -> Result<Option<usize>, Notification> {
         NOTIFICATION => len >= HEADER_LEN + 2,
         KEEPALIVE => len == HEADER_LEN,
         ROUTE_REFRESH => len == HEADER_LEN + 4,
-        _ => return Err(Notification::new(err::HEADER, err::BAD_TYPE, [ty])),
+        _ => return Err(DecodeError::BadType(ty)),
     };
     if !ok {
         return Err(bad_len());
@@ -225,22 +189,22 @@ pub fn frame_len(buf: &[u8]) -> Result<Option<usize>, Notification> {
 }
 
 /// Decode one whole message (`frame_len` bytes).
-pub fn decode(msg: &[u8], session: Session) -> Result<Message, Notification> {
+pub fn decode(msg: &[u8], session: Session) -> Result<Message, DecodeError> {
     let Some(len) = frame_len(msg)? else {
-        return Err(Notification::new(err::HEADER, err::BAD_LENGTH, []));
+        return Err(DecodeError::Truncated);
     };
     let msg = &msg[..len.min(msg.len())];
     if msg.len() < len {
-        return Err(Notification::new(err::HEADER, err::BAD_LENGTH, []));
+        return Err(DecodeError::Truncated);
     }
     let body = &msg[HEADER_LEN..];
     match msg[18] {
         KEEPALIVE => Ok(Message::Keepalive),
-        NOTIFICATION => Ok(Message::Notification(Notification::new(
-            body[0],
-            body[1],
-            &body[2..],
-        ))),
+        NOTIFICATION => Ok(Message::Notification(Notification {
+            code: body[0],
+            subcode: body[1],
+            data: body[2..].to_vec(),
+        })),
         ROUTE_REFRESH => {
             let afi = u16::from_be_bytes([body[0], body[1]]);
             Ok(match (afi, body[3]) {
@@ -254,22 +218,9 @@ pub fn decode(msg: &[u8], session: Session) -> Result<Message, Notification> {
     }
 }
 
-/// netgauze's own mapping of a parse error to a NOTIFICATION, read back as bytes.
-fn notification_of(n: netgauze_bgp_pkt::notification::BgpNotificationMessage) -> Notification {
-    let mut out = Vec::new();
-    if BgpMessage::Notification(n)
-        .write(&mut Cursor::new(&mut out))
-        .is_ok()
-        && out.len() >= HEADER_LEN + 2
-    {
-        return Notification::new(out[19], out[20], &out[21..]);
-    }
-    Notification::new(err::UPDATE, err::MALFORMED_ATTRIBUTE_LIST, [])
-}
-
 /// netgauze's parse, lenient with malformed path attributes (it lists them in the
 /// returned context) and strict with the rest.
-fn parse(msg: &[u8], asn4: bool) -> Result<(BgpMessage, BgpParsingContext), Notification> {
+fn parse(msg: &[u8], asn4: bool) -> Result<(BgpMessage, BgpParsingContext), DecodeError> {
     let mut ctx = BgpParsingContext::new(
         asn4,
         HashMap::new(),
@@ -279,22 +230,18 @@ fn parse(msg: &[u8], asn4: bool) -> Result<(BgpMessage, BgpParsingContext), Noti
         false,
         false,
     );
-    let parsed = BgpMessage::parse(&mut SliceReader::new(msg), &mut ctx)
-        .map_err(|e| notification_of(e.into()))?;
+    let parsed =
+        BgpMessage::parse(&mut SliceReader::new(msg), &mut ctx).map_err(DecodeError::Parser)?;
     Ok((parsed, ctx))
 }
 
-fn decode_open(msg: &[u8]) -> Result<Message, Notification> {
+fn decode_open(msg: &[u8]) -> Result<Message, DecodeError> {
     if msg[HEADER_LEN] != 4 {
-        return Err(Notification::new(
-            err::OPEN,
-            err::UNSUPPORTED_VERSION,
-            [0, 4],
-        ));
+        return Err(DecodeError::UnsupportedVersion(msg[HEADER_LEN]));
     }
     let (parsed, _) = parse(msg, true)?;
     let BgpMessage::Open(o) = parsed else {
-        return Err(Notification::new(err::HEADER, err::BAD_TYPE, [OPEN]));
+        return Err(DecodeError::BadType(OPEN));
     };
     let mut caps = Capabilities::default();
     let mut asn = o.my_as() as u32;
@@ -344,10 +291,13 @@ fn decode_open(msg: &[u8]) -> Result<Message, Notification> {
 
 /// RFC 7606 before the parser sees the message: walk the attribute list, and take out
 /// attributes whose length is wrong for their type (§7) and repeated ones (§3 g: the
-/// first is kept). Returns the message to parse and whether the update must be treated
-/// as withdraw; a list that does not add up is a session error (§4).
-fn sanitize_update(msg: &[u8], session: Session) -> Result<(Vec<u8>, bool), Notification> {
-    let malformed = || Notification::new(err::UPDATE, err::MALFORMED_ATTRIBUTE_LIST, []);
+/// first is kept). Returns the message to parse and how RFC 7606 handled what was taken
+/// out; a list that does not add up is a session error (§4).
+fn sanitize_update(
+    msg: &[u8],
+    session: Session,
+) -> Result<(Vec<u8>, Option<ErrorHandling>), DecodeError> {
+    let malformed = || DecodeError::MalformedAttributeList;
     let body = &msg[HEADER_LEN..];
     let wlen = u16::from_be_bytes([body[0], body[1]]) as usize;
     if 2 + wlen + 2 > body.len() {
@@ -358,7 +308,7 @@ fn sanitize_update(msg: &[u8], session: Session) -> Result<(Vec<u8>, bool), Noti
     let attrs = body.get(at + 2..at + 2 + alen).ok_or_else(malformed)?;
     let mut kept = Vec::with_capacity(attrs.len());
     let mut seen = [false; 256];
-    let mut withdraw = false;
+    let mut handling: Option<ErrorHandling> = None;
     let mut i = 0;
     while i < attrs.len() {
         if i + 3 > attrs.len() {
@@ -390,22 +340,25 @@ fn sanitize_update(msg: &[u8], session: Session) -> Result<(Vec<u8>, bool), Noti
         let repeated = seen[ty as usize] && ty != 14 && ty != 15;
         seen[ty as usize] = true;
         if !well_formed {
-            // ATOMIC_AGGREGATE and AGGREGATOR are discarded alone (§7.6, §7.7).
-            withdraw |= !matches!(ty, 6 | 7);
-        } else if !repeated {
+            handling = handling.max(Some(ErrorHandling::of_malformed(ty)));
+        } else if repeated {
+            handling = handling.max(Some(ErrorHandling::Discard));
+        } else {
             kept.extend_from_slice(&attrs[i..end]);
         }
         i = end;
     }
-    if kept.len() == attrs.len() && !withdraw {
-        return Ok((msg.to_vec(), false));
+    match handling {
+        None => return Ok((msg.to_vec(), None)),
+        Some(ErrorHandling::SessionReset) => return Err(malformed()),
+        Some(_) => {}
     }
     let mut out = msg[..HEADER_LEN + at].to_vec();
     out.extend_from_slice(&(kept.len() as u16).to_be_bytes());
     out.extend_from_slice(&kept);
     out.extend_from_slice(&body[at + 2 + alen..]);
     finish(&mut out);
-    Ok((out, withdraw))
+    Ok((out, handling))
 }
 
 /// AS_PATH segments that add up (type 1..=4, count, `width`-byte ASes).
@@ -423,25 +376,23 @@ fn as_path_ok(mut v: &[u8], width: usize) -> bool {
     true
 }
 
-fn decode_update(msg: &[u8], session: Session) -> Result<Message, Notification> {
-    let (clean, withdraw) = sanitize_update(msg, session)?;
+fn decode_update(msg: &[u8], session: Session) -> Result<Message, DecodeError> {
+    let (clean, mut handling) = sanitize_update(msg, session)?;
     let msg = &clean[..];
     // Anything else malformed is skipped and listed by the parser (RFC 7606 below).
     let (parsed, ctx) = parse(msg, session.four_octet_as)?;
     let BgpMessage::Update(u) = parsed else {
-        return Err(Notification::new(err::HEADER, err::BAD_TYPE, [UPDATE]));
+        return Err(DecodeError::BadType(UPDATE));
     };
-    let attr_errors = ctx.parsing_errors().path_attr_errors();
     use netgauze_bgp_pkt::wire::deserializer::path_attribute::PathAttributeParsingError as E;
-    if attr_errors
-        .iter()
-        .any(|e| matches!(e, E::MpReachErrorError(_) | E::MpUnreachErrorError(_)))
-    {
-        return Err(Notification::new(
-            err::UPDATE,
-            err::MALFORMED_ATTRIBUTE_LIST,
-            [],
-        ));
+    for e in ctx.parsing_errors().path_attr_errors() {
+        handling = handling.max(Some(match e {
+            E::MpReachErrorError(_) | E::MpUnreachErrorError(_) => ErrorHandling::SessionReset,
+            _ => ErrorHandling::TreatAsWithdraw,
+        }));
+    }
+    if handling == Some(ErrorHandling::SessionReset) {
+        return Err(DecodeError::MalformedAttributeList);
     }
     let mut out = Update {
         end_of_rib: u.end_of_rib().and_then(Family::from_address_type),
@@ -506,11 +457,14 @@ fn decode_update(msg: &[u8], session: Session) -> Result<Message, Notification> 
     // announcements withdrawals (NEXT_HOP is mandatory only with IPv4 body NLRI).
     let missing =
         !out.announced.is_empty() && (!seen.0 || !seen.1 || (!u.nlri().is_empty() && !seen.2));
-    if (missing || withdraw || !attr_errors.is_empty()) && !out.announced.is_empty() {
+    if missing {
+        handling = handling.max(Some(ErrorHandling::TreatAsWithdraw));
+    }
+    if handling == Some(ErrorHandling::TreatAsWithdraw) {
         let announced = std::mem::take(&mut out.announced);
         out.withdrawn.extend(announced);
-        out.treated_as_withdraw = true;
     }
+    out.error_handling = handling;
     Ok(Message::Update(out))
 }
 
