@@ -5,6 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+# The tree's structure: no import circle among any crate's modules, no file over 800
+# lines of non-test code (and the checker's own self-test).
+python3 scripts/check-structure.py --self-test
+python3 scripts/check-structure.py
 cargo build --workspace --all-targets --locked
 cargo test --workspace --locked
 # End to end in network namespaces (root): pods, tap, uplink host, kill -9.

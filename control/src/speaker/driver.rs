@@ -4,7 +4,9 @@
 use super::peer::{ConnId, Input, Output, Peer, StatusChange};
 use super::reflect::Role;
 use super::rib_task::{rib_task, Outbound, RibEvent, ToPeer};
-use super::{initial_status, Command, PeerConfig, PeerStatus, RouteChange, SpeakerConfig, Status};
+use super::types::{
+    initial_status, Command, PeerConfig, PeerStatus, RouteChange, SpeakerConfig, Status,
+};
 use crate::rib::Local;
 use ipnet::IpNet;
 use std::collections::HashMap;

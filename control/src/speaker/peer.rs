@@ -8,7 +8,7 @@
 //! Connections are named by the driver ([`ConnId`]), which registers each one before
 //! handing it in; the peer says which to write to and which to close.
 
-use super::{PeerConfig, SpeakerConfig};
+use super::types::{PeerConfig, SpeakerConfig};
 use crate::bgp::error::{BgpError, CeaseError};
 use crate::bgp::fsm::{self, Down, Event, Negotiated, Session, State};
 use crate::bgp::wire::{self, Family, PathAttrs};

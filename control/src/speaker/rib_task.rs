@@ -4,7 +4,7 @@
 
 use super::peer::Reflection;
 use super::reflect::{Reflector, Role};
-use super::{RouteChange, Status};
+use super::types::{RouteChange, Status};
 use crate::bgp::wire::{self, Family};
 use crate::rib::{Local, PeerInfo, Rib};
 use ipnet::IpNet;

@@ -1,0 +1,97 @@
+//! The speaker's data, shared by its tasks and its handle (a leaf of the speaker: it
+//! imports none of the tasks): peer and speaker settings, route changes, peer status,
+//! and the commands the handle sends the driver.
+
+use ipnet::IpNet;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+use tokio::sync::oneshot;
+
+/// One configured neighbour.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerConfig {
+    pub address: IpAddr,
+    pub asn: u32,
+    /// Only accept its connections (the node-to-node mesh: toward a higher address).
+    pub passive: bool,
+    pub hold_time: u16,
+    /// Seconds between keepalives (default: a third of the negotiated hold time).
+    pub keepalive: Option<u16>,
+    /// We reflect routes to it (RFC 4456); reserved for the route-reflector role.
+    pub rr_client: bool,
+    /// Its port (179 unless a test says otherwise).
+    pub port: u16,
+    /// TCP MD5 signature key (RFC 2385).
+    pub password: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpeakerConfig {
+    pub asn: u32,
+    pub router_id: Ipv4Addr,
+    /// Where to listen (None: connect out only).
+    pub listen: Option<SocketAddr>,
+    /// Source address for outgoing connections.
+    pub local_address: Option<IpAddr>,
+    pub peers: Vec<PeerConfig>,
+    /// Our own blocks, announced to every peer with our node address as next hop.
+    pub advertise: Vec<IpNet>,
+    pub next_hop_v4: Option<Ipv4Addr>,
+    pub next_hop_v6: Option<std::net::Ipv6Addr>,
+    /// Changes are collected this long before they go to the FIB.
+    pub batch: Duration,
+    pub graceful_restart: Option<u16>,
+    /// We came back from a restart (R bit).
+    pub restarting: bool,
+    /// Act as a route reflector (RFC 4456) with this cluster id: routes from clients go
+    /// to every iBGP peer, routes from other iBGP peers to clients.
+    pub cluster_id: Option<Ipv4Addr>,
+    pub connect_retry: Duration,
+}
+
+/// A prefix's usable next hops after a change (empty: no route any more).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteChange {
+    pub prefix: IpNet,
+    pub next_hops: Vec<IpAddr>,
+}
+
+/// What `vrouterctl node status` shows of a peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerStatus {
+    pub address: IpAddr,
+    pub asn: u32,
+    pub ibgp: bool,
+    pub state: String,
+    pub since: SystemTime,
+    /// The last error, or what the session is waiting for.
+    pub info: String,
+    pub prefixes_received: usize,
+    pub prefixes_sent: usize,
+}
+
+/// Peer status, shared with whoever reports it.
+pub type Status = Arc<Mutex<Vec<PeerStatus>>>;
+
+pub(super) type Reply = oneshot::Sender<Result<(), String>>;
+
+/// A change of peers asked of the running speaker.
+pub(super) enum Command {
+    Add(PeerConfig, Reply),
+    Remove(IpAddr, Reply),
+    BestPeers(Vec<IpNet>, oneshot::Sender<Vec<Option<IpAddr>>>),
+}
+
+pub(super) fn initial_status(local_asn: u32, p: &PeerConfig) -> PeerStatus {
+    PeerStatus {
+        address: p.address,
+        asn: p.asn,
+        ibgp: p.asn == local_asn,
+        state: "Idle".into(),
+        since: SystemTime::now(),
+        info: String::new(),
+        prefixes_received: 0,
+        prefixes_sent: 0,
+    }
+}
