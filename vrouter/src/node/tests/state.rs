@@ -413,3 +413,60 @@ fn endpoint_file_shape_is_the_apis() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn peers_added_and_removed_through_the_api() {
+    let dir = state_dir();
+    let text = format!(
+        "{CONFIG}listen = \"127.0.0.1:0\"\n[[bgp.peers]]\naddress = \"127.0.0.2\"\nasn = 64513\npassive = true\n"
+    );
+    let (mut node, _machine) = node_with(&text, &dir);
+    let peer = |a: &str| crate::config::BgpPeer {
+        address: a.parse().unwrap(),
+        asn: Some(64514),
+        password: None,
+        rr_client: false,
+        hold_time: 90,
+        keepalive: None,
+        port: 179,
+        passive: true,
+    };
+    // No speaker: BGP is off for this node's API.
+    assert!(matches!(
+        node.install_peer(peer("127.0.0.3"), Origin::Api),
+        Err(NodeError::Precondition(_))
+    ));
+    let cfg = crate::node::bgp_config::speaker_config(&node.config, &node.own_blocks).unwrap();
+    let (tx, _rx) = std::sync::mpsc::channel();
+    node.speaker = Some(control::speaker::spawn(cfg, tx).unwrap());
+    node.install_peer(peer("127.0.0.3"), Origin::Api).unwrap();
+    assert!(node.origins.peers.contains(&"127.0.0.3".parse().unwrap()));
+    assert!(matches!(
+        node.install_peer(peer("127.0.0.3"), Origin::Api),
+        Err(NodeError::Invalid(_) | NodeError::AlreadyExists(_))
+    ));
+    // Kept for the next start.
+    let state = ApiState::load(&dir).unwrap();
+    assert_eq!(state.peers, vec![peer("127.0.0.3")]);
+    // The file's peer stays; an unknown one is not found.
+    assert!(matches!(
+        node.remove_peer("127.0.0.2".parse().unwrap()),
+        Err(NodeError::Precondition(_))
+    ));
+    assert!(matches!(
+        node.remove_peer("127.0.0.9".parse().unwrap()),
+        Err(NodeError::NotFound(_))
+    ));
+    node.remove_peer("127.0.0.3".parse().unwrap()).unwrap();
+    assert!(ApiState::load(&dir).unwrap().peers.is_empty());
+    assert!(node
+        .config
+        .bgp
+        .as_ref()
+        .unwrap()
+        .peers
+        .iter()
+        .all(|p| p.address != "127.0.0.3".parse::<std::net::IpAddr>().unwrap()));
+    node.speaker = None;
+    let _ = std::fs::remove_dir_all(dir);
+}
