@@ -7,9 +7,12 @@ set -euo pipefail
 # and our XDP program; iperf3, socat, scapy, tshark for the namespace tests.
 # bird2, frr, gobgpd: real BGP peers of the control-plane tests (started by the tests
 # themselves in namespaces, never as services); systemd for `systemd-analyze verify`.
-TEST_PKGS=(iproute2 iputils-ping python3-prometheus-client util-linux dpdk librte-net-af-xdp23 pkg-config clang libelf-dev m4 zlib1g-dev iperf3 ethtool socat python3-scapy tcpdump tshark bird2 frr gobgpd systemd)
-# Extra packages for `fibbench --compare-dpdk` (dpdk-test lives in dpdk-dev).
-BENCH_PKGS=(dpdk-dev)
+# dpdk-testpmd (fwdbench's DPDK reference) is in dpdk-dev in Debian 12's current dpdk
+# packages (22.11.11), not in dpdk.
+TEST_PKGS=(iproute2 iputils-ping python3-prometheus-client util-linux dpdk dpdk-dev librte-net-af-xdp23 pkg-config clang libelf-dev m4 zlib1g-dev iperf3 ethtool socat python3-scapy tcpdump tshark bird2 frr gobgpd systemd)
+# Extra packages for `fibbench --compare-dpdk`: none beyond the tests' (dpdk-test lives
+# in dpdk-dev too).
+BENCH_PKGS=()
 
 want=("${TEST_PKGS[@]}")
 if [[ "${1:-}" == "--bench" ]]; then
