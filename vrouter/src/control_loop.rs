@@ -108,6 +108,9 @@ pub fn run(file_config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) ->
     bare.pools.clear();
     bare.routes.clear();
     bare.endpoints.clear();
+    if let Some(b) = bare.bgp.as_mut() {
+        b.peers.clear();
+    }
     let Started {
         threads,
         host,
@@ -149,7 +152,7 @@ pub fn run(file_config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) ->
     };
     // The BGP speaker on its own thread; its route changes are applied here.
     let (routes_tx, routes_rx) = mpsc::channel();
-    node.speaker = match speaker_config(&config, &node.own_blocks) {
+    node.speaker = match speaker_config(&node.config, &node.own_blocks) {
         Some(cfg) => {
             info!(
                 asn = cfg.asn,
@@ -164,6 +167,16 @@ pub fn run(file_config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) ->
         }
         None => None,
     };
+    // Its peers from the configuration are added as the API adds one (the mesh's come
+    // with the speaker: they follow [[nodes]]).
+    if let Err(e) = node.start_peers(&config) {
+        stop.store(true, Ordering::Relaxed);
+        drop(node);
+        for t in threads {
+            let _ = t.join();
+        }
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, e.to_string()));
+    }
     // The API: calls are answered below, between route batches.
     let (calls_tx, calls_rx) = mpsc::channel();
     let api = control::api::spawn(

@@ -164,6 +164,21 @@ impl NodeState {
         Ok(())
     }
 
+    /// Start a session with each BGP peer `config` lists (the file's, and those the API
+    /// added before a restart), as the API and a reload add one; the speaker runs.
+    pub fn start_peers(&mut self, config: &Config) -> NodeResult<()> {
+        for p in config.bgp.iter().flat_map(|b| &b.peers) {
+            let origin = if self.origins.peers.contains(&p.address) {
+                Origin::Api
+            } else {
+                Origin::File
+            };
+            self.install_peer(p.clone(), origin)
+                .map_err(|e| NodeError::Precondition(format!("peer {}: {e}", p.address)))?;
+        }
+        Ok(())
+    }
+
     /// Apply a batch of BGP route changes to the tables.
     pub fn apply_bgp(&mut self, changes: &[control::speaker::RouteChange]) {
         self.bgp
