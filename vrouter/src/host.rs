@@ -68,6 +68,26 @@ pub fn port_spec(e: &EndpointPlan) -> PortSpec {
     }
 }
 
+/// The command that opens endpoint `ep` on its worker (`steer`: its XDP program).
+pub fn open_command(
+    ep: &EndpointPlan,
+    steer: Option<Arc<XdpProgram>>,
+    done: mpsc::Sender<io::Result<()>>,
+) -> WorkerCmd {
+    WorkerCmd::Open {
+        id: ep.port,
+        spec: port_spec(ep),
+        probe: PodProbe {
+            port: ep.port,
+            nh: ep.nh,
+            v4: ep.v4,
+            v6: ep.v6,
+        },
+        steer,
+        done,
+    }
+}
+
 impl WorkerHost {
     fn ask<T>(&self, w: usize, make: impl FnOnce(mpsc::Sender<T>) -> WorkerCmd) -> NodeResult<T> {
         let (tx, rx) = mpsc::channel();
@@ -109,19 +129,7 @@ impl Host for WorkerHost {
             )),
             EndpointKind::Tap => None,
         };
-        let probe = PodProbe {
-            port: ep.port,
-            nh: ep.nh,
-            v4: ep.v4,
-            v6: ep.v6,
-        };
-        let opened = self.ask(ep.worker, |done| WorkerCmd::Open {
-            id: ep.port,
-            spec: port_spec(ep),
-            probe,
-            steer: steer.clone(),
-            done,
-        })?;
+        let opened = self.ask(ep.worker, |done| open_command(ep, steer.clone(), done))?;
         opened
             .map_err(|err| NodeError::Precondition(format!("opening {}: {err}", ep.interface)))?;
         if let Some(p) = steer {

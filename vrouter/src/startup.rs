@@ -53,6 +53,41 @@ fn attach_uplinks(config: &Config, plan: &Plan) -> io::Result<WorkerHost> {
     })
 }
 
+/// Worker `w`'s pipeline over the live tables: its slots' next hops (whose frames it
+/// checks the source of), ICMP errors from the node's first addresses, the overlay.
+pub fn worker_pipeline(
+    config: &Config,
+    plan: &Plan,
+    tables: &Tables,
+    ports: &Arc<[Port]>,
+    counters: &Arc<Counters>,
+    w: usize,
+) -> Pipeline {
+    let mut by_port = vec![None; plan.ports.ports.len()];
+    for s in plan.ports.free_slots.iter().filter(|s| s.worker == w) {
+        by_port[s.port.0 as usize] = Some(s.nh);
+    }
+    // ICMP errors come from the node's first address of each family.
+    let node_v4 = plan.overlay.local_v4.first().map(|&a| Ipv4Addr::from(a));
+    let node_v6 = plan.overlay.local_v6.first().map(|&a| Ipv6Addr::from(a));
+    Pipeline::new(
+        tables.fib4.reader(),
+        tables.fib6.reader(),
+        tables.nexthops.clone(),
+        ports.clone(),
+        counters.clone(),
+        w,
+    )
+    .with_icmp(
+        node_v4.unwrap_or(Ipv4Addr::UNSPECIFIED),
+        node_v6.unwrap_or(Ipv6Addr::UNSPECIFIED),
+        config.icmp_rate,
+    )
+    .with_pod_nexthops(by_port)
+    .with_overlay(tables.tunnels.clone(), plan.overlay.clone())
+    .with_groups(tables.groups.clone())
+}
+
 /// Workers running, and what the control loop keeps of them.
 pub struct Started {
     pub threads: Vec<JoinHandle<()>>,
@@ -73,9 +108,6 @@ pub fn start_workers(
     let mut host = attach_uplinks(config, plan)?;
     let ports: Arc<[Port]> = plan.ports.ports.clone().into();
     let counters = Arc::new(Counters::new(config.workers.count));
-    // ICMP errors come from the node's first address of each family.
-    let node_v4 = plan.overlay.local_v4.first().map(|&a| Ipv4Addr::from(a));
-    let node_v6 = plan.overlay.local_v6.first().map(|&a| Ipv6Addr::from(a));
     let cores = config.workers.cores();
     // Every worker's frames carry the largest MTU of the plan: any slot, any endpoint.
     let endpoint_mtu_limit = AfXdpIo::mtu_limit(plan.frame_mtu);
@@ -114,10 +146,6 @@ pub fn start_workers(
             outboxes[s.port.0 as usize] = Some(mailboxes[s.worker].clone());
         }
         let inbox = mailboxes[w].clone();
-        let mut by_port = vec![None; port_count];
-        for s in &my_slots {
-            by_port[s.port.0 as usize] = Some(s.nh);
-        }
         // The uplinks' programs steer this worker's queue to its sockets; the worker
         // keeps them to unregister its sockets at its stop. Endpoints' programs belong
         // to the host alone, so closing an endpoint detaches its program.
@@ -128,22 +156,7 @@ pub fn start_workers(
             .zip(&host.uplinks)
             .map(|(u, p)| (u.port, p.clone(), u.queues[w]))
             .collect();
-        let mut pipeline = Pipeline::new(
-            tables.fib4.reader(),
-            tables.fib6.reader(),
-            tables.nexthops.clone(),
-            ports.clone(),
-            counters.clone(),
-            w,
-        )
-        .with_icmp(
-            node_v4.unwrap_or(Ipv4Addr::UNSPECIFIED),
-            node_v6.unwrap_or(Ipv6Addr::UNSPECIFIED),
-            config.icmp_rate,
-        )
-        .with_pod_nexthops(by_port)
-        .with_overlay(tables.tunnels.clone(), plan.overlay.clone())
-        .with_groups(tables.groups.clone());
+        let mut pipeline = worker_pipeline(config, plan, tables, &ports, &counters, w);
         pipeline.offline();
         let nexthops = tables.nexthops.clone();
         let stop = stop.clone();

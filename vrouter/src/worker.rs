@@ -99,42 +99,50 @@ impl<I: Io> Worker<I> {
     }
 
     fn take_commands(&mut self) {
-        let Some(rx) = &self.commands else { return };
+        let Some(rx) = self.commands.take() else {
+            return;
+        };
         while let Ok(cmd) = rx.try_recv() {
-            match cmd {
-                WorkerCmd::SetPort(id, port) => self.pipeline.set_port(id, port),
-                WorkerCmd::SetOverlay(o) => self.pipeline.set_overlay(o),
-                WorkerCmd::Open {
-                    id,
-                    spec,
-                    probe,
-                    steer,
-                    done,
-                } => {
-                    let r = self.io.open_port(id, &spec).and_then(|fd| {
-                        if let (Some(prog), Some(fd)) = (&steer, fd) {
-                            prog.register_socket(0, fd)?;
-                        }
-                        Ok(())
-                    });
-                    if r.is_ok() {
-                        self.probes.retain(|p| p.port != id);
-                        self.probes.push(probe);
-                        // Ask at once: the pod's first packets need its MAC.
-                        self.last_probe = Instant::now() - PROBE_EVERY;
-                    } else {
-                        self.io.close_port(id);
+            self.command(cmd);
+        }
+        self.commands = Some(rx);
+    }
+
+    /// Carry out one command of the control loop (between bursts).
+    pub fn command(&mut self, cmd: WorkerCmd) {
+        match cmd {
+            WorkerCmd::SetPort(id, port) => self.pipeline.set_port(id, port),
+            WorkerCmd::SetOverlay(o) => self.pipeline.set_overlay(o),
+            WorkerCmd::Open {
+                id,
+                spec,
+                probe,
+                steer,
+                done,
+            } => {
+                let r = self.io.open_port(id, &spec).and_then(|fd| {
+                    if let (Some(prog), Some(fd)) = (&steer, fd) {
+                        prog.register_socket(0, fd)?;
                     }
-                    let _ = done.send(r);
-                }
-                WorkerCmd::Close { id, steer, done } => {
-                    if let Some(prog) = steer {
-                        let _ = prog.unregister_socket(0);
-                    }
+                    Ok(())
+                });
+                if r.is_ok() {
                     self.probes.retain(|p| p.port != id);
+                    self.probes.push(probe);
+                    // Ask at once: the pod's first packets need its MAC.
+                    self.last_probe = Instant::now() - PROBE_EVERY;
+                } else {
                     self.io.close_port(id);
-                    let _ = done.send(());
                 }
+                let _ = done.send(r);
+            }
+            WorkerCmd::Close { id, steer, done } => {
+                if let Some(prog) = steer {
+                    let _ = prog.unregister_socket(0);
+                }
+                self.probes.retain(|p| p.port != id);
+                self.io.close_port(id);
+                let _ = done.send(());
             }
         }
     }

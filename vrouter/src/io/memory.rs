@@ -118,6 +118,29 @@ impl Io for MemoryIo {
         &self.ports
     }
 
+    /// Every port of a memory backend exists from the start; opening one is accepted
+    /// (no socket: no fd to steer to).
+    fn open_port(
+        &mut self,
+        id: PortId,
+        _spec: &super::PortSpec,
+    ) -> std::io::Result<Option<std::os::fd::RawFd>> {
+        if (id.0 as usize) < self.rx.len() {
+            Ok(None)
+        } else {
+            Err(std::io::Error::other(format!("no port {}", id.0)))
+        }
+    }
+
+    /// Frames waiting on a closed port are dropped.
+    fn close_port(&mut self, id: PortId) {
+        if let Some(q) = self.rx.get_mut(id.0 as usize) {
+            for (b, _) in q.drain(..) {
+                self.pool.push(b);
+            }
+        }
+    }
+
     fn rx_burst(&mut self, port: PortId, process: &mut Process<'_>) -> usize {
         let q = &mut self.rx[port.0 as usize];
         let n = q.len().min(BURST);
