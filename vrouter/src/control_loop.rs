@@ -102,15 +102,8 @@ pub fn run(file_config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) ->
         ports = plan.ports.ports.len(),
         "forwarding"
     );
-    // The node's state starts with no pool, route or endpoint; the configuration's are
-    // installed by the path each takes whoever asks.
-    let mut bare = config.clone();
-    bare.pools.clear();
-    bare.routes.clear();
-    bare.endpoints.clear();
-    if let Some(b) = bare.bgp.as_mut() {
-        b.peers.clear();
-    }
+    // The node's state starts with no pool, route, endpoint or peer; the configuration's
+    // are installed by the path each takes whoever asks.
     let Started {
         threads,
         host,
@@ -118,7 +111,7 @@ pub fn run(file_config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) ->
         endpoint_mtu_limit,
     } = started;
     let mut node = NodeState::new(
-        bare,
+        config.clone(),
         api_state.origins(file_config),
         plan,
         tables,

@@ -100,8 +100,9 @@ pub struct Dataplane {
 }
 
 impl NodeState {
-    /// The state of a node started from `plan` (its tables built from it), before any
-    /// endpoint: `start_endpoints` installs the configuration's.
+    /// The state of a node started from `plan` (its tables built from it), holding
+    /// `config`'s settings but none of its pools, static routes, endpoints or BGP peers:
+    /// `start` and `start_peers` install those, by the path each takes whoever asks.
     pub fn new(
         config: Config,
         origins: Origins,
@@ -115,6 +116,13 @@ impl NodeState {
             counters,
             endpoint_mtu_limit,
         } = dataplane;
+        let mut config = config;
+        config.pools.clear();
+        config.routes.clear();
+        config.endpoints.clear();
+        if let Some(b) = config.bgp.as_mut() {
+            b.peers.clear();
+        }
         NodeState {
             bgp: BgpRoutes::default(),
             config,

@@ -124,12 +124,8 @@ fn an_endpoint_added_through_the_node_forwards_on_its_worker_and_stops_when_remo
         Vec::new(),
         PollMode::Busy,
     )));
-    let mut bare = config.clone();
-    bare.pools.clear();
-    bare.routes.clear();
-    bare.endpoints.clear();
     let mut node = NodeState::new(
-        bare,
+        config.clone(),
         Origins::default(),
         plan,
         tables,
@@ -153,43 +149,36 @@ fn an_endpoint_added_through_the_node_forwards_on_its_worker_and_stops_when_remo
         })
         .unwrap()
         .port;
+    // Frames in on a port, one loop of the worker, what it sent.
+    let exchange = |port: PortId, frames: &[&[u8]]| {
+        let mut w = worker.borrow_mut();
+        for f in frames {
+            assert!(w.io.inject(port, f));
+        }
+        w.poll_once();
+        // Between loops the worker is offline for the FIB (as when idle).
+        w.pipeline.offline();
+        w.io.take_sent()
+    };
     // A frame from pod a to pod b goes out of b's port, to b's MAC.
     let frame = udp(
         [0x52, 0x54, 0, 0, 0, 0x0a],
         [10, 244, 1, 2],
         [10, 244, 1, 20],
     );
-    let sent = {
-        let mut w = worker.borrow_mut();
-        assert!(w.io.inject(a, &frame));
-        w.poll_once();
-        w.pipeline.offline();
-        w.io.take_sent()
-    };
+    let sent = exchange(a, &[&frame]);
     assert_eq!(sent.len(), 1, "{sent:?}");
     assert_eq!(sent[0].0, b);
     assert_eq!(sent[0].1[..6], B_MAC);
     // b sends from its own address only: its port took the node's addresses for it.
     let spoofed = udp(B_MAC, [10, 244, 1, 99], [10, 244, 1, 2]);
     let own = udp(B_MAC, [10, 244, 1, 20], [10, 244, 1, 2]);
-    let sent = {
-        let mut w = worker.borrow_mut();
-        assert!(w.io.inject(b, &spoofed) && w.io.inject(b, &own));
-        w.poll_once();
-        w.pipeline.offline();
-        w.io.take_sent()
-    };
+    let sent = exchange(b, &[&spoofed, &own]);
     assert_eq!(sent.len(), 1, "only b's own address passes: {sent:?}");
     assert_eq!((sent[0].0, &sent[0].1[30..34]), (a, &[10u8, 244, 1, 2][..]));
     // Removed: its route goes, nothing reaches its port any more.
     node.remove_endpoint("b").unwrap();
-    let sent = {
-        let mut w = worker.borrow_mut();
-        assert!(w.io.inject(a, &frame));
-        w.poll_once();
-        w.pipeline.offline();
-        w.io.take_sent()
-    };
+    let sent = exchange(a, &[&frame]);
     assert!(sent.iter().all(|(p, _)| *p != b), "{sent:?}");
     assert_eq!(node.tables.get("10.244.1.20/32".parse().unwrap()), None);
     let _ = std::fs::remove_dir_all(dir);

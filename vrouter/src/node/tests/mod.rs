@@ -134,12 +134,8 @@ pub(super) fn node_with(text: &str, dir: &std::path::Path) -> (NodeState, Rc<Ref
     let tables = Tables::new(&plan, Capacity::for_plan(&plan, config.bgp.is_some()));
     let machine = Rc::new(RefCell::new(Machine::default()));
     let workers = config.workers.count;
-    let mut bare = config.clone();
-    bare.pools.clear();
-    bare.routes.clear();
-    bare.endpoints.clear();
     let mut node = NodeState::new(
-        bare,
+        config.clone(),
         Origins::default(),
         plan,
         tables,

@@ -439,6 +439,18 @@ fn peers_added_and_removed_through_the_api() {
     let cfg = crate::node::bgp_config::speaker_config(&node.config, &node.own_blocks).unwrap();
     let (tx, _rx) = std::sync::mpsc::channel();
     node.speaker = Some(control::speaker::spawn(cfg, tx).unwrap());
+    // The file's peer comes in as vrouterd adds it at start.
+    node.start_peers(&config(&text, &dir)).unwrap();
+    assert!(node
+        .speaker
+        .as_ref()
+        .unwrap()
+        .status
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|p| p.address == "127.0.0.2".parse::<std::net::IpAddr>().unwrap()));
+    assert!(!node.origins.peers.contains(&"127.0.0.2".parse().unwrap()));
     node.install_peer(peer("127.0.0.3"), Origin::Api).unwrap();
     assert!(node.origins.peers.contains(&"127.0.0.3".parse().unwrap()));
     assert!(matches!(
