@@ -37,8 +37,7 @@ fn ports(ip: &[u8], l4: usize, proto: u8, fragment: bool) -> u32 {
         protocol::TCP | protocol::UDP | protocol::SCTP | protocol::UDPLITE
             if !fragment && ip.len() >= l4 + PORTS.end =>
         {
-            let at = l4 + PORTS.start;
-            u32::from_be_bytes(ip[at..at + PORTS.len()].try_into().unwrap())
+            u32::from_be_bytes(ip[l4 + PORTS.start..l4 + PORTS.end].try_into().unwrap())
         }
         _ => 0,
     }

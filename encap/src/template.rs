@@ -154,13 +154,17 @@ impl OuterTemplate {
         } else {
             buf.copy_within(0..len, over);
         }
-        ethernet::set_addrs(buf, eth.dst, eth.src);
+        // Plain slice writes (not the wire setters) in this function: the same stores, in
+        // the same order, as before the fields were named; LLVM combined the setters'
+        // into a vector store built with inserts.
+        buf[ethernet::field::DESTINATION].copy_from_slice(&eth.dst);
+        buf[ethernet::field::SOURCE].copy_from_slice(&eth.src);
         let ethertype = if self.v6 {
             ethernet::ethertype::IPV6
         } else {
             ethernet::ethertype::IPV4
         };
-        ethernet::set_ethertype(buf, ethertype);
+        buf[ethernet::field::ETHERTYPE].copy_from_slice(&ethertype.to_be_bytes());
         let out = &mut buf[ETH_HDR_LEN..];
         const V4: u8 = V4_HDR as u8;
         const V4_VXLAN: u8 = V4_VXLAN_HDR as u8;
@@ -188,8 +192,8 @@ impl OuterTemplate {
                     _ => flow::source_port(flow_hash),
                 };
                 let udp = &mut out[ip_len..ip_len + udp::HEADER_LEN];
-                udp::set_src_port(udp, sport);
-                udp::set_len(udp, udp_len as u16);
+                udp[udp::field::SRC_PORT].copy_from_slice(&sport.to_be_bytes());
+                udp[udp::field::LENGTH].copy_from_slice(&(udp_len as u16).to_be_bytes());
                 buf[over..over + vteps.len()].copy_from_slice(&vteps);
                 // Linux sends VXLAN without DF: the underlay may fragment it.
                 (udp_len, protocol::UDP, false)
@@ -203,7 +207,7 @@ impl OuterTemplate {
         if self.v6 {
             let word = ipv6::ver_tc_flow(tos, flow_hash);
             ip[ipv6::field::VER_TC_FLOW].copy_from_slice(&word.to_be_bytes());
-            ipv6::set_payload_len(ip, payload as u16);
+            ip[ipv6::field::LENGTH].copy_from_slice(&(payload as u16).to_be_bytes());
             ip[ipv6::field::NXT_HDR] = proto;
             if vteps.is_some() {
                 // The UDP checksum is mandatory over IPv6 and covers the whole payload.
@@ -212,7 +216,8 @@ impl OuterTemplate {
                 let pseudo = sum16(&buf[addrs]) + payload as u32 + protocol::UDP as u32;
                 let sum = !fold(pseudo + sum16(&buf[udp_at..udp_at + payload]));
                 let sum = if sum == 0 { 0xffff } else { sum };
-                udp::set_checksum(&mut buf[udp_at..], sum);
+                let at = udp_at + udp::field::CHECKSUM.start;
+                buf[at..at + 2].copy_from_slice(&sum.to_be_bytes());
             }
         } else {
             use ipv4::field;
@@ -222,9 +227,9 @@ impl OuterTemplate {
             let ttl_proto = (ipv4::DEFAULT_TTL as u16) << 8 | proto as u16;
             ip[field::VER_IHL] = ipv4::VER_IHL_NO_OPTIONS;
             ip[field::DSCP_ECN] = tos;
-            ipv4::set_total_len(ip, total);
+            ip[field::LENGTH].copy_from_slice(&total.to_be_bytes());
             ip[field::IDENT].copy_from_slice(&ident.to_be_bytes());
-            ipv4::set_flg_off(ip, flags);
+            ip[field::FLG_OFF].copy_from_slice(&flags.to_be_bytes());
             ip[field::TTL..field::PROTOCOL + 1].copy_from_slice(&ttl_proto.to_be_bytes());
             let sum = self.base_sum
                 + ((ipv4::VER_IHL_NO_OPTIONS as u32) << 8 | tos as u32)
@@ -232,7 +237,7 @@ impl OuterTemplate {
                 + ident as u32
                 + flags as u32
                 + ttl_proto as u32;
-            ipv4::set_checksum(ip, !fold(sum));
+            ip[field::CHECKSUM].copy_from_slice(&(!fold(sum)).to_be_bytes());
         }
         Ok(len + over)
     }
