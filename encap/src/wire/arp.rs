@@ -27,7 +27,7 @@ pub const HTYPE_ETHERNET: u16 = 1;
 pub const OP_REQUEST: u16 = 1;
 pub const OP_REPLY: u16 = 2;
 
-#[inline]
+#[inline(always)]
 pub fn oper(arp: &[u8]) -> u16 {
     super::be16(arp, field::OPER.start)
 }

@@ -18,31 +18,31 @@ pub mod ethertype {
 }
 
 /// The EtherType of `frame` (at least `HEADER_LEN` bytes).
-#[inline]
+#[inline(always)]
 pub fn ethertype(frame: &[u8]) -> u16 {
     super::be16(frame, field::ETHERTYPE.start)
 }
 
-#[inline]
+#[inline(always)]
 pub fn set_ethertype(frame: &mut [u8], value: u16) {
     super::set_be16(frame, field::ETHERTYPE, value);
 }
 
 /// The source address.
-#[inline]
+#[inline(always)]
 pub fn source(frame: &[u8]) -> [u8; 6] {
     frame[field::SOURCE].try_into().unwrap()
 }
 
 /// Write the destination and source addresses.
-#[inline]
+#[inline(always)]
 pub fn set_addrs(frame: &mut [u8], dst: [u8; 6], src: [u8; 6]) {
     frame[field::DESTINATION].copy_from_slice(&dst);
     frame[field::SOURCE].copy_from_slice(&src);
 }
 
 /// A group (multicast or broadcast) address: the I/G bit of the first byte.
-#[inline]
+#[inline(always)]
 pub fn is_group(mac: &[u8; 6]) -> bool {
     mac[0] & 1 != 0
 }

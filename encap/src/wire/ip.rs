@@ -19,7 +19,7 @@ pub mod protocol {
 pub const PORTS: crate::wire::Field = 0..4;
 
 /// The version of the IP header starting `ip` (its first byte's high nibble), if any.
-#[inline]
+#[inline(always)]
 pub fn version(ip: &[u8]) -> Option<u8> {
     ip.first().map(|b| b >> 4)
 }

@@ -38,67 +38,67 @@ pub const FRAGMENT: u16 = FLAG_MF | FRAG_OFFSET;
 /// DF within the first byte of `FLG_OFF`.
 const DF_BYTE: u8 = (FLAG_DF >> 8) as u8;
 
-#[inline]
+#[inline(always)]
 pub fn version(ip: &[u8]) -> u8 {
     ip[field::VER_IHL] >> 4
 }
 
 /// Header length in bytes (options included).
-#[inline]
+#[inline(always)]
 pub fn header_len(ip: &[u8]) -> usize {
     (ip[field::VER_IHL] & 0x0f) as usize * 4
 }
 
-#[inline]
+#[inline(always)]
 pub fn total_len(ip: &[u8]) -> usize {
     super::be16(ip, field::LENGTH.start) as usize
 }
 
 /// The flags and fragment offset word.
-#[inline]
+#[inline(always)]
 pub fn flg_off(ip: &[u8]) -> u16 {
     super::be16(ip, field::FLG_OFF.start)
 }
 
-#[inline]
+#[inline(always)]
 pub fn dont_frag(ip: &[u8]) -> bool {
     ip[field::FLG_OFF.start] & DF_BYTE != 0
 }
 
 /// DF of the IPv4 header at `ip_at` in `frame`, if the frame reaches its flags byte.
-#[inline]
+#[inline(always)]
 pub fn dont_frag_at(frame: &[u8], ip_at: usize) -> Option<bool> {
     frame
         .get(ip_at + field::FLG_OFF.start)
         .map(|&b| b & DF_BYTE != 0)
 }
 
-#[inline]
+#[inline(always)]
 pub fn checksum(ip: &[u8]) -> u16 {
     super::be16(ip, field::CHECKSUM.start)
 }
 
-#[inline]
+#[inline(always)]
 pub fn set_checksum(ip: &mut [u8], sum: u16) {
     super::set_be16(ip, field::CHECKSUM, sum);
 }
 
-#[inline]
+#[inline(always)]
 pub fn set_total_len(ip: &mut [u8], len: u16) {
     super::set_be16(ip, field::LENGTH, len);
 }
 
-#[inline]
+#[inline(always)]
 pub fn set_flg_off(ip: &mut [u8], value: u16) {
     super::set_be16(ip, field::FLG_OFF, value);
 }
 
-#[inline]
+#[inline(always)]
 pub fn src_addr(ip: &[u8]) -> [u8; 4] {
     ip[field::SRC_ADDR].try_into().unwrap()
 }
 
-#[inline]
+#[inline(always)]
 pub fn dst_addr(ip: &[u8]) -> [u8; 4] {
     ip[field::DST_ADDR].try_into().unwrap()
 }

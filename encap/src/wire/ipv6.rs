@@ -24,34 +24,34 @@ pub const FLOW_LABEL: u32 = 0x000f_ffff;
 /// First byte of a multicast address (ff00::/8).
 pub const MULTICAST_PREFIX: u8 = 0xff;
 
-#[inline]
+#[inline(always)]
 pub fn version(ip: &[u8]) -> u8 {
     ip[field::VER_TC_FLOW.start] >> 4
 }
 
 /// The first word: version 6, traffic class `tc`, flow label `flow` (its low 20 bits).
-#[inline]
+#[inline(always)]
 pub fn ver_tc_flow(tc: u8, flow: u32) -> u32 {
     (VERSION as u32) << 28 | (tc as u32) << 20 | (flow & FLOW_LABEL)
 }
 
 /// The traffic class (straddles the first two bytes).
-#[inline]
+#[inline(always)]
 pub fn traffic_class(ip: &[u8]) -> u8 {
     (ip[0] << 4) | (ip[1] >> 4)
 }
 
-#[inline]
+#[inline(always)]
 pub fn payload_len(ip: &[u8]) -> usize {
     super::be16(ip, field::LENGTH.start) as usize
 }
 
-#[inline]
+#[inline(always)]
 pub fn set_payload_len(ip: &mut [u8], len: u16) {
     super::set_be16(ip, field::LENGTH, len);
 }
 
-#[inline]
+#[inline(always)]
 pub fn src_addr(ip: &[u8]) -> [u8; 16] {
     ip[field::SRC_ADDR].try_into().unwrap()
 }

@@ -3,8 +3,10 @@
 //! start of that header, its length, the constants its fields take, and small inlined
 //! accessors over byte slices. The accessors index like the code they replace (they
 //! panic on a slice too short for the field): callers check lengths first, as before.
-//! Constants and `#[inline]` functions only, so the machine code is that of the raw
-//! offsets.
+//! Constants and `#[inline(always)]` functions only, so the machine code is that of the
+//! raw offsets: with plain `#[inline]` LLVM inlined them later and merged or vectorised
+//! differently (a larger OuterTemplate::encapsulate); with `always` the pipeline's and
+//! the template's functions disassemble to the same instructions as with raw offsets.
 
 /// The bytes of a multi-byte field.
 pub type Field = core::ops::Range<usize>;

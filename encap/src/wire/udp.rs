@@ -10,33 +10,33 @@ pub mod field {
 
 pub const HEADER_LEN: usize = field::CHECKSUM.end;
 
-#[inline]
+#[inline(always)]
 pub fn dst_port(udp: &[u8]) -> u16 {
     super::be16(udp, field::DST_PORT.start)
 }
 
 /// The length field (header and payload).
-#[inline]
+#[inline(always)]
 pub fn len(udp: &[u8]) -> usize {
     super::be16(udp, field::LENGTH.start) as usize
 }
 
-#[inline]
+#[inline(always)]
 pub fn set_src_port(udp: &mut [u8], port: u16) {
     super::set_be16(udp, field::SRC_PORT, port);
 }
 
-#[inline]
+#[inline(always)]
 pub fn set_dst_port(udp: &mut [u8], port: u16) {
     super::set_be16(udp, field::DST_PORT, port);
 }
 
-#[inline]
+#[inline(always)]
 pub fn set_len(udp: &mut [u8], len: u16) {
     super::set_be16(udp, field::LENGTH, len);
 }
 
-#[inline]
+#[inline(always)]
 pub fn set_checksum(udp: &mut [u8], sum: u16) {
     super::set_be16(udp, field::CHECKSUM, sum);
 }

@@ -12,12 +12,12 @@ pub const HEADER_LEN: usize = field::VNI.end;
 pub const FLAG_I: u8 = 0x08;
 
 /// The VNI field's bytes for `vni`.
-#[inline]
+#[inline(always)]
 pub fn vni_bytes(vni: u32) -> [u8; 4] {
     (vni << 8).to_be_bytes()
 }
 
-#[inline]
+#[inline(always)]
 pub fn vni(h: &[u8]) -> u32 {
     u32::from_be_bytes(h[field::VNI].try_into().unwrap()) >> 8
 }
