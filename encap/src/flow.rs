@@ -3,25 +3,28 @@
 //! Not cryptographic; stable for a flow, spread over flows. Fragments other than the
 //! first have no ports: all fragments of a packet hash on addresses and protocol only.
 
+use crate::wire::ip::{protocol, PORTS};
+use crate::wire::{ip as l3, ipv4, ipv6};
+
 /// Hash of the IPv4 or IPv6 packet starting at `ip` (0 for anything unparseable).
 /// Always inlined: as a call, its callers spilled their small results around it and
 /// read them back wider than written (store-forwarding stalls).
 #[inline(always)]
 pub fn hash(ip: &[u8]) -> u32 {
-    match ip.first().map(|b| b >> 4) {
-        Some(4) if ip.len() >= 20 => {
-            let ihl = (ip[0] & 0x0f) as usize * 4;
-            let proto = ip[9];
-            let frag = u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0;
-            let addrs = u64::from_be_bytes(ip[12..20].try_into().unwrap());
+    match l3::version(ip) {
+        Some(ipv4::VERSION) if ip.len() >= ipv4::HEADER_LEN => {
+            let ihl = ipv4::header_len(ip);
+            let proto = ip[ipv4::field::PROTOCOL];
+            let frag = ipv4::flg_off(ip) & ipv4::FRAGMENT != 0;
+            let addrs = u64::from_be_bytes(ip[ipv4::field::ADDRS].try_into().unwrap());
             mix(addrs, proto, ports(ip, ihl, proto, frag))
         }
-        Some(6) if ip.len() >= 40 => {
-            let proto = ip[6];
-            let src = u128::from_be_bytes(ip[8..24].try_into().unwrap());
-            let dst = u128::from_be_bytes(ip[24..40].try_into().unwrap());
+        Some(ipv6::VERSION) if ip.len() >= ipv6::HEADER_LEN => {
+            let proto = ip[ipv6::field::NXT_HDR];
+            let src = u128::from_be_bytes(ip[ipv6::field::SRC_ADDR].try_into().unwrap());
+            let dst = u128::from_be_bytes(ip[ipv6::field::DST_ADDR].try_into().unwrap());
             let folded = (src ^ src >> 64 ^ dst.rotate_left(32) ^ dst >> 64) as u64;
-            mix(folded, proto, ports(ip, 40, proto, false))
+            mix(folded, proto, ports(ip, ipv6::HEADER_LEN, proto, false))
         }
         _ => 0,
     }
@@ -31,8 +34,10 @@ pub fn hash(ip: &[u8]) -> u32 {
 #[inline]
 fn ports(ip: &[u8], l4: usize, proto: u8, fragment: bool) -> u32 {
     match proto {
-        6 | 17 | 132 | 136 if !fragment && ip.len() >= l4 + 4 => {
-            u32::from_be_bytes(ip[l4..l4 + 4].try_into().unwrap())
+        protocol::TCP | protocol::UDP | protocol::SCTP | protocol::UDPLITE
+            if !fragment && ip.len() >= l4 + PORTS.end =>
+        {
+            u32::from_be_bytes(ip[l4 + PORTS.start..l4 + PORTS.end].try_into().unwrap())
         }
         _ => 0,
     }

@@ -6,6 +6,7 @@
 //! only "copied" ones, which a receiver accepts either way).
 
 use crate::rewrite::{ipv4_checksum, ETH_HDR_LEN};
+use crate::wire::ipv4;
 
 /// Largest frame a fragment can be: the MTU plus the Ethernet header.
 pub const MAX_FRAGMENT_FRAME: usize = 9216 + ETH_HDR_LEN;
@@ -28,25 +29,29 @@ pub fn ipv4_fragments(
     mtu: usize,
     mut emit: impl FnMut(&[u8]),
 ) -> Result<usize, FragmentError> {
-    if frame.len() < ETH_HDR_LEN + 20 {
+    if frame.len() < ETH_HDR_LEN + ipv4::HEADER_LEN {
         return Err(FragmentError::Malformed);
     }
     let ip = &frame[ETH_HDR_LEN..];
-    let ihl = (ip[0] & 0x0f) as usize * 4;
-    let total = u16::from_be_bytes([ip[2], ip[3]]) as usize;
-    if ip[0] >> 4 != 4 || ihl < 20 || total < ihl || total > ip.len() {
+    let ihl = ipv4::header_len(ip);
+    let total = ipv4::total_len(ip);
+    if ipv4::version(ip) != ipv4::VERSION
+        || ihl < ipv4::HEADER_LEN
+        || total < ihl
+        || total > ip.len()
+    {
         return Err(FragmentError::Malformed);
     }
-    let flags_offset = u16::from_be_bytes([ip[6], ip[7]]);
-    if flags_offset & 0x4000 != 0 {
+    let flags_offset = ipv4::flg_off(ip);
+    if flags_offset & ipv4::FLAG_DF != 0 {
         return Err(FragmentError::DontFragment);
     }
     if mtu < ihl + 8 || mtu + ETH_HDR_LEN > MAX_FRAGMENT_FRAME {
         return Err(FragmentError::BadMtu);
     }
     // A packet that is itself a fragment keeps its offset and its MF on the last piece.
-    let base = (flags_offset & 0x1fff) as usize * 8;
-    let more_after = flags_offset & 0x2000 != 0;
+    let base = (flags_offset & ipv4::FRAG_OFFSET) as usize * 8;
+    let more_after = flags_offset & ipv4::FLAG_MF != 0;
     let payload = &ip[ihl..total];
     let step = (mtu - ihl) / 8 * 8;
     let mut buf = [0u8; MAX_FRAGMENT_FRAME];
@@ -59,12 +64,16 @@ pub fn ipv4_fragments(
         buf[..ETH_HDR_LEN + ihl].copy_from_slice(&frame[..ETH_HDR_LEN + ihl]);
         buf[ETH_HDR_LEN + ihl..len].copy_from_slice(&payload[at..at + n]);
         let h = &mut buf[ETH_HDR_LEN..ETH_HDR_LEN + ihl];
-        h[2..4].copy_from_slice(&((ihl + n) as u16).to_be_bytes());
-        let mf = if last && !more_after { 0 } else { 0x2000 };
+        ipv4::set_total_len(h, (ihl + n) as u16);
+        let mf = if last && !more_after {
+            0
+        } else {
+            ipv4::FLAG_MF
+        };
         let off = ((base + at) / 8) as u16 | mf;
-        h[6..8].copy_from_slice(&off.to_be_bytes());
+        ipv4::set_flg_off(h, off);
         let sum = ipv4_checksum(h);
-        h[10..12].copy_from_slice(&sum.to_be_bytes());
+        ipv4::set_checksum(h, sum);
         emit(&buf[..len]);
         count += 1;
         at += n;
@@ -75,29 +84,31 @@ pub fn ipv4_fragments(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::ipv4::field::{IDENT, PROTOCOL, TTL, VER_IHL};
+    use crate::wire::{ethernet, ip::protocol};
     use proptest::prelude::*;
 
     fn packet(payload_len: usize, flags_offset: u16, ihl_words: u8) -> Vec<u8> {
         let ihl = ihl_words as usize * 4;
         let mut f = vec![0u8; ETH_HDR_LEN + ihl + payload_len];
-        f[12..14].copy_from_slice(&[8, 0]);
+        ethernet::set_ethertype(&mut f, ethernet::ethertype::IPV4);
         let ip = &mut f[ETH_HDR_LEN..];
-        ip[0] = 0x40 | ihl_words;
-        ip[2..4].copy_from_slice(&((ihl + payload_len) as u16).to_be_bytes());
-        ip[4..6].copy_from_slice(&0x1234u16.to_be_bytes());
-        ip[6..8].copy_from_slice(&flags_offset.to_be_bytes());
-        ip[8] = 63;
-        ip[9] = 17;
-        ip[12..16].copy_from_slice(&[10, 0, 0, 1]);
-        ip[16..20].copy_from_slice(&[10, 0, 0, 2]);
-        for (i, b) in ip[20..ihl].iter_mut().enumerate() {
+        ip[VER_IHL] = ipv4::VERSION << 4 | ihl_words;
+        ipv4::set_total_len(ip, (ihl + payload_len) as u16);
+        ip[IDENT].copy_from_slice(&0x1234u16.to_be_bytes());
+        ipv4::set_flg_off(ip, flags_offset);
+        ip[TTL] = 63;
+        ip[PROTOCOL] = protocol::UDP;
+        ip[ipv4::field::SRC_ADDR].copy_from_slice(&[10, 0, 0, 1]);
+        ip[ipv4::field::DST_ADDR].copy_from_slice(&[10, 0, 0, 2]);
+        for (i, b) in ip[ipv4::HEADER_LEN..ihl].iter_mut().enumerate() {
             *b = if i % 4 == 3 { 0 } else { 1 }; // NOPs and EOL padding
         }
         for (i, b) in ip[ihl..].iter_mut().enumerate() {
             *b = (i * 7 + 3) as u8;
         }
         let sum = ipv4_checksum(&ip[..ihl]);
-        ip[10..12].copy_from_slice(&sum.to_be_bytes());
+        ipv4::set_checksum(ip, sum);
         f
     }
 
@@ -107,18 +118,18 @@ mod tests {
         let mut last_mf = true;
         for f in frags {
             let ip = &f[ETH_HDR_LEN..];
-            let stored = u16::from_be_bytes([ip[10], ip[11]]);
+            let stored = ipv4::checksum(ip);
             assert_eq!(ipv4_checksum(&ip[..ihl]), stored, "header checksum");
-            let total = u16::from_be_bytes([ip[2], ip[3]]) as usize;
+            let total = ipv4::total_len(ip);
             assert_eq!(total, ip.len());
-            let fo = u16::from_be_bytes([ip[6], ip[7]]);
-            let off = (fo & 0x1fff) as usize * 8;
-            assert_eq!(&ip[4..6], &[0x12, 0x34], "same identification");
+            let fo = ipv4::flg_off(ip);
+            let off = (fo & ipv4::FRAG_OFFSET) as usize * 8;
+            assert_eq!(&ip[IDENT], &[0x12, 0x34], "same identification");
             if data.len() < off + total - ihl {
                 data.resize(off + total - ihl, 0);
             }
             data[off..off + total - ihl].copy_from_slice(&ip[ihl..]);
-            last_mf = fo & 0x2000 != 0;
+            last_mf = fo & ipv4::FLAG_MF != 0;
         }
         (data, last_mf)
     }
@@ -129,9 +140,12 @@ mod tests {
         let mut frags = Vec::new();
         let n = ipv4_fragments(&p, 1400, |f| frags.push(f.to_vec())).unwrap();
         assert_eq!(n, 2);
-        assert_eq!(frags[0].len(), ETH_HDR_LEN + 20 + 1376);
-        assert_eq!(frags[1].len(), ETH_HDR_LEN + 20 + 104);
-        assert_eq!(reassemble(&frags, 20).0, p[ETH_HDR_LEN + 20..]);
+        assert_eq!(frags[0].len(), ETH_HDR_LEN + ipv4::HEADER_LEN + 1376);
+        assert_eq!(frags[1].len(), ETH_HDR_LEN + ipv4::HEADER_LEN + 104);
+        assert_eq!(
+            reassemble(&frags, ipv4::HEADER_LEN).0,
+            p[ETH_HDR_LEN + ipv4::HEADER_LEN..]
+        );
         let parsed = etherparse::SlicedPacket::from_ethernet(&frags[0]).unwrap();
         let Some(etherparse::NetSlice::Ipv4(v4)) = parsed.net else {
             panic!()
@@ -142,7 +156,7 @@ mod tests {
 
     #[test]
     fn df_set_and_garbage_are_refused() {
-        let p = packet(1480, 0x4000, 5);
+        let p = packet(1480, ipv4::FLAG_DF, 5);
         assert_eq!(
             ipv4_fragments(&p, 1400, |_| {}),
             Err(FragmentError::DontFragment)
@@ -164,7 +178,7 @@ mod tests {
             prior_offset in 0u16..64,
             prior_mf in any::<bool>(),
         ) {
-            let fo = prior_offset | if prior_mf { 0x2000 } else { 0 };
+            let fo = prior_offset | if prior_mf { ipv4::FLAG_MF } else { 0 };
             let p = packet(payload_len, fo, ihl_words);
             let ihl = ihl_words as usize * 4;
             let mut frags = Vec::new();

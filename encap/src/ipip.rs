@@ -9,11 +9,13 @@ use crate::rewrite::ETH_HDR_LEN;
 use crate::tunnel::{
     inspect, read_outer, write_outer, DecapError, EncapError, Encapsulation, OuterEth, Underlay,
 };
+use crate::wire::ip::{self as l3, protocol};
+use crate::wire::{ipv4, ipv6};
 use std::net::IpAddr;
 use std::ops::Range;
 
-pub const PROTO_IPV4: u8 = 4;
-pub const PROTO_IPV6: u8 = 41;
+pub const PROTO_IPV4: u8 = protocol::IPIP;
+pub const PROTO_IPV6: u8 = protocol::IPV6;
 
 /// An IPIP tunnel toward one remote node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,9 +82,9 @@ pub fn decapsulate(frame: &[u8]) -> Result<Decapsulated, DecapError> {
         _ => return Err(DecapError::NotTunnel),
     };
     let inner = &frame[at..at + payload];
-    let version_ok = match inner.first().map(|b| b >> 4) {
-        Some(4) => !inner_v6 && inner.len() >= 20,
-        Some(6) => inner_v6 && inner.len() >= 40,
+    let version_ok = match l3::version(inner) {
+        Some(ipv4::VERSION) => !inner_v6 && inner.len() >= ipv4::HEADER_LEN,
+        Some(ipv6::VERSION) => inner_v6 && inner.len() >= ipv6::HEADER_LEN,
         _ => false,
     };
     if !version_ok {

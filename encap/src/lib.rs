@@ -3,7 +3,8 @@
 //! IPv4 fragmentation (`fragment`), IPIP and VXLAN in the forms Calico nodes speak, and
 //! their IPv6 variants (`ipip`, `vxlan`, with `tunnel` for what they share and `template`
 //! for the per-packet fast path), and the
-//! flow hash that picks ECMP next hops and VXLAN source ports (`flow`).
+//! flow hash that picks ECMP next hops and VXLAN source ports (`flow`). The header fields
+//! all of these (and the pipeline, ICMP, ARP and ND) read and write are named in `wire`.
 
 #![forbid(unsafe_code)]
 
@@ -14,3 +15,4 @@ pub mod rewrite;
 pub mod template;
 pub mod tunnel;
 pub mod vxlan;
+pub mod wire;

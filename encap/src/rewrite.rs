@@ -2,12 +2,14 @@
 //! IPv4 header checksum patched incrementally (RFC 1624), and the Ethernet MAC rewrite.
 //! Pure functions over byte slices: no allocation, no panics on short input.
 
+use crate::wire::{ethernet, ipv4, ipv6};
+
 /// Ethernet header length (no VLAN tag).
-pub const ETH_HDR_LEN: usize = 14;
+pub const ETH_HDR_LEN: usize = ethernet::HEADER_LEN;
 /// Minimum IPv4 header length.
-pub const IPV4_MIN_LEN: usize = 20;
+pub const IPV4_MIN_LEN: usize = ipv4::HEADER_LEN;
 /// IPv6 fixed header length.
-pub const IPV6_HDR_LEN: usize = 40;
+pub const IPV6_HDR_LEN: usize = ipv6::HEADER_LEN;
 
 /// What a TTL / hop-limit decrement did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,9 +48,9 @@ pub fn fold(mut sum: u32) -> u16 {
 /// The IPv4 header checksum of `hdr` (its checksum field is treated as zero).
 pub fn ipv4_checksum(hdr: &[u8]) -> u16 {
     let mut sum = fold(sum16(hdr)) as u32;
-    if hdr.len() >= 12 {
+    if hdr.len() >= ipv4::field::CHECKSUM.end {
         // Take the stored checksum back out rather than copying the header.
-        sum += (!u16::from_be_bytes([hdr[10], hdr[11]])) as u32;
+        sum += (!ipv4::checksum(hdr)) as u32;
     }
     !fold(sum)
 }
@@ -61,15 +63,16 @@ pub fn ipv4_decrement_ttl(ip: &mut [u8]) -> Hop {
     if ip.len() < IPV4_MIN_LEN {
         return Hop::Truncated;
     }
-    if ip[8] <= 1 {
+    use ipv4::field::{PROTOCOL, TTL};
+    if ip[TTL] <= 1 {
         return Hop::Expired;
     }
-    let hc = u16::from_be_bytes([ip[10], ip[11]]);
-    let m = u16::from_be_bytes([ip[8], ip[9]]);
-    ip[8] -= 1;
-    let m_new = u16::from_be_bytes([ip[8], ip[9]]);
+    let hc = ipv4::checksum(ip);
+    let m = u16::from_be_bytes([ip[TTL], ip[PROTOCOL]]);
+    ip[TTL] -= 1;
+    let m_new = u16::from_be_bytes([ip[TTL], ip[PROTOCOL]]);
     let sum = (!hc) as u32 + (!m) as u32 + m_new as u32;
-    ip[10..12].copy_from_slice(&(!fold(sum)).to_be_bytes());
+    ipv4::set_checksum(ip, !fold(sum));
     Hop::Forward
 }
 
@@ -79,10 +82,10 @@ pub fn ipv6_decrement_hop_limit(ip: &mut [u8]) -> Hop {
     if ip.len() < IPV6_HDR_LEN {
         return Hop::Truncated;
     }
-    if ip[7] <= 1 {
+    if ip[ipv6::field::HOP_LIMIT] <= 1 {
         return Hop::Expired;
     }
-    ip[7] -= 1;
+    ip[ipv6::field::HOP_LIMIT] -= 1;
     Hop::Forward
 }
 
@@ -93,14 +96,15 @@ pub fn set_eth_addrs(frame: &mut [u8], dst: [u8; 6], src: [u8; 6]) -> bool {
     if frame.len() < ETH_HDR_LEN {
         return false;
     }
-    frame[0..6].copy_from_slice(&dst);
-    frame[6..12].copy_from_slice(&src);
+    ethernet::set_addrs(frame, dst, src);
     true
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::ipv4::field::{CHECKSUM, IDENT, TTL};
+    use crate::wire::ipv6::field::HOP_LIMIT;
     use etherparse::{IpNumber, Ipv4Header, Ipv4HeaderSlice};
     use proptest::prelude::*;
 
@@ -117,9 +121,8 @@ mod tests {
         assert_eq!(ipv4_decrement_ttl(&mut h), Hop::Forward);
         // TTL 64 -> 63, checksum 0xea89 -> 0xeb89 (the TTL byte is the high half).
         let mut want = GOLDEN;
-        want[8] = 0x3f;
-        want[10] = 0xeb;
-        want[11] = 0x89;
+        want[TTL] = 0x3f;
+        want[CHECKSUM].copy_from_slice(&[0xeb, 0x89]);
         assert_eq!(h, want);
         assert_eq!(ipv4_checksum(&h), 0xeb89);
     }
@@ -128,7 +131,7 @@ mod tests {
     fn expired_and_truncated_leave_the_packet_alone() {
         for ttl in [0u8, 1] {
             let mut h = GOLDEN;
-            h[8] = ttl;
+            h[TTL] = ttl;
             let before = h;
             assert_eq!(ipv4_decrement_ttl(&mut h), Hop::Expired);
             assert_eq!(h, before);
@@ -136,11 +139,11 @@ mod tests {
         let mut short = [0x45u8; 19];
         assert_eq!(ipv4_decrement_ttl(&mut short), Hop::Truncated);
         let mut v6 = [0u8; 40];
-        v6[7] = 1;
+        v6[HOP_LIMIT] = 1;
         assert_eq!(ipv6_decrement_hop_limit(&mut v6), Hop::Expired);
-        v6[7] = 64;
+        v6[HOP_LIMIT] = 64;
         assert_eq!(ipv6_decrement_hop_limit(&mut v6), Hop::Forward);
-        assert_eq!(v6[7], 63);
+        assert_eq!(v6[HOP_LIMIT], 63);
         assert_eq!(ipv6_decrement_hop_limit(&mut [0u8; 39]), Hop::Truncated);
         assert!(!set_eth_addrs(&mut [0u8; 13], [1; 6], [2; 6]));
     }
@@ -152,16 +155,12 @@ mod tests {
         for ttl in [2u8, 64, 255] {
             for id in 0..=u16::MAX {
                 let mut h = GOLDEN;
-                h[8] = ttl;
-                h[4..6].copy_from_slice(&id.to_be_bytes());
+                h[TTL] = ttl;
+                h[IDENT].copy_from_slice(&id.to_be_bytes());
                 let c = ipv4_checksum(&h);
-                h[10..12].copy_from_slice(&c.to_be_bytes());
+                h[CHECKSUM].copy_from_slice(&c.to_be_bytes());
                 assert_eq!(ipv4_decrement_ttl(&mut h), Hop::Forward);
-                assert_eq!(
-                    u16::from_be_bytes([h[10], h[11]]),
-                    ipv4_checksum(&h),
-                    "id {id} ttl {ttl}"
-                );
+                assert_eq!(ipv4::checksum(&h), ipv4_checksum(&h), "id {id} ttl {ttl}");
             }
         }
     }
@@ -169,13 +168,13 @@ mod tests {
     #[test]
     fn mac_rewrite() {
         let mut f = [0u8; 60];
-        f[12] = 0x08;
+        ethernet::set_ethertype(&mut f, ethernet::ethertype::IPV4);
         assert!(set_eth_addrs(&mut f, [0xee; 6], [0x66, 1, 2, 3, 4, 5]));
         assert_eq!(
-            &f[0..12],
+            &f[..ethernet::field::ETHERTYPE.start],
             &[0xee, 0xee, 0xee, 0xee, 0xee, 0xee, 0x66, 1, 2, 3, 4, 5]
         );
-        assert_eq!(f[12], 0x08);
+        assert_eq!(ethernet::ethertype(&f), ethernet::ethertype::IPV4);
     }
 
     proptest! {

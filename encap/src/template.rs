@@ -14,9 +14,17 @@ use crate::ipip::{Ipip, PROTO_IPV4, PROTO_IPV6};
 use crate::rewrite::{fold, sum16, ETH_HDR_LEN};
 use crate::tunnel::{EncapError, OuterEth, Underlay};
 use crate::vxlan::{SourcePort, Vxlan, VXLAN_PORT};
+use crate::wire::ip::{self as l3, protocol};
+use crate::wire::{ethernet, ipv4, ipv6, udp, vxlan as wire};
 
+/// UDP and VXLAN headers after the outer IP header.
+const UDP_VXLAN_LEN: usize = udp::HEADER_LEN + wire::HEADER_LEN;
 /// Outer IPv6 (40) + UDP (8) + VXLAN (8): the longest header after the Ethernet one.
-const MAX_HDR: usize = 56;
+const MAX_HDR: usize = ipv6::HEADER_LEN + UDP_VXLAN_LEN;
+/// The header lengths `hdr_len` takes: outer IPv4 (IPIP), IPv4 + UDP + VXLAN, IPv6.
+const V4_HDR: usize = ipv4::HEADER_LEN;
+const V4_VXLAN_HDR: usize = ipv4::HEADER_LEN + UDP_VXLAN_LEN;
+const V6_HDR: usize = ipv6::HEADER_LEN;
 /// Frames up to this length move as one fixed-size block.
 const SMALL_FRAME: usize = 128;
 
@@ -44,12 +52,13 @@ pub struct OuterTemplate {
 
 impl OuterTemplate {
     pub fn vxlan(t: &Vxlan) -> OuterTemplate {
-        let mut tpl = Self::ip(&t.underlay, 17);
+        let mut tpl = Self::ip(&t.underlay, protocol::UDP);
         let at = tpl.hdr_len as usize;
-        tpl.bytes[at + 2..at + 4].copy_from_slice(&VXLAN_PORT.to_be_bytes());
-        tpl.bytes[at + 8] = 0x08;
-        tpl.bytes[at + 12..at + 16].copy_from_slice(&(t.vni << 8).to_be_bytes());
-        tpl.hdr_len += 16;
+        udp::set_dst_port(&mut tpl.bytes[at..], VXLAN_PORT);
+        let vx = &mut tpl.bytes[at + udp::HEADER_LEN..];
+        vx[wire::field::FLAGS] = wire::FLAG_I;
+        vx[wire::field::VNI].copy_from_slice(&wire::vni_bytes(t.vni));
+        tpl.hdr_len += UDP_VXLAN_LEN as u8;
         let mut vteps = [0u8; 12];
         vteps[..6].copy_from_slice(&t.remote_vtep_mac);
         vteps[6..].copy_from_slice(&t.local_vtep_mac);
@@ -69,16 +78,18 @@ impl OuterTemplate {
         let mut bytes = [0u8; MAX_HDR];
         let (hdr_len, v6, base_sum) = match underlay {
             Underlay::V4 { src, dst } => {
-                bytes[12..16].copy_from_slice(&src.octets());
-                bytes[16..20].copy_from_slice(&dst.octets());
-                (20, false, sum16(&bytes[12..20]))
+                use ipv4::field;
+                bytes[field::SRC_ADDR].copy_from_slice(&src.octets());
+                bytes[field::DST_ADDR].copy_from_slice(&dst.octets());
+                (V4_HDR as u8, false, sum16(&bytes[field::ADDRS]))
             }
             Underlay::V6 { src, dst } => {
-                bytes[6] = proto;
-                bytes[7] = 64;
-                bytes[8..24].copy_from_slice(&src.octets());
-                bytes[24..40].copy_from_slice(&dst.octets());
-                (40, true, 0)
+                use ipv6::field;
+                bytes[field::NXT_HDR] = proto;
+                bytes[field::HOP_LIMIT] = ipv6::DEFAULT_HOP_LIMIT;
+                bytes[field::SRC_ADDR].copy_from_slice(&src.octets());
+                bytes[field::DST_ADDR].copy_from_slice(&dst.octets());
+                (V6_HDR as u8, true, 0)
             }
         };
         OuterTemplate {
@@ -125,17 +136,17 @@ impl OuterTemplate {
         // `tunnel::inspect`'s struct: LLVM kept that on the stack and read it back
         // wider than it wrote it (a store-forwarding stall of ~20 cycles).
         let ip = buf.get(ETH_HDR_LEN..len).ok_or(EncapError::Malformed)?;
-        let inner_v6 = match ip.first().map(|b| b >> 4) {
-            Some(4) if ip.len() >= 20 => false,
-            Some(6) if ip.len() >= 40 => true,
+        let inner_v6 = match l3::version(ip) {
+            Some(ipv4::VERSION) if ip.len() >= ipv4::HEADER_LEN => false,
+            Some(ipv6::VERSION) if ip.len() >= ipv6::HEADER_LEN => true,
             _ => return Err(EncapError::Malformed),
         };
         let tos = if inner_v6 {
-            ip[0] << 4 | ip[1] >> 4
+            ipv6::traffic_class(ip)
         } else {
-            ip[1]
+            ip[ipv4::field::DSCP_ECN]
         };
-        let inner_df = inner_v6 || ip[6] & 0x40 != 0;
+        let inner_df = inner_v6 || ipv4::dont_frag(ip);
         let flow_hash = if hash { flow::hash(ip) } else { 0 };
         if len <= SMALL_FRAME && buf.len() >= over + SMALL_FRAME {
             let head: [u8; SMALL_FRAME] = buf[..SMALL_FRAME].try_into().unwrap();
@@ -143,22 +154,36 @@ impl OuterTemplate {
         } else {
             buf.copy_within(0..len, over);
         }
-        buf[0..6].copy_from_slice(&eth.dst);
-        buf[6..12].copy_from_slice(&eth.src);
-        let ethertype: u16 = if self.v6 { 0x86dd } else { 0x0800 };
-        buf[12..14].copy_from_slice(&ethertype.to_be_bytes());
+        // Plain slice writes (not the wire setters) in this function: the same stores, in
+        // the same order, as before the fields were named; LLVM combined the setters'
+        // into a vector store built with inserts.
+        buf[ethernet::field::DESTINATION].copy_from_slice(&eth.dst);
+        buf[ethernet::field::SOURCE].copy_from_slice(&eth.src);
+        let ethertype = if self.v6 {
+            ethernet::ethertype::IPV6
+        } else {
+            ethernet::ethertype::IPV4
+        };
+        buf[ethernet::field::ETHERTYPE].copy_from_slice(&ethertype.to_be_bytes());
         let out = &mut buf[ETH_HDR_LEN..];
+        const V4: u8 = V4_HDR as u8;
+        const V4_VXLAN: u8 = V4_VXLAN_HDR as u8;
+        const V6: u8 = V6_HDR as u8;
         match self.hdr_len {
-            20 => put::<20>(out, &self.bytes),
-            36 => put::<36>(out, &self.bytes),
-            40 => put::<40>(out, &self.bytes),
+            V4 => put::<V4_HDR>(out, &self.bytes),
+            V4_VXLAN => put::<V4_VXLAN_HDR>(out, &self.bytes),
+            V6 => put::<V6_HDR>(out, &self.bytes),
             _ => put::<MAX_HDR>(out, &self.bytes),
         }
-        let ip_len = if self.v6 { 40 } else { 20 };
+        let ip_len = if self.v6 {
+            ipv6::HEADER_LEN
+        } else {
+            ipv4::HEADER_LEN
+        };
         // What follows the outer IP header, and the fields that depend on the packet.
         let (payload, proto, df) = match vteps {
             Some(vteps) => {
-                let udp_len = 16 + len;
+                let udp_len = UDP_VXLAN_LEN + len;
                 let sport = match self.kind {
                     Kind::Vxlan {
                         source_port: SourcePort::Fixed(p),
@@ -166,12 +191,12 @@ impl OuterTemplate {
                     } => p,
                     _ => flow::source_port(flow_hash),
                 };
-                let udp = &mut out[ip_len..ip_len + 8];
-                udp[0..2].copy_from_slice(&sport.to_be_bytes());
-                udp[4..6].copy_from_slice(&(udp_len as u16).to_be_bytes());
-                buf[over..over + 12].copy_from_slice(&vteps);
+                let udp = &mut out[ip_len..ip_len + udp::HEADER_LEN];
+                udp[udp::field::SRC_PORT].copy_from_slice(&sport.to_be_bytes());
+                udp[udp::field::LENGTH].copy_from_slice(&(udp_len as u16).to_be_bytes());
+                buf[over..over + vteps.len()].copy_from_slice(&vteps);
                 // Linux sends VXLAN without DF: the underlay may fragment it.
-                (udp_len, 17, false)
+                (udp_len, protocol::UDP, false)
             }
             None => {
                 let proto = if inner_v6 { PROTO_IPV6 } else { PROTO_IPV4 };
@@ -180,35 +205,39 @@ impl OuterTemplate {
         };
         let ip = &mut buf[ETH_HDR_LEN..ETH_HDR_LEN + ip_len];
         if self.v6 {
-            let word = 6u32 << 28 | (tos as u32) << 20 | (flow_hash & 0x000f_ffff);
-            ip[0..4].copy_from_slice(&word.to_be_bytes());
-            ip[4..6].copy_from_slice(&(payload as u16).to_be_bytes());
-            ip[6] = proto;
+            let word = ipv6::ver_tc_flow(tos, flow_hash);
+            ip[ipv6::field::VER_TC_FLOW].copy_from_slice(&word.to_be_bytes());
+            ip[ipv6::field::LENGTH].copy_from_slice(&(payload as u16).to_be_bytes());
+            ip[ipv6::field::NXT_HDR] = proto;
             if vteps.is_some() {
                 // The UDP checksum is mandatory over IPv6 and covers the whole payload.
-                let udp_at = ETH_HDR_LEN + 40;
-                let pseudo = sum16(&buf[ETH_HDR_LEN + 8..udp_at]) + payload as u32 + 17;
+                let udp_at = ETH_HDR_LEN + ipv6::HEADER_LEN;
+                let addrs = ETH_HDR_LEN + ipv6::field::ADDRS.start..udp_at;
+                let pseudo = sum16(&buf[addrs]) + payload as u32 + protocol::UDP as u32;
                 let sum = !fold(pseudo + sum16(&buf[udp_at..udp_at + payload]));
                 let sum = if sum == 0 { 0xffff } else { sum };
-                buf[udp_at + 6..udp_at + 8].copy_from_slice(&sum.to_be_bytes());
+                let at = udp_at + udp::field::CHECKSUM.start;
+                buf[at..at + 2].copy_from_slice(&sum.to_be_bytes());
             }
         } else {
-            let total = (20 + payload) as u16;
-            let flags: u16 = if df { 0x4000 } else { 0 };
-            let ttl_proto = 64u16 << 8 | proto as u16;
-            ip[0] = 0x45;
-            ip[1] = tos;
-            ip[2..4].copy_from_slice(&total.to_be_bytes());
-            ip[4..6].copy_from_slice(&ident.to_be_bytes());
-            ip[6..8].copy_from_slice(&flags.to_be_bytes());
-            ip[8..10].copy_from_slice(&ttl_proto.to_be_bytes());
+            use ipv4::field;
+            let total = (ipv4::HEADER_LEN + payload) as u16;
+            let flags: u16 = if df { ipv4::FLAG_DF } else { 0 };
+            // TTL and protocol: one 16-bit word of the checksum.
+            let ttl_proto = (ipv4::DEFAULT_TTL as u16) << 8 | proto as u16;
+            ip[field::VER_IHL] = ipv4::VER_IHL_NO_OPTIONS;
+            ip[field::DSCP_ECN] = tos;
+            ip[field::LENGTH].copy_from_slice(&total.to_be_bytes());
+            ip[field::IDENT].copy_from_slice(&ident.to_be_bytes());
+            ip[field::FLG_OFF].copy_from_slice(&flags.to_be_bytes());
+            ip[field::TTL..field::PROTOCOL + 1].copy_from_slice(&ttl_proto.to_be_bytes());
             let sum = self.base_sum
-                + (0x4500 | tos as u32)
+                + ((ipv4::VER_IHL_NO_OPTIONS as u32) << 8 | tos as u32)
                 + total as u32
                 + ident as u32
                 + flags as u32
                 + ttl_proto as u32;
-            ip[10..12].copy_from_slice(&(!fold(sum)).to_be_bytes());
+            ip[field::CHECKSUM].copy_from_slice(&(!fold(sum)).to_be_bytes());
         }
         Ok(len + over)
     }

@@ -4,6 +4,7 @@
 //! inner packet (RFC 6040 normal mode).
 
 use crate::rewrite::{ipv4_checksum, ETH_HDR_LEN};
+use crate::wire::{ethernet, ip as l3, ipv4, ipv6};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::ops::Range;
 
@@ -18,15 +19,15 @@ impl Underlay {
     /// Outer IP header length.
     pub fn ip_len(&self) -> usize {
         match self {
-            Underlay::V4 { .. } => 20,
-            Underlay::V6 { .. } => 40,
+            Underlay::V4 { .. } => ipv4::HEADER_LEN,
+            Underlay::V6 { .. } => ipv6::HEADER_LEN,
         }
     }
 
     pub fn ethertype(&self) -> u16 {
         match self {
-            Underlay::V4 { .. } => 0x0800,
-            Underlay::V6 { .. } => 0x86dd,
+            Underlay::V4 { .. } => ethernet::ethertype::IPV4,
+            Underlay::V6 { .. } => ethernet::ethertype::IPV6,
         }
     }
 
@@ -138,9 +139,13 @@ pub(crate) fn inspect(
 
 /// The inner packet's traffic class (TOS) byte and whether it forbids fragmentation.
 fn inner_tos_df(ip: &[u8]) -> Result<(u8, bool, bool), EncapError> {
-    match ip.first().map(|b| b >> 4) {
-        Some(4) if ip.len() >= 20 => Ok((ip[1], ip[6] & 0x40 != 0, false)),
-        Some(6) if ip.len() >= 40 => Ok(((ip[0] << 4) | (ip[1] >> 4), true, true)),
+    match l3::version(ip) {
+        Some(ipv4::VERSION) if ip.len() >= ipv4::HEADER_LEN => {
+            Ok((ip[ipv4::field::DSCP_ECN], ipv4::dont_frag(ip), false))
+        }
+        Some(ipv6::VERSION) if ip.len() >= ipv6::HEADER_LEN => {
+            Ok((ipv6::traffic_class(ip), true, true))
+        }
         _ => Err(EncapError::Malformed),
     }
 }
@@ -160,37 +165,37 @@ pub(crate) fn write_outer(
     flow: u32,
     ident: u16,
 ) -> usize {
-    out[0..6].copy_from_slice(&eth.dst);
-    out[6..12].copy_from_slice(&eth.src);
-    out[12..14].copy_from_slice(&underlay.ethertype().to_be_bytes());
+    ethernet::set_addrs(out, eth.dst, eth.src);
+    ethernet::set_ethertype(out, underlay.ethertype());
     let ip = &mut out[ETH_HDR_LEN..];
     match underlay {
         Underlay::V4 { src, dst } => {
-            let total = (20 + payload_len) as u16;
-            ip[0] = 0x45;
-            ip[1] = tos;
-            ip[2..4].copy_from_slice(&total.to_be_bytes());
-            ip[4..6].copy_from_slice(&ident.to_be_bytes());
-            ip[6..8].copy_from_slice(&(if df { 0x4000u16 } else { 0 }).to_be_bytes());
-            ip[8] = 64;
-            ip[9] = proto;
-            ip[10..12].fill(0);
-            ip[12..16].copy_from_slice(&src.octets());
-            ip[16..20].copy_from_slice(&dst.octets());
-            let sum = ipv4_checksum(&ip[..20]);
-            ip[10..12].copy_from_slice(&sum.to_be_bytes());
-            ETH_HDR_LEN + 20
+            use ipv4::field;
+            let total = (ipv4::HEADER_LEN + payload_len) as u16;
+            ip[field::VER_IHL] = ipv4::VER_IHL_NO_OPTIONS;
+            ip[field::DSCP_ECN] = tos;
+            ipv4::set_total_len(ip, total);
+            ip[field::IDENT].copy_from_slice(&ident.to_be_bytes());
+            ipv4::set_flg_off(ip, if df { ipv4::FLAG_DF } else { 0 });
+            ip[field::TTL] = ipv4::DEFAULT_TTL;
+            ip[field::PROTOCOL] = proto;
+            ip[field::CHECKSUM].fill(0);
+            ip[field::SRC_ADDR].copy_from_slice(&src.octets());
+            ip[field::DST_ADDR].copy_from_slice(&dst.octets());
+            let sum = ipv4_checksum(&ip[..ipv4::HEADER_LEN]);
+            ipv4::set_checksum(ip, sum);
+            ETH_HDR_LEN + ipv4::HEADER_LEN
         }
         Underlay::V6 { src, dst } => {
-            let label = flow & 0x000f_ffff;
-            let word = 6u32 << 28 | (tos as u32) << 20 | label;
-            ip[0..4].copy_from_slice(&word.to_be_bytes());
-            ip[4..6].copy_from_slice(&(payload_len as u16).to_be_bytes());
-            ip[6] = proto;
-            ip[7] = 64;
-            ip[8..24].copy_from_slice(&src.octets());
-            ip[24..40].copy_from_slice(&dst.octets());
-            ETH_HDR_LEN + 40
+            use ipv6::field;
+            let word = ipv6::ver_tc_flow(tos, flow);
+            ip[field::VER_TC_FLOW].copy_from_slice(&word.to_be_bytes());
+            ipv6::set_payload_len(ip, payload_len as u16);
+            ip[field::NXT_HDR] = proto;
+            ip[field::HOP_LIMIT] = ipv6::DEFAULT_HOP_LIMIT;
+            ip[field::SRC_ADDR].copy_from_slice(&src.octets());
+            ip[field::DST_ADDR].copy_from_slice(&dst.octets());
+            ETH_HDR_LEN + ipv6::HEADER_LEN
         }
     }
 }
@@ -202,33 +207,35 @@ pub(crate) fn read_outer(frame: &[u8]) -> Result<(u8, usize, IpAddr, usize), Dec
         return Err(DecapError::Malformed);
     }
     let ip = &frame[ETH_HDR_LEN..];
-    match u16::from_be_bytes([frame[12], frame[13]]) {
-        0x0800 => {
-            if ip.len() < 20 || ip[0] >> 4 != 4 {
+    match ethernet::ethertype(frame) {
+        ethernet::ethertype::IPV4 => {
+            if ip.len() < ipv4::HEADER_LEN || ipv4::version(ip) != ipv4::VERSION {
                 return Err(DecapError::Malformed);
             }
-            let ihl = (ip[0] & 0x0f) as usize * 4;
-            let total = u16::from_be_bytes([ip[2], ip[3]]) as usize;
-            if ihl < 20 || total < ihl || total > ip.len() {
+            let ihl = ipv4::header_len(ip);
+            let total = ipv4::total_len(ip);
+            if ihl < ipv4::HEADER_LEN || total < ihl || total > ip.len() {
                 return Err(DecapError::Malformed);
             }
-            if u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0 {
+            if ipv4::flg_off(ip) & ipv4::FRAGMENT != 0 {
                 // A fragmented tunnel packet: not reassembled here.
                 return Err(DecapError::NotTunnel);
             }
-            let src = Ipv4Addr::from(<[u8; 4]>::try_from(&ip[12..16]).unwrap());
-            Ok((ip[9], ETH_HDR_LEN + ihl, src.into(), total - ihl))
+            let src = Ipv4Addr::from(ipv4::src_addr(ip));
+            let proto = ip[ipv4::field::PROTOCOL];
+            Ok((proto, ETH_HDR_LEN + ihl, src.into(), total - ihl))
         }
-        0x86dd => {
-            if ip.len() < 40 || ip[0] >> 4 != 6 {
+        ethernet::ethertype::IPV6 => {
+            if ip.len() < ipv6::HEADER_LEN || ipv6::version(ip) != ipv6::VERSION {
                 return Err(DecapError::Malformed);
             }
-            let payload = u16::from_be_bytes([ip[4], ip[5]]) as usize;
-            if 40 + payload > ip.len() {
+            let payload = ipv6::payload_len(ip);
+            if ipv6::HEADER_LEN + payload > ip.len() {
                 return Err(DecapError::Malformed);
             }
-            let src = Ipv6Addr::from(<[u8; 16]>::try_from(&ip[8..24]).unwrap());
-            Ok((ip[6], ETH_HDR_LEN + 40, src.into(), payload))
+            let src = Ipv6Addr::from(ipv6::src_addr(ip));
+            let proto = ip[ipv6::field::NXT_HDR];
+            Ok((proto, ETH_HDR_LEN + ipv6::HEADER_LEN, src.into(), payload))
         }
         _ => Err(DecapError::NotTunnel),
     }

@@ -13,6 +13,8 @@ use crate::rewrite::{fold, sum16, ETH_HDR_LEN};
 use crate::tunnel::{
     inspect, read_outer, write_outer, DecapError, EncapError, Encapsulation, OuterEth, Underlay,
 };
+use crate::wire::ip::protocol;
+use crate::wire::{ethernet, ipv6, udp, vxlan as wire};
 use sha1::{Digest, Sha1};
 use std::net::IpAddr;
 use std::ops::Range;
@@ -20,8 +22,8 @@ use std::ops::Range;
 pub const VXLAN_PORT: u16 = 4789;
 /// Calico's default VNI.
 pub const CALICO_VNI: u32 = 4096;
-const UDP_LEN: usize = 8;
-const VXLAN_LEN: usize = 8;
+const UDP_LEN: usize = udp::HEADER_LEN;
+const VXLAN_LEN: usize = wire::HEADER_LEN;
 
 /// Calico's VTEP MAC for a node: 0x66, then the first five bytes of sha1(name).
 pub fn vtep_mac(node_name: &str) -> [u8; 6] {
@@ -78,8 +80,7 @@ impl Encapsulation for Vxlan {
         let inner = inspect(buf, start, len, over, hash)?;
         let (tos, hash) = (inner.tos, inner.flow_hash);
         // The inner Ethernet header names the VTEPs.
-        buf[start..start + 6].copy_from_slice(&self.remote_vtep_mac);
-        buf[start + 6..start + 12].copy_from_slice(&self.local_vtep_mac);
+        ethernet::set_addrs(&mut buf[start..], self.remote_vtep_mac, self.local_vtep_mac);
 
         let begin = start - over;
         let udp_len = UDP_LEN + VXLAN_LEN + len;
@@ -89,7 +90,7 @@ impl Encapsulation for Vxlan {
             &mut buf[begin..],
             eth,
             &self.underlay,
-            17,
+            protocol::UDP,
             udp_len,
             tos,
             false,
@@ -102,19 +103,20 @@ impl Encapsulation for Vxlan {
         };
         let udp_at = begin + hdr;
         let udp = &mut buf[udp_at..udp_at + UDP_LEN + VXLAN_LEN];
-        udp[0..2].copy_from_slice(&sport.to_be_bytes());
-        udp[2..4].copy_from_slice(&VXLAN_PORT.to_be_bytes());
-        udp[4..6].copy_from_slice(&(udp_len as u16).to_be_bytes());
-        udp[6..8].fill(0);
-        udp[8..12].copy_from_slice(&[0x08, 0, 0, 0]);
-        udp[12..16].copy_from_slice(&(self.vni << 8).to_be_bytes());
+        udp::set_src_port(udp, sport);
+        udp::set_dst_port(udp, VXLAN_PORT);
+        udp::set_len(udp, udp_len as u16);
+        udp[udp::field::CHECKSUM].fill(0);
+        let vx = &mut udp[UDP_LEN..];
+        vx[..wire::field::VNI.start].copy_from_slice(&[wire::FLAG_I, 0, 0, 0]);
+        vx[wire::field::VNI].copy_from_slice(&wire::vni_bytes(self.vni));
         if let Underlay::V6 { .. } = self.underlay {
-            let ip = &buf[ip_at..ip_at + 40];
-            let pseudo = sum16(&ip[8..40]) + udp_len as u32 + 17;
+            let ip = &buf[ip_at..ip_at + ipv6::HEADER_LEN];
+            let pseudo = sum16(&ip[ipv6::field::ADDRS]) + udp_len as u32 + protocol::UDP as u32;
             let sum = !fold(pseudo + sum16(&buf[udp_at..udp_at + udp_len]));
             // 0 means "no checksum": a computed 0 is sent as 0xffff (RFC 8200 §8.1).
             let sum = if sum == 0 { 0xffff } else { sum };
-            buf[udp_at + 6..udp_at + 8].copy_from_slice(&sum.to_be_bytes());
+            udp::set_checksum(&mut buf[udp_at..], sum);
         }
         Ok(begin..start + len)
     }
@@ -131,22 +133,23 @@ pub struct Decapsulated {
 /// If `frame` is VXLAN (UDP 4789) with VNI `vni`, where its inner frame is.
 pub fn decapsulate(frame: &[u8], vni: u32) -> Result<Decapsulated, DecapError> {
     let (proto, at, outer_src, payload) = read_outer(frame)?;
-    if proto != 17 {
+    if proto != protocol::UDP {
         return Err(DecapError::NotTunnel);
     }
     if payload < UDP_LEN {
         return Err(DecapError::Malformed);
     }
     let udp = &frame[at..at + payload];
-    if u16::from_be_bytes([udp[2], udp[3]]) != VXLAN_PORT {
+    if udp::dst_port(udp) != VXLAN_PORT {
         return Err(DecapError::NotTunnel);
     }
-    let udp_len = u16::from_be_bytes([udp[4], udp[5]]) as usize;
+    let udp_len = udp::len(udp);
     if udp_len < UDP_LEN + VXLAN_LEN + ETH_HDR_LEN || udp_len > payload {
         return Err(DecapError::Malformed);
     }
-    let got = u32::from_be_bytes(udp[12..16].try_into().unwrap()) >> 8;
-    if udp[8] & 0x08 == 0 || got != vni {
+    let vx = &udp[UDP_LEN..];
+    let got = wire::vni(vx);
+    if vx[wire::field::FLAGS] & wire::FLAG_I == 0 || got != vni {
         return Err(DecapError::WrongVni);
     }
     let inner = at + UDP_LEN + VXLAN_LEN..at + udp_len;

@@ -2,6 +2,8 @@
 //! the host side of the pod's link answers for it with ee:ee:ee:ee:ee:ee, as Calico does
 //! with proxy_arp=1. The reply is built in place in the request's buffer (no allocation).
 
+use encap::wire::arp::{self as wire, field};
+use encap::wire::ethernet;
 use std::net::Ipv4Addr;
 
 /// The gateway address Calico gives every pod.
@@ -9,9 +11,9 @@ pub const POD_GATEWAY_V4: Ipv4Addr = Ipv4Addr::new(169, 254, 1, 1);
 /// The MAC of the host side of every pod link.
 pub const HOST_SIDE_MAC: [u8; 6] = [0xee; 6];
 
-const ETH_LEN: usize = 14;
-const ARP_LEN: usize = 28;
-const ETHERTYPE_ARP: u16 = 0x0806;
+const ETH_LEN: usize = ethernet::HEADER_LEN;
+const ARP_LEN: usize = wire::PACKET_LEN;
+const ETHERTYPE_ARP: u16 = ethernet::ethertype::ARP;
 
 /// What the responder did with a frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,33 +30,32 @@ pub enum ArpOutcome {
 
 /// If `frame` is an ARP request for `gateway`, turn it into the reply from `mac` in place.
 pub fn answer_gateway(frame: &mut [u8], gateway: Ipv4Addr, mac: [u8; 6]) -> ArpOutcome {
-    if frame.len() < ETH_LEN || u16::from_be_bytes([frame[12], frame[13]]) != ETHERTYPE_ARP {
+    if frame.len() < ETH_LEN || ethernet::ethertype(frame) != ETHERTYPE_ARP {
         return ArpOutcome::NotArp;
     }
     if frame.len() < ETH_LEN + ARP_LEN {
         return ArpOutcome::Malformed;
     }
     let arp = &frame[ETH_LEN..ETH_LEN + ARP_LEN];
-    // htype 1 (Ethernet), ptype 0x0800 (IPv4), hlen 6, plen 4.
-    if arp[0..6] != [0, 1, 0x08, 0x00, 6, 4] {
+    // htype Ethernet, ptype IPv4, hlen 6, plen 4.
+    if arp[field::FORMAT] != wire::FORMAT_ETHERNET_IPV4 {
         return ArpOutcome::Malformed;
     }
-    let oper = u16::from_be_bytes([arp[6], arp[7]]);
-    let sender_ip: [u8; 4] = arp[14..18].try_into().unwrap();
-    let target_ip: [u8; 4] = arp[24..28].try_into().unwrap();
-    if oper != 1 || target_ip != gateway.octets() || sender_ip == target_ip {
+    let oper = wire::oper(arp);
+    let sender_ip: [u8; 4] = arp[field::SPA].try_into().unwrap();
+    let target_ip: [u8; 4] = arp[field::TPA].try_into().unwrap();
+    if oper != wire::OP_REQUEST || target_ip != gateway.octets() || sender_ip == target_ip {
         return ArpOutcome::Ignored;
     }
-    let sender_mac: [u8; 6] = arp[8..14].try_into().unwrap();
+    let sender_mac: [u8; 6] = arp[field::SHA].try_into().unwrap();
 
-    frame[0..6].copy_from_slice(&sender_mac);
-    frame[6..12].copy_from_slice(&mac);
+    ethernet::set_addrs(frame, sender_mac, mac);
     let arp = &mut frame[ETH_LEN..ETH_LEN + ARP_LEN];
-    arp[6..8].copy_from_slice(&2u16.to_be_bytes());
-    arp[8..14].copy_from_slice(&mac);
-    arp[14..18].copy_from_slice(&gateway.octets());
-    arp[18..24].copy_from_slice(&sender_mac);
-    arp[24..28].copy_from_slice(&sender_ip);
+    arp[field::OPER].copy_from_slice(&wire::OP_REPLY.to_be_bytes());
+    arp[field::SHA].copy_from_slice(&mac);
+    arp[field::SPA].copy_from_slice(&gateway.octets());
+    arp[field::THA].copy_from_slice(&sender_mac);
+    arp[field::TPA].copy_from_slice(&sender_ip);
     ArpOutcome::Replied
 }
 
@@ -68,14 +69,15 @@ pub fn request(
     target: Ipv4Addr,
 ) -> usize {
     let f = &mut buf[..ETH_LEN + ARP_LEN];
-    f[0..6].fill(0xff);
-    f[6..12].copy_from_slice(&sender_mac);
-    f[12..14].copy_from_slice(&ETHERTYPE_ARP.to_be_bytes());
-    f[14..22].copy_from_slice(&[0, 1, 0x08, 0x00, 6, 4, 0, 1]);
-    f[22..28].copy_from_slice(&sender_mac);
-    f[28..32].copy_from_slice(&sender_ip.octets());
-    f[32..38].fill(0);
-    f[38..42].copy_from_slice(&target.octets());
+    ethernet::set_addrs(f, [0xff; 6], sender_mac);
+    ethernet::set_ethertype(f, ETHERTYPE_ARP);
+    let arp = &mut f[ETH_LEN..];
+    arp[field::FORMAT].copy_from_slice(&wire::FORMAT_ETHERNET_IPV4);
+    arp[field::OPER].copy_from_slice(&wire::OP_REQUEST.to_be_bytes());
+    arp[field::SHA].copy_from_slice(&sender_mac);
+    arp[field::SPA].copy_from_slice(&sender_ip.octets());
+    arp[field::THA].fill(0);
+    arp[field::TPA].copy_from_slice(&target.octets());
     ETH_LEN + ARP_LEN
 }
 
@@ -141,11 +143,11 @@ mod tests {
     #[test]
     fn other_arp_is_left_alone() {
         let mut other_target = request();
-        other_target[38..42].copy_from_slice(&[10, 244, 1, 1]);
+        other_target[ETH_LEN..][field::TPA].copy_from_slice(&[10, 244, 1, 1]);
         let mut reply = request();
-        reply[21] = 2;
+        reply[ETH_LEN..][field::OPER].copy_from_slice(&wire::OP_REPLY.to_be_bytes());
         let mut gratuitous = request();
-        gratuitous[28..32].copy_from_slice(&[169, 254, 1, 1]);
+        gratuitous[ETH_LEN..][field::SPA].copy_from_slice(&[169, 254, 1, 1]);
         for mut f in [other_target, reply, gratuitous] {
             let before = f.clone();
             assert_eq!(
@@ -155,7 +157,7 @@ mod tests {
             assert_eq!(f, before);
         }
         let mut ipv4 = request();
-        ipv4[12..14].copy_from_slice(&[0x08, 0x00]);
+        ethernet::set_ethertype(&mut ipv4, ethernet::ethertype::IPV4);
         assert_eq!(
             answer_gateway(&mut ipv4, POD_GATEWAY_V4, HOST_SIDE_MAC),
             ArpOutcome::NotArp
@@ -167,7 +169,7 @@ mod tests {
             ArpOutcome::Malformed
         );
         let mut not_ethernet = request();
-        not_ethernet[15] = 6;
+        not_ethernet[ETH_LEN..][field::HTYPE].copy_from_slice(&6u16.to_be_bytes());
         assert_eq!(
             answer_gateway(&mut not_ethernet, POD_GATEWAY_V4, HOST_SIDE_MAC),
             ArpOutcome::Malformed
@@ -177,9 +179,8 @@ mod tests {
     proptest! {
         #[test]
         fn random_frames_never_panic(mut f in prop::collection::vec(any::<u8>(), 0..80), arp in any::<bool>()) {
-            if arp && f.len() >= 14 {
-                f[12] = 0x08;
-                f[13] = 0x06;
+            if arp && f.len() >= ETH_LEN {
+                ethernet::set_ethertype(&mut f, ETHERTYPE_ARP);
             }
             let _ = answer_gateway(&mut f, POD_GATEWAY_V4, HOST_SIDE_MAC);
         }
@@ -189,9 +190,9 @@ mod tests {
         fn every_gateway_request_is_answered(mac in any::<[u8; 6]>(), ip in any::<[u8; 4]>()) {
             prop_assume!(ip != [169, 254, 1, 1]);
             let mut f = request();
-            f[6..12].copy_from_slice(&mac);
-            f[22..28].copy_from_slice(&mac);
-            f[28..32].copy_from_slice(&ip);
+            f[ethernet::field::SOURCE].copy_from_slice(&mac);
+            f[ETH_LEN..][field::SHA].copy_from_slice(&mac);
+            f[ETH_LEN..][field::SPA].copy_from_slice(&ip);
             prop_assert_eq!(answer_gateway(&mut f, POD_GATEWAY_V4, HOST_SIDE_MAC), ArpOutcome::Replied);
             let p = SlicedPacket::from_ethernet(&f).unwrap();
             let Some(NetSlice::Arp(arp)) = p.net else { panic!("arp") };

@@ -6,9 +6,21 @@
 //! RFC 4443 2.4).
 
 use encap::rewrite::{fold, sum16};
+use encap::wire::icmp::{self as wire, field::TYPE, v4 as t4, v6 as t6};
+use encap::wire::{ethernet, ip::protocol, ipv4, ipv6};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-const ETH: usize = 14;
+const ETH: usize = ethernet::HEADER_LEN;
+/// IPv4 and ICMP headers in front of the quote.
+const V4_ERR_HDRS: usize = ipv4::HEADER_LEN + wire::HEADER_LEN;
+/// IPv6 and ICMPv6 headers in front of the quote.
+const V6_ERR_HDRS: usize = ipv6::HEADER_LEN + wire::HEADER_LEN;
+/// The largest IPv4 ICMP error (RFC 1812 4.3.2.3).
+const V4_ERR_MAX: usize = 576;
+/// The largest ICMPv6 error: the IPv6 minimum MTU (RFC 4443 2.4 (c)).
+const V6_ERR_MAX: usize = 1280;
+/// DSCP CS6 (internetwork control), as Linux sends ICMP errors.
+const TOS_CS6: u8 = 0xc0;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IcmpError {
@@ -32,14 +44,14 @@ pub fn ipv4_error(
 ) -> Option<usize> {
     let len = len.min(buf.len());
     let ip = buf.get(ETH..len)?;
-    if ip.len() < 20 || ip[0] >> 4 != 4 {
+    if ip.len() < ipv4::HEADER_LEN || ipv4::version(ip) != ipv4::VERSION {
         return None;
     }
-    let ihl = (ip[0] & 0x0f) as usize * 4;
-    let frag_offset = u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff;
-    let src: [u8; 4] = ip[12..16].try_into().unwrap();
+    let ihl = ipv4::header_len(ip);
+    let frag_offset = ipv4::flg_off(ip) & ipv4::FRAG_OFFSET;
+    let src = ipv4::src_addr(ip);
     let src_addr = Ipv4Addr::from(src);
-    let dst_addr = Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
+    let dst_addr = Ipv4Addr::from(ipv4::dst_addr(ip));
     if frag_offset != 0
         || src_addr.is_unspecified()
         || src_addr.is_multicast()
@@ -49,46 +61,50 @@ pub fn ipv4_error(
     {
         return None;
     }
-    if ip[9] == 1 {
+    if ip[ipv4::field::PROTOCOL] == protocol::ICMP {
         // Never about an ICMP error (only echo request/reply and the like).
-        let icmp_type = *ip.get(ihl)?;
-        if !matches!(icmp_type, 0 | 8 | 13 | 14) {
+        let icmp_type = *ip.get(ihl + TYPE)?;
+        if !matches!(
+            icmp_type,
+            t4::ECHO_REPLY | t4::ECHO_REQUEST | t4::TIMESTAMP | t4::TIMESTAMP_REPLY
+        ) {
             return None;
         }
     }
     // Quote as much of the original as fits in 576 bytes (RFC 1812 4.3.2.3).
-    let quote = ip.len().min(576 - 28);
-    let total = ETH + 28 + quote;
+    let quote = ip.len().min(V4_ERR_MAX - V4_ERR_HDRS);
+    let total = ETH + V4_ERR_HDRS + quote;
     if buf.len() < total {
         return None;
     }
-    let peer_mac: [u8; 6] = buf[6..12].try_into().unwrap();
-    buf.copy_within(ETH..ETH + quote, ETH + 28);
-    buf[0..6].copy_from_slice(&peer_mac);
-    buf[6..12].copy_from_slice(&mac);
-    buf[12..14].copy_from_slice(&[0x08, 0x00]);
-    let h = &mut buf[ETH..ETH + 20];
-    h.copy_from_slice(&[
-        0x45, 0xc0, 0, 0, 0, 0, 0, 0, 64, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    ]);
-    h[2..4].copy_from_slice(&((28 + quote) as u16).to_be_bytes());
-    h[12..16].copy_from_slice(&source.octets());
-    h[16..20].copy_from_slice(&src);
+    let peer_mac = ethernet::source(buf);
+    buf.copy_within(ETH..ETH + quote, ETH + V4_ERR_HDRS);
+    ethernet::set_addrs(buf, peer_mac, mac);
+    ethernet::set_ethertype(buf, ethernet::ethertype::IPV4);
+    let h = &mut buf[ETH..ETH + ipv4::HEADER_LEN];
+    h.fill(0);
+    h[ipv4::field::VER_IHL] = ipv4::VER_IHL_NO_OPTIONS;
+    h[ipv4::field::DSCP_ECN] = TOS_CS6;
+    h[ipv4::field::TTL] = ipv4::DEFAULT_TTL;
+    h[ipv4::field::PROTOCOL] = protocol::ICMP;
+    ipv4::set_total_len(h, (V4_ERR_HDRS + quote) as u16);
+    h[ipv4::field::SRC_ADDR].copy_from_slice(&source.octets());
+    h[ipv4::field::DST_ADDR].copy_from_slice(&src);
     let c = !fold(sum16(h));
-    h[10..12].copy_from_slice(&c.to_be_bytes());
+    ipv4::set_checksum(h, c);
     let (t, code, rest) = match kind {
-        IcmpError::TimeExceeded => (11, 0, [0u8; 4]),
-        IcmpError::NoRoute => (3, 0, [0; 4]),
+        IcmpError::TimeExceeded => (t4::TIME_EXCEEDED, 0, [0u8; 4]),
+        IcmpError::NoRoute => (t4::DEST_UNREACHABLE, 0, [0; 4]),
         IcmpError::TooBig { mtu } => {
-            let m = mtu.to_be_bytes();
-            (3, 4, [0, 0, m[0], m[1]])
+            // Unused 16 bits, then the next-hop MTU (RFC 1191).
+            let [hi, lo] = mtu.to_be_bytes();
+            (t4::DEST_UNREACHABLE, t4::CODE_FRAG_NEEDED, [0, 0, hi, lo])
         }
     };
-    let icmp = &mut buf[ETH + 20..total];
-    icmp[0..4].copy_from_slice(&[t, code, 0, 0]);
-    icmp[4..8].copy_from_slice(&rest);
+    let icmp = &mut buf[ETH + ipv4::HEADER_LEN..total];
+    write_icmp_header(icmp, t, code, rest);
     let c = !fold(sum16(icmp));
-    icmp[2..4].copy_from_slice(&c.to_be_bytes());
+    icmp[wire::field::CHECKSUM].copy_from_slice(&c.to_be_bytes());
     Some(total)
 }
 
@@ -102,50 +118,62 @@ pub fn ipv6_error(
 ) -> Option<usize> {
     let len = len.min(buf.len());
     let ip = buf.get(ETH..len)?;
-    if ip.len() < 40 || ip[0] >> 4 != 6 {
+    if ip.len() < ipv6::HEADER_LEN || ipv6::version(ip) != ipv6::VERSION {
         return None;
     }
-    let src: [u8; 16] = ip[8..24].try_into().unwrap();
+    let src = ipv6::src_addr(ip);
     let src_addr = Ipv6Addr::from(src);
     if src_addr.is_unspecified() || src_addr.is_multicast() {
         return None;
     }
-    if ip[24] == 0xff && !matches!(kind, IcmpError::TooBig { .. }) {
+    if ip[ipv6::field::DST_ADDR.start] == ipv6::MULTICAST_PREFIX
+        && !matches!(kind, IcmpError::TooBig { .. })
+    {
         return None; // to a multicast group: only packet-too-big (RFC 4443 2.4 (e.3))
     }
-    if ip[6] == 58 && ip.get(40).is_some_and(|&t| t < 128) {
+    if ip[ipv6::field::NXT_HDR] == protocol::ICMPV6
+        && ip
+            .get(ipv6::HEADER_LEN + TYPE)
+            .is_some_and(|&t| t < t6::FIRST_INFORMATIONAL)
+    {
         return None; // an ICMPv6 error itself
     }
     // Quote as much as fits in the minimum MTU, 1280 (RFC 4443 2.4 (c)).
-    let quote = ip.len().min(1280 - 48);
-    let total = ETH + 48 + quote;
+    let quote = ip.len().min(V6_ERR_MAX - V6_ERR_HDRS);
+    let total = ETH + V6_ERR_HDRS + quote;
     if buf.len() < total {
         return None;
     }
-    let peer_mac: [u8; 6] = buf[6..12].try_into().unwrap();
-    buf.copy_within(ETH..ETH + quote, ETH + 48);
-    buf[0..6].copy_from_slice(&peer_mac);
-    buf[6..12].copy_from_slice(&mac);
-    buf[12..14].copy_from_slice(&[0x86, 0xdd]);
-    let h = &mut buf[ETH..ETH + 40];
-    h[0..4].copy_from_slice(&[0x60, 0, 0, 0]);
-    h[4..6].copy_from_slice(&((8 + quote) as u16).to_be_bytes());
-    h[6] = 58;
-    h[7] = 64;
-    h[8..24].copy_from_slice(&source.octets());
-    h[24..40].copy_from_slice(&src);
+    let peer_mac = ethernet::source(buf);
+    buf.copy_within(ETH..ETH + quote, ETH + V6_ERR_HDRS);
+    ethernet::set_addrs(buf, peer_mac, mac);
+    ethernet::set_ethertype(buf, ethernet::ethertype::IPV6);
+    let h = &mut buf[ETH..ETH + ipv6::HEADER_LEN];
+    h[ipv6::field::VER_TC_FLOW].copy_from_slice(&ipv6::ver_tc_flow(0, 0).to_be_bytes());
+    ipv6::set_payload_len(h, (wire::HEADER_LEN + quote) as u16);
+    h[ipv6::field::NXT_HDR] = protocol::ICMPV6;
+    h[ipv6::field::HOP_LIMIT] = ipv6::DEFAULT_HOP_LIMIT;
+    h[ipv6::field::SRC_ADDR].copy_from_slice(&source.octets());
+    h[ipv6::field::DST_ADDR].copy_from_slice(&src);
     let (t, code, rest) = match kind {
-        IcmpError::TimeExceeded => (3, 0, [0u8; 4]),
-        IcmpError::NoRoute => (1, 0, [0; 4]),
-        IcmpError::TooBig { mtu } => (2, 0, (mtu as u32).to_be_bytes()),
+        IcmpError::TimeExceeded => (t6::TIME_EXCEEDED, 0, [0u8; 4]),
+        IcmpError::NoRoute => (t6::DEST_UNREACHABLE, 0, [0; 4]),
+        IcmpError::TooBig { mtu } => (t6::PACKET_TOO_BIG, 0, (mtu as u32).to_be_bytes()),
     };
-    let (hdr, icmp) = buf[ETH..total].split_at_mut(40);
-    icmp[0..4].copy_from_slice(&[t, code, 0, 0]);
-    icmp[4..8].copy_from_slice(&rest);
-    let pseudo = sum16(&hdr[8..40]) + (icmp.len() as u32) + 58;
+    let (hdr, icmp) = buf[ETH..total].split_at_mut(ipv6::HEADER_LEN);
+    write_icmp_header(icmp, t, code, rest);
+    let pseudo = sum16(&hdr[ipv6::field::ADDRS]) + (icmp.len() as u32) + protocol::ICMPV6 as u32;
     let c = !fold(pseudo + sum16(icmp));
-    icmp[2..4].copy_from_slice(&c.to_be_bytes());
+    icmp[wire::field::CHECKSUM].copy_from_slice(&c.to_be_bytes());
     Some(total)
+}
+
+/// Type, code, a zero checksum and the rest of the header.
+fn write_icmp_header(icmp: &mut [u8], t: u8, code: u8, rest: [u8; 4]) {
+    icmp[wire::field::TYPE] = t;
+    icmp[wire::field::CODE] = code;
+    icmp[wire::field::CHECKSUM].fill(0);
+    icmp[wire::field::REST].copy_from_slice(&rest);
 }
 
 /// A token bucket, checked only when an error is about to be sent.
@@ -238,10 +266,10 @@ mod tests {
         );
         assert_eq!(
             icmp.payload(),
-            &orig[14..],
+            &orig[ETH..],
             "the whole original IP packet is quoted"
         );
-        assert_eq!(&buf[0..6], &PEER);
+        assert_eq!(&buf[ethernet::field::DESTINATION], &PEER);
     }
 
     #[test]
@@ -266,7 +294,11 @@ mod tests {
             MAC,
         )
         .unwrap();
-        assert_eq!(n, 14 + 1280, "quote truncated to the IPv6 minimum MTU");
+        assert_eq!(
+            n,
+            ETH + V6_ERR_MAX,
+            "quote truncated to the IPv6 minimum MTU"
+        );
         let p = SlicedPacket::from_ethernet(&buf[..n]).unwrap();
         let Some(NetSlice::Ipv6(ip)) = &p.net else {
             panic!()
@@ -302,7 +334,8 @@ mod tests {
             None
         );
         let mut frag = frame4(None, 20);
-        frag[14 + 7] = 8; // offset 64 bytes
+        let fo = ipv4::flg_off(&frag[ETH..]) | 8; // offset 64 bytes
+        ipv4::set_flg_off(&mut frag[ETH..], fo);
         let l = frag.len();
         frag.resize(2048, 0);
         assert_eq!(
@@ -317,7 +350,7 @@ mod tests {
             "echo gets one"
         );
         let mut to_multicast = frame4(None, 20);
-        to_multicast[30..34].copy_from_slice(&[224, 0, 0, 5]);
+        to_multicast[ETH..][ipv4::field::DST_ADDR].copy_from_slice(&[224, 0, 0, 5]);
         let l = to_multicast.len();
         to_multicast.resize(2048, 0);
         assert_eq!(

@@ -4,16 +4,22 @@
 //! ee:ee:ee:ee:ee:ee, built in place in the request's buffer.
 
 use encap::rewrite::{fold, sum16};
+use encap::wire::icmp::{field as icmp_field, nd, v6 as t6};
+use encap::wire::{ethernet, ip::protocol, ipv6};
 use std::net::Ipv6Addr;
 
 /// The link-local address of a host-side interface with MAC ee:ee:ee:ee:ee:ee (EUI-64).
 pub const POD_GATEWAY_V6: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0xecee, 0xeeff, 0xfeee, 0xeeee);
 
-const ETH_LEN: usize = 14;
-const IP6_LEN: usize = 40;
-const NS_MIN: usize = 24; // type, code, checksum, reserved, target
-const NA_LEN: usize = 32; // header + target + target link-layer address option
-const ICMPV6: u8 = 58;
+const ETH_LEN: usize = ethernet::HEADER_LEN;
+const IP6_LEN: usize = ipv6::HEADER_LEN;
+const NS_MIN: usize = nd::NS_MIN_LEN; // type, code, checksum, reserved, target
+const NA_LEN: usize = nd::WITH_LLADDR_LEN; // header + target + target link-layer address option
+const ICMPV6: u8 = protocol::ICMPV6;
+/// The solicited-node multicast prefix ff02::1:ff00:0/104 (RFC 4291 2.7.1).
+const SOLICITED_NODE: [u8; 13] = [0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff];
+/// The Ethernet multicast prefix for IPv6 (33:33 and the address's last 4 bytes).
+const MCAST_MAC_PREFIX: [u8; 2] = [0x33, 0x33];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NdOutcome {
@@ -39,51 +45,79 @@ fn icmpv6_checksum(src: &[u8], dst: &[u8], msg: &[u8]) -> u16 {
 pub fn solicit(buf: &mut [u8], mac: [u8; 6], src: Ipv6Addr, target: Ipv6Addr) -> usize {
     let t = target.octets();
     let mut dst = [0u8; 16];
-    dst[..13].copy_from_slice(&[0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff]);
-    dst[13..].copy_from_slice(&t[13..]);
-    let f = &mut buf[..ETH_LEN + IP6_LEN + 32];
-    f[0..6].copy_from_slice(&[0x33, 0x33, dst[12], dst[13], dst[14], dst[15]]);
-    f[6..12].copy_from_slice(&mac);
-    f[12..14].copy_from_slice(&[0x86, 0xdd]);
+    let n = SOLICITED_NODE.len();
+    dst[..n].copy_from_slice(&SOLICITED_NODE);
+    dst[n..].copy_from_slice(&t[n..]);
+    let f = &mut buf[..ETH_LEN + IP6_LEN + nd::WITH_LLADDR_LEN];
+    let mut group_mac = [0u8; 6];
+    group_mac[..2].copy_from_slice(&MCAST_MAC_PREFIX);
+    group_mac[2..].copy_from_slice(&dst[12..]);
+    ethernet::set_addrs(f, group_mac, mac);
+    ethernet::set_ethertype(f, ethernet::ethertype::IPV6);
     let ip = &mut f[ETH_LEN..];
-    ip[..8].copy_from_slice(&[0x60, 0, 0, 0, 0, 32, ICMPV6, 255]);
-    ip[8..24].copy_from_slice(&src.octets());
-    ip[24..40].copy_from_slice(&dst);
+    write_ipv6_header(ip, nd::WITH_LLADDR_LEN as u16, &src.octets(), &dst);
     let msg = &mut ip[IP6_LEN..];
-    msg[..8].copy_from_slice(&[135, 0, 0, 0, 0, 0, 0, 0]);
-    msg[8..24].copy_from_slice(&t);
-    msg[24..26].copy_from_slice(&[1, 1]); // source link-layer address option
-    msg[26..32].copy_from_slice(&mac);
-    let sum = icmpv6_checksum(&src.octets(), &dst, &ip[IP6_LEN..IP6_LEN + 32]);
-    ip[IP6_LEN + 2..IP6_LEN + 4].copy_from_slice(&sum.to_be_bytes());
-    ETH_LEN + IP6_LEN + 32
+    msg[..nd::field::TARGET.start].fill(0);
+    msg[icmp_field::TYPE] = t6::NEIGHBOR_SOLICIT;
+    msg[nd::field::TARGET].copy_from_slice(&t);
+    msg[nd::field::OPT_TYPE] = nd::OPT_SOURCE_LLADDR;
+    msg[nd::field::OPT_LEN] = 1; // in 8-byte units
+    msg[nd::field::OPT_LLADDR].copy_from_slice(&mac);
+    let sum = icmpv6_checksum(
+        &src.octets(),
+        &dst,
+        &ip[IP6_LEN..IP6_LEN + nd::WITH_LLADDR_LEN],
+    );
+    ip[IP6_LEN..][icmp_field::CHECKSUM].copy_from_slice(&sum.to_be_bytes());
+    ETH_LEN + IP6_LEN + nd::WITH_LLADDR_LEN
+}
+
+/// An IPv6 header for ND: no traffic class or flow label, hop limit 255.
+fn write_ipv6_header(ip: &mut [u8], payload_len: u16, src: &[u8; 16], dst: &[u8; 16]) {
+    ip[ipv6::field::VER_TC_FLOW].copy_from_slice(&ipv6::ver_tc_flow(0, 0).to_be_bytes());
+    ipv6::set_payload_len(ip, payload_len);
+    ip[ipv6::field::NXT_HDR] = ICMPV6;
+    ip[ipv6::field::HOP_LIMIT] = nd::HOP_LIMIT;
+    ip[ipv6::field::SRC_ADDR].copy_from_slice(src);
+    ip[ipv6::field::DST_ADDR].copy_from_slice(dst);
 }
 
 /// If the first `len` bytes of `buf` are a Neighbor Solicitation for `gateway`, write the
 /// advertisement from `mac` into `buf` (which needs room for 86 bytes).
 pub fn answer_gateway(buf: &mut [u8], len: usize, gateway: Ipv6Addr, mac: [u8; 6]) -> NdOutcome {
     let len = len.min(buf.len());
-    if len < ETH_LEN || buf[12..14] != [0x86, 0xdd] {
+    if len < ETH_LEN || ethernet::ethertype(buf) != ethernet::ethertype::IPV6 {
         return NdOutcome::NotIpv6;
     }
     if len < ETH_LEN + IP6_LEN {
         return NdOutcome::Malformed;
     }
     let ip = &buf[ETH_LEN..len];
-    let payload_len = u16::from_be_bytes([ip[4], ip[5]]) as usize;
-    if ip[6] != ICMPV6 || payload_len < 2 || IP6_LEN + 2 > ip.len() || ip[IP6_LEN] != 135 {
+    let payload_len = ipv6::payload_len(ip);
+    // Type and code.
+    const TC: usize = icmp_field::CODE + 1;
+    if ip[ipv6::field::NXT_HDR] != ICMPV6
+        || payload_len < TC
+        || IP6_LEN + TC > ip.len()
+        || ip[IP6_LEN + icmp_field::TYPE] != t6::NEIGHBOR_SOLICIT
+    {
         return NdOutcome::Ignored;
     }
     let msg_end = IP6_LEN + payload_len;
-    if ip[7] != 255 || payload_len < NS_MIN || msg_end > ip.len() || ip[IP6_LEN + 1] != 0 {
+    if ip[ipv6::field::HOP_LIMIT] != nd::HOP_LIMIT
+        || payload_len < NS_MIN
+        || msg_end > ip.len()
+        || ip[IP6_LEN + icmp_field::CODE] != 0
+    {
         return NdOutcome::Malformed;
     }
-    if icmpv6_checksum(&ip[8..24], &ip[24..40], &ip[IP6_LEN..msg_end]) != 0 {
+    let (src_addr, dst_addr) = (&ip[ipv6::field::SRC_ADDR], &ip[ipv6::field::DST_ADDR]);
+    if icmpv6_checksum(src_addr, dst_addr, &ip[IP6_LEN..msg_end]) != 0 {
         // A valid message sums to zero with its checksum in place.
         return NdOutcome::Malformed;
     }
-    let target = &ip[IP6_LEN + 8..IP6_LEN + 24];
-    let src: [u8; 16] = ip[8..24].try_into().unwrap();
+    let target = &ip[IP6_LEN..][nd::field::TARGET];
+    let src = ipv6::src_addr(ip);
     if target != gateway.octets() || src == [0; 16] {
         // Not ours, or duplicate address detection (unspecified source): stay silent.
         return NdOutcome::Ignored;
@@ -91,31 +125,25 @@ pub fn answer_gateway(buf: &mut [u8], len: usize, gateway: Ipv6Addr, mac: [u8; 6
     if buf.len() < ETH_LEN + IP6_LEN + NA_LEN {
         return NdOutcome::Malformed;
     }
-    let requester_mac: [u8; 6] = buf[6..12].try_into().unwrap();
-
+    let requester_mac = ethernet::source(buf);
     // Ethernet: back to the requester.
-    buf[0..6].copy_from_slice(&requester_mac);
-    buf[6..12].copy_from_slice(&mac);
+    ethernet::set_addrs(buf, requester_mac, mac);
     // IPv6: from the gateway to the solicitation's source, hop limit 255.
     let ip = &mut buf[ETH_LEN..ETH_LEN + IP6_LEN + NA_LEN];
-    ip[0..4].copy_from_slice(&[0x60, 0, 0, 0]);
-    ip[4..6].copy_from_slice(&(NA_LEN as u16).to_be_bytes());
-    ip[6] = ICMPV6;
-    ip[7] = 255;
-    ip[24..40].copy_from_slice(&src);
-    ip[8..24].copy_from_slice(&gateway.octets());
+    write_ipv6_header(ip, NA_LEN as u16, &gateway.octets(), &src);
     // ICMPv6 Neighbor Advertisement: R, S and O set; target; target link-layer option.
     let na = &mut ip[IP6_LEN..];
-    na[0] = 136;
-    na[1] = 0;
-    na[2..4].copy_from_slice(&[0, 0]);
-    na[4..8].copy_from_slice(&[0xe0, 0, 0, 0]);
-    na[8..24].copy_from_slice(&gateway.octets());
-    na[24..26].copy_from_slice(&[2, 1]);
-    na[26..32].copy_from_slice(&mac);
+    na[icmp_field::TYPE] = t6::NEIGHBOR_ADVERT;
+    na[icmp_field::CODE] = 0;
+    na[icmp_field::CHECKSUM].fill(0);
+    na[nd::field::FLAGS].copy_from_slice(&[nd::FLAGS_R_S_O, 0, 0, 0]);
+    na[nd::field::TARGET].copy_from_slice(&gateway.octets());
+    na[nd::field::OPT_TYPE] = nd::OPT_TARGET_LLADDR;
+    na[nd::field::OPT_LEN] = 1; // in 8-byte units
+    na[nd::field::OPT_LLADDR].copy_from_slice(&mac);
     let (hdr, na) = ip.split_at_mut(IP6_LEN);
-    let sum = icmpv6_checksum(&hdr[8..24], &hdr[24..40], na);
-    na[2..4].copy_from_slice(&sum.to_be_bytes());
+    let sum = icmpv6_checksum(&hdr[ipv6::field::SRC_ADDR], &hdr[ipv6::field::DST_ADDR], na);
+    na[icmp_field::CHECKSUM].copy_from_slice(&sum.to_be_bytes());
     NdOutcome::Replied {
         len: ETH_LEN + IP6_LEN + NA_LEN,
     }
@@ -144,7 +172,7 @@ mod tests {
         msg.extend_from_slice(&[1, 1]);
         msg.extend_from_slice(&mac);
         let sum = icmpv6_checksum(&src, &dst, &msg);
-        msg[2..4].copy_from_slice(&sum.to_be_bytes());
+        msg[icmp_field::CHECKSUM].copy_from_slice(&sum.to_be_bytes());
         let mut f = vec![0x33, 0x33, 0xff, 0xee, 0xee, 0xee];
         f.extend_from_slice(&mac);
         f.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0]);
@@ -188,11 +216,18 @@ mod tests {
         );
         assert_eq!(checksum_ok.unwrap(), icmp.checksum());
         let body = &f[ETH_LEN + IP6_LEN..out];
-        assert_eq!(body[4], 0xe0, "router, solicited, override");
-        assert_eq!(&body[8..24], &POD_GATEWAY_V6.octets());
-        assert_eq!(&body[24..32], &[2, 1, 0xee, 0xee, 0xee, 0xee, 0xee, 0xee]);
         assert_eq!(
-            &f[0..12],
+            body[nd::field::FLAGS.start],
+            nd::FLAGS_R_S_O,
+            "router, solicited, override"
+        );
+        assert_eq!(&body[nd::field::TARGET], &POD_GATEWAY_V6.octets());
+        assert_eq!(
+            &body[nd::field::OPT_TYPE..nd::field::OPT_LLADDR.end],
+            &[2, 1, 0xee, 0xee, 0xee, 0xee, 0xee, 0xee]
+        );
+        assert_eq!(
+            &f[..ethernet::field::ETHERTYPE.start],
             &[0x02, 0x42, 0xac, 0x11, 0, 2, 0xee, 0xee, 0xee, 0xee, 0xee, 0xee]
         );
     }
@@ -211,13 +246,13 @@ mod tests {
             NdOutcome::Ignored
         );
         let mut bad_sum = solicitation(POD_LL, POD_MAC);
-        bad_sum[ETH_LEN + IP6_LEN + 2] ^= 1;
+        bad_sum[ETH_LEN + IP6_LEN + icmp_field::CHECKSUM.start] ^= 1;
         assert_eq!(
             answer_gateway(&mut bad_sum, len, POD_GATEWAY_V6, HOST_SIDE_MAC),
             NdOutcome::Malformed
         );
         let mut routed = solicitation(POD_LL, POD_MAC);
-        routed[ETH_LEN + 7] = 64; // hop limit must be 255
+        routed[ETH_LEN + ipv6::field::HOP_LIMIT] = 64; // hop limit must be 255
         assert_eq!(
             answer_gateway(&mut routed, len, POD_GATEWAY_V6, HOST_SIDE_MAC),
             NdOutcome::Malformed
@@ -231,12 +266,13 @@ mod tests {
         // The reply needs 86 bytes: a 78-byte buffer is refused, not overrun.
         let mut short = solicitation(POD_LL, POD_MAC);
         short.truncate(ETH_LEN + IP6_LEN + NS_MIN);
-        short[ETH_LEN + 5] = NS_MIN as u8;
-        let src: [u8; 16] = short[ETH_LEN + 8..ETH_LEN + 24].try_into().unwrap();
-        let dst: [u8; 16] = short[ETH_LEN + 24..ETH_LEN + 40].try_into().unwrap();
-        short[ETH_LEN + IP6_LEN + 2..ETH_LEN + IP6_LEN + 4].copy_from_slice(&[0, 0]);
+        ipv6::set_payload_len(&mut short[ETH_LEN..], NS_MIN as u16);
+        let src = ipv6::src_addr(&short[ETH_LEN..]);
+        let dst: [u8; 16] = short[ETH_LEN..][ipv6::field::DST_ADDR].try_into().unwrap();
+        let sum_at = ETH_LEN + IP6_LEN + icmp_field::CHECKSUM.start;
+        short[sum_at..sum_at + 2].copy_from_slice(&[0, 0]);
         let sum = icmpv6_checksum(&src, &dst, &short[ETH_LEN + IP6_LEN..]);
-        short[ETH_LEN + IP6_LEN + 2..ETH_LEN + IP6_LEN + 4].copy_from_slice(&sum.to_be_bytes());
+        short[sum_at..sum_at + 2].copy_from_slice(&sum.to_be_bytes());
         let slen = short.len();
         assert_eq!(
             answer_gateway(&mut short, slen, POD_GATEWAY_V6, HOST_SIDE_MAC),
@@ -247,9 +283,8 @@ mod tests {
     proptest! {
         #[test]
         fn random_frames_never_panic(mut f in prop::collection::vec(any::<u8>(), 0..120), v6 in any::<bool>(), len in 0usize..130) {
-            if v6 && f.len() >= 14 {
-                f[12] = 0x86;
-                f[13] = 0xdd;
+            if v6 && f.len() >= ETH_LEN {
+                ethernet::set_ethertype(&mut f, ethernet::ethertype::IPV6);
             }
             let _ = answer_gateway(&mut f, len, POD_GATEWAY_V6, HOST_SIDE_MAC);
         }

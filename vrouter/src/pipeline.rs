@@ -16,6 +16,8 @@ use crate::nexthop::{Adjacency, NextHopTable, PortId};
 use crate::tunnel::{Overlay, TunnelTable};
 use encap::rewrite::{self, Hop, ETH_HDR_LEN};
 use encap::tunnel::{DecapError, OuterEth};
+use encap::wire::ethernet::{self, ethertype::ARP, ethertype::IPV4, ethertype::IPV6};
+use encap::wire::{icmp as icmp_wire, ip::protocol, ipv4, ipv6};
 use fib::{Reader4, Reader6};
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
@@ -173,7 +175,7 @@ impl Pipeline {
     /// Finish a frame that was held for next hop `nh` (see [`Action::Hold`]): still
     /// unresolved → `Hold` again; else what forwarding would have done.
     pub fn resume(&mut self, frame: &mut [u8], len: usize, nh: u32) -> Action {
-        let v6 = ethertype(&frame[..len.min(frame.len())]) == Some(0x86dd);
+        let v6 = ethertype(&frame[..len.min(frame.len())]) == Some(IPV6);
         let mut tally = Tally::default();
         let action = match self.forward(frame, len, nh, v6, true) {
             Action::Drop(why) => {
@@ -213,8 +215,8 @@ impl Pipeline {
         let Some(Some(nh)) = self.pod_nexthops.get(port.0 as usize) else {
             return;
         };
-        let mac: [u8; 6] = frame[6..12].try_into().unwrap();
-        if mac[0] & 1 == 0 && mac != [0; 6] {
+        let mac = ethernet::source(frame);
+        if !ethernet::is_group(&mac) && mac != [0; 6] {
             let want = Adjacency::Forward { port, mac };
             if self.nexthops.get(*nh) != Some(want) {
                 self.nexthops.set(*nh, want);
@@ -282,7 +284,7 @@ impl Pipeline {
             }
             lens_now[i] = len;
             actions[i] = match ethertype(&frame[..len]) {
-                Some(0x0800) => match ipv4_addrs(&frame[ETH_HDR_LEN..len]) {
+                Some(IPV4) => match ipv4_addrs(&frame[ETH_HDR_LEN..len]) {
                     None => Action::Drop(DropReason::Malformed),
                     Some((src, _)) if !may_send_v4(&port.kind, src) => {
                         Action::Drop(DropReason::Spoofed)
@@ -294,7 +296,7 @@ impl Pipeline {
                         continue;
                     }
                 },
-                Some(0x86dd) => {
+                Some(IPV6) => {
                     if from_pod {
                         if is_icmpv6_nd(&frame[..len]) {
                             self.learn_pod_mac(rx, frame);
@@ -312,7 +314,7 @@ impl Pipeline {
                         // A pod's own link (multicast: MLD, DAD, solicitations; link-local
                         // unicast: its answers to our ND): never routed.
                         Some((_, dst))
-                            if from_pod && (dst >> 120 == 0xff || dst >> 118 == 0x3fa) =>
+                            if from_pod && (is_multicast_v6(dst) || is_link_local(dst)) =>
                         {
                             Action::Drop(DropReason::NotForUs)
                         }
@@ -327,7 +329,7 @@ impl Pipeline {
                         }
                     }
                 }
-                Some(0x0806) if from_pod => {
+                Some(ARP) if from_pod => {
                     self.learn_pod_mac(rx, frame);
                     match arp::answer_gateway(&mut frame[..len], POD_GATEWAY_V4, HOST_SIDE_MAC) {
                         ArpOutcome::Replied => {
@@ -423,7 +425,7 @@ impl Pipeline {
         let kind = match why {
             DropReason::TtlExpired => IcmpError::TimeExceeded,
             DropReason::TooBig => {
-                if !v6 && frame.get(ETH_HDR_LEN + 6)? & 0x40 == 0 {
+                if !v6 && !ipv4::dont_frag_at(frame, ETH_HDR_LEN)? {
                     return None;
                 }
                 IcmpError::TooBig {
@@ -499,7 +501,7 @@ impl Pipeline {
         // What egress_mtu says, without looking the tunnel up again.
         let mtu = (out.mtu as usize).saturating_sub(over);
         if len.saturating_sub(ETH_HDR_LEN) > mtu {
-            let df = v6 || frame.get(ETH_HDR_LEN + 6).is_none_or(|f| f & 0x40 != 0);
+            let df = v6 || ipv4::dont_frag_at(frame, ETH_HDR_LEN).unwrap_or(true);
             if df {
                 return Action::Drop(DropReason::TooBig);
             }
@@ -579,10 +581,10 @@ impl Pipeline {
         };
         let f = &frame[..len];
         let to_us = match ethertype(f) {
-            Some(0x0800) => {
+            Some(IPV4) => {
                 ipv4_addrs(&f[ETH_HDR_LEN..]).is_some_and(|(_, d)| o.local_v4.contains(&d))
             }
-            Some(0x86dd) => {
+            Some(IPV6) => {
                 ipv6_addrs(&f[ETH_HDR_LEN..]).is_some_and(|(_, d)| o.local_v6.contains(&d))
             }
             _ => false,
@@ -600,8 +602,7 @@ impl Pipeline {
                 Ok(d) => {
                     let l = d.inner_ip.len();
                     frame.copy_within(d.inner_ip, ETH_HDR_LEN);
-                    let et: u16 = if d.inner_v6 { 0x86dd } else { 0x0800 };
-                    frame[12..14].copy_from_slice(&et.to_be_bytes());
+                    ethernet::set_ethertype(frame, if d.inner_v6 { IPV6 } else { IPV4 });
                     ETH_HDR_LEN + l
                 }
                 Err(DecapError::NotTunnel) => return Decap::NotTunnel,
@@ -611,12 +612,8 @@ impl Pipeline {
         };
         let inner = &frame[..inner_len];
         let ours = match ethertype(inner) {
-            Some(0x0800) => {
-                ipv4_addrs(&inner[ETH_HDR_LEN..]).is_some_and(|(_, d)| o.in_pools_v4(d))
-            }
-            Some(0x86dd) => {
-                ipv6_addrs(&inner[ETH_HDR_LEN..]).is_some_and(|(_, d)| o.in_pools_v6(d))
-            }
+            Some(IPV4) => ipv4_addrs(&inner[ETH_HDR_LEN..]).is_some_and(|(_, d)| o.in_pools_v4(d)),
+            Some(IPV6) => ipv6_addrs(&inner[ETH_HDR_LEN..]).is_some_and(|(_, d)| o.in_pools_v6(d)),
             _ => false,
         };
         if ours {
@@ -727,7 +724,7 @@ fn oversize(
     mac: [u8; 6],
     out: &Port,
 ) -> Action {
-    if v6 || frame.get(ETH_HDR_LEN + 6).is_none_or(|f| f & 0x40 != 0) {
+    if v6 || ipv4::dont_frag_at(frame, ETH_HDR_LEN).unwrap_or(true) {
         return Action::Drop(DropReason::TooBig);
     }
     match rewrite_hop(frame, len, v6, mac, out.mac) {
@@ -743,9 +740,11 @@ fn oversize(
 /// ICMPv6 neighbour / router solicitation or advertisement (types 133..=136) with no
 /// extension headers, as ND sends it.
 fn is_icmpv6_nd(frame: &[u8]) -> bool {
-    frame.len() > ETH_HDR_LEN + 40
-        && frame[ETH_HDR_LEN + 6] == 58
-        && (133..=136).contains(&frame[ETH_HDR_LEN + 40])
+    use icmp_wire::v6::{NEIGHBOR_ADVERT, ROUTER_SOLICIT};
+    let icmp_at = ETH_HDR_LEN + ipv6::HEADER_LEN;
+    frame.len() > icmp_at + icmp_wire::field::TYPE
+        && frame[ETH_HDR_LEN + ipv6::field::NXT_HDR] == protocol::ICMPV6
+        && (ROUTER_SOLICIT..=NEIGHBOR_ADVERT).contains(&frame[icmp_at + icmp_wire::field::TYPE])
 }
 
 fn ethertype(frame: &[u8]) -> Option<u16> {
@@ -768,7 +767,7 @@ fn ipv4_addrs(ip: &[u8]) -> Option<(u32, u32)> {
 /// Source and destination of a plausible IPv6 header.
 fn ipv6_addrs(ip: &[u8]) -> Option<(u128, u128)> {
     let h = etherparse::Ipv6HeaderSlice::from_slice(ip).ok()?;
-    if 40 + h.payload_length() as usize > ip.len() {
+    if ipv6::HEADER_LEN + h.payload_length() as usize > ip.len() {
         return None;
     }
     Some((
@@ -788,8 +787,20 @@ fn may_send_v6(kind: &PortKind, src: u128) -> bool {
     match kind {
         PortKind::Uplink => true,
         // Link-local sources (ND, router solicitations) are the pod's own too.
-        PortKind::Endpoint { v6, .. } => v6.contains(&src) || src >> 118 == 0xfe80 >> 6,
+        PortKind::Endpoint { v6, .. } => v6.contains(&src) || is_link_local(src),
     }
+}
+
+/// In ff00::/8.
+#[inline]
+fn is_multicast_v6(addr: u128) -> bool {
+    addr >> 120 == ipv6::MULTICAST_PREFIX as u128
+}
+
+/// In fe80::/10.
+#[inline]
+fn is_link_local(addr: u128) -> bool {
+    addr >> 118 == 0xfe80 >> 6
 }
 
 #[cfg(test)]

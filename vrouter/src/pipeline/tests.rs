@@ -297,10 +297,11 @@ fn big4(ip_len: usize, df: bool) -> Vec<u8> {
         .udp(1000, 2000);
     let mut f = Vec::new();
     b.write(&mut f, &vec![0u8; ip_len - 28]).unwrap();
-    f[14 + 6] = if df { 0x40 } else { 0 };
-    f[14 + 10..14 + 12].copy_from_slice(&[0, 0]);
-    let c = encap::rewrite::ipv4_checksum(&f[14..34]);
-    f[14 + 10..14 + 12].copy_from_slice(&c.to_be_bytes());
+    let ip = &mut f[ETH_HDR_LEN..ETH_HDR_LEN + ipv4::HEADER_LEN];
+    ipv4::set_flg_off(ip, if df { ipv4::FLAG_DF } else { 0 });
+    ipv4::set_checksum(ip, 0);
+    let c = encap::rewrite::ipv4_checksum(ip);
+    ipv4::set_checksum(ip, c);
     f
 }
 
@@ -343,11 +344,11 @@ fn packets_over_the_egress_mtu_get_frag_needed_or_packet_too_big() {
         "no DF: rewritten, then sent as fragments by the backend"
     );
     assert_eq!(
-        out[2][ETH_HDR_LEN + 8],
+        out[2][ETH_HDR_LEN + ipv4::field::TTL],
         63,
         "TTL decremented before fragmenting"
     );
-    assert_eq!(&out[2][0..6], &POD_B_MAC);
+    assert_eq!(&out[2][ethernet::field::DESTINATION], &POD_B_MAC);
     let p = SlicedPacket::from_ethernet(&out[3]).unwrap();
     let Some(etherparse::TransportSlice::Icmpv6(icmp)) = &p.transport else {
         panic!()
@@ -364,7 +365,7 @@ fn packets_over_the_egress_mtu_get_frag_needed_or_packet_too_big() {
 fn uplink_traffic_not_ours_goes_to_the_kernel() {
     let mut n = node();
     let mut arp = crate::arp::tests_support::request();
-    arp[28..32].copy_from_slice(&[10, 0, 0, 2]);
+    arp[ETH_HDR_LEN..][encap::wire::arp::field::SPA].copy_from_slice(&[10, 0, 0, 2]);
     let (actions, _) = run(
         &mut n,
         UPLINK,
@@ -399,7 +400,11 @@ fn pods_get_their_gateway_answered() {
             len: 60
         }
     );
-    assert_eq!(&out[0][22..28], &HOST_SIDE_MAC, "sender is the host side");
+    assert_eq!(
+        &out[0][ETH_HDR_LEN..][encap::wire::arp::field::SHA],
+        &HOST_SIDE_MAC,
+        "sender is the host side"
+    );
     assert_eq!(n.counters.total().replies, 1);
 }
 
