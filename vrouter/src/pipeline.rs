@@ -17,8 +17,9 @@ use crate::tunnel::{Overlay, TunnelTable};
 use encap::rewrite::{self, Hop, ETH_HDR_LEN};
 use encap::tunnel::{DecapError, OuterEth};
 use encap::wire::ethernet::{self, ethertype::ARP, ethertype::IPV4, ethertype::IPV6};
-use encap::wire::{icmp as icmp_wire, ip::protocol, ipv4, ipv6};
+use encap::wire::ipv4;
 use fib::{Reader4, Reader6};
+use headers::{ethertype, ipv4_addrs, ipv6_addrs, is_icmpv6_nd, is_link_local, is_multicast_v6};
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
@@ -737,45 +738,6 @@ fn oversize(
     }
 }
 
-/// ICMPv6 neighbour / router solicitation or advertisement (types 133..=136) with no
-/// extension headers, as ND sends it.
-fn is_icmpv6_nd(frame: &[u8]) -> bool {
-    use icmp_wire::v6::{NEIGHBOR_ADVERT, ROUTER_SOLICIT};
-    let icmp_at = ETH_HDR_LEN + ipv6::HEADER_LEN;
-    frame.len() > icmp_at + icmp_wire::field::TYPE
-        && frame[ETH_HDR_LEN + ipv6::field::NXT_HDR] == protocol::ICMPV6
-        && (ROUTER_SOLICIT..=NEIGHBOR_ADVERT).contains(&frame[icmp_at + icmp_wire::field::TYPE])
-}
-
-fn ethertype(frame: &[u8]) -> Option<u16> {
-    etherparse::Ethernet2HeaderSlice::from_slice(frame)
-        .ok()
-        .map(|e| e.ether_type().0)
-}
-
-/// Source and destination of a plausible IPv4 header (version 4, IHL ≥ 5, lengths fit),
-/// through etherparse's checked view (no copy; measured as fast as hand-written checks).
-fn ipv4_addrs(ip: &[u8]) -> Option<(u32, u32)> {
-    let h = etherparse::Ipv4HeaderSlice::from_slice(ip).ok()?;
-    let total = h.total_len() as usize;
-    if total < h.slice().len() || total > ip.len() {
-        return None;
-    }
-    Some((u32::from(h.source_addr()), u32::from(h.destination_addr())))
-}
-
-/// Source and destination of a plausible IPv6 header.
-fn ipv6_addrs(ip: &[u8]) -> Option<(u128, u128)> {
-    let h = etherparse::Ipv6HeaderSlice::from_slice(ip).ok()?;
-    if ipv6::HEADER_LEN + h.payload_length() as usize > ip.len() {
-        return None;
-    }
-    Some((
-        u128::from(h.source_addr()),
-        u128::from(h.destination_addr()),
-    ))
-}
-
 fn may_send_v4(kind: &PortKind, src: u32) -> bool {
     match kind {
         PortKind::Uplink => true,
@@ -791,17 +753,6 @@ fn may_send_v6(kind: &PortKind, src: u128) -> bool {
     }
 }
 
-/// In ff00::/8.
-#[inline]
-fn is_multicast_v6(addr: u128) -> bool {
-    addr >> 120 == ipv6::MULTICAST_PREFIX as u128
-}
-
-/// In fe80::/10.
-#[inline]
-fn is_link_local(addr: u128) -> bool {
-    addr >> 118 == 0xfe80 >> 6
-}
-
+mod headers;
 #[cfg(test)]
 mod tests;
