@@ -5,7 +5,7 @@
 use crate::config::{BgpPeer, EncapMode, EndpointKind, Pool, StaticRoute, Via};
 use crate::node::endpoints::EndpointRequest;
 use crate::node::error::{invalid, NodeError, NodeResult};
-use crate::node::{NodeState, Origin};
+use crate::node::NodeState;
 use control::api::{pb, Call};
 use ipnet::IpNet;
 use std::net::IpAddr;
@@ -69,7 +69,7 @@ pub fn answer(node: &mut NodeState, call: Call) {
         Call::AddRoute(r, tx) => {
             let r = static_route(r).and_then(|route| {
                 let dst = route.dst.trunc();
-                let nh = node.install_route(route, Origin::Api)?;
+                let nh = node.add_route(route)?;
                 Ok(node.route_pb(dst, nh))
             });
             let _ = tx.send(reply(r));
@@ -100,7 +100,7 @@ pub fn answer(node: &mut NodeState, call: Call) {
         Call::AddPeer(p, tx) => {
             let r = bgp_peer(&p).and_then(|peer| {
                 let address = peer.address;
-                node.install_peer(peer, Origin::Api)?;
+                node.add_peer(peer)?;
                 Ok(pb::Peer {
                     address: address.to_string(),
                     asn: p.asn,

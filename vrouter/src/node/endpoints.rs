@@ -65,7 +65,9 @@ impl NodeState {
             ips,
             mac: req.mac,
         };
-        self.install_endpoint(endpoint, Origin::Api)
+        let ep = self.install_endpoint(endpoint, Origin::Api)?;
+        self.persist()?;
+        Ok(ep)
     }
 
     /// The MTU of an endpoint's interface, if the workers' frames can carry it.
@@ -136,7 +138,6 @@ impl NodeState {
         }
         self.ports.endpoints.push(ep.clone());
         self.sync_blocks();
-        self.persist()?;
         info!(endpoint = %ep.name, interface = %ep.interface, worker = ep.worker, "endpoint added");
         for ip in &endpoint.ips {
             self.publish_route(
@@ -197,7 +198,9 @@ impl NodeState {
                 "endpoint {name} comes from the configuration file: remove it there"
             )));
         }
-        self.uninstall_endpoint(name)
+        let released = self.uninstall_endpoint(name)?;
+        self.persist()?;
+        Ok(released)
     }
 
     /// Take an endpoint down: routes, next hop, socket and steering, port, IPAM.
@@ -233,7 +236,6 @@ impl NodeState {
         self.origins.endpoints.remove(name);
         let released = self.ipam.release(name);
         self.sync_blocks();
-        self.persist()?;
         info!(endpoint = %name, "endpoint removed");
         for ip in &ips {
             self.publish_route(

@@ -4,7 +4,9 @@
 //! the API; next the datastore and the CNI plugin). Each change is checked against the
 //! whole configuration first (the file's own validation), then applied to the live
 //! tables in an order that never lets a packet see a half state (next hop before route,
-//! route removed before its next hop goes), then persisted.
+//! route removed before its next hop goes). `install_*` / `uninstall_*` change the
+//! running node; the request-level entry points (`add_*`, `remove_*`, `apply_pool`, a
+//! reload, `start`) then save the state once per request.
 //!
 //! ```text
 //!  NodeState ── config, origins (file or API), ipam
@@ -169,7 +171,8 @@ impl NodeState {
             self.install_endpoint(e.clone(), origin(api))
                 .map_err(failed(format!("endpoint {}", e.name)))?;
         }
-        Ok(())
+        // Saved once, not once per part installed.
+        self.persist()
     }
 
     /// Start a session with each BGP peer `config` lists (the file's, and those the API

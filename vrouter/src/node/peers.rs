@@ -30,9 +30,14 @@ impl NodeState {
         if origin == Origin::Api {
             self.origins.peers.insert(peer.address);
         }
-        self.persist()?;
         info!(peer = %peer.address, "BGP peer added");
         Ok(())
+    }
+
+    /// Add a BGP peer through the API (kept in api.json).
+    pub fn add_peer(&mut self, peer: BgpPeer) -> NodeResult<()> {
+        self.install_peer(peer, Origin::Api)?;
+        self.persist()
     }
 
     /// Remove a peer the API added (the file's and the mesh's stay).
@@ -53,7 +58,8 @@ impl NodeState {
                 NodeError::NotFound(format!("{address} is not a peer"))
             });
         }
-        self.uninstall_peer(address)
+        self.uninstall_peer(address)?;
+        self.persist()
     }
 
     pub fn uninstall_peer(&mut self, address: IpAddr) -> NodeResult<()> {
@@ -65,7 +71,6 @@ impl NodeState {
             b.peers.retain(|p| p.address != address);
         }
         self.origins.peers.remove(&address);
-        self.persist()?;
         info!(peer = %address, "BGP peer removed");
         Ok(())
     }

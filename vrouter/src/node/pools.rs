@@ -23,7 +23,9 @@ impl NodeState {
                 "pool {cidr} comes from the configuration file: change it there"
             )));
         }
-        self.install_pool(pool, Origin::Api)
+        let pool = self.install_pool(pool, Origin::Api)?;
+        self.persist()?;
+        Ok(pool)
     }
 
     /// Create or update a pool.
@@ -53,7 +55,6 @@ impl NodeState {
         self.ipam.set_pools(ipam_pools(&self.config));
         self.host.steer_to_us(cidr.trunc(), true);
         self.sync_overlay();
-        self.persist()?;
         info!(pool = %cidr, "pool applied");
         Ok(pool)
     }
@@ -68,7 +69,8 @@ impl NodeState {
                 "pool {cidr} comes from the configuration file: remove it there"
             )));
         }
-        self.uninstall_pool(cidr)
+        self.uninstall_pool(cidr)?;
+        self.persist()
     }
 
     pub fn uninstall_pool(&mut self, cidr: IpNet) -> NodeResult<()> {
@@ -93,7 +95,6 @@ impl NodeState {
         self.ipam.set_pools(ipam_pools(&self.config));
         self.host.steer_to_us(cidr.trunc(), false);
         self.sync_overlay();
-        self.persist()?;
         info!(pool = %cidr, "pool removed");
         Ok(())
     }

@@ -203,6 +203,10 @@ impl NodeState {
                 &mut failed,
             );
         }
+        // What the API added is saved once for the whole reload.
+        if let Err(e) = self.persist() {
+            failed.push(e.to_string());
+        }
         for f in &failed {
             warn!(change = %f, "reload: not applied");
         }

@@ -52,11 +52,17 @@ impl NodeState {
         if origin == Origin::Api {
             self.origins.routes.insert(dst);
         }
-        self.persist()?;
         info!(route = %dst, "static route added");
         if self.watched() {
             self.publish_route("add", self.route_pb(dst, nh));
         }
+        Ok(nh)
+    }
+
+    /// Add a static route through the API (kept in api.json).
+    pub fn add_route(&mut self, r: StaticRoute) -> NodeResult<u32> {
+        let nh = self.install_route(r, Origin::Api)?;
+        self.persist()?;
         Ok(nh)
     }
 
@@ -71,14 +77,14 @@ impl NodeState {
                 "the route to {dst} comes from the configuration file: remove it there"
             )));
         }
-        self.uninstall_route(dst)
+        self.uninstall_route(dst)?;
+        self.persist()
     }
 
     pub fn uninstall_route(&mut self, dst: IpNet) -> NodeResult<()> {
         self.config.routes.retain(|r| r.dst.trunc() != dst);
         self.origins.routes.remove(&dst);
         self.remove_route_of(dst);
-        self.persist()?;
         info!(route = %dst, "static route removed");
         self.publish_route(
             "remove",

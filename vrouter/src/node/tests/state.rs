@@ -358,7 +358,7 @@ fn what_the_api_added_survives_a_restart() {
         node: None,
         uplink: None,
     };
-    node.install_route(route.clone(), Origin::Api).unwrap();
+    node.add_route(route.clone()).unwrap();
     drop(node);
     // What vrouterd does at start: the file plus api.json.
     let state = ApiState::load(&dir).unwrap();
@@ -451,7 +451,7 @@ fn peers_added_and_removed_through_the_api() {
         .iter()
         .any(|p| p.address == "127.0.0.2".parse::<std::net::IpAddr>().unwrap()));
     assert!(!node.origins.peers.contains(&"127.0.0.2".parse().unwrap()));
-    node.install_peer(peer("127.0.0.3"), Origin::Api).unwrap();
+    node.add_peer(peer("127.0.0.3")).unwrap();
     assert!(node.origins.peers.contains(&"127.0.0.3".parse().unwrap()));
     assert!(matches!(
         node.install_peer(peer("127.0.0.3"), Origin::Api),
