@@ -87,15 +87,35 @@ fn effective_config(file_config: &Config) -> io::Result<(Config, ApiState)> {
     Ok((config, api_state))
 }
 
+/// Start-up failed after the workers began: stop them and let the node's XDP programs
+/// go with it.
+fn abort(
+    stop: &AtomicBool,
+    node: NodeState,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    e: crate::node::error::NodeError,
+) -> io::Error {
+    stop.store(true, Ordering::Relaxed);
+    drop(node);
+    for t in threads {
+        let _ = t.join();
+    }
+    io::Error::new(io::ErrorKind::InvalidInput, e.to_string())
+}
+
 /// Run the node until `stop` is set. Errors at start-up name what failed.
 pub fn run(file_config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> io::Result<()> {
     let (config, api_state) = effective_config(file_config)?;
     let ipam = open_ipam(&config)?;
     let plan = Plan::new(&config, &if_info)?;
     let tables = Tables::new(&plan, Capacity::for_plan(&plan, config.bgp.is_some()));
-    let started = start_workers(&config, &plan, &tables, &stop)?;
-    let worker_count = started.threads.len();
-    let counters = started.counters.clone();
+    let Started {
+        threads,
+        host,
+        counters,
+        endpoint_mtu_limit,
+    } = start_workers(&config, &plan, &tables, &stop)?;
+    let worker_count = threads.len();
     info!(
         node = %config.node_name,
         workers = worker_count,
@@ -104,12 +124,6 @@ pub fn run(file_config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) ->
     );
     // The node's state starts with no pool, route, endpoint or peer; the configuration's
     // are installed by the path each takes whoever asks.
-    let Started {
-        threads,
-        host,
-        counters: _,
-        endpoint_mtu_limit,
-    } = started;
     let mut node = NodeState::new(
         config.clone(),
         api_state.origins(file_config),
@@ -123,12 +137,7 @@ pub fn run(file_config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) ->
         },
     );
     if let Err(e) = node.start(&config) {
-        stop.store(true, Ordering::Relaxed);
-        drop(node);
-        for t in threads {
-            let _ = t.join();
-        }
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, e.to_string()));
+        return Err(abort(&stop, node, threads, e));
     }
     info!(
         endpoints = node.ports.endpoints.len(),
@@ -163,12 +172,7 @@ pub fn run(file_config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) ->
     // Its peers from the configuration are added as the API adds one (the mesh's come
     // with the speaker: they follow [[nodes]]).
     if let Err(e) = node.start_peers(&config) {
-        stop.store(true, Ordering::Relaxed);
-        drop(node);
-        for t in threads {
-            let _ = t.join();
-        }
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, e.to_string()));
+        return Err(abort(&stop, node, threads, e));
     }
     // The API: calls are answered below, between route batches.
     let (calls_tx, calls_rx) = mpsc::channel();
