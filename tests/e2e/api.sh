@@ -256,7 +256,8 @@ check "the route is gone" bash -c "$VROUTERCTL route list --filter 10.70.0.0/16 
 # Reload (SIGHUP, then vrouterctl reload): a pool, an endpoint and a route added to the
 # file go live; pod1's traffic (unchanged) keeps flowing; settings needing a restart are named.
 cp "$WORK/node.toml" "$WORK/node.orig.toml"
-cat >>"$WORK/node.toml" <<'CFG'
+# pod2 in the file (with its pool): added here, and again at the end of the script.
+cat >"$WORK/pod2.toml" <<'CFG'
 [[pools]]
 cidr = "10.69.0.0/16"
 [[endpoints]]
@@ -264,6 +265,9 @@ name = "pod2"
 kind = "veth"
 interface = "cali2"
 ips = ["10.69.0.5/32"]
+CFG
+cat "$WORK/pod2.toml" >>"$WORK/node.toml"
+cat >>"$WORK/node.toml" <<'CFG'
 [[routes]]
 dst = "10.71.0.0/16"
 via = "10.97.0.2"
@@ -316,17 +320,8 @@ check "vrouterd is still running after all of it" alive
 # An endpoint of the file at start, removed from the file and reloaded, then put back:
 # its XDP program goes with it (one path for the file's endpoints and the API's), so it
 # comes back instead of failing with "XDP on cali2: File exists" until a restart.
-cp "$WORK/node.orig.toml" "$WORK/node.toml"
-cat >>"$WORK/node.toml" <<'CFG'
-[[pools]]
-cidr = "10.69.0.0/16"
-[[endpoints]]
-name = "pod2"
-kind = "veth"
-interface = "cali2"
-ips = ["10.69.0.5/32"]
-CFG
-cp "$WORK/node.toml" "$WORK/node.pod2.toml"
+cat "$WORK/node.orig.toml" "$WORK/pod2.toml" >"$WORK/node.pod2.toml"
+cp "$WORK/node.pod2.toml" "$WORK/node.toml"
 stop
 start
 check "a file endpoint at start forwards" ping4 ${P}p2 10.97.0.2
