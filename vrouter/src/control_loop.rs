@@ -108,7 +108,7 @@ pub fn run(file_config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) ->
     let (config, api_state) = effective_config(file_config)?;
     let ipam = open_ipam(&config)?;
     let plan = Plan::new(&config, &if_info)?;
-    let tables = Tables::new(&plan, Capacity::for_plan(&plan, config.bgp.is_some()));
+    let tables = Tables::new(&plan, Capacity::for_start(&plan, &config));
     let Started {
         threads,
         host,

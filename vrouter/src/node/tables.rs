@@ -4,6 +4,7 @@
 
 use super::nexthops::NextHopAlloc;
 use super::plan::Plan;
+use crate::config::Config;
 use crate::ecmp::GroupTable;
 use crate::nexthop::{Adjacency, NextHopTable};
 use crate::tunnel::TunnelTable;
@@ -29,13 +30,32 @@ const BGP_TUNNELS: usize = 4096;
 const BGP_GROUPS: usize = 4096;
 
 impl Capacity {
-    /// Room for the plan, routes added while running and, with BGP, learnt routes.
-    pub fn for_plan(plan: &Plan, bgp: bool) -> Capacity {
-        let extra = |n: usize| if bgp { n } else { 0 };
+    /// Room for the plan, the configuration's static routes (installed after it: at
+    /// most their neighbours, an ECMP group or a tunnel and its underlay each), routes
+    /// added while running and, with BGP, learnt routes.
+    pub fn for_start(plan: &Plan, config: &Config) -> Capacity {
+        let extra = |n: usize| if config.bgp.is_some() { n } else { 0 };
+        let (mut nexthops, mut tunnels, mut groups) = (0, 0, 0);
+        for r in &config.routes {
+            match &r.via {
+                Some(via) => {
+                    let n = via.addrs().len();
+                    nexthops += n + usize::from(n > 1);
+                    groups += usize::from(n > 1);
+                }
+                None => {
+                    nexthops += 2;
+                    tunnels += 1;
+                }
+            }
+        }
         Capacity {
-            nexthops: plan.alloc.count.max(1) as usize + RUNTIME_NEXTHOPS + extra(BGP_NEXTHOPS),
-            tunnels: plan.alloc.tunnels.len() + RUNTIME_TUNNELS + extra(BGP_TUNNELS),
-            groups: plan.alloc.groups.len() + RUNTIME_GROUPS + extra(BGP_GROUPS),
+            nexthops: plan.alloc.count.max(1) as usize
+                + nexthops
+                + RUNTIME_NEXTHOPS
+                + extra(BGP_NEXTHOPS),
+            tunnels: tunnels + RUNTIME_TUNNELS + extra(BGP_TUNNELS),
+            groups: groups + RUNTIME_GROUPS + extra(BGP_GROUPS),
         }
     }
 }

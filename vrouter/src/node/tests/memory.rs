@@ -111,7 +111,7 @@ fn an_endpoint_added_through_the_node_forwards_on_its_worker_and_stops_when_remo
     let dir = state_dir();
     let config = config(CONFIG, &dir);
     let plan = Plan::new(&config, &info).unwrap();
-    let tables = Tables::new(&plan, Capacity::for_plan(&plan, false));
+    let tables = Tables::new(&plan, Capacity::for_start(&plan, &config));
     let counters = Arc::new(Counters::new(1));
     let ports: Arc<[Port]> = plan.ports.ports.clone().into();
     let mut pipeline = worker_pipeline(&config, &plan, &tables, &ports, &counters, 0);

@@ -131,7 +131,7 @@ pub(super) fn node_with(text: &str, dir: &std::path::Path) -> (NodeState, Rc<Ref
     let config = config(text, dir);
     let ipam = open_ipam(&config).unwrap();
     let plan = Plan::new(&config, &info).unwrap();
-    let tables = Tables::new(&plan, Capacity::for_plan(&plan, config.bgp.is_some()));
+    let tables = Tables::new(&plan, Capacity::for_start(&plan, &config));
     let machine = Rc::new(RefCell::new(Machine::default()));
     let workers = config.workers.count;
     let mut node = NodeState::new(

@@ -293,3 +293,31 @@ node = "node-b"
     assert_eq!(node.overlay.pools_v4.len(), 3);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn the_tables_have_room_for_every_static_route_of_the_file() {
+    // More routes to nodes (each its own VXLAN tunnel) than the room kept for routes
+    // added while running: the start still installs them all.
+    let mut text = String::from(
+        "node_name = \"n1\"\nnode_ips = [\"10.0.0.1/16\"]\n[[uplinks]]\nname = \"eth0\"\n\
+         [[pools]]\ncidr = \"10.244.0.0/14\"\nvxlan_mode = \"Always\"\n",
+    );
+    let nodes = 300;
+    for i in 0..nodes {
+        text += &format!(
+            "[[nodes]]\nname = \"n{i}x\"\nips = [\"10.0.{}.{}/16\"]\n",
+            1 + i / 200,
+            1 + i % 200
+        );
+        text += &format!(
+            "[[routes]]\ndst = \"10.{}.{}.0/26\"\nnode = \"n{i}x\"\n",
+            244 + i / 256,
+            i % 256
+        );
+    }
+    let dir = state_dir();
+    let (node, _machine) = node_with(&text, &dir);
+    assert_eq!(node.alloc.tunnels.len(), nodes);
+    assert_eq!(node.tables.len(), nodes);
+    let _ = std::fs::remove_dir_all(dir);
+}
