@@ -29,14 +29,6 @@ pub struct BgpRoutes {
 }
 
 impl BgpRoutes {
-    /// `configured`: the prefixes the configuration routes at start.
-    pub fn new(configured: impl IntoIterator<Item = IpNet>) -> BgpRoutes {
-        BgpRoutes {
-            configured: configured.into_iter().map(|p| p.trunc()).collect(),
-            ..BgpRoutes::default()
-        }
-    }
-
     /// A prefix the configuration (or an endpoint) routes: BGP leaves it alone.
     pub fn set_configured(&mut self, prefix: IpNet, on: bool) {
         if on {

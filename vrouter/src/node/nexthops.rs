@@ -235,10 +235,4 @@ impl NextHopAlloc {
         self.by_tunnel.insert((name.to_string(), vxlan, v6), nh);
         Ok(nh)
     }
-
-    /// The tunnel next hop `nh` names, if it is one.
-    pub fn tunnel_of(&self, nh: u32) -> Option<&Tunnel> {
-        let id = self.tunnel_nexthops.iter().find(|(n, _)| *n == nh)?.1;
-        self.tunnels.get(id as usize)
-    }
 }
