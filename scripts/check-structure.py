@@ -47,8 +47,8 @@ import tempfile
 from pathlib import Path
 
 DEFAULT_MAX_LINES = 800
-GRAPH_CRATES = ["vrouter", "control", "encap", "fib"]
-SIZE_CRATES = ["vrouter", "control"]
+GRAPH_CRATES = ["vrouter", "control", "encap", "fib", "datastore"]
+SIZE_CRATES = ["vrouter", "control", "datastore"]
 
 # --------------------------------------------------------------------------------------
 # Lexer: Rust source to tokens (identifiers, `::`, single-character punctuation,

@@ -7,9 +7,12 @@ set -euo pipefail
 # and our XDP program; iperf3, socat, scapy, tshark for the namespace tests.
 # bird2, frr, gobgpd: real BGP peers of the control-plane tests (started by the tests
 # themselves in namespaces, never as services); systemd for `systemd-analyze verify`.
+# etcd-server / etcd-client: the cluster datastore tests start their own 3-member
+# cluster on loopback; protobuf-compiler: the etcd-client crate compiles etcd's .proto
+# with protoc at build time.
 # dpdk-testpmd (fwdbench's DPDK reference) is in dpdk-dev in Debian 12's current dpdk
 # packages (22.11.11), not in dpdk.
-TEST_PKGS=(iproute2 iputils-ping python3-prometheus-client util-linux dpdk dpdk-dev librte-net-af-xdp23 pkg-config clang libelf-dev m4 zlib1g-dev iperf3 ethtool socat python3-scapy tcpdump tshark bird2 frr gobgpd systemd)
+TEST_PKGS=(iproute2 iputils-ping python3-prometheus-client util-linux dpdk dpdk-dev librte-net-af-xdp23 pkg-config clang libelf-dev m4 zlib1g-dev iperf3 ethtool socat python3-scapy tcpdump tshark bird2 frr gobgpd systemd etcd-server etcd-client protobuf-compiler)
 # Extra packages for `fibbench --compare-dpdk`: none beyond the tests' (dpdk-test lives
 # in dpdk-dev too).
 BENCH_PKGS=()
@@ -35,6 +38,10 @@ if ((${#missing[@]})); then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # Debian starts an etcd service on install: the tests run their own members.
+    if [[ " ${missing[*]} " == *" etcd-server "* ]]; then
+        systemctl disable --now etcd >/dev/null 2>&1 || pkill -x etcd || true
+    fi
 fi
 
 command -v cargo >/dev/null || { echo "setup: cargo not found (the machine's Rust toolchain is required)" >&2; exit 1; }

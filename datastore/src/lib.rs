@@ -1,0 +1,5 @@
+//! The cluster datastore: Calico's etcdv3 data model, read and written byte for byte as
+//! Calico's libcalico-go does, so vrouterd nodes and kernel Calico nodes share one etcd.
+
+pub mod model;
+pub mod selector;

@@ -1,0 +1,1 @@
+//! Calico resources and IPAM records as stored in etcd.

@@ -1,0 +1,1 @@
+//! Calico's label selector syntax (IPPool nodeSelector, BGPPeer nodeSelector).
