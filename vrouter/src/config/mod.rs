@@ -4,7 +4,6 @@
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
-use std::collections::HashSet;
 use std::fmt;
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -366,49 +365,6 @@ pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
     parts.next().is_none().then_some(mac)
 }
 
-/// The line (1-based) a validation message is about. Messages name the entry and the
-/// field ("pool 10.0.0.0/8: block_size ...", "endpoint web: mac ...", "workers: count
-/// ..."): the entry is found by its quoted value (or its `[table]`), then the field's
-/// `key =` line within that entry; the entry's line when the field is not written.
-pub fn locate(text: &str, message: &str) -> Option<usize> {
-    let (head, rest) = message.split_once(": ")?;
-    let field = rest
-        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-        .next()
-        .unwrap_or("");
-    let lines: Vec<&str> = text.lines().collect();
-    let key_of = |l: &str| {
-        l.trim_start()
-            .split(['=', ' '])
-            .next()
-            .unwrap_or("")
-            .to_string()
-    };
-    let words: Vec<&str> = head.split_whitespace().collect();
-    // The entry: a quoted identifying value, else a [table] of that name, else top level.
-    let anchor = match words.as_slice() {
-        [] => return None,
-        [table] => lines
-            .iter()
-            .position(|l| l.trim() == format!("[{table}]"))
-            .or_else(|| lines.iter().position(|l| key_of(l) == *table)),
-        [.., id] => {
-            let quoted = format!("\"{id}\"");
-            lines.iter().position(|l| l.contains(&quoted))
-        }
-    }?;
-    // The entry's table starts at the last header at or before the anchor.
-    let start = (0..=anchor)
-        .rev()
-        .find(|&i| lines[i].trim_start().starts_with('['))
-        .unwrap_or(0);
-    let end = (anchor + 1..lines.len())
-        .find(|&i| lines[i].trim_start().starts_with('['))
-        .unwrap_or(lines.len());
-    let hit = (start..end).find(|&i| !field.is_empty() && key_of(lines[i]) == field);
-    Some(hit.unwrap_or(anchor) + 1)
-}
-
 /// A configuration error, naming what is wrong.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConfigError(pub String);
@@ -439,178 +395,10 @@ impl Config {
             None => ConfigError(format!("{}: {e}", path.display())),
         })
     }
-
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        let err = |m: String| Err(ConfigError(m));
-        if self.node_name.is_empty() {
-            return err("node_name is empty".into());
-        }
-        if self.node_ips.is_empty() {
-            return err("node_ips: at least one address is needed".into());
-        }
-        for p in &self.pools {
-            let (lo, hi) = match p.cidr {
-                IpNet::V4(_) => (20, 32),
-                IpNet::V6(_) => (116, 128),
-            };
-            let b = p.block_size();
-            if !(lo..=hi).contains(&b) || b < p.cidr.prefix_len() {
-                return err(format!(
-                    "pool {}: block_size {b} must be in {lo}..={hi} and not shorter than the pool",
-                    p.cidr
-                ));
-            }
-            if p.ipip_mode != EncapMode::Never && p.vxlan_mode != EncapMode::Never {
-                return err(format!(
-                    "pool {}: ipip_mode and vxlan_mode cannot both be on",
-                    p.cidr
-                ));
-            }
-        }
-        for (i, a) in self.pools.iter().enumerate() {
-            for b in &self.pools[i + 1..] {
-                if a.cidr.contains(&b.cidr) || b.cidr.contains(&a.cidr) {
-                    return err(format!("pools {} and {} overlap", a.cidr, b.cidr));
-                }
-            }
-        }
-        let cores = self.workers.cores();
-        if self.workers.count == 0 || cores.len() != self.workers.count {
-            return err(format!(
-                "workers: count {} needs exactly that many cores (got {cores:?})",
-                self.workers.count
-            ));
-        }
-        if cores.iter().collect::<HashSet<_>>().len() != cores.len() {
-            return err(format!("workers: cores {cores:?} repeat a core"));
-        }
-        let mut names = HashSet::new();
-        let mut interfaces = HashSet::new();
-        for e in &self.endpoints {
-            if !names.insert(&e.name) {
-                return err(format!("endpoint {}: name used twice", e.name));
-            }
-            if !interfaces.insert(&e.interface) {
-                return err(format!(
-                    "endpoint {}: interface {} used twice",
-                    e.name, e.interface
-                ));
-            }
-            if e.ips.is_empty() {
-                return err(format!("endpoint {}: no ips", e.name));
-            }
-            for ip in &e.ips {
-                if ip.prefix_len() != ip.max_prefix_len() {
-                    return err(format!(
-                        "endpoint {}: {ip} must be a host address (/32 or /128)",
-                        e.name
-                    ));
-                }
-                if !self.pools.is_empty() && !self.pools.iter().any(|p| p.cidr.contains(ip)) {
-                    return err(format!("endpoint {}: {ip} is in no pool", e.name));
-                }
-            }
-        }
-        if let Some(b) = &self.bgp {
-            if b.router_id.is_none() && !self.node_ips.iter().any(|n| n.addr().is_ipv4()) {
-                return err("bgp: router_id is needed when node_ips has no IPv4 address".into());
-            }
-            for p in &b.peers {
-                if p.hold_time == 1 || p.hold_time == 2 {
-                    return err(format!(
-                        "bgp peer {}: hold_time must be 0 or at least 3",
-                        p.address
-                    ));
-                }
-                if p.password
-                    .as_ref()
-                    .is_some_and(|pw| pw.is_empty() || pw.len() > 80)
-                {
-                    return err(format!(
-                        "bgp peer {}: password must be 1 to 80 bytes (TCP MD5)",
-                        p.address
-                    ));
-                }
-            }
-        }
-        for e in &self.endpoints {
-            if let Some(m) = &e.mac {
-                if parse_mac(m).is_none() {
-                    return err(format!(
-                        "endpoint {}: mac {m:?} is not aa:bb:cc:dd:ee:ff",
-                        e.name
-                    ));
-                }
-            }
-        }
-        for u in &self.uplinks {
-            if u.queues.len() != self.workers.count {
-                return err(format!(
-                    "uplink {}: queues {:?} must list one queue per worker ({})",
-                    u.name, u.queues, self.workers.count
-                ));
-            }
-        }
-        for n in &self.nodes {
-            if n.ips.is_empty() {
-                return err(format!("node {}: no ips", n.name));
-            }
-            if let Some(m) = &n.vtep_mac {
-                if parse_mac(m).is_none() {
-                    return err(format!(
-                        "node {}: vtep_mac {m:?} is not aa:bb:cc:dd:ee:ff",
-                        n.name
-                    ));
-                }
-            }
-        }
-        if let Some(m) = &self.vxlan.vtep_mac {
-            if parse_mac(m).is_none() {
-                return err(format!("vxlan: vtep_mac {m:?} is not aa:bb:cc:dd:ee:ff"));
-            }
-        }
-        if self.vxlan.vni >= 1 << 24 {
-            return err(format!(
-                "vxlan: vni {} does not fit 24 bits",
-                self.vxlan.vni
-            ));
-        }
-        for r in &self.routes {
-            match (&r.via, &r.node) {
-                (Some(via), None)
-                    if via.addrs().is_empty()
-                        || via
-                            .addrs()
-                            .iter()
-                            .any(|v| r.dst.addr().is_ipv4() != v.is_ipv4()) =>
-                {
-                    return err(format!(
-                        "route {}: via {:?} is empty or of the other family",
-                        r.dst,
-                        via.addrs()
-                    ));
-                }
-                (Some(_), None) => {}
-                (None, Some(node)) => {
-                    if !self.nodes.iter().any(|n| &n.name == node) {
-                        return err(format!("route {}: no node {node} in [[nodes]]", r.dst));
-                    }
-                }
-                _ => return err(format!("route {}: give exactly one of via and node", r.dst)),
-            }
-            match &r.uplink {
-                Some(name) if !self.uplinks.iter().any(|u| &u.name == name) => {
-                    return err(format!("route {}: no uplink {name}", r.dst));
-                }
-                None if self.uplinks.is_empty() => {
-                    return err(format!("route {}: there is no uplink", r.dst));
-                }
-                _ => {}
-            }
-        }
-        Ok(())
-    }
 }
+
+mod validate;
+pub use validate::locate;
 
 #[cfg(test)]
 mod tests {
@@ -657,7 +445,7 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
-    const EXAMPLE: &str = include_str!("../../configs/vrouter.toml");
+    const EXAMPLE: &str = include_str!("../../../configs/vrouter.toml");
 
     #[test]
     fn the_example_parses_with_its_defaults() {
