@@ -1,1 +1,379 @@
-//! Calico resources and IPAM records as stored in etcd.
+//! Calico resources and IPAM records as stored in etcd. Field names, their order and
+//! which ones are left out when empty follow libcalico-go's Go structs (Go's
+//! `encoding/json`: struct order, `omitempty` drops empty strings, slices, maps and nil
+//! pointers but never a struct), so what we write is what Calico writes and reads.
+//! Reading is lenient (fields we do not know are ignored, as Calico's newer fields
+//! must be); `vrouterctl pool apply` is where unknown fields are refused.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+pub const API_VERSION: &str = "projectcalico.org/v3";
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// `metadata` of a v3 resource (the fields Calico sets; `resourceVersion` is the etcd
+/// mod revision on read and never stored).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Metadata {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub namespace: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub uid: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub creation_timestamp: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// A v3 resource: `kind`, `apiVersion`, `metadata`, `spec` (Go's TypeMeta is inlined
+/// first, then ObjectMeta, then the spec).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Resource<S> {
+    pub kind: String,
+    pub api_version: String,
+    pub metadata: Metadata,
+    pub spec: S,
+}
+
+/// A Node also carries `status`, always written (a struct, never omitted).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeResource {
+    pub kind: String,
+    pub api_version: String,
+    pub metadata: Metadata,
+    pub spec: NodeSpec,
+    #[serde(default)]
+    pub status: NodeStatus,
+}
+
+/// The kinds we read and write, with their plural (the key's path element).
+pub trait Kind {
+    const KIND: &'static str;
+    const PLURAL: &'static str;
+}
+
+impl Kind for IpPoolSpec {
+    const KIND: &'static str = "IPPool";
+    const PLURAL: &'static str = "ippools";
+}
+impl Kind for NodeSpec {
+    const KIND: &'static str = "Node";
+    const PLURAL: &'static str = "nodes";
+}
+impl Kind for BgpPeerSpec {
+    const KIND: &'static str = "BGPPeer";
+    const PLURAL: &'static str = "bgppeers";
+}
+impl Kind for BgpConfigurationSpec {
+    const KIND: &'static str = "BGPConfiguration";
+    const PLURAL: &'static str = "bgpconfigurations";
+}
+
+impl<S: Kind> Resource<S> {
+    pub fn new(name: &str, spec: S) -> Resource<S> {
+        Resource {
+            kind: S::KIND.into(),
+            api_version: API_VERSION.into(),
+            metadata: Metadata {
+                name: name.into(),
+                ..Default::default()
+            },
+            spec,
+        }
+    }
+}
+
+/// IPPool spec (`api/pkg/apis/projectcalico/v3/ippool.go`), in Go's field order.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IpPoolSpec {
+    pub cidr: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub vxlan_mode: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub ipip_mode: String,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub nat_outgoing: bool,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub disabled: bool,
+    #[serde(default, rename = "disableBGPExport", skip_serializing_if = "is_false")]
+    pub disable_bgp_export: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block_size: Option<u8>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub node_selector: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub namespace_selector: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_uses: Vec<String>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub assignment_mode: String,
+}
+
+impl IpPoolSpec {
+    /// blockSize with Calico's default (26 / 122).
+    pub fn block_size(&self) -> u8 {
+        self.block_size
+            .unwrap_or(if self.cidr.contains(':') { 122 } else { 26 })
+    }
+    /// Whether endpoints may get addresses from it (allowedUses, default Workload+Tunnel).
+    pub fn for_workloads(&self) -> bool {
+        self.allowed_uses.is_empty() || self.allowed_uses.iter().any(|u| u == "Workload")
+    }
+}
+
+/// Node spec (`libcalico-go/lib/apis/v3/node.go`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bgp: Option<NodeBgpSpec>,
+    #[serde(
+        default,
+        rename = "ipv4VXLANTunnelAddr",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub ipv4_vxlan_tunnel_addr: String,
+    #[serde(
+        default,
+        rename = "vxlanTunnelMACAddr",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub vxlan_tunnel_mac_addr: String,
+    #[serde(
+        default,
+        rename = "ipv6VXLANTunnelAddr",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub ipv6_vxlan_tunnel_addr: String,
+    #[serde(
+        default,
+        rename = "vxlanTunnelMACAddrV6",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub vxlan_tunnel_mac_addr_v6: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub orch_refs: Vec<OrchRef>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<NodeAddress>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrchRef {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub node_name: String,
+    pub orchestrator: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeAddress {
+    pub address: String,
+    /// "CalicoNodeIP", "InternalIP" or "ExternalIP".
+    #[serde(default, rename = "type", skip_serializing_if = "String::is_empty")]
+    pub kind: String,
+}
+
+/// `spec.bgp` of a Node.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeBgpSpec {
+    /// numorstring.ASNumber: written as a number, read as a number or a quoted one.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "as_number::de"
+    )]
+    pub as_number: Option<u32>,
+    /// "10.95.0.11/24": the address with its subnet prefix.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub ipv4_address: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub ipv6_address: String,
+    #[serde(
+        default,
+        rename = "ipv4IPIPTunnelAddr",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub ipv4_ipip_tunnel_addr: String,
+    #[serde(
+        default,
+        rename = "routeReflectorClusterID",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub route_reflector_cluster_id: String,
+}
+
+/// `status` of a Node: empty (`{}`) from us; kept as Calico wrote it otherwise.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeStatus {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub wireguard_public_key: String,
+    #[serde(default, rename = "podCIDRs", skip_serializing_if = "Vec::is_empty")]
+    pub pod_cidrs: Vec<String>,
+}
+
+/// BGPPeer spec (`api/pkg/apis/projectcalico/v3/bgppeer.go`): the fields we honour.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BgpPeerSpec {
+    /// The node that peers; empty: every node (with nodeSelector, those it selects).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub node: String,
+    /// "10.0.0.1", "10.0.0.1:1790" or "[fd00::1]:1790".
+    #[serde(default, rename = "peerIP", skip_serializing_if = "String::is_empty")]
+    pub peer_ip: String,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "as_number::de"
+    )]
+    pub as_number: Option<u32>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub node_selector: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub peer_selector: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<BgpPassword>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub keepalive_time: String,
+}
+
+/// `password: {secretKeyRef: {name, key}}`: outside Kubernetes, the secret is a file
+/// `<secrets_dir>/<name>/<key>` (as a Secret volume mounts it).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BgpPassword {
+    #[serde(default)]
+    pub secret_key_ref: Option<SecretKeyRef>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretKeyRef {
+    pub name: String,
+    pub key: String,
+}
+
+/// BGPConfiguration spec (`bgpconfig.go`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BgpConfigurationSpec {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub log_severity_screen: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_to_node_mesh_enabled: Option<bool>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "as_number::de"
+    )]
+    pub as_number: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen_port: Option<u16>,
+}
+
+/// numorstring.ASNumber: a JSON number, or a string holding one ("64512", or the
+/// dotted "1.10" form = 1 * 65536 + 10).
+mod as_number {
+    use serde::{Deserialize, Deserializer};
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum NumOrString {
+        Num(u32),
+        Str(String),
+    }
+
+    pub fn de<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+        let v: Option<NumOrString> = Option::deserialize(d)?;
+        match v {
+            None => Ok(None),
+            Some(NumOrString::Num(n)) => Ok(Some(n)),
+            Some(NumOrString::Str(s)) => parse(&s)
+                .map(Some)
+                .ok_or_else(|| serde::de::Error::custom(format!("bad AS number {s:?}"))),
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<u32> {
+        match s.split_once('.') {
+            Some((hi, lo)) => {
+                let (hi, lo) = (hi.parse::<u16>().ok()?, lo.parse::<u16>().ok()?);
+                Some((hi as u32) << 16 | lo as u32)
+            }
+            None => s.parse().ok(),
+        }
+    }
+}
+
+/// IPAM block (`libcalico-go/lib/backend/model/block.go`): one entry per address in
+/// `allocations` (null = free, else an index into `attributes`), free ordinals in
+/// `unallocated` in the order they are handed out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AllocationBlock {
+    pub cidr: String,
+    /// "host:<node>" (or "virtual:<name>"); null when the block has no affinity.
+    pub affinity: Option<String>,
+    pub allocations: Vec<Option<u32>>,
+    pub unallocated: Vec<u32>,
+    pub attributes: Vec<AllocationAttribute>,
+    pub sequence_number: u64,
+    /// Ordinal (as a string) → the block's sequence number when it was allocated.
+    #[serde(default)]
+    pub sequence_number_for_allocation: Option<BTreeMap<String, u64>>,
+    #[serde(default)]
+    pub deleted: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_affinity: Option<String>,
+}
+
+/// What an allocation is for: its handle and Calico's secondary attributes (`node`,
+/// `pod`, `namespace`, `type`, `timestamp`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AllocationAttribute {
+    pub handle_id: Option<String>,
+    pub secondary: Option<BTreeMap<String, String>>,
+}
+
+impl AllocationBlock {
+    /// The host of a `host:` affinity.
+    pub fn host(&self) -> Option<&str> {
+        self.affinity.as_deref()?.strip_prefix("host:")
+    }
+}
+
+/// `/calico/ipam/v2/host/<node>/ipv4/block/<cidr>` (`block_affinity.go`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockAffinity {
+    /// "pending", "confirmed" or "pendingDeletion".
+    pub state: String,
+    #[serde(default)]
+    pub deleted: bool,
+}
+
+/// `/calico/ipam/v2/handle/<id>` (`ipam_handle.go`): block CIDR → addresses held.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IpamHandle {
+    pub block: BTreeMap<String, u32>,
+    #[serde(default)]
+    pub deleted: bool,
+}
+
+/// "66:xx:.." lowercase, as Calico prints it.
+pub fn format_mac(mac: [u8; 6]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}

@@ -1,0 +1,248 @@
+//! etcd as libcalico-go's etcdv3 backend uses it: a create is a transaction on the key's
+//! version being 0, an update or a delete a transaction on its mod revision (compare
+//! and swap), values plain JSON. A lost race is `Ok(false)`, never an error: callers
+//! re-read and retry. Errors name the datastore, so an allocation failing while etcd is
+//! away says so.
+
+use etcd_client::{
+    Certificate, Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, Identity,
+    TlsOptions, Txn, TxnOp, WatchOptions, WatchStream,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+use tonic::Code;
+
+/// How to reach etcd (`[datastore]` in vrouterd's configuration, `ETCD_*` for
+/// vrouterctl, as Calico names them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdSettings {
+    pub endpoints: Vec<String>,
+    pub ca_cert_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    /// Key prefix, `/calico` by default.
+    pub prefix: String,
+    /// Per request.
+    pub timeout: Duration,
+}
+
+impl EtcdSettings {
+    pub fn new(endpoints: Vec<String>) -> EtcdSettings {
+        EtcdSettings {
+            endpoints,
+            ca_cert_file: None,
+            cert_file: None,
+            key_file: None,
+            prefix: "/calico".into(),
+            timeout: Duration::from_secs(3),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreError {
+    /// etcd did not answer (or has no quorum): the message names the endpoints.
+    Unavailable(String),
+    /// A stored value that is not what its key says it is.
+    Decode { key: String, error: String },
+    /// Anything else the datastore refused.
+    Other(String),
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Unavailable(m) => write!(f, "datastore unreachable: {m}"),
+            StoreError::Decode { key, error } => write!(f, "datastore: {key}: {error}"),
+            StoreError::Other(m) => write!(f, "datastore: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// One stored key: its value and the revision it was last written at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub key: String,
+    pub value: Vec<u8>,
+    pub mod_revision: i64,
+}
+
+impl Entry {
+    pub fn decode<T: DeserializeOwned>(&self) -> StoreResult<T> {
+        serde_json::from_slice(&self.value).map_err(|e| StoreError::Decode {
+            key: self.key.clone(),
+            error: e.to_string(),
+        })
+    }
+}
+
+/// Go's json.Marshal output for our model types (compact, struct order).
+pub fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).expect("model types always serialize")
+}
+
+/// A connection to the cluster's etcd. Cheap to clone (one channel underneath).
+#[derive(Clone)]
+pub struct Store {
+    client: Client,
+    endpoints: String,
+    pub prefix: String,
+}
+
+impl Store {
+    /// Connect (lazily: an absent etcd makes requests fail, not this).
+    pub async fn connect(s: &EtcdSettings) -> StoreResult<Store> {
+        let mut options = ConnectOptions::new()
+            .with_connect_timeout(s.timeout)
+            .with_timeout(s.timeout)
+            .with_keep_alive(Duration::from_secs(5), s.timeout);
+        if s.ca_cert_file.is_some() || s.cert_file.is_some() {
+            let mut tls = TlsOptions::new();
+            if let Some(ca) = &s.ca_cert_file {
+                let pem = std::fs::read(ca).map_err(|e| {
+                    StoreError::Other(format!("ca_cert_file {}: {e}", ca.display()))
+                })?;
+                tls = tls.ca_certificate(Certificate::from_pem(pem));
+            }
+            match (&s.cert_file, &s.key_file) {
+                (Some(c), Some(k)) => {
+                    let read = |p: &PathBuf| {
+                        std::fs::read(p)
+                            .map_err(|e| StoreError::Other(format!("{}: {e}", p.display())))
+                    };
+                    tls = tls.identity(Identity::from_pem(read(c)?, read(k)?));
+                }
+                (None, None) => {}
+                _ => {
+                    return Err(StoreError::Other(
+                        "cert_file and key_file go together".into(),
+                    ))
+                }
+            }
+            options = options.with_tls(tls);
+        }
+        let endpoints = s.endpoints.join(",");
+        let client = Client::connect(&s.endpoints, Some(options))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("etcd {endpoints}: {e}")))?;
+        Ok(Store {
+            client,
+            endpoints,
+            prefix: s.prefix.clone(),
+        })
+    }
+
+    fn err(&self, e: etcd_client::Error) -> StoreError {
+        match e {
+            etcd_client::Error::GRpcStatus(s)
+                if !matches!(
+                    s.code(),
+                    Code::Unavailable | Code::DeadlineExceeded | Code::Unknown
+                ) =>
+            {
+                StoreError::Other(format!("etcd {}: {}", self.endpoints, s.message()))
+            }
+            e => StoreError::Unavailable(format!("etcd {}: {e}", self.endpoints)),
+        }
+    }
+
+    pub async fn get(&self, key: &str) -> StoreResult<Option<Entry>> {
+        let mut kv = self.client.kv_client();
+        let r = kv.get(key, None).await.map_err(|e| self.err(e))?;
+        Ok(r.kvs().first().map(entry))
+    }
+
+    /// Every key under `prefix`, and the revision the list was taken at (a watch from
+    /// the next one misses nothing).
+    pub async fn list(&self, prefix: &str) -> StoreResult<(Vec<Entry>, i64)> {
+        let mut kv = self.client.kv_client();
+        let r = kv
+            .get(prefix, Some(GetOptions::new().with_prefix()))
+            .await
+            .map_err(|e| self.err(e))?;
+        let rev = r.header().map_or(0, |h| h.revision());
+        Ok((r.kvs().iter().map(entry).collect(), rev))
+    }
+
+    /// Create `key` if it does not exist; `Ok(false)` if it does.
+    pub async fn create(&self, key: &str, value: Vec<u8>) -> StoreResult<bool> {
+        self.txn(
+            Compare::version(key, CompareOp::Equal, 0),
+            TxnOp::put(key, value, None),
+        )
+        .await
+    }
+
+    /// Replace `key` if it is still at `mod_revision`; `Ok(false)` if someone wrote it.
+    pub async fn update(&self, key: &str, value: Vec<u8>, mod_revision: i64) -> StoreResult<bool> {
+        self.txn(
+            Compare::mod_revision(key, CompareOp::Equal, mod_revision),
+            TxnOp::put(key, value, None),
+        )
+        .await
+    }
+
+    /// Delete `key` if it is still at `mod_revision`.
+    pub async fn delete(&self, key: &str, mod_revision: i64) -> StoreResult<bool> {
+        self.txn(
+            Compare::mod_revision(key, CompareOp::Equal, mod_revision),
+            TxnOp::delete(key, None),
+        )
+        .await
+    }
+
+    /// Delete every key under `prefix` (test and benchmark set-up only).
+    pub async fn delete_prefix(&self, prefix: &str) -> StoreResult<()> {
+        let mut kv = self.client.kv_client();
+        kv.delete(prefix, Some(DeleteOptions::new().with_prefix()))
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    async fn txn(&self, when: Compare, then: TxnOp) -> StoreResult<bool> {
+        let mut kv = self.client.kv_client();
+        let r = kv
+            .txn(Txn::new().when([when]).and_then([then]))
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(r.succeeded())
+    }
+
+    /// Watch every key under `prefix` from `revision` on (with the previous values, so a
+    /// delete says what went).
+    pub async fn watch(&self, prefix: &str, revision: i64) -> StoreResult<WatchStream> {
+        let mut w = self.client.watch_client();
+        w.watch(
+            prefix,
+            Some(
+                WatchOptions::new()
+                    .with_prefix()
+                    .with_start_revision(revision)
+                    .with_prev_key(),
+            ),
+        )
+        .await
+        .map_err(|e| self.err(e))
+    }
+
+    /// Whether etcd answers now (a quorum read of one key).
+    pub async fn ping(&self) -> StoreResult<()> {
+        self.get(&format!("{}/ping", self.prefix)).await.map(|_| ())
+    }
+}
+
+fn entry(kv: &etcd_client::KeyValue) -> Entry {
+    Entry {
+        key: String::from_utf8_lossy(kv.key()).into_owned(),
+        value: kv.value().to_vec(),
+        mod_revision: kv.mod_revision(),
+    }
+}
