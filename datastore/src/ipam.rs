@@ -417,6 +417,28 @@ impl Ipam {
         Err(IpamError::Contended)
     }
 
+    /// The addresses `handle` holds.
+    pub async fn addresses_of(&self, handle: &str) -> IpamResult<Vec<IpAddr>> {
+        let key = keys::handle(self.prefix(), handle);
+        let Some(e) = self.store.get(&key).await? else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for cidr in e.decode::<IpamHandle>()?.block.keys() {
+            let Ok(cidr) = cidr.parse::<IpNet>() else {
+                continue;
+            };
+            if let Some((b, _)) = self.read_block(cidr).await? {
+                out.extend(
+                    block::ordinals_of(&b, handle)
+                        .into_iter()
+                        .map(|o| block::nth(cidr, o as u128)),
+                );
+            }
+        }
+        Ok(out)
+    }
+
     /// Free every address `handle` holds; the addresses freed.
     pub async fn release_handle(&self, handle: &str) -> IpamResult<Vec<IpAddr>> {
         let key = keys::handle(self.prefix(), handle);

@@ -5,6 +5,8 @@ pub mod block;
 pub mod etcd_process;
 pub mod ipam;
 pub mod keys;
+pub mod member;
 pub mod model;
 pub mod selector;
 pub mod store;
+pub mod sync;

@@ -1,0 +1,246 @@
+//! The cluster as one node sees it, kept current the way etcd's own clients and Felix
+//! do: list at a revision, watch from the next one, and on any doubt (a compacted
+//! revision, a broken stream, etcd away) list again. Each change yields a whole new
+//! `ClusterView`, so whoever applies it diffs against what it has: a resync can never
+//! lose or repeat a change. A record that does not parse is logged with its key and
+//! skipped; the watch goes on.
+
+use crate::keys;
+use crate::model::{
+    BgpConfigurationSpec, BgpPeerSpec, BlockAffinity, IpPoolSpec, Kind, NodeResource, NodeSpec,
+    Resource,
+};
+use crate::store::{Entry, Store, StoreError};
+use etcd_client::EventType;
+use ipnet::IpNet;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+/// What the datastore says, at one revision.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ClusterView {
+    pub revision: i64,
+    pub nodes: BTreeMap<String, NodeResource>,
+    pub pools: BTreeMap<String, Resource<IpPoolSpec>>,
+    pub peers: BTreeMap<String, Resource<BgpPeerSpec>>,
+    /// BGPConfiguration `default`.
+    pub bgp: Option<BgpConfigurationSpec>,
+    /// Confirmed block affinities: host → blocks.
+    pub affinities: BTreeMap<String, Vec<IpNet>>,
+    /// Keys skipped because their value did not parse.
+    pub unreadable: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum SyncEvent {
+    View(Arc<ClusterView>),
+    /// etcd stopped answering (the first failure's time, and why).
+    Unreachable {
+        since: SystemTime,
+        error: String,
+    },
+}
+
+/// Raw records by key, for the two prefixes watched.
+#[derive(Default)]
+struct Records {
+    resources: BTreeMap<String, Entry>,
+    affinities: BTreeMap<String, Entry>,
+}
+
+impl Records {
+    fn view(&self, prefix: &str, revision: i64) -> ClusterView {
+        let mut v = ClusterView {
+            revision,
+            ..Default::default()
+        };
+        let nodes = keys::resources(prefix, NodeSpec::PLURAL);
+        let pools = keys::resources(prefix, IpPoolSpec::PLURAL);
+        let peers = keys::resources(prefix, BgpPeerSpec::PLURAL);
+        let bgp = keys::resource(prefix, BgpConfigurationSpec::PLURAL, "default");
+        for (k, e) in &self.resources {
+            let name = keys::name_of_key(k).to_string();
+            let ok = if k.starts_with(&nodes) {
+                e.decode::<NodeResource>().map(|n| {
+                    v.nodes.insert(name, n);
+                })
+            } else if k.starts_with(&pools) {
+                e.decode::<Resource<IpPoolSpec>>().map(|p| {
+                    v.pools.insert(name, p);
+                })
+            } else if k.starts_with(&peers) {
+                e.decode::<Resource<BgpPeerSpec>>().map(|p| {
+                    v.peers.insert(name, p);
+                })
+            } else if *k == bgp {
+                e.decode::<Resource<BgpConfigurationSpec>>().map(|c| {
+                    v.bgp = Some(c.spec);
+                })
+            } else {
+                Ok(())
+            };
+            if let Err(err) = ok {
+                v.unreadable.push(k.clone());
+                warn!(%err, "skipping a record that does not parse");
+            }
+        }
+        let hosts = keys::all_affinities(prefix);
+        for (k, e) in &self.affinities {
+            let host = k
+                .strip_prefix(&hosts)
+                .and_then(|r| r.split('/').next())
+                .unwrap_or("");
+            match (keys::cidr_of_key(k), e.decode::<BlockAffinity>()) {
+                (Some(c), Ok(a)) if a.state == "confirmed" && !a.deleted => {
+                    v.affinities.entry(host.to_string()).or_default().push(c)
+                }
+                (Some(_), Ok(_)) => {}
+                (_, Err(err)) => {
+                    v.unreadable.push(k.clone());
+                    warn!(%err, "skipping an affinity that does not parse");
+                }
+                (None, _) => v.unreadable.push(k.clone()),
+            }
+        }
+        v
+    }
+}
+
+/// Keep `tx` fed with views until it is closed. `ping` is how often etcd is asked
+/// whether it is there while the watch is quiet.
+pub async fn run(store: Store, tx: mpsc::Sender<SyncEvent>, ping: Duration) {
+    let prefix = store.prefix.clone();
+    let res_prefix = keys::all_resources(&prefix);
+    let aff_prefix = keys::all_affinities(&prefix);
+    let mut down_since: Option<SystemTime> = None;
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        let r = sync_once(&store, &tx, &prefix, &res_prefix, &aff_prefix, ping).await;
+        if tx.is_closed() {
+            return;
+        }
+        match r {
+            Ok(()) => {
+                backoff = Duration::from_millis(200);
+            }
+            Err(e) => {
+                let since = *down_since.get_or_insert_with(SystemTime::now);
+                warn!(error = %e, "datastore: resync after this");
+                if tx
+                    .send(SyncEvent::Unreachable {
+                        since,
+                        error: e.to_string(),
+                    })
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+                continue;
+            }
+        }
+        down_since = None;
+    }
+}
+
+/// One list + watch, until the watch can no longer be trusted. `Ok` means "list again
+/// now" (compaction, a cancelled watch), `Err` that etcd is not answering.
+async fn sync_once(
+    store: &Store,
+    tx: &mpsc::Sender<SyncEvent>,
+    prefix: &str,
+    res_prefix: &str,
+    aff_prefix: &str,
+    ping: Duration,
+) -> Result<(), StoreError> {
+    let mut rec = Records::default();
+    let (res, rev) = store.list(res_prefix).await?;
+    let (aff, rev2) = store.list(aff_prefix).await?;
+    rec.resources = res.into_iter().map(|e| (e.key.clone(), e)).collect();
+    rec.affinities = aff.into_iter().map(|e| (e.key.clone(), e)).collect();
+    // The second list may be newer: watch both from the first one's next revision; an
+    // event already seen just rewrites the same value.
+    let mut revision = rev.min(rev2);
+    info!(revision, "datastore: listed");
+    if tx
+        .send(SyncEvent::View(Arc::new(rec.view(prefix, revision))))
+        .await
+        .is_err()
+    {
+        return Ok(());
+    }
+    let mut w1 = store.watch(res_prefix, revision + 1).await?;
+    let mut w2 = store.watch(aff_prefix, revision + 1).await?;
+    let mut tick = tokio::time::interval(ping);
+    tick.tick().await;
+    loop {
+        let msg = tokio::select! {
+            m = w1.message() => m,
+            m = w2.message() => m,
+            _ = tick.tick() => {
+                store.ping().await?;
+                continue;
+            }
+            _ = tx.closed() => return Ok(()),
+        };
+        let resp = match msg {
+            Ok(Some(r)) => r,
+            Ok(None) => return Err(StoreError::Unavailable("watch stream ended".into())),
+            Err(e) => return Err(StoreError::Unavailable(format!("watch: {e}"))),
+        };
+        if resp.compact_revision() > 0 {
+            warn!(
+                compacted = resp.compact_revision(),
+                "datastore: watch revision compacted, listing again"
+            );
+            return Ok(());
+        }
+        if resp.canceled() {
+            warn!(
+                reason = resp.cancel_reason(),
+                "datastore: watch cancelled, listing again"
+            );
+            return Ok(());
+        }
+        if resp.events().is_empty() {
+            continue;
+        }
+        for ev in resp.events() {
+            let Some(kv) = ev.kv() else { continue };
+            let key = String::from_utf8_lossy(kv.key()).into_owned();
+            let map = if key.starts_with(aff_prefix) {
+                &mut rec.affinities
+            } else {
+                &mut rec.resources
+            };
+            revision = revision.max(kv.mod_revision());
+            match ev.event_type() {
+                EventType::Put => {
+                    map.insert(
+                        key.clone(),
+                        Entry {
+                            key,
+                            value: kv.value().to_vec(),
+                            mod_revision: kv.mod_revision(),
+                        },
+                    );
+                }
+                EventType::Delete => {
+                    map.remove(&key);
+                }
+            }
+        }
+        if tx
+            .send(SyncEvent::View(Arc::new(rec.view(prefix, revision))))
+            .await
+            .is_err()
+        {
+            return Ok(());
+        }
+    }
+}
