@@ -297,6 +297,12 @@ pub fn node_status_text(s: &pb::NodeStatusReply) -> String {
         "vrouterd is running on node {} ({} worker(s), up {}s).\n",
         s.node_name, s.workers, s.uptime_seconds
     );
+    if !s.datastore.is_empty() {
+        out.push_str(&format!(
+            "Datastore: {}; {} other node(s) in the cluster.\n",
+            s.datastore, s.cluster_nodes
+        ));
+    }
     if !s.bgp_enabled {
         out.push_str("\nBGP is not enabled ([bgp] absent from the configuration).\n");
         return out;

@@ -262,6 +262,10 @@ pub trait HealthSource: Send + Sync + 'static {
     fn live(&self) -> bool;
     /// `GET /readyz`: the node forwards and its control plane is up.
     fn ready(&self) -> bool;
+    /// Why it is not ready, if it can say (the body of a 503 from `/readyz`).
+    fn not_ready_reason(&self) -> Option<String> {
+        None
+    }
 }
 
 /// The most bytes read for a request head (request line and headers).
@@ -583,8 +587,13 @@ async fn respond(req: &Request, source: &Arc<dyn HealthSource>, limit: Duration)
             Ok(true) => Response::text(200, "ok\n"),
             _ => Response::text(503, "not live\n"),
         },
-        Route::Ready => match call(source, limit, |s| s.ready()).await {
-            Ok(true) => Response::text(200, "ok\n"),
+        Route::Ready => match call(source, limit, |s| (s.ready(), s.not_ready_reason())).await {
+            Ok((true, None)) => Response::text(200, "ok\n"),
+            Ok((_, Some(why))) => Response {
+                status: 503,
+                content_type: "text/plain; charset=utf-8",
+                body: format!("not ready: {why}\n"),
+            },
             _ => Response::text(503, "not ready\n"),
         },
     }

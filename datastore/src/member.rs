@@ -33,7 +33,11 @@ pub fn tunnel_handle(node: &str) -> String {
 
 /// RFC 3339 UTC to the second, as Go's metav1.Time marshals.
 pub fn rfc3339_now() -> String {
-    let secs = std::time::SystemTime::now()
+    rfc3339_at(std::time::SystemTime::now())
+}
+
+pub fn rfc3339_at(t: std::time::SystemTime) -> String {
+    let secs = t
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs()) as i64;
     let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
@@ -85,7 +89,9 @@ fn apply(spec: &mut NodeSpec, r: &Registration) {
     let bgp = spec.bgp.get_or_insert_with(NodeBgpSpec::default);
     bgp.ipv4_address = r.ipv4.map(|n| n.to_string()).unwrap_or_default();
     bgp.ipv6_address = r.ipv6.map(|n| n.to_string()).unwrap_or_default();
-    bgp.as_number = r.asn;
+    if r.asn.is_some() {
+        bgp.as_number = r.asn;
+    }
     if let Some(a) = r.vxlan_tunnel_addr {
         spec.ipv4_vxlan_tunnel_addr = a.to_string();
     }

@@ -11,6 +11,10 @@ use ipnet::IpNet;
 use std::net::IpAddr;
 use tonic::Status;
 
+use crate::cluster::{endpoint_handle, Cluster, ClusterEvent};
+use crate::node::cluster_state::DatastoreStatus;
+use datastore::ipam::IpamPool;
+
 impl From<NodeError> for Status {
     fn from(e: NodeError) -> Status {
         match e {
@@ -28,8 +32,8 @@ fn reply<T>(r: NodeResult<T>) -> Result<T, Status> {
     r.map_err(Status::from)
 }
 
-/// Answer one API call.
-pub fn answer(node: &mut NodeState, call: Call) {
+/// Answer one API call (`cluster`: the datastore's driver, in cluster mode).
+pub fn answer(node: &mut NodeState, call: Call, cluster: Option<&Cluster>) {
     match call {
         Call::NodeStatus(_, tx) => {
             let _ = tx.send(Ok(node.node_status()));
@@ -49,6 +53,25 @@ pub fn answer(node: &mut NodeState, call: Call) {
                     .collect(),
             }));
         }
+        Call::AddEndpoint(e, tx) if cluster.is_some() && e.addresses.is_empty() => {
+            // Addresses from the shared IPAM first (off this thread); the endpoint is
+            // added when they come back (`cluster_event`).
+            match (endpoint_request(e), cluster) {
+                (Ok(req), Some(c)) if node.endpoint(&req.name).is_none() => {
+                    let handle = endpoint_handle(&node.config.node_name, &req.name);
+                    c.allocate(req, handle, ipam_pools(node), tx);
+                }
+                (Ok(req), _) => {
+                    let _ = tx.send(Err(Status::already_exists(format!(
+                        "endpoint {} exists",
+                        req.name
+                    ))));
+                }
+                (Err(e), _) => {
+                    let _ = tx.send(Err(e.into()));
+                }
+            }
+        }
         Call::AddEndpoint(e, tx) => {
             let r = endpoint_request(e)
                 .and_then(|req| node.add_endpoint(req))
@@ -56,11 +79,13 @@ pub fn answer(node: &mut NodeState, call: Call) {
             let _ = tx.send(reply(r));
         }
         Call::RemoveEndpoint(r, tx) => {
-            let released = node
-                .remove_endpoint(&r.name)
-                .map(|a| pb::RemoveEndpointReply {
-                    released: a.iter().map(|a| a.to_string()).collect(),
-                });
+            let released = node.remove_endpoint(&r.name);
+            if let (Ok(_), Some(c)) = (&released, cluster) {
+                c.release(endpoint_handle(&node.config.node_name, &r.name));
+            }
+            let released = released.map(|a| pb::RemoveEndpointReply {
+                released: a.iter().map(|a| a.to_string()).collect(),
+            });
             let _ = tx.send(reply(released));
         }
         Call::ListRoutes(r, tx) => {
@@ -247,4 +272,54 @@ fn parse_host(s: &str) -> NodeResult<IpNet> {
         return Err(invalid(format!("address {s}: must be a host address")));
     }
     Ok(net)
+}
+
+/// The pools the shared IPAM may hand endpoint addresses from.
+pub fn ipam_pools(node: &NodeState) -> Vec<IpamPool> {
+    node.config
+        .pools
+        .iter()
+        .filter(|p| !p.disabled)
+        .map(|p| IpamPool {
+            cidr: p.cidr,
+            block_size: p.block_size(),
+        })
+        .collect()
+}
+
+/// Apply what the datastore's driver reports.
+pub fn cluster_event(node: &mut NodeState, cluster: &Cluster, event: ClusterEvent) {
+    match event {
+        ClusterEvent::View(v) => node.apply_cluster(&v),
+        ClusterEvent::Unreachable { since, error } => {
+            if let Some(cs) = node.cluster.as_mut() {
+                if !matches!(cs.status, DatastoreStatus::Unreachable { .. }) {
+                    tracing::warn!(%error, "datastore unreachable: forwarding goes on");
+                    cs.status = DatastoreStatus::Unreachable { since, error };
+                }
+            }
+        }
+        ClusterEvent::Allocated {
+            mut request,
+            handle,
+            result,
+            reply,
+        } => {
+            let r = match result {
+                Err(m) if m.contains("datastore") => Err(Status::unavailable(m)),
+                Err(m) => Err(Status::resource_exhausted(m)),
+                Ok(ips) => {
+                    request.ips = ips.into_iter().map(IpNet::from).collect();
+                    match node.add_endpoint(request) {
+                        Ok(ep) => Ok(node.endpoint_pb(&ep)),
+                        Err(e) => {
+                            cluster.release(handle);
+                            Err(e.into())
+                        }
+                    }
+                }
+            };
+            let _ = reply.send(r);
+        }
+    }
 }

@@ -14,10 +14,12 @@
 //! Logical ports: uplink i is `PortId(i)` in every worker (each worker sends on its own
 //! queue of it); endpoints follow, then free slots. An endpoint belongs to one worker.
 
+use crate::cluster::{endpoint_handle, Cluster};
 use crate::config::Config;
 use crate::neigh::Neighbours;
 use crate::nexthop::{Adjacency, NextHopTable};
 use crate::node::bgp_config::{mark_clean_stop, speaker_config};
+use crate::node::cluster_state::{ClusterState, DatastoreStatus};
 use crate::node::interface::if_info;
 use crate::node::nexthops::Gateway;
 use crate::node::persist::{open_ipam, ApiState};
@@ -49,6 +51,8 @@ pub struct RunOptions {
 pub struct Health {
     pub live: AtomicBool,
     pub ready: AtomicBool,
+    /// Set while the datastore is unreachable (the node still forwards).
+    pub not_ready: std::sync::Mutex<Option<String>>,
 }
 
 /// The metrics server's view of the node: scrapes are answered by the control loop.
@@ -71,6 +75,9 @@ impl control::metrics::HealthSource for MetricsSource {
     fn ready(&self) -> bool {
         self.health.ready.load(Ordering::Relaxed)
     }
+    fn not_ready_reason(&self) -> Option<String> {
+        self.health.not_ready.lock().unwrap().clone()
+    }
 }
 
 /// The effective configuration: the file, plus what was added through the API.
@@ -85,6 +92,22 @@ fn effective_config(file_config: &Config) -> io::Result<(Config, ApiState)> {
         )
     })?;
     Ok((config, api_state))
+}
+
+/// BGP settings from the datastore, as calico/node takes them: our Node's asNumber,
+/// else BGPConfiguration `default`'s, else the file's.
+fn adopt_cluster_bgp(config: &mut Config, view: &datastore::sync::ClusterView) {
+    let own = view
+        .nodes
+        .get(&config.node_name)
+        .and_then(|n| n.spec.bgp.as_ref())
+        .and_then(|b| b.as_number);
+    let cluster = view.bgp.as_ref().and_then(|b| b.as_number);
+    if let Some(b) = config.bgp.as_mut() {
+        if let Some(asn) = own.or(cluster) {
+            b.asn = asn;
+        }
+    }
 }
 
 /// Start-up failed after the workers began: stop them and let the node's XDP programs
@@ -105,7 +128,21 @@ fn abort(
 
 /// Run the node until `stop` is set. Errors at start-up name what failed.
 pub fn run(file_config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> io::Result<()> {
-    let (config, api_state) = effective_config(file_config)?;
+    let (mut config, api_state) = effective_config(file_config)?;
+    // The datastore first: BGP starts with the cluster's AS and mesh settings.
+    let cluster = match &config.datastore {
+        Some(_) => Some(Cluster::start(&config)?),
+        None => None,
+    };
+    let (first_view, early_events) = match &cluster {
+        Some(c) => c.first_view(Duration::from_secs(5)),
+        None => (None, Vec::new()),
+    };
+    if let Some(v) = &first_view {
+        adopt_cluster_bgp(&mut config, v);
+    } else if cluster.is_some() {
+        warn!("datastore not answering at start: starting from the file, syncing when it does");
+    }
     let ipam = open_ipam(&config)?;
     let plan = Plan::new(&config, &if_info)?;
     let tables = Tables::new(&plan, Capacity::for_start(&plan, &config));
@@ -174,6 +211,32 @@ pub fn run(file_config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) ->
     if let Err(e) = node.start_peers(&config) {
         return Err(abort(&stop, node, threads, e));
     }
+    if let Some(c) = &cluster {
+        node.cluster = Some(ClusterState {
+            secrets_dir: config
+                .datastore
+                .as_ref()
+                .map(|d| d.secrets_dir.clone())
+                .unwrap_or_default(),
+            ..Default::default()
+        });
+        if let Some(v) = &first_view {
+            node.apply_cluster(v);
+        }
+        for e in early_events {
+            crate::api::cluster_event(&mut node, c, e);
+        }
+        // The file's addresses, recorded in the shared IPAM under each endpoint's handle.
+        let pools = crate::api::ipam_pools(&node);
+        for e in &config.endpoints {
+            let ips = e.ips.iter().map(|n| n.addr()).collect();
+            c.assign(
+                endpoint_handle(&config.node_name, &e.name),
+                ips,
+                pools.clone(),
+            );
+        }
+    }
     // The API: calls are answered below, between route batches.
     let (calls_tx, calls_rx) = mpsc::channel();
     let api = control::api::spawn(
@@ -228,10 +291,19 @@ pub fn run(file_config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) ->
                 batches.extend(routes_rx.try_iter());
             }
         } else if let Ok(call) = calls_rx.recv_timeout(Duration::from_millis(100)) {
-            crate::api::answer(&mut node, call);
+            crate::api::answer(&mut node, call, cluster.as_ref());
         }
         for call in calls_rx.try_iter() {
-            crate::api::answer(&mut node, call);
+            crate::api::answer(&mut node, call, cluster.as_ref());
+        }
+        if let Some(c) = &cluster {
+            for e in c.events.try_iter() {
+                crate::api::cluster_event(&mut node, c, e);
+            }
+            *health.not_ready.lock().unwrap() = match node.cluster.as_ref().map(|cs| &cs.status) {
+                Some(s @ DatastoreStatus::Unreachable { .. }) => Some(s.describe()),
+                _ => None,
+            };
         }
         if options.reload.swap(false, Ordering::Relaxed) {
             notifier.send("RELOADING=1");

@@ -13,6 +13,7 @@ pub mod api;
 pub mod arp;
 pub mod burst;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod control_loop;
 pub mod counters;

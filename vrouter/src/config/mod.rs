@@ -45,6 +45,36 @@ pub struct Config {
     /// IPAM state and what was added through the API, kept across restarts.
     #[serde(default = "default_state_dir")]
     pub state_dir: std::path::PathBuf,
+    /// The cluster datastore (absent: this node alone, IPAM in `state_dir`).
+    pub datastore: Option<DatastoreSettings>,
+}
+
+/// `[datastore]`: the cluster's shared state in etcd, in Calico's data model (nodes,
+/// pools, BGP peers and configuration, IPAM). Names as Calico's `ETCD_*` settings.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DatastoreSettings {
+    /// "etcdv3" (Calico's name for it; the only one).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Client URLs, e.g. ["http://127.0.0.1:2379"].
+    pub endpoints: Vec<String>,
+    pub ca_cert_file: Option<std::path::PathBuf>,
+    pub cert_file: Option<std::path::PathBuf>,
+    pub key_file: Option<std::path::PathBuf>,
+    #[serde(default = "calico_prefix")]
+    pub prefix: String,
+    /// Where BGPPeer passwords (`secretKeyRef {name, key}`) are read: `<dir>/<name>/<key>`.
+    #[serde(default = "default_secrets_dir")]
+    pub secrets_dir: std::path::PathBuf,
+}
+
+fn calico_prefix() -> String {
+    "/calico".into()
+}
+
+fn default_secrets_dir() -> std::path::PathBuf {
+    "/etc/vrouter/secrets".into()
 }
 
 fn default_state_dir() -> std::path::PathBuf {

@@ -56,6 +56,9 @@ impl Config {
         if self.node_ips.is_empty() {
             return err("node_ips: at least one address is needed".into());
         }
+        if let Some(d) = &self.datastore {
+            d.validate()?;
+        }
         for p in &self.pools {
             let (lo, hi) = match p.cidr {
                 IpNet::V4(_) => (20, 32),
@@ -215,6 +218,41 @@ impl Config {
                 }
                 _ => {}
             }
+        }
+        Ok(())
+    }
+}
+
+impl super::DatastoreSettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let err = |m: String| Err(ConfigError(m));
+        if self.kind != "etcdv3" {
+            return err(format!(
+                "datastore: type {:?}: only \"etcdv3\" is supported",
+                self.kind
+            ));
+        }
+        if self.endpoints.is_empty() {
+            return err("datastore: endpoints: at least one etcd URL is needed".into());
+        }
+        for e in &self.endpoints {
+            let rest = e
+                .strip_prefix("http://")
+                .or_else(|| e.strip_prefix("https://"));
+            if rest.is_none_or(|r| r.is_empty() || r.contains('/')) {
+                return err(format!(
+                    "datastore: endpoints: {e:?} is not a URL like http://127.0.0.1:2379"
+                ));
+            }
+        }
+        if self.cert_file.is_some() != self.key_file.is_some() {
+            return err("datastore: cert_file and key_file go together".into());
+        }
+        if !self.prefix.starts_with('/') || self.prefix.ends_with('/') {
+            return err(format!(
+                "datastore: prefix {:?} must start with '/' and not end with one",
+                self.prefix
+            ));
         }
         Ok(())
     }

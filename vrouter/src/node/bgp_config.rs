@@ -22,6 +22,33 @@ pub fn peer_config(b: &crate::config::BgpSettings, p: &crate::config::BgpPeer) -
     }
 }
 
+/// The node-to-node mesh session with `n`: over IPv4 when it has it (one session
+/// carries both families); Calico's rule: the lower address waits, the higher connects.
+pub fn mesh_peer(config: &Config, n: &crate::config::Node) -> Option<PeerConfig> {
+    let b = config.bgp.as_ref()?;
+    let addr = n
+        .ips
+        .iter()
+        .map(|i| i.addr())
+        .find(|a| a.is_ipv4())
+        .or(n.ips.first().map(|i| i.addr()))?;
+    let mine = config
+        .node_ips
+        .iter()
+        .map(|i| i.addr())
+        .find(|a| a.is_ipv4() == addr.is_ipv4());
+    Some(PeerConfig {
+        address: addr,
+        asn: b.asn,
+        passive: mine.is_some_and(|m| addr > m),
+        hold_time: 90,
+        keepalive: None,
+        rr_client: false,
+        port: 179,
+        password: None,
+    })
+}
+
 /// The speaker's settings from `[bgp]`, `[[nodes]]` (the mesh) and our blocks.
 pub fn speaker_config(config: &Config, own_blocks: &[IpNet]) -> Option<SpeakerConfig> {
     let b = config.bgp.as_ref()?;
@@ -36,34 +63,7 @@ pub fn speaker_config(config: &Config, own_blocks: &[IpNet]) -> Option<SpeakerCo
     let router_id = b.router_id.or(first_v4).unwrap_or(Ipv4Addr::UNSPECIFIED);
     let mut peers = Vec::new();
     if b.mesh {
-        for n in &config.nodes {
-            // One session per node, over IPv4 when it has it; it carries both families.
-            let Some(addr) = n
-                .ips
-                .iter()
-                .map(|i| i.addr())
-                .find(|a| a.is_ipv4())
-                .or(n.ips.first().map(|i| i.addr()))
-            else {
-                continue;
-            };
-            let mine = config
-                .node_ips
-                .iter()
-                .map(|i| i.addr())
-                .find(|a| a.is_ipv4() == addr.is_ipv4());
-            peers.push(PeerConfig {
-                address: addr,
-                asn: b.asn,
-                // Calico's mesh: the lower address waits, the higher one connects.
-                passive: mine.is_some_and(|m| addr > m),
-                hold_time: 90,
-                keepalive: None,
-                rr_client: false,
-                port: 179,
-                password: None,
-            });
-        }
+        peers.extend(config.nodes.iter().filter_map(|n| mesh_peer(config, n)));
     }
     peers.extend(b.peers.iter().map(|p| peer_config(b, p)));
     Some(SpeakerConfig {

@@ -1,7 +1,7 @@
 //! The node's state with one owner: the control loop. Everything that changes while the
 //! node runs — endpoints, pools, static routes, BGP peers and learnt routes — changes
 //! here, by one path per operation whatever asked for it (the file at start or reload,
-//! the API; next the datastore and the CNI plugin). Each change is checked against the
+//! the API, the cluster datastore; next the CNI plugin). Each change is checked against the
 //! whole configuration first (the file's own validation), then applied to the live
 //! tables in an order that never lets a packet see a half state (next hop before route,
 //! route removed before its next hop goes). `install_*` / `uninstall_*` change the
@@ -16,6 +16,8 @@
 //!   ├─ bgp_routes  learnt routes into tables; configured prefixes win
 //!   ├─ endpoints / pools / routes / peers   the operations, domain errors (error)
 //!   ├─ reload      the file's diff, through the same operations
+//!   ├─ cluster     the datastore's view diffed in: nodes, mesh, pools, peers, blocks
+//!   │              (what it contributed: cluster_state)
 //!   ├─ persist     api.json, IPAM reconciled with the configuration
 //!   ├─ report      views: route list, stats, metrics, stats file
 //!   └─ host        Host: what the workers and the machine are asked (fake in tests)
@@ -23,6 +25,8 @@
 
 pub mod bgp_config;
 pub mod bgp_routes;
+pub mod cluster;
+pub mod cluster_state;
 pub mod endpoints;
 pub mod error;
 pub mod host;
@@ -64,6 +68,8 @@ use tables::Tables;
 pub enum Origin {
     File,
     Api,
+    /// The cluster datastore (not kept in api.json; it is resynced at start).
+    Datastore,
 }
 
 /// Everything the control loop owns while the node runs.
@@ -91,6 +97,8 @@ pub struct NodeState {
     pub events: Option<tokio::sync::broadcast::Sender<pb::Event>>,
     /// The file `reload` reads (None: reload refused).
     pub config_path: Option<PathBuf>,
+    /// With `[datastore]`: what the cluster contributed.
+    pub cluster: Option<cluster_state::ClusterState>,
 }
 
 /// What start-up made of the dataplane that the node's state drives.
@@ -144,6 +152,7 @@ impl NodeState {
             endpoint_mtu_limit,
             events: None,
             config_path: None,
+            cluster: None,
         }
     }
 

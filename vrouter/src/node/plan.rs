@@ -224,7 +224,7 @@ impl Plan {
         }
         // Taken from the end: the first slots go first.
         plan.ports.free_slots.reverse();
-        if config.bgp.is_some() {
+        if config.bgp.is_some() || config.datastore.is_some() {
             // Our blocks (routed as endpoints come) drop their unused addresses, never
             // sending them back out toward whoever routed them to us.
             plan.blackhole = Some(plan.alloc.allocate());

@@ -33,13 +33,34 @@ impl NodeState {
             }
         };
         let run = &self.config;
+        // What the datastore contributed is not the file's to change.
+        let (ds_pools, ds_peers, ds_nodes) = match &self.cluster {
+            Some(cs) => (
+                cs.pools.keys().copied().collect(),
+                cs.peers.keys().copied().collect(),
+                cs.nodes.keys().cloned().collect(),
+            ),
+            None => Default::default(),
+        };
+        let (ds_pools, ds_peers, ds_nodes): (
+            std::collections::BTreeSet<ipnet::IpNet>,
+            std::collections::BTreeSet<std::net::IpAddr>,
+            std::collections::BTreeSet<String>,
+        ) = (ds_pools, ds_peers, ds_nodes);
+        let run_file_nodes: Vec<_> = run
+            .nodes
+            .iter()
+            .filter(|n| !ds_nodes.contains(&n.name))
+            .cloned()
+            .collect();
         restart("node_name", file.node_name != run.node_name);
         restart("node_ips", file.node_ips != run.node_ips);
         restart("uplinks", file.uplinks != run.uplinks);
         restart("workers", file.workers != run.workers);
         restart("xdp_mode", file.xdp_mode != run.xdp_mode);
         restart("icmp_rate", file.icmp_rate != run.icmp_rate);
-        restart("nodes", file.nodes != run.nodes);
+        restart("nodes", file.nodes != run_file_nodes);
+        restart("datastore", file.datastore != run.datastore);
         restart("vxlan", file.vxlan != run.vxlan);
         restart("api", file.api != run.api);
         restart("metrics", file.metrics != run.metrics);
@@ -61,6 +82,7 @@ impl NodeState {
         file.xdp_mode = run.xdp_mode;
         file.icmp_rate = run.icmp_rate;
         file.nodes = run.nodes.clone();
+        file.datastore = run.datastore.clone();
         file.vxlan = run.vxlan.clone();
         file.api = run.api.clone();
         file.metrics = run.metrics.clone();
@@ -82,7 +104,7 @@ impl NodeState {
         let old_pools: Vec<Pool> = run
             .pools
             .iter()
-            .filter(|p| !o.pools.contains(&p.cidr))
+            .filter(|p| !o.pools.contains(&p.cidr) && !ds_pools.contains(&p.cidr))
             .cloned()
             .collect();
         let old_routes: Vec<StaticRoute> = run
@@ -95,7 +117,7 @@ impl NodeState {
             .bgp
             .iter()
             .flat_map(|b| &b.peers)
-            .filter(|p| !o.peers.contains(&p.address))
+            .filter(|p| !o.peers.contains(&p.address) && !ds_peers.contains(&p.address))
             .cloned()
             .collect();
         let mut failed: Vec<String> = Vec::new();

@@ -27,6 +27,12 @@ impl NodeState {
                 .unwrap_or_default(),
             peers: self.peers(),
             routes_installed: self.bgp.len() as u64,
+            datastore: self
+                .cluster
+                .as_ref()
+                .map(|c| c.status.describe())
+                .unwrap_or_default(),
+            cluster_nodes: self.cluster.as_ref().map_or(0, |c| c.nodes.len() as u32),
         }
     }
 
@@ -50,12 +56,17 @@ impl NodeState {
             .unwrap()
             .iter()
             .map(|p| {
-                let in_mesh = mesh
-                    && self
-                        .config
-                        .nodes
-                        .iter()
-                        .any(|n| n.ips.iter().any(|i| i.addr() == p.address));
+                let ds_mesh = self
+                    .cluster
+                    .as_ref()
+                    .is_some_and(|c| c.mesh.contains(&p.address));
+                let in_mesh = ds_mesh
+                    || mesh
+                        && self
+                            .config
+                            .nodes
+                            .iter()
+                            .any(|n| n.ips.iter().any(|i| i.addr() == p.address));
                 pb::Peer {
                     address: p.address.to_string(),
                     asn: p.asn,
@@ -63,6 +74,12 @@ impl NodeState {
                         "api"
                     } else if in_mesh {
                         "node-to-node mesh"
+                    } else if self
+                        .cluster
+                        .as_ref()
+                        .is_some_and(|c| c.peers.contains_key(&p.address))
+                    {
+                        "global (datastore)"
                     } else {
                         "global"
                     }

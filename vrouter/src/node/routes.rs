@@ -104,12 +104,19 @@ impl NodeState {
             .unconfigure(&self.config, &mut self.alloc, &mut self.tables, prefix);
     }
 
-    /// Our blocks follow our endpoints: blackhole routes and BGP announcements.
+    /// Our blocks follow our endpoints (with a datastore: our affinities, and host
+    /// routes for borrowed addresses): blackhole routes and BGP announcements.
     pub(super) fn sync_blocks(&mut self) {
         let Some(blackhole) = self.blackhole else {
             return;
         };
-        let now = own_blocks(&self.config);
+        let (now, announced) = match self.cluster_blocks() {
+            Some(x) => x,
+            None => {
+                let b = own_blocks(&self.config);
+                (b.clone(), b)
+            }
+        };
         for b in self.own_blocks.clone() {
             if !now.contains(&b) {
                 self.remove_route_of(b);
@@ -121,11 +128,18 @@ impl NodeState {
                 self.tables.insert(*b, blackhole);
             }
         }
-        if now != self.own_blocks {
+        let before = match &self.cluster {
+            Some(cs) => cs.advertised.clone(),
+            None => self.own_blocks.clone(),
+        };
+        if announced != before || now != self.own_blocks {
             if let Some(sp) = &self.speaker {
-                sp.set_advertised(now.clone());
+                sp.set_advertised(announced.clone());
             }
-            self.own_blocks = now;
         }
+        if let Some(cs) = self.cluster.as_mut() {
+            cs.advertised = announced;
+        }
+        self.own_blocks = now;
     }
 }

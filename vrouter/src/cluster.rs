@@ -1,0 +1,353 @@
+//! The cluster datastore's driver: its own thread and a small tokio runtime, so etcd
+//! being slow or away never stalls the control loop or the workers.
+//!
+//! ```text
+//!  cluster thread (tokio)                         control loop
+//!  ├─ sync::run: list + watch ── View / Unreachable ──▶ NodeState::apply_cluster
+//!  ├─ register our Node (retried until etcd answers), then our VXLAN tunnel address
+//!  ├─ ◀── Allocate (API endpoint without addresses) ── answer()
+//!  │      └── Allocated {addresses or why not} ──────▶ add_endpoint with them
+//!  └─ ◀── Release (endpoint removed, or not brought up): retried until etcd answers
+//! ```
+
+use crate::config::{Config, DatastoreSettings};
+use crate::node::endpoints::EndpointRequest;
+use control::api::{pb, Reply};
+use datastore::ipam::{Ipam, IpamPool};
+use datastore::member::{self, Registration};
+use datastore::store::{EtcdSettings, Store};
+use datastore::sync::{self, ClusterView, SyncEvent};
+use ipnet::IpNet;
+use std::collections::BTreeMap;
+use std::io;
+use std::net::IpAddr;
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, SystemTime};
+use tokio::sync::mpsc as amp;
+use tracing::{info, warn};
+
+/// From the driver to the control loop.
+pub enum ClusterEvent {
+    View(Arc<ClusterView>),
+    Unreachable {
+        since: SystemTime,
+        error: String,
+    },
+    /// Addresses for an endpoint the API asked for (or why there are none).
+    Allocated {
+        request: EndpointRequest,
+        handle: String,
+        result: Result<Vec<IpAddr>, String>,
+        reply: Reply<pb::Endpoint>,
+    },
+}
+
+enum Request {
+    Allocate {
+        request: EndpointRequest,
+        handle: String,
+        pools: Vec<IpamPool>,
+        reply: Reply<pb::Endpoint>,
+    },
+    Assign {
+        handle: String,
+        ips: Vec<IpAddr>,
+        pools: Vec<IpamPool>,
+    },
+    Release {
+        handle: String,
+    },
+}
+
+/// The control loop's end of the driver.
+pub struct Cluster {
+    requests: amp::UnboundedSender<Request>,
+    pub events: mpsc::Receiver<ClusterEvent>,
+    _thread: std::thread::JoinHandle<()>,
+}
+
+/// The IPAM handle of an endpoint of this node.
+pub fn endpoint_handle(node: &str, endpoint: &str) -> String {
+    format!("vrouter.{node}.{endpoint}")
+}
+
+pub fn etcd_settings(d: &DatastoreSettings) -> EtcdSettings {
+    EtcdSettings {
+        endpoints: d.endpoints.clone(),
+        ca_cert_file: d.ca_cert_file.clone(),
+        cert_file: d.cert_file.clone(),
+        key_file: d.key_file.clone(),
+        prefix: d.prefix.clone(),
+        timeout: Duration::from_secs(2),
+    }
+}
+
+/// What we say about ourselves in our Node resource.
+pub fn registration(config: &Config) -> Registration {
+    let v4 = config.node_ips.iter().find(|n| n.addr().is_ipv4()).copied();
+    let v6 = config.node_ips.iter().find(|n| n.addr().is_ipv6()).copied();
+    let mac =
+        config.vxlan.vtep_mac.clone().unwrap_or_else(|| {
+            datastore::model::format_mac(encap::vxlan::vtep_mac(&config.node_name))
+        });
+    Registration {
+        name: config.node_name.clone(),
+        ipv4: v4,
+        ipv6: v6,
+        asn: None,
+        vxlan_tunnel_addr: None,
+        vtep_mac: Some(mac),
+        labels: BTreeMap::new(),
+    }
+}
+
+impl Cluster {
+    /// Start the driver; it connects, registers and syncs in the background.
+    pub fn start(config: &Config) -> io::Result<Cluster> {
+        let d = config
+            .datastore
+            .clone()
+            .ok_or_else(|| io::Error::other("no [datastore]"))?;
+        let (ev_tx, ev_rx) = mpsc::channel();
+        let (req_tx, req_rx) = amp::unbounded_channel();
+        let reg = registration(config);
+        let settings = etcd_settings(&d);
+        let thread = std::thread::Builder::new()
+            .name("cluster".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        warn!(error = %e, "cluster runtime");
+                        return;
+                    }
+                };
+                rt.block_on(drive(settings, reg, ev_tx, req_rx));
+            })?;
+        Ok(Cluster {
+            requests: req_tx,
+            events: ev_rx,
+            _thread: thread,
+        })
+    }
+
+    /// Wait up to `within` for the first view (at start, so BGP starts with the
+    /// cluster's settings); events other than views are kept for the loop.
+    pub fn first_view(&self, within: Duration) -> (Option<Arc<ClusterView>>, Vec<ClusterEvent>) {
+        let deadline = std::time::Instant::now() + within;
+        let mut other = Vec::new();
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            match self.events.recv_timeout(left) {
+                Ok(ClusterEvent::View(v)) => return (Some(v), other),
+                Ok(e) => other.push(e),
+                Err(_) => break,
+            }
+        }
+        (None, other)
+    }
+
+    pub fn allocate(
+        &self,
+        request: EndpointRequest,
+        handle: String,
+        pools: Vec<IpamPool>,
+        reply: Reply<pb::Endpoint>,
+    ) {
+        let _ = self.requests.send(Request::Allocate {
+            request,
+            handle,
+            pools,
+            reply,
+        });
+    }
+
+    /// Record addresses given by name (the file's endpoints) in the shared IPAM.
+    pub fn assign(&self, handle: String, ips: Vec<IpAddr>, pools: Vec<IpamPool>) {
+        let _ = self.requests.send(Request::Assign { handle, ips, pools });
+    }
+
+    pub fn release(&self, handle: String) {
+        let _ = self.requests.send(Request::Release { handle });
+    }
+}
+
+async fn drive(
+    settings: EtcdSettings,
+    mut reg: Registration,
+    events: mpsc::Sender<ClusterEvent>,
+    mut requests: amp::UnboundedReceiver<Request>,
+) {
+    let store = loop {
+        match Store::connect(&settings).await {
+            Ok(s) => break s,
+            Err(e) => {
+                warn!(error = %e, "datastore");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    };
+    let ipam = Ipam::new(store.clone(), &reg.name);
+    let (sync_tx, mut sync_rx) = amp::channel(64);
+    tokio::spawn(sync::run(store.clone(), sync_tx, Duration::from_secs(1)));
+    let mut registered = false;
+    let mut retry = tokio::time::interval(Duration::from_secs(1));
+    let mut latest: Option<Arc<ClusterView>> = None;
+    loop {
+        tokio::select! {
+            ev = sync_rx.recv() => {
+                let Some(ev) = ev else { return };
+                let out = match ev {
+                    SyncEvent::View(v) => {
+                        latest = Some(v.clone());
+                        ClusterEvent::View(v)
+                    }
+                    SyncEvent::Unreachable { since, error } => {
+                        ClusterEvent::Unreachable { since, error }
+                    }
+                };
+                if events.send(out).is_err() {
+                    return;
+                }
+            }
+            req = requests.recv() => {
+                let Some(req) = req else { return };
+                serve(&ipam, req, &events);
+            }
+            _ = retry.tick() => {}
+        }
+        if !registered {
+            if let Some(v) = &latest {
+                registered = join(&store, &ipam, &mut reg, v).await;
+            }
+        }
+    }
+}
+
+/// Register our Node; with a VXLAN IPv4 pool, our tunnel address first. True once done.
+async fn join(store: &Store, ipam: &Ipam, reg: &mut Registration, view: &ClusterView) -> bool {
+    let vxlan: Vec<IpamPool> = view
+        .pools
+        .values()
+        .filter(|p| {
+            !p.spec.disabled && !p.spec.vxlan_mode.is_empty() && p.spec.vxlan_mode != "Never"
+        })
+        .filter_map(|p| {
+            Some(IpamPool {
+                cidr: p.spec.cidr.parse::<IpNet>().ok()?,
+                block_size: p.spec.block_size(),
+            })
+        })
+        .filter(|p| p.cidr.addr().is_ipv4())
+        .collect();
+    if reg.vxlan_tunnel_addr.is_none() && !vxlan.is_empty() {
+        match member::tunnel_address(ipam, &vxlan).await {
+            Ok(a) => reg.vxlan_tunnel_addr = a,
+            Err(e) => {
+                warn!(error = %e, "VXLAN tunnel address");
+                return false;
+            }
+        }
+    }
+    match member::register(store, reg).await {
+        Ok(_) => {
+            info!(node = %reg.name, tunnel = ?reg.vxlan_tunnel_addr, "registered in the datastore");
+            true
+        }
+        Err(e) => {
+            warn!(error = %e, "registering our Node");
+            false
+        }
+    }
+}
+
+fn serve(ipam: &Ipam, req: Request, events: &mpsc::Sender<ClusterEvent>) {
+    let ipam = ipam.clone();
+    let events = events.clone();
+    match req {
+        Request::Allocate {
+            request,
+            handle,
+            pools,
+            reply,
+        } => {
+            tokio::spawn(async move {
+                let secondary: BTreeMap<String, String> = [
+                    ("node".to_string(), ipam.node().to_string()),
+                    ("endpoint".to_string(), request.name.clone()),
+                ]
+                .into();
+                let mut got = Vec::new();
+                let mut families = vec![false];
+                if request.ipv6 {
+                    families.push(true);
+                }
+                let mut result = Ok(());
+                for v6 in families {
+                    match ipam.auto_assign(&handle, &secondary, &pools, v6).await {
+                        Ok(a) => got.push(a),
+                        Err(e) => {
+                            result = Err(format!(
+                                "allocating an IPv{} address: {e}",
+                                if v6 { 6 } else { 4 }
+                            ));
+                            break;
+                        }
+                    }
+                }
+                if result.is_err() && !got.is_empty() {
+                    release_until_done(&ipam, &handle).await;
+                }
+                let _ = events.send(ClusterEvent::Allocated {
+                    request,
+                    handle,
+                    result: result.map(|()| got),
+                    reply,
+                });
+            });
+        }
+        Request::Assign { handle, ips, pools } => {
+            tokio::spawn(async move {
+                let secondary: BTreeMap<String, String> =
+                    [("node".to_string(), ipam.node().to_string())].into();
+                for ip in ips {
+                    loop {
+                        match ipam.assign_ip(ip, &handle, &secondary, &pools).await {
+                            Ok(()) => break,
+                            Err(datastore::ipam::IpamError::Store(e)) => {
+                                warn!(%ip, error = %e, "recording an address: retrying");
+                                tokio::time::sleep(Duration::from_secs(2)).await;
+                            }
+                            Err(e) => {
+                                warn!(%ip, %handle, error = %e, "address not recorded in the shared IPAM");
+                                break;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+        Request::Release { handle } => {
+            tokio::spawn(async move { release_until_done(&ipam, &handle).await });
+        }
+    }
+}
+
+/// Release a handle, retrying while etcd is away: an address is never leaked by a
+/// datastore outage.
+async fn release_until_done(ipam: &Ipam, handle: &str) {
+    loop {
+        match ipam.release_handle(handle).await {
+            Ok(freed) => {
+                info!(%handle, freed = ?freed, "released");
+                return;
+            }
+            Err(e) => {
+                warn!(%handle, error = %e, "release: retrying");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        }
+    }
+}

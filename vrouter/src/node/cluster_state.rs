@@ -1,0 +1,186 @@
+//! What the datastore contributed to the running node, and how its records read as
+//! the node's own types (`[[nodes]]` entries, pools, BGP peers). Data only: the
+//! operations that apply a view are in `cluster`.
+
+use crate::config::{BgpPeer, EncapMode, Node, Pool};
+use datastore::model::{BgpPeerSpec, IpPoolSpec, NodeResource};
+use ipnet::IpNet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, SocketAddr};
+use std::time::SystemTime;
+use tracing::warn;
+
+/// Whether the datastore answers.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum DatastoreStatus {
+    #[default]
+    Connecting,
+    InSync {
+        revision: i64,
+    },
+    Unreachable {
+        since: SystemTime,
+        error: String,
+    },
+}
+
+impl DatastoreStatus {
+    /// One line for `node status` and /readyz.
+    pub fn describe(&self) -> String {
+        match self {
+            DatastoreStatus::Connecting => "connecting".into(),
+            DatastoreStatus::InSync { revision } => format!("in sync (revision {revision})"),
+            DatastoreStatus::Unreachable { since, error } => format!(
+                "datastore unreachable since {} ({error})",
+                datastore::member::rfc3339_at(*since)
+            ),
+        }
+    }
+}
+
+/// What the datastore contributed.
+#[derive(Debug, Default)]
+pub struct ClusterState {
+    pub status: DatastoreStatus,
+    /// Our Node resource's labels (with Calico's implicit `projectcalico.org/name`).
+    pub labels: BTreeMap<String, String>,
+    pub nodes: BTreeMap<String, Node>,
+    /// Mesh sessions opened for datastore nodes.
+    pub mesh: BTreeSet<IpAddr>,
+    pub pools: BTreeMap<IpNet, Pool>,
+    pub peers: BTreeMap<IpAddr, BgpPeer>,
+    /// Blocks whose affinity is ours.
+    pub affine: Vec<IpNet>,
+    /// What BGP announces: our blocks and borrowed addresses.
+    pub advertised: Vec<IpNet>,
+    pub secrets_dir: std::path::PathBuf,
+    /// The last view applied.
+    pub revision: i64,
+}
+
+/// `[[nodes]]` entry for a registered node: its BGP addresses (else its addresses) and
+/// its VTEP MAC if it wrote one (else Calico's derivation from its name).
+pub fn node_entry(name: &str, n: &NodeResource) -> Option<Node> {
+    let mut ips: Vec<IpNet> = Vec::new();
+    if let Some(b) = &n.spec.bgp {
+        for a in [&b.ipv4_address, &b.ipv6_address] {
+            if let Some(net) = parse_net(a) {
+                ips.push(net);
+            }
+        }
+    }
+    if ips.is_empty() {
+        ips = n
+            .spec
+            .addresses
+            .iter()
+            .filter_map(|a| parse_net(&a.address))
+            .collect();
+    }
+    if ips.is_empty() {
+        return None;
+    }
+    let mac = &n.spec.vxlan_tunnel_mac_addr;
+    Some(Node {
+        name: name.to_string(),
+        ips,
+        vtep_mac: (!mac.is_empty()).then(|| mac.clone()),
+    })
+}
+
+fn parse_net(s: &str) -> Option<IpNet> {
+    s.parse::<IpNet>()
+        .ok()
+        .or_else(|| s.parse::<IpAddr>().ok().map(IpNet::from))
+}
+
+fn mode(s: &str) -> Result<EncapMode, String> {
+    match s {
+        "" | "Never" => Ok(EncapMode::Never),
+        "Always" => Ok(EncapMode::Always),
+        "CrossSubnet" => Ok(EncapMode::CrossSubnet),
+        other => Err(format!("unknown encapsulation mode {other:?}")),
+    }
+}
+
+/// A pool as the node takes it.
+pub fn pool_of(p: &IpPoolSpec) -> Result<Pool, String> {
+    let cidr: IpNet = p
+        .cidr
+        .parse()
+        .map_err(|e| format!("cidr {:?}: {e}", p.cidr))?;
+    Ok(Pool {
+        cidr,
+        block_size: p.block_size,
+        ipip_mode: mode(&p.ipip_mode)?,
+        vxlan_mode: mode(&p.vxlan_mode)?,
+        nat_outgoing: p.nat_outgoing,
+        disabled: p.disabled,
+    })
+}
+
+/// "10.0.0.1", "10.0.0.1:1790", "[fd00::1]:1790" → address and port.
+fn peer_address(s: &str) -> Option<(IpAddr, u16)> {
+    if let Ok(a) = s.parse::<IpAddr>() {
+        return Some((a, 179));
+    }
+    s.parse::<SocketAddr>().ok().map(|sa| (sa.ip(), sa.port()))
+}
+
+impl ClusterState {
+    /// Whether a BGPPeer applies to this node: named for it, global (no node, no
+    /// selector), or selecting its labels.
+    pub fn applies(&self, me: &str, p: &BgpPeerSpec) -> bool {
+        if !p.node.is_empty() {
+            return p.node == me;
+        }
+        let sel = p.node_selector.trim();
+        sel.is_empty() || sel == "all()" || {
+            // key == 'value' on our labels, the form route-reflector set-ups use.
+            let mut it = sel.splitn(2, "==");
+            match (it.next(), it.next()) {
+                (Some(k), Some(v)) => {
+                    let v = v.trim().trim_matches(|c| c == '\'' || c == '"');
+                    self.labels.get(k.trim()).is_some_and(|x| x == v)
+                }
+                _ => {
+                    warn!(
+                        selector = sel,
+                        "BGPPeer nodeSelector not understood: ignored"
+                    );
+                    false
+                }
+            }
+        }
+    }
+
+    pub fn peer_of(&self, name: &str, p: &BgpPeerSpec) -> Option<BgpPeer> {
+        let Some((address, port)) = peer_address(&p.peer_ip) else {
+            warn!(peer = name, ip = %p.peer_ip, "BGPPeer peerIP does not parse: skipped");
+            return None;
+        };
+        let password = match p.password.as_ref().and_then(|x| x.secret_key_ref.as_ref()) {
+            None => None,
+            Some(r) => {
+                let path = self.secrets_dir.join(&r.name).join(&r.key);
+                match std::fs::read_to_string(&path) {
+                    Ok(s) => Some(s.trim_end_matches('\n').to_string()),
+                    Err(e) => {
+                        warn!(peer = name, path = %path.display(), error = %e, "BGPPeer password unreadable: skipped");
+                        return None;
+                    }
+                }
+            }
+        };
+        Some(BgpPeer {
+            address,
+            asn: p.as_number,
+            password,
+            rr_client: false,
+            hold_time: 90,
+            keepalive: None,
+            port,
+            passive: false,
+        })
+    }
+}
