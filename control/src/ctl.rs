@@ -16,6 +16,9 @@ pub struct Cli {
     /// Print the reply as JSON.
     #[arg(long, global = true)]
     pub json: bool,
+    /// The cluster datastore, for the commands that read it directly.
+    #[command(flatten)]
+    pub etcd: crate::ctl_cluster::EtcdArgs,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -53,12 +56,19 @@ pub enum Command {
     Watch,
     /// Re-read the configuration file (as SIGHUP does).
     Reload,
+    /// The cluster's shared IPAM, read from the datastore (as calicoctl ipam).
+    Ipam {
+        #[command(subcommand)]
+        what: crate::ctl_cluster::IpamCmd,
+    },
 }
 
 #[derive(Subcommand, Debug)]
 pub enum NodeCmd {
     /// The BGP peer table, as `calicoctl node status` prints it.
     Status,
+    /// The cluster's nodes, from the datastore.
+    List,
 }
 
 #[derive(Subcommand, Debug)]
@@ -370,9 +380,21 @@ fn status_message(s: tonic::Status) -> String {
 
 /// Run one command. Errors are the one line to print.
 pub async fn run(cli: Cli) -> Result<(), String> {
-    let mut c = api::connect(&cli.socket).await?;
     let json = cli.json;
+    // The datastore's own commands need no vrouterd.
     match cli.command {
+        Command::Ipam { what } => return crate::ctl_cluster::ipam(&cli.etcd, what, json).await,
+        Command::Node {
+            what: NodeCmd::List,
+        } => return crate::ctl_cluster::node_list(&cli.etcd, json).await,
+        _ => {}
+    }
+    let mut c = api::connect(&cli.socket).await?;
+    match cli.command {
+        Command::Ipam { .. }
+        | Command::Node {
+            what: NodeCmd::List,
+        } => unreachable!("answered above"),
         Command::Node {
             what: NodeCmd::Status,
         } => {

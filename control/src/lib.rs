@@ -9,6 +9,7 @@
 pub mod api;
 pub mod bgp;
 pub mod ctl;
+pub mod ctl_cluster;
 pub mod ipam;
 pub mod metrics;
 pub mod rib;

@@ -1,0 +1,240 @@
+#!/usr/bin/env bash
+# End to end, the cluster datastore: a 3-member etcd (Debian's etcd-server) and vrouterd
+# nodes in namespaces on one underlay bridge (10.97.0.0/24), with no [[nodes]] and no
+# pools in any file. Pools and the BGP configuration are written into etcd as Calico
+# writes them; the nodes register, find each other, mesh over BGP and carry pod traffic
+# over VXLAN; pods get their addresses from the shared IPAM through the API.
+#   - every pod pings every other pod, IPv4 and IPv6;
+#   - 200 endpoints added at once across the nodes: all addresses distinct;
+#   - one etcd member killed: a 6th node joins and is reachable within seconds,
+#     allocation goes on;
+#   - every member stopped: pod traffic flows, allocation fails naming the datastore,
+#     node status and /readyz say since when;
+#   - members back: resync, allocation works, `vrouterctl ipam check` is clean.
+# Needs root; fails loudly.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+VROUTERD=${VROUTERD:-target/debug/vrouterd}
+VROUTERCTL=${VROUTERCTL:-target/debug/vrouterctl}
+P=${P:-vrc$$}
+die() { echo "cluster: FAIL: $*" >&2; exit 1; }
+[[ $(id -u) -eq 0 ]] || die "must run as root"
+for c in ip ping python3 ethtool etcd etcdctl curl; do
+    command -v "$c" >/dev/null || die "$c is not installed (run scripts/setup.sh)"
+done
+[[ -x $VROUTERD && -x $VROUTERCTL ]] || die "$VROUTERD / $VROUTERCTL not built"
+
+WORK=$(mktemp -d)
+. tests/e2e/lib.sh
+strict cluster
+chmod 755 "$WORK"
+PIDS=()
+NODES="n1 n2 n3 n4 n5 n6"
+cleanup() {
+    unstrict
+    for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
+    for ns in hub $NODES a1 a2 a3 a4 a5 a6; do
+        ip netns pids "$P$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null
+        ip netns del "$P$ns" 2>/dev/null
+    done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+within() { local t=$1; shift; local end=$((SECONDS + t)); until "$@"; do ((SECONDS < end)) || return 1; sleep 0.5; done; }
+
+# --- the underlay; etcd on the hub's bridge address (10.97.0.250), as a real cluster's
+# etcd sits on the network, not on each node's loopback.
+hub
+nsx ${P}hub ip addr add 10.97.0.250/24 dev br0
+nsx ${P}hub ip link set lo up
+EP=http://10.97.0.250:23791,http://10.97.0.250:23792,http://10.97.0.250:23793
+CL=m1=http://10.97.0.250:23801,m2=http://10.97.0.250:23802,m3=http://10.97.0.250:23803
+declare -A ETCD_PID
+etcd_start() { # member number, "new" or "existing"
+    local i=$1
+    nsx ${P}hub etcd --name m$i --data-dir "$WORK/etcd-m$i" \
+        --listen-client-urls http://10.97.0.250:2379$i --advertise-client-urls http://10.97.0.250:2379$i \
+        --listen-peer-urls http://10.97.0.250:2380$i --initial-advertise-peer-urls http://10.97.0.250:2380$i \
+        --initial-cluster "$CL" --initial-cluster-state "$2" --initial-cluster-token vr-e2e \
+        --heartbeat-interval 50 --election-timeout 500 >>"$WORK/etcd-m$i.log" 2>&1 &
+    ETCD_PID[$i]=$!
+    PIDS+=($!)
+}
+etcdctl_() { nsx ${P}hub env ETCDCTL_API=3 etcdctl --endpoints=$EP --command-timeout=3s "$@"; }
+etcd_healthy() { etcdctl_ put /vrouter-e2e ok >/dev/null 2>&1; }
+for i in 1 2 3; do etcd_start $i new; done
+within 20 etcd_healthy || { tail -5 "$WORK"/etcd-m*.log; die "etcd did not come up"; }
+
+# --- Calico's records, byte for byte as calicoctl stores them.
+R=/calico/resources/v3/projectcalico.org
+etcdctl_ put $R/ippools/default-ipv4-ippool '{"kind":"IPPool","apiVersion":"projectcalico.org/v3","metadata":{"name":"default-ipv4-ippool","uid":"0b2f6e8e-7c1a-4f0e-9a51-2d6f3c1b9e01","creationTimestamp":"2026-12-02T10:00:00Z"},"spec":{"cidr":"10.244.0.0/16","vxlanMode":"Always","ipipMode":"Never","natOutgoing":true,"blockSize":26,"nodeSelector":"all()","allowedUses":["Workload","Tunnel"]}}' >/dev/null
+etcdctl_ put $R/ippools/default-ipv6-ippool '{"kind":"IPPool","apiVersion":"projectcalico.org/v3","metadata":{"name":"default-ipv6-ippool"},"spec":{"cidr":"fd10::/48","vxlanMode":"Always","ipipMode":"Never","blockSize":122,"nodeSelector":"all()"}}' >/dev/null
+etcdctl_ put $R/bgpconfigurations/default '{"kind":"BGPConfiguration","apiVersion":"projectcalico.org/v3","metadata":{"name":"default"},"spec":{"logSeverityScreen":"Info","nodeToNodeMeshEnabled":true,"asNumber":64512}}' >/dev/null
+# A malformed record: named in the logs and skipped, never fatal.
+etcdctl_ put $R/bgppeers/broken '{"kind":"BGPPeer","spec":' >/dev/null
+
+declare -A NUM=([n1]=1 [n2]=2 [n3]=3 [n4]=4 [n5]=5 [n6]=6)
+for n in $NODES; do
+    underlay ${P}$n 10.97.0.${NUM[$n]} fd97::${NUM[$n]}
+done
+config() { # n: no [[nodes]], no pools; the datastore and the mesh
+    local n=$1 i=${NUM[$1]}
+    cat >"$WORK/$n.toml" <<CFG
+node_name = "node-$i"
+state_dir = "$WORK/state-$n"
+api = { socket = "$WORK/api-$n.sock" }
+node_ips = ["10.97.0.$i/24", "fd97::$i/64"]
+[[uplinks]]
+name = "up0"
+[workers]
+cores = [$((i % 2))]
+endpoint_slots = 48
+[metrics]
+listen = "127.0.0.1:9$((100 + i))"
+[bgp]
+restart_marker = "$WORK/$n.restart"
+[datastore]
+type = "etcdv3"
+endpoints = ["${EP//,/\", \"}"]
+CFG
+}
+start_node() {
+    local n=$1
+    config "$n"
+    rm -f "$WORK/$n.json"
+    ip netns exec ${P}$n "$VROUTERD" --config "$WORK/$n.toml" --stats-file "$WORK/$n.json" >>"$WORK/$n.log" 2>&1 &
+    PIDS+=($!)
+    for _ in $(seq 100); do [[ -s $WORK/$n.json ]] && break; sleep 0.2; done
+    [[ -s $WORK/$n.json ]] || { tail -20 "$WORK/$n.log"; die "vrouterd $n did not start"; }
+}
+ctl_on() { local n=$1; shift; "$VROUTERCTL" --socket "$WORK/api-$n.sock" "$@"; }
+established() { # n count: the node's sessions Established
+    python3 -c "import json,sys; j=json.load(open('$WORK/$1.json'))['bgp']; sys.exit(0 if sum(p['state']=='Established' for p in j['peers']) >= $2 else 1)" 2>/dev/null
+}
+meshed() { # every node in "$@" Established with all the others
+    local n; for n in "$@"; do established "$n" $(($# - 1)) || { echo "$n not meshed"; return 1; }; done
+}
+# A pod on node n, its addresses from the shared IPAM through the API.
+add_pod() { # n
+    local n=$1 i=${NUM[$1]} out
+    ip netns add ${P}a$i
+    nsx ${P}a$i ip link set lo up
+    ip link add pod$i netns ${P}$n type veth peer name eth0 netns ${P}a$i
+    nsx ${P}$n ip link set pod$i address ee:ee:ee:ee:ee:ee up
+    off ${P}$n pod$i
+    nsx ${P}a$i ip link set eth0 up
+    off ${P}a$i eth0
+    out=$(ctl_on "$n" endpoint add pod --interface pod$i --ipv6 --json) || return 1
+    V4[$n]=$(python3 -c 'import json,sys; print([a for a in json.load(sys.stdin)["addresses"] if ":" not in a][0].split("/")[0])' <<<"$out")
+    V6[$n]=$(python3 -c 'import json,sys; print([a for a in json.load(sys.stdin)["addresses"] if ":" in a][0].split("/")[0])' <<<"$out")
+    nsx ${P}a$i ip addr add "${V4[$n]}/32" dev eth0
+    nsx ${P}a$i ip -6 addr add "${V6[$n]}/128" dev eth0 nodad
+    nsx ${P}a$i ip route add 169.254.1.1 dev eth0 scope link
+    nsx ${P}a$i ip route add default via 169.254.1.1 dev eth0
+    nsx ${P}a$i ip -6 route add default via fe80::ecee:eeff:feee:eeee dev eth0
+}
+declare -A V4 V6
+all_ping() { # family nodes...: every pod pings every other pod
+    local fam=$1 a b; shift
+    for a in "$@"; do for b in "$@"; do
+        [[ $a == "$b" ]] && continue
+        if [[ $fam == 4 ]]; then
+            within 10 nsx ${P}a${NUM[$a]} ping -c 1 -W 1 "${V4[$b]}" >/dev/null || { echo "pod $a -> pod $b (${V4[$b]}) fails"; return 1; }
+        else
+            within 10 nsx ${P}a${NUM[$a]} ping -6 -c 1 -W 1 "${V6[$b]}" >/dev/null || { echo "pod $a -> pod $b (${V6[$b]}) fails"; return 1; }
+        fi
+    done; done
+    echo "every pod reached every other pod (IPv$fam)"
+}
+
+# --------------------------------------------------------------- five nodes
+FIVE="n1 n2 n3 n4 n5"
+for n in $FIVE; do start_node $n; done
+registered() { # count: Node resources in etcd
+    local c; c=$(etcdctl_ get --prefix --keys-only $R/nodes/ | grep -c node-) || return 1
+    echo "$c nodes registered"; ((c == $1))
+}
+check "five nodes register their Node resource in etcd" within 20 registered 5
+check "the five mesh with each other (4 sessions each, no [[nodes]] anywhere)" within 60 meshed $FIVE
+check "the registered Node has Calico's shape (bgp.ipv4Address, VTEP MAC, VXLAN tunnel address, status)" bash -c "
+    nsx ${P}hub env ETCDCTL_API=3 etcdctl --endpoints=$EP get --print-value-only $R/nodes/node-1 | python3 -c '
+import json, sys
+n = json.load(sys.stdin)
+assert (n[\"kind\"], n[\"apiVersion\"]) == (\"Node\", \"projectcalico.org/v3\"), n
+s = n[\"spec\"]
+assert s[\"bgp\"][\"ipv4Address\"] == \"10.97.0.1/24\" and s[\"bgp\"][\"ipv6Address\"] == \"fd97::1/64\", s
+assert s[\"vxlanTunnelMACAddr\"].startswith(\"66:\"), s
+assert s[\"ipv4VXLANTunnelAddr\"].startswith(\"10.244.\"), s
+assert n[\"status\"] == {} and n[\"metadata\"][\"uid\"] and n[\"metadata\"][\"creationTimestamp\"], n
+print(s)'"
+for n in $FIVE; do add_pod $n; done
+check "pods' addresses come from the shared IPAM, all distinct" bash -c "printf '%s\n' ${V4[*]} ${V6[*]} | sort | uniq -d | grep . && exit 1; echo ${V4[*]} ${V6[*]}"
+check "every pod pings every other pod (IPv4, over VXLAN)" all_ping 4 $FIVE
+check "every pod pings every other pod (IPv6)" all_ping 6 $FIVE
+check "node status prints the mesh and the datastore in sync" bash -c "
+    ctl_out=\$($VROUTERCTL --socket $WORK/api-n1.sock node status) || exit 1; echo \"\$ctl_out\"
+    grep -q 'Datastore: in sync' <<<\"\$ctl_out\" && [[ \$(grep -c 'node-to-node mesh' <<<\"\$ctl_out\") -ge 4 ]]"
+check "the malformed BGPPeer is named in the log and skipped" grep -q "bgppeers/broken" "$WORK/n1.log"
+
+# 200 endpoints at once across the five nodes (taps: vrouterd creates them).
+many() {
+    local n k pids=() rc=0
+    for n in $FIVE; do
+        for k in $(seq 1 40); do
+            ctl_on $n endpoint add "vm$k" --kind tap --interface "t$k" --json >"$WORK/many-$n-$k.json" 2>"$WORK/many-$n-$k.err" &
+            pids+=($!)
+        done
+    done
+    for p in "${pids[@]}"; do wait "$p" || rc=1; done
+    ((rc == 0)) || { cat "$WORK"/many-*.err | sort | uniq -c | head; return 1; }
+    python3 - "$WORK" <<'PY'
+import glob, json, sys
+addrs = [a for f in glob.glob(sys.argv[1] + "/many-*.json") for a in json.load(open(f))["addresses"]]
+assert len(addrs) == 200, f"{len(addrs)} addresses"
+assert len(set(addrs)) == 200, "duplicates: " + str(sorted(a for a in set(addrs) if addrs.count(a) > 1))
+print("200 endpoints, 200 distinct addresses")
+PY
+}
+check "200 endpoints added concurrently across the nodes: all addresses distinct" many
+ipam_check() { "$VROUTERCTL" --etcd-endpoints "$EP" ipam check; }
+export VROUTERCTL EP
+check "ipam check is clean after the burst" nsx ${P}hub "$VROUTERCTL" --etcd-endpoints "$EP" ipam check
+check "ipam show --show-blocks lists blocks per node" bash -c "
+    out=\$(nsx ${P}hub $VROUTERCTL --etcd-endpoints $EP ipam show --show-blocks) || exit 1; echo \"\$out\"
+    grep -q 'IP Pool .*10.244.0.0/16' <<<\"\$out\" && grep -q 'Block .*node-3' <<<\"\$out\""
+
+# --------------------------------------------------------------- a member down, a 6th node
+kill -9 "${ETCD_PID[1]}"
+check "one etcd member killed: allocation goes on" bash -c "$VROUTERCTL --socket $WORK/api-n2.sock endpoint add late --kind tap --interface tlate --json"
+T0=$SECONDS
+start_node n6
+add_pod n6
+check "a 6th node joins with a member down: meshed with all five within 10 s" within 10 meshed $FIVE n6
+echo "      (joined to mesh in $((SECONDS - T0)) s)"
+check "the 6th node's pod reaches every other pod" all_ping 4 n6 n1 n3 n5
+etcd_start 1 existing
+
+# --------------------------------------------------------------- every member stopped
+within 20 etcd_healthy || die "etcd member 1 did not rejoin"
+for i in 1 2 3; do kill -9 "${ETCD_PID[$i]}"; done
+check "etcd away: pod traffic keeps flowing (v4 and v6)" bash -c "$(declare -f within nsx all_ping); $(declare -p V4 V6 NUM); P=$P; all_ping 4 n1 n2 n6 && all_ping 6 n1 n4"
+unavailable() {
+    local out
+    out=$(ctl_on n1 endpoint add nope --kind tap --interface tnope 2>&1) && { echo "allocated with etcd away: $out"; return 1; }
+    echo "$out"; grep -q "datastore unreachable" <<<"$out"
+}
+check "etcd away: an allocation fails, naming the datastore" within 15 unavailable
+check "etcd away: node status says since when" within 15 bash -c "$VROUTERCTL --socket $WORK/api-n1.sock node status | grep 'datastore unreachable since'"
+check "etcd away: /readyz says so" bash -c "out=\$(nsx ${P}n1 curl -s -w ' %{http_code}' http://127.0.0.1:9101/readyz); echo \"\$out\"; grep -q 'datastore unreachable since.* 503' <<<\"\$out\""
+check "etcd away: BGP sessions stay up" meshed $FIVE n6
+
+# --------------------------------------------------------------- back
+for i in 1 2 3; do etcd_start $i existing; done
+within 30 etcd_healthy || die "etcd did not come back"
+check "members back: the node resyncs" within 20 bash -c "$VROUTERCTL --socket $WORK/api-n1.sock node status | grep 'Datastore: in sync'"
+check "members back: allocation works again" within 10 bash -c "$VROUTERCTL --socket $WORK/api-n1.sock endpoint add back --kind tap --interface tback --json"
+check "members back: ipam check clean, nothing lost or doubled" nsx ${P}hub "$VROUTERCTL" --etcd-endpoints "$EP" ipam check
+check "node list shows the six nodes and their blocks" bash -c "
+    out=\$(nsx ${P}hub $VROUTERCTL --etcd-endpoints $EP node list) || exit 1; echo \"\$out\"
+    [[ \$(grep -c '| node-' <<<\"\$out\") -eq 6 ]]"
+finish cluster tail -30 "$WORK/n1.log"
