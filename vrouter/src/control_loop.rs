@@ -20,7 +20,7 @@ use crate::nexthop::{Adjacency, NextHopTable};
 use crate::node::bgp_config::{mark_clean_stop, speaker_config};
 use crate::node::interface::if_info;
 use crate::node::nexthops::Gateway;
-use crate::node::persist::{open_ipam, ApiState};
+use crate::node::persist::{effective_config, open_ipam};
 use crate::node::plan::Plan;
 use crate::node::tables::{Capacity, Tables};
 use crate::node::{Dataplane, NodeState};
@@ -71,20 +71,6 @@ impl control::metrics::HealthSource for MetricsSource {
     fn ready(&self) -> bool {
         self.health.ready.load(Ordering::Relaxed)
     }
-}
-
-/// The effective configuration: the file, plus what was added through the API.
-fn effective_config(file_config: &Config) -> io::Result<(Config, ApiState)> {
-    let mut config = file_config.clone();
-    let api_state = ApiState::load(&config.state_dir)?;
-    api_state.merge_into(&mut config);
-    config.validate().map_err(|e| {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("{}/api.json with the file: {e}", config.state_dir.display()),
-        )
-    })?;
-    Ok((config, api_state))
 }
 
 /// Start-up failed after the workers began: stop them and let the node's XDP programs

@@ -2,6 +2,7 @@
 
 mod bgp;
 mod memory;
+mod owner;
 mod plan;
 mod state;
 
