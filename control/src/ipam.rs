@@ -236,6 +236,32 @@ impl Ipam {
         freed
     }
 
+    /// Free one address, whoever holds it; a block left empty is given up. Returns who
+    /// held it.
+    pub fn release_address(&mut self, addr: IpAddr) -> Option<String> {
+        let block = *self
+            .state
+            .blocks
+            .iter()
+            .find(|(_, used)| used.contains_key(&addr))?
+            .0;
+        let used = self.state.blocks.get_mut(&block)?;
+        let owner = used.remove(&addr);
+        if used.is_empty() {
+            self.state.blocks.remove(&block);
+        }
+        owner
+    }
+
+    /// Every allocation: address and holder.
+    pub fn allocations(&self) -> Vec<(IpAddr, String)> {
+        self.state
+            .blocks
+            .values()
+            .flat_map(|b| b.iter().map(|(a, e)| (*a, e.clone())))
+            .collect()
+    }
+
     /// Write the state (atomically: a crash leaves the old file or the new one).
     pub fn save(&self) -> io::Result<()> {
         let Some(path) = &self.path else {

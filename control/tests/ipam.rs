@@ -77,6 +77,34 @@ fn explicit_addresses_and_errors() {
 }
 
 #[test]
+fn one_address_released_alone() {
+    let mut i = Ipam::open(pools(), None).unwrap();
+    i.assign("a", ip("10.244.0.2")).unwrap();
+    i.assign("a", ip("fd10::2")).unwrap();
+    i.assign("b", ip("10.244.0.70")).unwrap();
+    let mut all = i.allocations();
+    all.sort();
+    assert_eq!(
+        all,
+        [
+            (ip("10.244.0.2"), "a".to_string()),
+            (ip("10.244.0.70"), "b".to_string()),
+            (ip("fd10::2"), "a".to_string()),
+        ]
+    );
+    assert_eq!(i.release_address(ip("10.244.0.2")), Some("a".into()));
+    assert_eq!(
+        i.addresses_of("a"),
+        [ip("fd10::2")],
+        "a keeps its other address"
+    );
+    assert_eq!(i.release_address(ip("10.244.0.2")), None);
+    // Its block, now empty, is given up; the others stay.
+    let blocks: Vec<String> = i.blocks().iter().map(|b| b.to_string()).collect();
+    assert_eq!(blocks, ["10.244.0.64/26", "fd10::/122"]);
+}
+
+#[test]
 fn state_survives_a_restart() {
     let dir = std::env::temp_dir().join(format!("ipam-test-{}", std::process::id()));
     let path = dir.join("ipam.json");

@@ -151,7 +151,7 @@ check "the peer is gone" \
 # Bad requests: a message and exit 1, never a crash.
 bad() { refused "$@" && alive; } # expected-text command...
 check "an address outside every pool is refused" bad "in no pool" ctl endpoint add x --interface cali2 --ip 10.99.0.5
-check "a taken address is refused" bad "already allocated" ctl endpoint add x --interface cali2 --ip "$A1"
+check "a taken address is refused, naming its holder" bad "already endpoint pod1's" ctl endpoint add x --interface cali2 --ip "$A1"
 check "a second endpoint of the same name is refused" bad "exists" ctl endpoint add pod1 --interface cali2
 check "a missing interface is refused" bad "nosuch" ctl endpoint add x --interface nosuch
 check "a bad address is refused" bad "address" ctl endpoint add x --interface cali2 --ip 10.66.0.300
@@ -160,6 +160,8 @@ printf 'kind: IPPool\nspec:\n  cidr: 10.67.0.0/16\n  vxlanMode: Sometimes\n' >"$
 check "a bad pool mode is refused" bad "vxlanMode" ctl pool apply -f "$WORK/badpool.yaml"
 check "an overlapping pool is refused" bad "overlap" bash -c "printf 'kind: IPPool\nspec:\n  cidr: 10.66.128.0/17\n' >$WORK/ov.yaml; $VROUTERCTL pool apply -f $WORK/ov.yaml"
 check "a file's pool cannot be removed through the API" bad "configuration file" ctl pool del 10.66.0.0/16
+check "the refused adds left nothing behind: pod1 alone, its address its own" \
+    bash -c "$VROUTERCTL endpoint list --json | python3 -c 'import json,sys; d=json.load(sys.stdin); assert [(e[\"name\"],e[\"addresses\"]) for e in d[\"endpoints\"]]==[(\"pod1\",[\"$A1\"])], d'"
 
 # Pools from a Calico IPPool file.
 cat >"$WORK/pool.yaml" <<'YAML'

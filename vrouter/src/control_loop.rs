@@ -22,7 +22,7 @@ use crate::node::bgp_config::{mark_clean_stop, speaker_config};
 use crate::node::cluster_state::{ClusterState, DatastoreStatus};
 use crate::node::interface::if_info;
 use crate::node::nexthops::Gateway;
-use crate::node::persist::{open_ipam, ApiState};
+use crate::node::persist::{effective_config, open_ipam};
 use crate::node::plan::Plan;
 use crate::node::tables::{Capacity, Tables};
 use crate::node::{Dataplane, NodeState};
@@ -78,20 +78,6 @@ impl control::metrics::HealthSource for MetricsSource {
     fn not_ready_reason(&self) -> Option<String> {
         self.health.not_ready.lock().unwrap().clone()
     }
-}
-
-/// The effective configuration: the file, plus what was added through the API.
-fn effective_config(file_config: &Config) -> io::Result<(Config, ApiState)> {
-    let mut config = file_config.clone();
-    let api_state = ApiState::load(&config.state_dir)?;
-    api_state.merge_into(&mut config);
-    config.validate().map_err(|e| {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("{}/api.json with the file: {e}", config.state_dir.display()),
-        )
-    })?;
-    Ok((config, api_state))
 }
 
 /// BGP settings from the datastore, as calico/node takes them: our Node's asNumber,

@@ -428,7 +428,7 @@ impl Config {
 }
 
 mod validate;
-pub use validate::locate;
+pub use validate::{address_clash, locate, Clash, Holder};
 
 #[cfg(test)]
 mod tests {

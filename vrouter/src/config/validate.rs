@@ -1,8 +1,74 @@
 //! Validation of a whole configuration, and the line a message is about.
 
-use super::{parse_mac, Config, ConfigError, EncapMode};
+use super::{parse_mac, Config, ConfigError, EncapMode, Endpoint};
 use ipnet::IpNet;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::net::IpAddr;
+
+/// Who already has an address an endpoint asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Holder {
+    /// The node itself (`node_ips`).
+    Node,
+    /// The same endpoint, which lists it twice.
+    Itself,
+    /// Another endpoint, by name.
+    Endpoint(String),
+}
+
+/// An endpoint address that is not the endpoint's alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Clash {
+    pub endpoint: String,
+    pub ip: IpAddr,
+    pub holder: Holder,
+}
+
+impl fmt::Display for Clash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Entry, field, what: `locate` finds the endpoint's `ips` line.
+        write!(f, "endpoint {}: ips: {} ", self.endpoint, self.ip)?;
+        match &self.holder {
+            Holder::Node => write!(f, "is the node's own address (node_ips)"),
+            Holder::Itself => write!(f, "is listed twice"),
+            Holder::Endpoint(other) => write!(f, "is already endpoint {other}'s"),
+        }
+    }
+}
+
+/// The first address among `endpoints` (in order) that is not its endpoint's alone: a
+/// node address, or one an earlier endpoint holds. Addresses are compared without their
+/// prefix length. One address, one owner: the file, what the API added and the
+/// running node all ask this.
+pub fn address_clash<'a>(
+    node_ips: &[IpNet],
+    endpoints: impl IntoIterator<Item = &'a Endpoint>,
+) -> Option<Clash> {
+    let mut owners: HashMap<IpAddr, &str> = HashMap::new();
+    for e in endpoints {
+        for ip in &e.ips {
+            let addr = ip.addr();
+            let holder = if node_ips.iter().any(|n| n.addr() == addr) {
+                Some(Holder::Node)
+            } else {
+                match owners.insert(addr, &e.name) {
+                    Some(o) if o == e.name => Some(Holder::Itself),
+                    Some(o) => Some(Holder::Endpoint(o.to_string())),
+                    None => None,
+                }
+            };
+            if let Some(holder) = holder {
+                return Some(Clash {
+                    endpoint: e.name.clone(),
+                    ip: addr,
+                    holder,
+                });
+            }
+        }
+    }
+    None
+}
 
 /// The line (1-based) a validation message is about. Messages name the entry and the
 /// field ("pool 10.0.0.0/8: block_size ...", "endpoint web: mac ...", "workers: count
@@ -121,6 +187,9 @@ impl Config {
                     return err(format!("endpoint {}: {ip} is in no pool", e.name));
                 }
             }
+        }
+        if let Some(clash) = address_clash(&self.node_ips, &self.endpoints) {
+            return err(clash.to_string());
         }
         if let Some(b) = &self.bgp {
             if b.router_id.is_none() && !self.node_ips.iter().any(|n| n.addr().is_ipv4()) {
@@ -255,5 +324,82 @@ impl super::DatastoreSettings {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Config;
+    use super::locate;
+
+    const TWO: &str = r#"node_name = "n"
+node_ips = ["10.0.0.1/24"]
+[[pools]]
+cidr = "10.65.0.0/16"
+[[pools]]
+cidr = "fd65::/48"
+[[endpoints]]
+name = "a"
+kind = "veth"
+interface = "c1"
+ips = ["10.65.0.5/32", "fd65::5/128"]
+[[endpoints]]
+name = "b"
+kind = "veth"
+interface = "c2"
+mac = "52:54:00:00:00:01"
+ips = ["10.65.0.6/32"]
+"#;
+
+    /// TWO with b's `ips` (line 17) replaced.
+    fn b_ips(ips: &str) -> String {
+        TWO.replace("ips = [\"10.65.0.6/32\"]", &format!("ips = [{ips}]"))
+    }
+
+    #[test]
+    fn an_address_has_one_owner_and_the_message_points_at_the_second() {
+        Config::parse(TWO).unwrap();
+        let text = b_ips("\"10.65.0.9/32\", \"10.65.0.5/32\"");
+        let e = Config::parse(&text).unwrap_err().0;
+        assert_eq!(e, "endpoint b: ips: 10.65.0.5 is already endpoint a's");
+        assert_eq!(locate(&text, &e), Some(17), "b's ips, not a's");
+        let dir = std::env::temp_dir().join(format!("vrouter-clash-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("clash.toml");
+        std::fs::write(&path, &text).unwrap();
+        let e = Config::load(&path).unwrap_err().0;
+        assert_eq!(
+            e,
+            format!(
+                "{}:17: endpoint b: ips: 10.65.0.5 is already endpoint a's",
+                path.display()
+            )
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+        // IPv6 too, however the address is written.
+        let e = Config::parse(&b_ips("\"fd65:0:0:0::5/128\""))
+            .unwrap_err()
+            .0;
+        assert_eq!(e, "endpoint b: ips: fd65::5 is already endpoint a's");
+    }
+
+    #[test]
+    fn an_endpoint_cannot_have_a_node_address_or_one_twice() {
+        // The node's 10.0.0.1/24 and an endpoint's 10.0.0.1/32: one address.
+        let no_pools = |t: String| {
+            t.replace("[[pools]]\ncidr = \"10.65.0.0/16\"\n", "")
+                .replace("[[pools]]\ncidr = \"fd65::/48\"\n", "")
+        };
+        let text = no_pools(b_ips("\"10.0.0.1/32\""));
+        let e = Config::parse(&text).unwrap_err().0;
+        assert_eq!(
+            e,
+            "endpoint b: ips: 10.0.0.1 is the node's own address (node_ips)"
+        );
+        assert_eq!(locate(&text, &e), Some(13));
+        let text = b_ips("\"10.65.0.7/32\", \"10.65.0.7/32\"");
+        let e = Config::parse(&text).unwrap_err().0;
+        assert_eq!(e, "endpoint b: ips: 10.65.0.7 is listed twice");
+        assert_eq!(locate(&text, &e), Some(17));
     }
 }

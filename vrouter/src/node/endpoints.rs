@@ -4,7 +4,7 @@
 use super::error::{invalid, NodeError, NodeResult};
 use super::plan::{endpoint_port, idle_port, EndpointPlan, Slot};
 use super::{NodeState, Origin};
-use crate::config::{Endpoint, EndpointKind};
+use crate::config::{address_clash, Endpoint, EndpointKind};
 use crate::nexthop::Adjacency;
 use control::api::pb;
 use ipnet::IpNet;
@@ -109,6 +109,11 @@ impl NodeState {
         endpoint: Endpoint,
         origin: Origin,
     ) -> NodeResult<EndpointPlan> {
+        // One address, one owner: checked before anything (IPAM, a port) is touched.
+        let others = self.config.endpoints.iter();
+        if let Some(clash) = address_clash(&self.config.node_ips, others.chain([&endpoint])) {
+            return Err(clash.into());
+        }
         for ip in &endpoint.ips {
             if self.config.pools.iter().any(|p| p.cidr.contains(ip)) {
                 self.ipam

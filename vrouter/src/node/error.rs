@@ -1,6 +1,7 @@
 //! What a node operation can answer besides success: the kind decides how the API edge
 //! reports it (a gRPC status), the text says what went wrong in the user's terms.
 
+use crate::config::{Clash, Holder};
 use std::fmt;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,4 +43,15 @@ pub type NodeResult<T> = Result<T, NodeError>;
 
 pub fn invalid(m: impl Into<String>) -> NodeError {
     NodeError::Invalid(m.into())
+}
+
+/// An address another endpoint holds is AlreadyExists (naming the holder); the node's
+/// own, or one listed twice, is a bad request.
+impl From<Clash> for NodeError {
+    fn from(c: Clash) -> NodeError {
+        match c.holder {
+            Holder::Endpoint(_) => NodeError::AlreadyExists(c.to_string()),
+            Holder::Node | Holder::Itself => NodeError::Invalid(c.to_string()),
+        }
+    }
 }

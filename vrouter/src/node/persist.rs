@@ -128,28 +128,49 @@ pub fn ipam_pools(config: &Config) -> Vec<ipam::Pool> {
         .collect()
 }
 
-/// Open IPAM and make it agree with the configuration: addresses of endpoints no
-/// longer there are released, every endpoint's pool addresses are assigned to it.
+/// The effective configuration vrouterd starts from: the file plus what the API added
+/// (`state_dir/api.json`), validated as one. An address the API gave one endpoint that
+/// the file now gives another (or the node) fails the start: neither takes it.
+pub fn effective_config(file: &Config) -> io::Result<(Config, ApiState)> {
+    let mut config = file.clone();
+    let api_state = ApiState::load(&config.state_dir)?;
+    api_state.merge_into(&mut config);
+    config.validate().map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{}/api.json with the file: {e}", config.state_dir.display()),
+        )
+    })?;
+    Ok((config, api_state))
+}
+
+/// Open IPAM and make it agree with the configuration: an address held by an endpoint
+/// that the configuration does not give it is released (that address alone), then
+/// every endpoint's pool addresses are assigned to it. The configuration is the
+/// authority and gives each address one owner (validated); if it does not, this
+/// fails and the state file is left as it was.
 pub fn open_ipam(config: &Config) -> io::Result<Ipam> {
     std::fs::create_dir_all(&config.state_dir)
         .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", config.state_dir.display())))?;
     let mut ipam = Ipam::open(ipam_pools(config), Some(config.state_dir.join("ipam.json")))?;
-    for owner in ipam.endpoints() {
-        if !config.endpoints.iter().any(|e| e.name == owner) {
-            ipam.release(&owner);
+    for (addr, owner) in ipam.allocations() {
+        let given = config
+            .endpoints
+            .iter()
+            .any(|e| e.name == owner && e.ips.iter().any(|ip| ip.addr() == addr));
+        if !given {
+            ipam.release_address(addr);
         }
     }
     for e in &config.endpoints {
         for ip in &e.ips {
             if config.pools.iter().any(|p| p.cidr.contains(ip)) {
-                if let Err(err) = ipam.assign(&e.name, ip.addr()) {
-                    // The configuration is the authority: take the address back.
-                    warn!(endpoint = %e.name, error = %err, "IPAM disagreed; reassigning");
-                    if let Some(other) = ipam.owner(ip.addr()).map(str::to_string) {
-                        ipam.release(&other);
-                    }
-                    let _ = ipam.assign(&e.name, ip.addr());
-                }
+                ipam.assign(&e.name, ip.addr()).map_err(|err| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("IPAM: endpoint {}: {err}", e.name),
+                    )
+                })?;
             }
         }
     }

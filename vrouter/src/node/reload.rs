@@ -3,7 +3,9 @@
 
 use super::error::{invalid, NodeError, NodeResult};
 use super::{NodeState, Origin};
-use crate::config::{BgpPeer, BgpSettings, Config, Endpoint, Pool, StaticRoute};
+use crate::config::{
+    address_clash, BgpPeer, BgpSettings, Config, Endpoint, Holder, Pool, StaticRoute,
+};
 use tracing::{info, warn};
 
 impl NodeState {
@@ -23,6 +25,7 @@ impl NodeState {
     /// stop. Returns one line per change; settings that need a restart are named and
     /// keep their running value.
     pub fn apply_file(&mut self, mut file: Config) -> NodeResult<Vec<String>> {
+        self.check_addresses(&file)?;
         let mut changes = Vec::new();
         // What cannot change while running keeps its running value.
         let mut restart = |what: &str, differs: bool| {
@@ -244,5 +247,30 @@ impl NodeState {
                 failed.join("; ")
             )))
         }
+    }
+
+    /// One address, one owner: the file's endpoints among themselves, with the node's
+    /// addresses and with what the API added (which stays). A clash refuses the whole
+    /// file before anything changes.
+    fn check_addresses(&self, file: &Config) -> NodeResult<()> {
+        let api = &self.origins.endpoints;
+        let kept = self
+            .config
+            .endpoints
+            .iter()
+            .filter(|e| api.contains(&e.name));
+        // A file endpoint named like an API one is not applied (said below).
+        let new = file.endpoints.iter().filter(|e| !api.contains(&e.name));
+        let Some(clash) = address_clash(&self.config.node_ips, kept.chain(new)) else {
+            return Ok(());
+        };
+        let from_api = match &clash.holder {
+            Holder::Endpoint(h) if api.contains(h) => " (added through the API)",
+            _ => "",
+        };
+        warn!(%clash, "reload: the file is refused");
+        Err(NodeError::Invalid(format!(
+            "reload refused, nothing changed: {clash}{from_api}"
+        )))
     }
 }

@@ -3,6 +3,7 @@
 mod bgp;
 mod cluster;
 mod memory;
+mod owner;
 mod plan;
 mod state;
 

@@ -16,7 +16,7 @@ use std::cell::RefCell;
 use std::path::PathBuf;
 use std::rc::Rc;
 
-const CONFIG: &str = r#"
+pub(super) const CONFIG: &str = r#"
 node_name = "n1"
 node_ips = ["10.0.0.1/24"]
 [[uplinks]]
