@@ -2,7 +2,7 @@
 //! is parsed into the node's own types, carried out by `NodeState`, and its domain
 //! error turned into a gRPC status here and nowhere else.
 
-use crate::config::{BgpPeer, EncapMode, EndpointKind, Pool, StaticRoute, Via};
+use crate::config::{AssignmentMode, BgpPeer, EncapMode, EndpointKind, Pool, StaticRoute, Via};
 use crate::node::endpoints::EndpointRequest;
 use crate::node::error::{invalid, NodeError, NodeResult};
 use crate::node::NodeState;
@@ -184,6 +184,16 @@ fn static_route(r: pb::AddRouteRequest) -> NodeResult<StaticRoute> {
 }
 
 fn pool(req: pb::Pool) -> NodeResult<Pool> {
+    let assignment_mode = match req.assignment_mode.as_str() {
+        "" | "Automatic" => AssignmentMode::Automatic,
+        "Manual" => AssignmentMode::Manual,
+        m => {
+            return Err(invalid(format!(
+                "assignmentMode {m:?}: must be Automatic or Manual"
+            )))
+        }
+    };
+    // The node's validation (config::validate) checks the selector and the uses.
     Ok(Pool {
         cidr: parse_net(&req.cidr, "cidr")?,
         block_size: (req.block_size != 0).then_some(req.block_size.min(255) as u8),
@@ -191,6 +201,10 @@ fn pool(req: pb::Pool) -> NodeResult<Pool> {
         vxlan_mode: parse_mode(&req.vxlan_mode, "vxlanMode")?,
         nat_outgoing: req.nat_outgoing,
         disabled: req.disabled,
+        node_selector: (!req.node_selector.is_empty()).then_some(req.node_selector),
+        disable_bgp_export: req.disable_bgp_export,
+        allowed_uses: (!req.allowed_uses.is_empty()).then_some(req.allowed_uses),
+        assignment_mode,
     })
 }
 

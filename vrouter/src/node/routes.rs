@@ -2,7 +2,7 @@
 //! to BGP's when they go, and our blocks following our endpoints.
 
 use super::error::{invalid, NodeError, NodeResult};
-use super::plan::own_blocks;
+use super::plan::{exported_blocks, own_blocks};
 use super::{NodeState, Origin};
 use crate::config::StaticRoute;
 use control::api::pb;
@@ -104,12 +104,20 @@ impl NodeState {
             .unconfigure(&self.config, &mut self.alloc, &mut self.tables, prefix);
     }
 
-    /// Our blocks follow our endpoints: blackhole routes and BGP announcements.
+    /// Our blocks follow our endpoints: blackhole routes and BGP announcements (those
+    /// of pools with disable_bgp_export are routed, not announced).
     pub(super) fn sync_blocks(&mut self) {
         let Some(blackhole) = self.blackhole else {
             return;
         };
         let now = own_blocks(&self.config);
+        let advertised = exported_blocks(&self.config, &now);
+        if advertised != self.advertised {
+            if let Some(sp) = &self.speaker {
+                sp.set_advertised(advertised.clone());
+            }
+            self.advertised = advertised;
+        }
         for b in self.own_blocks.clone() {
             if !now.contains(&b) {
                 self.remove_route_of(b);
@@ -121,11 +129,6 @@ impl NodeState {
                 self.tables.insert(*b, blackhole);
             }
         }
-        if now != self.own_blocks {
-            if let Some(sp) = &self.speaker {
-                sp.set_advertised(now.clone());
-            }
-            self.own_blocks = now;
-        }
+        self.own_blocks = now;
     }
 }
