@@ -4,8 +4,10 @@
 
 use crate::api::{self, pb};
 use clap::{Parser, Subcommand};
-use serde::Deserialize;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+mod pool_file;
+pub use pool_file::{parse_pool_file, pool_name, pools_yaml};
 
 #[derive(Parser, Debug)]
 #[command(name = "vrouterctl", version, about = "Drive vrouterd through its API")]
@@ -122,16 +124,19 @@ pub enum EndpointCmd {
 
 #[derive(Subcommand, Debug)]
 pub enum PoolCmd {
-    List,
+    List {
+        /// `yaml`: Calico's IPPoolList, as `calicoctl get ippools -o yaml` prints it
+        /// (what `pool apply -f` takes back).
+        #[arg(short = 'o', long = "output", value_parser = ["table", "yaml"], default_value = "table")]
+        output: String,
+    },
     /// Create or update pools from a Calico-shaped IPPool file (YAML or TOML).
     Apply {
         #[arg(short = 'f', long = "filename")]
         file: std::path::PathBuf,
     },
     #[command(alias = "remove")]
-    Del {
-        cidr: String,
-    },
+    Del { cidr: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -156,84 +161,6 @@ pub enum PeerCmd {
     Del {
         address: String,
     },
-}
-
-/// Calico's IPPool resource (projectcalico.org/v3), the fields vrouterd uses.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct IpPoolResource {
-    #[serde(default)]
-    kind: Option<String>,
-    #[serde(default)]
-    items: Vec<IpPoolResource>,
-    #[serde(default)]
-    spec: Option<IpPoolSpec>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct IpPoolSpec {
-    cidr: String,
-    #[serde(default)]
-    block_size: Option<u32>,
-    #[serde(default)]
-    ipip_mode: Option<String>,
-    #[serde(default)]
-    vxlan_mode: Option<String>,
-    #[serde(default)]
-    nat_outgoing: bool,
-    #[serde(default)]
-    disabled: bool,
-    /// Accepted and ignored (Calico fields vrouterd has no use for yet).
-    #[allow(dead_code)]
-    #[serde(default)]
-    node_selector: Option<String>,
-    #[allow(dead_code)]
-    #[serde(default)]
-    allowed_uses: Option<Vec<String>>,
-    #[allow(dead_code)]
-    #[serde(default)]
-    disable_bgp_export: Option<bool>,
-}
-
-/// Parse an IPPool file: YAML (`.yaml`/`.yml`, or anything not `.toml`) or TOML; one
-/// resource, a `kind: IPPoolList` with `items`, or several YAML documents.
-pub fn parse_pool_file(name: &str, text: &str) -> Result<Vec<pb::Pool>, String> {
-    let resources: Vec<IpPoolResource> = if name.ends_with(".toml") {
-        vec![toml::from_str(text).map_err(|e| format!("{name}: {e}"))?]
-    } else {
-        let mut v = Vec::new();
-        for doc in serde_yaml_ng::Deserializer::from_str(text) {
-            v.push(IpPoolResource::deserialize(doc).map_err(|e| format!("{name}: {e}"))?);
-        }
-        v
-    };
-    let mut pools = Vec::new();
-    let mut flatten = resources;
-    while let Some(r) = flatten.pop() {
-        if let Some(k) = &r.kind {
-            if k != "IPPool" && k != "IPPoolList" {
-                return Err(format!("{name}: kind {k}: only IPPool is understood"));
-            }
-        }
-        flatten.extend(r.items);
-        if let Some(s) = r.spec {
-            pools.push(pb::Pool {
-                cidr: s.cidr,
-                block_size: s.block_size.unwrap_or(0),
-                ipip_mode: s.ipip_mode.unwrap_or_default(),
-                vxlan_mode: s.vxlan_mode.unwrap_or_default(),
-                nat_outgoing: s.nat_outgoing,
-                disabled: s.disabled,
-                ..Default::default()
-            });
-        }
-    }
-    if pools.is_empty() {
-        return Err(format!("{name}: no IPPool spec in it"));
-    }
-    pools.reverse();
-    Ok(pools)
 }
 
 /// A plain text table with calicoctl's borders.
@@ -550,12 +477,16 @@ pub async fn run(cli: Cli) -> Result<(), String> {
             }
         },
         Command::Pool { what } => match what {
-            PoolCmd::List => {
+            PoolCmd::List { output } => {
                 let r = c
                     .list_pools(pb::ListPoolsRequest {})
                     .await
                     .map_err(status_message)?
                     .into_inner();
+                if output == "yaml" {
+                    print!("{}", pools_yaml(&r.pools));
+                    return Ok(());
+                }
                 print(json, &r, |r| {
                     let rows: Vec<Vec<String>> = r
                         .pools
@@ -800,37 +731,6 @@ pub fn main() {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn calico_ippool_yaml_and_toml() {
-        let yaml = "apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata:\n  name: p\nspec:\n  cidr: 10.65.0.0/16\n  blockSize: 26\n  ipipMode: Never\n  vxlanMode: Always\n  natOutgoing: true\n  nodeSelector: all()\n";
-        let p = parse_pool_file("p.yaml", yaml).unwrap();
-        assert_eq!(p.len(), 1);
-        assert_eq!(p[0].cidr, "10.65.0.0/16");
-        assert_eq!(p[0].block_size, 26);
-        assert_eq!(p[0].vxlan_mode, "Always");
-        assert!(p[0].nat_outgoing);
-        let toml = "apiVersion = \"projectcalico.org/v3\"\nkind = \"IPPool\"\n[metadata]\nname = \"p\"\n[spec]\ncidr = \"fd00:10::/48\"\nipipMode = \"Always\"\n";
-        let p = parse_pool_file("p.toml", toml).unwrap();
-        assert_eq!(p[0].cidr, "fd00:10::/48");
-        assert_eq!(p[0].ipip_mode, "Always");
-        let two = format!("{yaml}---\n{}", yaml.replace("10.65", "10.66"));
-        let p = parse_pool_file("p.yaml", &two).unwrap();
-        assert_eq!(
-            p.iter().map(|p| p.cidr.as_str()).collect::<Vec<_>>(),
-            ["10.65.0.0/16", "10.66.0.0/16"]
-        );
-        assert!(
-            parse_pool_file("p.yaml", "kind: BGPPeer\nspec:\n  cidr: x\n")
-                .unwrap_err()
-                .contains("only IPPool")
-        );
-        assert!(
-            parse_pool_file("p.yaml", "spec:\n  cidr: 10.0.0.0/8\n  bogus: 1\n")
-                .unwrap_err()
-                .contains("bogus")
-        );
-    }
 
     #[test]
     fn table_like_calicoctl() {

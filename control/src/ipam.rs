@@ -22,6 +22,15 @@ pub struct Pool {
     pub block_size: u8,
     /// No new blocks from it (existing allocations stay).
     pub disabled: bool,
+    /// Addresses are handed out from it without being asked for: Calico's
+    /// assignmentMode Automatic, Workload among its allowedUses, and its nodeSelector
+    /// matching this node. Otherwise only addresses asked for (`assign`) come from it.
+    #[serde(default = "yes")]
+    pub automatic: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Pool {
@@ -31,7 +40,13 @@ impl Pool {
             cidr: cidr.trunc(),
             block_size: block_size.max(cidr.prefix_len()),
             disabled: false,
+            automatic: true,
         }
+    }
+
+    /// Whether `allocate` may hand out its addresses (from blocks held or new ones).
+    fn allocates(&self) -> bool {
+        !self.disabled && self.automatic
     }
 }
 
@@ -155,9 +170,10 @@ impl Ipam {
             .state
             .blocks
             .iter()
-            // A disabled pool gives nothing new, even from blocks already held.
+            // A disabled (or manual, or unselected) pool gives nothing new, even from
+            // blocks already held.
             .filter(|(b, _)| {
-                b.addr().is_ipv6() == v6 && self.pool_of(b.addr()).is_some_and(|p| !p.disabled)
+                b.addr().is_ipv6() == v6 && self.pool_of(b.addr()).is_some_and(Pool::allocates)
             })
             .find_map(|(b, used)| {
                 (0..size(*b))
@@ -172,13 +188,13 @@ impl Ipam {
         Ok(addr)
     }
 
-    /// The lowest block of an enabled pool of the family that nobody here holds: its
-    /// first address.
+    /// The lowest block of an enabled, automatic pool of the family that nobody here
+    /// holds: its first address.
     fn claim_block(&self, v6: bool) -> Option<IpAddr> {
         for p in self
             .pools
             .iter()
-            .filter(|p| !p.disabled && p.cidr.addr().is_ipv6() == v6)
+            .filter(|p| p.allocates() && p.cidr.addr().is_ipv6() == v6)
         {
             let blocks = size(p.cidr) >> (p.cidr.max_prefix_len() - p.block_size);
             let step = 1u128 << (p.cidr.max_prefix_len() - p.block_size);

@@ -105,6 +105,27 @@ fn one_address_released_alone() {
 }
 
 #[test]
+fn a_pool_not_automatic_gives_only_addresses_asked_for() {
+    // Manual, not for workloads, or not selecting this node: all the same to IPAM.
+    let mut p = pools();
+    p[0].automatic = false;
+    let mut i = Ipam::open(p.clone(), None).unwrap();
+    assert_eq!(i.allocate("a", false), Err(IpamError::Exhausted));
+    assert_eq!(
+        i.allocate("a", true),
+        Ok(ip("fd10::")),
+        "the other pool still does"
+    );
+    i.assign("b", ip("10.244.0.7")).unwrap();
+    assert_eq!(i.addresses_of("b"), vec![ip("10.244.0.7")]);
+    // Its block, held for b, hands nothing out unasked either.
+    assert_eq!(i.allocate("c", false), Err(IpamError::Exhausted));
+    p[0].automatic = true;
+    i.set_pools(p);
+    assert_eq!(i.allocate("c", false), Ok(ip("10.244.0.0")));
+}
+
+#[test]
 fn state_survives_a_restart() {
     let dir = std::env::temp_dir().join(format!("ipam-test-{}", std::process::id()));
     let path = dir.join("ipam.json");
@@ -159,8 +180,8 @@ proptest! {
         let _ = std::fs::remove_dir_all(&dir);
         // Small pools so that they fill up: a /28 of /30 blocks, a /124 of /126 blocks.
         let pools = vec![
-            Pool { cidr: "10.0.0.0/28".parse().unwrap(), block_size: 30, disabled: false },
-            Pool { cidr: "fd00::/124".parse().unwrap(), block_size: 126, disabled: false },
+            Pool { cidr: "10.0.0.0/28".parse().unwrap(), block_size: 30, disabled: false, automatic: true },
+            Pool { cidr: "fd00::/124".parse().unwrap(), block_size: 126, disabled: false, automatic: true },
         ];
         let mut i = Ipam::open(pools.clone(), Some(path.clone())).unwrap();
         let mut model: HashMap<IpAddr, String> = HashMap::new();

@@ -185,6 +185,17 @@ sed -i 's/  natOutgoing: true/  natOutgoing: true\n  disabled: true/' "$WORK/poo
 check "pool apply updates a pool: disabled and natOutgoing kept" \
     bash -c "$VROUTERCTL pool apply -f $WORK/pool.yaml && $VROUTERCTL pool list --json | python3 -c 'import json,sys; d=json.load(sys.stdin); p=[p for p in d[\"pools\"] if p[\"cidr\"]==\"10.68.0.0/16\"][0]; assert p[\"disabled\"] and p[\"nat_outgoing\"], p'"
 
+# Calico's own field names, honoured; pool list -o yaml applies back to the same pools.
+sed -i 's/  nodeSelector: all()/  nodeSelector: "!all()"\n  disableBGPExport: true\n  allowedUses: [Workload]\n  assignmentMode: Manual/' "$WORK/pool.yaml"
+check "pool apply takes disableBGPExport, nodeSelector, allowedUses, assignmentMode" \
+    bash -c "$VROUTERCTL pool apply -f $WORK/pool.yaml && $VROUTERCTL pool list --json | python3 -c 'import json,sys; d=json.load(sys.stdin); p=[p for p in d[\"pools\"] if p[\"cidr\"]==\"10.68.0.0/16\"][0]; assert (p[\"disable_bgp_export\"],p[\"node_selector\"],p[\"allowed_uses\"],p[\"assignment_mode\"])==(True,\"!all()\",[\"Workload\"],\"Manual\"), p'"
+check "pool list -o yaml applies back to the same pools" \
+    bash -c "$VROUTERCTL pool list -o yaml >$WORK/pools.yaml && grep -q 'kind: IPPoolList' $WORK/pools.yaml &&
+             grep -q 'disableBGPExport: true' $WORK/pools.yaml && $VROUTERCTL pool apply -f $WORK/pools.yaml >/dev/null &&
+             $VROUTERCTL pool list -o yaml | cmp - $WORK/pools.yaml"
+printf 'kind: IPPool\nspec:\n  cidr: 10.69.0.0/16\n  disableBgpExport: true\n' >"$WORK/badpool2.yaml"
+check "a field vrouterd does not know is refused by name" bad "disableBgpExport" ctl pool apply -f "$WORK/badpool2.yaml"
+
 # A tap endpoint (a VM's): vrouterd creates the tap; the MAC is given.
 check "a tap endpoint is added with its MAC, listed, and removed" \
     bash -c "$VROUTERCTL endpoint add vm1 --kind tap --interface vtap1 --mac 52:54:00:00:00:01 --json >/dev/null &&

@@ -2,7 +2,7 @@
 //! is parsed into the node's own types, carried out by `NodeState`, and its domain
 //! error turned into a gRPC status here and nowhere else.
 
-use crate::config::{BgpPeer, EncapMode, EndpointKind, Pool, StaticRoute, Via};
+use crate::config::{AssignmentMode, BgpPeer, EncapMode, EndpointKind, Pool, StaticRoute, Via};
 use crate::node::endpoints::EndpointRequest;
 use crate::node::error::{invalid, NodeError, NodeResult};
 use crate::node::NodeState;
@@ -209,6 +209,16 @@ fn static_route(r: pb::AddRouteRequest) -> NodeResult<StaticRoute> {
 }
 
 fn pool(req: pb::Pool) -> NodeResult<Pool> {
+    let assignment_mode = match req.assignment_mode.as_str() {
+        "" | "Automatic" => AssignmentMode::Automatic,
+        "Manual" => AssignmentMode::Manual,
+        m => {
+            return Err(invalid(format!(
+                "assignmentMode {m:?}: must be Automatic or Manual"
+            )))
+        }
+    };
+    // The node's validation (config::validate) checks the selector and the uses.
     Ok(Pool {
         cidr: parse_net(&req.cidr, "cidr")?,
         block_size: (req.block_size != 0).then_some(req.block_size.min(255) as u8),
@@ -216,6 +226,10 @@ fn pool(req: pb::Pool) -> NodeResult<Pool> {
         vxlan_mode: parse_mode(&req.vxlan_mode, "vxlanMode")?,
         nat_outgoing: req.nat_outgoing,
         disabled: req.disabled,
+        node_selector: (!req.node_selector.is_empty()).then_some(req.node_selector),
+        disable_bgp_export: req.disable_bgp_export,
+        allowed_uses: (!req.allowed_uses.is_empty()).then_some(req.allowed_uses),
+        assignment_mode,
     })
 }
 
@@ -274,15 +288,15 @@ fn parse_host(s: &str) -> NodeResult<IpNet> {
     Ok(net)
 }
 
-/// The pools the shared IPAM may hand endpoint addresses from.
+/// The pools the shared IPAM may hand endpoint addresses from unasked (enabled,
+/// Automatic, for workloads, selecting this node).
 pub fn ipam_pools(node: &NodeState) -> Vec<IpamPool> {
-    node.config
-        .pools
-        .iter()
-        .filter(|p| !p.disabled)
+    crate::node::persist::ipam_pools(&node.config)
+        .into_iter()
+        .filter(|p| p.automatic && !p.disabled)
         .map(|p| IpamPool {
             cidr: p.cidr,
-            block_size: p.block_size(),
+            block_size: p.block_size,
         })
         .collect()
 }

@@ -97,7 +97,7 @@ pub fn registration(config: &Config) -> Registration {
         asn: None,
         vxlan_tunnel_addr: None,
         vtep_mac: Some(mac),
-        labels: BTreeMap::new(),
+        labels: config.node_labels.clone(),
     }
 }
 

@@ -2,9 +2,14 @@
 //! bad file fails at start with a message naming the field, never later in a worker.
 //! The commented example is `configs/vrouter.toml`.
 
+use datastore::selector::Selector;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fmt;
+
+/// The label Calico gives every node: its name.
+pub const NAME_LABEL: &str = "projectcalico.org/name";
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -12,6 +17,10 @@ pub struct Config {
     pub node_name: String,
     /// The node's addresses with their subnet prefix.
     pub node_ips: Vec<IpNet>,
+    /// The node's labels, which pools' `node_selector` match (with the implicit
+    /// `projectcalico.org/name = node_name` every Calico node carries).
+    #[serde(default)]
+    pub node_labels: BTreeMap<String, String>,
     #[serde(default)]
     pub uplinks: Vec<Uplink>,
     #[serde(default)]
@@ -304,14 +313,78 @@ pub struct Pool {
     /// No new blocks or addresses from it; those given out stay.
     #[serde(default)]
     pub disabled: bool,
+    /// Calico's nodeSelector: this node takes addresses from the pool only when it
+    /// matches the node's labels. Default: all().
+    pub node_selector: Option<String>,
+    /// Calico's disableBGPExport: the pool's blocks are not announced over BGP (they
+    /// are still routed here).
+    #[serde(default)]
+    pub disable_bgp_export: bool,
+    /// Calico's allowedUses: "Workload", "Tunnel", "LoadBalancer". Default: Workload
+    /// and Tunnel. Endpoints get addresses only from a Workload pool; LoadBalancer is
+    /// kept, not used.
+    pub allowed_uses: Option<Vec<String>>,
+    /// Calico's assignmentMode: Manual pools give only the addresses asked for.
+    #[serde(default)]
+    pub assignment_mode: AssignmentMode,
 }
 
+/// Calico's IPPool assignment modes.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+pub enum AssignmentMode {
+    /// Addresses are handed out without being asked for.
+    #[default]
+    Automatic,
+    /// Only addresses asked for explicitly.
+    Manual,
+}
+
+/// Calico's IPPool allowed uses.
+pub const ALLOWED_USES: [&str; 3] = ["Workload", "Tunnel", "LoadBalancer"];
+
 impl Pool {
+    /// A pool of `cidr` with Calico's defaults.
+    pub fn new(cidr: IpNet) -> Pool {
+        Pool {
+            cidr,
+            block_size: None,
+            ipip_mode: EncapMode::Never,
+            vxlan_mode: EncapMode::Never,
+            nat_outgoing: false,
+            disabled: false,
+            node_selector: None,
+            disable_bgp_export: false,
+            allowed_uses: None,
+            assignment_mode: AssignmentMode::Automatic,
+        }
+    }
+
     pub fn block_size(&self) -> u8 {
         self.block_size.unwrap_or(match self.cidr {
             IpNet::V4(_) => 26,
             IpNet::V6(_) => 122,
         })
+    }
+
+    /// Its allowed uses, Calico's default (Workload and Tunnel) when not set.
+    pub fn allowed_uses(&self) -> Vec<String> {
+        self.allowed_uses
+            .clone()
+            .unwrap_or_else(|| vec!["Workload".into(), "Tunnel".into()])
+    }
+
+    /// Whether endpoints may get addresses from it.
+    pub fn for_workloads(&self) -> bool {
+        self.allowed_uses().iter().any(|u| u == "Workload")
+    }
+
+    /// Whether its node selector matches a node with `labels` (one that does not parse,
+    /// which validation refuses, matches nothing).
+    pub fn selects(&self, labels: &BTreeMap<String, String>) -> bool {
+        match &self.node_selector {
+            None => true,
+            Some(s) => Selector::parse(s).is_ok_and(|s| s.matches(labels)),
+        }
     }
 }
 
@@ -408,6 +481,14 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 impl Config {
+    /// The node's labels as selectors see them: `node_labels` and Calico's implicit
+    /// `projectcalico.org/name`.
+    pub fn labels(&self) -> BTreeMap<String, String> {
+        let mut labels = self.node_labels.clone();
+        labels.insert(NAME_LABEL.into(), self.node_name.clone());
+        labels
+    }
+
     /// Parse and validate.
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
         let config: Config = toml::from_str(text).map_err(|e| ConfigError(e.to_string()))?;
@@ -492,6 +573,33 @@ mod tests {
         assert_eq!(c.endpoints[1].kind, EndpointKind::Tap);
     }
 
+    #[test]
+    fn calico_pool_fields_and_node_labels() {
+        let text = "node_name = \"n\"\nnode_ips = [\"10.0.0.1/24\"]\n[node_labels]\nzone = \"eu\"\n\"kubernetes.io/hostname\" = \"n\"\n[[pools]]\ncidr = \"10.1.0.0/16\"\nnode_selector = \"zone == 'eu'\"\ndisable_bgp_export = true\nallowed_uses = [\"Workload\"]\nassignment_mode = \"Manual\"\n[[pools]]\ncidr = \"10.2.0.0/16\"\nallowed_uses = [\"LoadBalancer\"]\n[[pools]]\ncidr = \"10.3.0.0/16\"\n";
+        let c = Config::parse(text).unwrap();
+        let labels = c.labels();
+        assert_eq!(labels.get("zone").map(String::as_str), Some("eu"));
+        assert_eq!(labels.get(NAME_LABEL).map(String::as_str), Some("n"));
+        let [p, lb, plain] = &c.pools[..] else {
+            panic!("three pools")
+        };
+        assert!(p.selects(&labels) && p.disable_bgp_export && p.for_workloads());
+        assert_eq!(p.assignment_mode, AssignmentMode::Manual);
+        assert!(!lb.for_workloads(), "LoadBalancer: kept, not for endpoints");
+        assert_eq!(lb.allowed_uses(), ["LoadBalancer"]);
+        assert_eq!(plain.allowed_uses(), ["Workload", "Tunnel"]);
+        assert_eq!(plain.assignment_mode, AssignmentMode::Automatic);
+        assert!(plain.selects(&BTreeMap::new()) && !plain.disable_bgp_export);
+        let mut other = labels.clone();
+        other.insert("zone".into(), "us".into());
+        assert!(!p.selects(&other));
+        // A message about a pool's field finds the field's line.
+        let bad = text.replace("zone == 'eu'", "zone === 'eu'");
+        let e = Config::parse(&bad).unwrap_err().0;
+        assert!(e.starts_with("pool 10.1.0.0/16: node_selector"), "{e}");
+        assert_eq!(locate(&bad, &e), Some(8));
+    }
+
     fn with(extra: &str) -> Result<Config, ConfigError> {
         Config::parse(&format!(
             "node_name = \"n\"\nnode_ips = [\"10.0.0.1/24\"]\n{extra}"
@@ -522,6 +630,33 @@ mod tests {
             ("[[uplinks]]\nname = \"eth0\"\n[[routes]]\ndst = \"0.0.0.0/0\"\nvia = []\n", "empty"),
             ("[[endpoints]]\nname = \"a\"\nkind = \"tap\"\ninterface = \"x\"\nips = [\"10.1.0.1/32\"]\nmac = \"zz\"\n", "mac"),
             ("[[pools]]\ncidr = \"10.1.0.0/33\"\n", "invalid"),
+            (
+                "[[pools]]\ncidr = \"10.1.0.0/16\"\nnode_selector = \"zone = 'a'\"\n",
+                "pool 10.1.0.0/16: node_selector \"zone = 'a'\": selector: at position 5: expected ==",
+            ),
+            (
+                "[[pools]]\ncidr = \"10.1.0.0/16\"\nallowed_uses = [\"Workload\", \"Pods\"]\n",
+                "pool 10.1.0.0/16: allowed_uses \"Pods\" is not one of Workload, Tunnel, LoadBalancer",
+            ),
+            ("[[pools]]\ncidr = \"10.1.0.0/16\"\nallowed_uses = []\n", "allowed_uses is empty"),
+            (
+                "[[pools]]\ncidr = \"10.1.0.0/16\"\nallowed_uses = [\"LoadBalancer\", \"Workload\"]\n",
+                "LoadBalancer cannot be combined with Workload or Tunnel",
+            ),
+            (
+                "[[pools]]\ncidr = \"10.1.0.0/16\"\nallowed_uses = [\"LoadBalancer\"]\nvxlan_mode = \"Always\"\n",
+                "a LoadBalancer pool cannot have ipip_mode or vxlan_mode",
+            ),
+            ("[[pools]]\ncidr = \"10.1.0.0/16\"\nassignment_mode = \"Sometimes\"\n", "unknown variant"),
+            ("[[pools]]\ncidr = \"10.1.0.0/16\"\nnamespace_selector = \"\"\n", "unknown field"),
+            (
+                "[[pools]]\ncidr = \"10.1.0.0/16\"\nallowed_uses = [\"Tunnel\"]\n[[endpoints]]\nname = \"a\"\nkind = \"veth\"\ninterface = \"x\"\nips = [\"10.1.0.1/32\"]\n",
+                "endpoint a: 10.1.0.1/32 is in pool 10.1.0.0/16, whose allowed_uses has no Workload",
+            ),
+            (
+                "[node_labels]\n\"projectcalico.org/name\" = \"m\"\n",
+                "node_labels: projectcalico.org/name is the node's name (n), not \"m\"",
+            ),
         ];
         for (text, why) in cases {
             let e = with(text).expect_err(text);

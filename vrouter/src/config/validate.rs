@@ -1,6 +1,7 @@
 //! Validation of a whole configuration, and the line a message is about.
 
-use super::{parse_mac, Config, ConfigError, EncapMode, Endpoint};
+use super::{parse_mac, Config, ConfigError, EncapMode, Endpoint, Pool, ALLOWED_USES, NAME_LABEL};
+use datastore::selector::Selector;
 use ipnet::IpNet;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -70,6 +71,45 @@ pub fn address_clash<'a>(
     None
 }
 
+/// A pool's Calico fields: a node selector that parses, known allowed uses, and
+/// LoadBalancer on its own (as Calico: not with Workload or Tunnel, nor encapsulated).
+fn validate_calico_fields(p: &Pool) -> Result<(), ConfigError> {
+    let err = |m: String| Err(ConfigError(format!("pool {}: {m}", p.cidr)));
+    if let Some(s) = &p.node_selector {
+        if let Err(e) = Selector::parse(s) {
+            return err(format!("node_selector {s:?}: {e}"));
+        }
+    }
+    let Some(uses) = &p.allowed_uses else {
+        return Ok(());
+    };
+    if uses.is_empty() {
+        return err(format!(
+            "allowed_uses is empty: list some of {}",
+            ALLOWED_USES.join(", ")
+        ));
+    }
+    if let Some(u) = uses.iter().find(|u| !ALLOWED_USES.contains(&u.as_str())) {
+        return err(format!(
+            "allowed_uses {u:?} is not one of {}",
+            ALLOWED_USES.join(", ")
+        ));
+    }
+    if uses.iter().any(|u| u == "LoadBalancer") {
+        if uses.iter().any(|u| u != "LoadBalancer") {
+            return err(
+                "allowed_uses: LoadBalancer cannot be combined with Workload or Tunnel".into(),
+            );
+        }
+        if p.ipip_mode != EncapMode::Never || p.vxlan_mode != EncapMode::Never {
+            return err(
+                "allowed_uses: a LoadBalancer pool cannot have ipip_mode or vxlan_mode".into(),
+            );
+        }
+    }
+    Ok(())
+}
+
 /// The line (1-based) a validation message is about. Messages name the entry and the
 /// field ("pool 10.0.0.0/8: block_size ...", "endpoint web: mac ...", "workers: count
 /// ..."): the entry is found by its quoted value (or its `[table]`), then the field's
@@ -125,6 +165,14 @@ impl Config {
         if let Some(d) = &self.datastore {
             d.validate()?;
         }
+        if let Some(v) = self.node_labels.get(NAME_LABEL) {
+            if *v != self.node_name {
+                return err(format!(
+                    "node_labels: {NAME_LABEL} is the node's name ({}), not {v:?}",
+                    self.node_name
+                ));
+            }
+        }
         for p in &self.pools {
             let (lo, hi) = match p.cidr {
                 IpNet::V4(_) => (20, 32),
@@ -143,6 +191,7 @@ impl Config {
                     p.cidr
                 ));
             }
+            validate_calico_fields(p)?;
         }
         for (i, a) in self.pools.iter().enumerate() {
             for b in &self.pools[i + 1..] {
@@ -185,6 +234,16 @@ impl Config {
                 }
                 if !self.pools.is_empty() && !self.pools.iter().any(|p| p.cidr.contains(ip)) {
                     return err(format!("endpoint {}: {ip} is in no pool", e.name));
+                }
+                if let Some(p) = self
+                    .pools
+                    .iter()
+                    .find(|p| p.cidr.contains(ip) && !p.for_workloads())
+                {
+                    return err(format!(
+                        "endpoint {}: {ip} is in pool {}, whose allowed_uses has no Workload",
+                        e.name, p.cidr
+                    ));
                 }
             }
         }

@@ -1,6 +1,7 @@
 //! The BGP speaker's settings from the configuration (`[bgp]`, `[[bgp.peers]]`, the mesh
 //! over `[[nodes]]`) and the graceful-restart marker left at a clean stop.
 
+use super::plan::exported_blocks;
 use crate::config::Config;
 use control::speaker::{PeerConfig, SpeakerConfig};
 use ipnet::IpNet;
@@ -49,7 +50,8 @@ pub fn mesh_peer(config: &Config, n: &crate::config::Node) -> Option<PeerConfig>
     })
 }
 
-/// The speaker's settings from `[bgp]`, `[[nodes]]` (the mesh) and our blocks.
+/// The speaker's settings from `[bgp]`, `[[nodes]]` (the mesh) and our blocks (those
+/// of pools with disable_bgp_export kept back).
 pub fn speaker_config(config: &Config, own_blocks: &[IpNet]) -> Option<SpeakerConfig> {
     let b = config.bgp.as_ref()?;
     let first_v4 = config.node_ips.iter().find_map(|n| match n.addr() {
@@ -75,7 +77,7 @@ pub fn speaker_config(config: &Config, own_blocks: &[IpNet]) -> Option<SpeakerCo
         ),
         local_address: None,
         peers,
-        advertise: own_blocks.to_vec(),
+        advertise: exported_blocks(config, own_blocks),
         next_hop_v4: first_v4,
         next_hop_v6: first_v6,
         batch: Duration::from_millis(b.batch_ms),

@@ -33,8 +33,23 @@ impl NodeState {
             .get(&me)
             .map(|n| n.metadata.labels.clone())
             .unwrap_or_default();
+        // The file's labels win; the Node's others are ours too (selectors see both).
+        for (k, v) in &self.config.node_labels {
+            cs.labels.insert(k.clone(), v.clone());
+        }
         cs.labels
             .insert("projectcalico.org/name".into(), me.clone());
+        let labels: BTreeMap<String, String> = cs
+            .labels
+            .iter()
+            .filter(|(k, _)| *k != "projectcalico.org/name")
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if labels != self.config.node_labels {
+            self.config.node_labels = labels;
+            self.ipam
+                .set_pools(super::persist::ipam_pools(&self.config));
+        }
         self.apply_cluster_pools(&mut cs, view);
         self.apply_cluster_nodes(&mut cs, view, &me);
         self.apply_cluster_peers(&mut cs, view, &me);

@@ -2,7 +2,7 @@
 //! the node's own types (`[[nodes]]` entries, pools, BGP peers). Data only: the
 //! operations that apply a view are in `cluster`.
 
-use crate::config::{BgpPeer, EncapMode, Node, Pool};
+use crate::config::{AssignmentMode, BgpPeer, EncapMode, Node, Pool};
 use datastore::model::{BgpPeerSpec, IpPoolSpec, NodeResource};
 use ipnet::IpNet;
 use std::collections::{BTreeMap, BTreeSet};
@@ -51,8 +51,6 @@ pub struct ClusterState {
     pub peers: BTreeMap<IpAddr, BgpPeer>,
     /// Blocks whose affinity is ours.
     pub affine: Vec<IpNet>,
-    /// What BGP announces: our blocks and borrowed addresses.
-    pub advertised: Vec<IpNet>,
     pub secrets_dir: std::path::PathBuf,
     /// The last view applied.
     pub revision: i64,
@@ -116,6 +114,14 @@ pub fn pool_of(p: &IpPoolSpec) -> Result<Pool, String> {
         vxlan_mode: mode(&p.vxlan_mode)?,
         nat_outgoing: p.nat_outgoing,
         disabled: p.disabled,
+        node_selector: (!p.node_selector.is_empty()).then(|| p.node_selector.clone()),
+        disable_bgp_export: p.disable_bgp_export,
+        allowed_uses: (!p.allowed_uses.is_empty()).then(|| p.allowed_uses.clone()),
+        assignment_mode: match p.assignment_mode.as_str() {
+            "" | "Automatic" => AssignmentMode::Automatic,
+            "Manual" => AssignmentMode::Manual,
+            other => return Err(format!("assignmentMode {other:?}: Automatic or Manual")),
+        },
     })
 }
 
@@ -134,22 +140,11 @@ impl ClusterState {
         if !p.node.is_empty() {
             return p.node == me;
         }
-        let sel = p.node_selector.trim();
-        sel.is_empty() || sel == "all()" || {
-            // key == 'value' on our labels, the form route-reflector set-ups use.
-            let mut it = sel.splitn(2, "==");
-            match (it.next(), it.next()) {
-                (Some(k), Some(v)) => {
-                    let v = v.trim().trim_matches(|c| c == '\'' || c == '"');
-                    self.labels.get(k.trim()).is_some_and(|x| x == v)
-                }
-                _ => {
-                    warn!(
-                        selector = sel,
-                        "BGPPeer nodeSelector not understood: ignored"
-                    );
-                    false
-                }
+        match datastore::selector::Selector::parse(&p.node_selector) {
+            Ok(sel) => sel.matches(&self.labels),
+            Err(e) => {
+                warn!(selector = %p.node_selector, error = %e, "BGPPeer nodeSelector: skipped");
+                false
             }
         }
     }

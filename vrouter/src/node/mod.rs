@@ -80,8 +80,10 @@ pub struct NodeState {
     pub ports: Ports,
     /// What workers decapsulate.
     pub overlay: Overlay,
-    /// Our blocks (announced by BGP; their unused addresses blackholed).
+    /// Our blocks (their unused addresses blackholed).
     pub own_blocks: Vec<IpNet>,
+    /// Those of our blocks BGP announces (not those of pools with disable_bgp_export).
+    pub advertised: Vec<IpNet>,
     pub blackhole: Option<u32>,
     pub alloc: NextHopAlloc,
     pub tables: Tables,
@@ -140,6 +142,7 @@ impl NodeState {
             ports: plan.ports,
             overlay: plan.overlay,
             own_blocks: Vec::new(),
+            advertised: Vec::new(),
             blackhole: plan.blackhole,
             alloc: plan.alloc,
             tables,

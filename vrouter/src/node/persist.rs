@@ -5,7 +5,7 @@
 use super::error::{NodeError, NodeResult};
 use super::origins::Origins;
 use super::NodeState;
-use crate::config::{BgpPeer, Config, Endpoint, Pool, StaticRoute};
+use crate::config::{AssignmentMode, BgpPeer, Config, Endpoint, Pool, StaticRoute};
 use control::ipam::{self, Ipam};
 use serde::{Deserialize, Serialize};
 use std::io;
@@ -115,8 +115,10 @@ impl ApiState {
     }
 }
 
-/// IPAM pools of a configuration.
+/// IPAM pools of a configuration. A pool hands out addresses unasked only when it is
+/// Automatic, for workloads, and its node selector matches this node's labels.
 pub fn ipam_pools(config: &Config) -> Vec<ipam::Pool> {
+    let labels = config.labels();
     config
         .pools
         .iter()
@@ -124,6 +126,9 @@ pub fn ipam_pools(config: &Config) -> Vec<ipam::Pool> {
             cidr: p.cidr.trunc(),
             block_size: p.block_size(),
             disabled: p.disabled,
+            automatic: p.assignment_mode == AssignmentMode::Automatic
+                && p.for_workloads()
+                && p.selects(&labels),
         })
         .collect()
 }

@@ -120,6 +120,20 @@ pub fn own_blocks(config: &Config) -> Vec<IpNet> {
     blocks
 }
 
+/// Of our `blocks`, those BGP announces: not those of a pool with disable_bgp_export.
+pub fn exported_blocks(config: &Config, blocks: &[IpNet]) -> Vec<IpNet> {
+    blocks
+        .iter()
+        .filter(|b| {
+            !config
+                .pools
+                .iter()
+                .any(|p| p.disable_bgp_export && p.cidr.contains(*b))
+        })
+        .copied()
+        .collect()
+}
+
 /// The addresses of `nets` by family, as the pipeline keeps them.
 pub fn split_addrs(nets: &[IpNet]) -> (Vec<u32>, Vec<u128>) {
     let mut v4 = Vec::new();

@@ -18,7 +18,16 @@ impl NodeState {
                 cidr.trunc()
             )));
         }
-        if self.config.pools.iter().any(|p| p.cidr == cidr) && !self.origins.pools.contains(&cidr) {
+        let file_pool = self
+            .config
+            .pools
+            .iter()
+            .find(|p| p.cidr == cidr && !self.origins.pools.contains(&cidr));
+        if let Some(file_pool) = file_pool {
+            // Applied back as `pool list -o yaml` printed it: unchanged, nothing to do.
+            if self.pool_pb(file_pool) == self.pool_pb(&pool) {
+                return Ok(file_pool.clone());
+            }
             return Err(NodeError::Precondition(format!(
                 "pool {cidr} comes from the configuration file: change it there"
             )));
@@ -55,6 +64,8 @@ impl NodeState {
         self.ipam.set_pools(ipam_pools(&self.config));
         self.host.steer_to_us(cidr.trunc(), true);
         self.sync_overlay();
+        // Its disable_bgp_export may have changed what is announced.
+        self.sync_blocks();
         info!(pool = %cidr, "pool applied");
         Ok(pool)
     }
@@ -95,6 +106,7 @@ impl NodeState {
         self.ipam.set_pools(ipam_pools(&self.config));
         self.host.steer_to_us(cidr.trunc(), false);
         self.sync_overlay();
+        self.sync_blocks();
         info!(pool = %cidr, "pool removed");
         Ok(())
     }

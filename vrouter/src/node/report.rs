@@ -4,7 +4,7 @@
 use super::error::{invalid, NodeResult};
 use super::plan::EndpointPlan;
 use super::NodeState;
-use crate::config::{EncapMode, EndpointKind, Pool};
+use crate::config::{AssignmentMode, EncapMode, EndpointKind, Pool};
 use crate::nexthop::{Adjacency, PortId};
 use crate::tunnel::Encap;
 use control::api::pb;
@@ -140,6 +140,14 @@ impl NodeState {
             vxlan_mode: mode_text(p.vxlan_mode).into(),
             nat_outgoing: p.nat_outgoing,
             disabled: p.disabled,
+            node_selector: p.node_selector.clone().unwrap_or_else(|| "all()".into()),
+            disable_bgp_export: p.disable_bgp_export,
+            allowed_uses: p.allowed_uses(),
+            assignment_mode: match p.assignment_mode {
+                AssignmentMode::Automatic => "Automatic",
+                AssignmentMode::Manual => "Manual",
+            }
+            .into(),
             blocks: self
                 .ipam
                 .blocks()

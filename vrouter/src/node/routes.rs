@@ -2,7 +2,7 @@
 //! to BGP's when they go, and our blocks following our endpoints.
 
 use super::error::{invalid, NodeError, NodeResult};
-use super::plan::own_blocks;
+use super::plan::{exported_blocks, own_blocks};
 use super::{NodeState, Origin};
 use crate::config::StaticRoute;
 use control::api::pb;
@@ -105,7 +105,8 @@ impl NodeState {
     }
 
     /// Our blocks follow our endpoints (with a datastore: our affinities, and host
-    /// routes for borrowed addresses): blackhole routes and BGP announcements.
+    /// routes for borrowed addresses): blackhole routes and BGP announcements (those
+    /// of pools with disable_bgp_export are routed, not announced).
     pub(super) fn sync_blocks(&mut self) {
         let Some(blackhole) = self.blackhole else {
             return;
@@ -117,6 +118,13 @@ impl NodeState {
                 (b.clone(), b)
             }
         };
+        let advertised = exported_blocks(&self.config, &announced);
+        if advertised != self.advertised {
+            if let Some(sp) = &self.speaker {
+                sp.set_advertised(advertised.clone());
+            }
+            self.advertised = advertised;
+        }
         for b in self.own_blocks.clone() {
             if !now.contains(&b) {
                 self.remove_route_of(b);
@@ -127,18 +135,6 @@ impl NodeState {
                 self.bgp.set_configured(*b, true);
                 self.tables.insert(*b, blackhole);
             }
-        }
-        let before = match &self.cluster {
-            Some(cs) => cs.advertised.clone(),
-            None => self.own_blocks.clone(),
-        };
-        if announced != before || now != self.own_blocks {
-            if let Some(sp) = &self.speaker {
-                sp.set_advertised(announced.clone());
-            }
-        }
-        if let Some(cs) = self.cluster.as_mut() {
-            cs.advertised = announced;
         }
         self.own_blocks = now;
     }

@@ -111,13 +111,12 @@ fn views_become_nodes_pools_and_blocks() {
         ipv6: false,
     };
     node.add_endpoint(req).unwrap();
-    let cs = node.cluster.as_ref().unwrap();
     assert!(
-        cs.advertised.contains(&"10.65.2.9/32".parse().unwrap()),
+        node.advertised.contains(&"10.65.2.9/32".parse().unwrap()),
         "{:?}",
-        cs.advertised
+        node.advertised
     );
-    assert!(cs.advertised.contains(&"10.65.1.0/26".parse().unwrap()));
+    assert!(node.advertised.contains(&"10.65.1.0/26".parse().unwrap()));
     assert!(
         !node.own_blocks.contains(&"10.65.2.0/26".parse().unwrap()),
         "not n3's block"

@@ -1,6 +1,7 @@
 //! Unit tests of the node's state, on a pretend host (no root, no workers).
 
 mod bgp;
+mod calico_pools;
 mod cluster;
 mod memory;
 mod owner;

@@ -165,12 +165,10 @@ fn endpoint_slots_run_out_with_a_clear_error() {
 fn pools_applied_and_removed() {
     let (mut node, machine, dir) = node();
     let pool = Pool {
-        cidr: net("10.250.0.0/16"),
         block_size: Some(28),
-        ipip_mode: crate::config::EncapMode::Never,
         vxlan_mode: crate::config::EncapMode::Always,
         nat_outgoing: true,
-        disabled: false,
+        ..Pool::new(net("10.250.0.0/16"))
     };
     node.apply_pool(pool.clone()).unwrap();
     assert!(machine.borrow().steered.contains(&pool.cidr));
@@ -344,12 +342,11 @@ fn what_the_api_added_survives_a_restart() {
     r.ips = vec![net("10.244.1.9/32")];
     node.add_endpoint(r).unwrap();
     let pool = Pool {
-        cidr: net("10.250.0.0/16"),
-        block_size: None,
-        ipip_mode: crate::config::EncapMode::Never,
-        vxlan_mode: crate::config::EncapMode::Never,
-        nat_outgoing: false,
-        disabled: false,
+        disable_bgp_export: true,
+        node_selector: Some("!all()".into()),
+        allowed_uses: Some(vec!["Workload".into()]),
+        assignment_mode: crate::config::AssignmentMode::Manual,
+        ..Pool::new(net("10.250.0.0/16"))
     };
     node.apply_pool(pool.clone()).unwrap();
     let route = StaticRoute {
