@@ -28,4 +28,7 @@ tests/e2e/pktgen-smoke.sh
 tests/e2e/systemd.sh
 # The gRPC API through vrouterctl: endpoints, IPAM, pools, peers, watch, metrics, restart.
 tests/e2e/api.sh
+# The cluster datastore: a 3-member etcd, six vrouterd nodes with no [[nodes]], shared
+# IPAM, a member killed, all members stopped and back.
+tests/e2e/cluster.sh
 echo "test.sh: all tests passed"

@@ -7,7 +7,9 @@ use clap::{Parser, Subcommand};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 mod pool_file;
+pub mod table;
 pub use pool_file::{parse_pool_file, pool_name, pools_yaml};
+pub use table::table;
 
 #[derive(Parser, Debug)]
 #[command(name = "vrouterctl", version, about = "Drive vrouterd through its API")]
@@ -163,44 +165,6 @@ pub enum PeerCmd {
     },
 }
 
-/// A plain text table with calicoctl's borders.
-pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
-    let mut width: Vec<usize> = header.iter().map(|h| h.len()).collect();
-    for r in rows {
-        for (w, c) in width.iter_mut().zip(r) {
-            *w = (*w).max(c.len());
-        }
-    }
-    let line = || {
-        let mut s = String::from("+");
-        for w in &width {
-            s.push_str(&"-".repeat(w + 2));
-            s.push('+');
-        }
-        s.push('\n');
-        s
-    };
-    let row = |cells: &[String]| {
-        let mut s = String::from("|");
-        for (w, c) in width.iter().zip(cells) {
-            s.push_str(&format!(" {c:<w$} |"));
-        }
-        s.push('\n');
-        s
-    };
-    let mut out = line();
-    out.push_str(&row(&header
-        .iter()
-        .map(|h| h.to_string())
-        .collect::<Vec<_>>()));
-    out.push_str(&line());
-    for r in rows {
-        out.push_str(&row(r));
-    }
-    out.push_str(&line());
-    out
-}
-
 /// calicoctl's SINCE column: the time of day today, the date before.
 fn since(unix: u64) -> String {
     if unix == 0 {
@@ -298,6 +262,8 @@ fn print<T: serde::Serialize>(json: bool, v: &T, text: impl FnOnce(&T) -> String
 
 fn status_message(s: tonic::Status) -> String {
     match s.code() {
+        // vrouterd answered that its datastore is away: say that, not that it is.
+        tonic::Code::Unavailable if s.message().contains("datastore") => s.message().to_string(),
         tonic::Code::Unavailable if s.message().contains("transport") => {
             format!("vrouterd stopped answering: {}", s.message())
         }

@@ -3,7 +3,7 @@
 //! from `--etcd-endpoints` or Calico's `ETCD_ENDPOINTS` (and `ETCD_CA_CERT_FILE`,
 //! `ETCD_CERT_FILE`, `ETCD_KEY_FILE`).
 
-use crate::ctl::table;
+use crate::ctl::table::table;
 use clap::{Args, Subcommand};
 use datastore::block;
 use datastore::ipam::{Ipam, IpamSnapshot};

@@ -153,20 +153,50 @@ impl Store {
         }
     }
 
+    /// Run `op`, again when it failed before reaching etcd (a member that is down
+    /// refuses the connection; the client's balancer then picks another). A request
+    /// that may have reached etcd is never repeated: a compare-and-swap that went
+    /// through must not be taken for a lost race.
+    async fn run<T, F, Fut>(&self, mut op: F) -> StoreResult<T>
+    where
+        F: FnMut(etcd_client::KvClient) -> Fut,
+        Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let mut wait = Duration::from_millis(20);
+        for attempt in 0.. {
+            match op(self.client.kv_client()).await {
+                Ok(v) => return Ok(v),
+                Err(e) if attempt < 6 && never_sent(&e) => {
+                    tokio::time::sleep(wait).await;
+                    wait *= 2;
+                }
+                Err(e) => return Err(self.err(e)),
+            }
+        }
+        unreachable!("the loop returns")
+    }
+
     pub async fn get(&self, key: &str) -> StoreResult<Option<Entry>> {
-        let mut kv = self.client.kv_client();
-        let r = kv.get(key, None).await.map_err(|e| self.err(e))?;
+        let key = key.to_string();
+        let r = self
+            .run(|mut kv| {
+                let key = key.clone();
+                async move { kv.get(key, None).await }
+            })
+            .await?;
         Ok(r.kvs().first().map(entry))
     }
 
     /// Every key under `prefix`, and the revision the list was taken at (a watch from
     /// the next one misses nothing).
     pub async fn list(&self, prefix: &str) -> StoreResult<(Vec<Entry>, i64)> {
-        let mut kv = self.client.kv_client();
-        let r = kv
-            .get(prefix, Some(GetOptions::new().with_prefix()))
-            .await
-            .map_err(|e| self.err(e))?;
+        let prefix = prefix.to_string();
+        let r = self
+            .run(|mut kv| {
+                let prefix = prefix.clone();
+                async move { kv.get(prefix, Some(GetOptions::new().with_prefix())).await }
+            })
+            .await?;
         let rev = r.header().map_or(0, |h| h.revision());
         Ok((r.kvs().iter().map(entry).collect(), rev))
     }
@@ -208,11 +238,12 @@ impl Store {
     }
 
     async fn txn(&self, when: Compare, then: TxnOp) -> StoreResult<bool> {
-        let mut kv = self.client.kv_client();
-        let r = kv
-            .txn(Txn::new().when([when]).and_then([then]))
-            .await
-            .map_err(|e| self.err(e))?;
+        let r = self
+            .run(|mut kv| {
+                let t = Txn::new().when([when.clone()]).and_then([then.clone()]);
+                async move { kv.txn(t).await }
+            })
+            .await?;
         Ok(r.succeeded())
     }
 
@@ -237,6 +268,20 @@ impl Store {
     pub async fn ping(&self) -> StoreResult<()> {
         self.get(&format!("{}/ping", self.prefix)).await.map(|_| ())
     }
+}
+
+/// Whether a request failed before it was sent: the connection itself was refused or
+/// could not be made (tonic reports those as "tcp connect error" / "connection refused").
+fn never_sent(e: &etcd_client::Error) -> bool {
+    let text = match e {
+        etcd_client::Error::GRpcStatus(s) if s.code() == Code::Unavailable => {
+            format!("{} {:?}", s.message(), std::error::Error::source(s))
+        }
+        etcd_client::Error::TransportError(t) => format!("{t} {t:?}"),
+        _ => return false,
+    };
+    let t = text.to_ascii_lowercase();
+    t.contains("connect error") || t.contains("connection refused")
 }
 
 fn entry(kv: &etcd_client::KeyValue) -> Entry {

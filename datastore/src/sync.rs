@@ -49,6 +49,20 @@ pub enum SyncEvent {
 struct Records {
     resources: BTreeMap<String, Entry>,
     affinities: BTreeMap<String, Entry>,
+    /// Unreadable records already logged (key, revision): each is named once.
+    reported: std::cell::RefCell<std::collections::BTreeSet<(String, i64)>>,
+}
+
+impl Records {
+    fn report(&self, e: &Entry, err: &dyn std::fmt::Display) {
+        if self
+            .reported
+            .borrow_mut()
+            .insert((e.key.clone(), e.mod_revision))
+        {
+            warn!(%err, "skipping a record that does not parse");
+        }
+    }
 }
 
 impl Records {
@@ -84,7 +98,7 @@ impl Records {
             };
             if let Err(err) = ok {
                 v.unreadable.push(k.clone());
-                warn!(%err, "skipping a record that does not parse");
+                self.report(e, &err);
             }
         }
         let hosts = keys::all_affinities(prefix);
@@ -100,7 +114,7 @@ impl Records {
                 (Some(_), Ok(_)) => {}
                 (_, Err(err)) => {
                     v.unreadable.push(k.clone());
-                    warn!(%err, "skipping an affinity that does not parse");
+                    self.report(e, &err);
                 }
                 (None, _) => v.unreadable.push(k.clone()),
             }

@@ -52,7 +52,8 @@ CL=m1=http://10.97.0.250:23801,m2=http://10.97.0.250:23802,m3=http://10.97.0.250
 declare -A ETCD_PID
 etcd_start() { # member number, "new" or "existing"
     local i=$1
-    nsx ${P}hub etcd --name m$i --data-dir "$WORK/etcd-m$i" \
+    # ip netns exec execs etcd itself: $! is etcd's pid (kill -9 kills the member).
+    ip netns exec ${P}hub etcd --name m$i --data-dir "$WORK/etcd-m$i" \
         --listen-client-urls http://10.97.0.250:2379$i --advertise-client-urls http://10.97.0.250:2379$i \
         --listen-peer-urls http://10.97.0.250:2380$i --initial-advertise-peer-urls http://10.97.0.250:2380$i \
         --initial-cluster "$CL" --initial-cluster-state "$2" --initial-cluster-token vr-e2e \
@@ -134,6 +135,7 @@ add_pod() { # n
     nsx ${P}a$i ip -6 route add default via fe80::ecee:eeff:feee:eeee dev eth0
 }
 declare -A V4 V6
+export -f nsx within
 all_ping() { # family nodes...: every pod pings every other pod
     local fam=$1 a b; shift
     for a in "$@"; do for b in "$@"; do
@@ -225,7 +227,13 @@ unavailable() {
 }
 check "etcd away: an allocation fails, naming the datastore" within 15 unavailable
 check "etcd away: node status says since when" within 15 bash -c "$VROUTERCTL --socket $WORK/api-n1.sock node status | grep 'datastore unreachable since'"
-check "etcd away: /readyz says so" bash -c "out=\$(nsx ${P}n1 curl -s -w ' %{http_code}' http://127.0.0.1:9101/readyz); echo \"\$out\"; grep -q 'datastore unreachable since.* 503' <<<\"\$out\""
+readyz_says() { # the body names the datastore's absence, and the code is 503
+    local code
+    code=$(nsx ${P}n1 curl -s -o "$WORK/readyz" -w '%{http_code}' http://127.0.0.1:9101/readyz) || return 1
+    echo "$code $(cat "$WORK/readyz")"
+    [[ $code == 503 ]] && grep -q 'datastore unreachable since' "$WORK/readyz"
+}
+check "etcd away: /readyz says so (503)" readyz_says
 check "etcd away: BGP sessions stay up" meshed $FIVE n6
 
 # --------------------------------------------------------------- back

@@ -1,0 +1,39 @@
+//! calicoctl's plain text tables.
+
+/// A plain text table with calicoctl's borders.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut width: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (w, c) in width.iter_mut().zip(r) {
+            *w = (*w).max(c.len());
+        }
+    }
+    let line = || {
+        let mut s = String::from("+");
+        for w in &width {
+            s.push_str(&"-".repeat(w + 2));
+            s.push('+');
+        }
+        s.push('\n');
+        s
+    };
+    let row = |cells: &[String]| {
+        let mut s = String::from("|");
+        for (w, c) in width.iter().zip(cells) {
+            s.push_str(&format!(" {c:<w$} |"));
+        }
+        s.push('\n');
+        s
+    };
+    let mut out = line();
+    out.push_str(&row(&header
+        .iter()
+        .map(|h| h.to_string())
+        .collect::<Vec<_>>()));
+    out.push_str(&line());
+    for r in rows {
+        out.push_str(&row(r));
+    }
+    out.push_str(&line());
+    out
+}
