@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The demo: a one-node namespace topology (two veth pods, a tap pod, a host behind the
 # uplink; see scripts/topology.sh), vrouterd forwarding between them, traffic crossing it
-# and its counters. Then the FIB on full-size tables (beside DPDK when installed).
-# Pass --no-fib to stop after the dataplane part. As root.
+# and its counters. Then a cluster: etcd and three nodes that find each other through it
+# (scripts/demo-cluster.sh). Then the FIB on full-size tables (beside DPDK when
+# installed). Pass --no-fib to stop before the FIB part. As root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --bench
@@ -58,6 +59,10 @@ show $CTL endpoint list
 show $CTL route list --limit 8
 kill "$VR_PID"; wait "$VR_PID" 2>/dev/null || true; VR_PID=
 echo "    (vrouterd stopped; XDP left the uplink: $(nsx "$NODE" ip link show up0 | grep -c prog/xdp) programs attached)"
+
+echo
+echo "== the cluster: etcd and three nodes that find each other through it =="
+scripts/demo-cluster.sh
 
 [[ ${1:-} == --no-fib ]] && exit 0
 echo

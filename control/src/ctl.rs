@@ -6,7 +6,7 @@ use crate::api::{self, pb};
 use clap::{Parser, Subcommand};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-mod pool_file;
+pub mod pool_file;
 pub mod table;
 pub use pool_file::{parse_pool_file, pool_name, pools_yaml};
 pub use table::table;
@@ -280,6 +280,18 @@ pub async fn run(cli: Cli) -> Result<(), String> {
         Command::Node {
             what: NodeCmd::List,
         } => return crate::ctl_cluster::node_list(&cli.etcd, json).await,
+        // With a datastore named, pools are the cluster's (as calicoctl's).
+        Command::Pool { what } if cli.etcd.given() => {
+            use crate::ctl_cluster::PoolOp;
+            let op = match what {
+                PoolCmd::List { output } => PoolOp::List {
+                    yaml: output == "yaml",
+                },
+                PoolCmd::Apply { file } => PoolOp::Apply { file },
+                PoolCmd::Del { cidr } => PoolOp::Del { cidr },
+            };
+            return crate::ctl_cluster::pool(&cli.etcd, op, json).await;
+        }
         _ => {}
     }
     let mut c = api::connect(&cli.socket).await?;
@@ -288,6 +300,7 @@ pub async fn run(cli: Cli) -> Result<(), String> {
         | Command::Node {
             what: NodeCmd::List,
         } => unreachable!("answered above"),
+        Command::Pool { .. } if cli.etcd.given() => unreachable!("answered above"),
         Command::Node {
             what: NodeCmd::Status,
         } => {

@@ -313,3 +313,228 @@ pub async fn node_list(etcd: &EtcdArgs, json: bool) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// A stored IPPool as the API's message (for the same tables and YAML as vrouterd's).
+fn pool_pb(p: &IpPoolSpec) -> crate::api::pb::Pool {
+    crate::api::pb::Pool {
+        cidr: p.cidr.clone(),
+        block_size: p.block_size() as u32,
+        ipip_mode: if p.ipip_mode.is_empty() {
+            "Never".into()
+        } else {
+            p.ipip_mode.clone()
+        },
+        vxlan_mode: if p.vxlan_mode.is_empty() {
+            "Never".into()
+        } else {
+            p.vxlan_mode.clone()
+        },
+        nat_outgoing: p.nat_outgoing,
+        disabled: p.disabled,
+        origin: "datastore".into(),
+        node_selector: p.node_selector.clone(),
+        disable_bgp_export: p.disable_bgp_export,
+        allowed_uses: p.allowed_uses.clone(),
+        assignment_mode: p.assignment_mode.clone(),
+        ..Default::default()
+    }
+}
+
+/// What we store for a pool applied from a file, with Calico's defaults (as
+/// `lib/clientv3/ippool.go` fills them on create).
+fn pool_spec(p: &crate::api::pb::Pool) -> Result<(IpNet, IpPoolSpec), String> {
+    let cidr: IpNet = p
+        .cidr
+        .parse()
+        .map_err(|e| format!("cidr {:?}: {e}", p.cidr))?;
+    if cidr != cidr.trunc() {
+        return Err(format!(
+            "cidr {cidr}: host bits set (did you mean {}?)",
+            cidr.trunc()
+        ));
+    }
+    let default_bs = if cidr.addr().is_ipv4() { 26 } else { 122 };
+    let bs = if p.block_size == 0 {
+        default_bs
+    } else {
+        p.block_size as u8
+    };
+    let (lo, hi) = if cidr.addr().is_ipv4() {
+        (20, 32)
+    } else {
+        (116, 128)
+    };
+    if !(lo..=hi).contains(&bs) || bs < cidr.prefix_len() {
+        return Err(format!(
+            "pool {cidr}: blockSize {bs} must be in {lo}..={hi} and not shorter than the pool"
+        ));
+    }
+    let mode = |m: &str| {
+        if m.is_empty() {
+            "Never".to_string()
+        } else {
+            m.to_string()
+        }
+    };
+    let spec = IpPoolSpec {
+        cidr: cidr.to_string(),
+        vxlan_mode: mode(&p.vxlan_mode),
+        ipip_mode: mode(&p.ipip_mode),
+        nat_outgoing: p.nat_outgoing,
+        disabled: p.disabled,
+        disable_bgp_export: p.disable_bgp_export,
+        block_size: Some(bs),
+        node_selector: if p.node_selector.is_empty() {
+            "all()".into()
+        } else {
+            p.node_selector.clone()
+        },
+        namespace_selector: String::new(),
+        allowed_uses: if p.allowed_uses.is_empty() {
+            vec!["Workload".into(), "Tunnel".into()]
+        } else {
+            p.allowed_uses.clone()
+        },
+        assignment_mode: if p.assignment_mode.is_empty() {
+            "Automatic".into()
+        } else {
+            p.assignment_mode.clone()
+        },
+    };
+    if spec.ipip_mode != "Never" && spec.vxlan_mode != "Never" {
+        return Err(format!(
+            "pool {cidr}: ipipMode and vxlanMode cannot both be on"
+        ));
+    }
+    if cidr.addr().is_ipv6() && spec.ipip_mode != "Never" {
+        return Err(format!("pool {cidr}: IPIP is refused on an IPv6 pool"));
+    }
+    Ok((cidr, spec))
+}
+
+/// What `pool` asks of the datastore.
+#[derive(Debug)]
+pub enum PoolOp {
+    List { yaml: bool },
+    Apply { file: std::path::PathBuf },
+    Del { cidr: String },
+}
+
+/// `pool list / apply -f / del` against the datastore (`--etcd-endpoints` given):
+/// the cluster's IPPools, as calicoctl manages them.
+pub async fn pool(etcd: &EtcdArgs, what: PoolOp, json: bool) -> Result<(), String> {
+    use crate::ctl::pool_file::{parse_pool_file, pool_name, pools_yaml};
+    use datastore::store::encode;
+    let store = etcd.store().await?;
+    let stored = pools(&store).await?;
+    match what {
+        PoolOp::List { yaml } => {
+            let list: Vec<_> = stored.iter().map(|p| pool_pb(&p.spec)).collect();
+            if yaml {
+                print!("{}", pools_yaml(&list));
+            } else if json {
+                let v = serde_json::json!({ "pools": list });
+                println!("{}", serde_json::to_string_pretty(&v).expect("json"));
+            } else {
+                let cells: Vec<Vec<String>> = stored
+                    .iter()
+                    .zip(&list)
+                    .map(|(r, p)| {
+                        vec![
+                            r.metadata.name.clone(),
+                            p.cidr.clone(),
+                            p.block_size.to_string(),
+                            p.ipip_mode.clone(),
+                            p.vxlan_mode.clone(),
+                            p.disabled.to_string(),
+                            r.spec.node_selector.clone(),
+                        ]
+                    })
+                    .collect();
+                print!(
+                    "{}",
+                    table(
+                        &["NAME", "CIDR", "BLOCK", "IPIP", "VXLAN", "DISABLED", "SELECTOR"],
+                        &cells
+                    )
+                );
+            }
+            Ok(())
+        }
+        PoolOp::Apply { file } => {
+            let name = file.display().to_string();
+            let text = std::fs::read_to_string(&file).map_err(|e| format!("{name}: {e}"))?;
+            for p in parse_pool_file(&name, &text)? {
+                let (cidr, spec) = pool_spec(&p)?;
+                // The same CIDR keeps its name; another pool overlapping it is refused.
+                let mut res_name = pool_name(&cidr.to_string());
+                for r in &stored {
+                    let Ok(other) = r.spec.cidr.parse::<IpNet>() else {
+                        continue;
+                    };
+                    if other == cidr {
+                        res_name = r.metadata.name.clone();
+                    } else if other.contains(&cidr.addr()) || cidr.contains(&other.addr()) {
+                        return Err(format!(
+                            "pool {cidr} overlaps pool {} ({other}): refused",
+                            r.metadata.name
+                        ));
+                    }
+                }
+                let key = keys::resource(&store.prefix, "ippools", &res_name);
+                let done = match store.get(&key).await.map_err(|e| e.to_string())? {
+                    Some(e) => {
+                        let mut r: Resource<IpPoolSpec> = e.decode().map_err(|e| e.to_string())?;
+                        if r.spec.block_size() != spec.block_size() {
+                            return Err(format!("pool {cidr}: the block size cannot change"));
+                        }
+                        r.spec = spec;
+                        store.update(&key, encode(&r), e.mod_revision).await
+                    }
+                    None => {
+                        let mut r = Resource::new(&res_name, spec);
+                        r.metadata.creation_timestamp = datastore::member::rfc3339_now();
+                        store.create(&key, encode(&r)).await
+                    }
+                }
+                .map_err(|e| e.to_string())?;
+                if !done {
+                    return Err(format!("pool {cidr}: changed meanwhile, apply again"));
+                }
+                println!("pool {cidr} applied ({res_name})");
+            }
+            Ok(())
+        }
+        PoolOp::Del { cidr } => {
+            let cidr: IpNet = cidr.parse().map_err(|e| format!("cidr {cidr:?}: {e}"))?;
+            let Some(r) = stored
+                .iter()
+                .find(|r| r.spec.cidr.parse::<IpNet>().ok() == Some(cidr))
+            else {
+                return Err(format!("no pool {cidr}"));
+            };
+            let snap = IpamSnapshot::read(&store)
+                .await
+                .map_err(|e| e.to_string())?;
+            let used = snap
+                .allocations()
+                .iter()
+                .filter(|(a, ..)| cidr.contains(a))
+                .count();
+            if used > 0 {
+                return Err(format!(
+                    "pool {cidr} has {used} address(es) in use: release them first"
+                ));
+            }
+            let key = keys::resource(&store.prefix, "ippools", &r.metadata.name);
+            if let Some(e) = store.get(&key).await.map_err(|e| e.to_string())? {
+                store
+                    .delete(&key, e.mod_revision)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            println!("pool {cidr} removed");
+            Ok(())
+        }
+    }
+}

@@ -139,7 +139,7 @@ impl Store {
         })
     }
 
-    fn err(&self, e: etcd_client::Error) -> StoreError {
+    fn err_ref(&self, e: &etcd_client::Error) -> StoreError {
         match e {
             etcd_client::Error::GRpcStatus(s)
                 if !matches!(
@@ -153,11 +153,39 @@ impl Store {
         }
     }
 
+    fn err(&self, e: etcd_client::Error) -> StoreError {
+        self.err_ref(&e)
+    }
+
     /// Run `op`, again when it failed before reaching etcd (a member that is down
     /// refuses the connection; the client's balancer then picks another). A request
     /// that may have reached etcd is never repeated: a compare-and-swap that went
     /// through must not be taken for a lost race.
-    async fn run<T, F, Fut>(&self, mut op: F) -> StoreResult<T>
+    async fn run<T, F, Fut>(&self, op: F) -> StoreResult<T>
+    where
+        F: FnMut(etcd_client::KvClient) -> Fut,
+        Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
+    {
+        self.run_with(op, never_sent).await
+    }
+
+    /// A read: tried again on any failure of the connection (it changes nothing).
+    async fn read<T, F, Fut>(&self, op: F) -> StoreResult<T>
+    where
+        F: FnMut(etcd_client::KvClient) -> Fut,
+        Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
+    {
+        self.run_with(op, |e| {
+            matches!(self.err_ref(e), StoreError::Unavailable(_))
+        })
+        .await
+    }
+
+    async fn run_with<T, F, Fut>(
+        &self,
+        mut op: F,
+        again: impl Fn(&etcd_client::Error) -> bool,
+    ) -> StoreResult<T>
     where
         F: FnMut(etcd_client::KvClient) -> Fut,
         Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
@@ -166,7 +194,7 @@ impl Store {
         for attempt in 0.. {
             match op(self.client.kv_client()).await {
                 Ok(v) => return Ok(v),
-                Err(e) if attempt < 6 && never_sent(&e) => {
+                Err(e) if attempt < 6 && again(&e) => {
                     tokio::time::sleep(wait).await;
                     wait *= 2;
                 }
@@ -179,7 +207,7 @@ impl Store {
     pub async fn get(&self, key: &str) -> StoreResult<Option<Entry>> {
         let key = key.to_string();
         let r = self
-            .run(|mut kv| {
+            .read(|mut kv| {
                 let key = key.clone();
                 async move { kv.get(key, None).await }
             })
@@ -192,7 +220,7 @@ impl Store {
     pub async fn list(&self, prefix: &str) -> StoreResult<(Vec<Entry>, i64)> {
         let prefix = prefix.to_string();
         let r = self
-            .run(|mut kv| {
+            .read(|mut kv| {
                 let prefix = prefix.clone();
                 async move { kv.get(prefix, Some(GetOptions::new().with_prefix())).await }
             })
@@ -204,8 +232,10 @@ impl Store {
     /// Create `key` if it does not exist; `Ok(false)` if it does.
     pub async fn create(&self, key: &str, value: Vec<u8>) -> StoreResult<bool> {
         self.txn(
+            key,
             Compare::version(key, CompareOp::Equal, 0),
-            TxnOp::put(key, value, None),
+            TxnOp::put(key, value.clone(), None),
+            Some(value),
         )
         .await
     }
@@ -213,8 +243,10 @@ impl Store {
     /// Replace `key` if it is still at `mod_revision`; `Ok(false)` if someone wrote it.
     pub async fn update(&self, key: &str, value: Vec<u8>, mod_revision: i64) -> StoreResult<bool> {
         self.txn(
+            key,
             Compare::mod_revision(key, CompareOp::Equal, mod_revision),
-            TxnOp::put(key, value, None),
+            TxnOp::put(key, value.clone(), None),
+            Some(value),
         )
         .await
     }
@@ -222,8 +254,10 @@ impl Store {
     /// Delete `key` if it is still at `mod_revision`.
     pub async fn delete(&self, key: &str, mod_revision: i64) -> StoreResult<bool> {
         self.txn(
+            key,
             Compare::mod_revision(key, CompareOp::Equal, mod_revision),
             TxnOp::delete(key, None),
+            None,
         )
         .await
     }
@@ -237,14 +271,46 @@ impl Store {
         Ok(())
     }
 
-    async fn txn(&self, when: Compare, then: TxnOp) -> StoreResult<bool> {
-        let r = self
-            .run(|mut kv| {
+    /// One compare-and-swap. When the connection broke with the request perhaps sent (a
+    /// member killed under it), it is sent again and a failed compare then checked
+    /// against what is stored: our value there (values carry a sequence number or a
+    /// count, written by one writer) or the key gone after a delete means the first one
+    /// went through.
+    async fn txn(
+        &self,
+        key: &str,
+        when: Compare,
+        then: TxnOp,
+        value: Option<Vec<u8>>,
+    ) -> StoreResult<bool> {
+        let send = || {
+            self.run(|mut kv| {
                 let t = Txn::new().when([when.clone()]).and_then([then.clone()]);
                 async move { kv.txn(t).await }
             })
-            .await?;
-        Ok(r.succeeded())
+        };
+        let first = send().await;
+        let Err(StoreError::Unavailable(why)) = first else {
+            return first.map(|r| r.succeeded());
+        };
+        let mut last = why;
+        for _ in 0..3 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            match send().await {
+                Ok(r) if r.succeeded() => return Ok(true),
+                Ok(_) => {
+                    let now = self.get(key).await?;
+                    return Ok(match (&value, now) {
+                        (Some(v), Some(e)) => e.value == *v,
+                        (None, None) => true,
+                        _ => false,
+                    });
+                }
+                Err(StoreError::Unavailable(w)) => last = w,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(StoreError::Unavailable(last))
     }
 
     /// Watch every key under `prefix` from `revision` on (with the previous values, so a

@@ -178,6 +178,59 @@ check "node status prints the mesh and the datastore in sync" bash -c "
     grep -q 'Datastore: in sync' <<<\"\$ctl_out\" && [[ \$(grep -c 'node-to-node mesh' <<<\"\$ctl_out\") -ge 4 ]]"
 check "the malformed BGPPeer is named in the log and skipped" grep -q "bgppeers/broken" "$WORK/n1.log"
 
+# Pools through the datastore, as calicoctl: applied anywhere, used everywhere.
+cat >"$WORK/pool.yaml" <<'YAML'
+apiVersion: projectcalico.org/v3
+kind: IPPool
+metadata:
+  name: extra-pool
+spec:
+  cidr: 10.246.0.0/16
+  blockSize: 26
+  vxlanMode: Always
+  ipipMode: Never
+  natOutgoing: true
+  disableBGPExport: false
+  nodeSelector: all()
+  allowedUses: [Workload, Tunnel]
+  assignmentMode: Automatic
+YAML
+dsctl() { nsx ${P}hub "$VROUTERCTL" --etcd-endpoints "$EP" "$@"; }
+has_pool() { # n cidr
+    ctl_on "$1" pool list --json | python3 -c "import json,sys; sys.exit(0 if any(p['cidr']=='$2' for p in json.load(sys.stdin)['pools']) else 1)"
+}
+on_every_node() { local n; for n in $FIVE; do has_pool $n 10.246.0.0/16 || { echo "$n lacks it"; return 1; }; done; echo "on all five"; }
+check "pool apply -f (Calico's YAML) into the datastore" dsctl pool apply -f "$WORK/pool.yaml"
+check "the applied pool is used on every node within seconds" within 10 on_every_node
+sed 's/10.246.0.0\/16/10.246.128.0\/17/; s/extra-pool/overlap/' "$WORK/pool.yaml" >"$WORK/overlap.yaml"
+refused() { # expected-text command...
+    local want=$1 out; shift
+    out=$("$@" 2>&1) && { echo "accepted: $out"; return 1; }
+    echo "$out"; grep -q "$want" <<<"$out"
+}
+check "a pool overlapping another is refused with a message" refused "overlaps pool" dsctl pool apply -f "$WORK/overlap.yaml"
+round_trip() {
+    dsctl pool list -o yaml >"$WORK/pools-1.yaml" && dsctl pool apply -f "$WORK/pools-1.yaml" &&
+        dsctl pool list -o yaml >"$WORK/pools-2.yaml" && cmp "$WORK/pools-1.yaml" "$WORK/pools-2.yaml" &&
+        grep -q "disableBGPExport\|cidr: 10.246.0.0/16" "$WORK/pools-1.yaml"
+}
+check "pool list -o yaml round-trips through pool apply -f" round_trip
+check "a node's own API refuses a pool in cluster mode, naming the datastore" \
+    refused "pools are the cluster's" ctl_on n2 pool apply -f "$WORK/pool.yaml"
+# A node written by a kernel Calico node (its BGP address, VTEP MAC): peered; deleted:
+# unpeered, with no change on any node.
+etcdctl_ put $R/nodes/kernel-1 '{"kind":"Node","apiVersion":"projectcalico.org/v3","metadata":{"name":"kernel-1"},"spec":{"bgp":{"ipv4Address":"10.97.0.99/24"},"ipv4VXLANTunnelAddr":"10.244.250.0","vxlanTunnelMACAddr":"66:1a:2b:3c:4d:5e"},"status":{}}' >/dev/null
+peers_has() { # n address yes|no
+    local got
+    got=$(ctl_on "$1" peer list --json | python3 -c "import json,sys; print(any(p['address']=='$2' for p in json.load(sys.stdin)['peers']))") || return 1
+    [[ $got == "$([[ $3 == yes ]] && echo True || echo False)" ]]
+}
+check "a kernel Calico node's Node resource: every vrouterd peers with it" \
+    within 10 bash -c "$(declare -f peers_has ctl_on); VROUTERCTL=$VROUTERCTL WORK=$WORK; for n in $FIVE; do peers_has \$n 10.97.0.99 yes || exit 1; done"
+etcdctl_ del $R/nodes/kernel-1 >/dev/null
+check "its Node deleted: unpeered everywhere" \
+    within 10 bash -c "$(declare -f peers_has ctl_on); VROUTERCTL=$VROUTERCTL WORK=$WORK; for n in $FIVE; do peers_has \$n 10.97.0.99 no || exit 1; done"
+
 # 200 endpoints at once across the five nodes (taps: vrouterd creates them).
 many() {
     local n k pids=() rc=0

@@ -32,6 +32,10 @@ fn reply<T>(r: NodeResult<T>) -> Result<T, Status> {
     r.map_err(Status::from)
 }
 
+/// In cluster mode a pool applied to one node would be that node's alone.
+const CLUSTER_POOLS: &str = "this node's pools are the cluster's: apply them to the datastore \
+     (vrouterctl --etcd-endpoints URL pool apply -f FILE, or ETCD_ENDPOINTS)";
+
 /// Answer one API call (`cluster`: the datastore's driver, in cluster mode).
 pub fn answer(node: &mut NodeState, call: Call, cluster: Option<&Cluster>) {
     match call {
@@ -104,6 +108,12 @@ pub fn answer(node: &mut NodeState, call: Call, cluster: Option<&Cluster>) {
                 .and_then(|dst| node.remove_route(dst))
                 .map(|()| pb::RemoveRouteReply {});
             let _ = tx.send(reply(r));
+        }
+        Call::ApplyPool(_, tx) if cluster.is_some() => {
+            let _ = tx.send(Err(Status::failed_precondition(CLUSTER_POOLS)));
+        }
+        Call::RemovePool(_, tx) if cluster.is_some() => {
+            let _ = tx.send(Err(Status::failed_precondition(CLUSTER_POOLS)));
         }
         Call::ApplyPool(p, tx) => {
             let r = pool(p)
