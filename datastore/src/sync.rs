@@ -32,6 +32,8 @@ pub struct ClusterView {
     pub affinities: BTreeMap<String, Vec<IpNet>>,
     /// Keys skipped because their value did not parse.
     pub unreadable: Vec<String>,
+    /// Full lists made so far by this syncer (1 + resyncs).
+    pub lists: u64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -66,9 +68,10 @@ impl Records {
 }
 
 impl Records {
-    fn view(&self, prefix: &str, revision: i64) -> ClusterView {
+    fn view(&self, prefix: &str, revision: i64, lists: u64) -> ClusterView {
         let mut v = ClusterView {
             revision,
+            lists,
             ..Default::default()
         };
         let nodes = keys::resources(prefix, NodeSpec::PLURAL);
@@ -126,13 +129,34 @@ impl Records {
 /// Keep `tx` fed with views until it is closed. `ping` is how often etcd is asked
 /// whether it is there while the watch is quiet.
 pub async fn run(store: Store, tx: mpsc::Sender<SyncEvent>, ping: Duration) {
+    run_watching_from(store, tx, ping, None).await
+}
+
+/// `run`, whose first watch starts at `first_watch` instead of the listed revision
+/// (how a test makes the watch meet a compacted revision, as a node that was away
+/// long would).
+pub async fn run_watching_from(
+    store: Store,
+    tx: mpsc::Sender<SyncEvent>,
+    ping: Duration,
+    mut first_watch: Option<i64>,
+) {
     let prefix = store.prefix.clone();
     let res_prefix = keys::all_resources(&prefix);
     let aff_prefix = keys::all_affinities(&prefix);
     let mut down_since: Option<SystemTime> = None;
+    let mut lists = 0u64;
     let mut backoff = Duration::from_millis(200);
     loop {
-        let r = sync_once(&store, &tx, &prefix, &res_prefix, &aff_prefix, ping).await;
+        let r = sync_once(
+            &store,
+            &tx,
+            (&prefix, &res_prefix, &aff_prefix),
+            ping,
+            first_watch.take(),
+            &mut lists,
+        )
+        .await;
         if tx.is_closed() {
             return;
         }
@@ -167,10 +191,10 @@ pub async fn run(store: Store, tx: mpsc::Sender<SyncEvent>, ping: Duration) {
 async fn sync_once(
     store: &Store,
     tx: &mpsc::Sender<SyncEvent>,
-    prefix: &str,
-    res_prefix: &str,
-    aff_prefix: &str,
+    (prefix, res_prefix, aff_prefix): (&str, &str, &str),
     ping: Duration,
+    first_watch: Option<i64>,
+    lists: &mut u64,
 ) -> Result<(), StoreError> {
     let mut rec = Records::default();
     let (res, rev) = store.list(res_prefix).await?;
@@ -180,16 +204,19 @@ async fn sync_once(
     // The second list may be newer: watch both from the first one's next revision; an
     // event already seen just rewrites the same value.
     let mut revision = rev.min(rev2);
+    *lists += 1;
+    let lists = *lists;
     info!(revision, "datastore: listed");
     if tx
-        .send(SyncEvent::View(Arc::new(rec.view(prefix, revision))))
+        .send(SyncEvent::View(Arc::new(rec.view(prefix, revision, lists))))
         .await
         .is_err()
     {
         return Ok(());
     }
-    let mut w1 = store.watch(res_prefix, revision + 1).await?;
-    let mut w2 = store.watch(aff_prefix, revision + 1).await?;
+    let from = first_watch.unwrap_or(revision + 1);
+    let mut w1 = store.watch(res_prefix, from).await?;
+    let mut w2 = store.watch(aff_prefix, from).await?;
     let mut tick = tokio::time::interval(ping);
     tick.tick().await;
     loop {
@@ -250,7 +277,7 @@ async fn sync_once(
             }
         }
         if tx
-            .send(SyncEvent::View(Arc::new(rec.view(prefix, revision))))
+            .send(SyncEvent::View(Arc::new(rec.view(prefix, revision, lists))))
             .await
             .is_err()
         {

@@ -93,3 +93,61 @@ fn list_watch_skip_and_resync() {
         let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
     });
 }
+
+#[test]
+fn a_compacted_revision_means_a_full_resync() {
+    let cluster = EtcdCluster::start(1).expect("etcd");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let s = Store::connect(&EtcdSettings::new(cluster.endpoints()))
+            .await
+            .unwrap();
+        let r = |n: &str| format!("/calico/resources/v3/projectcalico.org/nodes/{n}");
+        for i in 0..20 {
+            s.create(&r(&format!("x{i}")), node("x", "10.95.0.9").into())
+                .await
+                .unwrap();
+        }
+        // Compact everything before now: a watch from revision 2 meets a compacted one.
+        let (_, rev) = s.list("/calico/").await.unwrap();
+        let out = std::process::Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .args([
+                "--endpoints",
+                &cluster.endpoint(0),
+                "compact",
+                &rev.to_string(),
+            ])
+            .output()
+            .expect("etcdctl");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let (tx, mut rx) = mpsc::channel(16);
+        let task = tokio::spawn(sync::run_watching_from(
+            s.clone(),
+            tx,
+            Duration::from_millis(500),
+            Some(2),
+        ));
+        // The first list, then (the watch from 2 refused as compacted) a second full list.
+        let first = next_view(&mut rx, "the first list", |v| v.nodes.len() == 20).await;
+        let second = next_view(&mut rx, "the resync after compaction", |v| {
+            v.nodes.len() == 20
+        })
+        .await;
+        assert!(second.revision >= first.revision);
+        // And the new watch (from the listed revision) sees what comes next.
+        s.create(&r("late"), node("late", "10.95.0.10").into())
+            .await
+            .unwrap();
+        next_view(&mut rx, "a change after the resync", |v| {
+            v.nodes.contains_key("late")
+        })
+        .await;
+        drop(rx);
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    });
+}

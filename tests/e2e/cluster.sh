@@ -254,6 +254,17 @@ check "200 endpoints added concurrently across the nodes: all addresses distinct
 ipam_check() { "$VROUTERCTL" --etcd-endpoints "$EP" ipam check; }
 export VROUTERCTL EP
 check "ipam check is clean after the burst" nsx ${P}hub "$VROUTERCTL" --etcd-endpoints "$EP" ipam check
+in_use() { # addresses in use in every pool, from etcd
+    nsx ${P}hub "$VROUTERCTL" --etcd-endpoints "$EP" ipam show --json |
+        python3 -c 'import json,sys; r=json.load(sys.stdin); print(sum(x["in_use"] for x in r if x["grouping"]=="IP Pool"))'
+}
+released() { # count-before: one fewer in use
+    local now; now=$(in_use) || return 1; echo "in use: $1 -> $now"; ((now == $1 - 1))
+}
+BEFORE=$(in_use)
+[[ $BEFORE =~ ^[0-9]+$ ]] || die "ipam show gave no count: $BEFORE"
+ctl_on n1 endpoint del vm1 >/dev/null
+check "an endpoint removed: its address is released in the shared IPAM" within 10 released "$BEFORE"
 check "ipam show --show-blocks lists blocks per node" bash -c "
     out=\$(nsx ${P}hub $VROUTERCTL --etcd-endpoints $EP ipam show --show-blocks) || exit 1; echo \"\$out\"
     grep -q 'IP Pool .*10.244.0.0/16' <<<\"\$out\" && grep -q 'Block .*node-3' <<<\"\$out\""
