@@ -9,7 +9,7 @@
 use super::bgp_config::mesh_peer;
 use super::cluster_state::{node_entry, pool_of, ClusterState, DatastoreStatus};
 use super::{NodeState, Origin};
-use crate::config::{BgpPeer, Node, Pool};
+use crate::config::{BgpPeer, Node, Pool, StaticRoute};
 use datastore::model::Resource;
 use datastore::sync::ClusterView;
 use ipnet::IpNet;
@@ -50,9 +50,12 @@ impl NodeState {
             self.ipam
                 .set_pools(super::persist::ipam_pools(&self.config));
         }
+        // Routes that go, go first: a route may not outlive the node it names.
+        self.apply_cluster_routes(&mut cs, view, false);
         self.apply_cluster_pools(&mut cs, view);
         self.apply_cluster_nodes(&mut cs, view, &me);
         self.apply_cluster_peers(&mut cs, view, &me);
+        self.apply_cluster_routes(&mut cs, view, true);
         cs.affine = view.affinities.get(&me).cloned().unwrap_or_default();
         cs.affine.sort();
         self.cluster = Some(cs);
@@ -195,6 +198,54 @@ impl NodeState {
                     cs.peers.insert(a, p);
                 }
                 Err(e) => warn!(peer = %a, error = %e, "BGPPeer not added"),
+            }
+        }
+    }
+
+    /// Without a BGP speaker, other nodes' blocks are routed from their affinities (a
+    /// route to a node's block, encapsulated as its pool says).
+    fn apply_cluster_routes(&mut self, cs: &mut ClusterState, view: &ClusterView, add: bool) {
+        let me = &self.config.node_name;
+        let mut want: BTreeMap<IpNet, String> = BTreeMap::new();
+        if self.speaker.is_none() {
+            for (host, blocks) in &view.affinities {
+                if host != me
+                    && view.nodes.contains_key(host)
+                    && (!add || cs.nodes.contains_key(host))
+                {
+                    for b in blocks {
+                        want.insert(*b, host.clone());
+                    }
+                }
+            }
+        }
+        for (b, host) in cs.routes.clone() {
+            if want.get(&b) != Some(&host) {
+                if let Err(e) = self.uninstall_route(b) {
+                    warn!(block = %b, error = %e, "datastore route kept");
+                    continue;
+                }
+                cs.routes.remove(&b);
+            }
+        }
+        if !add {
+            return;
+        }
+        for (b, host) in want {
+            if cs.routes.contains_key(&b) {
+                continue;
+            }
+            let r = StaticRoute {
+                dst: b,
+                via: None,
+                node: Some(host.clone()),
+                uplink: None,
+            };
+            match self.install_route(r, Origin::Datastore) {
+                Ok(_) => {
+                    cs.routes.insert(b, host);
+                }
+                Err(e) => warn!(block = %b, node = %host, error = %e, "block route not installed"),
             }
         }
     }

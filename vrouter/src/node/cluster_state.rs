@@ -51,6 +51,9 @@ pub struct ClusterState {
     pub peers: BTreeMap<IpAddr, BgpPeer>,
     /// Blocks whose affinity is ours.
     pub affine: Vec<IpNet>,
+    /// Without BGP: other nodes' blocks routed to them from their affinities (block →
+    /// node), as Felix does in Calico's VXLAN-only mode.
+    pub routes: BTreeMap<IpNet, String>,
     pub secrets_dir: std::path::PathBuf,
     /// The last view applied.
     pub revision: i64,

@@ -37,19 +37,19 @@ impl NodeState {
         };
         let run = &self.config;
         // What the datastore contributed is not the file's to change.
-        let (ds_pools, ds_peers, ds_nodes) = match &self.cluster {
+        let (ds_prefixes, ds_peers, ds_nodes) = match &self.cluster {
             Some(cs) => (
-                cs.pools.keys().copied().collect(),
+                cs.pools.keys().chain(cs.routes.keys()).copied().collect(),
                 cs.peers.keys().copied().collect(),
                 cs.nodes.keys().cloned().collect(),
             ),
             None => Default::default(),
         };
-        let (ds_pools, ds_peers, ds_nodes): (
+        let (ds_prefixes, ds_peers, ds_nodes): (
             std::collections::BTreeSet<ipnet::IpNet>,
             std::collections::BTreeSet<std::net::IpAddr>,
             std::collections::BTreeSet<String>,
-        ) = (ds_pools, ds_peers, ds_nodes);
+        ) = (ds_prefixes, ds_peers, ds_nodes);
         let run_file_nodes: Vec<_> = run
             .nodes
             .iter()
@@ -107,13 +107,13 @@ impl NodeState {
         let old_pools: Vec<Pool> = run
             .pools
             .iter()
-            .filter(|p| !o.pools.contains(&p.cidr) && !ds_pools.contains(&p.cidr))
+            .filter(|p| !o.pools.contains(&p.cidr) && !ds_prefixes.contains(&p.cidr))
             .cloned()
             .collect();
         let old_routes: Vec<StaticRoute> = run
             .routes
             .iter()
-            .filter(|r| !o.routes.contains(&r.dst.trunc()))
+            .filter(|r| !o.routes.contains(&r.dst.trunc()) && !ds_prefixes.contains(&r.dst.trunc()))
             .cloned()
             .collect();
         let old_peers: Vec<BgpPeer> = run

@@ -129,6 +129,14 @@ fn views_become_nodes_pools_and_blocks() {
     node.apply_cluster(&v);
     let names: Vec<&str> = node.config.nodes.iter().map(|n| n.name.as_str()).collect();
     assert_eq!(names, ["kernel-2"]);
+    assert!(
+        !node
+            .config
+            .routes
+            .iter()
+            .any(|r| r.dst.to_string() == "10.65.2.0/26"),
+        "n3 gone: its block's route too"
+    );
     // 10.65/16 is in use by the pod: kept (with a warning), the new one added.
     assert!(node
         .config
