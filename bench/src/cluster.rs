@@ -279,7 +279,7 @@ endpoints = [{endpoints}]
             r#"router id {RR_ADDR};
 log "{log}" {{ warning, error, fatal }};
 protocol device {{ scan time 10; }}
-template bgp client {{
+template bgp rrc {{
   local {RR_ADDR} as {ASN};
   strict bind yes;
   rr client;
@@ -293,7 +293,7 @@ template bgp client {{
         );
         for i in 1..=nodes {
             text.push_str(&format!(
-                "protocol bgp n{i} from client {{ neighbor {} as {ASN}; }}\n",
+                "protocol bgp n{i} from rrc {{ neighbor {} as {ASN}; }}\n",
                 node_ip(i)
             ));
         }

@@ -95,6 +95,8 @@ struct Report {
     ipam_problems: usize,
     etcd_members: usize,
     etcd_member_loss_allocs: usize,
+    /// Whether the member killed (m0) was the Raft leader at the time.
+    etcd_killed_member_was_leader: bool,
     etcd_member_loss_alloc_errors: usize,
     etcd_member_loss_alloc_per_s: f64,
     rss_bytes_per_node: f64,
@@ -485,6 +487,29 @@ fn verify(
     Ok((ips.len() - distinct.len(), missing, snap.problems(&names)))
 }
 
+/// Whether the member at `endpoint` is the Raft leader (`etcdctl endpoint status`, run
+/// from this thread's namespace, the hub's).
+fn is_leader(endpoint: &str) -> io::Result<bool> {
+    let out = std::process::Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .args(["--endpoints", endpoint, "endpoint", "status", "-w", "json"])
+        .output()?;
+    if !out.status.success() {
+        return Err(other(format!(
+            "etcdctl endpoint status {endpoint}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(other)?;
+    let s = &j[0]["Status"];
+    match (s["header"]["member_id"].as_u64(), s["leader"].as_u64()) {
+        (Some(me), Some(leader)) => Ok(me == leader),
+        _ => Err(other(format!(
+            "etcdctl endpoint status {endpoint}: no member_id / leader in {j}"
+        ))),
+    }
+}
+
 fn ms(us: u64) -> f64 {
     us as f64 / 1000.0
 }
@@ -555,6 +580,7 @@ fn run(o: &Opts, bin: &Path) -> io::Result<Report> {
     ));
     let (dup1, miss1, prob1) = verify(&rt, &store, &b.addresses, o.nodes)?;
 
+    let was_leader = is_leader(&c.etcd().endpoint(0))?;
     c.etcd().kill(0);
     let lb = burst(&rt, &sockets, o.endpoints, o.loss_burst)?;
     say(&format!(
@@ -627,8 +653,9 @@ fn run(o: &Opts, bin: &Path) -> io::Result<Report> {
     }
     if !lb.errors.is_empty() {
         limits.push(format!(
-            "etcd_member_loss_alloc_errors {} > 0 (member m0 killed; first error: {})",
+            "etcd_member_loss_alloc_errors {} > 0 (member m0 killed, {}the leader; first error: {})",
             lb.errors.len(),
+            if was_leader { "" } else { "not " },
             lb.errors[0]
         ));
     }
@@ -665,6 +692,7 @@ fn run(o: &Opts, bin: &Path) -> io::Result<Report> {
         ipam_problems: prob1.len() + prob2.len(),
         etcd_members: MEMBERS,
         etcd_member_loss_allocs: o.loss_burst,
+        etcd_killed_member_was_leader: was_leader,
         etcd_member_loss_alloc_errors: lb.errors.len(),
         etcd_member_loss_alloc_per_s: lb.addresses.len() as f64 / lb.wall_s,
         rss_bytes_per_node: mean(&all_rss),
@@ -730,8 +758,14 @@ fn print_table(r: &Report) {
         r.alloc_errors, r.alloc_duplicates, r.ipam_problems
     );
     println!(
-        "| etcd member down: errors in {} adds | {} | 0 |",
-        r.etcd_member_loss_allocs, r.etcd_member_loss_alloc_errors
+        "| etcd member down ({}): errors in {} adds | {} | 0 |",
+        if r.etcd_killed_member_was_leader {
+            "the leader"
+        } else {
+            "a follower"
+        },
+        r.etcd_member_loss_allocs,
+        r.etcd_member_loss_alloc_errors
     );
     println!(
         "| RSS per node (mean; allocating / idle nodes) | {} ({} / {}) | — |",
