@@ -20,8 +20,12 @@ pub const ETCD_HOST: &str = "10.96.0.250";
 pub const RR_ADDR: &str = "10.96.0.251";
 /// Calico's default AS: iBGP everywhere.
 pub const ASN: u32 = 64512;
-/// How often each vrouterd rewrites its stats file (the join figure's resolution).
-pub const STATS_INTERVAL_MS: u64 = 50;
+/// How often each vrouterd rewrites its stats file (the join figure's resolution): 50 ms
+/// up to 10 nodes, then 5 ms per node (250 ms at 50), so that N nodes' rewrites and our
+/// reads of them stay a small share of 2 cores.
+pub fn stats_interval_ms(nodes: usize) -> u64 {
+    50.max(5 * nodes as u64)
+}
 /// Nodes on one /24 beside the hub and the reflector.
 pub const MAX_NODES: usize = 240;
 
@@ -114,6 +118,9 @@ pub struct Cluster {
     /// The namespace the calling thread left for the hub: it goes back there before the
     /// hub is deleted (deleting a namespace kills what runs in it, and that would be us).
     home: Option<std::fs::File>,
+    /// Where to copy the logs (vrouterd's, etcd's, BIRD's) before the scratch directory goes.
+    pub keep_logs: Option<PathBuf>,
+    pub stats_interval_ms: u64,
 }
 
 impl Cluster {
@@ -134,6 +141,8 @@ impl Cluster {
             rr_ns: None,
             hub: None,
             home: None,
+            keep_logs: None,
+            stats_interval_ms: 50,
         };
         let hub = Netns::add(&format!("{}hub", c.prefix))?;
         hub.ip(&["link", "add", "br0", "type", "bridge"])?;
@@ -228,6 +237,7 @@ endpoints = [{endpoints}]
     /// Start vrouterd on node `i` (adaptive polling: the default).
     pub fn spawn_node(&mut self, i: usize) -> io::Result<()> {
         let bin = self.vrouterd.clone();
+        let every = self.stats_interval_ms.to_string();
         let config = self.dir.join(format!("n{i}.toml"));
         let n = self.node(i);
         let _ = std::fs::remove_file(&n.stats);
@@ -239,7 +249,7 @@ endpoints = [{endpoints}]
             .arg(&config)
             .arg("--stats-file")
             .arg(&n.stats)
-            .args(["--stats-interval-ms", &STATS_INTERVAL_MS.to_string()])
+            .args(["--stats-interval-ms", &every])
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()?;
@@ -348,6 +358,15 @@ impl Drop for Cluster {
         // (its members run in the hub), then the scratch directory.
         self.nodes.clear();
         self.rr_ns = None;
+        if let Some(to) = &self.keep_logs {
+            let _ = std::fs::create_dir_all(to);
+            for e in std::fs::read_dir(&self.dir).into_iter().flatten().flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.ends_with(".log") || name.starts_with("bird.") || name.ends_with(".toml") {
+                    let _ = std::fs::copy(e.path(), to.join(&name));
+                }
+            }
+        }
         self.etcd = None;
         self.hub = None;
         let _ = std::fs::remove_dir_all(&self.dir);

@@ -9,7 +9,7 @@
 //!      and it holds BGP routes to every other node's block (with `--rr`: until it is
 //!      Established with the BIRD 2 reflector and every other node holds a BGP route to
 //!      its block). Sessions are read from the nodes' stats files (rewritten every
-//!      50 ms), routes through their gRPC API;
+//!      50 ms, 5 ms per node above 10 nodes), routes through their gRPC API;
 //!   2. allocation: M endpoint adds (taps) spread over 5 nodes, one API client per node,
 //!      all at once: M / wall time and the p99 of the calls; every address distinct and
 //!      `ipam check`'s problems none, or the run fails;
@@ -67,6 +67,9 @@ struct Opts {
     /// Endpoint slots of the nodes that allocate nothing (~5 MiB of frames each).
     #[arg(long, default_value_t = 2)]
     idle_slots: usize,
+    /// Copy the nodes' (and BIRD's) logs and configurations here at the end.
+    #[arg(long)]
+    keep_logs: Option<PathBuf>,
 }
 
 #[derive(Serialize)]
@@ -261,7 +264,7 @@ fn wait_sessions(c: &mut Cluster, which: &[usize], rr: bool, within: Duration) -
                     .join(", ")
             )));
         }
-        netns::sleep_interruptible(Duration::from_millis(50))?;
+        netns::sleep_interruptible(Duration::from_millis(200))?;
     }
 }
 
@@ -518,6 +521,8 @@ fn run(o: &Opts, bin: &Path) -> io::Result<Report> {
     let t_start = Instant::now();
     const MEMBERS: usize = 3;
     let mut c = Cluster::start(bin, MEMBERS)?;
+    c.keep_logs = o.keep_logs.clone();
+    c.stats_interval_ms = cluster::stats_interval_ms(o.nodes);
     // Threads started from here on live in the hub namespace, as this one now does.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -552,7 +557,7 @@ fn run(o: &Opts, bin: &Path) -> io::Result<Report> {
     for &i in &first {
         c.spawn_node(i)?;
     }
-    let within = Duration::from_secs(60 + 3 * o.nodes as u64);
+    let within = Duration::from_secs(120 + 6 * o.nodes as u64);
     c.wait_started(&first, within)?;
     wait_sessions(&mut c, &first, o.rr, within)?;
     let initial_mesh_s = t_mesh.elapsed().as_secs_f64();
@@ -706,7 +711,7 @@ fn run(o: &Opts, bin: &Path) -> io::Result<Report> {
         cpu_busy_join: j.cpu_busy,
         cpu_busy_alloc: b.cpu_busy,
         cpus,
-        stats_interval_ms: cluster::STATS_INTERVAL_MS,
+        stats_interval_ms: c.stats_interval_ms,
         setup_s,
         total_s: t_start.elapsed().as_secs_f64(),
         limits,
