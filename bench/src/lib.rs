@@ -1,10 +1,11 @@
 //! Shared helpers for the benchmark binaries: TSC timing, percentiles, RSS, running
 //! DPDK's own autotests as a same-invocation baseline, network namespaces (`netns`), raw
-//! XDP programs (`bpf`), the packet generator (`pktgen`) and fwdbench's namespace
-//! scenario (`fwdns`).
+//! XDP programs (`bpf`), the packet generator (`pktgen`), fwdbench's namespace scenario
+//! (`fwdns`) and clusterbench's vrouterd cluster on etcd (`cluster`).
 
 pub mod bgpfeed;
 pub mod bpf;
+pub mod cluster;
 pub mod dpdk;
 pub mod fwdns;
 pub mod netns;

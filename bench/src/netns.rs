@@ -89,6 +89,20 @@ pub fn enter(name: &str) -> io::Result<()> {
     Ok(())
 }
 
+/// The calling thread's network namespace, to come back to with [`restore`].
+pub fn current() -> io::Result<File> {
+    File::open("/proc/thread-self/ns/net")
+}
+
+/// Move the calling thread back into a namespace saved with [`current`].
+pub fn restore(ns: &File) -> io::Result<()> {
+    // SAFETY: `ns` is an open namespace file; setns only changes this thread's namespace.
+    if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Run `f` on a fresh thread inside namespace `name` and return its result.
 pub fn in_netns<T: Send>(name: &str, f: impl FnOnce() -> io::Result<T> + Send) -> io::Result<T> {
     std::thread::scope(|s| {

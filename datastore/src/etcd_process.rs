@@ -1,5 +1,6 @@
-//! Real etcd members on loopback for tests and benchmarks (Debian's `etcd-server`,
-//! installed by scripts/setup.sh): a cluster in a scratch directory, stopped and removed
+//! Real etcd members for tests and benchmarks (Debian's `etcd-server`, installed by
+//! scripts/setup.sh): on loopback, or on an address inside a network namespace (as a
+//! real cluster's etcd sits on the network), in a scratch directory, stopped and removed
 //! when dropped. A missing `etcd` binary is an error naming the fix, never a skip.
 
 use std::io;
@@ -12,6 +13,10 @@ pub struct EtcdCluster {
     dir: PathBuf,
     members: Vec<Member>,
     initial_cluster: String,
+    /// The address members listen on (127.0.0.1 unless started with [`EtcdCluster::start_in`]).
+    host: String,
+    /// The network namespace (`/run/netns/NAME`) members and health checks run in.
+    netns: Option<String>,
 }
 
 struct Member {
@@ -26,8 +31,19 @@ fn free_port() -> io::Result<u16> {
 }
 
 impl EtcdCluster {
-    /// Start `n` members and wait until the cluster answers.
+    /// Start `n` members on loopback and wait until the cluster answers.
     pub fn start(n: usize) -> io::Result<EtcdCluster> {
+        EtcdCluster::start_on(n, None, "127.0.0.1")
+    }
+
+    /// Start `n` members in network namespace `netns`, listening on `host` (an address
+    /// of that namespace), and wait until the cluster answers. Ports are picked free on
+    /// this namespace's loopback: a fresh namespace has them all free.
+    pub fn start_in(n: usize, netns: &str, host: &str) -> io::Result<EtcdCluster> {
+        EtcdCluster::start_on(n, Some(netns), host)
+    }
+
+    fn start_on(n: usize, netns: Option<&str>, host: &str) -> io::Result<EtcdCluster> {
         let found = Command::new("etcd")
             .arg("--version")
             .stdout(Stdio::null())
@@ -58,13 +74,15 @@ impl EtcdCluster {
         }
         let initial_cluster = members
             .iter()
-            .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer))
+            .map(|m| format!("{}=http://{host}:{}", m.name, m.peer))
             .collect::<Vec<_>>()
             .join(",");
         let mut c = EtcdCluster {
             dir,
             members,
             initial_cluster,
+            host: host.to_string(),
+            netns: netns.map(str::to_string),
         };
         for i in 0..n {
             c.spawn(i, "new")?;
@@ -73,22 +91,40 @@ impl EtcdCluster {
         Ok(c)
     }
 
+    /// `prog`, run inside the cluster's namespace when it has one (`ip netns exec`
+    /// execs it: the child's pid is the program's).
+    fn command(&self, prog: &str) -> Command {
+        match &self.netns {
+            None => Command::new(prog),
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, prog]);
+                c
+            }
+        }
+    }
+
+    fn url(&self, port: u16) -> String {
+        format!("http://{}:{port}", self.host)
+    }
+
     fn spawn(&mut self, i: usize, state: &str) -> io::Result<()> {
         let m = &self.members[i];
         let log = std::fs::File::create(self.dir.join(format!("{}.log", m.name)))?;
-        let child = Command::new("etcd")
+        let child = self
+            .command("etcd")
             .args(["--name", &m.name])
             .arg("--data-dir")
             .arg(self.dir.join(&m.name))
             .args([
                 "--listen-client-urls",
-                &format!("http://127.0.0.1:{}", m.client),
+                &self.url(m.client),
                 "--advertise-client-urls",
-                &format!("http://127.0.0.1:{}", m.client),
+                &self.url(m.client),
                 "--listen-peer-urls",
-                &format!("http://127.0.0.1:{}", m.peer),
+                &self.url(m.peer),
                 "--initial-advertise-peer-urls",
-                &format!("http://127.0.0.1:{}", m.peer),
+                &self.url(m.peer),
                 "--initial-cluster",
                 &self.initial_cluster,
                 "--initial-cluster-state",
@@ -110,14 +146,16 @@ impl EtcdCluster {
 
     /// Client URLs of every member, running or not.
     pub fn endpoints(&self) -> Vec<String> {
-        self.members
-            .iter()
-            .map(|m| format!("http://127.0.0.1:{}", m.client))
-            .collect()
+        self.members.iter().map(|m| self.url(m.client)).collect()
     }
 
     pub fn endpoint(&self, i: usize) -> String {
-        format!("http://127.0.0.1:{}", self.members[i].client)
+        self.url(self.members[i].client)
+    }
+
+    /// The process id of a running member.
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.members[i].child.as_ref().map(Child::id)
     }
 
     /// Kill one member (SIGKILL), as a crash would.
@@ -154,11 +192,12 @@ impl EtcdCluster {
         let t = Instant::now();
         while t.elapsed() < within {
             for m in self.members.iter().filter(|m| m.child.is_some()) {
-                let ok = Command::new("etcdctl")
+                let ok = self
+                    .command("etcdctl")
                     .env("ETCDCTL_API", "3")
                     .args([
                         "--endpoints",
-                        &format!("http://127.0.0.1:{}", m.client),
+                        &self.url(m.client),
                         "--command-timeout=1s",
                         "put",
                         "/vrouter-health",

@@ -1,0 +1,374 @@
+//! clusterbench's cluster: a hub namespace with the underlay bridge (10.96.0.0/24) and a
+//! 3-member etcd on the hub's bridge address (as tests/e2e/cluster.sh runs it), vrouterd
+//! nodes in namespaces on that bridge with `[datastore]` and no `[[nodes]]`, and a BIRD 2
+//! route reflector in a namespace of its own. Everything — processes, namespaces (with
+//! their veths and taps), etcd's data and the scratch directory — goes when the
+//! [`Cluster`] is dropped, after an error or Ctrl-C too.
+
+use crate::netns::{self, Netns};
+use datastore::etcd_process::EtcdCluster;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The underlay: node i is 10.96.0.i/24.
+pub const SUBNET: &str = "10.96.0";
+/// etcd's members listen on the hub's bridge address.
+pub const ETCD_HOST: &str = "10.96.0.250";
+/// The route reflector (BIRD), in its own namespace on the bridge.
+pub const RR_ADDR: &str = "10.96.0.251";
+/// Calico's default AS: iBGP everywhere.
+pub const ASN: u32 = 64512;
+/// How often each vrouterd rewrites its stats file (the join figure's resolution): 50 ms
+/// up to 10 nodes, then 5 ms per node (250 ms at 50), so that N nodes' rewrites and our
+/// reads of them stay a small share of 2 cores.
+pub fn stats_interval_ms(nodes: usize) -> u64 {
+    50.max(5 * nodes as u64)
+}
+/// Nodes on one /24 beside the hub and the reflector.
+pub const MAX_NODES: usize = 240;
+
+pub fn node_ip(i: usize) -> String {
+    format!("{SUBNET}.{i}")
+}
+
+pub fn node_name(i: usize) -> String {
+    format!("node-{i}")
+}
+
+/// One vrouterd node (1-based index) in namespace `<prefix>n<i>`.
+pub struct Node {
+    pub index: usize,
+    pub ns: Netns,
+    pub child: Option<Child>,
+    pub stats: PathBuf,
+    pub socket: PathBuf,
+    pub log: PathBuf,
+    pub slots: usize,
+}
+
+impl Node {
+    pub fn name(&self) -> String {
+        node_name(self.index)
+    }
+
+    pub fn ip(&self) -> String {
+        node_ip(self.index)
+    }
+
+    /// vrouterd's pid (`ip netns exec` execs it).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Fails when vrouterd exited, with the end of its log.
+    pub fn alive(&mut self) -> io::Result<()> {
+        let Some(c) = self.child.as_mut() else {
+            return Err(io::Error::other(format!("{} not started", self.name())));
+        };
+        if let Some(st) = c.try_wait()? {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(10).collect();
+            return Err(io::Error::other(format!(
+                "vrouterd of {} exited ({st}); its log ends:\n{}",
+                self.name(),
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            )));
+        }
+        Ok(())
+    }
+
+    /// The node's BGP peers from its stats file: (address, state). None while the file
+    /// is absent or half-written.
+    pub fn peers(&self) -> Option<Vec<(String, String)>> {
+        let text = std::fs::read_to_string(&self.stats).ok()?;
+        let j: serde_json::Value = serde_json::from_str(&text).ok()?;
+        j["bgp"]["peers"]
+            .as_array()?
+            .iter()
+            .map(|p| Some((p["address"].as_str()?.into(), p["state"].as_str()?.into())))
+            .collect()
+    }
+
+    /// Whether the node's session with `addr` is Established (per its stats file).
+    pub fn established_with(&self, addr: &str) -> bool {
+        self.peers()
+            .is_some_and(|ps| ps.iter().any(|(a, s)| a == addr && s == "Established"))
+    }
+
+    /// Established sessions (per its stats file).
+    pub fn established(&self) -> usize {
+        self.peers().map_or(0, |ps| {
+            ps.iter().filter(|(_, s)| s == "Established").count()
+        })
+    }
+}
+
+/// The whole bench cluster; dropping it tears everything down.
+pub struct Cluster {
+    pub dir: PathBuf,
+    pub prefix: String,
+    pub vrouterd: PathBuf,
+    pub nodes: Vec<Node>,
+    pub etcd: Option<EtcdCluster>,
+    pub bird: Option<Child>,
+    pub rr_ns: Option<Netns>,
+    pub hub: Option<Netns>,
+    /// The namespace the calling thread left for the hub: it goes back there before the
+    /// hub is deleted (deleting a namespace kills what runs in it, and that would be us).
+    home: Option<std::fs::File>,
+    /// Where to copy the logs (vrouterd's, etcd's, BIRD's) before the scratch directory goes.
+    pub keep_logs: Option<PathBuf>,
+    pub stats_interval_ms: u64,
+}
+
+impl Cluster {
+    /// The hub and its bridge, and a 3-member etcd on the bridge address. The calling
+    /// thread is moved into the hub namespace so that its etcd clients (and the threads
+    /// it starts later, which inherit the namespace) reach the members.
+    pub fn start(vrouterd: &Path, members: usize) -> io::Result<Cluster> {
+        let pid = std::process::id();
+        let dir = std::env::temp_dir().join(format!("clusterbench-{pid}"));
+        std::fs::create_dir_all(&dir)?;
+        let mut c = Cluster {
+            dir,
+            prefix: format!("cb{pid}-"),
+            vrouterd: vrouterd.to_path_buf(),
+            nodes: Vec::new(),
+            etcd: None,
+            bird: None,
+            rr_ns: None,
+            hub: None,
+            home: None,
+            keep_logs: None,
+            stats_interval_ms: 50,
+        };
+        let hub = Netns::add(&format!("{}hub", c.prefix))?;
+        hub.ip(&["link", "add", "br0", "type", "bridge"])?;
+        hub.ip(&["link", "set", "br0", "up"])?;
+        hub.ip(&["addr", "add", &format!("{ETCD_HOST}/24"), "dev", "br0"])?;
+        c.home = Some(netns::current()?);
+        c.hub = Some(hub);
+        netns::enter(c.hub_name())?;
+        c.etcd = Some(EtcdCluster::start_in(members, c.hub_name(), ETCD_HOST)?);
+        Ok(c)
+    }
+
+    pub fn hub_name(&self) -> &str {
+        self.hub.as_ref().expect("the hub exists").name()
+    }
+
+    pub fn etcd(&mut self) -> &mut EtcdCluster {
+        self.etcd.as_mut().expect("etcd started")
+    }
+
+    /// A namespace `<prefix><suffix>` with `up0` on the bridge at `addr`/24.
+    fn attach(&self, suffix: &str, addr: &str) -> io::Result<Netns> {
+        let ns = Netns::add(&format!("{}{suffix}", self.prefix))?;
+        let port = format!("p-{suffix}");
+        netns::veth("up0", ns.name(), &port, self.hub_name())?;
+        let hub = self.hub.as_ref().expect("the hub exists");
+        hub.ip(&["link", "set", &port, "master", "br0", "up"])?;
+        ns.ip(&["link", "set", "up0", "up"])?;
+        ns.ip(&["addr", "add", &format!("{addr}/24"), "dev", "up0"])?;
+        // AF_XDP in copy mode carries frames as bytes: no partial checksums or TSO.
+        let _ = ns.exec(&[
+            "ethtool", "-K", "up0", "tx", "off", "tso", "off", "gso", "off", "gro", "off",
+        ]);
+        Ok(ns)
+    }
+
+    /// Namespace and configuration of node `i` (1-based), with `slots` endpoint slots.
+    pub fn add_node(&mut self, i: usize, slots: usize) -> io::Result<()> {
+        let ns = self.attach(&format!("n{i}"), &node_ip(i))?;
+        let d = self.dir.display();
+        let endpoints = self
+            .etcd
+            .as_ref()
+            .expect("etcd started")
+            .endpoints()
+            .iter()
+            .map(|e| format!("\"{e}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        std::fs::write(
+            self.dir.join(format!("n{i}.toml")),
+            format!(
+                r#"node_name = "{name}"
+state_dir = "{d}/state-n{i}"
+api = {{ socket = "{d}/api-n{i}.sock" }}
+node_ips = ["{ip}/24"]
+[[uplinks]]
+name = "up0"
+[workers]
+cores = [{core}]
+endpoint_slots = {slots}
+[bgp]
+restart_marker = "{d}/n{i}.restart"
+[datastore]
+type = "etcdv3"
+endpoints = [{endpoints}]
+"#,
+                name = node_name(i),
+                ip = node_ip(i),
+                core = i % 2,
+            ),
+        )?;
+        self.nodes.push(Node {
+            index: i,
+            ns,
+            child: None,
+            stats: self.dir.join(format!("n{i}.json")),
+            socket: self.dir.join(format!("api-n{i}.sock")),
+            log: self.dir.join(format!("n{i}.log")),
+            slots,
+        });
+        Ok(())
+    }
+
+    pub fn node(&mut self, i: usize) -> &mut Node {
+        self.nodes
+            .iter_mut()
+            .find(|n| n.index == i)
+            .expect("node added")
+    }
+
+    /// Start vrouterd on node `i` (adaptive polling: the default).
+    pub fn spawn_node(&mut self, i: usize) -> io::Result<()> {
+        let bin = self.vrouterd.clone();
+        let every = self.stats_interval_ms.to_string();
+        let config = self.dir.join(format!("n{i}.toml"));
+        let n = self.node(i);
+        let _ = std::fs::remove_file(&n.stats);
+        let log = std::fs::File::create(&n.log)?;
+        let child = Command::new("ip")
+            .args(["netns", "exec", n.ns.name()])
+            .arg(&bin)
+            .arg("--config")
+            .arg(&config)
+            .arg("--stats-file")
+            .arg(&n.stats)
+            .args(["--stats-interval-ms", &every])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()?;
+        n.child = Some(child);
+        Ok(())
+    }
+
+    /// Wait until every node in `which` wrote its stats file (its API is up by then).
+    pub fn wait_started(&mut self, which: &[usize], within: Duration) -> io::Result<()> {
+        let end = Instant::now() + within;
+        for &i in which {
+            loop {
+                let n = self.node(i);
+                n.alive()?;
+                if n.peers().is_some() && n.socket.exists() {
+                    break;
+                }
+                if Instant::now() > end {
+                    return Err(io::Error::other(format!(
+                        "vrouterd of {} did not start within {within:?} (log: {})",
+                        n.name(),
+                        n.log.display()
+                    )));
+                }
+                netns::sleep_interruptible(Duration::from_millis(20))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// BIRD 2 as a route reflector at [`RR_ADDR`], every node 1..=`nodes` an `rr client`
+    /// (iBGP; reflected routes keep the originating node's next hop).
+    pub fn start_reflector(&mut self, nodes: usize) -> io::Result<()> {
+        let ns = self.attach("rr", RR_ADDR)?;
+        let conf = self.dir.join("bird.conf");
+        let mut text = format!(
+            r#"router id {RR_ADDR};
+log "{log}" {{ warning, error, fatal }};
+protocol device {{ scan time 10; }}
+template bgp rrc {{
+  local {RR_ADDR} as {ASN};
+  strict bind yes;
+  rr client;
+  rr cluster id {RR_ADDR};
+  hold time 9; keepalive time 3;
+  connect delay time 1; connect retry time 1; error wait time 1, 5;
+  ipv4 {{ import all; export all; }};
+}}
+"#,
+            log = self.dir.join("bird.log").display()
+        );
+        for i in 1..=nodes {
+            text.push_str(&format!(
+                "protocol bgp n{i} from rrc {{ neighbor {} as {ASN}; }}\n",
+                node_ip(i)
+            ));
+        }
+        std::fs::write(&conf, text)?;
+        // -f: BIRD stays in the foreground, so the child is BIRD itself.
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns.name(), "bird", "-f", "-c"])
+            .arg(&conf)
+            .arg("-s")
+            .arg(self.dir.join("bird.ctl"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(self.dir.join("bird.stderr"))?)
+            .spawn()
+            .map_err(|e| {
+                io::Error::new(e.kind(), format!("bird: {e} (Debian: apt install bird2)"))
+            })?;
+        self.rr_ns = Some(ns);
+        self.bird = Some(child);
+        std::thread::sleep(Duration::from_millis(300));
+        if let Some(st) = self.bird.as_mut().expect("just set").try_wait()? {
+            let err = std::fs::read_to_string(self.dir.join("bird.stderr")).unwrap_or_default();
+            return Err(io::Error::other(format!(
+                "bird exited ({st}): {}",
+                err.trim()
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for n in &mut self.nodes {
+            if let Some(mut c) = n.child.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+        if let Some(mut b) = self.bird.take() {
+            let _ = b.kill();
+            let _ = b.wait();
+        }
+        if let Some(home) = self.home.take() {
+            if let Err(e) = netns::restore(&home) {
+                // Deleting the hub would kill this process: leave it to the next run's
+                // remove_stale.
+                eprintln!("cannot leave the hub namespace ({e}): it stays");
+                std::mem::forget(self.hub.take());
+            }
+        }
+        // Namespaces (and whatever still runs in them, their veths and taps), then etcd
+        // (its members run in the hub), then the scratch directory.
+        self.nodes.clear();
+        self.rr_ns = None;
+        if let Some(to) = &self.keep_logs {
+            let _ = std::fs::create_dir_all(to);
+            for e in std::fs::read_dir(&self.dir).into_iter().flatten().flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.ends_with(".log") || name.starts_with("bird.") || name.ends_with(".toml") {
+                    let _ = std::fs::copy(e.path(), to.join(&name));
+                }
+            }
+        }
+        self.etcd = None;
+        self.hub = None;
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
