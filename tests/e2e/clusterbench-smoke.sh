@@ -14,12 +14,12 @@ import json, sys
 r = json.loads(sys.argv[1])
 keys = ["nodes", "endpoints", "join_to_mesh_s", "alloc_per_s", "alloc_p99_ms",
         "etcd_member_loss_alloc_errors", "rss_bytes_per_node", "alloc_duplicates",
-        "alloc_errors", "mesh_sessions", "etcd_members"]
+        "alloc_errors", "mesh_sessions", "etcd_members", "ipam_alloc_per_s", "ipam_alloc_p99_ms"]
 num = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
 bad = [k for k in keys if not num(r.get(k))]
 if bad:
     sys.exit(f"clusterbench-smoke: FAIL: missing or not numeric {bad}: {r}")
-positive = ["join_to_mesh_s", "alloc_per_s", "alloc_p99_ms", "rss_bytes_per_node"]
+positive = ["join_to_mesh_s", "alloc_per_s", "alloc_p99_ms", "rss_bytes_per_node", "ipam_alloc_per_s"]
 if [k for k in positive if r[k] <= 0] or r["nodes"] != 3 or r["endpoints"] != 30:
     sys.exit(f"clusterbench-smoke: FAIL: figures not plausible: {r}")
 if r["alloc_errors"] or r["alloc_duplicates"] or r["mesh_sessions"] != r["mesh_sessions_expected"]:

@@ -90,6 +90,10 @@ struct Report {
     alloc_per_s: f64,
     alloc_p50_ms: f64,
     alloc_p99_ms: f64,
+    /// The baseline: the shared IPAM alone (datastore::ipam on the same etcd, no vrouterd,
+    /// no tap), as many clients at once.
+    ipam_alloc_per_s: f64,
+    ipam_alloc_p99_ms: f64,
     alloc_clients: usize,
     alloc_errors: usize,
     alloc_duplicates: usize,
@@ -464,6 +468,64 @@ fn burst(rt: &Runtime, sockets: &[PathBuf], first: usize, count: usize) -> io::R
     })
 }
 
+/// The baseline in the same invocation: the shared IPAM alone (no vrouterd, no tap),
+/// `clients` simulated nodes allocating `count` addresses at once straight through
+/// `datastore::ipam` on the same etcd, then releasing them and their blocks.
+/// (addresses per second, p99 ms).
+fn ipam_baseline(
+    rt: &Runtime,
+    store: &Store,
+    clients: usize,
+    count: usize,
+) -> io::Result<(f64, f64)> {
+    use datastore::ipam::{Ipam, IpamPool};
+    rt.block_on(async {
+        let pools = [IpamPool {
+            cidr: "10.244.0.0/16".parse().expect("a CIDR"),
+            block_size: 26,
+        }];
+        let t0 = Instant::now();
+        let mut tasks = Vec::new();
+        for j in 0..clients {
+            let ipam = Ipam::new(store.clone(), &format!("cb-ipam-{j}"));
+            let ks: Vec<usize> = (0..count).filter(|k| k % clients == j).collect();
+            tasks.push(tokio::spawn(async move {
+                let mut lat = Vec::new();
+                for k in ks {
+                    let t = Instant::now();
+                    ipam.auto_assign(&format!("cb-ipam.{k}"), &Default::default(), &pools, false)
+                        .await
+                        .map_err(|e| other(format!("baseline allocation {k}: {e}")))?;
+                    lat.push(t.elapsed().as_micros() as u64);
+                }
+                Ok::<_, io::Error>((ipam, lat))
+            }));
+        }
+        let mut lat = Vec::new();
+        let mut ipams = Vec::new();
+        for t in tasks {
+            let (ipam, l) = t.await.map_err(other)??;
+            lat.extend(l);
+            ipams.push(ipam);
+        }
+        let rate = count as f64 / t0.elapsed().as_secs_f64();
+        // Leave nothing behind: the addresses, then the simulated nodes' empty blocks.
+        for k in 0..count {
+            ipams[k % clients]
+                .release_handle(&format!("cb-ipam.{k}"))
+                .await
+                .map_err(other)?;
+        }
+        for ipam in &ipams {
+            for b in ipam.affine_blocks(None).await.map_err(other)? {
+                ipam.release_block(b).await.map_err(other)?;
+            }
+        }
+        lat.sort_unstable();
+        Ok((rate, ms(bench::percentile(&lat, 99.0))))
+    })
+}
+
 /// (duplicates, addresses not in etcd's blocks, ipam check's problems).
 fn verify(
     rt: &Runtime,
@@ -575,6 +637,11 @@ fn run(o: &Opts, bin: &Path) -> io::Result<Report> {
     let all: Vec<usize> = (1..=o.nodes).collect();
     wait_sessions(&mut c, &all, o.rr, within)?;
 
+    let (ipam_alloc_per_s, ipam_alloc_p99_ms) =
+        ipam_baseline(&rt, &store, allocators, o.endpoints)?;
+    say(&format!(
+        "baseline: the shared IPAM alone, {allocators} clients: {ipam_alloc_per_s:.0} allocations/s"
+    ));
     let sockets: Vec<PathBuf> = (1..=allocators).map(|i| c.node(i).socket.clone()).collect();
     let b = burst(&rt, &sockets, 0, o.endpoints)?;
     say(&format!(
@@ -690,6 +757,8 @@ fn run(o: &Opts, bin: &Path) -> io::Result<Report> {
         alloc_per_s,
         alloc_p50_ms: ms(bench::percentile(&lat, 50.0)),
         alloc_p99_ms: ms(bench::percentile(&lat, 99.0)),
+        ipam_alloc_per_s,
+        ipam_alloc_p99_ms,
         alloc_clients: allocators,
         alloc_errors: b.errors.len(),
         alloc_duplicates: dup1.max(dup2),
@@ -757,6 +826,10 @@ fn print_table(r: &Report) {
     println!(
         "| alloc latency p50 / p99 | {:.1} / {:.1} ms | — |",
         r.alloc_p50_ms, r.alloc_p99_ms
+    );
+    println!(
+        "| baseline: shared IPAM alone, allocations/s (p99) | {:.0} ({:.1} ms) | — |",
+        r.ipam_alloc_per_s, r.ipam_alloc_p99_ms
     );
     println!(
         "| alloc errors / duplicates / ipam problems | {} / {} / {} | 0 |",
