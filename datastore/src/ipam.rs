@@ -4,9 +4,8 @@
 //! - a node claims a block by creating its affinity (`pending`), then the block (with
 //!   `affinity: host:<node>`; whoever creates it first owns it), then confirming the
 //!   affinity;
-//! - an address is taken by rewriting its block at the revision it was read at; the
-//!   handle's count for the block is raised first (so a crash leaves a count too high,
-//!   which `check` reports, never an address no handle knows);
+//! - an address is taken by rewriting its block at the revision it was read at, in the
+//!   same transaction as its handle's raised count (both or neither);
 //! - when no pool has a free block, an address is borrowed from another node's block
 //!   (Calico's default, strictAffinity off), marked with our node name.
 
@@ -171,8 +170,9 @@ impl Ipam {
         Err(IpamError::Contended)
     }
 
-    /// Write a block with one more address for `handle`, counted in the handle first;
-    /// `false` (and the count taken back) if the block changed since it was read.
+    /// Write a block with one more address for `handle` and the handle's raised count
+    /// in one transaction (one commit: Calico makes two); `false` if either changed
+    /// since it was read.
     async fn write_taken(
         &self,
         cidr: IpNet,
@@ -180,13 +180,25 @@ impl Ipam {
         rev: i64,
         handle: &str,
     ) -> IpamResult<bool> {
-        self.bump_handle(handle, cidr, 1).await?;
-        let key = keys::block(self.prefix(), cidr);
-        if self.store.update(&key, encode(b), rev).await? {
-            return Ok(true);
-        }
-        self.bump_handle(handle, cidr, -1).await?;
-        Ok(false)
+        let hkey = keys::handle(self.prefix(), handle);
+        let (mut h, hrev) = match self.store.get(&hkey).await? {
+            Some(e) => (e.decode::<IpamHandle>()?, e.mod_revision),
+            None => (IpamHandle::default(), 0),
+        };
+        *h.block.entry(cidr.to_string()).or_insert(0) += 1;
+        let bkey = keys::block(self.prefix(), cidr);
+        let (bval, hval) = (encode(b), encode(&h));
+        Ok(self
+            .store
+            .txn_all(
+                vec![Store::unchanged(&bkey, rev), Store::unchanged(&hkey, hrev)],
+                vec![
+                    Store::put(&bkey, bval.clone()),
+                    Store::put(&hkey, hval.clone()),
+                ],
+                vec![(bkey, Some(bval)), (hkey, Some(hval))],
+            )
+            .await?)
     }
 
     /// Take the next free address of `cidr` if there is one; `Ok(None)` when it is full,

@@ -283,9 +283,22 @@ impl Store {
         then: TxnOp,
         value: Option<Vec<u8>>,
     ) -> StoreResult<bool> {
+        self.txn_all(vec![when], vec![then], vec![(key.to_string(), value)])
+            .await
+    }
+
+    /// Several compare-and-swaps as one transaction (one raft commit): all compares
+    /// hold and every write is made, or nothing is. `wrote` is what each key holds after
+    /// (None: deleted), checked as in `txn` when the connection broke after sending.
+    pub async fn txn_all(
+        &self,
+        when: Vec<Compare>,
+        then: Vec<TxnOp>,
+        wrote: Vec<(String, Option<Vec<u8>>)>,
+    ) -> StoreResult<bool> {
         let send = || {
             self.run(|mut kv| {
-                let t = Txn::new().when([when.clone()]).and_then([then.clone()]);
+                let t = Txn::new().when(when.clone()).and_then(then.clone());
                 async move { kv.txn(t).await }
             })
         };
@@ -299,18 +312,37 @@ impl Store {
             match send().await {
                 Ok(r) if r.succeeded() => return Ok(true),
                 Ok(_) => {
-                    let now = self.get(key).await?;
-                    return Ok(match (&value, now) {
-                        (Some(v), Some(e)) => e.value == *v,
-                        (None, None) => true,
-                        _ => false,
-                    });
+                    for (key, value) in &wrote {
+                        let now = self.get(key).await?;
+                        let ours = match (value, now) {
+                            (Some(v), Some(e)) => e.value == *v,
+                            (None, None) => true,
+                            _ => false,
+                        };
+                        if !ours {
+                            return Ok(false);
+                        }
+                    }
+                    return Ok(true);
                 }
                 Err(StoreError::Unavailable(w)) => last = w,
                 Err(e) => return Err(e),
             }
         }
         Err(StoreError::Unavailable(last))
+    }
+
+    /// A compare that `key` is still at `mod_revision` (0: that it does not exist).
+    pub fn unchanged(key: &str, mod_revision: i64) -> Compare {
+        if mod_revision == 0 {
+            Compare::version(key, CompareOp::Equal, 0)
+        } else {
+            Compare::mod_revision(key, CompareOp::Equal, mod_revision)
+        }
+    }
+
+    pub fn put(key: &str, value: Vec<u8>) -> TxnOp {
+        TxnOp::put(key, value, None)
     }
 
     /// Watch every key under `prefix` from `revision` on (with the previous values, so a
