@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub mod pool_file;
 pub mod table;
 pub use pool_file::{parse_pool_file, pool_name, pools_yaml};
-pub use table::table;
+pub use table::{print, table};
 
 #[derive(Parser, Debug)]
 #[command(name = "vrouterctl", version, about = "Drive vrouterd through its API")]
@@ -247,17 +247,6 @@ fn counters_text(c: &[pb::Counter]) -> String {
         .map(|c| format!("{}={}", c.name, c.value))
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-fn print<T: serde::Serialize>(json: bool, v: &T, text: impl FnOnce(&T) -> String) {
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(v).expect("replies serialise")
-        );
-    } else {
-        print!("{}", text(v));
-    }
 }
 
 fn status_message(s: tonic::Status) -> String {

@@ -3,7 +3,7 @@
 //! from `--etcd-endpoints` or Calico's `ETCD_ENDPOINTS` (and `ETCD_CA_CERT_FILE`,
 //! `ETCD_CERT_FILE`, `ETCD_KEY_FILE`).
 
-use crate::ctl::table::table;
+use crate::ctl::table::{print, table};
 use clap::{Args, Subcommand};
 use datastore::block;
 use datastore::ipam::{Ipam, IpamSnapshot};
@@ -157,9 +157,7 @@ pub async fn ipam(etcd: &EtcdArgs, what: IpamCmd, json: bool) -> Result<(), Stri
                     }
                 }
             }
-            if json {
-                println!("{}", serde_json::to_string_pretty(&rows).expect("rows"));
-            } else {
+            print(json, &rows, |rows| {
                 let cells: Vec<Vec<String>> = rows
                     .iter()
                     .map(|r| {
@@ -173,21 +171,18 @@ pub async fn ipam(etcd: &EtcdArgs, what: IpamCmd, json: bool) -> Result<(), Stri
                         ]
                     })
                     .collect();
-                print!(
-                    "{}",
-                    table(
-                        &[
-                            "GROUPING",
-                            "CIDR",
-                            "NODE",
-                            "IPS TOTAL",
-                            "IPS IN USE",
-                            "IPS FREE"
-                        ],
-                        &cells
-                    )
-                );
-            }
+                table(
+                    &[
+                        "GROUPING",
+                        "CIDR",
+                        "NODE",
+                        "IPS TOTAL",
+                        "IPS IN USE",
+                        "IPS FREE",
+                    ],
+                    &cells,
+                )
+            });
             Ok(())
         }
         IpamCmd::Check => {
@@ -278,9 +273,7 @@ pub async fn node_list(etcd: &EtcdArgs, json: bool) -> Result<(), String> {
             }
         })
         .collect();
-    if json {
-        println!("{}", serde_json::to_string_pretty(&rows).expect("rows"));
-    } else {
+    print(json, &rows, |rows| {
         let cells: Vec<Vec<String>> = rows
             .iter()
             .map(|r| {
@@ -295,22 +288,19 @@ pub async fn node_list(etcd: &EtcdArgs, json: bool) -> Result<(), String> {
                 ]
             })
             .collect();
-        print!(
-            "{}",
-            table(
-                &[
-                    "NAME",
-                    "IPV4",
-                    "IPV6",
-                    "ASN",
-                    "VXLAN TUNNEL",
-                    "VTEP MAC",
-                    "BLOCKS"
-                ],
-                &cells
-            )
-        );
-    }
+        table(
+            &[
+                "NAME",
+                "IPV4",
+                "IPV6",
+                "ASN",
+                "VXLAN TUNNEL",
+                "VTEP MAC",
+                "BLOCKS",
+            ],
+            &cells,
+        )
+    });
     Ok(())
 }
 

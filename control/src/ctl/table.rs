@@ -1,4 +1,4 @@
-//! calicoctl's plain text tables.
+//! calicoctl's plain text tables, and replies printed as a table or as JSON.
 
 /// A plain text table with calicoctl's borders.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
@@ -36,4 +36,16 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     }
     out.push_str(&line());
     out
+}
+
+/// A reply: pretty JSON with `--json`, else its text.
+pub fn print<T: serde::Serialize>(json: bool, v: &T, text: impl FnOnce(&T) -> String) {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(v).expect("replies serialise")
+        );
+    } else {
+        print!("{}", text(v));
+    }
 }

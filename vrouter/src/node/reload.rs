@@ -6,6 +6,9 @@ use super::{NodeState, Origin};
 use crate::config::{
     address_clash, BgpPeer, BgpSettings, Config, Endpoint, Holder, Pool, StaticRoute,
 };
+use ipnet::IpNet;
+use std::collections::BTreeSet;
+use std::net::IpAddr;
 use tracing::{info, warn};
 
 impl NodeState {
@@ -37,7 +40,11 @@ impl NodeState {
         };
         let run = &self.config;
         // What the datastore contributed is not the file's to change.
-        let (ds_prefixes, ds_peers, ds_nodes) = match &self.cluster {
+        let (ds_prefixes, ds_peers, ds_nodes): (
+            BTreeSet<IpNet>,
+            BTreeSet<IpAddr>,
+            BTreeSet<String>,
+        ) = match &self.cluster {
             Some(cs) => (
                 cs.pools.keys().chain(cs.routes.keys()).copied().collect(),
                 cs.peers.keys().copied().collect(),
@@ -45,11 +52,6 @@ impl NodeState {
             ),
             None => Default::default(),
         };
-        let (ds_prefixes, ds_peers, ds_nodes): (
-            std::collections::BTreeSet<ipnet::IpNet>,
-            std::collections::BTreeSet<std::net::IpAddr>,
-            std::collections::BTreeSet<String>,
-        ) = (ds_prefixes, ds_peers, ds_nodes);
         let run_file_nodes: Vec<_> = run
             .nodes
             .iter()
