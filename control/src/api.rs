@@ -2,7 +2,7 @@
 //!
 //! ```text
 //!  vrouterctl ──gRPC──► api thread (tokio, current-thread)
-//!                        │  each RPC: Call{request, oneshot reply} ──std mpsc──► daemon's
+//!                        │  each RPC: Call{request, oneshot reply} ──crossbeam──► daemon's
 //!                        │                                                      control loop
 //!                        │  ◄────────────── oneshot: reply or tonic::Status ────┘ (owns the
 //!                        │                                                      plan, FIB writer,
@@ -11,12 +11,12 @@
 //! The daemon answers every call itself, so the API never races the FIB writer; this
 //! module knows nothing of the dataplane (it only moves messages).
 
+use crossbeam_channel::Sender;
 use std::io;
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::mpsc;
 use tokio::sync::{broadcast, oneshot};
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
@@ -125,7 +125,7 @@ pub fn bind_socket(path: &Path) -> io::Result<std::os::unix::net::UnixListener> 
 }
 
 /// Start serving on its own thread. Binding errors are returned here, naming the address.
-pub fn spawn(config: &ServeConfig, calls: mpsc::Sender<Call>) -> io::Result<Api> {
+pub fn spawn(config: &ServeConfig, calls: Sender<Call>) -> io::Result<Api> {
     let unix = bind_socket(&config.socket)?;
     unix.set_nonblocking(true)?;
     let tcp = match config.tcp {
@@ -229,7 +229,7 @@ pub fn spawn(config: &ServeConfig, calls: mpsc::Sender<Call>) -> io::Result<Api>
 
 #[derive(Clone)]
 struct Service {
-    calls: mpsc::Sender<Call>,
+    calls: Sender<Call>,
     events: broadcast::Sender<pb::Event>,
 }
 

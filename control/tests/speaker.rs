@@ -4,9 +4,9 @@
 //! for the restart time (with it). Peers added and removed while the speakers run.
 
 use control::speaker::{self, PeerConfig, PeerStatus, RouteChange, Speaker, SpeakerConfig};
+use crossbeam_channel as mpsc;
 use ipnet::IpNet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 fn free_port() -> u16 {
@@ -77,8 +77,8 @@ fn wait_for(
 #[test]
 fn two_speakers_exchange_blocks_and_withdraw_on_loss() {
     let (pa, pb) = (free_port(), free_port());
-    let (ta, ra) = mpsc::channel();
-    let (tb, rb) = mpsc::channel();
+    let (ta, ra) = mpsc::unbounded();
+    let (tb, rb) = mpsc::unbounded();
     let a = speaker::spawn(cfg(1, 2, pa, pb, "10.244.1.0/26", None), ta).unwrap();
     let b = speaker::spawn(cfg(2, 1, pb, pa, "10.244.2.0/26", None), tb).unwrap();
     assert_eq!(
@@ -117,14 +117,14 @@ fn two_speakers_exchange_blocks_and_withdraw_on_loss() {
 #[test]
 fn graceful_restart_keeps_routes_while_the_peer_comes_back() {
     let (pa, pb) = (free_port(), free_port());
-    let (ta, ra) = mpsc::channel();
-    let (tb, _rb) = mpsc::channel();
+    let (ta, ra) = mpsc::unbounded();
+    let (tb, _rb) = mpsc::unbounded();
     let a = speaker::spawn(cfg(1, 2, pa, pb, "10.244.1.0/26", Some(30)), ta).unwrap();
     let b = speaker::spawn(cfg(2, 1, pb, pa, "10.244.2.0/26", Some(30)), tb).unwrap();
     assert!(wait_for(&ra, "10.244.2.0/26", Duration::from_secs(10)).is_some());
     // b's process dies (its connection closes without a NOTIFICATION) and restarts.
     drop(b);
-    let (tb, _rb) = mpsc::channel();
+    let (tb, _rb) = mpsc::unbounded();
     let mut again = cfg(2, 1, pb, pa, "10.244.2.0/26", Some(30));
     again.restarting = true;
     let b = speaker::spawn(again, tb).unwrap();
@@ -161,9 +161,9 @@ fn a_route_reflector_passes_client_routes_on() {
     to_c.address = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3));
     to_c.port = pc;
     a_cfg.peers.push(to_c);
-    let (ta, _ra) = mpsc::channel();
-    let (tb, rb) = mpsc::channel();
-    let (tc, rc) = mpsc::channel();
+    let (ta, _ra) = mpsc::unbounded();
+    let (tb, rb) = mpsc::unbounded();
+    let (tc, rc) = mpsc::unbounded();
     let a = speaker::spawn(a_cfg, ta).unwrap();
     let b = speaker::spawn(cfg(2, 1, pb, pa, "10.244.2.0/26", None), tb).unwrap();
     let c = speaker::spawn(cfg(3, 1, pc, pa, "10.244.3.0/26", None), tc).unwrap();
@@ -190,8 +190,8 @@ fn a_route_reflector_passes_client_routes_on() {
 fn tcp_md5_keys_must_match() {
     let run = |key_a: Option<&str>, key_b: Option<&str>| {
         let (pa, pb) = (free_port(), free_port());
-        let (ta, ra) = mpsc::channel();
-        let (tb, _rb) = mpsc::channel();
+        let (ta, ra) = mpsc::unbounded();
+        let (tb, _rb) = mpsc::unbounded();
         let mut ca = cfg(1, 2, pa, pb, "10.244.1.0/26", None);
         ca.peers[0].password = key_a.map(String::from);
         let mut cb = cfg(2, 1, pb, pa, "10.244.2.0/26", None);
@@ -222,8 +222,8 @@ fn both_sides_connecting_resolve_to_one_session() {
     // Neither side passive: both connect, the collision is resolved (RFC 4271 §6.8).
     for _ in 0..3 {
         let (pa, pb) = (free_port(), free_port());
-        let (ta, ra) = mpsc::channel();
-        let (tb, rb) = mpsc::channel();
+        let (ta, ra) = mpsc::unbounded();
+        let (tb, rb) = mpsc::unbounded();
         let mut ca = cfg(1, 2, pa, pb, "10.244.1.0/26", None);
         ca.peers[0].passive = false;
         let cb = cfg(2, 1, pb, pa, "10.244.2.0/26", None);
@@ -243,8 +243,8 @@ fn both_sides_connecting_resolve_to_one_session() {
 #[test]
 fn changing_our_blocks_announces_and_withdraws_at_once() {
     let (pa, pb) = (free_port(), free_port());
-    let (ta, _ra) = mpsc::channel();
-    let (tb, rb) = mpsc::channel();
+    let (ta, _ra) = mpsc::unbounded();
+    let (tb, rb) = mpsc::unbounded();
     let a = speaker::spawn(cfg(1, 2, pa, pb, "10.244.1.0/26", None), ta).unwrap();
     let b = speaker::spawn(cfg(2, 1, pb, pa, "10.244.2.0/26", None), tb).unwrap();
     assert!(wait_for(&rb, "10.244.1.0/26", Duration::from_secs(10)).is_some());
@@ -305,8 +305,8 @@ fn peers_added_and_removed_while_running() {
     let to_b = ca.peers.remove(0);
     let mut cb = cfg(2, 1, pb, pa, "10.244.2.0/26", None);
     let to_a = cb.peers.remove(0);
-    let (ta, ra) = mpsc::channel();
-    let (tb, rb) = mpsc::channel();
+    let (ta, ra) = mpsc::unbounded();
+    let (tb, rb) = mpsc::unbounded();
     let a = speaker::spawn(ca, ta).unwrap();
     let b = speaker::spawn(cb, tb).unwrap();
     assert!(a.status.lock().unwrap().is_empty());
@@ -366,7 +366,7 @@ fn peers_added_and_removed_while_running() {
 #[test]
 fn adding_a_peer_twice_or_removing_a_stranger_is_refused() {
     let (pa, pb) = (free_port(), free_port());
-    let (ta, _ra) = mpsc::channel();
+    let (ta, _ra) = mpsc::unbounded();
     let ca = cfg(1, 2, pa, pb, "10.244.1.0/26", None);
     let configured = ca.peers[0].clone();
     let a = speaker::spawn(ca, ta).unwrap();
@@ -399,8 +399,8 @@ fn an_added_peers_md5_key_is_on_the_listener() {
     to_b.password = Some("s3cret".into());
     let mut cb = cfg(2, 1, pb, pa, "10.244.2.0/26", None);
     cb.peers[0].password = Some("s3cret".into());
-    let (ta, ra) = mpsc::channel();
-    let (tb, _rb) = mpsc::channel();
+    let (ta, ra) = mpsc::unbounded();
+    let (tb, _rb) = mpsc::unbounded();
     let a = speaker::spawn(ca, ta).unwrap();
     let b = speaker::spawn(cb, tb).unwrap();
     a.add_peer(to_b).unwrap();
@@ -421,9 +421,9 @@ fn a_route_reflector_withdraws_a_removed_clients_routes() {
     to_c.address = v4(3);
     to_c.port = pc;
     a_cfg.peers.push(to_c);
-    let (ta, _ra) = mpsc::channel();
-    let (tb, _rb) = mpsc::channel();
-    let (tc, rc) = mpsc::channel();
+    let (ta, _ra) = mpsc::unbounded();
+    let (tb, _rb) = mpsc::unbounded();
+    let (tc, rc) = mpsc::unbounded();
     let a = speaker::spawn(a_cfg, ta).unwrap();
     let b = speaker::spawn(cfg(2, 1, pb, pa, "10.244.2.0/26", None), tb).unwrap();
     let c = speaker::spawn(cfg(3, 1, pc, pa, "10.244.3.0/26", None), tc).unwrap();

@@ -13,6 +13,7 @@
 use crate::config::{Config, DatastoreSettings};
 use crate::node::endpoints::EndpointRequest;
 use control::api::{pb, Reply};
+use crossbeam_channel as xch;
 use datastore::ipam::{Ipam, IpamPool};
 use datastore::member::{self, Registration};
 use datastore::store::{EtcdSettings, Store};
@@ -21,7 +22,7 @@ use ipnet::IpNet;
 use std::collections::BTreeMap;
 use std::io;
 use std::net::IpAddr;
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::sync::mpsc as amp;
 use tracing::{info, warn};
@@ -62,7 +63,7 @@ enum Request {
 /// The control loop's end of the driver.
 pub struct Cluster {
     requests: amp::UnboundedSender<Request>,
-    pub events: mpsc::Receiver<ClusterEvent>,
+    pub events: xch::Receiver<ClusterEvent>,
     _thread: std::thread::JoinHandle<()>,
 }
 
@@ -108,7 +109,7 @@ impl Cluster {
             .datastore
             .clone()
             .ok_or_else(|| io::Error::other("no [datastore]"))?;
-        let (ev_tx, ev_rx) = mpsc::channel();
+        let (ev_tx, ev_rx) = xch::unbounded();
         let (req_tx, req_rx) = amp::unbounded_channel();
         let reg = registration(config);
         let settings = etcd_settings(&d);
@@ -177,7 +178,7 @@ impl Cluster {
 async fn drive(
     settings: EtcdSettings,
     mut reg: Registration,
-    events: mpsc::Sender<ClusterEvent>,
+    events: xch::Sender<ClusterEvent>,
     mut requests: amp::UnboundedReceiver<Request>,
 ) {
     let store = loop {
@@ -263,7 +264,7 @@ async fn join(store: &Store, ipam: &Ipam, reg: &mut Registration, view: &Cluster
     }
 }
 
-fn serve(ipam: &Ipam, req: Request, events: &mpsc::Sender<ClusterEvent>) {
+fn serve(ipam: &Ipam, req: Request, events: &xch::Sender<ClusterEvent>) {
     let ipam = ipam.clone();
     let events = events.clone();
     match req {

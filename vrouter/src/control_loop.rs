@@ -27,10 +27,11 @@ use crate::node::plan::Plan;
 use crate::node::tables::{Capacity, Tables};
 use crate::node::{Dataplane, NodeState};
 use crate::startup::{start_workers, Started};
+use crossbeam_channel as xch;
 use std::collections::HashMap;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
@@ -58,13 +59,13 @@ pub struct Health {
 /// The metrics server's view of the node: scrapes are answered by the control loop.
 pub struct MetricsSource {
     pub health: Arc<Health>,
-    pub scrapes: std::sync::Mutex<mpsc::Sender<mpsc::Sender<String>>>,
+    pub scrapes: xch::Sender<xch::Sender<String>>,
 }
 
 impl control::metrics::HealthSource for MetricsSource {
     fn metrics(&self) -> String {
-        let (tx, rx) = mpsc::channel();
-        if self.scrapes.lock().unwrap().send(tx).is_err() {
+        let (tx, rx) = xch::bounded(1);
+        if self.scrapes.send(tx).is_err() {
             return String::new();
         }
         rx.recv_timeout(Duration::from_secs(4)).unwrap_or_default()
@@ -176,7 +177,7 @@ pub fn run(file_config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) ->
         }
     };
     // The BGP speaker on its own thread; its route changes are applied here.
-    let (routes_tx, routes_rx) = mpsc::channel();
+    let (routes_tx, routes_rx) = xch::unbounded();
     node.speaker = match speaker_config(&node.config, &node.own_blocks) {
         Some(cfg) => {
             info!(
@@ -224,7 +225,7 @@ pub fn run(file_config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) ->
         }
     }
     // The API: calls are answered below, between route batches.
-    let (calls_tx, calls_rx) = mpsc::channel();
+    let (calls_tx, calls_rx) = xch::unbounded();
     let api = control::api::spawn(
         &control::api::ServeConfig {
             socket: config.api.socket.clone(),
@@ -238,12 +239,12 @@ pub fn run(file_config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) ->
     node.config_path = options.config_path.clone();
     // Health for /livez and /readyz, and scrapes answered by this loop.
     let health = Arc::new(Health::default());
-    let (scrapes_tx, scrapes_rx) = mpsc::channel::<mpsc::Sender<String>>();
+    let (scrapes_tx, scrapes_rx) = xch::unbounded::<xch::Sender<String>>();
     let _metrics = match &config.metrics {
         Some(m) => {
             let source = Arc::new(MetricsSource {
                 health: health.clone(),
-                scrapes: std::sync::Mutex::new(scrapes_tx),
+                scrapes: scrapes_tx,
             });
             let (addr, handle) = control::metrics::spawn_server(m.listen, source)
                 .inspect_err(|_| stop.store(true, Ordering::Relaxed))?;
@@ -267,23 +268,45 @@ pub fn run(file_config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) ->
     let mut asked: HashMap<u32, Instant> = HashMap::new();
     let mut last_stats = Instant::now() - Duration::from_secs(1);
     let mut last_neighbours = Instant::now() - Duration::from_secs(1);
+    let mut neighbours_every = Duration::from_millis(90);
     let mut last_beats = (counters.heartbeats(), Instant::now());
+    // One wait on everything that needs the loop (a route batch, an API call, a datastore
+    // event, a scrape): each is taken the moment it comes, and an idle node wakes only for
+    // housekeeping (neighbours, stats, health), every 90 ms. A source that has gone away
+    // (no speaker, no metrics) is waited on as `never`, so it cannot spin the loop.
+    let mut routes_in = routes_rx;
+    let mut calls_in = calls_rx;
+    let mut scrapes_in = scrapes_rx;
+    let mut cluster_in = cluster
+        .as_ref()
+        .map_or_else(xch::never, |c| c.events.clone());
     while !stop.load(Ordering::Relaxed) {
-        // Wait for route changes or API calls; 100 ms at most (neighbours, stats).
         let mut batches = Vec::new();
-        if node.speaker.is_some() {
-            if let Ok(b) = routes_rx.recv_timeout(Duration::from_millis(10)) {
-                batches.push(b);
-                batches.extend(routes_rx.try_iter());
-            }
-        } else if let Ok(call) = calls_rx.recv_timeout(Duration::from_millis(100)) {
-            crate::api::answer(&mut node, call, cluster.as_ref());
+        xch::select! {
+            recv(routes_in) -> b => match b {
+                Ok(b) => batches.push(b),
+                Err(_) => routes_in = xch::never(),
+            },
+            recv(calls_in) -> call => match call {
+                Ok(call) => crate::api::answer(&mut node, call, cluster.as_ref()),
+                Err(_) => calls_in = xch::never(),
+            },
+            recv(cluster_in) -> e => match (e, &cluster) {
+                (Ok(e), Some(c)) => crate::api::cluster_event(&mut node, c, e),
+                _ => cluster_in = xch::never(),
+            },
+            recv(scrapes_in) -> reply => match reply {
+                Ok(reply) => { let _ = reply.send(node.metrics()); }
+                Err(_) => scrapes_in = xch::never(),
+            },
+            default(Duration::from_millis(90)) => {}
         }
-        for call in calls_rx.try_iter() {
+        batches.extend(routes_in.try_iter());
+        for call in calls_in.try_iter() {
             crate::api::answer(&mut node, call, cluster.as_ref());
         }
         if let Some(c) = &cluster {
-            for e in c.events.try_iter() {
+            for e in cluster_in.try_iter() {
                 crate::api::cluster_event(&mut node, c, e);
             }
             *health.not_ready.lock().unwrap() = match node.cluster.as_ref().map(|cs| &cs.status) {
@@ -299,7 +322,7 @@ pub fn run(file_config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) ->
             }
             notifier.send("READY=1");
         }
-        for reply in scrapes_rx.try_iter() {
+        for reply in scrapes_in.try_iter() {
             let _ = reply.send(node.metrics());
         }
         if !batches.is_empty() {
@@ -321,10 +344,14 @@ pub fn run(file_config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) ->
             last_beats.1.elapsed() < Duration::from_secs(5),
             Ordering::Relaxed,
         );
-        if last_neighbours.elapsed() >= Duration::from_millis(90) {
+        // The kernel's table is read every 90 ms while a next hop waits for its MAC, once
+        // a second when all are resolved (they are kept so: a change is rare).
+        if last_neighbours.elapsed() >= neighbours_every {
             last_neighbours = Instant::now();
             if let Some(n) = neighbours.as_mut() {
-                sync_gateways(n, &node.alloc.gateways, &node.tables.nexthops, &mut asked);
+                let resolved =
+                    sync_gateways(n, &node.alloc.gateways, &node.tables.nexthops, &mut asked);
+                neighbours_every = Duration::from_millis(if resolved { 1000 } else { 90 });
             }
         }
         if last_stats.elapsed() >= options.stats_interval {
@@ -357,22 +384,24 @@ pub fn run(file_config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) ->
 }
 
 /// Point uplink next hops at the MACs the kernel resolved; ask it for the others.
+/// `true` when every one has its MAC.
 fn sync_gateways(
     n: &mut Neighbours,
     gateways: &[Gateway],
     nexthops: &NextHopTable,
     asked: &mut HashMap<u32, Instant>,
-) {
+) -> bool {
     if gateways.is_empty() {
-        return;
+        return true;
     }
     let table = match n.dump() {
         Ok(t) => t,
         Err(e) => {
             warn!(error = %e, "reading the kernel's neighbours");
-            return;
+            return false;
         }
     };
+    let mut resolved = true;
     for g in gateways {
         let mac = table
             .iter()
@@ -387,6 +416,7 @@ fn sync_gateways(
                 }
             }
             None => {
+                resolved = false;
                 if asked
                     .get(&g.nh)
                     .is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
@@ -399,4 +429,5 @@ fn sync_gateways(
             }
         }
     }
+    resolved
 }

@@ -186,7 +186,7 @@ async fn accept(listener: Option<&TcpListener>) -> io::Result<(TcpStream, Socket
 pub(super) async fn run(
     mut cfg: SpeakerConfig,
     listener: Option<TcpListener>,
-    routes: std::sync::mpsc::Sender<Vec<RouteChange>>,
+    routes: crossbeam_channel::Sender<Vec<RouteChange>>,
     status: Status,
     blocks: tokio::sync::watch::Receiver<Vec<IpNet>>,
     mut commands: mpsc::UnboundedReceiver<Command>,

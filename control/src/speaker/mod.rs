@@ -109,7 +109,7 @@ impl Drop for Speaker {
 /// Start the speaker on its own thread; route changes arrive on `routes`.
 pub fn spawn(
     cfg: SpeakerConfig,
-    routes: std::sync::mpsc::Sender<Vec<RouteChange>>,
+    routes: crossbeam_channel::Sender<Vec<RouteChange>>,
 ) -> io::Result<Speaker> {
     let status: Status = Arc::new(Mutex::new(
         cfg.peers

@@ -65,7 +65,7 @@ pub(super) async fn rib_task(
     local: Local,
     mut rx: mpsc::UnboundedReceiver<RibEvent>,
     me: mpsc::UnboundedSender<RibEvent>,
-    out: std::sync::mpsc::Sender<Vec<RouteChange>>,
+    out: crossbeam_channel::Sender<Vec<RouteChange>>,
     batch: Duration,
     status: Status,
 ) {

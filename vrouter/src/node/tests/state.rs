@@ -434,7 +434,7 @@ fn peers_added_and_removed_through_the_api() {
         Err(NodeError::Precondition(_))
     ));
     let cfg = crate::node::bgp_config::speaker_config(&node.config, &node.own_blocks).unwrap();
-    let (tx, _rx) = std::sync::mpsc::channel();
+    let (tx, _rx) = crossbeam_channel::unbounded();
     node.speaker = Some(control::speaker::spawn(cfg, tx).unwrap());
     // The file's peer comes in as vrouterd adds it at start.
     node.start_peers(&config(&text, &dir)).unwrap();
