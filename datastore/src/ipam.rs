@@ -8,15 +8,22 @@
 //!   same transaction as its handle's raised count (both or neither);
 //! - when no pool has a free block, an address is borrowed from another node's block
 //!   (Calico's default, strictAffinity off), marked with our node name.
+//!
+//! A node allocates one address at a time (its own concurrent requests would only lose
+//! races to each other) from what it last read or wrote of its affinities, blocks and
+//! handles: a steady allocation is one transaction, no read. The cache is only a guess
+//! the compare checks; a lost compare drops it and the retry reads afresh.
 
 use crate::block::{self, block_count, nth_block};
 use crate::keys;
 use crate::model::{AllocationBlock, BlockAffinity, IpamHandle};
-use crate::store::{encode, Entry, Store, StoreError};
+use crate::store::{encode, Committed, Entry, Store, StoreError};
 use ipnet::IpNet;
+use std::collections::HashMap;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 
 /// A pool as the allocator needs it: where blocks come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,7 +76,22 @@ const RETRIES: usize = 64;
 pub struct Ipam {
     store: Store,
     node: String,
+    cache: Arc<Mutex<Cache>>,
+    /// Held by the allocation in progress.
+    turn: Arc<tokio::sync::Mutex<()>>,
 }
+
+/// What this node last read or wrote, each with the mod revision it was at.
+#[derive(Default)]
+struct Cache {
+    /// Our confirmed blocks, IPv4 and IPv6 (None: not read yet, or perhaps stale).
+    affine: [Option<Vec<IpNet>>; 2],
+    blocks: HashMap<IpNet, (AllocationBlock, i64)>,
+    handles: HashMap<String, (IpamHandle, i64)>,
+}
+
+/// Handles remembered at most (one per endpoint; forgotten ones are read again).
+const CACHED_HANDLES: usize = 4096;
 
 fn now_nanos() -> u64 {
     std::time::SystemTime::now()
@@ -92,6 +114,8 @@ impl Ipam {
         Ipam {
             store,
             node: node.to_string(),
+            cache: Arc::default(),
+            turn: Arc::default(),
         }
     }
 
@@ -146,6 +170,7 @@ impl Ipam {
     /// Add `delta` to `handle`'s count for `cidr` (the record goes when it reaches 0).
     async fn bump_handle(&self, handle: &str, cidr: IpNet, delta: i64) -> IpamResult<()> {
         let key = keys::handle(self.prefix(), handle);
+        self.forget(None, Some(handle));
         for _ in 0..RETRIES {
             let cur = self.store.get(&key).await?;
             let (mut h, rev) = match &cur {
@@ -172,25 +197,34 @@ impl Ipam {
 
     /// Write a block with one more address for `handle` and the handle's raised count
     /// in one transaction (one commit: Calico makes two); `false` if either changed
-    /// since it was read.
+    /// since it was read. The handle is read unless `cached` and we wrote it last.
     async fn write_taken(
         &self,
         cidr: IpNet,
         b: &AllocationBlock,
         rev: i64,
         handle: &str,
+        cached: bool,
     ) -> IpamResult<bool> {
         let hkey = keys::handle(self.prefix(), handle);
-        let (mut h, hrev) = match self.store.get(&hkey).await? {
-            Some(e) => (e.decode::<IpamHandle>()?, e.mod_revision),
-            None => (IpamHandle::default(), 0),
+        let known = cached
+            .then(|| self.cache.lock().unwrap().handles.get(handle).cloned())
+            .flatten();
+        let (mut h, hrev) = match known {
+            Some(k) => k,
+            // A new endpoint's handle is not there yet: guess so, the compare checks.
+            None if cached => (IpamHandle::default(), 0),
+            None => match self.store.get(&hkey).await? {
+                Some(e) => (e.decode::<IpamHandle>()?, e.mod_revision),
+                None => (IpamHandle::default(), 0),
+            },
         };
         *h.block.entry(cidr.to_string()).or_insert(0) += 1;
         let bkey = keys::block(self.prefix(), cidr);
         let (bval, hval) = (encode(b), encode(&h));
-        Ok(self
+        let done = self
             .store
-            .txn_all(
+            .txn_at(
                 vec![Store::unchanged(&bkey, rev), Store::unchanged(&hkey, hrev)],
                 vec![
                     Store::put(&bkey, bval.clone()),
@@ -198,29 +232,84 @@ impl Ipam {
                 ],
                 vec![(bkey, Some(bval)), (hkey, Some(hval))],
             )
-            .await?)
+            .await?;
+        let mut c = self.cache.lock().unwrap();
+        match done {
+            Committed::At(at) => {
+                c.blocks.insert(cidr, (b.clone(), at));
+                if c.handles.len() >= CACHED_HANDLES {
+                    c.handles.clear();
+                }
+                c.handles.insert(handle.to_string(), (h, at));
+            }
+            Committed::No | Committed::Unknown => {
+                c.blocks.remove(&cidr);
+                c.handles.remove(handle);
+            }
+        }
+        Ok(done != Committed::No)
     }
 
-    /// Take the next free address of `cidr` if there is one; `Ok(None)` when it is full,
-    /// `Err(Contended)` only after many lost races.
+    /// Take the next free address of `cidr` if there is one; `Ok(None)` when it is full
+    /// (or, with `own`, no longer ours), `Err(Contended)` only after many lost races.
+    /// The first try works from the cache when `cached`.
     async fn take_in(
         &self,
         cidr: IpNet,
         handle: &str,
         secondary: &BTreeMap<String, String>,
+        own: bool,
+        cached: bool,
     ) -> IpamResult<Option<IpAddr>> {
-        for _ in 0..RETRIES {
-            let Some((mut b, rev)) = self.read_block(cidr).await? else {
+        for attempt in 0..RETRIES {
+            let from_cache = cached && attempt == 0;
+            let known = from_cache
+                .then(|| self.cache.lock().unwrap().blocks.get(&cidr).cloned())
+                .flatten();
+            let read = match known {
+                Some(k) => Some(k),
+                None => self.read_block(cidr).await?,
+            };
+            let Some((mut b, rev)) = read else {
                 return Ok(None);
             };
+            if own && b.host() != Some(self.node.as_str()) {
+                let mut c = self.cache.lock().unwrap();
+                c.affine = Default::default();
+                c.blocks.remove(&cidr);
+                return Ok(None);
+            }
             let Some(ord) = block::take_next(&mut b, handle, secondary) else {
                 return Ok(None);
             };
-            if self.write_taken(cidr, &b, rev, handle).await? {
+            if self.write_taken(cidr, &b, rev, handle, from_cache).await? {
                 return Ok(Some(block::nth(cidr, ord as u128)));
             }
         }
         Err(IpamError::Contended)
+    }
+
+    /// Drop what a write other than an allocation has made stale.
+    fn forget(&self, cidr: Option<IpNet>, handle: Option<&str>) {
+        let mut c = self.cache.lock().unwrap();
+        if let Some(cidr) = cidr {
+            c.blocks.remove(&cidr);
+        }
+        if let Some(h) = handle {
+            c.handles.remove(h);
+        }
+    }
+
+    /// Our confirmed blocks of one family: remembered, or read when `fresh` or unknown.
+    async fn own_blocks(&self, v6: bool, fresh: bool) -> IpamResult<Vec<IpNet>> {
+        if !fresh {
+            if let Some(known) = &self.cache.lock().unwrap().affine[v6 as usize] {
+                return Ok(known.clone());
+            }
+        }
+        let read = self.affine_blocks(Some(v6)).await?;
+        self.cache.lock().unwrap().affine[v6 as usize] = Some(read.clone());
+        Ok(read)
     }
 
     /// Claim a free block of one of `pools` for this node; `None` when every block of
@@ -312,19 +401,30 @@ impl Ipam {
         secondary
             .entry("node".into())
             .or_insert_with(|| self.node.clone());
-        for _ in 0..RETRIES {
-            let ours = self.affine_blocks(Some(v6)).await?;
+        let _turn = self.turn.lock().await;
+        for attempt in 0..RETRIES {
+            // The first pass trusts the cache; a full or lost block sends us to etcd
+            // before a new block is claimed.
+            let cached = attempt == 0;
+            let ours = self.own_blocks(v6, !cached).await?;
             for cidr in ours
                 .iter()
                 .filter(|b| pools.iter().any(|p| p.cidr.contains(*b)))
             {
-                if let Some(a) = self.take_in(*cidr, handle, &secondary).await? {
+                if let Some(a) = self
+                    .take_in(*cidr, handle, &secondary, true, cached)
+                    .await?
+                {
                     return Ok(a);
                 }
+            }
+            if cached {
+                continue;
             }
             if self.claim_block(&pools, v6).await?.is_none() {
                 return self.borrow(handle, &secondary, &pools, v6).await;
             }
+            self.cache.lock().unwrap().affine[v6 as usize] = None;
         }
         Err(IpamError::Contended)
     }
@@ -345,7 +445,7 @@ impl Ipam {
             if !pools.iter().any(|p| p.cidr.contains(&cidr)) {
                 continue;
             }
-            if let Some(a) = self.take_in(cidr, handle, secondary).await? {
+            if let Some(a) = self.take_in(cidr, handle, secondary, false, false).await? {
                 return Ok(a);
             }
         }
@@ -383,7 +483,7 @@ impl Ipam {
                 Err(Some(h)) if h == handle => return Ok(()),
                 Err(h) => return Err(IpamError::Taken(ip, h)),
             }
-            if self.write_taken(cidr, &b, rev, handle).await? {
+            if self.write_taken(cidr, &b, rev, handle, false).await? {
                 return Ok(());
             }
         }
@@ -408,6 +508,7 @@ impl Ipam {
             return Ok(None);
         };
         let ord = block::ordinal(cidr, ip).expect("ip is in its block");
+        self.forget(Some(cidr), None);
         for _ in 0..RETRIES {
             let Some((mut b, rev)) = self.read_block(cidr).await? else {
                 return Ok(None);
@@ -464,7 +565,9 @@ impl Ipam {
             None => Vec::new(),
         };
         let mut freed = Vec::new();
+        self.forget(None, Some(handle));
         for cidr in blocks {
+            self.forget(Some(cidr), None);
             'retry: for _ in 0..RETRIES {
                 let Some((mut b, rev)) = self.read_block(cidr).await? else {
                     break 'retry;
@@ -499,6 +602,8 @@ impl Ipam {
 
     /// Give up an empty block of ours (its affinity and the block go together).
     pub async fn release_block(&self, cidr: IpNet) -> IpamResult<bool> {
+        self.forget(Some(cidr), None);
+        self.cache.lock().unwrap().affine = Default::default();
         let Some((b, rev)) = self.read_block(cidr).await? else {
             return Ok(false);
         };

@@ -66,6 +66,14 @@ impl std::error::Error for StoreError {}
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// Whether a transaction's writes were made, and at which revision if known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Committed {
+    No,
+    At(i64),
+    Unknown,
+}
+
 /// One stored key: its value and the revision it was last written at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
@@ -296,21 +304,37 @@ impl Store {
         then: Vec<TxnOp>,
         wrote: Vec<(String, Option<Vec<u8>>)>,
     ) -> StoreResult<bool> {
+        Ok(self.txn_at(when, then, wrote).await? != Committed::No)
+    }
+
+    /// `txn_all`, saying at which revision the writes were made when that is known
+    /// (the keys' new mod revision, which a cache of them compares on next time).
+    pub async fn txn_at(
+        &self,
+        when: Vec<Compare>,
+        then: Vec<TxnOp>,
+        wrote: Vec<(String, Option<Vec<u8>>)>,
+    ) -> StoreResult<Committed> {
         let send = || {
             self.run(|mut kv| {
                 let t = Txn::new().when(when.clone()).and_then(then.clone());
                 async move { kv.txn(t).await }
             })
         };
+        let at = |r: &etcd_client::TxnResponse| match (r.succeeded(), r.header()) {
+            (false, _) => Committed::No,
+            (true, Some(h)) => Committed::At(h.revision()),
+            (true, None) => Committed::Unknown,
+        };
         let first = send().await;
         let Err(StoreError::Unavailable(why)) = first else {
-            return first.map(|r| r.succeeded());
+            return first.map(|r| at(&r));
         };
         let mut last = why;
         for _ in 0..3 {
             tokio::time::sleep(Duration::from_millis(100)).await;
             match send().await {
-                Ok(r) if r.succeeded() => return Ok(true),
+                Ok(r) if r.succeeded() => return Ok(at(&r)),
                 Ok(_) => {
                     for (key, value) in &wrote {
                         let now = self.get(key).await?;
@@ -320,10 +344,11 @@ impl Store {
                             _ => false,
                         };
                         if !ours {
-                            return Ok(false);
+                            return Ok(Committed::No);
                         }
                     }
-                    return Ok(true);
+                    // The first send went through, at a revision not seen.
+                    return Ok(Committed::Unknown);
                 }
                 Err(StoreError::Unavailable(w)) => last = w,
                 Err(e) => return Err(e),

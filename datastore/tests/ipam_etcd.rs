@@ -196,3 +196,93 @@ fn an_absent_datastore_is_named() {
         assert!(e.contains(&port.to_string()), "{e}");
     });
 }
+
+/// A node allocates from what it last wrote; another writer of the same records (a
+/// second allocator for the node, `ipam release`, a borrower) makes that stale, and the
+/// compare catches it: never one address twice, handles counted right, `check` clean.
+#[test]
+fn a_stale_cache_never_hands_out_an_address_twice() {
+    let cluster = EtcdCluster::start(1).expect("etcd");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let s = store(&cluster, "/calico").await;
+        let pools = [IpamPool {
+            cidr: "10.66.0.0/28".parse().unwrap(),
+            block_size: 29,
+        }];
+        let cached = Ipam::new(s.clone(), "a");
+        let other = Ipam::new(s.clone(), "a");
+        let borrower = Ipam::new(s.clone(), "b");
+        let none = BTreeMap::new();
+        let mut held: BTreeMap<IpAddr, String> = BTreeMap::new();
+        fn take(held: &mut BTreeMap<IpAddr, String>, ip: IpAddr, h: &str) {
+            assert!(held.insert(ip, h.to_string()).is_none(), "{ip} given twice");
+        }
+        // Warm: the cache holds a's block and the handle.
+        take(
+            &mut held,
+            cached
+                .auto_assign("e1", &none, &pools, false)
+                .await
+                .unwrap(),
+            "e1",
+        );
+        take(
+            &mut held,
+            cached
+                .auto_assign("e2", &none, &pools, false)
+                .await
+                .unwrap(),
+            "e2",
+        );
+        // Behind its back: the same block written by another allocator of node a.
+        take(
+            &mut held,
+            other.auto_assign("e3", &none, &pools, false).await.unwrap(),
+            "e3",
+        );
+        take(
+            &mut held,
+            cached
+                .auto_assign("e4", &none, &pools, false)
+                .await
+                .unwrap(),
+            "e4",
+        );
+        // e1's address freed by someone else, then e1's handle grown from the cache.
+        let e1 = *held.iter().find(|(_, h)| *h == "e1").unwrap().0;
+        assert_eq!(other.release_ip(e1).await.unwrap(), Some("e1".into()));
+        held.remove(&e1);
+        take(
+            &mut held,
+            cached
+                .auto_assign("e1", &none, &pools, false)
+                .await
+                .unwrap(),
+            "e1",
+        );
+        // b claims the other block, fills it and borrows from a's.
+        loop {
+            match borrower.auto_assign("b-many", &none, &pools, false).await {
+                Ok(ip) => take(&mut held, ip, "b-many"),
+                Err(IpamError::Exhausted(_)) => break,
+                Err(e) => panic!("borrower: {e}"),
+            }
+        }
+        // Everything is taken now, whatever a's cache believes.
+        assert!(matches!(
+            cached.auto_assign("e5", &none, &pools, false).await,
+            Err(IpamError::Exhausted(_))
+        ));
+        let snap = IpamSnapshot::read(&s).await.unwrap();
+        let stored: BTreeMap<IpAddr, String> = snap
+            .allocations()
+            .into_iter()
+            .map(|(ip, _, h, _)| (ip, h.unwrap_or_default()))
+            .collect();
+        assert_eq!(stored, held);
+        assert_eq!(snap.handles["e1"].block.values().sum::<u32>(), 1);
+        let names = ["a", "b"].iter().map(|s| s.to_string()).collect();
+        assert_eq!(snap.problems(&names), Vec::<String>::new());
+    });
+}
