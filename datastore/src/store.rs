@@ -330,9 +330,13 @@ impl Store {
         let Err(StoreError::Unavailable(why)) = first else {
             return first.map(|r| at(&r));
         };
+        // A member lost (the leader, perhaps) means an election: ~2 s of patience in
+        // all, each send after a longer wait, before etcd is called unreachable.
         let mut last = why;
-        for _ in 0..3 {
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut wait = Duration::from_millis(100);
+        for _ in 0..5 {
+            tokio::time::sleep(wait).await;
+            wait *= 2;
             match send().await {
                 Ok(r) if r.succeeded() => return Ok(at(&r)),
                 Ok(_) => {
