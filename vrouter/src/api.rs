@@ -196,6 +196,8 @@ fn endpoint_request(req: pb::Endpoint) -> NodeResult<EndpointRequest> {
         ips,
         mac,
         ipv6: req.ipv6,
+        labels: req.labels.into_iter().collect(),
+        container_id: (!req.container_id.is_empty()).then_some(req.container_id),
     })
 }
 

@@ -456,6 +456,12 @@ pub struct Endpoint {
     pub ips: Vec<IpNet>,
     /// The pod's MAC if known (a VM's tap); otherwise learnt from its ARP / ND.
     pub mac: Option<String>,
+    /// The pod's labels (network policy selects on them).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// The container a CNI plugin made this endpoint for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_id: Option<String>,
 }
 
 /// Parse "aa:bb:cc:dd:ee:ff".

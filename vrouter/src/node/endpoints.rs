@@ -21,6 +21,8 @@ pub struct EndpointRequest {
     pub ips: Vec<IpNet>,
     pub mac: Option<String>,
     pub ipv6: bool,
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub container_id: Option<String>,
 }
 
 impl NodeState {
@@ -64,6 +66,8 @@ impl NodeState {
             interface: req.interface,
             ips,
             mac: req.mac,
+            labels: req.labels,
+            container_id: req.container_id,
         };
         let ep = self.install_endpoint(endpoint, Origin::Api)?;
         self.persist()?;

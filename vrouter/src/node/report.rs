@@ -104,11 +104,8 @@ impl NodeState {
             Some(Adjacency::Forward { mac, .. }) => Some(mac),
             _ => e.mac,
         };
-        let ips = self
-            .config
-            .endpoints
-            .iter()
-            .find(|c| c.name == e.name)
+        let conf = self.config.endpoints.iter().find(|c| c.name == e.name);
+        let ips = conf
             .map(|c| c.ips.iter().map(|i| i.addr().to_string()).collect())
             .unwrap_or_default();
         pb::Endpoint {
@@ -129,6 +126,12 @@ impl NodeState {
                 "config"
             }
             .into(),
+            labels: conf
+                .map(|c| c.labels.clone().into_iter().collect())
+                .unwrap_or_default(),
+            container_id: conf
+                .and_then(|c| c.container_id.clone())
+                .unwrap_or_default(),
         }
     }
 

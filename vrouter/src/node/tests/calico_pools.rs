@@ -29,6 +29,8 @@ fn ask(name: &str, interface: &str, ips: &[&str]) -> EndpointRequest {
         ips: ips.iter().map(|i| net(i)).collect(),
         mac: None,
         ipv6: false,
+        labels: Default::default(),
+        container_id: None,
     }
 }
 

@@ -109,6 +109,8 @@ fn views_become_nodes_pools_and_blocks() {
         ips: vec!["10.65.2.9/32".parse().unwrap()],
         mac: None,
         ipv6: false,
+        labels: Default::default(),
+        container_id: None,
     };
     node.add_endpoint(req).unwrap();
     assert!(

@@ -146,6 +146,8 @@ fn an_endpoint_added_through_the_node_forwards_on_its_worker_and_stops_when_remo
             ips: vec!["10.244.1.20/32".parse().unwrap()],
             mac: Some("52:54:00:00:00:0b".into()),
             ipv6: false,
+            labels: Default::default(),
+            container_id: None,
         })
         .unwrap()
         .port;

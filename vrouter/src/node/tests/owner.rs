@@ -39,6 +39,8 @@ fn endpoint(name: &str, interface: &str, ips: &[&str]) -> Endpoint {
         interface: interface.into(),
         ips: ips.iter().map(|i| net(i)).collect(),
         mac: None,
+        labels: Default::default(),
+        container_id: None,
     }
 }
 
@@ -127,6 +129,8 @@ fn the_api_refuses_a_held_address_and_touches_nothing() {
         ips: ips.iter().map(|i| net(i)).collect(),
         mac: None,
         ipv6: false,
+        labels: Default::default(),
+        container_id: None,
     };
     // A free address first, then a's: neither is taken.
     let err = node
@@ -176,6 +180,8 @@ fn a_reload_that_would_share_an_address_is_refused_whole() {
         ips: vec![net("10.244.1.9/32")],
         mac: None,
         ipv6: false,
+        labels: Default::default(),
+        container_id: None,
     };
     node.add_endpoint(c.clone()).unwrap();
     let before = node.config.clone();

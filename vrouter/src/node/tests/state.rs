@@ -63,6 +63,8 @@ fn request(name: &str, interface: &str) -> EndpointRequest {
         ips: Vec::new(),
         mac: None,
         ipv6: true,
+        labels: Default::default(),
+        container_id: None,
     }
 }
 
@@ -394,6 +396,8 @@ fn endpoint_file_shape_is_the_apis() {
         interface: "cali-c".into(),
         ips: vec![net("10.244.1.9/32")],
         mac: Some("52:54:00:00:00:01".into()),
+        labels: Default::default(),
+        container_id: None,
     };
     let ep = node.install_endpoint(e, Origin::File).unwrap();
     assert_eq!(
