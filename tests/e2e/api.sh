@@ -125,6 +125,9 @@ check "endpoint add allocates an address from the pool" \
     python3 -c "import ipaddress as i; assert i.ip_address('$A1') in i.ip_network('10.66.0.0/16')"
 pod_ip ${P}p1 "$A1"
 check "the new endpoint forwards at once (pod -> remote)" ping4 ${P}p1 10.97.0.2
+check "the node's kernel routes to the new pod (proto 118)" kroute ${P}n "$A1" cali1
+check "the node reaches the new pod, and the pod the node" \
+    bash -c "ip netns exec ${P}n ping -c 2 -i 0.2 -W 2 $A1 && ip netns exec ${P}p1 ping -c 2 -i 0.2 -W 2 10.97.0.1"
 check "endpoint list --json shows it, origin api" \
     bash -c "$VROUTERCTL endpoint list --json | python3 -c 'import json,sys; d=json.load(sys.stdin); assert [(e[\"name\"],e[\"origin\"],e[\"addresses\"]) for e in d[\"endpoints\"]]==[(\"pod1\",\"api\",[\"$A1\"])], d'"
 ctl route list --json >"$WORK/routes.json"
@@ -249,6 +252,7 @@ gone() { # the /32 is out of the FIB (read back) and the pod's ping gets no repl
     json "not any(r['prefix'] == '$A1/32' for r in d['routes'])" <<<"$out" && no_reply ${P}p1 10.97.0.2
 }
 check "traffic stops once the endpoint is gone (its route too)" gone
+check "the node's kernel route to the pod went with the endpoint" no_kroute ${P}n "$A1"
 check "the watch stream carried the removal" bash -c "sleep 0.3; grep -q '\"op\":\"remove\".*pod1' $WORK/events"
 ctl endpoint add pod3 --interface cali1 --json >"$WORK/add3.json" 2>>"$WORK/ctl.err"
 cat "$WORK/add3.json"
@@ -328,6 +332,21 @@ check "after a restart the API's pool is back" \
     bash -c "$VROUTERCTL pool list --json | grep -q 10.68.0.0/16"
 check "after a restart the pod forwards" ping4 ${P}p1 10.97.0.2
 check "IPAM state on disk holds the address" grep -q "\"$A1\"" "$WORK/state/ipam.json"
+
+# SIGKILL, then a start repairs the kernel's routes to the pods: pod3's, deleted while
+# vrouterd was down, comes back; ours to a pod gone since goes; another owner's stays.
+check "the node's kernel routes to pod3 before the kill" kroute ${P}n "$A1" cali1
+kill -9 "$VR_PID"; wait "$VR_PID" 2>/dev/null || true; VR_PID=
+nsx ${P}n ip route del "$A1/32"
+nsx ${P}n ip route add 10.66.250.1/32 dev cali2 proto 118 scope link
+nsx ${P}n ip route add 10.66.250.2/32 dev cali2 proto static scope link
+start
+check "after kill -9 and a start, the route to pod3 is back" kroute ${P}n "$A1" cali1
+check "and the node reaches pod3 through it" nsx ${P}n ping -c 2 -i 0.2 -W 2 "$A1"
+check "a stale route of ours (proto 118) is removed at start" no_kroute ${P}n 10.66.250.1
+check "another owner's route is left alone" \
+    bash -c "ip -n ${P}n route show 10.66.250.2 | grep -q 'proto static'"
+nsx ${P}n ip route del 10.66.250.2/32
 check "vrouterd is still running after all of it" alive
 
 # An endpoint of the file at start, removed from the file and reloaded, then put back:

@@ -58,6 +58,27 @@ full_mtu() { nsx "$A" ping -c 2 -i 0.2 -W 2 -s 1472 -M do "$1" && nsx "$A" ping 
 check "ICMP  full 1500-byte packets pod A -> pod B, v4 and v6" full_mtu 10.244.1.3 fd10::3
 check "ICMP  full 1500-byte packets pod A -> pod C (tap)"      full_mtu 10.244.1.4 fd10::4
 
+# The node's own processes and its pods (issue 16): vrouterd keeps the kernel's routes
+# to its veth pods (`dev <veth> proto 118`), and the pods' answers to the kernel's ARP /
+# ND reach it. Both directions, IPv4 and IPv6, ICMP and TCP (an echo over socat).
+check "kernel route: 10.244.1.2 dev ${P}a0 proto 118"  kroute "$NODE" 10.244.1.2 "${P}a0"
+check "kernel route: fd10::3 dev ${P}b0 proto 118"     kroute "$NODE" fd10::3 "${P}b0"
+nsx "$NODE" socat TCP6-LISTEN:7001,ipv6only=0,fork,reuseaddr EXEC:cat &>/dev/null &
+nsx "$A" socat TCP6-LISTEN:7001,ipv6only=0,fork,reuseaddr EXEC:cat &>/dev/null &
+sleep 0.2
+echoed() { # ns addr: a line sent over TCP to addr:7001 comes back
+    local out; out=$(echo "hello $2" | nsx "$1" timeout 5 socat -t 2 - "TCP:$2:7001") || return 1
+    echo "got: $out"; [[ $out == "hello $2" ]]
+}
+check "ICMP  v4 node -> pod A"  ping4 "$NODE" 10.244.1.2
+check "ICMP  v6 node -> pod A"  ping6 "$NODE" fd10::2
+check "ICMP  v4 pod A -> node"  ping4 "$A" 10.99.0.1
+check "ICMP  v6 pod A -> node"  ping6 "$A" fd99::1
+check "TCP   v4 node -> pod A"  echoed "$NODE" 10.244.1.2
+check "TCP   v6 node -> pod A"  echoed "$NODE" "[fd10::2]"
+check "TCP   v4 pod B -> node"  echoed "$B" 10.99.0.1
+check "TCP   v6 pod B -> node"  echoed "$B" "[fd99::1]"
+
 fragmented() {
     # From pod B, which has no path MTU cached for the host (A learns 1400 below).
     nsx "$B" ping -c 2 -i 0.2 -W 2 -s 1472 -M dont 10.99.0.254 || return 1

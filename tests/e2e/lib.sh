@@ -92,6 +92,17 @@ pod() { # pod-ns node-ns host-if ip4 [ip6]: a pod as Calico wires it (gateway 16
     off "$1" eth0
 }
 
+kroute() { # node-ns addr dev: the node's kernel route to a pod is vrouterd's (proto 118)
+    local family=-4; [[ $2 == *:* ]] && family=-6
+    local out; out=$(nsx "$1" ip "$family" route show "$2") || return 1
+    echo "$out"; grep -q "^$2 dev $3 proto 118 " <<<"$out"
+}
+no_kroute() { # node-ns addr: the node's kernel has no route to addr of its own
+    local family=-4; [[ $2 == *:* ]] && family=-6
+    local out; out=$(nsx "$1" ip "$family" route show "$2") || return 1
+    echo "ip route show $2: '$out'"; [[ -z $out ]]
+}
+
 ping4() { nsx "$1" ping -c 3 -i 0.2 -W 2 "$2"; }
 ping6() { nsx "$1" ping -6 -c 3 -i 0.2 -W 2 "$2"; }
 tcp() { # server-ns client-ns addr: an iperf3 TCP run; the receiver must count bytes

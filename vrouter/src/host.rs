@@ -1,5 +1,6 @@
 //! `WorkerHost`: vrouterd's `Host` — the node's changes carried to the workers (commands
-//! on their channels) and to the kernel (XDP programs and their prefix maps).
+//! on their channels) and to the kernel (XDP programs and their prefix maps, routes to
+//! the pods).
 //!
 //! It is the one owner of every endpoint's XDP program, whether the endpoint came from
 //! the file at start, a reload or the API: closing an endpoint drops the program, and
@@ -7,6 +8,7 @@
 
 use crate::config::{EndpointKind, XdpMode};
 use crate::io::PortSpec;
+use crate::kroute::KernelRoutes;
 use crate::nexthop::PortId;
 use crate::node::error::{NodeError, NodeResult};
 use crate::node::host::Host;
@@ -31,6 +33,8 @@ pub struct WorkerHost {
     pub xdp_mode: XdpMode,
     /// The node's own addresses, as host prefixes (kept for the kernel on endpoints).
     pub local: Vec<IpNet>,
+    /// The node's kernel routes to its pods.
+    pub routes: KernelRoutes,
 }
 
 /// Attach our program to `ifname`, in the mode the configuration asks.
@@ -86,6 +90,11 @@ pub fn open_command(
         steer,
         done,
     }
+}
+
+/// `ip` as a host prefix (/32, /128).
+fn host_prefix(ip: &IpNet) -> IpNet {
+    IpNet::from(ip.addr())
 }
 
 impl WorkerHost {
@@ -158,5 +167,41 @@ impl Host for WorkerHost {
                 u.remove_prefix(prefix)
             };
         }
+    }
+
+    fn host_routes(&mut self, interface: &str, ips: &[IpNet], on: bool) -> NodeResult<()> {
+        let ifindex = match if_info(interface) {
+            Ok(i) => i.ifindex,
+            // The kernel deleted the routes with the interface.
+            Err(_) if !on => return Ok(()),
+            Err(e) => return Err(NodeError::NotFound(format!("interface {interface}: {e}"))),
+        };
+        for ip in ips.iter().map(host_prefix) {
+            let done = if on {
+                self.routes.replace(ifindex, ip)
+            } else {
+                self.routes.remove(ifindex, ip)
+            };
+            done.map_err(|e| {
+                NodeError::Internal(format!("kernel route {ip} dev {interface}: {e}"))
+            })?;
+        }
+        Ok(())
+    }
+
+    fn prune_host_routes(&mut self, keep: &[(String, IpNet)]) -> NodeResult<usize> {
+        let failed = |e: io::Error| NodeError::Internal(format!("kernel routes: {e}"));
+        let keep: Vec<(u32, IpNet)> = keep
+            .iter()
+            .filter_map(|(name, ip)| Some((if_info(name).ok()?.ifindex, host_prefix(ip))))
+            .collect();
+        let mut removed = 0;
+        for (ifindex, prefix) in self.routes.list().map_err(failed)? {
+            if !keep.contains(&(ifindex, prefix)) {
+                self.routes.remove(ifindex, prefix).map_err(failed)?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 }

@@ -7,16 +7,13 @@
 //! now and to keep it resolved (NTF_USE starts ARP / ND at once; the "managed" flag,
 //! Linux 5.16+, makes the kernel re-probe it although it never sees our traffic).
 
-use netlink_packet_core::{
-    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP,
-    NLM_F_REPLACE, NLM_F_REQUEST,
-};
+use crate::rtnl::Rtnl;
+use netlink_packet_core::{NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_REPLACE, NLM_F_REQUEST};
 use netlink_packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourExtFlags, NeighbourFlags, NeighbourMessage,
     NeighbourState,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
-use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 use std::io;
 use std::net::IpAddr;
 
@@ -30,76 +27,22 @@ pub struct Neighbour {
 }
 
 pub struct Neighbours {
-    socket: Socket,
-    seq: u32,
-    buf: Vec<u8>,
+    rtnl: Rtnl,
 }
 
 impl Neighbours {
     pub fn new() -> io::Result<Neighbours> {
-        let mut socket = Socket::new(NETLINK_ROUTE)?;
-        socket.bind_auto()?;
-        socket.connect(&SocketAddr::new(0, 0))?;
-        Ok(Neighbours {
-            socket,
-            seq: 0,
-            buf: vec![0; 64 * 1024],
-        })
-    }
-
-    fn send(&mut self, flags: u16, msg: RouteNetlinkMessage) -> io::Result<u32> {
-        self.seq = self.seq.wrapping_add(1);
-        let mut header = NetlinkHeader::default();
-        header.flags = flags;
-        header.sequence_number = self.seq;
-        let mut req = NetlinkMessage::new(header, NetlinkPayload::from(msg));
-        req.finalize();
-        let mut buf = vec![0; req.header.length as usize];
-        req.serialize(&mut buf[..]);
-        self.socket.send(&buf, 0)?;
-        Ok(self.seq)
-    }
-
-    /// Receive until the reply to `seq` is complete (DONE, or the ACK / error).
-    fn receive(&mut self, seq: u32, mut each: impl FnMut(NeighbourMessage)) -> io::Result<()> {
-        loop {
-            let size = self.socket.recv(&mut &mut self.buf[..], 0)?;
-            let mut offset = 0;
-            while offset < size {
-                let msg: NetlinkMessage<RouteNetlinkMessage> =
-                    NetlinkMessage::deserialize(&self.buf[offset..size])
-                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-                let len = msg.header.length as usize;
-                let ours = msg.header.sequence_number == seq;
-                match msg.payload {
-                    NetlinkPayload::Done(_) if ours => return Ok(()),
-                    NetlinkPayload::Error(e) if ours => {
-                        return match e.code {
-                            None => Ok(()),
-                            Some(code) => Err(io::Error::from_raw_os_error(-code.get())),
-                        };
-                    }
-                    NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewNeighbour(m)) if ours => {
-                        each(m)
-                    }
-                    _ => {}
-                }
-                if len == 0 {
-                    break;
-                }
-                offset += len;
-            }
-        }
+        Ok(Neighbours { rtnl: Rtnl::new()? })
     }
 
     /// The kernel's IPv4 and IPv6 neighbours.
     pub fn dump(&mut self) -> io::Result<Vec<Neighbour>> {
-        let seq = self.send(
-            NLM_F_REQUEST | NLM_F_DUMP,
-            RouteNetlinkMessage::GetNeighbour(NeighbourMessage::default()),
-        )?;
         let mut out = Vec::new();
-        self.receive(seq, |m| {
+        let get = RouteNetlinkMessage::GetNeighbour(NeighbourMessage::default());
+        self.rtnl.request(NLM_F_REQUEST | NLM_F_DUMP, get, |m| {
+            let RouteNetlinkMessage::NewNeighbour(m) = m else {
+                return;
+            };
             let usable = matches!(
                 m.header.state,
                 NeighbourState::Reachable
@@ -151,11 +94,11 @@ impl Neighbours {
             IpAddr::V6(v6) => NeighbourAddress::Inet6(v6),
         }));
         let mut managed = m.clone();
-        let seq = self.send(
+        self.rtnl.request(
             NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE,
             RouteNetlinkMessage::NewNeighbour(m),
+            |_| {},
         )?;
-        self.receive(seq, |_| {})?;
         // Best effort: older kernels refuse the managed flag; the entry then simply ages
         // to STALE, whose MAC stays valid, and is re-solicited by `resolve` when lost.
         managed.header.flags = NeighbourFlags::empty();
@@ -163,12 +106,11 @@ impl Neighbours {
         managed
             .attributes
             .push(NeighbourAttribute::ExtFlags(NeighbourExtFlags::Managed));
-        if let Ok(seq) = self.send(
+        let _ = self.rtnl.request(
             NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE,
             RouteNetlinkMessage::NewNeighbour(managed),
-        ) {
-            let _ = self.receive(seq, |_| {});
-        }
+            |_| {},
+        );
         Ok(())
     }
 }

@@ -8,6 +8,7 @@ use crate::host::{attach, WorkerHost};
 use crate::io::afxdp::AfXdpIo;
 use crate::io::mailbox::Mailbox;
 use crate::io::PortSpec;
+use crate::kroute::KernelRoutes;
 use crate::nexthop::PortId;
 use crate::node::plan::{Plan, Slot};
 use crate::node::tables::Tables;
@@ -50,6 +51,7 @@ fn attach_uplinks(config: &Config, plan: &Plan) -> io::Result<WorkerHost> {
         endpoints: HashMap::new(),
         xdp_mode: config.xdp_mode,
         local,
+        routes: KernelRoutes::new()?,
     })
 }
 

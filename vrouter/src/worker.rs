@@ -63,6 +63,9 @@ pub struct Worker<I: Io> {
     pub pipeline: Pipeline,
     nexthops: Arc<NextHopTable>,
     probes: Vec<PodProbe>,
+    /// Endpoints' programs still sending the pod's ARP / ND answers to us: once the pod's
+    /// MAC is known they go to the kernel (for its routes to the pod).
+    handover: Vec<(PortId, Arc<crate::xdp::XdpProgram>)>,
     poll_mode: PollMode,
     last_retry: Instant,
     last_probe: Instant,
@@ -84,6 +87,7 @@ impl<I: Io> Worker<I> {
             pipeline,
             nexthops,
             probes,
+            handover: Vec::new(),
             poll_mode,
             last_retry: now,
             last_probe: now - PROBE_EVERY,
@@ -129,6 +133,8 @@ impl<I: Io> Worker<I> {
                 if r.is_ok() {
                     self.probes.retain(|p| p.port != id);
                     self.probes.push(probe);
+                    self.handover.retain(|(p, _)| *p != id);
+                    self.handover.extend(steer.map(|prog| (id, prog)));
                     // Ask at once: the pod's first packets need its MAC.
                     self.last_probe = Instant::now() - PROBE_EVERY;
                 } else {
@@ -141,6 +147,7 @@ impl<I: Io> Worker<I> {
                     let _ = prog.unregister_socket(0);
                 }
                 self.probes.retain(|p| p.port != id);
+                self.handover.retain(|(p, _)| *p != id);
                 self.io.close_port(id);
                 let _ = done.send(());
             }
@@ -224,6 +231,14 @@ impl<I: Io> Worker<I> {
                 self.io.send(p.port, &buf[..n]);
             }
         }
+        let (probes, nexthops) = (&self.probes, &self.nexthops);
+        self.handover.retain(|(port, prog)| {
+            let known = probes.iter().any(|p| {
+                p.port == *port && matches!(nexthops.get(p.nh), Some(Adjacency::Forward { .. }))
+            });
+            // Tried again at the next round if the kernel refused.
+            !(known && prog.answers_to_kernel(true).is_ok())
+        });
     }
 
     fn idle(&mut self) {

@@ -63,7 +63,9 @@ pub enum XdpRole {
     /// (ARP, the host's own SSH/BGP, ...) goes to the kernel.
     Uplink,
     /// A pod's host-side veth: everything goes to the vRouter (ARP and IPv6 ND included) except
-    /// traffic for [`PrefixClass::Local`] destinations, which goes to the kernel.
+    /// traffic for [`PrefixClass::Local`] destinations, and after
+    /// [`XdpProgram::answers_to_kernel`] the pod's ARP replies and neighbour advertisements,
+    /// which go to the kernel.
     Endpoint,
 }
 
@@ -113,6 +115,10 @@ impl PrefixClass {
         }
     }
 }
+
+/// Keys of `settings`.
+const SETTING_ROLE: u32 = 0;
+const SETTING_ANSWERS_TO_KERNEL: u32 = 1;
 
 /// Key of `prefixes_v4` (`struct lpm_v4_key`).
 #[repr(C)]
@@ -251,6 +257,18 @@ impl XdpProgram {
             .map_err(|e| self.context(&format!("removing prefix {prefix}"), e))
     }
 
+    /// On an endpoint: the pod's ARP replies and IPv6 neighbour advertisements go to the kernel
+    /// (`true`; the vRouter knows the pod's MAC and asks no more: they answer the kernel's own
+    /// requests, for its routes to the pod) or to the vRouter (`false`, as attached).
+    pub fn answers_to_kernel(&self, on: bool) -> io::Result<()> {
+        let value = u32::from(on);
+        // SAFETY: `settings` is an ARRAY with `__u32` keys and values; pointers valid for the call.
+        let ret = unsafe { update_elem(self.loaded.settings, &SETTING_ANSWERS_TO_KERNEL, &value) };
+        check(ret)
+            .map(drop)
+            .map_err(|e| self.context(&format!("setting answers to the kernel to {on}"), e))
+    }
+
     /// Steers frames received on rx `queue` (below [`MAX_QUEUES`]) to the AF_XDP socket `xsk_fd`.
     /// The kernel rejects an fd that is not an AF_XDP socket bound to this interface and queue.
     pub fn register_socket(&self, queue: u32, xsk_fd: RawFd) -> io::Result<()> {
@@ -316,6 +334,7 @@ struct Loaded {
     xsks: RawFd,
     prefixes_v4: RawFd,
     prefixes_v6: RawFd,
+    settings: RawFd,
 }
 
 impl Loaded {
@@ -378,10 +397,9 @@ impl Loaded {
         let prefixes_v6 = map_fd(MAP_PREFIXES_V6)?;
         let settings = map_fd(MAP_SETTINGS)?;
 
-        let key = 0u32;
         let value = role.code();
         // SAFETY: `settings` is an ARRAY with `__u32` keys and values; pointers valid for the call.
-        let ret = unsafe { update_elem(settings, &key, &value) };
+        let ret = unsafe { update_elem(settings, &SETTING_ROLE, &value) };
         check(ret).map_err(|e| context(what, &format!("setting the role {role:?}"), e))?;
 
         Ok(Loaded {
@@ -390,6 +408,7 @@ impl Loaded {
             xsks,
             prefixes_v4,
             prefixes_v6,
+            settings,
         })
     }
 }

@@ -851,3 +851,89 @@ fn endpoint_generic_redirects_all_but_local() {
 fn endpoint_native_redirects_all_but_local() {
     endpoint_redirect_decisions(AttachMode::Native);
 }
+
+/// Whether the kernel of the root namespace resolved `addr` on `dev` (an `lladdr` in its entry),
+/// after `ping` (run from the root namespace, whatever its outcome) made it ask.
+fn kernel_resolves(dev: &str, addr: &str) -> bool {
+    let _ = Command::new("ip")
+        .args(["neigh", "flush", "to", addr, "dev", dev])
+        .status();
+    let _ = Command::new("ping")
+        .args(["-c", "2", "-i", "0.3", "-W", "1", "-I", dev, addr])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    run(&["ip", "neigh", "show", "to", addr, "dev", dev]).contains("lladdr")
+}
+
+/// Endpoint role: the pod's answers to the kernel's own ARP / ND requests reach the kernel once
+/// `answers_to_kernel` is set (the vRouter knows the pod's MAC), and the vRouter before.
+fn endpoint_answers_to_kernel(mode: AttachMode) {
+    require(&["ip", "ping"]);
+    let topo = Topology::new();
+    let what = format!("endpoint/{mode:?}");
+    // Link-local addresses of our own, usable at once: neighbour advertisements answering the
+    // kernel go to its link-local source, which no class names.
+    run(&[
+        "ip",
+        "addr",
+        "add",
+        "fe80::5318:1/64",
+        "dev",
+        &topo.host_if,
+        "nodad",
+    ]);
+    let peer_ll = "fe80::5318:2";
+    run(&[
+        "ip",
+        "-n",
+        &topo.ns,
+        "addr",
+        "add",
+        &format!("{peer_ll}/64"),
+        "dev",
+        &topo.peer_if,
+        "nodad",
+    ]);
+    let xsk = CountingSocket::new(&topo.host_if);
+    let prog = XdpProgram::attach(&topo.host_if, XdpRole::Endpoint, mode)
+        .unwrap_or_else(|e| panic!("{what}: attach: {e}"));
+    prog.register_socket(0, xsk.fd())
+        .unwrap_or_else(|e| panic!("{what}: register_socket: {e}"));
+    prog.add_prefix(host_net(topo.host_addr), PrefixClass::Local)
+        .unwrap();
+    let peer_v4 = topo.peer_addr.to_string();
+
+    for addr in [peer_v4.as_str(), peer_ll] {
+        let before = xsk.delivered();
+        assert!(
+            !kernel_resolves(&topo.host_if, addr),
+            "{what}: the pod's answer for {addr} reached the kernel before answers_to_kernel"
+        );
+        xsk.wait_for_more_than(before, &format!("{what}, the pod's answer for {addr}"));
+    }
+    prog.answers_to_kernel(true).unwrap();
+    for addr in [peer_v4.as_str(), peer_ll] {
+        assert!(
+            kernel_resolves(&topo.host_if, addr),
+            "{what}: the pod's answer for {addr} did not reach the kernel after answers_to_kernel"
+        );
+    }
+    // Other traffic from the pod still goes to the vRouter.
+    let before = xsk.delivered();
+    let _ = tcp_exchange(&topo, IpAddr::V6(topo.host_addr6), Duration::from_secs(1));
+    xsk.wait_for_more_than(
+        before,
+        &format!("{what}, TCP to unclassified {}", topo.host_addr6),
+    );
+}
+
+#[test]
+fn endpoint_generic_hands_the_pods_answers_to_the_kernel() {
+    endpoint_answers_to_kernel(AttachMode::Generic);
+}
+
+#[test]
+fn endpoint_native_hands_the_pods_answers_to_the_kernel() {
+    endpoint_answers_to_kernel(AttachMode::Native);
+}

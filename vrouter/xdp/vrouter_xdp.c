@@ -15,13 +15,17 @@
  *   xsks         XSKMAP, rx queue index -> AF_XDP socket.
  *   prefixes_v4  LPM trie, IPv4 prefix -> class.
  *   prefixes_v6  LPM trie, IPv6 prefix -> class.
- *   settings     ARRAY[1], the role of the interface.
+ *   settings     ARRAY[2]: [0] the role of the interface; [1] on an endpoint, non-zero once the
+ *                pod's answers (ARP replies, neighbour advertisements) go to the kernel.
  * Classes: 1 = OURS (pool / pod addresses the vRouter forwards), 2 = LOCAL (the node's own).
  * Roles:
  *   0 = uplink: OURS destinations, and tunnel traffic (IPIP, IPv6-in-IP, VXLAN UDP 4789) for
  *       LOCAL destinations, go to the vRouter; the rest (ARP, the host's SSH/BGP...) to the kernel.
- *   1 = endpoint (a pod's host-side veth): LOCAL destinations go to the kernel, everything else
- *       (including ARP and IPv6 ND) to the vRouter.
+ *   1 = endpoint (a pod's host-side veth): LOCAL destinations go to the kernel, and once
+ *       settings[1] is set the pod's ARP replies and neighbour advertisements too (they answer
+ *       the kernel's own requests: the vRouter asks only while it does not know the pod's MAC,
+ *       and sets settings[1] when it does); everything else (the rest of ARP and IPv6 ND
+ *       included) to the vRouter.
  */
 
 typedef unsigned char __u8;
@@ -101,6 +105,15 @@ struct ipv6hdr {
 	__u8 daddr[16];
 };
 
+/* ARP for Ethernet and IPv4, up to the operation. */
+struct arphdr {
+	__be16 ar_hrd;
+	__be16 ar_pro;
+	__u8 ar_hln;
+	__u8 ar_pln;
+	__be16 ar_op;
+};
+
 struct udphdr {
 	__be16 source;
 	__be16 dest;
@@ -110,6 +123,10 @@ struct udphdr {
 
 #define ETH_P_IP 0x0800
 #define ETH_P_IPV6 0x86DD
+#define ETH_P_ARP 0x0806
+#define ARPOP_REPLY 2
+#define IPPROTO_ICMPV6 58
+#define ND_NEIGHBOR_ADVERT 136
 #define IPPROTO_IPIP 4
 #define IPPROTO_UDP 17
 #define IPPROTO_IPV6 41
@@ -121,6 +138,9 @@ struct udphdr {
 
 #define ROLE_UPLINK 0
 #define ROLE_ENDPOINT 1
+
+#define SETTING_ROLE 0
+#define SETTING_ANSWERS_TO_KERNEL 1
 
 struct lpm_v4_key {
 	__u32 prefixlen;
@@ -157,10 +177,17 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, 2);
 	__type(key, __u32);
 	__type(value, __u32);
 } settings SEC(".maps");
+
+static __always_inline __u32 setting(__u32 key)
+{
+	__u32 *value = bpf_map_lookup_elem(&settings, &key);
+
+	return value ? *value : 0;
+}
 
 /* 0 = no match. */
 static __always_inline __u32 class_v4(const __u8 *daddr)
@@ -201,13 +228,8 @@ int vrouter_xdp(struct xdp_md *ctx)
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 	struct ethhdr *eth = data;
-	__u32 zero = 0;
-	__u32 *role_p;
-	__u32 role;
+	__u32 role = setting(SETTING_ROLE);
 	__u32 class;
-
-	role_p = bpf_map_lookup_elem(&settings, &zero);
-	role = role_p ? *role_p : ROLE_UPLINK;
 
 	if ((void *)(eth + 1) > data_end)
 		goto malformed;
@@ -246,6 +268,14 @@ int vrouter_xdp(struct xdp_md *ctx)
 			goto malformed;
 		class = class_v6(ip6->daddr);
 
+		if (role == ROLE_ENDPOINT && ip6->nexthdr == IPPROTO_ICMPV6) {
+			__u8 *type = (void *)(ip6 + 1);
+
+			if ((void *)(type + 1) > data_end)
+				goto malformed;
+			if (*type == ND_NEIGHBOR_ADVERT && setting(SETTING_ANSWERS_TO_KERNEL))
+				return XDP_PASS;
+		}
 		if (role == ROLE_ENDPOINT)
 			return class == CLASS_LOCAL ? XDP_PASS : bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);
 
@@ -258,6 +288,15 @@ int vrouter_xdp(struct xdp_md *ctx)
 		if (ip6->nexthdr == IPPROTO_UDP && is_vxlan(ip6 + 1, data_end))
 			goto redirect;
 		return XDP_PASS;
+	}
+
+	if (role == ROLE_ENDPOINT && eth->h_proto == bpf_htons(ETH_P_ARP)) {
+		struct arphdr *arp = (void *)(eth + 1);
+
+		if ((void *)(arp + 1) > data_end)
+			goto malformed;
+		if (arp->ar_op == bpf_htons(ARPOP_REPLY) && setting(SETTING_ANSWERS_TO_KERNEL))
+			return XDP_PASS;
 	}
 
 	/* ARP and everything else: the pod's side talks only to the vRouter; the uplink's belongs to

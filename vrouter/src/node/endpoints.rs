@@ -9,7 +9,7 @@ use crate::nexthop::Adjacency;
 use control::api::pb;
 use ipnet::IpNet;
 use std::net::IpAddr;
-use tracing::info;
+use tracing::{info, warn};
 
 /// An endpoint asked for through the API: addresses given, or allocated from the pools'
 /// IPAM (IPv4, and IPv6 when `ipv6`).
@@ -169,7 +169,8 @@ impl NodeState {
         Ok(ep)
     }
 
-    /// Bring an endpoint up in `slot`: port, next hop, socket and steering, routes.
+    /// Bring an endpoint up in `slot`: port, next hop, socket and steering, routes (ours
+    /// and, for a veth, the node kernel's to it).
     fn open_endpoint(&mut self, e: &Endpoint, slot: Slot, mtu: u16) -> NodeResult<EndpointPlan> {
         let ep = EndpointPlan::new(e, slot);
         self.host.set_port(slot.port, &endpoint_port(&e.ips, mtu));
@@ -183,7 +184,17 @@ impl NodeState {
                 None => Adjacency::Incomplete,
             },
         );
-        if let Err(err) = self.host.open_endpoint(&ep) {
+        let opened = self.host.open_endpoint(&ep).and_then(|()| {
+            if e.kind != EndpointKind::Veth {
+                return Ok(());
+            }
+            let routed = self.host.host_routes(&e.interface, &e.ips, true);
+            if routed.is_err() {
+                let _ = self.host.close_endpoint(&ep);
+            }
+            routed
+        });
+        if let Err(err) = opened {
             self.tables.nexthops.set(slot.nh, Adjacency::Incomplete);
             self.host.set_port(slot.port, &idle_port());
             return Err(err);
@@ -231,6 +242,11 @@ impl NodeState {
             self.remove_route_of(*ip);
             if !self.config.pools.iter().any(|p| p.cidr.contains(ip)) {
                 self.host.steer_to_us(*ip, false);
+            }
+        }
+        if ep.kind == EndpointKind::Veth {
+            if let Err(err) = self.host.host_routes(&ep.interface, &ips, false) {
+                warn!(endpoint = %name, error = %err, "kernel routes to the pod left");
             }
         }
         self.tables.nexthops.set(ep.nh, Adjacency::Incomplete);

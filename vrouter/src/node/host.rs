@@ -1,6 +1,7 @@
 //! `Host`: what the node's state asks of the machine and of the workers when it changes
 //! — interfaces looked up, an endpoint's socket and XDP steering opened or closed on
-//! its worker, ports and the overlay told to every worker, the uplinks' XDP prefixes.
+//! its worker, ports and the overlay told to every worker, the uplinks' XDP prefixes,
+//! the kernel's routes to the node's pods.
 //! vrouterd's implementation is `crate::host::WorkerHost`; unit tests use a fake, so the
 //! node's state is tested without root.
 
@@ -30,4 +31,11 @@ pub trait Host {
     fn close_endpoint(&mut self, ep: &EndpointPlan) -> NodeResult<()>;
     /// The uplinks' XDP programs send traffic to `prefix` to us (`true`) or no longer.
     fn steer_to_us(&mut self, prefix: IpNet, on: bool);
+    /// The node's kernel routes to a veth endpoint's addresses (`<ip> dev <interface>
+    /// scope link`, marked ours): added, replacing any to the same address (`on`), or
+    /// removed. Host prefixes whatever the length of `ips`.
+    fn host_routes(&mut self, interface: &str, ips: &[IpNet], on: bool) -> NodeResult<()>;
+    /// Remove the kernel routes marked ours that `keep` (interface, address) does not
+    /// list: those an earlier run left. Returns how many went.
+    fn prune_host_routes(&mut self, keep: &[(String, IpNet)]) -> NodeResult<usize>;
 }

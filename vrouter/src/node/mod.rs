@@ -46,7 +46,7 @@ pub mod tables;
 #[cfg(test)]
 mod tests;
 
-use crate::config::Config;
+use crate::config::{Config, EndpointKind};
 use crate::counters::Counters;
 use crate::tunnel::Overlay;
 use bgp_routes::BgpRoutes;
@@ -62,6 +62,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 use tables::Tables;
+use tracing::{info, warn};
 
 /// Where a change came from: the configuration file, or the API (kept in api.json).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -183,8 +184,23 @@ impl NodeState {
             self.install_endpoint(e.clone(), origin(api))
                 .map_err(failed(format!("endpoint {}", e.name)))?;
         }
+        self.prune_host_routes();
         // Saved once, not once per part installed.
         self.persist()
+    }
+
+    /// The kernel routes to pods an earlier run left for endpoints that are gone: its
+    /// endpoints' own were just replaced.
+    fn prune_host_routes(&mut self) {
+        let keep: Vec<(String, IpNet)> = (self.config.endpoints.iter())
+            .filter(|e| e.kind == EndpointKind::Veth)
+            .flat_map(|e| e.ips.iter().map(|ip| (e.interface.clone(), *ip)))
+            .collect();
+        match self.host.prune_host_routes(&keep) {
+            Ok(0) => {}
+            Ok(n) => info!(removed = n, "stale kernel routes to pods removed"),
+            Err(e) => warn!(error = %e, "stale kernel routes to pods not removed"),
+        }
     }
 
     /// Start a session with each BGP peer `config` lists (the file's, and those the API

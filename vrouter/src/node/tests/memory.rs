@@ -73,6 +73,12 @@ impl Host for MemoryHost {
             .map_err(|_| NodeError::Internal("no answer".into()))
     }
     fn steer_to_us(&mut self, _prefix: ipnet::IpNet, _on: bool) {}
+    fn host_routes(&mut self, _: &str, _: &[ipnet::IpNet], _: bool) -> NodeResult<()> {
+        Ok(())
+    }
+    fn prune_host_routes(&mut self, _keep: &[(String, ipnet::IpNet)]) -> NodeResult<usize> {
+        Ok(0)
+    }
 }
 
 const CONFIG: &str = r#"

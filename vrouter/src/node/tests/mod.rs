@@ -3,6 +3,7 @@
 mod bgp;
 mod calico_pools;
 mod cluster;
+mod host_routes;
 mod memory;
 mod owner;
 mod plan;
@@ -65,6 +66,8 @@ pub(super) struct Machine {
     pub(super) overlays: Vec<Overlay>,
     /// Prefixes the uplinks steer to us.
     pub(super) steered: BTreeSet<IpNet>,
+    /// The kernel's routes marked ours: (interface, host prefix).
+    pub(super) routes: BTreeSet<(String, IpNet)>,
 }
 
 pub(super) struct FakeHost(Rc<RefCell<Machine>>);
@@ -109,6 +112,27 @@ impl Host for FakeHost {
             m.steered.remove(&prefix);
         }
     }
+    fn host_routes(&mut self, interface: &str, ips: &[IpNet], on: bool) -> NodeResult<()> {
+        let mut m = self.0.borrow_mut();
+        for ip in ips {
+            let route = (interface.to_string(), IpNet::from(ip.addr()));
+            if on {
+                m.routes.insert(route);
+            } else {
+                m.routes.remove(&route);
+            }
+        }
+        Ok(())
+    }
+    fn prune_host_routes(&mut self, keep: &[(String, IpNet)]) -> NodeResult<usize> {
+        let mut m = self.0.borrow_mut();
+        let before = m.routes.len();
+        m.routes.retain(|(i, p)| {
+            keep.iter()
+                .any(|(k, ip)| k == i && IpNet::from(ip.addr()) == *p)
+        });
+        Ok(before - m.routes.len())
+    }
 }
 
 pub(super) fn state_dir() -> PathBuf {
@@ -131,11 +155,20 @@ pub(super) fn config(text: &str, dir: &std::path::Path) -> Config {
 /// A node started from `text` as vrouterd starts one (its endpoints installed into their
 /// slots), on the fake host.
 pub(super) fn node_with(text: &str, dir: &std::path::Path) -> (NodeState, Rc<RefCell<Machine>>) {
+    node_on(text, dir, Machine::default())
+}
+
+/// `node_with` on a machine holding `machine` already (what an earlier run left).
+pub(super) fn node_on(
+    text: &str,
+    dir: &std::path::Path,
+    machine: Machine,
+) -> (NodeState, Rc<RefCell<Machine>>) {
     let config = config(text, dir);
     let ipam = open_ipam(&config).unwrap();
     let plan = Plan::new(&config, &info).unwrap();
     let tables = Tables::new(&plan, Capacity::for_start(&plan, &config));
-    let machine = Rc::new(RefCell::new(Machine::default()));
+    let machine = Rc::new(RefCell::new(machine));
     let workers = config.workers.count;
     let mut node = NodeState::new(
         config.clone(),
