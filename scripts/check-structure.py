@@ -47,8 +47,8 @@ import tempfile
 from pathlib import Path
 
 DEFAULT_MAX_LINES = 800
-GRAPH_CRATES = ["vrouter", "control", "encap", "fib", "datastore"]
-SIZE_CRATES = ["vrouter", "control", "datastore"]
+GRAPH_CRATES = ["vrouter", "control", "encap", "fib", "datastore", "cni"]
+SIZE_CRATES = ["vrouter", "control", "datastore", "cni"]
 
 # --------------------------------------------------------------------------------------
 # Lexer: Rust source to tokens (identifiers, `::`, single-character punctuation,

@@ -31,6 +31,9 @@ tests/e2e/api.sh
 # The cluster datastore: a 3-member etcd, six vrouterd nodes with no [[nodes]], shared
 # IPAM, a member killed, all members stopped and back.
 tests/e2e/cluster.sh
+# vrouter-cni run as libcni runs it: every command and version, pods ping, DEL idempotent,
+# bad input, vrouterd away and restarted, 20 ADDs at once.
+tests/e2e/cni.sh
 # clusterbench on 3 nodes: join, shared-IPAM allocation, an etcd member down (figures only).
 tests/e2e/clusterbench-smoke.sh
 echo "test.sh: all tests passed"
