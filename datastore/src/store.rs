@@ -150,9 +150,11 @@ impl Store {
     fn err_ref(&self, e: &etcd_client::Error) -> StoreError {
         match e {
             etcd_client::Error::GRpcStatus(s)
+                // tonic reports its own request timeout as Cancelled ("Timeout
+                // expired"): as unsure as a broken connection, so retried likewise.
                 if !matches!(
                     s.code(),
-                    Code::Unavailable | Code::DeadlineExceeded | Code::Unknown
+                    Code::Unavailable | Code::DeadlineExceeded | Code::Unknown | Code::Cancelled
                 ) =>
             {
                 StoreError::Other(format!("etcd {}: {}", self.endpoints, s.message()))
