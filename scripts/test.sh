@@ -34,6 +34,8 @@ tests/e2e/cluster.sh
 # vrouter-cni run as libcni runs it: every command and version, pods ping, DEL idempotent,
 # bad input, vrouterd away and restarted, 20 ADDs at once.
 tests/e2e/cni.sh
+# cnibench on 10 pods: our plugin and the reference bridge + host-local (figures only).
+tests/e2e/cnibench-smoke.sh
 # clusterbench on 3 nodes: join, shared-IPAM allocation, an etcd member down (figures only).
 tests/e2e/clusterbench-smoke.sh
 echo "test.sh: all tests passed"
