@@ -249,16 +249,16 @@ again() { # command...: until it passes, for up to 10 s (after a restart)
     return 1
 }
 tcp() { # server-node server client-node client addr: a token each way over busybox nc
+    # Each side's program (nc -e) records what it read before it answers or ends, so
+    # both files are written once the client is done: no race with nc's exit on EOF.
     local tok=t$RANDOM$RANDOM port=$((7000 + RANDOM % 1000)) out got i
     [[ -n $5 ]] || return 1
-    pm "$1" exec -d "$2" sh -c "echo pong-$tok | nc -l -p $port >/got-$tok" >/dev/null || return 1
+    pm "$1" exec -d "$2" nc -l -p "$port" -e sh -c "read x; echo \"\$x\" >/got-$tok; echo pong-$tok" >/dev/null || return 1
     for i in $(seq 20); do pm "$1" exec "$2" netstat -ltn | grep -q ":$port " && break; sleep 0.2; done
-    out=$(timeout 15 "$WORK/$3/podman" exec "$4" sh -c "echo ping-$tok | nc -w 5 $5 $port") || return 1
-    # The server writes what it read on its own time: give it a moment.
-    for i in $(seq 10); do
-        got=$(pm "$1" exec "$2" cat "/got-$tok") || return 1
-        [[ $got == "ping-$tok" ]] && break; sleep 0.3
-    done
+    timeout 15 "$WORK/$3/podman" exec "$4" nc -w 5 "$5" "$port" \
+        -e sh -c "echo ping-$tok; read y; echo \"\$y\" >/reply-$tok" || return 1
+    out=$(pm "$3" exec "$4" cat "/reply-$tok") || return 1
+    got=$(pm "$1" exec "$2" cat "/got-$tok") || return 1
     echo "client got '$out', server got '$got'"
     [[ $out == "pong-$tok" && $got == "ping-$tok" ]]
 }
@@ -312,17 +312,14 @@ check "node-b reaches cb1" ping4 ${P}b "$B1"
 node_tcp() { # node container addr: the node opens a TCP connection to the container
     local out got i
     [[ -n $3 ]] || return 1
-    pm "$1" exec -d "$2" sh -c 'echo hello-node | nc -l -p 7999 >/from-node' >/dev/null || return 1
+    pm "$1" exec -d "$2" nc -l -p 7999 -e sh -c 'read x; echo "$x" >/from-node; echo hello-node' >/dev/null || return 1
     for i in $(seq 20); do pm "$1" exec "$2" netstat -ltn | grep -q ":7999 " && break; sleep 0.2; done
     out=$(echo hi-container | nsx "$P$1" timeout 10 python3 -c '
 import socket, sys
 s = socket.create_connection((sys.argv[1], 7999), timeout=5)
 s.sendall(sys.stdin.buffer.read()); s.shutdown(socket.SHUT_WR)
 print(s.recv(100).decode().strip())' "$3") || return 1
-    for i in $(seq 10); do
-        got=$(pm "$1" exec "$2" cat /from-node) || return 1
-        [[ $got == hi-container ]] && break; sleep 0.3
-    done
+    got=$(pm "$1" exec "$2" cat /from-node) || return 1
     echo "node got '$out', container got '$got'"
     [[ $out == hello-node && $got == hi-container ]]
 }
