@@ -10,9 +10,12 @@ set -euo pipefail
 # etcd-server / etcd-client: the cluster datastore tests start their own 3-member
 # cluster on loopback; protobuf-compiler: the etcd-client crate compiles etcd's .proto
 # with protoc at build time.
+# podman, containernetworking-plugins, runc, busybox-static: the real container runtime
+# of the CNI test (podman's CNI backend runs vrouter-cni; a busybox image is imported
+# from a rootfs, no registry needed).
 # dpdk-testpmd (fwdbench's DPDK reference) is in dpdk-dev in Debian 12's current dpdk
 # packages (22.11.11), not in dpdk.
-TEST_PKGS=(iproute2 iputils-ping python3-prometheus-client util-linux dpdk dpdk-dev librte-net-af-xdp23 pkg-config clang libelf-dev m4 zlib1g-dev iperf3 ethtool socat python3-scapy tcpdump tshark bird2 frr gobgpd systemd etcd-server etcd-client protobuf-compiler)
+TEST_PKGS=(iproute2 iputils-ping python3-prometheus-client util-linux dpdk dpdk-dev librte-net-af-xdp23 pkg-config clang libelf-dev m4 zlib1g-dev iperf3 ethtool socat python3-scapy tcpdump tshark bird2 frr gobgpd systemd etcd-server etcd-client protobuf-compiler podman containernetworking-plugins runc busybox-static)
 # Extra packages for `fibbench --compare-dpdk`: none beyond the tests' (dpdk-test lives
 # in dpdk-dev too).
 BENCH_PKGS=()

@@ -36,6 +36,10 @@ tests/e2e/cluster.sh
 tests/e2e/cni.sh
 # cnibench on 10 pods: our plugin and the reference bridge + host-local (figures only).
 tests/e2e/cnibench-smoke.sh
+# Debian's podman (CNI backend) runs vrouter-cni on two vrouterd nodes: containers get
+# addresses, ping and TCP on one node and across (VXLAN), to and from their node; rm
+# releases; 20 at once; vrouterd killed and restarted under running containers.
+tests/e2e/podman.sh
 # clusterbench on 3 nodes: join, shared-IPAM allocation, an etcd member down (figures only).
 tests/e2e/clusterbench-smoke.sh
 echo "test.sh: all tests passed"
