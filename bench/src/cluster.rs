@@ -20,6 +20,8 @@ pub const ETCD_HOST: &str = "10.96.0.250";
 pub const RR_ADDR: &str = "10.96.0.251";
 /// Calico's default AS: iBGP everywhere.
 pub const ASN: u32 = 64512;
+/// Calico's default IPv4 pool as calicoctl stores it (10.244.0.0/16, /26 blocks, VXLAN).
+pub const CALICO_POOL: &str = r#"{"kind":"IPPool","apiVersion":"projectcalico.org/v3","metadata":{"name":"default-ipv4-ippool"},"spec":{"cidr":"10.244.0.0/16","vxlanMode":"Always","ipipMode":"Never","natOutgoing":true,"blockSize":26,"nodeSelector":"all()","allowedUses":["Workload","Tunnel"]}}"#;
 /// How often each vrouterd rewrites its stats file (the join figure's resolution): 50 ms
 /// up to 10 nodes, then 5 ms per node (250 ms at 50), so that N nodes' rewrites and our
 /// reads of them stay a small share of 2 cores.

@@ -170,8 +170,6 @@ fn busy_since(start: (u64, u64)) -> io::Result<f64> {
     Ok(now.0.saturating_sub(start.0) as f64 / total as f64)
 }
 
-const POOL: &str = r#"{"kind":"IPPool","apiVersion":"projectcalico.org/v3","metadata":{"name":"default-ipv4-ippool"},"spec":{"cidr":"10.244.0.0/16","vxlanMode":"Always","ipipMode":"Never","natOutgoing":true,"blockSize":26,"nodeSelector":"all()","allowedUses":["Workload","Tunnel"]}}"#;
-
 /// Calico's records as calicoctl stores them: the pool, the BGP configuration and, with
 /// a reflector, a global BGPPeer.
 async fn write_calico(store: &Store, rr: bool) -> io::Result<()> {
@@ -179,7 +177,7 @@ async fn write_calico(store: &Store, rr: bool) -> io::Result<()> {
     let mut records = vec![
         (
             keys::resource(&p, "ippools", "default-ipv4-ippool"),
-            POOL.to_string(),
+            cluster::CALICO_POOL.to_string(),
         ),
         (
             keys::resource(&p, "bgpconfigurations", "default"),

@@ -209,8 +209,6 @@ fn measure(p: &Plugin, o: &Opts, name: &str) -> io::Result<(Phase, Phase)> {
     Ok((seq, par))
 }
 
-const POOL: &str = r#"{"kind":"IPPool","apiVersion":"projectcalico.org/v3","metadata":{"name":"default-ipv4-ippool"},"spec":{"cidr":"10.244.0.0/16","vxlanMode":"Always","ipipMode":"Never","natOutgoing":true,"blockSize":26,"nodeSelector":"all()"}}"#;
-
 fn run(o: &Opts) -> io::Result<Report> {
     if !netns::is_root() {
         return Err(other("cnibench needs root (namespaces, veths, AF_XDP)"));
@@ -245,7 +243,7 @@ fn run(o: &Opts) -> io::Result<Report> {
         .map_err(other)?;
     let key = keys::resource(&store.prefix, "ippools", "default-ipv4-ippool");
     if !rt
-        .block_on(store.create(&key, POOL.as_bytes().to_vec()))
+        .block_on(store.create(&key, bench::cluster::CALICO_POOL.as_bytes().to_vec()))
         .map_err(other)?
     {
         return Err(other(format!("{key} already in etcd")));
