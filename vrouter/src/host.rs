@@ -182,9 +182,19 @@ impl Host for WorkerHost {
             } else {
                 self.routes.remove(ifindex, ip)
             };
-            done.map_err(|e| {
-                NodeError::Internal(format!("kernel route {ip} dev {interface}: {e}"))
-            })?;
+            match done {
+                // IPv6 off on the interface (disable_ipv6): the node's kernel cannot
+                // reach the pod over IPv6 at all; the dataplane still forwards to it.
+                Err(e) if ip.addr().is_ipv6() && e.raw_os_error() == Some(libc::EACCES) => {
+                    tracing::warn!(%ip, %interface, "IPv6 is off on the interface: no kernel route to the pod");
+                }
+                Err(e) => {
+                    return Err(NodeError::Internal(format!(
+                        "kernel route {ip} dev {interface}: {e}"
+                    )))
+                }
+                Ok(_) => {}
+            }
         }
         Ok(())
     }
