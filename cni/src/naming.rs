@@ -52,6 +52,23 @@ pub fn endpoint(env: &Env) -> String {
     name
 }
 
+/// Calico's identity of the endpoint (its WorkloadEndpoint): a Kubernetes pod's
+/// (orchestrator "k8s", profile "kns.<namespace>") or a bare container's ("cni", the
+/// network's name as its profile).
+pub fn workload(env: &Env, network: &str) -> control::api::pb::Workload {
+    let (orchestrator, namespace, pod, profile) = match pod(env) {
+        Some((ns, p)) => ("k8s", ns, p, format!("kns.{ns}")),
+        None => ("cni", "", "", network.to_string()),
+    };
+    control::api::pb::Workload {
+        orchestrator: orchestrator.into(),
+        namespace: namespace.into(),
+        pod: pod.into(),
+        endpoint: env.ifname.clone(),
+        profiles: vec![profile],
+    }
+}
+
 /// A locally administered unicast MAC for the pod's side, from the container id (stable
 /// across retries of one ADD, distinct between containers).
 pub fn pod_mac(env: &Env) -> [u8; 6] {
@@ -106,6 +123,13 @@ mod tests {
         let second = env(&[], "c0ffee", "net1");
         assert_ne!(host_veth(&second), host_veth(&plain));
         assert_eq!(endpoint(&second), "c0ffee/net1");
+        let w = workload(&plain, "net-a");
+        assert_eq!((w.orchestrator.as_str(), w.pod.as_str()), ("cni", ""));
+        assert_eq!(
+            w.profiles,
+            ["net-a"],
+            "a bare container's profile is the network"
+        );
         let m = pod_mac(&plain);
         assert_eq!(m[0] & 0x03, 0x02, "locally administered unicast");
         assert_eq!(mac_text(&[0xee; 6]), "ee:ee:ee:ee:ee:ee");

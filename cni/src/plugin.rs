@@ -214,6 +214,7 @@ impl Plugin<'_> {
             ipv6: self.conf.ipv6,
             labels: self.conf.labels().into_iter().collect(),
             container_id: self.env.container_id.clone(),
+            workload: Some(naming::workload(self.env, &self.conf.name)),
             ..Default::default()
         };
         let ep = match self.api.add(request) {

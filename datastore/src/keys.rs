@@ -13,6 +13,11 @@ pub fn resource(prefix: &str, plural: &str, name: &str) -> String {
     format!("{}{name}", resources(prefix, plural))
 }
 
+/// A namespaced resource (WorkloadEndpoint): `.../<plural>/<namespace>/<name>`.
+pub fn namespaced(prefix: &str, plural: &str, namespace: &str, name: &str) -> String {
+    format!("{}{namespace}/{name}", resources(prefix, plural))
+}
+
 /// Every v3 resource (one watch covers nodes, pools, peers and BGP configuration).
 pub fn all_resources(prefix: &str) -> String {
     format!("{prefix}/resources/v3/projectcalico.org/")

@@ -10,3 +10,4 @@ pub mod model;
 pub mod selector;
 pub mod store;
 pub mod sync;
+pub mod workload;

@@ -60,7 +60,7 @@ pub fn rfc3339_at(t: std::time::SystemTime) -> String {
 }
 
 /// A random UUID (v4) for metadata.uid.
-fn uuid() -> String {
+pub fn uuid() -> String {
     use std::hash::{BuildHasher, Hasher};
     let mut bytes = [0u8; 16];
     for chunk in bytes.chunks_mut(8) {

@@ -77,6 +77,10 @@ impl Kind for BgpConfigurationSpec {
     const KIND: &'static str = "BGPConfiguration";
     const PLURAL: &'static str = "bgpconfigurations";
 }
+impl Kind for WorkloadEndpointSpec {
+    const KIND: &'static str = "WorkloadEndpoint";
+    const PLURAL: &'static str = "workloadendpoints";
+}
 
 impl<S: Kind> Resource<S> {
     pub fn new(name: &str, spec: S) -> Resource<S> {
@@ -368,6 +372,52 @@ pub struct IpamHandle {
     pub block: BTreeMap<String, u32>,
     #[serde(default)]
     pub deleted: bool,
+}
+
+/// WorkloadEndpoint spec (`libcalico-go/lib/apis/internalapi/workloadendpoint.go`), in
+/// Go's field order. A namespaced resource: its key ends `<namespace>/<name>`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkloadEndpointSpec {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub orchestrator: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub workload: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub node: String,
+    #[serde(
+        default,
+        rename = "containerID",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub container_id: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub pod: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub endpoint: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub service_account_name: String,
+    /// "10.244.1.5/32", "fd00::5/128".
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ip_networks: Vec<String>,
+    #[serde(default, rename = "ipNATs", skip_serializing_if = "Vec::is_empty")]
+    pub ip_nats: Vec<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub ipv4_gateway: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub ipv6_gateway: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub profiles: Vec<String>,
+    /// The host side of the veth.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub interface_name: String,
+    /// The pod side's MAC.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub mac: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_spoofed_source_prefixes: Vec<String>,
 }
 
 /// "66:xx:.." lowercase, as Calico prints it.

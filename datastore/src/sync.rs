@@ -126,6 +126,23 @@ impl Records {
     }
 }
 
+/// Whether a key is one the view is made of. Workload endpoints share the resources'
+/// prefix but change with every pod anywhere: they must not cost each node a new view.
+fn viewed(prefix: &str, key: &str) -> bool {
+    let resources = keys::all_resources(prefix);
+    match key.strip_prefix(&resources) {
+        None => true, // an affinity
+        Some(rest) => [
+            NodeSpec::PLURAL,
+            IpPoolSpec::PLURAL,
+            BgpPeerSpec::PLURAL,
+            BgpConfigurationSpec::PLURAL,
+        ]
+        .iter()
+        .any(|p| rest.strip_prefix(p).is_some_and(|r| r.starts_with('/'))),
+    }
+}
+
 /// Keep `tx` fed with views until it is closed. `ping` is how often etcd is asked
 /// whether it is there while the watch is quiet.
 pub async fn run(store: Store, tx: mpsc::Sender<SyncEvent>, ping: Duration) {
@@ -199,7 +216,11 @@ async fn sync_once(
     let mut rec = Records::default();
     let (res, rev) = store.list(res_prefix).await?;
     let (aff, rev2) = store.list(aff_prefix).await?;
-    rec.resources = res.into_iter().map(|e| (e.key.clone(), e)).collect();
+    rec.resources = res
+        .into_iter()
+        .filter(|e| viewed(prefix, &e.key))
+        .map(|e| (e.key.clone(), e))
+        .collect();
     rec.affinities = aff.into_iter().map(|e| (e.key.clone(), e)).collect();
     // The second list may be newer: watch both from the first one's next revision; an
     // event already seen just rewrites the same value.
@@ -248,12 +269,14 @@ async fn sync_once(
             );
             return Ok(());
         }
-        if resp.events().is_empty() {
-            continue;
-        }
+        let mut changed = false;
         for ev in resp.events() {
             let Some(kv) = ev.kv() else { continue };
             let key = String::from_utf8_lossy(kv.key()).into_owned();
+            if !viewed(prefix, &key) {
+                continue;
+            }
+            changed = true;
             let map = if key.starts_with(aff_prefix) {
                 &mut rec.affinities
             } else {
@@ -275,6 +298,9 @@ async fn sync_once(
                     map.remove(&key);
                 }
             }
+        }
+        if !changed {
+            continue;
         }
         if tx
             .send(SyncEvent::View(Arc::new(rec.view(prefix, revision, lists))))

@@ -10,19 +10,22 @@
 #     allocation goes on;
 #   - every member stopped: pod traffic flows, allocation fails naming the datastore,
 #     node status and /readyz say since when;
+#   - every endpoint is a Calico WorkloadEndpoint in etcd, one the CNI plugin made
+#     named and labelled as Calico's plugin names it; removed endpoints' go;
 #   - members back: resync, allocation works, `vrouterctl ipam check` is clean.
 # Needs root; fails loudly.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 VROUTERD=${VROUTERD:-target/debug/vrouterd}
 VROUTERCTL=${VROUTERCTL:-target/debug/vrouterctl}
+CNI=${CNI:-target/debug/vrouter-cni}
 P=${P:-vrc$$}
 die() { echo "cluster: FAIL: $*" >&2; exit 1; }
 [[ $(id -u) -eq 0 ]] || die "must run as root"
 for c in ip ping python3 ethtool etcd etcdctl curl; do
     command -v "$c" >/dev/null || die "$c is not installed (run scripts/setup.sh)"
 done
-[[ -x $VROUTERD && -x $VROUTERCTL ]] || die "$VROUTERD / $VROUTERCTL not built"
+[[ -x $VROUTERD && -x $VROUTERCTL && -x $CNI ]] || die "$VROUTERD / $VROUTERCTL / $CNI not built"
 
 WORK=$(mktemp -d)
 . tests/e2e/lib.sh
@@ -33,7 +36,7 @@ NODES="n1 n2 n3 n4 n5 n6"
 cleanup() {
     unstrict
     for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
-    for ns in hub $NODES a1 a2 a3 a4 a5 a6; do
+    for ns in hub $NODES a1 a2 a3 a4 a5 a6 web0; do
         ip netns pids "$P$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null
         ip netns del "$P$ns" 2>/dev/null
     done
@@ -265,6 +268,65 @@ BEFORE=$(in_use)
 [[ $BEFORE =~ ^[0-9]+$ ]] || die "ipam show gave no count: $BEFORE"
 ctl_on n1 endpoint del vm1 >/dev/null
 check "an endpoint removed: its address is released in the shared IPAM" within 10 released "$BEFORE"
+# Every endpoint of every node as a WorkloadEndpoint (an operator's: orchestrator
+# "vrouter", its interface as the pod's), and none for one removed.
+weps_match() {
+    local n lists=()
+    for n in $FIVE; do
+        ctl_on $n endpoint list --json >"$WORK/eps-$n.json" || return 1
+        lists+=("$WORK/eps-$n.json")
+    done
+    etcdctl_ get --prefix --print-value-only $R/workloadendpoints/ >"$WORK/weps.txt" || return 1
+    python3 - "$WORK/weps.txt" "${lists[@]}" <<'PY'
+import json, sys
+weps = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+have = {(w["spec"]["node"], w["spec"]["interfaceName"], tuple(sorted(n.split("/")[0] for n in w["spec"]["ipNetworks"]))) for w in weps}
+want = set()
+for f in sys.argv[2:]:
+    node = "node-" + f.rsplit("-", 1)[1].split(".")[0].lstrip("n")
+    d = json.load(open(f))
+    for e in (d.get("endpoints", []) if isinstance(d, dict) else d):
+        want.add((node, e["interface"], tuple(sorted(a.split("/")[0] for a in e["addresses"]))))
+assert want, "no endpoints listed"
+assert have == want, f"missing {sorted(want - have)[:3]} extra {sorted(have - want)[:3]}"
+w = next(w for w in weps if w["spec"]["interfaceName"] == "t7")
+assert w["spec"]["orchestrator"] == "vrouter" and w["spec"]["endpoint"] == "t7", w
+assert w["metadata"]["namespace"] == "default" and len(w["metadata"]["uid"]) == 36, w
+print(f"{len(have)} WorkloadEndpoints, one per endpoint")
+PY
+}
+check "every endpoint is a WorkloadEndpoint in etcd, the removed one's gone" within 15 weps_match
+# A pod plugged by vrouter-cni on node-1: Calico's name (dashes doubled), spec and labels.
+ip netns add ${P}web0
+cni_on_n1() { # command
+    printf '{"cniVersion":"1.0.0","name":"k8s-pod-network","type":"vrouter-cni","vrouter_socket":"%s","args":{"cni":{"labels":[{"key":"app","value":"web"}]}}}' "$WORK/api-n1.sock" |
+        ip netns exec ${P}n1 env -i PATH="$PATH" CNI_COMMAND="$1" CNI_CONTAINERID=ctr-web0 \
+        CNI_NETNS=/run/netns/${P}web0 CNI_IFNAME=eth0 \
+        CNI_ARGS="IgnoreUnknown=1;K8S_POD_NAMESPACE=shop;K8S_POD_NAME=web-0" CNI_PATH=/usr/lib/cni "$CNI"
+}
+WEP=$R/workloadendpoints/shop/node--1-k8s-web--0-eth0
+check "vrouter-cni ADD on a cluster node" bash -c "$(declare -f cni_on_n1); P=$P WORK=$WORK CNI=$CNI cni_on_n1 ADD >$WORK/web0.json"
+cni_wep() {
+    etcdctl_ get --print-value-only $WEP >"$WORK/web0.wep" || return 1
+    python3 - "$WORK/web0.wep" "$WORK/web0.json" <<'PY'
+import json, sys
+w = json.loads(open(sys.argv[1]).read() or "null")
+assert w, "no WorkloadEndpoint at the key Calico's plugin uses"
+r = json.load(open(sys.argv[2]))
+s, m = w["spec"], w["metadata"]
+assert (s["orchestrator"], s["node"], s["pod"], s["endpoint"], s["containerID"]) == ("k8s", "node-1", "web-0", "eth0", "ctr-web0"), s
+assert s["ipNetworks"] == [i["address"] for i in r["ips"]], (s, r["ips"])
+assert s["interfaceName"].startswith("cali") and len(s["interfaceName"]) == 15, s
+assert s["profiles"] == ["kns.shop"], s
+assert m["name"] == "node--1-k8s-web--0-eth0" and m["namespace"] == "shop", m
+assert m["labels"] == {"app": "web", "projectcalico.org/namespace": "shop", "projectcalico.org/orchestrator": "k8s"}, m
+print(w["metadata"]["name"], s["ipNetworks"])
+PY
+}
+check "its WorkloadEndpoint is in etcd as Calico's plugin writes it" within 10 cni_wep
+check "vrouter-cni DEL" bash -c "$(declare -f cni_on_n1); P=$P WORK=$WORK CNI=$CNI cni_on_n1 DEL"
+wep_gone() { [[ -z $(etcdctl_ get --print-value-only $WEP) ]]; }
+check "DEL: its WorkloadEndpoint is deleted" within 10 wep_gone
 check "ipam show --show-blocks lists blocks per node" bash -c "
     out=\$(nsx ${P}hub $VROUTERCTL --etcd-endpoints $EP ipam show --show-blocks) || exit 1; echo \"\$out\"
     grep -q 'IP Pool .*10.244.0.0/16' <<<\"\$out\" && grep -q 'Block .*node-3' <<<\"\$out\""

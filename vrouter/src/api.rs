@@ -198,6 +198,19 @@ fn endpoint_request(req: pb::Endpoint) -> NodeResult<EndpointRequest> {
         ipv6: req.ipv6,
         labels: req.labels.into_iter().collect(),
         container_id: (!req.container_id.is_empty()).then_some(req.container_id),
+        workload: match req.workload {
+            None => None,
+            Some(w) if w.orchestrator.is_empty() || w.endpoint.is_empty() => {
+                return Err(invalid("workload: orchestrator and endpoint are needed"))
+            }
+            Some(w) => Some(crate::config::WorkloadIdentity {
+                orchestrator: w.orchestrator,
+                namespace: w.namespace,
+                pod: w.pod,
+                endpoint: w.endpoint,
+                profiles: w.profiles,
+            }),
+        },
     })
 }
 
@@ -336,7 +349,7 @@ pub fn cluster_event(node: &mut NodeState, cluster: &Cluster, event: ClusterEven
                 Err(m) => Err(Status::resource_exhausted(m)),
                 Ok(ips) => {
                     request.ips = ips.into_iter().map(IpNet::from).collect();
-                    match node.add_endpoint(request) {
+                    match node.add_endpoint(*request) {
                         Ok(ep) => Ok(node.endpoint_pb(&ep)),
                         Err(e) => {
                             cluster.release(handle);

@@ -7,10 +7,12 @@
 //!  ├─ register our Node (retried until etcd answers), then our VXLAN tunnel address
 //!  ├─ ◀── Allocate (API endpoint without addresses) ── answer()
 //!  │      └── Allocated {addresses or why not} ──────▶ add_endpoint with them
-//!  └─ ◀── Release (endpoint removed, or not brought up): retried until etcd answers
+//!  ├─ ◀── Release (endpoint removed, or not brought up): retried until etcd answers
+//!  └─ workload::keep ◀── the node's endpoints, whole, each time they change (watch)
+//!         └── our WorkloadEndpoint resources made equal to them
 //! ```
 
-use crate::config::{Config, DatastoreSettings};
+use crate::config::{Config, DatastoreSettings, Endpoint};
 use crate::node::endpoints::EndpointRequest;
 use control::api::{pb, Reply};
 use crossbeam_channel as xch;
@@ -18,13 +20,14 @@ use datastore::ipam::{Ipam, IpamPool};
 use datastore::member::{self, Registration};
 use datastore::store::{EtcdSettings, Store};
 use datastore::sync::{self, ClusterView, SyncEvent};
+use datastore::workload::{self, Wanted, Workload};
 use ipnet::IpNet;
 use std::collections::BTreeMap;
 use std::io;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
-use tokio::sync::mpsc as amp;
+use tokio::sync::{mpsc as amp, watch};
 use tracing::{info, warn};
 
 /// From the driver to the control loop.
@@ -36,7 +39,7 @@ pub enum ClusterEvent {
     },
     /// Addresses for an endpoint the API asked for (or why there are none).
     Allocated {
-        request: EndpointRequest,
+        request: Box<EndpointRequest>,
         handle: String,
         result: Result<Vec<IpAddr>, String>,
         reply: Reply<pb::Endpoint>,
@@ -45,7 +48,7 @@ pub enum ClusterEvent {
 
 enum Request {
     Allocate {
-        request: EndpointRequest,
+        request: Box<EndpointRequest>,
         handle: String,
         pools: Vec<IpamPool>,
         reply: Reply<pb::Endpoint>,
@@ -64,7 +67,56 @@ enum Request {
 pub struct Cluster {
     requests: amp::UnboundedSender<Request>,
     pub events: xch::Receiver<ClusterEvent>,
+    workloads: watch::Sender<Option<Arc<Wanted>>>,
     _thread: std::thread::JoinHandle<()>,
+}
+
+/// An endpoint as Calico's WorkloadEndpoint describes it. One the operator made (no
+/// workload identity) is a workload of orchestrator "vrouter", named after it.
+pub fn workload_of(e: &Endpoint) -> Workload {
+    let id = e
+        .workload
+        .clone()
+        .unwrap_or_else(|| crate::config::WorkloadIdentity {
+            orchestrator: "vrouter".into(),
+            endpoint: e.interface.clone(),
+            ..Default::default()
+        });
+    let workload = match id.orchestrator.as_str() {
+        "k8s" | "cni" => String::new(),
+        _ => e.name.replace('/', "."),
+    };
+    Workload {
+        orchestrator: id.orchestrator,
+        namespace: id.namespace,
+        pod: id.pod,
+        container_id: e.container_id.clone().unwrap_or_default(),
+        workload,
+        endpoint: id.endpoint,
+        interface: e.interface.clone(),
+        mac: e.mac.clone().unwrap_or_default(),
+        ip_networks: e.ips.iter().map(|n| IpNet::from(n.addr())).collect(),
+        profiles: id.profiles,
+        labels: e.labels.clone(),
+    }
+}
+
+/// The WorkloadEndpoints a node's endpoints make, by key.
+pub fn wanted_workloads(config: &Config) -> Wanted {
+    let prefix = config
+        .datastore
+        .as_ref()
+        .map_or("/calico", |d| d.prefix.as_str());
+    let mut wanted = Wanted::new();
+    for e in &config.endpoints {
+        match workload::resource(prefix, &config.node_name, &workload_of(e)) {
+            Ok((key, r)) => {
+                wanted.insert(key, r);
+            }
+            Err(error) => warn!(endpoint = %e.name, %error, "no WorkloadEndpoint for it"),
+        }
+    }
+    wanted
 }
 
 /// The IPAM handle of an endpoint of this node.
@@ -111,6 +163,7 @@ impl Cluster {
             .ok_or_else(|| io::Error::other("no [datastore]"))?;
         let (ev_tx, ev_rx) = xch::unbounded();
         let (req_tx, req_rx) = amp::unbounded_channel();
+        let (wl_tx, wl_rx) = watch::channel(None);
         let reg = registration(config);
         let settings = etcd_settings(&d);
         let thread = std::thread::Builder::new()
@@ -126,11 +179,12 @@ impl Cluster {
                         return;
                     }
                 };
-                rt.block_on(drive(settings, reg, ev_tx, req_rx));
+                rt.block_on(drive(settings, reg, ev_tx, req_rx, wl_rx));
             })?;
         Ok(Cluster {
             requests: req_tx,
             events: ev_rx,
+            workloads: wl_tx,
             _thread: thread,
         })
     }
@@ -158,7 +212,7 @@ impl Cluster {
         reply: Reply<pb::Endpoint>,
     ) {
         let _ = self.requests.send(Request::Allocate {
-            request,
+            request: Box::new(request),
             handle,
             pools,
             reply,
@@ -168,6 +222,12 @@ impl Cluster {
     /// Record addresses given by name (the file's endpoints) in the shared IPAM.
     pub fn assign(&self, handle: String, ips: Vec<IpAddr>, pools: Vec<IpamPool>) {
         let _ = self.requests.send(Request::Assign { handle, ips, pools });
+    }
+
+    /// The node's endpoints now: its WorkloadEndpoints are made to match.
+    pub fn set_workloads(&self, config: &Config) {
+        self.workloads
+            .send_replace(Some(Arc::new(wanted_workloads(config))));
     }
 
     pub fn release(&self, handle: String) {
@@ -180,6 +240,7 @@ async fn drive(
     mut reg: Registration,
     events: xch::Sender<ClusterEvent>,
     mut requests: amp::UnboundedReceiver<Request>,
+    workloads: watch::Receiver<Option<Arc<Wanted>>>,
 ) {
     let store = loop {
         match Store::connect(&settings).await {
@@ -191,6 +252,7 @@ async fn drive(
         }
     };
     let ipam = Ipam::new(store.clone(), &reg.name);
+    tokio::spawn(workload::keep(store.clone(), reg.name.clone(), workloads));
     let (sync_tx, mut sync_rx) = amp::channel(64);
     tokio::spawn(sync::run(store.clone(), sync_tx, Duration::from_secs(1)));
     let mut registered = false;

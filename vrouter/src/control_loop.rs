@@ -280,6 +280,9 @@ pub fn run(file_config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) ->
     let mut cluster_in = cluster
         .as_ref()
         .map_or_else(xch::never, |c| c.events.clone());
+    // The endpoints last handed to the datastore's driver (none yet: the first pass
+    // writes them all, and deletes what an earlier run left).
+    let mut workloads_of: Option<Vec<crate::config::Endpoint>> = None;
     while !stop.load(Ordering::Relaxed) {
         let mut batches = Vec::new();
         xch::select! {
@@ -321,6 +324,13 @@ pub fn run(file_config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) ->
                 Err(e) => warn!(error = %e, "reload (SIGHUP)"),
             }
             notifier.send("READY=1");
+        }
+        // Our endpoints as WorkloadEndpoints, handed over whole whenever they change.
+        if let Some(c) = &cluster {
+            if workloads_of.as_ref() != Some(&node.config.endpoints) {
+                c.set_workloads(&node.config);
+                workloads_of = Some(node.config.endpoints.clone());
+            }
         }
         for reply in scrapes_in.try_iter() {
             let _ = reply.send(node.metrics());

@@ -177,6 +177,23 @@ fn add_check_del() {
     let ep = &w.api.endpoints["default/web"];
     assert_eq!(ep.container_id, "c1");
     assert!(ep.interface.starts_with("cali"));
+    // Who it is for, as Calico's WorkloadEndpoint says it.
+    let wl = ep
+        .workload
+        .as_ref()
+        .expect("the pod's identity goes with the endpoint");
+    assert_eq!(
+        (
+            wl.orchestrator.as_str(),
+            wl.namespace.as_str(),
+            wl.pod.as_str()
+        ),
+        ("k8s", "default", "web")
+    );
+    assert_eq!(
+        (wl.endpoint.as_str(), wl.profiles.clone()),
+        ("eth0", vec!["kns.default".to_string()])
+    );
     let mut chk = conf();
     chk.prev_result = Some(out.to_json("1.0.0"));
     w.run(&env(Command::Check, "c1"), &chk, |p| p.check())

@@ -462,6 +462,23 @@ pub struct Endpoint {
     /// The container a CNI plugin made this endpoint for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container_id: Option<String>,
+    /// Who it is for, as Calico's WorkloadEndpoint names it (set by the CNI plugin).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload: Option<WorkloadIdentity>,
+}
+
+/// The orchestrator's names for an endpoint (see `pb::Workload`).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadIdentity {
+    pub orchestrator: String,
+    #[serde(default)]
+    pub namespace: String,
+    #[serde(default)]
+    pub pod: String,
+    pub endpoint: String,
+    #[serde(default)]
+    pub profiles: Vec<String>,
 }
 
 /// Parse "aa:bb:cc:dd:ee:ff".

@@ -23,6 +23,7 @@ pub struct EndpointRequest {
     pub ipv6: bool,
     pub labels: std::collections::BTreeMap<String, String>,
     pub container_id: Option<String>,
+    pub workload: Option<crate::config::WorkloadIdentity>,
 }
 
 impl NodeState {
@@ -68,6 +69,7 @@ impl NodeState {
             mac: req.mac,
             labels: req.labels,
             container_id: req.container_id,
+            workload: req.workload,
         };
         let ep = self.install_endpoint(endpoint, Origin::Api)?;
         self.persist()?;

@@ -132,6 +132,15 @@ impl NodeState {
             container_id: conf
                 .and_then(|c| c.container_id.clone())
                 .unwrap_or_default(),
+            workload: conf
+                .and_then(|c| c.workload.as_ref())
+                .map(|w| pb::Workload {
+                    orchestrator: w.orchestrator.clone(),
+                    namespace: w.namespace.clone(),
+                    pod: w.pod.clone(),
+                    endpoint: w.endpoint.clone(),
+                    profiles: w.profiles.clone(),
+                }),
         }
     }
 

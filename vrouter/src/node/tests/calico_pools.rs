@@ -31,6 +31,7 @@ fn ask(name: &str, interface: &str, ips: &[&str]) -> EndpointRequest {
         ipv6: false,
         labels: Default::default(),
         container_id: None,
+        workload: None,
     }
 }
 

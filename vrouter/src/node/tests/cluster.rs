@@ -111,6 +111,7 @@ fn views_become_nodes_pools_and_blocks() {
         ipv6: false,
         labels: Default::default(),
         container_id: None,
+        workload: None,
     };
     node.add_endpoint(req).unwrap();
     assert!(

@@ -35,6 +35,7 @@ fn every_veth_endpoint_has_kernel_routes_to_its_addresses_until_it_goes() {
             ipv6: true,
             labels: Default::default(),
             container_id: None,
+            workload: None,
         })
         .unwrap();
     let (v4, v6) = (ep.v4.unwrap(), ep.v6.unwrap());
@@ -52,6 +53,7 @@ fn every_veth_endpoint_has_kernel_routes_to_its_addresses_until_it_goes() {
         ipv6: false,
         labels: Default::default(),
         container_id: None,
+        workload: None,
     })
     .unwrap();
     assert_eq!(machine.borrow().routes, want);

@@ -154,6 +154,7 @@ fn an_endpoint_added_through_the_node_forwards_on_its_worker_and_stops_when_remo
             ipv6: false,
             labels: Default::default(),
             container_id: None,
+            workload: None,
         })
         .unwrap()
         .port;

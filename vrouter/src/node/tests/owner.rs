@@ -41,6 +41,7 @@ fn endpoint(name: &str, interface: &str, ips: &[&str]) -> Endpoint {
         mac: None,
         labels: Default::default(),
         container_id: None,
+        workload: None,
     }
 }
 
@@ -131,6 +132,7 @@ fn the_api_refuses_a_held_address_and_touches_nothing() {
         ipv6: false,
         labels: Default::default(),
         container_id: None,
+        workload: None,
     };
     // A free address first, then a's: neither is taken.
     let err = node
@@ -182,6 +184,7 @@ fn a_reload_that_would_share_an_address_is_refused_whole() {
         ipv6: false,
         labels: Default::default(),
         container_id: None,
+        workload: None,
     };
     node.add_endpoint(c.clone()).unwrap();
     let before = node.config.clone();

@@ -65,6 +65,7 @@ fn request(name: &str, interface: &str) -> EndpointRequest {
         ipv6: true,
         labels: Default::default(),
         container_id: None,
+        workload: None,
     }
 }
 
@@ -398,6 +399,7 @@ fn endpoint_file_shape_is_the_apis() {
         mac: Some("52:54:00:00:00:01".into()),
         labels: Default::default(),
         container_id: None,
+        workload: None,
     };
     let ep = node.install_endpoint(e, Origin::File).unwrap();
     assert_eq!(
