@@ -1,8 +1,12 @@
 //! `vrouter-cni`: the CNI plugin that plugs a container runtime's pods into vrouterd.
 //! `spec` is the CNI specification's side (environment, configuration, errors,
 //! results per version), `naming` Calico's names, `plugin` the commands over seams,
-//! `system` their real sides (`link`: rtnetlink; `offload`: ethtool ioctls).
+//! `system` their real sides (`link`: rtnetlink; `offload`: ethtool ioctls); `ipam` the
+//! same binary answering as the IPAM plugin `vrouter-ipam`.
 
+#[cfg(test)]
+mod fake;
+pub mod ipam;
 pub mod link;
 pub mod naming;
 pub mod offload;
@@ -12,9 +16,10 @@ pub mod system;
 
 use spec::{code, CniError, Command, Env, NetConf};
 
-/// One invocation, as libcni makes it: the environment, stdin; the JSON to print on
-/// stdout (None: nothing, a successful DEL / CHECK / GC / STATUS) or the error.
+/// One invocation, as libcni makes it: the program's name (`argv[0]`), the environment,
+/// stdin; the JSON to print on stdout (None: nothing, a successful DEL / CHECK / GC / STATUS) or the error.
 pub fn run(
+    program: &str,
     env_var: impl Fn(&str) -> Option<String>,
     stdin: &[u8],
 ) -> (Option<serde_json::Value>, Option<CniError>, String) {
@@ -38,10 +43,13 @@ pub fn run(
         Ok(c) => c,
         Err(e) => return (None, Some(e), said),
     };
-    let socket = conf
-        .vrouter_socket
-        .clone()
-        .unwrap_or_else(|| control::api::DEFAULT_SOCKET.to_string());
+    let as_ipam = ipam::invoked_as_ipam(program, &conf);
+    let socket = (if as_ipam {
+        ipam::socket(&conf)
+    } else {
+        conf.vrouter_socket.clone()
+    })
+    .unwrap_or_else(|| control::api::DEFAULT_SOCKET.to_string());
     let mut api = match system::ApiClient::new(&socket) {
         Ok(a) => a,
         Err(e) => {
@@ -55,6 +63,24 @@ pub fn run(
             )
         }
     };
+    if as_ipam {
+        let mut p = ipam::IpamPlugin {
+            env: &env,
+            conf: &conf,
+            api: &mut api,
+        };
+        let result = match env.command {
+            Command::Add => p.add().map(|o| Some(o.to_json(&conf.cni_version))),
+            Command::Del => p.del().map(|_| None),
+            Command::Check => p.check().map(|_| None),
+            // The API cannot list handles: addresses of vanished containers are found
+            // by `vrouterctl ipam check` (cluster) and released by the runtime's DEL.
+            Command::Gc => Ok(None),
+            Command::Status => p.status().map(|_| None),
+            Command::Version => unreachable!("answered above"),
+        };
+        return finish(result, &conf);
+    }
     let mut host = system::KernelHost;
     let mut ipam = system::ExecDelegate {
         path: env.path.clone(),
@@ -75,6 +101,13 @@ pub fn run(
         Command::Status => p.status().map(|_| None),
         Command::Version => unreachable!("answered above"),
     };
+    finish(result, &conf)
+}
+
+fn finish(
+    result: Result<Option<serde_json::Value>, CniError>,
+    conf: &NetConf,
+) -> (Option<serde_json::Value>, Option<CniError>, String) {
     match result {
         Ok(v) => (v, None, conf.cni_version.clone()),
         Err(e) => (None, Some(e), conf.cni_version.clone()),

@@ -11,7 +11,8 @@ fn main() -> ExitCode {
         println!("{}", err.to_json(cni::spec::LATEST));
         return ExitCode::FAILURE;
     }
-    let (out, err, version) = cni::run(|k| std::env::var(k).ok(), &stdin);
+    let program = std::env::args().next().unwrap_or_default();
+    let (out, err, version) = cni::run(&program, |k| std::env::var(k).ok(), &stdin);
     if let Some(e) = err {
         eprintln!("vrouter-cni: {e}");
         println!("{}", e.to_json(&version));

@@ -34,6 +34,9 @@ pub trait Vrouter {
     fn add(&mut self, ep: pb::Endpoint) -> Result<pb::Endpoint, ApiError>;
     fn remove(&mut self, name: &str) -> Result<Vec<String>, ApiError>;
     fn list(&mut self) -> Result<Vec<pb::Endpoint>, ApiError>;
+    /// A handle's addresses (`lookup`: only what it holds), for vrouter-ipam.
+    fn allocate(&mut self, handle: &str, v6: bool, lookup: bool) -> Result<Vec<String>, ApiError>;
+    fn release_handle(&mut self, handle: &str) -> Result<Vec<String>, ApiError>;
 }
 
 /// What CHECK reads of the pod's interface.
@@ -77,7 +80,7 @@ pub struct Plugin<'a> {
     pub ipam: &'a mut dyn Delegate,
 }
 
-fn api_error(e: ApiError, doing: &str) -> CniError {
+pub(crate) fn api_error(e: ApiError, doing: &str) -> CniError {
     match e {
         ApiError::Unreachable(m) => CniError::new(
             code::TRY_AGAIN_LATER,
@@ -381,13 +384,18 @@ impl Plugin<'_> {
 
     /// CNI 1.1 STATUS: ready when vrouterd answers.
     pub fn status(&mut self) -> CniResult<()> {
-        self.api.list().map(drop).map_err(|e| {
-            let detail = match e {
-                ApiError::Unreachable(m) | ApiError::NotFound(m) | ApiError::Refused(m) => m,
-            };
-            CniError::new(code::NOT_AVAILABLE, "vrouterd is not reachable").details(detail)
-        })
+        status(self.api)
     }
+}
+
+/// STATUS: vrouterd answers.
+pub(crate) fn status(api: &mut dyn Vrouter) -> CniResult<()> {
+    api.list().map(drop).map_err(|e| {
+        let detail = match e {
+            ApiError::Unreachable(m) | ApiError::NotFound(m) | ApiError::Refused(m) => m,
+        };
+        CniError::new(code::NOT_AVAILABLE, "vrouterd is not reachable").details(detail)
+    })
 }
 
 #[cfg(test)]

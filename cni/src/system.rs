@@ -79,6 +79,22 @@ impl Vrouter for ApiClient {
         self.call(|mut c| async move { c.list_endpoints(pb::ListEndpointsRequest {}).await })
             .map(|r| r.endpoints)
     }
+    fn allocate(&mut self, handle: &str, v6: bool, lookup: bool) -> Result<Vec<String>, ApiError> {
+        let req = pb::AllocateAddressesRequest {
+            handle: handle.into(),
+            ipv6: v6,
+            lookup,
+        };
+        self.call(|mut c| async move { c.allocate_addresses(req).await })
+            .map(|r| r.addresses)
+    }
+    fn release_handle(&mut self, handle: &str) -> Result<Vec<String>, ApiError> {
+        let req = pb::ReleaseAddressesRequest {
+            handle: handle.into(),
+        };
+        self.call(|mut c| async move { c.release_addresses(req).await })
+            .map(|r| r.released)
+    }
 }
 
 /// Links in the host's namespace and the pod's.

@@ -41,6 +41,14 @@ pub enum Call {
     ListEndpoints(pb::ListEndpointsRequest, Reply<pb::ListEndpointsReply>),
     AddEndpoint(pb::Endpoint, Reply<pb::Endpoint>),
     RemoveEndpoint(pb::RemoveEndpointRequest, Reply<pb::RemoveEndpointReply>),
+    AllocateAddresses(
+        pb::AllocateAddressesRequest,
+        Reply<pb::AllocateAddressesReply>,
+    ),
+    ReleaseAddresses(
+        pb::ReleaseAddressesRequest,
+        Reply<pb::ReleaseAddressesReply>,
+    ),
     ListRoutes(pb::ListRoutesRequest, Reply<pb::ListRoutesReply>),
     AddRoute(pb::AddRouteRequest, Reply<pb::Route>),
     RemoveRoute(pb::RemoveRouteRequest, Reply<pb::RemoveRouteReply>),
@@ -275,6 +283,20 @@ impl Vrouter for Service {
         r: Request<pb::RemoveEndpointRequest>,
     ) -> Result<Response<pb::RemoveEndpointReply>, Status> {
         self.ask(|tx| Call::RemoveEndpoint(r.into_inner(), tx))
+            .await
+    }
+    async fn allocate_addresses(
+        &self,
+        r: Request<pb::AllocateAddressesRequest>,
+    ) -> Result<Response<pb::AllocateAddressesReply>, Status> {
+        self.ask(|tx| Call::AllocateAddresses(r.into_inner(), tx))
+            .await
+    }
+    async fn release_addresses(
+        &self,
+        r: Request<pb::ReleaseAddressesRequest>,
+    ) -> Result<Response<pb::ReleaseAddressesReply>, Status> {
+        self.ask(|tx| Call::ReleaseAddresses(r.into_inner(), tx))
             .await
     }
     async fn list_routes(

@@ -327,6 +327,21 @@ check "its WorkloadEndpoint is in etcd as Calico's plugin writes it" within 10 c
 check "vrouter-cni DEL" bash -c "$(declare -f cni_on_n1); P=$P WORK=$WORK CNI=$CNI cni_on_n1 DEL"
 wep_gone() { [[ -z $(etcdctl_ get --print-value-only $WEP) ]]; }
 check "DEL: its WorkloadEndpoint is deleted" within 10 wep_gone
+# vrouter-ipam on a cluster node: the shared IPAM, under calico-ipam's handle.
+mkdir -p "$WORK/bin" && ln -s "$(realpath "$CNI")" "$WORK/bin/vrouter-ipam"
+ipam_on_n1() { # command
+    printf '{"cniVersion":"1.0.0","name":"othernet","type":"ptp","ipam":{"type":"vrouter-ipam","vrouter_socket":"%s"}}' "$WORK/api-n1.sock" |
+        env -i PATH="$PATH" CNI_COMMAND="$1" CNI_CONTAINERID=ctr-i1 CNI_NETNS=/run/netns/${P}web0 \
+            CNI_IFNAME=eth0 CNI_PATH="$WORK/bin" "$WORK/bin/vrouter-ipam" >"$WORK/i1.$1.json"
+}
+handle_holds() { # the handle's record in etcd holds the result's address's block
+    local a; a=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["ips"][0]["address"])' "$WORK/i1.ADD.json") || return 1
+    etcdctl_ get --print-value-only /calico/ipam/v2/handle/othernet.ctr-i1 | grep -q '"block"' && echo "$a"
+}
+check "vrouter-ipam ADD on a cluster node: an address under handle othernet.ctr-i1 in etcd" \
+    bash -c "$(declare -f ipam_on_n1 etcdctl_ nsx handle_holds); P=$P WORK=$WORK EP=$EP; ipam_on_n1 ADD && handle_holds"
+check "vrouter-ipam DEL: the handle is gone from etcd" \
+    bash -c "$(declare -f ipam_on_n1 etcdctl_ nsx); P=$P WORK=$WORK EP=$EP; ipam_on_n1 DEL && [[ -z \$(etcdctl_ get --print-value-only /calico/ipam/v2/handle/othernet.ctr-i1) ]]"
 check "ipam show --show-blocks lists blocks per node" bash -c "
     out=\$(nsx ${P}hub $VROUTERCTL --etcd-endpoints $EP ipam show --show-blocks) || exit 1; echo \"\$out\"
     grep -q 'IP Pool .*10.244.0.0/16' <<<\"\$out\" && grep -q 'Block .*node-3' <<<\"\$out\""

@@ -197,6 +197,41 @@ check "an interface name that exists in the pod: an error naming it" taken
 unchanged() { local n v; n=$(endpoint_count) && v=$(veths) && [[ $n == "$N0" && $v == "$V0" ]]; }
 check "nothing left behind by the failed ADDs (no endpoint, no veth)" unchanged
 
+# vrouter-ipam: the same binary as the IPAM plugin of another plugin's network, run as
+# libcni runs a delegated IPAM plugin (under its own name, the whole configuration).
+mkdir -p "$WORK/bin" && ln -s "$(realpath "$CNI")" "$WORK/bin/vrouter-ipam"
+ipam() { # command id [version] [prevResult file]
+    local prev=""
+    [[ -n ${4:-} ]] && prev=",\"prevResult\":$(cat "$4")"
+    printf '{"cniVersion":"%s","name":"othernet","type":"ptp","ipam":{"type":"vrouter-ipam","vrouter_socket":"%s","ipv6":true}%s}' \
+        "${3:-1.0.0}" "$WORK/api.sock" "$prev" |
+        env -i PATH="$PATH" CNI_COMMAND="$1" CNI_CONTAINERID="$2" CNI_NETNS=/run/netns/${P}a \
+            CNI_IFNAME=eth0 CNI_PATH="$WORK/bin" "$WORK/bin/vrouter-ipam" >"$WORK/ipam-$2.$1.json"
+}
+ipam_result() { # id version: one IPv4 /32 and one IPv6 /128 from the node's pools, no interface
+    python3 - "$WORK/ipam-$1.ADD.json" "$2" <<'PY'
+import ipaddress, json, sys
+d = json.load(open(sys.argv[1]))
+assert d["cniVersion"] == sys.argv[2], d
+nets = [ipaddress.ip_interface(i["address"]) for i in d["ips"]]
+assert [n.network.prefixlen for n in nets] == [32, 128], d
+assert nets[0].ip in ipaddress.ip_network("10.67.0.0/16") and nets[1].ip in ipaddress.ip_network("fd67::/112"), d
+assert not d.get("interfaces"), d
+if sys.argv[2].startswith("0."):
+    assert [i["version"] for i in d["ips"]] == ["4", "6"], d
+print(d["ips"])
+PY
+}
+for v in 0.3.1 0.4.0 1.0.0 1.1.0; do
+    check "vrouter-ipam ADD ($v): an IPv4 /32 and an IPv6 /128 from the pools" \
+        bash -c "$(declare -f ipam ipam_result); P=$P WORK=$WORK; ipam ADD ipam-$v $v && ipam_result ipam-$v $v"
+done
+check "vrouter-ipam ADD again: the same addresses" bash -c \
+    "cp $WORK/ipam-ipam-1.0.0.ADD.json $WORK/first.json; $(declare -f ipam); P=$P WORK=$WORK; ipam ADD ipam-1.0.0 && cmp $WORK/first.json $WORK/ipam-ipam-1.0.0.ADD.json"
+check "vrouter-ipam: its addresses and a running pod's all distinct" bash -c \
+    "cat $WORK/ipam-*.ADD.json $WORK/a.ADD.json | python3 -c 'import json,sys; a=[i[\"address\"] for l in sys.stdin if l.strip() for i in json.loads(l)[\"ips\"]]; print(len(a)); sys.exit(len(a) != len(set(a)))'"
+check "vrouter-ipam CHECK with its prevResult" ipam CHECK ipam-1.0.0 1.0.0 "$WORK/first.json"
+
 # vrouterd away: try again later; nothing left behind.
 kill -9 "$VR_PID"; wait "$VR_PID" 2>/dev/null || true; VR_PID=
 newpod gone
@@ -204,6 +239,13 @@ check "ADD with vrouterd down: code 11" fails_with 11 cni ADD gone
 check "no veth left by it" bash -c "! ip -n ${P}n link show cali\$(printf default.gone | sha1sum | cut -c1-11) 2>/dev/null"
 start
 check "after vrouterd's restart pod a still holds its addresses" holds a "$A4" "$A6"
+check "after vrouterd's restart a vrouter-ipam handle still holds its addresses" ipam CHECK ipam-1.0.0 1.0.0 "$WORK/first.json"
+check "vrouter-ipam DEL" ipam DEL ipam-1.0.0
+check "vrouter-ipam DEL again: still success" ipam DEL ipam-1.0.0
+check "after DEL, CHECK says the handle holds nothing (code 100)" bash -c \
+    "$(declare -f ipam); P=$P WORK=$WORK; ! ipam CHECK ipam-1.0.0 && grep -q '\"code\": *100' $WORK/ipam-ipam-1.0.0.CHECK.json"
+check "vrouter-ipam ADD with vrouterd reachable but nothing held: a fresh address" bash -c \
+    "$(declare -f ipam ipam_result); P=$P WORK=$WORK; ipam ADD ipam-again 1.0.0 && ipam_result ipam-again 1.0.0"
 newpod c
 check "ADD pod c after the restart" cni ADD c
 C4=$(jget 'd["ips"][0]["address"].split("/")[0]' <"$WORK/c.ADD.json")

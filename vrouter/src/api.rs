@@ -92,6 +92,37 @@ pub fn answer(node: &mut NodeState, call: Call, cluster: Option<&Cluster>) {
             });
             let _ = tx.send(reply(released));
         }
+        Call::AllocateAddresses(r, tx) => match cluster {
+            Some(c) if !r.handle.is_empty() => c.allocate_for_handle(r, ipam_pools(node), tx),
+            Some(_) => {
+                let _ = tx.send(Err(Status::invalid_argument("a handle is needed")));
+            }
+            None => {
+                let got = if r.lookup {
+                    node.handle_addresses(&r.handle)
+                } else {
+                    node.allocate_for_handle(&r.handle, r.ipv6)
+                };
+                let got = got.map(|a| pb::AllocateAddressesReply {
+                    addresses: a.iter().map(|a| a.to_string()).collect(),
+                });
+                let _ = tx.send(reply(got));
+            }
+        },
+        Call::ReleaseAddresses(r, tx) => match cluster {
+            Some(c) if !r.handle.is_empty() => c.release_handle(r.handle, tx),
+            Some(_) => {
+                let _ = tx.send(Err(Status::invalid_argument("a handle is needed")));
+            }
+            None => {
+                let r = node
+                    .release_handle(&r.handle)
+                    .map(|a| pb::ReleaseAddressesReply {
+                        released: a.iter().map(|a| a.to_string()).collect(),
+                    });
+                let _ = tx.send(reply(r));
+            }
+        },
         Call::ListRoutes(r, tx) => {
             let _ = tx.send(reply(node.list_routes(&r)));
         }

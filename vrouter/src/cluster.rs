@@ -61,6 +61,31 @@ enum Request {
     Release {
         handle: String,
     },
+    /// vrouter-ipam: a handle's addresses (`lookup`: only what it holds), answered
+    /// straight from the driver (no endpoint to bring up).
+    HandleAllocate {
+        handle: String,
+        v6: bool,
+        lookup: bool,
+        pools: Vec<IpamPool>,
+        reply: Reply<pb::AllocateAddressesReply>,
+    },
+    HandleRelease {
+        handle: String,
+        reply: Reply<pb::ReleaseAddressesReply>,
+    },
+}
+
+/// An IPAM failure as the API says it: the datastore away is "unavailable" (try again).
+fn ipam_status(e: &datastore::ipam::IpamError) -> tonic::Status {
+    match e {
+        datastore::ipam::IpamError::Store(_) => tonic::Status::unavailable(e.to_string()),
+        _ => tonic::Status::resource_exhausted(e.to_string()),
+    }
+}
+
+fn texts(ips: &[IpAddr]) -> Vec<String> {
+    ips.iter().map(IpAddr::to_string).collect()
 }
 
 /// The control loop's end of the driver.
@@ -230,6 +255,25 @@ impl Cluster {
             .send_replace(Some(Arc::new(wanted_workloads(config))));
     }
 
+    pub fn allocate_for_handle(
+        &self,
+        req: pb::AllocateAddressesRequest,
+        pools: Vec<IpamPool>,
+        reply: Reply<pb::AllocateAddressesReply>,
+    ) {
+        let _ = self.requests.send(Request::HandleAllocate {
+            handle: req.handle,
+            v6: req.ipv6,
+            lookup: req.lookup,
+            pools,
+            reply,
+        });
+    }
+
+    pub fn release_handle(&self, handle: String, reply: Reply<pb::ReleaseAddressesReply>) {
+        let _ = self.requests.send(Request::HandleRelease { handle, reply });
+    }
+
     pub fn release(&self, handle: String) {
         let _ = self.requests.send(Request::Release { handle });
     }
@@ -395,7 +439,65 @@ fn serve(ipam: &Ipam, req: Request, events: &xch::Sender<ClusterEvent>) {
         Request::Release { handle } => {
             tokio::spawn(async move { release_until_done(&ipam, &handle).await });
         }
+        Request::HandleAllocate {
+            handle,
+            v6,
+            lookup,
+            pools,
+            reply,
+        } => {
+            tokio::spawn(async move {
+                let r = allocate_for_handle(&ipam, &handle, v6, lookup, &pools).await;
+                let _ = reply.send(r.map(|ips| pb::AllocateAddressesReply {
+                    addresses: texts(&ips),
+                }));
+            });
+        }
+        Request::HandleRelease { handle, reply } => {
+            tokio::spawn(async move {
+                let r = ipam.release_handle(&handle).await;
+                let _ = reply.send(
+                    r.map(|ips| pb::ReleaseAddressesReply {
+                        released: texts(&ips),
+                    })
+                    .map_err(|e| ipam_status(&e)),
+                );
+            });
+        }
     }
+}
+
+/// What a handle holds, or new addresses for it (what it holds if anything: a retried
+/// ADD gets the same ones). A half-made allocation is undone.
+async fn allocate_for_handle(
+    ipam: &Ipam,
+    handle: &str,
+    v6: bool,
+    lookup: bool,
+    pools: &[IpamPool],
+) -> Result<Vec<IpAddr>, tonic::Status> {
+    let held = ipam
+        .addresses_of(handle)
+        .await
+        .map_err(|e| ipam_status(&e))?;
+    if lookup || !held.is_empty() {
+        return Ok(held);
+    }
+    let secondary: BTreeMap<String, String> =
+        [("node".to_string(), ipam.node().to_string())].into();
+    let mut got = Vec::new();
+    for family_v6 in [false, true].into_iter().take(1 + usize::from(v6)) {
+        match ipam.auto_assign(handle, &secondary, pools, family_v6).await {
+            Ok(a) => got.push(a),
+            Err(e) => {
+                if !got.is_empty() {
+                    release_until_done(ipam, handle).await;
+                }
+                return Err(ipam_status(&e));
+            }
+        }
+    }
+    Ok(got)
 }
 
 /// Release a handle, retrying while etcd is away: an address is never leaked by a

@@ -2,52 +2,10 @@
 //! a kernel of named links, an IPAM plugin; failures injected at each step.
 
 use super::*;
+use crate::fake::FakeApi;
 use crate::spec::{Command, IpamConf};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-
-#[derive(Default)]
-struct FakeApi {
-    endpoints: BTreeMap<String, pb::Endpoint>,
-    next: u8,
-    released: Vec<String>,
-    down: bool,
-    refuse_add: bool,
-}
-
-impl Vrouter for FakeApi {
-    fn add(&mut self, mut ep: pb::Endpoint) -> Result<pb::Endpoint, ApiError> {
-        if self.down {
-            return Err(ApiError::Unreachable("connection refused".into()));
-        }
-        if self.refuse_add || self.endpoints.contains_key(&ep.name) {
-            return Err(ApiError::Refused("no".into()));
-        }
-        if ep.addresses.is_empty() {
-            self.next += 1;
-            ep.addresses.push(format!("10.65.0.{}", self.next));
-        }
-        self.endpoints.insert(ep.name.clone(), ep.clone());
-        Ok(ep)
-    }
-    fn remove(&mut self, name: &str) -> Result<Vec<String>, ApiError> {
-        if self.down {
-            return Err(ApiError::Unreachable("connection refused".into()));
-        }
-        let ep = self
-            .endpoints
-            .remove(name)
-            .ok_or_else(|| ApiError::NotFound(name.into()))?;
-        self.released.extend(ep.addresses.clone());
-        Ok(ep.addresses)
-    }
-    fn list(&mut self) -> Result<Vec<pb::Endpoint>, ApiError> {
-        if self.down {
-            return Err(ApiError::Unreachable("connection refused".into()));
-        }
-        Ok(self.endpoints.values().cloned().collect())
-    }
-}
 
 #[derive(Default)]
 struct FakeHost {

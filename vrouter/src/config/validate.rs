@@ -213,6 +213,12 @@ impl Config {
         let mut names = HashSet::new();
         let mut interfaces = HashSet::new();
         for e in &self.endpoints {
+            if e.name.starts_with("ipam:") {
+                return err(format!(
+                    "endpoint {}: names starting ipam: are IPAM handles'",
+                    e.name
+                ));
+            }
             if !names.insert(&e.name) {
                 return err(format!("endpoint {}: name used twice", e.name));
             }

@@ -15,6 +15,7 @@
 //!   ├─ tables      the live tables the workers read (next hops, tunnels, groups, FIBs)
 //!   ├─ bgp_routes  learnt routes into tables; configured prefixes win
 //!   ├─ endpoints / pools / routes / peers   the operations, domain errors (error)
+//!   ├─ handles     addresses held by an IPAM handle (vrouter-ipam), no endpoint
 //!   ├─ reload      the file's diff, through the same operations
 //!   ├─ cluster     the datastore's view diffed in: nodes, mesh, pools, peers, blocks
 //!   │              (what it contributed: cluster_state)
@@ -29,6 +30,7 @@ pub mod cluster;
 pub mod cluster_state;
 pub mod endpoints;
 pub mod error;
+pub mod handles;
 pub mod host;
 pub mod interface;
 pub mod nexthops;

@@ -150,7 +150,7 @@ pub fn effective_config(file: &Config) -> io::Result<(Config, ApiState)> {
 }
 
 /// Open IPAM and make it agree with the configuration: an address held by an endpoint
-/// that the configuration does not give it is released (that address alone), then
+/// that the configuration does not give it is released (not a handle's: `handles`) (that address alone), then
 /// every endpoint's pool addresses are assigned to it. The configuration is the
 /// authority and gives each address one owner (validated); if it does not, this
 /// fails and the state file is left as it was.
@@ -159,6 +159,10 @@ pub fn open_ipam(config: &Config) -> io::Result<Ipam> {
         .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", config.state_dir.display())))?;
     let mut ipam = Ipam::open(ipam_pools(config), Some(config.state_dir.join("ipam.json")))?;
     for (addr, owner) in ipam.allocations() {
+        // A handle's addresses (vrouter-ipam) are held until the handle is released.
+        if owner.starts_with(super::handles::HANDLE_OWNER) {
+            continue;
+        }
         let given = config
             .endpoints
             .iter()

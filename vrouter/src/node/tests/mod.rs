@@ -3,6 +3,7 @@
 mod bgp;
 mod calico_pools;
 mod cluster;
+mod handles;
 mod host_routes;
 mod memory;
 mod owner;
