@@ -47,7 +47,6 @@ cleanup() {
 }
 trap cleanup EXIT
 # Retry a check's command for up to $1 seconds (sessions and routes take a moment).
-within() { local t=$1; shift; local end=$((SECONDS + t)); until "$@"; do ((SECONDS < end)) || return 1; sleep 0.5; done; }
 
 # --- underlay bridge; nodes n1 .1 and n2 .2; BIRD .10, FRR .11, GoBGP .12
 hub

@@ -43,7 +43,6 @@ cleanup() {
     rm -rf "$WORK"
 }
 trap cleanup EXIT
-within() { local t=$1; shift; local end=$((SECONDS + t)); until "$@"; do ((SECONDS < end)) || return 1; sleep 0.5; done; }
 
 # --- the underlay; etcd on the hub's bridge address (10.97.0.250), as a real cluster's
 # etcd sits on the network, not on each node's loopback.

@@ -3,6 +3,8 @@
 # bridge stands for the underlay; nodes and pods hang off it as Calico wires them.
 
 nsx() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
+# within seconds command...: until the command succeeds, polled every 0.5 s.
+within() { local t=$1; shift; local end=$((SECONDS + t)); until "$@"; do ((SECONDS < end)) || return 1; sleep 0.5; done; }
 # AF_XDP in copy mode carries frames as bytes: no partial checksums or TSO frames.
 off() { nsx "$1" ethtool -K "$2" tx off tso off gso off gro off >/dev/null 2>&1 || true; }
 

@@ -52,6 +52,8 @@ fn attach_uplinks(config: &Config, plan: &Plan) -> io::Result<WorkerHost> {
         xdp_mode: config.xdp_mode,
         local,
         routes: KernelRoutes::new()?,
+        spares: crate::host::SparePrograms::start(),
+        reaper: crate::host::Reaper::start()?,
     })
 }
 

@@ -163,30 +163,52 @@ impl XdpProgram {
     /// verifier rejects the program, the mode is not supported (e.g. native mode on a veth whose
     /// peer MTU is too large: ERANGE) or another XDP program is already attached (EBUSY/EEXIST).
     pub fn attach(ifname: &str, role: XdpRole, mode: AttachMode) -> io::Result<XdpProgram> {
+        let loaded = Loaded::new(&format!("interface {ifname}"), role)?;
+        Self::attach_preloaded(ifname, Preloaded(loaded), mode).map_err(|(e, _)| e)
+    }
+
+    /// Loads the program with `role` set (the verifier's part of attaching), to attach later:
+    /// a spare kept ready so that attaching to a new interface costs only the link.
+    pub fn preload(role: XdpRole) -> io::Result<Preloaded> {
+        Loaded::new("a spare program", role).map(Preloaded)
+    }
+
+    /// `attach` with a program loaded beforehand; on failure the program is given back (to
+    /// try another mode with it).
+    pub fn attach_preloaded(
+        ifname: &str,
+        pre: Preloaded,
+        mode: AttachMode,
+    ) -> Result<XdpProgram, (io::Error, Preloaded)> {
         let what = format!("interface {ifname}");
-        let ifindex =
-            ifindex_of(ifname).map_err(|e| context(&what, "looking up the ifindex", e))?;
-        let loaded = Loaded::new(&what, role)?;
+        let ifindex = match ifindex_of(ifname) {
+            Ok(i) => i,
+            Err(e) => return Err((context(&what, "looking up the ifindex", e), pre)),
+        };
+        let loaded = pre.0;
 
         let opts = sys::bpf_link_create_opts {
             sz: size_of::<sys::bpf_link_create_opts>() as sys::size_t,
             flags: mode.flags(),
             ..Default::default()
         };
-        let target = c_int::try_from(ifindex).map_err(|_| {
+        let Ok(target) = c_int::try_from(ifindex) else {
             let err = io::Error::new(io::ErrorKind::InvalidInput, "ifindex out of range");
-            context(&what, "attaching", err)
-        })?;
+            return Err((context(&what, "attaching", err), Preloaded(loaded)));
+        };
         // SAFETY: `prog_fd` is a loaded XDP program owned by `loaded`; `opts` is a fully
         // initialised `bpf_link_create_opts` whose `sz` is its size, alive for the call.
         let ret = unsafe { sys::bpf_link_create(loaded.prog_fd, target, sys::BPF_XDP, &opts) };
-        let link_fd = check(ret).map_err(|e| {
-            let step = match mode {
-                AttachMode::Native => "attaching (BPF link, native/driver mode)",
-                AttachMode::Generic => "attaching (BPF link, generic/skb mode)",
-            };
-            context(&what, step, e)
-        })?;
+        let link_fd = match check(ret) {
+            Ok(fd) => fd,
+            Err(e) => {
+                let step = match mode {
+                    AttachMode::Native => "attaching (BPF link, native/driver mode)",
+                    AttachMode::Generic => "attaching (BPF link, generic/skb mode)",
+                };
+                return Err((context(&what, step, e), Preloaded(loaded)));
+            }
+        };
         // SAFETY: `bpf_link_create` succeeded and returned a new fd that nothing else owns.
         let link = unsafe { OwnedFd::from_raw_fd(link_fd) };
 
@@ -322,6 +344,17 @@ impl Drop for XdpProgram {
         // Close the link first: that detaches the program from the interface. `loaded` (the
         // object, its program and maps) is freed afterwards, when the fields drop.
         drop(self.link.take());
+    }
+}
+
+/// A program loaded (verified) and not attached yet: see [`XdpProgram::preload`].
+pub struct Preloaded(Loaded);
+
+impl std::fmt::Debug for Preloaded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Preloaded")
+            .field("prog_fd", &self.0.prog_fd)
+            .finish()
     }
 }
 

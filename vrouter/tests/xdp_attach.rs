@@ -937,3 +937,22 @@ fn endpoint_generic_hands_the_pods_answers_to_the_kernel() {
 fn endpoint_native_hands_the_pods_answers_to_the_kernel() {
     endpoint_answers_to_kernel(AttachMode::Native);
 }
+
+/// A program loaded ahead attaches later like a fresh one; a refused attach (an interface that
+/// does not exist) gives it back, and it still attaches afterwards.
+#[test]
+fn a_preloaded_program_attaches_later_and_survives_a_refusal() {
+    require(&["ip", "socat"]);
+    let topo = Topology::new();
+    let pre = XdpProgram::preload(XdpRole::Endpoint).expect("preloading");
+    let (err, pre) = XdpProgram::attach_preloaded("no-such-if0", pre, AttachMode::Generic)
+        .expect_err("no such interface");
+    assert!(err.to_string().contains("no-such-if0"), "{err}");
+    let prog = XdpProgram::attach_preloaded(&topo.host_if, pre, AttachMode::Generic)
+        .unwrap_or_else(|(e, _)| panic!("attaching the preloaded program: {e}"));
+    assert_attached(&topo, &prog, AttachMode::Generic);
+    assert_tcp_exchange(&topo, "preloaded endpoint program");
+    let ifindex = prog.ifindex();
+    drop(prog);
+    assert_detached(&topo, ifindex);
+}

@@ -47,6 +47,9 @@ struct Opts {
     /// The reference plugins' directory.
     #[arg(long, default_value = "/usr/lib/cni")]
     ref_dir: PathBuf,
+    /// Keep vrouterd's and etcd's logs in this directory.
+    #[arg(long)]
+    keep_logs: Option<PathBuf>,
 }
 
 #[derive(Serialize)]
@@ -235,6 +238,7 @@ fn run(o: &Opts) -> io::Result<Report> {
         }
     }
     let mut c = Cluster::start(&vrouterd, 3)?;
+    c.keep_logs = o.keep_logs.clone();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
