@@ -2,7 +2,8 @@
 //!
 //! Dataplane: poll-mode `worker`s move bursts through the `pipeline` (proxy ARP / ND for
 //! the pods' gateway in `arp` / `nd`, ICMP errors in `icmp`, next hops, tunnels and ECMP
-//! groups in `nexthop` / `tunnel` / `ecmp`, per-worker `counters`) over an `io` backend
+//! groups in `nexthop` / `tunnel` / `ecmp`, per-worker `counters`, flow tables in
+//! `conntrack`) over an `io` backend
 //! (AF_XDP, tap, in memory); `xdp` is our XDP program and its loader.
 //!
 //! Control side: `control_loop` runs the node; `startup` builds and spawns the workers;
@@ -15,6 +16,7 @@ pub mod burst;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod conntrack;
 pub mod control_loop;
 pub mod counters;
 pub mod ecmp;
