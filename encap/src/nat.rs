@@ -14,12 +14,8 @@
 //! on short or odd input (an error says why).
 
 use crate::rewrite::fold;
+use crate::wire::ip::protocol::{ICMP, ICMPV6, TCP, UDP};
 use crate::wire::{ipv4, ipv6};
-
-const TCP: u8 = 6;
-const UDP: u8 = 17;
-const ICMP: u8 = 1;
-const ICMPV6: u8 = 58;
 
 /// Which side of the packet to rewrite.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

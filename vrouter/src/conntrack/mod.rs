@@ -23,10 +23,7 @@ pub mod tcp;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use tcp::TcpState;
 
-pub const ICMP: u8 = 1;
-pub const TCP: u8 = 6;
-pub const UDP: u8 = 17;
-pub const ICMPV6: u8 = 58;
+pub use encap::wire::ip::protocol::{ICMP, ICMPV6, TCP, UDP};
 
 /// One direction of a flow. IPv4 addresses sit in the first 4 bytes. For ICMP echo the
 /// identifier is both ports (a reply carries the same one).
