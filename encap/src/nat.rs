@@ -127,11 +127,13 @@ fn l4_checksum(proto: u8) -> Option<(usize, bool, bool)> {
     }
 }
 
-fn is_echo(proto: u8, kind: u8) -> bool {
+/// An ICMP (or ICMPv6) echo request or reply, by protocol and type.
+pub fn is_echo(proto: u8, kind: u8) -> bool {
     matches!((proto, kind), (ICMP, 0 | 8) | (ICMPV6, 128 | 129))
 }
 
-fn is_error(proto: u8, kind: u8) -> bool {
+/// An ICMP (or ICMPv6) error that quotes the packet it is about, by protocol and type.
+pub fn is_error(proto: u8, kind: u8) -> bool {
     matches!((proto, kind), (ICMP, 3 | 11 | 12) | (ICMPV6, 1..=4))
 }
 

@@ -18,6 +18,8 @@
 //! Timeouts are the kernel's defaults (`tcp::TcpState::timeout_s`; UDP 30 s, 120 s once
 //! replied; ICMP 30 s), on a coarse clock in seconds that the worker keeps.
 
+pub mod classify;
+pub mod snat;
 pub mod tcp;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
