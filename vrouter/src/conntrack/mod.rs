@@ -19,6 +19,7 @@
 //! replied; ICMP 30 s), on a coarse clock in seconds that the worker keeps.
 
 pub mod classify;
+pub mod nat;
 pub mod snat;
 pub mod tcp;
 
@@ -386,6 +387,11 @@ impl FlowTable {
         self.free.push(id);
         self.stats.removed += 1;
         Some(f)
+    }
+
+    /// Whether flow `id` has been idle longer than its state allows (or is gone).
+    pub fn is_stale(&self, id: u32, now: u32) -> bool {
+        self.get(id).is_none_or(|f| self.expired(f, now))
     }
 
     fn expired(&self, f: &Flow, now: u32) -> bool {
