@@ -37,11 +37,32 @@ pub enum NatError {
     Family,
 }
 
+/// What kind of checksum a field holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ck {
+    Plain,
+    /// UDP's: never written as zero (a computed zero goes as 0xffff); over IPv4, zero
+    /// means "no checksum" and stays zero.
+    Udp {
+        v4: bool,
+    },
+}
+
+impl Ck {
+    fn of(udp: bool, v6: bool) -> Ck {
+        if udp {
+            Ck::Udp { v4: !v6 }
+        } else {
+            Ck::Plain
+        }
+    }
+}
+
 /// Patch the checksum at `at` for `old` → `new` (equal lengths, even, word-aligned
 /// within what the checksum covers).
-fn adjust(buf: &mut [u8], at: usize, old: &[u8], new: &[u8], udp: bool) {
+fn adjust(buf: &mut [u8], at: usize, old: &[u8], new: &[u8], kind: Ck) {
     let hc = u16::from_be_bytes([buf[at], buf[at + 1]]);
-    if udp && hc == 0 {
+    if kind == (Ck::Udp { v4: true }) && hc == 0 {
         // An IPv4 UDP datagram without a checksum stays without one.
         return;
     }
@@ -51,7 +72,7 @@ fn adjust(buf: &mut [u8], at: usize, old: &[u8], new: &[u8], udp: bool) {
         sum += u32::from(u16::from_be_bytes([n[0], n[1]]));
     }
     let mut out = !fold(sum);
-    if udp && out == 0 {
+    if matches!(kind, Ck::Udp { .. }) && out == 0 {
         out = 0xffff;
     }
     buf[at..at + 2].copy_from_slice(&out.to_be_bytes());
@@ -172,7 +193,7 @@ pub fn translate(ip: &mut [u8], side: Side, addr: &[u8], port: u16) -> Result<()
         // The identifier (bytes 4..6) stands for the port, either way.
         let old = [ip[l4 + 4], ip[l4 + 5]];
         let new = port.to_be_bytes();
-        adjust(ip, l4 + ck, &old, &new, false);
+        adjust(ip, l4 + ck, &old, &new, Ck::Plain);
         ip[l4 + 4..l4 + 6].copy_from_slice(&new);
     } else if is_icmp {
         return Err(NatError::Unsupported);
@@ -183,15 +204,15 @@ pub fn translate(ip: &mut [u8], side: Side, addr: &[u8], port: u16) -> Result<()
         if ip.len() < l4 + ck + 2 {
             return Err(NatError::Truncated);
         }
-        adjust(ip, l4 + ck, &old, &new, udp && !l.v6);
+        adjust(ip, l4 + ck, &old, &new, Ck::of(udp, l.v6));
         ip[at..at + 2].copy_from_slice(&new);
     }
     // The address: the pseudo-header's share of the transport checksum, then IPv4's own.
     if pseudo {
-        adjust(ip, l4 + ck, old_addr, addr, udp && !l.v6);
+        adjust(ip, l4 + ck, old_addr, addr, Ck::of(udp, l.v6));
     }
     if !l.v6 {
-        adjust(ip, ipv4::field::CHECKSUM.start, old_addr, addr, false);
+        adjust(ip, ipv4::field::CHECKSUM.start, old_addr, addr, Ck::Plain);
     }
     ip[field].copy_from_slice(addr);
     Ok(())
@@ -203,16 +224,16 @@ fn patch(
     ip: &mut [u8],
     at: std::ops::Range<usize>,
     new: &[u8],
-    sums: &[(usize, bool)],
+    sums: &[(usize, Ck)],
     outer_ck: usize,
 ) {
     let mut old = [0u8; 16];
     let old = &mut old[..at.len()];
     old.copy_from_slice(&ip[at.clone()]);
-    for &(s, udp) in sums {
-        adjust(ip, s, old, new, udp);
+    for &(s, kind) in sums {
+        adjust(ip, s, old, new, kind);
     }
-    adjust(ip, outer_ck, old, new, false);
+    adjust(ip, outer_ck, old, new, Ck::Plain);
     ip[at].copy_from_slice(new);
 }
 
@@ -238,7 +259,7 @@ fn translate_quoted(ip: &mut [u8], outer: &Layout, addr: &[u8], port: u16) -> Re
     };
     // The quoted transport checksum, when the quote holds it (a router quotes as little
     // as 8 bytes of it).
-    let inner_ck = (il4 + ick + 2 <= ip.len()).then_some((il4 + ick, udp && !inner.v6));
+    let inner_ck = (il4 + ick + 2 <= ip.len()).then_some((il4 + ick, Ck::of(udp, inner.v6)));
     let inner_ck_before = inner_ck.map(|(s, _)| [ip[s], ip[s + 1]]);
     if !inner.v6 {
         // The quoted IPv4 header's checksum, whose own change the error's follows.
@@ -246,17 +267,17 @@ fn translate_quoted(ip: &mut [u8], outer: &Layout, addr: &[u8], port: u16) -> Re
         let before = [ip[ihc], ip[ihc + 1]];
         let mut old = [0u8; 4];
         old.copy_from_slice(&ip[src.clone()]);
-        adjust(ip, ihc, &old, addr, false);
+        adjust(ip, ihc, &old, addr, Ck::Plain);
         let after = [ip[ihc], ip[ihc + 1]];
-        adjust(ip, ck, &before, &after, false);
+        adjust(ip, ck, &before, &after, Ck::Plain);
     }
-    let addr_sums: Vec<(usize, bool)> = inner_ck.filter(|_| pseudo).into_iter().collect();
+    let addr_sums: Vec<(usize, Ck)> = inner_ck.filter(|_| pseudo).into_iter().collect();
     patch(ip, src, addr, &addr_sums, ck);
-    let port_sums: Vec<(usize, bool)> = inner_ck.into_iter().collect();
+    let port_sums: Vec<(usize, Ck)> = inner_ck.into_iter().collect();
     patch(ip, port_field, &port.to_be_bytes(), &port_sums, ck);
     if let (Some((s, _)), Some(before)) = (inner_ck, inner_ck_before) {
         let after = [ip[s], ip[s + 1]];
-        adjust(ip, ck, &before, &after, false);
+        adjust(ip, ck, &before, &after, Ck::Plain);
     }
     Ok(())
 }
