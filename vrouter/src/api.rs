@@ -11,8 +11,9 @@ use ipnet::IpNet;
 use std::net::IpAddr;
 use tonic::Status;
 
-use crate::cluster::{endpoint_handle, Cluster, ClusterEvent};
+use crate::cluster::{endpoint_handle, texts, Cluster, ClusterEvent};
 use crate::node::cluster_state::DatastoreStatus;
+use crate::node::handles::check_handle;
 use datastore::ipam::IpamPool;
 
 impl From<NodeError> for Status {
@@ -88,37 +89,37 @@ pub fn answer(node: &mut NodeState, call: Call, cluster: Option<&Cluster>) {
                 c.release(endpoint_handle(&node.config.node_name, &r.name));
             }
             let released = released.map(|a| pb::RemoveEndpointReply {
-                released: a.iter().map(|a| a.to_string()).collect(),
+                released: texts(&a),
             });
             let _ = tx.send(reply(released));
         }
-        Call::AllocateAddresses(r, tx) => match cluster {
-            Some(c) if !r.handle.is_empty() => c.allocate_for_handle(r, ipam_pools(node), tx),
-            Some(_) => {
-                let _ = tx.send(Err(Status::invalid_argument("a handle is needed")));
+        Call::AllocateAddresses(r, tx) => match (cluster, check_handle(&r.handle)) {
+            (_, Err(e)) => {
+                let _ = tx.send(Err(e.into()));
             }
-            None => {
+            (Some(c), Ok(())) => c.allocate_for_handle(r, ipam_pools(node), tx),
+            (None, Ok(())) => {
                 let got = if r.lookup {
                     node.handle_addresses(&r.handle)
                 } else {
                     node.allocate_for_handle(&r.handle, r.ipv6)
                 };
                 let got = got.map(|a| pb::AllocateAddressesReply {
-                    addresses: a.iter().map(|a| a.to_string()).collect(),
+                    addresses: texts(&a),
                 });
                 let _ = tx.send(reply(got));
             }
         },
-        Call::ReleaseAddresses(r, tx) => match cluster {
-            Some(c) if !r.handle.is_empty() => c.release_handle(r.handle, tx),
-            Some(_) => {
-                let _ = tx.send(Err(Status::invalid_argument("a handle is needed")));
+        Call::ReleaseAddresses(r, tx) => match (cluster, check_handle(&r.handle)) {
+            (_, Err(e)) => {
+                let _ = tx.send(Err(e.into()));
             }
-            None => {
+            (Some(c), Ok(())) => c.release_handle(r.handle, tx),
+            (None, Ok(())) => {
                 let r = node
                     .release_handle(&r.handle)
                     .map(|a| pb::ReleaseAddressesReply {
-                        released: a.iter().map(|a| a.to_string()).collect(),
+                        released: texts(&a),
                     });
                 let _ = tx.send(reply(r));
             }

@@ -84,7 +84,8 @@ fn ipam_status(e: &datastore::ipam::IpamError) -> tonic::Status {
     }
 }
 
-fn texts(ips: &[IpAddr]) -> Vec<String> {
+/// Addresses as the API writes them.
+pub fn texts(ips: &[IpAddr]) -> Vec<String> {
     ips.iter().map(IpAddr::to_string).collect()
 }
 
@@ -386,31 +387,15 @@ fn serve(ipam: &Ipam, req: Request, events: &xch::Sender<ClusterEvent>) {
                     ("endpoint".to_string(), request.name.clone()),
                 ]
                 .into();
-                let mut got = Vec::new();
-                let mut families = vec![false];
-                if request.ipv6 {
-                    families.push(true);
-                }
-                let mut result = Ok(());
-                for v6 in families {
-                    match ipam.auto_assign(&handle, &secondary, &pools, v6).await {
-                        Ok(a) => got.push(a),
-                        Err(e) => {
-                            result = Err(format!(
-                                "allocating an IPv{} address: {e}",
-                                if v6 { 6 } else { 4 }
-                            ));
-                            break;
-                        }
-                    }
-                }
-                if result.is_err() && !got.is_empty() {
-                    release_until_done(&ipam, &handle).await;
-                }
+                let result = assign_families(&ipam, &handle, &secondary, &pools, request.ipv6)
+                    .await
+                    .map_err(|(v6, e)| {
+                        format!("allocating an IPv{} address: {e}", if v6 { 6 } else { 4 })
+                    });
                 let _ = events.send(ClusterEvent::Allocated {
                     request,
                     handle,
-                    result: result.map(|()| got),
+                    result,
                     reply,
                 });
             });
@@ -485,15 +470,29 @@ async fn allocate_for_handle(
     }
     let secondary: BTreeMap<String, String> =
         [("node".to_string(), ipam.node().to_string())].into();
+    assign_families(ipam, handle, &secondary, pools, v6)
+        .await
+        .map_err(|(_, e)| ipam_status(&e))
+}
+
+/// One IPv4 address for `handle` (and one IPv6 when `v6`); on failure, the family that
+/// failed and why, with nothing left held.
+async fn assign_families(
+    ipam: &Ipam,
+    handle: &str,
+    secondary: &BTreeMap<String, String>,
+    pools: &[IpamPool],
+    v6: bool,
+) -> Result<Vec<IpAddr>, (bool, datastore::ipam::IpamError)> {
     let mut got = Vec::new();
     for family_v6 in [false, true].into_iter().take(1 + usize::from(v6)) {
-        match ipam.auto_assign(handle, &secondary, pools, family_v6).await {
+        match ipam.auto_assign(handle, secondary, pools, family_v6).await {
             Ok(a) => got.push(a),
             Err(e) => {
                 if !got.is_empty() {
                     release_until_done(ipam, handle).await;
                 }
-                return Err(ipam_status(&e));
+                return Err((family_v6, e));
             }
         }
     }

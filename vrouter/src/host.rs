@@ -149,7 +149,13 @@ impl SparePrograms {
 
 /// Attach our program to `ifname`, in the mode the configuration asks.
 pub fn attach(ifname: &str, role: XdpRole, mode: XdpMode) -> io::Result<XdpProgram> {
-    attach_loaded(ifname, XdpProgram::preload(role)?, mode)
+    attach_loaded(ifname, preload_for(ifname, role)?, mode)
+}
+
+/// A program loaded now, for `ifname` (named in the error).
+fn preload_for(ifname: &str, role: XdpRole) -> io::Result<Preloaded> {
+    XdpProgram::preload(role)
+        .map_err(|e| io::Error::new(e.kind(), format!("interface {ifname}: {e}")))
 }
 
 fn attach_loaded(ifname: &str, pre: Preloaded, mode: XdpMode) -> io::Result<XdpProgram> {
@@ -177,7 +183,7 @@ pub fn attach_endpoint(
 ) -> io::Result<XdpProgram> {
     let pre = match spare {
         Some(p) => p,
-        None => XdpProgram::preload(XdpRole::Endpoint)?,
+        None => preload_for(ifname, XdpRole::Endpoint)?,
     };
     let prog = attach_loaded(ifname, pre, mode)?;
     for l in local {

@@ -170,7 +170,7 @@ impl XdpProgram {
     /// Loads the program with `role` set (the verifier's part of attaching), to attach later:
     /// a spare kept ready so that attaching to a new interface costs only the link.
     pub fn preload(role: XdpRole) -> io::Result<Preloaded> {
-        Loaded::new("a spare program", role).map(Preloaded)
+        Loaded::new("the embedded program", role).map(Preloaded)
     }
 
     /// `attach` with a program loaded beforehand; on failure the program is given back (to

@@ -44,22 +44,11 @@ impl NodeState {
         self.interface_mtu(&req.interface, req.kind)?;
         let mut ips = req.ips;
         if ips.is_empty() {
-            let mut families = vec![false];
-            if req.ipv6 {
-                families.push(true);
-            }
-            for v6 in families {
-                match self.ipam.allocate(&req.name, v6) {
-                    Ok(a) => ips.push(IpNet::from(a)),
-                    Err(e) => {
-                        self.ipam.release(&req.name);
-                        return Err(NodeError::Exhausted(format!(
-                            "allocating an IPv{} address: {e}",
-                            if v6 { 6 } else { 4 }
-                        )));
-                    }
-                }
-            }
+            ips = self
+                .allocate_families(&req.name, req.ipv6)?
+                .into_iter()
+                .map(IpNet::from)
+                .collect();
         }
         let endpoint = Endpoint {
             name: req.name,
@@ -74,6 +63,25 @@ impl NodeState {
         let ep = self.install_endpoint(endpoint, Origin::Api)?;
         self.persist()?;
         Ok(ep)
+    }
+
+    /// One IPv4 address for `owner` from the pools (and one IPv6 when `v6`); nothing
+    /// held if either family has none left.
+    pub(super) fn allocate_families(&mut self, owner: &str, v6: bool) -> NodeResult<Vec<IpAddr>> {
+        let mut got = Vec::new();
+        for family_v6 in [false, true].into_iter().take(1 + usize::from(v6)) {
+            match self.ipam.allocate(owner, family_v6) {
+                Ok(a) => got.push(a),
+                Err(e) => {
+                    self.ipam.release(owner);
+                    return Err(NodeError::Exhausted(format!(
+                        "allocating an IPv{} address: {e}",
+                        if family_v6 { 6 } else { 4 }
+                    )));
+                }
+            }
+        }
+        Ok(got)
     }
 
     /// The MTU of an endpoint's interface, if the workers' frames can carry it.

@@ -4,19 +4,25 @@
 //! so a restart, which releases what no endpoint holds, keeps them. They are reserved,
 //! not routed: the plugin that made the pod's interface routes to it.
 
-use super::error::{invalid, NodeError, NodeResult};
+use super::error::{invalid, NodeResult};
 use super::NodeState;
 use std::net::IpAddr;
 
 /// The local IPAM owner of a handle's addresses.
 pub const HANDLE_OWNER: &str = "ipam:";
 
-fn owner(handle: &str) -> NodeResult<String> {
+/// A handle the API accepts (either IPAM: this node's, or the datastore's).
+pub fn check_handle(handle: &str) -> NodeResult<()> {
     if handle.is_empty() || handle.len() > 128 || handle.contains(char::is_whitespace) {
         return Err(invalid(format!(
             "handle {handle:?}: 1 to 128 characters, no spaces"
         )));
     }
+    Ok(())
+}
+
+fn owner(handle: &str) -> NodeResult<String> {
+    check_handle(handle)?;
     Ok(format!("{HANDLE_OWNER}{handle}"))
 }
 
@@ -34,19 +40,7 @@ impl NodeState {
         if !held.is_empty() {
             return Ok(held);
         }
-        let mut got = Vec::new();
-        for family_v6 in [false, true].into_iter().take(1 + usize::from(v6)) {
-            match self.ipam.allocate(&owner, family_v6) {
-                Ok(a) => got.push(a),
-                Err(e) => {
-                    self.ipam.release(&owner);
-                    return Err(NodeError::Exhausted(format!(
-                        "allocating an IPv{} address: {e}",
-                        if family_v6 { 6 } else { 4 }
-                    )));
-                }
-            }
-        }
+        let got = self.allocate_families(&owner, v6)?;
         self.persist()?;
         Ok(got)
     }

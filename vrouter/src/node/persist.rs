@@ -150,7 +150,8 @@ pub fn effective_config(file: &Config) -> io::Result<(Config, ApiState)> {
 }
 
 /// Open IPAM and make it agree with the configuration: an address held by an endpoint
-/// that the configuration does not give it is released (not a handle's: `handles`) (that address alone), then
+/// that the configuration does not give it is released (that address alone; a
+/// vrouter-ipam handle's addresses are kept, see `handles`), then
 /// every endpoint's pool addresses are assigned to it. The configuration is the
 /// authority and gives each address one owner (validated); if it does not, this
 /// fails and the state file is left as it was.
