@@ -79,17 +79,21 @@ fn adjust(buf: &mut [u8], at: usize, old: &[u8], new: &[u8], kind: Ck) {
 }
 
 /// Where a packet's pieces are.
-struct Layout {
-    v6: bool,
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    pub v6: bool,
     /// Offset of the transport header.
-    l4: usize,
-    proto: u8,
+    pub l4: usize,
+    pub proto: u8,
     /// The address field of each side.
-    src: std::ops::Range<usize>,
-    dst: std::ops::Range<usize>,
+    pub src: std::ops::Range<usize>,
+    pub dst: std::ops::Range<usize>,
 }
 
-fn layout(ip: &[u8], quoted: bool) -> Result<Layout, NatError> {
+/// The layout of the IP packet at `ip` (TCP, UDP, ICMP or ICMPv6 for IPv6; no
+/// extension headers), or why it has none. `quoted`: a packet inside an ICMP error,
+/// whose length field says what was sent, not what is there.
+pub fn layout(ip: &[u8], quoted: bool) -> Result<Layout, NatError> {
     let version = ip.first().ok_or(NatError::Truncated)? >> 4;
     match version {
         4 => {

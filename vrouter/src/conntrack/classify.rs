@@ -4,8 +4,7 @@
 //! `Untrackable` (counted by the caller).
 
 use super::{Tuple, ICMP, ICMPV6, TCP, UDP};
-use encap::nat::{is_echo, is_error};
-use encap::wire::{ipv4, ipv6};
+use encap::nat::{is_echo, is_error, layout, Layout};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Seen {
@@ -20,37 +19,20 @@ pub enum Seen {
 /// The tuple of the IP packet at `ip`, its TCP flags and the transport's offset. Length
 /// fields are not trusted (a packet quoted in an ICMP error is cut short).
 fn tuple_of(ip: &[u8]) -> Option<(Tuple, u8, usize)> {
-    let (mut t, l4) = match ip.first()? >> 4 {
-        4 => {
-            let ihl = usize::from(ip[0] & 0x0f) * 4;
-            if ihl < ipv4::HEADER_LEN || ip.len() < ihl {
-                return None;
-            }
-            let flg_off = u16::from_be_bytes([ip[6], ip[7]]);
-            if flg_off & ipv4::FRAG_OFFSET != 0 {
-                return None;
-            }
-            let mut t = Tuple::default();
-            t.src[..4].copy_from_slice(&ip[12..16]);
-            t.dst[..4].copy_from_slice(&ip[16..20]);
-            t.proto = ip[ipv4::field::PROTOCOL];
-            (t, ihl)
-        }
-        6 => {
-            if ip.len() < ipv6::HEADER_LEN {
-                return None;
-            }
-            let mut t = Tuple {
-                v6: true,
-                proto: ip[6],
-                ..Tuple::default()
-            };
-            t.src.copy_from_slice(&ip[8..24]);
-            t.dst.copy_from_slice(&ip[24..40]);
-            (t, ipv6::HEADER_LEN)
-        }
-        _ => return None,
+    let Layout {
+        v6,
+        l4,
+        proto,
+        src,
+        dst,
+    } = layout(ip, true).ok()?;
+    let mut t = Tuple {
+        v6,
+        proto,
+        ..Tuple::default()
     };
+    t.src[..src.len()].copy_from_slice(&ip[src]);
+    t.dst[..dst.len()].copy_from_slice(&ip[dst]);
     let l = ip.get(l4..)?;
     let mut flags = 0;
     match t.proto {

@@ -40,7 +40,8 @@ pub struct Tuple {
     pub v6: bool,
 }
 
-fn v4_bytes(a: Ipv4Addr) -> [u8; 16] {
+/// An IPv4 address as a tuple holds it (in the first 4 bytes).
+pub fn v4_bytes(a: Ipv4Addr) -> [u8; 16] {
     let mut b = [0u8; 16];
     b[..4].copy_from_slice(&a.octets());
     b
@@ -376,7 +377,14 @@ impl FlowTable {
         Ok(id)
     }
 
+    /// Remove a flow (counted as `removed`; ageing and eviction count their own).
     pub fn remove(&mut self, id: u32) -> Option<Flow> {
+        let f = self.unlink(id)?;
+        self.stats.removed += 1;
+        Some(f)
+    }
+
+    fn unlink(&mut self, id: u32) -> Option<Flow> {
         if !self.live.get(id as usize).copied().unwrap_or(false) {
             return None;
         }
@@ -385,7 +393,6 @@ impl FlowTable {
         self.index_remove(&f.reply, id | REPLY_BIT);
         self.live[id as usize] = false;
         self.free.push(id);
-        self.stats.removed += 1;
         Some(f)
     }
 
@@ -405,8 +412,7 @@ impl FlowTable {
             if self.live[i]
                 && (self.flows[i].state.evictable() || self.expired(&self.flows[i], now))
             {
-                self.remove(i as u32);
-                self.stats.removed -= 1;
+                self.unlink(i as u32);
                 self.stats.evicted += 1;
                 self.hand = (i + 1) % n;
                 return true;
@@ -425,8 +431,7 @@ impl FlowTable {
             let i = self.hand;
             self.hand = (self.hand + 1) % n;
             if self.live[i] && self.expired(&self.flows[i], now) {
-                self.remove(i as u32);
-                self.stats.removed -= 1;
+                self.unlink(i as u32);
                 self.stats.expired += 1;
                 gone += 1;
             }
@@ -440,8 +445,7 @@ impl FlowTable {
         if let Some((id, dir)) = self.lookup(t) {
             if self.expired(&self.flows[id as usize], now) {
                 // Stale: as if it were not there.
-                self.remove(id);
-                self.stats.removed -= 1;
+                self.unlink(id);
                 self.stats.expired += 1;
                 return self.track(t, tcp_flags, now);
             }

@@ -12,7 +12,7 @@
 use super::classify::{classify, Seen};
 use super::snat::{snat, SnatRefused};
 use super::tcp;
-use super::{Dir, FlowState, FlowTable, Tuple, TCP};
+use super::{v4_bytes, Dir, FlowState, FlowTable, Tuple, TCP};
 use encap::nat::{translate, Side};
 use std::ops::RangeInclusive;
 
@@ -51,12 +51,6 @@ pub struct Nat {
     pub counters: NatCounters,
 }
 
-fn padded(a: &[u8]) -> [u8; 16] {
-    let mut b = [0u8; 16];
-    b[..a.len()].copy_from_slice(a);
-    b
-}
-
 impl Nat {
     /// A worker's NAT: its flow table, its slice of the NAT ports, the node's addresses
     /// on the uplink (None: that family is not translated).
@@ -91,7 +85,7 @@ impl Nat {
             return self.drop(NatDrop::Untranslatable);
         };
         let node = match (tuple.v6, self.node_v4, self.node_v6) {
-            (false, Some(a), _) => padded(&a),
+            (false, Some(a), _) => v4_bytes(a.into()),
             (true, _, Some(a)) => a,
             _ => return self.drop(NatDrop::Untranslatable),
         };
