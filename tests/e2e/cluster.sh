@@ -324,8 +324,10 @@ PY
 }
 check "its WorkloadEndpoint is in etcd as Calico's plugin writes it" within 10 cni_wep
 check "vrouter-cni DEL" bash -c "$(declare -f cni_on_n1); P=$P WORK=$WORK CNI=$CNI cni_on_n1 DEL"
-wep_gone() { [[ -z $(etcdctl_ get --print-value-only $WEP) ]]; }
-check "DEL: its WorkloadEndpoint is deleted" within 10 wep_gone
+absent_in_etcd() { # key: etcd answered, and holds nothing there (a failed get is no proof)
+    local v; v=$(etcdctl_ get --print-value-only "$1") || return 1; [[ -z $v ]]
+}
+check "DEL: its WorkloadEndpoint is deleted" within 10 absent_in_etcd "$WEP"
 # vrouter-ipam on a cluster node: the shared IPAM, under calico-ipam's handle.
 mkdir -p "$WORK/bin" && ln -s "$(realpath "$CNI")" "$WORK/bin/vrouter-ipam"
 ipam_on_n1() { # command
@@ -340,7 +342,7 @@ handle_holds() { # the handle's record in etcd holds the result's address's bloc
 check "vrouter-ipam ADD on a cluster node: an address under handle othernet.ctr-i1 in etcd" \
     bash -c "$(declare -f ipam_on_n1 etcdctl_ nsx handle_holds); P=$P WORK=$WORK EP=$EP; ipam_on_n1 ADD && handle_holds"
 check "vrouter-ipam DEL: the handle is gone from etcd" \
-    bash -c "$(declare -f ipam_on_n1 etcdctl_ nsx); P=$P WORK=$WORK EP=$EP; ipam_on_n1 DEL && [[ -z \$(etcdctl_ get --print-value-only /calico/ipam/v2/handle/othernet.ctr-i1) ]]"
+    bash -c "$(declare -f ipam_on_n1 etcdctl_ nsx absent_in_etcd); P=$P WORK=$WORK EP=$EP; ipam_on_n1 DEL && absent_in_etcd /calico/ipam/v2/handle/othernet.ctr-i1"
 check "ipam show --show-blocks lists blocks per node" bash -c "
     out=\$(nsx ${P}hub $VROUTERCTL --etcd-endpoints $EP ipam show --show-blocks) || exit 1; echo \"\$out\"
     grep -q 'IP Pool .*10.244.0.0/16' <<<\"\$out\" && grep -q 'Block .*node-3' <<<\"\$out\""
