@@ -14,6 +14,12 @@ cargo test --workspace --locked
 # End to end in network namespaces (root): pods, tap, uplink host, kill -9.
 tests/e2e/dataplane.sh
 WORKERS=2 tests/e2e/dataplane.sh
+# NAT outgoing: pods reach an "internet" host with no route to them (ICMP, UDP, TCP both
+# ways, PMTU through a 1400 hop), a non-NAT pool does not, no translation between pods or
+# toward other nodes (tshark), the node's own service, connections and BGP session keep
+# working, 10,000 flows; with two workers, replies cross workers.
+tests/e2e/nat.sh
+WORKERS=2 tests/e2e/nat.sh
 # Two vrouterd nodes and a kernel VXLAN (Calico-style) node: VXLAN, IPIP, tshark checks.
 tests/e2e/overlay.sh
 # The BGP speaker: two vrouterd nodes in a mesh, with BIRD, FRR and GoBGP from Debian.

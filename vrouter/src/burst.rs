@@ -34,6 +34,12 @@ pub enum Action {
         nh: u32,
         len: usize,
     },
+    /// A NAT flow's packet that worker `worker` owns (its flow table, its ports): pass
+    /// the frame (`len` bytes, as received) to that worker to process.
+    Handoff {
+        worker: u16,
+        len: usize,
+    },
     Drop(DropReason),
 }
 
@@ -63,10 +69,19 @@ pub enum DropReason {
     NotOurPool,
     /// A tunnel packet to the node that is malformed or carries another VNI.
     BadTunnel,
+    /// NAT outgoing: every port of the worker's slice is taken for this destination.
+    NatNoPort,
+    /// A new flow refused: the flow table is full of flows that may not be evicted.
+    ConntrackFull,
+    /// NAT outgoing could not translate it (a fragment, no node address of the family,
+    /// a lone RST, an ICMP error from a pod, unreadable headers).
+    NatUntranslatable,
+    /// A NAT flow's packet for another worker whose mailbox was full.
+    HandoffFull,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 11] = [
+    pub const ALL: [DropReason; 15] = [
         DropReason::Malformed,
         DropReason::NoRoute,
         DropReason::TtlExpired,
@@ -78,6 +93,10 @@ impl DropReason {
         DropReason::TooBig,
         DropReason::NotOurPool,
         DropReason::BadTunnel,
+        DropReason::NatNoPort,
+        DropReason::ConntrackFull,
+        DropReason::NatUntranslatable,
+        DropReason::HandoffFull,
     ];
 
     pub fn name(self) -> &'static str {
@@ -93,6 +112,10 @@ impl DropReason {
             DropReason::TooBig => "too_big",
             DropReason::NotOurPool => "not_our_pool",
             DropReason::BadTunnel => "bad_tunnel",
+            DropReason::NatNoPort => "nat_no_port",
+            DropReason::ConntrackFull => "conntrack_full",
+            DropReason::NatUntranslatable => "nat_untranslatable",
+            DropReason::HandoffFull => "handoff_full",
         }
     }
 }

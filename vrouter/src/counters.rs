@@ -23,12 +23,16 @@ pub struct Tally {
     pub fragmented: u64,
     /// Tunnel packets to the node unwrapped (their inner packets then count as usual).
     pub decapsulated: u64,
+    /// Packets whose addresses NAT outgoing rewrote (out to the world and back).
+    pub nat_translated: u64,
+    /// NAT replies passed to the worker that owns their flow.
+    pub handed_off: u64,
     pub drops: [u64; N_DROPS],
 }
 
 impl Tally {
     /// How many counts besides the drops (`TALLY` describes them).
-    pub const COUNT: usize = 8;
+    pub const COUNT: usize = 10;
 
     /// The counts besides the drops, in `TALLY` order.
     #[inline]
@@ -42,11 +46,14 @@ impl Tally {
             self.held,
             self.fragmented,
             self.decapsulated,
+            self.nat_translated,
+            self.handed_off,
         ]
     }
 
     fn add_values(&mut self, v: [u64; Self::COUNT]) {
-        let [rx, tx, to_kernel, replies, icmp_errors, held, fragmented, decapsulated] = v;
+        let [rx, tx, to_kernel, replies, icmp_errors, held, fragmented, decapsulated, nat_translated, handed_off] =
+            v;
         self.rx += rx;
         self.tx += tx;
         self.to_kernel += to_kernel;
@@ -55,6 +62,8 @@ impl Tally {
         self.held += held;
         self.fragmented += fragmented;
         self.decapsulated += decapsulated;
+        self.nat_translated += nat_translated;
+        self.handed_off += handed_off;
     }
 
     #[inline]
@@ -136,6 +145,16 @@ pub const TALLY: [CounterSpec; Tally::COUNT] = [
         "decapsulated",
         "vrouter_decapsulated_packets_total",
         "Tunnel packets unwrapped.",
+    ),
+    spec(
+        "nat_translated",
+        "vrouter_nat_translated_packets_total",
+        "Packets NAT outgoing rewrote (pods' to the outside and the replies).",
+    ),
+    spec(
+        "handed_off",
+        "vrouter_nat_handed_off_packets_total",
+        "NAT replies passed to the worker owning their flow.",
     ),
 ];
 
@@ -246,6 +265,8 @@ mod tests {
             held: 6,
             fragmented: 7,
             decapsulated: 8,
+            nat_translated: 9,
+            handed_off: 10,
             ..Default::default()
         };
         let keys: Vec<&str> = TALLY.iter().map(|c| c.key).collect();
@@ -259,10 +280,12 @@ mod tests {
                 "icmp_errors",
                 "held",
                 "fragmented",
-                "decapsulated"
+                "decapsulated",
+                "nat_translated",
+                "handed_off"
             ]
         );
-        assert_eq!(t.values(), [1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(t.values(), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
         for c in &TALLY {
             assert!(c.metric.starts_with("vrouter_") && c.metric.ends_with("_total"));
             assert!(!c.help.is_empty());

@@ -23,7 +23,7 @@ use std::collections::HashMap;
 use std::io;
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
-use tracing::warn;
+use tracing::{error, info, warn};
 
 pub struct WorkerHost {
     pub workers: Vec<mpsc::Sender<WorkerCmd>>,
@@ -40,6 +40,33 @@ pub struct WorkerHost {
     pub spares: SparePrograms,
     /// Endpoint closes finished off the control loop.
     pub reaper: Reaper,
+    /// NAT outgoing's ports, kept from the kernel while a pool asks for NAT.
+    pub nat: crate::nat_ports::NatPorts,
+}
+
+impl WorkerHost {
+    /// NAT outgoing on or off: the kernel keeps off its ports, and the uplinks' programs
+    /// steer what returns to them to us. Fails (NAT left off) if the kernel's ports
+    /// cannot be kept clear.
+    pub fn sync_nat(&mut self, wanted: bool) -> io::Result<()> {
+        if wanted == self.nat.on {
+            return Ok(());
+        }
+        if wanted {
+            self.nat.reserve()?;
+            for p in &self.uplinks {
+                p.nat_ports(Some(self.nat.range.clone()))?;
+            }
+            info!(ports = ?self.nat.range, "NAT outgoing on");
+        } else {
+            for p in &self.uplinks {
+                p.nat_ports(None)?;
+            }
+            self.nat.release();
+            info!("NAT outgoing off");
+        }
+        Ok(())
+    }
 }
 
 /// Endpoint programs loaded (verified) ahead by a background thread, `SPARES` at a time:
@@ -258,6 +285,9 @@ impl Host for WorkerHost {
     }
 
     fn set_overlay(&mut self, overlay: &Overlay) {
+        if let Err(e) = self.sync_nat(overlay.nat_wanted()) {
+            error!("NAT outgoing: {e}");
+        }
         for w in &self.workers {
             let _ = w.send(WorkerCmd::SetOverlay(overlay.clone()));
         }

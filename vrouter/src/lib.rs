@@ -24,6 +24,7 @@ pub mod host;
 pub mod icmp;
 pub mod io;
 pub mod kroute;
+pub mod nat_ports;
 pub mod nd;
 pub mod neigh;
 pub mod nexthop;

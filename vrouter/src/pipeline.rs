@@ -14,13 +14,17 @@ use crate::icmp::{self, IcmpError, RateLimit};
 use crate::nd::{self, NdOutcome, POD_GATEWAY_V6};
 use crate::nexthop::{Adjacency, NextHopTable, PortId};
 use crate::tunnel::{Overlay, TunnelTable};
-use encap::rewrite::{self, Hop, ETH_HDR_LEN};
+use encap::rewrite::ETH_HDR_LEN;
 use encap::tunnel::{DecapError, OuterEth};
 use encap::wire::ethernet::{self, ethertype::ARP, ethertype::IPV4, ethertype::IPV6};
 use encap::wire::ipv4;
 use fib::{Reader4, Reader6};
-use headers::{ethertype, ipv4_addrs, ipv6_addrs, is_icmpv6_nd, is_link_local, is_multicast_v6};
+use headers::{
+    decrement_hop, ethertype, ipv4_addrs, ipv6_addrs, is_icmpv6_nd, is_link_local, is_multicast_v6,
+    rewrite_hop,
+};
 use std::net::{Ipv4Addr, Ipv6Addr};
+use std::ops::RangeInclusive;
 use std::sync::Arc;
 
 const NO_ROUTE: u32 = u32::MAX;
@@ -65,6 +69,8 @@ pub struct Pipeline {
     /// Frames built during a burst beyond the received ones (encapsulated fragments),
     /// in preallocated buffers, for the worker to send.
     extra: ExtraFrames,
+    /// Connection tracking and NAT outgoing.
+    nat: nat::NatStage,
 }
 
 /// Preallocated room for frames the pipeline builds itself.
@@ -118,6 +124,7 @@ impl Pipeline {
             ident: 0,
             groups: None,
             extra: ExtraFrames::new(),
+            nat: nat::NatStage::default(),
         }
     }
 
@@ -139,8 +146,34 @@ impl Pipeline {
     /// decapsulate tunnel packets arriving on the uplink for `overlay`.
     pub fn with_overlay(mut self, tunnels: Arc<TunnelTable>, overlay: Overlay) -> Pipeline {
         self.tunnels = Some(tunnels);
+        self.nat.sync(&overlay);
         self.overlay = Some(overlay);
         self
+    }
+
+    /// Track flows and masquerade pods of natOutgoing pools: `max_flows` flows (memory
+    /// taken when a pool first asks for NAT), this worker's share of `range`.
+    pub fn with_conntrack(
+        mut self,
+        max_flows: usize,
+        range: RangeInclusive<u16>,
+        workers: usize,
+    ) -> Pipeline {
+        self.nat.configure(max_flows, range, workers, self.worker);
+        if let Some(o) = &self.overlay {
+            self.nat.sync(o);
+        }
+        self
+    }
+
+    /// The flow tables' clock (seconds) and some ageing: once per loop.
+    pub fn housekeep(&mut self, now_s: u32) {
+        self.nat.housekeep(now_s);
+    }
+
+    /// This worker's flows (`vrouterctl conntrack`, the metrics).
+    pub fn nat_mut(&mut self) -> &mut nat::NatStage {
+        &mut self.nat
     }
 
     /// Learn pods' MACs: `by_port[p]` is the next hop to point at port `p` and the
@@ -148,6 +181,7 @@ impl Pipeline {
     /// The pools changed (what tunnel packets to us may carry).
     pub fn set_overlay(&mut self, overlay: Overlay) {
         if self.overlay.is_some() {
+            self.nat.sync(&overlay);
             self.overlay = Some(overlay);
         }
     }
@@ -290,7 +324,15 @@ impl Pipeline {
                     Some((src, _)) if !may_send_v4(&port.kind, src) => {
                         Action::Drop(DropReason::Spoofed)
                     }
-                    Some((_, dst)) => {
+                    Some((_, mut dst)) => {
+                        let ov = self.overlay.as_ref();
+                        if !from_pod && self.nat.to_node(ov, u128::from(dst), false) {
+                            if let Some(a) = self.nat.inbound(self.worker, frame, len, &mut tally) {
+                                actions[i] = a;
+                                continue;
+                            }
+                            dst = ipv4_addrs(&frame[ETH_HDR_LEN..len]).map_or(dst, |a| a.1);
+                        }
                         keys4[n4] = dst;
                         slot4[n4] = i as u8;
                         n4 += 1;
@@ -322,7 +364,17 @@ impl Pipeline {
                         Some((src, _)) if !may_send_v6(&port.kind, src) => {
                             Action::Drop(DropReason::Spoofed)
                         }
-                        Some((_, dst)) => {
+                        Some((_, mut dst)) => {
+                            let ov = self.overlay.as_ref();
+                            if !from_pod && self.nat.to_node(ov, dst, true) {
+                                if let Some(a) =
+                                    self.nat.inbound(self.worker, frame, len, &mut tally)
+                                {
+                                    actions[i] = a;
+                                    continue;
+                                }
+                                dst = ipv6_addrs(&frame[ETH_HDR_LEN..len]).map_or(dst, |a| a.1);
+                            }
                             keys6[n6] = dst;
                             slot6[n6] = i as u8;
                             n6 += 1;
@@ -381,10 +433,24 @@ impl Pipeline {
             .map(|(&i, &nh)| (i, nh, true));
         for (i, nh, v6) in v4.chain(v6) {
             let i = i as usize;
+            // NAT outgoing, once the packet has a route out.
+            let ov = self.overlay.as_ref();
+            let masq =
+                from_pod && nh != NO_ROUTE && self.nat.masquerades(ov, frames[i], lens_now[i], v6);
+            if masq {
+                if let Err(why) = self.nat.outbound(frames[i], lens_now[i], &mut tally) {
+                    actions[i] = Action::Drop(why);
+                    continue;
+                }
+            }
             actions[i] = match self.forward(&mut *frames[i], lens_now[i], nh, v6, from_pod) {
                 Action::Drop(
                     why @ (DropReason::TtlExpired | DropReason::NoRoute | DropReason::TooBig),
                 ) => match self.icmp_error(&mut *frames[i], lens_now[i], why, v6, rx, nh) {
+                    // About a packet we translated: back to the pod's own addresses.
+                    Some(Action::Tx { len, .. }) if masq && !self.nat.own_error(frames[i], len) => {
+                        Action::Drop(why)
+                    }
                     Some(action) => {
                         tally.drop(why);
                         tally.icmp_errors += 1;
@@ -402,6 +468,8 @@ impl Pipeline {
                 Action::Kernel => tally.to_kernel += 1,
                 Action::Hold { .. } => tally.held += 1,
                 Action::Fragment { .. } | Action::Consumed => tally.fragmented += 1,
+                // Counted as handed off; the owner counts what becomes of it.
+                Action::Handoff { .. } => {}
                 Action::Drop(why) => tally.drop(why),
             }
         }
@@ -682,36 +750,6 @@ enum Decap {
     Drop(DropReason),
 }
 
-/// TTL / hop limit of the packet in `frame[..len]`.
-#[inline(always)]
-fn decrement_hop(frame: &mut [u8], len: usize, v6: bool) -> Result<(), DropReason> {
-    let ip = &mut frame[ETH_HDR_LEN..len];
-    let hop = if v6 {
-        rewrite::ipv6_decrement_hop_limit(ip)
-    } else {
-        rewrite::ipv4_decrement_ttl(ip)
-    };
-    match hop {
-        Hop::Forward => Ok(()),
-        Hop::Expired => Err(DropReason::TtlExpired),
-        Hop::Truncated => Err(DropReason::Malformed),
-    }
-}
-
-/// TTL / hop limit and MACs of a packet leaving for `dst_mac` from `src_mac`.
-#[inline(always)]
-fn rewrite_hop(
-    frame: &mut [u8],
-    len: usize,
-    v6: bool,
-    dst_mac: [u8; 6],
-    src_mac: [u8; 6],
-) -> Result<(), DropReason> {
-    decrement_hop(frame, len, v6)?;
-    rewrite::set_eth_addrs(frame, dst_mac, src_mac);
-    Ok(())
-}
-
 /// A packet larger than its egress MTU (the rare path, kept out of the loop): IPv6 and
 /// IPv4 with DF are dropped (frag-needed / packet-too-big follow); IPv4 without DF is
 /// rewritten and left to the backend to fragment.
@@ -754,5 +792,6 @@ fn may_send_v6(kind: &PortKind, src: u128) -> bool {
 }
 
 mod headers;
+pub mod nat;
 #[cfg(test)]
 mod tests;

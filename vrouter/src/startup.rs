@@ -54,6 +54,12 @@ fn attach_uplinks(config: &Config, plan: &Plan) -> io::Result<WorkerHost> {
         routes: KernelRoutes::new()?,
         spares: crate::host::SparePrograms::start(),
         reaper: crate::host::Reaper::start()?,
+        nat: crate::nat_ports::NatPorts::new(
+            config
+                .conntrack
+                .nat_range()
+                .unwrap_or(crate::conntrack::snat::NAT_PORTS),
+        ),
     })
 }
 
@@ -90,6 +96,14 @@ pub fn worker_pipeline(
     .with_pod_nexthops(by_port)
     .with_overlay(tables.tunnels.clone(), plan.overlay.clone())
     .with_groups(tables.groups.clone())
+    .with_conntrack(
+        config.conntrack.max_flows / config.workers.count.max(1),
+        config
+            .conntrack
+            .nat_range()
+            .unwrap_or(crate::conntrack::snat::NAT_PORTS),
+        config.workers.count,
+    )
 }
 
 /// Workers running, and what the control loop keeps of them.
@@ -110,6 +124,7 @@ pub fn start_workers(
     stop: &Arc<AtomicBool>,
 ) -> io::Result<Started> {
     let mut host = attach_uplinks(config, plan)?;
+    host.sync_nat(plan.overlay.nat_wanted())?;
     let ports: Arc<[Port]> = plan.ports.ports.clone().into();
     let counters = Arc::new(Counters::new(config.workers.count));
     let cores = config.workers.cores();
@@ -150,6 +165,7 @@ pub fn start_workers(
             outboxes[s.port.0 as usize] = Some(mailboxes[s.worker].clone());
         }
         let inbox = mailboxes[w].clone();
+        let all_mailboxes = mailboxes.clone();
         // The uplinks' programs steer this worker's queue to its sockets; the worker
         // keeps them to unregister its sockets at its stop. Endpoints' programs belong
         // to the host alone, so closing an endpoint detaches its program.
@@ -178,7 +194,7 @@ pub fn start_workers(
                         warn!(worker = w, core, "could not pin to core");
                     }
                     let io = match AfXdpIo::open_with_room(&specs, mtu, spare).and_then(|mut io| {
-                        io.connect_workers(inbox, outboxes)?;
+                        io.connect_workers(inbox, outboxes, all_mailboxes)?;
                         for (port, prog, queue) in &steering {
                             if let Some(fd) = io.socket_fd(*port) {
                                 prog.register_socket(*queue, fd)?;

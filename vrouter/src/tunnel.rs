@@ -117,18 +117,52 @@ pub struct Overlay {
     pub pools_v4: Vec<(u32, u8)>,
     pub pools_v6: Vec<(u128, u8)>,
     pub vni: u32,
+    /// NAT outgoing (Calico's natOutgoing): the pools whose pods' packets to the outside
+    /// leave from the node's address.
+    pub nat_v4: Vec<(u32, u8)>,
+    pub nat_v6: Vec<(u128, u8)>,
+    /// The cluster's other nodes' addresses, sorted: never "the outside".
+    pub nodes_v4: Vec<u32>,
+    pub nodes_v6: Vec<u128>,
+}
+
+fn in_v4(nets: &[(u32, u8)], a: u32) -> bool {
+    nets.iter()
+        .any(|&(n, l)| l == 0 || (a ^ n) >> (32 - l as u32) == 0)
+}
+
+fn in_v6(nets: &[(u128, u8)], a: u128) -> bool {
+    nets.iter()
+        .any(|&(n, l)| l == 0 || (a ^ n) >> (128 - l as u32) == 0)
 }
 
 impl Overlay {
     pub fn in_pools_v4(&self, a: u32) -> bool {
-        self.pools_v4
-            .iter()
-            .any(|&(n, l)| l == 0 || (a ^ n) >> (32 - l as u32) == 0)
+        in_v4(&self.pools_v4, a)
     }
 
     pub fn in_pools_v6(&self, a: u128) -> bool {
-        self.pools_v6
-            .iter()
-            .any(|&(n, l)| l == 0 || (a ^ n) >> (128 - l as u32) == 0)
+        in_v6(&self.pools_v6, a)
+    }
+
+    /// Does any pool ask for NAT outgoing?
+    pub fn nat_wanted(&self) -> bool {
+        !self.nat_v4.is_empty() || !self.nat_v6.is_empty()
+    }
+
+    /// Calico's rule: from a natOutgoing pool to outside every pool, and not to a node
+    /// of the cluster (nor this one).
+    pub fn masquerades_v4(&self, src: u32, dst: u32) -> bool {
+        in_v4(&self.nat_v4, src)
+            && !self.in_pools_v4(dst)
+            && !self.local_v4.contains(&dst)
+            && self.nodes_v4.binary_search(&dst).is_err()
+    }
+
+    pub fn masquerades_v6(&self, src: u128, dst: u128) -> bool {
+        in_v6(&self.nat_v6, src)
+            && !self.in_pools_v6(dst)
+            && !self.local_v6.contains(&dst)
+            && self.nodes_v6.binary_search(&dst).is_err()
     }
 }

@@ -69,6 +69,7 @@ pub struct Worker<I: Io> {
     poll_mode: PollMode,
     last_retry: Instant,
     last_probe: Instant,
+    started: Instant,
     idle_loops: u32,
     commands: Option<mpsc::Receiver<WorkerCmd>>,
 }
@@ -90,6 +91,7 @@ impl<I: Io> Worker<I> {
             handover: Vec::new(),
             poll_mode,
             last_retry: now,
+            started: now,
             last_probe: now - PROBE_EVERY,
             idle_loops: 0,
             commands: None,
@@ -189,12 +191,19 @@ impl<I: Io> Worker<I> {
                 }
             }
         }
+        let pipeline = &mut self.pipeline;
+        got += self.io.rx_handoffs(&mut |port, frames, lens, actions| {
+            pipeline.process(port, frames, lens, actions)
+        });
         self.housekeeping(Instant::now());
         self.io.flush();
         got
     }
 
     fn housekeeping(&mut self, now: Instant) {
+        // The flow tables' clock, and a little ageing, every loop.
+        self.pipeline
+            .housekeep(now.duration_since(self.started).as_secs() as u32);
         if now.duration_since(self.last_retry) >= RETRY_EVERY {
             self.last_retry = now;
             self.take_commands();

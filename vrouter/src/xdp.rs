@@ -119,6 +119,8 @@ impl PrefixClass {
 /// Keys of `settings`.
 const SETTING_ROLE: u32 = 0;
 const SETTING_ANSWERS_TO_KERNEL: u32 = 1;
+const SETTING_NAT_LOW: u32 = 2;
+const SETTING_NAT_HIGH: u32 = 3;
 
 /// Key of `prefixes_v4` (`struct lpm_v4_key`).
 #[repr(C)]
@@ -289,6 +291,19 @@ impl XdpProgram {
         check(ret)
             .map(drop)
             .map_err(|e| self.context(&format!("setting answers to the kernel to {on}"), e))
+    }
+
+    /// On an uplink: steer what returns to NAT outgoing's `ports` on a LOCAL address (replies,
+    /// echo replies, ICMP errors about what we sent) to the vRouter; None: no NAT.
+    pub fn nat_ports(&self, ports: Option<std::ops::RangeInclusive<u16>>) -> io::Result<()> {
+        let (low, high) = ports.map_or((0, 0), |r| (u32::from(*r.start()), u32::from(*r.end())));
+        // High first: with the low bound 0 (off) the program looks at nothing else.
+        for (key, value) in [(SETTING_NAT_HIGH, high), (SETTING_NAT_LOW, low)] {
+            // SAFETY: `settings` is an ARRAY with `__u32` keys and values; pointers valid for the call.
+            let ret = unsafe { update_elem(self.loaded.settings, &key, &value) };
+            check(ret).map_err(|e| self.context("setting the NAT ports", e))?;
+        }
+        Ok(())
     }
 
     /// Steers frames received on rx `queue` (below [`MAX_QUEUES`]) to the AF_XDP socket `xsk_fd`.

@@ -113,6 +113,7 @@ fn setup() -> Setup {
         pools_v4: vec![(0x0af4_0000, 16)],
         pools_v6: vec![],
         vni: CALICO_VNI,
+        ..Overlay::default()
     };
     let pipeline = Pipeline::new(
         fib4.reader(),

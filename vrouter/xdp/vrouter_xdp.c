@@ -15,12 +15,17 @@
  *   xsks         XSKMAP, rx queue index -> AF_XDP socket.
  *   prefixes_v4  LPM trie, IPv4 prefix -> class.
  *   prefixes_v6  LPM trie, IPv6 prefix -> class.
- *   settings     ARRAY[2]: [0] the role of the interface; [1] on an endpoint, non-zero once the
- *                pod's answers (ARP replies, neighbour advertisements) go to the kernel.
+ *   settings     ARRAY[4]: [0] the role of the interface; [1] on an endpoint, non-zero once the
+ *                pod's answers (ARP replies, neighbour advertisements) go to the kernel;
+ *                [2], [3] on an uplink: the NAT outgoing port range (low, high; 0 = no NAT).
  * Classes: 1 = OURS (pool / pod addresses the vRouter forwards), 2 = LOCAL (the node's own).
  * Roles:
  *   0 = uplink: OURS destinations, and tunnel traffic (IPIP, IPv6-in-IP, VXLAN UDP 4789) for
- *       LOCAL destinations, go to the vRouter; the rest (ARP, the host's SSH/BGP...) to the kernel.
+ *       LOCAL destinations, go to the vRouter; so does, with NAT on, what returns to a NAT port:
+ *       TCP / UDP to a LOCAL address and a port of the range, ICMP / ICMPv6 echo replies with an
+ *       identifier in it, and ICMP errors quoting a packet from such a port (or echo request).
+ *       The rest (ARP, the host's SSH/BGP, its own connections: the kernel never takes a port of
+ *       the range, vrouterd reserves it) goes to the kernel.
  *   1 = endpoint (a pod's host-side veth): LOCAL destinations go to the kernel, and once
  *       settings[1] is set the pod's ARP replies and neighbour advertisements too (they answer
  *       the kernel's own requests: the vRouter asks only while it does not know the pod's MAC,
@@ -114,6 +119,14 @@ struct arphdr {
 	__be16 ar_op;
 };
 
+struct icmphdr {
+	__u8 type;
+	__u8 code;
+	__be16 checksum;
+	__be16 id; /* echo; unused in errors */
+	__be16 seq;
+};
+
 struct udphdr {
 	__be16 source;
 	__be16 dest;
@@ -125,6 +138,8 @@ struct udphdr {
 #define ETH_P_IPV6 0x86DD
 #define ETH_P_ARP 0x0806
 #define ARPOP_REPLY 2
+#define IPPROTO_ICMP 1
+#define IPPROTO_TCP 6
 #define IPPROTO_ICMPV6 58
 #define ND_NEIGHBOR_ADVERT 136
 #define IPPROTO_IPIP 4
@@ -141,6 +156,8 @@ struct udphdr {
 
 #define SETTING_ROLE 0
 #define SETTING_ANSWERS_TO_KERNEL 1
+#define SETTING_NAT_LOW 2
+#define SETTING_NAT_HIGH 3
 
 struct lpm_v4_key {
 	__u32 prefixlen;
@@ -177,7 +194,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 2);
+	__uint(max_entries, 4);
 	__type(key, __u32);
 	__type(value, __u32);
 } settings SEC(".maps");
@@ -222,6 +239,105 @@ static __always_inline int is_vxlan(void *l4, void *data_end)
 	return udp->dest == bpf_htons(VXLAN_PORT);
 }
 
+static __always_inline int nat_port(__be16 port)
+{
+	__u32 p = bpf_htons(port); /* a swap either way */
+	__u32 low = setting(SETTING_NAT_LOW);
+
+	return low && p >= low && p <= setting(SETTING_NAT_HIGH);
+}
+
+/* TCP / UDP to a NAT port, or an echo reply with a NAT identifier. `v6`: ICMPv6 numbering. */
+static __always_inline int nat_reply(__u8 proto, void *l4, void *data_end, int v6)
+{
+	if (proto == IPPROTO_TCP || proto == IPPROTO_UDP) {
+		struct udphdr *ports = l4; /* TCP's ports sit where UDP's do */
+
+		if ((void *)(ports + 1) > data_end)
+			return 0;
+		return nat_port(ports->dest);
+	}
+	if (proto == (v6 ? IPPROTO_ICMPV6 : IPPROTO_ICMP)) {
+		struct icmphdr *icmp = l4;
+
+		if ((void *)(icmp + 1) > data_end)
+			return 0;
+		return icmp->type == (v6 ? 129 : 0) && nat_port(icmp->id);
+	}
+	return 0;
+}
+
+/* The packet an ICMP error quotes, at `q`: from a NAT port (or an echo request with a NAT
+ * identifier), i.e. something we sent. `l4` is where its transport header starts. */
+static __always_inline int nat_quote(__u8 proto, void *l4, void *data_end, int v6)
+{
+	if (proto == IPPROTO_TCP || proto == IPPROTO_UDP) {
+		struct udphdr *ports = l4;
+
+		if ((void *)ports + 4 > data_end)
+			return 0;
+		return nat_port(ports->source);
+	}
+	if (proto == (v6 ? IPPROTO_ICMPV6 : IPPROTO_ICMP)) {
+		struct icmphdr *icmp = l4;
+
+		if ((void *)(icmp + 1) > data_end)
+			return 0;
+		return icmp->type == (v6 ? 128 : 8) && nat_port(icmp->id);
+	}
+	return 0;
+}
+
+static __always_inline int nat_v4(struct iphdr *ip, __u32 ihl, void *data_end)
+{
+	struct icmphdr *icmp;
+	struct iphdr *q;
+	__u32 qihl;
+
+	if (!setting(SETTING_NAT_LOW) || (ip->frag_off & bpf_htons(IP_OFFSET_MASK)))
+		return 0;
+	if (ip->protocol != IPPROTO_ICMP)
+		return nat_reply(ip->protocol, (void *)ip + ihl, data_end, 0);
+	icmp = (void *)ip + ihl;
+	if ((void *)(icmp + 1) > data_end)
+		return 0;
+	if (icmp->type == 0)
+		return nat_reply(IPPROTO_ICMP, icmp, data_end, 0);
+	/* Errors: unreachable, time exceeded, parameter problem. */
+	if (icmp->type != 3 && icmp->type != 11 && icmp->type != 12)
+		return 0;
+	q = (void *)(icmp + 1);
+	if ((void *)(q + 1) > data_end)
+		return 0;
+	qihl = (q->ihl_version & 0x0F) * 4;
+	if (qihl < sizeof(*q) || qihl > 60)
+		return 0;
+	return nat_quote(q->protocol, (void *)q + qihl, data_end, 0);
+}
+
+static __always_inline int nat_v6(struct ipv6hdr *ip6, void *data_end)
+{
+	struct icmphdr *icmp;
+	struct ipv6hdr *q;
+
+	if (!setting(SETTING_NAT_LOW))
+		return 0;
+	if (ip6->nexthdr != IPPROTO_ICMPV6)
+		return nat_reply(ip6->nexthdr, ip6 + 1, data_end, 1);
+	icmp = (void *)(ip6 + 1);
+	if ((void *)(icmp + 1) > data_end)
+		return 0;
+	if (icmp->type == 129)
+		return nat_reply(IPPROTO_ICMPV6, icmp, data_end, 1);
+	/* Errors: unreachable, packet too big, time exceeded, parameter problem. */
+	if (icmp->type < 1 || icmp->type > 4)
+		return 0;
+	q = (void *)(icmp + 1);
+	if ((void *)(q + 1) > data_end)
+		return 0;
+	return nat_quote(q->nexthdr, q + 1, data_end, 1);
+}
+
 SEC("xdp")
 int vrouter_xdp(struct xdp_md *ctx)
 {
@@ -258,6 +374,8 @@ int vrouter_xdp(struct xdp_md *ctx)
 		if (ip->protocol == IPPROTO_UDP && !(ip->frag_off & bpf_htons(IP_OFFSET_MASK)) &&
 		    is_vxlan((void *)ip + ihl, data_end))
 			goto redirect;
+		if (nat_v4(ip, ihl, data_end))
+			goto redirect;
 		return XDP_PASS;
 	}
 
@@ -286,6 +404,8 @@ int vrouter_xdp(struct xdp_md *ctx)
 		if (ip6->nexthdr == IPPROTO_IPIP || ip6->nexthdr == IPPROTO_IPV6)
 			goto redirect;
 		if (ip6->nexthdr == IPPROTO_UDP && is_vxlan(ip6 + 1, data_end))
+			goto redirect;
+		if (nat_v6(ip6, data_end))
 			goto redirect;
 		return XDP_PASS;
 	}

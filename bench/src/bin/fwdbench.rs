@@ -1192,6 +1192,7 @@ fn memio(opts: &Opts, tsc: &Tsc) -> Memio {
                     pools_v4: vec![(0x0af4_0000, 16)],
                     pools_v6: vec![],
                     vni: encap::vxlan::CALICO_VNI,
+                    ..Overlay::default()
                 },
             )
         } else {

@@ -56,6 +56,51 @@ pub struct Config {
     pub state_dir: std::path::PathBuf,
     /// The cluster datastore (absent: this node alone, IPAM in `state_dir`).
     pub datastore: Option<DatastoreSettings>,
+    /// Connection tracking and NAT outgoing.
+    #[serde(default)]
+    pub conntrack: ConntrackSettings,
+}
+
+/// `[conntrack]`: the workers' flow tables and NAT outgoing's ports.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ConntrackSettings {
+    /// Flows tracked at most, over all workers (each worker holds its share). Memory is
+    /// taken once, when a pool first asks for NAT: about 128 bytes per flow.
+    #[serde(default = "default_max_flows")]
+    pub max_flows: usize,
+    /// NAT outgoing's source ports on the node's address, "low-high". vrouterd reserves
+    /// them from the kernel (`net.ipv4.ip_local_reserved_ports`) so the node's own
+    /// connections never use one, and steers packets to them (and nothing else) to
+    /// itself. Each worker draws from its own slice.
+    #[serde(default = "default_nat_ports")]
+    pub nat_ports: String,
+}
+
+fn default_max_flows() -> usize {
+    1 << 20
+}
+
+fn default_nat_ports() -> String {
+    "61000-65535".into()
+}
+
+impl Default for ConntrackSettings {
+    fn default() -> Self {
+        ConntrackSettings {
+            max_flows: default_max_flows(),
+            nat_ports: default_nat_ports(),
+        }
+    }
+}
+
+impl ConntrackSettings {
+    /// `nat_ports` as a range, if it is "low-high" with 1024 <= low <= high.
+    pub fn nat_range(&self) -> Option<std::ops::RangeInclusive<u16>> {
+        let (lo, hi) = self.nat_ports.split_once('-')?;
+        let (lo, hi): (u16, u16) = (lo.trim().parse().ok()?, hi.trim().parse().ok()?);
+        (lo >= 1024 && lo <= hi).then_some(lo..=hi)
+    }
 }
 
 /// `[datastore]`: the cluster's shared state in etcd, in Calico's data model (nodes,
@@ -307,7 +352,8 @@ pub struct Pool {
     pub ipip_mode: EncapMode,
     #[serde(default)]
     pub vxlan_mode: EncapMode,
-    /// Calico's natOutgoing, kept for later: vrouterd does no NAT yet.
+    /// Calico's natOutgoing: pods' packets to outside every pool (and every node) leave
+    /// from the node's address (IPv4, and IPv6 for an IPv6 pool), replies come back.
     #[serde(default)]
     pub nat_outgoing: bool,
     /// No new blocks or addresses from it; those given out stay.

@@ -288,6 +288,27 @@ impl Config {
                 }
             }
         }
+        match self.conntrack.nat_range() {
+            None => {
+                return err(format!(
+                    "conntrack: nat_ports {:?} must be \"low-high\" with 1024 <= low <= high",
+                    self.conntrack.nat_ports
+                ))
+            }
+            Some(r) if (*r.end() - *r.start()) as usize + 1 < self.workers.count => {
+                return err(format!(
+                    "conntrack: nat_ports {:?} must give every worker a port",
+                    self.conntrack.nat_ports
+                ))
+            }
+            Some(_) => {}
+        }
+        if self.conntrack.max_flows < self.workers.count || self.conntrack.max_flows > 1 << 30 {
+            return err(format!(
+                "conntrack: max_flows {} must be between the worker count and 2^30",
+                self.conntrack.max_flows
+            ));
+        }
         for u in &self.uplinks {
             if u.queues.len() != self.workers.count {
                 return err(format!(

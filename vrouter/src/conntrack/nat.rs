@@ -51,7 +51,24 @@ pub struct Nat {
     pub counters: NatCounters,
 }
 
+/// The NAT port a packet to the node names, if it may be a translated flow's: a reply's
+/// destination port (an echo reply's identifier), or the source port of what an ICMP
+/// error quotes (what we sent). It says which worker owns the flow (`snat::owner_of`).
+pub fn nat_port(seen: &Seen) -> Option<u16> {
+    match seen {
+        Seen::Flow { tuple, .. } => Some(tuple.dport),
+        Seen::Related { quoted } => Some(quoted.sport),
+        Seen::Untrackable => None,
+    }
+}
+
 impl Nat {
+    /// The node's addresses changed (None: that family is not translated).
+    pub fn set_node(&mut self, node_v4: Option<[u8; 4]>, node_v6: Option<[u8; 16]>) {
+        self.node_v4 = node_v4;
+        self.node_v6 = node_v6;
+    }
+
     /// A worker's NAT: its flow table, its slice of the NAT ports, the node's addresses
     /// on the uplink (None: that family is not translated).
     pub fn new(
@@ -133,7 +150,13 @@ impl Nat {
     /// A packet to the node's address: a translated flow's reply goes back to its pod,
     /// as does an ICMP error about a packet we translated. Anything else is not ours.
     pub fn inbound(&mut self, ip: &mut [u8], now: u32) -> NatOutcome {
-        let (id, tracked) = match classify(ip) {
+        let seen = classify(ip);
+        self.inbound_seen(ip, seen, now)
+    }
+
+    /// `inbound` for a packet already classified (`seen` is `classify(ip)`).
+    pub fn inbound_seen(&mut self, ip: &mut [u8], seen: Seen, now: u32) -> NatOutcome {
+        let (id, tracked) = match seen {
             Seen::Flow { tuple, tcp_flags } => match self.table.lookup(&tuple) {
                 Some((id, Dir::Reply)) => (id, Some((tuple, tcp_flags))),
                 _ => return NatOutcome::NotOurs,

@@ -92,6 +92,11 @@ pub struct AfXdpIo {
     inbox: Option<Arc<Mailbox>>,
     outboxes: Vec<Option<Arc<Mailbox>>>,
     posted: Vec<usize>,
+    /// Every worker's inbox, for frames handed over (`Action::Handoff`); which of them
+    /// got one this loop (a bit per worker); and what others handed us, in our frames.
+    workers: Vec<Arc<Mailbox>>,
+    handed: u64,
+    arrived: Vec<(FrameDesc, PortId, usize)>,
     pub stats: BackendStats,
 }
 
@@ -171,6 +176,9 @@ impl AfXdpIo {
             inbox: None,
             outboxes: Vec::new(),
             posted: Vec::new(),
+            workers: Vec::new(),
+            handed: 0,
+            arrived: Vec::with_capacity(HANDOFF_ROOM),
             stats: BackendStats::default(),
         };
         for (id, spec) in ports {
@@ -274,17 +282,6 @@ impl AfXdpIo {
         }
     }
 
-    /// Record that these frames are now in the rings of `ports[i]` (`None`: with us).
-    #[inline]
-    fn mark(owner: &mut [u16], frame_size: usize, descs: &[FrameDesc], ring: Option<usize>) {
-        let v = ring.map_or(0, |i| (i + 1) as u16);
-        for d in descs {
-            if let Some(o) = owner.get_mut(d.addr() / frame_size) {
-                *o = v;
-            }
-        }
-    }
-
     fn open_xsk(&mut self, ifname: &str, queue: u32, fill_target: usize) -> io::Result<Xsk> {
         let iface: Interface = ifname
             .parse()
@@ -344,6 +341,7 @@ impl AfXdpIo {
         &mut self,
         inbox: Arc<Mailbox>,
         outboxes: Vec<Option<Arc<Mailbox>>>,
+        workers: Vec<Arc<Mailbox>>,
     ) -> io::Result<()> {
         inbox.set_waker(mio::Waker::new(
             self.poll.registry(),
@@ -352,6 +350,7 @@ impl AfXdpIo {
         self.inbox = Some(inbox);
         self.posted = Vec::with_capacity(outboxes.len());
         self.outboxes = outboxes;
+        self.workers = workers;
         Ok(())
     }
 
@@ -381,30 +380,6 @@ impl AfXdpIo {
     fn buffer<'a>(&'a self, desc: &'a mut FrameDesc) -> &'a mut [u8] {
         buffer(&self.umem, desc)
     }
-}
-
-/// The whole buffer of a frame we own (lent to the pipeline), from offset 0. The slice
-/// lives no longer than the borrows of the UMEM and of the frame's descriptor: within
-/// the burst (or the retry) that holds the descriptor.
-#[inline]
-fn buffer<'a>(umem: &'a Umem, desc: &'a mut FrameDesc) -> &'a mut [u8] {
-    // SAFETY: `desc` is a frame of this UMEM that we own (off every ring), so nothing
-    // else reads or writes it, and no other slice of it is live (each frame is lent
-    // once per burst); the slice cannot outlive the borrow of the mapped UMEM.
-    unsafe {
-        let mut data = umem.data_mut(desc);
-        let mut cursor = data.cursor();
-        let cap = cursor.buf_len();
-        cursor.set_pos(cap);
-        let s = data.contents_mut();
-        std::slice::from_raw_parts_mut(s.as_mut_ptr(), s.len())
-    }
-}
-
-#[inline]
-fn set_len(umem: &Umem, desc: &mut FrameDesc, len: usize) {
-    // SAFETY: as in `buffer`: we own the frame.
-    unsafe { umem.data_mut(desc).cursor().set_pos(len) };
 }
 
 impl AfXdpIo {
@@ -459,25 +434,83 @@ impl AfXdpIo {
         ok
     }
 
-    /// Send what other workers passed us (up to a few bursts per loop).
+    /// Send what other workers passed us (up to a few bursts per loop); frames handed
+    /// over to be processed wait in `arrived` for `rx_handoffs`.
     fn deliver_mail(&mut self) {
         let Some(inbox) = self.inbox.clone() else {
             return;
         };
         for _ in 0..4 * BURST {
+            if letter_room(&self.arrived) == 0 {
+                break;
+            }
             let Some(letter) = inbox.take() else { break };
             match self.free.pop() {
                 Some(mut d) => {
                     let buf = buffer(&self.umem, &mut d);
                     let len = letter.len.min(buf.len());
                     buf[..len].copy_from_slice(&letter.buf[..len]);
-                    self.transmit(letter.port, d, len);
+                    if letter.handoff {
+                        self.arrived.push((d, letter.port, len));
+                    } else {
+                        self.transmit(letter.port, d, len);
+                    }
                     self.stats.mailbox_delivered += 1;
                 }
                 None => self.stats.no_free_frame += 1,
             }
             inbox.recycle(letter.buf);
         }
+    }
+
+    /// Lend `n` frames received on `port` to `process`, then carry out its actions.
+    fn run_burst(
+        &mut self,
+        port: PortId,
+        descs: &mut [FrameDesc; BURST],
+        lens: &[usize; BURST],
+        n: usize,
+        process: &mut Process<'_>,
+    ) {
+        let mut frames: [&mut [u8]; BURST] = std::array::from_fn(|_| &mut [][..]);
+        for (f, d) in frames.iter_mut().zip(descs.iter_mut()).take(n) {
+            *f = buffer(&self.umem, d);
+        }
+        let mut actions = [Action::Drop(DropReason::Malformed); BURST];
+        process(&mut frames[..n], &lens[..n], &mut actions[..n]);
+        let now = Instant::now();
+        for (d, a) in descs.iter().zip(actions).take(n) {
+            match a {
+                // (A frame handed to us is never handed on: its owner is us.)
+                Action::Handoff { worker, len } => {
+                    self.hand_off(port, worker, *d, len);
+                }
+                a => self.carry_out(*d, a, now),
+            }
+        }
+    }
+
+    /// Pass a frame received on `port` to worker `w`, which owns its flow.
+    #[cold]
+    fn hand_off(&mut self, port: PortId, w: u16, mut desc: FrameDesc, len: usize) -> bool {
+        let ok = match self.workers.get(w as usize) {
+            Some(m) => {
+                let buf = buffer(&self.umem, &mut desc);
+                let ok = m.post_handoff(port, &buf[..len.min(buf.len())]);
+                if ok {
+                    self.handed |= 1 << (w % 64);
+                } else {
+                    self.stats.mailbox_full += 1;
+                }
+                ok
+            }
+            None => {
+                self.stats.not_our_port += 1;
+                false
+            }
+        };
+        self.free.push(desc);
+        ok
     }
 
     fn carry_out(&mut self, desc: FrameDesc, action: Action, now: Instant) {
@@ -506,7 +539,10 @@ impl AfXdpIo {
             }
             // The XDP program passes what is not ours to the kernel before it reaches
             // us; what the pipeline still hands to the kernel is dropped here.
-            Action::Kernel | Action::Drop(_) | Action::Consumed => self.free.push(desc),
+            // (A handoff from a held frame's resume cannot happen: NAT is before the hold.)
+            Action::Kernel | Action::Drop(_) | Action::Consumed | Action::Handoff { .. } => {
+                self.free.push(desc)
+            }
         }
     }
 
@@ -520,7 +556,7 @@ impl AfXdpIo {
             let start = self.free.len() - want;
             // SAFETY: the descriptors are frames of this UMEM that we own.
             let n = unsafe { x.fq.produce(&self.free[start..]) };
-            Self::mark(
+            mark(
                 &mut self.owner,
                 self.frame_size,
                 &self.free[start..start + n],
@@ -562,7 +598,7 @@ impl Io for AfXdpIo {
                 // SAFETY: `descs` receive frames of this UMEM, which become ours.
                 let n = unsafe { x.rx.consume(&mut descs) };
                 x.in_fill -= n;
-                Self::mark(&mut self.owner, self.frame_size, &descs[..n], None);
+                mark(&mut self.owner, self.frame_size, &descs[..n], None);
                 for (l, d) in lens.iter_mut().zip(&descs).take(n) {
                     *l = d.lengths().data();
                 }
@@ -595,20 +631,35 @@ impl Io for AfXdpIo {
             }
             Port::Closed => 0,
         };
-        if n == 0 {
-            return 0;
-        }
-        let mut frames: [&mut [u8]; BURST] = std::array::from_fn(|_| &mut [][..]);
-        for (f, d) in frames.iter_mut().zip(descs.iter_mut()).take(n) {
-            *f = self.buffer(d);
-        }
-        let mut actions = [Action::Drop(DropReason::Malformed); BURST];
-        process(&mut frames[..n], &lens[..n], &mut actions[..n]);
-        let now = Instant::now();
-        for (d, a) in descs.iter().zip(actions).take(n) {
-            self.carry_out(*d, a, now);
+        if n > 0 {
+            self.run_burst(port, &mut descs, &lens, n, process);
         }
         n
+    }
+
+    fn rx_handoffs(&mut self, process: &mut super::Handoffs<'_>) -> usize {
+        let total = self.arrived.len();
+        let mut start = 0;
+        while start < total {
+            // A run of frames from one port, at most a burst.
+            let port = self.arrived[start].1;
+            let mut descs = [FrameDesc::default(); BURST];
+            let mut lens = [0usize; BURST];
+            let mut n = 0;
+            for (d, p, len) in self.arrived[start..].iter().take(BURST) {
+                if *p != port {
+                    break;
+                }
+                (descs[n], lens[n]) = (*d, *len);
+                n += 1;
+            }
+            self.run_burst(port, &mut descs, &lens, n, &mut |f, l, a| {
+                process(port, f, l, a)
+            });
+            start += n;
+        }
+        self.arrived.clear();
+        total
     }
 
     fn retry_held(
@@ -658,6 +709,13 @@ impl Io for AfXdpIo {
                 m.ring();
             }
         }
+        while self.handed != 0 {
+            let w = self.handed.trailing_zeros() as usize;
+            self.handed &= self.handed - 1;
+            if let Some(m) = self.workers.get(w) {
+                m.ring();
+            }
+        }
         if self.inbox.as_ref().is_some_and(|m| !m.is_empty()) {
             self.deliver_mail();
         }
@@ -667,7 +725,7 @@ impl Io for AfXdpIo {
             if !x.pending.is_empty() {
                 // SAFETY: pending descriptors are frames of this UMEM that we own.
                 let sent = unsafe { x.tx.produce(&x.pending) };
-                Self::mark(
+                mark(
                     &mut self.owner,
                     self.frame_size,
                     &x.pending[..sent],
@@ -686,7 +744,7 @@ impl Io for AfXdpIo {
             }
             // SAFETY: completed descriptors come back to us.
             let n = unsafe { x.cq.consume(&mut done) };
-            Self::mark(&mut self.owner, self.frame_size, &done[..n], None);
+            mark(&mut self.owner, self.frame_size, &done[..n], None);
             self.free.extend_from_slice(&done[..n]);
         }
         self.refill();
@@ -728,3 +786,6 @@ impl Io for AfXdpIo {
         }
     }
 }
+
+mod frames;
+use frames::{buffer, letter_room, mark, set_len, HANDOFF_ROOM};

@@ -16,6 +16,9 @@ pub struct Letter {
     pub port: PortId,
     pub len: usize,
     pub buf: Box<[u8]>,
+    /// A frame received on `port` for the owner to process (a NAT reply whose flow it
+    /// holds), not one to send out of `port`.
+    pub handoff: bool,
 }
 
 pub struct Mailbox {
@@ -44,12 +47,26 @@ impl Default for Mailbox {
 impl Mailbox {
     /// Copy `frame` in for `port`. False when the mailbox is full.
     pub fn post(&self, port: PortId, frame: &[u8]) -> bool {
+        self.post_letter(port, frame, false)
+    }
+
+    /// Copy in `frame`, received on `port`, for the owner to process. False when full.
+    pub fn post_handoff(&self, port: PortId, frame: &[u8]) -> bool {
+        self.post_letter(port, frame, true)
+    }
+
+    fn post_letter(&self, port: PortId, frame: &[u8], handoff: bool) -> bool {
         let Some(mut buf) = self.empty.pop() else {
             return false;
         };
         let len = frame.len().min(buf.len());
         buf[..len].copy_from_slice(&frame[..len]);
-        if let Err(l) = self.full.push(Letter { port, len, buf }) {
+        if let Err(l) = self.full.push(Letter {
+            port,
+            len,
+            buf,
+            handoff,
+        }) {
             let _ = self.empty.push(l.buf);
             return false;
         }

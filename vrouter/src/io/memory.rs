@@ -22,6 +22,10 @@ pub struct MemoryIo {
     /// Frames the pipeline handed to the kernel.
     to_kernel: Vec<(Buffer, usize)>,
     held: HoldQueue<Buffer>,
+    /// Frames handed to another worker, as (worker, port received on, bytes), and
+    /// frames handed to us, waiting for `rx_handoffs`.
+    pub handed: Vec<(u16, PortId, Vec<u8>)>,
+    arrived: VecDeque<(PortId, Buffer, usize)>,
     /// Frames dropped by the backend itself (pool empty, hold queue full or expired).
     pub backend_drops: u64,
 }
@@ -40,6 +44,8 @@ impl MemoryIo {
             sent: Vec::with_capacity(buffers),
             to_kernel: Vec::new(),
             held: HoldQueue::default(),
+            handed: Vec::new(),
+            arrived: VecDeque::new(),
             backend_drops: 0,
         }
     }
@@ -52,6 +58,17 @@ impl MemoryIo {
         let n = frame.len().min(BUFFER_SIZE);
         b[..n].copy_from_slice(&frame[..n]);
         self.rx[port.0 as usize].push_back((b, n));
+        true
+    }
+
+    /// Queue `frame` as handed over by another worker, received on `port`.
+    pub fn inject_handoff(&mut self, port: PortId, frame: &[u8]) -> bool {
+        let Some(mut b) = self.pool.pop() else {
+            return false;
+        };
+        let n = frame.len().min(BUFFER_SIZE);
+        b[..n].copy_from_slice(&frame[..n]);
+        self.arrived.push_back((port, b, n));
         true
     }
 
@@ -108,7 +125,7 @@ impl MemoryIo {
                     self.pool.push(b);
                 }
             }
-            Action::Drop(_) | Action::Consumed => self.pool.push(b),
+            Action::Drop(_) | Action::Consumed | Action::Handoff { .. } => self.pool.push(b),
         }
     }
 }
@@ -167,10 +184,25 @@ impl Io for MemoryIo {
             let b = b.take().unwrap();
             match *action {
                 Action::Kernel => self.to_kernel.push((b, len)),
+                Action::Handoff { worker, len } => {
+                    self.handed.push((worker, port, b[..len].to_vec()));
+                    self.pool.push(b);
+                }
                 a => self.carry_out(b, a, now),
             }
         }
         n
+    }
+
+    fn rx_handoffs(&mut self, process: &mut super::Handoffs<'_>) -> usize {
+        let mut total = 0;
+        while let Some((port, mut b, len)) = self.arrived.pop_front() {
+            let mut action = [Action::Drop(crate::burst::DropReason::Malformed)];
+            process(port, &mut [&mut b[..]], &[len], &mut action);
+            self.carry_out(b, action[0], Instant::now());
+            total += 1;
+        }
+        total
     }
 
     fn retry_held(

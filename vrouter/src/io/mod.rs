@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 /// A burst's frames as the pipeline sees them: whole buffers, received lengths, actions.
 pub type Process<'a> = dyn FnMut(&mut [&mut [u8]], &[usize], &mut [Action]) + 'a;
+/// The same, for frames that arrived on different ports (handed over by other workers).
+pub type Handoffs<'a> = dyn FnMut(PortId, &mut [&mut [u8]], &[usize], &mut [Action]) + 'a;
 
 pub trait Io {
     /// Ports this backend receives on; each is polled once per worker loop.
@@ -28,6 +30,12 @@ pub trait Io {
         now: Instant,
         resume: &mut dyn FnMut(&mut [u8], usize, u32) -> Action,
     ) -> u64;
+    /// Process frames other workers handed to this one (`Action::Handoff`: NAT replies
+    /// whose flows this worker holds), as bursts received on their ports: `process(port,
+    /// frames, lens, actions)`. Returns the number of frames.
+    fn rx_handoffs(&mut self, _process: &mut Handoffs<'_>) -> usize {
+        0
+    }
     /// Send a frame the worker built itself (an ARP / ND probe), copied into a buffer.
     fn send(&mut self, port: PortId, frame: &[u8]) -> bool;
     /// Once per loop: kick transmission, recycle sent buffers, refill receive rings.

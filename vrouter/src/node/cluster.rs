@@ -139,6 +139,8 @@ impl NodeState {
                 info!(node = %name, "cluster node gone");
             }
             cs.nodes = want;
+            // Other nodes are never masqueraded to.
+            self.sync_overlay();
         }
         // The mesh: one session per other node, when BGP runs.
         let Some(sp) = &self.speaker else {

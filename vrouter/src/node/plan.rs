@@ -168,12 +168,29 @@ pub fn overlay(config: &Config) -> Overlay {
     let (local_v4, local_v6) = split_addrs(&config.node_ips);
     let pools: Vec<IpNet> = config.pools.iter().map(|p| p.cidr).collect();
     let (pools_v4, pools_v6) = split_networks(&pools);
+    let nat: Vec<IpNet> = config
+        .pools
+        .iter()
+        .filter(|p| p.nat_outgoing)
+        .map(|p| p.cidr)
+        .collect();
+    let (nat_v4, nat_v6) = split_networks(&nat);
+    let node_ips: Vec<IpNet> = config.nodes.iter().flat_map(|n| n.ips.clone()).collect();
+    let (mut nodes_v4, mut nodes_v6) = split_addrs(&node_ips);
+    nodes_v4.sort_unstable();
+    nodes_v4.dedup();
+    nodes_v6.sort_unstable();
+    nodes_v6.dedup();
     Overlay {
         local_v4,
         local_v6,
         pools_v4,
         pools_v6,
         vni: config.vxlan.vni,
+        nat_v4,
+        nat_v6,
+        nodes_v4,
+        nodes_v6,
     }
 }
 

@@ -2,7 +2,7 @@
 
 use super::error::{invalid, NodeError, NodeResult};
 use super::persist::ipam_pools;
-use super::plan::split_networks;
+use super::plan::overlay;
 use super::{NodeState, Origin};
 use crate::config::Pool;
 use ipnet::IpNet;
@@ -111,12 +111,13 @@ impl NodeState {
         Ok(())
     }
 
-    /// Workers decapsulate only toward our pools: tell them the new list.
-    fn sync_overlay(&mut self) {
-        let pools: Vec<IpNet> = self.config.pools.iter().map(|p| p.cidr).collect();
-        let (v4, v6) = split_networks(&pools);
-        self.overlay.pools_v4 = v4;
-        self.overlay.pools_v6 = v6;
-        self.host.set_overlay(&self.overlay);
+    /// Workers decapsulate only toward our pools and masquerade from natOutgoing ones
+    /// to outside the pools and nodes: tell them what changed.
+    pub(crate) fn sync_overlay(&mut self) {
+        let now = overlay(&self.config);
+        if now != self.overlay {
+            self.overlay = now;
+            self.host.set_overlay(&self.overlay);
+        }
     }
 }

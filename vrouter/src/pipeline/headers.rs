@@ -1,7 +1,8 @@
 //! Reading a frame's headers as the pipeline classifies it: ethertype, plausible IPv4 /
 //! IPv6 addresses (etherparse's checked views), ND messages, address classes.
 
-use encap::rewrite::ETH_HDR_LEN;
+use crate::burst::DropReason;
+use encap::rewrite::{self, Hop, ETH_HDR_LEN};
 use encap::wire::{icmp as icmp_wire, ip::protocol, ipv6};
 
 /// ICMPv6 neighbour / router solicitation or advertisement (types 133..=136) with no
@@ -53,4 +54,34 @@ pub(super) fn is_multicast_v6(addr: u128) -> bool {
 #[inline]
 pub(super) fn is_link_local(addr: u128) -> bool {
     addr >> 118 == 0xfe80 >> 6
+}
+
+/// TTL / hop limit of the packet in `frame[..len]`.
+#[inline(always)]
+pub fn decrement_hop(frame: &mut [u8], len: usize, v6: bool) -> Result<(), DropReason> {
+    let ip = &mut frame[ETH_HDR_LEN..len];
+    let hop = if v6 {
+        rewrite::ipv6_decrement_hop_limit(ip)
+    } else {
+        rewrite::ipv4_decrement_ttl(ip)
+    };
+    match hop {
+        Hop::Forward => Ok(()),
+        Hop::Expired => Err(DropReason::TtlExpired),
+        Hop::Truncated => Err(DropReason::Malformed),
+    }
+}
+
+/// TTL / hop limit and MACs of a packet leaving for `dst_mac` from `src_mac`.
+#[inline(always)]
+pub fn rewrite_hop(
+    frame: &mut [u8],
+    len: usize,
+    v6: bool,
+    dst_mac: [u8; 6],
+    src_mac: [u8; 6],
+) -> Result<(), DropReason> {
+    decrement_hop(frame, len, v6)?;
+    rewrite::set_eth_addrs(frame, dst_mac, src_mac);
+    Ok(())
 }

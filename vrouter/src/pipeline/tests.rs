@@ -7,6 +7,8 @@ use etherparse::{NetSlice, PacketBuilder, SlicedPacket};
 use fib::{Fib4, Fib6, NextHopId};
 use proptest::prelude::*;
 
+mod nat;
+
 const POD_A_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0a];
 const POD_B_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0b];
 const NODE_MAC: [u8; 6] = [0x52, 0x54, 0, 0, 0, 1];
@@ -26,6 +28,11 @@ struct Node {
 }
 
 fn node() -> Node {
+    node_with(&[], 1, 0)
+}
+
+/// `node()` with more IPv4 routes (prefix, next hop), as worker `w` of `workers`.
+fn node_with(routes4: &[(&str, u32)], workers: usize, w: usize) -> Node {
     let nexthops = Arc::new(NextHopTable::new(16));
     nexthops.set(
         0,
@@ -56,6 +63,9 @@ fn node() -> Node {
     fib4.insert("10.244.2.0/26".parse().unwrap(), NextHopId(2));
     fib4.insert("10.244.1.0/26".parse().unwrap(), NextHopId(3));
     fib4.insert("10.244.1.9/32".parse().unwrap(), NextHopId(4));
+    for (p, nh) in routes4 {
+        fib4.insert(p.parse().unwrap(), NextHopId(*nh));
+    }
     let mut fib6 = Fib6::new();
     fib6.insert("fd00:10::4/128".parse().unwrap(), NextHopId(0));
     fib6.insert("fd00:10::5/128".parse().unwrap(), NextHopId(1));
@@ -83,14 +93,14 @@ fn node() -> Node {
         },
     ]
     .into();
-    let counters = Arc::new(Counters::new(1));
+    let counters = Arc::new(Counters::new(workers));
     let pipeline = Pipeline::new(
         fib4.reader(),
         fib6.reader(),
         nexthops,
         ports,
         counters.clone(),
-        0,
+        w,
     );
     Node {
         pipeline,
