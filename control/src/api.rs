@@ -60,6 +60,9 @@ pub enum Call {
     RemovePeer(pb::RemovePeerRequest, Reply<pb::RemovePeerReply>),
     GetStats(pb::StatsRequest, Reply<pb::Stats>),
     Reload(pb::ReloadRequest, Reply<pb::ReloadReply>),
+    ListFlows(pb::ListFlowsRequest, Reply<pb::ListFlowsReply>),
+    FlushFlows(pb::FlushFlowsRequest, Reply<pb::FlushFlowsReply>),
+    ConntrackStats(pb::ConntrackStatsRequest, Reply<pb::ConntrackStatsReply>),
 }
 
 /// Where to serve.
@@ -355,6 +358,25 @@ impl Vrouter for Service {
         r: Request<pb::ReloadRequest>,
     ) -> Result<Response<pb::ReloadReply>, Status> {
         self.ask(|tx| Call::Reload(r.into_inner(), tx)).await
+    }
+    async fn list_flows(
+        &self,
+        r: Request<pb::ListFlowsRequest>,
+    ) -> Result<Response<pb::ListFlowsReply>, Status> {
+        self.ask(|tx| Call::ListFlows(r.into_inner(), tx)).await
+    }
+    async fn flush_flows(
+        &self,
+        r: Request<pb::FlushFlowsRequest>,
+    ) -> Result<Response<pb::FlushFlowsReply>, Status> {
+        self.ask(|tx| Call::FlushFlows(r.into_inner(), tx)).await
+    }
+    async fn conntrack_stats(
+        &self,
+        r: Request<pb::ConntrackStatsRequest>,
+    ) -> Result<Response<pb::ConntrackStatsReply>, Status> {
+        self.ask(|tx| Call::ConntrackStats(r.into_inner(), tx))
+            .await
     }
 
     type WatchStream = EventStream;

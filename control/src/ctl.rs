@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub mod pool_file;
 pub mod table;
 pub use pool_file::{parse_pool_file, pool_name, pools_yaml};
-pub use table::{print, table};
+pub use table::{print, status_message, table};
 
 #[derive(Parser, Debug)]
 #[command(name = "vrouterctl", version, about = "Drive vrouterd through its API")]
@@ -60,6 +60,11 @@ pub enum Command {
     Watch,
     /// Re-read the configuration file (as SIGHUP does).
     Reload,
+    /// The workers' tracked flows (NAT outgoing's): list, stats, flush.
+    Conntrack {
+        #[command(subcommand)]
+        what: crate::ctl_conntrack::ConntrackCmd,
+    },
     /// The cluster's shared IPAM, read from the datastore (as calicoctl ipam).
     Ipam {
         #[command(subcommand)]
@@ -247,17 +252,6 @@ fn counters_text(c: &[pb::Counter]) -> String {
         .map(|c| format!("{}={}", c.name, c.value))
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-fn status_message(s: tonic::Status) -> String {
-    match s.code() {
-        // vrouterd answered that its datastore is away: say that, not that it is.
-        tonic::Code::Unavailable if s.message().contains("datastore") => s.message().to_string(),
-        tonic::Code::Unavailable if s.message().contains("transport") => {
-            format!("vrouterd stopped answering: {}", s.message())
-        }
-        _ => s.message().to_string(),
-    }
 }
 
 /// Run one command. Errors are the one line to print.
@@ -634,6 +628,7 @@ pub async fn run(cli: Cli) -> Result<(), String> {
                 }
             }
         }
+        Command::Conntrack { what } => crate::ctl_conntrack::conntrack(&mut c, what, json).await?,
         Command::Reload => {
             let r = c
                 .reload(pb::ReloadRequest {})

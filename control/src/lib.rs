@@ -10,6 +10,7 @@ pub mod api;
 pub mod bgp;
 pub mod ctl;
 pub mod ctl_cluster;
+pub mod ctl_conntrack;
 pub mod ipam;
 pub mod metrics;
 pub mod rib;

@@ -95,6 +95,8 @@ cidr = "fd10::/48"
 nat_outgoing = true
 [[pools]]
 cidr = "10.245.0.0/16"
+[metrics]
+listen = "127.0.0.1:9469"
 [workers]
 count = $WORKERS
 cores = [$( ((WORKERS == 1)) && echo "${CORE:-1}" || seq -s, 0 $((WORKERS - 1)))]
@@ -317,6 +319,55 @@ PY
     return $rc
 }
 check "flows: 10,000 concurrent UDP flows from two pods, all answered, distinct ports" many_flows
+ct_json() { # file python-assertions-over-j: a vrouterctl --json reply checked
+    python3 - "$1" "$2" <<'PY'
+import json, sys
+j = json.load(open(sys.argv[1]))
+print(json.dumps(j)[:600])
+exec(sys.argv[2])
+PY
+}
+ct_stats() {
+    ctl --json conntrack stats >"$WORK/ct.json" || return 1
+    ct_json "$WORK/ct.json" '
+c = {x["name"]: x["value"] for x in j["total"]}
+assert c["flows"] >= 10000, c
+assert c["created"] >= 10000 and c["nat_translated"] > 20000, c
+assert j["nat_ports"] == "40000-65535", j["nat_ports"]'
+}
+check "conntrack stats: >= 10,000 flows, NAT ports shown" ct_stats
+ct_list() {
+    ctl --json conntrack list --filter "proto=udp dst=203.0.113.1 port=9100" --limit 3 >"$WORK/ct.json" || return 1
+    ct_json "$WORK/ct.json" '
+assert int(j["matched"]) >= 10000, j["matched"]
+assert len(j["flows"]) == 3
+for f in j["flows"]:
+    assert f["translated"] and f["reply"]["dst"] == "10.99.0.1", f
+    assert 40000 <= f["reply"]["dport"] <= 65535 and f["state"] == "REPLIED", f
+    assert f["orig"]["src"] in ("10.244.1.2", "10.244.1.3"), f'
+}
+check "conntrack list --filter: the flows, translated to the node's address" ct_list
+ct_metrics() {
+    local m; m=$(nsx "$NODE" python3 -c 'import urllib.request; print(urllib.request.urlopen("http://127.0.0.1:9469/metrics", timeout=5).read().decode())') || return 1
+    grep -E '^vrouter_conntrack_(flows|created_total)\{' <<<"$m" || { echo "no conntrack metrics"; return 1; }
+    python3 -c '
+import re, sys
+v = sum(float(x) for x in re.findall(r"^vrouter_conntrack_flows\{[^}]*\} (\S+)$", sys.stdin.read(), re.M))
+print("flows", v); sys.exit(0 if v >= 10000 else 1)' <<<"$m"
+}
+check "metrics: vrouter_conntrack_flows counts them" ct_metrics
+ct_flush() {
+    ctl --json conntrack flush --filter "addr=10.244.1.3" >"$WORK/ct.json" || return 1
+    ct_json "$WORK/ct.json" 'assert int(j["flushed"]) >= 5000, j' || return 1
+    ctl --json conntrack list --filter "addr=10.244.1.3" >"$WORK/ct.json" || return 1
+    ct_json "$WORK/ct.json" 'assert int(j.get("matched", 0)) == 0, j'
+}
+check "conntrack flush --filter: pod B's flows go, pod A's stay" ct_flush
+bad_filter() {
+    local out rc=0; out=$(ctl conntrack list --filter "colour=red" 2>&1) || rc=$?
+    echo "exit $rc: $out"; ((rc != 0)) && grep -q "not a filter key" <<<"$out"
+}
+check "conntrack list: a bad filter is refused, saying why" bad_filter
 translated() { local n; n=$(counter 'd["nat_translated"]') || return 1; echo "nat_translated $n"; ((n > 20000)); }
 check "stats: nat_translated counts both directions of those flows" translated
 

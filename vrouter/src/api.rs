@@ -189,6 +189,15 @@ pub fn answer(node: &mut NodeState, call: Call, cluster: Option<&Cluster>) {
         Call::GetStats(_, tx) => {
             let _ = tx.send(Ok(node.stats()));
         }
+        Call::ListFlows(r, tx) => {
+            let _ = tx.send(reply(node.list_flows(r)));
+        }
+        Call::FlushFlows(r, tx) => {
+            let _ = tx.send(reply(node.flush_flows(r)));
+        }
+        Call::ConntrackStats(_, tx) => {
+            let _ = tx.send(Ok(node.conntrack_stats()));
+        }
         Call::Reload(_, tx) => {
             let _ = tx.send(reply(
                 node.reload().map(|changes| pb::ReloadReply { changes }),

@@ -158,6 +158,33 @@ pub const TALLY: [CounterSpec; Tally::COUNT] = [
     ),
 ];
 
+/// A worker's connection tracking as published (a few times a second): what its flow
+/// table holds (gauges) and what became of flows (totals).
+pub const CONNTRACK: [CounterSpec; 6] = [
+    spec("flows", "vrouter_conntrack_flows", "Flows tracked now."),
+    spec(
+        "capacity",
+        "vrouter_conntrack_capacity",
+        "Flows the table holds at most.",
+    ),
+    spec("created", "vrouter_conntrack_created_total", "Flows made."),
+    spec(
+        "expired",
+        "vrouter_conntrack_expired_total",
+        "Flows aged out.",
+    ),
+    spec(
+        "evicted",
+        "vrouter_conntrack_evicted_total",
+        "Unreplied or closing flows evicted to make room for new ones.",
+    ),
+    spec(
+        "refused_full",
+        "vrouter_conntrack_refused_total",
+        "New flows refused: the table was full of flows that may not be evicted.",
+    ),
+];
+
 /// The counters of every worker.
 pub struct Counters {
     workers: Box<[CachePadded<WorkerCounters>]>,
@@ -166,6 +193,8 @@ pub struct Counters {
     /// Each worker's heartbeat: bumped with every backend publication (a few times a
     /// second while its loop runs, busy or idle), read by the systemd watchdog.
     heartbeats: Box<[CachePadded<AtomicU64>]>,
+    /// Each worker's `CONNTRACK` values, stored whole.
+    conntrack: Box<[CachePadded<[AtomicU64; CONNTRACK.len()]>]>,
 }
 
 impl Counters {
@@ -176,7 +205,31 @@ impl Counters {
                 .collect(),
             backend: (0..workers).map(|_| CachePadded::default()).collect(),
             heartbeats: (0..workers).map(|_| CachePadded::default()).collect(),
+            conntrack: (0..workers).map(|_| CachePadded::default()).collect(),
         }
+    }
+
+    /// Store worker `w`'s connection tracking figures (`CONNTRACK` order).
+    pub fn publish_conntrack(&self, w: usize, values: [u64; CONNTRACK.len()]) {
+        for (a, v) in self.conntrack[w].iter().zip(values) {
+            a.store(v, Ordering::Relaxed);
+        }
+    }
+
+    /// Worker `w`'s connection tracking figures.
+    pub fn conntrack(&self, w: usize) -> [u64; CONNTRACK.len()] {
+        std::array::from_fn(|k| self.conntrack[w][k].load(Ordering::Relaxed))
+    }
+
+    /// Summed over workers.
+    pub fn conntrack_total(&self) -> [u64; CONNTRACK.len()] {
+        let mut t = [0u64; CONNTRACK.len()];
+        for w in 0..self.conntrack.len() {
+            for (s, v) in t.iter_mut().zip(self.conntrack(w)) {
+                *s += v;
+            }
+        }
+        t
     }
 
     /// Store worker `w`'s backend counts (totals so far). Only worker `w` calls this.

@@ -284,6 +284,30 @@ impl Host for WorkerHost {
         }
     }
 
+    fn flows(
+        &mut self,
+        filter: &crate::conntrack::view::FlowFilter,
+        limit: usize,
+        flush: bool,
+    ) -> NodeResult<(Vec<crate::conntrack::view::FlowView>, usize)> {
+        let mut all = (Vec::new(), 0);
+        for w in 0..self.workers.len() {
+            let (v, n) = self.ask(w, |done| WorkerCmd::Flows {
+                filter: filter.clone(),
+                limit,
+                flush,
+                done,
+            })?;
+            all.0.extend(v);
+            all.1 += n;
+        }
+        Ok(all)
+    }
+
+    fn nat_ports(&self) -> Option<std::ops::RangeInclusive<u16>> {
+        self.nat.on.then(|| self.nat.range.clone())
+    }
+
     fn set_overlay(&mut self, overlay: &Overlay) {
         if let Err(e) = self.sync_nat(overlay.nat_wanted()) {
             error!("NAT outgoing: {e}");

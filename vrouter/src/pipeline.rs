@@ -166,14 +166,16 @@ impl Pipeline {
         self
     }
 
-    /// The flow tables' clock (seconds) and some ageing: once per loop.
-    pub fn housekeep(&mut self, now_s: u32) {
-        self.nat.housekeep(now_s);
-    }
-
-    /// This worker's flows (`vrouterctl conntrack`, the metrics).
+    /// This worker's flows (`vrouterctl conntrack`, ageing in housekeeping).
     pub fn nat_mut(&mut self) -> &mut nat::NatStage {
         &mut self.nat
+    }
+
+    /// Publish the flow table's figures (a few times a second).
+    pub fn publish_conntrack(&self) {
+        if let Some(f) = self.nat.figures() {
+            self.counters.publish_conntrack(self.worker, f);
+        }
     }
 
     /// Learn pods' MACs: `by_port[p]` is the next hop to point at port `p` and the

@@ -31,6 +31,13 @@ pub enum WorkerCmd {
         steer: Option<Arc<crate::xdp::XdpProgram>>,
         done: mpsc::Sender<std::io::Result<()>>,
     },
+    /// List (or, with `flush`, remove) this worker's flows that `filter` picks.
+    Flows {
+        filter: crate::conntrack::view::FlowFilter,
+        limit: usize,
+        flush: bool,
+        done: mpsc::Sender<(Vec<crate::conntrack::view::FlowView>, usize)>,
+    },
     /// The owning worker: close it (the frames its rings held come back).
     Close {
         id: PortId,
@@ -119,6 +126,14 @@ impl<I: Io> Worker<I> {
         match cmd {
             WorkerCmd::SetPort(id, port) => self.pipeline.set_port(id, port),
             WorkerCmd::SetOverlay(o) => self.pipeline.set_overlay(o),
+            WorkerCmd::Flows {
+                filter,
+                limit,
+                flush,
+                done,
+            } => {
+                let _ = done.send(self.pipeline.nat_mut().flows(&filter, limit, flush));
+            }
             WorkerCmd::Open {
                 id,
                 spec,
@@ -202,8 +217,8 @@ impl<I: Io> Worker<I> {
 
     fn housekeeping(&mut self, now: Instant) {
         // The flow tables' clock, and a little ageing, every loop.
-        self.pipeline
-            .housekeep(now.duration_since(self.started).as_secs() as u32);
+        let now_s = now.duration_since(self.started).as_secs() as u32;
+        self.pipeline.nat_mut().housekeep(now_s);
         if now.duration_since(self.last_retry) >= RETRY_EVERY {
             self.last_retry = now;
             self.take_commands();
@@ -220,6 +235,7 @@ impl<I: Io> Worker<I> {
             self.probe_pods();
             self.pipeline
                 .publish_backend(self.io.backend_stats().values());
+            self.pipeline.publish_conntrack();
         }
     }
 

@@ -49,3 +49,15 @@ pub fn print<T: serde::Serialize>(json: bool, v: &T, text: impl FnOnce(&T) -> St
         print!("{}", text(v));
     }
 }
+
+/// What to say of an API error.
+pub fn status_message(s: tonic::Status) -> String {
+    match s.code() {
+        // vrouterd answered that its datastore is away: say that, not that it is.
+        tonic::Code::Unavailable if s.message().contains("datastore") => s.message().to_string(),
+        tonic::Code::Unavailable if s.message().contains("transport") => {
+            format!("vrouterd stopped answering: {}", s.message())
+        }
+        _ => s.message().to_string(),
+    }
+}

@@ -22,6 +22,7 @@ pub mod classify;
 pub mod nat;
 pub mod snat;
 pub mod tcp;
+pub mod view;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use tcp::TcpState;

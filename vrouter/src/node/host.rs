@@ -35,6 +35,20 @@ pub trait Host {
     /// scope link`, marked ours): added, replacing any to the same address (`on`), or
     /// removed. Host prefixes whatever the length of `ips`.
     fn host_routes(&mut self, interface: &str, ips: &[IpNet], on: bool) -> NodeResult<()>;
+    /// Every worker's flows that `filter` picks (at most `limit` each) and how many it
+    /// picks in all; or, with `flush`, remove them.
+    fn flows(
+        &mut self,
+        _filter: &crate::conntrack::view::FlowFilter,
+        _limit: usize,
+        _flush: bool,
+    ) -> NodeResult<(Vec<crate::conntrack::view::FlowView>, usize)> {
+        Ok((Vec::new(), 0))
+    }
+    /// NAT outgoing's ports while a pool asks for NAT.
+    fn nat_ports(&self) -> Option<std::ops::RangeInclusive<u16>> {
+        None
+    }
     /// Remove the kernel routes marked ours that `keep` (interface, address) does not
     /// list: those an earlier run left. Returns how many went.
     fn prune_host_routes(&mut self, keep: &[(String, IpNet)]) -> NodeResult<usize>;

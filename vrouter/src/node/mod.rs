@@ -21,6 +21,7 @@
 //!   │              (what it contributed: cluster_state)
 //!   ├─ persist     api.json, IPAM reconciled with the configuration
 //!   ├─ report      views: route list, stats, metrics, stats file
+//!   ├─ conntrack   the workers' flows listed or flushed (through host), their figures
 //!   └─ host        Host: what the workers and the machine are asked (fake in tests)
 //! ```
 
@@ -28,6 +29,7 @@ pub mod bgp_config;
 pub mod bgp_routes;
 pub mod cluster;
 pub mod cluster_state;
+pub mod conntrack;
 pub mod endpoints;
 pub mod error;
 pub mod handles;

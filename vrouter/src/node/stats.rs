@@ -11,6 +11,7 @@ impl NodeState {
     /// The stats file: counters, endpoints and, with BGP, peers and the FIB's figures.
     pub fn stats_file_json(&self) -> serde_json::Value {
         let mut json = stats_json(&self.counters, &self.ports.endpoints, &self.tables.nexthops);
+        json["conntrack"] = self.conntrack_json();
         if let Some(sp) = &self.speaker {
             json["bgp"] = bgp_json(&sp.status.lock().unwrap(), self.bgp.len());
             // The FIB's share of memory: lookup structure and its writer's store.
@@ -216,6 +217,7 @@ impl NodeState {
                 x.sample(&[("peer", &p.address.to_string())], p.prefixes_sent as f64);
             }
         }
+        self.conntrack_metrics(&mut x);
         x.family(
             "vrouter_uptime_seconds",
             "Seconds since vrouterd started.",

@@ -17,6 +17,7 @@ use crate::burst::{Action, DropReason};
 use crate::conntrack::classify::classify;
 use crate::conntrack::nat::{nat_port, Nat, NatDrop, NatOutcome};
 use crate::conntrack::snat::{owner_of, worker_ports};
+use crate::conntrack::view::{FlowFilter, FlowView};
 use crate::conntrack::FlowTable;
 use crate::counters::Tally;
 use crate::tunnel::Overlay;
@@ -78,6 +79,36 @@ impl NatStage {
             n.set_node(v4, v6);
         }
         self.on = wanted && self.nat.is_some();
+    }
+
+    /// The figures `counters::CONNTRACK` names (None: no flow table yet).
+    pub fn figures(&self) -> Option<[u64; 6]> {
+        let t = &self.nat.as_ref()?.table;
+        let s = t.stats;
+        Some([
+            t.len() as u64,
+            t.capacity() as u64,
+            s.created,
+            s.expired,
+            s.evicted,
+            s.refused_full,
+        ])
+    }
+
+    /// Up to `limit` flows that `filter` picks and how many it picks; or, with
+    /// `flush`, remove them (nothing listed).
+    pub fn flows(
+        &mut self,
+        filter: &FlowFilter,
+        limit: usize,
+        flush: bool,
+    ) -> (Vec<FlowView>, usize) {
+        let worker = self.config.as_ref().map_or(0, |c| c.3);
+        match &mut self.nat {
+            None => (Vec::new(), 0),
+            Some(n) if flush => (Vec::new(), n.table.flush_matching(filter)),
+            Some(n) => n.table.views(filter, limit, worker, self.now_s),
+        }
     }
 
     /// The clock, and some ageing: once per loop.

@@ -226,3 +226,124 @@ fn nat_drops_are_counted_by_reason() {
     );
     assert_eq!(n.counters.total().dropped(DropReason::NatUntranslatable), 2);
 }
+
+fn tcp4(sport: u16, flags: &[&str]) -> Vec<u8> {
+    let mut b = PacketBuilder::ethernet2(POD_A_MAC, HOST_SIDE_MAC)
+        .ipv4(A4, WORLD, 64)
+        .tcp(sport, 443, 7, 1000);
+    for f in flags {
+        b = match *f {
+            "syn" => b.syn(),
+            "ack" => b.ack(1),
+            "fin" => b.fin(),
+            "rst" => b.rst(),
+            "psh" => b.psh(),
+            "urg" => b.urg(0),
+            _ => b,
+        };
+    }
+    let mut f = Vec::new();
+    b.write(&mut f, &[]).unwrap();
+    f
+}
+
+#[test]
+fn a_syn_flood_fills_the_table_without_touching_established_flows() {
+    let mut n = node_with(&[("0.0.0.0/0", 2)], 1, 0);
+    let overlay = nat_node(1, 0).pipeline.overlay.clone().unwrap();
+    n.pipeline = n
+        .pipeline
+        .with_overlay(Arc::new(TunnelTable::new(4)), overlay)
+        .with_conntrack(8, 61000..=65535, 1);
+    // An established flow first (SYN, SYN-ACK back, ACK).
+    let (_, out) = run(&mut n, POD_A, &[tcp4(5000, &["syn"])]);
+    let port = SlicedPacket::from_ethernet(&out[0])
+        .ok()
+        .and_then(|p| match p.transport {
+            Some(TransportSlice::Tcp(t)) => Some(t.source_port()),
+            _ => None,
+        })
+        .expect("a translated SYN");
+    let synack = {
+        let b = PacketBuilder::ethernet2(ROUTER_MAC, NODE_MAC)
+            .ipv4(WORLD, NODE, 60)
+            .tcp(443, port, 9, 1000)
+            .syn()
+            .ack(8);
+        let mut f = Vec::new();
+        b.write(&mut f, &[]).unwrap();
+        f
+    };
+    let (a, _) = run(&mut n, UPLINK, std::slice::from_ref(&synack));
+    assert!(matches!(a[0], Action::Tx { port: POD_A, .. }), "{a:?}");
+    let (a, _) = run(&mut n, POD_A, &[tcp4(5000, &["ack"])]);
+    assert!(matches!(a[0], Action::Tx { port: UPLINK, .. }), "{a:?}");
+
+    // 200 SYNs from new ports: unreplied flows replace each other, none is refused
+    // while one may go; the established flow stays.
+    let flood: Vec<Vec<u8>> = (0..200).map(|i| tcp4(6000 + i, &["syn"])).collect();
+    for chunk in flood.chunks(BURST) {
+        run(&mut n, POD_A, chunk);
+    }
+    let stats = n.pipeline.nat_mut().figures().unwrap();
+    assert_eq!(stats[0], 8, "the table is full");
+    assert!(stats[4] >= 190, "unreplied flows evicted: {stats:?}");
+    let (a, back) = run(&mut n, UPLINK, &[synack]);
+    assert!(matches!(a[0], Action::Tx { port: POD_A, .. }), "{a:?}");
+    assert_eq!(&back[0][..6], &POD_A_MAC);
+}
+
+#[test]
+fn a_table_of_established_flows_refuses_newcomers_and_counts_them() {
+    let mut n = node_with(&[("0.0.0.0/0", 2)], 1, 0);
+    let overlay = nat_node(1, 0).pipeline.overlay.clone().unwrap();
+    n.pipeline = n
+        .pipeline
+        .with_overlay(Arc::new(TunnelTable::new(4)), overlay)
+        .with_conntrack(2, 61000..=65535, 1);
+    // Two UDP flows, each replied (so never evicted).
+    let from = |sport: u16| {
+        let b = PacketBuilder::ethernet2(POD_A_MAC, HOST_SIDE_MAC)
+            .ipv4(A4, WORLD, 64)
+            .udp(sport, 2000);
+        let mut f = Vec::new();
+        b.write(&mut f, b"hello").unwrap();
+        f
+    };
+    for sport in [1000u16, 1001] {
+        let (_, out) = run(&mut n, POD_A, &[from(sport)]);
+        let port = udp_of(&out[0]).2;
+        let (a, _) = run(&mut n, UPLINK, &[world_reply(port)]);
+        assert!(matches!(a[0], Action::Tx { port: POD_A, .. }));
+    }
+    let (a, _) = run(&mut n, POD_A, &[from(3000)]);
+    assert_eq!(a[0], Action::Drop(DropReason::ConntrackFull));
+    assert_eq!(n.counters.total().dropped(DropReason::ConntrackFull), 1);
+}
+
+proptest! {
+    /// Nonsense TCP flags and ICMP errors cut anywhere, out of a pod and into the
+    /// node: each is forwarded, handed to the kernel or counted as a drop; no panic.
+    #[test]
+    fn nonsense_flags_and_truncated_errors_are_counted(
+        flags in proptest::collection::vec(
+            proptest::sample::select(vec!["syn", "ack", "fin", "rst", "psh", "urg"]), 0..6),
+        cut in 0usize..80,
+    ) {
+        let mut n = nat_node(1, 0);
+        let (_, out) = run(&mut n, POD_A, &[tcp4(5000, &flags)]);
+        let mut err = out[0].clone();
+        err.resize(2048, 0);
+        let len = crate::icmp::ipv4_error(
+            &mut err, out[0].len().max(54), crate::icmp::IcmpError::NoRoute,
+            "192.0.2.1".parse().unwrap(), ROUTER_MAC,
+        ).unwrap_or(0);
+        err.truncate(len.saturating_sub(cut).max(ETH_HDR_LEN));
+        let (a, _) = run(&mut n, UPLINK, &[err]);
+        let settled = matches!(a[0], Action::Tx { .. } | Action::Kernel | Action::Drop(_));
+        prop_assert!(settled, "{:?}", a[0]);
+        let t = n.counters.total();
+        let drops: u64 = DropReason::ALL.iter().map(|&r| t.dropped(r)).sum();
+        prop_assert_eq!(t.rx, t.tx + t.to_kernel + drops);
+    }
+}
