@@ -12,10 +12,11 @@ set -euo pipefail
 # with protoc at build time.
 # podman, containernetworking-plugins, runc, busybox-static: the real container runtime
 # of the CNI test (podman's CNI backend runs vrouter-cni; a busybox image is imported
-# from a rootfs, no registry needed).
+# from a rootfs, no registry needed). nftables, conntrack: the kernel NAT baseline of
+# `fwdbench --scenario nat` (masquerade) and its smoke test.
 # dpdk-testpmd (fwdbench's DPDK reference) is in dpdk-dev in Debian 12's current dpdk
 # packages (22.11.11), not in dpdk.
-TEST_PKGS=(iproute2 iputils-ping python3-prometheus-client util-linux dpdk dpdk-dev librte-net-af-xdp23 pkg-config clang libelf-dev m4 zlib1g-dev iperf3 ethtool socat python3-scapy tcpdump tshark bird2 frr gobgpd systemd etcd-server etcd-client protobuf-compiler podman containernetworking-plugins runc busybox-static)
+TEST_PKGS=(iproute2 iputils-ping python3-prometheus-client util-linux dpdk dpdk-dev librte-net-af-xdp23 pkg-config clang libelf-dev m4 zlib1g-dev iperf3 ethtool socat python3-scapy tcpdump tshark bird2 frr gobgpd systemd etcd-server etcd-client protobuf-compiler podman containernetworking-plugins runc busybox-static nftables conntrack)
 # Extra packages for `fibbench --compare-dpdk`: none beyond the tests' (dpdk-test lives
 # in dpdk-dev too).
 BENCH_PKGS=()

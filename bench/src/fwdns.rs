@@ -120,6 +120,9 @@ pub enum Scenario {
     Fullfib,
     /// Pod → uplink over four next hops (ECMP), 256 flows.
     Ecmp,
+    /// Pod of a natOutgoing pool → a host outside the pools (UDP, many flows): the
+    /// source becomes the node's address; the kernel does it with nftables masquerade.
+    Nat,
 }
 
 impl Scenario {
@@ -131,6 +134,7 @@ impl Scenario {
             Scenario::V6 => "v6",
             Scenario::Fullfib => "fullfib",
             Scenario::Ecmp => "ecmp",
+            Scenario::Nat => "nat",
         }
     }
 
@@ -142,6 +146,7 @@ impl Scenario {
             "v6" => Some(Scenario::V6),
             "fullfib" => Some(Scenario::Fullfib),
             "ecmp" => Some(Scenario::Ecmp),
+            "nat" => Some(Scenario::Nat),
             _ => None,
         }
     }
@@ -149,7 +154,7 @@ impl Scenario {
     /// Bytes the encapsulation adds in front of the inner frame's IP header.
     pub fn overhead(self) -> usize {
         match self {
-            Scenario::L3 | Scenario::V6 | Scenario::Fullfib | Scenario::Ecmp => 0,
+            Scenario::L3 | Scenario::V6 | Scenario::Fullfib | Scenario::Ecmp | Scenario::Nat => 0,
             Scenario::Vxlan => 50,
             Scenario::Ipip => 20,
         }
@@ -325,7 +330,7 @@ pub fn run(opts: &L3Options) -> io::Result<L3Results> {
         None
     };
     let (kernel, kernel_vxlan) = match opts.scenario {
-        Scenario::L3 | Scenario::V6 | Scenario::Fullfib | Scenario::Ecmp => {
+        Scenario::L3 | Scenario::V6 | Scenario::Fullfib | Scenario::Ecmp | Scenario::Nat => {
             (Some(topo.kernel(opts)?), None)
         }
         Scenario::Vxlan => (None, Some(topo.kernel_vxlan(opts)?)),
@@ -451,6 +456,10 @@ impl FullTable {
 /// MACs end in 0x11.., all reaching the sink's interface).
 const ECMP_NET: &str = "198.18.0.0/15";
 const ECMP_DST: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+/// Scenario nat: a host outside every pool, behind the sink (the default route), and
+/// the NAT ports (wide enough for every flow of the generator on one worker).
+const NAT_DST: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
+const NAT_PORTS: &str = "40000-65535";
 const ECMP_HOPS: usize = 4;
 
 fn ecmp_hop(i: usize) -> (Ipv4Addr, [u8; 6]) {
@@ -677,6 +686,7 @@ impl Topology {
             Scenario::Ecmp => {
                 GenConfig::udp64(&self.gen_if, GEN_MAC, POD_SIDE_MAC, POD_IP, ECMP_DST)
             }
+            Scenario::Nat => GenConfig::udp64(&self.gen_if, GEN_MAC, POD_SIDE_MAC, POD_IP, NAT_DST),
             Scenario::L3 | Scenario::V6 => {
                 GenConfig::udp64(&self.gen_if, GEN_MAC, UPLINK_MAC, GEN_IP, POD_IP)
             }
@@ -844,6 +854,9 @@ node = "remote"
                         .collect::<Vec<_>>()
                         .join(", ")
                 ),
+                Scenario::Nat => format!(
+                    "[[routes]]\ndst = \"0.0.0.0/0\"\nvia = \"{UNDERLAY_REMOTE}\"\n[conntrack]\nnat_ports = \"{NAT_PORTS}\"\n"
+                ),
                 _ => bgpfeed::vrouterd_bgp(DUT_AS, BGP_LISTEN, BGP_FEED),
             };
             format!(
@@ -863,6 +876,8 @@ mac = "{mac}"
 {workers_table}{routes}"#,
                 encap = if self.scenario.overlay() {
                     format!("{}_mode = \"Always\"", self.scenario.name())
+                } else if self.scenario == Scenario::Nat {
+                    "nat_outgoing = true".into()
                 } else {
                     String::new()
                 },
@@ -1104,7 +1119,25 @@ impl Topology {
     fn kernel_from_pod(&mut self, opts: &L3Options) -> io::Result<Series> {
         let dut = &self.dut;
         self.pod_return_path()?;
-        if let Some(fib) = &self.fib {
+        if self.scenario == Scenario::Nat {
+            // Calico's kernel dataplane: masquerade from the pool to outside it.
+            dut.ip(&[
+                "route",
+                "replace",
+                "default",
+                "via",
+                &UNDERLAY_REMOTE.to_string(),
+                "dev",
+                &self.pod_if,
+            ])?;
+            let rules = format!(
+                "table ip fwbnat {{\n chain post {{\n  type nat hook postrouting priority 100;\n  ip saddr {POOL} ip daddr != {POOL} oifname \"{}\" masquerade\n }}\n}}\n",
+                self.pod_if
+            );
+            let file = self.dir.join("nat.nft");
+            std::fs::write(&file, rules)?;
+            dut.exec(&["nft", "-f", &file.display().to_string()])?;
+        } else if let Some(fib) = &self.fib {
             let batch = self.dir.join("routes.batch");
             let mut text = String::with_capacity(fib.prefixes.len() * 48);
             for p in &fib.prefixes {
@@ -1129,8 +1162,27 @@ impl Topology {
             dut.ip(&args.iter().map(String::as_str).collect::<Vec<_>>())?;
         }
         dut.write_proc_sys("net/ipv4/ip_forward", "1")?;
-        let series = self.measure(opts, "kernel forwarding", &mut || Ok(()));
+        let name = if self.scenario == Scenario::Nat {
+            "kernel NAT (nftables masquerade)"
+        } else {
+            "kernel forwarding"
+        };
+        let series = self.measure(opts, name, &mut || Ok(()));
         let _ = self.dut.write_proc_sys("net/ipv4/ip_forward", "0");
+        if self.scenario == Scenario::Nat {
+            // Its flows must show the masquerade happened (the sink only counts frames).
+            let flows = self
+                .dut
+                .exec_output(&["conntrack", "-L", "-p", "udp", "--src-nat"]);
+            let _ = self.dut.exec(&["nft", "delete", "table", "ip", "fwbnat"]);
+            let text = flows?;
+            if !text.contains(&format!("dst={UNDERLAY_NODE}")) {
+                return Err(err(format!(
+                    "kernel NAT: no masqueraded flow in conntrack -L: {}",
+                    text.lines().take(3).collect::<Vec<_>>().join(" / ")
+                )));
+            }
+        }
         if self.fib.is_some() {
             // Now, not in the namespace's teardown: that runs in the background for
             // seconds and would disturb whatever is measured next.

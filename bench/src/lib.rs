@@ -8,6 +8,7 @@ pub mod bpf;
 pub mod cluster;
 pub mod dpdk;
 pub mod fwdns;
+pub mod natmemio;
 pub mod netns;
 pub mod pktgen;
 

@@ -156,6 +156,22 @@ impl Netns {
         ip(&all)
     }
 
+    /// `ip netns exec NAME ARGS`, its standard output (fails on a non-zero exit).
+    pub fn exec_output(&self, args: &[&str]) -> io::Result<String> {
+        let out = std::process::Command::new("ip")
+            .args(["netns", "exec", self.name.as_str()])
+            .args(args)
+            .output()?;
+        if !out.status.success() {
+            return Err(io::Error::other(format!(
+                "{}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
     /// Write `/proc/sys/KEY` of this namespace (net sysctls follow the writer's thread).
     pub fn write_proc_sys(&self, key: &str, value: &str) -> io::Result<()> {
         let path = format!("/proc/sys/{key}");

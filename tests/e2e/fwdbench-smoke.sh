@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Smoke runs of fwdbench --quick on l3 and on fullfib (a 100,000-route table over BGP and
-# ip -batch): every forwarder (vrouterd with 1 and 2 workers, the bare AF_XDP forwarder,
+# Smoke runs of fwdbench --quick on l3, on fullfib (a 100,000-route table over BGP and
+# ip -batch) and on nat (NAT outgoing against nftables masquerade): every forwarder (vrouterd with 1 and 2 workers, the bare AF_XDP forwarder,
 # DPDK testpmd, the kernel) produced positive figures over its windows and its latency
 # probe, CPU use was read, and memio ran. Not a speed check (debug build, short windows):
 # the benchmark itself is `cargo build --release -p vrouter -p bench &&
@@ -38,3 +38,27 @@ print(f"fwdbench-smoke: {r['scenario']} ok (" + ", ".join(f"{c['name']} {c['mpps
       + f" Mpps; memio {r['memio_cycles_per_pkt']:.0f} cycles)")
 PY
 done
+# NAT outgoing: vrouterd against the kernel's masquerade (whose conntrack table must show
+# the translated flows, or fwdbench fails), and the conntrack / NAT memio figures.
+out=$(target/debug/fwdbench --quick --scenario nat --routes 100000 --no-testpmd --json)
+/usr/bin/python3 - "$out" <<'PY'
+import json, sys
+r = json.loads(sys.argv[1])
+names = [c["name"] for c in r["candidates"]]
+want = ["vrouterd NAT outgoing", "vrouterd 2 workers", "bare AF_XDP", "kernel NAT"]
+missing = [w for w in want if not any(n.startswith(w) for n in names)]
+top = ["vrouter_mpps", "kernel_nat_mpps", "ratio_vs_kernel_nat", "memio_pod_plain_cycles_per_pkt",
+       "memio_conntrack_cycles_per_pkt", "memio_nat_cycles_per_pkt", "new_flows_per_s",
+       "conntrack_bytes_per_flow", "conntrack_ratio_vs_plain", "nat_ratio_vs_plain"]
+bad = [k for k in top if not (isinstance(r.get(k), (int, float)) and r[k] > 0)]
+bad += [c["name"] for c in r["candidates"] if not c["mpps_median"] > 0]
+counters = r.get("vrouterd_counters") or {}
+if not counters.get("nat_translated", 0) > 0:
+    bad.append("vrouterd_counters.nat_translated")
+if r.get("memio_nat_translated_ratio") != 1.0:
+    bad.append(("memio_nat_translated_ratio", r.get("memio_nat_translated_ratio")))
+if missing or bad:
+    sys.exit(f"fwdbench-smoke: FAIL: nat: missing {missing}, non-positive or wrong {bad}")
+print(f"fwdbench-smoke: nat ok (" + ", ".join(f"{c['name']} {c['mpps_median']:.3f}" for c in r["candidates"])
+      + f" Mpps; NAT memio {r['memio_nat_cycles_per_pkt']:.0f} cycles, {r['new_flows_per_s']/1e6:.2f} M new flows/s)")
+PY

@@ -76,12 +76,10 @@ pub enum DropReason {
     /// NAT outgoing could not translate it (a fragment, no node address of the family,
     /// a lone RST, an ICMP error from a pod, unreadable headers).
     NatUntranslatable,
-    /// A NAT flow's packet for another worker whose mailbox was full.
-    HandoffFull,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 15] = [
+    pub const ALL: [DropReason; 14] = [
         DropReason::Malformed,
         DropReason::NoRoute,
         DropReason::TtlExpired,
@@ -96,7 +94,6 @@ impl DropReason {
         DropReason::NatNoPort,
         DropReason::ConntrackFull,
         DropReason::NatUntranslatable,
-        DropReason::HandoffFull,
     ];
 
     pub fn name(self) -> &'static str {
@@ -115,7 +112,6 @@ impl DropReason {
             DropReason::NatNoPort => "nat_no_port",
             DropReason::ConntrackFull => "conntrack_full",
             DropReason::NatUntranslatable => "nat_untranslatable",
-            DropReason::HandoffFull => "handoff_full",
         }
     }
 }

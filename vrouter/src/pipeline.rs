@@ -433,14 +433,16 @@ impl Pipeline {
             .iter()
             .zip(&nh6[..n6])
             .map(|(&i, &nh)| (i, nh, true));
+        // NAT outgoing for the packets with a route out: picked, their flows warmed.
+        let routed = v4.clone().chain(v6.clone()).filter(|p| p.1 != NO_ROUTE);
+        let masq_bits =
+            self.nat
+                .prepare(from_pod, self.overlay.as_ref(), frames, &lens_now, routed);
         for (i, nh, v6) in v4.chain(v6) {
             let i = i as usize;
-            // NAT outgoing, once the packet has a route out.
-            let ov = self.overlay.as_ref();
-            let masq =
-                from_pod && nh != NO_ROUTE && self.nat.masquerades(ov, frames[i], lens_now[i], v6);
+            let masq = masq_bits & 1 << i != 0;
             if masq {
-                if let Err(why) = self.nat.outbound(frames[i], lens_now[i], &mut tally) {
+                if let Err(why) = self.nat.outbound(i, frames[i], lens_now[i], &mut tally) {
                     actions[i] = Action::Drop(why);
                     continue;
                 }

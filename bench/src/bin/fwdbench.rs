@@ -62,7 +62,7 @@ struct Opts {
     /// fullfib: a pod's traffic to random destinations across a full table (1.08M
     /// routes, learnt over BGP; the kernel gets the same table); ecmp: a pod's flows
     /// over four next hops; v6: l3 over IPv6.
-    #[arg(long, default_value = "l3", value_parser = ["l3", "vxlan", "ipip", "v6", "fullfib", "ecmp", "all"])]
+    #[arg(long, default_value = "l3", value_parser = ["l3", "vxlan", "ipip", "v6", "fullfib", "ecmp", "nat", "all"])]
     scenario: String,
     /// Measure only the pipeline on in-memory frames (cycles per packet).
     #[arg(long)]
@@ -100,6 +100,9 @@ struct Opts {
     /// Leave DPDK testpmd out (it needs Debian's dpdk package).
     #[arg(long)]
     no_testpmd: bool,
+    /// UDP flows (source ports) the generator sends (nat: each a flow to translate).
+    #[arg(long, default_value_t = 256)]
+    flows: u16,
     /// Leave out vrouterd with two workers.
     #[arg(long)]
     no_two_workers: bool,
@@ -158,6 +161,11 @@ struct Report {
     kernel_vxlan_mpps: Option<Option<f64>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     ratio_vs_kernel_vxlan: Option<Option<f64>>,
+    /// Scenario nat: the kernel masquerading the same flows (nftables, conntrack).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kernel_nat_mpps: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ratio_vs_kernel_nat: Option<f64>,
     memio_cycles_per_pkt: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     memio_routes: Option<usize>,
@@ -178,6 +186,73 @@ struct Report {
     memio_scaling_2_workers: Option<f64>,
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     namespace: Option<NsReport>,
+    /// Scenario nat: connection tracking and NAT on in-memory frames (bench::natmemio).
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    nat_memio: Option<NatMemioReport>,
+}
+
+/// `--memio` of scenario nat. Targets: conntrack <= 1.3x and NAT <= 1.6x the plain
+/// pipeline of the same run and traffic, >= 2M new flows/s, <= 128 bytes per flow.
+#[derive(Serialize)]
+struct NatMemioReport {
+    memio_nat_flows: usize,
+    /// The same pod traffic without NAT: the baseline of the two ratios.
+    memio_pod_plain_cycles_per_pkt: f64,
+    memio_conntrack_cycles_per_pkt: f64,
+    memio_nat_cycles_per_pkt: f64,
+    conntrack_ratio_vs_plain: f64,
+    nat_ratio_vs_plain: f64,
+    new_flows_per_s: f64,
+    conntrack_bytes_per_flow: usize,
+    memio_nat_translated_ratio: f64,
+}
+
+/// Scenario nat's memio (100,000 flows; 20,000 with --quick), or None for the others.
+fn nat_memio(opts: &Opts, tsc: &Tsc) -> Option<NatMemioReport> {
+    if opts.scenario != "nat" {
+        return None;
+    }
+    let flows = std::env::var("FWDBENCH_NAT_FLOWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if opts.quick { 20_000 } else { 100_000 });
+    let m = bench::natmemio::run(memio_routes(opts), flows, opts.packets, tsc);
+    if m.translated_ratio < 0.999 {
+        fail(
+            1,
+            &format!(
+                "memio nat: only {:.1}% of packets translated",
+                m.translated_ratio * 100.0
+            ),
+        );
+    }
+    Some(NatMemioReport {
+        memio_nat_flows: m.flows,
+        memio_pod_plain_cycles_per_pkt: round4(m.plain_cycles_per_pkt),
+        memio_conntrack_cycles_per_pkt: round4(m.conntrack_cycles_per_pkt),
+        memio_nat_cycles_per_pkt: round4(m.nat_cycles_per_pkt),
+        conntrack_ratio_vs_plain: round4(m.conntrack_cycles_per_pkt / m.plain_cycles_per_pkt),
+        nat_ratio_vs_plain: round4(m.nat_cycles_per_pkt / m.plain_cycles_per_pkt),
+        new_flows_per_s: m.new_flows_per_s.round(),
+        conntrack_bytes_per_flow: m.bytes_per_flow,
+        memio_nat_translated_ratio: round4(m.translated_ratio),
+    })
+}
+
+fn print_nat_memio(r: &Report) {
+    if let Some(n) = &r.nat_memio {
+        println!(
+            "memio nat ({} flows at random, the full table): pod traffic plain {:.1} cycles/packet; conntrack (established) {:.1} = {:.2}x (target <= 1.3); NAT {:.1} = {:.2}x (target <= 1.6); new flows {:.2} M/s (target >= 2); {} bytes per flow (target <= 128)",
+            n.memio_nat_flows,
+            n.memio_pod_plain_cycles_per_pkt,
+            n.memio_conntrack_cycles_per_pkt,
+            n.conntrack_ratio_vs_plain,
+            n.memio_nat_cycles_per_pkt,
+            n.nat_ratio_vs_plain,
+            n.new_flows_per_s / 1e6,
+            n.conntrack_bytes_per_flow
+        );
+    }
 }
 
 #[derive(Serialize)]
@@ -332,9 +407,11 @@ fn main() {
             std::thread::sleep(Duration::from_secs(1));
             memio(&one, tsc)
         });
-        let r = report(&one, &l3, &res, memio);
+        let mut r = report(&one, &l3, &res, memio);
+        r.nat_memio = tsc.as_ref().and_then(|tsc| nat_memio(&one, tsc));
         if !opts.json {
             print_table(&one, &l3, &res, &r);
+            print_nat_memio(&r);
             println!();
         }
         markdowns.push(markdown(&one, &l3, &res, &r));
@@ -512,7 +589,7 @@ fn measure(opts: &Opts, scenario: Scenario) -> (L3Options, L3Results) {
             "afxdp" => Engine::AfXdp,
             _ => Engine::XdpLive,
         },
-        flows: 256,
+        flows: opts.flows.max(1),
         batch: 64,
         testpmd: !opts.no_testpmd,
         two_workers: !opts.no_two_workers,
@@ -703,6 +780,7 @@ fn report(opts: &Opts, l3: &L3Options, res: &L3Results, memio: Option<Memio>) ->
         .collect();
     let two = res.vrouter_2w.as_ref();
     Report {
+        nat_memio: None,
         testpmd_mpps: t.map(|t| round4(t.median())),
         ratio_vs_testpmd: t.map(|t| round4(v.median() / t.median())),
         candidates,
@@ -725,6 +803,12 @@ fn report(opts: &Opts, l3: &L3Options, res: &L3Results, memio: Option<Memio>) ->
             .scenario
             .overlay()
             .then(|| kx.map(|k| round4(v.median() / k.median()))),
+        kernel_nat_mpps: k
+            .filter(|_| l3.scenario == Scenario::Nat)
+            .map(|k| round4(k.median())),
+        ratio_vs_kernel_nat: k
+            .filter(|_| l3.scenario == Scenario::Nat)
+            .map(|k| round4(v.median() / k.median())),
         memio_cycles_per_pkt: memio.map(|m| m.0),
         memio_routes: memio.map(|_| memio_routes(opts)),
         memio_packets: memio.map(|_| opts.packets),
@@ -780,6 +864,7 @@ fn candidates<'a>(l3: &L3Options, res: &'a L3Results) -> Vec<(String, &'a Series
             Scenario::Ipip => "vrouterd IPIP (1 worker)",
             Scenario::Fullfib => "vrouterd full table (1 worker)",
             Scenario::Ecmp => "vrouterd ECMP x4 (1 worker)",
+            Scenario::Nat => "vrouterd NAT outgoing (1 worker)",
         }
         .to_string(),
         &res.vrouter,
@@ -795,6 +880,7 @@ fn candidates<'a>(l3: &L3Options, res: &'a L3Results) -> Vec<(String, &'a Series
         let what = match l3.scenario {
             Scenario::Fullfib => "kernel ip_forward, full table",
             Scenario::Ecmp => "kernel ip_forward, ECMP x4",
+            Scenario::Nat => "kernel NAT (nftables masquerade)",
             _ => "kernel ip_forward (RPS)",
         };
         v.push((what.into(), k));
@@ -977,6 +1063,11 @@ fn print_table(opts: &Opts, l3: &L3Options, res: &L3Results, r: &Report) {
             res.vrouter.ecmp_shares,
             res.kernel.as_ref().map(|k| k.ecmp_shares.clone()).unwrap_or_default()
         ),
+        Scenario::Nat => println!(
+            "ratio vs kernel NAT (nftables masquerade): {:.3} (target >= 1.5)   vs bare AF_XDP (no NAT, no lookup): {:.3}",
+            r.ratio_vs_kernel_nat.unwrap_or(f64::NAN),
+            r.ratio_vs_bare.unwrap_or(f64::NAN)
+        ),
     }
     if let Some(x) = r.scaling_2_workers {
         println!(
@@ -1043,6 +1134,8 @@ fn memio_only(opts: &Opts) {
         kernel_fib_install_s: None,
         kernel_vxlan_mpps: None,
         ratio_vs_kernel_vxlan: None,
+        kernel_nat_mpps: None,
+        ratio_vs_kernel_nat: None,
         memio_cycles_per_pkt: Some(cycles),
         memio_routes: Some(memio_routes(opts)),
         memio_packets: Some(opts.packets),
@@ -1052,6 +1145,7 @@ fn memio_only(opts: &Opts) {
         memio_mpps_2_workers: scaling.map(|s| round4(s.1)),
         memio_scaling_2_workers: scaling.map(|s| round4(s.1 / s.0)),
         namespace: None,
+        nat_memio: nat_memio(opts, &tsc),
     };
     if opts.json {
         println!("{}", serde_json::to_string_pretty(&r).unwrap());
@@ -1084,6 +1178,7 @@ fn memio_only(opts: &Opts) {
                 two / one
             );
         }
+        print_nat_memio(&r);
     }
 }
 

@@ -103,20 +103,32 @@ impl Tuple {
     fn hash(&self, seed: u64) -> u64 {
         const K: u64 = 0x9e37_79b9_7f4a_7c15;
         let word = |b: &[u8]| u64::from_le_bytes(b.try_into().expect("8 bytes"));
+        let mix = |h: u64, w: u64| {
+            let h = (h ^ w).wrapping_mul(K);
+            h ^ (h >> 29)
+        };
         let mut h = seed;
-        for w in [
-            word(&self.src[..8]),
-            word(&self.src[8..]),
-            word(&self.dst[..8]),
-            word(&self.dst[8..]),
+        if self.v6 {
+            for w in [
+                &self.src[..8],
+                &self.src[8..],
+                &self.dst[..8],
+                &self.dst[8..],
+            ] {
+                h = mix(h, word(w));
+            }
+        } else {
+            // IPv4 addresses fill the first 4 bytes: one word holds both.
+            let a = |b: &[u8; 16]| u64::from(u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+            h = mix(h, a(&self.src) | a(&self.dst) << 32);
+        }
+        h = mix(
+            h,
             u64::from(self.sport)
                 | u64::from(self.dport) << 16
                 | u64::from(self.proto) << 32
                 | u64::from(self.v6) << 40,
-        ] {
-            h = (h ^ w).wrapping_mul(K);
-            h ^= h >> 29;
-        }
+        );
         h ^= h >> 32;
         h.wrapping_mul(K)
     }
@@ -450,17 +462,7 @@ impl FlowTable {
                 self.stats.expired += 1;
                 return self.track(t, tcp_flags, now);
             }
-            let f = &mut self.flows[id as usize];
-            let reply = dir == Dir::Reply;
-            f.state = match f.state {
-                FlowState::Tcp(s) => FlowState::Tcp(
-                    tcp::next(Some(s), tcp_flags, reply).expect("a known flow keeps a state"),
-                ),
-                FlowState::Other { replied } => FlowState::Other {
-                    replied: replied || reply,
-                },
-            };
-            f.last_seen = now;
+            self.touch(id, dir, tcp_flags, now);
             return Tracked::Known(id, dir);
         }
         let state = if t.proto == TCP {
@@ -475,6 +477,47 @@ impl FlowTable {
             Ok(id) => Tracked::New(id),
             Err(r) => Tracked::Refused(r),
         }
+    }
+
+    /// A packet of flow `id` (found by `lookup`, not stale) in direction `dir`: its state
+    /// advanced, last seen now. `track` without a second lookup.
+    pub fn touch(&mut self, id: u32, dir: Dir, tcp_flags: u8, now: u32) {
+        let Some(f) = self.flows.get_mut(id as usize) else {
+            return;
+        };
+        let reply = dir == Dir::Reply;
+        f.state = match f.state {
+            FlowState::Tcp(s) => FlowState::Tcp(
+                tcp::next(Some(s), tcp_flags, reply).expect("a known flow keeps a state"),
+            ),
+            FlowState::Other { replied } => FlowState::Other {
+                replied: replied || reply,
+            },
+        };
+        f.last_seen = now;
+    }
+
+    /// Bring the index slots and flows of these tuples into the cache before a burst's
+    /// lookups (DPDK's bulk lookup): two tight loops of independent loads, so the
+    /// misses overlap instead of each packet waiting for its own two in turn.
+    pub fn warm(&self, tuples: &[Tuple]) {
+        const MAX: usize = 64;
+        let n = tuples.len().min(MAX);
+        let mut slots = [0usize; MAX];
+        for (s, t) in slots.iter_mut().zip(&tuples[..n]) {
+            *s = t.hash(self.seed) as usize & self.mask;
+        }
+        let mut entries = [EMPTY; MAX];
+        for (e, &s) in entries.iter_mut().zip(&slots[..n]) {
+            *e = self.index[s];
+        }
+        let mut acc = 0u32;
+        for &e in &entries[..n] {
+            if e != EMPTY {
+                acc ^= self.flows[((e as u32) & !REPLY_BIT) as usize].last_seen;
+            }
+        }
+        std::hint::black_box(acc);
     }
 
     /// Every live flow.

@@ -98,7 +98,13 @@ impl Nat {
     /// A pod's packet for outside every pool: its source becomes the node's address and
     /// a port of this worker's.
     pub fn outbound(&mut self, ip: &mut [u8], now: u32) -> NatOutcome {
-        let Seen::Flow { tuple, tcp_flags } = classify(ip) else {
+        let seen = classify(ip);
+        self.outbound_seen(ip, seen, now)
+    }
+
+    /// `outbound` for a packet already classified (`seen` is `classify(ip)`).
+    pub fn outbound_seen(&mut self, ip: &mut [u8], seen: Seen, now: u32) -> NatOutcome {
+        let Seen::Flow { tuple, tcp_flags } = seen else {
             return self.drop(NatDrop::Untranslatable);
         };
         let node = match (tuple.v6, self.node_v4, self.node_v6) {
@@ -108,7 +114,7 @@ impl Nat {
         };
         let port = match self.table.lookup(&tuple) {
             Some((id, Dir::Orig)) if !self.table.is_stale(id, now) => {
-                self.table.track(&tuple, tcp_flags, now);
+                self.table.touch(id, Dir::Orig, tcp_flags, now);
                 self.table.get(id).map_or(0, |f| f.reply.dport)
             }
             // Our reply tuple seen as an original: not a pod's own flow.
@@ -173,8 +179,8 @@ impl Nat {
             self.table.remove(id);
             return NatOutcome::NotOurs;
         }
-        if let Some((tuple, flags)) = tracked {
-            self.table.track(&tuple, flags, now);
+        if let Some((_, flags)) = tracked {
+            self.table.touch(id, Dir::Reply, flags, now);
         }
         let Some(f) = self.table.get(id) else {
             return NatOutcome::NotOurs;

@@ -13,12 +13,14 @@
 //! its port is from that worker's slice, so the reply finds it whichever queue it lands
 //! on: one mailbox copy for replies that RSS puts on another worker (VPP's handoff).
 
+use crate::burst::BURST;
 use crate::burst::{Action, DropReason};
-use crate::conntrack::classify::classify;
+use crate::conntrack::classify::{classify, Seen};
 use crate::conntrack::nat::{nat_port, Nat, NatDrop, NatOutcome};
 use crate::conntrack::snat::{owner_of, worker_ports};
 use crate::conntrack::view::{FlowFilter, FlowView};
 use crate::conntrack::FlowTable;
+use crate::conntrack::Tuple;
 use crate::counters::Tally;
 use crate::tunnel::Overlay;
 use encap::rewrite::ETH_HDR_LEN;
@@ -39,6 +41,10 @@ pub struct NatStage {
     on: bool,
     /// The flow tables' clock, in seconds (set once per loop).
     now_s: u32,
+    /// The burst's packets to masquerade, classified (`prepare`), kept between bursts
+    /// so that none is initialised per burst.
+    seen: Vec<Seen>,
+    tuples: Vec<Tuple>,
 }
 
 fn nat_drop(d: NatDrop) -> DropReason {
@@ -119,6 +125,42 @@ impl NatStage {
         }
     }
 
+    /// Of a pod's burst's packets `picks` (index, next hop, IPv6), those to masquerade:
+    /// a bit per frame. Each is classified once, and the flow table warmed for all.
+    pub fn prepare(
+        &mut self,
+        from_pod: bool,
+        o: Option<&Overlay>,
+        frames: &[&mut [u8]],
+        lens: &[usize],
+        picks: impl Iterator<Item = (u8, u32, bool)>,
+    ) -> u64 {
+        if !from_pod || !self.on {
+            return 0;
+        }
+        if self.seen.len() < BURST {
+            self.seen = vec![Seen::Untrackable; BURST];
+            self.tuples = Vec::with_capacity(BURST);
+        }
+        self.tuples.clear();
+        let mut bits = 0u64;
+        for (i, _, v6) in picks {
+            let i = i as usize;
+            if i < BURST && self.masquerades(o, frames[i], lens[i], v6) {
+                bits |= 1 << i;
+                let seen = classify(&frames[i][ETH_HDR_LEN..lens[i]]);
+                if let Seen::Flow { tuple, .. } = seen {
+                    self.tuples.push(tuple);
+                }
+                self.seen[i] = seen;
+            }
+        }
+        if let Some(n) = &self.nat {
+            n.table.warm(&self.tuples);
+        }
+        bits
+    }
+
     /// Is this pod's IPv4 / IPv6 packet to be masqueraded?
     #[inline]
     pub fn masquerades(&self, o: Option<&Overlay>, frame: &[u8], len: usize, v6: bool) -> bool {
@@ -146,18 +188,20 @@ impl NatStage {
             })
     }
 
-    /// A pod's packet for the outside, its route found: source → node:port.
+    /// A pod's packet for the outside (frame `i` of the burst `prepare` saw), its route
+    /// found: source → node:port.
     #[inline(never)]
     pub fn outbound(
         &mut self,
+        i: usize,
         frame: &mut [u8],
         len: usize,
         t: &mut Tally,
     ) -> Result<(), DropReason> {
-        let Some(n) = &mut self.nat else {
+        let (Some(n), Some(&seen)) = (&mut self.nat, self.seen.get(i)) else {
             return Err(DropReason::NatUntranslatable);
         };
-        match n.outbound(&mut frame[ETH_HDR_LEN..len], self.now_s) {
+        match n.outbound_seen(&mut frame[ETH_HDR_LEN..len], seen, self.now_s) {
             NatOutcome::Translated => {
                 t.nat_translated += 1;
                 Ok(())
