@@ -70,6 +70,7 @@ impl NodeState {
         restart("api", file.api != run.api);
         restart("metrics", file.metrics != run.metrics);
         restart("state_dir", file.state_dir != run.state_dir);
+        restart("conntrack", file.conntrack != run.conntrack);
         let settings = |b: &Option<BgpSettings>| {
             b.clone().map(|mut b| {
                 b.peers.clear();
@@ -92,6 +93,7 @@ impl NodeState {
         file.api = run.api.clone();
         file.metrics = run.metrics.clone();
         file.state_dir = run.state_dir.clone();
+        file.conntrack = run.conntrack.clone();
         let file_peers = file
             .bgp
             .as_ref()
