@@ -7,6 +7,7 @@ pub mod ipam;
 pub mod keys;
 pub mod member;
 pub mod model;
+pub mod policy;
 pub mod selector;
 pub mod store;
 pub mod sync;
