@@ -122,6 +122,9 @@ pub enum EndpointCmd {
         /// Also allocate an IPv6 address.
         #[arg(long)]
         ipv6: bool,
+        /// The pod's labels, `KEY=VALUE` (network policy selects on them); repeat it.
+        #[arg(long = "label", value_parser = parse_label)]
+        labels: Vec<(String, String)>,
     },
     #[command(alias = "remove")]
     Del {
@@ -406,6 +409,7 @@ pub async fn run(cli: Cli) -> Result<(), String> {
                 ips,
                 mac,
                 ipv6,
+                labels,
             } => {
                 let r = c
                     .add_endpoint(pb::Endpoint {
@@ -415,6 +419,7 @@ pub async fn run(cli: Cli) -> Result<(), String> {
                         addresses: ips,
                         mac: mac.unwrap_or_default(),
                         ipv6,
+                        labels: labels.into_iter().collect(),
                         ..Default::default()
                     })
                     .await
@@ -667,6 +672,32 @@ fn event_text(ev: &pb::Event) -> String {
     }
 }
 
+/// A `--label KEY=VALUE`: a Kubernetes label key (optionally `prefix/name`) and value.
+fn parse_label(text: &str) -> Result<(String, String), String> {
+    let (k, v) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?}: want KEY=VALUE"))?;
+    let name_ok = |s: &str, max: usize| {
+        s.len() <= max
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            && s.chars().next().is_none_or(|c| c.is_ascii_alphanumeric())
+            && s.chars().last().is_none_or(|c| c.is_ascii_alphanumeric())
+    };
+    let (prefix, name) = match k.rsplit_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, k),
+    };
+    let prefix_ok = prefix.is_none_or(|p| !p.is_empty() && name_ok(p, 253));
+    if name.is_empty() || !name_ok(name, 63) || !prefix_ok {
+        return Err(format!("label key {k:?}: not a Kubernetes label key"));
+    }
+    if !name_ok(v, 63) {
+        return Err(format!("label value {v:?}: not a Kubernetes label value"));
+    }
+    Ok((k.to_string(), v.to_string()))
+}
+
 /// The binary's entry point.
 pub fn main() {
     let cli = Cli::parse();
@@ -706,6 +737,17 @@ mod tests {
             "+--------------+-------+\n| PEER ADDRESS | STATE |\n+--------------+-------+\n| 10.0.0.2     | up    |\n+--------------+-------+\n"
         );
         assert_eq!(since(0), "-");
+        assert_eq!(
+            parse_label("app.kubernetes.io/name=web").unwrap(),
+            ("app.kubernetes.io/name".into(), "web".into())
+        );
+        assert_eq!(
+            parse_label("tier=").unwrap(),
+            ("tier".into(), String::new())
+        );
+        for bad in ["app", "=x", "a b=c", "app=-web", "/x=y", "x=y z"] {
+            assert!(parse_label(bad).is_err(), "{bad}");
+        }
         assert_eq!(since(86_400 * 365), "1971-01-01");
     }
 }

@@ -118,7 +118,7 @@ check "a non-root user is refused with a clear message" \
 ctl watch --json >"$WORK/events" 2>&1 &
 WATCH_PID=$!
 sleep 0.5
-ctl endpoint add pod1 --interface cali1 --json >"$WORK/add1.json" 2>>"$WORK/ctl.err"
+ctl endpoint add pod1 --interface cali1 --label app=web --label tier=front --json >"$WORK/add1.json" 2>>"$WORK/ctl.err"
 cat "$WORK/add1.json"
 A1=$(jget 'd["addresses"][0]' <"$WORK/add1.json") || die "endpoint add gave no address"
 check "endpoint add allocates an address from the pool" \
@@ -128,6 +128,8 @@ check "the new endpoint forwards at once (pod -> remote)" ping4 ${P}p1 10.97.0.2
 check "the node's kernel routes to the new pod (proto 118)" kroute ${P}n "$A1" cali1
 check "the node reaches the new pod, and the pod the node" \
     bash -c "ip netns exec ${P}n ping -c 2 -i 0.2 -W 2 $A1 && ip netns exec ${P}p1 ping -c 2 -i 0.2 -W 2 10.97.0.1"
+check "endpoint add --label: the pod's labels are kept (endpoint list)" \
+    bash -c "$VROUTERCTL endpoint list --json | python3 -c 'import json,sys; d=json.load(sys.stdin); l=[e.get(\"labels\") for e in d[\"endpoints\"] if e[\"name\"]==\"pod1\"]; assert l==[{\"app\":\"web\",\"tier\":\"front\"}], l'"
 check "endpoint list --json shows it, origin api" \
     bash -c "$VROUTERCTL endpoint list --json | python3 -c 'import json,sys; d=json.load(sys.stdin); assert [(e[\"name\"],e[\"origin\"],e[\"addresses\"]) for e in d[\"endpoints\"]]==[(\"pod1\",\"api\",[\"$A1\"])], d'"
 ctl route list --json >"$WORK/routes.json"
@@ -159,6 +161,8 @@ check "a second endpoint of the same name is refused" bad "exists" ctl endpoint 
 check "a missing interface is refused" bad "nosuch" ctl endpoint add x --interface nosuch
 check "a bad address is refused" bad "address" ctl endpoint add x --interface cali2 --ip 10.66.0.300
 check "removing an unknown endpoint is refused" bad "no endpoint" ctl endpoint del nosuch
+check "endpoint add --label: a bad label is refused, saying why" \
+    bad "not a Kubernetes label" ctl endpoint add x --interface cali2 --label "a b=c"
 printf 'kind: IPPool\nspec:\n  cidr: 10.67.0.0/16\n  vxlanMode: Sometimes\n' >"$WORK/badpool.yaml"
 check "a bad pool mode is refused" bad "vxlanMode" ctl pool apply -f "$WORK/badpool.yaml"
 check "an overlapping pool is refused" bad "overlap" bash -c "printf 'kind: IPPool\nspec:\n  cidr: 10.66.128.0/17\n' >$WORK/ov.yaml; $VROUTERCTL pool apply -f $WORK/ov.yaml"
