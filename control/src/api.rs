@@ -63,6 +63,9 @@ pub enum Call {
     ListFlows(pb::ListFlowsRequest, Reply<pb::ListFlowsReply>),
     FlushFlows(pb::FlushFlowsRequest, Reply<pb::FlushFlowsReply>),
     ConntrackStats(pb::ConntrackStatsRequest, Reply<pb::ConntrackStatsReply>),
+    ApplyPolicies(pb::ApplyPoliciesRequest, Reply<pb::ApplyPoliciesReply>),
+    ListPolicies(pb::ListPoliciesRequest, Reply<pb::ListPoliciesReply>),
+    RemovePolicy(pb::RemovePolicyRequest, Reply<pb::RemovePolicyReply>),
 }
 
 /// Where to serve.
@@ -370,6 +373,24 @@ impl Vrouter for Service {
         r: Request<pb::FlushFlowsRequest>,
     ) -> Result<Response<pb::FlushFlowsReply>, Status> {
         self.ask(|tx| Call::FlushFlows(r.into_inner(), tx)).await
+    }
+    async fn apply_policies(
+        &self,
+        r: Request<pb::ApplyPoliciesRequest>,
+    ) -> Result<Response<pb::ApplyPoliciesReply>, Status> {
+        self.ask(|tx| Call::ApplyPolicies(r.into_inner(), tx)).await
+    }
+    async fn list_policies(
+        &self,
+        r: Request<pb::ListPoliciesRequest>,
+    ) -> Result<Response<pb::ListPoliciesReply>, Status> {
+        self.ask(|tx| Call::ListPolicies(r.into_inner(), tx)).await
+    }
+    async fn remove_policy(
+        &self,
+        r: Request<pb::RemovePolicyRequest>,
+    ) -> Result<Response<pb::RemovePolicyReply>, Status> {
+        self.ask(|tx| Call::RemovePolicy(r.into_inner(), tx)).await
     }
     async fn conntrack_stats(
         &self,

@@ -60,6 +60,11 @@ pub enum Command {
     Watch,
     /// Re-read the configuration file (as SIGHUP does).
     Reload,
+    /// Network policies (Calico or Kubernetes resources): apply -f, list, show, del.
+    Policy {
+        #[command(subcommand)]
+        what: crate::ctl_policy::PolicyCmd,
+    },
     /// The workers' tracked flows (NAT outgoing's): list, stats, flush.
     Conntrack {
         #[command(subcommand)]
@@ -634,6 +639,7 @@ pub async fn run(cli: Cli) -> Result<(), String> {
             }
         }
         Command::Conntrack { what } => crate::ctl_conntrack::conntrack(&mut c, what, json).await?,
+        Command::Policy { what } => crate::ctl_policy::policy(&mut c, what, json).await?,
         Command::Reload => {
             let r = c
                 .reload(pb::ReloadRequest {})

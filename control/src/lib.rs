@@ -11,6 +11,7 @@ pub mod bgp;
 pub mod ctl;
 pub mod ctl_cluster;
 pub mod ctl_conntrack;
+pub mod ctl_policy;
 pub mod ipam;
 pub mod metrics;
 pub mod rib;

@@ -235,6 +235,25 @@ pub fn parse_policies(name: &str, text: &str) -> Result<Vec<Policy>, String> {
     Ok(out)
 }
 
+/// The documents of a policy file, each as YAML text with the policies it defines, for
+/// storing them as written (`vrouterctl policy apply -f`, `list -o yaml`). The whole
+/// file is read first: any error refuses it all, with its line.
+pub fn documents(name: &str, text: &str) -> Result<Vec<(String, Vec<Policy>)>, String> {
+    parse_policies(name, text)?;
+    let mut out = Vec::new();
+    for (i, doc) in Deserializer::from_str(text).enumerate() {
+        let v = Value::deserialize(doc).map_err(|e| format!("{name}: document {}: {e}", i + 1))?;
+        if v.is_null() {
+            continue;
+        }
+        let yaml =
+            serde_yaml_ng::to_string(&v).map_err(|e| format!("{name}: document {}: {e}", i + 1))?;
+        let policies = parse_policies(name, &yaml)?;
+        out.push((yaml, policies));
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod eval_tests;
 #[cfg(test)]

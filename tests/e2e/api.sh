@@ -274,6 +274,57 @@ check "the file's default route cannot be removed through the API" bad "configur
 check "route del" ctl route del 10.70.0.0/16
 check "the route is gone" bash -c "$VROUTERCTL route list --filter 10.70.0.0/16 --json | python3 -c 'import json,sys; d=json.load(sys.stdin); assert d[\"total\"]==0, d'"
 
+# Network policies (issue 18's first piece): a Calico GlobalNetworkPolicy and a
+# Kubernetes NetworkPolicy applied from one file, listed, shown, round-tripped through
+# `list -o yaml`, a bad file refused whole, one removed; they survive the restart below.
+cat >"$WORK/policies.yaml" <<'YAML'
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata:
+  name: deny-db
+spec:
+  order: 10
+  selector: app == 'db'
+  types: [Ingress]
+  ingress:
+    - action: Deny
+      source:
+        notSelector: tier == 'back'
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: web
+  namespace: shop
+spec:
+  podSelector:
+    matchLabels:
+      app: web
+  ingress:
+    - ports:
+        - protocol: TCP
+          port: 80
+YAML
+policies_are() { # expected keys, space-separated
+    local got; got=$($VROUTERCTL policy list --json | python3 -c 'import json,sys; print(" ".join(p["key"] for p in json.load(sys.stdin).get("policies", [])))') || return 1
+    echo "policies: '$got'"; [[ $got == "$1" ]]
+}
+check "policy apply -f: a Calico and a Kubernetes policy from one file" ctl policy apply -f "$WORK/policies.yaml"
+check "policy list: both, by key" policies_are "deny-db shop/knp.default.web"
+check "policy show: the resource as applied" bash -c "$VROUTERCTL policy show deny-db | grep -q \"notSelector: tier == 'back'\""
+roundtrip() {
+    $VROUTERCTL policy list -o yaml >"$WORK/back.yaml" || return 1
+    $VROUTERCTL policy del deny-db && $VROUTERCTL policy del shop/knp.default.web || return 1
+    policies_are "" || return 1
+    $VROUTERCTL policy apply -f "$WORK/back.yaml" && policies_are "deny-db shop/knp.default.web"
+}
+check "policy list -o yaml round-trips through apply -f" roundtrip
+printf -- '---\napiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  name: extra\nspec:\n  colour: red\n' >"$WORK/bad.yaml"
+cat "$WORK/policies.yaml" "$WORK/bad.yaml" | sed 's/name: deny-db/name: deny-db2/' >"$WORK/bad2.yaml"
+check "a file with one bad document is refused whole, naming the field" bad "colour" ctl policy apply -f "$WORK/bad2.yaml"
+check "nothing of the refused file was applied" policies_are "deny-db shop/knp.default.web"
+check "policy del of an unknown policy is refused" bad "no policy" ctl policy del nosuch
+
 # Reload (SIGHUP, then vrouterctl reload): a pool, an endpoint and a route added to the
 # file go live; pod1's traffic (unchanged) keeps flowing; settings needing a restart are named.
 cp "$WORK/node.toml" "$WORK/node.orig.toml"
@@ -335,6 +386,7 @@ check "after a restart the API's endpoint is back with its address" \
 check "after a restart the API's pool is back" \
     bash -c "$VROUTERCTL pool list --json | grep -q 10.68.0.0/16"
 check "after a restart the pod forwards" ping4 ${P}p1 10.97.0.2
+check "after a restart the policies are back" policies_are "deny-db shop/knp.default.web"
 check "IPAM state on disk holds the address" grep -q "\"$A1\"" "$WORK/state/ipam.json"
 
 # SIGKILL, then a start repairs the kernel's routes to the pods: pod3's, deleted while

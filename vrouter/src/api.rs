@@ -195,6 +195,18 @@ pub fn answer(node: &mut NodeState, call: Call, cluster: Option<&Cluster>) {
         Call::FlushFlows(r, tx) => {
             let _ = tx.send(reply(node.flush_flows(r)));
         }
+        Call::ApplyPolicies(r, tx) => {
+            let _ = tx.send(reply(node.apply_policies(r)));
+        }
+        Call::ListPolicies(_, tx) => {
+            let _ = tx.send(Ok(node.list_policies()));
+        }
+        Call::RemovePolicy(r, tx) => {
+            let r = node
+                .remove_policy(&r.key)
+                .map(|()| pb::RemovePolicyReply {});
+            let _ = tx.send(reply(r));
+        }
         Call::ConntrackStats(_, tx) => {
             let _ = tx.send(Ok(node.conntrack_stats()));
         }

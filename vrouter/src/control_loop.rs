@@ -160,6 +160,7 @@ pub fn run(file_config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) ->
             endpoint_mtu_limit,
         },
     );
+    node.policies.restore(&api_state.policies);
     if let Err(e) = node.start(&config) {
         return Err(abort(&stop, node, threads, e));
     }

@@ -873,3 +873,21 @@ fn documents_that_are_not_policies_are_refused() {
         ],
     );
 }
+
+#[test]
+fn documents_keep_each_resource_as_written() {
+    let text = "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  name: deny-all\nspec:\n  selector: all()\n  types: [Ingress]\n---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: web\n  namespace: shop\nspec:\n  podSelector:\n    matchLabels:\n      app: web\n";
+    let docs = super::documents("p.yaml", text).unwrap();
+    assert_eq!(docs.len(), 2);
+    assert_eq!(docs[0].1[0].key(), "deny-all");
+    assert_eq!(docs[1].1[0].key(), "shop/knp.default.web");
+    // Each document parses back to the same policies.
+    for (yaml, policies) in &docs {
+        assert_eq!(&super::parse_policies("again", yaml).unwrap(), policies);
+    }
+    // One bad document refuses the file.
+    let bad = format!("{text}---\napiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  name: x\nspec:\n  colour: red\n");
+    assert!(super::documents("p.yaml", &bad)
+        .unwrap_err()
+        .contains("colour"));
+}

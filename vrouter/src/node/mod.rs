@@ -16,6 +16,7 @@
 //!   ├─ bgp_routes  learnt routes into tables; configured prefixes win
 //!   ├─ endpoints / pools / routes / peers   the operations, domain errors (error)
 //!   ├─ handles     addresses held by an IPAM handle (vrouter-ipam), no endpoint
+//!   ├─ policies    network policies as applied (Calico / Kubernetes resources)
 //!   ├─ reload      the file's diff, through the same operations
 //!   ├─ cluster     the datastore's view diffed in: nodes, mesh, pools, peers, blocks
 //!   │              (what it contributed: cluster_state)
@@ -40,6 +41,8 @@ pub mod origins;
 pub mod peers;
 pub mod persist;
 pub mod plan;
+pub mod policies;
+pub mod policy_store;
 pub mod pools;
 pub mod reload;
 pub mod report;
@@ -106,6 +109,8 @@ pub struct NodeState {
     pub config_path: Option<PathBuf>,
     /// With `[datastore]`: what the cluster contributed.
     pub cluster: Option<cluster_state::ClusterState>,
+    /// Network policies (applied through the API, kept in `api.json`).
+    pub policies: policy_store::PolicyStore,
 }
 
 /// What start-up made of the dataplane that the node's state drives.
@@ -161,6 +166,7 @@ impl NodeState {
             events: None,
             config_path: None,
             cluster: None,
+            policies: policy_store::PolicyStore::default(),
         }
     }
 

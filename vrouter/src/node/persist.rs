@@ -23,6 +23,9 @@ pub struct ApiState {
     pub routes: Vec<StaticRoute>,
     #[serde(default)]
     pub peers: Vec<BgpPeer>,
+    /// Network policy resources as applied (YAML documents).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policies: Vec<String>,
 }
 
 impl ApiState {
@@ -219,6 +222,7 @@ impl NodeState {
                 .filter(|p| o.peers.contains(&p.address))
                 .cloned()
                 .collect(),
+            policies: self.policies.documents(),
         };
         state
             .save(&c.state_dir)

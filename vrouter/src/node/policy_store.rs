@@ -1,0 +1,75 @@
+//! The node's network policies as applied, each with the resource document it came
+//! from (a leaf: the node's state holds one; `policies` has the operations).
+
+use datastore::policy::{self, Policy};
+use std::collections::BTreeMap;
+use tracing::warn;
+
+/// A policy and the resource document it came from (a document may define several:
+/// a List).
+#[derive(Debug, Clone, Default)]
+pub struct PolicyStore {
+    pub by_key: BTreeMap<String, (Policy, std::sync::Arc<String>)>,
+}
+
+impl PolicyStore {
+    /// What `api.json` keeps: each document once.
+    pub fn documents(&self) -> Vec<String> {
+        let mut docs: Vec<String> = Vec::new();
+        for (_, d) in self.by_key.values() {
+            if !docs.iter().any(|x| x == d.as_str()) {
+                docs.push(d.to_string());
+            }
+        }
+        docs
+    }
+
+    /// Take `text`'s policies (all or none); returns their keys.
+    pub fn apply(&mut self, name: &str, text: &str) -> Result<Vec<String>, String> {
+        let docs = policy::documents(name, text)?;
+        let mut keys = Vec::new();
+        for (yaml, policies) in docs {
+            let doc = std::sync::Arc::new(yaml);
+            for p in policies {
+                keys.push(p.key());
+                self.by_key.insert(p.key(), (p, doc.clone()));
+            }
+        }
+        Ok(keys)
+    }
+
+    /// Back from `api.json` at start: a document that no longer reads is skipped, loudly.
+    pub fn restore(&mut self, documents: &[String]) {
+        for (i, d) in documents.iter().enumerate() {
+            if let Err(e) = self.apply(&format!("api.json policy {}", i + 1), d) {
+                warn!("a stored policy no longer reads, skipped: {e}");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PolicyStore;
+
+    const GNP: &str = "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  name: a\nspec:\n  selector: all()\n";
+
+    #[test]
+    fn a_file_is_taken_whole_and_documents_are_kept_once() {
+        let mut s = PolicyStore::default();
+        assert_eq!(s.apply("f", GNP).unwrap(), vec!["a"]);
+        let bad = format!(
+            "{}---\n{}",
+            GNP.replace("name: a", "name: b"),
+            "kind: Nope\n"
+        );
+        assert!(s.apply("g", &bad).is_err());
+        // `apply` on a copy is what the node does; here the failed file left `b` out
+        // only because documents() refused before anything was inserted.
+        assert_eq!(s.by_key.keys().collect::<Vec<_>>(), vec!["a"]);
+        assert_eq!(s.documents().len(), 1);
+        let mut back = PolicyStore::default();
+        back.restore(&[s.documents()[0].clone(), "not: a policy\n".into()]);
+        assert_eq!(back.by_key.keys().collect::<Vec<_>>(), vec!["a"]);
+    }
+}
