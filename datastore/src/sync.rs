@@ -30,6 +30,9 @@ pub struct ClusterView {
     pub bgp: Option<BgpConfigurationSpec>,
     /// Confirmed block affinities: host → blocks.
     pub affinities: BTreeMap<String, Vec<IpNet>>,
+    /// NetworkPolicies and GlobalNetworkPolicies, by etcd key: the resource (YAML
+    /// text) and the policies it defines.
+    pub policies: BTreeMap<String, (String, Vec<crate::policy::Policy>)>,
     /// Keys skipped because their value did not parse.
     pub unreadable: Vec<String>,
     /// Full lists made so far by this syncer (1 + resyncs).
@@ -78,6 +81,7 @@ impl Records {
         let pools = keys::resources(prefix, IpPoolSpec::PLURAL);
         let peers = keys::resources(prefix, BgpPeerSpec::PLURAL);
         let bgp = keys::resource(prefix, BgpConfigurationSpec::PLURAL, "default");
+        let policies = POLICY_PLURALS.map(|p| keys::resources(prefix, p));
         for (k, e) in &self.resources {
             let name = keys::name_of_key(k).to_string();
             let ok = if k.starts_with(&nodes) {
@@ -96,6 +100,18 @@ impl Records {
                 e.decode::<Resource<BgpConfigurationSpec>>().map(|c| {
                     v.bgp = Some(c.spec);
                 })
+            } else if policies.iter().any(|p| k.starts_with(p)) {
+                let text = String::from_utf8_lossy(&e.value);
+                crate::policy::documents(k, &text)
+                    .map(|docs| {
+                        for d in docs {
+                            v.policies.insert(k.clone(), d);
+                        }
+                    })
+                    .map_err(|error| crate::store::StoreError::Decode {
+                        key: k.clone(),
+                        error,
+                    })
             } else {
                 Ok(())
             };
@@ -126,6 +142,10 @@ impl Records {
     }
 }
 
+/// Where Calico keeps policies (`networkpolicies/<namespace>/<name>`,
+/// `globalnetworkpolicies/<name>`), read into the view as `policy::Policy`.
+const POLICY_PLURALS: [&str; 2] = ["networkpolicies", "globalnetworkpolicies"];
+
 /// Whether a key is one the view is made of. Workload endpoints share the resources'
 /// prefix but change with every pod anywhere: they must not cost each node a new view.
 fn viewed(prefix: &str, key: &str) -> bool {
@@ -137,6 +157,8 @@ fn viewed(prefix: &str, key: &str) -> bool {
             IpPoolSpec::PLURAL,
             BgpPeerSpec::PLURAL,
             BgpConfigurationSpec::PLURAL,
+            POLICY_PLURALS[0],
+            POLICY_PLURALS[1],
         ]
         .iter()
         .any(|p| rest.strip_prefix(p).is_some_and(|r| r.starts_with('/'))),

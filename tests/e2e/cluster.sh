@@ -233,6 +233,23 @@ etcdctl_ del $R/nodes/kernel-1 >/dev/null
 check "its Node deleted: unpeered everywhere" \
     within 10 bash -c "$(declare -f peers_has ctl_on); VROUTERCTL=$VROUTERCTL WORK=$WORK; for n in $FIVE; do peers_has \$n 10.97.0.99 no || exit 1; done"
 
+# Network policies in the datastore (issue 18): a GlobalNetworkPolicy and a namespaced
+# NetworkPolicy as Calico stores them reach every node's policy list, origin
+# datastore; deleted, they go.
+etcdctl_ put $R/globalnetworkpolicies/deny-db '{"kind":"GlobalNetworkPolicy","apiVersion":"projectcalico.org/v3","metadata":{"name":"deny-db","uid":"5e0c8a58-0b5e-4c61-9a0c-1f2e3d4c5b6a"},"spec":{"order":10,"selector":"app == '"'"'db'"'"'","types":["Ingress"],"ingress":[{"action":"Deny","source":{"notSelector":"tier == '"'"'back'"'"'"}}]}}' >/dev/null
+etcdctl_ put $R/networkpolicies/shop/allow-web '{"kind":"NetworkPolicy","apiVersion":"projectcalico.org/v3","metadata":{"name":"allow-web","namespace":"shop"},"spec":{"selector":"app == '"'"'web'"'"'","types":["Ingress"],"ingress":[{"action":"Allow","protocol":"TCP","destination":{"ports":[80,"8000:8080"]}}]}}' >/dev/null
+policies_on() { # n expected "key:origin ..."
+    local got
+    got=$(ctl_on "$1" policy list --json | python3 -c "import json,sys; print(' '.join(p['key']+':'+p['origin'] for p in json.load(sys.stdin).get('policies', [])))") || return 1
+    echo "$1: '$got'"; [[ $got == "$2" ]]
+}
+check "datastore policies reach every node's policy list (origin datastore)" \
+    within 10 bash -c "$(declare -f policies_on ctl_on); VROUTERCTL=$VROUTERCTL WORK=$WORK; for n in $FIVE; do policies_on \$n 'deny-db:datastore shop/allow-web:datastore' || exit 1; done"
+etcdctl_ del $R/globalnetworkpolicies/deny-db >/dev/null
+etcdctl_ del $R/networkpolicies/shop/allow-web >/dev/null
+check "deleted from the datastore: gone from every node" \
+    within 10 bash -c "$(declare -f policies_on ctl_on); VROUTERCTL=$VROUTERCTL WORK=$WORK; for n in $FIVE; do policies_on \$n '' || exit 1; done"
+
 # 200 endpoints at once across the five nodes (taps: vrouterd creates them).
 many() {
     local n k pids=() rc=0

@@ -54,6 +54,9 @@ impl NodeState {
         self.apply_cluster_routes(&mut cs, view, false);
         self.apply_cluster_pools(&mut cs, view);
         self.apply_cluster_nodes(&mut cs, view, &me);
+        if self.policies.set_cluster(&view.policies) {
+            info!(policies = self.policies.cluster.len(), "datastore policies");
+        }
         self.apply_cluster_peers(&mut cs, view, &me);
         self.apply_cluster_routes(&mut cs, view, true);
         cs.affine = view.affinities.get(&me).cloned().unwrap_or_default();

@@ -10,7 +10,7 @@ use control::api::pb;
 use datastore::policy::{self, Policy};
 use tracing::info;
 
-fn info_pb(key: &str, p: &Policy, doc: &str) -> pb::PolicyInfo {
+fn info_pb(key: &str, p: &Policy, doc: &str, origin: &str) -> pb::PolicyInfo {
     let rules = |r: &Option<Vec<policy::Rule>>| r.as_ref().map_or(-1, |r| r.len() as i32);
     pb::PolicyInfo {
         key: key.to_string(),
@@ -25,6 +25,7 @@ fn info_pb(key: &str, p: &Policy, doc: &str) -> pb::PolicyInfo {
         ingress_rules: rules(&p.ingress),
         egress_rules: rules(&p.egress),
         document: doc.to_string(),
+        origin: origin.to_string(),
     }
 }
 
@@ -55,9 +56,8 @@ impl NodeState {
         pb::ListPoliciesReply {
             policies: self
                 .policies
-                .by_key
-                .iter()
-                .map(|(k, (p, d))| info_pb(k, p, d))
+                .all()
+                .map(|(k, (p, d), origin)| info_pb(k, p, d, origin))
                 .collect(),
         }
     }

@@ -10,6 +10,8 @@ use tracing::warn;
 #[derive(Debug, Clone, Default)]
 pub struct PolicyStore {
     pub by_key: BTreeMap<String, (Policy, std::sync::Arc<String>)>,
+    /// The datastore's (watched, never persisted here); the API's win on the same key.
+    pub cluster: BTreeMap<String, (Policy, std::sync::Arc<String>)>,
 }
 
 impl PolicyStore {
@@ -36,6 +38,34 @@ impl PolicyStore {
             }
         }
         Ok(keys)
+    }
+
+    /// The datastore's policies now (from a whole view): true if they changed.
+    pub fn set_cluster(&mut self, view: &BTreeMap<String, (String, Vec<Policy>)>) -> bool {
+        let mut next = BTreeMap::new();
+        for (doc, policies) in view.values() {
+            let doc = std::sync::Arc::new(doc.clone());
+            for p in policies {
+                next.insert(p.key(), (p.clone(), doc.clone()));
+            }
+        }
+        let changed = next != self.cluster;
+        self.cluster = next;
+        changed
+    }
+
+    /// Every policy in force, with its origin: the API's, then the datastore's that the
+    /// API does not shadow.
+    pub fn all(
+        &self,
+    ) -> impl Iterator<Item = (&String, &(Policy, std::sync::Arc<String>), &'static str)> {
+        let api = self.by_key.iter().map(|(k, v)| (k, v, "api"));
+        let cluster = self
+            .cluster
+            .iter()
+            .filter(|(k, _)| !self.by_key.contains_key(*k))
+            .map(|(k, v)| (k, v, "datastore"));
+        api.chain(cluster)
     }
 
     /// Back from `api.json` at start: a document that no longer reads is skipped, loudly.
