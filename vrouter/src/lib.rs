@@ -31,6 +31,7 @@ pub mod nexthop;
 pub mod node;
 pub mod notify;
 pub mod pipeline;
+pub mod policy;
 pub mod rtnl;
 pub mod startup;
 pub mod tunnel;
