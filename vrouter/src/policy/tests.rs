@@ -173,7 +173,7 @@ fn rule() -> impl Strategy<Value = Rule> {
         prop_oneof![
             4 => Just(Action::Allow),
             4 => Just(Action::Deny),
-            2 => Just(Action::Pass),
+            3 => Just(Action::Pass),
             1 => Just(Action::Log),
         ],
         rarely(8, prop_oneof![Just(4u8), Just(6u8)]),
