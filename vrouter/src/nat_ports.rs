@@ -5,6 +5,7 @@
 //! the NAT range that overlaps the former to the latter (and takes it out again when NAT
 //! goes off or vrouterd stops). Both files are per network namespace.
 
+use crate::conntrack::snat::kernel_ports_clear;
 use std::io;
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
@@ -94,12 +95,12 @@ impl NatPorts {
     pub fn reserve(&mut self) -> io::Result<()> {
         let (klo, khi) = self.kernel_range()?;
         let (lo, hi) = (*self.range.start(), *self.range.end());
-        // Only the overlap with the kernel's ephemeral ports needs reserving.
-        let (olo, ohi) = (lo.max(klo), hi.min(khi));
         self.on = true;
-        if olo > ohi {
+        if kernel_ports_clear((klo, khi), &self.range) {
             return Ok(());
         }
+        // Only the overlap with the kernel's ephemeral ports needs reserving.
+        let (olo, ohi) = (lo.max(klo), hi.min(khi));
         let path = self.path(RESERVED);
         let before = std::fs::read_to_string(&path)?.trim().to_string();
         let have = parse_ports(&before)

@@ -528,15 +528,6 @@ impl FlowTable {
             .filter(|(i, _)| self.live[*i])
             .map(|(i, f)| (i as u32, f))
     }
-
-    /// Remove every flow.
-    pub fn flush(&mut self) -> usize {
-        let ids: Vec<u32> = self.iter().map(|(i, _)| i).collect();
-        for &id in &ids {
-            self.remove(id);
-        }
-        ids.len()
-    }
 }
 
 #[cfg(test)]

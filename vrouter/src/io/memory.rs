@@ -50,24 +50,28 @@ impl MemoryIo {
         }
     }
 
-    /// Queue `frame` for reception on `port`. False when the pool is empty.
-    pub fn inject(&mut self, port: PortId, frame: &[u8]) -> bool {
-        let Some(mut b) = self.pool.pop() else {
-            return false;
-        };
+    /// `frame` copied into a buffer of the pool (cut to its size); None when it is empty.
+    fn copy_in(&mut self, frame: &[u8]) -> Option<(Buffer, usize)> {
+        let mut b = self.pool.pop()?;
         let n = frame.len().min(BUFFER_SIZE);
         b[..n].copy_from_slice(&frame[..n]);
+        Some((b, n))
+    }
+
+    /// Queue `frame` for reception on `port`. False when the pool is empty.
+    pub fn inject(&mut self, port: PortId, frame: &[u8]) -> bool {
+        let Some((b, n)) = self.copy_in(frame) else {
+            return false;
+        };
         self.rx[port.0 as usize].push_back((b, n));
         true
     }
 
     /// Queue `frame` as handed over by another worker, received on `port`.
     pub fn inject_handoff(&mut self, port: PortId, frame: &[u8]) -> bool {
-        let Some(mut b) = self.pool.pop() else {
+        let Some((b, n)) = self.copy_in(frame) else {
             return false;
         };
-        let n = frame.len().min(BUFFER_SIZE);
-        b[..n].copy_from_slice(&frame[..n]);
         self.arrived.push_back((port, b, n));
         true
     }
@@ -227,11 +231,9 @@ impl Io for MemoryIo {
     }
 
     fn send(&mut self, port: PortId, frame: &[u8]) -> bool {
-        let Some(mut b) = self.pool.pop() else {
+        let Some((b, n)) = self.copy_in(frame) else {
             return false;
         };
-        let n = frame.len().min(BUFFER_SIZE);
-        b[..n].copy_from_slice(&frame[..n]);
         self.sent.push((port, b, n));
         true
     }

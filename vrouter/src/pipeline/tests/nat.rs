@@ -12,6 +12,11 @@ const WORLD: [u8; 4] = [8, 8, 8, 8];
 /// Pods of 10.244.0.0/16 (natOutgoing) on a node 10.0.0.1 with a default route out of the
 /// uplink; 10.0.0.2 is another node of the cluster. Worker `w` of `workers`.
 fn nat_node(workers: usize, w: usize) -> Node {
+    nat_node_sized(workers, w, 1024)
+}
+
+/// `nat_node` with a flow table of `max_flows`.
+fn nat_node_sized(workers: usize, w: usize, max_flows: usize) -> Node {
     let mut n = node_with(&[("0.0.0.0/0", 2)], workers, w);
     let overlay = Overlay {
         local_v4: vec![u32::from_be_bytes(NODE)],
@@ -29,7 +34,7 @@ fn nat_node(workers: usize, w: usize) -> Node {
             1000,
         )
         .with_overlay(Arc::new(TunnelTable::new(4)), overlay)
-        .with_conntrack(1024, 61000..=65535, workers);
+        .with_conntrack(max_flows, 61000..=65535, workers);
     n
 }
 
@@ -249,12 +254,7 @@ fn tcp4(sport: u16, flags: &[&str]) -> Vec<u8> {
 
 #[test]
 fn a_syn_flood_fills_the_table_without_touching_established_flows() {
-    let mut n = node_with(&[("0.0.0.0/0", 2)], 1, 0);
-    let overlay = nat_node(1, 0).pipeline.overlay.clone().unwrap();
-    n.pipeline = n
-        .pipeline
-        .with_overlay(Arc::new(TunnelTable::new(4)), overlay)
-        .with_conntrack(8, 61000..=65535, 1);
+    let mut n = nat_node_sized(1, 0, 8);
     // An established flow first (SYN, SYN-ACK back, ACK).
     let (_, out) = run(&mut n, POD_A, &[tcp4(5000, &["syn"])]);
     let port = SlicedPacket::from_ethernet(&out[0])
@@ -295,12 +295,7 @@ fn a_syn_flood_fills_the_table_without_touching_established_flows() {
 
 #[test]
 fn a_table_of_established_flows_refuses_newcomers_and_counts_them() {
-    let mut n = node_with(&[("0.0.0.0/0", 2)], 1, 0);
-    let overlay = nat_node(1, 0).pipeline.overlay.clone().unwrap();
-    n.pipeline = n
-        .pipeline
-        .with_overlay(Arc::new(TunnelTable::new(4)), overlay)
-        .with_conntrack(2, 61000..=65535, 1);
+    let mut n = nat_node_sized(1, 0, 2);
     // Two UDP flows, each replied (so never evicted).
     let from = |sport: u16| {
         let b = PacketBuilder::ethernet2(POD_A_MAC, HOST_SIDE_MAC)
