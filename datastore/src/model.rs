@@ -81,6 +81,25 @@ impl Kind for WorkloadEndpointSpec {
     const KIND: &'static str = "WorkloadEndpoint";
     const PLURAL: &'static str = "workloadendpoints";
 }
+impl Kind for ProfileSpec {
+    const KIND: &'static str = "Profile";
+    const PLURAL: &'static str = "profiles";
+}
+
+/// Profile spec: what vrouterd reads of it. Calico's kube-controllers keep one profile
+/// per namespace, `kns.<namespace>`, whose `labelsToApply` are the namespace's labels
+/// prefixed `pcns.` (rules are not read: a profile's rules allow, as Calico's do for
+/// namespace profiles).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProfileSpec {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels_to_apply: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ingress: Vec<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub egress: Vec<serde_json::Value>,
+}
 
 impl<S: Kind> Resource<S> {
     pub fn new(name: &str, spec: S) -> Resource<S> {

@@ -8,7 +8,7 @@
 use crate::keys;
 use crate::model::{
     BgpConfigurationSpec, BgpPeerSpec, BlockAffinity, IpPoolSpec, Kind, NodeResource, NodeSpec,
-    Resource,
+    ProfileSpec, Resource, WorkloadEndpointSpec,
 };
 use crate::store::{Entry, Store, StoreError};
 use etcd_client::EventType;
@@ -33,10 +33,25 @@ pub struct ClusterView {
     /// NetworkPolicies and GlobalNetworkPolicies, by etcd key: the resource (YAML
     /// text) and the policies it defines.
     pub policies: BTreeMap<String, (String, Vec<crate::policy::Policy>)>,
+    /// Every node's workload endpoints, by etcd key (what peer selectors of policies
+    /// resolve against).
+    pub workloads: BTreeMap<String, ViewedWorkload>,
+    /// Namespaces' labels, from the profiles `kns.<namespace>` (their `labelsToApply`
+    /// with the `pcns.` prefix taken off).
+    pub namespaces: BTreeMap<String, BTreeMap<String, String>>,
     /// Keys skipped because their value did not parse.
     pub unreadable: Vec<String>,
     /// Full lists made so far by this syncer (1 + resyncs).
     pub lists: u64,
+}
+
+/// A workload endpoint as policy sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ViewedWorkload {
+    pub node: String,
+    pub namespace: String,
+    pub labels: BTreeMap<String, String>,
+    pub ips: Vec<IpNet>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -82,6 +97,8 @@ impl Records {
         let peers = keys::resources(prefix, BgpPeerSpec::PLURAL);
         let bgp = keys::resource(prefix, BgpConfigurationSpec::PLURAL, "default");
         let policies = POLICY_PLURALS.map(|p| keys::resources(prefix, p));
+        let weps = keys::resources(prefix, WorkloadEndpointSpec::PLURAL);
+        let profiles = keys::resources(prefix, ProfileSpec::PLURAL);
         for (k, e) in &self.resources {
             let name = keys::name_of_key(k).to_string();
             let ok = if k.starts_with(&nodes) {
@@ -99,6 +116,26 @@ impl Records {
             } else if *k == bgp {
                 e.decode::<Resource<BgpConfigurationSpec>>().map(|c| {
                     v.bgp = Some(c.spec);
+                })
+            } else if k.starts_with(&weps) {
+                e.decode::<Resource<WorkloadEndpointSpec>>().map(|w| {
+                    let ips = w.spec.ip_networks.iter().filter_map(|n| n.parse().ok());
+                    let viewed = ViewedWorkload {
+                        node: w.spec.node.clone(),
+                        namespace: w.metadata.namespace.clone(),
+                        labels: w.metadata.labels.clone(),
+                        ips: ips.collect(),
+                    };
+                    v.workloads.insert(k.clone(), viewed);
+                })
+            } else if k.starts_with(&profiles) {
+                e.decode::<Resource<ProfileSpec>>().map(|p| {
+                    if let Some(ns) = name.strip_prefix("kns.") {
+                        let labels = p.spec.labels_to_apply.iter().filter_map(|(k, v)| {
+                            Some((k.strip_prefix("pcns.")?.to_string(), v.clone()))
+                        });
+                        v.namespaces.insert(ns.to_string(), labels.collect());
+                    }
                 })
             } else if policies.iter().any(|p| k.starts_with(p)) {
                 let text = String::from_utf8_lossy(&e.value);
@@ -146,8 +183,9 @@ impl Records {
 /// `globalnetworkpolicies/<name>`), read into the view as `policy::Policy`.
 const POLICY_PLURALS: [&str; 2] = ["networkpolicies", "globalnetworkpolicies"];
 
-/// Whether a key is one the view is made of. Workload endpoints share the resources'
-/// prefix but change with every pod anywhere: they must not cost each node a new view.
+/// Whether a key is one the view is made of. Workload endpoints change with every pod
+/// anywhere, and cost each node a new view: policy's peer selectors need them (as
+/// Felix's ipsets do).
 fn viewed(prefix: &str, key: &str) -> bool {
     let resources = keys::all_resources(prefix);
     match key.strip_prefix(&resources) {
@@ -159,6 +197,8 @@ fn viewed(prefix: &str, key: &str) -> bool {
             BgpConfigurationSpec::PLURAL,
             POLICY_PLURALS[0],
             POLICY_PLURALS[1],
+            WorkloadEndpointSpec::PLURAL,
+            ProfileSpec::PLURAL,
         ]
         .iter()
         .any(|p| rest.strip_prefix(p).is_some_and(|r| r.starts_with('/'))),

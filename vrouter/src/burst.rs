@@ -76,10 +76,13 @@ pub enum DropReason {
     /// NAT outgoing could not translate it (a fragment, no node address of the family,
     /// a lone RST, an ICMP error from a pod, unreadable headers).
     NatUntranslatable,
+    /// Network policy denied it (a new flow, or an established one a policy change
+    /// now denies).
+    Policy,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 14] = [
+    pub const ALL: [DropReason; 15] = [
         DropReason::Malformed,
         DropReason::NoRoute,
         DropReason::TtlExpired,
@@ -94,6 +97,7 @@ impl DropReason {
         DropReason::NatNoPort,
         DropReason::ConntrackFull,
         DropReason::NatUntranslatable,
+        DropReason::Policy,
     ];
 
     pub fn name(self) -> &'static str {
@@ -112,6 +116,7 @@ impl DropReason {
             DropReason::NatNoPort => "nat_no_port",
             DropReason::ConntrackFull => "conntrack_full",
             DropReason::NatUntranslatable => "nat_untranslatable",
+            DropReason::Policy => "policy",
         }
     }
 }

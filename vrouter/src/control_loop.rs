@@ -161,6 +161,7 @@ pub fn run(file_config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) ->
         },
     );
     node.policies.restore(&api_state.policies);
+    node.publish_policies();
     if let Err(e) = node.start(&config) {
         return Err(abort(&stop, node, threads, e));
     }

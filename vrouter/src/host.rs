@@ -317,6 +317,12 @@ impl Host for WorkerHost {
         }
     }
 
+    fn set_policy(&mut self, set: &Arc<crate::policy::set::PolicySet>) {
+        for w in &self.workers {
+            let _ = w.send(WorkerCmd::SetPolicy(set.clone()));
+        }
+    }
+
     fn open_endpoint(&mut self, ep: &EndpointPlan) -> NodeResult<()> {
         let steer = match ep.kind {
             EndpointKind::Veth => Some(Arc::new({

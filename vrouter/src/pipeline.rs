@@ -29,24 +29,6 @@ use std::sync::Arc;
 
 const NO_ROUTE: u32 = u32::MAX;
 
-/// What a port is.
-#[derive(Debug, Clone, PartialEq)]
-pub enum PortKind {
-    /// Toward the network. Traffic that is not ours goes to the kernel.
-    Uplink,
-    /// A pod. It may send only from these addresses.
-    Endpoint { v4: Vec<u32>, v6: Vec<u128> },
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Port {
-    /// Our MAC on this port (source of what we send out of it).
-    pub mac: [u8; 6],
-    /// The largest IP packet this port carries (1500 on a plain Ethernet link).
-    pub mtu: u16,
-    pub kind: PortKind,
-}
-
 /// One worker's pipeline.
 pub struct Pipeline {
     fib4: Reader4,
@@ -71,6 +53,8 @@ pub struct Pipeline {
     extra: ExtraFrames,
     /// Connection tracking and NAT outgoing.
     nat: nat::NatStage,
+    /// Network policy (checked only while some policy applies to a local endpoint).
+    policy: policy::PolicyStage,
 }
 
 /// Preallocated room for frames the pipeline builds itself.
@@ -125,6 +109,7 @@ impl Pipeline {
             groups: None,
             extra: ExtraFrames::new(),
             nat: nat::NatStage::default(),
+            policy: policy::PolicyStage::default(),
         }
     }
 
@@ -164,6 +149,15 @@ impl Pipeline {
             self.nat.sync(o);
         }
         self
+    }
+
+    /// Enforce these policies from the next packet on (the flow table is made when a
+    /// policy first applies: every pod flow is then tracked).
+    pub fn set_policy(&mut self, set: Arc<crate::policy::set::PolicySet>) {
+        if set.active() {
+            self.nat.track_all();
+        }
+        self.policy.set(set);
     }
 
     /// This worker's flows (`vrouterctl conntrack`, ageing in housekeeping).
@@ -300,6 +294,8 @@ impl Pipeline {
         let mut keys6 = [0u128; BURST];
         let mut slot6 = [0u8; BURST];
         let (mut n4, mut n6) = (0, 0);
+        // NAT replies translated back: established, policy does not look at them.
+        let mut nat_back = 0u64;
         // Lengths as the pipeline sees them (a decapsulated frame is shorter).
         let mut lens_now = [0usize; BURST];
         for i in 0..n {
@@ -333,6 +329,7 @@ impl Pipeline {
                                 actions[i] = a;
                                 continue;
                             }
+                            nat_back |= 1 << i;
                             dst = ipv4_addrs(&frame[ETH_HDR_LEN..len]).map_or(dst, |a| a.1);
                         }
                         keys4[n4] = dst;
@@ -375,6 +372,7 @@ impl Pipeline {
                                     actions[i] = a;
                                     continue;
                                 }
+                                nat_back |= 1 << i;
                                 dst = ipv6_addrs(&frame[ETH_HDR_LEN..len]).map_or(dst, |a| a.1);
                             }
                             keys6[n6] = dst;
@@ -441,6 +439,18 @@ impl Pipeline {
         for (i, nh, v6) in v4.chain(v6) {
             let i = i as usize;
             let masq = masq_bits & 1 << i != 0;
+            if nh != NO_ROUTE && self.policy.active() && nat_back & 1 << i == 0 {
+                let (frame, len) = (&*frames[i], lens_now[i]);
+                let at = (rx, from_pod);
+                let nat = &mut self.nat;
+                if let Err(a) =
+                    self.policy
+                        .check(nat, self.worker, at, nh, frame, len, masq, &mut tally)
+                {
+                    actions[i] = a;
+                    continue;
+                }
+            }
             if masq {
                 if let Err(why) = self.nat.outbound(i, frames[i], lens_now[i], &mut tally) {
                     actions[i] = Action::Drop(why);
@@ -754,48 +764,12 @@ enum Decap {
     Drop(DropReason),
 }
 
-/// A packet larger than its egress MTU (the rare path, kept out of the loop): IPv6 and
-/// IPv4 with DF are dropped (frag-needed / packet-too-big follow); IPv4 without DF is
-/// rewritten and left to the backend to fragment.
-#[cold]
-#[inline(never)]
-fn oversize(
-    frame: &mut [u8],
-    len: usize,
-    v6: bool,
-    port: PortId,
-    mac: [u8; 6],
-    out: &Port,
-) -> Action {
-    if v6 || ipv4::dont_frag_at(frame, ETH_HDR_LEN).unwrap_or(true) {
-        return Action::Drop(DropReason::TooBig);
-    }
-    match rewrite_hop(frame, len, v6, mac, out.mac) {
-        Ok(()) => Action::Fragment {
-            port,
-            len,
-            mtu: out.mtu,
-        },
-        Err(why) => Action::Drop(why),
-    }
-}
-
-fn may_send_v4(kind: &PortKind, src: u32) -> bool {
-    match kind {
-        PortKind::Uplink => true,
-        PortKind::Endpoint { v4, .. } => v4.contains(&src),
-    }
-}
-
-fn may_send_v6(kind: &PortKind, src: u128) -> bool {
-    match kind {
-        PortKind::Uplink => true,
-        // Link-local sources (ND, router solicitations) are the pod's own too.
-        PortKind::Endpoint { v6, .. } => v6.contains(&src) || is_link_local(src),
-    }
-}
-
 mod headers;
 pub mod nat;
+pub mod policy;
+mod port;
+
+use port::{may_send_v4, may_send_v6, oversize};
+pub use port::{Port, PortKind};
 #[cfg(test)]
 mod tests;

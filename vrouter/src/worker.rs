@@ -20,6 +20,8 @@ use std::time::{Duration, Instant};
 pub enum WorkerCmd {
     /// Every worker: the pools we decapsulate toward changed.
     SetOverlay(crate::tunnel::Overlay),
+    /// Every worker: enforce these policies from now on.
+    SetPolicy(Arc<crate::policy::set::PolicySet>),
     /// Every worker: port `id` is now this (its MTU, the addresses its pod may use).
     SetPort(PortId, crate::pipeline::Port),
     /// The owning worker: open the endpoint's socket, steer its queue 0 to it, and
@@ -126,6 +128,7 @@ impl<I: Io> Worker<I> {
         match cmd {
             WorkerCmd::SetPort(id, port) => self.pipeline.set_port(id, port),
             WorkerCmd::SetOverlay(o) => self.pipeline.set_overlay(o),
+            WorkerCmd::SetPolicy(p) => self.pipeline.set_policy(p),
             WorkerCmd::Flows {
                 filter,
                 limit,

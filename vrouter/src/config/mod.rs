@@ -29,6 +29,11 @@ pub struct Config {
     pub workers: Workers,
     #[serde(default)]
     pub endpoints: Vec<Endpoint>,
+    /// Namespaces' labels (`[namespaces.<name>.labels]`), which policies' namespace
+    /// selectors see; with a datastore its `kns.<name>` profiles add theirs (the file
+    /// wins on a key). An endpoint's namespace is its workload's, else `default`.
+    #[serde(default)]
+    pub namespaces: BTreeMap<String, Namespace>,
     /// Static routes out of an uplink (until BGP learns them), e.g. the default route.
     #[serde(default)]
     pub routes: Vec<StaticRoute>,
@@ -511,6 +516,14 @@ pub struct Endpoint {
     /// Who it is for, as Calico's WorkloadEndpoint names it (set by the CNI plugin).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workload: Option<WorkloadIdentity>,
+}
+
+/// A namespace's labels.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Namespace {
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
 }
 
 /// The orchestrator's names for an endpoint (see `pb::Workload`).

@@ -8,7 +8,7 @@
 //! backward-shift deletion, no tombstones) whose entries name the flow and the direction.
 //!
 //! ```text
-//!  index: [tag:32 | dir:1 | slot:31] × 4 per flow ──▶ flows: [Flow] (~84 bytes each)
+//!  index: [tag:32 | dir:1 | slot:31] × 4 per flow ──▶ flows: [Flow] (~88 bytes each)
 //!  track(tuple, flags, now) ─ found: state advanced, last_seen = now
 //!                           └ new: inserted; full: an unreplied or closing flow evicted
 //!                             (bounded scan), established flows never; else refused
@@ -175,6 +175,9 @@ pub struct Flow {
     pub reply: Tuple,
     pub state: FlowState,
     pub last_seen: u32,
+    /// The policy generation the flow was admitted under (0: none yet); a flow of an
+    /// older one is judged again on its next packet.
+    pub policy: u32,
 }
 
 /// Which of a flow's tuples a packet matched.
@@ -244,6 +247,7 @@ impl FlowTable {
             reply: Tuple::default(),
             state: FlowState::Other { replied: false },
             last_seen: 0,
+            policy: 0,
         };
         FlowTable {
             flows: vec![empty; max_flows],
@@ -382,6 +386,7 @@ impl FlowTable {
             reply,
             state,
             last_seen: now,
+            policy: 0,
         };
         self.live[id as usize] = true;
         self.index_insert(&orig, id);
@@ -495,6 +500,13 @@ impl FlowTable {
             },
         };
         f.last_seen = now;
+    }
+
+    /// Record the policy generation flow `id` is admitted under.
+    pub fn set_policy(&mut self, id: u32, generation: u32) {
+        if let Some(f) = self.flows.get_mut(id as usize) {
+            f.policy = generation;
+        }
     }
 
     /// Bring the index slots and flows of these tuples into the cache before a burst's

@@ -57,12 +57,15 @@ impl NodeState {
         if self.policies.set_cluster(&view.policies) {
             info!(policies = self.policies.cluster.len(), "datastore policies");
         }
+        cs.workloads = view.workloads.clone();
+        cs.namespaces = view.namespaces.clone();
         self.apply_cluster_peers(&mut cs, view, &me);
         self.apply_cluster_routes(&mut cs, view, true);
         cs.affine = view.affinities.get(&me).cloned().unwrap_or_default();
         cs.affine.sort();
         self.cluster = Some(cs);
         self.sync_blocks();
+        self.publish_policies();
     }
 
     fn apply_cluster_pools(&mut self, cs: &mut ClusterState, view: &ClusterView) {

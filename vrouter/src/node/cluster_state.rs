@@ -57,6 +57,10 @@ pub struct ClusterState {
     pub secrets_dir: std::path::PathBuf,
     /// The last view applied.
     pub revision: i64,
+    /// Every node's workload endpoints and the namespaces' labels (what policies'
+    /// selectors see).
+    pub workloads: BTreeMap<String, datastore::sync::ViewedWorkload>,
+    pub namespaces: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 /// `[[nodes]]` entry for a registered node: its BGP addresses (else its addresses) and

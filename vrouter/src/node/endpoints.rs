@@ -157,6 +157,7 @@ impl NodeState {
         }
         self.ports.endpoints.push(ep.clone());
         self.sync_blocks();
+        self.publish_policies();
         info!(endpoint = %ep.name, interface = %ep.interface, worker = ep.worker, "endpoint added");
         for ip in &endpoint.ips {
             self.publish_route(
@@ -271,6 +272,7 @@ impl NodeState {
         self.origins.endpoints.remove(name);
         let released = self.ipam.release(name);
         self.sync_blocks();
+        self.publish_policies();
         info!(endpoint = %name, "endpoint removed");
         for ip in &ips {
             self.publish_route(

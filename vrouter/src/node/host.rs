@@ -23,6 +23,8 @@ pub trait Host {
     fn set_port(&mut self, id: PortId, port: &Port);
     /// Every worker: the pools we decapsulate toward changed.
     fn set_overlay(&mut self, overlay: &Overlay);
+    /// Every worker: enforce these policies (swapped between bursts).
+    fn set_policy(&mut self, set: &std::sync::Arc<crate::policy::set::PolicySet>);
     /// Open the endpoint on its worker: XDP steering for a veth, its socket (or tap),
     /// and asking the pod for its MAC. On error nothing is left open.
     fn open_endpoint(&mut self, ep: &EndpointPlan) -> NodeResult<()>;

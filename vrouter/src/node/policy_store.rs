@@ -5,6 +5,14 @@ use datastore::policy::{self, Policy};
 use std::collections::BTreeMap;
 use tracing::warn;
 
+/// What a policy set is built from: the policies in force, the local endpoints and
+/// every workload (address, identity).
+pub type PolicyInputs = (
+    Vec<Policy>,
+    Vec<crate::policy::set::LocalEndpoint>,
+    Vec<(std::net::IpAddr, datastore::policy::Endpoint)>,
+);
+
 /// A policy and the resource document it came from (a document may define several:
 /// a List).
 #[derive(Debug, Clone, Default)]
@@ -12,6 +20,15 @@ pub struct PolicyStore {
     pub by_key: BTreeMap<String, (Policy, std::sync::Arc<String>)>,
     /// The datastore's (watched, never persisted here); the API's win on the same key.
     pub cluster: BTreeMap<String, (Policy, std::sync::Arc<String>)>,
+    /// The set last published to the workers, and its generation.
+    pub published: Option<std::sync::Arc<crate::policy::set::PolicySet>>,
+    pub generation: u32,
+    /// What the last set was built from (the same again: no new set, no flow judged
+    /// again).
+    pub built_from: Option<PolicyInputs>,
+    /// Per-rule packet counts of the sets before the current one: (policy key,
+    /// direction, rule index) → packets.
+    pub past_hits: BTreeMap<(String, &'static str, usize), u64>,
 }
 
 impl PolicyStore {

@@ -232,6 +232,11 @@ impl NodeState {
                 &mut failed,
             );
         }
+        if file.namespaces != self.config.namespaces {
+            self.config.namespaces = file.namespaces.clone();
+            changes.push("namespaces' labels changed".into());
+        }
+        self.publish_policies();
         // What the API added is saved once for the whole reload.
         if let Err(e) = self.persist() {
             failed.push(e.to_string());

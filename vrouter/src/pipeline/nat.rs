@@ -72,12 +72,8 @@ impl NatStage {
     /// replies still come back).
     pub fn sync(&mut self, o: &Overlay) {
         let wanted = o.nat_wanted();
-        if wanted && self.nat.is_none() {
-            if let Some((max, range, workers, w)) = &self.config {
-                let table = FlowTable::new(*max, 0x9e37_79b9_7f4a_7c15 ^ *w as u64);
-                let ports = worker_ports(range, *w, *workers);
-                self.nat = Some(Box::new(Nat::new(table, ports, None, None)));
-            }
+        if wanted {
+            self.make_table();
         }
         if let Some(n) = &mut self.nat {
             let v4 = o.local_v4.first().map(|a| a.to_be_bytes());
@@ -85,6 +81,29 @@ impl NatStage {
             n.set_node(v4, v6);
         }
         self.on = wanted && self.nat.is_some();
+    }
+
+    /// The flow table, made now if it is not yet (memory taken once).
+    fn make_table(&mut self) {
+        if self.nat.is_none() {
+            if let Some((max, range, workers, w)) = &self.config {
+                let table = FlowTable::new(*max, 0x9e37_79b9_7f4a_7c15 ^ *w as u64);
+                let ports = worker_ports(range, *w, *workers);
+                self.nat = Some(Box::new(Nat::new(table, ports, None, None)));
+            }
+        }
+    }
+
+    /// Policy applies to some endpoint: every pod flow is tracked from now on.
+    pub fn track_all(&mut self) {
+        self.make_table();
+    }
+
+    /// The flow table and the clock, when there is a table.
+    #[inline]
+    pub fn table(&mut self) -> Option<(&mut FlowTable, u32)> {
+        let now = self.now_s;
+        self.nat.as_mut().map(|n| (&mut n.table, now))
     }
 
     /// The figures `counters::CONNTRACK` names (None: no flow table yet).

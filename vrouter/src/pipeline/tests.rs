@@ -8,6 +8,7 @@ use fib::{Fib4, Fib6, NextHopId};
 use proptest::prelude::*;
 
 mod nat;
+mod policy;
 
 const POD_A_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0a];
 const POD_B_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x0b];

@@ -43,8 +43,9 @@
 //!
 //! What the key cannot say is checked on the candidate, after the lookup: `notProtocol`,
 //! ICMP type / code and their negations, "ports need TCP, UDP or SCTP", `notNets`,
-//! `notPorts` and the peer's `notSelector` set. Log rules are not entered at all (Log
-//! decides nothing; see below).
+//! `notPorts` and the peer's `notSelector` set. Log rules decide nothing: they go into
+//! a second set of tuples, searched only when the endpoint has some, for the first Log
+//! rule ahead of the deciding one (what the dataplane logs).
 //!
 //! # Cost
 //!
@@ -60,13 +61,12 @@
 //!
 //! # Not done here
 //!
-//! - Log rules: [`Compiled::classify`] does not report which Log rules a packet hit
-//!   (the reference's `logged`); the rules are kept ([`Compiled::rule`]) but not
-//!   indexed.
+//! - Only the first Log rule a packet meets is reported (the reference lists all).
 //! - A packet whose source and destination are of different IP versions is looked up
 //!   by its source's version only (such a packet does not exist on the wire).
 
 mod prefix;
+pub mod set;
 #[cfg(test)]
 mod tests;
 
@@ -78,8 +78,9 @@ use datastore::policy::{
 };
 use ipnet::IpNet;
 use prefix::{addr_bits, top_bits};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Why the classifier decided; rule numbers are priorities ([`Compiled::rule`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,6 +100,8 @@ pub enum Why {
 pub struct Classification {
     pub decision: Decision,
     pub why: Why,
+    /// The first Log rule met before the decision, by priority.
+    pub logged: Option<usize>,
 }
 
 impl Classification {
@@ -117,12 +120,12 @@ pub struct RuleInfo {
     /// Its policy and index there, as the reference reports it.
     pub at: RuleRef,
     pub action: Action,
-    /// `None`: it can never match (dropped at compile time) or it is a Log rule.
+    /// `None`: it can never match (dropped at compile time).
     check: Option<Check>,
 }
 
 impl RuleInfo {
-    /// Whether the rule is in the tables (it can decide).
+    /// Whether the rule is in the tables (it can decide, or log).
     pub fn indexed(&self) -> bool {
         self.check.is_some()
     }
@@ -238,17 +241,37 @@ pub struct Compiled {
     rules: Vec<RuleInfo>,
     /// `[v4, v6]`, each sorted by best priority.
     tuples: [Vec<Tuple>; 2],
+    /// The Log rules' tuples, the same way (empty: no Log rule).
+    log_tuples: [Vec<Tuple>; 2],
+    /// Packets each rule decided or logged (per-rule counters; shared by the workers,
+    /// bumped only for a flow's first packet and for packets denied).
+    hits: Box<[AtomicU64]>,
+}
+
+/// A workload and the labels its selectors see, computed once per compile.
+struct Seen<'a> {
+    ep: &'a Endpoint,
+    labels: BTreeMap<String, String>,
+    namespace_labels: BTreeMap<String, String>,
+}
+
+impl<'a> Seen<'a> {
+    fn new(ep: &'a Endpoint) -> Seen<'a> {
+        Seen {
+            ep,
+            labels: ep.selector_labels(),
+            namespace_labels: ep.namespace_selector_labels(),
+        }
+    }
 }
 
 /// Whether workload `w` meets a side's endpoint conditions (all but `notSelector`).
-fn endpoint_conds(p: &Peer, w: &Endpoint) -> bool {
-    p.namespace.as_ref().is_none_or(|ns| *ns == w.namespace)
+fn endpoint_conds(p: &Peer, w: &Seen) -> bool {
+    p.namespace.as_ref().is_none_or(|ns| *ns == w.ep.namespace)
         && p.namespace_selector
             .as_ref()
-            .is_none_or(|s| s.matches(&w.namespace_selector_labels()))
-        && p.selector
-            .as_ref()
-            .is_none_or(|s| s.matches(&w.selector_labels()))
+            .is_none_or(|s| s.matches(&w.namespace_labels))
+        && p.selector.as_ref().is_none_or(|s| s.matches(&w.labels))
 }
 
 /// One side's address alternatives (`None`: any address) and, for the peer's side,
@@ -258,18 +281,18 @@ type SideAddrs = (Vec<Option<AddrPrefix>>, Option<HashSet<IpAddr>>);
 fn side_addrs(
     p: &Peer,
     peer_side: bool,
-    ep: &Endpoint,
-    owners: &[(IpAddr, &Endpoint)],
+    ep: &Seen,
+    owners: &[(IpAddr, Seen)],
 ) -> Option<SideAddrs> {
     let nets: Vec<Option<AddrPrefix>> = if p.nets.is_empty() {
         vec![None]
     } else {
         p.nets.iter().map(|n| Some(AddrPrefix::of_net(n))).collect()
     };
-    let not_sel = |w: &Endpoint| {
+    let not_sel = |w: &Seen| {
         p.not_selector
             .as_ref()
-            .is_some_and(|s| s.matches(&w.selector_labels()))
+            .is_some_and(|s| s.matches(&w.labels))
     };
     if !peer_side {
         if (p.needs_endpoint() && !endpoint_conds(p, ep)) || not_sel(ep) {
@@ -372,13 +395,24 @@ pub fn compile(
     });
     // The first workload listed with an address owns it.
     let mut seen = HashSet::new();
-    let owners: Vec<(IpAddr, &Endpoint)> = workloads
+    let needs_owners = applying.iter().any(|p| {
+        p.rules(dir).unwrap_or_default().iter().any(|r| {
+            r.src.needs_endpoint()
+                || r.dst.needs_endpoint()
+                || r.src.not_selector.is_some()
+                || r.dst.not_selector.is_some()
+        })
+    });
+    let owners: Vec<(IpAddr, Seen)> = workloads
         .iter()
+        .filter(|_| needs_owners)
         .filter(|(a, _)| seen.insert(*a))
-        .map(|(a, w)| (*a, w))
+        .map(|(a, w)| (*a, Seen::new(w)))
         .collect();
+    let me = Seen::new(ep);
     let mut rules = Vec::new();
     let mut b = Builder::default();
+    let mut logs = Builder::default();
     for p in &applying {
         let key = p.key();
         for (i, r) in p.rules(dir).unwrap_or_default().iter().enumerate() {
@@ -387,11 +421,12 @@ pub fn compile(
                 policy: key.clone(),
                 rule: i,
             };
-            let check = if r.action == Action::Log {
-                None
+            let into = if r.action == Action::Log {
+                &mut logs
             } else {
-                enter(&mut b, r, prio, peer_is_src, ep, &owners)
+                &mut b
             };
+            let check = enter(into, r, prio, peer_is_src, &me, &owners);
             rules.push(RuleInfo {
                 at,
                 action: r.action,
@@ -399,11 +434,14 @@ pub fn compile(
             });
         }
     }
+    let hits = rules.iter().map(|_| AtomicU64::new(0)).collect();
     Compiled {
         no_policy: applying.is_empty(),
         peer_is_src,
         rules,
         tuples: b.finish(),
+        log_tuples: logs.finish(),
+        hits,
     }
 }
 
@@ -414,8 +452,8 @@ fn enter(
     r: &datastore::policy::Rule,
     prio: usize,
     peer_is_src: bool,
-    ep: &Endpoint,
-    owners: &[(IpAddr, &Endpoint)],
+    ep: &Seen,
+    owners: &[(IpAddr, Seen)],
 ) -> Option<Check> {
     let (src, src_refused) = side_addrs(&r.src, peer_is_src, ep, owners)?;
     let (dst, dst_refused) = side_addrs(&r.dst, !peer_is_src, ep, owners)?;
@@ -483,19 +521,62 @@ impl Compiled {
         [self.tuples[0].len(), self.tuples[1].len()]
     }
 
+    /// Count one packet for rule `i` (a flow's first packet, or a packet denied).
+    #[inline]
+    pub fn hit(&self, i: usize) {
+        if let Some(h) = self.hits.get(i) {
+            h.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Packets counted for rule `i`.
+    pub fn hits(&self, i: usize) -> u64 {
+        self.hits.get(i).map_or(0, |h| h.load(Ordering::Relaxed))
+    }
+
     /// The decision for a flow's first packet.
     pub fn classify(&self, pkt: &Packet) -> Classification {
         if self.no_policy {
             return Classification {
                 decision: Decision::Allow,
                 why: Why::NoPolicy,
+                logged: None,
             };
         }
-        let (version, src, width) = addr_bits(pkt.src);
+        let slot = usize::from(pkt.src.is_ipv6());
+        let best = self.search(&self.tuples[slot], pkt, usize::MAX);
+        let logged = if self.log_tuples[slot].is_empty() {
+            None
+        } else {
+            Some(self.search(&self.log_tuples[slot], pkt, best)).filter(|&l| l < best)
+        };
+        let Some(r) = self.rules.get(best) else {
+            return Classification {
+                decision: Decision::Deny,
+                why: Why::EndOfPolicies,
+                logged,
+            };
+        };
+        let (decision, why) = match r.action {
+            Action::Allow => (Decision::Allow, Why::Rule(best)),
+            Action::Pass => (Decision::Allow, Why::Pass(best)),
+            // Log rules are in their own tuples.
+            Action::Deny | Action::Log => (Decision::Deny, Why::Rule(best)),
+        };
+        Classification {
+            decision,
+            why,
+            logged,
+        }
+    }
+
+    /// The best (lowest) priority below `best` among `tuples`' rules that `pkt`
+    /// matches; `best` if none.
+    fn search(&self, tuples: &[Tuple], pkt: &Packet, mut best: usize) -> usize {
+        let (_, src, width) = addr_bits(pkt.src);
         let (_, dst, _) = addr_bits(pkt.dst);
         let peer = if self.peer_is_src { pkt.src } else { pkt.dst };
-        let mut best = usize::MAX;
-        for t in &self.tuples[usize::from(version == 6)] {
+        for t in tuples {
             if t.best >= best {
                 break;
             }
@@ -521,18 +602,6 @@ impl Compiled {
                 }
             }
         }
-        let Some(r) = self.rules.get(best) else {
-            return Classification {
-                decision: Decision::Deny,
-                why: Why::EndOfPolicies,
-            };
-        };
-        let (decision, why) = match r.action {
-            Action::Allow => (Decision::Allow, Why::Rule(best)),
-            Action::Pass => (Decision::Allow, Why::Pass(best)),
-            // Log rules are never entered.
-            Action::Deny | Action::Log => (Decision::Deny, Why::Rule(best)),
-        };
-        Classification { decision, why }
+        best
     }
 }

@@ -314,7 +314,8 @@ fn agree(c: &Compiled, got: Classification, want: &Verdict) -> Result<(), String
         (Why::Rule(i), Reason::Rule(r)) | (Why::Pass(i), Reason::Pass(r)) => c.rule(i).at == *r,
         _ => false,
     };
-    if same && got.decision == want.decision {
+    let logged = got.logged.map(|i| c.rule(i).at.clone());
+    if same && got.decision == want.decision && logged.as_ref() == want.logged.first() {
         Ok(())
     } else {
         Err(format!("classifier {got:?}, reference {want:?}"))
@@ -484,7 +485,7 @@ fn no_policy_allows_and_empty_policy_denies() {
     };
     let c = compile(std::slice::from_ref(&p), &ep, Direction::Ingress, &[]);
     assert_eq!(c.classify(&pkt).why, Why::EndOfPolicies);
-    assert!(!c.rule(0).indexed());
+    assert_eq!(c.classify(&pkt).logged, Some(0));
     let c = compile(&[p], &ep, Direction::Egress, &[]);
     assert_eq!(c.classify(&pkt).why, Why::NoPolicy);
 }

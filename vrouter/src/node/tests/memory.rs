@@ -53,6 +53,9 @@ impl Host for MemoryHost {
     fn set_overlay(&mut self, overlay: &Overlay) {
         self.tell(WorkerCmd::SetOverlay(overlay.clone()));
     }
+    fn set_policy(&mut self, set: &std::sync::Arc<crate::policy::set::PolicySet>) {
+        self.tell(WorkerCmd::SetPolicy(set.clone()));
+    }
     fn open_endpoint(&mut self, ep: &EndpointPlan) -> NodeResult<()> {
         let (done, answer) = mpsc::channel();
         self.tell(open_command(ep, None, done));

@@ -69,6 +69,8 @@ pub(super) struct Machine {
     pub(super) steered: BTreeSet<IpNet>,
     /// The kernel's routes marked ours: (interface, host prefix).
     pub(super) routes: BTreeSet<(String, IpNet)>,
+    /// Policy sets published, in order.
+    pub(super) policy_sets: Vec<std::sync::Arc<crate::policy::set::PolicySet>>,
 }
 
 pub(super) struct FakeHost(Rc<RefCell<Machine>>);
@@ -87,6 +89,9 @@ impl Host for FakeHost {
     }
     fn set_overlay(&mut self, overlay: &Overlay) {
         self.0.borrow_mut().overlays.push(overlay.clone());
+    }
+    fn set_policy(&mut self, set: &std::sync::Arc<crate::policy::set::PolicySet>) {
+        self.0.borrow_mut().policy_sets.push(set.clone());
     }
     fn open_endpoint(&mut self, ep: &EndpointPlan) -> NodeResult<()> {
         let mut m = self.0.borrow_mut();
