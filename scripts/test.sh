@@ -25,7 +25,8 @@ tests/e2e/overlay.sh
 # The BGP speaker: two vrouterd nodes in a mesh, with BIRD, FRR and GoBGP from Debian.
 tests/e2e/bgp.sh
 tests/e2e/bgpbench-smoke.sh
-# fwdbench --quick on l3 and fullfib: every forwarder's figures produced (not a speed check).
+# fwdbench --quick on l3, fullfib, nat and policy: every forwarder's figures produced (not a
+# speed check).
 tests/e2e/fwdbench-smoke.sh
 # pktgen send / sink between two namespaces: AF_XDP (paced, stamped), XDP live frames,
 # IPv6, refused options.
@@ -37,6 +38,10 @@ tests/e2e/api.sh
 # The cluster datastore: a 3-member etcd, six vrouterd nodes with no [[nodes]], shared
 # IPAM, a member killed, all members stopped and back.
 tests/e2e/cluster.sh
+# Network policy: 2 nodes on etcd, 3 namespaces x 3 pods, the reachability matrix
+# (TCP 80/81, UDP 80, ICMP) per case against the expected one, revocation of a live
+# stream within 1 s, a datastore policy, bad input, 100,000 rules.
+tests/e2e/policy.sh
 # vrouter-cni run as libcni runs it: every command and version, pods ping, DEL idempotent,
 # bad input, vrouterd away and restarted, 20 ADDs at once.
 tests/e2e/cni.sh

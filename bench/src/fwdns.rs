@@ -123,6 +123,10 @@ pub enum Scenario {
     /// Pod of a natOutgoing pool → a host outside the pools (UDP, many flows): the
     /// source becomes the node's address; the kernel does it with nftables masquerade.
     Nat,
+    /// l3 with `policy_rules` rules on the sink pod's ingress (none matching but the
+    /// last, an Allow); the kernel gets them as Calico's iptables mode would write them:
+    /// conntrack's ESTABLISHED accepted first, then a linear chain (nftables).
+    Policy,
 }
 
 impl Scenario {
@@ -135,6 +139,7 @@ impl Scenario {
             Scenario::Fullfib => "fullfib",
             Scenario::Ecmp => "ecmp",
             Scenario::Nat => "nat",
+            Scenario::Policy => "policy",
         }
     }
 
@@ -147,6 +152,7 @@ impl Scenario {
             "fullfib" => Some(Scenario::Fullfib),
             "ecmp" => Some(Scenario::Ecmp),
             "nat" => Some(Scenario::Nat),
+            "policy" => Some(Scenario::Policy),
             _ => None,
         }
     }
@@ -154,7 +160,12 @@ impl Scenario {
     /// Bytes the encapsulation adds in front of the inner frame's IP header.
     pub fn overhead(self) -> usize {
         match self {
-            Scenario::L3 | Scenario::V6 | Scenario::Fullfib | Scenario::Ecmp | Scenario::Nat => 0,
+            Scenario::L3
+            | Scenario::V6
+            | Scenario::Fullfib
+            | Scenario::Ecmp
+            | Scenario::Nat
+            | Scenario::Policy => 0,
             Scenario::Vxlan => 50,
             Scenario::Ipip => 20,
         }
@@ -167,7 +178,7 @@ impl Scenario {
 
     /// The generator is a pod of the DUT node and the sink a neighbour on its uplink.
     pub fn from_pod(self) -> bool {
-        !matches!(self, Scenario::L3 | Scenario::V6)
+        !matches!(self, Scenario::L3 | Scenario::V6 | Scenario::Policy)
     }
 }
 
@@ -198,6 +209,8 @@ pub struct L3Options {
     pub latency_window: Duration,
     /// Scenario fullfib: routes in the table.
     pub fib_routes: usize,
+    /// Scenario policy: rules on the sink pod's ingress.
+    pub policy_rules: usize,
 }
 
 /// Per-window rates of one candidate.
@@ -330,9 +343,12 @@ pub fn run(opts: &L3Options) -> io::Result<L3Results> {
         None
     };
     let (kernel, kernel_vxlan) = match opts.scenario {
-        Scenario::L3 | Scenario::V6 | Scenario::Fullfib | Scenario::Ecmp | Scenario::Nat => {
-            (Some(topo.kernel(opts)?), None)
-        }
+        Scenario::L3
+        | Scenario::V6
+        | Scenario::Fullfib
+        | Scenario::Ecmp
+        | Scenario::Nat
+        | Scenario::Policy => (Some(topo.kernel(opts)?), None),
         Scenario::Vxlan => (None, Some(topo.kernel_vxlan(opts)?)),
         // No ipip module here: IPIP compares against the bare forwarder only.
         Scenario::Ipip => (None, None),
@@ -450,6 +466,33 @@ impl FullTable {
             destinations: Arc::new(destinations),
         }
     }
+}
+
+/// Scenario policy's nftables ruleset: what Calico's iptables mode writes for a
+/// workload's ingress (cali-tw-<if>): RELATED / ESTABLISHED accepted, INVALID dropped,
+/// then the policy's rules one after the other (the same `rules` as
+/// `policymemio::policy_yaml`), the last accepting. Counters on the final accept (the
+/// evidence that the chain was walked).
+pub fn kernel_policy(pod_if: &str, rules: usize) -> String {
+    let mut t = format!(
+        "table inet fwbpol {{\n chain filter_forward {{\n  type filter hook forward priority 0; policy accept;\n  oifname \"{pod_if}\" jump to_sink\n }}\n chain to_sink {{\n  ct state established,related accept\n  ct state invalid drop\n"
+    );
+    for i in 0..rules.saturating_sub(1) {
+        let proto = if i % 2 == 0 { "udp" } else { "tcp" };
+        let p = 1000 + (i % 50_000);
+        let port = if i % 5 == 0 {
+            format!("{p}-{}", p + 100)
+        } else {
+            p.to_string()
+        };
+        t.push_str(&format!(
+            "  ip saddr 172.{}.{}.0/24 {proto} dport {port} drop\n",
+            16 + (i >> 8) % 16,
+            i & 255
+        ));
+    }
+    t.push_str("  counter accept\n }\n}\n");
+    t
 }
 
 /// Scenario ecmp: the routed network and its next hops on the uplink (neighbours whose
@@ -687,7 +730,7 @@ impl Topology {
                 GenConfig::udp64(&self.gen_if, GEN_MAC, POD_SIDE_MAC, POD_IP, ECMP_DST)
             }
             Scenario::Nat => GenConfig::udp64(&self.gen_if, GEN_MAC, POD_SIDE_MAC, POD_IP, NAT_DST),
-            Scenario::L3 | Scenario::V6 => {
+            Scenario::L3 | Scenario::V6 | Scenario::Policy => {
                 GenConfig::udp64(&self.gen_if, GEN_MAC, UPLINK_MAC, GEN_IP, POD_IP)
             }
         };
@@ -823,6 +866,15 @@ impl Topology {
         } else {
             (opts.dut_core.to_string(), "[0]", "busy")
         };
+        if self.scenario == Scenario::Policy {
+            // The policy as vrouterd keeps what the API applied: restored and compiled
+            // at start, before the first packet.
+            let state = self.dir.join("state");
+            std::fs::create_dir_all(&state)?;
+            let doc = crate::policymemio::policy_yaml(opts.policy_rules);
+            let api = serde_json::json!({ "policies": [doc] });
+            std::fs::write(state.join("api.json"), api.to_string())?;
+        }
         let head = format!(
             r#"node_name = "fwdbench"
 state_dir = "{dir}/state"
@@ -901,6 +953,7 @@ kind = "veth"
 interface = "{pod}"
 ips = ["{POD_IP}/32", "{POD_IP6}/128"]
 mac = "{mac}"
+labels = {{ app = "sink" }}
 {workers_table}"#,
                 up = self.up_if,
                 pod = self.pod_if,
@@ -1086,9 +1139,43 @@ mac = "{mac}"
             self.dut
                 .write_proc_sys("net/ipv6/conf/all/forwarding", "1")?;
         }
-        let series = self.measure(opts, "kernel forwarding", &mut || Ok(()));
+        if self.scenario == Scenario::Policy {
+            let file = self.dir.join("policy.nft");
+            std::fs::write(&file, kernel_policy(&self.pod_if, opts.policy_rules))?;
+            self.dut.exec(&["nft", "-f", &file.display().to_string()])?;
+        }
+        let name = if self.scenario == Scenario::Policy {
+            "kernel policy (nftables, Calico's chain)"
+        } else {
+            "kernel forwarding"
+        };
+        let series = self.measure(opts, name, &mut || Ok(()));
         let _ = self.dut.write_proc_sys("net/ipv4/ip_forward", "0");
         let _ = self.dut.write_proc_sys("net/ipv6/conf/all/forwarding", "0");
+        if self.scenario == Scenario::Policy {
+            // Its rules must have been walked: the last (accept) counted the new flows.
+            let listing = self
+                .dut
+                .exec_output(&["nft", "list", "chain", "inet", "fwbpol", "to_sink"]);
+            let _ = self.dut.exec(&["nft", "delete", "table", "inet", "fwbpol"]);
+            let text = listing?;
+            let accepted = text
+                .lines()
+                .rev()
+                .find(|l| l.contains("accept") && !l.contains("ct state"))
+                .and_then(|l| l.split("packets ").nth(1))
+                .and_then(|r| r.split_whitespace().next())
+                .and_then(|n| n.parse::<u64>().ok());
+            match accepted {
+                Some(n) if n > 0 => {}
+                _ => {
+                    return Err(err(format!(
+                        "kernel policy: the chain's final accept counted nothing: {}",
+                        text.lines().rev().take(3).collect::<Vec<_>>().join(" / ")
+                    )))
+                }
+            }
+        }
         series
     }
 }

@@ -11,6 +11,7 @@ pub mod fwdns;
 pub mod natmemio;
 pub mod netns;
 pub mod pktgen;
+pub mod policymemio;
 
 use std::time::{Duration, Instant};
 

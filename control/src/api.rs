@@ -196,7 +196,7 @@ pub fn spawn(config: &ServeConfig, calls: Sender<Call>) -> io::Result<Api> {
                         }
                     };
                     let over_unix = tonic::transport::Server::builder()
-                        .add_service(VrouterServer::new(service.clone()))
+                        .add_service(server(service.clone()))
                         .serve_with_incoming_shutdown(
                             tokio_stream::wrappers::UnixListenerStream::new(unix),
                             until(stop_unix),
@@ -204,7 +204,7 @@ pub fn spawn(config: &ServeConfig, calls: Sender<Call>) -> io::Result<Api> {
                     match tcp.map(tokio::net::TcpListener::from_std) {
                         Some(Ok(l)) => {
                             let over_tcp = tonic::transport::Server::builder()
-                                .add_service(VrouterServer::new(service))
+                                .add_service(server(service))
                                 .serve_with_incoming_shutdown(
                                     tokio_stream::wrappers::TcpListenerStream::new(l),
                                     until(stop_tcp),
@@ -446,7 +446,7 @@ pub async fn connect(
             .connect()
             .await
             .map_err(|e| format!("cannot reach vrouterd on {target}: {e}"))?;
-        return Ok(pb::vrouter_client::VrouterClient::new(ch));
+        return Ok(client(ch));
     }
     let path = PathBuf::from(target);
     // Classify the usual failures first: tonic's own error would only say "transport error".
@@ -463,5 +463,23 @@ pub async fn connect(
         }))
         .await
         .map_err(|e| format!("cannot reach vrouterd on {target}: {e}"))?;
-    Ok(pb::vrouter_client::VrouterClient::new(ch))
+    Ok(client(ch))
+}
+
+/// The largest request or reply (a policy file of 100,000 rules is ~10 MB; tonic's
+/// default of 4 MB would refuse it with a decoding error instead of a verdict).
+pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
+
+fn server<T: Vrouter>(service: T) -> VrouterServer<T> {
+    VrouterServer::new(service)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES)
+}
+
+fn client(
+    ch: tonic::transport::Channel,
+) -> pb::vrouter_client::VrouterClient<tonic::transport::Channel> {
+    pb::vrouter_client::VrouterClient::new(ch)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES)
 }

@@ -130,6 +130,10 @@ pub enum EndpointCmd {
         /// The pod's labels, `KEY=VALUE` (network policy selects on them); repeat it.
         #[arg(long = "label", value_parser = parse_label)]
         labels: Vec<(String, String)>,
+        /// The pod's Kubernetes namespace (policy: namespaced policies and namespace
+        /// selectors); the endpoint is then a k8s workload, profile `kns.<namespace>`.
+        #[arg(long)]
+        namespace: Option<String>,
     },
     #[command(alias = "remove")]
     Del {
@@ -415,7 +419,15 @@ pub async fn run(cli: Cli) -> Result<(), String> {
                 mac,
                 ipv6,
                 labels,
+                namespace,
             } => {
+                let workload = namespace.map(|ns| pb::Workload {
+                    orchestrator: "k8s".into(),
+                    pod: name.rsplit('/').next().unwrap_or(&name).to_string(),
+                    endpoint: "eth0".into(),
+                    profiles: vec![format!("kns.{ns}")],
+                    namespace: ns,
+                });
                 let r = c
                     .add_endpoint(pb::Endpoint {
                         name,
@@ -425,6 +437,7 @@ pub async fn run(cli: Cli) -> Result<(), String> {
                         mac: mac.unwrap_or_default(),
                         ipv6,
                         labels: labels.into_iter().collect(),
+                        workload,
                         ..Default::default()
                     })
                     .await

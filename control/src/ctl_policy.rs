@@ -111,7 +111,19 @@ pub async fn policy(
                 .iter()
                 .find(|p| p.key == key)
                 .ok_or_else(|| format!("no policy {key:?}"))?;
-            print(json, p, |p| yaml(&[p]));
+            print(json, p, |p| {
+                let n = |v: &[u64]| {
+                    let v: Vec<String> = v.iter().map(u64::to_string).collect();
+                    format!("[{}]", v.join(", "))
+                };
+                // A comment: the text still reads back as the policy.
+                format!(
+                    "{}# packets per rule: ingress {}, egress {}\n",
+                    yaml(&[p]),
+                    n(&p.ingress_packets),
+                    n(&p.egress_packets)
+                )
+            });
         }
         PolicyCmd::Del { key } => {
             let r = c

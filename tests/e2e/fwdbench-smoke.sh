@@ -62,3 +62,31 @@ if missing or bad:
 print(f"fwdbench-smoke: nat ok (" + ", ".join(f"{c['name']} {c['mpps_median']:.3f}" for c in r["candidates"])
       + f" Mpps; NAT memio {r['memio_nat_cycles_per_pkt']:.0f} cycles, {r['new_flows_per_s']/1e6:.2f} M new flows/s)")
 PY
+# Network policy at 1 and 1,000 rules: vrouterd (which must have tracked flows, or
+# fwdbench fails) beside the kernel's nftables chain (whose final accept must have
+# counted), and the memio figures per N.
+out=$(target/debug/fwdbench --quick --scenario policy --rules 1,1000 --routes 100000 --no-testpmd --no-two-workers --packets 400000 --json)
+/usr/bin/python3 - "$out" <<'PY'
+import json, sys
+r = json.loads(sys.argv[1])
+rows = r.get("policy") or []
+bad = []
+if [x.get("rules") for x in rows] != [1, 1000]:
+    bad.append(("rules", [x.get("rules") for x in rows]))
+for x in rows:
+    for k in ["vrouter_mpps", "kernel_policy_mpps", "ratio_vs_kernel_policy", "vrouter_tracked_flows",
+              "memio_no_policy_cycles_per_pkt", "established_ratio_vs_no_policy", "new_ratio_vs_no_policy",
+              "compile_publish_ms"]:
+        if not (isinstance(x.get(k), (int, float)) and x[k] > 0):
+            bad.append((x.get("rules"), k, x.get(k)))
+    c = x.get("memio_policy_cycles_per_pkt") or {}
+    for k in ["established", "new", "established_256_flows"]:
+        if not (isinstance(c.get(k), (int, float)) and c[k] > 0):
+            bad.append((x.get("rules"), "memio_policy_cycles_per_pkt." + k, c.get(k)))
+if bad:
+    sys.exit(f"fwdbench-smoke: FAIL: policy: missing, non-positive or wrong {bad}")
+print("fwdbench-smoke: policy ok (" + "; ".join(
+    f"N={x['rules']}: vrouterd {x['vrouter_mpps']:.3f} vs kernel {x['kernel_policy_mpps']:.3f} Mpps, "
+    f"memio established {x['memio_policy_cycles_per_pkt']['established']:.0f} / new {x['memio_policy_cycles_per_pkt']['new']:.0f} cycles"
+    for x in rows) + ")")
+PY

@@ -62,7 +62,7 @@ struct Opts {
     /// fullfib: a pod's traffic to random destinations across a full table (1.08M
     /// routes, learnt over BGP; the kernel gets the same table); ecmp: a pod's flows
     /// over four next hops; v6: l3 over IPv6.
-    #[arg(long, default_value = "l3", value_parser = ["l3", "vxlan", "ipip", "v6", "fullfib", "ecmp", "nat", "all"])]
+    #[arg(long, default_value = "l3", value_parser = ["l3", "vxlan", "ipip", "v6", "fullfib", "ecmp", "nat", "policy", "all"])]
     scenario: String,
     /// Measure only the pipeline on in-memory frames (cycles per packet).
     #[arg(long)]
@@ -100,6 +100,10 @@ struct Opts {
     /// Leave DPDK testpmd out (it needs Debian's dpdk package).
     #[arg(long)]
     no_testpmd: bool,
+    /// Scenario policy: rules on the receiving pod's ingress, one run per value
+    /// (comma-separated; default 1,100,1000,10000).
+    #[arg(long, value_delimiter = ',')]
+    rules: Vec<usize>,
     /// UDP flows (source ports) the generator sends (nat: each a flow to translate).
     #[arg(long, default_value_t = 256)]
     flows: u16,
@@ -360,6 +364,10 @@ fn main() {
         opts.latency_secs = opts.latency_secs.min(0.3);
         opts.routes = opts.routes.min(QUICK_ROUTES);
     }
+    if opts.scenario == "policy" {
+        policy_scenario(&opts);
+        return;
+    }
     let scenarios: Vec<Scenario> = if opts.scenario == "all" {
         vec![
             Scenario::L3,
@@ -596,6 +604,7 @@ fn measure(opts: &Opts, scenario: Scenario) -> (L3Options, L3Results) {
         latency_pps: opts.latency_pps,
         latency_window: Duration::from_secs_f64(opts.latency_secs.clamp(0.1, 60.0)),
         fib_routes: opts.routes,
+        policy_rules: opts.rules.first().copied().unwrap_or(1),
     };
     if !opts.json {
         eprintln!(
@@ -865,6 +874,7 @@ fn candidates<'a>(l3: &L3Options, res: &'a L3Results) -> Vec<(String, &'a Series
             Scenario::Fullfib => "vrouterd full table (1 worker)",
             Scenario::Ecmp => "vrouterd ECMP x4 (1 worker)",
             Scenario::Nat => "vrouterd NAT outgoing (1 worker)",
+            Scenario::Policy => "vrouterd with policy (1 worker)",
         }
         .to_string(),
         &res.vrouter,
@@ -1034,7 +1044,7 @@ fn print_table(opts: &Opts, l3: &L3Options, res: &L3Results, r: &Report) {
         println!("ratio vs DPDK testpmd (same veths, AF_XDP PMD): {t:.3}");
     }
     match l3.scenario {
-        Scenario::L3 | Scenario::V6 => println!(
+        Scenario::L3 | Scenario::V6 | Scenario::Policy => println!(
             "ratio vs bare AF_XDP: {:.3} (target >= 0.9)   ratio vs kernel: {:.3}",
             r.ratio_vs_bare.unwrap_or(f64::NAN),
             r.ratio_vs_kernel.unwrap_or(f64::NAN)
@@ -1484,4 +1494,173 @@ fn time_pipeline(
         wcycles as f64 / wdone.max(1) as f64,
         actions,
     )
+}
+
+/// One N of `--scenario policy`: the namespace run's medians (unless --memio) and the
+/// memio figures at 256 and 100,000 flows (20,000 with --quick).
+#[derive(Serialize)]
+struct PolicyRow {
+    rules: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vrouter_mpps: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kernel_policy_mpps: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ratio_vs_kernel_policy: Option<f64>,
+    /// vrouterd's flows in its stats after the run (evidence the policy was tracked).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vrouter_tracked_flows: Option<u64>,
+    /// {"established": at 100K flows, "new": each packet a new flow,
+    /// "established_256_flows": at 256 flows}.
+    memio_policy_cycles_per_pkt: std::collections::BTreeMap<&'static str, f64>,
+    memio_no_policy_cycles_per_pkt: f64,
+    memio_no_policy_256_flows_cycles_per_pkt: f64,
+    /// Targets: established <= 1.15x at every N; new <= 3x at N = 10,000.
+    established_ratio_vs_no_policy: f64,
+    established_256_flows_ratio_vs_no_policy: f64,
+    new_ratio_vs_no_policy: f64,
+    /// Building the policy set (target: <= 100 ms at 10,000 rules).
+    compile_publish_ms: f64,
+    memio_policy_flows: usize,
+}
+
+#[derive(Serialize)]
+struct PolicyReport {
+    scenario: &'static str,
+    generator_flows: u16,
+    memio_routes: usize,
+    memio_packets: usize,
+    policy: Vec<PolicyRow>,
+}
+
+/// `--scenario policy`: per N, vrouterd beside the kernel's nftables chain on the same
+/// veths (l3 topology: generator on the uplink, the sink a pod with the rules), then
+/// the memio figures.
+fn policy_scenario(opts: &Opts) {
+    let rules = if opts.rules.is_empty() {
+        vec![1, 100, 1000, 10_000]
+    } else {
+        opts.rules.clone()
+    };
+    if rules.contains(&0) {
+        fail(2, "--rules: at least 1 (the last rule is the Allow)");
+    }
+    let tsc = Tsc::calibrate();
+    let big = if opts.quick { 20_000 } else { 100_000 };
+    let mut rows = Vec::new();
+    for &n in &rules {
+        let mut row_ns = (None, None, None, None);
+        if !opts.memio {
+            let one = Opts {
+                rules: vec![n],
+                ..opts.clone()
+            };
+            let (l3, res) = measure(&one, Scenario::Policy);
+            let r = report(&one, &l3, &res, None);
+            let tracked = res
+                .vrouterd_stats
+                .as_ref()
+                .and_then(|s| s.pointer("/conntrack/flows").and_then(|v| v.as_u64()));
+            match tracked {
+                Some(f) if f > 0 => {}
+                other => fail(
+                    1,
+                    &format!("policy N={n}: vrouterd tracked no flow ({other:?}): was the policy applied?"),
+                ),
+            }
+            let (Some(v), Some(k)) = (r.vrouter_mpps, r.kernel_mpps) else {
+                fail(1, &format!("policy N={n}: a forwarder has no figure"));
+            };
+            row_ns = (Some(v), Some(k), Some(round4(v / k)), tracked);
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        let m = bench::policymemio::run(memio_routes(opts), n, big, opts.packets, &tsc);
+        let small = bench::policymemio::run(memio_routes(opts), n, 256, opts.packets, &tsc);
+        for x in [&m, &small] {
+            if x.forwarded_ratio < 0.999 {
+                fail(
+                    1,
+                    &format!(
+                        "memio policy N={n}: only {:.1}% forwarded",
+                        x.forwarded_ratio * 100.0
+                    ),
+                );
+            }
+        }
+        let mut cycles = std::collections::BTreeMap::new();
+        cycles.insert("established", round4(m.established_cycles_per_pkt));
+        cycles.insert("new", round4(m.new_cycles_per_pkt));
+        cycles.insert(
+            "established_256_flows",
+            round4(small.established_cycles_per_pkt),
+        );
+        rows.push(PolicyRow {
+            rules: n,
+            vrouter_mpps: row_ns.0,
+            kernel_policy_mpps: row_ns.1,
+            ratio_vs_kernel_policy: row_ns.2,
+            vrouter_tracked_flows: row_ns.3,
+            memio_policy_cycles_per_pkt: cycles,
+            memio_no_policy_cycles_per_pkt: round4(m.no_policy_cycles_per_pkt),
+            memio_no_policy_256_flows_cycles_per_pkt: round4(small.no_policy_cycles_per_pkt),
+            established_ratio_vs_no_policy: round4(
+                m.established_cycles_per_pkt / m.no_policy_cycles_per_pkt,
+            ),
+            established_256_flows_ratio_vs_no_policy: round4(
+                small.established_cycles_per_pkt / small.no_policy_cycles_per_pkt,
+            ),
+            new_ratio_vs_no_policy: round4(m.new_cycles_per_pkt / m.no_policy_cycles_per_pkt),
+            compile_publish_ms: round4(m.compile_ms),
+            memio_policy_flows: big,
+        });
+    }
+    let report = PolicyReport {
+        scenario: "policy",
+        generator_flows: opts.flows,
+        memio_routes: memio_routes(opts),
+        memio_packets: opts.packets,
+        policy: rows,
+    };
+    if opts.json {
+        println!("{}", serde_json::to_string_pretty(&report).unwrap());
+        return;
+    }
+    println!(
+        "fwdbench policy: N rules on the receiving pod's ingress (none matching but the last Allow); memio: {} routes, 64 B UDP pod to pod, {} flows at random (and 256)",
+        report.memio_routes, big
+    );
+    println!(
+        "{:>6} | {:>8} {:>8} {:>6} | {:>9} {:>9} {:>6} | {:>9} {:>6} | {:>8} {:>6} | {:>8}",
+        "rules",
+        "vrouter",
+        "kernel",
+        "ratio",
+        "no-pol",
+        "estab",
+        "x",
+        "est-256",
+        "x",
+        "new",
+        "x",
+        "compile"
+    );
+    for r in &report.policy {
+        let f = |x: Option<f64>| x.map_or("-".to_string(), |x| format!("{x:.3}"));
+        println!(
+            "{:>6} | {:>8} {:>8} {:>6} | {:>9.1} {:>9.1} {:>6.2} | {:>9.1} {:>6.2} | {:>8.1} {:>6.2} | {:>6.1}ms",
+            r.rules,
+            f(r.vrouter_mpps),
+            f(r.kernel_policy_mpps),
+            f(r.ratio_vs_kernel_policy),
+            r.memio_no_policy_cycles_per_pkt,
+            r.memio_policy_cycles_per_pkt["established"],
+            r.established_ratio_vs_no_policy,
+            r.memio_policy_cycles_per_pkt["established_256_flows"],
+            r.established_256_flows_ratio_vs_no_policy,
+            r.memio_policy_cycles_per_pkt["new"],
+            r.new_ratio_vs_no_policy,
+            r.compile_publish_ms
+        );
+    }
+    println!("targets: established <= 1.15x no policy at every N; new <= 3x at N = 10,000; >= 2x the kernel at N = 1,000 (veth); compile + publish of 10,000 rules <= 100 ms");
 }

@@ -31,6 +31,7 @@ fn info_pb(key: &str, p: &Policy, doc: &str, origin: &str) -> pb::PolicyInfo {
         egress_rules: rules(&p.egress),
         document: doc.to_string(),
         origin: origin.to_string(),
+        ..Default::default()
     }
 }
 
@@ -63,7 +64,18 @@ impl NodeState {
             policies: self
                 .policies
                 .all()
-                .map(|(k, (p, d), origin)| info_pb(k, p, d, origin))
+                .map(|(k, (p, d), origin)| {
+                    let mut info = info_pb(k, p, d, origin);
+                    let hits = self.rule_hits(k);
+                    let per_rule = |dir: &'static str, n: Option<&Vec<policy::Rule>>| {
+                        (0..n.map_or(0, Vec::len))
+                            .map(|i| hits.get(&(dir, i)).copied().unwrap_or(0))
+                            .collect()
+                    };
+                    info.ingress_packets = per_rule("ingress", p.ingress.as_ref());
+                    info.egress_packets = per_rule("egress", p.egress.as_ref());
+                    info
+                })
                 .collect(),
         }
     }
