@@ -16,7 +16,7 @@
 //! or a 101-port range, all different, and none matching S's traffic.
 
 use crate::Tsc;
-use datastore::policy::{parse_policies, Endpoint, Policy};
+use datastore::policy::{parse_policies, Decision, Endpoint, Packet, Policy};
 use fib::synth::{self, Rng};
 use fib::{Fib4, Fib6, NextHopId};
 use std::net::IpAddr;
@@ -47,6 +47,8 @@ pub struct PolicyMemio {
     pub new_cycles_per_pkt: f64,
     /// Building the set (compiling the rules), milliseconds.
     pub compile_ms: f64,
+    /// The sink's ingress classifier alone, per packet (of the flows' first packets).
+    pub classify_cycles_per_pkt: f64,
     /// Of the policy runs' packets, the share forwarded to D (must be 1).
     pub forwarded_ratio: f64,
 }
@@ -236,6 +238,33 @@ pub fn run(routes: usize, rules: usize, flows: usize, packets: usize, tsc: &Tsc)
     let compile_ms = t0.elapsed().as_secs_f64() * 1e3;
     assert!(set.active(), "the sink's policy applies");
 
+    // The classifier alone, on the flows' packets.
+    let sink = set
+        .port(DST_PORT.0 as usize)
+        .expect("the sink")
+        .policies
+        .clone();
+    let pkts: Vec<Packet> = s
+        .flows
+        .iter()
+        .map(|&(sport, dport)| Packet {
+            src: IpAddr::from(SRC),
+            dst: IpAddr::from(DST),
+            proto: 17,
+            sport,
+            dport,
+            icmp: None,
+        })
+        .collect();
+    let c0 = tsc.now();
+    let mut allowed = 0usize;
+    for p in &pkts {
+        allowed +=
+            usize::from(sink.ingress.classify(std::hint::black_box(p)).decision == Decision::Allow);
+    }
+    let classify_cycles = (tsc.now() - c0) as f64 / pkts.len() as f64;
+    assert_eq!(allowed, pkts.len(), "the last rule allows every flow");
+
     let mut rng = Rng::new(synth::DEFAULT_SEED + 29);
     let n = flows as u64;
     let mut random = || rng.below(n) as usize;
@@ -284,6 +313,7 @@ pub fn run(routes: usize, rules: usize, flows: usize, packets: usize, tsc: &Tsc)
         established_cycles_per_pkt: established,
         new_cycles_per_pkt: new,
         compile_ms,
+        classify_cycles_per_pkt: classify_cycles,
         forwarded_ratio: forwarded,
     }
 }

@@ -443,6 +443,7 @@ sys.exit(0 if cut < 1.0 else 1)
 PY
 }
 check "an established stream is cut within 1 s of the policy change" revoked
+sed "s/^/      /" "$WORK/out" # the figure, pass or fail
 
 # --- from the datastore: a GlobalNetworkPolicy written into etcd as Calico's JSON
 clear_policies

@@ -433,19 +433,24 @@ impl Pipeline {
             .map(|(&i, &nh)| (i, nh, true));
         // NAT outgoing for the packets with a route out: picked, their flows warmed.
         let routed = v4.clone().chain(v6.clone()).filter(|p| p.1 != NO_ROUTE);
-        let masq_bits =
-            self.nat
-                .prepare(from_pod, self.overlay.as_ref(), frames, &lens_now, routed);
+        let masq_bits = (self.nat).prepare(
+            from_pod,
+            self.overlay.as_ref(),
+            frames,
+            &lens_now,
+            routed.clone(),
+        );
+        self.policy.prepare(&self.nat, frames, &lens_now, routed);
         for (i, nh, v6) in v4.chain(v6) {
             let i = i as usize;
             let masq = masq_bits & 1 << i != 0;
             if nh != NO_ROUTE && self.policy.active() && nat_back & 1 << i == 0 {
                 let (frame, len) = (&*frames[i], lens_now[i]);
                 let at = (rx, from_pod);
-                let nat = &mut self.nat;
-                if let Err(a) =
-                    self.policy
-                        .check(nat, self.worker, at, nh, frame, len, masq, &mut tally)
+                let (nat, w) = (&mut self.nat, self.worker);
+                if let Err(a) = self
+                    .policy
+                    .check(i, nat, w, at, nh, frame, len, masq, &mut tally)
                 {
                     actions[i] = a;
                     continue;

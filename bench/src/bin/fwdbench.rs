@@ -1521,6 +1521,8 @@ struct PolicyRow {
     new_ratio_vs_no_policy: f64,
     /// Building the policy set (target: <= 100 ms at 10,000 rules).
     compile_publish_ms: f64,
+    /// The receiving pod's classifier alone, per first packet (what N changes).
+    memio_classify_cycles_per_pkt: f64,
     memio_policy_flows: usize,
 }
 
@@ -1611,6 +1613,7 @@ fn policy_scenario(opts: &Opts) {
             ),
             new_ratio_vs_no_policy: round4(m.new_cycles_per_pkt / m.no_policy_cycles_per_pkt),
             compile_publish_ms: round4(m.compile_ms),
+            memio_classify_cycles_per_pkt: round4(m.classify_cycles_per_pkt),
             memio_policy_flows: big,
         });
     }
@@ -1630,7 +1633,7 @@ fn policy_scenario(opts: &Opts) {
         report.memio_routes, big
     );
     println!(
-        "{:>6} | {:>8} {:>8} {:>6} | {:>9} {:>9} {:>6} | {:>9} {:>6} | {:>8} {:>6} | {:>8}",
+        "{:>6} | {:>8} {:>8} {:>6} | {:>9} {:>9} {:>6} | {:>9} {:>6} | {:>8} {:>6} | {:>8} | {:>8}",
         "rules",
         "vrouter",
         "kernel",
@@ -1642,12 +1645,13 @@ fn policy_scenario(opts: &Opts) {
         "x",
         "new",
         "x",
+        "classify",
         "compile"
     );
     for r in &report.policy {
         let f = |x: Option<f64>| x.map_or("-".to_string(), |x| format!("{x:.3}"));
         println!(
-            "{:>6} | {:>8} {:>8} {:>6} | {:>9.1} {:>9.1} {:>6.2} | {:>9.1} {:>6.2} | {:>8.1} {:>6.2} | {:>6.1}ms",
+            "{:>6} | {:>8} {:>8} {:>6} | {:>9.1} {:>9.1} {:>6.2} | {:>9.1} {:>6.2} | {:>8.1} {:>6.2} | {:>8.1} | {:>6.1}ms",
             r.rules,
             f(r.vrouter_mpps),
             f(r.kernel_policy_mpps),
@@ -1659,6 +1663,7 @@ fn policy_scenario(opts: &Opts) {
             r.established_256_flows_ratio_vs_no_policy,
             r.memio_policy_cycles_per_pkt["new"],
             r.new_ratio_vs_no_policy,
+            r.memio_classify_cycles_per_pkt,
             r.compile_publish_ms
         );
     }

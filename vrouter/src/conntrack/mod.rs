@@ -187,6 +187,17 @@ pub enum Dir {
     Reply,
 }
 
+/// What [`FlowTable::admitted`] found for a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admitted {
+    /// A flow admitted under this generation: advanced, nothing else to do.
+    Current,
+    /// A flow admitted under another: to be judged again (its original tuple).
+    Older { id: u32, dir: Dir, orig: Tuple },
+    /// No live flow.
+    Missing,
+}
+
 /// Why a flow was not made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refused {
@@ -500,6 +511,28 @@ impl FlowTable {
             },
         };
         f.last_seen = now;
+    }
+
+    /// Policy's question for a packet's tuple, in one lookup: is its flow admitted
+    /// under `generation`? If so the flow is advanced (`touch`).
+    #[inline]
+    pub fn admitted(&mut self, t: &Tuple, tcp_flags: u8, now: u32, generation: u32) -> Admitted {
+        let Some((id, dir)) = self.lookup(t) else {
+            return Admitted::Missing;
+        };
+        let f = &self.flows[id as usize];
+        if self.expired(f, now) {
+            return Admitted::Missing;
+        }
+        if f.policy != generation {
+            return Admitted::Older {
+                id,
+                dir,
+                orig: f.orig,
+            };
+        }
+        self.touch(id, dir, tcp_flags, now);
+        Admitted::Current
     }
 
     /// Record the policy generation flow `id` is admitted under.

@@ -99,6 +99,14 @@ impl NatStage {
         self.make_table();
     }
 
+    /// Bring these tuples' flows into the cache (see `FlowTable::warm`).
+    #[inline]
+    pub fn warm(&self, tuples: &[Tuple]) {
+        if let Some(n) = &self.nat {
+            n.table.warm(tuples);
+        }
+    }
+
     /// The flow table and the clock, when there is a table.
     #[inline]
     pub fn table(&mut self) -> Option<(&mut FlowTable, u32)> {

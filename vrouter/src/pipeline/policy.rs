@@ -17,9 +17,9 @@
 //! flow: the owner rule is symmetric (the same endpoint whichever way a packet goes).
 
 use super::nat::NatStage;
-use crate::burst::{Action, DropReason};
+use crate::burst::{Action, DropReason, BURST};
 use crate::conntrack::classify::{classify, Seen};
-use crate::conntrack::{Dir, Tracked, Tuple, ICMP, ICMPV6};
+use crate::conntrack::{Admitted, Dir, FlowTable, Refused, Tracked, Tuple, ICMP, ICMPV6};
 use crate::counters::Tally;
 use crate::icmp::RateLimit;
 use crate::nexthop::PortId;
@@ -38,6 +38,10 @@ const LOG_PER_SECOND: u32 = 10;
 pub struct PolicyStage {
     set: Option<Arc<PolicySet>>,
     log: RateLimit,
+    /// The burst's routed packets as conntrack reads them (`prepare`), by frame index;
+    /// kept between bursts so that none is initialised per burst.
+    seen: Vec<Seen>,
+    tuples: Vec<Tuple>,
 }
 
 impl Default for PolicyStage {
@@ -45,6 +49,8 @@ impl Default for PolicyStage {
         PolicyStage {
             set: None,
             log: RateLimit::new(LOG_PER_SECOND, 20),
+            seen: Vec::new(),
+            tuples: Vec::new(),
         }
     }
 }
@@ -68,12 +74,45 @@ impl PolicyStage {
         self.set.as_ref().is_some_and(|s| s.active())
     }
 
-    /// Check a routed packet (`nh` its next hop) received on `rx`: `Err` with what to
-    /// do instead of forwarding it. `masq`: NAT outgoing will translate it.
+    /// Read the burst's routed packets `picks` (index, next hop, IPv6) once, and bring
+    /// their flows into the cache together (as the NAT stage does).
+    pub fn prepare(
+        &mut self,
+        nat: &NatStage,
+        frames: &[&mut [u8]],
+        lens: &[usize],
+        picks: impl Iterator<Item = (u8, u32, bool)>,
+    ) {
+        if !self.active() {
+            return;
+        }
+        if self.seen.len() < BURST {
+            self.seen = vec![Seen::Untrackable; BURST];
+            self.tuples = Vec::with_capacity(BURST);
+        }
+        self.tuples.clear();
+        for (i, _, _) in picks {
+            let i = i as usize;
+            let (Some(f), Some(&len)) = (frames.get(i), lens.get(i)) else {
+                continue;
+            };
+            let seen = classify(&f[ETH_HDR_LEN.min(len)..len.min(f.len())]);
+            if let Seen::Flow { tuple, .. } = seen {
+                self.tuples.push(tuple);
+            }
+            self.seen[i] = seen;
+        }
+        nat.warm(&self.tuples);
+    }
+
+    /// Check routed packet `i` of the burst `prepare` saw (`nh` its next hop, received
+    /// on `rx`): `Err` with what to do instead of forwarding it. `masq`: NAT outgoing
+    /// will translate it.
     #[allow(clippy::too_many_arguments)]
-    #[inline(never)]
+    #[inline]
     pub fn check(
         &mut self,
+        i: usize,
         nat: &mut NatStage,
         worker: usize,
         (rx, from_pod): (PortId, bool),
@@ -83,7 +122,8 @@ impl PolicyStage {
         masq: bool,
         t: &mut Tally,
     ) -> Result<(), Action> {
-        let Some(set) = self.set.clone() else {
+        let PolicyStage { set, log, seen, .. } = self;
+        let Some(set) = set.as_deref() else {
             return Ok(());
         };
         let rx = rx.0 as usize;
@@ -109,23 +149,19 @@ impl PolicyStage {
             return Err(Action::Handoff { worker: owner, len });
         }
         let ip = &frame[ETH_HDR_LEN.min(len)..len.min(frame.len())];
-        let seen = classify(ip);
+        let seen = seen.get(i).copied().unwrap_or_else(|| classify(ip));
         let deny = Err(Action::Drop(DropReason::Policy));
+        let verdict = |ok: bool| if ok { Ok(()) } else { deny };
         let Some((table, now)) = nat.table() else {
             // No flow table (no [conntrack]): every packet is judged.
-            return match self.judge(&packet_of(ip, None), sides) {
-                true => Ok(()),
-                false => deny,
-            };
+            return verdict(judge(log, &packet_of(ip, None), sides));
         };
+        let generation = set.generation;
         match seen {
             Seen::Flow { tuple, tcp_flags } => {
-                if let Some((id, dir)) = table
-                    .lookup(&tuple)
-                    .filter(|(id, _)| !table.is_stale(*id, now))
-                {
-                    let flow = table.get(id).copied().expect("a live flow");
-                    if flow.policy != set.generation {
+                match table.admitted(&tuple, tcp_flags, now, generation) {
+                    Admitted::Current => Ok(()),
+                    Admitted::Older { id, dir, orig } => {
                         let sides = match dir {
                             Dir::Orig => sides,
                             Dir::Reply => Sides {
@@ -133,83 +169,100 @@ impl PolicyStage {
                                 dst: sides.src,
                             },
                         };
-                        if !self.judge(&packet_of_tuple(&flow.orig), sides) {
+                        if !judge(log, &packet_of_tuple(&orig), sides) {
                             table.remove(id);
                             return deny;
                         }
-                        table.set_policy(id, set.generation);
-                    }
-                    table.touch(id, dir, tcp_flags, now);
-                    return Ok(());
-                }
-                if !self.judge(&packet_of(ip, Some(&tuple)), sides) {
-                    return deny;
-                }
-                if masq {
-                    return Ok(());
-                }
-                match table.track(&tuple, tcp_flags, now) {
-                    Tracked::New(id) | Tracked::Known(id, _) => {
-                        table.set_policy(id, set.generation);
+                        table.set_policy(id, generation);
+                        table.touch(id, dir, tcp_flags, now);
                         Ok(())
                     }
-                    Tracked::Untracked | Tracked::Refused(crate::conntrack::Refused::Exists) => {
-                        Ok(())
-                    }
-                    Tracked::Refused(_) => Err(Action::Drop(DropReason::ConntrackFull)),
+                    Admitted::Missing => new_flow(
+                        log,
+                        table,
+                        now,
+                        generation,
+                        (&tuple, tcp_flags),
+                        ip,
+                        sides,
+                        masq,
+                    ),
                 }
             }
             Seen::Related { quoted } => {
                 if table.lookup(&quoted).is_some() {
                     return Ok(());
                 }
-                match self.judge(&packet_of(ip, None), sides) {
-                    true => Ok(()),
-                    false => deny,
-                }
+                verdict(judge(log, &packet_of(ip, None), sides))
             }
-            Seen::Untrackable => match self.judge(&packet_of(ip, None), sides) {
-                true => Ok(()),
-                false => deny,
-            },
+            Seen::Untrackable => verdict(judge(log, &packet_of(ip, None), sides)),
         }
     }
+}
 
-    /// A flow's first packet: the source endpoint's egress, then the destination's
-    /// ingress. Counts the deciding rules; logs the first Log rule met.
-    #[cold]
-    fn judge(&mut self, pkt: &Packet, sides: Sides) -> bool {
-        let egress = sides
-            .src
-            .map(|s| (&s.policies.egress, &s.policies.name, "egress"));
-        let ingress = sides
-            .dst
-            .map(|d| (&d.policies.ingress, &d.policies.name, "ingress"));
-        for (c, name, dir) in egress.into_iter().chain(ingress) {
-            if !self.one(c, name, dir, pkt) {
-                return false;
-            }
-        }
-        true
+/// A packet with no flow: judged; if allowed, its flow is made (a NAT outgoing
+/// packet's by NAT).
+#[allow(clippy::too_many_arguments)]
+#[cold]
+#[inline(never)]
+fn new_flow(
+    log: &mut RateLimit,
+    table: &mut FlowTable,
+    now: u32,
+    generation: u32,
+    (tuple, tcp_flags): (&Tuple, u8),
+    ip: &[u8],
+    sides: Sides,
+    masq: bool,
+) -> Result<(), Action> {
+    if !judge(log, &packet_of(ip, Some(tuple)), sides) {
+        return Err(Action::Drop(DropReason::Policy));
     }
+    if masq {
+        return Ok(());
+    }
+    match table.track(tuple, tcp_flags, now) {
+        Tracked::New(id) | Tracked::Known(id, _) => {
+            table.set_policy(id, generation);
+            Ok(())
+        }
+        Tracked::Untracked | Tracked::Refused(Refused::Exists) => Ok(()),
+        Tracked::Refused(Refused::Full) => Err(Action::Drop(DropReason::ConntrackFull)),
+    }
+}
 
-    fn one(&mut self, c: &Compiled, name: &str, dir: &str, pkt: &Packet) -> bool {
-        let v = c.classify(pkt);
-        if let Some(i) = v.rule() {
-            c.hit(i);
-        }
-        if let Some(l) = v.logged {
-            c.hit(l);
-            if self.log.allow() {
-                let at = &c.rule(l).at;
-                info!(
-                    "policy log: {} rule {} ({dir} of endpoint {name}): proto {} {}:{} -> {}:{}",
-                    at.policy, at.rule, pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport
-                );
-            }
-        }
-        v.decision == Decision::Allow
+/// A flow's first packet: the source endpoint's egress, then the destination's
+/// ingress. Counts the deciding rules; logs the first Log rule met.
+#[cold]
+fn judge(log: &mut RateLimit, pkt: &Packet, sides: Sides) -> bool {
+    let egress = sides
+        .src
+        .map(|s| (&s.policies.egress, &s.policies.name, "egress"));
+    let ingress = sides
+        .dst
+        .map(|d| (&d.policies.ingress, &d.policies.name, "ingress"));
+    egress
+        .into_iter()
+        .chain(ingress)
+        .all(|(c, name, dir)| one(log, c, name, dir, pkt))
+}
+
+fn one(log: &mut RateLimit, c: &Compiled, name: &str, dir: &str, pkt: &Packet) -> bool {
+    let v = c.classify(pkt);
+    if let Some(i) = v.rule() {
+        c.hit(i);
     }
+    if let Some(l) = v.logged {
+        c.hit(l);
+        if log.allow() {
+            let at = &c.rule(l).at;
+            info!(
+                "policy log: {} rule {} ({dir} of endpoint {name}): proto {} {}:{} -> {}:{}",
+                at.policy, at.rule, pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport
+            );
+        }
+    }
+    v.decision == Decision::Allow
 }
 
 /// A flow's first packet as its original tuple says (ICMP: an echo request).

@@ -77,7 +77,7 @@ use datastore::policy::{
     RuleRef,
 };
 use ipnet::IpNet;
-use prefix::{addr_bits, top_bits};
+use prefix::{addr_bits, top_bits, KeyMap};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -198,7 +198,7 @@ struct Tuple {
     /// The best (lowest) priority in the table.
     best: usize,
     /// Each key's rules, ascending priority, no duplicates.
-    table: HashMap<Key, Vec<usize>>,
+    table: KeyMap<Key, Vec<usize>>,
 }
 
 /// An address prefix of one IP version, value already shifted down to `len` bits.
@@ -342,7 +342,7 @@ fn side_ports(p: &Peer) -> Option<Vec<PortPrefix>> {
 /// Builds the tables, grouping entries by shape.
 #[derive(Default)]
 struct Builder {
-    shapes: [HashMap<Shape, HashMap<Key, Vec<usize>>>; 2],
+    shapes: [HashMap<Shape, KeyMap<Key, Vec<usize>>>; 2],
 }
 
 impl Builder {
