@@ -144,10 +144,12 @@ impl NodeState {
                 "no free endpoint slot: raise [workers] endpoint_slots and restart".into(),
             ));
         };
+        self.publish_policies_with(Some((&endpoint, slot)));
         let ep = match self.open_endpoint(&endpoint, slot, mtu) {
             Ok(ep) => ep,
             Err(e) => {
                 self.ports.free_slots.push(slot);
+                self.publish_policies();
                 return Err(e);
             }
         };

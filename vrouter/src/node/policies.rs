@@ -5,6 +5,7 @@
 //! whole, and a set is swapped whole, so no half-applied policy is ever seen.
 
 use super::error::{invalid, NodeError, NodeResult};
+use super::plan::Slot;
 pub use super::policy_store::PolicyStore;
 use super::NodeState;
 use crate::policy::set::{LocalEndpoint, PolicySet};
@@ -111,6 +112,13 @@ impl NodeState {
 
     /// What the workers should enforce now: built and published when it changed.
     pub fn publish_policies(&mut self) {
+        self.publish_policies_with(None);
+    }
+
+    /// The same, with `pending` (an endpoint about to open in its slot) already in:
+    /// published before its port opens, so that its pod's first packet meets its
+    /// policies (the workers take commands in order).
+    pub fn publish_policies_with(&mut self, pending: Option<(&crate::config::Endpoint, Slot)>) {
         let policies: Vec<Policy> = self
             .policies
             .all()
@@ -118,10 +126,12 @@ impl NodeState {
             .collect();
         let mut locals = Vec::new();
         let mut workloads = Vec::new();
-        for e in &self.config.endpoints {
-            let Some(plan) = self.ports.endpoints.iter().find(|p| p.name == e.name) else {
-                continue;
-            };
+        let placed = self.config.endpoints.iter().filter_map(|e| {
+            let plan = self.ports.endpoints.iter().find(|p| p.name == e.name)?;
+            Some((e, plan.port, plan.nh, plan.worker))
+        });
+        let pending = pending.map(|(e, s)| (e, s.port, s.nh, s.worker));
+        for (e, port, nh, worker) in placed.chain(pending) {
             let ns = e
                 .workload
                 .as_ref()
@@ -134,9 +144,9 @@ impl NodeState {
             }
             locals.push(LocalEndpoint {
                 name: e.name.clone(),
-                port: plan.port.0 as usize,
-                nh: plan.nh,
-                worker: plan.worker as u16,
+                port: port.0 as usize,
+                nh,
+                worker: worker as u16,
                 identity,
             });
         }

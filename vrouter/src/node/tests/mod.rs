@@ -8,6 +8,7 @@ mod host_routes;
 mod memory;
 mod owner;
 mod plan;
+mod policies;
 mod state;
 
 use super::error::{NodeError, NodeResult};
@@ -71,6 +72,8 @@ pub(super) struct Machine {
     pub(super) routes: BTreeSet<(String, IpNet)>,
     /// Policy sets published, in order.
     pub(super) policy_sets: Vec<std::sync::Arc<crate::policy::set::PolicySet>>,
+    /// Per port opened: how many policy sets had been published when it opened.
+    pub(super) sets_at_open: BTreeMap<u16, usize>,
 }
 
 pub(super) struct FakeHost(Rc<RefCell<Machine>>);
@@ -102,6 +105,8 @@ impl Host for FakeHost {
             )));
         }
         m.open.insert(ep.port.0, ep.interface.clone());
+        let sets = m.policy_sets.len();
+        m.sets_at_open.insert(ep.port.0, sets);
         Ok(())
     }
     fn close_endpoint(&mut self, ep: &EndpointPlan) -> NodeResult<()> {

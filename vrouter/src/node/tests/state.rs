@@ -55,7 +55,7 @@ fn net(s: &str) -> IpNet {
     s.parse().unwrap()
 }
 
-fn request(name: &str, interface: &str) -> EndpointRequest {
+pub(super) fn request(name: &str, interface: &str) -> EndpointRequest {
     EndpointRequest {
         name: name.into(),
         kind: EndpointKind::Veth,
