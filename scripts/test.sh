@@ -42,6 +42,7 @@ tests/e2e/cluster.sh
 # (TCP 80/81, UDP 80, ICMP) per case against the expected one, revocation of a live
 # stream within 1 s, a datastore policy, bad input, 100,000 rules.
 tests/e2e/policy.sh
+WORKERS=2 tests/e2e/policy.sh
 # vrouter-cni run as libcni runs it: every command and version, pods ping, DEL idempotent,
 # bad input, vrouterd away and restarted, 20 ADDs at once.
 tests/e2e/cni.sh

@@ -69,10 +69,12 @@ hub() { # the underlay bridge, in namespace ${P}hub
     nsx ${P}hub ip link add br0 type bridge
     nsx ${P}hub ip link set br0 up
 }
-underlay() { # ns ip4 ip6: a node's uplink up0 on the hub's bridge
+underlay() { # ns ip4 ip6: a node's uplink up0 on the hub's bridge (UNDERLAY_QUEUES: queues)
     ip netns add "$1"
     nsx "$1" ip link set lo up
-    ip link add up0 netns "$1" type veth peer name "p-$1" netns ${P}hub
+    local q=${UNDERLAY_QUEUES:-1}
+    ip link add up0 netns "$1" numrxqueues "$q" numtxqueues "$q" type veth \
+        peer name "p-$1" netns ${P}hub numrxqueues "$q" numtxqueues "$q"
     nsx ${P}hub ip link set "p-$1" master br0 up
     nsx "$1" ip link set up0 up
     nsx "$1" ip addr add "$2/24" dev up0

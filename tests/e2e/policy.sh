@@ -7,13 +7,16 @@
 # reachability matrix (72 pod pairs x TCP 80 / TCP 81 / UDP 80 / ICMP) is measured and
 # compared with the expected one, written here case by case from the policies'
 # documented meaning. Then: revocation of an established TCP stream by a policy change,
-# timed; a policy watched from the datastore; bad input refused whole.
+# timed; a policy watched from the datastore; bad input refused whole. WORKERS=2: two
+# workers per node (flows whose packets arrive on the other worker are handed over).
 # Needs root; fails loudly.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 VROUTERD=${VROUTERD:-target/debug/vrouterd}
 VROUTERCTL=${VROUTERCTL:-target/debug/vrouterctl}
 P=${P:-vrp$$}
+WORKERS=${WORKERS:-1}
+UNDERLAY_QUEUES=$WORKERS
 die() { echo "policy: FAIL: $*" >&2; exit 1; }
 [[ $(id -u) -eq 0 ]] || die "must run as root"
 for c in ip ping python3 ethtool etcd etcdctl; do
@@ -67,8 +70,10 @@ api = { socket = "$WORK/api-n$i.sock" }
 node_ips = ["10.96.0.$i/24"]
 [[uplinks]]
 name = "up0"
+queues = [$(seq -s, 0 $((WORKERS - 1)))]
 [workers]
-cores = [$((i % 2))]
+count = $WORKERS
+cores = [$( ((WORKERS == 1)) && echo $((i % 2)) || echo 0, 1)]
 endpoint_slots = 16
 [metrics]
 listen = "127.0.0.1:$((9180 + i))"
@@ -378,6 +383,11 @@ m = re.search(r'packets per rule: ingress \[(\d+), (\d+)\]', sys.stdin.read())
 sys.exit(0 if m and int(m.group(1)) > 0 and int(m.group(2)) > 0 else 1)" <<<"$out"
 }
 check "per-rule counters: x-deny-c's Deny and Allow both counted packets on node 1" rule_counted
+if ((WORKERS > 1)); then
+    handed() { local a b; a=$(jnum "$WORK/n1.json" 'd["handed_off"]') && b=$(jnum "$WORK/n2.json" 'd["handed_off"]') || return 1
+        echo "frames handed to their flow's worker: node 1 $a, node 2 $b"; ((a + b > 0)); }
+    check "two workers: flows met on the other worker were handed to their owner" handed
+fi
 check "denied packets counted under the drop reason 'policy'" bash -c "
     n=\$(python3 -c \"import json; print(json.load(open('$WORK/n1.json'))['drops']['policy'])\") || exit 1
     echo \"policy drops: \$n\"; ((n > 0))"

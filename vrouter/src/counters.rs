@@ -25,7 +25,8 @@ pub struct Tally {
     pub decapsulated: u64,
     /// Packets whose addresses NAT outgoing rewrote (out to the world and back).
     pub nat_translated: u64,
-    /// NAT replies passed to the worker that owns their flow.
+    /// Frames passed to the worker that owns their flow (NAT replies; with policy, the
+    /// worker of the flow's endpoint).
     pub handed_off: u64,
     pub drops: [u64; N_DROPS],
 }
@@ -154,7 +155,7 @@ pub const TALLY: [CounterSpec; Tally::COUNT] = [
     spec(
         "handed_off",
         "vrouter_nat_handed_off_packets_total",
-        "NAT replies passed to the worker owning their flow.",
+        "Frames passed to the worker owning their flow (NAT replies; policy: the flow's endpoint's worker).",
     ),
 ];
 

@@ -207,3 +207,33 @@ fn rules_count_what_they_decide_and_no_policy_costs_nothing() {
     one(&mut n, POD_A, tcp4(A4, B4, 40000, 81, TCP_SYN));
     assert!(n.pipeline.nat_mut().table().is_none());
 }
+
+#[test]
+fn log_rules_count_and_decide_nothing() {
+    let logged = r#"
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: log-then-80}
+spec:
+  selector: app == 'b'
+  types: [Ingress]
+  ingress:
+  - action: Log
+    protocol: TCP
+  - action: Allow
+    protocol: TCP
+    destination: {ports: [80]}
+"#;
+    let mut n = policy_node(1, 0);
+    let s = set(1, logged, (0, 0));
+    n.pipeline.set_policy(s.clone());
+    assert!(matches!(
+        one(&mut n, POD_A, tcp4(A4, B4, 40000, 80, TCP_SYN)),
+        Action::Tx { .. }
+    ));
+    assert!(denied(one(&mut n, POD_A, tcp4(A4, B4, 40001, 81, TCP_SYN))));
+    let ingress = &s.port(1).unwrap().policies.ingress;
+    // The Log rule met both first packets; the Allow decided one; the other fell off
+    // the end (denied, counted by no rule).
+    assert_eq!((ingress.hits(0), ingress.hits(1)), (2, 1));
+}
