@@ -3,7 +3,7 @@
 
 use control::bgp::error::{BgpError, CeaseError, ErrorCode, FsmError, HeaderError, OpenError};
 use control::bgp::fsm::{collision_keeps_local, Config, Down, Event, Input, Session, State};
-use control::bgp::wire::{self, Family, Notification, PathAttrs};
+use control::bgp::wire::{self, ErrorHandling, Family, Notification, PathAttrs};
 use ipnet::IpNet;
 use proptest::prelude::*;
 use std::net::{IpAddr, Ipv4Addr};
@@ -243,14 +243,7 @@ fn updates_flow_both_ways_and_route_refresh_is_delivered() {
     }
     p.to_b.extend(wire::route_refresh(Family::Ipv6));
     p.deliver();
-    let got: Vec<_> = p
-        .seen_b
-        .iter()
-        .filter_map(|e| match e {
-            Event::Update(u) => Some(u.clone()),
-            _ => None,
-        })
-        .collect();
+    let got = updates_at_b(&p);
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].announced, blocks);
     assert_eq!(got[0].attrs.next_hop, Some(A_ID));
@@ -611,4 +604,80 @@ fn connection_collision_keeps_the_higher_identifiers_connection() {
     assert!(!open[0] && open[1]);
     assert_eq!(b_out.state(), State::Established);
     assert_eq!(a_in.state(), State::Established);
+}
+
+/// The UPDATEs `b` received.
+fn updates_at_b(p: &Pair) -> Vec<wire::Update> {
+    p.seen_b
+        .iter()
+        .filter_map(|e| match e {
+            Event::Update(u) => Some(u.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// `a` (AS 64512) and `b` (AS 64513), eBGP; `b` enforces the first AS unless told not to.
+fn ebgp(enforce_first_as: bool) -> Pair {
+    let mut b = Config::new(64513, 64512, B_ID);
+    b.passive = true;
+    b.enforce_first_as = enforce_first_as;
+    let mut p = Pair::new(Config::new(64512, 64513, A_ID), b);
+    p.start();
+    assert!(p.established());
+    p
+}
+
+/// What `b` received from `a` for an announcement of 10.244.1.0/26 with this AS_PATH
+/// and LOCAL_PREF 500 (written as an iBGP speaker would: a misbehaving eBGP peer).
+fn ebgp_update(p: &mut Pair, as_path: Vec<u32>) -> wire::Update {
+    let attrs = PathAttrs {
+        origin: 0,
+        as_path,
+        local_pref: Some(500),
+        ..PathAttrs::default()
+    };
+    let block: IpNet = "10.244.1.0/26".parse().unwrap();
+    p.seen_b.clear();
+    for m in wire::announce(&[block], &attrs, IpAddr::V4(A_ID), true) {
+        p.to_b.extend(m);
+    }
+    p.deliver();
+    let got = updates_at_b(p);
+    assert_eq!(got.len(), 1, "{:?}", p.seen_b);
+    assert!(p.established(), "the session stays up");
+    got[0].clone()
+}
+
+#[test]
+fn ebgp_local_pref_is_ignored_and_the_first_as_enforced() {
+    let block: IpNet = "10.244.1.0/26".parse().unwrap();
+    let mut p = ebgp(true);
+    // The peer's AS first: announced, its LOCAL_PREF ignored (RFC 4271 §5.1.5).
+    let u = ebgp_update(&mut p, vec![64512, 65000]);
+    assert_eq!(u.announced, vec![block]);
+    assert_eq!(u.attrs.local_pref, None);
+    // Another AS first, or no AS at all: withdrawn (treat-as-withdraw).
+    for path in [vec![65000, 64512], vec![]] {
+        let u = ebgp_update(&mut p, path.clone());
+        assert!(u.announced.is_empty(), "{path:?}");
+        assert_eq!(u.withdrawn, vec![block]);
+        assert_eq!(u.error_handling, Some(ErrorHandling::TreatAsWithdraw));
+    }
+    // A route server's peer: the switch off.
+    let mut p = ebgp(false);
+    assert_eq!(ebgp_update(&mut p, vec![65000]).announced, vec![block]);
+    // iBGP keeps LOCAL_PREF and takes any path.
+    let mut p = Pair::ibgp();
+    p.start();
+    p.seen_b.clear();
+    let attrs = PathAttrs {
+        local_pref: Some(500),
+        ..PathAttrs::default()
+    };
+    for m in wire::announce(&[block], &attrs, IpAddr::V4(A_ID), true) {
+        p.to_b.extend(m);
+    }
+    p.deliver();
+    assert!(p.seen_b.iter().any(|e| matches!(e, Event::Update(u) if u.attrs.local_pref == Some(500) && u.announced == vec![block])));
 }

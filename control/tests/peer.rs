@@ -50,6 +50,7 @@ fn neighbour() -> PeerConfig {
         rr_client: false,
         port: 179,
         password: None,
+        enforce_first_as: true,
     }
 }
 

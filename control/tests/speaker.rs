@@ -41,6 +41,7 @@ fn cfg(
             rr_client: false,
             port: other_port,
             password: None,
+            enforce_first_as: true,
         }],
         advertise: vec![block.parse().unwrap()],
         next_hop_v4: Some(ip),

@@ -192,3 +192,72 @@ mod fuzz {
         }
     }
 }
+
+/// `hand_update` with its NEXT_HOP's flags set to `flags`, and an extra attribute.
+fn with_flags(next_hop_flags: u8, extra: &[u8]) -> Vec<u8> {
+    let mut m = hand_update(true, 0);
+    // The NEXT_HOP attribute starts after the header (19), withdrawn length (2), the
+    // attribute length (2), ORIGIN (4) and AS_PATH (9).
+    let at = 19 + 2 + 2 + 4 + 9;
+    assert_eq!(m[at + 1], 3, "NEXT_HOP's type");
+    m[at] = next_hop_flags;
+    if !extra.is_empty() {
+        let alen = u16::from_be_bytes([m[21], m[22]]) as usize + extra.len();
+        m[21..23].copy_from_slice(&(alen as u16).to_be_bytes());
+        let end = 23 + alen - extra.len();
+        m.splice(end..end, extra.iter().copied());
+        let len = m.len() as u16;
+        m[16..18].copy_from_slice(&len.to_be_bytes());
+    }
+    m
+}
+
+#[test]
+fn rfc7606_attribute_flag_errors_are_withdrawals_not_resets() {
+    // NEXT_HOP must be well-known transitive (0x40): every other Optional / Transitive
+    // combination is treat-as-withdraw (RFC 7606 §3 c), not a NOTIFICATION 3/1.
+    for flags in [0x00, 0x80, 0xC0, 0x20] {
+        let u = wire::decode(&with_flags(flags, &[]), S4)
+            .map(|m| match m {
+                Message::Update(u) => u,
+                other => panic!("{other:?}"),
+            })
+            .unwrap_or_else(|e| panic!("NEXT_HOP flags {flags:#04x}: {e}"));
+        assert_eq!(
+            u.error_handling,
+            Some(ErrorHandling::TreatAsWithdraw),
+            "{flags:#04x}"
+        );
+        assert!(u.announced.is_empty());
+        assert_eq!(u.withdrawn, vec!["10.244.1.0/26".parse::<IpNet>().unwrap()]);
+    }
+    // MED flagged well-known (0x40; it is optional non-transitive, 0x80): likewise.
+    let u = update(&with_flags(0x40, &[0x40, 4, 4, 0, 0, 0, 7]));
+    assert_eq!(u.error_handling, Some(ErrorHandling::TreatAsWithdraw));
+    assert!(u.announced.is_empty());
+    // The right flags: nothing to handle.
+    assert_eq!(
+        update(&with_flags(0x40, &[0x80, 4, 4, 0, 0, 0, 7])).error_handling,
+        None
+    );
+}
+
+#[test]
+fn an_unrecognised_well_known_attribute_is_notification_3_2() {
+    // RFC 4271 §6.3: flags 0x40 (well-known), type 99: the session ends, the attribute
+    // is the NOTIFICATION's data.
+    let attr = [0x40, 99, 2, 0xab, 0xcd];
+    let e = wire::decode(&with_flags(0x40, &attr), S4).unwrap_err();
+    let n = e.notification();
+    assert_eq!(
+        n.error(),
+        Some(BgpError::Update(
+            UpdateError::UnrecognizedWellKnownAttribute
+        )),
+        "{e:?}"
+    );
+    assert_eq!(n.data, attr);
+    // The same type flagged optional transitive is taken (and passed over).
+    let u = update(&with_flags(0x40, &[0xC0, 99, 2, 0xab, 0xcd]));
+    assert_eq!(u.announced, vec!["10.244.1.0/26".parse::<IpNet>().unwrap()]);
+}

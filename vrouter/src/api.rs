@@ -335,6 +335,7 @@ fn bgp_peer(p: &pb::Peer) -> NodeResult<BgpPeer> {
         keepalive: None,
         port: if p.port == 0 { 179 } else { p.port as u16 },
         passive: p.passive,
+        enforce_first_as: true,
     })
 }
 

@@ -260,6 +260,9 @@ pub enum DecodeError {
     /// An UPDATE's attribute list does not add up, or its MP_REACH / MP_UNREACH is
     /// malformed (RFC 7606 §4, §5.3): a session reset.
     MalformedAttributeList,
+    /// An attribute flagged well-known (Optional bit clear) of a type we do not know
+    /// (RFC 4271 §6.3): the attribute as received, the NOTIFICATION's data.
+    UnrecognizedWellKnown(Vec<u8>),
     /// netgauze refused the message.
     Parser(BgpMessageParsingError),
 }
@@ -288,6 +291,10 @@ impl DecodeError {
             DecodeError::MalformedAttributeList => {
                 Notification::new(Update(UpdateError::MalformedAttributeList), [])
             }
+            DecodeError::UnrecognizedWellKnown(attr) => Notification::new(
+                Update(UpdateError::UnrecognizedWellKnownAttribute),
+                attr.clone(),
+            ),
             DecodeError::Parser(e) => from_netgauze(BgpNotificationMessage::from(e.clone())),
         }
     }
@@ -310,6 +317,11 @@ impl fmt::Display for DecodeError {
             DecodeError::BadType(t) => write!(f, "bad message type {t}"),
             DecodeError::UnsupportedVersion(v) => write!(f, "unsupported BGP version {v}"),
             DecodeError::MalformedAttributeList => f.write_str("malformed attribute list"),
+            DecodeError::UnrecognizedWellKnown(a) => write!(
+                f,
+                "unrecognized well-known attribute type {}",
+                a.get(1).copied().unwrap_or(0)
+            ),
             DecodeError::Parser(e) => e.fmt(f),
         }
     }
@@ -445,12 +457,29 @@ pub enum ErrorHandling {
 }
 
 impl ErrorHandling {
-    /// What a malformed attribute of this type calls for (RFC 7606 §7): ATOMIC_AGGREGATE
-    /// and AGGREGATOR are discarded alone; MP_REACH / MP_UNREACH hide which prefixes
-    /// the UPDATE was about, so only a reset is safe; anything else is withdrawn.
+    /// What a malformed attribute of this type calls for: RFC 7606 §7's rules, one row
+    /// per attribute.
+    ///
+    /// | type | attribute | §7 | handling |
+    /// |---|---|---|---|
+    /// | 1 | ORIGIN | 7.1 | treat-as-withdraw |
+    /// | 2 | AS_PATH | 7.2 | treat-as-withdraw |
+    /// | 3 | NEXT_HOP | 7.3 | treat-as-withdraw |
+    /// | 4 | MULTI_EXIT_DISC | 7.4 | treat-as-withdraw |
+    /// | 5 | LOCAL_PREF | 7.5 | treat-as-withdraw (from eBGP it is ignored anyway) |
+    /// | 6 | ATOMIC_AGGREGATE | 7.6 | attribute discard |
+    /// | 7 | AGGREGATOR | 7.7 | attribute discard |
+    /// | 8 | COMMUNITIES | 7.8 | treat-as-withdraw |
+    /// | 9 | ORIGINATOR_ID | 7.9 | treat-as-withdraw |
+    /// | 10 | CLUSTER_LIST | 7.10 | treat-as-withdraw |
+    /// | 14, 15 | MP_REACH / MP_UNREACH_NLRI | 7.11 (§5.3) | session reset: the prefixes are unknown |
+    /// | 16 | EXTENDED COMMUNITIES | 7.14 | treat-as-withdraw |
+    /// | 17, 18 | AS4_PATH / AS4_AGGREGATOR | 7.13 (RFC 6793 §6) | attribute discard |
+    /// | 32 | LARGE_COMMUNITY | (RFC 8092 §6) | treat-as-withdraw |
+    /// | other | unrecognized optional | §3 | treat-as-withdraw |
     pub fn of_malformed(attribute_type: u8) -> ErrorHandling {
         match attribute_type {
-            6 | 7 => ErrorHandling::Discard,
+            6 | 7 | 17 | 18 => ErrorHandling::Discard,
             14 | 15 => ErrorHandling::SessionReset,
             _ => ErrorHandling::TreatAsWithdraw,
         }
@@ -605,12 +634,30 @@ mod tests {
 
     #[test]
     fn rfc7606_handling_per_attribute() {
-        assert_eq!(ErrorHandling::of_malformed(7), ErrorHandling::Discard);
-        assert_eq!(ErrorHandling::of_malformed(14), ErrorHandling::SessionReset);
-        assert_eq!(
-            ErrorHandling::of_malformed(4),
-            ErrorHandling::TreatAsWithdraw
-        );
+        use ErrorHandling::*;
+        // One row per line of the table on `of_malformed` (RFC 7606 §7).
+        let rows = [
+            (1, TreatAsWithdraw),
+            (2, TreatAsWithdraw),
+            (3, TreatAsWithdraw),
+            (4, TreatAsWithdraw),
+            (5, TreatAsWithdraw),
+            (6, Discard),
+            (7, Discard),
+            (8, TreatAsWithdraw),
+            (9, TreatAsWithdraw),
+            (10, TreatAsWithdraw),
+            (14, SessionReset),
+            (15, SessionReset),
+            (16, TreatAsWithdraw),
+            (17, Discard),
+            (18, Discard),
+            (32, TreatAsWithdraw),
+            (99, TreatAsWithdraw),
+        ];
+        for (ty, want) in rows {
+            assert_eq!(ErrorHandling::of_malformed(ty), want, "attribute type {ty}");
+        }
         assert!(ErrorHandling::Discard < ErrorHandling::TreatAsWithdraw);
         assert!(ErrorHandling::TreatAsWithdraw < ErrorHandling::SessionReset);
     }

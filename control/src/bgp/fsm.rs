@@ -31,6 +31,10 @@ pub struct Config {
     pub graceful_restart: Option<u16>,
     /// Set the R bit: we restarted and peers should keep our routes meanwhile.
     pub restarting: bool,
+    /// eBGP: announcements whose AS_PATH does not start with the peer's AS (or is
+    /// empty) are withdrawals, as BIRD and FRR do by default (a route server's peer
+    /// turns it off).
+    pub enforce_first_as: bool,
 }
 
 impl Config {
@@ -47,6 +51,7 @@ impl Config {
             families: vec![Family::Ipv4, Family::Ipv6],
             graceful_restart: Some(120),
             restarting: false,
+            enforce_first_as: true,
         }
     }
 
@@ -385,8 +390,11 @@ impl Session {
                 self.restart_hold(now);
                 true
             }
-            (State::Established, Message::Update(u)) => {
+            (State::Established, Message::Update(mut u)) => {
                 self.restart_hold(now);
+                if !self.cfg.ibgp() {
+                    self.check_external(&mut u);
+                }
                 ev.push(Event::Update(u));
                 true
             }
@@ -407,6 +415,23 @@ impl Session {
                 self.fail(now, Notification::new(BgpError::Fsm(sub), []), ev);
                 false
             }
+        }
+    }
+
+    /// An eBGP peer's UPDATE: LOCAL_PREF is not its to give (RFC 4271 §5.1.5: ignored);
+    /// with `enforce_first_as`, announcements with an empty AS_PATH or one that does
+    /// not start with the peer's AS are withdrawals (treat-as-withdraw).
+    fn check_external(&self, u: &mut wire::Update) {
+        u.attrs.local_pref = None;
+        if self.cfg.enforce_first_as
+            && !u.announced.is_empty()
+            && u.attrs.as_path.first() != Some(&self.cfg.remote_as)
+        {
+            let announced = std::mem::take(&mut u.announced);
+            u.withdrawn.extend(announced);
+            u.error_handling = u
+                .error_handling
+                .max(Some(super::error::ErrorHandling::TreatAsWithdraw));
         }
     }
 

@@ -328,15 +328,23 @@ fn sanitize_update(
             return Err(malformed());
         }
         let value = &attrs[i + hdr..end];
-        let well_formed = match ty {
-            1 => len == 1 && value[0] <= 2,
-            2 => as_path_ok(value, if session.four_octet_as { 4 } else { 2 }),
-            3 | 4 | 5 | 9 => len == 4,
-            6 => len == 0,
-            7 => len == if session.four_octet_as { 8 } else { 6 },
-            8 | 10 => len % 4 == 0,
-            _ => true,
-        };
+        let expected = expected_flags(ty);
+        if expected.is_none() && flags & OPTIONAL == 0 {
+            // RFC 4271 §6.3: a well-known attribute we do not know.
+            return Err(DecodeError::UnrecognizedWellKnown(attrs[i..end].to_vec()));
+        }
+        // RFC 7606 §3 (c): Optional or Transitive bits in conflict with the type's.
+        let flags_ok = expected.is_none_or(|f| flags & (OPTIONAL | TRANSITIVE) == f);
+        let well_formed = flags_ok
+            && match ty {
+                1 => len == 1 && value[0] <= 2,
+                2 => as_path_ok(value, if session.four_octet_as { 4 } else { 2 }),
+                3 | 4 | 5 | 9 => len == 4,
+                6 => len == 0,
+                7 => len == if session.four_octet_as { 8 } else { 6 },
+                8 | 10 => len % 4 == 0,
+                _ => true,
+            };
         let repeated = seen[ty as usize] && ty != 14 && ty != 15;
         seen[ty as usize] = true;
         if !well_formed {
@@ -359,6 +367,22 @@ fn sanitize_update(
     out.extend_from_slice(&body[at + 2 + alen..]);
     finish(&mut out);
     Ok((out, handling))
+}
+
+const OPTIONAL: u8 = 0x80;
+const TRANSITIVE: u8 = 0x40;
+
+/// The Optional and Transitive bits an attribute we recognise must carry (RFC 4271
+/// §5: the well-known ones 0x40; RFC 4271, 4456, 4760: optional non-transitive 0x80;
+/// RFC 4271, 1997, 4360, 6793, 8092: optional transitive 0xC0). `None`: a type we do
+/// not recognise.
+pub fn expected_flags(ty: u8) -> Option<u8> {
+    Some(match ty {
+        1 | 2 | 3 | 5 | 6 => TRANSITIVE,
+        4 | 9 | 10 | 14 | 15 => OPTIONAL,
+        7 | 8 | 16 | 17 | 18 | 32 => OPTIONAL | TRANSITIVE,
+        _ => return None,
+    })
 }
 
 /// AS_PATH segments that add up (type 1..=4, count, `width`-byte ASes).

@@ -133,6 +133,7 @@ impl Peer {
         cfg.graceful_restart = speaker.graceful_restart;
         cfg.restarting = speaker.restarting;
         cfg.connect_retry = speaker.connect_retry;
+        cfg.enforce_first_as = peer.enforce_first_as;
         Peer {
             speaker: SpeakerConfig {
                 peers: Vec::new(),

@@ -24,6 +24,8 @@ pub struct PeerConfig {
     pub port: u16,
     /// TCP MD5 signature key (RFC 2385).
     pub password: Option<String>,
+    /// eBGP: refuse announcements whose AS_PATH does not start with its AS.
+    pub enforce_first_as: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -222,6 +222,10 @@ pub struct BgpPeer {
     /// Only accept its connection.
     #[serde(default)]
     pub passive: bool,
+    /// eBGP: announcements whose AS_PATH is empty or does not start with the peer's
+    /// AS are withdrawals (BIRD's and FRR's default); off for a route server.
+    #[serde(default = "yes")]
+    pub enforce_first_as: bool,
 }
 
 fn default_asn() -> u32 {

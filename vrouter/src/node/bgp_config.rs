@@ -20,6 +20,7 @@ pub fn peer_config(b: &crate::config::BgpSettings, p: &crate::config::BgpPeer) -
         rr_client: p.rr_client,
         port: p.port,
         password: p.password.clone(),
+        enforce_first_as: p.enforce_first_as,
     }
 }
 
@@ -47,6 +48,7 @@ pub fn mesh_peer(config: &Config, n: &crate::config::Node) -> Option<PeerConfig>
         rr_client: false,
         port: 179,
         password: None,
+        enforce_first_as: true,
     })
 }
 

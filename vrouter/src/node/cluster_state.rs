@@ -183,6 +183,7 @@ impl ClusterState {
             keepalive: None,
             port,
             passive: false,
+            enforce_first_as: true,
         })
     }
 }

@@ -433,6 +433,7 @@ fn peers_added_and_removed_through_the_api() {
         keepalive: None,
         port: 179,
         passive: true,
+        enforce_first_as: true,
     };
     // No speaker: BGP is off for this node's API.
     assert!(matches!(
