@@ -200,8 +200,35 @@ fn an_established_session_without_graceful_restart_refuses_a_new_connection() {
     let mut p = open_sent(Ipv4Addr::new(10, 0, 0, 1), &[], t);
     establish(&mut p, t, false);
     let out = p.process(t, Input::Accepted(2));
-    assert_eq!(out, vec![Output::Close(2)]);
+    // Told why before it goes (RFC 4271 §6.8, RFC 4486), never dropped without a word.
+    assert_eq!(
+        notification_on(&out, 2),
+        Some(BgpError::Cease(CeaseError::ConnectionCollisionResolution))
+    );
+    assert_eq!(out.last(), Some(&Output::Close(2)));
     assert_eq!((p.connection(), p.state()), (Some(1), State::Established));
+}
+
+#[test]
+fn a_second_connection_while_the_peers_own_is_opening_is_rejected_with_a_cease() {
+    let t = Instant::now();
+    let mut p = Peer::new(
+        &speaker(Ipv4Addr::new(10, 0, 0, 1)),
+        neighbour(),
+        Vec::new(),
+    );
+    p.process(t, Input::Start);
+    // The peer's connection comes first (ours never did): it opens.
+    let out = p.process(t, Input::Accepted(1));
+    assert!(matches!(&sent_on(&out, 1)[..], [Message::Open(_)]));
+    assert_eq!(p.state(), State::OpenSent);
+    let out = p.process(t, Input::Accepted(2));
+    assert_eq!(
+        notification_on(&out, 2),
+        Some(BgpError::Cease(CeaseError::ConnectionRejected))
+    );
+    assert_eq!(out.last(), Some(&Output::Close(2)));
+    assert_eq!(p.connection(), Some(1));
 }
 
 #[test]

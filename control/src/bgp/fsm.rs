@@ -530,6 +530,14 @@ pub fn resolve_collision(ours: &Session, theirs: &Session) -> Option<Loser> {
 }
 
 /// What the losing connection of a collision is sent before it is closed.
+/// Cease / Connection Rejected (RFC 4486): a connection we will not run.
+pub fn rejected_notification() -> Vec<u8> {
+    wire::notification(&Notification::new(
+        BgpError::Cease(CeaseError::ConnectionRejected),
+        [],
+    ))
+}
+
 pub fn collision_notification() -> Vec<u8> {
     wire::notification(&Notification::new(
         BgpError::Cease(CeaseError::ConnectionCollisionResolution),

@@ -359,8 +359,9 @@ impl Peer {
     /// An accepted connection: taken when we have none (or only a connect attempt, or
     /// are idle after a failure), and in place of a session the peer evidently
     /// restarted (graceful restart). A second connection while our own is opening is a
-    /// collision (see `Second`); one while the peer's own connection is opening is
-    /// refused.
+    /// collision (see `Second`). One refused is told why before it is closed (RFC 4486):
+    /// Cease / Connection Collision Resolution while a session is Established (RFC 4271
+    /// §6.8), Cease / Connection Rejected while the peer's own connection is opening.
     fn accepted(&mut self, now: Instant, c: ConnId, out: &mut Vec<Output>) -> Vec<Event> {
         let state = self.session.state();
         if self.ours
@@ -400,6 +401,13 @@ impl Peer {
                 .is_some_and(|n| n.peer_graceful_restart.is_some()),
         };
         if !replace {
+            let why = if s.state() == State::Established {
+                fsm::collision_notification()
+            } else {
+                fsm::rejected_notification()
+            };
+            info!(peer = %self.peer.address, state = ?s.state(), "a second connection from the peer refused");
+            out.push(Output::Send(c, why));
             out.push(Output::Close(c));
             return events;
         }
