@@ -6,12 +6,13 @@
 use super::nexthops::NextHopAlloc;
 use super::tables::Tables;
 use crate::config::{Config, Node};
+use crate::nexthop::Adjacency;
 use control::speaker::RouteChange;
 use fib::{NextHopId, Update};
 use ipnet::IpNet;
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
-use tracing::warn;
+use tracing::{info, warn};
 
 /// What the speaker's routes have added so far. Which prefixes are installed, and with
 /// which next hop, is the FIB's own knowledge (`get`): no second per-route map here.
@@ -26,6 +27,13 @@ pub struct BgpRoutes {
     /// BGP's best next hops for configured prefixes (few): installed if the
     /// configuration's route goes away.
     shadowed: HashMap<IpNet, Vec<IpAddr>>,
+    /// Our next hops that BGP routes point at, and how many routes each: one that
+    /// drops to none is freed if nothing else uses it (a gateway: the kernel stops
+    /// being asked to resolve it and its number is reused).
+    uses: HashMap<u32, u32>,
+    /// Groups no route uses any more (never handed out again: their members may be
+    /// freed and their numbers reused).
+    dead_groups: HashSet<u32>,
 }
 
 impl BgpRoutes {
@@ -61,6 +69,7 @@ impl BgpRoutes {
     ) {
         let mut up4 = Vec::new();
         let mut up6 = Vec::new();
+        let mut unused = Vec::new();
         for c in changes {
             let prefix = c.prefix.trunc();
             if self.configured.contains(&prefix) {
@@ -85,6 +94,18 @@ impl BgpRoutes {
                 (Some(_), None) => self.installed -= 1,
                 _ => {}
             }
+            if let Some(old) = now {
+                if let Some(n) = self.uses.get_mut(&old) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.uses.remove(&old);
+                        unused.push(old);
+                    }
+                }
+            }
+            if let Some(new) = nh {
+                *self.uses.entry(new).or_default() += 1;
+            }
             match (prefix, nh) {
                 (IpNet::V4(n), Some(nh)) => up4.push(Update::Insert(n, NextHopId(nh))),
                 (IpNet::V4(n), None) => up4.push(Update::Remove(n)),
@@ -95,6 +116,53 @@ impl BgpRoutes {
         // New tunnels and groups go live before any route points at them.
         t.sync(alloc);
         t.apply(&up4, &up6);
+        // No route points at these now (the FIB took the batch): free what nothing
+        // else uses.
+        self.collect(config, alloc, t, unused);
+    }
+
+    /// Of next hops no BGP route uses any more, free the gateways nothing else uses:
+    /// not a tunnel's underlay, not a member of a live group, not a static route's
+    /// neighbour. A group no route uses is retired and its members looked at too.
+    fn collect(&mut self, config: &Config, alloc: &mut NextHopAlloc, t: &Tables, unused: Vec<u32>) {
+        let mut candidates = unused.clone();
+        for nh in unused {
+            let retired = self
+                .groups
+                .iter()
+                .find(|(_, &g)| g == nh)
+                .map(|(m, _)| m.clone());
+            if let Some(members) = retired {
+                self.groups.remove(&members);
+                self.dead_groups.insert(nh);
+                candidates.extend(members);
+            }
+        }
+        for nh in candidates {
+            if self.uses.contains_key(&nh)
+                || alloc.tunnels.iter().any(|tu| tu.underlay_nh == nh)
+                || alloc.group_nexthops.iter().any(|&(g, id)| {
+                    !self.dead_groups.contains(&g)
+                        && alloc
+                            .groups
+                            .get(id as usize)
+                            .is_some_and(|m| m.contains(&nh))
+                })
+            {
+                continue;
+            }
+            let Some(via) = alloc.gateways.iter().find(|g| g.nh == nh).map(|g| g.via) else {
+                continue;
+            };
+            let static_route = config
+                .routes
+                .iter()
+                .any(|r| r.via.as_ref().is_some_and(|v| v.addrs().contains(&via)));
+            if !static_route && alloc.free_gateway(nh) {
+                t.nexthops.set(nh, Adjacency::Incomplete);
+                info!(%via, nh, "next hop no route uses: freed");
+            }
+        }
     }
 
     /// The configuration stopped routing `prefix`: BGP's route for it, if any, goes in.

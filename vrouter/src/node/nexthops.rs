@@ -47,6 +47,8 @@ pub struct NextHopAlloc {
     /// that routes learnt later share them.
     by_via: HashMap<(usize, IpAddr), u32>,
     by_tunnel: HashMap<(String, bool, bool), u32>,
+    /// Next hop numbers given back (`free_gateway`), handed out again first.
+    free: Vec<u32>,
 }
 
 fn bad(m: String) -> io::Error {
@@ -61,10 +63,27 @@ impl NextHopAlloc {
         }
     }
 
-    /// A new next hop number.
+    /// A new next hop number (one given back first).
     pub fn allocate(&mut self) -> u32 {
+        if let Some(nh) = self.free.pop() {
+            return nh;
+        }
         self.count += 1;
         self.count - 1
+    }
+
+    /// Forget the gateway behind next hop `nh` (no route uses it any more): the kernel
+    /// is no longer asked to resolve it and its number goes back. False if `nh` is not
+    /// a gateway's.
+    pub fn free_gateway(&mut self, nh: u32) -> bool {
+        let before = self.gateways.len();
+        self.gateways.retain(|g| g.nh != nh);
+        if self.gateways.len() == before {
+            return false;
+        }
+        self.by_via.retain(|_, v| *v != nh);
+        self.free.push(nh);
+        true
     }
 
     /// The index of the uplink named `name` (the first one when unnamed or unknown).

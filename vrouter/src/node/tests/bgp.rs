@@ -148,5 +148,46 @@ fn learnt_routes_become_tunnels_gateways_and_groups() {
     assert_eq!(node.alloc.count, before, "tunnels and gateways are shared");
     assert_eq!(nh(&node.tables, "192.168.1.1"), None);
     assert_eq!(node.bgp.len(), 3);
+
+    // 10.0.0.254 no longer carries a route: its next hop is freed (the kernel is not
+    // asked to resolve it any more) and its number is the next one handed out.
+    let via = |a: &str| a.parse::<IpAddr>().unwrap();
+    let gateway = |node: &crate::node::NodeState, a: &str| {
+        node.alloc
+            .gateways
+            .iter()
+            .find(|g| g.via == via(a))
+            .map(|g| g.nh)
+    };
+    assert_eq!(gateway(&node, "10.0.0.254"), None, "freed");
+    node.apply_bgp(&[change("192.168.0.0/16", &["10.0.0.253"])]);
+    assert_eq!(node.alloc.count, before, "the freed number reused");
+    let reused = gateway(&node, "10.0.0.253").unwrap();
+    assert_eq!(nh(&node.tables, "192.168.1.1"), Some(reused));
+    assert_eq!(
+        node.tables.nexthops.get(reused),
+        Some(Adjacency::Incomplete)
+    );
+    // The ECMP group over B and C goes; B and C stay (the tunnels' underlay).
+    node.apply_bgp(&[change("172.16.0.0/12", &[])]);
+    assert!(gateway(&node, "10.0.0.2").is_some() && gateway(&node, "10.0.0.3").is_some());
+    // Churn does not grow the table: the same route through ever new neighbours.
+    for i in 0..50 {
+        node.apply_bgp(&[change("192.168.0.0/16", &[&format!("10.0.0.{}", 100 + i)])]);
+    }
+    // (The new neighbour's next hop is made before the old one is freed: one number
+    // more at most, then two take turns.)
+    assert_eq!(node.alloc.count, before + 1, "churn reuses numbers");
+    let learnt: Vec<_> = node
+        .alloc
+        .gateways
+        .iter()
+        .filter(|g| g.via.to_string().starts_with("10.0.0.1"))
+        .collect();
+    assert_eq!(
+        learnt.len(),
+        1,
+        "only the last neighbour is live: {learnt:?}"
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
