@@ -14,4 +14,5 @@
 
 pub mod error;
 pub mod fsm;
+pub mod rfc7606;
 pub mod wire;

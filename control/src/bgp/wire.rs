@@ -35,6 +35,7 @@ use std::io::Cursor;
 use std::net::{IpAddr, Ipv4Addr};
 
 pub use super::error::{DecodeError, ErrorHandling, Notification};
+use super::rfc7606;
 
 pub const HEADER_LEN: usize = 19;
 pub const MAX_LEN: usize = 4096;
@@ -289,10 +290,9 @@ fn decode_open(msg: &[u8]) -> Result<Message, DecodeError> {
     }))
 }
 
-/// RFC 7606 before the parser sees the message: walk the attribute list, and take out
-/// attributes whose length is wrong for their type (§7) and repeated ones (§3 g: the
-/// first is kept). Returns the message to parse and how RFC 7606 handled what was taken
-/// out; a list that does not add up is a session error (§4).
+/// RFC 7606 before the parser sees the message (`rfc7606::sanitize_attributes`): the
+/// message to parse, with the attributes it took out removed, and how RFC 7606
+/// handled them.
 fn sanitize_update(
     msg: &[u8],
     session: Session,
@@ -306,98 +306,15 @@ fn sanitize_update(
     let at = 2 + wlen;
     let alen = u16::from_be_bytes([body[at], body[at + 1]]) as usize;
     let attrs = body.get(at + 2..at + 2 + alen).ok_or_else(malformed)?;
-    let mut kept = Vec::with_capacity(attrs.len());
-    let mut seen = [false; 256];
-    let mut handling: Option<ErrorHandling> = None;
-    let mut i = 0;
-    while i < attrs.len() {
-        if i + 3 > attrs.len() {
-            return Err(malformed());
-        }
-        let (flags, ty) = (attrs[i], attrs[i + 1]);
-        let (hdr, len) = if flags & 0x10 != 0 {
-            if i + 4 > attrs.len() {
-                return Err(malformed());
-            }
-            (4, u16::from_be_bytes([attrs[i + 2], attrs[i + 3]]) as usize)
-        } else {
-            (3, attrs[i + 2] as usize)
-        };
-        let end = i + hdr + len;
-        if end > attrs.len() {
-            return Err(malformed());
-        }
-        let value = &attrs[i + hdr..end];
-        let expected = expected_flags(ty);
-        if expected.is_none() && flags & OPTIONAL == 0 {
-            // RFC 4271 §6.3: a well-known attribute we do not know.
-            return Err(DecodeError::UnrecognizedWellKnown(attrs[i..end].to_vec()));
-        }
-        // RFC 7606 §3 (c): Optional or Transitive bits in conflict with the type's.
-        let flags_ok = expected.is_none_or(|f| flags & (OPTIONAL | TRANSITIVE) == f);
-        let well_formed = flags_ok
-            && match ty {
-                1 => len == 1 && value[0] <= 2,
-                2 => as_path_ok(value, if session.four_octet_as { 4 } else { 2 }),
-                3 | 4 | 5 | 9 => len == 4,
-                6 => len == 0,
-                7 => len == if session.four_octet_as { 8 } else { 6 },
-                8 | 10 => len % 4 == 0,
-                _ => true,
-            };
-        let repeated = seen[ty as usize] && ty != 14 && ty != 15;
-        seen[ty as usize] = true;
-        if !well_formed {
-            handling = handling.max(Some(ErrorHandling::of_malformed(ty)));
-        } else if repeated {
-            handling = handling.max(Some(ErrorHandling::Discard));
-        } else {
-            kept.extend_from_slice(&attrs[i..end]);
-        }
-        i = end;
-    }
-    match handling {
-        None => return Ok((msg.to_vec(), None)),
-        Some(ErrorHandling::SessionReset) => return Err(malformed()),
-        Some(_) => {}
-    }
+    let Some((kept, handling)) = rfc7606::sanitize_attributes(attrs, session.four_octet_as)? else {
+        return Ok((msg.to_vec(), None));
+    };
     let mut out = msg[..HEADER_LEN + at].to_vec();
     out.extend_from_slice(&(kept.len() as u16).to_be_bytes());
     out.extend_from_slice(&kept);
     out.extend_from_slice(&body[at + 2 + alen..]);
     finish(&mut out);
-    Ok((out, handling))
-}
-
-const OPTIONAL: u8 = 0x80;
-const TRANSITIVE: u8 = 0x40;
-
-/// The Optional and Transitive bits an attribute we recognise must carry (RFC 4271
-/// §5: the well-known ones 0x40; RFC 4271, 4456, 4760: optional non-transitive 0x80;
-/// RFC 4271, 1997, 4360, 6793, 8092: optional transitive 0xC0). `None`: a type we do
-/// not recognise.
-pub fn expected_flags(ty: u8) -> Option<u8> {
-    Some(match ty {
-        1 | 2 | 3 | 5 | 6 => TRANSITIVE,
-        4 | 9 | 10 | 14 | 15 => OPTIONAL,
-        7 | 8 | 16 | 17 | 18 | 32 => OPTIONAL | TRANSITIVE,
-        _ => return None,
-    })
-}
-
-/// AS_PATH segments that add up (type 1..=4, count, `width`-byte ASes).
-fn as_path_ok(mut v: &[u8], width: usize) -> bool {
-    while !v.is_empty() {
-        if v.len() < 2 || !(1..=4).contains(&v[0]) || v[1] == 0 {
-            return false;
-        }
-        let n = 2 + v[1] as usize * width;
-        if v.len() < n {
-            return false;
-        }
-        v = &v[n..];
-    }
-    true
+    Ok((out, Some(handling)))
 }
 
 fn decode_update(msg: &[u8], session: Session) -> Result<Message, DecodeError> {
