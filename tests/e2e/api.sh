@@ -143,6 +143,15 @@ check "pool list shows the block the node claimed" \
 
 # A BGP peer added and removed while running (nothing answers there: it stays Active).
 check "peer add" ctl peer add 10.97.0.2 --asn 64512
+refused_peer() { # address reason: refused with InvalidArgument naming the reason
+    local out; if out=$(ctl peer add "$1" --asn 64512 2>&1); then echo "accepted: $out"; return 1; fi
+    echo "$out"; grep -q "$2" <<<"$out"
+}
+check "state files are the owner's alone (0600: a peer's password may be in them)" bash -c "
+    ls -l $WORK/state/*.json; for f in $WORK/state/*.json; do [[ \$(stat -c %a \$f) == 600 ]] || exit 1; done"
+check "peer add refuses the node's own address, loopback and 0.0.0.0" bash -c "
+    $(declare -f ctl refused_peer); VROUTERCTL=$VROUTERCTL
+    refused_peer 10.97.0.1 \"own address\" && refused_peer 127.0.0.1 loopback && refused_peer 0.0.0.0 unspecified"
 ctl node status >"$WORK/status.txt"; cat "$WORK/status.txt"
 check "node status prints calicoctl's peer table with the added peer" \
     bash -c "grep -Eq 'PEER ADDRESS \| PEER TYPE +\| STATE +\| SINCE +\| INFO' $WORK/status.txt &&

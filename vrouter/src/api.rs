@@ -316,6 +316,8 @@ fn bgp_peer(p: &pb::Peer) -> NodeResult<BgpPeer> {
         .address
         .parse()
         .map_err(|e| invalid(format!("address {:?}: {e}", p.address)))?;
+    // Through the API, never loopback (a file may name a feeder on the node itself).
+    crate::config::check_peer_address(address, &[], false).map_err(|e| invalid(e.0))?;
     if p.asn == 0 {
         return Err(invalid("asn is needed"));
     }

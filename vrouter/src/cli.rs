@@ -48,8 +48,16 @@ where
             std::process::exit(2);
         }
     };
+    // What start needs of this machine, short of touching the kernel (--check too).
+    if let Err(e) = config.check_machine() {
+        eprintln!("vrouterd: {}: {e}", args.config.display());
+        std::process::exit(2);
+    }
     if args.check {
-        println!("{}: ok", args.config.display());
+        println!(
+            "{}: ok (checked against this machine's CPUs; interfaces are checked at start)",
+            args.config.display()
+        );
         return;
     }
     let stop = Arc::new(AtomicBool::new(false));

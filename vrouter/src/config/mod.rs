@@ -595,7 +595,10 @@ impl Config {
 }
 
 mod validate;
-pub use validate::{address_clash, locate, Clash, Holder};
+pub use validate::{
+    address_clash, check_interface, check_name, check_peer_address, host_bits, locate, Clash,
+    Holder,
+};
 
 #[cfg(test)]
 mod tests {

@@ -114,6 +114,82 @@ fn validate_calico_fields(p: &Pool) -> Result<(), ConfigError> {
 /// field ("pool 10.0.0.0/8: block_size ...", "endpoint web: mac ...", "workers: count
 /// ..."): the entry is found by its quoted value (or its `[table]`), then the field's
 /// `key =` line within that entry; the entry's line when the field is not written.
+/// The longest name accepted (an endpoint's, a Kubernetes `namespace/pod` fits).
+pub const MAX_NAME: usize = 253;
+
+/// A name as it may appear in logs, files and keys: 1 to 253 bytes of letters, digits
+/// and `. _ - / : @ + ~ =`; never whitespace, quotes, control characters (a newline
+/// would split a log line) or shell metacharacters.
+pub fn check_name(what: &str, name: &str) -> Result<(), ConfigError> {
+    let ok = |c: char| c.is_ascii_alphanumeric() || "._-/:@+~=".contains(c);
+    if name.is_empty() || name.len() > MAX_NAME {
+        return Err(ConfigError(format!(
+            "{what} name {:?}: 1 to {MAX_NAME} bytes",
+            truncated(name)
+        )));
+    }
+    if let Some(c) = name.chars().find(|&c| !ok(c)) {
+        return Err(ConfigError(format!(
+            "{what} name {:?}: {c:?} is not allowed (letters, digits and . _ - / : @ + ~ =)",
+            truncated(name)
+        )));
+    }
+    Ok(())
+}
+
+/// An interface name the kernel takes: 1 to 15 bytes, no '/', whitespace or ':'.
+pub fn check_interface(what: &str, name: &str) -> Result<(), ConfigError> {
+    let bad = |c: char| c == '/' || c == ':' || c.is_whitespace() || c.is_control();
+    if name.is_empty() || name.len() > 15 || name.chars().any(bad) {
+        return Err(ConfigError(format!(
+            "{what}: interface {:?} is not an interface name (1 to 15 bytes, no '/', ':' or spaces)",
+            truncated(name)
+        )));
+    }
+    Ok(())
+}
+
+/// The first 40 characters of a name, for a message.
+fn truncated(s: &str) -> String {
+    s.chars().take(40).collect()
+}
+
+/// A prefix with bits set past its length is a typo (`10.244.0.1/16`): said so.
+pub fn host_bits(what: &str, net: IpNet) -> Result<(), ConfigError> {
+    if net != net.trunc() {
+        return Err(ConfigError(format!(
+            "{what} {net}: has host bits set (did you mean {}?)",
+            net.trunc()
+        )));
+    }
+    Ok(())
+}
+
+/// A BGP peer's address: a unicast address that is not the node's own nor unspecified;
+/// loopback only when `loopback` (a file may peer with a feeder on the node itself, as
+/// the benchmarks do; the API may not).
+pub fn check_peer_address(
+    a: std::net::IpAddr,
+    node_ips: &[IpNet],
+    loopback: bool,
+) -> Result<(), ConfigError> {
+    let why = if a.is_unspecified() {
+        Some("unspecified")
+    } else if a.is_loopback() && !loopback {
+        Some("loopback")
+    } else if a.is_multicast() || a == std::net::IpAddr::V4(std::net::Ipv4Addr::BROADCAST) {
+        Some("not unicast")
+    } else if node_ips.iter().any(|n| n.addr() == a) {
+        Some("the node's own address")
+    } else {
+        None
+    };
+    match why {
+        Some(w) => Err(ConfigError(format!("bgp peer {a}: {w}"))),
+        None => Ok(()),
+    }
+}
+
 pub fn locate(text: &str, message: &str) -> Option<usize> {
     let (head, rest) = message.split_once(": ")?;
     let field = rest
@@ -154,6 +230,22 @@ pub fn locate(text: &str, message: &str) -> Option<usize> {
 }
 
 impl Config {
+    /// What this machine must have for the file: the worker cores. (`--check` and
+    /// start; `validate` holds for any machine.)
+    pub fn check_machine(&self) -> Result<(), ConfigError> {
+        let have: Vec<usize> = core_affinity::get_core_ids()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
+        if let Some(c) = self.workers.cores().into_iter().find(|c| !have.contains(c)) {
+            return Err(ConfigError(format!(
+                "workers: core {c} is not one this process may run on (it may use {have:?})"
+            )));
+        }
+        Ok(())
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
         let err = |m: String| Err(ConfigError(m));
         if self.node_name.is_empty() {
@@ -173,7 +265,15 @@ impl Config {
                 ));
             }
         }
+        let mut uplinks = HashSet::new();
+        for u in &self.uplinks {
+            check_interface("uplink", &u.name)?;
+            if !uplinks.insert(&u.name) {
+                return err(format!("uplink {}: listed twice", u.name));
+            }
+        }
         for p in &self.pools {
+            host_bits("pool", p.cidr)?;
             let (lo, hi) = match p.cidr {
                 IpNet::V4(_) => (20, 32),
                 IpNet::V6(_) => (116, 128),
@@ -213,6 +313,8 @@ impl Config {
         let mut names = HashSet::new();
         let mut interfaces = HashSet::new();
         for e in &self.endpoints {
+            check_name("endpoint", &e.name)?;
+            check_interface(&format!("endpoint {}", e.name), &e.interface)?;
             if e.name.starts_with("ipam:") {
                 return err(format!(
                     "endpoint {}: names starting ipam: are IPAM handles'",
@@ -261,6 +363,7 @@ impl Config {
                 return err("bgp: router_id is needed when node_ips has no IPv4 address".into());
             }
             for p in &b.peers {
+                check_peer_address(p.address, &self.node_ips, true)?;
                 if p.hold_time == 1 || p.hold_time == 2 {
                     return err(format!(
                         "bgp peer {}: hold_time must be 0 or at least 3",
@@ -342,6 +445,7 @@ impl Config {
             ));
         }
         for r in &self.routes {
+            host_bits("route", r.dst)?;
             match (&r.via, &r.node) {
                 (Some(via), None)
                     if via.addrs().is_empty()
@@ -487,5 +591,53 @@ ips = ["10.65.0.6/32"]
         let e = Config::parse(&text).unwrap_err().0;
         assert_eq!(e, "endpoint b: ips: 10.65.0.7 is listed twice");
         assert_eq!(locate(&text, &e), Some(17));
+    }
+
+    /// Every door of the file closed (issue 19): each of these passed `--check` before.
+    #[test]
+    fn names_prefixes_uplinks_and_peers_are_checked() {
+        let refused = |text: &str, want: &str| {
+            let e = Config::parse(text).unwrap_err().0;
+            assert!(e.contains(want), "{e:?} should say {want:?}");
+        };
+        let name = |n: &str| TWO.replace("name = \"b\"", &format!("name = {n:?}"));
+        refused(&name(""), "1 to 253 bytes");
+        refused(&name("b\nINFO forged"), "'\\n' is not allowed");
+        refused(&name("b\"c"), "'\"' is not allowed");
+        refused(&name(&"x".repeat(5000)), "1 to 253 bytes");
+        assert!(Config::parse(&name("shop/web-0")).is_ok());
+        refused(
+            &TWO.replace("interface = \"c2\"", "interface = \"a/b\""),
+            "not an interface name",
+        );
+        refused(
+            &TWO.replace("cidr = \"10.65.0.0/16\"", "cidr = \"10.65.0.1/16\""),
+            "has host bits set (did you mean 10.65.0.0/16?)",
+        );
+        let up = "[[uplinks]]\nname = \"eth0\"\n";
+        refused(&format!("{TWO}{up}{up}"), "uplink eth0: listed twice");
+        let route = format!("{TWO}{up}[[routes]]\ndst = \"0.0.0.1/0\"\nvia = \"10.0.0.254\"\n");
+        refused(&route, "route 0.0.0.1/0: has host bits set");
+        let peer = |a: &str| format!("{TWO}[bgp]\n[[bgp.peers]]\naddress = \"{a}\"\n");
+        refused(&peer("10.0.0.1"), "the node's own address");
+        refused(&peer("0.0.0.0"), "unspecified");
+        refused(&peer("224.0.0.5"), "not unicast");
+        assert!(
+            Config::parse(&peer("127.0.0.1")).is_ok(),
+            "a feeder on the node itself"
+        );
+        assert!(Config::parse(&peer("10.0.0.254")).is_ok());
+    }
+
+    #[test]
+    fn worker_cores_the_machine_lacks_are_refused() {
+        let c = Config::parse(&format!("{TWO}[workers]\ncount = 1\ncores = [4095]\n")).unwrap();
+        let e = c.check_machine().unwrap_err().0;
+        assert!(
+            e.contains("core 4095 is not one this process may run on"),
+            "{e}"
+        );
+        let c = Config::parse(&format!("{TWO}[workers]\ncount = 1\ncores = [0]\n")).unwrap();
+        assert!(c.check_machine().is_ok());
     }
 }
