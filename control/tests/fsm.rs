@@ -681,3 +681,56 @@ fn ebgp_local_pref_is_ignored_and_the_first_as_enforced() {
     p.deliver();
     assert!(p.seen_b.iter().any(|e| matches!(e, Event::Update(u) if u.attrs.local_pref == Some(500) && u.announced == vec![block])));
 }
+
+#[test]
+fn a_peer_over_its_maximum_prefixes_is_ceased_and_held_down() {
+    let mut a = Config::new(64512, 64512, A_ID);
+    a.idle_hold = Duration::from_secs(1);
+    let mut b = Config::new(64512, 64512, B_ID);
+    b.passive = true;
+    b.max_prefixes = Some(3);
+    let mut p = Pair::new(a, b);
+    p.start();
+    assert!(p.established());
+    let send = |p: &mut Pair, blocks: &[&str], withdraw: bool| {
+        let nets: Vec<IpNet> = blocks.iter().map(|b| b.parse().unwrap()).collect();
+        let msgs = if withdraw {
+            wire::withdraw(&nets)
+        } else {
+            wire::announce(&nets, &PathAttrs::default(), IpAddr::V4(A_ID), true)
+        };
+        for m in msgs {
+            p.to_b.extend(m);
+        }
+        p.deliver();
+    };
+    // Three, one withdrawn, then another: within the limit (withdrawals count down).
+    send(
+        &mut p,
+        &["10.1.0.0/24", "10.2.0.0/24", "10.3.0.0/24"],
+        false,
+    );
+    send(&mut p, &["10.1.0.0/24"], true);
+    send(&mut p, &["10.4.0.0/24"], false);
+    assert!(p.established(), "three held: at the limit");
+    assert!(p.notifications.is_empty());
+    // A fourth: Cease / Maximum Number of Prefixes Reached, AFI 1 SAFI 1, limit 3.
+    send(&mut p, &["10.5.0.0/24"], false);
+    let (from_a, n) = p.notifications.last().cloned().expect("a NOTIFICATION");
+    assert!(!from_a, "b ends it");
+    assert_eq!(
+        n.error(),
+        Some(BgpError::Cease(CeaseError::MaximumPrefixesReached))
+    );
+    assert_eq!(n.data, vec![0, 1, 1, 0, 0, 0, 3]);
+    assert_eq!(p.b.state(), State::Idle);
+    // b is held down for its minute, then takes the session again (here when a, stuck
+    // in OpenSent toward a silent b, times out and connects anew).
+    let t0 = p.now;
+    assert!(p.b.held_down(t0 + Duration::from_secs(59)));
+    assert!(!p.b.held_down(t0 + Duration::from_secs(61)));
+    p.run_until(t0 + Duration::from_secs(30));
+    assert_ne!(p.b.state(), State::Established, "held down");
+    p.run_until(t0 + Duration::from_secs(400));
+    assert!(p.established(), "back after the hold-down");
+}

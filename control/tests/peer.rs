@@ -51,6 +51,8 @@ fn neighbour() -> PeerConfig {
         port: 179,
         password: None,
         enforce_first_as: true,
+        max_prefixes: None,
+        max_prefixes_warning: 75,
     }
 }
 
@@ -466,4 +468,39 @@ fn a_removed_peer_says_so_on_every_connection() {
     let mut p = Peer::new(&speaker(Ipv4Addr::new(10, 0, 0, 1)), neighbour(), vec![]);
     p.process(t, Input::Start);
     assert!(p.process(t, Input::Deconfigure).is_empty());
+}
+
+#[test]
+fn a_peer_held_down_for_too_many_prefixes_cannot_reconnect_at_once() {
+    let t = Instant::now();
+    let mut n = neighbour();
+    n.max_prefixes = Some(1);
+    let mut p = Peer::new(&speaker(Ipv4Addr::new(10, 0, 0, 1)), n, Vec::new());
+    assert!(p.process(t, Input::Start).contains(&Output::Connect));
+    p.process(t, Input::Connected(1));
+    establish(&mut p, t, false);
+    let nets: Vec<IpNet> = vec![net("10.1.0.0/24"), net("10.2.0.0/24")];
+    let attrs = wire::PathAttrs::default();
+    let bytes: Vec<u8> = wire::announce(&nets, &attrs, "10.0.0.2".parse().unwrap(), true).concat();
+    let out = p.process(t, Input::Bytes(1, &bytes));
+    assert_eq!(
+        notification_on(&out, 1),
+        Some(BgpError::Cease(CeaseError::MaximumPrefixesReached))
+    );
+    assert!(
+        !out.iter().any(|o| matches!(o, Output::Update(..))),
+        "nothing of it installed"
+    );
+    // It comes straight back: refused until the hold-down is over.
+    let out = p.process(t + Duration::from_secs(5), Input::Accepted(2));
+    assert_eq!(
+        notification_on(&out, 2),
+        Some(BgpError::Cease(CeaseError::ConnectionRejected))
+    );
+    assert_eq!(out.last(), Some(&Output::Close(2)));
+    let out = p.process(t + Duration::from_secs(61), Input::Accepted(3));
+    assert!(
+        matches!(&sent_on(&out, 3)[..], [Message::Open(_)]),
+        "welcome again"
+    );
 }

@@ -42,6 +42,8 @@ fn cfg(
             port: other_port,
             password: None,
             enforce_first_as: true,
+            max_prefixes: None,
+            max_prefixes_warning: 75,
         }],
         advertise: vec![block.parse().unwrap()],
         next_hop_v4: Some(ip),

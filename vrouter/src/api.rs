@@ -338,6 +338,8 @@ fn bgp_peer(p: &pb::Peer) -> NodeResult<BgpPeer> {
         port: if p.port == 0 { 179 } else { p.port as u16 },
         passive: p.passive,
         enforce_first_as: true,
+        max_prefixes: None,
+        max_prefixes_warning: 75,
     })
 }
 

@@ -8,8 +8,11 @@
 
 use super::error::{BgpError, CeaseError, FsmError, OpenError};
 use super::wire::{self, Capabilities, Family, GracefulRestart, Message, Notification, Open};
+use ipnet::IpNet;
+use std::collections::HashSet;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
+use tracing::warn;
 
 /// A session's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +38,13 @@ pub struct Config {
     /// empty) are withdrawals, as BIRD and FRR do by default (a route server's peer
     /// turns it off).
     pub enforce_first_as: bool,
+    /// At most this many prefixes from the peer (both families together); one more:
+    /// Cease / Maximum Number of Prefixes Reached (RFC 4486) and `max_prefixes_idle`
+    /// before the session starts again. `None`: no limit (and nothing counted).
+    pub max_prefixes: Option<u32>,
+    /// Warn once the peer holds this share (percent) of `max_prefixes`.
+    pub max_prefixes_warning: u8,
+    pub max_prefixes_idle: Duration,
 }
 
 impl Config {
@@ -52,6 +62,9 @@ impl Config {
             graceful_restart: Some(120),
             restarting: false,
             enforce_first_as: true,
+            max_prefixes: None,
+            max_prefixes_warning: 75,
+            max_prefixes_idle: Duration::from_secs(60),
         }
     }
 
@@ -132,6 +145,13 @@ pub struct Session {
     idle_until: Option<Instant>,
     negotiated: Option<Negotiated>,
     peer_open: Option<Open>,
+    /// With `max_prefixes`: the prefixes the peer announced and has not withdrawn
+    /// (bounded by the limit), and whether the warning was given.
+    received: HashSet<IpNet>,
+    warned: bool,
+    /// Ended for too many prefixes: no session with the peer before this (its own
+    /// connections included).
+    held_down_until: Option<Instant>,
 }
 
 /// Hold time while waiting for the peer's OPEN (RFC 4271 §8.2.2: "large", 4 minutes).
@@ -149,7 +169,16 @@ impl Session {
             idle_until: None,
             negotiated: None,
             peer_open: None,
+            received: HashSet::new(),
+            warned: false,
+            held_down_until: None,
         }
+    }
+
+    /// Whether the session is held down (over its maximum prefixes) at `now`: a
+    /// connection from the peer is refused meanwhile.
+    pub fn held_down(&self, now: Instant) -> bool {
+        self.held_down_until.is_some_and(|t| now < t)
     }
 
     pub fn state(&self) -> State {
@@ -395,6 +424,11 @@ impl Session {
                 if !self.cfg.ibgp() {
                     self.check_external(&mut u);
                 }
+                if let Some(max) = self.cfg.max_prefixes {
+                    if self.over_limit(now, &u, max, ev) {
+                        return false;
+                    }
+                }
                 ev.push(Event::Update(u));
                 true
             }
@@ -433,6 +467,51 @@ impl Session {
                 .error_handling
                 .max(Some(super::error::ErrorHandling::TreatAsWithdraw));
         }
+    }
+
+    /// Count what `u` leaves the peer holding; over `max`: the session ends (RFC 4486:
+    /// the data are the AFI / SAFI of the announcement that went over and the limit)
+    /// and stays down for `max_prefixes_idle`.
+    fn over_limit(
+        &mut self,
+        now: Instant,
+        u: &wire::Update,
+        max: u32,
+        ev: &mut Vec<Event>,
+    ) -> bool {
+        for w in &u.withdrawn {
+            self.received.remove(w);
+        }
+        let mut last_v6 = false;
+        for a in &u.announced {
+            self.received.insert(*a);
+            last_v6 = matches!(a, IpNet::V6(_));
+            if self.received.len() > max as usize {
+                break;
+            }
+        }
+        let held = self.received.len() as u64;
+        if !self.warned && held * 100 >= u64::from(max) * u64::from(self.cfg.max_prefixes_warning) {
+            self.warned = true;
+            warn!(
+                peer_as = self.cfg.remote_as,
+                held, max, "BGP peer near its maximum prefixes"
+            );
+        }
+        if held <= u64::from(max) {
+            return false;
+        }
+        warn!(
+            peer_as = self.cfg.remote_as,
+            max, "BGP peer over its maximum prefixes: session ends"
+        );
+        let mut data = vec![0, if last_v6 { 2 } else { 1 }, 1];
+        data.extend_from_slice(&max.to_be_bytes());
+        let n = Notification::new(BgpError::Cease(CeaseError::MaximumPrefixesReached), data);
+        self.fail(now, n, ev);
+        self.idle_until = Some(now + self.cfg.max_prefixes_idle);
+        self.held_down_until = self.idle_until;
+        true
     }
 
     fn check_open(&self, o: &Open) -> Result<Negotiated, Notification> {
@@ -496,6 +575,8 @@ impl Session {
         self.keepalive_at = None;
         self.negotiated = None;
         self.peer_open = None;
+        self.received.clear();
+        self.warned = false;
         self.idle_until = restart_after.map(|d| now + d);
     }
 }

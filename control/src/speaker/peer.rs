@@ -134,6 +134,8 @@ impl Peer {
         cfg.restarting = speaker.restarting;
         cfg.connect_retry = speaker.connect_retry;
         cfg.enforce_first_as = peer.enforce_first_as;
+        cfg.max_prefixes = peer.max_prefixes;
+        cfg.max_prefixes_warning = peer.max_prefixes_warning;
         Peer {
             speaker: SpeakerConfig {
                 peers: Vec::new(),
@@ -383,6 +385,12 @@ impl Peer {
             } else {
                 out.push(Output::Close(c));
             }
+            return Vec::new();
+        }
+        if self.session.held_down(now) {
+            // Ended for too many prefixes: not before the hold-down is over.
+            out.push(Output::Send(c, fsm::rejected_notification()));
+            out.push(Output::Close(c));
             return Vec::new();
         }
         self.ours = false;

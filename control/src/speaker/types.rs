@@ -26,6 +26,11 @@ pub struct PeerConfig {
     pub password: Option<String>,
     /// eBGP: refuse announcements whose AS_PATH does not start with its AS.
     pub enforce_first_as: bool,
+    /// At most this many prefixes from it (both families); over: Cease / Maximum
+    /// Number of Prefixes Reached and a minute before reconnecting. `None`: no limit.
+    pub max_prefixes: Option<u32>,
+    /// Warn when it holds this share (percent) of `max_prefixes`.
+    pub max_prefixes_warning: u8,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

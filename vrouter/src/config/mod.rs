@@ -226,6 +226,17 @@ pub struct BgpPeer {
     /// AS are withdrawals (BIRD's and FRR's default); off for a route server.
     #[serde(default = "yes")]
     pub enforce_first_as: bool,
+    /// At most this many prefixes from it (both families together); one more ends the
+    /// session (Cease / Maximum Number of Prefixes Reached, RFC 4486) for a minute.
+    /// Absent: no limit.
+    pub max_prefixes: Option<u32>,
+    /// Warn when it holds this share (percent) of `max_prefixes`.
+    #[serde(default = "default_max_prefixes_warning")]
+    pub max_prefixes_warning: u8,
+}
+
+fn default_max_prefixes_warning() -> u8 {
+    75
 }
 
 fn default_asn() -> u32 {

@@ -364,6 +364,12 @@ impl Config {
             }
             for p in &b.peers {
                 check_peer_address(p.address, &self.node_ips, true)?;
+                if p.max_prefixes == Some(0) || !(1..=100).contains(&p.max_prefixes_warning) {
+                    return err(format!(
+                        "bgp peer {}: max_prefixes must be at least 1 and max_prefixes_warning a percentage (1 to 100)",
+                        p.address
+                    ));
+                }
                 if p.hold_time == 1 || p.hold_time == 2 {
                     return err(format!(
                         "bgp peer {}: hold_time must be 0 or at least 3",

@@ -21,6 +21,8 @@ pub fn peer_config(b: &crate::config::BgpSettings, p: &crate::config::BgpPeer) -
         port: p.port,
         password: p.password.clone(),
         enforce_first_as: p.enforce_first_as,
+        max_prefixes: p.max_prefixes,
+        max_prefixes_warning: p.max_prefixes_warning,
     }
 }
 
@@ -49,6 +51,8 @@ pub fn mesh_peer(config: &Config, n: &crate::config::Node) -> Option<PeerConfig>
         port: 179,
         password: None,
         enforce_first_as: true,
+        max_prefixes: None,
+        max_prefixes_warning: 75,
     })
 }
 

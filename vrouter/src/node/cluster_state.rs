@@ -184,6 +184,8 @@ impl ClusterState {
             port,
             passive: false,
             enforce_first_as: true,
+            max_prefixes: None,
+            max_prefixes_warning: 75,
         })
     }
 }

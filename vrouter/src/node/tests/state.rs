@@ -434,6 +434,8 @@ fn peers_added_and_removed_through_the_api() {
         port: 179,
         passive: true,
         enforce_first_as: true,
+        max_prefixes: None,
+        max_prefixes_warning: 75,
     };
     // No speaker: BGP is off for this node's API.
     assert!(matches!(
