@@ -328,6 +328,7 @@ fn bgp_peer(p: &pb::Peer) -> NodeResult<BgpPeer> {
         address,
         asn: Some(p.asn),
         password: (!p.password.is_empty()).then(|| p.password.clone()),
+        password_file: None,
         rr_client: p.rr_client,
         hold_time: if p.hold_time == 0 {
             90

@@ -210,6 +210,11 @@ pub struct BgpPeer {
     pub asn: Option<u32>,
     /// TCP MD5 signature (RFC 2385).
     pub password: Option<String>,
+    /// The same, read from this file (its first line), which must be the owner's
+    /// alone (mode 0600), as Calico takes a BGPPeer's password from a secret. Never
+    /// copied anywhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<std::path::PathBuf>,
     /// We reflect routes to it (route-reflector role).
     #[serde(default)]
     pub rr_client: bool,
@@ -607,8 +612,8 @@ impl Config {
 
 mod validate;
 pub use validate::{
-    address_clash, check_interface, check_name, check_peer_address, host_bits, locate, Clash,
-    Holder,
+    address_clash, check_interface, check_name, check_peer_address, host_bits, locate,
+    read_password_file, Clash, Holder,
 };
 
 #[cfg(test)]

@@ -114,6 +114,28 @@ fn validate_calico_fields(p: &Pool) -> Result<(), ConfigError> {
 /// field ("pool 10.0.0.0/8: block_size ...", "endpoint web: mac ...", "workers: count
 /// ..."): the entry is found by its quoted value (or its `[table]`), then the field's
 /// `key =` line within that entry; the entry's line when the field is not written.
+/// A peer's password from `path`: its first line, 1 to 80 bytes (TCP MD5), from a file
+/// no one but its owner may read or write (mode 0600 or stricter).
+pub fn read_password_file(path: &std::path::Path) -> Result<String, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let shown = path.display();
+    let meta = std::fs::metadata(path).map_err(|e| format!("password_file {shown}: {e}"))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "password_file {shown}: mode {mode:o} lets others read it (chmod 600)"
+        ));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| format!("password_file {shown}: {e}"))?;
+    let pw = text.lines().next().unwrap_or("").to_string();
+    if pw.is_empty() || pw.len() > 80 {
+        return Err(format!(
+            "password_file {shown}: the password (first line) must be 1 to 80 bytes"
+        ));
+    }
+    Ok(pw)
+}
+
 /// The longest name accepted (an endpoint's, a Kubernetes `namespace/pod` fits).
 pub const MAX_NAME: usize = 253;
 
@@ -243,6 +265,12 @@ impl Config {
                 "workers: core {c} is not one this process may run on (it may use {have:?})"
             )));
         }
+        for p in self.bgp.iter().flat_map(|b| &b.peers) {
+            if let Some(f) = &p.password_file {
+                read_password_file(f)
+                    .map_err(|e| ConfigError(format!("bgp peer {}: {e}", p.address)))?;
+            }
+        }
         Ok(())
     }
 
@@ -364,6 +392,12 @@ impl Config {
             }
             for p in &b.peers {
                 check_peer_address(p.address, &self.node_ips, true)?;
+                if p.password.is_some() && p.password_file.is_some() {
+                    return err(format!(
+                        "bgp peer {}: give password or password_file, not both",
+                        p.address
+                    ));
+                }
                 if p.max_prefixes == Some(0) || !(1..=100).contains(&p.max_prefixes_warning) {
                     return err(format!(
                         "bgp peer {}: max_prefixes must be at least 1 and max_prefixes_warning a percentage (1 to 100)",
@@ -645,5 +679,34 @@ ips = ["10.65.0.6/32"]
         );
         let c = Config::parse(&format!("{TWO}[workers]\ncount = 1\ncores = [0]\n")).unwrap();
         assert!(c.check_machine().is_ok());
+    }
+
+    #[test]
+    fn a_password_file_must_be_the_owners_alone() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("vr-pw-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("peer.key");
+        std::fs::write(&f, "s3cret\n").unwrap();
+        let text = format!(
+            "{TWO}[bgp]\n[[bgp.peers]]\naddress = \"10.0.0.254\"\npassword_file = {:?}\n",
+            f.display().to_string()
+        );
+        let c = Config::parse(&text).unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = c.check_machine().unwrap_err().0;
+        assert!(
+            e.contains("mode 644 lets others read it (chmod 600)"),
+            "{e}"
+        );
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(c.check_machine().is_ok());
+        assert_eq!(super::read_password_file(&f).unwrap(), "s3cret");
+        let both = text.replace("password_file", "password = \"x\"\npassword_file");
+        let e = Config::parse(&both).unwrap_err().0;
+        assert!(e.contains("not both"), "{e}");
+        std::fs::remove_file(&f).unwrap();
+        assert!(c.check_machine().unwrap_err().0.contains("No such file"));
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -19,7 +19,14 @@ pub fn peer_config(b: &crate::config::BgpSettings, p: &crate::config::BgpPeer) -
         keepalive: p.keepalive,
         rr_client: p.rr_client,
         port: p.port,
-        password: p.password.clone(),
+        // A file reference is read here, when the speaker is configured, and kept in
+        // memory only (checked at start: `Config::check_machine`).
+        password: p.password.clone().or_else(|| {
+            let f = p.password_file.as_ref()?;
+            crate::config::read_password_file(f)
+                .map_err(|e| tracing::error!(peer = %p.address, error = %e, "BGP password"))
+                .ok()
+        }),
         enforce_first_as: p.enforce_first_as,
         max_prefixes: p.max_prefixes,
         max_prefixes_warning: p.max_prefixes_warning,

@@ -178,6 +178,7 @@ impl ClusterState {
             address,
             asn: p.as_number,
             password,
+            password_file: None,
             rr_client: false,
             hold_time: 90,
             keepalive: None,

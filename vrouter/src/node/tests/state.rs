@@ -428,6 +428,7 @@ fn peers_added_and_removed_through_the_api() {
         address: a.parse().unwrap(),
         asn: Some(64514),
         password: None,
+        password_file: None,
         rr_client: false,
         hold_time: 90,
         keepalive: None,
