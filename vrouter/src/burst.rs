@@ -79,10 +79,15 @@ pub enum DropReason {
     /// Network policy denied it (a new flow, or an established one a policy change
     /// now denies).
     Policy,
+    /// A pod sent what only the network may: a DHCP server reply, a router
+    /// advertisement or redirect, a tunnel packet (VXLAN, IP in IP).
+    PodForbidden,
+    /// A tunnel packet to the node from an address that is no known node's.
+    TunnelUnknownSource,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 15] = [
+    pub const ALL: [DropReason; 17] = [
         DropReason::Malformed,
         DropReason::NoRoute,
         DropReason::TtlExpired,
@@ -98,6 +103,8 @@ impl DropReason {
         DropReason::ConntrackFull,
         DropReason::NatUntranslatable,
         DropReason::Policy,
+        DropReason::PodForbidden,
+        DropReason::TunnelUnknownSource,
     ];
 
     pub fn name(self) -> &'static str {
@@ -117,6 +124,8 @@ impl DropReason {
             DropReason::ConntrackFull => "conntrack_full",
             DropReason::NatUntranslatable => "nat_untranslatable",
             DropReason::Policy => "policy",
+            DropReason::PodForbidden => "pod_forbidden",
+            DropReason::TunnelUnknownSource => "tunnel_unknown_source",
         }
     }
 }

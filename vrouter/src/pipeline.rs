@@ -21,7 +21,7 @@ use encap::wire::ipv4;
 use fib::{Reader4, Reader6};
 use headers::{
     decrement_hop, ethertype, ipv4_addrs, ipv6_addrs, is_icmpv6_nd, is_link_local, is_multicast_v6,
-    rewrite_hop,
+    pod_forbidden, rewrite_hop,
 };
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::ops::RangeInclusive;
@@ -322,6 +322,9 @@ impl Pipeline {
                     Some((src, _)) if !may_send_v4(&port.kind, src) => {
                         Action::Drop(DropReason::Spoofed)
                     }
+                    Some(_) if from_pod && pod_forbidden(&frame[ETH_HDR_LEN..len], false) => {
+                        Action::Drop(DropReason::PodForbidden)
+                    }
                     Some((_, mut dst)) => {
                         let ov = self.overlay.as_ref();
                         if !from_pod && self.nat.to_node(ov, u128::from(dst), false) {
@@ -353,6 +356,9 @@ impl Pipeline {
                     }
                     match ipv6_addrs(&frame[ETH_HDR_LEN..len]) {
                         None => Action::Drop(DropReason::Malformed),
+                        Some(_) if from_pod && pod_forbidden(&frame[ETH_HDR_LEN..len], true) => {
+                            Action::Drop(DropReason::PodForbidden)
+                        }
                         // A pod's own link (multicast: MLD, DAD, solicitations; link-local
                         // unicast: its answers to our ND): never routed.
                         Some((_, dst))
@@ -668,25 +674,36 @@ impl Pipeline {
             return Decap::NotTunnel;
         };
         let f = &frame[..len];
-        let to_us = match ethertype(f) {
-            Some(IPV4) => {
-                ipv4_addrs(&f[ETH_HDR_LEN..]).is_some_and(|(_, d)| o.local_v4.contains(&d))
-            }
-            Some(IPV6) => {
-                ipv6_addrs(&f[ETH_HDR_LEN..]).is_some_and(|(_, d)| o.local_v6.contains(&d))
-            }
-            _ => false,
+        // To us, and from a known node (a tunnel from anywhere else is refused once it
+        // is seen to be one).
+        let (to_us, known) = match ethertype(f) {
+            Some(IPV4) => ipv4_addrs(&f[ETH_HDR_LEN..]).map_or((false, false), |(s, d)| {
+                (
+                    o.local_v4.contains(&d),
+                    o.nodes_v4.binary_search(&s).is_ok(),
+                )
+            }),
+            Some(IPV6) => ipv6_addrs(&f[ETH_HDR_LEN..]).map_or((false, false), |(s, d)| {
+                (
+                    o.local_v6.contains(&d),
+                    o.nodes_v6.binary_search(&s).is_ok(),
+                )
+            }),
+            _ => (false, false),
         };
         if !to_us {
             return Decap::NotTunnel;
         }
+        let unknown = Decap::Drop(DropReason::TunnelUnknownSource);
         let inner_len = match encap::vxlan::decapsulate(f, o.vni) {
+            Ok(_) if !known => return unknown,
             Ok(d) => {
                 let l = d.inner.len();
                 frame.copy_within(d.inner, 0);
                 l
             }
             Err(DecapError::NotTunnel) => match encap::ipip::decapsulate(f) {
+                Ok(_) if !known => return unknown,
                 Ok(d) => {
                     let l = d.inner_ip.len();
                     frame.copy_within(d.inner_ip, ETH_HDR_LEN);

@@ -113,6 +113,8 @@ fn setup() -> Setup {
         pools_v4: vec![(0x0af4_0000, 16)],
         pools_v6: vec![],
         vni: CALICO_VNI,
+        // The nodes tunnels may come from (sorted).
+        nodes_v4: vec![u32::from_be_bytes(NODE_B), u32::from_be_bytes(NODE_C)],
         ..Overlay::default()
     };
     let pipeline = Pipeline::new(
@@ -391,4 +393,64 @@ fn too_big_without_df_is_fragmented_then_each_piece_encapsulated() {
         s.pipeline.drain_extra(&mut |p, f| again.push((p, f.len())));
         assert!(again.is_empty(), "drained once");
     }
+}
+
+#[test]
+fn tunnels_from_unknown_sources_and_from_pods_are_dropped() {
+    let mut s = setup();
+    // VXLAN to the node from 10.0.0.9 (no known node): refused, counted.
+    let mut f = vxlan_from_b(POD_IP, CALICO_VNI);
+    f[26..30].copy_from_slice(&[10, 0, 0, 9]);
+    let sum = {
+        let h = Ipv4Header::from_slice(&f[14..]).unwrap().0;
+        h.calc_header_checksum()
+    };
+    f[24..26].copy_from_slice(&sum.to_be_bytes());
+    let (a, _) = run(&mut s, UPLINK, &f);
+    assert_eq!(a, Action::Drop(DropReason::TunnelUnknownSource));
+    // A pod sending VXLAN or IP in IP (to anyone), a DHCP server reply: refused.
+    let pod_vxlan = {
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2(POD_MAC, HOST_SIDE_MAC)
+            .ipv4(POD_IP, NODE_B, 64)
+            .udp(40000, 4789)
+            .write(&mut v, &[8, 0, 0, 0, 0, 16, 0, 0])
+            .unwrap();
+        v
+    };
+    let pod_dhcp = {
+        let mut v = Vec::new();
+        PacketBuilder::ethernet2(POD_MAC, HOST_SIDE_MAC)
+            .ipv4(POD_IP, [10, 244, 2, 5], 64)
+            .udp(67, 68)
+            .write(&mut v, b"offer")
+            .unwrap();
+        v
+    };
+    let pod_ipip = {
+        let mut inner = Vec::new();
+        PacketBuilder::ipv4([10, 244, 3, 9], POD_IP, 63)
+            .udp(5000, 6000)
+            .write(&mut inner, b"x")
+            .unwrap();
+        let mut outer =
+            Ipv4Header::new(inner.len() as u16, 64, IpNumber(4), POD_IP, NODE_C).unwrap();
+        outer.header_checksum = outer.calc_header_checksum();
+        let mut f = [&HOST_SIDE_MAC[..], &POD_MAC[..], &[8, 0]].concat();
+        outer.write(&mut f).unwrap();
+        f.extend_from_slice(&inner);
+        f
+    };
+    for f in [pod_vxlan, pod_dhcp, pod_ipip] {
+        let (a, _) = run(&mut s, POD, &f);
+        assert_eq!(a, Action::Drop(DropReason::PodForbidden));
+    }
+    let t = s.counters.total();
+    assert_eq!(
+        (
+            t.dropped(DropReason::TunnelUnknownSource),
+            t.dropped(DropReason::PodForbidden)
+        ),
+        (1, 3)
+    );
 }

@@ -85,3 +85,36 @@ pub fn rewrite_hop(
     rewrite::set_eth_addrs(frame, dst_mac, src_mac);
     Ok(())
 }
+
+/// What a pod may not send (it would act as the network): a DHCP server's reply (UDP
+/// 67 → 68, DHCPv6 547 → 546, as Calico's workload chains drop), a router advertisement or redirect (ICMPv6 134, 137), a tunnel
+/// packet (IP in IP, IPv6 in IPv4, VXLAN to UDP 4789). `ip` is the packet from its IP
+/// header; only the fixed header's protocol is looked at (no extension-header walk).
+pub(super) fn pod_forbidden(ip: &[u8], v6: bool) -> bool {
+    let (proto, l4) = if v6 {
+        match ip.get(ipv6::field::NXT_HDR) {
+            Some(&p) => (p, ipv6::HEADER_LEN),
+            None => return false,
+        }
+    } else {
+        match (ip.first(), ip.get(9)) {
+            (Some(&vihl), Some(&p)) => (p, usize::from(vihl & 0x0f) * 4),
+            _ => return false,
+        }
+    };
+    let port = |at: usize| {
+        ip.get(l4 + at..l4 + at + 2)
+            .map(|b| u16::from_be_bytes([b[0], b[1]]))
+    };
+    match proto {
+        4 | 41 => true,
+        protocol::UDP => {
+            matches!(
+                (port(0), port(2)),
+                (Some(67), Some(68)) | (Some(547), Some(546))
+            ) || port(2) == Some(encap::vxlan::VXLAN_PORT)
+        }
+        protocol::ICMPV6 if v6 => matches!(ip.get(l4), Some(134 | 137)),
+        _ => false,
+    }
+}

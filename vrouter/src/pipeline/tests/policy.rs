@@ -237,3 +237,27 @@ spec:
     // the end (denied, counted by no rule).
     assert_eq!((ingress.hits(0), ingress.hits(1)), (2, 1));
 }
+
+#[test]
+fn a_pod_may_not_act_as_the_network() {
+    use crate::pipeline::headers::pod_forbidden;
+    // ICMPv6 router advertisement (134) and redirect (137); a solicitation (133) is fine.
+    let icmp6 = |ty: u8| {
+        let mut ip = vec![0x60, 0, 0, 0, 0, 8, 58, 255];
+        ip.extend_from_slice(&A6);
+        ip.extend_from_slice(&[0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+        ip.extend_from_slice(&[ty, 0, 0, 0, 0, 0, 0, 0]);
+        ip
+    };
+    assert!(pod_forbidden(&icmp6(134), true));
+    assert!(pod_forbidden(&icmp6(137), true));
+    assert!(!pod_forbidden(&icmp6(133), true));
+    let mut n = policy_node(1, 0);
+    let mut frame = vec![0u8; 14];
+    frame[12..14].copy_from_slice(&[0x86, 0xdd]);
+    frame.extend(icmp6(134));
+    assert_eq!(
+        one(&mut n, POD_A, frame),
+        Action::Drop(DropReason::PodForbidden)
+    );
+}
