@@ -15,5 +15,7 @@ pub mod ctl_policy;
 pub mod ipam;
 pub mod metrics;
 pub mod rib;
+mod sockopt;
 pub mod speaker;
 pub mod tcp_md5;
+pub mod ttl_security;

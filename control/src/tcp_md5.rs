@@ -3,9 +3,8 @@
 //! from it. Set on the listening socket (one key per peer address) and on an outgoing
 //! socket before it connects.
 //!
-//! socket2, nix and rustix have no binding for TCP_MD5SIG, so this one `setsockopt` is
-//! written out here (docs/decisions.md): the structure is built in safe code, and the
-//! call is the crate's one `unsafe` block, in `setsockopt_md5sig`.
+//! socket2, nix and rustix have no binding for TCP_MD5SIG (docs/decisions.md): the
+//! structure is built in safe code and set through `sockopt::set`.
 
 use std::io;
 use std::net::IpAddr;
@@ -18,6 +17,7 @@ const MAX_KEY_LEN: usize = 80;
 /// `struct tcp_md5sig` (linux/tcp.h): a `sockaddr_storage`, flags, prefix length, key
 /// length, interface index, key.
 #[repr(C, align(8))]
+#[derive(Clone, Copy)]
 struct Md5Sig {
     addr: [u8; 128],
     flags: u8,
@@ -60,33 +60,8 @@ pub fn set_key(socket: &impl AsRawFd, socket_v6: bool, peer: IpAddr, key: &[u8])
             sig.addr[8..24].copy_from_slice(&a.octets());
         }
     }
-    setsockopt_md5sig(socket, &sig)
+    crate::sockopt::set(socket, libc::IPPROTO_TCP, TCP_MD5SIG, &sig)
         .map_err(|e| io::Error::new(e.kind(), format!("TCP MD5 key for {peer}: {e}")))
-}
-
-/// `setsockopt(TCP_MD5SIG)`: safe to call with any socket, since the structure is
-/// typed and the fd borrowed.
-#[allow(unsafe_code)]
-fn setsockopt_md5sig(socket: &impl AsRawFd, sig: &Md5Sig) -> io::Result<()> {
-    // SAFETY: `sig` is a fully initialised `struct tcp_md5sig` laid out as the kernel
-    // expects (repr(C), sockaddr_storage-sized and aligned address), borrowed for the
-    // whole call, and the length passed is its size; the kernel only reads it. A
-    // descriptor that is not a TCP socket makes the call fail with an errno, nothing
-    // worse.
-    let ret = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            TCP_MD5SIG,
-            (sig as *const Md5Sig).cast(),
-            std::mem::size_of::<Md5Sig>() as libc::socklen_t,
-        )
-    };
-    if ret == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
 }
 
 #[cfg(test)]

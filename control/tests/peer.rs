@@ -53,6 +53,7 @@ fn neighbour() -> PeerConfig {
         enforce_first_as: true,
         max_prefixes: None,
         max_prefixes_warning: 75,
+        ttl_security: None,
     }
 }
 

@@ -44,6 +44,7 @@ fn cfg(
             enforce_first_as: true,
             max_prefixes: None,
             max_prefixes_warning: 75,
+            ttl_security: None,
         }],
         advertise: vec![block.parse().unwrap()],
         next_hop_v4: Some(ip),
@@ -192,32 +193,44 @@ fn a_route_reflector_passes_client_routes_on() {
 #[test]
 fn tcp_md5_keys_must_match() {
     let run = |key_a: Option<&str>, key_b: Option<&str>| {
-        let (pa, pb) = (free_port(), free_port());
-        let (ta, ra) = mpsc::unbounded();
-        let (tb, _rb) = mpsc::unbounded();
-        let mut ca = cfg(1, 2, pa, pb, "10.244.1.0/26", None);
-        ca.peers[0].password = key_a.map(String::from);
-        let mut cb = cfg(2, 1, pb, pa, "10.244.2.0/26", None);
-        cb.peers[0].password = key_b.map(String::from);
-        let a = speaker::spawn(ca, ta).unwrap();
-        let b = speaker::spawn(cb, tb).unwrap();
-        let got = wait_for(&ra, "10.244.2.0/26", Duration::from_secs(4));
-        drop(b);
-        drop(a);
-        got
+        session_up(
+            |a| a.password = key_a.map(String::from),
+            |b| b.password = key_b.map(String::from),
+        )
     };
+    assert!(run(Some("s3cret"), Some("s3cret")), "same key: session up");
+    assert!(!run(Some("s3cret"), None), "one side unsigned: no session");
     assert!(
-        run(Some("s3cret"), Some("s3cret")).is_some(),
-        "same key: session up"
-    );
-    assert!(
-        run(Some("s3cret"), None).is_none(),
-        "one side unsigned: no session"
-    );
-    assert!(
-        run(Some("s3cret"), Some("other")).is_none(),
+        !run(Some("s3cret"), Some("other")),
         "different keys: no session"
     );
+}
+
+/// Whether speakers 1 and 2, their peer settings edited, exchange routes within 4 s.
+fn session_up(edit_a: impl Fn(&mut PeerConfig), edit_b: impl Fn(&mut PeerConfig)) -> bool {
+    let (pa, pb) = (free_port(), free_port());
+    let (ta, ra) = mpsc::unbounded();
+    let (tb, _rb) = mpsc::unbounded();
+    let mut ca = cfg(1, 2, pa, pb, "10.244.1.0/26", None);
+    edit_a(&mut ca.peers[0]);
+    let mut cb = cfg(2, 1, pb, pa, "10.244.2.0/26", None);
+    edit_b(&mut cb.peers[0]);
+    let a = speaker::spawn(ca, ta).unwrap();
+    let b = speaker::spawn(cb, tb).unwrap();
+    let got = wait_for(&ra, "10.244.2.0/26", Duration::from_secs(4));
+    drop(b);
+    drop(a);
+    got.is_some()
+}
+
+#[test]
+fn ttl_security_takes_only_a_peer_that_sends_ttl_255() {
+    let run = |hops_a: Option<u8>, hops_b: Option<u8>| {
+        session_up(|a| a.ttl_security = hops_a, |b| b.ttl_security = hops_b)
+    };
+    assert!(run(Some(1), Some(1)), "both GTSM: session up");
+    // B sends with the default TTL (64): A drops everything from it.
+    assert!(!run(Some(1), None), "only A: B is never heard");
 }
 
 #[test]

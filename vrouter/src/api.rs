@@ -341,6 +341,7 @@ fn bgp_peer(p: &pb::Peer) -> NodeResult<BgpPeer> {
         enforce_first_as: true,
         max_prefixes: None,
         max_prefixes_warning: 75,
+        ttl_security: None,
     })
 }
 

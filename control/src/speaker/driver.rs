@@ -29,6 +29,8 @@ struct PeerSlot {
     address: IpAddr,
     /// Its key is on the listening socket (to be cleared when it goes).
     keyed: bool,
+    /// GTSM hops, set on a connection accepted from it.
+    ttl_security: Option<u8>,
     accepted: mpsc::UnboundedSender<TcpStream>,
     stop: mpsc::UnboundedSender<()>,
     task: tokio::task::JoinHandle<()>,
@@ -90,10 +92,12 @@ impl Peers {
             status: self.status.clone(),
         };
         let address = peer.address;
+        let ttl_security = peer.ttl_security;
         let task = tokio::spawn(peer_task(idx as u16, self.cfg.clone(), peer, links));
         self.slots[idx] = Some(PeerSlot {
             address,
             keyed,
+            ttl_security,
             accepted: accepted_tx,
             stop: stop_tx,
             task,
@@ -107,6 +111,10 @@ impl Peers {
             return Err(format!("{} is already a peer", peer.address));
         }
         let mut keyed = false;
+        if let (Some(l), Some(_)) = (listener, peer.ttl_security) {
+            let v6 = l.local_addr().map_err(|e| e.to_string())?.is_ipv6();
+            crate::ttl_security::listener_sends_255(l, v6).map_err(|e| e.to_string())?;
+        }
         if let (Some(l), Some(pw)) = (listener, &peer.password) {
             let v6 = l.local_addr().map_err(|e| e.to_string())?.is_ipv6();
             crate::tcp_md5::set_key(l, v6, peer.address, pw.as_bytes())
@@ -169,6 +177,12 @@ impl Peers {
         let ip = canonical(from.ip());
         match self.find(ip).and_then(|i| self.slots[i].as_ref()) {
             Some(slot) => {
+                if let Some(hops) = slot.ttl_security {
+                    if let Err(e) = crate::ttl_security::set(&stream, ip.is_ipv6(), hops) {
+                        warn!(%from, error = %e, "TTL security: connection refused");
+                        return;
+                    }
+                }
                 let _ = slot.accepted.send(stream);
             }
             None => info!(%from, "BGP connection from an unknown address refused"),
@@ -218,6 +232,12 @@ pub(super) async fn run(
     // Their status rows and listener keys are spawn's.
     for p in configured {
         let keyed = listener.is_some() && p.password.is_some();
+        if let (Some(l), Some(_)) = (&listener, p.ttl_security) {
+            let v6 = l.local_addr().is_ok_and(|a| a.is_ipv6());
+            if let Err(e) = crate::ttl_security::listener_sends_255(l, v6) {
+                warn!(error = %e, "TTL security on the listener");
+            }
+        }
         if let Err(e) = peers.start(p, keyed) {
             warn!(error = %e, "configured peer not started");
         }
@@ -257,6 +277,7 @@ async fn connect(
     to: SocketAddr,
     from: Option<IpAddr>,
     password: Option<String>,
+    ttl_security: Option<u8>,
 ) -> io::Result<TcpStream> {
     let sock = match to {
         SocketAddr::V4(_) => TcpSocket::new_v4()?,
@@ -264,6 +285,9 @@ async fn connect(
     };
     if let Some(pw) = password {
         crate::tcp_md5::set_key(&sock, to.is_ipv6(), to.ip(), pw.as_bytes())?;
+    }
+    if let Some(hops) = ttl_security {
+        crate::ttl_security::set(&sock, to.is_ipv6(), hops)?;
     }
     if let Some(a) = from.filter(|a| a.is_ipv4() == to.is_ipv4()) {
         sock.bind(SocketAddr::new(a, 0))?;
@@ -397,14 +421,19 @@ async fn peer_task(idx: u16, cfg: SpeakerConfig, peer_cfg: PeerConfig, links: Pe
     };
     let to = SocketAddr::new(peer_cfg.address, peer_cfg.port);
     let password = peer_cfg.password.clone();
+    let ttl_security = peer_cfg.ttl_security;
     let mut peer = Peer::new(&cfg, peer_cfg, blocks.borrow_and_update().clone());
     let mut outputs = peer.process(Instant::now(), Input::Start);
     loop {
         for o in outputs.drain(..) {
             match o {
                 Output::Connect => {
-                    io.connecting =
-                        Some(Box::pin(connect(to, cfg.local_address, password.clone())));
+                    io.connecting = Some(Box::pin(connect(
+                        to,
+                        cfg.local_address,
+                        password.clone(),
+                        ttl_security,
+                    )));
                 }
                 Output::CancelConnect => io.connecting = None,
                 Output::Send(c, bytes) => io.send(c, &bytes).await,

@@ -31,6 +31,8 @@ pub struct PeerConfig {
     pub max_prefixes: Option<u32>,
     /// Warn when it holds this share (percent) of `max_prefixes`.
     pub max_prefixes_warning: u8,
+    /// TTL security (GTSM, RFC 5082): send TTL 255, accept only ≥ 255 - hops.
+    pub ttl_security: Option<u8>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -238,6 +238,9 @@ pub struct BgpPeer {
     /// Warn when it holds this share (percent) of `max_prefixes`.
     #[serde(default = "default_max_prefixes_warning")]
     pub max_prefixes_warning: u8,
+    /// TTL security (GTSM, RFC 5082): send with TTL 255 and accept only segments
+    /// with TTL ≥ 255 - this many hops (1: directly connected). Absent: off.
+    pub ttl_security: Option<u8>,
 }
 
 fn default_max_prefixes_warning() -> u8 {

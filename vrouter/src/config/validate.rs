@@ -398,6 +398,12 @@ impl Config {
                         p.address
                     ));
                 }
+                if p.ttl_security.is_some_and(|h| h == 0 || h == 255) {
+                    return err(format!(
+                        "bgp peer {}: ttl_security is a hop count, 1 to 254",
+                        p.address
+                    ));
+                }
                 if p.max_prefixes == Some(0) || !(1..=100).contains(&p.max_prefixes_warning) {
                     return err(format!(
                         "bgp peer {}: max_prefixes must be at least 1 and max_prefixes_warning a percentage (1 to 100)",

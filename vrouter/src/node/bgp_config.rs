@@ -30,6 +30,7 @@ pub fn peer_config(b: &crate::config::BgpSettings, p: &crate::config::BgpPeer) -
         enforce_first_as: p.enforce_first_as,
         max_prefixes: p.max_prefixes,
         max_prefixes_warning: p.max_prefixes_warning,
+        ttl_security: p.ttl_security,
     }
 }
 
@@ -60,6 +61,7 @@ pub fn mesh_peer(config: &Config, n: &crate::config::Node) -> Option<PeerConfig>
         enforce_first_as: true,
         max_prefixes: None,
         max_prefixes_warning: 75,
+        ttl_security: None,
     })
 }
 

@@ -187,6 +187,7 @@ impl ClusterState {
             enforce_first_as: true,
             max_prefixes: None,
             max_prefixes_warning: 75,
+            ttl_security: None,
         })
     }
 }

@@ -437,6 +437,7 @@ fn peers_added_and_removed_through_the_api() {
         enforce_first_as: true,
         max_prefixes: None,
         max_prefixes_warning: 75,
+        ttl_security: None,
     };
     // No speaker: BGP is off for this node's API.
     assert!(matches!(
