@@ -171,8 +171,12 @@ pub enum PeerCmd {
         port: u32,
         #[arg(long, default_value_t = 0)]
         hold_time: u32,
-        #[arg(long)]
+        #[arg(long, conflicts_with = "password_file")]
         password: Option<String>,
+        /// The TCP MD5 key from this file (its first line; mode 0600), read by the
+        /// daemon: only the path is kept in its state.
+        #[arg(long)]
+        password_file: Option<String>,
         #[arg(long)]
         rr_client: bool,
     },
@@ -569,6 +573,7 @@ pub async fn run(cli: Cli) -> Result<(), String> {
                 port,
                 hold_time,
                 password,
+                password_file,
                 rr_client,
             } => {
                 let r = c
@@ -579,6 +584,7 @@ pub async fn run(cli: Cli) -> Result<(), String> {
                         port,
                         hold_time,
                         password: password.unwrap_or_default(),
+                        password_file: password_file.unwrap_or_default(),
                         rr_client,
                         ..Default::default()
                     })

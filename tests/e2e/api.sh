@@ -149,6 +149,15 @@ refused_peer() { # address reason: refused with InvalidArgument naming the reaso
 }
 check "state files are the owner's alone (0600: a peer's password may be in them)" bash -c "
     ls -l $WORK/state/*.json; for f in $WORK/state/*.json; do [[ \$(stat -c %a \$f) == 600 ]] || exit 1; done"
+printf 'k3y-from-file\nignored\n' >"$WORK/peer.key"; chmod 644 "$WORK/peer.key"
+check "peer add --password-file refuses a key file others may read" bash -c "
+    out=\$($VROUTERCTL peer add 10.97.0.3 --asn 64512 --password-file $WORK/peer.key 2>&1) && exit 1
+    echo \"\$out\"; grep -q 'chmod 600' <<<\"\$out\""
+chmod 600 "$WORK/peer.key"
+check "peer add --password-file: the path is kept in state, never the key" bash -c "
+    $VROUTERCTL peer add 10.97.0.3 --asn 64512 --password-file $WORK/peer.key || exit 1
+    grep -q '\"password_file\": \"$WORK/peer.key\"' $WORK/state/api.json || { cat $WORK/state/api.json; exit 1; }
+    ! grep -q k3y-from-file $WORK/state/api.json && $VROUTERCTL peer del 10.97.0.3"
 check "peer add refuses the node's own address, loopback and 0.0.0.0" bash -c "
     $(declare -f ctl refused_peer); VROUTERCTL=$VROUTERCTL
     refused_peer 10.97.0.1 \"own address\" && refused_peer 127.0.0.1 loopback && refused_peer 0.0.0.0 unspecified"

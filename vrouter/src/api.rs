@@ -318,6 +318,24 @@ fn bgp_peer(p: &pb::Peer) -> NodeResult<BgpPeer> {
         .map_err(|e| invalid(format!("address {:?}: {e}", p.address)))?;
     // Through the API, never loopback (a file may name a feeder on the node itself).
     crate::config::check_peer_address(address, &[], false).map_err(|e| invalid(e.0))?;
+    let password_file = match p.password_file.as_str() {
+        "" => None,
+        f if !p.password.is_empty() => {
+            return Err(invalid(format!(
+                "password and password_file {f:?}: give one, not both"
+            )))
+        }
+        f => {
+            let path = std::path::PathBuf::from(f);
+            if !path.is_absolute() {
+                return Err(invalid(format!("password_file {f:?}: an absolute path")));
+            }
+            // Read now (refused here rather than a session without its key later);
+            // only the path is kept.
+            crate::config::read_password_file(&path).map_err(invalid)?;
+            Some(path)
+        }
+    };
     if p.asn == 0 {
         return Err(invalid("asn is needed"));
     }
@@ -328,7 +346,7 @@ fn bgp_peer(p: &pb::Peer) -> NodeResult<BgpPeer> {
         address,
         asn: Some(p.asn),
         password: (!p.password.is_empty()).then(|| p.password.clone()),
-        password_file: None,
+        password_file,
         rr_client: p.rr_client,
         hold_time: if p.hold_time == 0 {
             90
