@@ -124,21 +124,26 @@ fn pipeline(s: &Setup, nat: bool, max_flows: usize, counters: &Arc<Counters>) ->
     .with_conntrack(max_flows, 40_000..=65_535, 1)
 }
 
-/// The pod's 64-byte UDP frame of flow `(dst, sport)` (UDP checksum 0: none, as IPv4
-/// allows; the IP header's is right).
+/// The pod's 64-byte UDP frame of flow `(dst, sport)` to port 53.
 fn frame(into: &mut [u8], (dst, sport): ([u8; 4], u16)) {
+    pod_udp64(into, POD, dst, sport, 53);
+}
+
+/// A pod's 64-byte UDP frame `src:sport → dst:dport` into `into` (to the pod gateway's
+/// MAC; UDP checksum 0: none, as IPv4 allows; the IP header's is right).
+pub(crate) fn pod_udp64(into: &mut [u8], src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) {
     into[..64].fill(0);
     into[..6].copy_from_slice(&vrouter::arp::HOST_SIDE_MAC);
     into[6..12].copy_from_slice(&[0x02, 0, 0, 0, 0, 0x0a]);
     into[12..14].copy_from_slice(&[0x08, 0x00]);
     into[14..34].copy_from_slice(&[
-        0x45, 0, 0, 50, 0, 0, 0x40, 0, 64, 17, 0, 0, POD[0], POD[1], POD[2], POD[3], dst[0],
+        0x45, 0, 0, 50, 0, 0, 0x40, 0, 64, 17, 0, 0, src[0], src[1], src[2], src[3], dst[0],
         dst[1], dst[2], dst[3],
     ]);
     let c = encap::rewrite::ipv4_checksum(&into[14..34]);
     into[24..26].copy_from_slice(&c.to_be_bytes());
     into[34..36].copy_from_slice(&sport.to_be_bytes());
-    into[36..38].copy_from_slice(&53u16.to_be_bytes());
+    into[36..38].copy_from_slice(&dport.to_be_bytes());
     into[38..40].copy_from_slice(&30u16.to_be_bytes());
 }
 
@@ -177,7 +182,7 @@ fn timed(
 
 /// Room for `flows` at least, a power of two (the index is 4 slots per flow, so it then
 /// has no slack beyond the table's own).
-fn capacity(flows: usize) -> usize {
+pub(crate) fn capacity(flows: usize) -> usize {
     (flows + flows / 2).next_power_of_two()
 }
 

@@ -15,6 +15,7 @@
 //! The rules are what a large Calico policy holds: Deny UDP / TCP from a /24 to a port
 //! or a 101-port range, all different, and none matching S's traffic.
 
+use crate::natmemio::{capacity, pod_udp64};
 use crate::Tsc;
 use datastore::policy::{parse_policies, Decision, Endpoint, Packet, Policy};
 use fib::synth::{self, Rng};
@@ -177,19 +178,7 @@ fn build(policies: &[Policy]) -> PolicySet {
 
 /// S's 64-byte UDP frame of flow `(sport, dport)`.
 fn frame(into: &mut [u8], (sport, dport): (u16, u16)) {
-    into[..64].fill(0);
-    into[..6].copy_from_slice(&vrouter::arp::HOST_SIDE_MAC);
-    into[6..12].copy_from_slice(&[0x02, 0, 0, 0, 0, 0x0a]);
-    into[12..14].copy_from_slice(&[0x08, 0x00]);
-    into[14..34].copy_from_slice(&[
-        0x45, 0, 0, 50, 0, 0, 0x40, 0, 64, 17, 0, 0, SRC[0], SRC[1], SRC[2], SRC[3], DST[0],
-        DST[1], DST[2], DST[3],
-    ]);
-    let c = encap::rewrite::ipv4_checksum(&into[14..34]);
-    into[24..26].copy_from_slice(&c.to_be_bytes());
-    into[34..36].copy_from_slice(&sport.to_be_bytes());
-    into[36..38].copy_from_slice(&dport.to_be_bytes());
-    into[38..40].copy_from_slice(&30u16.to_be_bytes());
+    pod_udp64(into, SRC, DST, sport, dport);
 }
 
 /// Cycles per packet of `packets` frames of flows `order` picks through `p`.
@@ -223,11 +212,6 @@ fn timed(
         }
     }
     cycles as f64 / done as f64
-}
-
-/// Room for `flows` at least, a power of two.
-fn capacity(flows: usize) -> usize {
-    (flows + flows / 2).next_power_of_two()
 }
 
 pub fn run(routes: usize, rules: usize, flows: usize, packets: usize, tsc: &Tsc) -> PolicyMemio {
