@@ -285,6 +285,10 @@ fn packet_of_tuple(t: &Tuple) -> Packet {
 /// The packet at `ip` (its tuple if conntrack read one): addresses, protocol, ports or
 /// ICMP type and code. What cannot be read is left zero (no port matches it).
 fn packet_of(ip: &[u8], tuple: Option<&Tuple>) -> Packet {
+    // A tuple conntrack read says it all, but for ICMP's type and code: no second parse.
+    if let Some(t) = tuple.filter(|t| t.proto != ICMP && t.proto != ICMPV6) {
+        return packet_of_tuple(t);
+    }
     let Ok(l) = layout(ip, true) else {
         return Packet {
             src: std::net::Ipv4Addr::UNSPECIFIED.into(),
