@@ -6,7 +6,7 @@
 //! TTL / hop-limit decrement (RFC 1624 checksum patch), MAC rewrite and the output port.
 //! No allocation, lock or syscall: counts go to a stack tally, published once per burst.
 
-use crate::arp::{self, ArpOutcome, HOST_SIDE_MAC, POD_GATEWAY_V4};
+use crate::arp::HOST_SIDE_MAC;
 use crate::burst::{Action, BackendStats, DropReason, BURST};
 use crate::counters::{Counters, Tally};
 use crate::ecmp::GroupTable;
@@ -344,6 +344,10 @@ impl Pipeline {
                 Some(IPV6) => {
                     if from_pod {
                         if is_icmpv6_nd(&frame[..len]) {
+                            if nd_claims_foreign(&port.kind, &frame[..len]) {
+                                actions[i] = Action::Drop(DropReason::PodForbidden);
+                                continue;
+                            }
                             self.learn_pod_mac(rx, frame);
                         }
                         if let NdOutcome::Replied { len } =
@@ -388,18 +392,12 @@ impl Pipeline {
                         }
                     }
                 }
+                Some(ARP) if from_pod && arp_claims_foreign(&port.kind, &frame[..len]) => {
+                    Action::Drop(DropReason::PodForbidden)
+                }
                 Some(ARP) if from_pod => {
                     self.learn_pod_mac(rx, frame);
-                    match arp::answer_gateway(&mut frame[..len], POD_GATEWAY_V4, HOST_SIDE_MAC) {
-                        ArpOutcome::Replied => {
-                            tally.replies += 1;
-                            Action::Tx { port: rx, len }
-                        }
-                        ArpOutcome::Malformed | ArpOutcome::NotArp => {
-                            Action::Drop(DropReason::Malformed)
-                        }
-                        ArpOutcome::Ignored => Action::Drop(DropReason::NotForUs),
-                    }
+                    answer_pod_arp(rx, &mut frame[..len], &mut tally)
                 }
                 None => Action::Drop(DropReason::Malformed),
                 // The uplink's ARP and anything else not IP belong to the host.
@@ -791,7 +789,9 @@ pub mod nat;
 pub mod policy;
 mod port;
 
-use port::{may_send_v4, may_send_v6, oversize};
+use port::{
+    answer_pod_arp, arp_claims_foreign, may_send_v4, may_send_v6, nd_claims_foreign, oversize,
+};
 pub use port::{Port, PortKind};
 #[cfg(test)]
 mod tests;

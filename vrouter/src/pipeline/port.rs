@@ -4,9 +4,12 @@
 use crate::burst::{Action, DropReason};
 use crate::nexthop::PortId;
 use encap::rewrite::ETH_HDR_LEN;
-use encap::wire::ipv4;
+use encap::wire::{arp, icmp, ipv4, ipv6};
 
 use super::headers::{is_link_local, rewrite_hop};
+use crate::arp::{ArpOutcome, HOST_SIDE_MAC, POD_GATEWAY_V4};
+use crate::counters::Tally;
+use crate::nd::POD_GATEWAY_V6;
 
 /// What a port is.
 #[derive(Debug, Clone, PartialEq)]
@@ -59,10 +62,60 @@ pub(super) fn may_send_v4(kind: &PortKind, src: u32) -> bool {
     }
 }
 
+/// An ARP packet from a pod whose sender address is neither the pod's own nor 0.0.0.0
+/// (a probe): the pod claims its gateway or a neighbour's address. Such a claim could
+/// only mislead; it is dropped (and its MAC not learnt) rather than ignored.
+pub(super) fn arp_claims_foreign(kind: &PortKind, frame: &[u8]) -> bool {
+    let spa = frame
+        .get(ETH_HDR_LEN..)
+        .and_then(|a| a.get(arp::field::SPA));
+    match spa.and_then(|b| <[u8; 4]>::try_from(b).ok()) {
+        Some(b) => {
+            let spa = u32::from_be_bytes(b);
+            spa != 0 && !may_send_v4(kind, spa)
+        }
+        None => false,
+    }
+}
+
+/// A neighbour advertisement from a pod for the gateway's address or for a global
+/// address that is not the pod's (its own link-local answers are fine).
+pub(super) fn nd_claims_foreign(kind: &PortKind, frame: &[u8]) -> bool {
+    let icmp_at = ETH_HDR_LEN + ipv6::HEADER_LEN;
+    if frame.get(icmp_at + icmp::field::TYPE) != Some(&icmp::v6::NEIGHBOR_ADVERT) {
+        return false;
+    }
+    let target = frame
+        .get(icmp_at..)
+        .and_then(|m| m.get(icmp::nd::field::TARGET));
+    match target.and_then(|b| <[u8; 16]>::try_from(b).ok()) {
+        Some(b) => {
+            let target = u128::from_be_bytes(b);
+            target == u128::from(POD_GATEWAY_V6) || !may_send_v6(kind, target)
+        }
+        None => false,
+    }
+}
+
 pub(super) fn may_send_v6(kind: &PortKind, src: u128) -> bool {
     match kind {
         PortKind::Uplink => true,
         // Link-local sources (ND, router solicitations) are the pod's own too.
         PortKind::Endpoint { v6, .. } => v6.contains(&src) || is_link_local(src),
+    }
+}
+
+/// A pod's ARP that claims nothing: the gateway answered in place, anything else ignored.
+pub(super) fn answer_pod_arp(rx: PortId, frame: &mut [u8], tally: &mut Tally) -> Action {
+    match crate::arp::answer_gateway(frame, POD_GATEWAY_V4, HOST_SIDE_MAC) {
+        ArpOutcome::Replied => {
+            tally.replies += 1;
+            Action::Tx {
+                port: rx,
+                len: frame.len(),
+            }
+        }
+        ArpOutcome::Malformed | ArpOutcome::NotArp => Action::Drop(DropReason::Malformed),
+        ArpOutcome::Ignored => Action::Drop(DropReason::NotForUs),
     }
 }

@@ -402,12 +402,13 @@ fn uplink_traffic_not_ours_goes_to_the_kernel() {
 #[test]
 fn pods_get_their_gateway_answered() {
     let mut n = node();
+    // The request comes from 10.244.1.5, pod B's address.
     let arp = crate::arp::tests_support::request();
-    let (actions, out) = run(&mut n, POD_A, &[arp]);
+    let (actions, out) = run(&mut n, POD_B, &[arp]);
     assert_eq!(
         actions[0],
         Action::Tx {
-            port: POD_A,
+            port: POD_B,
             len: 60
         }
     );
@@ -647,4 +648,45 @@ fn action_is_two_words() {
         "{}",
         std::mem::size_of::<Action>()
     );
+}
+
+#[test]
+fn a_pod_may_not_claim_the_gateway_or_a_neighbours_address() {
+    use encap::wire::arp::field::{OPER, SPA};
+    let mut n = node();
+    let arp_from = |spa: [u8; 4], oper: u8| {
+        let mut f = crate::arp::tests_support::request();
+        f[ETH_HDR_LEN..][SPA].copy_from_slice(&spa);
+        f[ETH_HDR_LEN..][OPER][1] = oper;
+        f
+    };
+    let frames = [
+        arp_from(B4, 1),               // pod B's address, sent by pod A
+        arp_from([169, 254, 1, 1], 2), // a reply claiming the gateway
+        arp_from([169, 254, 1, 1], 1), // a gratuitous request for the gateway
+        arp_from([0; 4], 1),           // a probe (no address yet): not a claim
+        arp_from(A4, 1),               // its own address: answered
+    ];
+    let (actions, _) = run(&mut n, POD_A, &frames);
+    let forbidden = Action::Drop(DropReason::PodForbidden);
+    assert_eq!(&actions[..3], &[forbidden; 3]);
+    assert_ne!(actions[3], forbidden);
+    assert!(matches!(actions[4], Action::Tx { port: POD_A, .. }));
+    assert_eq!(n.counters.total().dropped(DropReason::PodForbidden), 3);
+
+    // Neighbour advertisements: for the gateway, for pod B's address, for its own.
+    let na = |target: [u8; 16]| {
+        let mut f = vec![0u8; 14];
+        f[12..14].copy_from_slice(&[0x86, 0xdd]);
+        f.extend_from_slice(&[0x60, 0, 0, 0, 0, 24, 58, 255]);
+        f.extend_from_slice(&A6);
+        f.extend_from_slice(&[0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+        f.extend_from_slice(&[136, 0, 0, 0, 0x20, 0, 0, 0]);
+        f.extend_from_slice(&target);
+        f
+    };
+    let gateway = crate::nd::POD_GATEWAY_V6.octets();
+    let (actions, _) = run(&mut n, POD_A, &[na(gateway), na(B6), na(A6)]);
+    assert_eq!(&actions[..2], &[forbidden; 2]);
+    assert_ne!(actions[2], forbidden, "its own address is its to advertise");
 }
