@@ -3,7 +3,7 @@
 # Only packages that are missing are installed, so a ready machine does no network I/O.
 set -euo pipefail
 
-# Debian packages the test suite needs: clang, libelf-dev, m4, zlib for xsk-rs (use_cc_build)
+# Debian packages the test suite needs (openssl: the API's test certificates): clang, libelf-dev, m4, zlib for xsk-rs (use_cc_build)
 # and our XDP program; iperf3, socat, scapy, tshark for the namespace tests.
 # bird2, frr, gobgpd: real BGP peers of the control-plane tests (started by the tests
 # themselves in namespaces, never as services); systemd for `systemd-analyze verify`.
@@ -16,7 +16,7 @@ set -euo pipefail
 # `fwdbench --scenario nat` (masquerade) and its smoke test.
 # dpdk-testpmd (fwdbench's DPDK reference) is in dpdk-dev in Debian 12's current dpdk
 # packages (22.11.11), not in dpdk.
-TEST_PKGS=(iproute2 iputils-ping python3-prometheus-client util-linux dpdk dpdk-dev librte-net-af-xdp23 pkg-config clang libelf-dev m4 zlib1g-dev iperf3 ethtool socat python3-scapy tcpdump tshark bird2 frr gobgpd systemd etcd-server etcd-client protobuf-compiler podman containernetworking-plugins runc busybox-static nftables conntrack)
+TEST_PKGS=(iproute2 iputils-ping python3-prometheus-client util-linux dpdk dpdk-dev librte-net-af-xdp23 pkg-config clang libelf-dev m4 zlib1g-dev iperf3 ethtool socat python3-scapy tcpdump tshark bird2 frr gobgpd systemd etcd-server etcd-client protobuf-compiler podman containernetworking-plugins runc busybox-static nftables conntrack openssl)
 # Extra packages for `fibbench --compare-dpdk`: none beyond the tests' (dpdk-test lives
 # in dpdk-dev too).
 BENCH_PKGS=()

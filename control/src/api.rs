@@ -28,6 +28,8 @@ pub mod pb {
 
 use pb::vrouter_server::{Vrouter, VrouterServer};
 
+pub use crate::api_tls::{ClientTlsFiles, ServerTlsFiles};
+
 /// The default socket path.
 pub const DEFAULT_SOCKET: &str = "/run/vrouter/vrouter.sock";
 
@@ -72,8 +74,15 @@ pub enum Call {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServeConfig {
     pub socket: PathBuf,
-    /// Plain TCP as well (no authentication: bind it to a trusted address only).
-    pub tcp: Option<SocketAddr>,
+    /// TCP as well, mutual TLS only.
+    pub tcp: Option<TcpServe>,
+}
+
+/// The TCP listener: an address and the TLS files it cannot serve without.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TcpServe {
+    pub addr: SocketAddr,
+    pub tls: ServerTlsFiles,
 }
 
 /// The running API: publish events with `events`; dropping it stops the server and
@@ -142,16 +151,20 @@ pub fn bind_socket(path: &Path) -> io::Result<std::os::unix::net::UnixListener> 
 pub fn spawn(config: &ServeConfig, calls: Sender<Call>) -> io::Result<Api> {
     let unix = bind_socket(&config.socket)?;
     unix.set_nonblocking(true)?;
-    let tcp = match config.tcp {
-        Some(addr) => {
+    let tcp = match &config.tcp {
+        Some(t) => {
+            // The TLS files first: no listener ever accepts a connection without them.
+            let tls = crate::api_tls::server_tls(&t.tls)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+            let addr = t.addr;
             let l = std::net::TcpListener::bind(addr)
                 .map_err(|e| io::Error::new(e.kind(), format!("API on {addr}: {e}")))?;
             l.set_nonblocking(true)?;
-            Some(l)
+            Some((l, tls))
         }
         None => None,
     };
-    let tcp_addr = tcp.as_ref().map(|l| l.local_addr()).transpose()?;
+    let tcp_addr = tcp.as_ref().map(|(l, _)| l.local_addr()).transpose()?;
     let (events, _) = broadcast::channel(4096);
     let (shutdown, stopped) = oneshot::channel::<()>();
     let service = Service {
@@ -201,9 +214,19 @@ pub fn spawn(config: &ServeConfig, calls: Sender<Call>) -> io::Result<Api> {
                             tokio_stream::wrappers::UnixListenerStream::new(unix),
                             until(stop_unix),
                         );
-                    match tcp.map(tokio::net::TcpListener::from_std) {
-                        Some(Ok(l)) => {
-                            let over_tcp = tonic::transport::Server::builder()
+                    match tcp.map(|(l, tls)| (tokio::net::TcpListener::from_std(l), tls)) {
+                        Some((Ok(l), tls)) => {
+                            let builder = match tonic::transport::Server::builder().tls_config(tls)
+                            {
+                                Ok(b) => b,
+                                Err(e) => {
+                                    // Checked at spawn; kept as an error, never a panic.
+                                    tracing::error!(error = %e, "API TLS");
+                                    return;
+                                }
+                            };
+                            let mut builder = builder;
+                            let over_tcp = builder
                                 .add_service(server(service))
                                 .serve_with_incoming_shutdown(
                                     tokio_stream::wrappers::TcpListenerStream::new(l),
@@ -217,7 +240,7 @@ pub fn spawn(config: &ServeConfig, calls: Sender<Call>) -> io::Result<Api> {
                             }
                         }
                         other => {
-                            if let Some(Err(e)) = other {
+                            if let Some((Err(e), _)) = other {
                                 tracing::error!(error = %e, "API TCP listener");
                             }
                             if let Err(e) = over_unix.await {
@@ -436,16 +459,46 @@ pub fn explain_connect_error(path: &Path, e: &io::Error) -> String {
     }
 }
 
-/// A client over the unix socket (or `http://host:port` for the TCP listener).
+/// A client over the unix socket.
 pub async fn connect(
     target: &str,
 ) -> Result<pb::vrouter_client::VrouterClient<tonic::transport::Channel>, String> {
+    connect_with(target, None).await
+}
+
+/// A client over the unix socket, or over TCP (`https://host:port`) with mutual TLS.
+pub async fn connect_with(
+    target: &str,
+    tls: Option<&ClientTlsFiles>,
+) -> Result<pb::vrouter_client::VrouterClient<tonic::transport::Channel>, String> {
     if target.starts_with("http://") {
+        return Err(format!(
+            "{target}: the API's TCP listener speaks mutual TLS only: use https://HOST:PORT \
+             with --tls-cert, --tls-key and --tls-ca"
+        ));
+    }
+    if let Some(rest) = target.strip_prefix("https://") {
+        let files = tls.ok_or_else(|| {
+            format!("{target}: --tls-cert, --tls-key and --tls-ca are needed over TCP")
+        })?;
+        let host = rest.split('/').next().unwrap_or(rest);
+        let domain = match host.rsplit_once(':') {
+            Some((h, _)) => h.trim_start_matches('[').trim_end_matches(']'),
+            None => host,
+        };
+        let config = crate::api_tls::client_tls(files, domain)?;
         let ch = tonic::transport::Endpoint::from_shared(target.to_string())
             .map_err(|e| format!("{target}: {e}"))?
+            .tls_config(config)
+            .map_err(|e| format!("{target}: {}", crate::api_tls::error_chain(&e)))?
             .connect()
             .await
-            .map_err(|e| format!("cannot reach vrouterd on {target}: {e}"))?;
+            .map_err(|e| {
+                format!(
+                    "cannot reach vrouterd on {target}: {}",
+                    crate::api_tls::error_chain(&e)
+                )
+            })?;
         return Ok(client(ch));
     }
     let path = PathBuf::from(target);

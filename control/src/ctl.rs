@@ -14,9 +14,18 @@ pub use table::{print, status_message, table};
 #[derive(Parser, Debug)]
 #[command(name = "vrouterctl", version, about = "Drive vrouterd through its API")]
 pub struct Cli {
-    /// The API socket (or http://HOST:PORT for its TCP listener).
+    /// The API socket (or https://HOST:PORT for its TCP listener, with --tls-*).
     #[arg(long, global = true, env = "VROUTER_SOCKET", default_value = api::DEFAULT_SOCKET)]
     pub socket: String,
+    /// Over TCP: this client's certificate (PEM), signed by the node's client_ca_file.
+    #[arg(long, global = true, env = "VROUTER_TLS_CERT", requires_all = ["tls_key", "tls_ca"])]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// Over TCP: this client's private key (PEM, mode 0600).
+    #[arg(long, global = true, env = "VROUTER_TLS_KEY", requires_all = ["tls_cert", "tls_ca"])]
+    pub tls_key: Option<std::path::PathBuf>,
+    /// Over TCP: the CA that signed the node's certificate.
+    #[arg(long, global = true, env = "VROUTER_TLS_CA", requires_all = ["tls_cert", "tls_key"])]
+    pub tls_ca: Option<std::path::PathBuf>,
     /// Print the reply as JSON.
     #[arg(long, global = true)]
     pub json: bool,
@@ -293,7 +302,15 @@ pub async fn run(cli: Cli) -> Result<(), String> {
         }
         _ => {}
     }
-    let mut c = api::connect(&cli.socket).await?;
+    let tls = match (&cli.tls_cert, &cli.tls_key, &cli.tls_ca) {
+        (Some(c), Some(k), Some(ca)) => Some(api::ClientTlsFiles {
+            cert_file: c.clone(),
+            key_file: k.clone(),
+            ca_file: ca.clone(),
+        }),
+        _ => None,
+    };
+    let mut c = api::connect_with(&cli.socket, tls.as_ref()).await?;
     match cli.command {
         Command::Ipam { .. }
         | Command::Node {

@@ -7,6 +7,7 @@
 #![deny(unsafe_code)]
 
 pub mod api;
+pub mod api_tls;
 pub mod bgp;
 pub mod ctl;
 pub mod ctl_cluster;

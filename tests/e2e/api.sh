@@ -69,12 +69,17 @@ pod_ip() { # pod-ns addr: the address vrouterd allocated, gateway 169.254.1.1
 veth_pod ${P}p1 cali1
 veth_pod ${P}p2 cali2
 
+tests/e2e/make-certs.sh "$WORK/pki" || die "test certificates (openssl)"
 cat >"$WORK/node.toml" <<CFG
 node_name = "apinode"
 node_ips = ["10.97.0.1/24"]
 state_dir = "$WORK/state"
 [api]
 socket = "$WORK/api.sock"
+listen = "127.0.0.1:50052"
+cert_file = "$WORK/pki/server.pem"
+key_file = "$WORK/pki/server.key"
+client_ca_file = "$WORK/pki/ca.pem"
 [metrics]
 listen = "127.0.0.1:9469"
 [[uplinks]]
@@ -112,6 +117,29 @@ check "the API socket is mode 0600, owned by root" \
     test "$(stat -c '%a %U' "$WORK/api.sock")" = "600 root"
 # Its positive twin: the same command as root succeeds.
 check "root's vrouterctl node status succeeds" ctl node status
+
+# The TCP listener: mutual TLS only.
+tcpctl() { ip netns exec ${P}n "$VROUTERCTL" --socket https://127.0.0.1:50052 "$@"; }
+check "over TCP, a client with a certificate from client_ca_file is answered" \
+    tcpctl --tls-cert "$WORK/pki/client.pem" --tls-key "$WORK/pki/client.key" --tls-ca "$WORK/pki/ca.pem" node status
+check "over TCP, a client certificate from another CA is refused" \
+    refused "UnknownCA\\|connection closed" tcpctl --tls-cert "$WORK/pki/rogue.pem" --tls-key "$WORK/pki/rogue.key" --tls-ca "$WORK/pki/ca.pem" node status
+check "over TCP, no client certificate is refused before connecting" \
+    refused "tls-cert" tcpctl node status
+check "plain HTTP to the TCP listener is refused" \
+    refused "mutual TLS only" ip netns exec ${P}n "$VROUTERCTL" --socket http://127.0.0.1:50052 node status
+check "plain HTTP/2 bytes get no gRPC answer from the TLS port" bash -c "
+    ! ip netns exec ${P}n curl -s --http2-prior-knowledge -m 3 -o /dev/null -w '%{http_code}' \
+        -H 'content-type: application/grpc' -X POST http://127.0.0.1:50052/vrouter.v1.Vrouter/GetStats 2>/dev/null | grep -q 200"
+# vrouterd --check: no TCP listener without TLS, and the interfaces looked up.
+sed -e '/^cert_file\|^key_file\|^client_ca_file/d' "$WORK/node.toml" >"$WORK/notls.toml"
+check "--check refuses a TCP listener without mutual TLS" \
+    refused "needs cert_file, key_file and client_ca_file" "$VROUTERD" --config "$WORK/notls.toml" --check
+sed -e 's/^name = "up0"/name = "nope0"/' "$WORK/node.toml" >"$WORK/noup.toml"
+check "--check looks up the uplink (read only)" \
+    refused "interface nope0 does not exist here" ip netns exec ${P}n "$VROUTERD" --config "$WORK/noup.toml" --check
+check "--check passes the running config and names what only start checks" bash -c "
+    ip netns exec ${P}n $VROUTERD --config $WORK/node.toml --check | grep -q 'XDP and AF_XDP sockets are checked at start'"
 check "a non-root user is refused with a clear message" \
     refused "permission denied" setpriv --reuid=65534 --regid=65534 --clear-groups "$VROUTERCTL" node status
 

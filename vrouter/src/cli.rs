@@ -54,8 +54,13 @@ where
         std::process::exit(2);
     }
     if args.check {
+        if let Err(e) = config.check_interfaces(|n| crate::xdp::ifindex_of(n).is_ok()) {
+            eprintln!("vrouterd: {}: {e}", args.config.display());
+            std::process::exit(2);
+        }
         println!(
-            "{}: ok (checked against this machine's CPUs; interfaces are checked at start)",
+            "{}: ok (checked against this machine's CPUs, interfaces and files; \
+             XDP and AF_XDP sockets are checked at start)",
             args.config.display()
         );
         return;

@@ -231,7 +231,10 @@ pub fn run(file_config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) ->
     let api = control::api::spawn(
         &control::api::ServeConfig {
             socket: config.api.socket.clone(),
-            tcp: config.api.listen,
+            tcp: config
+                .api
+                .tcp()
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.0))?,
         },
         calls_tx,
     )

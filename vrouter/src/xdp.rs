@@ -553,7 +553,7 @@ fn queue_out_of_range(queue: u32) -> io::Error {
     )
 }
 
-fn ifindex_of(ifname: &str) -> io::Result<u32> {
+pub(crate) fn ifindex_of(ifname: &str) -> io::Result<u32> {
     let name = CString::new(ifname)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in interface name"))?;
     // SAFETY: `name` is a valid NUL-terminated string for the call.

@@ -52,12 +52,26 @@ pub fn print<T: serde::Serialize>(json: bool, v: &T, text: impl FnOnce(&T) -> St
 
 /// What to say of an API error.
 pub fn status_message(s: tonic::Status) -> String {
+    // A transport failure's cause says why (a TLS alert: the node refused this
+    // client's certificate); tonic's own message is only "transport error".
+    let why = std::error::Error::source(&s)
+        .map(crate::api_tls::error_chain)
+        .map(|c| c.strip_prefix(s.message()).unwrap_or(&c).to_string())
+        .map(|c| {
+            if c.starts_with(": ") {
+                c
+            } else {
+                format!(": {c}")
+            }
+        })
+        .filter(|c| c != ": ")
+        .unwrap_or_default();
     match s.code() {
         // vrouterd answered that its datastore is away: say that, not that it is.
         tonic::Code::Unavailable if s.message().contains("datastore") => s.message().to_string(),
         tonic::Code::Unavailable if s.message().contains("transport") => {
-            format!("vrouterd stopped answering: {}", s.message())
+            format!("vrouterd stopped answering: {}{why}", s.message())
         }
-        _ => s.message().to_string(),
+        _ => format!("{}{why}", s.message()),
     }
 }

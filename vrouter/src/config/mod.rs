@@ -147,8 +147,46 @@ pub struct ApiSettings {
     /// Unix socket, mode 0600 (root only).
     #[serde(default = "default_socket")]
     pub socket: std::path::PathBuf,
-    /// Also plain TCP (no authentication: a trusted address only).
+    /// Also TCP, with mutual TLS only: `cert_file`, `key_file` and `client_ca_file`
+    /// are required with it.
     pub listen: Option<std::net::SocketAddr>,
+    /// The node's certificate (PEM, chain first) for the TCP listener.
+    pub cert_file: Option<std::path::PathBuf>,
+    /// Its private key (PEM, mode 0600).
+    pub key_file: Option<std::path::PathBuf>,
+    /// The CA that signs the certificates of the clients allowed in.
+    pub client_ca_file: Option<std::path::PathBuf>,
+}
+
+impl ApiSettings {
+    /// The TCP listener with its TLS files; an error when `listen` comes without them
+    /// (the API has no other authentication, so it never listens on TCP in clear).
+    pub fn tcp(&self) -> Result<Option<control::api::TcpServe>, ConfigError> {
+        let Some(addr) = self.listen else {
+            if self.cert_file.is_some() || self.key_file.is_some() || self.client_ca_file.is_some()
+            {
+                return Err(ConfigError(
+                    "api: cert_file, key_file and client_ca_file are for listen, which is not set"
+                        .into(),
+                ));
+            }
+            return Ok(None);
+        };
+        match (&self.cert_file, &self.key_file, &self.client_ca_file) {
+            (Some(c), Some(k), Some(ca)) => Ok(Some(control::api::TcpServe {
+                addr,
+                tls: control::api::ServerTlsFiles {
+                    cert_file: c.clone(),
+                    key_file: k.clone(),
+                    client_ca_file: ca.clone(),
+                },
+            })),
+            _ => Err(ConfigError(format!(
+                "api: listen = \"{addr}\" needs cert_file, key_file and client_ca_file: \
+                 the TCP listener takes only clients with a certificate (mutual TLS)"
+            ))),
+        }
+    }
 }
 
 fn default_socket() -> std::path::PathBuf {
@@ -160,6 +198,9 @@ impl Default for ApiSettings {
         ApiSettings {
             socket: default_socket(),
             listen: None,
+            cert_file: None,
+            key_file: None,
+            client_ca_file: None,
         }
     }
 }

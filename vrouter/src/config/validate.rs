@@ -1,6 +1,9 @@
 //! Validation of a whole configuration, and the line a message is about.
 
-use super::{parse_mac, Config, ConfigError, EncapMode, Endpoint, Pool, ALLOWED_USES, NAME_LABEL};
+use super::{
+    parse_mac, Config, ConfigError, EncapMode, Endpoint, EndpointKind, Pool, ALLOWED_USES,
+    NAME_LABEL,
+};
 use datastore::selector::Selector;
 use ipnet::IpNet;
 use std::collections::{HashMap, HashSet};
@@ -110,27 +113,16 @@ fn validate_calico_fields(p: &Pool) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// The line (1-based) a validation message is about. Messages name the entry and the
-/// field ("pool 10.0.0.0/8: block_size ...", "endpoint web: mac ...", "workers: count
-/// ..."): the entry is found by its quoted value (or its `[table]`), then the field's
-/// `key =` line within that entry; the entry's line when the field is not written.
 /// A peer's password from `path`: its first line, 1 to 80 bytes (TCP MD5), from a file
 /// no one but its owner may read or write (mode 0600 or stricter).
 pub fn read_password_file(path: &std::path::Path) -> Result<String, String> {
-    use std::os::unix::fs::PermissionsExt;
-    let shown = path.display();
-    let meta = std::fs::metadata(path).map_err(|e| format!("password_file {shown}: {e}"))?;
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(format!(
-            "password_file {shown}: mode {mode:o} lets others read it (chmod 600)"
-        ));
-    }
-    let text = std::fs::read_to_string(path).map_err(|e| format!("password_file {shown}: {e}"))?;
+    let bytes = control::api_tls::read_secret("password_file", path)?;
+    let text = String::from_utf8_lossy(&bytes);
     let pw = text.lines().next().unwrap_or("").to_string();
     if pw.is_empty() || pw.len() > 80 {
         return Err(format!(
-            "password_file {shown}: the password (first line) must be 1 to 80 bytes"
+            "password_file {}: the password (first line) must be 1 to 80 bytes",
+            path.display()
         ));
     }
     Ok(pw)
@@ -212,6 +204,10 @@ pub fn check_peer_address(
     }
 }
 
+/// The line (1-based) a validation message is about. Messages name the entry and the
+/// field ("pool 10.0.0.0/8: block_size ...", "endpoint web: mac ...", "workers: count
+/// ..."): the entry is found by its quoted value (or its `[table]`), then the field's
+/// `key =` line within that entry; the entry's line when the field is not written.
 pub fn locate(text: &str, message: &str) -> Option<usize> {
     let (head, rest) = message.split_once(": ")?;
     let field = rest
@@ -265,10 +261,37 @@ impl Config {
                 "workers: core {c} is not one this process may run on (it may use {have:?})"
             )));
         }
+        if let Some(t) = self.api.tcp()? {
+            control::api_tls::server_tls(&t.tls).map_err(ConfigError)?;
+        }
         for p in self.bgp.iter().flat_map(|b| &b.peers) {
             if let Some(f) = &p.password_file {
                 read_password_file(f)
                     .map_err(|e| ConfigError(format!("bgp peer {}: {e}", p.address)))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The interfaces start opens, looked up by name (a read, nothing changed): the
+    /// uplinks and the veth endpoints' host sides (a tap is made at start).
+    pub fn check_interfaces(&self, exists: impl Fn(&str) -> bool) -> Result<(), ConfigError> {
+        let veths = self
+            .endpoints
+            .iter()
+            .filter(|e| e.kind == EndpointKind::Veth)
+            .map(|e| ("endpoint", e.name.as_str(), e.interface.as_str()));
+        let uplinks = self.uplinks.iter().map(|u| ("uplink", "", u.name.as_str()));
+        for (what, name, ifname) in uplinks.chain(veths) {
+            if !exists(ifname) {
+                let who = if name.is_empty() {
+                    String::new()
+                } else {
+                    format!(" {name}")
+                };
+                return Err(ConfigError(format!(
+                    "{what}{who}: interface {ifname} does not exist here"
+                )));
             }
         }
         Ok(())
@@ -285,6 +308,7 @@ impl Config {
         if let Some(d) = &self.datastore {
             d.validate()?;
         }
+        self.api.tcp()?;
         if let Some(v) = self.node_labels.get(NAME_LABEL) {
             if *v != self.node_name {
                 return err(format!(
@@ -714,5 +738,39 @@ ips = ["10.65.0.6/32"]
         std::fs::remove_file(&f).unwrap();
         assert!(c.check_machine().unwrap_err().0.contains("No such file"));
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn the_api_never_listens_on_tcp_without_mutual_tls() {
+        let api = |extra: &str| Config::parse(&format!("{TWO}[api]\n{extra}"));
+        let e = api("listen = \"127.0.0.1:50051\"\n").unwrap_err().0;
+        assert!(
+            e.contains("needs cert_file, key_file and client_ca_file"),
+            "{e}"
+        );
+        let e = api("listen = \"127.0.0.1:50051\"\ncert_file = \"/c\"\nkey_file = \"/k\"\n")
+            .unwrap_err()
+            .0;
+        assert!(e.contains("client_ca_file"), "{e}");
+        let e = api("cert_file = \"/c\"\n").unwrap_err().0;
+        assert!(e.contains("not set"), "{e}");
+        // All three named: the file is fine, the machine check reads them.
+        let c = api(
+            "listen = \"127.0.0.1:50051\"\ncert_file = \"/nonexistent/c.pem\"\n\
+             key_file = \"/nonexistent/k.pem\"\nclient_ca_file = \"/nonexistent/ca.pem\"\n",
+        )
+        .unwrap();
+        let e = c.check_machine().unwrap_err().0;
+        assert!(e.contains("cert_file /nonexistent/c.pem"), "{e}");
+    }
+
+    #[test]
+    fn check_looks_up_the_uplinks_and_veths() {
+        let c = Config::parse(&format!("{TWO}[[uplinks]]\nname = \"up0\"\n")).unwrap();
+        assert!(c.check_interfaces(|_| true).is_ok());
+        let e = c.check_interfaces(|n| n != "up0").unwrap_err().0;
+        assert_eq!(e, "uplink: interface up0 does not exist here");
+        let e = c.check_interfaces(|n| n != "c1").unwrap_err().0;
+        assert_eq!(e, "endpoint a: interface c1 does not exist here");
     }
 }
