@@ -6,7 +6,11 @@
 //! [`Cluster`] is dropped, after an error or Ctrl-C too.
 
 use crate::netns::{self, Netns};
+use control::api::pb;
 use datastore::etcd_process::EtcdCluster;
+use datastore::keys;
+use datastore::store::Store;
+use std::collections::BTreeSet;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -130,12 +134,23 @@ impl Cluster {
     /// thread is moved into the hub namespace so that its etcd clients (and the threads
     /// it starts later, which inherit the namespace) reach the members.
     pub fn start(vrouterd: &Path, members: usize) -> io::Result<Cluster> {
+        Self::start_as(vrouterd, members, "clusterbench", "cb")
+    }
+
+    /// [`Cluster::start`] for benchmark `bench`: its scratch directory `<bench>-<pid>`,
+    /// its namespaces `<tag><pid>-*` (`netns::remove_stale(tag)` finds them).
+    pub fn start_as(
+        vrouterd: &Path,
+        members: usize,
+        bench: &str,
+        tag: &str,
+    ) -> io::Result<Cluster> {
         let pid = std::process::id();
-        let dir = std::env::temp_dir().join(format!("clusterbench-{pid}"));
+        let dir = std::env::temp_dir().join(format!("{bench}-{pid}"));
         std::fs::create_dir_all(&dir)?;
         let mut c = Cluster {
             dir,
-            prefix: format!("cb{pid}-"),
+            prefix: format!("{tag}{pid}-"),
             vrouterd: vrouterd.to_path_buf(),
             nodes: Vec::new(),
             etcd: None,
@@ -174,10 +189,7 @@ impl Cluster {
         hub.ip(&["link", "set", &port, "master", "br0", "up"])?;
         ns.ip(&["link", "set", "up0", "up"])?;
         ns.ip(&["addr", "add", &format!("{addr}/24"), "dev", "up0"])?;
-        // AF_XDP in copy mode carries frames as bytes: no partial checksums or TSO.
-        let _ = ns.exec(&[
-            "ethtool", "-K", "up0", "tx", "off", "tso", "off", "gso", "off", "gro", "off",
-        ]);
+        no_offloads(&ns, "up0");
         Ok(ns)
     }
 
@@ -296,6 +308,8 @@ template bgp rrc {{
   strict bind yes;
   rr client;
   rr cluster id {RR_ADDR};
+  # Its clients keep its routes while it restarts (RFC 4724), and it theirs.
+  graceful restart on;
   hold time 9; keepalive time 3;
   connect delay time 1; connect retry time 1; error wait time 1, 5;
   ipv4 {{ import all; export all; }};
@@ -310,10 +324,18 @@ template bgp rrc {{
             ));
         }
         std::fs::write(&conf, text)?;
+        self.rr_ns = Some(ns);
+        self.spawn_reflector()
+    }
+
+    /// Start BIRD (again) from the configuration [`Cluster::start_reflector`] wrote.
+    pub fn spawn_reflector(&mut self) -> io::Result<()> {
+        let ns = self.rr_ns.as_ref().expect("start_reflector ran");
+        let _ = std::fs::remove_file(self.dir.join("bird.ctl"));
         // -f: BIRD stays in the foreground, so the child is BIRD itself.
         let child = Command::new("ip")
             .args(["netns", "exec", ns.name(), "bird", "-f", "-c"])
-            .arg(&conf)
+            .arg(self.dir.join("bird.conf"))
             .arg("-s")
             .arg(self.dir.join("bird.ctl"))
             .stdout(Stdio::null())
@@ -322,7 +344,6 @@ template bgp rrc {{
             .map_err(|e| {
                 io::Error::new(e.kind(), format!("bird: {e} (Debian: apt install bird2)"))
             })?;
-        self.rr_ns = Some(ns);
         self.bird = Some(child);
         std::thread::sleep(Duration::from_millis(300));
         if let Some(st) = self.bird.as_mut().expect("just set").try_wait()? {
@@ -334,6 +355,89 @@ template bgp rrc {{
         }
         Ok(())
     }
+}
+
+/// AF_XDP in copy mode carries frames as bytes: no partial checksums or TSO on `dev`.
+pub fn no_offloads(ns: &Netns, dev: &str) {
+    let _ = ns.exec(&[
+        "ethtool", "-K", dev, "tx", "off", "tso", "off", "gso", "off", "gro", "off",
+    ]);
+}
+
+/// A tokio runtime (its threads live in the hub namespace, as the calling thread does
+/// after [`Cluster::start`]) and a client of the cluster's etcd.
+pub fn runtime_and_store(c: &mut Cluster) -> io::Result<(tokio::runtime::Runtime, Store)> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let settings = datastore::store::EtcdSettings::new(c.etcd().endpoints());
+    let store = rt.block_on(Store::connect(&settings)).map_err(other)?;
+    Ok((rt, store))
+}
+
+/// A client of a node's gRPC API.
+pub type Client = pb::vrouter_client::VrouterClient<tonic::transport::Channel>;
+
+fn other(e: impl std::fmt::Display) -> io::Error {
+    io::Error::other(e.to_string())
+}
+
+pub async fn client(socket: &Path) -> io::Result<Client> {
+    control::api::connect(&socket.to_string_lossy())
+        .await
+        .map_err(other)
+}
+
+/// The node's BGP routes (prefixes), inside `filter` (empty: all).
+pub async fn bgp_routes(c: &mut Client, filter: &str) -> io::Result<BTreeSet<String>> {
+    let r = c
+        .list_routes(pb::ListRoutesRequest {
+            filter: filter.to_string(),
+            limit: 0,
+        })
+        .await
+        .map_err(|s| other(format!("list_routes: {}", s.message())))?
+        .into_inner();
+    Ok(r.routes
+        .into_iter()
+        .filter(|r| r.source == "bgp")
+        .map(|r| r.prefix)
+        .collect())
+}
+
+/// Calico's records as calicoctl stores them: the pool, the BGP configuration and, with
+/// a reflector, a global BGPPeer.
+pub async fn write_calico(store: &Store, rr: bool) -> io::Result<()> {
+    let p = store.prefix.clone();
+    let mut records = vec![
+        (
+            keys::resource(&p, "ippools", "default-ipv4-ippool"),
+            CALICO_POOL.to_string(),
+        ),
+        (
+            keys::resource(&p, "bgpconfigurations", "default"),
+            format!(
+                r#"{{"kind":"BGPConfiguration","apiVersion":"projectcalico.org/v3","metadata":{{"name":"default"}},"spec":{{"logSeverityScreen":"Info","nodeToNodeMeshEnabled":{},"asNumber":{}}}}}"#,
+                !rr, ASN
+            ),
+        ),
+    ];
+    if rr {
+        records.push((
+            keys::resource(&p, "bgppeers", "rr"),
+            format!(
+                r#"{{"kind":"BGPPeer","apiVersion":"projectcalico.org/v3","metadata":{{"name":"rr"}},"spec":{{"peerIP":"{RR_ADDR}","asNumber":{}}}}}"#,
+                ASN
+            ),
+        ));
+    }
+    for (k, v) in records {
+        if !store.create(&k, v.into_bytes()).await.map_err(other)? {
+            return Err(other(format!("{k} already in etcd")));
+        }
+    }
+    Ok(())
 }
 
 impl Drop for Cluster {

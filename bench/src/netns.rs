@@ -200,6 +200,15 @@ fn delete_netns(name: &str) {
     let _ = Command::new("ip").args(["netns", "del", name]).output();
 }
 
+/// Send signal `sig` (libc::SIGTERM, ...) to process `pid`.
+pub fn signal(pid: u32, sig: libc::c_int) -> io::Result<()> {
+    // SAFETY: plain kill(2); the caller names a process it started.
+    if unsafe { libc::kill(pid as libc::pid_t, sig) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Delete namespaces `PREFIX<pid>-<suffix>` left by runs whose process no longer exists
 /// (a run killed with SIGKILL cannot clean up after itself).
 pub fn remove_stale(prefix: &str) {

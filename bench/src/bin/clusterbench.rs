@@ -20,13 +20,13 @@
 //! `cargo build --release -p vrouter -p control -p bench && sudo target/release/clusterbench
 //! --nodes 10 [--rr] [--json]` (as root; needs etcd, etcdctl and, with --rr, bird2).
 
-use bench::cluster::{self, Cluster, RR_ADDR};
+use bench::cluster::{self, bgp_routes, client, write_calico, Client, Cluster, RR_ADDR};
 use bench::netns;
 use clap::Parser;
 use control::api::pb;
 use datastore::ipam::IpamSnapshot;
 use datastore::keys;
-use datastore::store::{EtcdSettings, Store};
+use datastore::store::Store;
 use ipnet::IpNet;
 use serde::Serialize;
 use std::collections::{BTreeSet, HashMap};
@@ -35,8 +35,6 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tokio::runtime::Runtime;
-
-type Client = pb::vrouter_client::VrouterClient<tonic::transport::Channel>;
 
 #[derive(Parser)]
 #[command(
@@ -168,64 +166,6 @@ fn busy_since(start: (u64, u64)) -> io::Result<f64> {
         return Err(other("/proc/stat did not advance"));
     }
     Ok(now.0.saturating_sub(start.0) as f64 / total as f64)
-}
-
-/// Calico's records as calicoctl stores them: the pool, the BGP configuration and, with
-/// a reflector, a global BGPPeer.
-async fn write_calico(store: &Store, rr: bool) -> io::Result<()> {
-    let p = store.prefix.clone();
-    let mut records = vec![
-        (
-            keys::resource(&p, "ippools", "default-ipv4-ippool"),
-            cluster::CALICO_POOL.to_string(),
-        ),
-        (
-            keys::resource(&p, "bgpconfigurations", "default"),
-            format!(
-                r#"{{"kind":"BGPConfiguration","apiVersion":"projectcalico.org/v3","metadata":{{"name":"default"}},"spec":{{"logSeverityScreen":"Info","nodeToNodeMeshEnabled":{},"asNumber":{}}}}}"#,
-                !rr,
-                cluster::ASN
-            ),
-        ),
-    ];
-    if rr {
-        records.push((
-            keys::resource(&p, "bgppeers", "rr"),
-            format!(
-                r#"{{"kind":"BGPPeer","apiVersion":"projectcalico.org/v3","metadata":{{"name":"rr"}},"spec":{{"peerIP":"{RR_ADDR}","asNumber":{}}}}}"#,
-                cluster::ASN
-            ),
-        ));
-    }
-    for (k, v) in records {
-        if !store.create(&k, v.into_bytes()).await.map_err(other)? {
-            return Err(other(format!("{k} already in etcd")));
-        }
-    }
-    Ok(())
-}
-
-async fn client(socket: &Path) -> io::Result<Client> {
-    control::api::connect(&socket.to_string_lossy())
-        .await
-        .map_err(other)
-}
-
-/// The node's BGP routes (prefixes), inside `filter` (empty: all).
-async fn bgp_routes(c: &mut Client, filter: &str) -> io::Result<BTreeSet<String>> {
-    let r = c
-        .list_routes(pb::ListRoutesRequest {
-            filter: filter.to_string(),
-            limit: 0,
-        })
-        .await
-        .map_err(|s| other(format!("list_routes: {}", s.message())))?
-        .into_inner();
-    Ok(r.routes
-        .into_iter()
-        .filter(|r| r.source == "bgp")
-        .map(|r| r.prefix)
-        .collect())
 }
 
 /// Until every node of `which` has its sessions up: with every other node of `which`
@@ -583,14 +523,7 @@ fn run(o: &Opts, bin: &Path) -> io::Result<Report> {
     let mut c = Cluster::start(bin, MEMBERS)?;
     c.keep_logs = o.keep_logs.clone();
     c.stats_interval_ms = cluster::stats_interval_ms(o.nodes);
-    // Threads started from here on live in the hub namespace, as this one now does.
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    let store = rt
-        .block_on(Store::connect(&EtcdSettings::new(c.etcd().endpoints())))
-        .map_err(other)?;
+    let (rt, store) = cluster::runtime_and_store(&mut c)?;
     rt.block_on(write_calico(&store, o.rr))?;
     let allocators = o.clients.min(o.nodes);
     let busy_slots = (o.endpoints + o.loss_burst).div_ceil(allocators) + 2;
