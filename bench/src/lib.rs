@@ -1,10 +1,12 @@
 //! Shared helpers for the benchmark binaries: TSC timing, percentiles, RSS, running
 //! DPDK's own autotests as a same-invocation baseline, network namespaces (`netns`), raw
 //! XDP programs (`bpf`), the packet generator (`pktgen`), fwdbench's namespace scenario
-//! (`fwdns`) and clusterbench's vrouterd cluster on etcd (`cluster`).
+//! (`fwdns`), clusterbench's vrouterd cluster on etcd (`cluster`) and chaosbench's testbed,
+//! probe and soak sampling (`chaos`, `probe`, `soak`).
 
 pub mod bgpfeed;
 pub mod bpf;
+pub mod chaos;
 pub mod cluster;
 pub mod dpdk;
 pub mod fwdns;
@@ -12,6 +14,8 @@ pub mod natmemio;
 pub mod netns;
 pub mod pktgen;
 pub mod policymemio;
+pub mod probe;
+pub mod soak;
 
 use std::time::{Duration, Instant};
 
