@@ -54,4 +54,11 @@ tests/e2e/cnibench-smoke.sh
 tests/e2e/podman.sh
 # clusterbench on 3 nodes: join, shared-IPAM allocation, an etcd member down (figures only).
 tests/e2e/clusterbench-smoke.sh
+# Chaos under traffic (issue 19): 3 nodes on etcd with a BIRD reflector, sequence-numbered
+# UDP probes and iperf3 between pods; SIGHUP, endpoint churn, an etcd member, BIRD killed,
+# an uplink flapped, vrouterd kill -9 (peers keep its routes), restarts: loss per event.
+tests/e2e/chaos.sh
+# chaosbench --quick (reload, restart outage) and a 2-minute soak (RSS / fd slopes, the
+# counters' balance): figures present, not a speed check.
+tests/e2e/chaosbench-smoke.sh
 echo "test.sh: all tests passed"
