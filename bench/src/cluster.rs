@@ -255,7 +255,10 @@ endpoints = [{endpoints}]
         let config = self.dir.join(format!("n{i}.toml"));
         let n = self.node(i);
         let _ = std::fs::remove_file(&n.stats);
-        let log = std::fs::File::create(&n.log)?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&n.log)?;
         let child = Command::new("ip")
             .args(["netns", "exec", n.ns.name()])
             .arg(&bin)

@@ -175,6 +175,18 @@ check "counters: rx >= tx > 1000" counters_move
 # A zero that was read, not an empty string (`[[ "" -eq 0 ]]` is true).
 no_lost_ports() { local n; n=$(counter 'd["backend"]["not_our_port"]') || return 1; echo "not_our_port: $n"; ((n == 0)); }
 check "backend: no frame for a port no worker owns" no_lost_ports
+# The uplink flapped (down 1 s, up): forwarding through it comes back by itself, as the
+# kernel's own does (the AF_XDP sockets bound to it are rebound when it comes up).
+# Under load: the flap catches frames in the uplink's rings.
+nsx "$H" timeout 8 iperf3 -s -1 >/dev/null 2>&1 &
+sleep 0.3
+nsx "$A" timeout 6 iperf3 -c 10.99.0.254 -u -b 300M -t 3 >/dev/null 2>&1 &
+FLOOD=$!
+sleep 1; nsx "$NODE" ip link set up0 down; sleep 1; nsx "$NODE" ip link set up0 up
+wait $FLOOD || true
+check "uplink down 1 s and up: pod A -> host behind it again within 5 s" \
+    within 5 nsx "$A" ping -c 1 -W 1 10.99.0.254
+check "uplink down and up: host behind it -> pod C (tap)" ping4 "$H" 10.244.1.4
 if ((WORKERS > 1)); then
     mail() {
         local n; n=$(counter 'd["backend"]["mailbox_delivered"]') || return 1

@@ -137,7 +137,7 @@ pub struct BackendStats {
     pub tx_ring_full: u64,
     /// Frames not received or sent for want of a free buffer.
     pub no_free_frame: u64,
-    /// Frames dropped because the hold queue was full.
+    /// Frames dropped because the hold queue was full (also in the `unresolved` drops).
     pub hold_full: u64,
     /// Frames for a port no worker owns.
     pub not_our_port: u64,

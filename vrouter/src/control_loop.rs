@@ -273,6 +273,7 @@ pub fn run(file_config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) ->
     let mut asked: HashMap<u32, Instant> = HashMap::new();
     let mut last_stats = Instant::now() - Duration::from_secs(1);
     let mut last_neighbours = Instant::now() - Duration::from_secs(1);
+    let mut gateways_seen = 0u64;
     let mut neighbours_every = Duration::from_millis(90);
     let mut last_beats = (counters.heartbeats(), Instant::now());
     // One wait on everything that needs the loop (a route batch, an API call, a datastore
@@ -359,14 +360,19 @@ pub fn run(file_config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) ->
             last_beats.1.elapsed() < Duration::from_secs(5),
             Ordering::Relaxed,
         );
-        // The kernel's table is read every 90 ms while a next hop waits for its MAC, once
-        // a second when all are resolved (they are kept so: a change is rare).
-        if last_neighbours.elapsed() >= neighbours_every {
+        // The kernel's table is read every 20 ms while a next hop waits for its MAC, once
+        // a second when all are resolved (they are kept so: a change is rare), and at
+        // once when a gateway is new (the kernel often knows it already: its frames wait
+        // in the hold queue meanwhile).
+        if last_neighbours.elapsed() >= neighbours_every
+            || node.alloc.gateway_changes != gateways_seen
+        {
+            gateways_seen = node.alloc.gateway_changes;
             last_neighbours = Instant::now();
             if let Some(n) = neighbours.as_mut() {
                 let resolved =
                     sync_gateways(n, &node.alloc.gateways, &node.tables.nexthops, &mut asked);
-                neighbours_every = Duration::from_millis(if resolved { 1000 } else { 90 });
+                neighbours_every = Duration::from_millis(if resolved { 1000 } else { 20 });
             }
         }
         if last_stats.elapsed() >= options.stats_interval {

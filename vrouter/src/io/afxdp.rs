@@ -735,9 +735,13 @@ impl Io for AfXdpIo {
                     self.stats.tx_ring_full += (x.pending.len() - sent) as u64;
                     self.free.extend_from_slice(&x.pending[sent..]);
                 }
+                let ring_full = sent < x.pending.len();
                 x.pending.clear();
-                if sent > 0 {
-                    for _ in 0..sent.div_ceil(x.frames_per_kick) {
+                // A full ring is kicked too: frames queued while the link was down (the
+                // kernel refuses to send then) fill it, and without a kick after the
+                // link comes back nothing would ever drain it.
+                if sent > 0 || ring_full {
+                    for _ in 0..sent.div_ceil(x.frames_per_kick).max(1) {
                         let _ = x.tx.wakeup();
                     }
                 }

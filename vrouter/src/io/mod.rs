@@ -81,6 +81,9 @@ pub const HOLD_CAPACITY: usize = 128;
 /// Frames waiting for their next hop: a fixed-capacity queue of backend frame handles.
 pub struct HoldQueue<H> {
     entries: std::collections::VecDeque<Held<H>>,
+    /// Frames refused since the last `retry` because the queue was full: dropped for
+    /// want of a MAC as much as the expired ones, so `retry` reports them with those.
+    refused: u64,
 }
 
 pub struct Held<H> {
@@ -94,6 +97,7 @@ impl<H> Default for HoldQueue<H> {
     fn default() -> Self {
         HoldQueue {
             entries: std::collections::VecDeque::with_capacity(HOLD_CAPACITY),
+            refused: 0,
         }
     }
 }
@@ -102,6 +106,7 @@ impl<H> HoldQueue<H> {
     /// Keep `frame`; gives it back when the queue is full (the caller drops it).
     pub fn push(&mut self, frame: H, nh: u32, len: usize, now: Instant) -> Result<(), H> {
         if self.entries.len() >= HOLD_CAPACITY {
+            self.refused += 1;
             return Err(frame);
         }
         self.entries.push_back(Held {
@@ -117,8 +122,9 @@ impl<H> HoldQueue<H> {
         self.entries.len()
     }
 
+    /// Nothing held and nothing refused to report.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.entries.is_empty() && self.refused == 0
     }
 
     /// The oldest held frame (the caller `keep`s it again if it must still wait).
@@ -134,14 +140,15 @@ impl<H> HoldQueue<H> {
     /// Offer every held frame to `resume` (its handle, length and next hop): frames
     /// still unresolved wait on unless older than `HOLD_TIME`, when they go to `done`
     /// with no action; the others go to `done` with their action. Returns how many
-    /// expired. The backend's `resume` lends the frame's bytes for the call only.
+    /// expired, and were refused by a full queue since the last call (the `unresolved`
+    /// drops). The backend's `resume` lends the frame's bytes for the call only.
     pub fn retry(
         &mut self,
         now: Instant,
         resume: &mut dyn FnMut(&mut H, usize, u32) -> Action,
         done: &mut dyn FnMut(H, Option<Action>),
     ) -> u64 {
-        let mut expired = 0;
+        let mut expired = std::mem::take(&mut self.refused);
         for _ in 0..self.entries.len() {
             let mut h = self.entries.pop_front().unwrap();
             match resume(&mut h.frame, h.len, h.nh) {
@@ -154,5 +161,28 @@ impl<H> HoldQueue<H> {
             }
         }
         expired
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_a_full_hold_queue_refuses_are_reported_as_unresolved_drops() {
+        let mut q = HoldQueue::<u32>::default();
+        let t0 = Instant::now();
+        for i in 0..HOLD_CAPACITY as u32 + 5 {
+            let _ = q.push(i, 7, 60, t0);
+        }
+        let still = |_: &mut u32, len, nh| Action::Hold { nh, len };
+        let mut out = Vec::new();
+        // Within HOLD_TIME: the 5 refused are reported, the held wait on.
+        let n = q.retry(t0, &mut { still }, &mut |h, a| out.push((h, a)));
+        assert_eq!((n, out.len(), q.len()), (5, 0, HOLD_CAPACITY));
+        // Reported once: then the held ones expire, and the queue is empty.
+        let n = q.retry(t0 + HOLD_TIME, &mut { still }, &mut |h, a| out.push((h, a)));
+        assert_eq!((n, out.len()), (HOLD_CAPACITY as u64, HOLD_CAPACITY));
+        assert!(q.is_empty());
     }
 }

@@ -49,6 +49,9 @@ pub struct NextHopAlloc {
     by_tunnel: HashMap<(String, bool, bool), u32>,
     /// Next hop numbers given back (`free_gateway`), handed out again first.
     free: Vec<u32>,
+    /// Bumped whenever `gateways` changes: the control loop reads the kernel's
+    /// neighbours at once then, instead of at its next tick.
+    pub gateway_changes: u64,
 }
 
 fn bad(m: String) -> io::Error {
@@ -83,6 +86,7 @@ impl NextHopAlloc {
         }
         self.by_via.retain(|_, v| *v != nh);
         self.free.push(nh);
+        self.gateway_changes += 1;
         true
     }
 
@@ -136,6 +140,7 @@ impl NextHopAlloc {
             via,
         });
         self.by_via.insert((u, via), nh);
+        self.gateway_changes += 1;
         nh
     }
 
