@@ -115,21 +115,15 @@ fn abort(
 
 /// Run the node until `stop` is set. Errors at start-up name what failed.
 pub fn run(file_config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> io::Result<()> {
+    let started_at = Instant::now();
     let (mut config, api_state) = effective_config(file_config)?;
-    // The datastore first: BGP starts with the cluster's AS and mesh settings.
+    // The datastore's connection and first listing go on (its own thread) while the
+    // workers start: the dataplane needs nothing of it, and a restart forwards again
+    // that much sooner. BGP starts after both, with the cluster's AS.
     let cluster = match &config.datastore {
         Some(_) => Some(Cluster::start(&config)?),
         None => None,
     };
-    let (first_view, early_events) = match &cluster {
-        Some(c) => c.first_view(Duration::from_secs(5)),
-        None => (None, Vec::new()),
-    };
-    if let Some(v) = &first_view {
-        adopt_cluster_bgp(&mut config, v);
-    } else if cluster.is_some() {
-        warn!("datastore not answering at start: starting from the file, syncing when it does");
-    }
     let ipam = open_ipam(&config)?;
     let plan = Plan::new(&config, &if_info)?;
     let tables = Tables::new(&plan, Capacity::for_start(&plan, &config));
@@ -139,11 +133,25 @@ pub fn run(file_config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) ->
         counters,
         endpoint_mtu_limit,
     } = start_workers(&config, &plan, &tables, &stop)?;
+    let (first_view, early_events) = match &cluster {
+        Some(c) => c.first_view(Duration::from_secs(5)),
+        None => (None, Vec::new()),
+    };
+    tracing::debug!(
+        since_start_ms = started_at.elapsed().as_secs_f64() * 1e3,
+        "datastore's first view"
+    );
+    if let Some(v) = &first_view {
+        adopt_cluster_bgp(&mut config, v);
+    } else if cluster.is_some() {
+        warn!("datastore not answering at start: starting from the file, syncing when it does");
+    }
     let worker_count = threads.len();
     info!(
         node = %config.node_name,
         workers = worker_count,
         ports = plan.ports.ports.len(),
+        since_start_ms = started_at.elapsed().as_secs_f64() * 1e3,
         "forwarding"
     );
     // The node's state starts with no pool, route, endpoint or peer; the configuration's
@@ -168,6 +176,7 @@ pub fn run(file_config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) ->
     info!(
         endpoints = node.ports.endpoints.len(),
         routes = node.tables.len(),
+        since_start_ms = started_at.elapsed().as_secs_f64() * 1e3,
         "started"
     );
 

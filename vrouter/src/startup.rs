@@ -123,8 +123,10 @@ pub fn start_workers(
     tables: &Tables,
     stop: &Arc<AtomicBool>,
 ) -> io::Result<Started> {
+    let t0 = std::time::Instant::now();
     let mut host = attach_uplinks(config, plan)?;
     host.sync_nat(plan.overlay.nat_wanted())?;
+    let attached_ms = t0.elapsed().as_secs_f64() * 1e3;
     let ports: Arc<[Port]> = plan.ports.ports.clone().into();
     let counters = Arc::new(Counters::new(config.workers.count));
     let cores = config.workers.cores();
@@ -235,6 +237,11 @@ pub fn start_workers(
         return Err(e);
     }
     host.workers = commands;
+    tracing::debug!(
+        attached_ms,
+        sockets_ms = t0.elapsed().as_secs_f64() * 1e3 - attached_ms,
+        "uplinks' XDP attached, workers' sockets open"
+    );
     Ok(Started {
         threads,
         host,
