@@ -179,6 +179,23 @@ impl Records {
     }
 }
 
+/// The view a list of `resources` and `affinities` under `prefix` makes, as the
+/// syncer's list builds it (records that do not parse are named in `unreadable`). For
+/// the fuzz target and tests; the syncer itself goes through the same `Records`.
+#[doc(hidden)]
+pub fn view_of(prefix: &str, resources: Vec<Entry>, affinities: Vec<Entry>) -> ClusterView {
+    let rec = Records {
+        resources: resources
+            .into_iter()
+            .filter(|e| viewed(prefix, &e.key))
+            .map(|e| (e.key.clone(), e))
+            .collect(),
+        affinities: affinities.into_iter().map(|e| (e.key.clone(), e)).collect(),
+        ..Records::default()
+    };
+    rec.view(prefix, 1, 1)
+}
+
 /// Where Calico keeps policies (`networkpolicies/<namespace>/<name>`,
 /// `globalnetworkpolicies/<name>`), read into the view as `policy::Policy`.
 const POLICY_PLURALS: [&str; 2] = ["networkpolicies", "globalnetworkpolicies"];
