@@ -12,8 +12,11 @@ pub mod frames;
 pub mod pipeline;
 pub mod seeds;
 
+/// A fuzz target: any bytes, never a panic.
+pub type Target = fn(&[u8]);
+
 /// Every target: its name (a directory under `corpus/` and `regressions/`) and entry.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("pipeline", pipeline::run),
     ("bgp_message", bgp::message),
     ("bgp_session", bgp::session),
@@ -24,7 +27,7 @@ pub const TARGETS: &[(&str, fn(&[u8]))] = &[
 ];
 
 /// The target called `name`.
-pub fn target(name: &str) -> Option<fn(&[u8])> {
+pub fn target(name: &str) -> Option<Target> {
     TARGETS.iter().find(|(n, _)| *n == name).map(|&(_, f)| f)
 }
 
