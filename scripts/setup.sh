@@ -14,9 +14,11 @@ set -euo pipefail
 # of the CNI test (podman's CNI backend runs vrouter-cni; a busybox image is imported
 # from a rootfs, no registry needed). nftables, conntrack: the kernel NAT baseline of
 # `fwdbench --scenario nat` (masquerade) and its smoke test.
+# afl++: AFL++'s tools beside the fuzzer cargo-afl builds (afl-tmin, afl-whatsup, afl-plot)
+# for the fuzz targets (fuzz/, scripts/fuzz.sh).
 # dpdk-testpmd (fwdbench's DPDK reference) is in dpdk-dev in Debian 12's current dpdk
 # packages (22.11.11), not in dpdk.
-TEST_PKGS=(iproute2 iputils-ping python3-prometheus-client util-linux dpdk dpdk-dev librte-net-af-xdp23 pkg-config clang libelf-dev m4 zlib1g-dev iperf3 ethtool socat python3-scapy tcpdump tshark bird2 frr gobgpd systemd etcd-server etcd-client protobuf-compiler podman containernetworking-plugins runc busybox-static nftables conntrack openssl)
+TEST_PKGS=(iproute2 iputils-ping python3-prometheus-client util-linux dpdk dpdk-dev librte-net-af-xdp23 pkg-config clang libelf-dev m4 zlib1g-dev iperf3 ethtool socat python3-scapy tcpdump tshark bird2 frr gobgpd systemd etcd-server etcd-client protobuf-compiler podman containernetworking-plugins runc busybox-static nftables conntrack openssl afl++)
 # Extra packages for `fibbench --compare-dpdk`: none beyond the tests' (dpdk-test lives
 # in dpdk-dev too).
 BENCH_PKGS=()
@@ -49,3 +51,15 @@ if ((${#missing[@]})); then
 fi
 
 command -v cargo >/dev/null || { echo "setup: cargo not found (the machine's Rust toolchain is required)" >&2; exit 1; }
+
+# The fuzz targets (fuzz/, issue 19): cargo-afl from crates.io, and the AFL++ it builds
+# for this toolchain (its runtime and afl-fuzz; `cargo afl config --build` once).
+if ! command -v cargo-afl >/dev/null; then
+    echo "setup: installing cargo-afl"
+    cargo install cargo-afl --locked --quiet
+fi
+afl_rt=("${XDG_DATA_HOME:-$HOME/.local/share}"/afl.rs/rustc-"$(rustc -V | awk '{print $2}')"-*/afl.rs-*/afl-llvm/afl-compiler-rt.o)
+if [[ ! -f "${afl_rt[0]}" ]]; then
+    echo "setup: building AFL++ for cargo-afl"
+    cargo afl config --build >/dev/null
+fi
