@@ -9,9 +9,11 @@ use ipnet::IpNet;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-/// Addresses in a block.
+/// Addresses in a block (`u128::MAX` for all of IPv6, one more than a `u128` holds: a
+/// "block" read from etcd may say `::/0`).
 pub fn size(cidr: IpNet) -> u128 {
-    1u128 << (cidr.max_prefix_len() - cidr.prefix_len())
+    let bits = u32::from(cidr.max_prefix_len() - cidr.prefix_len());
+    1u128.checked_shl(bits).unwrap_or(u128::MAX)
 }
 
 /// The `i`-th address of `net`.
@@ -251,6 +253,21 @@ mod tests {
                 prop_assert_eq!(used.len(), b.attributes.len());
             }
         }
+    }
+
+    /// Found by the `datastore_json` fuzz target (fuzz/regressions/datastore_json/): a
+    /// block record for `::/0` overflowed the shift (a panic in a debug build, a size
+    /// of 1 in a release one); it is now simply not well formed.
+    #[test]
+    fn a_block_of_all_ipv6_is_not_well_formed() {
+        let all: IpNet = "::/0".parse().unwrap();
+        assert_eq!(size(all), u128::MAX);
+        assert_eq!(size("::/1".parse().unwrap()), 1 << 127);
+        let b: AllocationBlock = serde_json::from_str(
+            r#"{"cidr":"::/0","affinity":null,"allocations":[null],"unallocated":[0],"attributes":[],"sequenceNumber":1}"#,
+        )
+        .unwrap();
+        assert!(!well_formed(&b, all));
     }
 
     #[test]
