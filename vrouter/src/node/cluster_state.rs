@@ -163,6 +163,13 @@ impl ClusterState {
         };
         let password = match p.password.as_ref().and_then(|x| x.secret_key_ref.as_ref()) {
             None => None,
+            Some(r) if !(one_component(&r.name) && one_component(&r.key)) => {
+                // From the datastore, so anyone who may write BGPPeers: a name or key
+                // that climbs out of secrets_dir ("..", "/etc/shadow") is refused.
+                warn!(peer = name, secret = %r.name, key = %r.key,
+                    "BGPPeer secretKeyRef is not a plain name and key: skipped");
+                return None;
+            }
             Some(r) => {
                 let path = self.secrets_dir.join(&r.name).join(&r.key);
                 match std::fs::read_to_string(&path) {
@@ -189,5 +196,53 @@ impl ClusterState {
             max_prefixes_warning: 75,
             ttl_security: None,
         })
+    }
+}
+
+/// A secret's name or key as one plain file name under secrets_dir: not empty, no
+/// separator, not `.` or `..`.
+fn one_component(s: &str) -> bool {
+    let mut c = std::path::Path::new(s).components();
+    matches!(c.next(), Some(std::path::Component::Normal(_)))
+        && c.next().is_none()
+        && !s.contains('/')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_secret_ref_cannot_leave_the_secrets_dir() {
+        let dir = std::env::temp_dir().join(format!("vr-secrets-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("bgp")).unwrap();
+        std::fs::write(dir.join("bgp/peer1"), "s3cret\n").unwrap();
+        std::fs::write(dir.join("outside"), "not yours\n").unwrap();
+        let cs = ClusterState {
+            secrets_dir: dir.join("mounted"),
+            ..Default::default()
+        };
+        std::fs::create_dir_all(dir.join("mounted/bgp")).unwrap();
+        std::fs::write(dir.join("mounted/bgp/peer1"), "s3cret\n").unwrap();
+        let peer = |name: &str, key: &str| {
+            let spec: BgpPeerSpec = serde_json::from_value(serde_json::json!({
+                "peerIP": "10.0.0.9", "asNumber": 64512,
+                "password": {"secretKeyRef": {"name": name, "key": key}}
+            }))
+            .unwrap();
+            cs.peer_of("p", &spec).map(|p| p.password)
+        };
+        assert_eq!(peer("bgp", "peer1"), Some(Some("s3cret".into())));
+        for (name, key) in [
+            ("..", "outside"),
+            ("bgp", "../../outside"),
+            ("/", "etc"),
+            ("", "x"),
+            ("bgp/..", "peer1"),
+            (".", "outside"),
+        ] {
+            assert_eq!(peer(name, key), None, "{name:?} / {key:?}");
+        }
+        let _ = std::fs::remove_dir_all(dir);
     }
 }
