@@ -20,6 +20,7 @@ pub mod conntrack;
 pub mod control_loop;
 pub mod counters;
 pub mod ecmp;
+pub mod fdstore;
 pub mod host;
 pub mod icmp;
 pub mod io;

@@ -60,6 +60,12 @@ impl Notifier {
         })
     }
 
+    /// Where messages go, None without `NOTIFY_SOCKET` (`fdstore` sends fds from a socket
+    /// of its own).
+    pub(crate) fn addr(&self) -> Option<&std::os::unix::net::SocketAddr> {
+        self.socket.as_ref().map(|(_, addr)| addr)
+    }
+
     /// Send one state message (`READY=1`, `STATUS=...`, ...).
     pub fn send(&self, state: &str) {
         if let Some((s, addr)) = &self.socket {
