@@ -173,7 +173,10 @@ impl Testbed {
     }
 
     /// Stop vrouterd on `node` with `sig` (SIGKILL: as a crash; SIGTERM: a planned
-    /// stop) and wait for it to exit.
+    /// stop) and wait for it to exit. The node's fd store is kept either way, for
+    /// [`Testbed::start_node`]: systemd keeps it across `Restart=on-failure` after a
+    /// crash and across `systemctl restart` (FileDescriptorStorePreserve=restart, the
+    /// default). For a stop for good, follow with `self.c.node(node).clear_fds()`.
     pub fn stop_node(&mut self, node: usize, sig: libc::c_int) -> io::Result<()> {
         let pid = self.pid(node)?;
         netns::signal(pid, sig)?;
@@ -194,7 +197,8 @@ impl Testbed {
         Ok(())
     }
 
-    /// Start vrouterd on `node` again and wait for its stats file and API.
+    /// Start vrouterd on `node` again, with the fds its last process stored, and wait for
+    /// its stats file and API.
     pub fn start_node(&mut self, node: usize) -> io::Result<()> {
         self.c.spawn_node(node)?;
         self.c.wait_started(&[node], Duration::from_secs(60))

@@ -6,6 +6,7 @@
 //! [`Cluster`] is dropped, after an error or Ctrl-C too.
 
 use crate::netns::{self, Netns};
+use crate::supervise::FdStore;
 use control::api::pb;
 use datastore::etcd_process::EtcdCluster;
 use datastore::keys;
@@ -52,6 +53,10 @@ pub struct Node {
     pub socket: PathBuf,
     pub log: PathBuf,
     pub slots: usize,
+    /// Its notify socket and file descriptor store (`n<i>.notify`), which outlive each
+    /// vrouterd: as systemd's for a unit with `FileDescriptorStoreMax=` and
+    /// `Restart=on-failure`, the next start gets what the last process stored.
+    pub fds: FdStore,
 }
 
 impl Node {
@@ -63,7 +68,7 @@ impl Node {
         node_ip(self.index)
     }
 
-    /// vrouterd's pid (`ip netns exec` execs it).
+    /// vrouterd's pid (`ip netns exec` execs it, or a shell that execs it).
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }
@@ -95,6 +100,12 @@ impl Node {
             .iter()
             .map(|p| Some((p["address"].as_str()?.into(), p["state"].as_str()?.into())))
             .collect()
+    }
+
+    /// Close what its vrouterd stored: the node stopped for good (`systemctl stop`), not
+    /// restarted. The next start gets no fds.
+    pub fn clear_fds(&mut self) {
+        self.fds.clear();
     }
 
     /// Whether the node's session with `addr` is Established (per its stats file).
@@ -237,6 +248,7 @@ endpoints = [{endpoints}]
             socket: self.dir.join(format!("api-n{i}.sock")),
             log: self.dir.join(format!("n{i}.log")),
             slots,
+            fds: FdStore::bind(&self.dir.join(format!("n{i}.notify")))?,
         });
         Ok(())
     }
@@ -248,7 +260,8 @@ endpoints = [{endpoints}]
             .expect("node added")
     }
 
-    /// Start vrouterd on node `i` (adaptive polling: the default).
+    /// Start vrouterd on node `i` (adaptive polling: the default) under the node's
+    /// [`FdStore`]: `NOTIFY_SOCKET`, and whatever an earlier vrouterd stored as fds 3, ...
     pub fn spawn_node(&mut self, i: usize) -> io::Result<()> {
         let bin = self.vrouterd.clone();
         let every = self.stats_interval_ms.to_string();
@@ -259,9 +272,9 @@ endpoints = [{endpoints}]
             .create(true)
             .append(true)
             .open(&n.log)?;
-        let child = Command::new("ip")
-            .args(["netns", "exec", n.ns.name()])
-            .arg(&bin)
+        let child = n
+            .fds
+            .command(&["ip", "netns", "exec", n.ns.name()], &bin)?
             .arg("--config")
             .arg(&config)
             .arg("--stats-file")

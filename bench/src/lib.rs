@@ -2,7 +2,8 @@
 //! DPDK's own autotests as a same-invocation baseline, network namespaces (`netns`), raw
 //! XDP programs (`bpf`), the packet generator (`pktgen`), fwdbench's namespace scenario
 //! (`fwdns`), clusterbench's vrouterd cluster on etcd (`cluster`) and chaosbench's testbed,
-//! probe and soak sampling (`chaos`, `probe`, `soak`).
+//! probe and soak sampling (`chaos`, `probe`, `soak`); `supervise` plays systemd (notify
+//! socket, file descriptor store) for the nodes it starts.
 
 pub mod bgpfeed;
 pub mod bpf;
@@ -16,6 +17,7 @@ pub mod pktgen;
 pub mod policymemio;
 pub mod probe;
 pub mod soak;
+pub mod supervise;
 
 use std::time::{Duration, Instant};
 
