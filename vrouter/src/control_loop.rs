@@ -126,13 +126,15 @@ pub fn run(file_config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) ->
     };
     let ipam = open_ipam(&config)?;
     let plan = Plan::new(&config, &if_info)?;
+    // The last run's sockets and programs (systemd's fd store), taken over where they fit.
+    let fd_store = Arc::new(crate::restart::FdStore::from_env()?);
     let tables = Tables::new(&plan, Capacity::for_start(&plan, &config));
     let Started {
         threads,
         host,
         counters,
         endpoint_mtu_limit,
-    } = start_workers(&config, &plan, &tables, &stop)?;
+    } = start_workers(&config, &plan, &tables, &stop, &fd_store)?;
     let (first_view, early_events) = match &cluster {
         Some(c) => c.first_view(Duration::from_secs(5)),
         None => (None, Vec::new()),
@@ -147,6 +149,7 @@ pub fn run(file_config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) ->
         warn!("datastore not answering at start: starting from the file, syncing when it does");
     }
     let worker_count = threads.len();
+    let worker_commands = host.workers.clone();
     info!(
         node = %config.node_name,
         workers = worker_count,
@@ -173,6 +176,11 @@ pub fn run(file_config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) ->
     if let Err(e) = node.start(&config) {
         return Err(abort(&stop, node, threads, e));
     }
+    // Every endpoint of the start is open: what the last run kept beyond them goes.
+    for w in &worker_commands {
+        let _ = w.send(crate::worker::WorkerCmd::DropParked);
+    }
+    fd_store.release_unclaimed();
     info!(
         endpoints = node.ports.endpoints.len(),
         routes = node.tables.len(),

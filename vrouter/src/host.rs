@@ -42,6 +42,10 @@ pub struct WorkerHost {
     pub reaper: Reaper,
     /// NAT outgoing's ports, kept from the kernel while a pool asks for NAT.
     pub nat: crate::nat_ports::NatPorts,
+    /// Programs and sockets kept across restarts.
+    pub store: Arc<crate::restart::FdStore>,
+    /// Each worker's socket opener: endpoints' sockets are bound here, not on a worker.
+    pub openers: Vec<crate::io::afxdp::xsk::Opener>,
 }
 
 impl WorkerHost {
@@ -77,18 +81,43 @@ pub struct SparePrograms {
 
 const SPARES: usize = 2;
 
-/// Closing an endpoint without waiting for it: the worker closes the socket (a kernel
-/// RCU wait, ~20 ms) and this thread then drops the program (the detach, another
-/// ~15 ms), while the control loop answers the next request. A new program for the same
-/// interface waits for the old one's detach (`wait_for`).
+/// Closing an endpoint without waiting for it, and without a worker waiting: the worker
+/// hands over the socket, this thread closes it (a kernel RCU wait, ~20 ms, and the RTNL
+/// lock, seconds while interfaces churn), tells the worker its frames are free, then
+/// drops the program (the detach, another ~15 ms), while the control loop answers the
+/// next request. A new program for the same interface waits for the old one's detach
+/// (`wait_for`).
 pub struct Reaper {
-    jobs: mpsc::Sender<(String, mpsc::Receiver<()>, Option<Arc<XdpProgram>>)>,
+    jobs: mpsc::Sender<ReapJob>,
     pending: Arc<(std::sync::Mutex<HashMap<String, usize>>, std::sync::Condvar)>,
+}
+
+/// An endpoint closing: its interface, the worker's answer (its socket and slot), its
+/// program, and the worker to tell.
+type ReapJob = (
+    String,
+    mpsc::Receiver<Option<(crate::io::Prepared, usize)>>,
+    Option<Arc<XdpProgram>>,
+    mpsc::Sender<WorkerCmd>,
+);
+
+fn finish_close(job: ReapJob) {
+    let (ifname, closed, steer, worker) = job;
+    match closed.recv_timeout(Duration::from_secs(10)) {
+        Ok(Some((socket, slot))) => {
+            drop(socket);
+            let _ = worker.send(WorkerCmd::Reclaim(slot));
+        }
+        Ok(None) => {}
+        Err(_) => warn!(%ifname, "the worker did not confirm the close"),
+    }
+    // The last holder: the program detaches here.
+    drop(steer);
 }
 
 impl Reaper {
     pub fn start() -> io::Result<Reaper> {
-        let (jobs, rx) = mpsc::channel::<(String, mpsc::Receiver<()>, Option<Arc<XdpProgram>>)>();
+        let (jobs, rx) = mpsc::channel::<ReapJob>();
         let pending = Arc::new((
             std::sync::Mutex::new(HashMap::new()),
             std::sync::Condvar::new(),
@@ -97,12 +126,9 @@ impl Reaper {
         std::thread::Builder::new()
             .name("xdp-reaper".into())
             .spawn(move || {
-                for (ifname, closed, steer) in rx {
-                    if closed.recv_timeout(Duration::from_secs(10)).is_err() {
-                        warn!(%ifname, "the worker did not confirm the close");
-                    }
-                    // The last holder: the program detaches here.
-                    drop(steer);
+                for job in rx {
+                    let ifname = job.0.clone();
+                    finish_close(job);
                     let (lock, cv) = &*shared;
                     let mut p = lock.lock().unwrap_or_else(|e| e.into_inner());
                     if let Some(n) = p.get_mut(&ifname) {
@@ -117,22 +143,27 @@ impl Reaper {
         Ok(Reaper { jobs, pending })
     }
 
-    fn reap(&self, ifname: &str, closed: mpsc::Receiver<()>, steer: Option<Arc<XdpProgram>>) {
+    fn reap(
+        &self,
+        ifname: &str,
+        closed: mpsc::Receiver<Option<(crate::io::Prepared, usize)>>,
+        steer: Option<Arc<XdpProgram>>,
+        worker: mpsc::Sender<WorkerCmd>,
+    ) {
         let (lock, _) = &*self.pending;
         *lock
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .entry(ifname.to_string())
             .or_insert(0) += 1;
-        if let Err(mpsc::SendError((ifname, closed, steer))) =
-            self.jobs.send((ifname.to_string(), closed, steer))
+        if let Err(mpsc::SendError(job)) =
+            self.jobs.send((ifname.to_string(), closed, steer, worker))
         {
             // No reaper thread: close in line.
-            let _ = closed.recv_timeout(Duration::from_secs(10));
-            drop(steer);
+            finish_close(job);
             lock.lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .remove(&ifname);
+                .remove(ifname);
         }
     }
 
@@ -237,6 +268,7 @@ pub fn port_spec(e: &EndpointPlan) -> PortSpec {
 pub fn open_command(
     ep: &EndpointPlan,
     steer: Option<Arc<XdpProgram>>,
+    socket: Option<crate::io::Prepared>,
     done: mpsc::Sender<io::Result<()>>,
 ) -> WorkerCmd {
     WorkerCmd::Open {
@@ -249,6 +281,7 @@ pub fn open_command(
             v6: ep.v6,
         },
         steer,
+        socket,
         done,
     }
 }
@@ -324,20 +357,41 @@ impl Host for WorkerHost {
     }
 
     fn open_endpoint(&mut self, ep: &EndpointPlan) -> NodeResult<()> {
+        // The last run's socket of an adopted program waits in the worker (parked).
+        let mut adopted = false;
         let steer = match ep.kind {
             EndpointKind::Veth => Some(Arc::new({
                 self.reaper.wait_for(&ep.interface);
-                attach_endpoint(
-                    &ep.interface,
-                    self.xdp_mode,
-                    &self.local,
-                    self.spares.take(),
-                )
-                .map_err(|err| NodeError::Precondition(format!("XDP on {}: {err}", ep.interface)))?
+                let kept = self.store.take_xdp(&ep.interface);
+                adopted = kept.is_some();
+                let prog = match kept {
+                    Some(p) => p,
+                    None => attach_endpoint(
+                        &ep.interface,
+                        self.xdp_mode,
+                        &self.local,
+                        self.spares.take(),
+                    )
+                    .map_err(|err| {
+                        NodeError::Precondition(format!("XDP on {}: {err}", ep.interface))
+                    })?,
+                };
+                self.store.keep_xdp(&prog);
+                prog
             })),
             EndpointKind::Tap => None,
         };
-        let opened = self.ask(ep.worker, |done| open_command(ep, steer.clone(), done))?;
+        let socket = match (&ep.kind, adopted, self.openers.get(ep.worker)) {
+            (EndpointKind::Veth, false, Some(opener)) => {
+                Some(opener.open(&ep.interface, 0).map_err(|err| {
+                    NodeError::Precondition(format!("opening {}: {err}", ep.interface))
+                })?)
+            }
+            _ => None,
+        };
+        let opened = self.ask(ep.worker, |done| {
+            open_command(ep, steer.clone(), socket, done)
+        })?;
         opened
             .map_err(|err| NodeError::Precondition(format!("opening {}: {err}", ep.interface)))?;
         if let Some(p) = steer {
@@ -348,6 +402,7 @@ impl Host for WorkerHost {
 
     fn close_endpoint(&mut self, ep: &EndpointPlan) -> NodeResult<()> {
         let steer = self.endpoints.remove(&ep.interface);
+        self.store.forget_xdp(&ep.interface);
         let (done, closed) = mpsc::channel();
         self.workers[ep.worker]
             .send(WorkerCmd::Close {
@@ -357,8 +412,14 @@ impl Host for WorkerHost {
             })
             .map_err(|_| NodeError::Internal(format!("worker {} has stopped", ep.worker)))?;
         // The worker's commands are taken in order: a new endpoint in this slot is opened
-        // after this close. The program detaches once the worker let the socket go.
-        self.reaper.reap(&ep.interface, closed, steer);
+        // after this close. The socket closes on the reaper's thread (the kernel waits
+        // for an RCU grace period, and for RTNL), then the program detaches.
+        self.reaper.reap(
+            &ep.interface,
+            closed,
+            steer,
+            self.workers[ep.worker].clone(),
+        );
         Ok(())
     }
 

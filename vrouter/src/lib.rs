@@ -33,6 +33,7 @@ pub mod node;
 pub mod notify;
 pub mod pipeline;
 pub mod policy;
+pub mod restart;
 pub mod rtnl;
 pub mod startup;
 pub mod tunnel;

@@ -5,6 +5,7 @@
 use crate::config::Config;
 use crate::counters::Counters;
 use crate::host::{attach, WorkerHost};
+use crate::io::afxdp::xsk::Opener;
 use crate::io::afxdp::AfXdpIo;
 use crate::io::mailbox::Mailbox;
 use crate::io::PortSpec;
@@ -13,6 +14,7 @@ use crate::nexthop::PortId;
 use crate::node::plan::{Plan, Slot};
 use crate::node::tables::Tables;
 use crate::pipeline::{Pipeline, Port};
+use crate::restart::FdStore;
 use crate::worker::Worker;
 use crate::xdp::{PrefixClass, XdpProgram, XdpRole};
 use ipnet::IpNet;
@@ -35,11 +37,16 @@ pub fn local_prefixes(config: &Config) -> Vec<IpNet> {
 
 /// Our programs on the uplinks: the node's addresses come to us (our pools' and
 /// endpoints' are added as they are installed).
-fn attach_uplinks(config: &Config, plan: &Plan) -> io::Result<WorkerHost> {
+fn attach_uplinks(config: &Config, plan: &Plan, store: &Arc<FdStore>) -> io::Result<WorkerHost> {
     let local = local_prefixes(config);
     let mut uplinks = Vec::new();
     for u in &plan.ports.uplinks {
-        let prog = attach(&u.name, XdpRole::Uplink, config.xdp_mode)?;
+        // The last run's program, still attached (kept in systemd's store), or a new one.
+        let prog = match store.take_xdp(&u.name) {
+            Some(p) => p,
+            None => attach(&u.name, XdpRole::Uplink, config.xdp_mode)?,
+        };
+        store.keep_xdp(&prog);
         for l in &local {
             prog.add_prefix(*l, PrefixClass::Local)?;
         }
@@ -54,6 +61,8 @@ fn attach_uplinks(config: &Config, plan: &Plan) -> io::Result<WorkerHost> {
         routes: KernelRoutes::new()?,
         spares: crate::host::SparePrograms::start(),
         reaper: crate::host::Reaper::start()?,
+        store: store.clone(),
+        openers: Vec::new(),
         nat: crate::nat_ports::NatPorts::new(
             config
                 .conntrack
@@ -122,9 +131,11 @@ pub fn start_workers(
     plan: &Plan,
     tables: &Tables,
     stop: &Arc<AtomicBool>,
+    store: &Arc<FdStore>,
 ) -> io::Result<Started> {
     let t0 = std::time::Instant::now();
-    let mut host = attach_uplinks(config, plan)?;
+    store.release_workers_from(config.workers.count);
+    let mut host = attach_uplinks(config, plan, store)?;
     host.sync_nat(plan.overlay.nat_wanted())?;
     let attached_ms = t0.elapsed().as_secs_f64() * 1e3;
     let ports: Arc<[Port]> = plan.ports.ports.clone().into();
@@ -135,7 +146,9 @@ pub fn start_workers(
 
     // Frames for a pod another worker owns go through that worker's mailbox.
     let mailboxes: Vec<Arc<Mailbox>> = (0..cores.len()).map(|_| Arc::default()).collect();
-    let (ready_tx, ready_rx) = mpsc::channel::<io::Result<()>>();
+    // Each worker reports ready with its socket opener (endpoints' sockets are bound by
+    // the control side).
+    let (ready_tx, ready_rx) = mpsc::channel::<(usize, io::Result<Opener>)>();
     let mut threads = Vec::new();
     let mut commands = Vec::new();
     let port_count = plan.ports.ports.len();
@@ -188,6 +201,7 @@ pub fn start_workers(
         commands.push(cmd_tx);
         let spare = my_slots.len();
         let mtu = plan.frame_mtu;
+        let store = store.clone();
         threads.push(
             std::thread::Builder::new()
                 .name(format!("worker-{w}"))
@@ -195,37 +209,53 @@ pub fn start_workers(
                     if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
                         warn!(worker = w, core, "could not pin to core");
                     }
-                    let io = match AfXdpIo::open_with_room(&specs, mtu, spare).and_then(|mut io| {
-                        io.connect_workers(inbox, outboxes, all_mailboxes)?;
-                        for (port, prog, queue) in &steering {
-                            if let Some(fd) = io.socket_fd(*port) {
-                                prog.register_socket(*queue, fd)?;
+                    let frame_size = AfXdpIo::frame_size_for(mtu);
+                    let kept = store.take_worker(w, frame_size, |sockets| {
+                        crate::io::afxdp::frames_kept_need(&specs, sockets)
+                    });
+                    let io =
+                        match AfXdpIo::open_kept(&specs, mtu, spare, kept).and_then(|mut io| {
+                            io.connect_workers(inbox, outboxes, all_mailboxes)?;
+                            let (umem, sockets) = io.keepable();
+                            store.keep_umem(w, frame_size, umem);
+                            for (ifname, queue, fd) in sockets {
+                                store.keep_socket(w, ifname, queue, fd);
                             }
-                        }
-                        Ok(io)
-                    }) {
-                        Ok(io) => io,
-                        Err(e) => {
-                            let _ = ready.send(Err(e));
-                            return;
-                        }
-                    };
-                    let _ = ready.send(Ok(()));
+                            for (port, prog, queue) in &steering {
+                                if let Some(fd) = io.socket_fd(*port) {
+                                    prog.register_socket(*queue, fd)?;
+                                }
+                            }
+                            Ok(io)
+                        }) {
+                            Ok(io) => io,
+                            Err(e) => {
+                                let _ = ready.send((w, Err(e)));
+                                return;
+                            }
+                        };
+                    let _ = ready.send((w, io.opener()));
                     let mut worker = Worker::new(io, pipeline, nexthops, Vec::new(), poll_mode)
-                        .with_commands(cmd_rx);
+                        .with_commands(cmd_rx)
+                        .with_fd_store(store.clone(), w);
                     worker.run(&stop);
-                    for (_, prog, queue) in &steering {
-                        let _ = prog.unregister_socket(*queue);
+                    // With the sockets kept for the next run, the programs go on steering
+                    // to them (the kernel fills their rings until it takes over).
+                    if !store.active() {
+                        for (_, prog, queue) in &steering {
+                            let _ = prog.unregister_socket(*queue);
+                        }
                     }
                 })?,
         );
     }
     drop(ready_tx);
     let mut failure = None;
+    let mut openers: Vec<Option<Opener>> = (0..threads.len()).map(|_| None).collect();
     for _ in 0..threads.len() {
         match ready_rx.recv() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => failure = failure.or(Some(e)),
+            Ok((w, Ok(o))) => openers[w] = Some(o),
+            Ok((_, Err(e))) => failure = failure.or(Some(e)),
             Err(_) => failure = failure.or(Some(io::Error::other("a worker died at start"))),
         }
     }
@@ -237,6 +267,7 @@ pub fn start_workers(
         return Err(e);
     }
     host.workers = commands;
+    host.openers = openers.into_iter().flatten().collect();
     tracing::debug!(
         attached_ms,
         sockets_ms = t0.elapsed().as_secs_f64() * 1e3 - attached_ms,

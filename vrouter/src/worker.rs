@@ -31,6 +31,9 @@ pub enum WorkerCmd {
         spec: crate::io::PortSpec,
         probe: PodProbe,
         steer: Option<Arc<crate::xdp::XdpProgram>>,
+        /// Its socket, opened and bound by the control side (binding can wait seconds
+        /// for the kernel's RTNL lock); None: the worker opens it.
+        socket: Option<crate::io::Prepared>,
         done: mpsc::Sender<std::io::Result<()>>,
     },
     /// List (or, with `flush`, remove) this worker's flows that `filter` picks.
@@ -40,12 +43,18 @@ pub enum WorkerCmd {
         flush: bool,
         done: mpsc::Sender<(Vec<crate::conntrack::view::FlowView>, usize)>,
     },
+    /// Every worker: close the sockets a previous run left that no endpoint claimed.
+    DropParked,
     /// The owning worker: close it (the frames its rings held come back).
     Close {
         id: PortId,
         steer: Option<Arc<crate::xdp::XdpProgram>>,
-        done: mpsc::Sender<()>,
+        /// Answered with the port's socket, to be closed off the worker, and the slot
+        /// to `Reclaim` once it is.
+        done: mpsc::Sender<Option<(crate::io::Prepared, usize)>>,
     },
+    /// The socket of a slot `Close` handed over is closed: its frames are free.
+    Reclaim(usize),
 }
 
 /// Bursts taken from one port per loop at most.
@@ -81,6 +90,8 @@ pub struct Worker<I: Io> {
     started: Instant,
     idle_loops: u32,
     commands: Option<mpsc::Receiver<WorkerCmd>>,
+    /// Where this worker's sockets are kept across restarts, and its index there.
+    store: Option<(Arc<crate::restart::FdStore>, usize)>,
 }
 
 impl<I: Io> Worker<I> {
@@ -104,7 +115,14 @@ impl<I: Io> Worker<I> {
             last_probe: now - PROBE_EVERY,
             idle_loops: 0,
             commands: None,
+            store: None,
         }
+    }
+
+    /// Keep endpoints' sockets opened from now on in `store` (as worker `w`).
+    pub fn with_fd_store(mut self, store: Arc<crate::restart::FdStore>, w: usize) -> Worker<I> {
+        self.store = Some((store, w));
+        self
     }
 
     /// Take commands from the control loop (checked every millisecond or so).
@@ -142,14 +160,24 @@ impl<I: Io> Worker<I> {
                 spec,
                 probe,
                 steer,
+                socket,
                 done,
             } => {
-                let r = self.io.open_port(id, &spec).and_then(|fd| {
+                let opened = match socket {
+                    Some(s) => self.io.open_prepared(id, &spec, s),
+                    None => self.io.open_port(id, &spec),
+                };
+                let r = opened.and_then(|fd| {
                     if let (Some(prog), Some(fd)) = (&steer, fd) {
                         prog.register_socket(0, fd)?;
                     }
                     Ok(())
                 });
+                if let (true, Some((store, w)), Some((ifname, queue, fd))) =
+                    (r.is_ok(), &self.store, self.io.port_socket(id))
+                {
+                    store.keep_socket(*w, &ifname, queue, fd);
+                }
                 if r.is_ok() {
                     self.probes.retain(|p| p.port != id);
                     self.probes.push(probe);
@@ -168,8 +196,20 @@ impl<I: Io> Worker<I> {
                 }
                 self.probes.retain(|p| p.port != id);
                 self.handover.retain(|(p, _)| *p != id);
-                self.io.close_port(id);
-                let _ = done.send(());
+                if let (Some((store, w)), Some((ifname, queue, _))) =
+                    (&self.store, self.io.port_socket(id))
+                {
+                    store.forget_socket(*w, &ifname, queue);
+                }
+                let _ = done.send(self.io.detach_port(id));
+            }
+            WorkerCmd::Reclaim(slot) => self.io.reclaim(slot),
+            WorkerCmd::DropParked => {
+                for (ifname, queue) in self.io.drop_parked() {
+                    if let Some((store, w)) = &self.store {
+                        store.forget_socket(*w, &ifname, queue);
+                    }
+                }
             }
         }
     }

@@ -26,7 +26,7 @@
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::io;
 use std::mem::size_of;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr::NonNull;
 use std::sync::Once;
 
@@ -222,6 +222,74 @@ impl XdpProgram {
         })
     }
 
+    /// The fds a restart takes over (systemd's fd store): the link, which keeps the program
+    /// attached while any copy of it is open, then the program and its maps, in the order
+    /// [`XdpProgram::adopt`] takes them.
+    pub fn keepable(&self) -> Vec<std::os::fd::BorrowedFd<'_>> {
+        let l = &self.loaded;
+        let mut fds = Vec::with_capacity(6);
+        fds.extend(self.link.as_ref().map(|f| f.as_fd()));
+        for fd in [l.prog_fd, l.xsks, l.prefixes_v4, l.prefixes_v6, l.settings] {
+            // SAFETY: these fds belong to `self.loaded`, alive as long as the borrow of `self`.
+            fds.push(unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) });
+        }
+        fds
+    }
+
+    /// The program a previous run attached to `ifname` (its [`keepable`](Self::keepable)
+    /// fds, from the fd store), still attached: nothing is detached or reloaded, so frames
+    /// keep flowing to the sockets it steers to. Refused if the link no longer holds
+    /// `ifname` (the interface was deleted and made again meanwhile).
+    pub fn adopt(ifname: &str, fds: Vec<OwnedFd>) -> io::Result<XdpProgram> {
+        let what = format!("interface {ifname}");
+        let ifindex =
+            ifindex_of(ifname).map_err(|e| context(&what, "looking up the ifindex", e))?;
+        let [link, prog, xsks, v4, v6, settings]: [OwnedFd; 6] =
+            fds.try_into().map_err(|v: Vec<OwnedFd>| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("{what}: {} kept fds, not 6", v.len()),
+                )
+            })?;
+        // SAFETY: `info` is a zeroed `bpf_link_info` of the size passed; the kernel fills it.
+        let mut info: sys::bpf_link_info = unsafe { std::mem::zeroed() };
+        let mut len = size_of::<sys::bpf_link_info>() as u32;
+        // SAFETY: `link` is an open fd; `info` and `len` are valid for the call.
+        check(unsafe { sys::bpf_link_get_info_by_fd(link.as_raw_fd(), &mut info, &mut len) })
+            .map_err(|e| context(&what, "reading the kept link", e))?;
+        // SAFETY: the `xdp` member is the one an XDP link fills (checked by its type).
+        let attached_to = unsafe { info.__bindgen_anon_1.xdp.ifindex };
+        if info.type_ != sys::BPF_LINK_TYPE_XDP || attached_to != ifindex {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!(
+                    "{what}: the kept link is attached to ifindex {attached_to}, not {ifindex}"
+                ),
+            ));
+        }
+        let loaded = Loaded {
+            _object: None,
+            prog_fd: prog.as_raw_fd(),
+            xsks: xsks.as_raw_fd(),
+            prefixes_v4: v4.as_raw_fd(),
+            prefixes_v6: v6.as_raw_fd(),
+            settings: settings.as_raw_fd(),
+            _adopted: vec![prog, xsks, v4, v6, settings],
+        };
+        let prog = XdpProgram {
+            ifname: ifname.to_string(),
+            ifindex,
+            link: Some(link),
+            loaded,
+        };
+        // What the last run switched on is switched on again by this one when it knows
+        // it: a pod's answers come to us until its MAC is learnt again, NAT's returns
+        // once the pools ask for NAT.
+        prog.answers_to_kernel(false)?;
+        prog.nat_ports(None)?;
+        Ok(prog)
+    }
+
     /// Loads the embedded object into the kernel (the verifier included) with `role` set, without
     /// attaching it anywhere, then frees it. A self-test for start-up diagnostics and tests.
     pub fn check_load(role: XdpRole) -> io::Result<()> {
@@ -376,8 +444,10 @@ impl std::fmt::Debug for Preloaded {
 /// A loaded (not attached) object with the fds of its program and maps, which stay valid as long
 /// as the object is open.
 struct Loaded {
-    /// Held for its `Drop`: the fds below belong to it.
-    _object: Object,
+    /// Held for its `Drop`: the fds below belong to it (or, for a program a previous run
+    /// attached, to `_adopted`).
+    _object: Option<Object>,
+    _adopted: Vec<OwnedFd>,
     prog_fd: RawFd,
     xsks: RawFd,
     prefixes_v4: RawFd,
@@ -451,7 +521,8 @@ impl Loaded {
         check(ret).map_err(|e| context(what, &format!("setting the role {role:?}"), e))?;
 
         Ok(Loaded {
-            _object: object,
+            _object: Some(object),
+            _adopted: Vec::new(),
             prog_fd,
             xsks,
             prefixes_v4,

@@ -9,8 +9,8 @@
 //! Ring reservations may return fewer slots than asked: the returned count is always
 //! used, never the request (a lost frame would slowly starve the fill rings).
 
-// AF_XDP: xsk-rs marks socket creation and ring access unsafe (the UMEM frames are
-// shared with the kernel). Each block says why the descriptors are ours.
+// AF_XDP: the UMEM frames and rings are memory shared with the kernel (xsk.rs maps
+// them). Each unsafe block says why the frames are ours.
 #![allow(unsafe_code)]
 
 use super::mailbox::Mailbox;
@@ -18,15 +18,13 @@ use super::tap::TapDevice;
 use super::{HoldQueue, Io, PortSpec, Process};
 use crate::burst::{Action, BackendStats, DropReason, BURST};
 use crate::nexthop::PortId;
-use std::io::{self, Write};
-use std::num::NonZeroU32;
-use std::os::fd::{AsRawFd, RawFd};
+pub use ports::{frames_kept_need, frames_needed};
+use ports::{Port, Ports, POD_FILL, RING_SIZE, UPLINK_FILL};
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, RawFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use xsk_rs::config::{
-    BindFlags, FrameSize, Interface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig,
-};
-use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
+use xsk::{Desc, Socket, Umem};
 
 /// Copy mode drops frames longer than frame size − 256 (notes §3): 2 KiB frames carry a
 /// 1500-byte MTU plus Ethernet and VXLAN headers; larger MTUs need 4 KiB frames.
@@ -34,54 +32,10 @@ pub const FRAME_SIZE: u32 = 4096;
 pub const SMALL_FRAME_SIZE: u32 = 2048;
 /// The largest MTU small frames carry: 2048 − 256 − 14 (Ethernet) − 50 (VXLAN).
 pub const SMALL_FRAME_MTU: u16 = 1728;
-const RING_SIZE: u32 = 4096;
-/// Frames kept in each fill ring. A TX kick in copy mode runs the receiving pod's stack
-/// inside the syscall, so a loop can take long; a pod's TCP burst must not empty its
-/// ring meanwhile (measured: 512 frames lost ~35k segments in 3 s of iperf3, 2048 none).
-const UPLINK_FILL: usize = 2048;
-const POD_FILL: usize = 2048;
-/// Frames per port set aside for TX in flight.
-const TX_BUDGET: usize = 512;
-/// setsockopt(SOL_XDP, XDP_MAX_TX_SKB_BUDGET): frames sent per kick in copy mode.
-const SOL_XDP: libc::c_int = 283;
-const XDP_MAX_TX_SKB_BUDGET: libc::c_int = 9;
-
-#[allow(clippy::large_enum_variant)] // few ports, in one Vec, touched every loop
-enum Port {
-    Xsk(Xsk),
-    Tap(TapDevice),
-    /// An endpoint removed at run time (its slot may be opened again).
-    Closed,
-}
-
-struct Xsk {
-    rx: RxQueue,
-    tx: TxQueue,
-    fq: FillQueue,
-    cq: CompQueue,
-    pending: Vec<FrameDesc>,
-    in_fill: usize,
-    fill_target: usize,
-    fd: RawFd,
-    /// Kicks needed per `pending` frames sent (1 when the budget option took).
-    frames_per_kick: usize,
-    _socket: Option<Socket>,
-}
-
 pub struct AfXdpIo {
-    umem: Umem,
-    free: Vec<FrameDesc>,
-    /// Every frame of the UMEM by index (address / frame size), and where each is:
-    /// 0 with us, `i + 1` in the fill, RX, TX or completion ring of `ports[i]`. Closing
-    /// a socket takes back exactly the frames its rings held (else they would leak).
-    all_frames: Vec<FrameDesc>,
-    owner: Vec<u16>,
-    frame_size: usize,
-    ports: Vec<(PortId, Port)>,
-    /// PortId → index into `ports` (u16::MAX: another worker's port).
-    by_id: Vec<u16>,
-    rx_ids: Vec<PortId>,
-    held: HoldQueue<FrameDesc>,
+    /// The ports, the UMEM and where each frame is.
+    p: Ports,
+    held: HoldQueue<Desc>,
     /// Readiness of every port's fd, for idle sleeps.
     poll: mio::Poll,
     events: mio::Events,
@@ -96,7 +50,7 @@ pub struct AfXdpIo {
     /// got one this loop (a bit per worker); and what others handed us, in our frames.
     workers: Vec<Arc<Mailbox>>,
     handed: u64,
-    arrived: Vec<(FrameDesc, PortId, usize)>,
+    arrived: Vec<(Desc, PortId, usize)>,
     pub stats: BackendStats,
 }
 
@@ -129,46 +83,69 @@ impl AfXdpIo {
         mtu: u16,
         spare_pods: usize,
     ) -> io::Result<AfXdpIo> {
+        Self::open_kept(ports, mtu, spare_pods, None)
+    }
+
+    /// The frame size for `mtu`.
+    pub fn frame_size_for(mtu: u16) -> u32 {
+        if mtu <= SMALL_FRAME_MTU {
+            SMALL_FRAME_SIZE
+        } else {
+            FRAME_SIZE
+        }
+    }
+
+    /// As `open_with_room`, taking over what a previous run `kept` (its UMEM, when big
+    /// enough for these ports, and its sockets): frames in the adopted rings stay where
+    /// they are, sockets for ports not listed here wait for `open_port` (an endpoint the
+    /// control side opens soon) until `drop_parked`.
+    pub fn open_kept(
+        ports: &[(PortId, PortSpec)],
+        mtu: u16,
+        spare_pods: usize,
+        kept: Option<adopt::Kept>,
+    ) -> io::Result<AfXdpIo> {
         let frame_size = if mtu <= SMALL_FRAME_MTU {
             SMALL_FRAME_SIZE
         } else {
             FRAME_SIZE
         };
-        let frames: usize = ports
-            .iter()
-            .map(|(_, spec)| match spec {
-                PortSpec::Xsk { uplink: true, .. } => UPLINK_FILL + TX_BUDGET,
-                PortSpec::Xsk { .. } => POD_FILL + TX_BUDGET,
-                PortSpec::Tap { .. } => TX_BUDGET,
-            })
-            .sum::<usize>()
-            + spare_pods * (POD_FILL + TX_BUDGET)
-            + 2 * BURST
-            + super::HOLD_CAPACITY
-            + super::mailbox::MAILBOX_FRAMES / 4;
-        let config = UmemConfig::builder()
-            .frame_size(FrameSize::new(frame_size).map_err(other)?)
-            .fill_queue_size(QueueSize::new(RING_SIZE).map_err(other)?)
-            .comp_queue_size(QueueSize::new(RING_SIZE).map_err(other)?)
-            .build()
-            .map_err(other)?;
-        let (umem, free) = Umem::new(
-            config,
-            NonZeroU32::new(frames as u32).expect("at least one frame"),
-            false,
-        )
-        .map_err(|e| io::Error::other(format!("UMEM of {frames} frames: {e}")))?;
-        let mut all_frames = free.clone();
-        all_frames.sort_by_key(|d| d.addr());
+        let frames = frames_needed(ports, spare_pods);
+        let adopted = kept.and_then(|k| match Umem::adopt(k.umem, frame_size as usize) {
+            Ok(u) if u.frames() >= frames_kept_need(ports, k.sockets.len()) => {
+                if u.frames() < frames {
+                    tracing::info!(
+                        kept = u.frames(),
+                        frames,
+                        "the kept UMEM has less room for endpoints added later than asked"
+                    );
+                }
+                Some((u, k.sockets))
+            }
+            Ok(u) => {
+                tracing::info!(
+                    kept = u.frames(),
+                    frames,
+                    "the kept UMEM is too small; a new one"
+                );
+                None
+            }
+            Err(e) => {
+                tracing::info!(error = %e, "the kept UMEM is unusable; a new one");
+                None
+            }
+        });
+        let (umem, kept_sockets) = match adopted {
+            Some((u, s)) => (u, s),
+            None => (
+                Umem::create(frames, frame_size as usize).map_err(|e| {
+                    io::Error::new(e.kind(), format!("UMEM of {frames} frames: {e}"))
+                })?,
+                Vec::new(),
+            ),
+        };
         let mut io = AfXdpIo {
-            umem,
-            owner: vec![0; all_frames.len()],
-            all_frames,
-            frame_size: frame_size as usize,
-            free,
-            ports: Vec::new(),
-            by_id: Vec::new(),
-            rx_ids: Vec::new(),
+            p: Ports::new(umem),
             held: HoldQueue::default(),
             poll: mio::Poll::new()?,
             events: mio::Events::with_capacity(64),
@@ -181,10 +158,11 @@ impl AfXdpIo {
             arrived: Vec::with_capacity(HANDOFF_ROOM),
             stats: BackendStats::default(),
         };
+        io.p.adopt(kept_sockets)?;
         for (id, spec) in ports {
             io.open_port(*id, spec)?;
         }
-        io.refill();
+        io.p.refill();
         Ok(io)
     }
 
@@ -198,82 +176,50 @@ impl AfXdpIo {
                 uplink,
             } => {
                 let fill = if *uplink { UPLINK_FILL } else { POD_FILL };
-                Port::Xsk(self.open_xsk(ifname, *queue, fill).map_err(|e| {
-                    io::Error::new(e.kind(), format!("AF_XDP {ifname} queue {queue}: {e}"))
-                })?)
+                if let Some(i) = self.p.parked(ifname, *queue) {
+                    // A socket of the last run: it becomes this port, with its frames.
+                    self.close_port(id);
+                    if let Port::Xsk(x) = &mut self.p.list[i].1 {
+                        x.fill_target = fill;
+                    }
+                    self.p.list[i].0 = id;
+                    let fd = self.p.install(id, i);
+                    self.register(i);
+                    return Ok(fd);
+                }
+                // The UMEM is registered once, on the first socket; the others share it.
+                let socket =
+                    xsk::open_retrying(&self.p.umem, self.p.share_fd(), ifname, *queue, RING_SIZE)
+                        .map_err(|e| {
+                            io::Error::new(e.kind(), format!("AF_XDP {ifname} queue {queue}: {e}"))
+                        })?;
+                Port::Xsk(Ports::xsk(socket, (ifname.clone(), *queue), fill))
             }
             PortSpec::Tap { name } => Port::Tap(TapDevice::open(name)?),
         };
-        let fd = match &port {
-            Port::Xsk(x) => Some(x.fd),
-            Port::Tap(_) | Port::Closed => None,
-        };
-        let slot = id.0 as usize;
-        if self.by_id.len() <= slot {
-            self.by_id.resize(slot + 1, u16::MAX);
-        }
-        let index = match self.by_id[slot] {
-            u16::MAX => {
-                self.ports.push((id, port));
-                self.ports.len() - 1
-            }
-            i => {
-                self.ports[i as usize].1 = port;
-                i as usize
-            }
-        };
-        self.by_id[slot] = index as u16;
-        if !self.rx_ids.contains(&id) {
-            self.rx_ids.push(id);
-        }
-        if self.registered {
-            self.register(index);
-        }
-        Ok(fd)
+        Ok(self.place(id, port))
+    }
+
+    fn place(&mut self, id: PortId, port: Port) -> Option<RawFd> {
+        let i = self.p.place(id, port);
+        self.register(i);
+        self.p
+            .port_fd(i)
+            .filter(|_| matches!(self.p.list[i].1, Port::Xsk(_)))
     }
 
     /// Close port `id` and take back every frame its rings held. Frames still queued
     /// for it later are freed (and counted as `not_our_port`).
     pub fn close_port(&mut self, id: PortId) {
-        let Some(&i) = self.by_id.get(id.0 as usize).filter(|&&i| i != u16::MAX) else {
-            return;
-        };
-        let i = i as usize;
-        self.rx_ids.retain(|&p| p != id);
-        if let Some(fd) = self.port_fd(i) {
-            let _ = self
-                .poll
-                .registry()
-                .deregister(&mut mio::unix::SourceFd(&fd));
-        }
-        match std::mem::replace(&mut self.ports[i].1, Port::Closed) {
-            Port::Xsk(x) => {
-                self.free.extend_from_slice(&x.pending);
-                // Closing the socket: the kernel stops using its rings before close returns.
-                drop(x);
-            }
-            Port::Tap(t) => drop(t),
-            Port::Closed => {}
-        }
-        let mine = (i + 1) as u16;
-        for (k, o) in self.owner.iter_mut().enumerate() {
-            if *o == mine {
-                *o = 0;
-                self.free.push(self.all_frames[k]);
-            }
-        }
+        self.p.close_port(id)
     }
 
-    fn port_fd(&self, i: usize) -> Option<RawFd> {
-        match &self.ports[i].1 {
-            Port::Xsk(x) => Some(x.fd),
-            Port::Tap(t) => Some(t.as_raw_fd()),
-            Port::Closed => None,
-        }
-    }
-
+    /// Join the poller (once the worker has slept: see `registered`).
     fn register(&self, i: usize) {
-        if let Some(fd) = self.port_fd(i) {
+        if !self.registered {
+            return;
+        }
+        if let Some(fd) = self.p.port_fd(i) {
             let _ = self.poll.registry().register(
                 &mut mio::unix::SourceFd(&fd),
                 mio::Token(i),
@@ -282,57 +228,70 @@ impl AfXdpIo {
         }
     }
 
-    fn open_xsk(&mut self, ifname: &str, queue: u32, fill_target: usize) -> io::Result<Xsk> {
-        let iface: Interface = ifname
-            .parse()
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "bad interface name"))?;
-        let config = SocketConfig::builder()
-            .rx_queue_size(QueueSize::new(RING_SIZE).map_err(other)?)
-            .tx_queue_size(QueueSize::new(RING_SIZE).map_err(other)?)
-            // Our own XDP program (crate::xdp) steers frames; libxdp must not load one.
-            .libxdp_flags(LibxdpFlags::XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD)
-            // A socket sharing the UMEM must bind without mode flags (EINVAL otherwise).
-            .bind_flags(BindFlags::empty())
-            .build();
-        // A queue released by a process that just exited can be busy for a second or two.
-        let mut tries = 0;
-        let (tx, rx, rings) = loop {
-            // SAFETY: every socket of this UMEM is created with INHIBIT_PROG_LOAD, as the
-            // shared-UMEM contract of `Socket::new` requires.
-            match unsafe { Socket::new(config, &self.umem, &iface, queue) } {
-                Ok(s) => break s,
-                Err(e) if tries < 20 && format!("{e:?}").contains("Busy") => {
-                    tries += 1;
-                    std::thread::sleep(Duration::from_millis(200));
-                }
-                Err(e) => return Err(io::Error::other(format!("{e}"))),
-            }
+    /// Opens this worker's sockets on another thread (see [`xsk::Opener`]).
+    pub fn opener(&self) -> io::Result<xsk::Opener> {
+        let share = self
+            .p
+            .share_fd()
+            .map(|fd| fd.try_clone_to_owned())
+            .transpose()?;
+        Ok(xsk::Opener::new(self.p.umem.clone(), share, RING_SIZE))
+    }
+
+    /// `open_port` with a socket another thread opened and bound ([`Self::opener`]).
+    pub fn open_prepared(
+        &mut self,
+        id: PortId,
+        spec: &PortSpec,
+        socket: Socket,
+    ) -> io::Result<Option<RawFd>> {
+        let PortSpec::Xsk {
+            ifname,
+            queue,
+            uplink,
+        } = spec
+        else {
+            return Err(io::Error::other("a prepared socket for a tap"));
         };
-        let (fq, cq) = rings.ok_or_else(|| io::Error::other("queue bound twice on one UMEM"))?;
-        let fd = rx.fd().as_raw_fd();
-        let budget: libc::c_int = 256;
-        // SAFETY: a plain int option on a socket we own; failure is handled.
-        let ok = unsafe {
-            libc::setsockopt(
-                fd,
-                SOL_XDP,
-                XDP_MAX_TX_SKB_BUDGET,
-                (&budget as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        } == 0;
-        Ok(Xsk {
-            rx,
-            tx,
-            fq,
-            cq,
-            pending: Vec::with_capacity(RING_SIZE as usize),
-            in_fill: 0,
-            fill_target,
-            fd,
-            frames_per_kick: if ok { budget as usize } else { 32 },
-            _socket: None,
-        })
+        let fill = if *uplink { UPLINK_FILL } else { POD_FILL };
+        let port = Port::Xsk(Ports::xsk(socket, (ifname.clone(), *queue), fill));
+        Ok(self.place(id, port))
+    }
+
+    /// Take port `id` out of service without closing its socket: it is returned with
+    /// its slot, whose frames stay taken until [`Self::reclaim`] says the socket is
+    /// closed (closing waits for the kernel: not on a worker). None for a tap or an
+    /// unknown port (closed here).
+    pub fn detach_port(&mut self, id: PortId) -> Option<(Socket, usize)> {
+        if let Some(fd) = self.p.index_of(id).and_then(|i| self.p.port_fd(i)) {
+            let _ = self
+                .poll
+                .registry()
+                .deregister(&mut mio::unix::SourceFd(&fd));
+        }
+        self.p.detach(id)
+    }
+
+    /// The socket of `slot` ([`Self::detach_port`]) is closed: its frames are free.
+    pub fn reclaim(&mut self, slot: usize) {
+        self.p.reclaim(slot)
+    }
+
+    /// Close the adopted sockets no port claimed (endpoints gone while we were down).
+    /// Returns their interfaces and queues.
+    pub fn drop_parked(&mut self) -> Vec<(String, u32)> {
+        self.p.drop_parked()
+    }
+
+    /// The fds a restart can take over: the UMEM's memfd, and every socket with its
+    /// interface and queue.
+    pub fn keepable(&self) -> (BorrowedFd<'_>, Vec<(&str, u32, BorrowedFd<'_>)>) {
+        self.p.keepable()
+    }
+
+    /// Every frame is free exactly once or on exactly one port's rings (tests).
+    pub fn check_frames(&self) -> Result<(), String> {
+        self.p.check_frames()
     }
 
     /// Take frames other workers pass us from `inbox`, and pass frames for port `p` to
@@ -357,7 +316,13 @@ impl AfXdpIo {
     /// The AF_XDP socket fd of port `id` (None for taps and other workers' ports), for
     /// the XDP program's socket map.
     pub fn socket_fd(&self, id: PortId) -> Option<RawFd> {
-        match &self.ports[*self.by_id.get(id.0 as usize).filter(|&&i| i != u16::MAX)? as usize].1 {
+        match &self.p.list[*self
+            .p
+            .by_id
+            .get(id.0 as usize)
+            .filter(|&&i| i != u16::MAX)? as usize]
+            .1
+        {
             Port::Xsk(x) => Some(x.fd),
             Port::Tap(_) | Port::Closed => None,
         }
@@ -365,45 +330,55 @@ impl AfXdpIo {
 
     /// Frame descriptors free right now (tests check nothing leaks).
     pub fn free_frames(&self) -> usize {
-        self.free.len()
+        self.p.free.len()
+    }
+
+    /// Frames of the UMEM.
+    pub fn frame_count(&self) -> usize {
+        self.p.all_frames.len()
     }
 
     /// AF_XDP socket statistics (rx_dropped, rx_ring_full, ...) of port `id`.
-    pub fn xdp_statistics(&self, id: PortId) -> Option<xsk_rs::socket::XdpStatistics> {
-        match &self.ports[*self.by_id.get(id.0 as usize)? as usize].1 {
-            Port::Xsk(x) => x.rx.fd().xdp_statistics().ok(),
+    pub fn xdp_statistics(&self, id: PortId) -> Option<libc::xdp_statistics> {
+        match &self.p.list[*self.p.by_id.get(id.0 as usize)? as usize].1 {
+            Port::Xsk(x) => x.socket.statistics().ok(),
             Port::Tap(_) | Port::Closed => None,
         }
     }
 
     #[inline]
-    fn buffer<'a>(&'a self, desc: &'a mut FrameDesc) -> &'a mut [u8] {
-        buffer(&self.umem, desc)
+    fn buffer<'a>(&'a self, desc: &'a mut Desc) -> &'a mut [u8] {
+        buffer(&self.p.umem, desc)
     }
 }
 
 impl AfXdpIo {
     /// Queue a frame for `port`, or free it.
     #[inline]
-    fn transmit(&mut self, port: PortId, mut desc: FrameDesc, len: usize) -> bool {
-        let Some(&i) = self.by_id.get(port.0 as usize).filter(|&&i| i != u16::MAX) else {
+    fn transmit(&mut self, port: PortId, mut desc: Desc, len: usize) -> bool {
+        let Some(&i) = self
+            .p
+            .by_id
+            .get(port.0 as usize)
+            .filter(|&&i| i != u16::MAX)
+        else {
             return self.post(port, desc, len);
         };
-        match &mut self.ports[i as usize].1 {
+        match &mut self.p.list[i as usize].1 {
             Port::Xsk(x) => {
-                set_len(&self.umem, &mut desc, len);
+                desc.len = len as u32;
                 x.pending.push(desc);
                 true
             }
             Port::Tap(t) => {
-                let buf = buffer(&self.umem, &mut desc);
+                let buf = buffer(&self.p.umem, &mut desc);
                 let ok = t.write(&buf[..len.min(buf.len())]);
-                self.free.push(desc);
+                self.p.free.push(desc);
                 ok
             }
             Port::Closed => {
                 self.stats.not_our_port += 1;
-                self.free.push(desc);
+                self.p.free.push(desc);
                 false
             }
         }
@@ -411,10 +386,10 @@ impl AfXdpIo {
 
     /// Pass a frame to the worker that owns `port`.
     #[cold]
-    fn post(&mut self, port: PortId, mut desc: FrameDesc, len: usize) -> bool {
+    fn post(&mut self, port: PortId, mut desc: Desc, len: usize) -> bool {
         let ok = match self.outboxes.get(port.0 as usize) {
             Some(Some(m)) => {
-                let buf = buffer(&self.umem, &mut desc);
+                let buf = buffer(&self.p.umem, &mut desc);
                 let ok = m.post(port, &buf[..len.min(buf.len())]);
                 if ok {
                     if !self.posted.contains(&(port.0 as usize)) {
@@ -430,7 +405,7 @@ impl AfXdpIo {
                 false
             }
         };
-        self.free.push(desc);
+        self.p.free.push(desc);
         ok
     }
 
@@ -445,9 +420,9 @@ impl AfXdpIo {
                 break;
             }
             let Some(letter) = inbox.take() else { break };
-            match self.free.pop() {
+            match self.p.free.pop() {
                 Some(mut d) => {
-                    let buf = buffer(&self.umem, &mut d);
+                    let buf = buffer(&self.p.umem, &mut d);
                     let len = letter.len.min(buf.len());
                     buf[..len].copy_from_slice(&letter.buf[..len]);
                     if letter.handoff {
@@ -467,14 +442,14 @@ impl AfXdpIo {
     fn run_burst(
         &mut self,
         port: PortId,
-        descs: &mut [FrameDesc; BURST],
+        descs: &mut [Desc; BURST],
         lens: &[usize; BURST],
         n: usize,
         process: &mut Process<'_>,
     ) {
         let mut frames: [&mut [u8]; BURST] = std::array::from_fn(|_| &mut [][..]);
         for (f, d) in frames.iter_mut().zip(descs.iter_mut()).take(n) {
-            *f = buffer(&self.umem, d);
+            *f = buffer(&self.p.umem, d);
         }
         let mut actions = [Action::Drop(DropReason::Malformed); BURST];
         process(&mut frames[..n], &lens[..n], &mut actions[..n]);
@@ -492,10 +467,10 @@ impl AfXdpIo {
 
     /// Pass a frame received on `port` to worker `w`, which owns its flow.
     #[cold]
-    fn hand_off(&mut self, port: PortId, w: u16, mut desc: FrameDesc, len: usize) -> bool {
+    fn hand_off(&mut self, port: PortId, w: u16, mut desc: Desc, len: usize) -> bool {
         let ok = match self.workers.get(w as usize) {
             Some(m) => {
-                let buf = buffer(&self.umem, &mut desc);
+                let buf = buffer(&self.p.umem, &mut desc);
                 let ok = m.post_handoff(port, &buf[..len.min(buf.len())]);
                 if ok {
                     self.handed |= 1 << (w % 64);
@@ -509,18 +484,18 @@ impl AfXdpIo {
                 false
             }
         };
-        self.free.push(desc);
+        self.p.free.push(desc);
         ok
     }
 
-    fn carry_out(&mut self, desc: FrameDesc, action: Action, now: Instant) {
+    fn carry_out(&mut self, desc: Desc, action: Action, now: Instant) {
         match action {
             Action::Tx { port, len } => {
                 self.transmit(port, desc, len);
             }
             Action::Fragment { port, len, mtu } => {
                 let mut desc = desc;
-                let umem = self.umem.clone();
+                let umem = self.p.umem.clone();
                 let buf = buffer(&umem, &mut desc);
                 let _ = encap::fragment::ipv4_fragments(
                     &buf[..len.min(buf.len())],
@@ -529,57 +504,32 @@ impl AfXdpIo {
                         self.send(port, f);
                     },
                 );
-                self.free.push(desc);
+                self.p.free.push(desc);
             }
             Action::Hold { nh, len } => {
                 if let Err(d) = self.held.push(desc, nh, len, now) {
                     self.stats.hold_full += 1;
-                    self.free.push(d);
+                    self.p.free.push(d);
                 }
             }
             // The XDP program passes what is not ours to the kernel before it reaches
             // us; what the pipeline still hands to the kernel is dropped here.
             // (A handoff from a held frame's resume cannot happen: NAT is before the hold.)
             Action::Kernel | Action::Drop(_) | Action::Consumed | Action::Handoff { .. } => {
-                self.free.push(desc)
+                self.p.free.push(desc)
             }
         }
     }
-
-    fn refill(&mut self) {
-        for (i, (_, port)) in self.ports.iter_mut().enumerate() {
-            let Port::Xsk(x) = port else { continue };
-            let want = x.fill_target.saturating_sub(x.in_fill).min(self.free.len());
-            if want == 0 {
-                continue;
-            }
-            let start = self.free.len() - want;
-            // SAFETY: the descriptors are frames of this UMEM that we own.
-            let n = unsafe { x.fq.produce(&self.free[start..]) };
-            mark(
-                &mut self.owner,
-                self.frame_size,
-                &self.free[start..start + n],
-                Some(i),
-            );
-            self.free.drain(start..start + n);
-            x.in_fill += n;
-        }
-    }
-}
-
-fn other<E: std::fmt::Debug>(e: E) -> io::Error {
-    io::Error::other(format!("{e:?}"))
 }
 
 impl Io for AfXdpIo {
     fn rx_ports(&self) -> &[PortId] {
-        &self.rx_ids
+        &self.p.rx_ids
     }
 
     fn open_port(&mut self, id: PortId, spec: &PortSpec) -> io::Result<Option<RawFd>> {
         let fd = AfXdpIo::open_port(self, id, spec)?;
-        self.refill();
+        self.p.refill();
         Ok(fd)
     }
 
@@ -587,32 +537,73 @@ impl Io for AfXdpIo {
         AfXdpIo::close_port(self, id)
     }
 
+    fn port_socket(&self, id: PortId) -> Option<(String, u32, std::os::fd::BorrowedFd<'_>)> {
+        match &self.p.list[*self
+            .p
+            .by_id
+            .get(id.0 as usize)
+            .filter(|&&i| i != u16::MAX)? as usize]
+            .1
+        {
+            Port::Xsk(x) => Some((x.at.0.clone(), x.at.1, x.socket.as_fd())),
+            Port::Tap(_) | Port::Closed => None,
+        }
+    }
+
+    fn drop_parked(&mut self) -> Vec<(String, u32)> {
+        AfXdpIo::drop_parked(self)
+    }
+
+    fn open_prepared(
+        &mut self,
+        id: PortId,
+        spec: &PortSpec,
+        socket: super::Prepared,
+    ) -> io::Result<Option<RawFd>> {
+        let fd = AfXdpIo::open_prepared(self, id, spec, socket)?;
+        self.p.refill();
+        Ok(fd)
+    }
+
+    fn detach_port(&mut self, id: PortId) -> Option<(super::Prepared, usize)> {
+        AfXdpIo::detach_port(self, id)
+    }
+
+    fn reclaim(&mut self, slot: usize) {
+        AfXdpIo::reclaim(self, slot)
+    }
+
     fn rx_burst(&mut self, port: PortId, process: &mut Process<'_>) -> usize {
-        let Some(&i) = self.by_id.get(port.0 as usize).filter(|&&i| i != u16::MAX) else {
+        let Some(&i) = self
+            .p
+            .by_id
+            .get(port.0 as usize)
+            .filter(|&&i| i != u16::MAX)
+        else {
             return 0;
         };
-        let mut descs = [FrameDesc::default(); BURST];
+        let mut descs = [Desc::default(); BURST];
         let mut lens = [0usize; BURST];
-        let n = match &mut self.ports[i as usize].1 {
+        let n = match &mut self.p.list[i as usize].1 {
             Port::Xsk(x) => {
-                // SAFETY: `descs` receive frames of this UMEM, which become ours.
-                let n = unsafe { x.rx.consume(&mut descs) };
+                // The frames received become ours.
+                let n = x.socket.rx.consume_with(&mut descs, |d| d);
                 x.in_fill -= n;
-                mark(&mut self.owner, self.frame_size, &descs[..n], None);
+                mark(&mut self.p.owner, self.p.frame_size, &descs[..n], None);
                 for (l, d) in lens.iter_mut().zip(&descs).take(n) {
-                    *l = d.lengths().data();
+                    *l = d.len as usize;
                 }
                 n
             }
             Port::Tap(_) => {
                 let mut n = 0;
                 while n < BURST {
-                    let Some(mut d) = self.free.pop() else {
+                    let Some(mut d) = self.p.free.pop() else {
                         self.stats.no_free_frame += 1;
                         break;
                     };
                     let buf = self.buffer(&mut d);
-                    let Port::Tap(t) = &self.ports[i as usize].1 else {
+                    let Port::Tap(t) = &self.p.list[i as usize].1 else {
                         unreachable!()
                     };
                     match t.read(buf) {
@@ -622,7 +613,7 @@ impl Io for AfXdpIo {
                             n += 1;
                         }
                         None => {
-                            self.free.push(d);
+                            self.p.free.push(d);
                             break;
                         }
                     }
@@ -643,7 +634,7 @@ impl Io for AfXdpIo {
         while start < total {
             // A run of frames from one port, at most a burst.
             let port = self.arrived[start].1;
-            let mut descs = [FrameDesc::default(); BURST];
+            let mut descs = [Desc::default(); BURST];
             let mut lens = [0usize; BURST];
             let mut n = 0;
             for (d, p, len) in self.arrived[start..].iter().take(BURST) {
@@ -671,13 +662,13 @@ impl Io for AfXdpIo {
             return 0;
         }
         let mut held = std::mem::take(&mut self.held);
-        let umem = self.umem.clone();
+        let umem = self.p.umem.clone();
         let expired = held.retry(
             now,
             &mut |d, len, nh| resume(buffer(&umem, d), len, nh),
             &mut |d, a| match a {
                 Some(a) => self.carry_out(d, a, now),
-                None => self.free.push(d),
+                None => self.p.free.push(d),
             },
         );
         self.held = held;
@@ -685,19 +676,17 @@ impl Io for AfXdpIo {
     }
 
     fn send(&mut self, port: PortId, frame: &[u8]) -> bool {
-        let Some(mut d) = self.free.pop() else {
+        let Some(mut d) = self.p.free.pop() else {
             self.stats.no_free_frame += 1;
             return false;
         };
-        // SAFETY: we own the frame (just taken from the free list).
-        let written = unsafe {
-            let mut data = self.umem.data_mut(&mut d);
-            let mut cursor = data.cursor();
-            cursor.set_pos(0);
-            cursor.write_all(frame).is_ok()
-        };
+        let buf = buffer(&self.p.umem, &mut d);
+        let written = frame.len() <= buf.len();
+        if written {
+            buf[..frame.len()].copy_from_slice(frame);
+        }
         if !written {
-            self.free.push(d);
+            self.p.free.push(d);
             return false;
         }
         self.transmit(port, d, frame.len())
@@ -719,21 +708,20 @@ impl Io for AfXdpIo {
         if self.inbox.as_ref().is_some_and(|m| !m.is_empty()) {
             self.deliver_mail();
         }
-        let mut done = [FrameDesc::default(); BURST * 4];
-        for (i, (_, port)) in self.ports.iter_mut().enumerate() {
+        let mut done = [Desc::default(); BURST * 4];
+        for (i, (_, port)) in self.p.list.iter_mut().enumerate() {
             let Port::Xsk(x) = port else { continue };
             if !x.pending.is_empty() {
-                // SAFETY: pending descriptors are frames of this UMEM that we own.
-                let sent = unsafe { x.tx.produce(&x.pending) };
+                let sent = x.socket.tx.produce_with(&x.pending, |&d| d);
                 mark(
-                    &mut self.owner,
-                    self.frame_size,
+                    &mut self.p.owner,
+                    self.p.frame_size,
                     &x.pending[..sent],
                     Some(i),
                 );
                 if sent < x.pending.len() {
                     self.stats.tx_ring_full += (x.pending.len() - sent) as u64;
-                    self.free.extend_from_slice(&x.pending[sent..]);
+                    self.p.free.extend_from_slice(&x.pending[sent..]);
                 }
                 let ring_full = sent < x.pending.len();
                 x.pending.clear();
@@ -742,27 +730,30 @@ impl Io for AfXdpIo {
                 // link comes back nothing would ever drain it.
                 if sent > 0 || ring_full {
                     for _ in 0..sent.div_ceil(x.frames_per_kick).max(1) {
-                        let _ = x.tx.wakeup();
+                        x.socket.kick();
                     }
                 }
             }
-            // SAFETY: completed descriptors come back to us.
-            let n = unsafe { x.cq.consume(&mut done) };
-            mark(&mut self.owner, self.frame_size, &done[..n], None);
-            self.free.extend_from_slice(&done[..n]);
+            // Completed frames come back to us.
+            let n = x.socket.comp.consume_with(&mut done, |addr| Desc {
+                addr,
+                ..Desc::default()
+            });
+            mark(&mut self.p.owner, self.p.frame_size, &done[..n], None);
+            self.p.free.extend_from_slice(&done[..n]);
         }
-        self.refill();
+        self.p.refill();
     }
 
     /// Called a few times a second (a getsockopt per socket), never per packet.
     fn backend_stats(&self) -> BackendStats {
         let mut s = self.stats;
-        for (_, port) in &self.ports {
+        for (_, port) in &self.p.list {
             if let Port::Xsk(x) = port {
-                if let Ok(k) = x.rx.fd().xdp_statistics() {
-                    s.xdp_rx_dropped += k.rx_dropped();
-                    s.xdp_rx_ring_full += k.rx_ring_full();
-                    s.xdp_fill_ring_empty += k.rx_fill_ring_empty_descs();
+                if let Ok(k) = x.socket.statistics() {
+                    s.xdp_rx_dropped += k.rx_dropped;
+                    s.xdp_rx_ring_full += k.rx_ring_full;
+                    s.xdp_fill_ring_empty += k.rx_fill_ring_empty_descs;
                 }
             }
         }
@@ -772,7 +763,7 @@ impl Io for AfXdpIo {
     fn wait(&mut self, timeout: Duration) {
         if !self.registered {
             self.registered = true;
-            for i in 0..self.ports.len() {
+            for i in 0..self.p.list.len() {
                 self.register(i);
             }
             // Frames that arrived before we registered raise no event: look again.
@@ -791,5 +782,8 @@ impl Io for AfXdpIo {
     }
 }
 
+pub mod adopt;
 mod frames;
-use frames::{buffer, letter_room, mark, set_len, HANDOFF_ROOM};
+mod ports;
+pub mod xsk;
+use frames::{buffer, letter_room, mark, HANDOFF_ROOM};

@@ -17,6 +17,9 @@ pub type Process<'a> = dyn FnMut(&mut [&mut [u8]], &[usize], &mut [Action]) + 'a
 /// The same, for frames that arrived on different ports (handed over by other workers).
 pub type Handoffs<'a> = dyn FnMut(PortId, &mut [&mut [u8]], &[usize], &mut [Action]) + 'a;
 
+/// An AF_XDP socket opened and bound off the worker (`afxdp::xsk::Opener`).
+pub type Prepared = afxdp::xsk::Socket;
+
 pub trait Io {
     /// Ports this backend receives on; each is polled once per worker loop.
     fn rx_ports(&self) -> &[PortId];
@@ -53,6 +56,30 @@ pub trait Io {
     }
     /// Close a port opened before; frames queued for it afterwards are dropped.
     fn close_port(&mut self, _id: PortId) {}
+    /// Port `id`'s AF_XDP socket with its interface and queue (kept across restarts).
+    fn port_socket(&self, _id: PortId) -> Option<(String, u32, std::os::fd::BorrowedFd<'_>)> {
+        None
+    }
+    /// `open_port` with a socket another thread opened (backends without one open it).
+    fn open_prepared(
+        &mut self,
+        id: PortId,
+        spec: &PortSpec,
+        _socket: Prepared,
+    ) -> std::io::Result<Option<std::os::fd::RawFd>> {
+        self.open_port(id, spec)
+    }
+    /// Take port `id` out of service; its socket is returned to be closed on another
+    /// thread, then `reclaim(slot)` frees what its rings held. (Others: closed here.)
+    fn detach_port(&mut self, id: PortId) -> Option<(Prepared, usize)> {
+        self.close_port(id);
+        None
+    }
+    fn reclaim(&mut self, _slot: usize) {}
+    /// Close what a previous run left that no port claimed; returns interfaces and queues.
+    fn drop_parked(&mut self) -> Vec<(String, u32)> {
+        Vec::new()
+    }
     /// What the backend itself counted (drops the pipeline never saw).
     fn backend_stats(&self) -> BackendStats {
         BackendStats::default()

@@ -1,38 +1,25 @@
 //! A UMEM frame as bytes: lent to the pipeline for a burst, its length set for TX.
 
+use super::xsk::{Desc, Umem};
 use crate::burst::BURST;
-use xsk_rs::{FrameDesc, Umem};
 
-/// The whole buffer of a frame we own (lent to the pipeline), from offset 0. The slice
-/// lives no longer than the borrows of the UMEM and of the frame's descriptor: within
-/// the burst (or the retry) that holds the descriptor.
+/// The whole buffer of a frame we own (lent to the pipeline), from its data address to
+/// the frame's end. The slice lives no longer than the borrows of the UMEM and of the
+/// frame's descriptor: within the burst (or the retry) that holds the descriptor.
 #[inline]
-pub fn buffer<'a>(umem: &'a Umem, desc: &'a mut FrameDesc) -> &'a mut [u8] {
+pub fn buffer<'a>(umem: &'a Umem, desc: &'a mut Desc) -> &'a mut [u8] {
     // SAFETY: `desc` is a frame of this UMEM that we own (off every ring), so nothing
     // else reads or writes it, and no other slice of it is live (each frame is lent
-    // once per burst); the slice cannot outlive the borrow of the mapped UMEM.
-    unsafe {
-        let mut data = umem.data_mut(desc);
-        let mut cursor = data.cursor();
-        let cap = cursor.buf_len();
-        cursor.set_pos(cap);
-        let s = data.contents_mut();
-        std::slice::from_raw_parts_mut(s.as_mut_ptr(), s.len())
-    }
-}
-
-#[inline]
-pub fn set_len(umem: &Umem, desc: &mut FrameDesc, len: usize) {
-    // SAFETY: as in `buffer`: we own the frame.
-    unsafe { umem.data_mut(desc).cursor().set_pos(len) };
+    // once per burst, and the `&mut desc` borrow is held as long as the slice).
+    unsafe { umem.data(desc.addr) }
 }
 
 /// Record that these frames are now in the rings of port `i` (`None`: with us).
 #[inline]
-pub fn mark(owner: &mut [u16], frame_size: usize, descs: &[FrameDesc], ring: Option<usize>) {
+pub fn mark(owner: &mut [u16], frame_size: usize, descs: &[Desc], ring: Option<usize>) {
     let v = ring.map_or(0, |i| (i + 1) as u16);
     for d in descs {
-        if let Some(o) = owner.get_mut(d.addr() / frame_size) {
+        if let Some(o) = owner.get_mut(d.addr as usize / frame_size) {
             *o = v;
         }
     }

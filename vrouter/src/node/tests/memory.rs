@@ -58,7 +58,7 @@ impl Host for MemoryHost {
     }
     fn open_endpoint(&mut self, ep: &EndpointPlan) -> NodeResult<()> {
         let (done, answer) = mpsc::channel();
-        self.tell(open_command(ep, None, done));
+        self.tell(open_command(ep, None, None, done));
         answer
             .recv()
             .map_err(|_| NodeError::Internal("no answer".into()))?
@@ -73,6 +73,7 @@ impl Host for MemoryHost {
         });
         answer
             .recv()
+            .map(drop)
             .map_err(|_| NodeError::Internal("no answer".into()))
     }
     fn steer_to_us(&mut self, _prefix: ipnet::IpNet, _on: bool) {}
