@@ -74,15 +74,16 @@ assert eval(cond), cond
 PY
 }
 ZERO='e["lost_packets"] == 0'
-# Churn and the reflector's restart still cost cross-node flows 0.1-1.4 s under a loaded
-# host (open: docs/decisions.md, "Chaos and soak"): asserted is that every flow delivers
-# at the end of the window (>= 90 % of its last 250 ms) and no silence lasts 5 s; the
-# loss is printed.
+# The reflector's restart cost cross-node flows up to 0.1 s once under a loaded host
+# (open: docs/decisions.md, "Chaos and soak"): asserted is that every flow delivers at
+# the end of the window (>= 90 % of its last 250 ms) and no silence lasts 5 s; the loss
+# is printed. Churn lost nothing once endpoints' sockets and taps were opened and closed
+# off the workers.
 KEEPS='all(fl["tail_delivery"] >= 0.9 and fl["outage_ms"] < 5000 for fl in e["flows"])'
 check "reload   SIGHUP reloaded (logged, same process), no flow lost a packet" \
     ev reload_node1 "x['reloaded_logged'] and x['same_pid'] and $ZERO"
-check "churn    endpoints added and removed without an API error, every flow kept delivering" \
-    ev churn "x['endpoints_added'] == x['endpoints_removed'] == 2 * x['rounds'] > 0 and not x['api_errors'] and $KEEPS"
+check "churn    endpoints added and removed without an API error, no flow lost a packet" \
+    ev churn "x['endpoints_added'] == x['endpoints_removed'] == 2 * x['rounds'] > 0 and not x['api_errors'] and $ZERO"
 check "etcd     member killed (gone) and restarted, no flow lost a packet" \
     ev etcd_member_kill "x['member_gone'] and x['restarted'] and $ZERO"
 check "rr       BIRD killed: node 1 saw its session go, nodes kept the routes (GR), flows delivered" \
@@ -95,10 +96,12 @@ check "kill9    flows not through node 2 lost nothing" \
     ev kill9_node2 "e['lost_packets_other_flows'] == 0 and not f['a3>a1']['through_fault']"
 check "kill9    the flow through node 2 was cut and recovered within the window (< 15 s)" \
     ev kill9_node2 "f['a1>a2']['lost_packets'] > 0 and f['a1>a2']['recovered'] and 0 < f['a1>a2']['outage_ms'] < 15000 and x['forwarding_again_ms'] < 15000"
-check "restart  kill -9 + start at once: the same-node stream was cut and recovered" \
-    ev restart_kill9_node1 "f['b1>a1']['lost_packets'] > 0 and f['b1>a1']['recovered'] and 0 < f['b1>a1']['outage_ms'] < 10000"
-check "restart  SIGTERM + start at once: the same-node stream recovered" \
-    ev restart_planned_node1 "f['b1>a1']['recovered'] and f['b1>a1']['outage_ms'] < 10000"
+# The restarted node takes over what systemd's fd store (chaosbench's) kept: its
+# sockets, UMEM and XDP programs.
+check "restart  kill -9 + start at once: sockets taken over, the same-node stream recovered" \
+    ev restart_kill9_node1 "x['took_over'] and any(n.startswith('umem/') for n in x['fds_stored']) and f['b1>a1']['recovered'] and f['b1>a1']['outage_ms'] < 10000"
+check "restart  SIGTERM + start at once: sockets taken over, the same-node stream recovered" \
+    ev restart_planned_node1 "x['took_over'] and f['b1>a1']['recovered'] and f['b1>a1']['outage_ms'] < 10000"
 top() {
     python3 - "$J" <<'PY'
 import json, sys

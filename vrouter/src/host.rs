@@ -381,12 +381,15 @@ impl Host for WorkerHost {
             })),
             EndpointKind::Tap => None,
         };
+        let failed =
+            |err: io::Error| NodeError::Precondition(format!("opening {}: {err}", ep.interface));
         let socket = match (&ep.kind, adopted, self.openers.get(ep.worker)) {
-            (EndpointKind::Veth, false, Some(opener)) => {
-                Some(opener.open(&ep.interface, 0).map_err(|err| {
-                    NodeError::Precondition(format!("opening {}: {err}", ep.interface))
-                })?)
-            }
+            (EndpointKind::Veth, false, Some(opener)) => Some(crate::io::Prepared::Xsk(
+                opener.open(&ep.interface, 0).map_err(failed)?,
+            )),
+            (EndpointKind::Tap, _, Some(_)) => Some(crate::io::Prepared::Tap(
+                crate::io::tap::TapDevice::open(&ep.interface).map_err(failed)?,
+            )),
             _ => None,
         };
         let opened = self.ask(ep.worker, |done| {

@@ -115,7 +115,7 @@ impl FdStore {
             };
             sockets.push((ifname.to_string(), queue, fd));
         }
-        debug!(
+        info!(
             worker = w,
             sockets = sockets.len(),
             "taking over the last run's UMEM"

@@ -498,11 +498,17 @@ fn kill9(cx: &mut Ctx, ev: &mut Value) -> io::Result<()> {
 
 /// Node 1 stopped with `sig` and started again at once.
 fn restart(cx: &mut Ctx, ev: &mut Value, sig: libc::c_int) -> io::Result<()> {
+    let log = cx.tb.c.node(1).log.clone();
+    let took_over = |log: &std::path::Path| log_count(log, "taking over the last run's UMEM");
+    let before = took_over(&log);
+    ev["fds_stored"] = json!(cx.tb.c.node(1).fds.names());
     let t = Instant::now();
     cx.tb.stop_node(1, sig)?;
     ev["stopped_ms"] = json!(ms(t.elapsed()));
     cx.tb.start_node(1)?;
     ev["started_ms"] = json!(ms(t.elapsed()));
+    // The new run took over the sockets and UMEM the store kept (systemd's fd store).
+    ev["took_over"] = json!(took_over(&log) > before);
     cx.tr.wait_flowing(&[LOCAL], Duration::from_secs(30))?;
     ev["local_flowing_ms"] = json!(ms(t.elapsed()));
     cx.tr.wait_flowing(&[], Duration::from_secs(30))?;

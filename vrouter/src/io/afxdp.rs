@@ -24,7 +24,7 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd, RawFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use xsk::{Desc, Socket, Umem};
+use xsk::{Desc, Umem};
 
 /// Copy mode drops frames longer than frame size − 256 (notes §3): 2 KiB frames carry a
 /// 1500-byte MTU plus Ethernet and VXLAN headers; larger MTUs need 4 KiB frames.
@@ -243,18 +243,23 @@ impl AfXdpIo {
         &mut self,
         id: PortId,
         spec: &PortSpec,
-        socket: Socket,
+        prepared: super::Prepared,
     ) -> io::Result<Option<RawFd>> {
-        let PortSpec::Xsk {
-            ifname,
-            queue,
-            uplink,
-        } = spec
-        else {
-            return Err(io::Error::other("a prepared socket for a tap"));
+        let port = match (spec, prepared) {
+            (
+                PortSpec::Xsk {
+                    ifname,
+                    queue,
+                    uplink,
+                },
+                super::Prepared::Xsk(socket),
+            ) => {
+                let fill = if *uplink { UPLINK_FILL } else { POD_FILL };
+                Port::Xsk(Ports::xsk(socket, (ifname.clone(), *queue), fill))
+            }
+            (PortSpec::Tap { .. }, super::Prepared::Tap(t)) => Port::Tap(t),
+            _ => return Err(io::Error::other("prepared for another kind of port")),
         };
-        let fill = if *uplink { UPLINK_FILL } else { POD_FILL };
-        let port = Port::Xsk(Ports::xsk(socket, (ifname.clone(), *queue), fill));
         Ok(self.place(id, port))
     }
 
@@ -262,7 +267,7 @@ impl AfXdpIo {
     /// its slot, whose frames stay taken until [`Self::reclaim`] says the socket is
     /// closed (closing waits for the kernel: not on a worker). None for a tap or an
     /// unknown port (closed here).
-    pub fn detach_port(&mut self, id: PortId) -> Option<(Socket, usize)> {
+    pub fn detach_port(&mut self, id: PortId) -> Option<(super::Prepared, usize)> {
         if let Some(fd) = self.p.index_of(id).and_then(|i| self.p.port_fd(i)) {
             let _ = self
                 .poll

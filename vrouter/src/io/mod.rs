@@ -17,8 +17,14 @@ pub type Process<'a> = dyn FnMut(&mut [&mut [u8]], &[usize], &mut [Action]) + 'a
 /// The same, for frames that arrived on different ports (handed over by other workers).
 pub type Handoffs<'a> = dyn FnMut(PortId, &mut [&mut [u8]], &[usize], &mut [Action]) + 'a;
 
-/// An AF_XDP socket opened and bound off the worker (`afxdp::xsk::Opener`).
-pub type Prepared = afxdp::xsk::Socket;
+/// A port's socket or device, opened (or to be closed) off the worker: binding an AF_XDP
+/// socket and attaching a tap take the kernel's RTNL lock, closing either waits for it
+/// or for an RCU grace period, and a worker waiting stops every flow it carries.
+pub enum Prepared {
+    /// Bound by `afxdp::xsk::Opener` on the worker's UMEM.
+    Xsk(afxdp::xsk::Socket),
+    Tap(tap::TapDevice),
+}
 
 pub trait Io {
     /// Ports this backend receives on; each is polled once per worker loop.

@@ -9,7 +9,7 @@ use super::adopt;
 use super::frames::mark;
 use super::xsk::{Desc, Socket, Umem};
 use crate::io::tap::TapDevice;
-use crate::io::PortSpec;
+use crate::io::{PortSpec, Prepared};
 use crate::nexthop::PortId;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
@@ -294,21 +294,19 @@ impl Ports {
     /// the slot whose frames stay off the free list until [`Self::reclaim`] says the
     /// socket is closed (closing waits for the kernel: not on a worker). None for a tap
     /// or an unknown port (closed at once).
-    pub fn detach(&mut self, id: PortId) -> Option<(Socket, usize)> {
+    pub fn detach(&mut self, id: PortId) -> Option<(Prepared, usize)> {
         let i = *self.by_id.get(id.0 as usize).filter(|&&i| i != u16::MAX)? as usize;
-        if !matches!(self.list[i].1, Port::Xsk(_)) {
-            self.close_port(id);
-            return None;
-        }
         self.rx_ids.retain(|&p| p != id);
-        self.by_id[id.0 as usize] = u16::MAX;
-        self.list[i].0 = CLOSING;
         match std::mem::replace(&mut self.list[i].1, Port::Closed) {
             Port::Xsk(x) => {
+                self.by_id[id.0 as usize] = u16::MAX;
+                self.list[i].0 = CLOSING;
                 self.free.extend_from_slice(&x.pending);
-                Some((x.socket, i))
+                Some((Prepared::Xsk(x.socket), i))
             }
-            _ => None,
+            // A tap's frames are never on a ring: its slot stays the port's.
+            Port::Tap(t) => Some((Prepared::Tap(t), usize::MAX)),
+            Port::Closed => None,
         }
     }
 
