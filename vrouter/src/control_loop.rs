@@ -128,7 +128,15 @@ pub fn run(file_config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) ->
     let plan = Plan::new(&config, &if_info)?;
     // The last run's sockets and programs (systemd's fd store), taken over where they fit.
     let fd_store = Arc::new(crate::restart::FdStore::from_env()?);
+    let since = |what: &str| {
+        tracing::debug!(
+            since_start_ms = started_at.elapsed().as_secs_f64() * 1e3,
+            "{what}"
+        )
+    };
+    since("planned");
     let tables = Tables::new(&plan, Capacity::for_start(&plan, &config));
+    since("tables made");
     let Started {
         threads,
         host,
@@ -414,10 +422,17 @@ pub fn run(file_config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) ->
     }
     drop(api);
     node.speaker = None;
+    let stopping = Instant::now();
     for t in threads {
         let _ = t.join();
     }
+    let joined_ms = stopping.elapsed().as_secs_f64() * 1e3;
     drop(node);
+    tracing::debug!(
+        joined_ms,
+        dropped_ms = stopping.elapsed().as_secs_f64() * 1e3,
+        "workers stopped, node state dropped"
+    );
     Ok(())
 }
 

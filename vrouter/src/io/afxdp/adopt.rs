@@ -53,6 +53,12 @@ pub fn drain_tx(sockets: &[&Socket], patience: Duration) {
             .filter(|s| in_kernel(s) > 0 || !s.tx.outstanding().is_empty())
             .collect();
         if busy.is_empty() || Instant::now() >= end {
+            tracing::debug!(
+                waited_ms = (Instant::now() + patience - end).as_secs_f64() * 1e3,
+                in_kernel = ?sockets.iter().map(|s| in_kernel(s)).collect::<Vec<_>>(),
+                queued = ?sockets.iter().map(|s| s.tx.outstanding().len()).collect::<Vec<_>>(),
+                "the last run's TX drained"
+            );
             return;
         }
         for s in busy {
