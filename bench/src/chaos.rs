@@ -111,6 +111,10 @@ impl Testbed {
             "up",
         ])?;
         cluster::no_offloads(n, &host_if);
+        // The pod's MAC is given with the endpoint, as vrouter-cni gives the one it set:
+        // a restarted vrouterd then forwards to the pod without asking for it again.
+        let mac = format!("02:00:00:00:{:02x}:{:02x}", node, self.pods.len());
+        ns.ip(&["link", "set", "eth0", "address", &mac])?;
         let mut api = self.api(node)?;
         let ep = self
             .rt
@@ -118,6 +122,7 @@ impl Testbed {
                 name: name.to_string(),
                 kind: "veth".into(),
                 interface: host_if.clone(),
+                mac,
                 ..Default::default()
             }))
             .map_err(|s| other(format!("endpoint add {name}: {}", s.message())))?
