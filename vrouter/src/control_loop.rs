@@ -81,6 +81,11 @@ impl control::metrics::HealthSource for MetricsSource {
     }
 }
 
+/// How long after the start prefixes left by the last run in programs taken over are
+/// kept (see `XdpProgram::sweep_stale`): the datastore's first listing is applied well
+/// within it, and a prefix this run has not set by then is one it does not want.
+const KEPT_PREFIXES_SWEEP: Duration = Duration::from_secs(10);
+
 /// BGP settings from the datastore, as calico/node takes them: our Node's asNumber,
 /// else BGPConfiguration `default`'s, else the file's.
 fn adopt_cluster_bgp(config: &mut Config, view: &datastore::sync::ClusterView) {
@@ -188,6 +193,9 @@ pub fn run(file_config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) ->
     for w in &worker_commands {
         let _ = w.send(crate::worker::WorkerCmd::DropParked);
     }
+    // Prefixes the last run left in programs taken over go once this run has had time
+    // to set all it wants (the datastore's pools come after the start).
+    let mut sweep_at = Some(Instant::now() + KEPT_PREFIXES_SWEEP);
     fd_store.release_unclaimed();
     info!(
         endpoints = node.ports.endpoints.len(),
@@ -399,6 +407,10 @@ pub fn run(file_config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) ->
                     sync_gateways(n, &node.alloc.gateways, &node.tables.nexthops, &mut asked);
                 neighbours_every = Duration::from_millis(if resolved { 1000 } else { 20 });
             }
+        }
+        if sweep_at.is_some_and(|t| Instant::now() >= t) {
+            sweep_at = None;
+            node.host.sweep_kept_programs();
         }
         if last_stats.elapsed() >= options.stats_interval {
             last_stats = Instant::now();

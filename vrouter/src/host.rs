@@ -365,7 +365,15 @@ impl Host for WorkerHost {
                 let kept = self.store.take_xdp(&ep.interface);
                 adopted = kept.is_some();
                 let prog = match kept {
-                    Some(p) => p,
+                    Some(p) => {
+                        // The node's addresses may have changed while no process ran.
+                        for l in &self.local {
+                            p.add_prefix(*l, PrefixClass::Local).map_err(|err| {
+                                NodeError::Precondition(format!("XDP on {}: {err}", ep.interface))
+                            })?;
+                        }
+                        p
+                    }
                     None => attach_endpoint(
                         &ep.interface,
                         self.xdp_mode,
@@ -401,6 +409,20 @@ impl Host for WorkerHost {
             self.endpoints.insert(ep.interface.clone(), p);
         }
         Ok(())
+    }
+
+    fn sweep_kept_programs(&mut self) {
+        for p in self.uplinks.iter().chain(self.endpoints.values()) {
+            match p.sweep_stale() {
+                Ok(gone) if !gone.is_empty() => {
+                    info!(interface = p.ifname(), prefixes = ?gone, "stale prefixes of the last run removed")
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    warn!(interface = p.ifname(), error = %e, "sweeping the last run's prefixes")
+                }
+            }
+        }
     }
 
     fn close_endpoint(&mut self, ep: &EndpointPlan) -> NodeResult<()> {

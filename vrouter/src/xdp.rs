@@ -124,6 +124,7 @@ const SETTING_NAT_HIGH: u32 = 3;
 
 /// Key of `prefixes_v4` (`struct lpm_v4_key`).
 #[repr(C)]
+#[derive(Clone, Copy, Default)]
 struct LpmKeyV4 {
     prefixlen: u32,
     addr: [u8; 4],
@@ -131,6 +132,7 @@ struct LpmKeyV4 {
 
 /// Key of `prefixes_v6` (`struct lpm_v6_key`).
 #[repr(C)]
+#[derive(Clone, Copy, Default)]
 struct LpmKeyV6 {
     prefixlen: u32,
     addr: [u8; 16],
@@ -146,6 +148,9 @@ pub struct XdpProgram {
     /// The BPF link; `None` only during `drop`.
     link: Option<OwnedFd>,
     loaded: Loaded,
+    /// A program taken over from the last run: the prefixes this run has set since, so
+    /// that [`XdpProgram::sweep_stale`] can remove the others.
+    set_since_adopted: Option<std::sync::Mutex<std::collections::HashSet<IpNet>>>,
 }
 
 impl std::fmt::Debug for XdpProgram {
@@ -219,6 +224,7 @@ impl XdpProgram {
             ifindex,
             link: Some(link),
             loaded,
+            set_since_adopted: None,
         })
     }
 
@@ -281,6 +287,7 @@ impl XdpProgram {
             ifindex,
             link: Some(link),
             loaded,
+            set_since_adopted: Some(Default::default()),
         };
         // What the last run switched on is switched on again by this one when it knows
         // it: a pod's answers come to us until its MAC is learnt again, NAT's returns
@@ -322,6 +329,59 @@ impl XdpProgram {
         check(ret)
             .map(drop)
             .map_err(|e| self.context(&format!("adding prefix {prefix} as {class:?}"), e))
+            .inspect(|_| self.note_set(prefix, true))
+    }
+
+    fn note_set(&self, prefix: IpNet, set: bool) {
+        if let Some(s) = &self.set_since_adopted {
+            let mut s = s.lock().unwrap_or_else(|e| e.into_inner());
+            if set {
+                s.insert(prefix.trunc());
+            } else {
+                s.remove(&prefix.trunc());
+            }
+        }
+    }
+
+    /// Every prefix in the program's maps (both families).
+    pub fn prefixes(&self) -> io::Result<Vec<IpNet>> {
+        let mut all = Vec::new();
+        let mut at: Option<LpmKeyV4> = None;
+        let mut next = LpmKeyV4::default();
+        // SAFETY: `prefixes_v4` has key `struct lpm_v4_key`, laid out as `LpmKeyV4`.
+        while check(unsafe { next_key(self.loaded.prefixes_v4, at.as_ref(), &mut next) }).is_ok() {
+            let addr = std::net::Ipv4Addr::from(next.addr);
+            all.extend(IpNet::new(addr.into(), next.prefixlen as u8).ok());
+            at = Some(next);
+        }
+        let mut at: Option<LpmKeyV6> = None;
+        let mut next = LpmKeyV6::default();
+        // SAFETY: `prefixes_v6` has key `struct lpm_v6_key`, laid out as `LpmKeyV6`.
+        while check(unsafe { next_key(self.loaded.prefixes_v6, at.as_ref(), &mut next) }).is_ok() {
+            let addr = std::net::Ipv6Addr::from(next.addr);
+            all.extend(IpNet::new(addr.into(), next.prefixlen as u8).ok());
+            at = Some(next);
+        }
+        Ok(all)
+    }
+
+    /// On a program taken over from the last run: remove every prefix this run has not
+    /// set since (a pool or an endpoint gone while no process ran). Call once the start
+    /// has installed everything; returns the prefixes removed.
+    pub fn sweep_stale(&self) -> io::Result<Vec<IpNet>> {
+        let Some(set) = &self.set_since_adopted else {
+            return Ok(Vec::new());
+        };
+        let set = set.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let stale: Vec<IpNet> = self
+            .prefixes()?
+            .into_iter()
+            .filter(|p| !set.contains(p))
+            .collect();
+        for p in &stale {
+            self.remove_prefix(*p)?;
+        }
+        Ok(stale)
     }
 
     /// Removes a destination prefix (`NotFound` if it is not there). Host bits are ignored.
@@ -347,6 +407,7 @@ impl XdpProgram {
         check(ret)
             .map(drop)
             .map_err(|e| self.context(&format!("removing prefix {prefix}"), e))
+            .inspect(|_| self.note_set(prefix, false))
     }
 
     /// On an endpoint: the pod's ARP replies and IPv6 neighbour advertisements go to the kernel
@@ -593,6 +654,17 @@ unsafe fn update_elem<K, V>(fd: RawFd, key: &K, value: &V) -> c_int {
             sys::BPF_ANY.into(),
         )
     }
+}
+
+/// `bpf_map_get_next_key(fd, key, next)`: the first key when `key` is None; ENOENT after
+/// the last.
+///
+/// # Safety
+/// `K` must have exactly the layout and size of the map's key.
+unsafe fn next_key<K>(fd: RawFd, key: Option<&K>, next: &mut K) -> c_int {
+    let key = key.map_or(std::ptr::null(), |k| std::ptr::from_ref(k).cast::<c_void>());
+    // SAFETY: the caller guarantees the size; the pointers are valid (or null) for the call.
+    unsafe { sys::bpf_map_get_next_key(fd, key, std::ptr::from_mut(next).cast::<c_void>()) }
 }
 
 /// `bpf_map_delete_elem(fd, key)`.

@@ -16,7 +16,7 @@ use vrouter::io::afxdp::adopt::Kept;
 use vrouter::io::afxdp::AfXdpIo;
 use vrouter::io::{Io, PortSpec};
 use vrouter::nexthop::PortId;
-use vrouter::xdp::{AttachMode, XdpProgram, XdpRole};
+use vrouter::xdp::{AttachMode, PrefixClass, XdpProgram, XdpRole};
 
 fn run(args: &[&str]) -> String {
     let out = Command::new(args[0])
@@ -224,6 +224,40 @@ fn a_restart_takes_over_the_rings_and_receives_what_came_meanwhile() {
     );
     io.flush();
     io.check_frames().expect("frames after sending");
+    drop(prog);
+}
+
+#[test]
+fn a_taken_over_program_sheds_the_prefixes_this_run_did_not_set() {
+    let pair = Pair::new();
+    let prog =
+        XdpProgram::attach(&pair.host, XdpRole::Uplink, AttachMode::Generic).expect("attaching");
+    let net = |s: &str| -> ipnet::IpNet { s.parse().unwrap() };
+    for p in ["10.244.1.0/26", "10.244.2.0/26", "fd00:1::/122"] {
+        prog.add_prefix(net(p), PrefixClass::Ours).unwrap();
+    }
+    let kept: Vec<OwnedFd> = prog.keepable().into_iter().map(dup).collect();
+    drop(prog);
+    let prog = XdpProgram::adopt(&pair.host, kept).expect("adopting");
+    let mut before = prog.prefixes().unwrap();
+    before.sort();
+    assert_eq!(
+        before.len(),
+        3,
+        "the last run's prefixes are still there: {before:?}"
+    );
+    // This run still wants one of them, and one new one.
+    prog.add_prefix(net("10.244.1.0/26"), PrefixClass::Ours)
+        .unwrap();
+    prog.add_prefix(net("10.244.3.0/26"), PrefixClass::Ours)
+        .unwrap();
+    let mut gone = prog.sweep_stale().unwrap();
+    gone.sort();
+    assert_eq!(gone, [net("10.244.2.0/26"), net("fd00:1::/122")]);
+    let mut left = prog.prefixes().unwrap();
+    left.sort();
+    assert_eq!(left, [net("10.244.1.0/26"), net("10.244.3.0/26")]);
+    // A program attached by this run has nothing to sweep.
     drop(prog);
 }
 

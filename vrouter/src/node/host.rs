@@ -54,4 +54,7 @@ pub trait Host {
     /// Remove the kernel routes marked ours that `keep` (interface, address) does not
     /// list: those an earlier run left. Returns how many went.
     fn prune_host_routes(&mut self, keep: &[(String, IpNet)]) -> NodeResult<usize>;
+    /// Once the start has installed everything: remove what programs taken over from the
+    /// last run still hold that this run did not set (see `XdpProgram::sweep_stale`).
+    fn sweep_kept_programs(&mut self) {}
 }
