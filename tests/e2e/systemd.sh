@@ -55,13 +55,25 @@ env = dict(os.environ, NOTIFY_SOCKET=path, WATCHDOG_USEC="1000000")
 proc = subprocess.Popen(["ip", "netns", "exec", p + "n", vrouterd, "--config", os.path.join(work, "vrouter.toml")],
                         env=env, stderr=open(os.path.join(work, "vrouterd.log"), "w"))
 msgs = []
+stored = {}  # FDNAME -> fds received with it (SCM_RIGHTS), as systemd's store keeps them
 def collect(secs):
     end = time.time() + secs
     while time.time() < end:
         try:
-            msgs.append(s.recv(4096).decode())
+            data, anc, _, _ = s.recvmsg(4096, socket.CMSG_SPACE(64 * 4))
         except socket.timeout:
-            pass
+            continue
+        text = data.decode()
+        msgs.append(text)
+        fds = []
+        for level, kind, payload in anc:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds += list(memoryview(payload).cast("i"))
+        fields = dict(l.split("=", 1) for l in text.split("\n") if "=" in l)
+        if fields.get("FDSTORE") == "1":
+            stored.setdefault(fields.get("FDNAME", "?"), []).extend(fds)
+        for fd in fds:
+            os.close(fd)
 collect(4.0)
 proc.send_signal(signal.SIGTERM)
 collect(2.0)
@@ -76,4 +88,13 @@ if not ok:
     print(open(os.path.join(work, "vrouterd.log")).read()[-2000:])
     sys.exit("systemd: FAIL: expected READY=1, then WATCHDOG=1 every ~0.5 s, then STOPPING=1")
 print("PASS  notify: READY=1 when forwarding, WATCHDOG=1 while the worker runs, STOPPING=1 on SIGTERM")
+# The fds a restart takes over: the worker's UMEM memfd and uplink socket, the uplink's
+# XDP link, program and maps (FDSTORE=1, one SCM_RIGHTS message per name).
+print("stored:", {k: len(v) for k, v in stored.items()})
+want = {"umem/0/": 1, "xsk/0/up0/0": 1, "xdp/up0": 6}
+for name, n in want.items():
+    got = [len(v) for k, v in stored.items() if k == name or (name.endswith("/") and k.startswith(name))]
+    if got != [n]:
+        sys.exit(f"systemd: FAIL: expected {n} fd(s) stored as {name!r}, got {got}")
+print("PASS  fd store: UMEM, uplink socket and XDP program stored for the next run (FDSTORE=1)")
 PY
