@@ -216,6 +216,9 @@ pub fn start_workers(
                     let io =
                         match AfXdpIo::open_kept(&specs, mtu, spare, kept).and_then(|mut io| {
                             io.connect_workers(inbox, outboxes, all_mailboxes)?;
+                            for (ifname, queue) in std::mem::take(&mut io.not_taken_over) {
+                                store.forget_socket(w, &ifname, queue);
+                            }
                             let (umem, sockets) = io.keepable();
                             store.keep_umem(w, frame_size, umem);
                             for (ifname, queue, fd) in sockets {

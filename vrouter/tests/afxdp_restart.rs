@@ -228,6 +228,37 @@ fn a_restart_takes_over_the_rings_and_receives_what_came_meanwhile() {
 }
 
 #[test]
+fn a_kept_socket_whose_interface_went_is_not_taken_over() {
+    let (stays, goes) = (Pair::new(), Pair::new());
+    let spec = |ifname: &str| PortSpec::Xsk {
+        ifname: ifname.to_string(),
+        queue: 0,
+        uplink: false,
+    };
+    let ports = [
+        (PortId(0), spec(&stays.host)),
+        (PortId(1), spec(&goes.host)),
+    ];
+    let io = AfXdpIo::open_for_mtu(&ports, 1500).expect("opening both sockets");
+    let (umem, sockets) = io.keepable();
+    let kept = Kept {
+        umem: dup(umem),
+        sockets: sockets
+            .into_iter()
+            .map(|(i, q, fd)| (i.to_string(), q, dup(fd)))
+            .collect(),
+    };
+    drop(io);
+    // The pod of `goes` is deleted while no process runs: the kernel unbinds its socket.
+    let gone = goes.host.clone();
+    drop(goes);
+    let io = AfXdpIo::open_kept(&ports[..1], 1500, 0, Some(kept))
+        .expect("the start goes on without the gone interface");
+    assert_eq!(io.not_taken_over, [(gone, 0)]);
+    io.check_frames().expect("its frames are free again");
+}
+
+#[test]
 fn a_taken_over_program_sheds_the_prefixes_this_run_did_not_set() {
     let pair = Pair::new();
     let prog =

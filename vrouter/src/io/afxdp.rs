@@ -35,6 +35,8 @@ pub const SMALL_FRAME_MTU: u16 = 1728;
 pub struct AfXdpIo {
     /// The ports, the UMEM and where each frame is.
     p: Ports,
+    /// Kept sockets of the last run that could not be taken over (interface gone).
+    pub not_taken_over: Vec<(String, u32)>,
     held: HoldQueue<Desc>,
     /// Readiness of every port's fd, for idle sleeps.
     poll: mio::Poll,
@@ -146,6 +148,7 @@ impl AfXdpIo {
         };
         let mut io = AfXdpIo {
             p: Ports::new(umem),
+            not_taken_over: Vec::new(),
             held: HoldQueue::default(),
             poll: mio::Poll::new()?,
             events: mio::Events::with_capacity(64),
@@ -158,7 +161,7 @@ impl AfXdpIo {
             arrived: Vec::with_capacity(HANDOFF_ROOM),
             stats: BackendStats::default(),
         };
-        io.p.adopt(kept_sockets)?;
+        io.not_taken_over = io.p.adopt(kept_sockets);
         for (id, spec) in ports {
             io.open_port(*id, spec)?;
         }

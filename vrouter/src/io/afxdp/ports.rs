@@ -11,7 +11,6 @@ use super::xsk::{Desc, Socket, Umem};
 use crate::io::tap::TapDevice;
 use crate::io::{PortSpec, Prepared};
 use crate::nexthop::PortId;
-use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::time::Duration;
@@ -144,14 +143,25 @@ impl Ports {
 
     /// Install a previous run's sockets, parked (no port id yet), and keep the frames
     /// their rings hold off the free list.
-    pub fn adopt(&mut self, sockets: Vec<(String, u32, OwnedFd)>) -> io::Result<()> {
+    /// Returns the sockets that could not be taken over (their interface went while no
+    /// process ran: the kernel unbound them, so their frames are free); they are closed.
+    pub fn adopt(&mut self, sockets: Vec<(String, u32, OwnedFd)>) -> Vec<(String, u32)> {
+        let mut failed = Vec::new();
         if sockets.is_empty() {
-            return Ok(());
+            return failed;
         }
         for (ifname, queue, fd) in sockets {
-            let socket = Socket::adopt(fd, RING_SIZE)?;
-            let x = Ports::xsk(socket, (ifname, queue), POD_FILL);
-            self.list.push((PARKED, Port::Xsk(x)));
+            match Socket::adopt(fd, RING_SIZE) {
+                Ok(socket) => {
+                    let x = Ports::xsk(socket, (ifname, queue), POD_FILL);
+                    self.list.push((PARKED, Port::Xsk(x)));
+                }
+                // Dropped (closed) here, before any frame is counted free.
+                Err(e) => {
+                    tracing::info!(%ifname, queue, error = %e, "a kept socket not taken over");
+                    failed.push((ifname, queue));
+                }
+            }
         }
         let sockets: Vec<&Socket> = self
             .list
@@ -180,7 +190,7 @@ impl Ports {
             .filter(|(_, &o)| o == 0)
             .map(|(d, _)| *d)
             .collect();
-        Ok(())
+        failed
     }
 
     /// Close the adopted sockets no port claimed (endpoints gone while we were down).
