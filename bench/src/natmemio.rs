@@ -22,7 +22,8 @@ use vrouter::conntrack::classify::{classify, Seen};
 use vrouter::conntrack::{FlowTable, Tracked};
 use vrouter::counters::Counters;
 use vrouter::nexthop::{Adjacency, NextHopTable, PortId};
-use vrouter::pipeline::{Pipeline, Port, PortKind};
+use vrouter::pipeline::{Pipeline, Port};
+use vrouter::test_support::pipeline::{pod_port, uplink_port};
 use vrouter::tunnel::{Overlay, TunnelTable};
 
 const NODE: [u8; 4] = [10, 98, 0, 1];
@@ -79,22 +80,7 @@ fn setup(routes: usize, flows: usize) -> Setup {
         })
         .collect();
     let fib4 = Fib4::from_routes(table.into_iter().map(|n| (n, NextHopId(0))));
-    let ports: Arc<[Port]> = vec![
-        Port {
-            mac: [0x02, 0, 0, 0, 0, 1],
-            mtu: 1500,
-            kind: PortKind::Uplink,
-        },
-        Port {
-            mac: vrouter::arp::HOST_SIDE_MAC,
-            mtu: 1500,
-            kind: PortKind::Endpoint {
-                v4: vec![u32::from_be_bytes(POD)],
-                v6: vec![],
-            },
-        },
-    ]
-    .into();
+    let ports: Arc<[Port]> = vec![uplink_port([0x02, 0, 0, 0, 0, 1]), pod_port(&[POD], &[])].into();
     Setup {
         fib4,
         fib6: Fib6::new(),

@@ -17,7 +17,7 @@
 
 use crate::natmemio::{capacity, pod_udp64};
 use crate::Tsc;
-use datastore::policy::{parse_policies, Decision, Endpoint, Packet, Policy};
+use datastore::policy::{parse_policies, Decision, Packet, Policy};
 use fib::synth::{self, Rng};
 use fib::{Fib4, Fib6, NextHopId};
 use std::net::IpAddr;
@@ -26,8 +26,9 @@ use std::time::Instant;
 use vrouter::burst::{Action, BURST};
 use vrouter::counters::Counters;
 use vrouter::nexthop::{Adjacency, NextHopTable, PortId};
-use vrouter::pipeline::{Pipeline, Port, PortKind};
-use vrouter::policy::set::{LocalEndpoint, PolicySet};
+use vrouter::pipeline::{Pipeline, Port};
+use vrouter::policy::set::PolicySet;
+use vrouter::test_support::pipeline::{pod_port, policy_set, uplink_port, LocalPod};
 
 const SRC: [u8; 4] = [10, 244, 0, 1];
 const DST: [u8; 4] = [10, 244, 0, 2];
@@ -108,22 +109,10 @@ fn setup(routes: usize, flows: usize) -> Setup {
         ipnet::Ipv4Net::new(DST.into(), 32).expect("a /32"),
         NextHopId(DST_NH),
     );
-    let pod = |a: [u8; 4]| Port {
-        mac: vrouter::arp::HOST_SIDE_MAC,
-        mtu: 1500,
-        kind: PortKind::Endpoint {
-            v4: vec![u32::from_be_bytes(a)],
-            v6: vec![],
-        },
-    };
     let ports: Arc<[Port]> = vec![
-        Port {
-            mac: [0x02, 0, 0, 0, 0, 1],
-            mtu: 1500,
-            kind: PortKind::Uplink,
-        },
-        pod(SRC),
-        pod(DST),
+        uplink_port([0x02, 0, 0, 0, 0, 1]),
+        pod_port(&[SRC], &[]),
+        pod_port(&[DST], &[]),
     ]
     .into();
     let flows = (0..flows.max(NEW_FLOWS))
@@ -152,28 +141,15 @@ fn pipeline(s: &Setup, max_flows: usize, counters: &Arc<Counters>) -> Pipeline {
 
 /// The policy set: D (app=sink) with `policies`; S (app=source) with none.
 fn build(policies: &[Policy]) -> PolicySet {
-    let ep = |app: &str| Endpoint::new("bench", &[("app", app)], &[]);
-    let locals = [
-        LocalEndpoint {
-            name: "bench/source".into(),
-            port: SRC_PORT.0 as usize,
-            nh: 0,
-            worker: 0,
-            identity: ep("source"),
-        },
-        LocalEndpoint {
-            name: "bench/sink".into(),
-            port: DST_PORT.0 as usize,
-            nh: DST_NH,
-            worker: 0,
-            identity: ep("sink"),
-        },
-    ];
-    let workloads = [
-        (IpAddr::from(SRC), ep("source")),
-        (IpAddr::from(DST), ep("sink")),
-    ];
-    PolicySet::build(1, policies, &locals, &workloads)
+    policy_set(
+        "bench",
+        policies,
+        &[
+            LocalPod::new("bench/source", "source", SRC_PORT, 0, 0),
+            LocalPod::new("bench/sink", "sink", DST_PORT, DST_NH, 0),
+        ],
+        &[(IpAddr::from(SRC), "source"), (IpAddr::from(DST), "sink")],
+    )
 }
 
 /// S's 64-byte UDP frame of flow `(sport, dport)`.

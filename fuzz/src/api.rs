@@ -12,19 +12,15 @@ use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::oneshot;
-use vrouter::arp::HOST_SIDE_MAC;
 use vrouter::config::Config;
-use vrouter::counters::Counters;
 use vrouter::nexthop::PortId;
 use vrouter::node::error::NodeResult;
 use vrouter::node::host::Host;
 use vrouter::node::interface::IfInfo;
-use vrouter::node::origins::Origins;
-use vrouter::node::persist::open_ipam;
-use vrouter::node::plan::{EndpointPlan, Plan};
-use vrouter::node::tables::{Capacity, Tables};
-use vrouter::node::{Dataplane, NodeState};
+use vrouter::node::plan::EndpointPlan;
+use vrouter::node::NodeState;
 use vrouter::pipeline::Port;
+use vrouter::test_support::fake_host::{fake_interface, node_on_fake_host};
 use vrouter::tunnel::Overlay;
 
 pub const CONFIG: &str = r#"
@@ -57,24 +53,9 @@ via = "10.0.0.254"
 asn = 64512
 "#;
 
-/// The interfaces of the pretend host.
+/// The interfaces of the pretend host: its uplink and any pod's (`cali*`, `tap*`).
 pub fn info(name: &str) -> io::Result<IfInfo> {
-    match name {
-        "eth0" => Ok(IfInfo {
-            mac: [2, 0, 0, 0, 0, 1],
-            mtu: 9000,
-            ifindex: 7,
-        }),
-        n if n.starts_with("cali") || n.starts_with("tap") => Ok(IfInfo {
-            mac: HOST_SIDE_MAC,
-            mtu: 1500,
-            ifindex: 8,
-        }),
-        _ => Err(io::Error::new(
-            io::ErrorKind::NotFound,
-            format!("no {name}"),
-        )),
-    }
+    fake_interface(name, |n| n.starts_with("cali") || n.starts_with("tap"))
 }
 
 /// A host that does nothing but answer.
@@ -129,24 +110,7 @@ pub fn node_from(text: &str, dir: &std::path::Path) -> NodeState {
     let _ = std::fs::remove_dir_all(dir);
     let mut config = Config::parse(text).expect("the fuzz config parses");
     config.state_dir = dir.to_path_buf();
-    let ipam = open_ipam(&config).expect("IPAM opens");
-    let plan = Plan::new(&config, &info).expect("the plan is made");
-    let tables = Tables::new(&plan, Capacity::for_start(&plan, &config));
-    let workers = config.workers.count;
-    let mut node = NodeState::new(
-        config.clone(),
-        Origins::default(),
-        plan,
-        tables,
-        ipam,
-        Dataplane {
-            host: Box::new(FakeHost),
-            counters: Arc::new(Counters::new(workers)),
-            endpoint_mtu_limit: 9000,
-        },
-    );
-    node.start(&config).expect("the node starts");
-    node
+    node_on_fake_host(&config, Box::new(FakeHost))
 }
 
 /// Decode `bytes` as `T` and make the call; the receiver of its answer.

@@ -17,8 +17,9 @@ use vrouter::burst::{Action, BURST};
 use vrouter::counters::Counters;
 use vrouter::ecmp::GroupTable;
 use vrouter::nexthop::{Adjacency, NextHopTable, PortId};
-use vrouter::pipeline::{Pipeline, Port, PortKind};
-use vrouter::policy::set::{LocalEndpoint, PolicySet};
+use vrouter::pipeline::{Pipeline, Port};
+use vrouter::policy::set::PolicySet;
+use vrouter::test_support::pipeline::{pod_port, policy_set, uplink_port, LocalPod};
 use vrouter::tunnel::{Encap, Overlay, Tunnel, TunnelTable};
 
 pub const UPLINK: PortId = PortId(0);
@@ -155,26 +156,12 @@ fn setup() -> Setup {
     };
     let nexthops = [false, true, false, true].map(|u| Arc::new(base(u)));
     let ports: Arc<[Port]> = vec![
+        uplink_port(frames::NODE_MAC),
+        pod_port(&[frames::POD4], &[frames::POD6]),
+        // The tap pod's port: jumbo frames (MTU 9000).
         Port {
-            mac: frames::NODE_MAC,
-            mtu: 1500,
-            kind: PortKind::Uplink,
-        },
-        Port {
-            mac: vrouter::arp::HOST_SIDE_MAC,
-            mtu: 1500,
-            kind: PortKind::Endpoint {
-                v4: vec![v4(frames::POD4)],
-                v6: vec![u128::from_be_bytes(frames::POD6)],
-            },
-        },
-        Port {
-            mac: vrouter::arp::HOST_SIDE_MAC,
             mtu: 9000,
-            kind: PortKind::Endpoint {
-                v4: vec![v4(frames::TAP4)],
-                v6: vec![],
-            },
+            ..pod_port(&[frames::TAP4], &[])
         },
     ]
     .into();
@@ -217,29 +204,19 @@ fn setup() -> Setup {
     let groups = Arc::new(GroupTable::new(2));
     groups.set(0, &[6, 8]);
     let policies = datastore::policy::parse_policies("fuzz", POLICY).expect("the policy parses");
-    let ep = |app: &str| datastore::policy::Endpoint::new("shop", &[("app", app)], &[]);
-    let locals = [
-        LocalEndpoint {
-            name: "web".into(),
-            port: POD.0 as usize,
-            nh: 0,
-            worker: 0,
-            identity: ep("web"),
-        },
-        LocalEndpoint {
-            name: "db".into(),
-            port: TAP.0 as usize,
-            nh: 1,
-            worker: 1,
-            identity: ep("db"),
-        },
-    ];
-    let workloads = vec![
-        (IpAddr::from(frames::POD4), ep("web")),
-        (IpAddr::from(frames::TAP4), ep("db")),
-        (IpAddr::from([10, 244, 2, 7]), ep("db")),
-    ];
-    let policy = Arc::new(PolicySet::build(1, &policies, &locals, &workloads));
+    let policy = Arc::new(policy_set(
+        "shop",
+        &policies,
+        &[
+            LocalPod::new("web", "web", POD, 0, 0),
+            LocalPod::new("db", "db", TAP, 1, 1),
+        ],
+        &[
+            (IpAddr::from(frames::POD4), "web"),
+            (IpAddr::from(frames::TAP4), "db"),
+            (IpAddr::from([10, 244, 2, 7]), "db"),
+        ],
+    ));
     Setup {
         fib4,
         fib6,

@@ -36,6 +36,9 @@ pub mod policy;
 pub mod restart;
 pub mod rtnl;
 pub mod startup;
+// Setup for tests, benchmarks and fuzz targets only; not part of the router's API.
+#[doc(hidden)]
+pub mod test_support;
 pub mod tunnel;
 pub mod worker;
 pub mod xdp;

@@ -14,16 +14,12 @@ mod state;
 use super::error::{NodeError, NodeResult};
 use super::host::Host;
 use super::interface::IfInfo;
-use super::origins::Origins;
-use super::persist::open_ipam;
-use super::plan::{EndpointPlan, Plan};
-use super::tables::{Capacity, Tables};
-use super::{Dataplane, NodeState};
-use crate::arp::HOST_SIDE_MAC;
+use super::plan::EndpointPlan;
+use super::NodeState;
 use crate::config::{Config, EndpointKind};
-use crate::counters::Counters;
 use crate::nexthop::PortId;
 use crate::pipeline::Port;
+use crate::test_support::fake_host::{fake_interface, node_on_fake_host};
 use crate::tunnel::Overlay;
 use ipnet::IpNet;
 use std::cell::RefCell;
@@ -32,26 +28,12 @@ use std::io;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
 
-/// Interfaces of the unit tests' pretend host.
+/// Interfaces of the unit tests' pretend host: four pods' (`cali-a` to `cali-d`).
 pub(super) fn info(name: &str) -> io::Result<IfInfo> {
-    match name {
-        "eth0" => Ok(IfInfo {
-            mac: [2, 0, 0, 0, 0, 1],
-            mtu: 9000,
-            ifindex: 7,
-        }),
-        "cali-a" | "cali-b" | "cali-c" | "cali-d" => Ok(IfInfo {
-            mac: HOST_SIDE_MAC,
-            mtu: 1500,
-            ifindex: 8,
-        }),
-        _ => Err(io::Error::new(
-            io::ErrorKind::NotFound,
-            format!("no {name}"),
-        )),
-    }
+    fake_interface(name, |n| {
+        matches!(n, "cali-a" | "cali-b" | "cali-c" | "cali-d")
+    })
 }
 
 /// What the workers and the kernel hold, as the fake host keeps it.
@@ -176,23 +158,7 @@ pub(super) fn node_on(
     machine: Machine,
 ) -> (NodeState, Rc<RefCell<Machine>>) {
     let config = config(text, dir);
-    let ipam = open_ipam(&config).unwrap();
-    let plan = Plan::new(&config, &info).unwrap();
-    let tables = Tables::new(&plan, Capacity::for_start(&plan, &config));
     let machine = Rc::new(RefCell::new(machine));
-    let workers = config.workers.count;
-    let mut node = NodeState::new(
-        config.clone(),
-        Origins::default(),
-        plan,
-        tables,
-        ipam,
-        Dataplane {
-            host: Box::new(FakeHost(machine.clone())),
-            counters: Arc::new(Counters::new(workers)),
-            endpoint_mtu_limit: 9000,
-        },
-    );
-    node.start(&config).unwrap();
+    let node = node_on_fake_host(&config, Box::new(FakeHost(machine.clone())));
     (node, machine)
 }
