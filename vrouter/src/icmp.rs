@@ -196,11 +196,15 @@ impl RateLimit {
     }
 
     pub fn allow(&mut self) -> bool {
-        if self.tokens == 0 {
-            let now = std::time::Instant::now();
+        let now = std::time::Instant::now();
+        if self.tokens == self.burst {
+            // A full bucket banks no time: after an idle minute the next flood gets the
+            // burst, not the burst plus a minute's worth.
+            self.last = now;
+        } else {
             let refill = (now - self.last).as_secs_f64() * self.per_second as f64;
             if refill >= 1.0 {
-                self.tokens = (refill as u32).min(self.burst);
+                self.tokens = self.tokens.saturating_add(refill as u32).min(self.burst);
                 self.last = now;
             }
         }
@@ -376,8 +380,24 @@ mod tests {
     #[test]
     fn rate_limit_allows_a_burst_then_refills() {
         let mut r = RateLimit::new(1000, 5);
-        assert_eq!((0..10).filter(|_| r.allow()).count(), 5);
+        let t = std::time::Instant::now();
+        let allowed = (0..10).filter(|_| r.allow()).count();
+        // At most the burst, plus what the rate refilled while the loop ran (a loaded
+        // machine can stretch it past a millisecond).
+        let refilled = (t.elapsed().as_secs_f64() * 1000.0).ceil() as usize;
+        assert!((5..=5 + refilled).contains(&allowed), "{allowed} allowed");
         std::thread::sleep(std::time::Duration::from_millis(20));
         assert!(r.allow());
+        // Idle while full: the bucket holds the burst, no more.
+        let mut idle = RateLimit::new(1000, 5);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert!(idle.allow(), "a full bucket allows");
+        let t = std::time::Instant::now();
+        let more = (0..10).filter(|_| idle.allow()).count();
+        let refilled = (t.elapsed().as_secs_f64() * 1000.0).ceil() as usize;
+        assert!(
+            more <= 4 + refilled,
+            "{more} more after idling full: time was banked"
+        );
     }
 }

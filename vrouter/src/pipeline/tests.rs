@@ -291,14 +291,22 @@ fn expired_and_unroutable_packets_get_icmp_errors_when_enabled() {
     assert_eq!(t.dropped(DropReason::TtlExpired), 2);
     assert_eq!(t.dropped(DropReason::NoRoute), 1);
 
-    // The rate limit holds: a flood of expiring packets gets at most the burst of 32.
+    // The rate limit holds: a flood of expiring packets gets at most the burst of 32, plus
+    // what the rate (1,000/s) refilled while the burst ran (more than a millisecond on a
+    // loaded machine: the suite's run once saw 33).
     let flood: Vec<Vec<u8>> = (0..64).map(|_| udp4(A4, B4, 1)).collect();
+    let t = std::time::Instant::now();
     let (actions, _) = run(&mut n, POD_A, &flood);
+    let refilled = (t.elapsed().as_secs_f64() * 1000.0).ceil() as usize;
     let sent = actions
         .iter()
         .filter(|a| matches!(a, Action::Tx { .. }))
         .count();
-    assert!(sent <= 32, "{sent} errors in one burst");
+    assert!(sent < 64, "no limit: {sent} errors");
+    assert!(
+        sent <= 32 + refilled,
+        "{sent} errors in one burst ({refilled} refilled)"
+    );
 }
 
 /// A UDP packet of `ip_len` IP bytes with DF set or clear.
