@@ -244,10 +244,16 @@ pub fn attach_endpoint(
         None => preload_for(ifname, XdpRole::Endpoint)?,
     };
     let prog = attach_loaded(ifname, pre, mode)?;
+    add_local_prefixes(&prog, local)?;
+    Ok(prog)
+}
+
+/// The node's own addresses go to the kernel on `prog`'s interface.
+pub fn add_local_prefixes(prog: &XdpProgram, local: &[IpNet]) -> io::Result<()> {
     for l in local {
         prog.add_prefix(*l, PrefixClass::Local)?;
     }
-    Ok(prog)
+    Ok(())
 }
 
 /// How a worker opens endpoint `e`'s port.
@@ -359,6 +365,8 @@ impl Host for WorkerHost {
     fn open_endpoint(&mut self, ep: &EndpointPlan) -> NodeResult<()> {
         // The last run's socket of an adopted program waits in the worker (parked).
         let mut adopted = false;
+        let xdp_failed =
+            |err: io::Error| NodeError::Precondition(format!("XDP on {}: {err}", ep.interface));
         let steer = match ep.kind {
             EndpointKind::Veth => Some(Arc::new({
                 self.reaper.wait_for(&ep.interface);
@@ -367,11 +375,7 @@ impl Host for WorkerHost {
                 let prog = match kept {
                     Some(p) => {
                         // The node's addresses may have changed while no process ran.
-                        for l in &self.local {
-                            p.add_prefix(*l, PrefixClass::Local).map_err(|err| {
-                                NodeError::Precondition(format!("XDP on {}: {err}", ep.interface))
-                            })?;
-                        }
+                        add_local_prefixes(&p, &self.local).map_err(xdp_failed)?;
                         p
                     }
                     None => attach_endpoint(
@@ -380,9 +384,7 @@ impl Host for WorkerHost {
                         &self.local,
                         self.spares.take(),
                     )
-                    .map_err(|err| {
-                        NodeError::Precondition(format!("XDP on {}: {err}", ep.interface))
-                    })?,
+                    .map_err(xdp_failed)?,
                 };
                 self.store.keep_xdp(&prog);
                 prog
@@ -403,8 +405,7 @@ impl Host for WorkerHost {
         let opened = self.ask(ep.worker, |done| {
             open_command(ep, steer.clone(), socket, done)
         })?;
-        opened
-            .map_err(|err| NodeError::Precondition(format!("opening {}: {err}", ep.interface)))?;
+        opened.map_err(failed)?;
         if let Some(p) = steer {
             self.endpoints.insert(ep.interface.clone(), p);
         }

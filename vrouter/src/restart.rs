@@ -96,9 +96,8 @@ impl FdStore {
                 );
                 self.forget(&umem_name(w, frame_size));
             }
-            self.release_where(|n| {
-                n.starts_with(&format!("xsk/{w}/")) || n.starts_with(&format!("umem/{w}/"))
-            });
+            let umems = format!("umem/{w}/");
+            self.release_where(|n| n.starts_with(&prefix) || n.starts_with(&umems));
             return None;
         }
         let umem = umem.expect("checked");

@@ -4,7 +4,7 @@
 
 use crate::config::Config;
 use crate::counters::Counters;
-use crate::host::{attach, WorkerHost};
+use crate::host::{add_local_prefixes, attach, WorkerHost};
 use crate::io::afxdp::xsk::Opener;
 use crate::io::afxdp::AfXdpIo;
 use crate::io::mailbox::Mailbox;
@@ -16,7 +16,7 @@ use crate::node::tables::Tables;
 use crate::pipeline::{Pipeline, Port};
 use crate::restart::FdStore;
 use crate::worker::Worker;
-use crate::xdp::{PrefixClass, XdpProgram, XdpRole};
+use crate::xdp::{XdpProgram, XdpRole};
 use ipnet::IpNet;
 use std::collections::HashMap;
 use std::io;
@@ -47,9 +47,7 @@ fn attach_uplinks(config: &Config, plan: &Plan, store: &Arc<FdStore>) -> io::Res
             None => attach(&u.name, XdpRole::Uplink, config.xdp_mode)?,
         };
         store.keep_xdp(&prog);
-        for l in &local {
-            prog.add_prefix(*l, PrefixClass::Local)?;
-        }
+        add_local_prefixes(&prog, &local)?;
         uplinks.push(Arc::new(prog));
     }
     Ok(WorkerHost {

@@ -345,24 +345,20 @@ impl XdpProgram {
 
     /// Every prefix in the program's maps (both families).
     pub fn prefixes(&self) -> io::Result<Vec<IpNet>> {
-        let mut all = Vec::new();
-        let mut at: Option<LpmKeyV4> = None;
-        let mut next = LpmKeyV4::default();
+        let step = "listing the prefixes";
         // SAFETY: `prefixes_v4` has key `struct lpm_v4_key`, laid out as `LpmKeyV4`.
-        while check(unsafe { next_key(self.loaded.prefixes_v4, at.as_ref(), &mut next) }).is_ok() {
-            let addr = std::net::Ipv4Addr::from(next.addr);
-            all.extend(IpNet::new(addr.into(), next.prefixlen as u8).ok());
-            at = Some(next);
-        }
-        let mut at: Option<LpmKeyV6> = None;
-        let mut next = LpmKeyV6::default();
+        let v4 = unsafe { all_keys::<LpmKeyV4>(self.loaded.prefixes_v4) }
+            .map_err(|e| self.context(step, e))?;
         // SAFETY: `prefixes_v6` has key `struct lpm_v6_key`, laid out as `LpmKeyV6`.
-        while check(unsafe { next_key(self.loaded.prefixes_v6, at.as_ref(), &mut next) }).is_ok() {
-            let addr = std::net::Ipv6Addr::from(next.addr);
-            all.extend(IpNet::new(addr.into(), next.prefixlen as u8).ok());
-            at = Some(next);
-        }
-        Ok(all)
+        let v6 = unsafe { all_keys::<LpmKeyV6>(self.loaded.prefixes_v6) }
+            .map_err(|e| self.context(step, e))?;
+        let v4 = v4
+            .iter()
+            .map(|k| IpNet::new(std::net::Ipv4Addr::from(k.addr).into(), k.prefixlen as u8));
+        let v6 = v6
+            .iter()
+            .map(|k| IpNet::new(std::net::Ipv6Addr::from(k.addr).into(), k.prefixlen as u8));
+        Ok(v4.chain(v6).filter_map(Result::ok).collect())
     }
 
     /// On a program taken over from the last run: remove every prefix this run has not
@@ -656,15 +652,29 @@ unsafe fn update_elem<K, V>(fd: RawFd, key: &K, value: &V) -> c_int {
     }
 }
 
-/// `bpf_map_get_next_key(fd, key, next)`: the first key when `key` is None; ENOENT after
-/// the last.
+/// Every key of map `fd`, in the kernel's order (`bpf_map_get_next_key` from no key
+/// until ENOENT).
 ///
 /// # Safety
 /// `K` must have exactly the layout and size of the map's key.
-unsafe fn next_key<K>(fd: RawFd, key: Option<&K>, next: &mut K) -> c_int {
-    let key = key.map_or(std::ptr::null(), |k| std::ptr::from_ref(k).cast::<c_void>());
-    // SAFETY: the caller guarantees the size; the pointers are valid (or null) for the call.
-    unsafe { sys::bpf_map_get_next_key(fd, key, std::ptr::from_mut(next).cast::<c_void>()) }
+unsafe fn all_keys<K: Copy + Default>(fd: RawFd) -> io::Result<Vec<K>> {
+    let mut keys: Vec<K> = Vec::new();
+    loop {
+        let at = keys
+            .last()
+            .map_or(std::ptr::null(), |k| std::ptr::from_ref(k).cast::<c_void>());
+        let mut next = K::default();
+        // SAFETY: the caller guarantees the size; the pointers are valid (or null) for
+        // the call.
+        let ret = unsafe {
+            sys::bpf_map_get_next_key(fd, at, std::ptr::from_mut(&mut next).cast::<c_void>())
+        };
+        match check(ret) {
+            Ok(_) => keys.push(next),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(keys),
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// `bpf_map_delete_elem(fd, key)`.

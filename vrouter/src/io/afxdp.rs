@@ -18,10 +18,10 @@ use super::tap::TapDevice;
 use super::{HoldQueue, Io, PortSpec, Process};
 use crate::burst::{Action, BackendStats, DropReason, BURST};
 use crate::nexthop::PortId;
+use ports::{fill_target, Port, Ports, RING_SIZE};
 pub use ports::{frames_kept_need, frames_needed};
-use ports::{Port, Ports, POD_FILL, RING_SIZE, UPLINK_FILL};
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use xsk::{Desc, Umem};
@@ -107,11 +107,7 @@ impl AfXdpIo {
         spare_pods: usize,
         kept: Option<adopt::Kept>,
     ) -> io::Result<AfXdpIo> {
-        let frame_size = if mtu <= SMALL_FRAME_MTU {
-            SMALL_FRAME_SIZE
-        } else {
-            FRAME_SIZE
-        };
+        let frame_size = Self::frame_size_for(mtu);
         let frames = frames_needed(ports, spare_pods);
         let adopted = kept.and_then(|k| match Umem::adopt(k.umem, frame_size as usize) {
             Ok(u) if u.frames() >= frames_kept_need(ports, k.sockets.len()) => {
@@ -178,7 +174,7 @@ impl AfXdpIo {
                 queue,
                 uplink,
             } => {
-                let fill = if *uplink { UPLINK_FILL } else { POD_FILL };
+                let fill = fill_target(*uplink);
                 if let Some(i) = self.p.parked(ifname, *queue) {
                     // A socket of the last run: it becomes this port, with its frames.
                     self.close_port(id);
@@ -186,16 +182,13 @@ impl AfXdpIo {
                         x.fill_target = fill;
                     }
                     self.p.list[i].0 = id;
-                    let fd = self.p.install(id, i);
+                    self.p.install(id, i);
                     self.register(i);
-                    return Ok(fd);
+                    return Ok(self.socket_fd(id));
                 }
                 // The UMEM is registered once, on the first socket; the others share it.
                 let socket =
-                    xsk::open_retrying(&self.p.umem, self.p.share_fd(), ifname, *queue, RING_SIZE)
-                        .map_err(|e| {
-                            io::Error::new(e.kind(), format!("AF_XDP {ifname} queue {queue}: {e}"))
-                        })?;
+                    xsk::open_retrying(&self.p.umem, self.p.share_fd(), ifname, *queue, RING_SIZE)?;
                 Port::Xsk(Ports::xsk(socket, (ifname.clone(), *queue), fill))
             }
             PortSpec::Tap { name } => Port::Tap(TapDevice::open(name)?),
@@ -206,9 +199,7 @@ impl AfXdpIo {
     fn place(&mut self, id: PortId, port: Port) -> Option<RawFd> {
         let i = self.p.place(id, port);
         self.register(i);
-        self.p
-            .port_fd(i)
-            .filter(|_| matches!(self.p.list[i].1, Port::Xsk(_)))
+        self.socket_fd(id)
     }
 
     /// Close port `id` and take back every frame its rings held. Frames still queued
@@ -256,10 +247,11 @@ impl AfXdpIo {
                     uplink,
                 },
                 super::Prepared::Xsk(socket),
-            ) => {
-                let fill = if *uplink { UPLINK_FILL } else { POD_FILL };
-                Port::Xsk(Ports::xsk(socket, (ifname.clone(), *queue), fill))
-            }
+            ) => Port::Xsk(Ports::xsk(
+                socket,
+                (ifname.clone(), *queue),
+                fill_target(*uplink),
+            )),
             (PortSpec::Tap { .. }, super::Prepared::Tap(t)) => Port::Tap(t),
             _ => return Err(io::Error::other("prepared for another kind of port")),
         };
@@ -324,14 +316,8 @@ impl AfXdpIo {
     /// The AF_XDP socket fd of port `id` (None for taps and other workers' ports), for
     /// the XDP program's socket map.
     pub fn socket_fd(&self, id: PortId) -> Option<RawFd> {
-        match &self.p.list[*self
-            .p
-            .by_id
-            .get(id.0 as usize)
-            .filter(|&&i| i != u16::MAX)? as usize]
-            .1
-        {
-            Port::Xsk(x) => Some(x.fd),
+        match &self.p.list[self.p.index_of(id)?].1 {
+            Port::Xsk(x) => Some(x.socket.as_raw_fd()),
             Port::Tap(_) | Port::Closed => None,
         }
     }
@@ -343,12 +329,12 @@ impl AfXdpIo {
 
     /// Frames of the UMEM.
     pub fn frame_count(&self) -> usize {
-        self.p.all_frames.len()
+        self.p.owner.len()
     }
 
     /// AF_XDP socket statistics (rx_dropped, rx_ring_full, ...) of port `id`.
     pub fn xdp_statistics(&self, id: PortId) -> Option<libc::xdp_statistics> {
-        match &self.p.list[*self.p.by_id.get(id.0 as usize)? as usize].1 {
+        match &self.p.list[self.p.index_of(id)?].1 {
             Port::Xsk(x) => x.socket.statistics().ok(),
             Port::Tap(_) | Port::Closed => None,
         }
@@ -364,15 +350,10 @@ impl AfXdpIo {
     /// Queue a frame for `port`, or free it.
     #[inline]
     fn transmit(&mut self, port: PortId, mut desc: Desc, len: usize) -> bool {
-        let Some(&i) = self
-            .p
-            .by_id
-            .get(port.0 as usize)
-            .filter(|&&i| i != u16::MAX)
-        else {
+        let Some(i) = self.p.index_of(port) else {
             return self.post(port, desc, len);
         };
-        match &mut self.p.list[i as usize].1 {
+        match &mut self.p.list[i].1 {
             Port::Xsk(x) => {
                 desc.len = len as u32;
                 x.pending.push(desc);
@@ -546,13 +527,7 @@ impl Io for AfXdpIo {
     }
 
     fn port_socket(&self, id: PortId) -> Option<(String, u32, std::os::fd::BorrowedFd<'_>)> {
-        match &self.p.list[*self
-            .p
-            .by_id
-            .get(id.0 as usize)
-            .filter(|&&i| i != u16::MAX)? as usize]
-            .1
-        {
+        match &self.p.list[self.p.index_of(id)?].1 {
             Port::Xsk(x) => Some((x.at.0.clone(), x.at.1, x.socket.as_fd())),
             Port::Tap(_) | Port::Closed => None,
         }
@@ -582,17 +557,12 @@ impl Io for AfXdpIo {
     }
 
     fn rx_burst(&mut self, port: PortId, process: &mut Process<'_>) -> usize {
-        let Some(&i) = self
-            .p
-            .by_id
-            .get(port.0 as usize)
-            .filter(|&&i| i != u16::MAX)
-        else {
+        let Some(i) = self.p.index_of(port) else {
             return 0;
         };
         let mut descs = [Desc::default(); BURST];
         let mut lens = [0usize; BURST];
-        let n = match &mut self.p.list[i as usize].1 {
+        let n = match &mut self.p.list[i].1 {
             Port::Xsk(x) => {
                 // The frames received become ours.
                 let n = x.socket.rx.consume_with(&mut descs, |d| d);
@@ -611,7 +581,7 @@ impl Io for AfXdpIo {
                         break;
                     };
                     let buf = self.buffer(&mut d);
-                    let Port::Tap(t) = &self.p.list[i as usize].1 else {
+                    let Port::Tap(t) = &self.p.list[i].1 else {
                         unreachable!()
                     };
                     match t.read(buf) {
@@ -689,14 +659,11 @@ impl Io for AfXdpIo {
             return false;
         };
         let buf = buffer(&self.p.umem, &mut d);
-        let written = frame.len() <= buf.len();
-        if written {
-            buf[..frame.len()].copy_from_slice(frame);
-        }
-        if !written {
+        let Some(dst) = buf.get_mut(..frame.len()) else {
             self.p.free.push(d);
             return false;
-        }
+        };
+        dst.copy_from_slice(frame);
         self.transmit(port, d, frame.len())
     }
 

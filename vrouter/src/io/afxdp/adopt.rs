@@ -46,15 +46,15 @@ fn in_kernel(s: &Socket) -> u32 {
 /// `patience` (copy-mode TX completes within the kick; a pod that stopped reading can
 /// hold a frame longer).
 pub fn drain_tx(sockets: &[&Socket], patience: Duration) {
-    let end = Instant::now() + patience;
+    let start = Instant::now();
     loop {
         let busy: Vec<&&Socket> = sockets
             .iter()
             .filter(|s| in_kernel(s) > 0 || !s.tx.outstanding().is_empty())
             .collect();
-        if busy.is_empty() || Instant::now() >= end {
+        if busy.is_empty() || start.elapsed() >= patience {
             tracing::debug!(
-                waited_ms = (Instant::now() + patience - end).as_secs_f64() * 1e3,
+                waited_ms = start.elapsed().as_secs_f64() * 1e3,
                 in_kernel = ?sockets.iter().map(|s| in_kernel(s)).collect::<Vec<_>>(),
                 queued = ?sockets.iter().map(|s| s.tx.outstanding().len()).collect::<Vec<_>>(),
                 "the last run's TX drained"

@@ -21,6 +21,14 @@ pub const RING_SIZE: u32 = 4096;
 /// ring meanwhile (measured: 512 frames lost ~35k segments in 3 s of iperf3, 2048 none).
 pub const UPLINK_FILL: usize = 2048;
 pub const POD_FILL: usize = 2048;
+/// The fill ring's target for an uplink's socket or a pod's.
+pub fn fill_target(uplink: bool) -> usize {
+    if uplink {
+        UPLINK_FILL
+    } else {
+        POD_FILL
+    }
+}
 /// Frames per port set aside for TX in flight.
 pub const TX_BUDGET: usize = 512;
 /// setsockopt(SOL_XDP, XDP_MAX_TX_SKB_BUDGET): frames sent per kick in copy mode.
@@ -71,7 +79,6 @@ pub struct Xsk {
     pub pending: Vec<Desc>,
     pub in_fill: usize,
     pub fill_target: usize,
-    pub fd: RawFd,
     /// Kicks needed per `pending` frames sent (1 when the budget option took).
     pub frames_per_kick: usize,
 }
@@ -81,10 +88,9 @@ pub struct Ports {
     /// with the opener that binds sockets off the worker.
     pub umem: Arc<Umem>,
     pub free: Vec<Desc>,
-    /// Every frame of the UMEM by index (address / frame size), and where each is:
-    /// 0 with us, `i + 1` in the fill, RX, TX or completion ring of `list[i]`. Closing
-    /// a socket takes back exactly the frames its rings held.
-    pub all_frames: Vec<Desc>,
+    /// Where each frame of the UMEM is, by index (address / frame size): 0 with us,
+    /// `i + 1` in the fill, RX, TX or completion ring of `list[i]`. Closing a socket
+    /// takes back exactly the frames its rings held.
     pub owner: Vec<u16>,
     pub frame_size: usize,
     pub list: Vec<(PortId, Port)>,
@@ -97,25 +103,36 @@ impl Ports {
     /// Every frame of `umem` free, no port.
     pub fn new(umem: Umem) -> Ports {
         let frame_size = umem.frame_size();
-        let all_frames: Vec<Desc> = (0..umem.frames())
-            .map(|k| Desc {
-                addr: (k * frame_size) as u64,
-                ..Desc::default()
-            })
-            .collect();
-        let mut free = all_frames.clone();
-        // Popped from the end: hand out low addresses first.
-        free.reverse();
-        Ports {
+        let frames = umem.frames();
+        let mut ports = Ports {
             umem: Arc::new(umem),
-            owner: vec![0; all_frames.len()],
-            all_frames,
+            owner: vec![0; frames],
             frame_size,
-            free,
+            free: Vec::new(),
             list: Vec::new(),
             by_id: Vec::new(),
             rx_ids: Vec::new(),
+        };
+        ports.free_unowned();
+        ports
+    }
+
+    /// Frame `k` of the UMEM, from its start.
+    fn frame(&self, k: usize) -> Desc {
+        Desc {
+            addr: (k * self.frame_size) as u64,
+            ..Desc::default()
         }
+    }
+
+    /// The free list is every frame on no ring, low addresses handed out first (popped
+    /// from the end).
+    fn free_unowned(&mut self) {
+        self.free = (0..self.owner.len())
+            .rev()
+            .filter(|&k| self.owner[k] == 0)
+            .map(|k| self.frame(k))
+            .collect();
     }
 
     /// The slot of port `id`.
@@ -142,9 +159,9 @@ impl Ports {
     }
 
     /// Install a previous run's sockets, parked (no port id yet), and keep the frames
-    /// their rings hold off the free list.
-    /// Returns the sockets that could not be taken over (their interface went while no
-    /// process ran: the kernel unbound them, so their frames are free); they are closed.
+    /// their rings hold off the free list. Returns the sockets that could not be taken
+    /// over (their interface went while no process ran: the kernel unbound them, so
+    /// their frames are free); they are closed.
     pub fn adopt(&mut self, sockets: Vec<(String, u32, OwnedFd)>) -> Vec<(String, u32)> {
         let mut failed = Vec::new();
         if sockets.is_empty() {
@@ -182,14 +199,7 @@ impl Ports {
                 }
             }
         }
-        self.free = self
-            .all_frames
-            .iter()
-            .zip(&self.owner)
-            .rev()
-            .filter(|(_, &o)| o == 0)
-            .map(|(d, _)| *d)
-            .collect();
+        self.free_unowned();
         failed
     }
 
@@ -246,12 +256,8 @@ impl Ports {
         index
     }
 
-    /// Port `id` is `ports[index]` from now on. Returns its AF_XDP socket's fd.
-    pub fn install(&mut self, id: PortId, index: usize) -> Option<RawFd> {
-        let fd = match &self.list[index].1 {
-            Port::Xsk(x) => Some(x.fd),
-            Port::Tap(_) | Port::Closed => None,
-        };
+    /// Port `id` is `list[index]` from now on.
+    pub fn install(&mut self, id: PortId, index: usize) {
         let slot = id.0 as usize;
         if self.by_id.len() <= slot {
             self.by_id.resize(slot + 1, u16::MAX);
@@ -260,7 +266,6 @@ impl Ports {
         if !self.rx_ids.contains(&id) {
             self.rx_ids.push(id);
         }
-        fd
     }
 
     /// Close slot `i` (the kernel stops using its rings before close returns; a closed
@@ -276,17 +281,17 @@ impl Ports {
             Port::Closed => {}
         }
         let mine = (i + 1) as u16;
-        for (k, o) in self.owner.iter_mut().enumerate() {
-            if *o == mine {
-                *o = 0;
-                self.free.push(self.all_frames[k]);
+        for k in 0..self.owner.len() {
+            if self.owner[k] == mine {
+                self.owner[k] = 0;
+                self.free.push(self.frame(k));
             }
         }
     }
 
     pub fn port_fd(&self, i: usize) -> Option<RawFd> {
         match &self.list[i].1 {
-            Port::Xsk(x) => Some(x.fd),
+            Port::Xsk(x) => Some(x.socket.as_raw_fd()),
             Port::Tap(t) => Some(t.as_raw_fd()),
             Port::Closed => None,
         }
@@ -300,12 +305,12 @@ impl Ports {
         })
     }
 
-    /// Take port `id` out of service without closing its socket (the caller took it off the poller): it is returned, with
-    /// the slot whose frames stay off the free list until [`Self::reclaim`] says the
-    /// socket is closed (closing waits for the kernel: not on a worker). None for a tap
-    /// or an unknown port (closed at once).
+    /// Take port `id` out of service without closing its socket or tap (the caller took
+    /// it off the poller): it is returned with the slot whose frames stay off the free
+    /// list until [`Self::reclaim`] says the socket is closed (closing waits for the
+    /// kernel: not on a worker). None for an unknown or closed port.
     pub fn detach(&mut self, id: PortId) -> Option<(Prepared, usize)> {
-        let i = *self.by_id.get(id.0 as usize).filter(|&&i| i != u16::MAX)? as usize;
+        let i = self.index_of(id)?;
         self.rx_ids.retain(|&p| p != id);
         match std::mem::replace(&mut self.list[i].1, Port::Closed) {
             Port::Xsk(x) => {
@@ -332,7 +337,6 @@ impl Ports {
         let budget: libc::c_int = 256;
         let ok = socket.set_int_option(XDP_MAX_TX_SKB_BUDGET, budget);
         Xsk {
-            fd: socket.as_raw_fd(),
             socket,
             at,
             pending: Vec::with_capacity(RING_SIZE as usize),
@@ -344,7 +348,7 @@ impl Ports {
 
     /// Every frame is free exactly once or on exactly one port's rings (tests).
     pub fn check_frames(&self) -> Result<(), String> {
-        let mut seen = vec![false; self.all_frames.len()];
+        let mut seen = vec![false; self.owner.len()];
         for d in &self.free {
             let k = d.addr as usize / self.frame_size;
             if std::mem::replace(&mut seen[k], true) {

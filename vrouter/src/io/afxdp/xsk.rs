@@ -513,7 +513,7 @@ impl AsRawFd for Socket {
 
 /// Open a socket on `ifname` / `queue` sharing `umem` through `share` (see
 /// [`Socket::open`]). A queue a process that just exited released can be busy for a
-/// second or two: EBUSY is retried for up to 4 s.
+/// second or two: EBUSY is retried for up to 4 s. Errors name the interface and queue.
 pub fn open_retrying(
     umem: &Umem,
     share: Option<BorrowedFd<'_>>,
@@ -521,7 +521,9 @@ pub fn open_retrying(
     queue: u32,
     ring_size: u32,
 ) -> io::Result<Socket> {
-    let ifindex = ifindex(ifname)?;
+    let named =
+        |e: io::Error| io::Error::new(e.kind(), format!("AF_XDP {ifname} queue {queue}: {e}"));
+    let ifindex = ifindex(ifname).map_err(named)?;
     let mut tries = 0;
     loop {
         match Socket::open(umem, share, ifindex, queue, ring_size) {
@@ -530,7 +532,7 @@ pub fn open_retrying(
                 tries += 1;
                 std::thread::sleep(std::time::Duration::from_millis(200));
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(named(e)),
         }
     }
 }
@@ -562,7 +564,6 @@ impl Opener {
             queue,
             self.ring_size,
         )
-        .map_err(|e| io::Error::new(e.kind(), format!("AF_XDP {ifname} queue {queue}: {e}")))
     }
 }
 
