@@ -204,10 +204,14 @@ check "PMTU  frag-needed from the router is translated back: pod A learns mtu 14
 
 # Pod C's pool has no natOutgoing: its packets leave untranslated and the internet
 # cannot answer (no route to 10.245.0.0/16). The capture is the evidence that they left.
-capture() { # ns iface filter seconds file: tshark in the background
-    nsx "$1" timeout "$4" tshark -i "$2" -n -f "$3" -T fields -e ip.src -e ip.dst -e frame.len \
-        >"$5" 2>"$5.err" &
-    sleep 1.5
+capture() { # ns iface filter seconds file: tshark in the background, for N seconds of capture
+    nsx "$1" timeout $(($4 + 15)) tshark -i "$2" -n -f "$3" -a "duration:$4" \
+        -T fields -e ip.src -e ip.dst -e frame.len >"$5" 2>"$5.err" &
+    # Traffic starts only once the capture runs: tshark can take seconds to start on a
+    # busy host, and a capture that missed the packets would be empty (CI saw this).
+    local _
+    for _ in $(seq 100); do grep -q "Capture started" "$5.err" && return 0; sleep 0.1; done
+    cat "$5.err"; echo "tshark did not start on $1 $2 within 10 s"
 }
 no_nat_pool() {
     capture "$I" eth0 "icmp" 6 "$WORK/c.txt"
