@@ -19,9 +19,11 @@ set -euo pipefail
 # dpdk-testpmd (fwdbench's DPDK reference) is in dpdk-dev in Debian 12's current dpdk
 # packages (22.11.11), not in dpdk.
 TEST_PKGS=(iproute2 iputils-ping python3-prometheus-client util-linux dpdk dpdk-dev librte-net-af-xdp23 pkg-config clang libelf-dev m4 zlib1g-dev iperf3 ethtool socat python3-scapy tcpdump tshark bird2 frr gobgpd systemd etcd-server etcd-client protobuf-compiler podman containernetworking-plugins runc busybox-static nftables conntrack openssl afl++)
-# Extra packages for `fibbench --compare-dpdk`: none beyond the tests' (dpdk-test lives
-# in dpdk-dev too).
-BENCH_PKGS=()
+# Extra packages for benchmarking (`--bench`): valgrind (callgrind / cachegrind instruction,
+# miss and branch-misprediction counts per lookup and per packet: these VMs have no perf
+# counters). scripts/real-tables.sh uses the machine's npm (Node.js is on every machine).
+# `fibbench --compare-dpdk` needs nothing beyond the tests' (dpdk-test lives in dpdk-dev).
+BENCH_PKGS=(valgrind)
 
 want=("${TEST_PKGS[@]}")
 if [[ "${1:-}" == "--bench" ]]; then

@@ -48,6 +48,40 @@ impl Tsc {
     }
 }
 
+/// Per-repetition figures of one measurement: the minimum (what the code costs: a noisy
+/// host's steal only ever adds cycles), the median and the maximum.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct Reps {
+    pub min: f64,
+    pub median: f64,
+    pub max: f64,
+    pub reps: usize,
+}
+
+impl Reps {
+    /// At least one sample; NaN samples are a caller's bug.
+    pub fn of(samples: &[f64]) -> Reps {
+        assert!(!samples.is_empty(), "no repetitions measured");
+        let mut v = samples.to_vec();
+        v.sort_by(|a, b| a.partial_cmp(b).expect("a NaN repetition"));
+        let n = v.len();
+        let median = if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        };
+        Reps {
+            min: v[0],
+            median,
+            max: v[n - 1],
+            reps: n,
+        }
+    }
+}
+
+/// Repetitions for figures judged on their minimum (at least 15, as the targets say).
+pub const MIN_REPS: usize = 15;
+
 /// The `p`-th percentile (0..=100) of already-sorted samples.
 pub fn percentile(sorted: &[u64], p: f64) -> u64 {
     if sorted.is_empty() {

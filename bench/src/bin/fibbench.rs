@@ -45,9 +45,13 @@ struct Opts {
     /// hops let equal neighbouring leaves merge; `--next-hops 1000000` is the worst case.
     #[arg(long, default_value_t = 1024)]
     next_hops: u32,
-    /// Lookups per measurement (single and batch each).
+    /// Lookups per measurement (single and batch each), split over `--reps` repetitions.
     #[arg(long, default_value_t = 16 << 20)]
     lookups: usize,
+    /// Repetitions of the lookup measurements (at least 15): figures are judged on the
+    /// minimum (steal only ever adds cycles), the median beside it.
+    #[arg(long, default_value_t = 16)]
+    reps: usize,
     /// Prefixes deleted and then re-inserted in the update measurement.
     #[arg(long, default_value_t = 100_000)]
     updates: usize,
@@ -69,10 +73,16 @@ struct Report {
     routes: usize,
     unique_prefixes: usize,
     next_hops: u32,
+    /// Lookup figures are the median of the repetitions (`*_reps` holds min / median /
+    /// max); `*_cycles_min` is the minimum, on which targets are judged.
     lookup_ns: f64,
     lookup_cycles: f64,
+    lookup_cycles_min: f64,
+    lookup_cycles_reps: bench::Reps,
     batch_lookup_ns: f64,
     batch_lookup_cycles: f64,
+    batch_lookup_cycles_min: f64,
+    batch_lookup_cycles_reps: bench::Reps,
     lookup_hit_ratio: f64,
     batch_method: String,
     build_s: f64,
@@ -111,6 +121,13 @@ struct Report {
 
 fn main() {
     let opts = Opts::parse();
+    if opts.reps < bench::MIN_REPS {
+        die(&format!(
+            "--reps {} (at least {})",
+            opts.reps,
+            bench::MIN_REPS
+        ));
+    }
     let tsc = Tsc::calibrate();
     let mut report = measure(&opts, &tsc, None);
     report.tsc_ghz = tsc.ghz;
@@ -134,7 +151,9 @@ fn main() {
                 routes: small.routes,
                 unique_prefixes: small.unique_prefixes,
                 lookup_cycles: small.lookup_cycles,
+                lookup_cycles_min: small.lookup_cycles_min,
                 batch_lookup_cycles: small.batch_lookup_cycles,
+                batch_lookup_cycles_min: small.batch_lookup_cycles_min,
                 insert_cycles_p50: small.insert_cycles_p50,
                 delete_cycles_p50: small.delete_cycles_p50,
                 memory_bytes: small.memory_bytes,
@@ -224,7 +243,9 @@ struct SameSize {
     routes: usize,
     unique_prefixes: usize,
     lookup_cycles: f64,
+    lookup_cycles_min: f64,
     batch_lookup_cycles: f64,
+    batch_lookup_cycles_min: f64,
     insert_cycles_p50: u64,
     delete_cycles_p50: u64,
     memory_bytes: usize,
@@ -333,38 +354,54 @@ fn run<F: Family>(
     let mut rng = Rng::new(opts.seed ^ 0x6b65_7973);
     let mut addrs = [F::key_addr(F::Key::default()); ROUND];
     let mut out = vec![None; ROUND];
-    let rounds = opts.lookups.div_ceil(ROUND).max(1);
-    let (mut single_cycles, mut batch_cycles, mut hits, mut sink) = (0u64, 0u64, 0u64, 0u64);
-    for round in 0..rounds + rounds / 8 {
-        for a in addrs.iter_mut() {
-            *a = F::key_addr(key(&mut rng, &table));
-        }
-        let warmup = round < rounds / 8;
-        let c0 = tsc.now();
-        for burst in addrs.chunks(BURST) {
-            let view = reader.burst();
-            for a in burst {
-                sink = sink.wrapping_add(view.lookup(*a).map_or(1, |n| n.0 as u64));
+    // Repetitions of `per_rep` rounds each, after a warm-up of an eighth of them all.
+    let per_rep = opts.lookups.div_ceil(ROUND * opts.reps).max(1);
+    let warmup = (per_rep * opts.reps) / 8;
+    let (mut single, mut batch) = (Vec::new(), Vec::new());
+    let (mut hits, mut sink, mut looked_up) = (0u64, 0u64, 0u64);
+    for rep in 0..=opts.reps {
+        let rounds = if rep == 0 { warmup } else { per_rep };
+        let (mut single_cycles, mut batch_cycles) = (0u64, 0u64);
+        for _ in 0..rounds {
+            for a in addrs.iter_mut() {
+                *a = F::key_addr(key(&mut rng, &table));
             }
-        }
-        let c1 = tsc.now();
-        for (burst, out) in addrs.chunks(BURST).zip(out.chunks_mut(BURST)) {
-            reader.burst().lookup_batch(burst, out);
-        }
-        let c2 = tsc.now();
-        if !warmup {
+            let c0 = tsc.now();
+            for burst in addrs.chunks(BURST) {
+                let view = reader.burst();
+                for a in burst {
+                    sink = sink.wrapping_add(view.lookup(*a).map_or(1, |n| n.0 as u64));
+                }
+            }
+            let c1 = tsc.now();
+            for (burst, out) in addrs.chunks(BURST).zip(out.chunks_mut(BURST)) {
+                reader.burst().lookup_batch(burst, out);
+            }
+            let c2 = tsc.now();
             single_cycles += c1 - c0;
             batch_cycles += c2 - c1;
-            hits += out.iter().filter(|o| o.is_some()).count() as u64;
+            if rep > 0 {
+                hits += out.iter().filter(|o| o.is_some()).count() as u64;
+                looked_up += ROUND as u64;
+            }
+        }
+        if rep > 0 {
+            let n = (rounds * ROUND) as f64;
+            single.push(single_cycles as f64 / n);
+            batch.push(batch_cycles as f64 / n);
         }
     }
     std::hint::black_box(sink);
-    let n = (rounds * ROUND) as f64;
-    r.lookup_cycles = single_cycles as f64 / n;
+    let (single, batch) = (bench::Reps::of(&single), bench::Reps::of(&batch));
+    r.lookup_cycles = single.median;
+    r.lookup_cycles_min = single.min;
+    r.lookup_cycles_reps = single;
     r.lookup_ns = tsc.to_ns(r.lookup_cycles);
-    r.batch_lookup_cycles = batch_cycles as f64 / n;
+    r.batch_lookup_cycles = batch.median;
+    r.batch_lookup_cycles_min = batch.min;
+    r.batch_lookup_cycles_reps = batch;
     r.batch_lookup_ns = tsc.to_ns(r.batch_lookup_cycles);
-    r.lookup_hit_ratio = hits as f64 / n;
+    r.lookup_hit_ratio = hits as f64 / looked_up as f64;
 
     // An online reader that stops bursting pins every block retired after its last burst
     // (that is QSBR): the lookup phase's reader goes offline before the update phase.
@@ -517,15 +554,27 @@ fn print_table(r: &Report) {
     // (value, ratio) of one DPDK column; ratios were set against the same-size figures.
     type Pick = fn(&DpdkFigures) -> (Option<f64>, Option<f64>);
     type Ours = fn(&SameSize) -> f64;
-    let rows: [(&str, f64, Ours, Pick); 4] = [
+    let rows: [(&str, f64, Ours, Pick); 6] = [
         (
-            "lookup, single",
+            "lookup, single (min)",
+            r.lookup_cycles_min,
+            |s| s.lookup_cycles_min,
+            |d| (d.lookup_cycles, None),
+        ),
+        (
+            "lookup, batch (min)",
+            r.batch_lookup_cycles_min,
+            |s| s.batch_lookup_cycles_min,
+            |d| (d.batch_lookup_cycles, None),
+        ),
+        (
+            "lookup, single (median)",
             r.lookup_cycles,
             |s| s.lookup_cycles,
             |d| (d.lookup_cycles, d.ratio_lookup),
         ),
         (
-            "lookup, batch",
+            "lookup, batch (median)",
             r.batch_lookup_cycles,
             |s| s.batch_lookup_cycles,
             |d| (d.batch_lookup_cycles, d.ratio_batch_lookup),
@@ -567,7 +616,7 @@ fn print_table(r: &Report) {
             );
         }
         println!(
-            "\n(ratio = DPDK / ours{}: above 1 means ours is faster; DPDK figures are averages)",
+            "\n(ratio = DPDK / our median{}: above 1 means ours is faster; DPDK figures are averages)",
             if small.is_some() {
                 " at DPDK's table size"
             } else {
@@ -576,13 +625,24 @@ fn print_table(r: &Report) {
         );
     }
     println!();
+    let reps = |x: &bench::Reps| {
+        format!(
+            "min {:.1} / median {:.1} / max {:.1} over {} reps",
+            x.min, x.median, x.max, x.reps
+        )
+    };
     println!(
-        "lookup single      {:>8.2} ns  {:>8.1} cycles",
-        r.lookup_ns, r.lookup_cycles
+        "lookup single      {:>8.2} ns  {:>8.1} cycles  ({})",
+        r.lookup_ns,
+        r.lookup_cycles,
+        reps(&r.lookup_cycles_reps)
     );
     println!(
-        "lookup batch       {:>8.2} ns  {:>8.1} cycles  ({})",
-        r.batch_lookup_ns, r.batch_lookup_cycles, r.batch_method
+        "lookup batch       {:>8.2} ns  {:>8.1} cycles  ({}; {})",
+        r.batch_lookup_ns,
+        r.batch_lookup_cycles,
+        reps(&r.batch_lookup_cycles_reps),
+        r.batch_method
     );
     println!("build              {:>8.3} s  (bulk; one prefix at a time into an empty table: {:.3} s, {:.0} cycles/add)", r.build_s, r.add_one_by_one_s, r.add_one_by_one_cycles_mean);
     println!(
