@@ -63,16 +63,16 @@ pub fn ipv4_decrement_ttl(ip: &mut [u8]) -> Hop {
     if ip.len() < IPV4_MIN_LEN {
         return Hop::Truncated;
     }
-    use ipv4::field::{PROTOCOL, TTL};
+    use ipv4::field::TTL;
     if ip[TTL] <= 1 {
         return Hop::Expired;
     }
     let hc = ipv4::checksum(ip);
-    let m = u16::from_be_bytes([ip[TTL], ip[PROTOCOL]]);
     ip[TTL] -= 1;
-    let m_new = u16::from_be_bytes([ip[TTL], ip[PROTOCOL]]);
-    let sum = (!hc) as u32 + (!m) as u32 + m_new as u32;
-    ipv4::set_checksum(ip, !fold(sum));
+    // m' = m - 0x0100 (TTL is the high byte), so ~m + m' = 0xfeff whatever m is: the
+    // sum is below 0x1ff00 and one fold ends it (no loop, no branch).
+    let sum = (!hc) as u32 + 0xfeff;
+    ipv4::set_checksum(ip, !((sum & 0xffff) + (sum >> 16)) as u16);
     Hop::Forward
 }
 

@@ -466,7 +466,10 @@ impl Pipeline {
                     continue;
                 }
             }
-            actions[i] = match self.forward(&mut *frames[i], lens_now[i], nh, v6, from_pod) {
+            let plain = plain_hop(&self.nexthops, &self.ports, frames[i], lens_now[i], nh, v6);
+            let action = plain
+                .unwrap_or_else(|| self.forward(&mut *frames[i], lens_now[i], nh, v6, from_pod));
+            actions[i] = match action {
                 Action::Drop(
                     why @ (DropReason::TtlExpired | DropReason::NoRoute | DropReason::TooBig),
                 ) => match self.icmp_error(&mut *frames[i], lens_now[i], why, v6, rx, nh) {
@@ -726,7 +729,8 @@ impl Pipeline {
         }
     }
 
-    #[inline]
+    /// Everything but the common case `port::plain_hop` takes inline.
+    #[inline(never)]
     fn forward(
         &mut self,
         frame: &mut [u8],
@@ -791,6 +795,7 @@ mod port;
 
 use port::{
     answer_pod_arp, arp_claims_foreign, may_send_v4, may_send_v6, nd_claims_foreign, oversize,
+    plain_hop,
 };
 pub use port::{Port, PortKind};
 #[cfg(test)]
