@@ -115,6 +115,10 @@ const PIPE: usize = 16;
 /// Software-pipelined batch lookup (as DPDK l3fwd does): while key i's direct entry is
 /// being prefetched, key i-PIPE's entry is read and its first node prefetched, and key
 /// i-2*PIPE is resolved from lines that are by now in L1.
+///
+/// The steps i = 0 .. n + 2*PIPE are cut into runs where the same stages are active, so
+/// no step tests which stages run (callgrind, memio l3: those three tests per step were
+/// 70% of the pipeline's mispredicted branches).
 #[inline(always)]
 fn lookup_batch_pipelined<F: Family>(
     direct: &[AtomicU64],
@@ -122,33 +126,62 @@ fn lookup_batch_pipelined<F: Family>(
     key: impl Fn(usize) -> F::Key,
     mut put: impl FnMut(usize, u32),
 ) {
-    // Entries wait PIPE iterations between stage 2 and stage 3: a ring of 2 * PIPE.
+    // Entries wait PIPE steps between stage 2 and stage 3: a ring of 2 * PIPE.
     let mut entries = [0u64; 2 * PIPE];
     let ring = |i: usize| i % (2 * PIPE);
-    for i in 0..n + 2 * PIPE {
-        if i < n {
-            prefetch(&direct[F::direct_index(key(i))]);
+    let prefetch_entry = |i: usize| prefetch(&direct[F::direct_index(key(i))]);
+    let read_entry = |entries: &mut [u64; 2 * PIPE], j: usize| {
+        let e = direct[F::direct_index(key(j))].load(Ordering::Acquire);
+        entries[ring(j)] = e;
+        if e & 1 == 0 {
+            prefetch(node_addr(e as *const u64, 0));
         }
-        if i >= PIPE && i - PIPE < n {
-            let j = i - PIPE;
-            let e = direct[F::direct_index(key(j))].load(Ordering::Acquire);
-            entries[ring(j)] = e;
-            if e & 1 == 0 {
-                prefetch(node_addr(e as *const u64, 0));
+    };
+    let mut resolve = |entries: &[u64; 2 * PIPE], m: usize| {
+        let e = entries[ring(m)];
+        put(
+            m,
+            if e & 1 != 0 {
+                (e >> 32) as u32
+            } else {
+                // SAFETY: blocks are live for the View's lifetime (see lookup_key).
+                unsafe { walk::<F>(e as *const u64, key(m)) }
+            },
+        );
+    };
+    // Stage 1 runs at steps [0, n), stage 2 at [PIPE, n + PIPE), stage 3 at
+    // [2 PIPE, n + 2 PIPE): every boundary, sorted, splits the steps into runs.
+    let mut cuts = [0, PIPE, 2 * PIPE, n, n + PIPE, n + 2 * PIPE];
+    cuts.sort_unstable();
+    for w in cuts.windows(2) {
+        let (from, to) = (w[0], w[1]);
+        let first = from < n;
+        let second = from >= PIPE && from < n + PIPE;
+        let third = from >= 2 * PIPE;
+        match (first, second, third) {
+            (true, true, true) => {
+                for i in from..to {
+                    prefetch_entry(i);
+                    read_entry(&mut entries, i - PIPE);
+                    resolve(&entries, i - 2 * PIPE);
+                }
             }
-        }
-        if i >= 2 * PIPE {
-            let m = i - 2 * PIPE;
-            let e = entries[ring(m)];
-            put(
-                m,
-                if e & 1 != 0 {
-                    (e >> 32) as u32
-                } else {
-                    // SAFETY: blocks are live for the View's lifetime (see lookup_key).
-                    unsafe { walk::<F>(e as *const u64, key(m)) }
-                },
-            );
+            (true, true, false) => {
+                for i in from..to {
+                    prefetch_entry(i);
+                    read_entry(&mut entries, i - PIPE);
+                }
+            }
+            (true, false, _) => (from..to).for_each(prefetch_entry),
+            (false, true, true) => {
+                for i in from..to {
+                    read_entry(&mut entries, i - PIPE);
+                    resolve(&entries, i - 2 * PIPE);
+                }
+            }
+            (false, true, false) => (from..to).for_each(|i| read_entry(&mut entries, i - PIPE)),
+            (false, false, true) => (from..to).for_each(|i| resolve(&entries, i - 2 * PIPE)),
+            (false, false, false) => {}
         }
     }
 }
