@@ -483,10 +483,12 @@ fn run_afxdp(
             return Ok(GenStats::default());
         }
     };
+    // Before saying ready: 2^20 entries take most of a second in a debug build, which
+    // a short latency probe's settling time would not cover.
+    let dsts = cfg.dst_entries();
     let _ = ready.send(Ok(()));
     let len = cfg.frame_len;
     let batch = cfg.batch.clamp(1, RING as usize);
-    let dsts = cfg.dst_entries();
     let mut rng = fib::synth::Rng::new(fib::synth::DEFAULT_SEED);
     let start = std::time::Instant::now();
     let mut produced = 0u64;
