@@ -708,8 +708,11 @@ impl Topology {
         Ok(self.sink_stats.read(&self.sink_if)?.rx_packets)
     }
 
-    fn sink_bytes(&mut self) -> io::Result<u64> {
-        Ok(self.sink_stats.read(&self.sink_if)?.rx_bytes)
+    /// The sink's frames and bytes, read together: apart, the frames received between
+    /// the two reads skew the mean frame length (by a byte or more over short windows).
+    fn sink_frames_bytes(&mut self) -> io::Result<(u64, u64)> {
+        let c = self.sink_stats.read(&self.sink_if)?;
+        Ok((c.rx_packets, c.rx_bytes))
     }
 
     /// Frames the DUT's uplink received (the offered load). With NAPI on, a veth counts
@@ -758,7 +761,8 @@ impl Topology {
         let gen = Generator::start(self.gen_config(opts))?;
         netns::sleep_interruptible(opts.warmup)?;
         alive()?;
-        let (mut s0, mut a0, mut t0) = (self.sink_rx()?, self.arrivals()?, Instant::now());
+        let ((mut s0, mut b0), mut a0, mut t0) =
+            (self.sink_frames_bytes()?, self.arrivals()?, Instant::now());
         if a0 == arrived0 {
             return Err(err(format!(
                 "{name}: nothing reached the DUT's uplink during the {:?} warm-up (generator: {} frames)",
@@ -773,19 +777,19 @@ impl Topology {
                 a0 - arrived0
             )));
         }
-        let (sink_first, bytes_first) = (s0, self.sink_bytes()?);
+        let (sink_first, bytes_first) = (s0, b0);
         let wait_first = self.forwarder_task.map(runq_wait_ns);
         let cpu_first = (cpu_times(opts.dut_core), cpu_times(opts.gen_core));
         let mut series = Series::default();
         for _ in 0..opts.windows {
             netns::sleep_interruptible(opts.window)?;
-            let (s1, a1, t1) = (self.sink_rx()?, self.arrivals()?, Instant::now());
+            let ((s1, b1), a1, t1) = (self.sink_frames_bytes()?, self.arrivals()?, Instant::now());
             let dt = (t1 - t0).as_secs_f64();
             series.mpps.push((s1 - s0) as f64 / dt / 1e6);
             series.offered_mpps.push((a1 - a0) as f64 / dt / 1e6);
-            (s0, a0, t0) = (s1, a1, t1);
+            (s0, b0, a0, t0) = (s1, b1, a1, t1);
         }
-        let bytes = self.sink_bytes()? - bytes_first;
+        let bytes = b0 - bytes_first;
         series.sink_frame_bytes = bytes as f64 / (s0 - sink_first).max(1) as f64;
         series.dut_cpu_busy = busy(cpu_first.0, cpu_times(opts.dut_core));
         series.gen_cpu_busy = busy(cpu_first.1, cpu_times(opts.gen_core));
