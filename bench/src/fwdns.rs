@@ -1,5 +1,5 @@
 //! fwdbench's namespace scenarios: one topology per scenario, the forwarders (device
-//! under test) measured on it one after the other, with the same generator and sink.
+//! under test) measured on it in turns, round by round, with the same generator and sink.
 //!
 //! ```text
 //!  ns GEN  gen_if 10.99.0.254 ──veth── up_if 10.99.0.1  ns DUT  pod_if ──veth── sink_if  ns SINK
@@ -16,11 +16,19 @@
 //! then two workers); a bare AF_XDP forwarder (same I/O layer, `AfXdpIo`, and the same
 //! XDP program, but no pipeline: rx → MAC rewrite → tx); DPDK testpmd; the kernel
 //! (ip_forward with the same routes, or its VXLAN device).
-//! Per candidate: a warm-up (the DUT and the sink must both have received something,
-//! else the run fails), then N windows; the rate is what the sink's interface received,
-//! the offered rate what the DUT's uplink received (rx_packets). Then the latency probe
-//! (`Topology::probe_latency`): stamped frames at a fixed rate, one-way latency read by
-//! the sink's probe program.
+//! Rounds (`L3Options::rounds`): in each, every candidate in the same order (bare,
+//! vrouterd, vrouterd with two workers, testpmd, the kernel) is started, measured and
+//! stopped; then the next round. A candidate's windows (`windows` over all rounds,
+//! shared out by `rounds::split`) are thus spread over the whole run, and a disturbed
+//! stretch of the host falls on every candidate instead of flipping one ratio;
+//! `Series::absorb` adds up the rounds. What is costly is set up once: the topology, fullfib's table and its BGP
+//! UPDATEs, the kernel's copy of it (`ip -batch` in the first round, flushed after the
+//! last). vrouterd starts afresh each round (fullfib: it relearns the table over BGP).
+//! Per candidate and round: a warm-up (the DUT and the sink must both have received
+//! something, else the run fails), then the round's windows; the rate is what the sink's
+//! interface received, the offered rate what the DUT's uplink received (rx_packets). In
+//! the last round the latency probe follows (`Topology::probe_latency`): stamped frames
+//! at a fixed rate, one-way latency read by the sink's probe program.
 //!
 //! Where the work lands on veth: the uplink's receive NAPI (our XDP program and the copy
 //! into the AF_XDP socket; for the kernel, building the skb) runs on the sender's CPU,
@@ -42,6 +50,7 @@ use crate::bgpfeed;
 use crate::bpf::{self, ProbeSink};
 use crate::netns::{self, DevStats, Netns};
 use crate::pktgen::{Engine, GenConfig, Generator};
+use crate::rounds;
 use ipnet::IpNet;
 use std::io::{self, Read, Seek};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -189,7 +198,10 @@ pub struct L3Options {
     /// `--as-vrouterd` when no vrouterd binary is built).
     pub vrouterd: PathBuf,
     pub vrouterd_args: Vec<String>,
+    /// Windows per candidate, in all the rounds together.
     pub windows: usize,
+    /// Rounds: in each, every candidate in turn measures its share of the windows.
+    pub rounds: usize,
     pub window: Duration,
     pub warmup: Duration,
     pub xdp_mode: XdpMode,
@@ -203,8 +215,8 @@ pub struct L3Options {
     pub testpmd: bool,
     /// Also measure vrouterd with two workers.
     pub two_workers: bool,
-    /// Latency probe after each candidate's windows: frames per second (AF_XDP,
-    /// stamped), 0 for none.
+    /// Latency probe after each candidate's windows of the last round: frames per
+    /// second (AF_XDP, stamped), 0 for none.
     pub latency_pps: u64,
     pub latency_window: Duration,
     /// Scenario fullfib: routes in the table.
@@ -213,11 +225,14 @@ pub struct L3Options {
     pub policy_rules: usize,
 }
 
-/// Per-window rates of one candidate.
+/// Per-window rates of one candidate (all its rounds, in the order run).
 #[derive(Debug, Clone, Default)]
 pub struct Series {
     /// Received by the sink, Mpps.
     pub mpps: Vec<f64>,
+    /// How many of the windows each round measured (`rounds::split`); empty for one
+    /// round's own series.
+    pub round_windows: Vec<usize>,
     /// Offered: what the DUT's uplink received (its rx_packets), Mpps.
     pub offered_mpps: Vec<f64>,
     /// Mean frame length the sink received over the windows (rx_bytes / rx_packets) as
@@ -292,13 +307,16 @@ pub struct L3Results {
     /// vrouterd with two workers (the second on the generator's core).
     pub vrouter_2w: Option<Series>,
     /// Scenario fullfib: routes, and seconds to get them into vrouterd (BGP, from
-    /// Established to installed) and into the kernel (`ip -batch`).
+    /// Established to installed; its first round, one worker) and into the kernel (`ip
+    /// -batch`, once: the table stays for the later rounds).
     pub fib_routes: Option<usize>,
     pub vrouter_fib_install_s: Option<f64>,
+    /// vrouterd (one worker) relearns the table in every round: the seconds of each.
+    pub vrouter_fib_install_s_per_round: Vec<f64>,
     pub kernel_fib_install_s: Option<f64>,
 }
 
-/// Build the topology, measure the three candidates, tear everything down.
+/// Build the topology, measure the candidates round by round, tear everything down.
 pub fn run(opts: &L3Options) -> io::Result<L3Results> {
     if !netns::is_root() {
         return Err(io::Error::new(
@@ -330,43 +348,66 @@ pub fn run(opts: &L3Options) -> io::Result<L3Results> {
     netns::remove_stale(PREFIX);
     remove_stale_dirs();
     let mut topo = Topology::up(opts)?;
-    let bare = topo.bare(opts)?;
-    let (vrouter, vrouterd_stats) = topo.vrouterd(opts, 1)?;
-    let vrouter_2w = if opts.two_workers {
-        Some(topo.vrouterd(opts, 2)?.0)
-    } else {
-        None
+    let plan = rounds::split(opts.windows, opts.rounds);
+    let (mut bare, mut vrouter) = (Series::default(), Series::default());
+    let (mut vrouter_2w, mut testpmd, mut kernel, mut kernel_vxlan) = (None, None, None, None);
+    let (mut bare_xdp_mode, mut vrouterd_stats) = ("", None);
+    let add = |to: &mut Option<Series>, round: Series| {
+        to.get_or_insert_with(Series::default).absorb(round)
     };
-    let testpmd = if opts.testpmd {
-        Some(topo.testpmd(opts)?)
-    } else {
-        None
-    };
-    let (kernel, kernel_vxlan) = match opts.scenario {
-        Scenario::L3
-        | Scenario::V6
-        | Scenario::Fullfib
-        | Scenario::Ecmp
-        | Scenario::Nat
-        | Scenario::Policy => (Some(topo.kernel(opts)?), None),
-        Scenario::Vxlan => (None, Some(topo.kernel_vxlan(opts)?)),
-        // No ipip module here: IPIP compares against the bare forwarder only.
-        Scenario::Ipip => (None, None),
-    };
+    for (i, &windows) in plan.iter().enumerate() {
+        topo.round = Round {
+            windows,
+            last: i + 1 == plan.len(),
+        };
+        let (series, mode) = topo.bare(opts)?;
+        bare.absorb(series);
+        bare_xdp_mode = mode;
+        // Its counters after its last round.
+        let (series, stats) = topo.vrouterd(opts, 1)?;
+        vrouter.absorb(series);
+        vrouterd_stats = stats;
+        if opts.two_workers {
+            add(&mut vrouter_2w, topo.vrouterd(opts, 2)?.0);
+        }
+        if opts.testpmd {
+            add(&mut testpmd, topo.testpmd(opts)?);
+        }
+        match opts.scenario {
+            Scenario::L3
+            | Scenario::V6
+            | Scenario::Fullfib
+            | Scenario::Ecmp
+            | Scenario::Nat
+            | Scenario::Policy => add(&mut kernel, topo.kernel(opts)?),
+            Scenario::Vxlan => add(&mut kernel_vxlan, topo.kernel_vxlan(opts)?),
+            // No ipip module here: IPIP compares against the bare forwarder only.
+            Scenario::Ipip => {}
+        }
+    }
     Ok(L3Results {
         vrouter_2w,
         fib_routes: topo.fib.as_ref().map(|f| f.prefixes.len()),
-        vrouter_fib_install_s: topo.vrouter_fib_install_s,
+        vrouter_fib_install_s: topo.vrouter_fib_install_s.first().copied(),
+        vrouter_fib_install_s_per_round: topo.vrouter_fib_install_s.clone(),
         kernel_fib_install_s: topo.kernel_fib_install_s,
         vrouter,
-        bare: bare.0,
+        bare,
         kernel,
         kernel_vxlan,
-        bare_xdp_mode: bare.1,
+        bare_xdp_mode,
         testpmd,
         sink_native: topo.sink_native,
         vrouterd_stats,
     })
+}
+
+/// The round being measured: the candidates' windows in it, and whether it is the last
+/// (the one with the latency probe, and after which the kernel's full table goes).
+#[derive(Debug, Clone, Copy)]
+struct Round {
+    windows: usize,
+    last: bool,
 }
 
 /// Our temporary directory (vrouterd's configuration, log and counters).
@@ -405,6 +446,7 @@ fn err(msg: String) -> io::Error {
 }
 
 struct Topology {
+    round: Round,
     /// The forwarder being measured: (pid, one thread or all of them), for its
     /// run-queue wait.
     forwarder_task: Option<(u32, Option<u32>)>,
@@ -426,7 +468,7 @@ struct Topology {
     sink_native: bool,
     /// Scenario fullfib: the table, its UPDATEs and the generator's destinations.
     fib: Option<FullTable>,
-    vrouter_fib_install_s: Option<f64>,
+    vrouter_fib_install_s: Vec<f64>,
     kernel_fib_install_s: Option<f64>,
     // Last: the namespaces go after everything that uses them.
     gen: Netns,
@@ -681,6 +723,10 @@ impl Topology {
         let dir = run_dir(std::process::id());
         std::fs::create_dir_all(&dir)?;
         Ok(Topology {
+            round: Round {
+                windows: opts.windows,
+                last: true,
+            },
             forwarder_task: None,
             scenario,
             plain_frame_bytes: f64::NAN,
@@ -696,7 +742,7 @@ impl Topology {
             probe,
             sink_native,
             fib,
-            vrouter_fib_install_s: None,
+            vrouter_fib_install_s: Vec::new(),
             kernel_fib_install_s: None,
             gen,
             dut,
@@ -749,8 +795,9 @@ impl Topology {
         c
     }
 
-    /// Run the generator through the current forwarder: warm-up, then the windows.
-    /// `alive` fails when the forwarder died.
+    /// Run the generator through the current forwarder: warm-up, then this round's
+    /// windows; the latency probe in the last round. `alive` fails when the forwarder
+    /// died.
     fn measure(
         &mut self,
         opts: &L3Options,
@@ -781,7 +828,7 @@ impl Topology {
         let wait_first = self.forwarder_task.map(runq_wait_ns);
         let cpu_first = (cpu_times(opts.dut_core), cpu_times(opts.gen_core));
         let mut series = Series::default();
-        for _ in 0..opts.windows {
+        for _ in 0..self.round.windows {
             netns::sleep_interruptible(opts.window)?;
             let ((s1, b1), a1, t1) = (self.sink_frames_bytes()?, self.arrivals()?, Instant::now());
             let dt = (t1 - t0).as_secs_f64();
@@ -799,8 +846,9 @@ impl Topology {
         };
         alive()?;
         gen.stop()?;
-        if opts.latency_pps > 0 {
-            self.probe_latency(opts, &mut series)?;
+        if opts.latency_pps > 0 && self.round.last {
+            self.probe_latency(opts, &mut series)
+                .map_err(|e| io::Error::new(e.kind(), format!("{name}: {e}")))?;
             alive()?;
         }
         Ok(series)
@@ -1026,8 +1074,10 @@ labels = {{ app = "sink" }}
                     &mut || daemon.check(),
                 )
                 .map_err(|e| err(format!("vrouterd's BGP table within 120 s: {e}")))?;
-                self.vrouter_fib_install_s =
-                    Some(at.saturating_sub(feed.established_us) as f64 / 1e6);
+                if workers == 1 {
+                    self.vrouter_fib_install_s
+                        .push(at.saturating_sub(feed.established_us) as f64 / 1e6);
+                }
                 Some(feed)
             }
             None => None,
@@ -1205,8 +1255,9 @@ impl Topology {
     }
 
     /// The kernel routing the pod's traffic out of the uplink: the full table (`ip
-    /// -batch`, timed) via the sink's address, or the ECMP route over four neighbours
-    /// with the L4 multipath hash; ip_forward, rp_filter off, RPS on the DUT core.
+    /// -batch`, timed; in the first round, kept until the last) via the sink's address,
+    /// or the ECMP route over four neighbours with the L4 multipath hash; ip_forward,
+    /// rp_filter off, RPS on the DUT core.
     fn kernel_from_pod(&mut self, opts: &L3Options) -> io::Result<Series> {
         let dut = &self.dut;
         self.pod_return_path()?;
@@ -1228,7 +1279,11 @@ impl Topology {
             let file = self.dir.join("nat.nft");
             std::fs::write(&file, rules)?;
             dut.exec(&["nft", "-f", &file.display().to_string()])?;
-        } else if let Some(fib) = &self.fib {
+        } else if let Some(fib) = self
+            .fib
+            .as_ref()
+            .filter(|_| self.kernel_fib_install_s.is_none())
+        {
             let batch = self.dir.join("routes.batch");
             let mut text = String::with_capacity(fib.prefixes.len() * 48);
             for p in &fib.prefixes {
@@ -1242,7 +1297,7 @@ impl Topology {
             dut.ip(&["-batch", &batch.display().to_string()])?;
             self.kernel_fib_install_s = Some(t.elapsed().as_secs_f64());
             let _ = std::fs::remove_file(&batch);
-        } else {
+        } else if self.fib.is_none() {
             dut.write_proc_sys("net/ipv4/fib_multipath_hash_policy", "1")?;
             let mut args = vec!["route".to_string(), "replace".into(), ECMP_NET.into()];
             for (ip, _) in (0..ECMP_HOPS).map(ecmp_hop) {
@@ -1266,6 +1321,8 @@ impl Topology {
                 .dut
                 .exec_output(&["conntrack", "-L", "-p", "udp", "--src-nat"]);
             let _ = self.dut.exec(&["nft", "delete", "table", "ip", "fwbnat"]);
+            // The next round's kernel starts with no flows, as the first did.
+            let _ = self.dut.exec(&["conntrack", "-F"]);
             let text = flows?;
             if !text.contains(&format!("dst={UNDERLAY_NODE}")) {
                 return Err(err(format!(
@@ -1274,7 +1331,7 @@ impl Topology {
                 )));
             }
         }
-        if self.fib.is_some() {
+        if self.fib.is_some() && self.round.last {
             // Now, not in the namespace's teardown: that runs in the background for
             // seconds and would disturb whatever is measured next.
             self.dut.ip(&["route", "flush", "proto", "boot"])?;
@@ -1478,6 +1535,8 @@ impl Topology {
         dut.write_proc_sys("net/ipv4/ip_forward", "1")?;
         let series = self.measure(opts, "kernel VXLAN", &mut || Ok(()));
         let _ = self.dut.write_proc_sys("net/ipv4/ip_forward", "0");
+        // Gone with its routes, neighbour and FDB entry until the next round's kernel.
+        let _ = self.dut.ip(&["link", "del", KERNEL_VXLAN_DEV]);
         let series = series?;
         check_frames(
             "kernel VXLAN",

@@ -16,6 +16,7 @@ pub mod netns;
 pub mod pktgen;
 pub mod policymemio;
 pub mod probe;
+pub mod rounds;
 pub mod soak;
 pub mod supervise;
 

@@ -29,6 +29,8 @@ fn bad_arguments_fail_loudly() {
         &["--scenario", "gre", "--memio"][..],
         &["--scenario", "l3", "--windows", "2"][..],
         &["--scenario", "vxlan", "--windows", "2"][..],
+        &["--scenario", "l3", "--rounds", "0"][..],
+        &["--scenario", "l3", "--windows", "3", "--rounds", "4"][..],
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_fwdbench"))
             .args(args)
@@ -81,6 +83,28 @@ fn namespace_scenario_reports_rates() {
         "kernel_windows_mpps",
     ] {
         assert_eq!(v[k].as_array().unwrap().len(), 3, "{k}: {v}");
+    }
+    // Three rounds (the default) of one window each: a median per round and candidate,
+    // vrouterd's ratios per round.
+    assert_eq!(v["rounds"], 3, "{v}");
+    for k in [
+        "vrouter_round_medians_mpps",
+        "bare_afxdp_round_medians_mpps",
+        "kernel_round_medians_mpps",
+        "ratio_vs_bare_per_round",
+        "ratio_vs_kernel_per_round",
+    ] {
+        let a = v[k]
+            .as_array()
+            .unwrap_or_else(|| panic!("{k} missing: {v}"));
+        assert_eq!(a.len(), 3, "{k}: {v}");
+        assert!(
+            a.iter().all(|x| x.as_f64().is_some_and(|x| x > 0.0)),
+            "{k}: {v}"
+        );
+    }
+    for k in ["vrouter_spread", "bare_afxdp_spread", "kernel_spread"] {
+        assert!(v[k].as_f64().is_some_and(|x| x >= 0.0), "{k}: {v}");
     }
     // Nothing left behind.
     let left = std::fs::read_dir("/run/netns")

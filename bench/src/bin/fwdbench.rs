@@ -4,15 +4,23 @@
 //! (the project's generator, `bench::pktgen`, pinned to CPU0) ── veth ── ns DUT ── veth ──
 //! ns SINK (an XDP program dropping everything, counted in the sink veth's rx_packets) —
 //! and sends 64-byte UDP (256 flows) to a pod address through the forwarders in the
-//! DUT, one after the other, pinned to CPU1: `vrouterd` (found next to this executable;
-//! one busy-polling worker, then two workers), a bare AF_XDP forwarder (vrouterd's XDP
-//! program and I/O layer, rx → MAC rewrite → tx, no pipeline), DPDK testpmd (AF_XDP PMD)
-//! and the kernel (ip_forward, RPS to CPU1). After each one's windows, a latency probe
+//! DUT, pinned to CPU1: a bare AF_XDP forwarder (vrouterd's XDP program and I/O layer,
+//! rx → MAC rewrite → tx, no pipeline), `vrouterd` (found next to this executable; one
+//! busy-polling worker, then two workers), DPDK testpmd (AF_XDP PMD) and the kernel
+//! (ip_forward, RPS to CPU1).
+//! They take turns in `--rounds` rounds (default 3; 1 with `--quick`): in each round
+//! every forwarder in that order is started, warmed up, measures its share of the
+//! `--windows` (≥ 3, over all rounds; at least one a round) windows of `--window-secs`,
+//! and is stopped, so that a disturbed stretch of the shared host falls on all of them,
+//! not on one. In the last round, after each one's windows, a latency probe
 //! (`--latency-pps`, stamped frames, p50 / p99 one way).
-//! Each gets a warm-up then `--windows` (≥ 3) windows of `--window-secs`: min / median /
-//! max Mpps received by the sink, and the offered rate (what the DUT's uplink received; a
+//! Per forwarder: min / median / max Mpps received by the sink over all its windows, the
+//! spread ((max - min) / median; `*_spread`), the median of each round
+//! (`*_round_medians_mpps`), and the offered rate (what the DUT's uplink received; a
 //! result close to it is generator-bound). `ratio_vs_bare` and `ratio_vs_kernel` compare
-//! medians. The default generator is XDP live frames (`--generator xdp-live`, ~4 Mpps
+//! the medians of all windows; `ratio_vs_bare_per_round`, `ratio_vs_kernel_per_round`
+//! (and testpmd, kernel VXLAN) those of each round, to show whether a ratio stands in
+//! every round. The default generator is XDP live frames (`--generator xdp-live`, ~4 Mpps
 //! here); `--generator afxdp` is the AF_XDP txonly one, which on veth also pays for the
 //! DUT's receive NAPI per frame and tops out below the forwarders. See `bench::fwdns`.
 //!
@@ -36,6 +44,7 @@
 
 use bench::fwdns::{self, L3Options, L3Results, Scenario, Series, XdpMode};
 use bench::pktgen::Engine;
+use bench::rounds::{CandidateRounds, RoundsReport};
 use bench::Tsc;
 use clap::Parser;
 use fib::synth::{self, Rng};
@@ -77,9 +86,14 @@ struct Opts {
     /// Packets measured.
     #[arg(long, default_value_t = 20_000_000)]
     packets: usize,
-    /// Measurement windows per forwarder (at least 3).
+    /// Measurement windows per forwarder (at least 3), over all the rounds.
     #[arg(long, default_value_t = 5)]
     windows: usize,
+    /// Rounds (default 3; 1 with --quick): in each, every forwarder in turn is started,
+    /// warmed up, measures its share of the windows (at least one) and is stopped, so
+    /// that a disturbed stretch of the host falls on all of them.
+    #[arg(long)]
+    rounds: Option<usize>,
     /// Length of one window, seconds.
     #[arg(long, default_value_t = 1.5)]
     window_secs: f64,
@@ -110,14 +124,15 @@ struct Opts {
     /// Leave out vrouterd with two workers.
     #[arg(long)]
     no_two_workers: bool,
-    /// Fixed offered load of the latency probe after each forwarder's windows (stamped
-    /// frames from the AF_XDP generator, one-way latency at the sink); 0: no probe.
+    /// Fixed offered load of the latency probe after each forwarder's windows of the
+    /// last round (stamped frames from the AF_XDP generator, one-way latency at the
+    /// sink); 0: no probe.
     #[arg(long, default_value_t = 100_000)]
     latency_pps: u64,
     /// Length of the latency probe's window, seconds.
     #[arg(long, default_value_t = 1.0)]
     latency_secs: f64,
-    /// Short windows (3 × 0.3 s after 0.3 s), a short latency probe, a 100,000-route
+    /// Short windows (3 × 0.3 s after 0.3 s, one round), a short latency probe, a 100,000-route
     /// table (fullfib, memio) and a small memio run: a smoke run that checks every figure
     /// is produced, not a measurement to quote.
     #[arg(long)]
@@ -152,11 +167,14 @@ struct Report {
     #[serde(skip_serializing_if = "Option::is_none")]
     scaling_2_workers: Option<f64>,
     /// Scenario fullfib: routes in the table; seconds for vrouterd to install them from
-    /// BGP and for the kernel to take them from `ip -batch`.
+    /// BGP (its first round; then each round's) and for the kernel to take them from `ip
+    /// -batch` (once).
     #[serde(skip_serializing_if = "Option::is_none")]
     fib_routes: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     vrouter_fib_install_s: Option<f64>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    vrouter_fib_install_s_per_round: Vec<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     kernel_fib_install_s: Option<f64>,
     /// Scenario vxlan: the kernel's VXLAN device (vxlan.calico) forwarding the same
@@ -272,6 +290,9 @@ struct Candidate {
     mpps_median: f64,
     mpps_max: f64,
     windows_mpps: Vec<f64>,
+    /// The median of each round's windows, and (max - min) / median of all of them.
+    #[serde(flatten)]
+    rounds: CandidateRounds,
     offered_mpps: f64,
     /// "generator" when the forwarder kept up with (95% of) what reached it.
     bound_by: &'static str,
@@ -337,6 +358,9 @@ struct NsReport {
     generator_core: usize,
     dut_core: usize,
     vrouterd_counters: Option<serde_json::Value>,
+    /// Per candidate the median of each round and the spread; vrouterd's ratios per round.
+    #[serde(flatten)]
+    rounds: RoundsReport,
 }
 
 fn round4(x: f64) -> f64 {
@@ -398,6 +422,17 @@ fn main() {
     }
     if opts.windows < 3 {
         fail(2, &format!("--windows {} (at least 3)", opts.windows));
+    }
+    match opts.rounds {
+        Some(0) => fail(2, "--rounds 0 (at least 1)"),
+        Some(r) if r > opts.windows => fail(
+            2,
+            &format!(
+                "--rounds {r} > --windows {}: every round measures at least one window",
+                opts.windows
+            ),
+        ),
+        _ => {}
     }
     if !(opts.window_secs >= 0.1 && opts.window_secs <= 3600.0) {
         fail(2, "--window-secs must be between 0.1 and 3600");
@@ -574,6 +609,19 @@ fn memio_v6(opts: &Opts, tsc: &Tsc) -> Memio {
     (pipeline_cycles, forwarded, worker_cycles, None)
 }
 
+/// "1 round", "3 rounds".
+fn rounds_text(n: usize) -> String {
+    format!("{n} round{}", if n == 1 { "" } else { "s" })
+}
+
+/// `--rounds`, or its default: 3, 1 with --quick (a smoke run's time as it was), never
+/// more than the windows.
+fn rounds(opts: &Opts) -> usize {
+    opts.rounds
+        .unwrap_or(if opts.quick { 1 } else { 3 })
+        .clamp(1, opts.windows.max(1))
+}
+
 /// One scenario's namespace run (fails the process loudly on error).
 fn measure(opts: &Opts, scenario: Scenario) -> (L3Options, L3Results) {
     // The vrouterd next to us, or else ourselves in its place (`--as-vrouterd`: the same
@@ -590,6 +638,7 @@ fn measure(opts: &Opts, scenario: Scenario) -> (L3Options, L3Results) {
         vrouterd,
         vrouterd_args,
         windows: opts.windows,
+        rounds: rounds(opts),
         window: Duration::from_secs_f64(opts.window_secs),
         warmup: Duration::from_secs_f64(opts.warmup_secs),
         xdp_mode: match opts.xdp_mode.as_str() {
@@ -614,8 +663,11 @@ fn measure(opts: &Opts, scenario: Scenario) -> (L3Options, L3Results) {
     };
     if !opts.json {
         eprintln!(
-            "fwdbench {}: building the namespace topology; {} windows of {} s per forwarder",
-            opts.scenario, opts.windows, opts.window_secs
+            "fwdbench {}: building the namespace topology; {} windows of {} s per forwarder in {}",
+            opts.scenario,
+            opts.windows,
+            opts.window_secs,
+            rounds_text(l3.rounds)
         );
     }
     match fwdns::run(&l3) {
@@ -783,6 +835,7 @@ fn report(opts: &Opts, l3: &L3Options, res: &L3Results, memio: Option<Memio>) ->
             mpps_median: round4(s.median()),
             mpps_max: round4(s.max()),
             windows_mpps: windows(s),
+            rounds: CandidateRounds::of(s),
             offered_mpps: round4(s.offered_median()),
             bound_by: bound_by(s),
             dut_cpu_busy: round4(s.dut_cpu_busy),
@@ -803,6 +856,11 @@ fn report(opts: &Opts, l3: &L3Options, res: &L3Results, memio: Option<Memio>) ->
         scaling_2_workers: two.map(|s| round4(s.median() / v.median())),
         fib_routes: res.fib_routes,
         vrouter_fib_install_s: res.vrouter_fib_install_s.map(round4),
+        vrouter_fib_install_s_per_round: res
+            .vrouter_fib_install_s_per_round
+            .iter()
+            .map(|&x| round4(x))
+            .collect(),
         kernel_fib_install_s: res.kernel_fib_install_s.map(round4),
         scenario: opts.scenario.clone(),
         vrouter_mpps: Some(round4(v.median())),
@@ -867,6 +925,7 @@ fn report(opts: &Opts, l3: &L3Options, res: &L3Results, memio: Option<Memio>) ->
             generator_core: l3.gen_core,
             dut_core: l3.dut_core,
             vrouterd_counters: res.vrouterd_stats.clone(),
+            rounds: RoundsReport::new(res),
         }),
     }
 }
@@ -928,20 +987,22 @@ fn bound_by(s: &Series) -> &'static str {
 /// The run as a markdown table (docs/bench, the README's Performance section).
 fn markdown(opts: &Opts, l3: &L3Options, res: &L3Results, r: &Report) -> String {
     let mut m = format!(
-        "### {} — 64 B UDP, {} flows, {} windows of {} s{}\n\n| forwarder | min | median | max (Mpps) | offered | bound by | DUT core busy | generator core busy | latency p50 / p99 (µs) at {} kpps |\n|---|---|---|---|---|---|---|---|---|\n",
+        "### {} — 64 B UDP, {} flows, {} windows of {} s in {}{}\n\n| forwarder | min | median | max (Mpps) | spread | offered | bound by | DUT core busy | generator core busy | latency p50 / p99 (µs) at {} kpps |\n|---|---|---|---|---|---|---|---|---|---|\n",
         opts.scenario,
         l3.flows,
         l3.windows,
         opts.window_secs,
+        rounds_text(l3.rounds),
         if opts.quick { " (--quick: a smoke run, not figures to quote)" } else { "" },
         l3.latency_pps / 1000
     );
     for (name, s) in candidates(l3, res) {
         m.push_str(&format!(
-            "| {name} | {:.3} | {:.3} | {:.3} | {:.3} | {} | {:.0}% | {:.0}% | {} |\n",
+            "| {name} | {:.3} | {:.3} | {:.3} | {:.0}% | {:.3} | {} | {:.0}% | {:.0}% | {} |\n",
             s.min(),
             s.median(),
             s.max(),
+            s.spread() * 100.0,
             s.offered_median(),
             bound_by(s),
             s.dut_cpu_busy * 100.0,
@@ -963,8 +1024,9 @@ fn markdown(opts: &Opts, l3: &L3Options, res: &L3Results, r: &Report) -> String 
         ratios.push(format!("vs kernel VXLAN {k:.3}"));
     }
     m.push_str(&format!(
-        "\nvrouterd's ratios (medians): {}.",
-        ratios.join(", ")
+        "\nvrouterd's ratios (medians): {}. Per round: {}. Spread: (max - min) / median of a forwarder's windows.",
+        ratios.join(", "),
+        per_round_ratios(&r.namespace.as_ref().expect("a namespace run").rounds)
     ));
     if let Some(x) = r.scaling_2_workers {
         m.push_str(&format!(
@@ -977,7 +1039,19 @@ fn markdown(opts: &Opts, l3: &L3Options, res: &L3Results, r: &Report) -> String 
         r.kernel_fib_install_s,
     ) {
         m.push_str(&format!(
-            " Table: {n} routes, installed by vrouterd from BGP in {v:.1} s, by the kernel from ip -batch in {k:.1} s."
+            " Table: {n} routes, installed by vrouterd from BGP in {v:.1} s{}, by the kernel from ip -batch in {k:.1} s.",
+            if r.vrouter_fib_install_s_per_round.len() > 1 {
+                format!(
+                    " (round by round: {})",
+                    r.vrouter_fib_install_s_per_round
+                        .iter()
+                        .map(|x| format!("{x:.1}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            } else {
+                String::new()
+            }
         ));
     }
     if let Some(x) = r.memio_scaling_2_workers {
@@ -994,6 +1068,19 @@ fn markdown(opts: &Opts, l3: &L3Options, res: &L3Results, r: &Report) -> String 
     }
     m.push('\n');
     m
+}
+
+/// vrouterd's ratios round by round: "vs bare AF_XDP 0.910 0.930 0.900, vs kernel ...".
+fn per_round_ratios(r: &RoundsReport) -> String {
+    bench::rounds::REFERENCES
+        .iter()
+        .filter_map(|(key, what)| {
+            let v = r.ratio(key)?;
+            let list: Vec<String> = v.iter().map(|x| format!("{x:.3}")).collect();
+            Some(format!("vs {what} {}", list.join(" ")))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn print_table(opts: &Opts, l3: &L3Options, res: &L3Results, r: &Report) {
@@ -1015,20 +1102,22 @@ fn print_table(opts: &Opts, l3: &L3Options, res: &L3Results, r: &Report) {
         if res.sink_native { "" } else { ", generic mode" }
     );
     println!(
-        "{} windows of {} s after {} s warm-up per forwarder; XDP mode {} (bare forwarder: {})",
+        "{} windows of {} s per forwarder in {} (each forwarder in turn, a {} s warm-up each round); XDP mode {} (bare forwarder: {})",
         l3.windows,
         opts.window_secs,
+        rounds_text(l3.rounds),
         opts.warmup_secs,
         l3.xdp_mode.name(),
         res.bare_xdp_mode
     );
     println!();
     println!(
-        "{:<34} {:>8} {:>8} {:>8} {:>13}  {:<9} {:>8} {:>8}  {}",
+        "{:<34} {:>8} {:>8} {:>8} {:>7} {:>13}  {:<9} {:>8} {:>8}  {}",
         "forwarder (Mpps at sink)",
         "min",
         "median",
         "max",
+        "spread",
         "offered (med)",
         "bound by",
         "DUT cpu",
@@ -1037,10 +1126,11 @@ fn print_table(opts: &Opts, l3: &L3Options, res: &L3Results, r: &Report) {
     );
     for (name, s) in candidates(l3, res) {
         println!(
-            "{name:<34} {:>8.3} {:>8.3} {:>8.3} {:>13.3}  {:<9} {:>7.0}% {:>7.0}%  {}",
+            "{name:<34} {:>8.3} {:>8.3} {:>8.3} {:>6.0}% {:>13.3}  {:<9} {:>7.0}% {:>7.0}%  {}",
             s.min(),
             s.median(),
             s.max(),
+            s.spread() * 100.0,
             s.offered_median(),
             bound_by(s),
             s.dut_cpu_busy * 100.0,
@@ -1087,6 +1177,14 @@ fn print_table(opts: &Opts, l3: &L3Options, res: &L3Results, r: &Report) {
             r.ratio_vs_kernel_nat.unwrap_or(f64::NAN),
             r.ratio_vs_bare.unwrap_or(f64::NAN)
         ),
+    }
+    if let Some(n) = &r.namespace {
+        println!(
+            "vrouterd's ratios per round ({}, of {:?} windows): {}",
+            rounds_text(n.rounds.rounds),
+            n.rounds.windows_per_round,
+            per_round_ratios(&n.rounds)
+        );
     }
     if let Some(x) = r.scaling_2_workers {
         println!(
@@ -1151,6 +1249,7 @@ fn memio_only(opts: &Opts) {
         scaling_2_workers: None,
         fib_routes: None,
         vrouter_fib_install_s: None,
+        vrouter_fib_install_s_per_round: Vec::new(),
         kernel_fib_install_s: None,
         kernel_vxlan_mpps: None,
         ratio_vs_kernel_vxlan: None,
