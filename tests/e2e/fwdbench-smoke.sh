@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Smoke runs of fwdbench --quick on l3, on fullfib (a 100,000-route table over BGP and
-# ip -batch) and on nat (NAT outgoing against nftables masquerade): every forwarder (vrouterd with 1 and 2 workers, the bare AF_XDP forwarder,
+# Smoke runs of fwdbench --quick on l3 (in three rounds of one window), on fullfib (a
+# 100,000-route table over BGP and ip -batch) and on nat (NAT outgoing against nftables
+# masquerade): every forwarder (vrouterd with 1 and 2 workers, the bare AF_XDP forwarder,
 # DPDK testpmd, the kernel) produced positive figures over its windows and its latency
-# probe, CPU use was read, and memio ran. Not a speed check (debug build, short windows):
+# probe, a median per round and a spread, vrouterd's ratios per round, CPU use was read,
+# and memio ran. Not a speed check (debug build, short windows):
 # the benchmark itself is `cargo build --release -p vrouter -p bench &&
 # target/release/fwdbench`.
 set -euo pipefail
@@ -11,10 +13,43 @@ cd "$(dirname "$0")/../.."
 [[ -x /usr/bin/dpdk-testpmd ]] || { echo "fwdbench-smoke: FAIL: dpdk-testpmd missing (run scripts/setup.sh)" >&2; exit 1; }
 md=$(mktemp)
 trap 'rm -f "$md"' EXIT
+# The checks of the rounds' keys, shared by the scenarios below: per forwarder a median
+# per round and a spread, vrouterd's ratios per round; a missing key fails.
+rounds_check='
+def rounds_bad(r, candidates, refs):
+    n = r.get("rounds")
+    if not (isinstance(n, int) and n >= 1):
+        return [("rounds", n)]
+    bad = []
+    per = r.get("windows_per_round")
+    if not (isinstance(per, list) and len(per) == n and all(isinstance(w, int) and w >= 1 for w in per)
+            and sum(per) == r.get("windows")):
+        bad.append(("windows_per_round", per))
+    def series(k):
+        v = r.get(k)
+        if not (isinstance(v, list) and len(v) == n and all(isinstance(x, (int, float)) and x > 0 for x in v)):
+            bad.append((k, v))
+    for c in candidates:
+        series(c + "_round_medians_mpps")
+        if not (isinstance(r.get(c + "_spread"), (int, float)) and r[c + "_spread"] >= 0):
+            bad.append((c + "_spread", r.get(c + "_spread")))
+    for ref in refs:
+        series("ratio_vs_" + ref + "_per_round")
+    for c in r.get("candidates", []):
+        m = c.get("round_medians_mpps")
+        if not (isinstance(m, list) and len(m) == n and all(isinstance(x, (int, float)) and x > 0 for x in m)):
+            bad.append((c.get("name"), "round_medians_mpps", m))
+        if not (isinstance(c.get("spread"), (int, float)) and c["spread"] >= 0):
+            bad.append((c.get("name"), "spread", c.get("spread")))
+    return bad
+'
 for scenario in l3 fullfib; do
-out=$(target/debug/fwdbench --quick --scenario $scenario --routes 100000 --json --markdown "$md")
-/usr/bin/python3 - "$out" "$md" <<'PY'
+rounds=1
+[[ $scenario == l3 ]] && rounds=3
+out=$(target/debug/fwdbench --quick --scenario $scenario --routes 100000 --rounds $rounds --json --markdown "$md")
+/usr/bin/python3 - "$out" "$md" "$rounds_check" "$rounds" <<'PY'
 import json, sys
+exec(sys.argv[3])
 r = json.loads(sys.argv[1])
 names = [c["name"] for c in r["candidates"]]
 want = ["vrouterd", "vrouterd 2 workers", "bare AF_XDP", "DPDK testpmd", "kernel ip_forward"]
@@ -31,18 +66,24 @@ if r["scenario"] == "fullfib":
     if r.get("fib_routes") != 100000:
         bad.append(("fib_routes", r.get("fib_routes")))
 bad += [k for k in top if not (isinstance(r.get(k), (int, float)) and r[k] > 0)]
+if r.get("rounds") != int(sys.argv[4]):
+    bad.append(("rounds", r.get("rounds")))
+bad += rounds_bad(r, ["vrouter", "vrouter_2_workers", "bare_afxdp", "testpmd", "kernel"], ["bare", "testpmd", "kernel"])
 table = open(sys.argv[2]).read()
+if "| spread |" not in table:
+    bad.append("markdown: no spread column")
 if missing or bad or table.count("\n| ") < 5:
     sys.exit(f"fwdbench-smoke: FAIL: {r['scenario']}: missing {missing}, non-positive {bad}\n{table}")
 print(f"fwdbench-smoke: {r['scenario']} ok (" + ", ".join(f"{c['name']} {c['mpps_median']:.3f}" for c in r["candidates"])
-      + f" Mpps; memio {r['memio_cycles_per_pkt']:.0f} cycles)")
+      + f" Mpps; {r['rounds']} round(s), ratio vs bare per round {r['ratio_vs_bare_per_round']}; memio {r['memio_cycles_per_pkt']:.0f} cycles)")
 PY
 done
 # NAT outgoing: vrouterd against the kernel's masquerade (whose conntrack table must show
 # the translated flows, or fwdbench fails), and the conntrack / NAT memio figures.
 out=$(target/debug/fwdbench --quick --scenario nat --routes 100000 --no-testpmd --json)
-/usr/bin/python3 - "$out" <<'PY'
+/usr/bin/python3 - "$out" "$rounds_check" <<'PY'
 import json, sys
+exec(sys.argv[2])
 r = json.loads(sys.argv[1])
 names = [c["name"] for c in r["candidates"]]
 want = ["vrouterd NAT outgoing", "vrouterd 2 workers", "bare AF_XDP", "kernel NAT"]
@@ -57,6 +98,7 @@ if not counters.get("nat_translated", 0) > 0:
     bad.append("vrouterd_counters.nat_translated")
 if r.get("memio_nat_translated_ratio") != 1.0:
     bad.append(("memio_nat_translated_ratio", r.get("memio_nat_translated_ratio")))
+bad += rounds_bad(r, ["vrouter", "vrouter_2_workers", "bare_afxdp", "kernel"], ["bare", "kernel"])
 if missing or bad:
     sys.exit(f"fwdbench-smoke: FAIL: nat: missing {missing}, non-positive or wrong {bad}")
 print(f"fwdbench-smoke: nat ok (" + ", ".join(f"{c['name']} {c['mpps_median']:.3f}" for c in r["candidates"])
