@@ -60,6 +60,22 @@ fn json_has_the_documented_keys_for_both_families() {
         assert!(unique > 4000 && unique <= 5000, "{unique}");
         assert!(v["lookup_cycles"].as_f64().unwrap() > 0.0);
         assert!(v["batch_lookup_cycles"].as_f64().unwrap() > 0.0);
+        // Lookups in 16 repetitions: the minimum beside the median (lookup_cycles).
+        for what in ["lookup_cycles", "batch_lookup_cycles"] {
+            let reps = &v[format!("{what}_reps")];
+            assert_eq!(reps["reps"], 16, "{what}: {v}");
+            let (min, median, max) = (
+                reps["min"].as_f64().unwrap(),
+                reps["median"].as_f64().unwrap(),
+                reps["max"].as_f64().unwrap(),
+            );
+            assert!(
+                0.0 < min && min <= median && median <= max,
+                "{what}: {reps}"
+            );
+            assert_eq!(v[format!("{what}_min")].as_f64().unwrap(), min);
+            assert_eq!(v[what].as_f64().unwrap(), median);
+        }
         assert!(
             v["insert_cycles_p99"].as_u64().unwrap() >= v["insert_cycles_p50"].as_u64().unwrap()
         );
@@ -186,4 +202,11 @@ fn compare_dpdk_reads_dpdk_test_output() {
     // DPDK's table is a third of ours: ours is measured again at its size.
     assert_eq!(v["at_dpdk_table_size"]["routes"], 1000);
     std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn fewer_than_15_repetitions_are_refused() {
+    let (ok, _, stderr) = fibbench(&["--routes", "1000", "--reps", "3", "--json"]);
+    assert!(!ok);
+    assert!(stderr.contains("--reps 3 (at least 15)"), "{stderr}");
 }

@@ -9,6 +9,17 @@ fn memio_reports_the_documented_keys() {
     assert_eq!(v["scenario"], "l3");
     assert!(v["memio_cycles_per_pkt"].as_f64().unwrap() > 0.0);
     assert!(v["memio_worker_cycles_per_pkt"].as_f64().unwrap() > 0.0);
+    // 16 repetitions: the minimum beside the median (memio_cycles_per_pkt).
+    let reps = &v["memio_cycles_reps"];
+    assert_eq!(reps["reps"], 16, "{v}");
+    let (min, median, max) = (
+        reps["min"].as_f64().unwrap(),
+        reps["median"].as_f64().unwrap(),
+        reps["max"].as_f64().unwrap(),
+    );
+    assert!(0.0 < min && min <= median && median <= max, "{reps}");
+    let min_key = v["memio_cycles_per_pkt_min"].as_f64().unwrap();
+    assert!((min_key - min).abs() < 1e-3, "{v}");
 }
 
 /// `--memio` with encapsulation: routes to VXLAN / IPIP tunnels, frames from a pod.
