@@ -84,6 +84,9 @@ pub(super) fn oversize(
     }
 }
 
+// Inlined: called for every IPv4 packet, and out of line its call cost more than the
+// check (callgrind, memio l3: ~10 instructions per packet).
+#[inline]
 pub(super) fn may_send_v4(kind: &PortKind, src: u32) -> bool {
     match kind {
         PortKind::Uplink => true,
@@ -126,6 +129,7 @@ pub(super) fn nd_claims_foreign(kind: &PortKind, frame: &[u8]) -> bool {
     }
 }
 
+#[inline]
 pub(super) fn may_send_v6(kind: &PortKind, src: u128) -> bool {
     match kind {
         PortKind::Uplink => true,
