@@ -42,6 +42,13 @@ const NO_SRC: u8 = u8::MAX;
 const DEEP_WALK_BYTES: usize = 11 << 20;
 /// Hysteresis: back to the pipeline below this.
 const SHALLOW_WALK_BYTES: usize = 10 << 20;
+/// Whatever the table's size, IPv6 batches also walk level by level when the average
+/// block is this big: real tables crowd into a few chunks (167,903 real prefixes in 197
+/// of the 262,144 entries, 5.1 MB, ~16 KB per block) whose walks are deep, and the
+/// pipeline, which prefetches only a walk's first node, lost to the lanes there in three
+/// interleaved pairs (batch medians 183 / 116 / 170 against 96 / 91 / 71 cycles).
+/// Synthetic tables' blocks average under 100 bytes.
+const BUSHY_BLOCK_BYTES: usize = 2 << 10;
 /// Try to free retired blocks once this many are waiting.
 const RECLAIM_BATCH: usize = 64;
 
@@ -315,6 +322,8 @@ pub struct Fib<F: Family> {
     deep_walk: bool,
     prefixes: usize,
     block_bytes: usize,
+    /// Chunks holding a block (for the average block size in the walk hint).
+    blocks: usize,
 }
 
 /// IPv4 FIB writer.
@@ -349,6 +358,7 @@ impl<F: Family> Fib<F> {
             deep_walk: false,
             prefixes: 0,
             block_bytes: 0,
+            blocks: 0,
         }
     }
 
@@ -571,7 +581,7 @@ impl<F: Family> Fib<F> {
 
     /// How batch lookups walk this table now: "pipeline" (software-pipelined, one level
     /// at a time per key) or "levels" (16 keys side by side, level by level; IPv6 tables
-    /// larger than the cache).
+    /// larger than the cache, or whose blocks are big: deep walks).
     pub fn batch_method(&self) -> &'static str {
         if F::PIPELINED_BATCH || !self.deep_walk {
             "pipeline"
@@ -704,11 +714,13 @@ impl<F: Family> Fib<F> {
     #[inline]
     fn update_walk_hint(&mut self) {
         let bytes = self.memory_bytes();
-        let deep = if self.deep_walk {
-            bytes >= SHALLOW_WALK_BYTES
-        } else {
-            bytes > DEEP_WALK_BYTES
-        };
+        let bushy = self.blocks > 0 && self.block_bytes / self.blocks >= BUSHY_BLOCK_BYTES;
+        let deep = bushy
+            || if self.deep_walk {
+                bytes >= SHALLOW_WALK_BYTES
+            } else {
+                bytes > DEEP_WALK_BYTES
+            };
         if deep != self.deep_walk {
             self.deep_walk = deep;
             self.shared.qsbr.set_hint(deep);
@@ -741,6 +753,7 @@ impl<F: Family> Fib<F> {
         let old = entry.load(Ordering::Relaxed);
         entry.store(new, Ordering::Release);
         let old_words = core::mem::replace(&mut self.chunks[c].words, words);
+        self.blocks = self.blocks + (words != 0) as usize - (old_words != 0) as usize;
         self.update_walk_hint();
         if old & 1 == 0 {
             let block = Block {

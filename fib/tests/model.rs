@@ -433,3 +433,42 @@ fn every_batch_length_agrees_with_single_lookups() {
         .collect();
     check(&fib6, &keys6);
 }
+
+/// A small IPv6 table crowded into one chunk, as real tables are (a few RIR /12s hold
+/// nearly all prefixes): its walks are deep, so batches take the level-by-level lanes
+/// whatever the table's size; a sparse table of the same size keeps the pipeline.
+#[test]
+fn deep_small_v6_tables_walk_level_by_level() {
+    let mut rng = fib::synth::Rng::new(11);
+    let base: u128 = 0x2a00_0000 << 96; // 2a00::/18, one chunk
+    let dense = fib::Fib6::from_routes((0..5000u32).map(|i| {
+        let len = 32 + rng.below(17) as u8; // /32 .. /48 under it
+        let key = base | (rng.next_u128() >> 18);
+        let net = ipnet::Ipv6Net::new(key.into(), len).unwrap().trunc();
+        (net, NextHopId(i % 13))
+    }));
+    // Below the size at which every IPv6 table walks level by level (11 MiB).
+    assert!(
+        dense.memory_bytes() < 10 << 20,
+        "{} bytes",
+        dense.memory_bytes()
+    );
+    assert_eq!(dense.batch_method(), "levels");
+    let sparse = fib::Fib6::from_routes(
+        fib::synth::realistic_v6(5000, 11)
+            .into_iter()
+            .map(|n| (n, NextHopId(1))),
+    );
+    assert_eq!(sparse.batch_method(), "pipeline");
+    // Both answer batches as single lookups do.
+    for fib in [&dense, &sparse] {
+        let addrs: Vec<std::net::Ipv6Addr> = (0..300)
+            .map(|_| (base | (rng.next_u128() >> 18)).into())
+            .collect();
+        let mut out = vec![None; addrs.len()];
+        fib.reader().burst().lookup_batch(&addrs, &mut out);
+        for (a, o) in addrs.iter().zip(&out) {
+            assert_eq!(*o, fib.lookup(*a), "{a}");
+        }
+    }
+}
