@@ -257,21 +257,8 @@ pub struct Series {
     pub ecmp_shares: Vec<f64>,
 }
 
-fn sorted(v: &[f64]) -> Vec<f64> {
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    s
-}
-
-/// The median (mean of the middle two for an even count); NaN when empty.
-pub fn median(v: &[f64]) -> f64 {
-    let s = sorted(v);
-    match s.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => s[n / 2],
-        n => (s[n / 2 - 1] + s[n / 2]) / 2.0,
-    }
-}
+pub use crate::median;
+use crate::sorted;
 
 impl Series {
     pub fn min(&self) -> f64 {

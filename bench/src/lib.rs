@@ -63,21 +63,40 @@ impl Reps {
     /// At least one sample; NaN samples are a caller's bug.
     pub fn of(samples: &[f64]) -> Reps {
         assert!(!samples.is_empty(), "no repetitions measured");
-        let mut v = samples.to_vec();
-        v.sort_by(|a, b| a.partial_cmp(b).expect("a NaN repetition"));
-        let n = v.len();
-        let median = if n % 2 == 1 {
-            v[n / 2]
-        } else {
-            (v[n / 2 - 1] + v[n / 2]) / 2.0
-        };
+        assert!(!samples.iter().any(|x| x.is_nan()), "a NaN repetition");
+        let s = sorted(samples);
         Reps {
-            min: v[0],
-            median,
-            max: v[n - 1],
-            reps: n,
+            min: s[0],
+            median: median_of_sorted(&s),
+            max: s[s.len() - 1],
+            reps: s.len(),
         }
     }
+}
+
+/// A copy of `v` in ascending order.
+pub fn sorted(v: &[f64]) -> Vec<f64> {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    s
+}
+
+/// The median (mean of the middle two for an even count); NaN when empty.
+pub fn median(v: &[f64]) -> f64 {
+    median_of_sorted(&sorted(v))
+}
+
+fn median_of_sorted(s: &[f64]) -> f64 {
+    match s.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => s[n / 2],
+        n => (s[n / 2 - 1] + s[n / 2]) / 2.0,
+    }
+}
+
+/// Rounded to 4 decimals, as the reports print figures.
+pub fn round4(x: f64) -> f64 {
+    (x * 1e4).round() / 1e4
 }
 
 /// Repetitions for figures judged on their minimum (at least 15, as the targets say).

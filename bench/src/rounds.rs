@@ -8,7 +8,8 @@
 //! per-round medians, the spread of each candidate's windows and vrouterd's ratios per
 //! round (does the ratio stand in every round?).
 
-use crate::fwdns::{median, Series};
+use crate::fwdns::Series;
+use crate::{median, round4};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -80,10 +81,6 @@ pub fn ratio_per_round(a: &Series, b: &Series) -> Vec<f64> {
         .zip(b.round_medians())
         .map(|(x, y)| round4(x / y))
         .collect()
-}
-
-fn round4(x: f64) -> f64 {
-    (x * 1e4).round() / 1e4
 }
 
 /// A candidate's rounds in the report: its per-round medians and spread.

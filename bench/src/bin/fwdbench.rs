@@ -45,7 +45,7 @@
 use bench::fwdns::{self, L3Options, L3Results, Scenario, Series, XdpMode};
 use bench::pktgen::Engine;
 use bench::rounds::{CandidateRounds, RoundsReport};
-use bench::Tsc;
+use bench::{round4, Tsc};
 use clap::Parser;
 use fib::synth::{self, Rng};
 use fib::{Fib4, Fib6, NextHopId};
@@ -361,10 +361,6 @@ struct NsReport {
     /// Per candidate the median of each round and the spread; vrouterd's ratios per round.
     #[serde(flatten)]
     rounds: RoundsReport,
-}
-
-fn round4(x: f64) -> f64 {
-    (x * 1e4).round() / 1e4
 }
 
 fn fail(code: i32, msg: &str) -> ! {
