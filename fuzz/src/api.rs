@@ -86,8 +86,12 @@ impl Host for FakeHost {
     }
 }
 
-/// This process's state directory (tmpfs when there is one), emptied for each input.
+/// This thread's state directory (tmpfs when there is one), emptied for each input.
+/// One per thread, not per process: the replay tests run targets on parallel threads,
+/// and one target's `remove_dir_all` must not pull the directory from under another's
+/// node while it saves its state.
 pub fn state_dir() -> PathBuf {
+    static THREADS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     thread_local! {
         static DIR: RefCell<Option<PathBuf>> = const { RefCell::new(None) };
     }
@@ -99,7 +103,8 @@ pub fn state_dir() -> PathBuf {
                 } else {
                     std::env::temp_dir()
                 };
-                base.join(format!("vrouter-fuzz-api-{}", std::process::id()))
+                let thread = THREADS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                base.join(format!("vrouter-fuzz-api-{}-{thread}", std::process::id()))
             })
             .clone()
     })
