@@ -324,6 +324,10 @@ pub struct Fib<F: Family> {
     block_bytes: usize,
     /// Chunks holding a block (for the average block size in the walk hint).
     blocks: usize,
+    /// Sum of the chunks' route capacities, kept as they change: `rib_bytes` is read
+    /// for stats far more often than routes change, and summing 2^16 chunks each time
+    /// cost a clusterbench node ~4% of all CPU.
+    route_slots: usize,
 }
 
 /// IPv4 FIB writer.
@@ -358,6 +362,7 @@ impl<F: Family> Fib<F> {
             deep_walk: false,
             prefixes: 0,
             block_bytes: 0,
+            route_slots: 0,
             blocks: 0,
         }
     }
@@ -424,6 +429,7 @@ impl<F: Family> Fib<F> {
             }
             let c = F::direct_index(key);
             let routes = &mut self.chunks[c].routes;
+            let before = routes.capacity();
             match routes.binary_search_by(|r| (r.key, r.len).cmp(&(key, len))) {
                 Ok(at) => routes[at].nh = nh,
                 Err(at) => {
@@ -431,6 +437,7 @@ impl<F: Family> Fib<F> {
                     self.prefixes += 1;
                 }
             }
+            self.route_slots = self.route_slots + routes.capacity() - before;
             touched.push(c);
             i += 1;
         }
@@ -458,6 +465,7 @@ impl<F: Family> Fib<F> {
             let c = F::direct_index(key);
             self.prefetch_chunk(c);
             let routes = &mut self.chunks[c].routes;
+            let before = routes.capacity();
             let old = match routes.binary_search_by(|r| (r.key, r.len).cmp(&(key, len))) {
                 Ok(at) => Some(core::mem::replace(&mut routes[at].nh, nh.0)),
                 Err(at) => {
@@ -465,6 +473,7 @@ impl<F: Family> Fib<F> {
                     None
                 }
             };
+            self.route_slots = self.route_slots + routes.capacity() - before;
             if old != Some(nh.0) {
                 self.rebuild_chunk(c);
             }
@@ -533,6 +542,7 @@ impl<F: Family> Fib<F> {
             let old = routes.remove(at).nh;
             if routes.is_empty() {
                 // Give the memory back: a full table has many chunks that empty out.
+                self.route_slots -= routes.capacity();
                 routes.shrink_to_fit();
             }
             self.rebuild_chunk(c);
@@ -601,16 +611,20 @@ impl<F: Family> Fib<F> {
         let entry = core::mem::size_of::<(F::Key, u32)>() + 8; // key, value, hash control + slack
         self.chunks.len() * core::mem::size_of::<Chunk<F::Key>>()
             + self.src.len()
-            + self
-                .chunks
-                .iter()
-                .map(|c| c.routes.capacity() * route)
-                .sum::<usize>()
+            + self.route_slots * route
             + self
                 .short
                 .iter()
                 .map(|m| m.capacity() * entry)
                 .sum::<usize>()
+    }
+
+    /// `rib_bytes` summed afresh over every chunk (tests: the kept sum must agree).
+    #[doc(hidden)]
+    pub fn rib_bytes_recounted(&self) -> usize {
+        let slots: usize = self.chunks.iter().map(|c| c.routes.capacity()).sum();
+        let route = core::mem::size_of::<Route<F::Key>>();
+        self.rib_bytes() - self.route_slots * route + slots * route
     }
 
     /// Every prefix held, in no particular order.

@@ -44,6 +44,7 @@ fn run_ops<F: Family>(ops: &[Op<F::Key>], probes: &[F::Key]) {
             }
         }
         assert_eq!(fib.len(), model.routes.len());
+        assert_eq!(fib.rib_bytes(), fib.rib_bytes_recounted());
         let view = reader.burst();
         for &p in probes {
             let want = model.lookup(p);
@@ -162,6 +163,7 @@ fn run_bulk<F: Family>(
             .map(|&(k, l, nh)| (F::make_net(F::mask(k, l), l), NextHopId(nh))),
     );
     assert_eq!(fib.len(), model.routes.len());
+    assert_eq!(fib.rib_bytes(), fib.rib_bytes_recounted());
     for &p in probes {
         assert_eq!(fib.lookup(F::key_addr(p)), model.lookup(p));
     }
