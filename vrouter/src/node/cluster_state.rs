@@ -59,7 +59,7 @@ pub struct ClusterState {
     pub revision: i64,
     /// Every node's workload endpoints and the namespaces' labels (what policies'
     /// selectors see).
-    pub workloads: BTreeMap<String, datastore::sync::ViewedWorkload>,
+    pub workloads: std::sync::Arc<BTreeMap<String, datastore::sync::ViewedWorkload>>,
     pub namespaces: BTreeMap<String, BTreeMap<String, String>>,
 }
 

@@ -151,7 +151,9 @@ impl NodeState {
             });
         }
         let me = self.config.node_name.clone();
-        if let Some(cs) = &self.cluster {
+        // Other nodes' endpoints only matter to policies' peer selectors: with no
+        // policy they are not gathered (each view and each endpoint add publishes).
+        if let Some(cs) = self.cluster.as_ref().filter(|_| !policies.is_empty()) {
             for w in cs.workloads.values().filter(|w| w.node != me) {
                 let mut labels = w.labels.clone();
                 labels.retain(|k, _| !k.starts_with("projectcalico.org/"));
