@@ -16,7 +16,7 @@ use crate::node::interface::{if_info, interface_stat, IfInfo};
 use crate::node::plan::EndpointPlan;
 use crate::pipeline::Port;
 use crate::tunnel::Overlay;
-use crate::worker::{PodProbe, WorkerCmd};
+use crate::worker::{PodProbe, WorkerCmd, WorkerTx};
 use crate::xdp::{AttachMode, PrefixClass, Preloaded, XdpProgram, XdpRole};
 use ipnet::IpNet;
 use std::collections::HashMap;
@@ -26,7 +26,7 @@ use std::time::Duration;
 use tracing::{error, info, warn};
 
 pub struct WorkerHost {
-    pub workers: Vec<mpsc::Sender<WorkerCmd>>,
+    pub workers: Vec<WorkerTx>,
     pub uplinks: Vec<Arc<XdpProgram>>,
     /// Every open veth endpoint's program, by interface.
     pub endpoints: HashMap<String, Arc<XdpProgram>>,
@@ -98,7 +98,7 @@ type ReapJob = (
     String,
     mpsc::Receiver<Option<(crate::io::Prepared, usize)>>,
     Option<Arc<XdpProgram>>,
-    mpsc::Sender<WorkerCmd>,
+    WorkerTx,
 );
 
 fn finish_close(job: ReapJob) {
@@ -148,7 +148,7 @@ impl Reaper {
         ifname: &str,
         closed: mpsc::Receiver<Option<(crate::io::Prepared, usize)>>,
         steer: Option<Arc<XdpProgram>>,
-        worker: mpsc::Sender<WorkerCmd>,
+        worker: WorkerTx,
     ) {
         let (lock, _) = &*self.pending;
         *lock

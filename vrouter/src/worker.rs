@@ -1,12 +1,15 @@
 //! A poll-mode worker: owns its I/O (sockets, rings, buffers) and its pipeline, and loops
 //! rx burst → pipeline → tx per port, then housekeeping once per loop (never per packet):
 //! TX kick and ring refill, retrying held frames, asking unresolved pods for their MAC.
-//! `PollMode::Busy` spins; `Adaptive` sleeps in poll() after a run of empty loops, going
-//! offline for the FIB first so route updates never wait for an idle worker.
+//! `PollMode::Busy` spins; `Adaptive` sleeps in poll() after some tens of microseconds of
+//! empty loops, going offline for the FIB first so route updates never wait for an idle
+//! worker. The spin is timed, not counted: a loop over a hundred ports is far slower
+//! than one over two, and a counted spin kept such a worker awake for good.
 
 use crate::arp::{self, HOST_SIDE_MAC, POD_GATEWAY_V4};
 use crate::burst::BURST;
 use crate::config::PollMode;
+use crate::io::mailbox::Mailbox;
 use crate::io::Io;
 use crate::nd::{self, POD_GATEWAY_V6};
 use crate::nexthop::{Adjacency, NextHopTable, PortId};
@@ -15,6 +18,34 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
+
+/// How the control side reaches a worker: its command queue, and the bell of its
+/// mailbox that wakes it if it sleeps (an adaptive worker sleeps up to `IDLE_SLEEP`:
+/// an endpoint add waited that long for its port, ~17 ms of a 56 ms add measured).
+#[derive(Clone)]
+pub struct WorkerTx {
+    tx: mpsc::Sender<WorkerCmd>,
+    bell: Option<Arc<Mailbox>>,
+}
+
+impl WorkerTx {
+    pub fn new(tx: mpsc::Sender<WorkerCmd>, bell: Option<Arc<Mailbox>>) -> WorkerTx {
+        WorkerTx { tx, bell }
+    }
+
+    /// `Err` when the worker has stopped.
+    pub fn send(&self, cmd: WorkerCmd) -> Result<(), WorkerGone> {
+        self.tx.send(cmd).map_err(|_| WorkerGone)?;
+        if let Some(b) = &self.bell {
+            b.command_posted();
+        }
+        Ok(())
+    }
+}
+
+/// A command for a worker that has stopped.
+#[derive(Debug)]
+pub struct WorkerGone;
 
 /// What the control loop asks a worker while it runs (endpoints added or removed).
 pub enum WorkerCmd {
@@ -59,8 +90,8 @@ pub enum WorkerCmd {
 
 /// Bursts taken from one port per loop at most.
 const BURSTS_PER_LOOP: usize = 4;
-/// Empty loops before an adaptive worker sleeps (a few tens of microseconds of spinning).
-const IDLE_LOOPS: u32 = 2_000;
+/// Empty loops for this long and an adaptive worker sleeps.
+const IDLE_SPIN: Duration = Duration::from_micros(50);
 /// Longest sleep of an idle adaptive worker (it wakes at once when frames arrive).
 const IDLE_SLEEP: Duration = Duration::from_millis(20);
 /// How often held frames are retried, and an unresolved pod is asked again.
@@ -88,7 +119,9 @@ pub struct Worker<I: Io> {
     last_retry: Instant,
     last_probe: Instant,
     started: Instant,
-    idle_loops: u32,
+    /// When the current run of empty loops began (adaptive mode), and the last loop's clock.
+    idle_since: Option<Instant>,
+    now: Instant,
     commands: Option<mpsc::Receiver<WorkerCmd>>,
     /// Where this worker's sockets are kept across restarts, and its index there.
     store: Option<(Arc<crate::restart::FdStore>, usize)>,
@@ -113,7 +146,8 @@ impl<I: Io> Worker<I> {
             last_retry: now,
             started: now,
             last_probe: now - PROBE_EVERY,
-            idle_loops: 0,
+            idle_since: None,
+            now,
             commands: None,
             store: None,
         }
@@ -220,7 +254,7 @@ impl<I: Io> Worker<I> {
             if self.poll_once() == 0 {
                 self.idle();
             } else {
-                self.idle_loops = 0;
+                self.idle_since = None;
             }
         }
         self.pipeline.offline();
@@ -229,6 +263,7 @@ impl<I: Io> Worker<I> {
     /// One loop: a burst from every port, then housekeeping. Returns frames received.
     pub fn poll_once(&mut self) -> usize {
         let mut got = 0;
+        self.io.refresh_readiness();
         let ports = self.io.rx_ports().len();
         for i in 0..ports {
             let port = self.io.rx_ports()[i];
@@ -253,7 +288,8 @@ impl<I: Io> Worker<I> {
         got += self.io.rx_handoffs(&mut |port, frames, lens, actions| {
             pipeline.process(port, frames, lens, actions)
         });
-        self.housekeeping(Instant::now());
+        self.now = Instant::now();
+        self.housekeeping(self.now);
         self.io.flush();
         got
     }
@@ -313,12 +349,16 @@ impl<I: Io> Worker<I> {
         match self.poll_mode {
             PollMode::Busy => std::hint::spin_loop(),
             PollMode::Adaptive => {
-                self.idle_loops += 1;
-                if self.idle_loops >= IDLE_LOOPS {
+                let since = *self.idle_since.get_or_insert(self.now);
+                if self.now.duration_since(since) >= IDLE_SPIN {
+                    // A command queued meanwhile is carried out before sleeping; one
+                    // queued from here on stops the sleep (`Mailbox::command_posted`).
+                    self.take_commands();
                     self.pipeline.offline();
                     // Held frames need their retries: sleep briefly while any wait.
                     self.io.wait(IDLE_SLEEP);
-                    self.idle_loops = IDLE_LOOPS / 2;
+                    // Woken: half a spin before sleeping again.
+                    self.idle_since = Some(Instant::now() - IDLE_SPIN / 2);
                 }
             }
         }

@@ -44,6 +44,10 @@ pub struct AfXdpIo {
     /// Sockets join the poller only when the worker first sleeps: a registered socket
     /// costs a wake-up callback on every completion (~7% of a busy core, measured).
     registered: bool,
+    /// Taps with frames to read (a tap read is a syscall: only the ready are read).
+    taps: TapReadiness,
+    /// The last `wait` slept: look at the taps at once.
+    woke: bool,
     /// Frames other workers pass us, and theirs by port (for ports they own).
     inbox: Option<Arc<Mailbox>>,
     outboxes: Vec<Option<Arc<Mailbox>>>,
@@ -149,6 +153,8 @@ impl AfXdpIo {
             poll: mio::Poll::new()?,
             events: mio::Events::with_capacity(64),
             registered: false,
+            taps: TapReadiness::new()?,
+            woke: false,
             inbox: None,
             outboxes: Vec::new(),
             posted: Vec::new(),
@@ -197,14 +203,29 @@ impl AfXdpIo {
     }
 
     fn place(&mut self, id: PortId, port: Port) -> Option<RawFd> {
+        // A port placed over another (same id) replaces it: the old tap leaves the set.
+        self.forget_tap(id);
         let i = self.p.place(id, port);
+        if let Port::Tap(t) = &self.p.list[i].1 {
+            self.taps.add(i, t.as_raw_fd());
+        }
         self.register(i);
         self.socket_fd(id)
+    }
+
+    /// Port `id`, if a tap, is no longer read.
+    fn forget_tap(&mut self, id: PortId) {
+        if let Some(i) = self.p.index_of(id) {
+            if let Port::Tap(t) = &self.p.list[i].1 {
+                self.taps.remove(i, t.as_raw_fd());
+            }
+        }
     }
 
     /// Close port `id` and take back every frame its rings held. Frames still queued
     /// for it later are freed (and counted as `not_our_port`).
     pub fn close_port(&mut self, id: PortId) {
+        self.forget_tap(id);
         self.p.close_port(id)
     }
 
@@ -263,6 +284,7 @@ impl AfXdpIo {
     /// closed (closing waits for the kernel: not on a worker). None for a tap or an
     /// unknown port (closed here).
     pub fn detach_port(&mut self, id: PortId) -> Option<(super::Prepared, usize)> {
+        self.forget_tap(id);
         if let Some(fd) = self.p.index_of(id).and_then(|i| self.p.port_fd(i)) {
             let _ = self
                 .poll
@@ -512,6 +534,10 @@ impl AfXdpIo {
 }
 
 impl Io for AfXdpIo {
+    fn refresh_readiness(&mut self) {
+        self.taps.refresh(std::mem::take(&mut self.woke));
+    }
+
     fn rx_ports(&self) -> &[PortId] {
         &self.p.rx_ids
     }
@@ -573,6 +599,7 @@ impl Io for AfXdpIo {
                 }
                 n
             }
+            Port::Tap(_) if !self.taps.is_ready(i) => 0,
             Port::Tap(_) => {
                 let mut n = 0;
                 while n < BURST {
@@ -592,6 +619,7 @@ impl Io for AfXdpIo {
                         }
                         None => {
                             self.p.free.push(d);
+                            self.taps.drained(i);
                             break;
                         }
                     }
@@ -751,6 +779,7 @@ impl Io for AfXdpIo {
             }
         }
         let _ = self.poll.poll(&mut self.events, Some(timeout));
+        self.woke = true;
         if let Some(m) = &self.inbox {
             m.awake();
         }
@@ -760,5 +789,7 @@ impl Io for AfXdpIo {
 pub mod adopt;
 mod frames;
 mod ports;
+mod tap_ready;
 pub mod xsk;
 use frames::{buffer, letter_room, mark, HANDOFF_ROOM};
+use tap_ready::TapReadiness;

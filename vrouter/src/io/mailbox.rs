@@ -26,6 +26,8 @@ pub struct Mailbox {
     empty: ArrayQueue<Box<[u8]>>,
     /// Set by the owner while it sleeps in poll(); senders then wake it.
     sleeping: AtomicBool,
+    /// A command from the control side waits in the owner's queue.
+    commands: AtomicBool,
     waker: OnceLock<mio::Waker>,
 }
 
@@ -39,6 +41,7 @@ impl Default for Mailbox {
             full: ArrayQueue::new(MAILBOX_FRAMES),
             empty,
             sleeping: AtomicBool::new(false),
+            commands: AtomicBool::new(false),
             waker: OnceLock::new(),
         }
     }
@@ -82,6 +85,13 @@ impl Mailbox {
         }
     }
 
+    /// A command was queued for the owner: it does not go to sleep on it, and is woken
+    /// if it sleeps (the flag and `sleeping` are a Dekker pair: one side sees the other).
+    pub fn command_posted(&self) {
+        self.commands.store(true, Ordering::SeqCst);
+        self.ring();
+    }
+
     pub fn take(&self) -> Option<Letter> {
         self.full.pop()
     }
@@ -103,7 +113,7 @@ impl Mailbox {
     /// The owner is about to sleep: true if it may (nothing arrived meanwhile).
     pub fn may_sleep(&self) -> bool {
         self.sleeping.store(true, Ordering::SeqCst);
-        if !self.full.is_empty() {
+        if self.commands.swap(false, Ordering::SeqCst) || !self.full.is_empty() {
             self.sleeping.store(false, Ordering::SeqCst);
             return false;
         }
@@ -136,5 +146,34 @@ mod tests {
         }
         assert!(m.take().is_none());
         assert!(m.post(PortId(1), &[7; 1500]));
+    }
+
+    #[test]
+    fn a_command_posted_before_the_sleep_stops_it_once() {
+        let m = Mailbox::default();
+        assert!(m.may_sleep(), "nothing waits");
+        m.awake();
+        m.command_posted();
+        assert!(!m.may_sleep(), "a command waits: no sleep");
+        assert!(m.may_sleep(), "seen once: the worker took its commands");
+        m.awake();
+    }
+
+    #[test]
+    fn a_command_wakes_a_sleeping_owner() {
+        let mut poll = mio::Poll::new().unwrap();
+        let m = std::sync::Arc::new(Mailbox::default());
+        m.set_waker(mio::Waker::new(poll.registry(), mio::Token(1)).unwrap());
+        assert!(m.may_sleep());
+        let sender = m.clone();
+        let t = std::thread::spawn(move || sender.command_posted());
+        let mut events = mio::Events::with_capacity(4);
+        // Far longer than the test takes: only the waker ends the wait early.
+        let started = std::time::Instant::now();
+        poll.poll(&mut events, Some(std::time::Duration::from_secs(20)))
+            .unwrap();
+        t.join().unwrap();
+        assert!(events.iter().any(|e| e.token() == mio::Token(1)));
+        assert!(started.elapsed() < std::time::Duration::from_secs(20));
     }
 }

@@ -27,6 +27,9 @@ pub enum Prepared {
 }
 
 pub trait Io {
+    /// At the start of every worker loop: learn which ports that cost a syscall to
+    /// read (taps) have frames, so the loop reads only those.
+    fn refresh_readiness(&mut self) {}
     /// Ports this backend receives on; each is polled once per worker loop.
     fn rx_ports(&self) -> &[PortId];
     /// Receive up to `BURST` frames on `port`, let `process` choose each frame's action

@@ -147,7 +147,8 @@ impl NatStage {
     /// The clock, and some ageing: once per loop.
     pub fn housekeep(&mut self, now_s: u32) {
         self.now_s = now_s;
-        if let Some(n) = &mut self.nat {
+        // An empty table has nothing to age (and an idle worker loops often).
+        if let Some(n) = self.nat.as_mut().filter(|n| !n.table.is_empty()) {
             n.table.expire(now_s, EXPIRE_BUDGET);
         }
     }
