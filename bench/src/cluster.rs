@@ -138,6 +138,8 @@ pub struct Cluster {
     /// Where to copy the logs (vrouterd's, etcd's, BIRD's) before the scratch directory goes.
     pub keep_logs: Option<PathBuf>,
     pub stats_interval_ms: u64,
+    /// Last: the host's limits come back once the namespaces are gone.
+    _neigh: NeighLimits,
 }
 
 impl Cluster {
@@ -171,6 +173,7 @@ impl Cluster {
             home: None,
             keep_logs: None,
             stats_interval_ms: 50,
+            _neigh: NeighLimits::raise()?,
         };
         let hub = Netns::add(&format!("{}hub", c.prefix))?;
         hub.ip(&["link", "add", "br0", "type", "bridge"])?;
@@ -456,6 +459,52 @@ pub async fn write_calico(store: &Store, rr: bool) -> io::Result<()> {
     Ok(())
 }
 
+/// The kernel's neighbour tables are one per host, shared by every namespace: their
+/// limit (`gc_thresh3`, 1,024 by default) is for one machine's neighbours. N nodes in
+/// namespaces on one kernel hold about N² entries (every node resolves every other), and
+/// past the limit the kernel refuses new ones ("neighbor table overflow!"): at 50 nodes
+/// BGP sessions could not form (stop 23's failed full mesh). Each node of a real cluster
+/// has its own kernel, so the run raises the limits (never lowers them) and puts the
+/// host's values back at the end.
+pub struct NeighLimits {
+    saved: Vec<(String, String)>,
+}
+
+impl NeighLimits {
+    const WANT: [(&'static str, u64); 2] = [("gc_thresh2", 8192), ("gc_thresh3", 16384)];
+
+    /// Call from the host's own namespace (the limits are only writable there).
+    pub fn raise() -> io::Result<NeighLimits> {
+        let mut saved = Vec::new();
+        for fam in ["ipv4", "ipv6"] {
+            for (name, want) in Self::WANT {
+                let path = format!("/proc/sys/net/{fam}/neigh/default/{name}");
+                let old = std::fs::read_to_string(&path)?.trim().to_string();
+                let now: u64 = old
+                    .parse()
+                    .map_err(|e| other(format!("{path}: {old:?}: {e}")))?;
+                if now < want {
+                    std::fs::write(&path, want.to_string())
+                        .map_err(|e| other(format!("raising {path}: {e}")))?;
+                    saved.push((path, old));
+                }
+            }
+        }
+        Ok(NeighLimits { saved })
+    }
+}
+
+impl Drop for NeighLimits {
+    fn drop(&mut self) {
+        // thresh3 first: thresh2 may not exceed it.
+        for (path, old) in self.saved.iter().rev() {
+            if let Err(e) = std::fs::write(path, old) {
+                eprintln!("cannot restore {path} to {old}: {e}");
+            }
+        }
+    }
+}
+
 impl Drop for Cluster {
     fn drop(&mut self) {
         for n in &mut self.nodes {
@@ -492,5 +541,76 @@ impl Drop for Cluster {
         self.etcd = None;
         self.hub = None;
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// etcd's own disk figures, summed over the members (from their `/metrics`): WAL
+/// fsyncs and backend commits, each as (total seconds, count). Every commit of a
+/// write waits for a WAL fsync on a quorum, so these bound the allocation rate.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct EtcdDisk {
+    pub wal_fsync: (f64, u64),
+    pub backend_commit: (f64, u64),
+}
+
+impl EtcdDisk {
+    /// Read every member's metrics; an unreachable member or a missing figure is an
+    /// error (never a zero).
+    pub fn read(endpoints: &[String]) -> io::Result<EtcdDisk> {
+        let mut d = EtcdDisk::default();
+        for e in endpoints {
+            let text = http_get(e, "/metrics")?;
+            let figure = |name: &str| -> io::Result<f64> {
+                text.lines()
+                    .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+                    .ok_or_else(|| other(format!("{e}/metrics has no {name}")))
+            };
+            d.wal_fsync.0 += figure("etcd_disk_wal_fsync_duration_seconds_sum")?;
+            d.wal_fsync.1 += figure("etcd_disk_wal_fsync_duration_seconds_count")? as u64;
+            d.backend_commit.0 += figure("etcd_disk_backend_commit_duration_seconds_sum")?;
+            d.backend_commit.1 += figure("etcd_disk_backend_commit_duration_seconds_count")? as u64;
+        }
+        Ok(d)
+    }
+
+    /// Mean WAL fsync and backend commit (ms) and WAL fsyncs between `self` and `later`.
+    pub fn since(&self, later: &EtcdDisk) -> (f64, f64, u64) {
+        let mean = |a: (f64, u64), b: (f64, u64)| {
+            let n = b.1.saturating_sub(a.1);
+            if n == 0 {
+                0.0
+            } else {
+                (b.0 - a.0) / n as f64 * 1e3
+            }
+        };
+        (
+            mean(self.wal_fsync, later.wal_fsync),
+            mean(self.backend_commit, later.backend_commit),
+            later.wal_fsync.1.saturating_sub(self.wal_fsync.1),
+        )
+    }
+}
+
+/// A plain HTTP/1.0 GET of `path` at `base` (`http://host:port`): the body.
+fn http_get(base: &str, path: &str) -> io::Result<String> {
+    use std::io::{Read, Write};
+    let hostport = base
+        .strip_prefix("http://")
+        .ok_or_else(|| other(format!("{base}: not an http:// URL")))?;
+    let mut s = std::net::TcpStream::connect(hostport)?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {hostport}\r\n\r\n")?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    match out.split_once("\r\n\r\n") {
+        Some((head, body))
+            if head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200") =>
+        {
+            Ok(body.to_string())
+        }
+        _ => Err(other(format!(
+            "GET {base}{path}: {}",
+            out.lines().next().unwrap_or("no answer")
+        ))),
     }
 }

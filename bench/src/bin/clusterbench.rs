@@ -20,7 +20,7 @@
 //! `cargo build --release -p vrouter -p control -p bench && sudo target/release/clusterbench
 //! --nodes 10 [--rr] [--json]` (as root; needs etcd, etcdctl and, with --rr, bird2).
 
-use bench::cluster::{self, bgp_routes, client, write_calico, Client, Cluster, RR_ADDR};
+use bench::cluster::{self, bgp_routes, client, write_calico, Client, Cluster, EtcdDisk, RR_ADDR};
 use bench::netns;
 use clap::Parser;
 use control::api::pb;
@@ -92,6 +92,11 @@ struct Report {
     /// no tap), as many clients at once.
     ipam_alloc_per_s: f64,
     ipam_alloc_p99_ms: f64,
+    /// etcd's disk during the burst (all members): mean WAL fsync and backend commit,
+    /// and WAL fsyncs per address handed out. Every write waits for a quorum's fsync.
+    etcd_wal_fsync_mean_ms: f64,
+    etcd_backend_commit_mean_ms: f64,
+    etcd_wal_fsyncs_per_alloc: f64,
     alloc_clients: usize,
     alloc_errors: usize,
     alloc_duplicates: usize,
@@ -574,7 +579,9 @@ fn run(o: &Opts, bin: &Path) -> io::Result<Report> {
         "baseline: the shared IPAM alone, {allocators} clients: {ipam_alloc_per_s:.0} allocations/s"
     ));
     let sockets: Vec<PathBuf> = (1..=allocators).map(|i| c.node(i).socket.clone()).collect();
+    let disk0 = EtcdDisk::read(&c.etcd().endpoints())?;
     let b = burst(&rt, &sockets, 0, o.endpoints)?;
+    let (wal_fsync_ms, commit_ms, fsyncs) = disk0.since(&EtcdDisk::read(&c.etcd().endpoints())?);
     say(&format!(
         "{} adds over {allocators} nodes in {:.2} s ({} failed)",
         o.endpoints,
@@ -648,7 +655,7 @@ fn run(o: &Opts, bin: &Path) -> io::Result<Report> {
     }
     if alloc_per_s < 500.0 {
         limits.push(format!(
-            "alloc_per_s {alloc_per_s:.0} < 500 (CPU {:.0}% busy during the burst; p50 {:.1} ms, p99 {:.1} ms per call, {allocators} clients)",
+            "alloc_per_s {alloc_per_s:.0} < 500 (CPU {:.0}% busy during the burst; p50 {:.1} ms, p99 {:.1} ms per call, {allocators} clients; etcd WAL fsync {wal_fsync_ms:.1} ms mean)",
             b.cpu_busy * 100.0,
             ms(bench::percentile(&lat, 50.0)),
             ms(bench::percentile(&lat, 99.0))
@@ -690,6 +697,9 @@ fn run(o: &Opts, bin: &Path) -> io::Result<Report> {
         alloc_p99_ms: ms(bench::percentile(&lat, 99.0)),
         ipam_alloc_per_s,
         ipam_alloc_p99_ms,
+        etcd_wal_fsync_mean_ms: wal_fsync_ms,
+        etcd_backend_commit_mean_ms: commit_ms,
+        etcd_wal_fsyncs_per_alloc: fsyncs as f64 / b.addresses.len().max(1) as f64,
         alloc_clients: allocators,
         alloc_errors: b.errors.len(),
         alloc_duplicates: dup1.max(dup2),
@@ -761,6 +771,10 @@ fn print_table(r: &Report) {
     println!(
         "| baseline: shared IPAM alone, allocations/s (p99) | {:.0} ({:.1} ms) | — |",
         r.ipam_alloc_per_s, r.ipam_alloc_p99_ms
+    );
+    println!(
+        "| etcd during the burst: WAL fsync / backend commit mean, fsyncs per address | {:.1} ms / {:.1} ms, {:.1} | — |",
+        r.etcd_wal_fsync_mean_ms, r.etcd_backend_commit_mean_ms, r.etcd_wal_fsyncs_per_alloc
     );
     println!(
         "| alloc errors / duplicates / ipam problems | {} / {} / {} | 0 |",
