@@ -303,7 +303,7 @@ pub fn run(file_config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) ->
         }
     ));
     health.ready.store(true, Ordering::Relaxed);
-    let mut asked: HashMap<u32, Instant> = HashMap::new();
+    let mut asked: HashMap<u32, Asked> = HashMap::new();
     let mut last_stats = Instant::now() - Duration::from_secs(1);
     let mut last_neighbours = Instant::now() - Duration::from_secs(1);
     let mut gateways_seen = 0u64;
@@ -448,13 +448,21 @@ pub fn run(file_config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) ->
     Ok(())
 }
 
+/// An unresolved next hop: when the kernel was last asked, and the error it last gave
+/// (said once as a warning; the same error again only at debug level: a full neighbour
+/// table answers ENOBUFS every second for every next hop).
+struct Asked {
+    at: Instant,
+    error: Option<String>,
+}
+
 /// Point uplink next hops at the MACs the kernel resolved; ask it for the others.
 /// `true` when every one has its MAC.
 fn sync_gateways(
     n: &mut Neighbours,
     gateways: &[Gateway],
     nexthops: &NextHopTable,
-    asked: &mut HashMap<u32, Instant>,
+    asked: &mut HashMap<u32, Asked>,
 ) -> bool {
     if gateways.is_empty() {
         return true;
@@ -479,16 +487,27 @@ fn sync_gateways(
                     info!(via = %g.via, mac = ?mac, "next hop resolved");
                     nexthops.set(g.nh, want);
                 }
+                asked.remove(&g.nh);
             }
             None => {
                 resolved = false;
-                if asked
-                    .get(&g.nh)
-                    .is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
-                {
-                    asked.insert(g.nh, Instant::now());
-                    if let Err(e) = n.resolve(g.ifindex, g.via) {
-                        warn!(via = %g.via, error = %e, "asking the kernel to resolve");
+                let a = asked.entry(g.nh).or_insert(Asked {
+                    at: Instant::now() - Duration::from_secs(1),
+                    error: None,
+                });
+                if a.at.elapsed() >= Duration::from_secs(1) {
+                    a.at = Instant::now();
+                    match n.resolve(g.ifindex, g.via) {
+                        Ok(()) => a.error = None,
+                        Err(e) => {
+                            let e = e.to_string();
+                            if a.error.as_ref() != Some(&e) {
+                                warn!(via = %g.via, error = %e, "asking the kernel to resolve (said once until it changes)");
+                            } else {
+                                tracing::debug!(via = %g.via, error = %e, "asking the kernel to resolve");
+                            }
+                            a.error = Some(e);
+                        }
                     }
                 }
             }
