@@ -574,20 +574,22 @@ impl EtcdDisk {
     }
 
     /// Mean WAL fsync and backend commit (ms) and WAL fsyncs between `self` and `later`.
-    pub fn since(&self, later: &EtcdDisk) -> (f64, f64, u64) {
-        let mean = |a: (f64, u64), b: (f64, u64)| {
-            let n = b.1.saturating_sub(a.1);
-            if n == 0 {
-                0.0
-            } else {
-                (b.0 - a.0) / n as f64 * 1e3
-            }
+    /// No fsync or commit in between (the burst wrote nothing, or the counters did not
+    /// move) is an error: a mean of nothing is not a zero.
+    pub fn since(&self, later: &EtcdDisk) -> io::Result<(f64, f64, u64)> {
+        let mean = |what: &str, a: (f64, u64), b: (f64, u64)| match b
+            .1
+            .checked_sub(a.1)
+            .filter(|&n| n > 0)
+        {
+            Some(n) => Ok((b.0 - a.0) / n as f64 * 1e3),
+            None => Err(other(format!("etcd counted no {what} over the burst"))),
         };
-        (
-            mean(self.wal_fsync, later.wal_fsync),
-            mean(self.backend_commit, later.backend_commit),
-            later.wal_fsync.1.saturating_sub(self.wal_fsync.1),
-        )
+        Ok((
+            mean("WAL fsync", self.wal_fsync, later.wal_fsync)?,
+            mean("backend commit", self.backend_commit, later.backend_commit)?,
+            later.wal_fsync.1 - self.wal_fsync.1,
+        ))
     }
 }
 

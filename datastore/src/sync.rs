@@ -1,9 +1,9 @@
 //! The cluster as one node sees it, kept current the way etcd's own clients and Felix
 //! do: list at a revision, watch from the next one, and on any doubt (a compacted
-//! revision, a broken stream, etcd away) list again. Each change yields a whole new
-//! `ClusterView`, so whoever applies it diffs against what it has: a resync can never
-//! lose or repeat a change. A record that does not parse is logged with its key and
-//! skipped; the watch goes on.
+//! revision, a broken stream, etcd away) list again. Each change (or burst of changes,
+//! see `VIEW_EVERY`) yields a whole new `ClusterView`, so whoever applies it diffs
+//! against what it has: a resync can never lose or repeat a change. A record that does
+//! not parse is logged with its key when it arrives and skipped; the watch goes on.
 
 use crate::keys;
 use crate::model::{
@@ -65,10 +65,10 @@ pub enum SyncEvent {
     },
 }
 
-/// One record as the view uses it, decoded once when it arrives (a view is made after
-/// every change, and decoding every record for each one made the view's cost grow with
-/// the cluster: 500 pods' workload endpoints re-parsed per event took a third of a
-/// node's CPU in clusterbench).
+/// One record as the view uses it, decoded once when it arrives (every view is made from
+/// every record, and decoding each one per view made a view's cost grow with the
+/// cluster: 500 pods' workload endpoints re-parsed per event took a third of a node's
+/// CPU in clusterbench).
 #[derive(Debug, Clone)]
 enum Decoded {
     Node(String, NodeResource),
@@ -190,6 +190,24 @@ impl Prefixes {
 }
 
 impl Records {
+    /// The records of a list of both prefixes (resources the view is not made of left
+    /// out).
+    fn listed(
+        p: &Prefixes,
+        prefix: &str,
+        resources: Vec<Entry>,
+        affinities: Vec<Entry>,
+    ) -> Records {
+        let mut rec = Records::default();
+        for e in resources.into_iter().filter(|e| viewed(prefix, &e.key)) {
+            rec.put(p, false, e);
+        }
+        for e in affinities {
+            rec.put(p, true, e);
+        }
+        rec
+    }
+
     fn put(&mut self, p: &Prefixes, affinity: bool, e: Entry) {
         if affinity {
             let d = p.affinity(&e);
@@ -243,15 +261,7 @@ impl Records {
 /// the fuzz target and tests; the syncer itself goes through the same `Records`.
 #[doc(hidden)]
 pub fn view_of(prefix: &str, resources: Vec<Entry>, affinities: Vec<Entry>) -> ClusterView {
-    let p = Prefixes::new(prefix);
-    let mut rec = Records::default();
-    for e in resources.into_iter().filter(|e| viewed(prefix, &e.key)) {
-        rec.put(&p, false, e);
-    }
-    for e in affinities {
-        rec.put(&p, true, e);
-    }
-    rec.view(1, 1)
+    Records::listed(&Prefixes::new(prefix), prefix, resources, affinities).view(1, 1)
 }
 
 /// Where Calico keeps policies (`networkpolicies/<namespace>/<name>`,
@@ -350,27 +360,17 @@ async fn sync_once(
     first_watch: Option<i64>,
     lists: &mut u64,
 ) -> Result<(), StoreError> {
-    let mut rec = Records::default();
     let p = Prefixes::new(prefix);
     let (res, rev) = store.list(res_prefix).await?;
     let (aff, rev2) = store.list(aff_prefix).await?;
-    for e in res.into_iter().filter(|e| viewed(prefix, &e.key)) {
-        rec.put(&p, false, e);
-    }
-    for e in aff {
-        rec.put(&p, true, e);
-    }
+    let mut rec = Records::listed(&p, prefix, res, aff);
     // The second list may be newer: watch both from the first one's next revision; an
     // event already seen just rewrites the same value.
     let mut revision = rev.min(rev2);
     *lists += 1;
     let lists = *lists;
     info!(revision, "datastore: listed");
-    if tx
-        .send(SyncEvent::View(Arc::new(rec.view(revision, lists))))
-        .await
-        .is_err()
-    {
+    if !send_view(tx, &rec, revision, lists).await {
         return Ok(());
     }
     let from = first_watch.unwrap_or(revision + 1);
@@ -393,7 +393,7 @@ async fn sync_once(
                 () = tokio::time::sleep_until(last_view + VIEW_EVERY) => {
                     unsent = 0;
                     last_view = tokio::time::Instant::now();
-                    if tx.send(SyncEvent::View(Arc::new(rec.view(revision, lists)))).await.is_err() {
+                    if !send_view(tx, &rec, revision, lists).await {
                         return Ok(());
                     }
                     continue;
@@ -460,6 +460,12 @@ async fn sync_once(
             unsent += 1;
         }
     }
+}
+
+/// Make the view of `rec` and send it; false once nobody listens.
+async fn send_view(tx: &mpsc::Sender<SyncEvent>, rec: &Records, revision: i64, lists: u64) -> bool {
+    let view = Arc::new(rec.view(revision, lists));
+    tx.send(SyncEvent::View(view)).await.is_ok()
 }
 
 /// Watch messages folded into one view at most.

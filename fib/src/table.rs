@@ -607,24 +607,27 @@ impl<F: Family> Fib<F> {
 
     /// Bytes of the writer's private route store (not touched by lookups), estimated.
     pub fn rib_bytes(&self) -> usize {
+        self.rib_bytes_for(self.route_slots)
+    }
+
+    /// `rib_bytes` with the route capacity summed afresh over every chunk (tests: the
+    /// kept sum must agree).
+    #[doc(hidden)]
+    pub fn rib_bytes_recounted(&self) -> usize {
+        self.rib_bytes_for(self.chunks.iter().map(|c| c.routes.capacity()).sum())
+    }
+
+    fn rib_bytes_for(&self, route_slots: usize) -> usize {
         let route = core::mem::size_of::<Route<F::Key>>();
         let entry = core::mem::size_of::<(F::Key, u32)>() + 8; // key, value, hash control + slack
         self.chunks.len() * core::mem::size_of::<Chunk<F::Key>>()
             + self.src.len()
-            + self.route_slots * route
+            + route_slots * route
             + self
                 .short
                 .iter()
                 .map(|m| m.capacity() * entry)
                 .sum::<usize>()
-    }
-
-    /// `rib_bytes` summed afresh over every chunk (tests: the kept sum must agree).
-    #[doc(hidden)]
-    pub fn rib_bytes_recounted(&self) -> usize {
-        let slots: usize = self.chunks.iter().map(|c| c.routes.capacity()).sum();
-        let route = core::mem::size_of::<Route<F::Key>>();
-        self.rib_bytes() - self.route_slots * route + slots * route
     }
 
     /// Every prefix held, in no particular order.

@@ -196,10 +196,7 @@ pub fn start_workers(
         let ready = ready_tx.clone();
         let poll_mode = config.workers.poll_mode;
         let (cmd_tx, cmd_rx) = mpsc::channel();
-        commands.push(crate::worker::WorkerTx::new(
-            cmd_tx,
-            Some(mailboxes[w].clone()),
-        ));
+        commands.push(crate::worker::WorkerTx::new(cmd_tx, mailboxes[w].clone()));
         let spare = my_slots.len();
         let mtu = plan.frame_mtu;
         let store = store.clone();

@@ -25,20 +25,18 @@ use std::time::{Duration, Instant};
 #[derive(Clone)]
 pub struct WorkerTx {
     tx: mpsc::Sender<WorkerCmd>,
-    bell: Option<Arc<Mailbox>>,
+    bell: Arc<Mailbox>,
 }
 
 impl WorkerTx {
-    pub fn new(tx: mpsc::Sender<WorkerCmd>, bell: Option<Arc<Mailbox>>) -> WorkerTx {
+    pub fn new(tx: mpsc::Sender<WorkerCmd>, bell: Arc<Mailbox>) -> WorkerTx {
         WorkerTx { tx, bell }
     }
 
     /// `Err` when the worker has stopped.
     pub fn send(&self, cmd: WorkerCmd) -> Result<(), WorkerGone> {
         self.tx.send(cmd).map_err(|_| WorkerGone)?;
-        if let Some(b) = &self.bell {
-            b.command_posted();
-        }
+        self.bell.command_posted();
         Ok(())
     }
 }

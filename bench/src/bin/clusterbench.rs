@@ -581,7 +581,7 @@ fn run(o: &Opts, bin: &Path) -> io::Result<Report> {
     let sockets: Vec<PathBuf> = (1..=allocators).map(|i| c.node(i).socket.clone()).collect();
     let disk0 = EtcdDisk::read(&c.etcd().endpoints())?;
     let b = burst(&rt, &sockets, 0, o.endpoints)?;
-    let (wal_fsync_ms, commit_ms, fsyncs) = disk0.since(&EtcdDisk::read(&c.etcd().endpoints())?);
+    let (wal_fsync_ms, commit_ms, fsyncs) = disk0.since(&EtcdDisk::read(&c.etcd().endpoints())?)?;
     say(&format!(
         "{} adds over {allocators} nodes in {:.2} s ({} failed)",
         o.endpoints,
