@@ -274,6 +274,8 @@ pub struct IperfWindow {
 }
 
 impl Iperf {
+    /// Start the server in `server_ns`, wait until it listens, then the client in
+    /// `client_ns`; [`Iperf::wait_first_interval`] says whether it connected.
     pub fn start(
         server_ns: &str,
         client_ns: &str,
@@ -288,14 +290,16 @@ impl Iperf {
             .stderr(Stdio::null())
             .spawn()
             .map_err(|e| other(format!("iperf3: {e} (Debian: apt install iperf3)")))?;
-        std::thread::sleep(Duration::from_millis(300));
+        // A client started before the server listens is refused and exits at once
+        // (CI saw a whole run without one interval after a fixed 300 ms wait).
+        wait_listening(server_ns, 5201, Duration::from_secs(10))?;
         let mut client = Command::new("ip")
             .args(["netns", "exec", client_ns, "iperf3", "-c"])
             .arg(dst.to_string())
             .args(["-t", &secs.to_string(), "-b", &format!("{mbps}M")])
             .args(["-i", "0.5", "--forceflush", "-f", "m"])
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()?;
         let started_s = epoch.elapsed().as_secs_f64();
         let intervals = Arc::new(Mutex::new(Vec::new()));
@@ -315,6 +319,31 @@ impl Iperf {
             intervals,
             reader: Some(reader),
         })
+    }
+
+    /// Wait until the client has printed an interval; an error (with what the client
+    /// said) when it exits first or `within` passes.
+    pub fn wait_first_interval(&mut self, within: Duration) -> io::Result<()> {
+        let t = Instant::now();
+        while self.intervals.lock().expect("iperf lock").is_empty() {
+            if let Ok(Some(status)) = self.client.try_wait() {
+                let mut said = String::new();
+                if let Some(mut e) = self.client.stderr.take() {
+                    let _ = io::Read::read_to_string(&mut e, &mut said);
+                }
+                return Err(other(format!(
+                    "iperf3 client exited ({status}) before its first interval: {}",
+                    said.trim()
+                )));
+            }
+            if t.elapsed() > within {
+                return Err(other(format!(
+                    "iperf3 printed no interval within {within:?}"
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
     }
 
     /// Whether the client still runs (it exits when its connection breaks).
@@ -367,6 +396,26 @@ impl Drop for Iperf {
         let _ = self.client.wait();
         let _ = self.server.kill();
         let _ = self.server.wait();
+    }
+}
+
+/// Wait until something listens on TCP `port` in namespace `ns` (`ss`, iproute2).
+fn wait_listening(ns: &str, port: u16, within: Duration) -> io::Result<()> {
+    let t = Instant::now();
+    loop {
+        let out = Command::new("ip")
+            .args(["netns", "exec", ns, "ss", "-Hltn"])
+            .arg(format!("sport = :{port}"))
+            .output()?;
+        if out.status.success() && !out.stdout.is_empty() {
+            return Ok(());
+        }
+        if t.elapsed() > within {
+            return Err(other(format!(
+                "nothing listens on TCP port {port} in {ns} after {within:?}"
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

@@ -414,6 +414,7 @@ pub async fn bgp_routes(c: &mut Client, filter: &str) -> io::Result<BTreeSet<Str
         .list_routes(pb::ListRoutesRequest {
             filter: filter.to_string(),
             limit: 0,
+            detail: false,
         })
         .await
         .map_err(|s| other(format!("list_routes: {}", s.message())))?

@@ -223,6 +223,85 @@ pub struct L3Options {
     pub fib_routes: usize,
     /// Scenario policy: rules on the sink pod's ingress.
     pub policy_rules: usize,
+    /// vrouterd again with other AF_XDP options (`--afxdp-variant`), as more candidates
+    /// of every round.
+    pub afxdp_variants: Vec<AfxdpVariant>,
+}
+
+/// One `--afxdp-variant NAME:KEY=VALUE,...`: vrouterd's `[afxdp]` table (and `xdp_mode`)
+/// for one more candidate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AfxdpVariant {
+    pub name: String,
+    /// `xdp_mode` instead of the run's.
+    pub xdp_mode: Option<XdpMode>,
+    /// The `[afxdp]` keys and values, as written in vrouterd's file.
+    pub settings: Vec<(String, String)>,
+}
+
+impl AfxdpVariant {
+    /// `NAME:KEY=VALUE,...` (`NAME:` alone: the defaults, under another name). The keys
+    /// are checked against vrouterd's own `[afxdp]` table, so a typo fails here.
+    pub fn parse(s: &str) -> Result<AfxdpVariant, String> {
+        let (name, rest) = s
+            .split_once(':')
+            .ok_or_else(|| format!("--afxdp-variant {s:?}: NAME:KEY=VALUE,... expected"))?;
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(format!(
+                "--afxdp-variant {s:?}: the name is letters, digits, - and _"
+            ));
+        }
+        let mut v = AfxdpVariant {
+            name: name.into(),
+            xdp_mode: None,
+            settings: Vec::new(),
+        };
+        for kv in rest.split(',').filter(|kv| !kv.is_empty()) {
+            let (k, val) = kv
+                .split_once('=')
+                .ok_or_else(|| format!("--afxdp-variant {s:?}: {kv:?} is not KEY=VALUE"))?;
+            if k == "xdp_mode" {
+                v.xdp_mode = Some(match val {
+                    "native" => XdpMode::Native,
+                    "generic" => XdpMode::Generic,
+                    _ => return Err(format!("--afxdp-variant {s:?}: xdp_mode native or generic")),
+                });
+            } else {
+                v.settings.push((k.into(), val.into()));
+            }
+        }
+        let t: vrouter::io::afxdp::Tuning = toml::from_str(&v.table())
+            .map_err(|e| format!("--afxdp-variant {s:?}: {}", e.message()))?;
+        t.validate()
+            .map_err(|e| format!("--afxdp-variant {s:?}: {e}"))?;
+        Ok(v)
+    }
+
+    /// The `[afxdp]` table's lines.
+    fn table(&self) -> String {
+        self.settings
+            .iter()
+            .map(|(k, v)| format!("{k} = {v}\n"))
+            .collect()
+    }
+
+    /// As the tables name it.
+    pub fn label(&self) -> String {
+        format!("vrouterd afxdp {}", self.name)
+    }
+
+    /// `KEY=VALUE,...` as given, `xdp_mode` first.
+    pub fn settings_text(&self) -> String {
+        let mode = self.xdp_mode.map(|m| format!("xdp_mode={}", m.name()));
+        mode.into_iter()
+            .chain(self.settings.iter().map(|(k, v)| format!("{k}={v}")))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
 }
 
 /// Per-window rates of one candidate (all its rounds, in the order run).
@@ -293,6 +372,8 @@ pub struct L3Results {
     pub vrouterd_stats: Option<serde_json::Value>,
     /// vrouterd with two workers (the second on the generator's core).
     pub vrouter_2w: Option<Series>,
+    /// vrouterd (one worker) with each `--afxdp-variant`, in the options' order.
+    pub afxdp_variants: Vec<(AfxdpVariant, Series)>,
     /// Scenario fullfib: routes, and seconds to get them into vrouterd (BGP, from
     /// Established to installed; its first round, one worker) and into the kernel (`ip
     /// -batch`, once: the table stays for the later rounds).
@@ -339,6 +420,11 @@ pub fn run(opts: &L3Options) -> io::Result<L3Results> {
     let (mut bare, mut vrouter) = (Series::default(), Series::default());
     let (mut vrouter_2w, mut testpmd, mut kernel, mut kernel_vxlan) = (None, None, None, None);
     let (mut bare_xdp_mode, mut vrouterd_stats) = ("", None);
+    let mut variants: Vec<(AfxdpVariant, Series)> = opts
+        .afxdp_variants
+        .iter()
+        .map(|v| (v.clone(), Series::default()))
+        .collect();
     let add = |to: &mut Option<Series>, round: Series| {
         to.get_or_insert_with(Series::default).absorb(round)
     };
@@ -351,11 +437,14 @@ pub fn run(opts: &L3Options) -> io::Result<L3Results> {
         bare.absorb(series);
         bare_xdp_mode = mode;
         // Its counters after its last round.
-        let (series, stats) = topo.vrouterd(opts, 1)?;
+        let (series, stats) = topo.vrouterd(opts, 1, None)?;
         vrouter.absorb(series);
         vrouterd_stats = stats;
+        for (v, s) in &mut variants {
+            s.absorb(topo.vrouterd(opts, 1, Some(v))?.0);
+        }
         if opts.two_workers {
-            add(&mut vrouter_2w, topo.vrouterd(opts, 2)?.0);
+            add(&mut vrouter_2w, topo.vrouterd(opts, 2, None)?.0);
         }
         if opts.testpmd {
             add(&mut testpmd, topo.testpmd(opts)?);
@@ -374,6 +463,7 @@ pub fn run(opts: &L3Options) -> io::Result<L3Results> {
     }
     Ok(L3Results {
         vrouter_2w,
+        afxdp_variants: variants,
         fib_routes: topo.fib.as_ref().map(|f| f.prefixes.len()),
         vrouter_fib_install_s: topo.vrouter_fib_install_s.first().copied(),
         vrouter_fib_install_s_per_round: topo.vrouter_fib_install_s.clone(),
@@ -892,6 +982,7 @@ impl Topology {
         &mut self,
         opts: &L3Options,
         workers: usize,
+        variant: Option<&AfxdpVariant>,
     ) -> io::Result<(Series, Option<serde_json::Value>)> {
         let config = self.dir.join("vrouterd.toml");
         let stats = self.dir.join("vrouterd-stats.json");
@@ -920,11 +1011,17 @@ state_dir = "{dir}/state"
 api = {{ socket = "{dir}/api.sock" }}
 xdp_mode = "{mode}"
 "#,
-            mode = opts.xdp_mode.name(),
+            mode = variant
+                .and_then(|v| v.xdp_mode)
+                .unwrap_or(opts.xdp_mode)
+                .name(),
             dir = self.dir.display(),
         );
-        let workers_table =
+        let mut workers_table =
             format!("[workers]\ncount = {workers}\ncores = [{cores}]\npoll_mode = \"{poll}\"\n");
+        if let Some(v) = variant {
+            workers_table += &format!("[afxdp]\n{}", v.table());
+        }
         let text = if self.scenario.from_pod() {
             let routes = match self.scenario {
                 Scenario::Vxlan | Scenario::Ipip => format!(
@@ -1070,11 +1167,12 @@ labels = {{ app = "sink" }}
             None => None,
         };
         self.forwarder_task = daemon.child.as_ref().map(|c| (c.id(), None));
-        let name = if workers == 2 {
-            "vrouterd (2 workers)"
-        } else {
-            "vrouterd"
+        let name = match variant {
+            Some(v) => v.label(),
+            None if workers == 2 => "vrouterd (2 workers)".into(),
+            None => "vrouterd".into(),
         };
+        let name = name.as_str();
         let series = self.measure(opts, name, &mut || daemon.check());
         self.forwarder_task = None;
         let series = series?;
@@ -1818,6 +1916,31 @@ fn bare_forwarder(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn afxdp_variants_are_checked_against_vrouterds_table() {
+        let v = AfxdpVariant::parse("busy:busy_poll_us=50,prefer_busy_poll=true,xdp_mode=generic")
+            .unwrap();
+        assert_eq!(v.name, "busy");
+        assert_eq!(v.xdp_mode, Some(XdpMode::Generic));
+        assert_eq!(v.table(), "busy_poll_us = 50\nprefer_busy_poll = true\n");
+        assert_eq!(
+            v.settings_text(),
+            "xdp_mode=generic,busy_poll_us=50,prefer_busy_poll=true"
+        );
+        assert!(AfxdpVariant::parse("default:").unwrap().settings.is_empty());
+        for bad in [
+            "nocolon",
+            ":busy_poll_us=5",
+            "x:busy_pol=5",
+            "x:rx_batch=0",
+            "x:prefer_busy_poll=true",
+            "x:xdp_mode=fast",
+            "x:busy_poll_us",
+        ] {
+            assert!(AfxdpVariant::parse(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn series_statistics() {

@@ -252,6 +252,7 @@ mod tests {
             s
         };
         let res = crate::fwdns::L3Results {
+            afxdp_variants: Vec::new(),
             vrouter: two_rounds(2.0),
             bare: two_rounds(4.0),
             kernel: None,

@@ -60,6 +60,9 @@ pub enum Call {
     ListPeers(pb::ListPeersRequest, Reply<pb::ListPeersReply>),
     AddPeer(pb::Peer, Reply<pb::Peer>),
     RemovePeer(pb::RemovePeerRequest, Reply<pb::RemovePeerReply>),
+    GetPeer(pb::GetPeerRequest, Reply<pb::Peer>),
+    LogLevel(pb::LogLevelRequest, Reply<pb::LogLevelReply>),
+    ResetPeer(pb::ResetPeerRequest, Reply<pb::ResetPeerReply>),
     GetStats(pb::StatsRequest, Reply<pb::Stats>),
     Reload(pb::ReloadRequest, Reply<pb::ReloadReply>),
     ListFlows(pb::ListFlowsRequest, Reply<pb::ListFlowsReply>),
@@ -375,6 +378,21 @@ impl Vrouter for Service {
         r: Request<pb::RemovePeerRequest>,
     ) -> Result<Response<pb::RemovePeerReply>, Status> {
         self.ask(|tx| Call::RemovePeer(r.into_inner(), tx)).await
+    }
+    async fn log_level(
+        &self,
+        r: Request<pb::LogLevelRequest>,
+    ) -> Result<Response<pb::LogLevelReply>, Status> {
+        self.ask(|tx| Call::LogLevel(r.into_inner(), tx)).await
+    }
+    async fn get_peer(&self, r: Request<pb::GetPeerRequest>) -> Result<Response<pb::Peer>, Status> {
+        self.ask(|tx| Call::GetPeer(r.into_inner(), tx)).await
+    }
+    async fn reset_peer(
+        &self,
+        r: Request<pb::ResetPeerRequest>,
+    ) -> Result<Response<pb::ResetPeerReply>, Status> {
+        self.ask(|tx| Call::ResetPeer(r.into_inner(), tx)).await
     }
     async fn get_stats(&self, r: Request<pb::StatsRequest>) -> Result<Response<pb::Stats>, Status> {
         self.ask(|tx| Call::GetStats(r.into_inner(), tx)).await

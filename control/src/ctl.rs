@@ -4,12 +4,17 @@
 
 use crate::api::{self, pb};
 use clap::{Parser, Subcommand};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
+pub mod peer;
 pub mod pool_file;
+pub mod route;
 pub mod table;
-pub use pool_file::{parse_pool_file, pool_name, pools_yaml};
-pub use table::{print, status_message, table};
+pub mod watch;
+pub use peer::PeerCmd;
+pub use pool_file::{parse_pool_file, pool_name, pool_row, pools_yaml, POOL_COLUMNS};
+pub use route::RouteCmd;
+pub use table::{duration_text, print, since, status_message, table, Output};
 
 #[derive(Parser, Debug)]
 #[command(name = "vrouterctl", version, about = "Drive vrouterd through its API")]
@@ -26,9 +31,13 @@ pub struct Cli {
     /// Over TCP: the CA that signed the node's certificate.
     #[arg(long, global = true, env = "VROUTER_TLS_CA", requires_all = ["tls_cert", "tls_key"])]
     pub tls_ca: Option<std::path::PathBuf>,
-    /// Print the reply as JSON.
+    /// Print the reply as JSON (as `-o json`).
     #[arg(long, global = true)]
     pub json: bool,
+    /// How to print replies: tables (`wide`: more columns where a command has them),
+    /// or the API's reply as JSON or YAML (Calico's resources in Calico's shape).
+    #[arg(short = 'o', long = "output", global = true, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
     /// The cluster datastore, for the commands that read it directly.
     #[command(flatten)]
     pub etcd: crate::ctl_cluster::EtcdArgs,
@@ -69,6 +78,13 @@ pub enum Command {
     Watch,
     /// Re-read the configuration file (as SIGHUP does).
     Reload,
+    /// This client's version and the daemon's.
+    Version,
+    /// vrouterd's log.
+    Log {
+        #[command(subcommand)]
+        what: LogCmd,
+    },
     /// Network policies (Calico or Kubernetes resources): apply -f, list, show, del.
     Policy {
         #[command(subcommand)]
@@ -95,27 +111,11 @@ pub enum NodeCmd {
 }
 
 #[derive(Subcommand, Debug)]
-pub enum RouteCmd {
-    List {
-        /// An address: the routes covering it; a prefix: the routes inside it.
-        #[arg(long)]
-        filter: Option<String>,
-        /// At most this many.
-        #[arg(long, default_value_t = 0)]
-        limit: u32,
-    },
-    /// A static route via neighbour(s) on an uplink, or to a remote node's block.
-    Add {
-        prefix: String,
-        #[arg(long)]
-        via: Vec<String>,
-        #[arg(long)]
-        node: Option<String>,
-        #[arg(long)]
-        uplink: Option<String>,
-    },
-    #[command(alias = "remove")]
-    Del { prefix: String },
+pub enum LogCmd {
+    /// The level now, or set it while running: `info`, `debug`,
+    /// `info,control::speaker=debug` (until a restart, or a reload that changes
+    /// `[log] level`).
+    Level { level: Option<String> },
 }
 
 #[derive(Subcommand, Debug)]
@@ -152,12 +152,9 @@ pub enum EndpointCmd {
 
 #[derive(Subcommand, Debug)]
 pub enum PoolCmd {
-    List {
-        /// `yaml`: Calico's IPPoolList, as `calicoctl get ippools -o yaml` prints it
-        /// (what `pool apply -f` takes back).
-        #[arg(short = 'o', long = "output", value_parser = ["table", "yaml"], default_value = "table")]
-        output: String,
-    },
+    /// The pools; `-o yaml` prints Calico's IPPoolList, as `calicoctl get ippools -o
+    /// yaml` does (what `pool apply -f` takes back).
+    List,
     /// Create or update pools from a Calico-shaped IPPool file (YAML or TOML).
     Apply {
         #[arg(short = 'f', long = "filename")]
@@ -167,65 +164,12 @@ pub enum PoolCmd {
     Del { cidr: String },
 }
 
-#[derive(Subcommand, Debug)]
-pub enum PeerCmd {
-    List,
-    Add {
-        address: String,
-        #[arg(long)]
-        asn: u32,
-        #[arg(long)]
-        passive: bool,
-        #[arg(long, default_value_t = 0)]
-        port: u32,
-        #[arg(long, default_value_t = 0)]
-        hold_time: u32,
-        #[arg(long, conflicts_with = "password_file")]
-        password: Option<String>,
-        /// The TCP MD5 key from this file (its first line; mode 0600), read by the
-        /// daemon: only the path is kept in its state.
-        #[arg(long)]
-        password_file: Option<String>,
-        #[arg(long)]
-        rr_client: bool,
-    },
-    #[command(alias = "remove")]
-    Del {
-        address: String,
-    },
-}
-
-/// calicoctl's SINCE column: the time of day today, the date before.
-fn since(unix: u64) -> String {
-    if unix == 0 {
-        return "-".into();
-    }
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs();
-    let (day, secs) = (unix / 86_400, unix % 86_400);
-    if day == now / 86_400 {
-        format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
-    } else {
-        // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-        let z = day as i64 + 719_468;
-        let era = z.div_euclid(146_097);
-        let doe = z - era * 146_097;
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let d = doy - (153 * mp + 2) / 5 + 1;
-        let m = if mp < 10 { mp + 3 } else { mp - 9 };
-        let y = yoe + era * 400 + i64::from(m <= 2);
-        format!("{y:04}-{m:02}-{d:02}")
-    }
-}
-
 /// `node status` as text.
 pub fn node_status_text(s: &pb::NodeStatusReply) -> String {
+    // The first line as calicoctl's ("Calico process is running."), for scripts that
+    // grep it.
     let mut out = format!(
-        "vrouterd is running on node {} ({} worker(s), up {}s).\n",
+        "vrouterd process is running.\nNode {}: {} worker(s), up {}s.\n",
         s.node_name, s.workers, s.uptime_seconds
     );
     if !s.datastore.is_empty() {
@@ -281,24 +225,22 @@ fn counters_text(c: &[pb::Counter]) -> String {
 
 /// Run one command. Errors are the one line to print.
 pub async fn run(cli: Cli) -> Result<(), String> {
-    let json = cli.json;
+    let out = if cli.json { Output::Json } else { cli.output };
     // The datastore's own commands need no vrouterd.
     match cli.command {
-        Command::Ipam { what } => return crate::ctl_cluster::ipam(&cli.etcd, what, json).await,
+        Command::Ipam { what } => return crate::ctl_cluster::ipam(&cli.etcd, what, out).await,
         Command::Node {
             what: NodeCmd::List,
-        } => return crate::ctl_cluster::node_list(&cli.etcd, json).await,
+        } => return crate::ctl_cluster::node_list(&cli.etcd, out).await,
         // With a datastore named, pools are the cluster's (as calicoctl's).
         Command::Pool { what } if cli.etcd.given() => {
             use crate::ctl_cluster::PoolOp;
             let op = match what {
-                PoolCmd::List { output } => PoolOp::List {
-                    yaml: output == "yaml",
-                },
+                PoolCmd::List => PoolOp::List,
                 PoolCmd::Apply { file } => PoolOp::Apply { file },
                 PoolCmd::Del { cidr } => PoolOp::Del { cidr },
             };
-            return crate::ctl_cluster::pool(&cli.etcd, op, json).await;
+            return crate::ctl_cluster::pool(&cli.etcd, op, out).await;
         }
         _ => {}
     }
@@ -310,6 +252,9 @@ pub async fn run(cli: Cli) -> Result<(), String> {
         }),
         _ => None,
     };
+    if let Command::Version = cli.command {
+        return version(&cli.socket, tls.as_ref(), out).await;
+    }
     let mut c = api::connect_with(&cli.socket, tls.as_ref()).await?;
     match cli.command {
         Command::Ipam { .. }
@@ -317,6 +262,27 @@ pub async fn run(cli: Cli) -> Result<(), String> {
             what: NodeCmd::List,
         } => unreachable!("answered above"),
         Command::Pool { .. } if cli.etcd.given() => unreachable!("answered above"),
+        Command::Version => unreachable!("answered above"),
+        Command::Route { what } => route::route(&mut c, what, out).await?,
+        Command::Peer { what } => peer::peer(&mut c, what, out).await?,
+        Command::Log {
+            what: LogCmd::Level { level },
+        } => {
+            let r = c
+                .log_level(pb::LogLevelRequest {
+                    level: level.unwrap_or_default(),
+                })
+                .await
+                .map_err(status_message)?
+                .into_inner();
+            print(out, &r, |r| {
+                if r.previous.is_empty() {
+                    format!("log level: {}\n", r.level)
+                } else {
+                    format!("log level: {} (was {})\n", r.level, r.previous)
+                }
+            });
+        }
         Command::Node {
             what: NodeCmd::Status,
         } => {
@@ -325,72 +291,8 @@ pub async fn run(cli: Cli) -> Result<(), String> {
                 .await
                 .map_err(status_message)?
                 .into_inner();
-            print(json, &r, node_status_text);
+            print(out, &r, node_status_text);
         }
-        Command::Route { what } => match what {
-            RouteCmd::List { filter, limit } => {
-                let r = c
-                    .list_routes(pb::ListRoutesRequest {
-                        filter: filter.unwrap_or_default(),
-                        limit,
-                    })
-                    .await
-                    .map_err(status_message)?
-                    .into_inner();
-                print(json, &r, |r| {
-                    let rows: Vec<Vec<String>> = r
-                        .routes
-                        .iter()
-                        .map(|x| {
-                            vec![
-                                x.prefix.clone(),
-                                if x.peer.is_empty() {
-                                    x.source.clone()
-                                } else {
-                                    format!("{} {}", x.source, x.peer)
-                                },
-                                x.next_hops.join(","),
-                                x.encapsulation.clone(),
-                                x.out.join(","),
-                            ]
-                        })
-                        .collect();
-                    let mut t = table(&["PREFIX", "SOURCE", "NEXT HOPS", "ENCAP", "OUT"], &rows);
-                    if r.total as usize > r.routes.len() {
-                        t.push_str(&format!("({} of {} routes)\n", r.routes.len(), r.total));
-                    }
-                    t
-                });
-            }
-            RouteCmd::Add {
-                prefix,
-                via,
-                node,
-                uplink,
-            } => {
-                let r = c
-                    .add_route(pb::AddRouteRequest {
-                        prefix,
-                        via,
-                        node: node.unwrap_or_default(),
-                        uplink: uplink.unwrap_or_default(),
-                    })
-                    .await
-                    .map_err(status_message)?
-                    .into_inner();
-                print(json, &r, |r| format!("route {} added\n", r.prefix));
-            }
-            RouteCmd::Del { prefix } => {
-                let r = c
-                    .remove_route(pb::RemoveRouteRequest {
-                        prefix: prefix.clone(),
-                    })
-                    .await
-                    .map_err(status_message)?
-                    .into_inner();
-                print(json, &r, |_| format!("route {prefix} removed\n"));
-            }
-        },
         Command::Endpoint { what } => match what {
             EndpointCmd::List => {
                 let r = c
@@ -398,7 +300,7 @@ pub async fn run(cli: Cli) -> Result<(), String> {
                     .await
                     .map_err(status_message)?
                     .into_inner();
-                print(json, &r, |r| {
+                print(out, &r, |r| {
                     let rows: Vec<Vec<String>> = r
                         .endpoints
                         .iter()
@@ -464,7 +366,7 @@ pub async fn run(cli: Cli) -> Result<(), String> {
                     .await
                     .map_err(status_message)?
                     .into_inner();
-                print(json, &r, |e| {
+                print(out, &r, |e| {
                     format!("endpoint {} added: {}\n", e.name, e.addresses.join(", "))
                 });
             }
@@ -474,7 +376,7 @@ pub async fn run(cli: Cli) -> Result<(), String> {
                     .await
                     .map_err(status_message)?
                     .into_inner();
-                print(json, &r, |r| {
+                print(out, &r, |r| {
                     format!(
                         "endpoint {name} removed; released {}\n",
                         r.released.join(", ")
@@ -483,44 +385,29 @@ pub async fn run(cli: Cli) -> Result<(), String> {
             }
         },
         Command::Pool { what } => match what {
-            PoolCmd::List { output } => {
+            PoolCmd::List => {
                 let r = c
                     .list_pools(pb::ListPoolsRequest {})
                     .await
                     .map_err(status_message)?
                     .into_inner();
-                if output == "yaml" {
+                if out == Output::Yaml {
                     print!("{}", pools_yaml(&r.pools));
                     return Ok(());
                 }
-                print(json, &r, |r| {
+                print(out, &r, |r| {
                     let rows: Vec<Vec<String>> = r
                         .pools
                         .iter()
                         .map(|p| {
-                            vec![
-                                p.cidr.clone(),
-                                p.block_size.to_string(),
-                                p.ipip_mode.clone(),
-                                p.vxlan_mode.clone(),
-                                p.disabled.to_string(),
-                                p.blocks.join(","),
-                                p.origin.clone(),
-                            ]
+                            let mut row = pool_row(p);
+                            row.extend([p.blocks.join(","), p.origin.clone()]);
+                            row
                         })
                         .collect();
-                    table(
-                        &[
-                            "CIDR",
-                            "BLOCK SIZE",
-                            "IPIP",
-                            "VXLAN",
-                            "DISABLED",
-                            "BLOCKS",
-                            "ORIGIN",
-                        ],
-                        &rows,
-                    )
+                    let mut columns = POOL_COLUMNS.to_vec();
+                    columns.extend(["BLOCKS", "ORIGIN"]);
+                    table(&columns, &rows)
                 });
             }
             PoolCmd::Apply { file } => {
@@ -536,7 +423,7 @@ pub async fn run(cli: Cli) -> Result<(), String> {
                         .into_inner();
                     applied.push(r);
                 }
-                print(json, &applied, |a| {
+                print(out, &applied, |a| {
                     a.iter()
                         .map(|p| format!("pool {} applied\n", p.cidr))
                         .collect()
@@ -548,77 +435,7 @@ pub async fn run(cli: Cli) -> Result<(), String> {
                     .await
                     .map_err(status_message)?
                     .into_inner();
-                print(json, &r, |_| format!("pool {cidr} removed\n"));
-            }
-        },
-        Command::Peer { what } => match what {
-            PeerCmd::List => {
-                let r = c
-                    .list_peers(pb::ListPeersRequest {})
-                    .await
-                    .map_err(status_message)?
-                    .into_inner();
-                print(json, &r, |r| {
-                    let rows: Vec<Vec<String>> = r
-                        .peers
-                        .iter()
-                        .map(|p| {
-                            vec![
-                                p.address.clone(),
-                                p.asn.to_string(),
-                                p.peer_type.clone(),
-                                p.state.clone(),
-                                since(p.since),
-                                p.prefixes_received.to_string(),
-                                p.prefixes_sent.to_string(),
-                                p.info.clone(),
-                            ]
-                        })
-                        .collect();
-                    table(
-                        &[
-                            "ADDRESS", "ASN", "TYPE", "STATE", "SINCE", "RECEIVED", "SENT", "INFO",
-                        ],
-                        &rows,
-                    )
-                });
-            }
-            PeerCmd::Add {
-                address,
-                asn,
-                passive,
-                port,
-                hold_time,
-                password,
-                password_file,
-                rr_client,
-            } => {
-                let r = c
-                    .add_peer(pb::Peer {
-                        address,
-                        asn,
-                        passive,
-                        port,
-                        hold_time,
-                        password: password.unwrap_or_default(),
-                        password_file: password_file.unwrap_or_default(),
-                        rr_client,
-                        ..Default::default()
-                    })
-                    .await
-                    .map_err(status_message)?
-                    .into_inner();
-                print(json, &r, |p| format!("peer {} added\n", p.address));
-            }
-            PeerCmd::Del { address } => {
-                let r = c
-                    .remove_peer(pb::RemovePeerRequest {
-                        address: address.clone(),
-                    })
-                    .await
-                    .map_err(status_message)?
-                    .into_inner();
-                print(json, &r, |_| format!("peer {address} removed\n"));
+                print(out, &r, |_| format!("pool {cidr} removed\n"));
             }
         },
         Command::Stats => {
@@ -627,7 +444,7 @@ pub async fn run(cli: Cli) -> Result<(), String> {
                 .await
                 .map_err(status_message)?
                 .into_inner();
-            print(json, &r, |s| {
+            print(out, &r, |s| {
                 let mut out = format!(
                     "total: {}\ndrops: {}\nroutes: {} IPv4, {} IPv6; FIB {} bytes\n",
                     counters_text(&s.total),
@@ -654,64 +471,76 @@ pub async fn run(cli: Cli) -> Result<(), String> {
                 out
             });
         }
-        Command::Watch => {
-            let mut stream = c
-                .watch(pb::WatchRequest {})
-                .await
-                .map_err(status_message)?
-                .into_inner();
-            loop {
-                match stream.message().await {
-                    Ok(Some(ev)) => {
-                        if json {
-                            println!("{}", serde_json::to_string(&ev).expect("serialises"));
-                        } else {
-                            println!("{}", event_text(&ev));
-                        }
-                    }
-                    Ok(None) => return Err("vrouterd closed the stream".into()),
-                    Err(s) => return Err(status_message(s)),
-                }
-            }
-        }
-        Command::Conntrack { what } => crate::ctl_conntrack::conntrack(&mut c, what, json).await?,
-        Command::Policy { what } => crate::ctl_policy::policy(&mut c, what, json).await?,
+        Command::Watch => watch::watch(&mut c, &cli.socket, out.structured()).await?,
+        Command::Conntrack { what } => crate::ctl_conntrack::conntrack(&mut c, what, out).await?,
+        Command::Policy { what } => crate::ctl_policy::policy(&mut c, what, out).await?,
         Command::Reload => {
             let r = c
                 .reload(pb::ReloadRequest {})
                 .await
                 .map_err(status_message)?
                 .into_inner();
-            print(json, &r, |r| {
-                if r.changes.is_empty() {
-                    "reloaded: nothing changed\n".into()
-                } else {
-                    format!("reloaded:\n  {}\n", r.changes.join("\n  "))
-                }
-            });
+            print(out, &r, reload_text);
         }
     }
     Ok(())
 }
 
-fn event_text(ev: &pb::Event) -> String {
-    match &ev.what {
-        Some(pb::event::What::Route(r)) => {
-            let route = r.route.clone().unwrap_or_default();
-            format!(
-                "route {} {} {} via {}",
-                r.op,
-                route.prefix,
-                route.source,
-                route.next_hops.join(",")
-            )
-        }
-        Some(pb::event::What::Endpoint(e)) => {
-            let ep = e.endpoint.clone().unwrap_or_default();
-            format!("endpoint {} {} {}", e.op, ep.name, ep.addresses.join(","))
-        }
-        None => "?".into(),
+/// `vrouterctl version`: ours, then the daemon's (an error when it does not answer,
+/// after ours is printed).
+async fn version(
+    socket: &str,
+    tls: Option<&api::ClientTlsFiles>,
+    out: Output,
+) -> Result<(), String> {
+    #[derive(serde::Serialize)]
+    struct Versions {
+        client: String,
+        daemon: Option<pb::NodeStatusReply>,
     }
+    let client = env!("CARGO_PKG_VERSION").to_string();
+    let daemon = async {
+        let mut c = api::connect_with(socket, tls).await?;
+        c.node_status(pb::NodeStatusRequest {})
+            .await
+            .map_err(status_message)
+            .map(|r| r.into_inner())
+    }
+    .await;
+    if !out.structured() {
+        println!("Client Version:    {client}");
+    }
+    let d = daemon?;
+    let v = Versions {
+        client,
+        daemon: Some(d),
+    };
+    print(out, &v, |v| {
+        let d = v.daemon.as_ref().expect("set above");
+        format!(
+            "Daemon Version:    {} (node {}, up {})\n",
+            d.version,
+            d.node_name,
+            duration_text(d.uptime_seconds)
+        )
+    });
+    Ok(())
+}
+
+/// A reload's reply: what was applied, then what waits for a restart.
+fn reload_text(r: &pb::ReloadReply) -> String {
+    if r.changes.is_empty() && r.needs_restart.is_empty() {
+        return "reloaded: nothing changed\n".into();
+    }
+    let mut out = format!(
+        "reloaded: {} change(s) applied, {} needing a restart\n",
+        r.changes.len(),
+        r.needs_restart.len()
+    );
+    for line in r.changes.iter().chain(&r.needs_restart) {
+        out.push_str(&format!("  {line}\n"));
+    }
+    out
 }
 
 /// A `--label KEY=VALUE`: a Kubernetes label key (optionally `prefix/name`) and value.
@@ -791,5 +620,22 @@ mod tests {
             assert!(parse_label(bad).is_err(), "{bad}");
         }
         assert_eq!(since(86_400 * 365), "1971-01-01");
+    }
+
+    #[test]
+    fn a_reload_counts_only_what_it_applied() {
+        let r = pb::ReloadReply {
+            changes: vec!["pool 10.69.0.0/16 removed".into()],
+            needs_restart: vec!["workers changed: needs a restart (running value kept)".into()],
+        };
+        assert_eq!(
+            reload_text(&r),
+            "reloaded: 1 change(s) applied, 1 needing a restart\n  pool 10.69.0.0/16 removed\n  \
+             workers changed: needs a restart (running value kept)\n"
+        );
+        assert_eq!(
+            reload_text(&pb::ReloadReply::default()),
+            "reloaded: nothing changed\n"
+        );
     }
 }

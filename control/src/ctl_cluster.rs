@@ -3,7 +3,7 @@
 //! from `--etcd-endpoints` or Calico's `ETCD_ENDPOINTS` (and `ETCD_CA_CERT_FILE`,
 //! `ETCD_CERT_FILE`, `ETCD_KEY_FILE`).
 
-use crate::ctl::table::{print, table};
+use crate::ctl::table::{print, table, Output};
 use clap::{Args, Subcommand};
 use datastore::block;
 use datastore::ipam::{Ipam, IpamSnapshot};
@@ -113,7 +113,7 @@ fn pct(n: u128, of: u128) -> String {
     format!("{n} ({}%)", (n * 100).checked_div(of).unwrap_or(0))
 }
 
-pub async fn ipam(etcd: &EtcdArgs, what: IpamCmd, json: bool) -> Result<(), String> {
+pub async fn ipam(etcd: &EtcdArgs, what: IpamCmd, out: Output) -> Result<(), String> {
     let store = etcd.store().await?;
     match what {
         IpamCmd::Show { show_blocks } => {
@@ -157,7 +157,7 @@ pub async fn ipam(etcd: &EtcdArgs, what: IpamCmd, json: bool) -> Result<(), Stri
                     }
                 }
             }
-            print(json, &rows, |rows| {
+            print(out, &rows, |rows| {
                 let cells: Vec<Vec<String>> = rows
                     .iter()
                     .map(|r| {
@@ -192,14 +192,14 @@ pub async fn ipam(etcd: &EtcdArgs, what: IpamCmd, json: bool) -> Result<(), Stri
             let names: BTreeSet<String> = nodes(&store).await?.into_keys().collect();
             let problems = snap.problems(&names);
             let allocated = snap.allocations().len();
-            if json {
+            if out.structured() {
                 let v = serde_json::json!({
                     "blocks": snap.blocks.len(),
                     "allocations": allocated,
                     "handles": snap.handles.len(),
                     "problems": problems,
                 });
-                println!("{}", serde_json::to_string_pretty(&v).expect("json"));
+                print(out, &v, |_| String::new());
             } else {
                 println!(
                     "Checked {} block(s), {allocated} allocation(s), {} handle(s), {} node(s).",
@@ -243,7 +243,7 @@ struct NodeRow {
 }
 
 /// `node list`: every registered node, with its affine blocks.
-pub async fn node_list(etcd: &EtcdArgs, json: bool) -> Result<(), String> {
+pub async fn node_list(etcd: &EtcdArgs, out: Output) -> Result<(), String> {
     let store = etcd.store().await?;
     let snap = IpamSnapshot::read(&store)
         .await
@@ -273,7 +273,7 @@ pub async fn node_list(etcd: &EtcdArgs, json: bool) -> Result<(), String> {
             }
         })
         .collect();
-    print(json, &rows, |rows| {
+    print(out, &rows, |rows| {
         let cells: Vec<Vec<String>> = rows
             .iter()
             .map(|r| {
@@ -390,6 +390,7 @@ fn pool_spec(p: &crate::api::pb::Pool) -> Result<(IpNet, IpPoolSpec), String> {
         } else {
             p.assignment_mode.clone()
         },
+        other: Default::default(),
     };
     if spec.ipip_mode != "Never" && spec.vxlan_mode != "Never" {
         return Err(format!(
@@ -405,24 +406,24 @@ fn pool_spec(p: &crate::api::pb::Pool) -> Result<(IpNet, IpPoolSpec), String> {
 /// What `pool` asks of the datastore.
 #[derive(Debug)]
 pub enum PoolOp {
-    List { yaml: bool },
+    List,
     Apply { file: std::path::PathBuf },
     Del { cidr: String },
 }
 
 /// `pool list / apply -f / del` against the datastore (`--etcd-endpoints` given):
 /// the cluster's IPPools, as calicoctl manages them.
-pub async fn pool(etcd: &EtcdArgs, what: PoolOp, json: bool) -> Result<(), String> {
-    use crate::ctl::pool_file::{parse_pool_file, pool_name, pools_yaml};
+pub async fn pool(etcd: &EtcdArgs, what: PoolOp, out: Output) -> Result<(), String> {
+    use crate::ctl::pool_file::{parse_pool_file, pool_name, pool_row, pools_yaml, POOL_COLUMNS};
     use datastore::store::encode;
     let store = etcd.store().await?;
     let stored = pools(&store).await?;
     match what {
-        PoolOp::List { yaml } => {
+        PoolOp::List => {
             let list: Vec<_> = stored.iter().map(|p| pool_pb(&p.spec)).collect();
-            if yaml {
+            if out == Output::Yaml {
                 print!("{}", pools_yaml(&list));
-            } else if json {
+            } else if out == Output::Json {
                 let v = serde_json::json!({ "pools": list });
                 println!("{}", serde_json::to_string_pretty(&v).expect("json"));
             } else {
@@ -430,24 +431,14 @@ pub async fn pool(etcd: &EtcdArgs, what: PoolOp, json: bool) -> Result<(), Strin
                     .iter()
                     .zip(&list)
                     .map(|(r, p)| {
-                        vec![
-                            r.metadata.name.clone(),
-                            p.cidr.clone(),
-                            p.block_size.to_string(),
-                            p.ipip_mode.clone(),
-                            p.vxlan_mode.clone(),
-                            p.disabled.to_string(),
-                            r.spec.node_selector.clone(),
-                        ]
+                        let mut row = vec![r.metadata.name.clone()];
+                        row.extend(pool_row(p));
+                        row
                     })
                     .collect();
-                print!(
-                    "{}",
-                    table(
-                        &["NAME", "CIDR", "BLOCK", "IPIP", "VXLAN", "DISABLED", "SELECTOR"],
-                        &cells
-                    )
-                );
+                let mut columns = vec!["NAME"];
+                columns.extend(POOL_COLUMNS);
+                print!("{}", table(&columns, &cells));
             }
             Ok(())
         }

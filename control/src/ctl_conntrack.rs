@@ -2,7 +2,7 @@
 //! kernel's): list with a filter, the tables' figures, flush.
 
 use crate::api::pb;
-use crate::ctl::table::{print, status_message, table};
+use crate::ctl::table::{print, status_message, table, Output};
 use clap::Subcommand;
 use tonic::transport::Channel;
 
@@ -50,7 +50,7 @@ fn counters(c: &[pb::Counter]) -> String {
 pub async fn conntrack(
     c: &mut pb::vrouter_client::VrouterClient<Channel>,
     what: ConntrackCmd,
-    json: bool,
+    out: Output,
 ) -> Result<(), String> {
     match what {
         ConntrackCmd::List { filter, limit } => {
@@ -59,7 +59,7 @@ pub async fn conntrack(
                 .await
                 .map_err(status_message)?
                 .into_inner();
-            print(json, &r, |r| {
+            print(out, &r, |r| {
                 let rows: Vec<Vec<String>> = r
                     .flows
                     .iter()
@@ -92,7 +92,7 @@ pub async fn conntrack(
                 .await
                 .map_err(status_message)?
                 .into_inner();
-            print(json, &r, |r| {
+            print(out, &r, |r| {
                 let ports = match r.nat_ports.as_str() {
                     "" => "off".to_string(),
                     p => format!("ports {p}"),
@@ -110,7 +110,7 @@ pub async fn conntrack(
                 .await
                 .map_err(status_message)?
                 .into_inner();
-            print(json, &r, |r| format!("{} flow(s) flushed\n", r.flushed));
+            print(out, &r, |r| format!("{} flow(s) flushed\n", r.flushed));
         }
     }
     Ok(())

@@ -3,7 +3,7 @@
 //! calicoctl does for Calico's.
 
 use crate::api::pb;
-use crate::ctl::table::{print, status_message, table};
+use crate::ctl::table::{print, status_message, table, Output};
 use clap::Subcommand;
 use tonic::transport::Channel;
 
@@ -15,10 +15,7 @@ pub enum PolicyCmd {
         file: String,
     },
     /// The policies; `-o yaml` prints them as applied (what `apply -f` takes back).
-    List {
-        #[arg(short = 'o', long = "output", value_parser = ["table", "yaml"], default_value = "table")]
-        output: String,
-    },
+    List,
     /// One policy as applied, by key (`<namespace>/<name>` or `<name>`).
     Show { key: String },
     #[command(alias = "remove")]
@@ -42,7 +39,7 @@ fn yaml(docs: &[&pb::PolicyInfo]) -> String {
 pub async fn policy(
     c: &mut pb::vrouter_client::VrouterClient<Channel>,
     what: PolicyCmd,
-    json: bool,
+    out: Output,
 ) -> Result<(), String> {
     match what {
         PolicyCmd::Apply { file } => {
@@ -55,24 +52,24 @@ pub async fn policy(
                 .await
                 .map_err(status_message)?
                 .into_inner();
-            print(json, &r, |r| {
+            print(out, &r, |r| {
                 r.applied
                     .iter()
                     .map(|k| format!("policy {k} applied\n"))
                     .collect()
             });
         }
-        PolicyCmd::List { output } => {
+        PolicyCmd::List => {
             let r = c
                 .list_policies(pb::ListPoliciesRequest {})
                 .await
                 .map_err(status_message)?
                 .into_inner();
-            if output == "yaml" && !json {
+            if out == Output::Yaml {
                 print!("{}", yaml(&r.policies.iter().collect::<Vec<_>>()));
                 return Ok(());
             }
-            print(json, &r, |r| {
+            print(out, &r, |r| {
                 let n = |x: i32| {
                     if x < 0 {
                         "-".to_string()
@@ -111,7 +108,11 @@ pub async fn policy(
                 .iter()
                 .find(|p| p.key == key)
                 .ok_or_else(|| format!("no policy {key:?}"))?;
-            print(json, p, |p| {
+            if out == Output::Yaml {
+                print!("{}", yaml(&[p]));
+                return Ok(());
+            }
+            print(out, p, |p| {
                 let n = |v: &[u64]| {
                     let v: Vec<String> = v.iter().map(u64::to_string).collect();
                     format!("[{}]", v.join(", "))
@@ -131,7 +132,7 @@ pub async fn policy(
                 .await
                 .map_err(status_message)?
                 .into_inner();
-            print(json, &r, |_| format!("policy {key} removed\n"));
+            print(out, &r, |_| format!("policy {key} removed\n"));
         }
     }
     Ok(())

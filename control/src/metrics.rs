@@ -44,6 +44,8 @@ pub enum Kind {
     Counter,
     /// Goes up and down.
     Gauge,
+    /// Cumulative buckets (`_bucket{le=…}`), `_sum` and `_count` (see `histogram`).
+    Histogram,
 }
 
 impl Kind {
@@ -51,6 +53,7 @@ impl Kind {
         match self {
             Kind::Counter => "counter",
             Kind::Gauge => "gauge",
+            Kind::Histogram => "histogram",
         }
     }
 }
@@ -164,12 +167,24 @@ impl Exposition {
     /// Adds a sample (`name{labels} value`) to the selected family. Label values are
     /// escaped; labels are written in the order given.
     pub fn sample(&mut self, labels: &[(&str, &str)], value: impl Into<Value>) -> &mut Self {
+        self.sample_named("", labels, value)
+    }
+
+    /// A sample of the selected family named with a suffix (`_bucket`, `_sum`,
+    /// `_count` of a histogram).
+    pub fn sample_named(
+        &mut self,
+        suffix: &str,
+        labels: &[(&str, &str)],
+        value: impl Into<Value>,
+    ) -> &mut Self {
         let Some(i) = self.current else {
             debug_assert!(false, "Exposition::sample before any family");
             return self;
         };
         let Family { name, text, .. } = &mut self.families[i];
         text.push_str(name);
+        text.push_str(suffix);
         if !labels.is_empty() {
             text.push('{');
             for (k, (label, value)) in labels.iter().enumerate() {

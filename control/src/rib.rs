@@ -5,8 +5,8 @@
 //! Sized for full tables (the control-plane issue asks ≤ 100 bytes per route with the
 //! FIB): path attributes are interned and a path is 8 bytes (peer, stale flag, attribute
 //! index); a prefix with one path keeps it packed in the map value, so an IPv4 route is
-//! a 16-byte map entry (8-byte key, 8-byte value). Best paths are not stored: they are computed
-//! from the few paths of a prefix when asked.
+//! a 12-byte map entry (4-byte address in its length's map, 8-byte value). Best paths are
+//! not stored: they are computed from the few paths of a prefix when asked.
 //!
 //! Sans-IO like the sessions: `update` / `withdraw` / `peer_down` return the prefixes
 //! whose best paths changed, for the FIB sync to batch.
@@ -84,12 +84,15 @@ impl PathList<'_> {
 #[derive(Default)]
 struct AttrTable {
     sets: Vec<Option<(Arc<PathAttrs>, u32)>>,
+    /// When each set was interned (seconds since the RIB was made): a path's age in
+    /// `route list --detail` (4 bytes per set, not per path).
+    born: Vec<u32>,
     index: HashMap<Arc<PathAttrs>, u32>,
     free: Vec<u32>,
 }
 
 impl AttrTable {
-    fn intern(&mut self, a: PathAttrs) -> u32 {
+    fn intern(&mut self, a: PathAttrs, now_s: u32) -> u32 {
         if let Some(&i) = self.index.get(&a) {
             return i;
         }
@@ -97,10 +100,12 @@ impl AttrTable {
         let i = match self.free.pop() {
             Some(i) => {
                 self.sets[i as usize] = Some((a.clone(), 0));
+                self.born[i as usize] = now_s;
                 i
             }
             None => {
                 self.sets.push(Some((a.clone(), 0)));
+                self.born.push(now_s);
                 (self.sets.len() - 1) as u32
             }
         };
@@ -150,9 +155,9 @@ impl AttrTable {
 #[derive(Default)]
 pub struct Rib {
     peers: HashMap<PeerId, PeerInfo>,
-    /// IPv4 prefixes (address << 8 | length) and IPv6 ones: a 16-byte entry for IPv4.
-    v4: HashMap<u64, u64>,
-    v6: HashMap<(u128, u8), u64>,
+    /// IPv4 prefixes by length (12-byte entries), and IPv6 ones.
+    v4: V4Map,
+    v6: HashMap<(u128, u8), u64, PrefixHash>,
     /// Prefixes with several paths keep them here (index in the map value).
     many: Vec<Box<[Path]>>,
     many_free: Vec<u32>,
@@ -160,10 +165,12 @@ pub struct Rib {
     local: Option<Local>,
     /// Paths held per peer (prefixes received).
     counts: HashMap<PeerId, usize>,
+    /// When the RIB was made (attribute sets' times count from it).
+    made: Option<std::time::Instant>,
 }
 
-fn key4(n: Ipv4Net) -> u64 {
-    (u32::from(n.network()) as u64) << 8 | n.prefix_len() as u64
+fn key4(n: Ipv4Net) -> (u8, u32) {
+    (n.prefix_len(), u32::from(n.network()))
 }
 
 fn key6(n: Ipv6Net) -> (u128, u8) {
@@ -174,14 +181,87 @@ fn net6(&(a, l): &(u128, u8)) -> IpNet {
     IpNet::V6(Ipv6Net::new(a.into(), l).expect("a stored prefix"))
 }
 
-fn net4(k: u64) -> IpNet {
-    IpNet::V4(Ipv4Net::new(Ipv4Addr::from((k >> 8) as u32), k as u8).expect("a stored prefix"))
+fn net4(len: u8, addr: u32) -> IpNet {
+    IpNet::V4(Ipv4Net::new(Ipv4Addr::from(addr), len).expect("a stored prefix"))
+}
+
+/// A `u64` map value as the IPv4 maps store it: two `u32`s, so that an entry is 12
+/// bytes aligned to 4 rather than 16.
+fn split(v: u64) -> [u32; 2] {
+    [v as u32, (v >> 32) as u32]
+}
+
+fn join([lo, hi]: [u32; 2]) -> u64 {
+    lo as u64 | (hi as u64) << 32
+}
+
+/// The hasher of the RIB's per-prefix maps: SipHash was a fifth of the speaker
+/// thread's time on a full table. foldhash (hashbrown's own default) with a random seed
+/// per map, so that a peer cannot aim prefixes at one bucket without knowing it.
+pub(crate) type PrefixHash = foldhash::fast::RandomState;
+
+/// IPv4 prefixes, one map per prefix length keyed by the address. A single map of
+/// 1.08M routes sits just past a growth threshold (2^21 buckets at load 0.51, 33 B per
+/// route); per length, the entries are smaller and the maps cross their thresholds at
+/// different sizes (about 23 B per route at the same table).
+struct V4Map {
+    by_len: Vec<HashMap<u32, [u32; 2], PrefixHash>>,
+    len: usize,
+}
+
+impl Default for V4Map {
+    fn default() -> V4Map {
+        V4Map {
+            by_len: (0..=32).map(|_| HashMap::default()).collect(),
+            len: 0,
+        }
+    }
+}
+
+impl V4Map {
+    fn get(&self, (len, addr): (u8, u32)) -> Option<u64> {
+        self.by_len[len as usize].get(&addr).copied().map(join)
+    }
+
+    fn insert(&mut self, (len, addr): (u8, u32), v: u64) {
+        if self.by_len[len as usize].insert(addr, split(v)).is_none() {
+            self.len += 1;
+        }
+    }
+
+    fn remove(&mut self, (len, addr): (u8, u32)) {
+        let map = &mut self.by_len[len as usize];
+        if map.remove(&addr).is_some() {
+            self.len -= 1;
+            if map.is_empty() {
+                // A length withdrawn entirely gives its table back.
+                *map = HashMap::default();
+            }
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (IpNet, u64)> + '_ {
+        self.by_len.iter().enumerate().flat_map(|(len, m)| {
+            m.iter()
+                .map(move |(&addr, &v)| (net4(len as u8, addr), join(v)))
+        })
+    }
+
+    /// Each value, to be rewritten by `f`.
+    fn update_values(&mut self, mut f: impl FnMut(&mut u64)) {
+        for v in self.by_len.iter_mut().flat_map(|m| m.values_mut()) {
+            let mut x = join(*v);
+            f(&mut x);
+            *v = split(x);
+        }
+    }
 }
 
 impl Rib {
     pub fn new(local: Local) -> Rib {
         Rib {
             local: Some(local),
+            made: Some(std::time::Instant::now()),
             ..Rib::default()
         }
     }
@@ -192,7 +272,7 @@ impl Rib {
 
     /// Prefixes with at least one path.
     pub fn len(&self) -> usize {
-        self.v4.len() + self.v6.len()
+        self.v4.len + self.v6.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -216,7 +296,7 @@ impl Rib {
 
     /// Every prefix with a path (the route reflector's full advertisement).
     pub fn prefixes(&self) -> Vec<IpNet> {
-        let v4 = self.v4.keys().map(|k| net4(*k));
+        let v4 = self.v4.iter().map(|(n, _)| n);
         let v6 = self.v6.keys().map(net6);
         v4.chain(v6).collect()
     }
@@ -226,35 +306,52 @@ impl Rib {
         self.attrs.get(p.attrs)
     }
 
+    /// Every path to `prefix`, in the decision process's order (the best first).
+    pub fn ranked(&self, prefix: IpNet) -> Vec<Path> {
+        let mut paths = self.paths(prefix).as_slice().to_vec();
+        paths.sort_by(|a, b| self.compare(a, b));
+        paths
+    }
+
+    /// How long ago a path's attribute set was first held: the path's age, or more
+    /// when an earlier path had the same attributes.
+    pub fn attrs_age(&self, p: &Path) -> std::time::Duration {
+        let made = self.made.map_or(0, |m| m.elapsed().as_secs());
+        let born = self.attrs.born.get(p.attrs as usize).copied().unwrap_or(0);
+        std::time::Duration::from_secs(made.saturating_sub(born as u64))
+    }
+
     /// A path's next hop (MP_REACH's for IPv6 and when present).
     pub fn next_hop(&self, p: &Path) -> Option<IpAddr> {
         let a = self.attrs(p);
         a.mp_next_hop.or(a.next_hop.map(IpAddr::V4))
     }
 
-    fn list(&self, v: Option<&u64>) -> PathList<'_> {
+    fn list(&self, v: Option<u64>) -> PathList<'_> {
         match v {
             None => PathList::None,
-            Some(&v) if v & MANY != 0 => PathList::Many(&self.many[v as u32 as usize]),
-            Some(&v) => PathList::One(unpack(v)),
+            Some(v) if v & MANY != 0 => PathList::Many(&self.many[v as u32 as usize]),
+            Some(v) => PathList::One(unpack(v)),
+        }
+    }
+
+    /// The map value of `prefix` (truncated).
+    fn value(&self, prefix: IpNet) -> Option<u64> {
+        match prefix.trunc() {
+            IpNet::V4(n) => self.v4.get(key4(n)),
+            IpNet::V6(n) => self.v6.get(&key6(n)).copied(),
         }
     }
 
     fn paths(&self, prefix: IpNet) -> PathList<'_> {
-        self.list(match prefix.trunc() {
-            IpNet::V4(n) => self.v4.get(&key4(n)),
-            IpNet::V6(n) => self.v6.get(&key6(n)),
-        })
+        self.list(self.value(prefix))
     }
 
     /// Replace the paths of `prefix` by what `f` makes of them.
     fn edit(&mut self, prefix: IpNet, f: impl FnOnce(&mut Vec<Path>)) {
         let mut v = self.paths(prefix).as_slice().to_vec();
         f(&mut v);
-        let old = match prefix.trunc() {
-            IpNet::V4(n) => self.v4.get(&key4(n)).copied(),
-            IpNet::V6(n) => self.v6.get(&key6(n)).copied(),
-        };
+        let old = self.value(prefix);
         let old_slot = old.filter(|o| o & MANY != 0).map(|o| o as u32);
         let new = match v.len() {
             0 => None,
@@ -278,13 +375,14 @@ impl Rib {
             self.many[i as usize] = Box::new([]);
             self.many_free.push(i);
         }
-        match (prefix.trunc(), new) {
-            (IpNet::V4(n), Some(p)) => {
-                self.v4.insert(key4(n), p);
-            }
-            (IpNet::V4(n), None) => {
-                self.v4.remove(&key4(n));
-            }
+        self.set(prefix, new);
+    }
+
+    /// Store (or with `None` remove) the map value of `prefix`.
+    fn set(&mut self, prefix: IpNet, v: Option<u64>) {
+        match (prefix.trunc(), v) {
+            (IpNet::V4(n), Some(p)) => self.v4.insert(key4(n), p),
+            (IpNet::V4(n), None) => self.v4.remove(key4(n)),
             (IpNet::V6(n), Some(p)) => {
                 self.v6.insert(key6(n), p);
             }
@@ -313,9 +411,41 @@ impl Rib {
             // Treated as a withdrawal of whatever the peer had for them.
             return self.withdraw(peer, prefixes);
         }
-        let id = self.attrs.intern(attrs);
+        let now_s = self.made.map_or(0, |m| m.elapsed().as_secs() as u32);
+        let id = self.attrs.intern(attrs, now_s);
+        let path = Path {
+            peer,
+            stale: false,
+            attrs: id,
+        };
         let mut changed = Vec::new();
+        let mut added = 0;
         for &p in prefixes {
+            // A prefix with no path or only this peer's (a full table from one peer, its
+            // churn): the best is that path, no decision process to run.
+            match self.value(p) {
+                None => {
+                    self.attrs.retain(id);
+                    added += 1;
+                    self.set(p, Some(pack(path)));
+                    changed.push(p.trunc());
+                    continue;
+                }
+                Some(v) if v & MANY == 0 && unpack(v).peer == peer => {
+                    let o = unpack(v);
+                    if o.attrs == id && !o.stale {
+                        continue; // the same announcement again
+                    }
+                    self.attrs.retain(id);
+                    self.attrs.release(o.attrs);
+                    self.set(p, Some(pack(path)));
+                    if o.attrs != id {
+                        changed.push(p.trunc());
+                    }
+                    continue;
+                }
+                Some(_) => {}
+            }
             let before = self.best_key(p);
             let old = self
                 .paths(p)
@@ -332,13 +462,8 @@ impl Rib {
             if let Some(o) = old {
                 self.attrs.release(o.attrs);
             } else {
-                *self.counts.entry(peer).or_default() += 1;
+                added += 1;
             }
-            let path = Path {
-                peer,
-                stale: false,
-                attrs: id,
-            };
             self.edit(p, |v| match v.iter_mut().find(|x| x.peer == peer) {
                 Some(x) => *x = path,
                 None => v.push(path),
@@ -347,15 +472,31 @@ impl Rib {
                 changed.push(p.trunc());
             }
         }
+        if added > 0 {
+            *self.counts.entry(peer).or_default() += added;
+        }
         self.attrs.release_if_unused(id);
         changed
     }
 
     pub fn withdraw(&mut self, peer: PeerId, prefixes: &[IpNet]) -> Vec<IpNet> {
         let mut changed = Vec::new();
+        let mut removed = 0;
         for &p in prefixes {
+            let v = self.value(p);
+            if let Some(v) = v.filter(|v| v & MANY == 0) {
+                // The prefix's only path: this peer's or not.
+                let o = unpack(v);
+                if o.peer == peer {
+                    self.set(p, None);
+                    self.attrs.release(o.attrs);
+                    removed += 1;
+                    changed.push(p.trunc());
+                }
+                continue;
+            }
             let Some(old) = self
-                .paths(p)
+                .list(v)
                 .as_slice()
                 .iter()
                 .find(|x| x.peer == peer)
@@ -366,28 +507,31 @@ impl Rib {
             let before = self.best_key(p);
             self.edit(p, |v| v.retain(|x| x.peer != peer));
             self.attrs.release(old.attrs);
-            *self.counts.entry(peer).or_default() -= 1;
+            removed += 1;
             if self.best_key(p) != before {
                 changed.push(p.trunc());
             }
+        }
+        if removed > 0 {
+            *self.counts.entry(peer).or_default() -= removed;
         }
         changed
     }
 
     /// Every prefix `peer` has a path for (and, with `stale_only`, a stale one).
     fn prefixes_of(&self, peer: PeerId, stale_only: bool) -> Vec<IpNet> {
-        let has = |v: &u64| {
+        let has = |v: u64| {
             self.list(Some(v))
                 .as_slice()
                 .iter()
                 .any(|x| x.peer == peer && (x.stale || !stale_only))
         };
-        let v4 = self
-            .v4
+        let v4 = self.v4.iter().filter(|&(_, v)| has(v)).map(|(n, _)| n);
+        let v6 = self
+            .v6
             .iter()
-            .filter(|(_, v)| has(v))
-            .map(|(k, _)| net4(*k));
-        let v6 = self.v6.iter().filter(|(_, v)| has(v)).map(|(k, _)| net6(k));
+            .filter(|(_, v)| has(**v))
+            .map(|(k, _)| net6(k));
         v4.chain(v6).collect()
     }
 
@@ -424,7 +568,7 @@ impl Rib {
                 });
             }
         };
-        self.v4.values_mut().for_each(&mut mark);
+        self.v4.update_values(&mut mark);
         self.v6.values_mut().for_each(&mut mark);
     }
 
@@ -451,6 +595,9 @@ impl Rib {
 
     /// What the FIB needs of the best paths: their distinct next hops, sorted.
     pub fn best_next_hops(&self, prefix: IpNet) -> Vec<IpAddr> {
+        if let PathList::One(p) = self.paths(prefix) {
+            return self.next_hop(&p).into_iter().collect();
+        }
         let mut hops: Vec<IpAddr> = self
             .best(prefix)
             .iter()

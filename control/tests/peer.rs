@@ -42,18 +42,8 @@ fn speaker(router_id: Ipv4Addr) -> SpeakerConfig {
 
 fn neighbour() -> PeerConfig {
     PeerConfig {
-        address: IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)),
-        asn: ASN,
-        passive: false,
         hold_time: 9,
-        keepalive: None,
-        rr_client: false,
-        port: 179,
-        password: None,
-        enforce_first_as: true,
-        max_prefixes: None,
-        max_prefixes_warning: 75,
-        ttl_security: None,
+        ..PeerConfig::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)), ASN)
     }
 }
 
@@ -504,4 +494,90 @@ fn a_peer_held_down_for_too_many_prefixes_cannot_reconnect_at_once() {
         matches!(&sent_on(&out, 3)[..], [Message::Open(_)]),
         "welcome again"
     );
+}
+
+#[test]
+fn counters_follow_the_messages_both_ways() {
+    let t = Instant::now();
+    let mut p = open_sent(Ipv4Addr::new(10, 0, 0, 1), &["10.244.1.0/26"], t);
+    establish(&mut p, t, true);
+    let attrs = PathAttrs {
+        as_path: Vec::new(),
+        next_hop: Some(PEER_ID),
+        local_pref: Some(100),
+        ..PathAttrs::default()
+    };
+    let update = wire::announce(
+        &[net("10.244.2.0/26"), net("10.244.3.0/26")],
+        &attrs,
+        IpAddr::V4(PEER_ID),
+        true,
+    )
+    .concat();
+    p.process(t, Input::Bytes(1, &update));
+    p.process(
+        t,
+        Input::Bytes(1, &wire::withdraw(&[net("10.244.3.0/26")]).concat()),
+    );
+    let c = p.counters();
+    // Received: OPEN, KEEPALIVE, two UPDATEs. Sent: OPEN, KEEPALIVE, our block's UPDATE.
+    assert_eq!(
+        (c.received.messages.open, c.received.messages.keepalive),
+        (1, 1)
+    );
+    assert_eq!(c.received.messages.update, 2);
+    assert_eq!((c.received.announced, c.received.withdrawn), (2, 1));
+    assert_eq!((c.sent.open, c.sent.keepalive, c.sent.update), (1, 1, 1));
+    assert_eq!(c.sent.total(), 3);
+}
+
+#[test]
+fn a_soft_reset_asks_for_routes_and_sends_ours_again() {
+    let t = Instant::now();
+    let mut p = open_sent(Ipv4Addr::new(10, 0, 0, 1), &["10.244.1.0/26"], t);
+    establish(&mut p, t, true);
+    let (done, out) = p.reset(t, true).expect("route refresh was negotiated");
+    assert!(
+        done.contains("ipv4-unicast") && done.contains("1 prefix"),
+        "{done}"
+    );
+    let msgs = sent_on(&out, 1);
+    assert!(
+        msgs.contains(&Message::RouteRefresh(Family::Ipv4)),
+        "{msgs:?}"
+    );
+    assert!(
+        msgs.iter()
+            .any(|m| matches!(m, Message::Update(u) if u.announced == vec![net("10.244.1.0/26")])),
+        "{msgs:?}"
+    );
+    assert_eq!(p.state(), State::Established);
+    assert_eq!(p.counters().sent.route_refresh, 1);
+    // Without a session there is nothing to refresh.
+    let mut idle = open_sent(Ipv4Addr::new(10, 0, 0, 1), &[], t);
+    let e = idle.reset(t, true).unwrap_err();
+    assert!(e.contains("no session") && e.contains("OpenSent"), "{e}");
+}
+
+#[test]
+fn a_hard_reset_says_why_drops_the_routes_and_starts_again() {
+    let t = Instant::now();
+    let mut p = open_sent(Ipv4Addr::new(10, 0, 0, 1), &[], t);
+    establish(&mut p, t, true);
+    let (done, out) = p.reset(t, false).unwrap();
+    assert!(done.contains("Administrative Reset"), "{done}");
+    assert_eq!(
+        notification_on(&out, 1),
+        Some(BgpError::Cease(CeaseError::AdministrativeReset))
+    );
+    assert!(out.contains(&Output::Close(1)));
+    // Graceful restart negotiated, yet the peer's routes go at once: an operator's reset.
+    assert_eq!(down(&out), Some(None));
+    assert!(out.iter().any(|o| matches!(o,
+        Output::Status(StatusChange::LastError(e)) if e.contains("reset by the operator"))));
+    assert!(out.contains(&Output::Status(StatusChange::Negotiated(None))));
+    assert_eq!(p.state(), State::Idle);
+    // A new session after a short idle.
+    let later = p.handle_timeout(t + Duration::from_secs(1));
+    assert!(later.contains(&Output::Connect), "{later:?}");
 }

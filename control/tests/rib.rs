@@ -302,7 +302,13 @@ proptest! {
         let mut r = rib();
         let mut model: BTreeMap<(u8, u16), PathAttrs> = BTreeMap::new();
         let mut stale: BTreeMap<(u8, u16), bool> = BTreeMap::new();
-        let net = |i: u8| -> IpNet { format!("10.244.{i}.0/26").parse().unwrap() };
+        // Prefixes of several lengths sharing addresses (the IPv4 maps are per length),
+        // the default route, a host route and an IPv6 one.
+        const NETS: [&str; 8] = [
+            "10.244.0.0/26", "10.244.0.0/24", "10.244.0.0/16", "10.244.1.0/26",
+            "0.0.0.0/0", "10.244.0.0/32", "fd00:1::/64", "10.244.0.64/26",
+        ];
+        let net = |i: u8| -> IpNet { NETS[i as usize].parse().unwrap() };
         for op in ops {
             let before: Vec<Vec<u16>> = (0..8).map(|i| model_best(&model, i)).collect();
             let before_attrs: Vec<Vec<PathAttrs>> = (0..8).map(|i| before[i as usize].iter().map(|p| model[&(i, *p)].clone()).collect()).collect();
@@ -353,6 +359,14 @@ proptest! {
                     prop_assert!(changed.contains(&net(i)), "prefix {} changed, not reported, after {:?}", i, op);
                 }
             }
+            // The prefixes held are exactly those with a path in the model.
+            let mut want: Vec<IpNet> = model.keys().map(|(x, _)| net(*x)).collect();
+            want.sort();
+            want.dedup();
+            let mut got = r.prefixes();
+            got.sort();
+            prop_assert_eq!(&got, &want, "prefixes after {:?}", op);
+            prop_assert_eq!(r.len(), want.len());
         }
     }
 }

@@ -69,7 +69,7 @@ fn wait_for(
         match rx.recv_timeout(left) {
             Ok(batch) => {
                 if let Some(c) = batch.iter().find(|c| c.prefix == want) {
-                    return Some(c.next_hops.clone());
+                    return Some(c.next_hops.to_vec());
                 }
             }
             Err(_) => return None,
@@ -271,7 +271,7 @@ fn changing_our_blocks_announces_and_withdraws_at_once() {
     while seen.len() < 2 && Instant::now() < end {
         if let Ok(batch) = rb.recv_timeout(Duration::from_millis(200)) {
             for c in batch {
-                seen.insert(c.prefix.to_string(), c.next_hops);
+                seen.insert(c.prefix.to_string(), c.next_hops.to_vec());
             }
         }
     }

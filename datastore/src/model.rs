@@ -3,7 +3,8 @@
 //! `encoding/json`: struct order, `omitempty` drops empty strings, slices, maps and nil
 //! pointers but never a struct), so what we write is what Calico writes and reads.
 //! Reading is lenient (fields we do not know are ignored, as Calico's newer fields
-//! must be); `vrouterctl pool apply` is where unknown fields are refused.
+//! must be; an IPPool keeps them, for the node to name); `vrouterctl pool apply` is
+//! where unknown fields are refused.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -140,9 +141,76 @@ pub struct IpPoolSpec {
     pub allowed_uses: Vec<String>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub assignment_mode: String,
+    /// Fields Calico's IPPoolSpec of today does not have (a newer Calico's), or its v1
+    /// leftovers (`ipip`, `nat-outgoing`): kept, so that nothing is dropped unseen;
+    /// [`IpPoolSpec::unsupported`] names them.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// A field of a stored IPPool this node cannot honour, and what it does instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unsupported {
+    /// Calico's name of the field (`namespaceSelector`, `ipip`, ...).
+    pub field: String,
+    /// What the node does about it, for the log.
+    pub effect: &'static str,
 }
 
 impl IpPoolSpec {
+    /// Whether a node may take its tunnel address from it (allowedUses, default
+    /// Workload+Tunnel, has Tunnel), as calico/node's `allocateip` asks.
+    pub fn for_tunnels(&self) -> bool {
+        self.allowed_uses.is_empty() || self.allowed_uses.iter().any(|u| u == "Tunnel")
+    }
+
+    /// Whether its nodeSelector (empty: `all()`) matches a node with `labels`; one that
+    /// does not parse selects no node.
+    pub fn selects(&self, labels: &BTreeMap<String, String>) -> bool {
+        let s = self.node_selector.trim();
+        if s.is_empty() {
+            return true;
+        }
+        crate::selector::Selector::parse(s).is_ok_and(|sel| sel.matches(labels))
+    }
+
+    /// The fields set in it that this node does not implement. None of them is a
+    /// reason to refuse the pool: its addresses are other nodes' pods all the same, and
+    /// routing to them must go on. Each is made harmless instead:
+    /// - `namespaceSelector` (which pods may take addresses from it): this node cannot
+    ///   tell, so it gives addresses from the pool only when asked for one (as
+    ///   assignmentMode Manual) rather than to any pod;
+    /// - `ipip`, `nat-outgoing`: Calico's v1 fields, which Calico's own validation
+    ///   refuses in a v3 pool (ipipMode, natOutgoing are read instead): ignored;
+    /// - any other field (a newer Calico's): its meaning is unknown here, ignored.
+    pub fn unsupported(&self) -> Vec<Unsupported> {
+        let mut v = Vec::new();
+        let ns = self.namespace_selector.trim();
+        if !ns.is_empty() && ns != "all()" {
+            v.push(Unsupported {
+                field: "namespaceSelector".into(),
+                effect: "no namespaces here: addresses from it only when asked for",
+            });
+        }
+        for k in self.other.keys() {
+            v.push(Unsupported {
+                field: k.clone(),
+                effect: match k.as_str() {
+                    "ipip" | "nat-outgoing" => "Calico's v1 field: ignored",
+                    _ => "not a field this node knows: ignored",
+                },
+            });
+        }
+        v
+    }
+
+    /// Whether this node may hand out its addresses unasked: not with a
+    /// namespaceSelector it cannot apply (see [`IpPoolSpec::unsupported`]).
+    pub fn automatic_here(&self) -> bool {
+        let ns = self.namespace_selector.trim();
+        (ns.is_empty() || ns == "all()") && self.assignment_mode != "Manual"
+    }
+
     /// blockSize with Calico's default (26 / 122).
     pub fn block_size(&self) -> u8 {
         self.block_size
@@ -445,4 +513,106 @@ pub fn format_mac(mac: [u8; 6]) -> String {
         .map(|b| format!("{b:02x}"))
         .collect::<Vec<_>>()
         .join(":")
+}
+
+#[cfg(test)]
+mod pool_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn spec(json: &str) -> IpPoolSpec {
+        serde_json::from_str(json).unwrap()
+    }
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn allowed_uses_default_to_workload_and_tunnel() {
+        let p = spec(r#"{"cidr":"10.1.0.0/16"}"#);
+        assert!(p.for_workloads() && p.for_tunnels());
+        let p = spec(r#"{"cidr":"10.1.0.0/16","allowedUses":["Workload"]}"#);
+        assert!(p.for_workloads() && !p.for_tunnels());
+        let p = spec(r#"{"cidr":"10.1.0.0/16","allowedUses":["Tunnel"]}"#);
+        assert!(!p.for_workloads() && p.for_tunnels());
+        let p = spec(r#"{"cidr":"10.1.0.0/16","allowedUses":["LoadBalancer"]}"#);
+        assert!(!p.for_workloads() && !p.for_tunnels());
+    }
+
+    #[test]
+    fn node_selector_against_labels() {
+        let zone_a = labels(&[("zone", "a")]);
+        let none = labels(&[]);
+        for (sel, a, empty) in [
+            ("", true, true),
+            ("all()", true, true),
+            ("zone == 'a'", true, false),
+            ("zone != 'a'", false, true),
+            ("!has(zone)", false, true),
+            ("has(zone)", true, false),
+            ("!all()", false, false),
+            ("zone = 'a'", false, false), // does not parse: selects nothing
+        ] {
+            let p = IpPoolSpec {
+                cidr: "10.1.0.0/16".into(),
+                node_selector: sel.into(),
+                ..Default::default()
+            };
+            assert_eq!(p.selects(&zone_a), a, "{sel:?} on zone=a");
+            assert_eq!(p.selects(&none), empty, "{sel:?} on no labels");
+        }
+    }
+
+    #[test]
+    fn unknown_and_unimplemented_fields_are_named_and_kept() {
+        let text = r#"{"cidr":"10.1.0.0/16","namespaceSelector":"team == 'x'","ipip":{"enabled":true},"futureField":3}"#;
+        let p = spec(text);
+        let fields: Vec<String> = p.unsupported().into_iter().map(|u| u.field).collect();
+        assert_eq!(fields, ["namespaceSelector", "futureField", "ipip"]);
+        assert!(
+            !p.automatic_here(),
+            "namespaceSelector: only asked-for addresses"
+        );
+        // Written back, nothing is lost.
+        let back: serde_json::Value = serde_json::to_value(&p).unwrap();
+        assert_eq!(
+            back,
+            serde_json::from_str::<serde_json::Value>(text).unwrap()
+        );
+        // Calico's own pool has none.
+        let calico = spec(
+            r#"{"cidr":"10.244.0.0/16","vxlanMode":"Always","ipipMode":"Never","natOutgoing":true,"blockSize":26,"nodeSelector":"all()","allowedUses":["Workload","Tunnel"],"namespaceSelector":"all()","assignmentMode":"Automatic"}"#,
+        );
+        assert!(
+            calico.unsupported().is_empty(),
+            "{:?}",
+            calico.unsupported()
+        );
+        assert!(calico.automatic_here());
+        let manual = spec(r#"{"cidr":"10.1.0.0/16","assignmentMode":"Manual"}"#);
+        assert!(!manual.automatic_here() && manual.unsupported().is_empty());
+    }
+
+    proptest! {
+        /// `k == 'v'` selects exactly the nodes whose label k is v; its negation the
+        /// others; `all()` and the empty selector every node.
+        #[test]
+        fn equality_selectors_match_a_plain_model(
+            node in proptest::collection::btree_map("[a-c]", "[x-z]", 0..3),
+            k in "[a-c]",
+            v in "[x-z]",
+        ) {
+            let with = |sel: String| IpPoolSpec { node_selector: sel, ..Default::default() };
+            let model = node.get(&k) == Some(&v);
+            prop_assert_eq!(with(format!("{k} == '{v}'")).selects(&node), model);
+            prop_assert_eq!(with(format!("!({k} == '{v}')")).selects(&node), !model);
+            prop_assert_eq!(with(format!("has({k})")).selects(&node), node.contains_key(&k));
+            prop_assert!(with("all()".into()).selects(&node));
+            prop_assert!(with(String::new()).selects(&node));
+        }
+    }
 }

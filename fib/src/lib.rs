@@ -17,6 +17,7 @@
 
 mod arena;
 mod block;
+pub mod cpu;
 pub mod family;
 mod qsbr;
 pub mod synth;

@@ -22,6 +22,7 @@
 
 use crate::arena::{prefetch, Arena, HugeBuf};
 use crate::block::{node_addr, step, walk, Block, BlockBuilder, Route};
+use crate::cpu::{self, Path};
 use crate::family::Family;
 use crate::qsbr::{Domain, OFFLINE};
 use crate::NextHopId;
@@ -114,6 +115,73 @@ fn lookup_key<F: Family>(direct: &[AtomicU64], key: F::Key) -> u32 {
     // every reader passed a quiescent point after it was unlinked (QSBR), and callers hold
     // either the writer or a View, which is between two quiescent points.
     unsafe { walk::<F>(e as *const u64, key) }
+}
+
+/// The lookup bodies compiled for the fast path's CPU features (see cpu.rs); the
+/// bodies are `#[inline(always)]`, so each wrapper is a whole copy built for them.
+#[cfg(target_arch = "x86_64")]
+mod fast {
+    use super::*;
+
+    // The same list as cpu::FAST_FEATURES (an attribute takes only a literal).
+    #[target_feature(enable = "popcnt,bmi1,bmi2,lzcnt,movbe,avx2")]
+    pub(super) fn lookup_key<F: Family>(direct: &[AtomicU64], key: F::Key) -> u32 {
+        super::lookup_key::<F>(direct, key)
+    }
+
+    #[target_feature(enable = "popcnt,bmi1,bmi2,lzcnt,movbe,avx2")]
+    pub(super) fn lookup_batch_with<F: Family>(
+        direct: &[AtomicU64],
+        deep: bool,
+        n: usize,
+        key: impl Fn(usize) -> F::Key,
+        put: impl FnMut(usize, u32),
+    ) {
+        super::lookup_batch_with::<F>(direct, deep, n, key, put)
+    }
+}
+
+/// `lookup_key` on the chosen path. `cpu` is `Path::Fast` only if the CPU has the
+/// features: `cpu::path()` and `force_cpu_path` check it.
+#[inline(always)]
+fn lookup_key_on<F: Family>(cpu: Path, direct: &[AtomicU64], key: F::Key) -> u32 {
+    #[cfg(target_arch = "x86_64")]
+    if cpu == Path::Fast {
+        // SAFETY: the CPU has every feature `fast` is compiled for (see above).
+        return unsafe { fast::lookup_key::<F>(direct, key) };
+    }
+    let _ = cpu;
+    lookup_key::<F>(direct, key)
+}
+
+/// `lookup_batch_with` on the chosen path (as `lookup_key_on`): one test per batch.
+#[inline(always)]
+fn lookup_batch_on<F: Family>(
+    cpu: Path,
+    direct: &[AtomicU64],
+    deep: bool,
+    n: usize,
+    key: impl Fn(usize) -> F::Key,
+    put: impl FnMut(usize, u32),
+) {
+    #[cfg(target_arch = "x86_64")]
+    if cpu == Path::Fast {
+        // SAFETY: the CPU has every feature `fast` is compiled for (see lookup_key_on).
+        return unsafe { fast::lookup_batch_with::<F>(direct, deep, n, key, put) };
+    }
+    let _ = cpu;
+    lookup_batch_with::<F>(direct, deep, n, key, put)
+}
+
+/// Refuse a path this CPU cannot run (running it would be an illegal instruction).
+fn checked(path: Path) -> Path {
+    assert!(
+        path.supported(),
+        "CPU path {:?}: this CPU lacks {}",
+        path.name(),
+        cpu::missing_fast_feature().unwrap_or("?")
+    );
+    path
 }
 
 /// Distance, in keys, between the stages of the pipelined batch lookup.
@@ -302,6 +370,11 @@ pub enum Update<N> {
     Remove(N),
 }
 
+/// How many chunks ahead `paint_short` / `unpaint_short` start fetching route lists.
+const PAINT_AHEAD: usize = 4;
+/// How many items ahead `apply` and `get_many` start their cache misses.
+const BATCH_AHEAD: usize = 8;
+
 /// The single writer of a FIB. Also answers lookups itself (always consistent).
 pub struct Fib<F: Family> {
     shared: Arc<Shared<F>>,
@@ -320,6 +393,10 @@ pub struct Fib<F: Family> {
     reclaim_at: usize,
     /// The hint last published to readers (see DEEP_WALK_BYTES).
     deep_walk: bool,
+    /// Tests and benchmarks: a batch method chosen by hand.
+    walk_override: Option<bool>,
+    /// The lookup code for this writer and its new readers (see cpu.rs).
+    cpu: Path,
     prefixes: usize,
     block_bytes: usize,
     /// Chunks holding a block (for the average block size in the walk hint).
@@ -328,6 +405,11 @@ pub struct Fib<F: Family> {
     /// for stats far more often than routes change, and summing 2^16 chunks each time
     /// cost a clusterbench node ~4% of all CPU.
     route_slots: usize,
+    /// Inside `apply`: chunks changed by the batch, rebuilt once at its end (a bit per
+    /// chunk, and the list in the order first touched).
+    deferring: bool,
+    dirty_bits: Vec<u64>,
+    dirty: Vec<usize>,
 }
 
 /// IPv4 FIB writer.
@@ -360,10 +442,15 @@ impl<F: Family> Fib<F> {
             retired: Vec::new(),
             reclaim_at: RECLAIM_BATCH,
             deep_walk: false,
+            walk_override: None,
+            cpu: cpu::path(),
             prefixes: 0,
             block_bytes: 0,
             route_slots: 0,
             blocks: 0,
+            deferring: false,
+            dirty_bits: vec![0; size.div_ceil(64)],
+            dirty: Vec::new(),
         }
     }
 
@@ -490,21 +577,16 @@ impl<F: Family> Fib<F> {
     /// (its chunk record) and i+4 (its route list and direct entry) are started while
     /// update i is applied. Returns how many updates changed the table.
     pub fn apply(&mut self, updates: &[Update<F::Net>]) -> usize {
-        const AHEAD: usize = 8;
-        let chunk_of = |u: &Update<F::Net>| {
-            let net = match u {
-                Update::Insert(n, _) | Update::Remove(n) => n,
-            };
-            let (key, len) = F::net_parts(net);
-            (len > F::DIRECT_BITS).then(|| F::direct_index(key))
+        let net = |u: &Update<F::Net>| match *u {
+            Update::Insert(n, _) | Update::Remove(n) => n,
         };
         let mut changed = 0;
+        // A chunk a batch touches many times (a /16 withdrawn repaints its four chunks,
+        // then the chunks' own routes go) is built once, after the last change: churn
+        // spent most of its time rebuilding the same chunks.
+        self.deferring = true;
         for (i, u) in updates.iter().enumerate() {
-            if let Some(c) = updates.get(i + AHEAD).and_then(chunk_of) {
-                prefetch(&self.chunks[c]);
-            }
-            if let Some(c) = updates.get(i + AHEAD / 2).and_then(chunk_of) {
-                prefetch(self.chunks[c].routes.as_ptr());
+            if let Some(c) = self.prefetch_ahead(updates, i, net) {
                 self.prefetch_chunk(c);
             }
             changed += match *u {
@@ -512,6 +594,18 @@ impl<F: Family> Fib<F> {
                 Update::Remove(net) => self.remove(net).is_some(),
             } as usize;
         }
+        self.deferring = false;
+        let mut dirty = core::mem::take(&mut self.dirty);
+        dirty.sort_unstable();
+        for (i, &c) in dirty.iter().enumerate() {
+            if let Some(&next) = dirty.get(i + 2) {
+                prefetch(self.chunks[next].routes.as_ptr());
+            }
+            self.dirty_bits[c / 64] &= !(1 << (c % 64));
+            self.rebuild_chunk(c);
+        }
+        dirty.clear();
+        self.dirty = dirty;
         changed
     }
 
@@ -566,12 +660,56 @@ impl<F: Family> Fib<F> {
         }
     }
 
+    /// `get` of each of `nets`, in order. A batch's lookups are cache misses (chunk
+    /// record, then its route list): as in `apply`, those of later nets are started
+    /// while earlier ones are answered, so they overlap.
+    pub fn get_many(&self, nets: &[F::Net]) -> Vec<Option<NextHopId>> {
+        let mut out = Vec::with_capacity(nets.len());
+        for (i, &net) in nets.iter().enumerate() {
+            self.prefetch_ahead(nets, i, |n| *n);
+            out.push(self.get(net));
+        }
+        out
+    }
+
+    /// For item `i` of a batch: start the cache misses of the item `BATCH_AHEAD` on (its
+    /// chunk record) and `BATCH_AHEAD / 2` on (its route list), so that they overlap
+    /// the work on earlier items. Returns the nearer one's chunk, if it has one.
+    #[inline]
+    fn prefetch_ahead<T>(
+        &self,
+        items: &[T],
+        i: usize,
+        net: impl Fn(&T) -> F::Net,
+    ) -> Option<usize> {
+        let chunk_of = |t: &T| {
+            let (key, len) = F::net_parts(&net(t));
+            (len > F::DIRECT_BITS).then(|| F::direct_index(key))
+        };
+        if let Some(c) = items.get(i + BATCH_AHEAD).and_then(chunk_of) {
+            prefetch(&self.chunks[c]);
+        }
+        let near = items.get(i + BATCH_AHEAD / 2).and_then(chunk_of);
+        if let Some(c) = near {
+            prefetch(self.chunks[c].routes.as_ptr());
+        }
+        near
+    }
+
     /// Longest-prefix match, from the writer's side.
     pub fn lookup(&self, addr: F::Addr) -> Option<NextHopId> {
-        to_opt(lookup_key::<F>(
+        to_opt(lookup_key_on::<F>(
+            self.cpu,
             self.shared.direct.entries(),
             F::addr_key(addr),
         ))
+    }
+
+    /// Tests and benchmarks: run this writer's lookups, and those of readers it makes
+    /// from now on, on `path` (panics if this CPU cannot run it).
+    #[doc(hidden)]
+    pub fn force_cpu_path(&mut self, path: Path) {
+        self.cpu = checked(path);
     }
 
     /// Number of distinct prefixes held.
@@ -598,6 +736,18 @@ impl<F: Family> Fib<F> {
         } else {
             "levels"
         }
+    }
+
+    /// Tests and benchmarks: make batch lookups walk by "levels" or "pipeline" whatever
+    /// the table, or (None) choose by the table again.
+    #[doc(hidden)]
+    pub fn force_batch_method(&mut self, method: Option<&str>) {
+        self.walk_override = method.map(|m| match m {
+            "levels" => true,
+            "pipeline" => false,
+            _ => panic!("batch method {m:?}: \"levels\" or \"pipeline\""),
+        });
+        self.update_walk_hint();
     }
 
     /// Bytes of live blocks only (what the current routes need below the direct table).
@@ -652,6 +802,7 @@ impl<F: Family> Fib<F> {
             slot,
             online: false,
             last: 0,
+            cpu: self.cpu,
         }
     }
 
@@ -692,6 +843,7 @@ impl<F: Family> Fib<F> {
         let first = F::direct_index(key);
         let span = 1usize << (F::DIRECT_BITS - len);
         for c in first..first + span {
+            self.prefetch_routes(c + PAINT_AHEAD, first + span);
             let src = self.src[c];
             if src == NO_SRC || src <= len {
                 self.src[c] = len;
@@ -708,6 +860,7 @@ impl<F: Family> Fib<F> {
         let first = F::direct_index(key);
         let span = 1usize << (F::DIRECT_BITS - len);
         for c in first..first + span {
+            self.prefetch_routes(c + PAINT_AHEAD, first + span);
             if self.src[c] == len {
                 self.src[c] = parent_len;
                 if self.chunks[c].default != parent_nh {
@@ -715,6 +868,16 @@ impl<F: Family> Fib<F> {
                     self.rebuild_chunk(c);
                 }
             }
+        }
+    }
+
+    /// Painting a short prefix rebuilds the chunks it covers, each a cache miss on its
+    /// route list (bgpbench's churn spent a third of its time there): start the miss of
+    /// a chunk a few ahead of the one being rebuilt.
+    #[inline]
+    fn prefetch_routes(&self, c: usize, end: usize) {
+        if c < end {
+            prefetch(self.chunks[c].routes.as_ptr());
         }
     }
 
@@ -732,12 +895,14 @@ impl<F: Family> Fib<F> {
     fn update_walk_hint(&mut self) {
         let bytes = self.memory_bytes();
         let bushy = self.blocks > 0 && self.block_bytes / self.blocks >= BUSHY_BLOCK_BYTES;
-        let deep = bushy
-            || if self.deep_walk {
-                bytes >= SHALLOW_WALK_BYTES
-            } else {
-                bytes > DEEP_WALK_BYTES
-            };
+        let deep = self.walk_override.unwrap_or(
+            bushy
+                || if self.deep_walk {
+                    bytes >= SHALLOW_WALK_BYTES
+                } else {
+                    bytes > DEEP_WALK_BYTES
+                },
+        );
         if deep != self.deep_walk {
             self.deep_walk = deep;
             self.shared.qsbr.set_hint(deep);
@@ -754,6 +919,14 @@ impl<F: Family> Fib<F> {
 
     /// Rebuild chunk `c` from the route store and swap it in with one store.
     fn rebuild_chunk(&mut self, c: usize) {
+        if self.deferring {
+            let bit = 1u64 << (c % 64);
+            if self.dirty_bits[c / 64] & bit == 0 {
+                self.dirty_bits[c / 64] |= bit;
+                self.dirty.push(c);
+            }
+            return;
+        }
         let routes = &self.chunks[c].routes;
         let (new, words) = if routes.is_empty() {
             (leaf_entry(self.chunks[c].default), 0)
@@ -816,6 +989,7 @@ pub struct Reader<F: Family> {
     slot: Arc<CachePadded<AtomicU64>>,
     online: bool,
     last: u64,
+    cpu: Path,
 }
 
 /// IPv4 reader.
@@ -835,6 +1009,7 @@ impl<F: Family> Reader<F> {
         View {
             direct: self.shared.direct.entries(),
             deep,
+            cpu: self.cpu,
             _f: PhantomData,
         }
     }
@@ -857,6 +1032,18 @@ impl<F: Family> Reader<F> {
         self.burst().lookup(addr)
     }
 
+    /// Tests and benchmarks: run this reader's lookups on `path` (panics if this CPU
+    /// cannot run it).
+    #[doc(hidden)]
+    pub fn force_cpu_path(&mut self, path: Path) {
+        self.cpu = checked(path);
+    }
+
+    /// The lookup code this reader runs.
+    pub fn cpu_path(&self) -> Path {
+        self.cpu
+    }
+
     /// Readers currently registered on this table.
     pub fn reader_count(&self) -> usize {
         self.shared.qsbr.reader_count()
@@ -875,13 +1062,14 @@ pub struct View<'a, F: Family> {
     direct: &'a [AtomicU64],
     /// The writer's hint: the table is too big for cache, walk batches level by level.
     deep: bool,
+    cpu: Path,
     _f: PhantomData<F>,
 }
 
 impl<F: Family> View<'_, F> {
     #[inline(always)]
     pub fn lookup(&self, addr: F::Addr) -> Option<NextHopId> {
-        to_opt(lookup_key::<F>(self.direct, F::addr_key(addr)))
+        to_opt(lookup_key_on::<F>(self.cpu, self.direct, F::addr_key(addr)))
     }
 
     /// Look up many addresses, overlapping their memory accesses (a software pipeline
@@ -890,7 +1078,8 @@ impl<F: Family> View<'_, F> {
     #[inline]
     pub fn lookup_batch(&self, addrs: &[F::Addr], out: &mut [Option<NextHopId>]) {
         let out = &mut out[..addrs.len()];
-        lookup_batch_with::<F>(
+        lookup_batch_on::<F>(
+            self.cpu,
             self.direct,
             self.deep,
             addrs.len(),
@@ -903,7 +1092,8 @@ impl<F: Family> View<'_, F> {
     #[inline]
     pub fn lookup_batch_raw(&self, keys: &[F::Key], out: &mut [u32]) {
         let out = &mut out[..keys.len()];
-        lookup_batch_with::<F>(
+        lookup_batch_on::<F>(
+            self.cpu,
             self.direct,
             self.deep,
             keys.len(),

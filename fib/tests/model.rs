@@ -3,6 +3,7 @@
 mod common;
 
 use common::Model;
+use fib::cpu::Path;
 use fib::{Family, Fib, NextHopId, V4, V6};
 use proptest::prelude::*;
 use std::collections::HashSet;
@@ -15,11 +16,25 @@ enum Op<K> {
     Replace(usize, u32),
 }
 
+/// A reader of `fib` on each lookup path this CPU can run (baseline, and the fast one
+/// where the CPU has its features: see fib/src/cpu.rs).
+fn readers_on_every_path<F: Family>(fib: &Fib<F>) -> Vec<fib::Reader<F>> {
+    Path::available()
+        .into_iter()
+        .map(|path| {
+            let mut reader = fib.reader();
+            reader.force_cpu_path(path);
+            reader
+        })
+        .collect()
+}
+
 /// Apply `ops`, checking after each one that every probe answers like the model, that a
-/// reader agrees with the writer, and at the end that the prefix set and memory match.
+/// reader on every CPU path agrees with the writer, and at the end that the prefix set
+/// and memory match.
 fn run_ops<F: Family>(ops: &[Op<F::Key>], probes: &[F::Key]) {
     let mut fib = Fib::<F>::new();
-    let mut reader = fib.reader();
+    let mut readers = readers_on_every_path(&fib);
     let mut model = Model::<F>::default();
     for op in ops {
         match *op {
@@ -45,28 +60,31 @@ fn run_ops<F: Family>(ops: &[Op<F::Key>], probes: &[F::Key]) {
         }
         assert_eq!(fib.len(), model.routes.len());
         assert_eq!(fib.rib_bytes(), fib.rib_bytes_recounted());
-        let view = reader.burst();
-        for &p in probes {
-            let want = model.lookup(p);
-            assert_eq!(
-                fib.lookup(F::key_addr(p)),
-                want,
-                "probe {:?}",
-                F::key_addr(p)
-            );
-            assert_eq!(
-                view.lookup(F::key_addr(p)),
-                want,
-                "reader probe {:?}",
-                F::key_addr(p)
-            );
-        }
-        // The batch form must agree with single lookups.
-        let addrs: Vec<F::Addr> = probes.iter().map(|&p| F::key_addr(p)).collect();
-        let mut out = vec![None; addrs.len()];
-        view.lookup_batch(&addrs, &mut out);
-        for (a, o) in addrs.iter().zip(&out) {
-            assert_eq!(*o, model.lookup(F::addr_key(*a)));
+        for reader in &mut readers {
+            let path = reader.cpu_path();
+            let view = reader.burst();
+            for &p in probes {
+                let want = model.lookup(p);
+                assert_eq!(
+                    fib.lookup(F::key_addr(p)),
+                    want,
+                    "probe {:?}",
+                    F::key_addr(p)
+                );
+                assert_eq!(
+                    view.lookup(F::key_addr(p)),
+                    want,
+                    "reader probe {:?} ({path:?})",
+                    F::key_addr(p)
+                );
+            }
+            // The batch form must agree with single lookups.
+            let addrs: Vec<F::Addr> = probes.iter().map(|&p| F::key_addr(p)).collect();
+            let mut out = vec![None; addrs.len()];
+            view.lookup_batch(&addrs, &mut out);
+            for (a, o) in addrs.iter().zip(&out) {
+                assert_eq!(*o, model.lookup(F::addr_key(*a)), "batch ({path:?})");
+            }
         }
     }
     assert_eq!(
@@ -88,7 +106,10 @@ fn run_ops<F: Family>(ops: &[Op<F::Key>], probes: &[F::Key]) {
             Op::Replace(..) => None,
         })
         .collect();
-    batched.apply(&updates);
+    // Two halves, so the second batch rebuilds chunks the first one built.
+    let half = updates.len() / 2;
+    batched.apply(&updates[..half]);
+    batched.apply(&updates[half..]);
     let mut sequential = Fib::<F>::new();
     for u in &updates {
         match *u {
@@ -101,6 +122,10 @@ fn run_ops<F: Family>(ops: &[Op<F::Key>], probes: &[F::Key]) {
         }
     }
     assert_eq!(batched.len(), sequential.len());
+    // A batch builds each chunk it touched once, at its end: the same blocks as one
+    // update at a time, and no block of the batch left behind.
+    assert_eq!(batched.block_bytes(), sequential.block_bytes());
+    assert_eq!(batched.batch_method(), sequential.batch_method());
     for &p in probes {
         assert_eq!(
             batched.lookup(F::key_addr(p)),
@@ -120,6 +145,20 @@ fn run_ops<F: Family>(ops: &[Op<F::Key>], probes: &[F::Key]) {
         .map(|(&(k, l), &nh)| (k, l, nh))
         .collect();
     assert_eq!(held, want);
+    // Exact-prefix gets in a batch: every held route, and prefixes that are not held
+    // (each held one a bit longer or shorter, when that is not held too).
+    let mut nets: Vec<F::Net> = Vec::new();
+    let mut expect = Vec::new();
+    for (&(k, l), &nh) in &model.routes {
+        nets.push(F::make_net(k, l));
+        expect.push(Some(NextHopId(nh)));
+        for l2 in [l.saturating_sub(1), (l + 1).min(F::BITS)] {
+            let k2 = F::mask(k, l2);
+            nets.push(F::make_net(k2, l2));
+            expect.push(model.routes.get(&(k2, l2)).map(|&nh| NextHopId(nh)));
+        }
+    }
+    assert_eq!(fib.get_many(&nets), expect);
 
     // Removing everything leaves only the direct table, and every block is reclaimed.
     for (k, l) in model.routes.keys().copied().collect::<Vec<_>>() {
@@ -128,7 +167,7 @@ fn run_ops<F: Family>(ops: &[Op<F::Key>], probes: &[F::Key]) {
     assert!(fib.is_empty());
     assert_eq!(fib.block_bytes(), 0);
     // An idle reader goes offline so the writer need not wait for it.
-    reader.offline();
+    readers.iter_mut().for_each(|r| r.offline());
     fib.synchronize();
     assert_eq!(fib.retired_blocks(), 0);
     for &p in probes {
@@ -404,13 +443,15 @@ fn reserved_next_hop_is_refused() {
 #[test]
 fn every_batch_length_agrees_with_single_lookups() {
     fn check<F: Family>(fib: &Fib<F>, keys: &[F::Key]) {
-        let mut reader = fib.reader();
-        for n in 0..=keys.len() {
-            let addrs: Vec<F::Addr> = keys[..n].iter().map(|&k| F::key_addr(k)).collect();
-            let mut out = vec![Some(NextHopId(u32::MAX - 1)); n];
-            reader.burst().lookup_batch(&addrs, &mut out);
-            for (a, o) in addrs.iter().zip(&out) {
-                assert_eq!(*o, fib.lookup(*a), "batch of {n}, {a:?}");
+        for mut reader in readers_on_every_path(fib) {
+            let path = reader.cpu_path();
+            for n in 0..=keys.len() {
+                let addrs: Vec<F::Addr> = keys[..n].iter().map(|&k| F::key_addr(k)).collect();
+                let mut out = vec![Some(NextHopId(u32::MAX - 1)); n];
+                reader.burst().lookup_batch(&addrs, &mut out);
+                for (a, o) in addrs.iter().zip(&out) {
+                    assert_eq!(*o, fib.lookup(*a), "batch of {n}, {a:?} ({path:?})");
+                }
             }
         }
     }
@@ -473,4 +514,138 @@ fn deep_small_v6_tables_walk_level_by_level() {
             assert_eq!(*o, fib.lookup(*a), "{a}");
         }
     }
+}
+
+/// One IPv6 chunk crowded with routes, as real tables crowd (2001::/18 holds 21,585
+/// prefixes), and a dense /32 inside it: lookups and batches by either method answer as
+/// the model does while the chunk fills, changes and empties, on every CPU path; a batch
+/// builds the same blocks.
+#[test]
+fn crowded_v6_chunks_match_the_model_with_both_batch_methods() {
+    use fib::{Fib6, Update};
+    let mut rng = fib::synth::Rng::new(23);
+    let base: u128 = 0x2a00_0000 << 96; // 2a00::/18, one chunk
+    let in_chunk = |rng: &mut fib::synth::Rng| base | (rng.next_u128() >> 18);
+    // Every length from /19 (painted over most of the chunk) to /40, then the common
+    // longer ones and hosts.
+    let lengths: Vec<u8> = (19..=40).chain([44, 48, 56, 64, 127, 128]).collect();
+    let mut routes: Vec<(ipnet::Ipv6Net, u32)> = Vec::new();
+    for _ in 0..700 {
+        let len = lengths[rng.below(lengths.len() as u64) as usize];
+        let net = ipnet::Ipv6Net::new(in_chunk(&mut rng).into(), len)
+            .unwrap()
+            .trunc();
+        routes.push((net, rng.below(9) as u32));
+    }
+    // And 300 under one /32 of it: deep subtrees below a dense one.
+    for _ in 0..300 {
+        let len = 33 + rng.below(40) as u8;
+        let key = 0x2a00_1234 << 96 | (rng.next_u128() >> 32);
+        let net = ipnet::Ipv6Net::new(key.into(), len).unwrap().trunc();
+        routes.push((net, rng.below(9) as u32));
+    }
+    // A short prefix painting the chunk's default, and (once) a sparse table beside.
+    let cover: ipnet::Ipv6Net = "2a00::/12".parse().unwrap();
+    let sparse = fib::synth::realistic_v6(3000, 23);
+    let runs = [false, true]
+        .into_iter()
+        .flat_map(|pipelined| Path::available().into_iter().map(move |p| (pipelined, p)));
+    for (pipelined, path) in runs {
+        let mut fib = Fib6::new();
+        let method = if pipelined { "pipeline" } else { "levels" };
+        fib.force_batch_method(Some(method));
+        fib.force_cpu_path(path);
+        let mut reader = fib.reader();
+        let mut model = Model::<V6>::default();
+        fib.insert(cover, NextHopId(77));
+        model.insert(u128::from(cover.network()), 12, 77);
+        if pipelined {
+            for (i, n) in sparse.iter().enumerate() {
+                fib.insert(*n, NextHopId(100 + i as u32 % 5));
+                model.insert(u128::from(n.network()), n.prefix_len(), 100 + i as u32 % 5);
+            }
+        }
+        let mut probes: Vec<u128> = (0..400).map(|_| in_chunk(&mut rng)).collect();
+        for (n, _) in &routes {
+            probes.extend(near6(u128::from(n.network()), n.prefix_len()));
+        }
+        let check = |fib: &Fib6, reader: &mut fib::Reader6, model: &Model<V6>, at: &str| {
+            let view = reader.burst();
+            let addrs: Vec<std::net::Ipv6Addr> = probes.iter().map(|&p| p.into()).collect();
+            let mut out = vec![None; addrs.len()];
+            view.lookup_batch(&addrs, &mut out);
+            for (a, o) in addrs.iter().zip(&out) {
+                let want = model.lookup(u128::from(*a));
+                assert_eq!(fib.lookup(*a), want, "{at}: {a}");
+                assert_eq!(view.lookup(*a), want, "{at}: reader {a}");
+                let how = (fib.batch_method(), path);
+                assert_eq!(*o, want, "{at}: batch {how:?} {a}");
+            }
+        };
+        for (i, &(net, nh)) in routes.iter().enumerate() {
+            fib.insert(net, NextHopId(nh));
+            model.insert(u128::from(net.network()), net.prefix_len(), nh);
+            if i % 50 == 49 {
+                check(&fib, &mut reader, &model, &format!("{i} inserted"));
+            }
+        }
+        assert_eq!(fib.batch_method(), method);
+        // Change next hops in place, and the default under the chunk.
+        for (net, nh) in routes.iter_mut().step_by(3) {
+            *nh = (*nh + 1) % 9;
+            fib.insert(*net, NextHopId(*nh));
+            model.insert(u128::from(net.network()), net.prefix_len(), *nh);
+        }
+        fib.insert(cover, NextHopId(78));
+        model.insert(u128::from(cover.network()), 12, 78);
+        check(&fib, &mut reader, &model, "changed");
+        // The same table built by one batch of updates has the same blocks.
+        let mut batched = Fib6::new();
+        let mut updates: Vec<Update<ipnet::Ipv6Net>> = model
+            .routes
+            .iter()
+            .map(|(&(k, l), &nh)| Update::Insert(V6::make_net(k, l), NextHopId(nh)))
+            .collect();
+        updates.sort_by_key(|u| match u {
+            Update::Insert(n, _) | Update::Remove(n) => (n.network(), n.prefix_len()),
+        });
+        batched.apply(&updates);
+        assert_eq!(batched.block_bytes(), fib.block_bytes());
+        // Empty the chunk again, checking on the way.
+        let mut held: Vec<(u128, u8)> = model.routes.keys().copied().collect();
+        held.sort();
+        // In a scattered order: 7919 is prime, so j * 7919 mod len visits every index.
+        for j in 0..held.len() {
+            let (k, l) = held[j * 7919 % held.len()];
+            if l == 12 {
+                continue;
+            }
+            assert_eq!(
+                fib.remove(V6::make_net(k, l)).map(|n| n.0),
+                model.remove(k, l)
+            );
+            if j % 97 == 0 {
+                check(&fib, &mut reader, &model, &format!("{j} removed"));
+            }
+        }
+        check(&fib, &mut reader, &model, "all removed but the cover");
+        assert_eq!(fib.block_bytes(), 0);
+        reader.offline();
+        fib.synchronize();
+    }
+}
+
+/// The process's path is one this CPU can run, and the fast one whenever it can
+/// (unless forced to baseline for a measurement).
+#[test]
+fn the_chosen_cpu_path_is_runnable() {
+    let path = fib::cpu::path();
+    assert!(path.supported());
+    let forced = std::env::var("VROUTER_CPU").is_ok_and(|v| v == "baseline");
+    if Path::Fast.supported() && !forced {
+        assert_eq!(path, Path::Fast);
+    }
+    assert!(Path::available().contains(&Path::Baseline));
+    assert!(fib::cpu::describe().contains(path.name()));
+    assert_eq!(Fib::<V4>::new().reader().cpu_path(), path);
 }

@@ -354,6 +354,7 @@ fn api() -> Seeds {
                     &pb::ListRoutesRequest {
                         filter: "192.0.2.0/24".into(),
                         limit: 10,
+                        detail: true,
                     },
                 ),
                 api_call(

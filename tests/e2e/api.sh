@@ -4,8 +4,9 @@
 # IPAM), traffic flows, it is deleted, traffic stops and the address is free again;
 # pools applied from a Calico IPPool file; a BGP peer added and removed; events on the
 # watch stream; bad requests refused with a message (daemon still up); the socket is
-# root's only; state survives a restart; a Prometheus scrape parsed by
-# prometheus_client, /livez and /readyz. Needs root; fails loudly.
+# root's only; a second vrouterd on the same uplink is refused; state survives a
+# restart; a Prometheus scrape parsed by prometheus_client, /livez and /readyz. Needs
+# root; fails loudly.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 VROUTERD=${VROUTERD:-target/debug/vrouterd}
@@ -117,13 +118,39 @@ check "the API socket is mode 0600, owned by root" \
     test "$(stat -c '%a %U' "$WORK/api.sock")" = "600 root"
 # Its positive twin: the same command as root succeeds.
 check "root's vrouterctl node status succeeds" ctl node status
+first_line() { ctl node status >"$WORK/status.txt" || return 1; head -n 2 "$WORK/status.txt"; [[ $(head -n 1 "$WORK/status.txt") == "vrouterd process is running." ]]; }
+check "node status: the first line reads as calicoctl's (for scripts that grep it)" first_line
+versions() {
+    local out
+    out=$(ctl version) || return 1
+    echo "$out"
+    grep -qE '^Client Version: +[0-9]+\.[0-9]+\.[0-9]+$' <<<"$out" &&
+        grep -qE '^Daemon Version: +[0-9]+\.[0-9]+\.[0-9]+ \(node [^ ]+, up [0-9]' <<<"$out" &&
+        ctl version -o json | python3 -c 'import json,sys; v=json.load(sys.stdin); assert v["client"] and v["daemon"]["version"], v'
+}
+check "version: the client's and the daemon's (text and JSON)" versions
+log_level() {
+    ctl log level | tee /dev/stderr | grep -qx 'log level: info' || return 1
+    ctl log level 'info,control::speaker=debug' | tee /dev/stderr | grep -qx 'log level: info,control::speaker=debug (was info)' || return 1
+    ctl log level -o json | python3 -c 'import json,sys; assert json.load(sys.stdin)["level"] == "info,control::speaker=debug"' || return 1
+    local e
+    e=$(ctl log level 'info,control=loud' 2>&1) && { echo "a bad level was taken"; return 1; }
+    echo "$e"; grep -q 'loud' <<<"$e" || return 1
+    ctl log level info >/dev/null
+}
+check "log level: read, set while running, a bad one refused naming it" log_level
 
 # The TCP listener: mutual TLS only.
 tcpctl() { ip netns exec ${P}n "$VROUTERCTL" --socket https://127.0.0.1:50052 "$@"; }
 check "over TCP, a client with a certificate from client_ca_file is answered" \
     tcpctl --tls-cert "$WORK/pki/client.pem" --tls-key "$WORK/pki/client.key" --tls-ca "$WORK/pki/ca.pem" node status
+# TLS 1.3: the client finishes its side of the handshake before the server has read the
+# certificate, so the server's alert races the client's first request. The refusal reads
+# as the alert (UnknownCA), a closed connection, or a write into the closed socket.
 check "over TCP, a client certificate from another CA is refused" \
-    refused "UnknownCA\\|connection closed" tcpctl --tls-cert "$WORK/pki/rogue.pem" --tls-key "$WORK/pki/rogue.key" --tls-ca "$WORK/pki/ca.pem" node status
+    refused "UnknownCA\\|connection closed\\|broken pipe\\|connection reset" tcpctl --tls-cert "$WORK/pki/rogue.pem" --tls-key "$WORK/pki/rogue.key" --tls-ca "$WORK/pki/ca.pem" node status
+check "after that refusal, the listener still answers the right certificate" \
+    tcpctl --tls-cert "$WORK/pki/client.pem" --tls-key "$WORK/pki/client.key" --tls-ca "$WORK/pki/ca.pem" node status
 check "over TCP, no client certificate is refused before connecting" \
     refused "tls-cert" tcpctl node status
 check "plain HTTP to the TCP listener is refused" \
@@ -169,6 +196,24 @@ check "route list: the pod's /32 is connected, its block blackholed, default sta
 check "pool list shows the block the node claimed" \
     bash -c "$VROUTERCTL pool list --json | python3 -c 'import json,sys; d=json.load(sys.stdin); p=d[\"pools\"][0]; assert p[\"cidr\"]==\"10.66.0.0/16\" and len(p[\"blocks\"])==1 and p[\"origin\"]==\"config\", p'"
 
+# A second vrouterd on the same uplink (its own socket, state and no listeners, so that
+# the uplink is what it trips on): refused, saying why, without trying generic mode;
+# the first one goes on forwarding.
+sed -e "s|^state_dir = .*|state_dir = \"$WORK/state2\"|" -e "s|^socket = .*|socket = \"$WORK/api2.sock\"|" \
+    -e '/^listen = /d' -e '/^cert_file\|^key_file\|^client_ca_file/d' -e '/^\[metrics\]/d' \
+    -e '/^\[bgp\]/,$d' "$WORK/node.toml" >"$WORK/second.toml"
+second_vrouterd() {
+    if ip netns exec ${P}n timeout 60 "$VROUTERD" --config "$WORK/second.toml" >"$WORK/second.log" 2>&1; then
+        cat "$WORK/second.log"; echo "(the second vrouterd ran; want a refusal)"; return 1
+    fi
+    tail -5 "$WORK/second.log"
+    grep -q "up0 already has an XDP program attached (another vrouterd running?)" "$WORK/second.log" &&
+        ! grep -q "native XDP refused" "$WORK/second.log"
+}
+check "a second vrouterd on the same uplink exits, naming the XDP program already there" second_vrouterd
+check "the first vrouterd still answers and forwards" \
+    bash -c "kill -0 $VR_PID && $VROUTERCTL node status >/dev/null && ip netns exec ${P}p1 ping -c 2 -i 0.2 -W 2 10.97.0.2"
+
 # A BGP peer added and removed while running (nothing answers there: it stays Active).
 check "peer add" ctl peer add 10.97.0.2 --asn 64512
 refused_peer() { # address reason: refused with InvalidArgument naming the reason
@@ -193,8 +238,8 @@ ctl node status >"$WORK/status.txt"; cat "$WORK/status.txt"
 check "node status prints calicoctl's peer table with the added peer" \
     bash -c "grep -Eq 'PEER ADDRESS \| PEER TYPE +\| STATE +\| SINCE +\| INFO' $WORK/status.txt &&
              grep -E '^\| 10\.97\.0\.2 +\| api ' $WORK/status.txt"
-check "peer list --json has it" \
-    bash -c "$VROUTERCTL peer list --json | python3 -c 'import json,sys; d=json.load(sys.stdin); assert [p[\"address\"] for p in d[\"peers\"]]==[\"10.97.0.2\"], d'"
+check "peer list --json has it, with the hold time and port in use (90, 179)" \
+    bash -c "$VROUTERCTL peer list --json | python3 -c 'import json,sys; d=json.load(sys.stdin); assert [(p[\"address\"], p[\"hold_time\"], p[\"port\"]) for p in d[\"peers\"]]==[(\"10.97.0.2\", 90, 179)], d'"
 check "peer del" ctl peer del 10.97.0.2
 check "the peer is gone" \
     bash -c "$VROUTERCTL peer list --json | python3 -c 'import json,sys; d=json.load(sys.stdin); assert d[\"peers\"]==[], d'"
@@ -278,6 +323,22 @@ assert "no_route" in drops, drops
 routes = {s.labels["source"]: s.value for s in fams["vrouter_routes"].samples}
 assert routes["connected"] >= 1 and routes["static"] >= 1, routes
 assert fams["vrouter_fib_bytes"].samples[0].value > 0
+# The process collector's series and the build, as every exporter has them.
+import time
+proc = {n: fams[n].samples[0].value for n in ("process_cpu_seconds", "process_resident_memory_bytes",
+        "process_virtual_memory_bytes", "process_open_fds", "process_max_fds", "process_start_time_seconds")}
+assert proc["process_cpu_seconds"] > 0 and proc["process_resident_memory_bytes"] > 1e6, proc
+assert 0 < proc["process_open_fds"] <= proc["process_max_fds"], proc
+assert time.time() - 600 < proc["process_start_time_seconds"] <= time.time(), proc
+build = fams["vrouter_build_info"].samples[0]
+assert build.value == 1 and build.labels["version"] and build.labels["profile"] in ("debug", "release"), build
+# Histograms (issue 21): FIB batch install and UPDATE processing, cumulative buckets.
+for h in ("vrouter_fib_batch_install_seconds", "vrouter_bgp_update_seconds"):
+    f = fams[h]
+    assert f.type == "histogram", (h, f.type)
+    buckets = [s.value for s in f.samples if s.name == h + "_bucket"]
+    count = [s.value for s in f.samples if s.name == h + "_count"]
+    assert len(buckets) == 20 and buckets == sorted(buckets) and count == [buckets[-1]], (h, buckets, count)
 for path in ("/livez", "/readyz"):
     assert urllib.request.urlopen(base + path, timeout=5).status == 200, path
 print("families:", len(fams), "rx:", rx, "routes:", routes)
@@ -426,6 +487,11 @@ cp "$WORK/node.orig.toml" "$WORK/node.toml"
 # Restart: API endpoints and pools come back from state_dir, IPAM keeps the address.
 stop
 check "vrouterctl says vrouterd is not running after it stopped" refused "not running" ctl node status
+# The watcher from the start saw the daemon go: a plain word and a failing status.
+WATCH_RC=0; timeout 5 tail --pid="$WATCH_PID" -f /dev/null; kill "$WATCH_PID" 2>/dev/null || true
+wait "$WATCH_PID" || WATCH_RC=$?; WATCH_PID=
+check "watch ends with 'vrouterd closed the stream (stopped?)' and a non-zero status" \
+    bash -c "test $WATCH_RC -ne 0 && grep -q 'vrouterd closed the stream (stopped?)' $WORK/events && ! grep -q 'h2 protocol' $WORK/events"
 start
 check "after a restart the API's endpoint is back with its address" \
     bash -c "$VROUTERCTL endpoint list --json | python3 -c 'import json,sys; d=json.load(sys.stdin); e=[e for e in d[\"endpoints\"] if e[\"name\"]==\"pod3\"][0]; assert e[\"addresses\"]==[\"$A1\"] and e[\"origin\"]==\"api\", d'"

@@ -89,13 +89,17 @@ $mode
 [[pools]]
 cidr = "fd10::/48"
 vxlan_mode = "Always"
+# Calico's disableBGPExport: the pod's block in it is routed here, never announced.
+[[pools]]
+cidr = "10.245.0.0/16"
+disable_bgp_export = true
 [workers]
 cores = [${CORE[$n]}]
 [[endpoints]]
 name = "pod"
 kind = "veth"
 interface = "${PODIF[$n]}"
-ips = ["10.244.$i.2/32", "fd10::$i:2/128"]
+ips = ["10.244.$i.2/32", "fd10::$i:2/128", "10.245.$i.2/32"]
 CFG
         for o in ${CLUSTER:-n1 n2}; do
             [[ $o == "$n" ]] && continue
@@ -328,6 +332,13 @@ gobgp_has() { gobgp --target "unix://$WORK/gobgp.sock" global rib -j | python3 -
 export -f bird_has frr_has gobgp_has
 check "rr     n1: BIRD (RR) and FRR (eBGP) Established; n2: BIRD (TCP MD5) and GoBGP" bash -c "within 30 established n1 2 && within 20 established n2 2 || { cat $WORK/n1.json $WORK/n2.json; exit 1; }"
 check "rr     BIRD learnt both blocks (v4 and v6) from its clients"  bash -c "within 10 bird_has 10.244.1.2 10.98.0.1 && within 10 bird_has 10.244.2.2 10.98.0.2 && within 10 bird_has fd10::2:2 fd98::2"
+# disableBGPExport: node A's block of 10.245/16 is not announced (its 10.244/16 one is).
+not_exported() {
+    within 10 bird_has 10.244.1.2 10.98.0.1 || return 1
+    nsx ${P}rr birdc -s "$WORK/bird.ctl" show route for 10.245.1.2
+    ! nsx ${P}rr birdc -s "$WORK/bird.ctl" show route for 10.245.1.2 | grep -q "via"
+}
+check "rr     BIRD has no route into a disableBGPExport pool, the other pool's it has" not_exported
 check "rr     FRR (eBGP) learnt node A's block"                     bash -c "within 10 frr_has 10.244.1.0/26"
 check "rr     GoBGP (iBGP) learnt node B's block"                   bash -c "within 10 gobgp_has 10.244.2.0/26"
 # BIRD reflects node B's block with its next hop kept (node B, not BIRD): read back from
@@ -346,6 +357,78 @@ check "rr     vrouterctl node status: BIRD and FRR up, Established, in calicoctl
              $CTL node status | grep -E '^\| 10\.98\.0\.11 +\| global +\| up +\|.*Established'"
 check "rr     vrouterctl route list: BIRD's and FRR's networks come from their peers" \
     bash -c "$CTL route list --json | python3 -c 'import json,sys; d=json.load(sys.stdin); r={x[\"prefix\"]:(x[\"source\"],x[\"peer\"]) for x in d[\"routes\"]}; assert r[\"10.200.0.0/24\"]==(\"bgp\",\"10.98.0.10\") and r[\"10.201.0.0/24\"]==(\"bgp\",\"10.98.0.11\"), r'"
+# What an operator reads of the BIRD session (issue 21): peer show, route list --detail,
+# -o yaml; each output is kept in the log (tee) and judged on its content.
+peer_show() {
+    local t
+    t=$($CTL peer show 10.98.0.10) || return 1
+    echo "$t" | tee "$WORK/peer-show.txt" >&2
+    grep -q '^BGP neighbor is 10.98.0.10, remote AS 64512 (iBGP, global)$' <<<"$t" &&
+        grep -qE '^  BGP state: Established, up for [0-9]' <<<"$t" &&
+        grep -q 'Peer router id: 10.98.0.10' <<<"$t" &&
+        grep -q 'Hold time: 9 s configured, 9 s negotiated, keepalive every 3 s' <<<"$t" &&
+        grep -E '^    received +ipv4-unicast, ipv6-unicast, 4-octet-as, route-refresh, graceful-restart' <<<"$t" &&
+        grep -E '^    Updates +[1-9][0-9]* +[1-9]' <<<"$t" &&
+        grep -E '^  Prefixes: [1-9][0-9]* announced .* [1-9][0-9]* accepted \(in the RIB\); [1-9][0-9]* advertised$' <<<"$t"
+}
+check "rr     peer show: BIRD's session, timers, capabilities, counts" peer_show
+detail() {
+    local t j
+    t=$($CTL route list --detail) || return 1
+    echo "$t" | tee "$WORK/route-detail.txt" >&2
+    grep -E '^\| \* +\| 10\.200\.0\.0/24 +\| bgp 10\.98\.0\.10 +\| 10\.98\.0\.10 ' <<<"$t" || return 1
+    j=$($CTL route list --detail -o json) || return 1
+    python3 -c '
+import json, sys
+rs = {r["prefix"]: r for r in json.load(sys.stdin)["routes"]}
+p = rs["10.200.0.0/24"]["paths"]
+assert len(p) == 1 and p[0]["best"] and p[0]["peer"] == "10.98.0.10", p
+assert p[0]["local_pref"] == 100 and p[0]["origin"] in ("IGP", "incomplete"), p
+assert p[0]["age_seconds"] >= 0 and p[0]["as_path"] == [], p
+# Reflected by BIRD: node B'"'"'s block, its next hop kept.
+q = rs["10.244.2.0/26"]["paths"]
+assert any(x["best"] and x["next_hop"] == "10.98.0.2" for x in q), q
+print("paths ok")
+' <<<"$j"
+}
+check "rr     route list --detail: every path with next hop, AS path, origin, local pref" detail
+as_yaml() {
+    $CTL -o yaml peer show 10.98.0.10 | tee "$WORK/peer-show.yaml" >&2 &&
+        python3 -c '
+import sys, yaml
+p = yaml.safe_load(sys.stdin)
+assert p["state"] == "Established" and p["session"]["hold_time"] == 9, p
+assert p["session"]["messages_received"]["update"] > 0, p
+' <"$WORK/peer-show.yaml"
+}
+check "rr     -o yaml: peer show parses as YAML with the session's figures" as_yaml
+# peer reset --soft: route refresh both ways, the session stays; a hard reset ends it
+# (BIRD hears Cease / Administrative Reset) and a new one comes up.
+peer_num() { $CTL peer show 10.98.0.10 -o json | python3 -c "import json,sys; p=json.load(sys.stdin); print($1)"; }
+soft() {
+    local rr0 up0 rr1 up1 out
+    rr0=$(peer_num 'p["session"]["messages_sent"].get("route_refresh", 0)') || return 1
+    up0=$(peer_num 'p["since"]') || return 1
+    out=$($CTL peer reset 10.98.0.10 --soft) || return 1
+    echo "$out"
+    grep -q 'route refresh asked for ipv4-unicast, ipv6-unicast' <<<"$out" || return 1
+    sleep 1
+    rr1=$(peer_num 'p["session"]["messages_sent"].get("route_refresh", 0)') || return 1
+    up1=$(peer_num 'p["since"]') || return 1
+    echo "route refresh sent: $rr0 -> $rr1; established since $up0 -> $up1"
+    ((rr1 == rr0 + 2 && up1 == up0)) && established n1 2
+}
+check "rr     peer reset --soft: route refresh sent, the session stays up" soft
+hard() {
+    local r0 # every route back, not only BIRD's: the withdrawal check counts them
+    r0=$(counter n1 'd["bgp"]["routes_installed"]') || return 1
+    $CTL peer reset 10.98.0.10 || return 1
+    within 20 bash -c "$CTL peer show 10.98.0.10 | grep -q 'Last error: reset by the operator: .*Administrative Reset'" || return 1
+    grep -q 'Administrative reset' "$WORK/bird.log" || { tail -n 5 "$WORK/bird.log"; return 1; }
+    within 30 established n1 2 && within 15 route_is n1 10.200.0.0/24 'r["peer"] == "10.98.0.10"' &&
+        within 15 routes_at_least n1 "$r0"
+}
+check "rr     peer reset: BIRD hears Cease / Administrative Reset, the session comes back" hard
 before=$(counter n1 'd["bgp"]["routes_installed"]')
 # The positive twin, just before: the route is there (from BIRD) and traffic flows.
 from_bird() { route_is n1 10.200.0.0/24 'r["source"] == "bgp" and r["peer"] == "10.98.0.10"' && ping4 ${P}a 10.200.0.1; }

@@ -186,6 +186,40 @@ pub fn answer(node: &mut NodeState, call: Call, cluster: Option<&Cluster>) {
                 .map(|()| pb::RemovePeerReply {});
             let _ = tx.send(reply(r));
         }
+        Call::LogLevel(r, tx) => {
+            let answer = if r.level.is_empty() {
+                Ok(pb::LogLevelReply {
+                    level: crate::logging::level(),
+                    previous: String::new(),
+                })
+            } else {
+                crate::logging::set_level(&r.level)
+                    .map(|previous| {
+                        tracing::info!(level = %r.level, %previous, "log level changed");
+                        pb::LogLevelReply {
+                            level: r.level.clone(),
+                            previous,
+                        }
+                    })
+                    .map_err(Status::invalid_argument)
+            };
+            let _ = tx.send(answer);
+        }
+        Call::GetPeer(r, tx) => {
+            let found = node.peers().into_iter().find(|p| p.address == r.address);
+            let _ = tx.send(
+                found.ok_or_else(|| Status::not_found(format!("{} is not a peer", r.address))),
+            );
+        }
+        Call::ResetPeer(r, tx) => {
+            let done = r
+                .address
+                .parse::<IpAddr>()
+                .map_err(|e| invalid(format!("address {:?}: {e}", r.address)))
+                .and_then(|a| node.reset_peer(a, r.soft))
+                .map(|done| pb::ResetPeerReply { done });
+            let _ = tx.send(reply(done));
+        }
         Call::GetStats(_, tx) => {
             let _ = tx.send(Ok(node.stats()));
         }
@@ -211,16 +245,16 @@ pub fn answer(node: &mut NodeState, call: Call, cluster: Option<&Cluster>) {
             let _ = tx.send(Ok(node.conntrack_stats()));
         }
         Call::Reload(_, tx) => {
-            let _ = tx.send(reply(
-                node.reload().map(|changes| pb::ReloadReply { changes }),
-            ));
+            let _ = tx.send(reply(node.reload().map(|r| pb::ReloadReply {
+                changes: r.applied,
+                needs_restart: r.needs_restart,
+            })));
         }
     }
 }
 
 fn parse_net(s: &str, field: &str) -> NodeResult<IpNet> {
-    s.parse()
-        .map_err(|e| invalid(format!("{field} {s:?}: {e}")))
+    crate::config::parse_net(s).map_err(|e| invalid(format!("{field} {e}")))
 }
 
 fn endpoint_request(req: pb::Endpoint) -> NodeResult<EndpointRequest> {

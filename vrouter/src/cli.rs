@@ -4,12 +4,12 @@
 
 use crate::config::Config;
 use crate::control_loop::{self, RunOptions};
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-#[derive(Parser)]
+#[derive(clap::Parser)]
 #[command(version, about = "Userspace AF_XDP virtual router, Calico-compatible")]
 struct Args {
     /// TOML configuration (see configs/vrouter.toml).
@@ -33,14 +33,14 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .try_init();
-    let args = Args::parse_from(args);
+    // `--version` also says which FIB lookup code this CPU runs (fib/src/cpu.rs).
+    static LONG_VERSION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let long_version = LONG_VERSION
+        .get_or_init(|| format!("{}\n{}", env!("CARGO_PKG_VERSION"), fib::cpu::describe()));
+    let matches = Args::command()
+        .long_version(long_version.as_str())
+        .get_matches_from(args);
+    let args = Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let config = match Config::load(&args.config) {
         Ok(c) => c,
         Err(e) => {
@@ -48,6 +48,8 @@ where
             std::process::exit(2);
         }
     };
+    // Colour only on a terminal: journald and files get plain lines (or JSON).
+    crate::logging::init(&config.log);
     // What start needs of this machine, short of touching the kernel (--check too).
     if let Err(e) = config.check_machine() {
         eprintln!("vrouterd: {}: {e}", args.config.display());
@@ -65,6 +67,7 @@ where
         );
         return;
     }
+    tracing::info!("{}", fib::cpu::describe());
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, stop.clone()).expect("signal handler");

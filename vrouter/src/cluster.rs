@@ -334,22 +334,42 @@ async fn drive(
     }
 }
 
-/// Register our Node; with a VXLAN IPv4 pool, our tunnel address first. True once done.
-async fn join(store: &Store, ipam: &Ipam, reg: &mut Registration, view: &ClusterView) -> bool {
-    let vxlan: Vec<IpamPool> = view
-        .pools
+/// The pools our VXLAN tunnel address may come from, as calico/node's `allocateip`
+/// picks them: enabled, VXLAN on, IPv4, allowedUses with Tunnel, and a nodeSelector
+/// matching this node's labels (`labels`: the Node's, ours over them, and Calico's
+/// implicit `projectcalico.org/name`).
+pub fn tunnel_pools(view: &ClusterView, labels: &BTreeMap<String, String>) -> Vec<IpamPool> {
+    view.pools
         .values()
-        .filter(|p| {
-            !p.spec.disabled && !p.spec.vxlan_mode.is_empty() && p.spec.vxlan_mode != "Never"
-        })
+        .map(|p| &p.spec)
+        .filter(|p| !p.disabled && !p.vxlan_mode.is_empty() && p.vxlan_mode != "Never")
+        .filter(|p| p.for_tunnels() && p.selects(labels))
         .filter_map(|p| {
             Some(IpamPool {
-                cidr: p.spec.cidr.parse::<IpNet>().ok()?,
-                block_size: p.spec.block_size(),
+                cidr: p.cidr.parse::<IpNet>().ok()?,
+                block_size: p.block_size(),
             })
         })
         .filter(|p| p.cidr.addr().is_ipv4())
-        .collect();
+        .collect()
+}
+
+/// Our labels as selectors see them: the Node resource's, ours over them, and Calico's
+/// implicit `projectcalico.org/name`.
+fn node_labels(view: &ClusterView, reg: &Registration) -> BTreeMap<String, String> {
+    let mut labels = view
+        .nodes
+        .get(&reg.name)
+        .map(|n| n.metadata.labels.clone())
+        .unwrap_or_default();
+    labels.extend(reg.labels.clone());
+    labels.insert(crate::config::NAME_LABEL.into(), reg.name.clone());
+    labels
+}
+
+/// Register our Node; with a VXLAN IPv4 pool, our tunnel address first. True once done.
+async fn join(store: &Store, ipam: &Ipam, reg: &mut Registration, view: &ClusterView) -> bool {
+    let vxlan = tunnel_pools(view, &node_labels(view, reg));
     if reg.vxlan_tunnel_addr.is_none() && !vxlan.is_empty() {
         match member::tunnel_address(ipam, &vxlan).await {
             Ok(a) => reg.vxlan_tunnel_addr = a,

@@ -17,7 +17,7 @@
 use crate::cluster::{endpoint_handle, Cluster};
 use crate::config::Config;
 use crate::neigh::Neighbours;
-use crate::nexthop::{Adjacency, NextHopTable};
+use crate::nexthop::{Adjacency, Mac, NextHopTable};
 use crate::node::bgp_config::{mark_clean_stop, speaker_config};
 use crate::node::cluster_state::{ClusterState, DatastoreStatus};
 use crate::node::interface::if_info;
@@ -359,7 +359,11 @@ pub fn run(file_config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) ->
         if options.reload.swap(false, Ordering::Relaxed) {
             notifier.send("RELOADING=1");
             match node.reload() {
-                Ok(changes) => info!(changes = changes.len(), "reloaded (SIGHUP)"),
+                Ok(r) => info!(
+                    applied = r.applied.len(),
+                    needs_restart = r.needs_restart.len(),
+                    "reloaded (SIGHUP)"
+                ),
                 Err(e) => warn!(error = %e, "reload (SIGHUP)"),
             }
             notifier.send("READY=1");
@@ -484,7 +488,7 @@ fn sync_gateways(
             Some(mac) => {
                 let want = Adjacency::Forward { port: g.port, mac };
                 if nexthops.get(g.nh) != Some(want) {
-                    info!(via = %g.via, mac = ?mac, "next hop resolved");
+                    info!(via = %g.via, mac = %Mac(mac), "next hop resolved");
                     nexthops.set(g.nh, want);
                 }
                 asked.remove(&g.nh);

@@ -46,6 +46,8 @@ pub struct WorkerHost {
     pub store: Arc<crate::restart::FdStore>,
     /// Each worker's socket opener: endpoints' sockets are bound here, not on a worker.
     pub openers: Vec<crate::io::afxdp::xsk::Opener>,
+    /// The uplinks' NAPI settings `[afxdp]` changed, written back at shutdown.
+    pub napi: Vec<crate::io::afxdp::NapiRestore>,
 }
 
 impl WorkerHost {
@@ -223,7 +225,9 @@ fn attach_loaded(ifname: &str, pre: Preloaded, mode: XdpMode) -> io::Result<XdpP
     };
     match XdpProgram::attach_preloaded(ifname, pre, first) {
         Ok(p) => Ok(p),
-        Err((e, pre)) if mode == XdpMode::Auto => {
+        // Only the driver refusing native mode is worth a try in generic mode: another
+        // program attached (another vrouterd?) would refuse that just the same.
+        Err((e, pre)) if mode == XdpMode::Auto && e.kind() == io::ErrorKind::Unsupported => {
             warn!(%ifname, error = %e, "native XDP refused; using generic mode");
             XdpProgram::attach_preloaded(ifname, pre, AttachMode::Generic).map_err(|(e, _)| e)
         }

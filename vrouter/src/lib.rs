@@ -25,6 +25,7 @@ pub mod host;
 pub mod icmp;
 pub mod io;
 pub mod kroute;
+pub mod logging;
 pub mod nat_ports;
 pub mod nd;
 pub mod neigh;

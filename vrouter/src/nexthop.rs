@@ -24,6 +24,24 @@ pub enum Adjacency {
     Group { id: u32 },
 }
 
+/// A MAC in its text form, `aa:bb:cc:dd:ee:ff`: how logs and replies show one (never
+/// the byte array `Debug` prints).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Mac(pub [u8; 6]);
+
+impl std::fmt::Display for Mac {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let [a, b, c, d, e, g] = self.0;
+        write!(f, "{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{g:02x}")
+    }
+}
+
+impl std::fmt::Debug for Mac {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}
+
 const INCOMPLETE: u64 = u64::MAX;
 const BLACKHOLE: u64 = u64::MAX - 1;
 /// Tunnels: port field 0xfffe, tunnel id in the low 32 bits; ECMP groups: 0xfffd.
@@ -131,6 +149,13 @@ impl NextHopIds {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn macs_print_as_text() {
+        let m = Mac([0xaa, 0xbb, 0x0c, 0xdd, 0xee, 0x01]);
+        assert_eq!(m.to_string(), "aa:bb:0c:dd:ee:01");
+        assert_eq!(format!("{m:?}"), "aa:bb:0c:dd:ee:01");
+    }
     use proptest::prelude::*;
     use std::sync::Arc;
 

@@ -266,9 +266,8 @@ impl Pipeline {
         self
     }
 
-    /// Process up to BURST frames received on `rx`. `frames[i]` is the whole buffer
-    /// (replies may grow a frame), `lens[i]` the bytes received; `actions[i]` is set.
-    pub fn process(
+    #[inline(always)] // Pipeline::process: pipeline/cpu.rs compiles it once per CPU path.
+    fn process_body(
         &mut self,
         rx: PortId,
         frames: &mut [&mut [u8]],
@@ -788,6 +787,7 @@ enum Decap {
     Drop(DropReason),
 }
 
+mod cpu;
 mod headers;
 pub mod nat;
 pub mod policy;

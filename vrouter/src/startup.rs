@@ -39,7 +39,7 @@ pub fn local_prefixes(config: &Config) -> Vec<IpNet> {
 /// endpoints' are added as they are installed).
 fn attach_uplinks(config: &Config, plan: &Plan, store: &Arc<FdStore>) -> io::Result<WorkerHost> {
     let local = local_prefixes(config);
-    let mut uplinks = Vec::new();
+    let (mut uplinks, mut napi) = (Vec::new(), Vec::new());
     for u in &plan.ports.uplinks {
         // The last run's program, still attached (kept in systemd's store), or a new one.
         let prog = match store.take_xdp(&u.name) {
@@ -48,6 +48,7 @@ fn attach_uplinks(config: &Config, plan: &Plan, store: &Arc<FdStore>) -> io::Res
         };
         store.keep_xdp(&prog);
         add_local_prefixes(&prog, &local)?;
+        napi.push(config.afxdp.apply_napi(&u.name)?);
         uplinks.push(Arc::new(prog));
     }
     Ok(WorkerHost {
@@ -61,6 +62,7 @@ fn attach_uplinks(config: &Config, plan: &Plan, store: &Arc<FdStore>) -> io::Res
         reaper: crate::host::Reaper::start()?,
         store: store.clone(),
         openers: Vec::new(),
+        napi,
         nat: crate::nat_ports::NatPorts::new(
             config
                 .conntrack
@@ -199,6 +201,7 @@ pub fn start_workers(
         commands.push(crate::worker::WorkerTx::new(cmd_tx, mailboxes[w].clone()));
         let spare = my_slots.len();
         let mtu = plan.frame_mtu;
+        let tuning = config.afxdp;
         let store = store.clone();
         threads.push(
             std::thread::Builder::new()
@@ -211,8 +214,8 @@ pub fn start_workers(
                     let kept = store.take_worker(w, frame_size, |sockets| {
                         crate::io::afxdp::frames_kept_need(&specs, sockets)
                     });
-                    let io =
-                        match AfXdpIo::open_kept(&specs, mtu, spare, kept).and_then(|mut io| {
+                    let io = match AfXdpIo::open_kept(&specs, mtu, spare, kept, tuning).and_then(
+                        |mut io| {
                             io.connect_workers(inbox, outboxes, all_mailboxes)?;
                             for (ifname, queue) in std::mem::take(&mut io.not_taken_over) {
                                 store.forget_socket(w, &ifname, queue);
@@ -228,13 +231,14 @@ pub fn start_workers(
                                 }
                             }
                             Ok(io)
-                        }) {
-                            Ok(io) => io,
-                            Err(e) => {
-                                let _ = ready.send((w, Err(e)));
-                                return;
-                            }
-                        };
+                        },
+                    ) {
+                        Ok(io) => io,
+                        Err(e) => {
+                            let _ = ready.send((w, Err(e)));
+                            return;
+                        }
+                    };
                     let _ = ready.send((w, io.opener()));
                     let mut worker = Worker::new(io, pipeline, nexthops, Vec::new(), poll_mode)
                         .with_commands(cmd_rx)

@@ -208,13 +208,7 @@ impl XdpProgram {
         let ret = unsafe { sys::bpf_link_create(loaded.prog_fd, target, sys::BPF_XDP, &opts) };
         let link_fd = match check(ret) {
             Ok(fd) => fd,
-            Err(e) => {
-                let step = match mode {
-                    AttachMode::Native => "attaching (BPF link, native/driver mode)",
-                    AttachMode::Generic => "attaching (BPF link, generic/skb mode)",
-                };
-                return Err((context(&what, step, e), Preloaded(loaded)));
-            }
+            Err(e) => return Err((attach_failure(ifname, mode, e), Preloaded(loaded))),
         };
         // SAFETY: `bpf_link_create` succeeded and returned a new fd that nothing else owns.
         let link = unsafe { OwnedFd::from_raw_fd(link_fd) };
@@ -695,6 +689,33 @@ fn check(ret: c_int) -> io::Result<c_int> {
     }
 }
 
+/// Why attaching to `ifname` failed, sorted for the caller: another program already
+/// attached (EEXIST, EBUSY) is `AlreadyExists`, said plainly, and no other mode will do
+/// better; the driver refusing the mode (EOPNOTSUPP, EINVAL, ERANGE: e.g. native mode
+/// on a veth whose peer's MTU is too large) is `Unsupported`, where generic mode may
+/// still work; anything else keeps its kind.
+fn attach_failure(ifname: &str, mode: AttachMode, e: io::Error) -> io::Error {
+    let what = format!("interface {ifname}");
+    let step = match mode {
+        AttachMode::Native => "attaching (BPF link, native/driver mode)",
+        AttachMode::Generic => "attaching (BPF link, generic/skb mode)",
+    };
+    let kind = match e.raw_os_error() {
+        Some(libc::EEXIST | libc::EBUSY) => {
+            return io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!(
+                    "XDP on {what}: {ifname} already has an XDP program attached \
+                     (another vrouterd running?): {e}"
+                ),
+            );
+        }
+        Some(libc::EOPNOTSUPP | libc::EINVAL | libc::ERANGE) => io::ErrorKind::Unsupported,
+        _ => e.kind(),
+    };
+    io::Error::new(kind, format!("XDP on {what}: {step}: {e}"))
+}
+
 fn context(what: &str, step: &str, err: io::Error) -> io::Error {
     io::Error::new(err.kind(), format!("XDP on {what}: {step}: {err}"))
 }
@@ -748,4 +769,46 @@ unsafe extern "C" fn libbpf_print_stderr(
 ) -> c_int {
     // SAFETY: libbpf passes a valid printf format and its matching `va_list`.
     unsafe { sys::vdprintf(libc::STDERR_FILENO, format, args) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attach_failures_are_sorted_for_the_fallback() {
+        let busy = attach_failure(
+            "eth0",
+            AttachMode::Native,
+            io::Error::from_raw_os_error(libc::EEXIST),
+        );
+        assert_eq!(busy.kind(), io::ErrorKind::AlreadyExists);
+        let text = busy.to_string();
+        assert!(
+            text.contains("eth0 already has an XDP program attached (another vrouterd running?)")
+                && text.contains("File exists"),
+            "{text}"
+        );
+        let ebusy = attach_failure(
+            "eth0",
+            AttachMode::Generic,
+            io::Error::from_raw_os_error(libc::EBUSY),
+        );
+        assert_eq!(ebusy.kind(), io::ErrorKind::AlreadyExists);
+        for errno in [libc::EOPNOTSUPP, libc::EINVAL, libc::ERANGE] {
+            let e = attach_failure(
+                "veth1",
+                AttachMode::Native,
+                io::Error::from_raw_os_error(errno),
+            );
+            assert_eq!(e.kind(), io::ErrorKind::Unsupported, "{errno}: {e}");
+            assert!(e.to_string().contains("native/driver mode"), "{e}");
+        }
+        let perm = attach_failure(
+            "eth0",
+            AttachMode::Native,
+            io::Error::from_raw_os_error(libc::EPERM),
+        );
+        assert_eq!(perm.kind(), io::ErrorKind::PermissionDenied);
+    }
 }

@@ -193,6 +193,7 @@ fn a_restart_takes_over_the_rings_and_receives_what_came_meanwhile() {
             umem: kept_umem,
             sockets: kept_sockets,
         }),
+        Default::default(),
     )
     .expect("adopting the socket and UMEM");
     assert_eq!(io.frame_count(), total, "the same UMEM");
@@ -252,7 +253,7 @@ fn a_kept_socket_whose_interface_went_is_not_taken_over() {
     // The pod of `goes` is deleted while no process runs: the kernel unbinds its socket.
     let gone = goes.host.clone();
     drop(goes);
-    let io = AfXdpIo::open_kept(&ports[..1], 1500, 0, Some(kept))
+    let io = AfXdpIo::open_kept(&ports[..1], 1500, 0, Some(kept), Default::default())
         .expect("the start goes on without the gone interface");
     assert_eq!(io.not_taken_over, [(gone, 0)]);
     io.check_frames().expect("its frames are free again");

@@ -590,8 +590,17 @@ fn setup(o: Opts) -> io::Result<Ctx> {
     for s in specs {
         probes.push(Probe::start(s, tb.epoch)?);
     }
+    // The probes deliver first (routes in place), then the TCP stream starts.
+    let probing = Duration::from_secs(30);
+    let t = Instant::now();
+    while !probes.iter().all(|p| p.flowing(Duration::from_millis(20))) {
+        if t.elapsed() > probing {
+            return Err(other(format!("flows not delivering within {probing:?}")));
+        }
+        sleep(Duration::from_millis(20))?;
+    }
     let secs = o.soak.map_or(3600, |m| (m * 60.0) as u64 + 600);
-    let iperf = Iperf::start(
+    let mut iperf = Iperf::start(
         tb.pod("a2").ns.name(),
         tb.pod("a1").ns.name(),
         tb.pod("a2").ip,
@@ -599,6 +608,7 @@ fn setup(o: Opts) -> io::Result<Ctx> {
         secs,
         tb.epoch,
     )?;
+    iperf.wait_first_interval(Duration::from_secs(15))?;
     let tr = Traffic { probes, iperf };
     tr.wait_flowing(&[], Duration::from_secs(30))?;
     let settle = Duration::from_millis(if o.quick { 1000 } else { 2000 });

@@ -42,7 +42,7 @@
 //! Fails loudly (non-zero, a message on stderr) when not root, when vrouterd is not built,
 //! or when any candidate forwards nothing: it never prints figures it did not measure.
 
-use bench::fwdns::{self, L3Options, L3Results, Scenario, Series, XdpMode};
+use bench::fwdns::{self, AfxdpVariant, L3Options, L3Results, Scenario, Series, XdpMode};
 use bench::pktgen::Engine;
 use bench::rounds::{CandidateRounds, RoundsReport};
 use bench::{round4, Tsc};
@@ -144,6 +144,12 @@ struct Opts {
     /// (docs/bench for the README's Performance section).
     #[arg(long)]
     out: Option<std::path::PathBuf>,
+    /// vrouterd once more in every round with other AF_XDP options, as
+    /// NAME:KEY=VALUE,... (the keys of vrouterd's `[afxdp]` table, and xdp_mode);
+    /// repeatable. Reported under `afxdp_variants` beside the default vrouterd and the
+    /// kernel of the same rounds.
+    #[arg(long = "afxdp-variant", value_parser = AfxdpVariant::parse)]
+    afxdp_variants: Vec<AfxdpVariant>,
 }
 
 #[derive(Serialize)]
@@ -214,9 +220,53 @@ struct Report {
     memio_scaling_2_workers: Option<f64>,
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     namespace: Option<NsReport>,
+    /// `--afxdp-variant`: each variant's rates and its ratios to the default vrouterd
+    /// and to the kernel (medians, and round by round).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    afxdp_variants: Vec<VariantReport>,
     /// Scenario nat: connection tracking and NAT on in-memory frames (bench::natmemio).
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     nat_memio: Option<NatMemioReport>,
+}
+
+#[derive(Serialize)]
+struct VariantReport {
+    name: String,
+    settings: String,
+    mpps_min: f64,
+    mpps_median: f64,
+    mpps_max: f64,
+    round_medians_mpps: Vec<f64>,
+    spread: f64,
+    ratio_vs_vrouter: f64,
+    ratio_vs_vrouter_per_round: Vec<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ratio_vs_kernel: Option<f64>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    ratio_vs_kernel_per_round: Vec<f64>,
+}
+
+fn variant_reports(res: &L3Results) -> Vec<VariantReport> {
+    let v = &res.vrouter;
+    let k = res.kernel.as_ref().or(res.kernel_vxlan.as_ref());
+    res.afxdp_variants
+        .iter()
+        .map(|(var, s)| VariantReport {
+            name: var.name.clone(),
+            settings: var.settings_text(),
+            mpps_min: round4(s.min()),
+            mpps_median: round4(s.median()),
+            mpps_max: round4(s.max()),
+            round_medians_mpps: CandidateRounds::of(s).round_medians_mpps,
+            spread: round4(s.spread()),
+            ratio_vs_vrouter: round4(s.median() / v.median()),
+            ratio_vs_vrouter_per_round: bench::rounds::ratio_per_round(s, v),
+            ratio_vs_kernel: k.map(|k| round4(s.median() / k.median())),
+            ratio_vs_kernel_per_round: k
+                .map(|k| bench::rounds::ratio_per_round(s, k))
+                .unwrap_or_default(),
+        })
+        .collect()
 }
 
 /// `--memio` of scenario nat. Targets: conntrack <= 1.3x and NAT <= 1.6x the plain
@@ -656,6 +706,7 @@ fn measure(opts: &Opts, scenario: Scenario) -> (L3Options, L3Results) {
         latency_window: Duration::from_secs_f64(opts.latency_secs.clamp(0.1, 60.0)),
         fib_routes: opts.routes,
         policy_rules: opts.rules.first().copied().unwrap_or(1),
+        afxdp_variants: opts.afxdp_variants.clone(),
     };
     if !opts.json {
         eprintln!(
@@ -845,6 +896,7 @@ fn report(opts: &Opts, l3: &L3Options, res: &L3Results, memio: Option<Memio>) ->
     let two = res.vrouter_2w.as_ref();
     Report {
         nat_memio: None,
+        afxdp_variants: variant_reports(res),
         testpmd_mpps: t.map(|t| round4(t.median())),
         ratio_vs_testpmd: t.map(|t| round4(v.median() / t.median())),
         candidates,
@@ -942,6 +994,9 @@ fn candidates<'a>(l3: &L3Options, res: &'a L3Results) -> Vec<(String, &'a Series
         .to_string(),
         &res.vrouter,
     )];
+    for (var, s) in &res.afxdp_variants {
+        v.push((var.label(), s));
+    }
     if let Some(two) = &res.vrouter_2w {
         v.push(("vrouterd 2 workers (1 on gen core)".into(), two));
     }
@@ -1232,6 +1287,7 @@ fn memio_only(opts: &Opts) {
     let tsc = Tsc::calibrate();
     let (cycles, forwarded, worker_cycles, scaling) = memio(opts, &tsc);
     let r = Report {
+        afxdp_variants: Vec::new(),
         scenario: opts.scenario.clone(),
         vrouter_mpps: None,
         bare_afxdp_mpps: None,

@@ -6,6 +6,7 @@
 //! Connection collisions (RFC 4271 §6.8) involve two sessions toward one peer; the
 //! speaker resolves them with [`collision_keeps_local`] once both have an OPEN.
 
+use super::counters::Received;
 use super::error::{BgpError, CeaseError, FsmError, OpenError};
 use super::wire::{self, Capabilities, Family, GracefulRestart, Message, Notification, Open};
 use ipnet::IpNet;
@@ -89,6 +90,9 @@ pub enum Input<'a> {
     Start,
     /// Administrative stop: a Cease NOTIFICATION if a session is up.
     Stop,
+    /// Administrative reset (`vrouterctl peer reset`): Cease / Administrative Reset if
+    /// a session is up, then a new session after a short idle.
+    Reset,
     /// A TCP connection to the peer is up (ours or theirs).
     Connected,
     /// Our connection attempt failed.
@@ -119,6 +123,8 @@ pub enum Down {
     Sent(Notification),
     Received(Notification),
     ConnectionClosed,
+    /// An administrative reset: the peer's routes go at once (no graceful restart).
+    Reset(Notification),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,10 +155,15 @@ pub struct Session {
     /// (bounded by the limit), and whether the warning was given.
     received: HashSet<IpNet>,
     warned: bool,
+    /// Messages and prefixes received since `take_received`.
+    counts_in: Received,
     /// Ended for too many prefixes: no session with the peer before this (its own
     /// connections included).
     held_down_until: Option<Instant>,
 }
+
+/// Idle after an administrative reset, before the session starts again.
+const RESET_IDLE: Duration = Duration::from_secs(1);
 
 /// Hold time while waiting for the peer's OPEN (RFC 4271 §8.2.2: "large", 4 minutes).
 const OPEN_HOLD: Duration = Duration::from_secs(240);
@@ -171,6 +182,7 @@ impl Session {
             peer_open: None,
             received: HashSet::new(),
             warned: false,
+            counts_in: Received::default(),
             held_down_until: None,
         }
     }
@@ -191,6 +203,17 @@ impl Session {
 
     pub fn negotiated(&self) -> Option<&Negotiated> {
         self.negotiated.as_ref()
+    }
+
+    /// The OPEN we send (its capabilities, for `peer show`).
+    pub fn local_open(&self) -> Open {
+        self.our_open()
+    }
+
+    /// What was received since the last call (the peer keeps the sum: a session may
+    /// be replaced by its collision's winner).
+    pub fn take_received(&mut self) -> Received {
+        std::mem::take(&mut self.counts_in)
     }
 
     /// The peer's OPEN, once received (for collision resolution).
@@ -235,6 +258,20 @@ impl Session {
                 self.go_idle(now, None);
                 self.idle_until = None;
                 ev.push(Event::Down(Down::Stopped));
+            }
+            Input::Reset => {
+                let n = Notification::new(BgpError::Cease(CeaseError::AdministrativeReset), []);
+                if matches!(
+                    self.state,
+                    State::OpenSent | State::OpenConfirm | State::Established
+                ) {
+                    ev.push(Event::Send(wire::notification(&n)));
+                }
+                if self.state != State::Idle {
+                    ev.push(Event::Close);
+                }
+                self.go_idle(now, Some(RESET_IDLE));
+                ev.push(Event::Down(Down::Reset(n)));
             }
             Input::Connected => match self.state {
                 State::Connect | State::Active => {
@@ -370,6 +407,9 @@ impl Session {
                 Ok(_) => break,
                 Err(e) => return self.fail(now, e.notification(), ev),
             };
+            self.counts_in
+                .messages
+                .count(self.rx[at + wire::HEADER_LEN - 1]);
             let msg = wire::decode(&self.rx[at..at + len], session);
             at += len;
             match msg {
@@ -421,6 +461,8 @@ impl Session {
             }
             (State::Established, Message::Update(mut u)) => {
                 self.restart_hold(now);
+                self.counts_in.announced += u.announced.len() as u64;
+                self.counts_in.withdrawn += u.withdrawn.len() as u64;
                 if !self.cfg.ibgp() {
                     self.check_external(&mut u);
                 }

@@ -12,6 +12,7 @@
 //! send; `error` holds the NOTIFICATION codes and RFC 7606's handling of malformed
 //! UPDATEs; `fsm` is one session's state machine (`process(now, input) -> events`).
 
+pub mod counters;
 pub mod error;
 pub mod fsm;
 pub mod rfc7606;

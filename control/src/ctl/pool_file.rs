@@ -55,6 +55,22 @@ struct IpPoolSpec {
     nat_outgoing_v1: bool,
 }
 
+/// The values Calico's IPPool fields take (the daemon checks them again).
+const ENCAP_MODES: [&str; 3] = ["Always", "CrossSubnet", "Never"];
+const ASSIGNMENT_MODES: [&str; 2] = ["Automatic", "Manual"];
+const ALLOWED_USES: [&str; 3] = ["Workload", "Tunnel", "LoadBalancer"];
+
+/// `value` is one of `allowed`, else a message naming the pool and the field.
+fn one_of(cidr: &str, field: &str, value: &str, allowed: &[&str]) -> Result<(), String> {
+    if allowed.contains(&value) {
+        return Ok(());
+    }
+    Err(format!(
+        "pool {cidr}: {field} {value:?} is not one of {}",
+        allowed.join(", ")
+    ))
+}
+
 impl IpPoolSpec {
     /// The API's pool, or why this spec is refused.
     fn into_pool(self) -> Result<pb::Pool, String> {
@@ -70,7 +86,7 @@ impl IpPoolSpec {
             ));
         }
         if let Some(ns) = self.namespace_selector.as_deref() {
-            if !ns.trim().is_empty() {
+            if !ns.trim().is_empty() && ns.trim() != "all()" {
                 return Err(format!(
                     "pool {cidr}: namespaceSelector {ns:?}: vrouterd does not implement namespace selection (leave it empty)"
                 ));
@@ -78,6 +94,35 @@ impl IpPoolSpec {
         }
         if let Some(s) = &self.node_selector {
             Selector::parse(s).map_err(|e| format!("pool {cidr}: nodeSelector {s:?}: {e}"))?;
+        }
+        for (field, value) in [
+            ("vxlanMode", &self.vxlan_mode),
+            ("ipipMode", &self.ipip_mode),
+        ] {
+            if let Some(v) = value {
+                one_of(cidr, field, v, &ENCAP_MODES)?;
+            }
+        }
+        if let Some(v) = &self.assignment_mode {
+            one_of(cidr, "assignmentMode", v, &ASSIGNMENT_MODES)?;
+        }
+        if let Some(uses) = &self.allowed_uses {
+            if uses.is_empty() {
+                return Err(format!(
+                    "pool {cidr}: allowedUses is empty: list some of {}",
+                    ALLOWED_USES.join(", ")
+                ));
+            }
+            for u in uses {
+                one_of(cidr, "allowedUses", u, &ALLOWED_USES)?;
+            }
+            // As Calico's validation: a LoadBalancer pool is for nothing else.
+            if uses.iter().any(|u| u == "LoadBalancer") && uses.iter().any(|u| u != "LoadBalancer")
+            {
+                return Err(format!(
+                    "pool {cidr}: allowedUses: LoadBalancer cannot be combined with Workload or Tunnel"
+                ));
+            }
         }
         Ok(pb::Pool {
             cidr: self.cidr,
@@ -115,6 +160,38 @@ impl IpPoolSpec {
             ..Default::default()
         }
     }
+}
+
+/// The columns of `pool list`: Calico's fields, defaults spelt out.
+pub const POOL_COLUMNS: [&str; 10] = [
+    "CIDR",
+    "BLOCK SIZE",
+    "IPIP",
+    "VXLAN",
+    "NAT OUTGOING",
+    "DISABLED",
+    "DISABLE BGP EXPORT",
+    "NODE SELECTOR",
+    "ALLOWED USES",
+    "ASSIGNMENT",
+];
+
+/// A pool's cells under [`POOL_COLUMNS`].
+pub fn pool_row(p: &pb::Pool) -> Vec<String> {
+    let spec = IpPoolSpec::of(p);
+    vec![
+        p.cidr.clone(),
+        spec.block_size
+            .map_or_else(|| "default".into(), |b| b.to_string()),
+        spec.ipip_mode.unwrap_or_default(),
+        spec.vxlan_mode.unwrap_or_default(),
+        p.nat_outgoing.to_string(),
+        p.disabled.to_string(),
+        p.disable_bgp_export.to_string(),
+        spec.node_selector.unwrap_or_default(),
+        spec.allowed_uses.unwrap_or_default().join(","),
+        spec.assignment_mode.unwrap_or_default(),
+    ]
 }
 
 /// Parse an IPPool file: YAML (`.yaml`/`.yml`, or anything not `.toml`) or TOML; one

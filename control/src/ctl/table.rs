@@ -1,5 +1,42 @@
 //! calicoctl's plain text tables, and replies printed as a table or as JSON.
 
+/// calicoctl's SINCE column: the time of day today, the date before.
+pub fn since(unix: u64) -> String {
+    if unix == 0 {
+        return "-".into();
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    let (day, secs) = (unix / 86_400, unix % 86_400);
+    if day == now / 86_400 {
+        format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
+    } else {
+        // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+        let z = day as i64 + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z - era * 146_097;
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let d = doy - (153 * mp + 2) / 5 + 1;
+        let m = if mp < 10 { mp + 3 } else { mp - 9 };
+        let y = yoe + era * 400 + i64::from(m <= 2);
+        format!("{y:04}-{m:02}-{d:02}")
+    }
+}
+
+/// `1d02h03m04s`-style, as gobgp's uptime.
+pub fn duration_text(secs: u64) -> String {
+    let (d, h, m, s) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    if d > 0 {
+        format!("{d}d{h:02}h{m:02}m{s:02}s")
+    } else {
+        format!("{h:02}:{m:02}:{s:02}")
+    }
+}
+
 /// A plain text table with calicoctl's borders.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut width: Vec<usize> = header.iter().map(|h| h.len()).collect();
@@ -38,16 +75,46 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-/// A reply: pretty JSON with `--json`, else its text.
-pub fn print<T: serde::Serialize>(json: bool, v: &T, text: impl FnOnce(&T) -> String) {
-    if json {
-        println!(
+/// How replies are printed: `-o table|wide|json|yaml` (`--json` is `-o json`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    /// calicoctl's bordered tables.
+    #[default]
+    Table,
+    /// Tables with more columns (where a command has them).
+    Wide,
+    /// The API's reply as JSON.
+    Json,
+    /// The API's reply as YAML; Calico resources (pools, policies) in Calico's shape.
+    Yaml,
+}
+
+impl Output {
+    /// Machine-readable (JSON or YAML): no prose, no tables.
+    pub fn structured(self) -> bool {
+        matches!(self, Output::Json | Output::Yaml)
+    }
+}
+
+/// A reply: pretty JSON or YAML, else its text (`text` gets whether `-o wide`).
+pub fn print_as<T: serde::Serialize>(out: Output, v: &T, text: impl FnOnce(&T, bool) -> String) {
+    match out {
+        Output::Json => println!(
             "{}",
             serde_json::to_string_pretty(v).expect("replies serialise")
-        );
-    } else {
-        print!("{}", text(v));
+        ),
+        Output::Yaml => print!(
+            "{}",
+            serde_yaml_ng::to_string(v).expect("replies serialise")
+        ),
+        Output::Table => print!("{}", text(v, false)),
+        Output::Wide => print!("{}", text(v, true)),
     }
+}
+
+/// A reply with one text form (wide is the table).
+pub fn print<T: serde::Serialize>(out: Output, v: &T, text: impl FnOnce(&T) -> String) {
+    print_as(out, v, |v, _| text(v))
 }
 
 /// What to say of an API error.

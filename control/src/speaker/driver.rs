@@ -5,7 +5,7 @@ use super::peer::{ConnId, Input, Output, Peer, StatusChange};
 use super::reflect::Role;
 use super::rib_task::{rib_task, Outbound, RibEvent, ToPeer};
 use super::types::{
-    initial_status, Command, PeerConfig, PeerStatus, RouteChange, SpeakerConfig, Status,
+    initial_status, Command, PeerConfig, PeerStatus, ResetReply, RouteChange, SpeakerConfig, Status,
 };
 use crate::rib::Local;
 use ipnet::IpNet;
@@ -32,8 +32,15 @@ struct PeerSlot {
     /// GTSM hops, set on a connection accepted from it.
     ttl_security: Option<u8>,
     accepted: mpsc::UnboundedSender<TcpStream>,
-    stop: mpsc::UnboundedSender<()>,
+    control: mpsc::UnboundedSender<PeerControl>,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// What `run` asks of a peer task.
+enum PeerControl {
+    /// Removed: say goodbye and end.
+    Stop,
+    Reset(bool, ResetReply),
 }
 
 /// The peer tasks by index (the index the RIB knows them by); a removed peer leaves
@@ -68,7 +75,7 @@ impl Peers {
         };
         let (accepted_tx, accepted) = mpsc::unbounded_channel();
         let (out_tx, outbound) = mpsc::unbounded_channel();
-        let (stop_tx, stop) = mpsc::unbounded_channel();
+        let (control_tx, control) = mpsc::unbounded_channel();
         self.next_serial += 1;
         // The RIB task hears of the slot before anything the task sends.
         let _ = self.rib.send(RibEvent::Added(
@@ -86,7 +93,7 @@ impl Peers {
         let links = PeerLinks {
             accepted,
             outbound,
-            stop,
+            control,
             blocks: self.blocks.clone(),
             rib: self.rib.clone(),
             status: self.status.clone(),
@@ -99,7 +106,7 @@ impl Peers {
             keyed,
             ttl_security,
             accepted: accepted_tx,
-            stop: stop_tx,
+            control: control_tx,
             task,
         });
         Ok(())
@@ -141,7 +148,7 @@ impl Peers {
             .find(address)
             .ok_or_else(|| format!("{address} is not a peer"))?;
         let slot = self.slots[idx].take().expect("found above");
-        let _ = slot.stop.send(());
+        let _ = slot.control.send(PeerControl::Stop);
         let mut task = slot.task;
         if tokio::time::timeout(STOP_WAIT, &mut task).await.is_err() {
             warn!(peer = %address, "peer task slow to stop: aborted");
@@ -154,6 +161,22 @@ impl Peers {
         let _ = self.rib.send(RibEvent::Removed(idx as u16));
         info!(peer = %address, "peer removed");
         Ok(())
+    }
+
+    /// Hand a reset to the peer's task (it answers).
+    fn reset(&self, address: IpAddr, soft: bool, reply: ResetReply) {
+        match self.find(address).and_then(|i| self.slots[i].as_ref()) {
+            Some(slot) => {
+                if let Err(e) = slot.control.send(PeerControl::Reset(soft, reply)) {
+                    if let PeerControl::Reset(_, reply) = e.0 {
+                        let _ = reply.send(Err(format!("{address}: its task has ended")));
+                    }
+                }
+            }
+            None => {
+                let _ = reply.send(Err(format!("{address} is not a peer")));
+            }
+        }
     }
 
     /// Drop a peer's status row and its key on the listener.
@@ -202,6 +225,7 @@ pub(super) async fn run(
     listener: Option<TcpListener>,
     routes: crossbeam_channel::Sender<Vec<RouteChange>>,
     status: Status,
+    update_seconds: std::sync::Arc<crate::histogram::Histogram>,
     blocks: tokio::sync::watch::Receiver<Vec<IpNet>>,
     mut commands: mpsc::UnboundedReceiver<Command>,
 ) {
@@ -218,6 +242,7 @@ pub(super) async fn run(
         routes,
         cfg.batch,
         status.clone(),
+        update_seconds,
     ));
     // Each peer task gets a copy of the settings: without the list of peers.
     let configured = std::mem::take(&mut cfg.peers);
@@ -255,8 +280,12 @@ pub(super) async fn run(
                 Command::Remove(address, reply) => {
                     let _ = reply.send(peers.remove(address, listener.as_ref()).await);
                 }
+                Command::Reset(address, soft, reply) => peers.reset(address, soft, reply),
                 Command::BestPeers(prefixes, reply) => {
                     let _ = peers.rib.send(RibEvent::Query(prefixes, reply));
+                }
+                Command::Paths(prefixes, reply) => {
+                    let _ = peers.rib.send(RibEvent::Paths(prefixes, reply));
                 }
             },
         }
@@ -323,7 +352,7 @@ fn set_status(status: &Status, peer: IpAddr, f: impl FnOnce(&mut PeerStatus)) {
 struct PeerLinks {
     accepted: mpsc::UnboundedReceiver<TcpStream>,
     outbound: mpsc::UnboundedReceiver<ToPeer>,
-    stop: mpsc::UnboundedReceiver<()>,
+    control: mpsc::UnboundedReceiver<PeerControl>,
     blocks: tokio::sync::watch::Receiver<Vec<IpNet>>,
     rib: mpsc::UnboundedSender<RibEvent>,
     status: Status,
@@ -406,7 +435,7 @@ async fn peer_task(idx: u16, cfg: SpeakerConfig, peer_cfg: PeerConfig, links: Pe
     let PeerLinks {
         mut accepted,
         mut outbound,
-        mut stop,
+        mut control,
         mut blocks,
         rib,
         status,
@@ -424,6 +453,7 @@ async fn peer_task(idx: u16, cfg: SpeakerConfig, peer_cfg: PeerConfig, links: Pe
     let ttl_security = peer_cfg.ttl_security;
     let mut peer = Peer::new(&cfg, peer_cfg, blocks.borrow_and_update().clone());
     let mut outputs = peer.process(Instant::now(), Input::Start);
+    let mut counted = Default::default();
     loop {
         for o in outputs.drain(..) {
             match o {
@@ -454,8 +484,15 @@ async fn peer_task(idx: u16, cfg: SpeakerConfig, peer_cfg: PeerConfig, links: Pe
                     }
                     StatusChange::Info(i) => p.info = i,
                     StatusChange::PrefixesSent(n) => p.prefixes_sent = n,
+                    StatusChange::Negotiated(s) => p.session = s.map(|s| *s),
+                    StatusChange::LastError(e) => p.last_error = e,
                 }),
             }
+        }
+        // The counters: one lock per turn, and only when they moved.
+        if peer.counters() != counted {
+            counted = peer.counters();
+            set_status(&status, io.address, |p| p.counters = counted);
         }
         let deadline = peer.poll_timeout();
         let sleep = async {
@@ -491,21 +528,35 @@ async fn peer_task(idx: u16, cfg: SpeakerConfig, peer_cfg: PeerConfig, links: Pe
                 let now = blocks.borrow_and_update().clone();
                 peer.process(Instant::now(), Input::Blocks(now))
             },
-            Some(()) = stop.recv() => {
-                // Removed: the goodbyes are bounded, since a peer that stopped reading
-                // must not hold up the removal. The RIB task withdraws its routes.
-                let bye = peer.process(Instant::now(), Input::Deconfigure);
-                let _ = tokio::time::timeout(STOP_WAIT / 2, async {
-                    for o in bye {
-                        match o {
-                            Output::Send(c, bytes) => io.send(c, &bytes).await,
-                            Output::Close(c) => io.close(c).await,
-                            _ => {}
-                        }
+            Some(c) = control.recv() => match c {
+                PeerControl::Reset(soft, reply) => match peer.reset(Instant::now(), soft) {
+                    Ok((done, out)) => {
+                        info!(peer = %io.address, soft, "{done}");
+                        let _ = reply.send(Ok(done));
+                        out
                     }
-                })
-                .await;
-                return;
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                        Vec::new()
+                    }
+                },
+                PeerControl::Stop => {
+                    // Removed: the goodbyes are bounded, since a peer that stopped
+                    // reading must not hold up the removal. The RIB task withdraws its
+                    // routes.
+                    let bye = peer.process(Instant::now(), Input::Deconfigure);
+                    let _ = tokio::time::timeout(STOP_WAIT / 2, async {
+                        for o in bye {
+                            match o {
+                                Output::Send(c, bytes) => io.send(c, &bytes).await,
+                                Output::Close(c) => io.close(c).await,
+                                _ => {}
+                            }
+                        }
+                    })
+                    .await;
+                    return;
+                }
             },
             Some(m) = outbound.recv() => match m {
                 ToPeer::Reflected(r) => peer.process(Instant::now(), Input::Reflected(r)),

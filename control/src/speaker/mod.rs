@@ -25,7 +25,9 @@ mod rib_task;
 mod types;
 
 use types::{initial_status, Command, Reply};
-pub use types::{PeerConfig, PeerStatus, RouteChange, SpeakerConfig, Status};
+pub use types::{
+    PathDetail, PeerConfig, PeerStatus, RouteChange, SessionInfo, SpeakerConfig, Status,
+};
 
 use ipnet::IpNet;
 use std::io;
@@ -38,6 +40,8 @@ use tokio::sync::{mpsc, oneshot};
 /// The running speaker: its status, and dropping it stops the thread.
 pub struct Speaker {
     pub status: Status,
+    /// Time the RIB task takes per UPDATE (withdrawals and announcements applied).
+    pub update_seconds: Arc<crate::histogram::Histogram>,
     /// Our blocks, as announced to every peer (see `set_advertised`).
     blocks: tokio::sync::watch::Sender<Vec<IpNet>>,
     /// Peers added and removed while running (see `add_peer`).
@@ -70,6 +74,30 @@ impl Speaker {
     /// Blocks like `add_peer`.
     pub fn remove_peer(&self, address: IpAddr) -> Result<(), String> {
         self.call(|reply| Command::Remove(address, reply))
+    }
+
+    /// Reset a peer's session: hard (Cease / Administrative Reset, a new session) or
+    /// soft (route refresh both ways). What was done, or why not. Blocks like
+    /// `add_peer`.
+    pub fn reset_peer(&self, address: IpAddr, soft: bool) -> Result<String, String> {
+        let stopped = || "the BGP speaker has stopped".to_string();
+        let (reply, answer) = oneshot::channel();
+        (self.commands)
+            .send(Command::Reset(address, soft, reply))
+            .map_err(|_| stopped())?;
+        answer.blocking_recv().map_err(|_| stopped())?
+    }
+
+    /// Every path the RIB holds for each prefix (empty: none). Blocks like `add_peer`.
+    pub fn paths(&self, prefixes: Vec<IpNet>) -> Vec<Vec<PathDetail>> {
+        let n = prefixes.len();
+        let (reply, answer) = oneshot::channel();
+        if self.commands.send(Command::Paths(prefixes, reply)).is_err() {
+            return vec![Vec::new(); n];
+        }
+        answer
+            .blocking_recv()
+            .unwrap_or_else(|_| vec![Vec::new(); n])
     }
 
     /// The peer each prefix's best path came from (None: not a BGP route). Blocks like
@@ -138,18 +166,21 @@ pub fn spawn(
     let (blocks_tx, blocks_rx) = tokio::sync::watch::channel(cfg.advertise.clone());
     let (commands_tx, commands_rx) = mpsc::unbounded_channel();
     let st = status.clone();
+    let update_seconds = Arc::new(crate::histogram::Histogram::default());
+    let hist = update_seconds.clone();
     let thread = std::thread::Builder::new()
         .name("bgp".into())
         .spawn(move || {
             rt.block_on(async move {
                 tokio::select! {
-                    _ = driver::run(cfg, listener, routes, st, blocks_rx, commands_rx) => {}
+                    _ = driver::run(cfg, listener, routes, st, hist, blocks_rx, commands_rx) => {}
                     _ = stop_rx => {}
                 }
             })
         })?;
     Ok(Speaker {
         status,
+        update_seconds,
         blocks: blocks_tx,
         commands: commands_tx,
         stop: Some(stop_tx),

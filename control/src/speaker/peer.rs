@@ -8,7 +8,8 @@
 //! Connections are named by the driver ([`ConnId`]), which registers each one before
 //! handing it in; the peer says which to write to and which to close.
 
-use super::types::{PeerConfig, SpeakerConfig};
+use super::types::{PeerConfig, SessionInfo, SpeakerConfig};
+use crate::bgp::counters::{capabilities_text, PeerCounters};
 use crate::bgp::error::{BgpError, CeaseError};
 use crate::bgp::fsm::{self, Down, Event, Negotiated, Session, State};
 use crate::bgp::wire::{self, Family, PathAttrs};
@@ -80,6 +81,10 @@ pub enum StatusChange {
     State(State),
     Info(String),
     PrefixesSent(usize),
+    /// What the OPEN exchange agreed (None: no session).
+    Negotiated(Option<Box<SessionInfo>>),
+    /// Why the last session ended (an error, a NOTIFICATION, a reset).
+    LastError(String),
 }
 
 /// The peer's connection during a collision (RFC 4271 §6.8): its own session, whose
@@ -121,6 +126,7 @@ pub struct Peer {
     /// Reflected prefixes this session was sent.
     reflected: HashSet<IpNet>,
     last_state: State,
+    counters: PeerCounters,
 }
 
 impl Peer {
@@ -151,6 +157,7 @@ impl Peer {
             announced: Vec::new(),
             reflected: HashSet::new(),
             last_state: State::Idle,
+            counters: PeerCounters::default(),
         }
     }
 
@@ -160,6 +167,52 @@ impl Peer {
 
     pub fn state(&self) -> State {
         self.session.state()
+    }
+
+    /// Messages and prefixes in and out since the peer was configured.
+    pub fn counters(&self) -> PeerCounters {
+        self.counters
+    }
+
+    /// `vrouterctl peer reset`: hard (Cease / Administrative Reset, the peer's routes
+    /// dropped, a new session after a short idle) or soft (RFC 2918 ROUTE-REFRESH for
+    /// each family, and our own routes sent again). What was done, or why not.
+    pub fn reset(&mut self, now: Instant, soft: bool) -> Result<(String, Vec<Output>), String> {
+        if !soft {
+            let events = self.session.process(now, fsm::Input::Reset);
+            let out = self.finish(events, Vec::new());
+            return Ok(("session reset (Cease / Administrative Reset)".into(), out));
+        }
+        let (State::Established, Some(c), Some(n)) =
+            (self.session.state(), self.conn, self.negotiated.as_ref())
+        else {
+            return Err(format!(
+                "no session to refresh (state {:?}): use a hard reset",
+                self.session.state()
+            ));
+        };
+        if !n.route_refresh {
+            return Err("the peer did not offer route refresh: use a hard reset".into());
+        }
+        let mut out = Vec::new();
+        let asked: Vec<&str> = n
+            .families
+            .iter()
+            .map(|&f| {
+                out.push(Output::Send(c, wire::route_refresh(f)));
+                match f {
+                    wire::Family::Ipv4 => "ipv4-unicast",
+                    wire::Family::Ipv6 => "ipv6-unicast",
+                }
+            })
+            .collect();
+        let n = n.clone();
+        let sent = self.advertise(&n, &self.announced, &mut out);
+        let done = format!(
+            "route refresh asked for {}; our {sent} prefix(es) sent again",
+            asked.join(", ")
+        );
+        Ok((done, self.finish(Vec::new(), out)))
     }
 
     /// The connection the session runs on.
@@ -250,6 +303,12 @@ impl Peer {
         for e in events {
             self.on_event(e, &mut out);
         }
+        self.counters.received.add(&self.session.take_received());
+        for o in &out {
+            if let Output::Send(_, bytes) = o {
+                self.counters.sent.count_all(bytes);
+            }
+        }
         if self.session.state() != self.last_state {
             self.last_state = self.session.state();
             out.push(Output::Status(StatusChange::State(self.last_state)));
@@ -321,6 +380,16 @@ impl Peer {
                 out.push(Output::Up(info, n.families.clone()));
                 out.push(Output::Status(StatusChange::PrefixesSent(sent)));
                 out.push(Output::Status(StatusChange::Info("Established".into())));
+                let local = self.session.local_open();
+                out.push(Output::Status(StatusChange::Negotiated(Some(Box::new(
+                    SessionInfo {
+                        hold_time: n.hold_time,
+                        keepalive: n.keepalive,
+                        router_id: n.peer.router_id,
+                        local_capabilities: capabilities_text(&local.caps),
+                        peer_capabilities: capabilities_text(&n.peer.caps),
+                    },
+                )))));
                 self.negotiated = Some(*n);
             }
             Event::Update(u) => out.push(Output::Update(u)),
@@ -337,11 +406,21 @@ impl Peer {
                         format!("received NOTIFICATION {}/{}", n.code, n.subcode)
                     }
                     Down::ConnectionClosed => "connection closed".to_string(),
+                    Down::Reset(_) => "reset by the operator".to_string(),
                 };
                 let detail = match &why {
-                    Down::Sent(n) | Down::Received(n) => n.to_string(),
+                    Down::Sent(n) | Down::Received(n) | Down::Reset(n) => n.to_string(),
                     _ => String::new(),
                 };
+                if !matches!(why, Down::Stopped) {
+                    let e = if detail.is_empty() {
+                        info.clone()
+                    } else {
+                        format!("{info}: {detail}")
+                    };
+                    out.push(Output::Status(StatusChange::LastError(e)));
+                }
+                out.push(Output::Status(StatusChange::Negotiated(None)));
                 info!(peer = %self.peer.address, %info, %detail, "BGP session down");
                 // Graceful restart helper: a session lost without a NOTIFICATION from
                 // the peer keeps its routes (stale) for the restart time.
@@ -349,7 +428,7 @@ impl Peer {
                     .negotiated
                     .take()
                     .and_then(|n| n.peer_graceful_restart)
-                    .filter(|_| !matches!(why, Down::Received(_) | Down::Stopped))
+                    .filter(|_| !matches!(why, Down::Received(_) | Down::Stopped | Down::Reset(_)))
                     .map(|g| g.restart_time);
                 self.reflected.clear();
                 out.push(Output::Down { restart_time });

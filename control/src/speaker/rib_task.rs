@@ -4,12 +4,13 @@
 
 use super::peer::Reflection;
 use super::reflect::{Reflector, Role};
-use super::types::{RouteChange, Status};
+use super::types::{PathDetail, RouteChange, Status};
 use crate::bgp::wire::{self, Family};
-use crate::rib::{Local, PeerInfo, Rib};
+use crate::rib::{Local, PeerInfo, PrefixHash, Rib};
 use ipnet::IpNet;
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
@@ -30,6 +31,8 @@ pub(super) enum RibEvent {
     Sweep(u16, u64),
     /// Which peer each prefix's best path came from (for `vrouterctl route list`).
     Query(Vec<IpNet>, oneshot::Sender<Vec<Option<IpAddr>>>),
+    /// Every path of each prefix (for `vrouterctl route list --detail`).
+    Paths(Vec<IpNet>, oneshot::Sender<Vec<Vec<PathDetail>>>),
 }
 
 /// What the RIB task sends a peer task.
@@ -60,6 +63,30 @@ fn reflect(reflector: &Reflector, rib: &Rib, peers: &HashMap<u16, Outbound>, pre
     }
 }
 
+/// Every path of `prefix`, the best first.
+fn paths(rib: &Rib, prefix: IpNet) -> Vec<PathDetail> {
+    let prefix = prefix.trunc();
+    let best = rib.best(prefix);
+    rib.ranked(prefix)
+        .iter()
+        .filter_map(|p| {
+            let a = rib.attrs(p);
+            Some(PathDetail {
+                peer: rib.peer_info(p.peer)?.address,
+                next_hop: rib.next_hop(p),
+                as_path: a.as_path.clone(),
+                origin: a.origin,
+                local_pref: a.local_pref,
+                med: a.med,
+                communities: a.communities.clone(),
+                best: best.contains(p),
+                stale: p.stale,
+                age: rib.attrs_age(p),
+            })
+        })
+        .collect()
+}
+
 /// The RIB: applies peers' updates and sends batches of best-path changes.
 pub(super) async fn rib_task(
     local: Local,
@@ -68,12 +95,13 @@ pub(super) async fn rib_task(
     out: crossbeam_channel::Sender<Vec<RouteChange>>,
     batch: Duration,
     status: Status,
+    update_seconds: Arc<crate::histogram::Histogram>,
 ) {
     // By slot, as `run` announces them (`Added`, `Removed`).
     let mut peers: HashMap<u16, Outbound> = HashMap::new();
     let mut reflector = local.cluster_id.map(Reflector::new);
     let mut rib = Rib::new(local);
-    let mut pending: HashSet<IpNet> = HashSet::new();
+    let mut pending: HashSet<IpNet, PrefixHash> = HashSet::default();
     let mut flush_at: Option<tokio::time::Instant> = None;
     loop {
         let sleep = async {
@@ -111,6 +139,7 @@ pub(super) async fn rib_task(
                         Vec::new()
                     }
                     RibEvent::Update(i, u) => {
+                        let t = std::time::Instant::now();
                         let mut c = rib.withdraw(i, &u.withdrawn);
                         if !u.announced.is_empty() {
                             c.extend(rib.update(i, &u.announced, u.attrs));
@@ -118,6 +147,7 @@ pub(super) async fn rib_task(
                         if u.end_of_rib.is_some() {
                             c.extend(rib.sweep_stale(i));
                         }
+                        update_seconds.observe(t.elapsed());
                         c
                     }
                     RibEvent::Down(i, Some(restart)) => {
@@ -158,6 +188,10 @@ pub(super) async fn rib_task(
                         let _ = reply.send(from);
                         continue;
                     }
+                    RibEvent::Paths(prefixes, reply) => {
+                        let _ = reply.send(prefixes.iter().map(|p| paths(&rib, *p)).collect());
+                        continue;
+                    }
                 };
                 if let Some(r) = reflector.as_ref() {
                     reflect(r, &rib, &peers, &changed);
@@ -184,12 +218,19 @@ pub(super) async fn rib_task(
                 }
                 let all: Vec<IpNet> = pending.drain().collect();
                 if pending.capacity() > MAX_BATCH {
-                    pending = HashSet::new();
+                    pending = HashSet::default();
                 }
+                let mut last: Arc<[IpAddr]> = Arc::new([]);
                 for chunk in all.chunks(MAX_BATCH) {
                     let changes: Vec<RouteChange> = chunk
                         .iter()
-                        .map(|&prefix| RouteChange { prefix, next_hops: rib.best_next_hops(prefix) })
+                        .map(|&prefix| {
+                            let hops = rib.best_next_hops(prefix);
+                            if *last != *hops {
+                                last = hops.into();
+                            }
+                            RouteChange { prefix, next_hops: last.clone() }
+                        })
                         .collect();
                     if out.send(changes).is_err() {
                         return;

@@ -16,6 +16,7 @@ pub const NAME_LABEL: &str = "projectcalico.org/name";
 pub struct Config {
     pub node_name: String,
     /// The node's addresses with their subnet prefix.
+    #[serde(deserialize_with = "net::many")]
     pub node_ips: Vec<IpNet>,
     /// The node's labels, which pools' `node_selector` match (with the implicit
     /// `projectcalico.org/name = node_name` every Calico node carries).
@@ -64,6 +65,12 @@ pub struct Config {
     /// Connection tracking and NAT outgoing.
     #[serde(default)]
     pub conntrack: ConntrackSettings,
+    /// AF_XDP socket options (fill depth, batch, busy polling): `io::afxdp::Tuning`.
+    #[serde(default)]
+    pub afxdp: crate::io::afxdp::Tuning,
+    /// `[log]`: level (changeable while running) and format (text or JSON lines).
+    #[serde(default)]
+    pub log: crate::logging::LogSettings,
 }
 
 /// `[conntrack]`: the workers' flow tables and NAT outgoing's ports.
@@ -236,9 +243,10 @@ pub struct BgpSettings {
     /// clients).
     pub cluster_id: Option<std::net::Ipv4Addr>,
     /// Written at a clean stop; found at start within the restart time, it makes this a
-    /// graceful restart (the R bit in our OPEN, RFC 4724).
-    #[serde(default = "default_restart_marker")]
-    pub restart_marker: std::path::PathBuf,
+    /// graceful restart (the R bit in our OPEN, RFC 4724). Default: `bgp-restart` in
+    /// `state_dir` ([`Config::restart_marker`]).
+    #[serde(default)]
+    pub restart_marker: Option<std::path::PathBuf>,
     #[serde(default)]
     pub peers: Vec<BgpPeer>,
 }
@@ -297,9 +305,6 @@ fn yes() -> bool {
 fn default_restart_time() -> u16 {
     120
 }
-fn default_restart_marker() -> std::path::PathBuf {
-    "/run/vrouter/bgp-restart".into()
-}
 fn default_batch_ms() -> u64 {
     5
 }
@@ -326,6 +331,7 @@ pub enum XdpMode {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct StaticRoute {
+    #[serde(deserialize_with = "net::one")]
     pub dst: IpNet,
     /// The next hop, on the uplink's subnet (its MAC comes from the kernel's
     /// neighbours); a list makes an ECMP route (flows spread by a 5-tuple hash).
@@ -359,6 +365,7 @@ impl Via {
 pub struct Node {
     pub name: String,
     /// Its underlay addresses (the prefix length is not used).
+    #[serde(deserialize_with = "net::many")]
     pub ips: Vec<IpNet>,
     /// Its VTEP MAC if configured; else Calico's derivation from the name.
     pub vtep_mac: Option<String>,
@@ -414,6 +421,7 @@ pub enum EncapMode {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Pool {
+    #[serde(deserialize_with = "net::one")]
     pub cidr: IpNet,
     /// Default: 26 for IPv4, 122 for IPv6 (Calico's).
     pub block_size: Option<u8>,
@@ -568,6 +576,7 @@ pub struct Endpoint {
     pub name: String,
     pub kind: EndpointKind,
     pub interface: String,
+    #[serde(deserialize_with = "net::many")]
     pub ips: Vec<IpNet>,
     /// The pod's MAC if known (a VM's tap); otherwise learnt from its ARP / ND.
     pub mac: Option<String>,
@@ -635,6 +644,15 @@ impl Config {
         labels
     }
 
+    /// Where the BGP restart marker goes: `[bgp] restart_marker`, else `bgp-restart`
+    /// in `state_dir` (this instance's, never a fixed path another may share).
+    pub fn restart_marker(&self) -> std::path::PathBuf {
+        self.bgp
+            .as_ref()
+            .and_then(|b| b.restart_marker.clone())
+            .unwrap_or_else(|| self.state_dir.join("bgp-restart"))
+    }
+
     /// Parse and validate.
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
         let config: Config = toml::from_str(text).map_err(|e| ConfigError(e.to_string()))?;
@@ -654,7 +672,9 @@ impl Config {
     }
 }
 
+mod net;
 mod validate;
+pub use net::parse_net;
 pub use validate::{
     address_clash, check_interface, check_name, check_peer_address, host_bits, locate,
     read_password_file, Clash, Holder,
@@ -663,6 +683,16 @@ pub use validate::{
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_overlong_prefix_length_is_named_with_its_key() {
+        let text = "node_name = \"n\"\nnode_ips = [\"10.0.0.1/24\"]\n[[pools]]\ncidr = \"10.244.0.0/33\"\n";
+        let err = Config::parse(text).unwrap_err().0;
+        assert!(err.contains("prefix length 33 is longer than 32"), "{err}");
+        assert!(err.contains("cidr"), "{err}");
+        assert!(!err.contains("invalid IP address syntax"), "{err}");
+        assert!(err.contains("line 4"), "{err}");
+    }
 
     #[test]
     fn validation_errors_name_their_line() {
@@ -723,6 +753,33 @@ mod tests {
     }
 
     #[test]
+    fn afxdp_table_parses_and_is_checked() {
+        // The example's commented [afxdp] block, uncommented, is a valid table.
+        let block: String = EXAMPLE
+            .lines()
+            .skip_while(|l| *l != "# [afxdp]")
+            .take_while(|l| l.starts_with("# "))
+            .map(|l| format!("{}\n", l[2..].split(" #").next().unwrap()))
+            .collect();
+        assert!(block.contains("busy_poll_us"), "{block}");
+        let base = "node_name = \"n\"\nnode_ips = [\"10.0.0.1/24\"]\n";
+        // Its busy-poll keys need busy_poll_us > 0; with it they are accepted.
+        let text = format!(
+            "{base}{}",
+            block.replace("busy_poll_us = 0", "busy_poll_us = 50")
+        );
+        let c = Config::parse(&text).unwrap();
+        assert_eq!(c.afxdp.busy_poll_us, 50);
+        assert_eq!(c.afxdp.gro_flush_timeout_ns, Some(200_000));
+        let e = Config::parse(&format!("{base}[afxdp]\nrx_batch = 0\n"))
+            .unwrap_err()
+            .0;
+        assert!(e.contains("afxdp.rx_batch"), "{e}");
+        assert!(Config::parse(&format!("{base}[afxdp]\nrx_bach = 8\n")).is_err());
+        assert_eq!(Config::parse(base).unwrap().afxdp, Default::default());
+    }
+
+    #[test]
     fn calico_pool_fields_and_node_labels() {
         let text = "node_name = \"n\"\nnode_ips = [\"10.0.0.1/24\"]\n[node_labels]\nzone = \"eu\"\n\"kubernetes.io/hostname\" = \"n\"\n[[pools]]\ncidr = \"10.1.0.0/16\"\nnode_selector = \"zone == 'eu'\"\ndisable_bgp_export = true\nallowed_uses = [\"Workload\"]\nassignment_mode = \"Manual\"\n[[pools]]\ncidr = \"10.2.0.0/16\"\nallowed_uses = [\"LoadBalancer\"]\n[[pools]]\ncidr = \"10.3.0.0/16\"\n";
         let c = Config::parse(text).unwrap();
@@ -778,7 +835,7 @@ mod tests {
             ("[vxlan]\nvni = 16777216\n", "24 bits"),
             ("[[uplinks]]\nname = \"eth0\"\n[[routes]]\ndst = \"0.0.0.0/0\"\nvia = []\n", "empty"),
             ("[[endpoints]]\nname = \"a\"\nkind = \"tap\"\ninterface = \"x\"\nips = [\"10.1.0.1/32\"]\nmac = \"zz\"\n", "mac"),
-            ("[[pools]]\ncidr = \"10.1.0.0/33\"\n", "invalid"),
+            ("[[pools]]\ncidr = \"10.1.0.0/33\"\n", "prefix length 33 is longer than 32"),
             (
                 "[[pools]]\ncidr = \"10.1.0.0/16\"\nnode_selector = \"zone = 'a'\"\n",
                 "pool 10.1.0.0/16: node_selector \"zone = 'a'\": selector: at position 5: expected ==",

@@ -309,6 +309,8 @@ impl Config {
             d.validate()?;
         }
         self.api.tcp()?;
+        self.afxdp.validate().map_err(ConfigError)?;
+        crate::logging::parse_level(&self.log.level).map_err(ConfigError)?;
         if let Some(v) = self.node_labels.get(NAME_LABEL) {
             if *v != self.node_name {
                 return err(format!(

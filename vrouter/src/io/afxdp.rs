@@ -18,8 +18,8 @@ use super::tap::TapDevice;
 use super::{HoldQueue, Io, PortSpec, Process};
 use crate::burst::{Action, BackendStats, DropReason, BURST};
 use crate::nexthop::PortId;
-use ports::{fill_target, Port, Ports, RING_SIZE};
 pub use ports::{frames_kept_need, frames_needed};
+use ports::{Port, Ports, RING_SIZE};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::sync::Arc;
@@ -89,7 +89,7 @@ impl AfXdpIo {
         mtu: u16,
         spare_pods: usize,
     ) -> io::Result<AfXdpIo> {
-        Self::open_kept(ports, mtu, spare_pods, None)
+        Self::open_kept(ports, mtu, spare_pods, None, Tuning::default())
     }
 
     /// The frame size for `mtu`.
@@ -110,33 +110,13 @@ impl AfXdpIo {
         mtu: u16,
         spare_pods: usize,
         kept: Option<adopt::Kept>,
+        tuning: Tuning,
     ) -> io::Result<AfXdpIo> {
         let frame_size = Self::frame_size_for(mtu);
         let frames = frames_needed(ports, spare_pods);
-        let adopted = kept.and_then(|k| match Umem::adopt(k.umem, frame_size as usize) {
-            Ok(u) if u.frames() >= frames_kept_need(ports, k.sockets.len()) => {
-                if u.frames() < frames {
-                    tracing::info!(
-                        kept = u.frames(),
-                        frames,
-                        "the kept UMEM has less room for endpoints added later than asked"
-                    );
-                }
-                Some((u, k.sockets))
-            }
-            Ok(u) => {
-                tracing::info!(
-                    kept = u.frames(),
-                    frames,
-                    "the kept UMEM is too small; a new one"
-                );
-                None
-            }
-            Err(e) => {
-                tracing::info!(error = %e, "the kept UMEM is unusable; a new one");
-                None
-            }
-        });
+        let need = |sockets| frames_kept_need(ports, sockets);
+        let adopted = kept.and_then(|k| k.take_umem(frame_size as usize, frames, need));
+        let wakeup_flags = tuning.need_wakeup && adopted.is_none();
         let (umem, kept_sockets) = match adopted {
             Some((u, s)) => (u, s),
             None => (
@@ -163,6 +143,7 @@ impl AfXdpIo {
             arrived: Vec::with_capacity(HANDOFF_ROOM),
             stats: BackendStats::default(),
         };
+        (io.p.tuning, io.p.wakeup_flags) = (tuning, wakeup_flags);
         io.not_taken_over = io.p.adopt(kept_sockets);
         for (id, spec) in ports {
             io.open_port(*id, spec)?;
@@ -180,7 +161,7 @@ impl AfXdpIo {
                 queue,
                 uplink,
             } => {
-                let fill = fill_target(*uplink);
+                let fill = self.p.fill_target(*uplink);
                 if let Some(i) = self.p.parked(ifname, *queue) {
                     // A socket of the last run: it becomes this port, with its frames.
                     self.close_port(id);
@@ -193,9 +174,10 @@ impl AfXdpIo {
                     return Ok(self.socket_fd(id));
                 }
                 // The UMEM is registered once, on the first socket; the others share it.
-                let socket =
-                    xsk::open_retrying(&self.p.umem, self.p.share_fd(), ifname, *queue, RING_SIZE)?;
-                Port::Xsk(Ports::xsk(socket, (ifname.clone(), *queue), fill))
+                let (umem, share) = (&self.p.umem, self.p.share_fd());
+                let wakeup = self.p.wakeup_flags;
+                let socket = xsk::open_retrying(umem, share, ifname, *queue, RING_SIZE, wakeup)?;
+                Port::Xsk(self.p.xsk(socket, (ifname.clone(), *queue), *uplink)?)
             }
             PortSpec::Tap { name } => Port::Tap(TapDevice::open(name)?),
         };
@@ -250,7 +232,13 @@ impl AfXdpIo {
             .share_fd()
             .map(|fd| fd.try_clone_to_owned())
             .transpose()?;
-        Ok(xsk::Opener::new(self.p.umem.clone(), share, RING_SIZE))
+        let umem = self.p.umem.clone();
+        Ok(xsk::Opener::new(
+            umem,
+            share,
+            RING_SIZE,
+            self.p.wakeup_flags,
+        ))
     }
 
     /// `open_port` with a socket another thread opened and bound ([`Self::opener`]).
@@ -268,11 +256,7 @@ impl AfXdpIo {
                     uplink,
                 },
                 super::Prepared::Xsk(socket),
-            ) => Port::Xsk(Ports::xsk(
-                socket,
-                (ifname.clone(), *queue),
-                fill_target(*uplink),
-            )),
+            ) => Port::Xsk(self.p.xsk(socket, (ifname.clone(), *queue), *uplink)?),
             (PortSpec::Tap { .. }, super::Prepared::Tap(t)) => Port::Tap(t),
             _ => return Err(io::Error::other("prepared for another kind of port")),
         };
@@ -591,7 +575,13 @@ impl Io for AfXdpIo {
         let n = match &mut self.p.list[i].1 {
             Port::Xsk(x) => {
                 // The frames received become ours.
-                let n = x.socket.rx.consume_with(&mut descs, |d| d);
+                let n = x
+                    .socket
+                    .rx
+                    .consume_with(&mut descs[..self.p.tuning.rx_batch], |d| d);
+                if n == 0 && (x.busy_poll || x.wakeup_flags && x.socket.fill.needs_wakeup()) {
+                    x.socket.poke_rx();
+                }
                 x.in_fill -= n;
                 mark(&mut self.p.owner, self.p.frame_size, &descs[..n], None);
                 for (l, d) in lens.iter_mut().zip(&descs).take(n) {
@@ -731,7 +721,7 @@ impl Io for AfXdpIo {
                 // A full ring is kicked too: frames queued while the link was down (the
                 // kernel refuses to send then) fill it, and without a kick after the
                 // link comes back nothing would ever drain it.
-                if sent > 0 || ring_full {
+                if (sent > 0 || ring_full) && (!x.wakeup_flags || x.socket.tx.needs_wakeup()) {
                     for _ in 0..sent.div_ceil(x.frames_per_kick).max(1) {
                         x.socket.kick();
                     }
@@ -790,6 +780,8 @@ pub mod adopt;
 mod frames;
 mod ports;
 mod tap_ready;
+mod tuning;
 pub mod xsk;
 use frames::{buffer, letter_room, mark, HANDOFF_ROOM};
 use tap_ready::TapReadiness;
+pub use tuning::{NapiRestore, Tuning};

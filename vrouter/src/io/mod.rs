@@ -20,6 +20,7 @@ pub type Handoffs<'a> = dyn FnMut(PortId, &mut [&mut [u8]], &[usize], &mut [Acti
 /// A port's socket or device, opened (or to be closed) off the worker: binding an AF_XDP
 /// socket and attaching a tap take the kernel's RTNL lock, closing either waits for it
 /// or for an RCU grace period, and a worker waiting stops every flow it carries.
+#[allow(clippy::large_enum_variant)] // one per endpoint added, moved once
 pub enum Prepared {
     /// Bound by `afxdp::xsk::Opener` on the worker's UMEM.
     Xsk(afxdp::xsk::Socket),

@@ -10,17 +10,6 @@ use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-const TUNSETIFF: libc::c_ulong = 0x400454ca;
-const IFF_TAP: libc::c_short = 0x0002;
-const IFF_NO_PI: libc::c_short = 0x1000;
-
-#[repr(C)]
-struct IfReq {
-    name: [libc::c_char; libc::IFNAMSIZ],
-    flags: libc::c_short,
-    _pad: [u8; 22],
-}
-
 pub struct TapDevice {
     fd: OwnedFd,
     name: String,
@@ -50,16 +39,18 @@ impl TapDevice {
         }
         // SAFETY: `raw` is a freshly opened fd we own.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let mut req = IfReq {
-            name: [0; libc::IFNAMSIZ],
-            flags: IFF_TAP | IFF_NO_PI,
-            _pad: [0; 22],
+        // The kernel's ifreq, TUNSETIFF and the flags from libc (not written out here).
+        let mut req = libc::ifreq {
+            ifr_name: [0; libc::IFNAMSIZ],
+            ifr_ifru: libc::__c_anonymous_ifr_ifru {
+                ifru_flags: (libc::IFF_TAP | libc::IFF_NO_PI) as libc::c_short,
+            },
         };
-        for (d, s) in req.name.iter_mut().zip(name.bytes()) {
+        for (d, s) in req.ifr_name.iter_mut().zip(name.bytes()) {
             *d = s as libc::c_char;
         }
-        // SAFETY: TUNSETIFF reads an ifreq, which `req` is laid out as.
-        if unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETIFF, &mut req) } < 0 {
+        // SAFETY: TUNSETIFF reads an ifreq, which `req` is (libc's own struct).
+        if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF, &mut req) } < 0 {
             let e = io::Error::last_os_error();
             return Err(io::Error::new(e.kind(), format!("TUNSETIFF {name}: {e}")));
         }

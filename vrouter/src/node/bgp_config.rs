@@ -50,18 +50,8 @@ pub fn mesh_peer(config: &Config, n: &crate::config::Node) -> Option<PeerConfig>
         .map(|i| i.addr())
         .find(|a| a.is_ipv4() == addr.is_ipv4());
     Some(PeerConfig {
-        address: addr,
-        asn: b.asn,
         passive: mine.is_some_and(|m| addr > m),
-        hold_time: 90,
-        keepalive: None,
-        rr_client: false,
-        port: 179,
-        password: None,
-        enforce_first_as: true,
-        max_prefixes: None,
-        max_prefixes_warning: 75,
-        ttl_security: None,
+        ..PeerConfig::new(addr, b.asn)
     })
 }
 
@@ -97,7 +87,7 @@ pub fn speaker_config(config: &Config, own_blocks: &[IpNet]) -> Option<SpeakerCo
         next_hop_v6: first_v6,
         batch: Duration::from_millis(b.batch_ms),
         graceful_restart: (b.graceful_restart > 0).then_some(b.graceful_restart),
-        restarting: restarted_recently(&b.restart_marker, b.graceful_restart),
+        restarting: restarted_recently(&config.restart_marker(), b.graceful_restart),
         connect_retry: Duration::from_secs(5),
         cluster_id: b.cluster_id,
     })
@@ -121,16 +111,17 @@ pub fn restarted_recently(marker: &std::path::Path, restart_time: u16) -> bool {
 /// At a clean stop with graceful restart on: leave the marker for the next start (the
 /// sessions close without a NOTIFICATION, so peers keep our routes meanwhile).
 pub fn mark_clean_stop(config: &Config) {
-    let Some(b) = config.bgp.as_ref().filter(|b| b.graceful_restart > 0) else {
+    let Some(_) = config.bgp.as_ref().filter(|b| b.graceful_restart > 0) else {
         return;
     };
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    if let Some(dir) = b.restart_marker.parent() {
+    let marker = config.restart_marker();
+    if let Some(dir) = marker.parent() {
         let _ = std::fs::create_dir_all(dir);
     }
-    if let Err(e) = std::fs::write(&b.restart_marker, now.to_string()) {
-        warn!(path = %b.restart_marker.display(), error = %e, "cannot leave the restart marker");
+    if let Err(e) = std::fs::write(&marker, now.to_string()) {
+        warn!(path = %marker.display(), error = %e, "cannot leave the restart marker");
     }
 }

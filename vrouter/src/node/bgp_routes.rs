@@ -70,22 +70,48 @@ impl BgpRoutes {
         let mut up4 = Vec::new();
         let mut up6 = Vec::new();
         let mut unused = Vec::new();
+        // Next hops first (routes of a batch mostly share theirs: the last answer is
+        // reused while nothing was allocated since), then what the FIB holds for all of
+        // them in one batch of lookups.
+        let mut last: Option<Memo> = None;
+        let mut wanted: Vec<(IpNet, Option<u32>)> = Vec::with_capacity(changes.len());
         for c in changes {
             let prefix = c.prefix.trunc();
             if self.configured.contains(&prefix) {
                 if c.next_hops.is_empty() {
                     self.shadowed.remove(&prefix);
                 } else {
-                    self.shadowed.insert(prefix, c.next_hops.clone());
+                    self.shadowed.insert(prefix, c.next_hops.to_vec());
                 }
                 continue;
             }
             let nh = if c.next_hops.is_empty() {
                 None
             } else {
-                self.next_hop_for(config, alloc, t, prefix, &c.next_hops)
+                // What `next_hop_for` depends on besides the hops: the prefix's family
+                // and pool, and room in the tables.
+                let pool = (prefix.addr().is_ipv6() as usize)
+                    | config
+                        .pools
+                        .iter()
+                        .position(|p| p.cidr.contains(&prefix))
+                        .map_or(0, |i| (i + 1) << 1);
+                let state = (alloc.count, alloc.tunnels.len() + alloc.groups.len());
+                match last {
+                    Some((h, p, nh, s)) if h == &c.next_hops[..] && p == pool && s == state => nh,
+                    _ => {
+                        let nh = self.next_hop_for(config, alloc, t, prefix, &c.next_hops);
+                        let state = (alloc.count, alloc.tunnels.len() + alloc.groups.len());
+                        last = Some((&c.next_hops[..], pool, nh, state));
+                        nh
+                    }
+                }
             };
-            let now = t.get(prefix);
+            wanted.push((prefix, nh));
+        }
+        let prefixes: Vec<IpNet> = wanted.iter().map(|w| w.0).collect();
+        let held = t.get_many(&prefixes);
+        for (&(prefix, nh), now) in wanted.iter().zip(held) {
             if now == nh {
                 continue;
             }
@@ -176,6 +202,7 @@ impl BgpRoutes {
         let prefix = prefix.trunc();
         self.configured.remove(&prefix);
         if let Some(next_hops) = self.shadowed.remove(&prefix) {
+            let next_hops = next_hops.into();
             self.apply(config, alloc, t, &[RouteChange { prefix, next_hops }]);
         }
     }
@@ -250,6 +277,10 @@ impl BgpRoutes {
         }
     }
 }
+
+/// The last next hop made in a batch: for these hops, family and pool (see `apply`),
+/// the answer, and the allocator's state it holds for (next hops and tunnels + groups).
+type Memo<'a> = (&'a [IpAddr], usize, Option<u32>, (u32, usize));
 
 /// Whether a tunnel still fits: up to two next hops (underlay neighbour and tunnel).
 fn room(alloc: &NextHopAlloc, t: &Tables) -> bool {

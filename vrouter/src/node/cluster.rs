@@ -70,12 +70,29 @@ impl NodeState {
 
     fn apply_cluster_pools(&mut self, cs: &mut ClusterState, view: &ClusterView) {
         let mut want: BTreeMap<IpNet, Pool> = BTreeMap::new();
+        // Said once per pool and thing, not at every view.
+        let mut said = BTreeSet::new();
+        let mut once = |cs: &ClusterState, what: String| {
+            let new = !cs.pool_warnings.contains(&what);
+            said.insert(what);
+            new
+        };
         for (name, r) in &view.pools {
+            for u in r.spec.unsupported() {
+                if once(cs, format!("{name}: {}", u.field)) {
+                    warn!(pool = %name, field = %u.field, effect = u.effect,
+                        "IPPool field not implemented");
+                }
+            }
             match pool_of(&r.spec) {
                 Ok(p) => {
                     want.insert(p.cidr, p);
                 }
-                Err(e) => warn!(pool = %name, error = %e, "IPPool skipped"),
+                Err(e) => {
+                    if once(cs, format!("{name}: {e}")) {
+                        warn!(pool = %name, error = %e, "IPPool skipped");
+                    }
+                }
             }
         }
         for cidr in cs.pools.keys().copied().collect::<Vec<_>>() {
@@ -101,9 +118,14 @@ impl NodeState {
                 Ok(_) => {
                     cs.pools.insert(cidr, p);
                 }
-                Err(e) => warn!(pool = %cidr, error = %e, "IPPool refused"),
+                Err(e) => {
+                    if once(cs, format!("{cidr}: {e}")) {
+                        warn!(pool = %cidr, error = %e, "IPPool refused");
+                    }
+                }
             }
         }
+        cs.pool_warnings = said;
     }
 
     fn apply_cluster_nodes(&mut self, cs: &mut ClusterState, view: &ClusterView, me: &str) {

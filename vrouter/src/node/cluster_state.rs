@@ -61,6 +61,9 @@ pub struct ClusterState {
     /// selectors see).
     pub workloads: std::sync::Arc<BTreeMap<String, datastore::sync::ViewedWorkload>>,
     pub namespaces: BTreeMap<String, BTreeMap<String, String>>,
+    /// What was logged about the datastore's pools (`pool: message`), so each thing is
+    /// said once, not at every view; forgotten when it no longer holds.
+    pub pool_warnings: BTreeSet<String>,
 }
 
 /// `[[nodes]]` entry for a registered node: its BGP addresses (else its addresses) and
@@ -108,7 +111,10 @@ fn mode(s: &str) -> Result<EncapMode, String> {
     }
 }
 
-/// A pool as the node takes it.
+/// A pool as the node takes it. Fields it cannot honour are made harmless as
+/// [`IpPoolSpec::unsupported`] says (the caller logs them); a value it cannot read
+/// (an encapsulation or assignment mode it does not know) refuses the pool, since
+/// guessing how to reach its addresses could send them the wrong way.
 pub fn pool_of(p: &IpPoolSpec) -> Result<Pool, String> {
     let cidr: IpNet = p
         .cidr
@@ -125,8 +131,8 @@ pub fn pool_of(p: &IpPoolSpec) -> Result<Pool, String> {
         disable_bgp_export: p.disable_bgp_export,
         allowed_uses: (!p.allowed_uses.is_empty()).then(|| p.allowed_uses.clone()),
         assignment_mode: match p.assignment_mode.as_str() {
-            "" | "Automatic" => AssignmentMode::Automatic,
-            "Manual" => AssignmentMode::Manual,
+            "" | "Automatic" if p.automatic_here() => AssignmentMode::Automatic,
+            "" | "Automatic" | "Manual" => AssignmentMode::Manual,
             other => return Err(format!("assignmentMode {other:?}: Automatic or Manual")),
         },
     })

@@ -111,6 +111,8 @@ pub struct NodeState {
     pub cluster: Option<cluster_state::ClusterState>,
     /// Network policies (applied through the API, kept in `api.json`).
     pub policies: policy_store::PolicyStore,
+    /// Time to install each batch of BGP route changes in the FIB (`/metrics`).
+    pub fib_batch_seconds: control::histogram::Histogram,
 }
 
 /// What start-up made of the dataplane that the node's state drives.
@@ -161,6 +163,7 @@ impl NodeState {
             host,
             counters,
             started: Instant::now(),
+            fib_batch_seconds: Default::default(),
             last_install: std::time::UNIX_EPOCH,
             endpoint_mtu_limit,
             events: None,
@@ -230,8 +233,10 @@ impl NodeState {
 
     /// Apply a batch of BGP route changes to the tables.
     pub fn apply_bgp(&mut self, changes: &[control::speaker::RouteChange]) {
+        let t = std::time::Instant::now();
         self.bgp
             .apply(&self.config, &mut self.alloc, &mut self.tables, changes);
+        self.fib_batch_seconds.observe(t.elapsed());
     }
 
     /// Tell watchers (only built when someone watches).

@@ -62,6 +62,20 @@ impl NodeState {
         self.persist()
     }
 
+    /// `vrouterctl peer reset`: what the speaker did.
+    pub fn reset_peer(&mut self, address: IpAddr, soft: bool) -> NodeResult<String> {
+        let Some(sp) = &self.speaker else {
+            return Err(NodeError::Precondition("BGP is not enabled".into()));
+        };
+        sp.reset_peer(address, soft).map_err(|e| {
+            if e.ends_with("is not a peer") {
+                NodeError::NotFound(e)
+            } else {
+                NodeError::Precondition(e)
+            }
+        })
+    }
+
     pub fn uninstall_peer(&mut self, address: IpAddr) -> NodeResult<()> {
         let Some(sp) = &self.speaker else {
             return Err(NodeError::Precondition("BGP is not enabled".into()));

@@ -11,9 +11,17 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 use tracing::{info, warn};
 
+/// What a reload did: the changes applied, and those that need a restart (their
+/// running value kept), one line each. Only the first are counted as applied.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Reloaded {
+    pub applied: Vec<String>,
+    pub needs_restart: Vec<String>,
+}
+
 impl NodeState {
     /// Re-read the file and apply what changed (SIGHUP, `vrouterctl reload`).
-    pub fn reload(&mut self) -> NodeResult<Vec<String>> {
+    pub fn reload(&mut self) -> NodeResult<Reloaded> {
         let Some(path) = self.config_path.clone() else {
             return Err(NodeError::Precondition(
                 "vrouterd was started without a file".into(),
@@ -25,15 +33,16 @@ impl NodeState {
 
     /// Apply the file's configuration `file`: endpoints, pools, static routes and BGP
     /// peers go through the same paths as the API's calls, so unchanged parts never
-    /// stop. Returns one line per change; settings that need a restart are named and
-    /// keep their running value.
-    pub fn apply_file(&mut self, mut file: Config) -> NodeResult<Vec<String>> {
+    /// stop. Returns one line per change; settings that need a restart are named apart
+    /// and keep their running value.
+    pub fn apply_file(&mut self, mut file: Config) -> NodeResult<Reloaded> {
         self.check_addresses(&file)?;
         let mut changes = Vec::new();
+        let mut needs_restart = Vec::new();
         // What cannot change while running keeps its running value.
         let mut restart = |what: &str, differs: bool| {
             if differs {
-                changes.push(format!(
+                needs_restart.push(format!(
                     "{what} changed: needs a restart (running value kept)"
                 ));
             }
@@ -64,6 +73,7 @@ impl NodeState {
         restart("workers", file.workers != run.workers);
         restart("xdp_mode", file.xdp_mode != run.xdp_mode);
         restart("icmp_rate", file.icmp_rate != run.icmp_rate);
+        restart("log.format", file.log.format != run.log.format);
         restart("nodes", file.nodes != run_file_nodes);
         restart("datastore", file.datastore != run.datastore);
         restart("vxlan", file.vxlan != run.vxlan);
@@ -232,6 +242,16 @@ impl NodeState {
                 &mut failed,
             );
         }
+        if file.log.level != self.config.log.level {
+            match crate::logging::set_level(&file.log.level) {
+                Ok(_) => changes.push(format!(
+                    "log level {:?} -> {:?}",
+                    self.config.log.level, file.log.level
+                )),
+                Err(e) => failed.push(e),
+            }
+            self.config.log.level = file.log.level.clone();
+        }
         if file.namespaces != self.config.namespaces {
             self.config.namespaces = file.namespaces.clone();
             changes.push("namespaces' labels changed".into());
@@ -247,11 +267,22 @@ impl NodeState {
         for c in &changes {
             info!(change = %c, "reload");
         }
+        for c in &needs_restart {
+            warn!(change = %c, "reload: not applied until a restart");
+        }
         if failed.is_empty() {
-            Ok(changes)
+            Ok(Reloaded {
+                applied: changes,
+                needs_restart,
+            })
         } else {
+            let restart = if needs_restart.is_empty() {
+                String::new()
+            } else {
+                format!("; these need a restart: {}", needs_restart.join("; "))
+            };
             Err(NodeError::Precondition(format!(
-                "reload applied {} change(s); these failed: {}",
+                "reload applied {} change(s); these failed: {}{restart}",
                 changes.len(),
                 failed.join("; ")
             )))

@@ -5,11 +5,71 @@ use super::error::{invalid, NodeResult};
 use super::plan::EndpointPlan;
 use super::NodeState;
 use crate::config::{AssignmentMode, EncapMode, EndpointKind, Pool};
-use crate::nexthop::{Adjacency, PortId};
+use crate::nexthop::{Adjacency, Mac, PortId};
 use crate::tunnel::Encap;
 use control::api::pb;
 use ipnet::IpNet;
 use std::net::{IpAddr, Ipv4Addr};
+
+/// One peer's row: its status and the settings its session uses (never the key).
+fn peer_pb(p: &control::speaker::PeerStatus, peer_type: &str) -> pb::Peer {
+    pb::Peer {
+        address: p.address.to_string(),
+        asn: p.asn,
+        peer_type: peer_type.into(),
+        state: p.state.clone(),
+        since: p
+            .since
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        info: p.info.clone(),
+        prefixes_received: p.prefixes_received as u64,
+        prefixes_sent: p.prefixes_sent as u64,
+        ibgp: p.ibgp,
+        hold_time: p.hold_time.into(),
+        port: p.port.into(),
+        passive: p.passive,
+        rr_client: p.rr_client,
+        session: Some(session_pb(p)),
+        ..Default::default()
+    }
+}
+
+fn counts_pb(c: &control::bgp::counters::MessageCounts) -> pb::MessageCounts {
+    pb::MessageCounts {
+        open: c.open,
+        update: c.update,
+        notification: c.notification,
+        keepalive: c.keepalive,
+        route_refresh: c.route_refresh,
+        total: c.total(),
+    }
+}
+
+/// A peer's session in detail (`vrouterctl peer show`).
+fn session_pb(p: &control::speaker::PeerStatus) -> pb::PeerSession {
+    let established = p.state == "Established";
+    let s = p.session.as_ref();
+    pb::PeerSession {
+        uptime_seconds: if established {
+            p.since.elapsed().map_or(0, |d| d.as_secs())
+        } else {
+            0
+        },
+        router_id: s.map(|s| s.router_id.to_string()).unwrap_or_default(),
+        hold_time: s.map_or(0, |s| s.hold_time.into()),
+        keepalive: s.map_or(0, |s| s.keepalive.into()),
+        local_capabilities: s.map(|s| s.local_capabilities.clone()).unwrap_or_default(),
+        peer_capabilities: s.map(|s| s.peer_capabilities.clone()).unwrap_or_default(),
+        messages_received: Some(counts_pb(&p.counters.received.messages)),
+        messages_sent: Some(counts_pb(&p.counters.sent)),
+        prefixes_announced: p.counters.received.announced,
+        prefixes_withdrawn: p.counters.received.withdrawn,
+        prefixes_accepted: p.prefixes_received as u64,
+        prefixes_advertised: p.prefixes_sent as u64,
+        last_error: p.last_error.clone(),
+    }
+}
 
 impl NodeState {
     pub fn node_status(&self) -> pb::NodeStatusReply {
@@ -67,34 +127,20 @@ impl NodeState {
                             .nodes
                             .iter()
                             .any(|n| n.ips.iter().any(|i| i.addr() == p.address));
-                pb::Peer {
-                    address: p.address.to_string(),
-                    asn: p.asn,
-                    peer_type: if self.origins.peers.contains(&p.address) {
-                        "api"
-                    } else if in_mesh {
-                        "node-to-node mesh"
-                    } else if self
-                        .cluster
-                        .as_ref()
-                        .is_some_and(|c| c.peers.contains_key(&p.address))
-                    {
-                        "global (datastore)"
-                    } else {
-                        "global"
-                    }
-                    .into(),
-                    state: p.state.clone(),
-                    since: p
-                        .since
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map_or(0, |d| d.as_secs()),
-                    info: p.info.clone(),
-                    prefixes_received: p.prefixes_received as u64,
-                    prefixes_sent: p.prefixes_sent as u64,
-                    ibgp: p.ibgp,
-                    ..Default::default()
-                }
+                let peer_type = if self.origins.peers.contains(&p.address) {
+                    "api"
+                } else if in_mesh {
+                    "node-to-node mesh"
+                } else if self
+                    .cluster
+                    .as_ref()
+                    .is_some_and(|c| c.peers.contains_key(&p.address))
+                {
+                    "global (datastore)"
+                } else {
+                    "global"
+                };
+                peer_pb(p, peer_type)
             })
             .collect()
     }
@@ -295,6 +341,15 @@ impl NodeState {
                     routes[i].peer = peer.map(|p| p.to_string()).unwrap_or_default();
                 }
             }
+            if r.detail && !bgp.is_empty() {
+                let prefixes = bgp
+                    .iter()
+                    .filter_map(|&i| routes[i].prefix.parse().ok())
+                    .collect();
+                for (&i, paths) in bgp.iter().zip(sp.paths(prefixes)) {
+                    routes[i].paths = paths.iter().map(path_pb).collect();
+                }
+            }
         }
         Ok(pb::ListRoutesReply { routes, total })
     }
@@ -309,15 +364,36 @@ impl NodeState {
             next_hops,
             encapsulation: encap.into(),
             out,
+            paths: Vec::new(),
         }
     }
 }
 
+/// One RIB path as the API shows it (`route list --detail`).
+fn path_pb(p: &control::speaker::PathDetail) -> pb::Path {
+    pb::Path {
+        peer: p.peer.to_string(),
+        next_hop: p.next_hop.map(|h| h.to_string()).unwrap_or_default(),
+        as_path: p.as_path.clone(),
+        origin: match p.origin {
+            0 => "IGP",
+            1 => "EGP",
+            _ => "incomplete",
+        }
+        .into(),
+        local_pref: p.local_pref,
+        med: p.med,
+        communities: (p.communities.iter())
+            .map(|c| format!("{}:{}", c >> 16, c & 0xffff))
+            .collect(),
+        age_seconds: p.age.as_secs(),
+        best: p.best,
+        stale: p.stale,
+    }
+}
+
 fn mac_text(m: [u8; 6]) -> String {
-    m.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
+    Mac(m).to_string()
 }
 
 fn mode_text(m: EncapMode) -> &'static str {
@@ -332,5 +408,52 @@ fn underlay_dst(u: &encap::tunnel::Underlay) -> String {
     match u {
         encap::tunnel::Underlay::V4 { dst, .. } => dst.to_string(),
         encap::tunnel::Underlay::V6 { dst, .. } => dst.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peer_rows_show_the_hold_time_and_port_in_use() {
+        let status = control::speaker::PeerStatus {
+            address: "192.0.2.1".parse().unwrap(),
+            asn: 65001,
+            ibgp: false,
+            state: "Established".into(),
+            since: std::time::UNIX_EPOCH + std::time::Duration::from_secs(5),
+            info: String::new(),
+            prefixes_received: 2,
+            prefixes_sent: 1,
+            hold_time: 90,
+            port: 179,
+            passive: false,
+            rr_client: true,
+            session: Some(control::speaker::SessionInfo {
+                hold_time: 30,
+                keepalive: 10,
+                router_id: "192.0.2.1".parse().unwrap(),
+                local_capabilities: vec!["ipv4-unicast".into()],
+                peer_capabilities: vec!["route-refresh".into()],
+            }),
+            counters: Default::default(),
+            last_error: "connection closed".into(),
+        };
+        let row = peer_pb(&status, "api");
+        let s = row.session.clone().unwrap();
+        assert_eq!(
+            (s.hold_time, s.keepalive, s.router_id.as_str()),
+            (30, 10, "192.0.2.1")
+        );
+        assert_eq!(s.peer_capabilities, ["route-refresh"]);
+        assert_eq!((s.prefixes_accepted, s.prefixes_advertised), (2, 1));
+        assert_eq!(s.last_error, "connection closed");
+        assert!(s.uptime_seconds > 0, "established since 1970");
+        assert_eq!((row.hold_time, row.port, row.since), (90, 179, 5));
+        assert!(row.rr_client && row.password.is_empty());
+        let json = serde_json::to_value(&row).unwrap();
+        assert_eq!(json["hold_time"], 90);
+        assert_eq!(json["port"], 179);
     }
 }

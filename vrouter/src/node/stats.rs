@@ -216,7 +216,18 @@ impl NodeState {
             for p in &peers {
                 x.sample(&[("peer", &p.address.to_string())], p.prefixes_sent as f64);
             }
+            bgp_message_metrics(&mut x, &peers);
+            sp.update_seconds.write(
+                &mut x,
+                "vrouter_bgp_update_seconds",
+                "Time the RIB takes to apply one UPDATE received.",
+            );
         }
+        self.fib_batch_seconds.write(
+            &mut x,
+            "vrouter_fib_batch_install_seconds",
+            "Time to install one batch of BGP route changes in the FIB.",
+        );
         self.conntrack_metrics(&mut x);
         x.family(
             "vrouter_uptime_seconds",
@@ -224,9 +235,80 @@ impl NodeState {
             Kind::Gauge,
         );
         x.sample(&[], self.started.elapsed().as_secs_f64());
+        let profile = if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        };
+        control::process_metrics::write(
+            &mut x,
+            "vrouter",
+            &[("version", env!("CARGO_PKG_VERSION")), ("profile", profile)],
+        );
         x.finish()
     }
 }
+/// Per peer: messages in and out by type, and prefixes in the UPDATEs received.
+fn bgp_message_metrics(
+    x: &mut control::metrics::Exposition,
+    peers: &[control::speaker::PeerStatus],
+) {
+    use control::bgp::counters::MessageCounts;
+    use control::metrics::Kind;
+    let by_type = |m: &MessageCounts| {
+        [
+            ("open", m.open),
+            ("update", m.update),
+            ("notification", m.notification),
+            ("keepalive", m.keepalive),
+            ("route_refresh", m.route_refresh),
+        ]
+    };
+    for (name, help, sent) in [
+        (
+            "vrouter_bgp_messages_received_total",
+            "BGP messages received from the peer, by type.",
+            false,
+        ),
+        (
+            "vrouter_bgp_messages_sent_total",
+            "BGP messages sent to the peer, by type.",
+            true,
+        ),
+    ] {
+        x.family(name, help, Kind::Counter);
+        for p in peers {
+            let m = if sent {
+                &p.counters.sent
+            } else {
+                &p.counters.received.messages
+            };
+            for (t, n) in by_type(m) {
+                x.sample(&[("peer", &p.address.to_string()), ("type", t)], n);
+            }
+        }
+    }
+    for (name, help, announced) in [
+        (
+            "vrouter_bgp_prefixes_announced_total",
+            "Prefixes announced in the UPDATEs received from the peer.",
+            true,
+        ),
+        (
+            "vrouter_bgp_prefixes_withdrawn_total",
+            "Prefixes withdrawn in the UPDATEs received from the peer.",
+            false,
+        ),
+    ] {
+        x.family(name, help, Kind::Counter);
+        for p in peers {
+            let r = &p.counters.received;
+            let n = if announced { r.announced } else { r.withdrawn };
+            x.sample(&[("peer", &p.address.to_string())], n);
+        }
+    }
+}
+
 /// The speaker's peers (as `vrouterctl node status` shows them) and the routes learnt.
 pub fn bgp_json(peers: &[control::speaker::PeerStatus], routes: usize) -> serde_json::Value {
     let peers: Vec<serde_json::Value> = peers

@@ -139,6 +139,29 @@ impl Tables {
         .map(|n| n.0)
     }
 
+    /// `get` of each of `prefixes` (truncated), in order; IPv4's as one batch whose
+    /// cache misses overlap (`Fib::get_many`).
+    pub fn get_many(&self, prefixes: &[IpNet]) -> Vec<Option<u32>> {
+        let v4: Vec<ipnet::Ipv4Net> = prefixes
+            .iter()
+            .filter_map(|p| match p {
+                IpNet::V4(n) => Some(n.trunc()),
+                IpNet::V6(_) => None,
+            })
+            .collect();
+        let mut got4 = self.fib4.get_many(&v4).into_iter();
+        prefixes
+            .iter()
+            .map(|p| {
+                match p {
+                    IpNet::V4(_) => got4.next().flatten(),
+                    IpNet::V6(n) => self.fib6.get(n.trunc()),
+                }
+                .map(|n| n.0)
+            })
+            .collect()
+    }
+
     pub fn insert(&mut self, prefix: IpNet, nh: u32) {
         match prefix {
             IpNet::V4(n) => {

@@ -100,6 +100,13 @@ fn what_vrouterd_does_not_implement_is_refused_by_name() {
         ("  nodeSelector: zone = 'a'\n", "pool 10.1.0.0/16: nodeSelector \"zone = 'a'\": selector: at position 5: expected =="),
         ("  nodeSelector: [a]\n", "nodeSelector"),
         ("  ipamConfig: {}\n", "unknown field `ipamConfig`"),
+        // Values Calico's validation refuses are refused here, by field.
+        ("  vxlanMode: Sometimes\n", "pool 10.1.0.0/16: vxlanMode \"Sometimes\" is not one of Always, CrossSubnet, Never"),
+        ("  ipipMode: always\n", "pool 10.1.0.0/16: ipipMode \"always\" is not one of"),
+        ("  assignmentMode: Auto\n", "pool 10.1.0.0/16: assignmentMode \"Auto\" is not one of Automatic, Manual"),
+        ("  allowedUses: [Workload, Pods]\n", "pool 10.1.0.0/16: allowedUses \"Pods\" is not one of Workload, Tunnel, LoadBalancer"),
+        ("  allowedUses: []\n", "pool 10.1.0.0/16: allowedUses is empty"),
+        ("  allowedUses: [LoadBalancer, Workload]\n", "LoadBalancer cannot be combined"),
     ];
     for (extra, want) in cases {
         let e = parse_pool_file("p.yaml", &spec(extra)).expect_err(extra);
@@ -180,4 +187,59 @@ fn list_yaml_is_calicos_and_applies_back_to_the_same_pools() {
     ] {
         assert!(bare.contains(field), "{field} missing from\n{bare}");
     }
+}
+
+#[test]
+fn namespace_selector_all_is_the_default_and_accepted() {
+    let text = "kind: IPPool\nspec:\n  cidr: 10.1.0.0/16\n  namespaceSelector: all()\n";
+    assert_eq!(
+        parse_pool_file("p.yaml", text).unwrap()[0].cidr,
+        "10.1.0.0/16"
+    );
+}
+
+#[test]
+fn list_rows_show_every_calico_field() {
+    let p = parse_pool_file("p.yaml", CALICO_POOL).unwrap().remove(0);
+    let row = pool_row(&p);
+    assert_eq!(row.len(), POOL_COLUMNS.len());
+    let cells: Vec<(&str, &str)> = POOL_COLUMNS
+        .iter()
+        .copied()
+        .zip(row.iter().map(String::as_str))
+        .collect();
+    assert_eq!(
+        cells,
+        [
+            ("CIDR", "10.1.0.0/16"),
+            ("BLOCK SIZE", "24"),
+            ("IPIP", "CrossSubnet"),
+            ("VXLAN", "Never"),
+            ("NAT OUTGOING", "true"),
+            ("DISABLED", "false"),
+            ("DISABLE BGP EXPORT", "true"),
+            ("NODE SELECTOR", "zone == 'eu' && !has(edge)"),
+            ("ALLOWED USES", "Workload,Tunnel"),
+            ("ASSIGNMENT", "Manual"),
+        ]
+    );
+    // Unset: Calico's defaults.
+    let bare = pool_row(&pb::Pool {
+        cidr: "10.9.0.0/16".into(),
+        ..Default::default()
+    });
+    assert_eq!(
+        bare[1..],
+        [
+            "default",
+            "Never",
+            "Never",
+            "false",
+            "false",
+            "false",
+            "all()",
+            "Workload,Tunnel",
+            "Automatic"
+        ]
+    );
 }

@@ -14,7 +14,7 @@
 //! Frames the last run had in its free list, hold queue or pending TX are on no ring:
 //! free. The rings' indexes are in shared memory, so they say where the last run stopped.
 
-use super::xsk::Socket;
+use super::xsk::{Socket, Umem};
 use std::collections::HashSet;
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
@@ -23,7 +23,46 @@ use std::time::{Duration, Instant};
 /// interface and queue.
 pub struct Kept {
     pub umem: OwnedFd,
-    pub sockets: Vec<(String, u32, OwnedFd)>,
+    pub sockets: KeptSockets,
+}
+
+/// Bound sockets by interface and queue.
+pub type KeptSockets = Vec<(String, u32, OwnedFd)>;
+
+impl Kept {
+    /// The kept UMEM and sockets, when the UMEM is usable and holds at least what
+    /// `need(sockets)` says (else a new UMEM: None); `frames` is what a new one would have.
+    pub fn take_umem(
+        self,
+        frame_size: usize,
+        frames: usize,
+        need: impl Fn(usize) -> usize,
+    ) -> Option<(Umem, KeptSockets)> {
+        match Umem::adopt(self.umem, frame_size) {
+            Ok(u) if u.frames() >= need(self.sockets.len()) => {
+                if u.frames() < frames {
+                    tracing::info!(
+                        kept = u.frames(),
+                        frames,
+                        "the kept UMEM has less room for endpoints added later than asked"
+                    );
+                }
+                Some((u, self.sockets))
+            }
+            Ok(u) => {
+                tracing::info!(
+                    kept = u.frames(),
+                    frames,
+                    "the kept UMEM is too small; a new one"
+                );
+                None
+            }
+            Err(e) => {
+                tracing::info!(error = %e, "the kept UMEM is unusable; a new one");
+                None
+            }
+        }
+    }
 }
 
 /// Frames (by index in the UMEM) an adopted socket holds.

@@ -7,6 +7,7 @@
 
 use super::adopt;
 use super::frames::mark;
+use super::tuning::{Tuning, MAX_FILL};
 use super::xsk::{Desc, Socket, Umem};
 use crate::io::tap::TapDevice;
 use crate::io::{PortSpec, Prepared};
@@ -16,23 +17,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub const RING_SIZE: u32 = 4096;
-/// Frames kept in each fill ring. A TX kick in copy mode runs the receiving pod's stack
-/// inside the syscall, so a loop can take long; a pod's TCP burst must not empty its
-/// ring meanwhile (measured: 512 frames lost ~35k segments in 3 s of iperf3, 2048 none).
-pub const UPLINK_FILL: usize = 2048;
-pub const POD_FILL: usize = 2048;
-/// The fill ring's target for an uplink's socket or a pod's.
-pub fn fill_target(uplink: bool) -> usize {
-    if uplink {
-        UPLINK_FILL
-    } else {
-        POD_FILL
-    }
-}
 /// Frames per port set aside for TX in flight.
 pub const TX_BUDGET: usize = 512;
-/// setsockopt(SOL_XDP, XDP_MAX_TX_SKB_BUDGET): frames sent per kick in copy mode.
-const XDP_MAX_TX_SKB_BUDGET: libc::c_int = 9;
 /// The port id of an adopted socket no port has claimed yet.
 pub const PARKED: PortId = PortId(u16::MAX);
 /// A slot whose socket is being closed elsewhere (its frames wait for `reclaim`).
@@ -45,12 +31,12 @@ pub fn frames_needed(ports: &[(PortId, PortSpec)], spare_pods: usize) -> usize {
     ports
         .iter()
         .map(|(_, spec)| match spec {
-            PortSpec::Xsk { uplink: true, .. } => UPLINK_FILL + TX_BUDGET,
-            PortSpec::Xsk { .. } => POD_FILL + TX_BUDGET,
+            // Room for the deepest fill ring `[afxdp]` allows, uplink or pod.
+            PortSpec::Xsk { .. } => MAX_FILL + TX_BUDGET,
             PortSpec::Tap { .. } => TX_BUDGET,
         })
         .sum::<usize>()
-        + spare_pods * (POD_FILL + TX_BUDGET)
+        + spare_pods * (MAX_FILL + TX_BUDGET)
         + 2 * crate::burst::BURST
         + crate::io::HOLD_CAPACITY
         + crate::io::mailbox::MAILBOX_FRAMES / 4
@@ -81,6 +67,10 @@ pub struct Xsk {
     pub fill_target: usize,
     /// Kicks needed per `pending` frames sent (1 when the budget option took).
     pub frames_per_kick: usize,
+    /// An empty RX ring is polled with a recvfrom (busy polling).
+    pub busy_poll: bool,
+    /// Kick TX only when the ring says the kernel needs it (need_wakeup is in effect).
+    pub wakeup_flags: bool,
 }
 
 pub struct Ports {
@@ -97,6 +87,10 @@ pub struct Ports {
     /// PortId → index into `list` (u16::MAX: another worker's port).
     pub by_id: Vec<u16>,
     pub rx_ids: Vec<PortId>,
+    pub tuning: Tuning,
+    /// need_wakeup is in effect on this UMEM's sockets: asked for, and the UMEM is new
+    /// (an adopted one keeps the last run's binding, which we can't read back).
+    pub wakeup_flags: bool,
 }
 
 impl Ports {
@@ -112,6 +106,8 @@ impl Ports {
             list: Vec::new(),
             by_id: Vec::new(),
             rx_ids: Vec::new(),
+            tuning: Tuning::default(),
+            wakeup_flags: false,
         };
         ports.free_unowned();
         ports
@@ -168,11 +164,10 @@ impl Ports {
             return failed;
         }
         for (ifname, queue, fd) in sockets {
-            match Socket::adopt(fd, RING_SIZE) {
-                Ok(socket) => {
-                    let x = Ports::xsk(socket, (ifname, queue), POD_FILL);
-                    self.list.push((PARKED, Port::Xsk(x)));
-                }
+            match Socket::adopt(fd, RING_SIZE)
+                .and_then(|s| self.xsk(s, (ifname.clone(), queue), false))
+            {
+                Ok(x) => self.list.push((PARKED, Port::Xsk(x))),
                 // Dropped (closed) here, before any frame is counted free.
                 Err(e) => {
                     tracing::info!(%ifname, queue, error = %e, "a kept socket not taken over");
@@ -333,17 +328,32 @@ impl Ports {
         }
     }
 
-    pub fn xsk(socket: Socket, at: (String, u32), fill_target: usize) -> Xsk {
-        let budget: libc::c_int = 256;
-        let ok = socket.set_int_option(XDP_MAX_TX_SKB_BUDGET, budget);
-        Xsk {
+    /// The fill ring's target for an uplink's socket or a pod's.
+    pub fn fill_target(&self, uplink: bool) -> usize {
+        if uplink {
+            self.tuning.uplink_fill
+        } else {
+            self.tuning.pod_fill
+        }
+    }
+
+    /// A port for `socket`, with the tuning's options set on it. Busy polling the
+    /// kernel refuses is an error: the configuration asked for it.
+    pub fn xsk(&self, socket: Socket, at: (String, u32), uplink: bool) -> std::io::Result<Xsk> {
+        let (frames_per_kick, busy_poll) = self.tuning.apply(&socket);
+        let busy_poll = busy_poll.map_err(|e| {
+            std::io::Error::new(e.kind(), format!("AF_XDP {} queue {}: {e}", at.0, at.1))
+        })?;
+        Ok(Xsk {
             socket,
             at,
             pending: Vec::with_capacity(RING_SIZE as usize),
             in_fill: 0,
-            fill_target,
-            frames_per_kick: if ok { budget as usize } else { 32 },
-        }
+            fill_target: self.fill_target(uplink),
+            frames_per_kick,
+            busy_poll,
+            wakeup_flags: self.wakeup_flags,
+        })
     }
 
     /// Every frame is free exactly once or on exactly one port's rings (tests).

@@ -191,11 +191,21 @@ impl Umem {
 }
 
 fn setsockopt<T>(fd: BorrowedFd<'_>, opt: libc::c_int, value: &T, step: &str) -> io::Result<()> {
+    setsockopt_level(fd, libc::SOL_XDP, opt, value, step)
+}
+
+fn setsockopt_level<T>(
+    fd: BorrowedFd<'_>,
+    level: libc::c_int,
+    opt: libc::c_int,
+    value: &T,
+    step: &str,
+) -> io::Result<()> {
     // SAFETY: `value` is a live `T` of the size passed; the kernel copies it.
     let ret = unsafe {
         libc::setsockopt(
             fd.as_raw_fd(),
-            libc::SOL_XDP,
+            level,
             opt,
             (value as *const T).cast(),
             size_of::<T>() as libc::socklen_t,
@@ -225,6 +235,8 @@ fn getsockopt<T>(fd: BorrowedFd<'_>, opt: libc::c_int, step: &str) -> io::Result
 pub struct Ring<T: Copy> {
     producer: NonNull<AtomicU32>,
     consumer: NonNull<AtomicU32>,
+    /// XDP_RING_NEED_WAKEUP is set here when the socket was bound with need_wakeup.
+    flags: NonNull<AtomicU32>,
     slots: NonNull<T>,
     mask: u32,
     /// The producer's index as we know it (ours when we produce).
@@ -254,16 +266,18 @@ impl<T: Copy> Ring<T> {
         let base = map.ptr.as_ptr();
         // SAFETY: the offsets come from XDP_MMAP_OFFSETS for this very ring, inside `len`,
         // and the kernel aligns them for their types.
-        let (producer, consumer, slots) = unsafe {
+        let (producer, consumer, flags, slots) = unsafe {
             (
                 NonNull::new_unchecked(base.add(off.producer as usize).cast::<AtomicU32>()),
                 NonNull::new_unchecked(base.add(off.consumer as usize).cast::<AtomicU32>()),
+                NonNull::new_unchecked(base.add(off.flags as usize).cast::<AtomicU32>()),
                 NonNull::new_unchecked(base.add(off.desc as usize).cast::<T>()),
             )
         };
         let mut ring = Ring {
             producer,
             consumer,
+            flags,
             slots,
             mask: size - 1,
             cached_prod: 0,
@@ -288,6 +302,14 @@ impl<T: Copy> Ring<T> {
     pub fn consumer_index(&self) -> u32 {
         // SAFETY: as above.
         unsafe { self.consumer.as_ref() }.load(Ordering::Acquire)
+    }
+
+    /// The kernel asks to be woken (a sendto for TX, a recvfrom or poll for fill). Only
+    /// meaningful on a socket bound with XDP_USE_NEED_WAKEUP.
+    #[inline]
+    pub fn needs_wakeup(&self) -> bool {
+        // SAFETY: points into our live mapping.
+        unsafe { self.flags.as_ref() }.load(Ordering::Relaxed) & libc::XDP_RING_NEED_WAKEUP != 0
     }
 
     /// The entry at free-running index `i`.
@@ -369,12 +391,15 @@ pub struct Socket {
 impl Socket {
     /// A new socket on `ifindex` / `queue` with rings of `ring_size` entries. It registers
     /// `umem` itself, or (`share`: a bound socket that did) shares that registration.
+    /// `need_wakeup` binds with XDP_USE_NEED_WAKEUP; a sharing socket inherits the first
+    /// socket's choice (the kernel refuses the flag there).
     pub fn open(
         umem: &Umem,
         share: Option<BorrowedFd<'_>>,
         ifindex: u32,
         queue: u32,
         ring_size: u32,
+        need_wakeup: bool,
     ) -> io::Result<Socket> {
         // SAFETY: plain socket(2); the fd returned is new and ours.
         let fd = check(
@@ -399,6 +424,8 @@ impl Socket {
             sxdp_family: libc::AF_XDP as u16,
             sxdp_flags: if share.is_some() {
                 libc::XDP_SHARED_UMEM
+            } else if need_wakeup {
+                libc::XDP_USE_NEED_WAKEUP
             } else {
                 0
             },
@@ -485,17 +512,43 @@ impl Socket {
         };
     }
 
+    /// A zero-length non-blocking recvfrom: with busy polling on, it runs the device's
+    /// NAPI in our thread (how DPDK's AF_XDP driver polls an empty RX ring); with
+    /// need_wakeup, it tells the kernel the fill ring has frames again.
+    #[inline]
+    pub fn poke_rx(&self) {
+        // SAFETY: a zero-length recvfrom on our socket with no address out; errors
+        // (EAGAIN) only mean nothing was there.
+        unsafe {
+            libc::recvfrom(
+                self.fd.as_raw_fd(),
+                std::ptr::null_mut(),
+                0,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+            )
+        };
+    }
+
+    /// setsockopt with an int at `level` (SOL_XDP's TX budget, SOL_SOCKET's busy
+    /// polling); `what` names the step in the error.
+    pub fn set_option(
+        &self,
+        level: libc::c_int,
+        opt: libc::c_int,
+        value: libc::c_int,
+        what: &str,
+    ) -> io::Result<()> {
+        setsockopt_level(self.fd.as_fd(), level, opt, &value, what)
+    }
+
     pub fn statistics(&self) -> io::Result<libc::xdp_statistics> {
         getsockopt(
             self.fd.as_fd(),
             libc::XDP_STATISTICS,
             "reading XDP_STATISTICS",
         )
-    }
-
-    /// Set an int option (e.g. XDP_MAX_TX_SKB_BUDGET); false if the kernel refused it.
-    pub fn set_int_option(&self, opt: libc::c_int, value: libc::c_int) -> bool {
-        setsockopt(self.fd.as_fd(), opt, &value, "").is_ok()
     }
 }
 
@@ -520,13 +573,14 @@ pub fn open_retrying(
     ifname: &str,
     queue: u32,
     ring_size: u32,
+    need_wakeup: bool,
 ) -> io::Result<Socket> {
     let named =
         |e: io::Error| io::Error::new(e.kind(), format!("AF_XDP {ifname} queue {queue}: {e}"));
     let ifindex = ifindex(ifname).map_err(named)?;
     let mut tries = 0;
     loop {
-        match Socket::open(umem, share, ifindex, queue, ring_size) {
+        match Socket::open(umem, share, ifindex, queue, ring_size, need_wakeup) {
             Ok(s) => return Ok(s),
             Err(e) if tries < 20 && e.raw_os_error() == Some(libc::EBUSY) => {
                 tries += 1;
@@ -545,14 +599,21 @@ pub struct Opener {
     /// A socket of the worker that registered or shares the UMEM (a copy of its fd).
     share: Option<OwnedFd>,
     ring_size: u32,
+    need_wakeup: bool,
 }
 
 impl Opener {
-    pub fn new(umem: std::sync::Arc<Umem>, share: Option<OwnedFd>, ring_size: u32) -> Opener {
+    pub fn new(
+        umem: std::sync::Arc<Umem>,
+        share: Option<OwnedFd>,
+        ring_size: u32,
+        need_wakeup: bool,
+    ) -> Opener {
         Opener {
             umem,
             share,
             ring_size,
+            need_wakeup,
         }
     }
 
@@ -563,6 +624,7 @@ impl Opener {
             ifname,
             queue,
             self.ring_size,
+            self.need_wakeup,
         )
     }
 }

@@ -48,12 +48,24 @@ fn a_recent_clean_stop_is_a_graceful_restart() {
     let marker = dir.join("m");
     assert!(!restarted_recently(&marker, 120), "no marker");
     let mut config = Config::parse(CONFIG).unwrap();
-    config.bgp.as_mut().unwrap().restart_marker = marker.clone();
+    config.bgp.as_mut().unwrap().restart_marker = Some(marker.clone());
     mark_clean_stop(&config);
     assert!(restarted_recently(&marker, 120));
     assert!(!marker.exists(), "consumed");
     std::fs::write(&marker, "1000").unwrap();
     assert!(!restarted_recently(&marker, 120), "too old");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn the_restart_marker_defaults_to_the_state_dir() {
+    let dir = std::env::temp_dir().join(format!("vr-marker-state-{}", std::process::id()));
+    let mut config = Config::parse(CONFIG).unwrap();
+    config.state_dir = dir.clone();
+    assert_eq!(config.restart_marker(), dir.join("bgp-restart"));
+    mark_clean_stop(&config);
+    assert!(dir.join("bgp-restart").exists(), "written under state_dir");
+    assert!(restarted_recently(&config.restart_marker(), 120));
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -190,4 +202,37 @@ fn learnt_routes_become_tunnels_gateways_and_groups() {
         "only the last neighbour is live: {learnt:?}"
     );
     let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn routes_with_the_same_hops_in_a_batch_still_follow_their_pool() {
+    // Consecutive changes with one next hop: the daemon reuses the last next hop made
+    // only for the same pool and family.
+    let dir = state_dir();
+    let (mut node, _machine) = node_with(CONFIG, &dir);
+    node.apply_bgp(&[
+        change("10.244.5.0/26", &["10.0.0.2"]),
+        change("10.244.6.0/26", &["10.0.0.2"]),
+        change("10.245.5.0/26", &["10.0.0.2"]),
+        change("10.246.0.0/26", &["10.0.0.2"]),
+        change("10.244.7.0/26", &["10.0.0.2"]),
+    ]);
+    assert_eq!(node.bgp.len(), 5);
+    let nh = |a: &str| {
+        node.tables
+            .fib4
+            .lookup(a.parse::<Ipv4Addr>().unwrap())
+            .map(|n| n.0)
+            .unwrap()
+    };
+    let encap = |a: &str| match node.tables.nexthops.get(nh(a)) {
+        Some(Adjacency::Tunnel { id }) => Some(node.tables.tunnels.get(id).unwrap().encap),
+        _ => None,
+    };
+    assert!(matches!(encap("10.244.5.1"), Some(Encap::Vxlan(_))));
+    assert_eq!(nh("10.244.6.1"), nh("10.244.5.1"));
+    assert_eq!(nh("10.244.7.1"), nh("10.244.5.1"));
+    assert!(matches!(encap("10.245.5.1"), Some(Encap::Ipip(_))));
+    assert_eq!(encap("10.246.0.1"), None, "no pool: routed plainly");
+    assert_ne!(nh("10.246.0.1"), nh("10.244.5.1"));
 }

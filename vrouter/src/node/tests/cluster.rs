@@ -176,7 +176,7 @@ fn views_become_nodes_pools_and_blocks() {
     // A reload with the same file changes nothing of the datastore's.
     let file = super::config(CONFIG, &dir);
     let changes = node.apply_file(file).unwrap();
-    assert!(changes.is_empty(), "{changes:?}");
+    assert_eq!(changes, Default::default(), "{changes:?}");
     assert_eq!(node.config.nodes.len(), 2);
     assert!(node
         .config

@@ -3,6 +3,7 @@
 mod bgp;
 mod calico_pools;
 mod cluster;
+mod cluster_pools;
 mod handles;
 mod host_routes;
 mod memory;

@@ -214,7 +214,7 @@ fn a_static_route_shadows_bgp_and_gives_way_when_it_goes() {
     let prefix = net("192.168.0.0/16");
     node.apply_bgp(&[RouteChange {
         prefix,
-        next_hops: vec!["10.0.0.9".parse().unwrap()],
+        next_hops: ["10.0.0.9".parse::<std::net::IpAddr>().unwrap()].into(),
     }]);
     let bgp_nh = node.tables.get(prefix).expect("BGP's route installed");
     assert_eq!(node.source_of(prefix, bgp_nh), "bgp");
@@ -231,7 +231,7 @@ fn a_static_route_shadows_bgp_and_gives_way_when_it_goes() {
     // BGP changes under a static route are kept aside, not installed.
     node.apply_bgp(&[RouteChange {
         prefix,
-        next_hops: vec!["10.0.0.8".parse().unwrap()],
+        next_hops: ["10.0.0.8".parse::<std::net::IpAddr>().unwrap()].into(),
     }]);
     assert_eq!(node.tables.get(prefix), Some(nh));
     assert!(matches!(
@@ -282,7 +282,8 @@ fn reload_applies_the_diff_and_unchanged_pods_lose_nothing() {
         "name = \"c\"\nkind = \"veth\"\ninterface = \"cali-c\"\nips = [\"10.244.1.4/32\"]",
     );
     let changes = node.apply_file(config(&text, &dir)).unwrap();
-    assert_eq!(changes, ["endpoint b removed", "endpoint c added"]);
+    assert_eq!(changes.applied, ["endpoint b removed", "endpoint c added"]);
+    assert!(changes.needs_restart.is_empty());
     assert!(
         !machine.borrow().xdp.contains("cali-b"),
         "b's program detached"
@@ -301,19 +302,24 @@ fn reload_applies_the_diff_and_unchanged_pods_lose_nothing() {
     assert!(machine.borrow().open.contains_key(&a.port.0));
     // b back in the file: it comes up again (its interface is free of our program).
     let changes = node.apply_file(config(CONFIG, &dir)).unwrap();
-    assert_eq!(changes, ["endpoint c removed", "endpoint b added"]);
+    assert_eq!(changes.applied, ["endpoint c removed", "endpoint b added"]);
     assert!(machine.borrow().xdp.contains("cali-b"));
     assert!(node.endpoint("b").is_some());
-    // Settings that need a restart are named, and keep their running value.
+    // Settings that need a restart are named apart, not counted as applied, and keep
+    // their running value.
     let changed = CONFIG.replace("endpoint_slots = 4", "endpoint_slots = 8");
     let changes = node.apply_file(config(&changed, &dir)).unwrap();
+    assert!(changes.applied.is_empty(), "{changes:?}");
     assert_eq!(
-        changes,
+        changes.needs_restart,
         ["workers changed: needs a restart (running value kept)"]
     );
     assert_eq!(node.config.workers.endpoint_slots, 4);
     // Nothing changed: nothing done.
-    assert!(node.apply_file(config(CONFIG, &dir)).unwrap().is_empty());
+    assert_eq!(
+        node.apply_file(config(CONFIG, &dir)).unwrap(),
+        Default::default()
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
 
