@@ -402,6 +402,10 @@ assert p["session"]["messages_received"]["update"] > 0, p
 ' <"$WORK/peer-show.yaml"
 }
 check "rr     -o yaml: peer show parses as YAML with the session's figures" as_yaml
+# What an operator sees against a real BIRD, kept in the log (the checks above read it).
+for f in peer-show.txt route-detail.txt peer-show.yaml; do
+    echo "----- vrouterctl output against BIRD: $f"; cat "$WORK/$f" 2>/dev/null || echo "(missing)"
+done
 # peer reset --soft: route refresh both ways, the session stays; a hard reset ends it
 # (BIRD hears Cease / Administrative Reset) and a new one comes up.
 peer_num() { $CTL peer show 10.98.0.10 -o json | python3 -c "import json,sys; p=json.load(sys.stdin); print($1)"; }
