@@ -7,6 +7,7 @@ use etherparse::{NetSlice, PacketBuilder, SlicedPacket};
 use fib::{Fib4, Fib6, NextHopId};
 use proptest::prelude::*;
 
+mod cpu_paths;
 mod nat;
 mod policy;
 
@@ -34,6 +35,11 @@ fn node() -> Node {
 
 /// `node()` with more IPv4 routes (prefix, next hop), as worker `w` of `workers`.
 fn node_with(routes4: &[(&str, u32)], workers: usize, w: usize) -> Node {
+    node_on(fib::cpu::path(), routes4, workers, w)
+}
+
+/// `node_with` whose lookups (and so whose whole burst: pipeline/cpu.rs) run `path`.
+fn node_on(path: fib::cpu::Path, routes4: &[(&str, u32)], workers: usize, w: usize) -> Node {
     let nexthops = Arc::new(NextHopTable::new(16));
     nexthops.set(
         0,
@@ -67,7 +73,9 @@ fn node_with(routes4: &[(&str, u32)], workers: usize, w: usize) -> Node {
     for (p, nh) in routes4 {
         fib4.insert(p.parse().unwrap(), NextHopId(*nh));
     }
+    fib4.force_cpu_path(path);
     let mut fib6 = Fib6::new();
+    fib6.force_cpu_path(path);
     fib6.insert("fd00:10::4/128".parse().unwrap(), NextHopId(0));
     fib6.insert("fd00:10::5/128".parse().unwrap(), NextHopId(1));
     let ports: Arc<[Port]> = vec![
