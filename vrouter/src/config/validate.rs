@@ -939,6 +939,7 @@ ips = ["10.65.0.6/32"]
             ("node_name = \"n\"\nnode_ips = [] # <-\n".into(), "at least one address"),
             ("[api] # <-\ncert_file = \"/c\"\n".into(), "not set"),
             ("[afxdp] # <-\nrx_batch = 0\n".into(), "afxdp.rx_batch"),
+            ("[log]\nlevel = \"\" # <-\n".into(), "log level: empty"),
             ("[node_labels]\nzone = \"a\"\n\"projectcalico.org/name\" = \"m\" # <-\n".into(), "is the node's name"),
             ("[[uplinks]]\nname = \"a/b\" # <-\n".into(), "not an interface name"),
             (format!("{up}[[uplinks]]\nname = \"eth0\" # <-\n"), "uplink eth0: listed twice"),
