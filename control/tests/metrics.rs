@@ -438,6 +438,7 @@ fn start() -> (SocketAddr, Arc<Fake>) {
 
 #[derive(Debug)]
 struct Reply {
+    version: String,
     status: u16,
     headers: Vec<(String, String)>,
     body: String,
@@ -452,9 +453,9 @@ impl Reply {
     }
 }
 
-/// Sends `raw` (then half-closes if `eof`), reads the response to the server's close,
-/// and checks the framing every response must have.
-fn exchange(addr: SocketAddr, raw: &[u8], eof: bool) -> Reply {
+/// Sends `raw` (then half-closes if `eof`) and reads to the server's close: all the
+/// server sent.
+fn send(addr: SocketAddr, raw: &[u8], eof: bool) -> Vec<u8> {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     s.write_all(raw).unwrap();
@@ -463,12 +464,21 @@ fn exchange(addr: SocketAddr, raw: &[u8], eof: bool) -> Reply {
     }
     let mut bytes = Vec::new();
     s.read_to_end(&mut bytes).unwrap();
-    let text = String::from_utf8(bytes).unwrap();
+    bytes
+}
+
+/// The response to `raw`, with a status line and headers, closing the connection.
+fn exchange_head(addr: SocketAddr, raw: &[u8], eof: bool) -> Reply {
+    let text = String::from_utf8(send(addr, raw, eof)).unwrap();
     let (head, body) = text.split_once("\r\n\r\n").expect("a response head");
     let mut lines = head.split("\r\n");
     let status_line = lines.next().unwrap();
     let mut parts = status_line.splitn(3, ' ');
-    assert_eq!(parts.next(), Some("HTTP/1.1"), "{status_line}");
+    let version = parts.next().unwrap().to_owned();
+    assert!(
+        version == "HTTP/1.1" || version == "HTTP/1.0",
+        "{status_line}"
+    );
     let status = parts.next().unwrap().parse().unwrap();
     assert!(!parts.next().unwrap_or("").is_empty(), "reason phrase");
     let headers = lines
@@ -478,25 +488,34 @@ fn exchange(addr: SocketAddr, raw: &[u8], eof: bool) -> Reply {
         })
         .collect();
     let reply = Reply {
+        version,
         status,
         headers,
         body: body.to_owned(),
     };
+    assert_eq!(reply.header("Connection"), Some("close"), "{reply:?}");
+    reply
+}
+
+/// [`exchange_head`], and a body as long as its `Content-Length` says.
+fn exchange(addr: SocketAddr, raw: &[u8], eof: bool) -> Reply {
+    let reply = exchange_head(addr, raw, eof);
     assert_eq!(
         reply.header("Content-Length"),
         Some(reply.body.len().to_string().as_str()),
         "{reply:?}"
     );
-    assert_eq!(reply.header("Connection"), Some("close"));
     reply
 }
 
 fn get(addr: SocketAddr, path: &str) -> Reply {
-    exchange(
+    let r = exchange(
         addr,
         format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: test\r\n\r\n").as_bytes(),
         false,
-    )
+    );
+    assert_eq!(r.version, "HTTP/1.1");
+    r
 }
 
 #[test]
@@ -512,10 +531,11 @@ fn http_metrics() {
          fake_requests_total{path=\"/metrics\"} 1\n"
     );
     parse(&r.body).unwrap();
-    // A query string is ignored; HTTP/1.0 is answered too.
+    // A query string is ignored; HTTP/1.0 is answered too, in its version.
     assert_eq!(get(addr, "/metrics?name[]=x").status, 200);
     let r = exchange(addr, b"GET /metrics HTTP/1.0\r\n\r\n", false);
-    assert_eq!(r.status, 200);
+    assert_eq!((r.version.as_str(), r.status), ("HTTP/1.0", 200));
+    assert_eq!(r.header("Content-Type"), Some(CONTENT_TYPE));
 }
 
 #[test]
@@ -549,7 +569,7 @@ fn http_not_found() {
 #[test]
 fn http_method_not_allowed() {
     let (addr, _) = start();
-    for method in ["POST", "PUT", "DELETE", "HEAD", "OPTIONS"] {
+    for method in ["POST", "PUT", "DELETE", "OPTIONS", "PATCH", "X-CUSTOM"] {
         let r = exchange(
             addr,
             format!("{method} /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello")
@@ -559,6 +579,24 @@ fn http_method_not_allowed() {
         assert_eq!(r.status, 405, "{method}");
         assert_eq!(r.header("Allow"), Some("GET"));
     }
+    // HEAD: the same head, and no body (RFC 9110, 9.3.2).
+    let r = exchange_head(addr, b"HEAD /readyz HTTP/1.1\r\nHost: x\r\n\r\n", false);
+    assert_eq!((r.status, r.header("Allow")), (405, Some("GET")));
+    assert_eq!(r.body, "");
+    // A body sent in chunks, and a CONNECT, then the server still answers.
+    let r = exchange(
+        addr,
+        b"POST /livez HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        false,
+    );
+    assert_eq!(r.status, 405);
+    let r = exchange(
+        addr,
+        b"CONNECT node:9100 HTTP/1.1\r\nHost: node:9100\r\n\r\n",
+        false,
+    );
+    assert!(matches!(r.status, 400 | 404), "{r:?}");
+    assert_eq!(get(addr, "/livez").status, 200);
 }
 
 #[test]
@@ -577,9 +615,10 @@ fn http_garbage() {
         let r = exchange(addr, raw, false);
         assert_eq!(r.status, 400, "{:?}", String::from_utf8_lossy(raw));
     }
-    // A head cut short by the client's end of stream.
+    // A head cut short by the client's end of stream: closed without a response
+    // (hyper answers nothing to a client that has gone).
     for raw in [&b"GET /metrics HTTP/1.1\r\nHost: x\r\n"[..], b"GE"] {
-        assert_eq!(exchange(addr, raw, true).status, 400);
+        assert_eq!(send(addr, raw, true), b"");
     }
     // More than 8 KiB without the end of the head.
     let mut big = b"GET /metrics HTTP/1.1\r\n".to_vec();
@@ -594,6 +633,65 @@ fn http_garbage() {
         s.write_all(b"GET /met").unwrap();
     }
     // The server still answers.
+    assert_eq!(get(addr, "/livez").status, 200);
+}
+
+/// One header of 100 KB, and a head that never ends: 431, and the server answers on.
+#[test]
+fn http_huge_header() {
+    let (addr, _) = start();
+    let mut raw = b"GET /metrics HTTP/1.1\r\nX-Big: ".to_vec();
+    raw.resize(raw.len() + 100_000, b'a');
+    raw.extend_from_slice(b"\r\n\r\n");
+    let r = exchange(addr, &raw, false);
+    assert_eq!(r.status, 431);
+    let mut endless = TcpStream::connect(addr).unwrap();
+    endless
+        .set_write_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    endless.write_all(b"GET /metrics HTTP/1.1\r\n").unwrap();
+    // The server stops reading at 8 KiB and answers; writing on fails or is dropped.
+    for _ in 0..64 {
+        if endless.write_all(&[b'x'; 1024]).is_err() {
+            break;
+        }
+    }
+    assert_eq!(get(addr, "/metrics").status, 200);
+}
+
+/// Clients that send half a head and wait do not hold up the others; each is closed
+/// once the head's time limit (5 s) has passed.
+#[test]
+fn http_slow_clients() {
+    let (addr, _) = start();
+    let slow: Vec<TcpStream> = (0..16)
+        .map(|_| {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.write_all(b"GET /metrics HTTP/1.1\r\nHo").unwrap();
+            s
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    for path in ["/metrics", "/livez", "/readyz"] {
+        let r = get(addr, path);
+        assert!(matches!(r.status, 200 | 503), "{path}: {r:?}");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "answered in {:?} beside slow clients",
+        started.elapsed()
+    );
+    for mut s in slow {
+        s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        let mut rest = Vec::new();
+        // Closed (end of stream or reset) within the limit, not left open.
+        let _ = s.read_to_end(&mut rest);
+        assert!(
+            started.elapsed() < Duration::from_secs(12),
+            "{:?}",
+            started.elapsed()
+        );
+    }
     assert_eq!(get(addr, "/livez").status, 200);
 }
 

@@ -479,7 +479,7 @@ check "after the reload the unchanged pod still forwards" ping4 ${P}p1 10.97.0.2
 cp "$WORK/node.orig.toml" "$WORK/node.toml"
 printf '[[pools]]\ncidr = "10.80.0.0/16"\nblock_size = 40\n' >>"$WORK/node.toml"
 check "a bad file on reload: the error names file, line and field; nothing changes" \
-    bad "node.toml:[0-9]*: pool 10.80.0.0/16: block_size" ctl reload
+    bad "node.toml:[0-9]*:[0-9]*: pool 10.80.0.0/16: block_size" ctl reload
 check "the running pools are unchanged after the refused reload" \
     bash -c "set -o pipefail; $VROUTERCTL pool list --json | python3 -c 'import json,sys; d=json.load(sys.stdin); c=sorted(p[\"cidr\"] for p in d[\"pools\"]); assert c==[\"10.66.0.0/16\",\"10.68.0.0/16\"], c; print(c)'"
 cp "$WORK/node.orig.toml" "$WORK/node.toml"

@@ -655,29 +655,44 @@ impl Config {
 
     /// Parse and validate.
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError(e.to_string()))?;
-        config.validate()?;
-        Ok(config)
+        Self::parse_located(text).map_err(|(e, _)| e)
     }
 
-    /// Read, parse and validate a file. Errors read `FILE:LINE: what` when the line is
-    /// known (toml's own errors carry their line and column in the text).
+    /// Parse and validate; a validation error comes with the line and column (1-based)
+    /// in `text` of the value it is about, from the parser's spans, when that value or
+    /// its entry is written there. (toml's own errors name their line in the message.)
+    pub fn parse_located(text: &str) -> Result<Config, (ConfigError, Option<(usize, usize)>)> {
+        let config: Config =
+            toml::from_str(text).map_err(|e| (ConfigError(e.to_string()), None))?;
+        match config.validate_at() {
+            Ok(()) => Ok(config),
+            Err(e) => {
+                let at = spans::span_of(text, &e.at).map(|s| spans::line_col(text, s.start));
+                Err((ConfigError(e.message), at))
+            }
+        }
+    }
+
+    /// Read, parse and validate a file. Validation errors read `FILE:LINE:COLUMN: what`
+    /// ([`parse_located`](Self::parse_located)); toml's own carry their line and
+    /// column in the text.
     pub fn load(path: &std::path::Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
-        Self::parse(&text).map_err(|e| match locate(&text, &e.0) {
-            Some(line) => ConfigError(format!("{}:{line}: {e}", path.display())),
+        Self::parse_located(&text).map_err(|(e, at)| match at {
+            Some((line, col)) => ConfigError(format!("{}:{line}:{col}: {e}", path.display())),
             None => ConfigError(format!("{}: {e}", path.display())),
         })
     }
 }
 
 mod net;
+mod spans;
 mod validate;
 pub use net::parse_net;
 pub use validate::{
-    address_clash, check_interface, check_name, check_peer_address, host_bits, locate,
-    read_password_file, Clash, Holder,
+    address_clash, check_interface, check_name, check_peer_address, host_bits, read_password_file,
+    Clash, Holder,
 };
 
 #[cfg(test)]
@@ -697,26 +712,20 @@ mod tests {
     #[test]
     fn validation_errors_name_their_line() {
         let text = "node_name = \"n\"\nnode_ips = [\"10.0.0.1/24\"]\n[[pools]]\ncidr = \"10.65.0.0/16\"\n\n[[pools]]\ncidr = \"10.66.0.0/16\"\nblock_size = 40\n[workers]\ncount = 2\n[[endpoints]]\nname = \"web\"\nkind = \"veth\"\ninterface = \"c1\"\nips = [\"10.65.0.1/32\"]\nmac = \"zz\"\n";
-        let err = Config::parse(text).unwrap_err().0;
-        assert!(err.starts_with("pool 10.66.0.0/16: block_size"), "{err}");
-        assert_eq!(locate(text, &err), Some(8));
-        assert_eq!(
-            locate(text, "workers: count 2 needs exactly that many cores"),
-            Some(10)
-        );
-        assert_eq!(
-            locate(text, "endpoint web: mac \"zz\" is not aa:bb:cc:dd:ee:ff"),
-            Some(16)
-        );
-        assert_eq!(
-            locate(text, "endpoint web: interface c1 used twice"),
-            Some(14)
-        );
-        assert_eq!(
-            locate(text, "node_ips: at least one address is needed"),
-            Some(2)
-        );
-        assert_eq!(locate(text, "nothing to find here"), None);
+        let (err, at) = Config::parse_located(text).unwrap_err();
+        assert!(err.0.starts_with("pool 10.66.0.0/16: block_size"), "{err}");
+        assert_eq!(at, Some((8, 1)));
+        // Each fixed in turn, the next error names its line.
+        let fixed = text.replace("block_size = 40\n", "\n");
+        let (err, at) = Config::parse_located(&fixed).unwrap_err();
+        assert!(err.0.starts_with("endpoint web: mac \"zz\""), "{err}");
+        assert_eq!(at, Some((16, 1)));
+        let fixed = fixed
+            .replace("\"zz\"", "\"52:54:00:00:00:01\"")
+            .replace("count = 2\n", "count = 2\ncores = [1]\n");
+        let (err, at) = Config::parse_located(&fixed).unwrap_err();
+        assert!(err.0.starts_with("workers: count 2"), "{err}");
+        assert_eq!(at, Some((10, 1)));
         let dir = std::env::temp_dir().join(format!("vrouter-config-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("bad.toml");
@@ -724,7 +733,7 @@ mod tests {
         let e = Config::load(&path).unwrap_err().0;
         assert!(
             e.starts_with(&format!(
-                "{}:8: pool 10.66.0.0/16: block_size",
+                "{}:8:1: pool 10.66.0.0/16: block_size",
                 path.display()
             )),
             "{e}"
@@ -803,7 +812,7 @@ mod tests {
         let bad = text.replace("zone == 'eu'", "zone === 'eu'");
         let e = Config::parse(&bad).unwrap_err().0;
         assert!(e.starts_with("pool 10.1.0.0/16: node_selector"), "{e}");
-        assert_eq!(locate(&bad, &e), Some(8));
+        assert_eq!(Config::parse_located(&bad).unwrap_err().1, Some((8, 1)));
     }
 
     fn with(extra: &str) -> Result<Config, ConfigError> {
