@@ -5,8 +5,9 @@
 //! a waker that stops the thread when the watch is dropped.
 //!
 //! The kernel drops multicast messages when the socket's buffer is full and says so
-//! with ENOBUFS on the next read: that is `WatchEvent::Overrun`, after which the table
-//! must be dumped again (see `gateway_sync`).
+//! with ENOBUFS on the next read: what the socket still holds is dropped too (see
+//! `discard_queued`) and the control loop gets `WatchEvent::Overrun`, after which the
+//! table is dumped again (see `gateway_sync`).
 
 use crate::neigh::{change, NeighbourChange};
 use crate::rtnl::messages;
@@ -123,7 +124,10 @@ fn read_changes(socket: Socket, mut poll: Poll, tx: xch::Sender<WatchEvent>) {
                 },
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => WatchEvent::Overrun,
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                    discard_queued(&socket, &mut buf);
+                    WatchEvent::Overrun
+                }
                 Err(e) => {
                     warn!(error = %e, "neighbour watch: reading");
                     return;
@@ -132,6 +136,23 @@ fn read_changes(socket: Socket, mut poll: Poll, tx: xch::Sender<WatchEvent>) {
             if tx.send(event).is_err() {
                 return;
             }
+        }
+    }
+}
+
+/// After an overrun: drop what the socket still holds. The kernel reports ENOBUFS
+/// before the messages queued ahead of the lost ones, and one of those, read after the
+/// resync's dump, could put back an entry's state older than a lost change (with
+/// nothing later to correct it). Whatever is read from here on is newer than all that
+/// was lost.
+fn discard_queued(socket: &Socket, buf: &mut [u8]) {
+    loop {
+        match socket.recv(&mut &mut buf[..], 0) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {}
+            // Empty (WouldBlock); anything else, the next read says.
+            Err(_) => return,
         }
     }
 }
