@@ -305,8 +305,8 @@ pub fn run(file_config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) ->
     // One wait on everything that needs the loop (a route batch, an API call, a datastore
     // event, a scrape, a neighbour change): each is taken the moment it comes, and an idle
     // node wakes only for housekeeping (stats, health, asking for unresolved next hops),
-    // every 90 ms. A source that has gone away
-    // (no speaker, no metrics) is waited on as `never`, so it cannot spin the loop.
+    // every 90 ms. A source that has gone away (no speaker, no metrics, no neighbour
+    // watch) is waited on as `never`, so it cannot spin the loop.
     let mut routes_in = routes_rx;
     let mut calls_in = calls_rx;
     let mut scrapes_in = scrapes_rx;

@@ -8,7 +8,9 @@
 //!
 //! Control side: `control_loop` runs the node; `startup` builds and spawns the workers;
 //! `node` owns the node's state and its operations; `api` is the gRPC edge; `host` carries
-//! the node's changes to the workers and the kernel. `config` is the validated file.
+//! the node's changes to the workers and the kernel; `gateway_sync` keeps uplink next hops
+//! on the kernel's neighbours (`neigh`, and `neigh_watch` for its announcements).
+//! `config` is the validated file.
 
 pub mod api;
 pub mod arp;
