@@ -8,7 +8,7 @@
 //!  ├─ ◀── route batches ── BGP speaker thread └─ loop: rx burst → pipeline → tx
 //!  ├─ ◀── calls ────────── gRPC API (tokio)      (commands from WorkerHost: once per ms)
 //!  ├─ ◀── scrapes ──────── /metrics
-//!  ├─ neighbours: kernel table → next hops
+//!  ├─ ◀── neighbour changes ── neigh-watch thread (RTNLGRP_NEIGH) → next hops
 //!  └─ SIGHUP reload, sd_notify, stats file
 //! ```
 //! Logical ports: uplink i is `PortId(i)` in every worker (each worker sends on its own
@@ -16,19 +16,16 @@
 
 use crate::cluster::{endpoint_handle, Cluster};
 use crate::config::Config;
-use crate::neigh::Neighbours;
-use crate::nexthop::{Adjacency, Mac, NextHopTable};
+use crate::gateway_sync::GatewaySync;
 use crate::node::bgp_config::{mark_clean_stop, speaker_config};
 use crate::node::cluster_state::{ClusterState, DatastoreStatus};
 use crate::node::interface::if_info;
-use crate::node::nexthops::Gateway;
 use crate::node::persist::{effective_config, open_ipam};
 use crate::node::plan::Plan;
 use crate::node::tables::{Capacity, Tables};
 use crate::node::{Dataplane, NodeState};
 use crate::startup::{start_workers, Started};
 use crossbeam_channel as xch;
-use std::collections::HashMap;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -204,7 +201,7 @@ pub fn run(file_config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) ->
         "started"
     );
 
-    let mut neighbours = match Neighbours::new() {
+    let mut neighbours = match GatewaySync::start() {
         Ok(n) => Some(n),
         Err(e) => {
             warn!(error = %e, "no rtnetlink: uplink next hops stay unresolved");
@@ -303,19 +300,17 @@ pub fn run(file_config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) ->
         }
     ));
     health.ready.store(true, Ordering::Relaxed);
-    let mut asked: HashMap<u32, Asked> = HashMap::new();
     let mut last_stats = Instant::now() - Duration::from_secs(1);
-    let mut last_neighbours = Instant::now() - Duration::from_secs(1);
-    let mut gateways_seen = 0u64;
-    let mut neighbours_every = Duration::from_millis(90);
     let mut last_beats = (counters.heartbeats(), Instant::now());
     // One wait on everything that needs the loop (a route batch, an API call, a datastore
-    // event, a scrape): each is taken the moment it comes, and an idle node wakes only for
-    // housekeeping (neighbours, stats, health), every 90 ms. A source that has gone away
-    // (no speaker, no metrics) is waited on as `never`, so it cannot spin the loop.
+    // event, a scrape, a neighbour change): each is taken the moment it comes, and an idle
+    // node wakes only for housekeeping (stats, health, asking for unresolved next hops),
+    // every 90 ms. A source that has gone away (no speaker, no metrics, no neighbour
+    // watch) is waited on as `never`, so it cannot spin the loop.
     let mut routes_in = routes_rx;
     let mut calls_in = calls_rx;
     let mut scrapes_in = scrapes_rx;
+    let mut neighbours_in = neighbours.as_ref().map_or_else(xch::never, |n| n.events());
     let mut cluster_in = cluster
         .as_ref()
         .map_or_else(xch::never, |c| c.events.clone());
@@ -340,6 +335,15 @@ pub fn run(file_config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) ->
             recv(scrapes_in) -> reply => match reply {
                 Ok(reply) => { let _ = reply.send(node.metrics()); }
                 Err(_) => scrapes_in = xch::never(),
+            },
+            recv(neighbours_in) -> e => match (e, neighbours.as_mut()) {
+                (Ok(e), Some(n)) => n.on_event(e),
+                (_, n) => {
+                    if let Some(n) = n {
+                        n.watch_lost();
+                    }
+                    neighbours_in = xch::never();
+                }
             },
             default(Duration::from_millis(90)) => {}
         }
@@ -397,20 +401,18 @@ pub fn run(file_config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) ->
             last_beats.1.elapsed() < Duration::from_secs(5),
             Ordering::Relaxed,
         );
-        // The kernel's table is read every 20 ms while a next hop waits for its MAC, once
-        // a second when all are resolved (they are kept so: a change is rare), and at
-        // once when a gateway is new (the kernel often knows it already: its frames wait
-        // in the hold queue meanwhile).
-        if last_neighbours.elapsed() >= neighbours_every
-            || node.alloc.gateway_changes != gateways_seen
-        {
-            gateways_seen = node.alloc.gateway_changes;
-            last_neighbours = Instant::now();
-            if let Some(n) = neighbours.as_mut() {
-                let resolved =
-                    sync_gateways(n, &node.alloc.gateways, &node.tables.nexthops, &mut asked);
-                neighbours_every = Duration::from_millis(if resolved { 1000 } else { 20 });
+        // Next hops follow the kernel's neighbour changes as they come, and a new gateway
+        // is looked up at once (the kernel often knows it already: its frames wait in the
+        // hold queue meanwhile).
+        if let Some(n) = neighbours.as_mut() {
+            for e in neighbours_in.try_iter() {
+                n.on_event(e);
             }
+            n.sync(
+                &node.alloc.gateways,
+                node.alloc.gateway_changes,
+                &node.tables.nexthops,
+            );
         }
         if sweep_at.is_some_and(|t| Instant::now() >= t) {
             sweep_at = None;
@@ -419,7 +421,10 @@ pub fn run(file_config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) ->
         if last_stats.elapsed() >= options.stats_interval {
             last_stats = Instant::now();
             if let Some(path) = &options.stats_file {
-                let json = node.stats_file_json();
+                let mut json = node.stats_file_json();
+                if let Some(n) = &neighbours {
+                    json["neighbours"] = n.stats_json();
+                }
                 let tmp = path.with_extension("tmp");
                 if std::fs::write(&tmp, json.to_string())
                     .and_then(|_| std::fs::rename(&tmp, path))
@@ -450,72 +455,4 @@ pub fn run(file_config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) ->
         "workers stopped, node state dropped"
     );
     Ok(())
-}
-
-/// An unresolved next hop: when the kernel was last asked, and the error it last gave
-/// (said once as a warning; the same error again only at debug level: a full neighbour
-/// table answers ENOBUFS every second for every next hop).
-struct Asked {
-    at: Instant,
-    error: Option<String>,
-}
-
-/// Point uplink next hops at the MACs the kernel resolved; ask it for the others.
-/// `true` when every one has its MAC.
-fn sync_gateways(
-    n: &mut Neighbours,
-    gateways: &[Gateway],
-    nexthops: &NextHopTable,
-    asked: &mut HashMap<u32, Asked>,
-) -> bool {
-    if gateways.is_empty() {
-        return true;
-    }
-    let table = match n.dump() {
-        Ok(t) => t,
-        Err(e) => {
-            warn!(error = %e, "reading the kernel's neighbours");
-            return false;
-        }
-    };
-    let mut resolved = true;
-    for g in gateways {
-        let mac = table
-            .iter()
-            .find(|e| e.ifindex == g.ifindex && e.ip == g.via)
-            .and_then(|e| e.mac);
-        match mac {
-            Some(mac) => {
-                let want = Adjacency::Forward { port: g.port, mac };
-                if nexthops.get(g.nh) != Some(want) {
-                    info!(via = %g.via, mac = %Mac(mac), "next hop resolved");
-                    nexthops.set(g.nh, want);
-                }
-                asked.remove(&g.nh);
-            }
-            None => {
-                resolved = false;
-                let a = asked.entry(g.nh).or_insert(Asked {
-                    at: Instant::now() - Duration::from_secs(1),
-                    error: None,
-                });
-                if a.at.elapsed() >= Duration::from_secs(1) {
-                    a.at = Instant::now();
-                    match n.resolve(g.ifindex, g.via) {
-                        Ok(()) => a.error = None,
-                        Err(e) => {
-                            let e = e.to_string();
-                            if a.error.as_ref() != Some(&e) {
-                                warn!(via = %g.via, error = %e, "asking the kernel to resolve (said once until it changes)");
-                            } else {
-                                tracing::debug!(via = %g.via, error = %e, "asking the kernel to resolve");
-                            }
-                            a.error = Some(e);
-                        }
-                    }
-                }
-            }
-        }
-    }
-    resolved
 }

@@ -8,7 +8,9 @@
 //!
 //! Control side: `control_loop` runs the node; `startup` builds and spawns the workers;
 //! `node` owns the node's state and its operations; `api` is the gRPC edge; `host` carries
-//! the node's changes to the workers and the kernel. `config` is the validated file.
+//! the node's changes to the workers and the kernel; `gateway_sync` keeps uplink next hops
+//! on the kernel's neighbours (`neigh`, and `neigh_watch` for its announcements).
+//! `config` is the validated file.
 
 pub mod api;
 pub mod arp;
@@ -21,6 +23,7 @@ pub mod control_loop;
 pub mod counters;
 pub mod ecmp;
 pub mod fdstore;
+pub mod gateway_sync;
 pub mod host;
 pub mod icmp;
 pub mod io;
@@ -29,6 +32,7 @@ pub mod logging;
 pub mod nat_ports;
 pub mod nd;
 pub mod neigh;
+pub mod neigh_watch;
 pub mod nexthop;
 pub mod node;
 pub mod notify;

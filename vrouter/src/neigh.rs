@@ -26,6 +26,61 @@ pub struct Neighbour {
     pub mac: Option<[u8; 6]>,
 }
 
+/// A change the kernel announces to RTNLGRP_NEIGH: an entry added or updated
+/// (RTM_NEWNEIGH, also sent when it fails), or deleted (RTM_DELNEIGH).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NeighbourChange {
+    Updated(Neighbour),
+    Deleted { ifindex: u32, ip: IpAddr },
+}
+
+/// The entry a neighbour message describes, as a dump gives it; `None` for one with no
+/// IP destination (a bridge's FDB entry, say).
+pub fn entry(m: &NeighbourMessage) -> Option<Neighbour> {
+    let usable = matches!(
+        m.header.state,
+        NeighbourState::Reachable
+            | NeighbourState::Stale
+            | NeighbourState::Delay
+            | NeighbourState::Probe
+            | NeighbourState::Permanent
+            | NeighbourState::Noarp
+    );
+    let mut ip = None;
+    let mut mac = None;
+    for a in &m.attributes {
+        match a {
+            NeighbourAttribute::Destination(NeighbourAddress::Inet(v4)) => {
+                ip = Some(IpAddr::V4(*v4))
+            }
+            NeighbourAttribute::Destination(NeighbourAddress::Inet6(v6)) => {
+                ip = Some(IpAddr::V6(*v6))
+            }
+            NeighbourAttribute::LinkLayerAddress(l) if l.len() == 6 && usable => {
+                mac = Some(l[..6].try_into().unwrap())
+            }
+            _ => {}
+        }
+    }
+    Some(Neighbour {
+        ifindex: m.header.ifindex,
+        ip: ip?,
+        mac,
+    })
+}
+
+/// The change a multicast message announces; `None` for anything but a neighbour's.
+pub fn change(m: &RouteNetlinkMessage) -> Option<NeighbourChange> {
+    match m {
+        RouteNetlinkMessage::NewNeighbour(m) => entry(m).map(NeighbourChange::Updated),
+        RouteNetlinkMessage::DelNeighbour(m) => entry(m).map(|e| NeighbourChange::Deleted {
+            ifindex: e.ifindex,
+            ip: e.ip,
+        }),
+        _ => None,
+    }
+}
+
 pub struct Neighbours {
     rtnl: Rtnl,
 }
@@ -40,40 +95,8 @@ impl Neighbours {
         let mut out = Vec::new();
         let get = RouteNetlinkMessage::GetNeighbour(NeighbourMessage::default());
         self.rtnl.request(NLM_F_REQUEST | NLM_F_DUMP, get, |m| {
-            let RouteNetlinkMessage::NewNeighbour(m) = m else {
-                return;
-            };
-            let usable = matches!(
-                m.header.state,
-                NeighbourState::Reachable
-                    | NeighbourState::Stale
-                    | NeighbourState::Delay
-                    | NeighbourState::Probe
-                    | NeighbourState::Permanent
-                    | NeighbourState::Noarp
-            );
-            let mut ip = None;
-            let mut mac = None;
-            for a in &m.attributes {
-                match a {
-                    NeighbourAttribute::Destination(NeighbourAddress::Inet(v4)) => {
-                        ip = Some(IpAddr::V4(*v4))
-                    }
-                    NeighbourAttribute::Destination(NeighbourAddress::Inet6(v6)) => {
-                        ip = Some(IpAddr::V6(*v6))
-                    }
-                    NeighbourAttribute::LinkLayerAddress(l) if l.len() == 6 && usable => {
-                        mac = Some(l[..6].try_into().unwrap())
-                    }
-                    _ => {}
-                }
-            }
-            if let Some(ip) = ip {
-                out.push(Neighbour {
-                    ifindex: m.header.ifindex,
-                    ip,
-                    mac,
-                });
+            if let RouteNetlinkMessage::NewNeighbour(m) = m {
+                out.extend(entry(&m));
             }
         })?;
         Ok(out)

@@ -6,6 +6,25 @@ use netlink_packet_route::RouteNetlinkMessage;
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 use std::io;
 
+/// The messages of one datagram, in order.
+pub fn messages(datagram: &[u8]) -> io::Result<Vec<NetlinkMessage<RouteNetlinkMessage>>> {
+    let mut out = Vec::new();
+    let mut offset = 0;
+    while offset < datagram.len() {
+        let msg: NetlinkMessage<RouteNetlinkMessage> =
+            NetlinkMessage::deserialize(&datagram[offset..])
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+        let len = msg.header.length as usize;
+        out.push(msg);
+        if len == 0 {
+            break;
+        }
+        // Each message is padded to 4 bytes (NLMSG_ALIGN).
+        offset += len.next_multiple_of(4);
+    }
+    Ok(out)
+}
+
 pub struct Rtnl {
     socket: Socket,
     seq: u32,
@@ -35,28 +54,21 @@ impl Rtnl {
         let seq = self.send(flags, msg)?;
         loop {
             let size = self.socket.recv(&mut &mut self.buf[..], 0)?;
-            let mut offset = 0;
-            while offset < size {
-                let msg: NetlinkMessage<RouteNetlinkMessage> =
-                    NetlinkMessage::deserialize(&self.buf[offset..size])
-                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-                let len = msg.header.length as usize;
-                let ours = msg.header.sequence_number == seq;
+            for msg in messages(&self.buf[..size])? {
+                if msg.header.sequence_number != seq {
+                    continue;
+                }
                 match msg.payload {
-                    NetlinkPayload::Done(_) if ours => return Ok(()),
-                    NetlinkPayload::Error(e) if ours => {
+                    NetlinkPayload::Done(_) => return Ok(()),
+                    NetlinkPayload::Error(e) => {
                         return match e.code {
                             None => Ok(()),
                             Some(code) => Err(io::Error::from_raw_os_error(-code.get())),
                         };
                     }
-                    NetlinkPayload::InnerMessage(m) if ours => each(m),
+                    NetlinkPayload::InnerMessage(m) => each(m),
                     _ => {}
                 }
-                if len == 0 {
-                    break;
-                }
-                offset += len;
             }
         }
     }
