@@ -2,7 +2,7 @@
 //! does (not the checks that look at this machine), an error's line located, and a
 //! valid file planned (ports, next hops, tunnels) and sized on a pretend host.
 
-use vrouter::config::{locate, Config};
+use vrouter::config::Config;
 use vrouter::node::plan::Plan;
 use vrouter::node::tables::Capacity;
 
@@ -10,12 +10,13 @@ pub fn run(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    match Config::parse(text) {
-        Err(e) => {
-            if let Some(line) = locate(text, &e.0) {
+    match Config::parse_located(text) {
+        Err((e, at)) => {
+            // A located error points inside the text: line and column from 1.
+            if let Some((line, column)) = at {
                 assert!(
-                    line >= 1 && line <= text.lines().count().max(1) + 1,
-                    "line {line} of {e}"
+                    line >= 1 && line <= text.lines().count().max(1) + 1 && column >= 1,
+                    "line {line}, column {column} of {e}"
                 );
             }
         }
