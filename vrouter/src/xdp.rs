@@ -127,16 +127,35 @@ const SETTING_NAT_LOW: u32 = 2;
 const SETTING_NAT_HIGH: u32 = 3;
 
 /// The key of `prefixes_v4` or `prefixes_v6` (`struct lpm_v4_key` / `lpm_v6_key`: the prefix
-/// length as a host-order `__u32`, then the address bytes). Host bits are cleared.
-fn lpm_key(prefix: IpNet) -> Vec<u8> {
+/// length as a host-order `__u32`, then the address bytes), on the stack: no allocation per
+/// update.
+struct LpmKey {
+    bytes: [u8; 20],
+    len: usize,
+}
+
+impl LpmKey {
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+/// `prefix`'s key, host bits cleared.
+fn lpm_key(prefix: IpNet) -> LpmKey {
     let prefix = prefix.trunc();
-    let addr = match prefix {
-        IpNet::V4(n) => n.addr().octets().to_vec(),
-        IpNet::V6(n) => n.addr().octets().to_vec(),
+    let mut bytes = [0u8; 20];
+    bytes[..4].copy_from_slice(&u32::from(prefix.prefix_len()).to_ne_bytes());
+    let len = match prefix {
+        IpNet::V4(n) => {
+            bytes[4..8].copy_from_slice(&n.addr().octets());
+            8
+        }
+        IpNet::V6(n) => {
+            bytes[4..].copy_from_slice(&n.addr().octets());
+            20
+        }
     };
-    let mut key = u32::from(prefix.prefix_len()).to_ne_bytes().to_vec();
-    key.extend_from_slice(&addr);
-    key
+    LpmKey { bytes, len }
 }
 
 /// The prefix an LPM key of either trie holds (`None` if the key has another size).
@@ -297,7 +316,7 @@ impl XdpProgram {
     pub fn add_prefix(&self, prefix: IpNet, class: PrefixClass) -> io::Result<()> {
         let value = class.code().to_ne_bytes();
         self.trie(prefix)
-            .update(&lpm_key(prefix), &value, MapFlags::ANY)
+            .update(lpm_key(prefix).as_bytes(), &value, MapFlags::ANY)
             .map_err(|e| {
                 self.context(
                     &format!("adding prefix {prefix} as {class:?}"),
@@ -350,7 +369,7 @@ impl XdpProgram {
     /// Removes a destination prefix (`NotFound` if it is not there). Host bits are ignored.
     pub fn remove_prefix(&self, prefix: IpNet) -> io::Result<()> {
         self.trie(prefix)
-            .delete(&lpm_key(prefix))
+            .delete(lpm_key(prefix).as_bytes())
             .map_err(|e| self.context(&format!("removing prefix {prefix}"), bpf_error(e)))
             .inspect(|_| self.note_set(prefix, false))
     }
@@ -705,14 +724,16 @@ mod tests {
     fn lpm_keys_match_the_c_layout_and_read_back() {
         let v4: IpNet = "10.244.1.7/24".parse().unwrap();
         let key = lpm_key(v4);
+        let key = key.as_bytes();
         assert_eq!(key.len(), 8, "struct lpm_v4_key is 8 bytes");
         assert_eq!(key[..4], 24u32.to_ne_bytes());
         assert_eq!(key[4..], [10, 244, 1, 0], "host bits cleared");
-        assert_eq!(prefix_of(&key), Some("10.244.1.0/24".parse().unwrap()));
+        assert_eq!(prefix_of(key), Some("10.244.1.0/24".parse().unwrap()));
         let v6: IpNet = "fd00:10:244::1/56".parse().unwrap();
         let key = lpm_key(v6);
+        let key = key.as_bytes();
         assert_eq!(key.len(), 20, "struct lpm_v6_key is 20 bytes");
-        assert_eq!(prefix_of(&key), Some("fd00:10:244::/56".parse().unwrap()));
+        assert_eq!(prefix_of(key), Some("fd00:10:244::/56".parse().unwrap()));
         assert_eq!(prefix_of(&key[..7]), None);
     }
 
