@@ -15,22 +15,28 @@
 //! Each [`XdpProgram`] loads its own copy of the object, so its maps (prefixes, sockets, role) are
 //! per interface.
 //!
+//! Opening, loading, finding the program and maps, map updates and libbpf's log go through
+//! libbpf-rs (on the same libbpf-sys as xsk-rs: one libbpf in the binary). Once loaded, the
+//! object is closed and only fds are kept: the program's, map handles and the link; the kernel
+//! keeps what an fd refers to, and fds are what a restart hands over (see `adopt`).
+//!
 //! libbpf's own logging is silenced unless `VROUTER_LIBBPF_DEBUG` is set (then all of it, debug
 //! level included, goes to stderr). A verifier rejection is reported in the returned error with the
 //! tail of the verifier log.
 
-// Every function here calls libbpf or the bpf() syscall through FFI: the kernel demands
-// it. Each block says why its pointers and fds are valid.
+// One bpf(2) call libbpf-rs 0.25 does not wrap (a BPF link with the XDP mode flags) and
+// if_nametoindex(3): each block says why its pointers and fds are valid.
 #![allow(unsafe_code)]
 
-use std::ffi::{c_char, c_int, c_void, CStr, CString};
+use std::cell::RefCell;
+use std::ffi::CString;
 use std::io;
-use std::mem::size_of;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::ptr::NonNull;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Once;
 
 use ipnet::IpNet;
+use libbpf_rs::{MapCore, MapFlags, MapHandle, MapInfo, ObjectBuilder, PrintLevel};
 use libbpf_sys as sys;
 
 /// The compiled object, 8-byte aligned for libelf's in-memory parsing.
@@ -40,18 +46,16 @@ struct Aligned<T: ?Sized>(T);
 static OBJECT: &Aligned<[u8]> =
     &Aligned(*include_bytes!(concat!(env!("OUT_DIR"), "/vrouter_xdp.o")));
 
-const OBJECT_NAME: &CStr = c"vrouter_xdp";
-const PROGRAM_NAME: &CStr = c"vrouter_xdp";
-const MAP_XSKS: &CStr = c"xsks";
-const MAP_PREFIXES_V4: &CStr = c"prefixes_v4";
-const MAP_PREFIXES_V6: &CStr = c"prefixes_v6";
-const MAP_SETTINGS: &CStr = c"settings";
+const OBJECT_NAME: &str = "vrouter_xdp";
+const PROGRAM_NAME: &str = "vrouter_xdp";
+const MAP_XSKS: &str = "xsks";
+const MAP_PREFIXES_V4: &str = "prefixes_v4";
+const MAP_PREFIXES_V6: &str = "prefixes_v6";
+const MAP_SETTINGS: &str = "settings";
 
 /// Entries of the `xsks` XSKMAP (valid queue indices are below this).
 pub const MAX_QUEUES: u32 = 64;
 
-/// Size of the buffer receiving the verifier log when loading fails.
-const VERIFIER_LOG_SIZE: usize = 256 * 1024;
 /// How much of the end of the verifier log an error message carries.
 const VERIFIER_LOG_TAIL: usize = 2048;
 
@@ -122,26 +126,53 @@ const SETTING_ANSWERS_TO_KERNEL: u32 = 1;
 const SETTING_NAT_LOW: u32 = 2;
 const SETTING_NAT_HIGH: u32 = 3;
 
-/// Key of `prefixes_v4` (`struct lpm_v4_key`).
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-struct LpmKeyV4 {
-    prefixlen: u32,
-    addr: [u8; 4],
+/// The key of `prefixes_v4` or `prefixes_v6` (`struct lpm_v4_key` / `lpm_v6_key`: the prefix
+/// length as a host-order `__u32`, then the address bytes), on the stack: no allocation per
+/// update.
+struct LpmKey {
+    bytes: [u8; 20],
+    len: usize,
 }
 
-/// Key of `prefixes_v6` (`struct lpm_v6_key`).
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-struct LpmKeyV6 {
-    prefixlen: u32,
-    addr: [u8; 16],
+impl LpmKey {
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+/// `prefix`'s key, host bits cleared.
+fn lpm_key(prefix: IpNet) -> LpmKey {
+    let prefix = prefix.trunc();
+    let mut bytes = [0u8; 20];
+    bytes[..4].copy_from_slice(&u32::from(prefix.prefix_len()).to_ne_bytes());
+    let len = match prefix {
+        IpNet::V4(n) => {
+            bytes[4..8].copy_from_slice(&n.addr().octets());
+            8
+        }
+        IpNet::V6(n) => {
+            bytes[4..].copy_from_slice(&n.addr().octets());
+            20
+        }
+    };
+    LpmKey { bytes, len }
+}
+
+/// The prefix an LPM key of either trie holds (`None` if the key has another size).
+fn prefix_of(key: &[u8]) -> Option<IpNet> {
+    let (len, addr) = key.split_first_chunk::<4>()?;
+    let len = u8::try_from(u32::from_ne_bytes(*len)).ok()?;
+    let addr: std::net::IpAddr = match addr.len() {
+        4 => <[u8; 4]>::try_from(addr).ok()?.into(),
+        16 => <[u8; 16]>::try_from(addr).ok()?.into(),
+        _ => return None,
+    };
+    IpNet::new(addr, len).ok()
 }
 
 /// Our XDP program, loaded and attached to one interface through a BPF link.
 ///
-/// Dropping it closes the link fd, which detaches the program, then frees the object (program and
-/// maps).
+/// Dropping it closes the link fd, which detaches the program, then the program and map fds.
 pub struct XdpProgram {
     ifname: String,
     ifindex: u32,
@@ -171,13 +202,13 @@ impl XdpProgram {
     /// peer MTU is too large: ERANGE) or another XDP program is already attached (EBUSY/EEXIST).
     pub fn attach(ifname: &str, role: XdpRole, mode: AttachMode) -> io::Result<XdpProgram> {
         let loaded = Loaded::new(&format!("interface {ifname}"), role)?;
-        Self::attach_preloaded(ifname, Preloaded(loaded), mode).map_err(|(e, _)| e)
+        Self::attach_preloaded(ifname, Preloaded(Box::new(loaded)), mode).map_err(|(e, _)| e)
     }
 
     /// Loads the program with `role` set (the verifier's part of attaching), to attach later:
     /// a spare kept ready so that attaching to a new interface costs only the link.
     pub fn preload(role: XdpRole) -> io::Result<Preloaded> {
-        Loaded::new("the embedded program", role).map(Preloaded)
+        Loaded::new("the embedded program", role).map(|l| Preloaded(Box::new(l)))
     }
 
     /// `attach` with a program loaded beforehand; on failure the program is given back (to
@@ -192,32 +223,15 @@ impl XdpProgram {
             Ok(i) => i,
             Err(e) => return Err((context(&what, "looking up the ifindex", e), pre)),
         };
-        let loaded = pre.0;
-
-        let opts = sys::bpf_link_create_opts {
-            sz: size_of::<sys::bpf_link_create_opts>() as sys::size_t,
-            flags: mode.flags(),
-            ..Default::default()
+        let link = match link_xdp(pre.0.prog.as_fd(), ifindex, mode) {
+            Ok(link) => link,
+            Err(e) => return Err((attach_failure(ifname, mode, e), pre)),
         };
-        let Ok(target) = c_int::try_from(ifindex) else {
-            let err = io::Error::new(io::ErrorKind::InvalidInput, "ifindex out of range");
-            return Err((context(&what, "attaching", err), Preloaded(loaded)));
-        };
-        // SAFETY: `prog_fd` is a loaded XDP program owned by `loaded`; `opts` is a fully
-        // initialised `bpf_link_create_opts` whose `sz` is its size, alive for the call.
-        let ret = unsafe { sys::bpf_link_create(loaded.prog_fd, target, sys::BPF_XDP, &opts) };
-        let link_fd = match check(ret) {
-            Ok(fd) => fd,
-            Err(e) => return Err((attach_failure(ifname, mode, e), Preloaded(loaded))),
-        };
-        // SAFETY: `bpf_link_create` succeeded and returned a new fd that nothing else owns.
-        let link = unsafe { OwnedFd::from_raw_fd(link_fd) };
-
         Ok(XdpProgram {
             ifname: ifname.to_string(),
             ifindex,
             link: Some(link),
-            loaded,
+            loaded: *pre.0,
             set_since_adopted: None,
         })
     }
@@ -225,14 +239,12 @@ impl XdpProgram {
     /// The fds a restart takes over (systemd's fd store): the link, which keeps the program
     /// attached while any copy of it is open, then the program and its maps, in the order
     /// [`XdpProgram::adopt`] takes them.
-    pub fn keepable(&self) -> Vec<std::os::fd::BorrowedFd<'_>> {
+    pub fn keepable(&self) -> Vec<BorrowedFd<'_>> {
         let l = &self.loaded;
         let mut fds = Vec::with_capacity(6);
         fds.extend(self.link.as_ref().map(|f| f.as_fd()));
-        for fd in [l.prog_fd, l.xsks, l.prefixes_v4, l.prefixes_v6, l.settings] {
-            // SAFETY: these fds belong to `self.loaded`, alive as long as the borrow of `self`.
-            fds.push(unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) });
-        }
+        fds.push(l.prog.as_fd());
+        fds.extend([&l.xsks, &l.prefixes_v4, &l.prefixes_v6, &l.settings].map(|m| m.as_fd()));
         fds
     }
 
@@ -251,15 +263,9 @@ impl XdpProgram {
                     format!("{what}: {} kept fds, not 6", v.len()),
                 )
             })?;
-        // SAFETY: `info` is a zeroed `bpf_link_info` of the size passed; the kernel fills it.
-        let mut info: sys::bpf_link_info = unsafe { std::mem::zeroed() };
-        let mut len = size_of::<sys::bpf_link_info>() as u32;
-        // SAFETY: `link` is an open fd; `info` and `len` are valid for the call.
-        check(unsafe { sys::bpf_link_get_info_by_fd(link.as_raw_fd(), &mut info, &mut len) })
+        let attached_to = xdp_link_ifindex(link.as_fd())
             .map_err(|e| context(&what, "reading the kept link", e))?;
-        // SAFETY: the `xdp` member is the one an XDP link fills (checked by its type).
-        let attached_to = unsafe { info.__bindgen_anon_1.xdp.ifindex };
-        if info.type_ != sys::BPF_LINK_TYPE_XDP || attached_to != ifindex {
+        if attached_to != ifindex {
             return Err(io::Error::new(
                 io::ErrorKind::NotFound,
                 format!(
@@ -267,14 +273,15 @@ impl XdpProgram {
                 ),
             ));
         }
+        let map = |fd: OwnedFd, name: &str| {
+            adopt_map(fd).map_err(|e| context(&what, &format!("taking over map {name:?}"), e))
+        };
         let loaded = Loaded {
-            _object: None,
-            prog_fd: prog.as_raw_fd(),
-            xsks: xsks.as_raw_fd(),
-            prefixes_v4: v4.as_raw_fd(),
-            prefixes_v6: v6.as_raw_fd(),
-            settings: settings.as_raw_fd(),
-            _adopted: vec![prog, xsks, v4, v6, settings],
+            prog,
+            xsks: map(xsks, MAP_XSKS)?,
+            prefixes_v4: map(v4, MAP_PREFIXES_V4)?,
+            prefixes_v6: map(v6, MAP_PREFIXES_V6)?,
+            settings: map(settings, MAP_SETTINGS)?,
         };
         let prog = XdpProgram {
             ifname: ifname.to_string(),
@@ -297,32 +304,25 @@ impl XdpProgram {
         Loaded::new("the embedded object", role).map(drop)
     }
 
+    /// The trie holding `prefix`'s family.
+    fn trie(&self, prefix: IpNet) -> &MapHandle {
+        match prefix {
+            IpNet::V4(_) => &self.loaded.prefixes_v4,
+            IpNet::V6(_) => &self.loaded.prefixes_v6,
+        }
+    }
+
     /// Adds (or reclassifies) a destination prefix. Host bits are ignored.
     pub fn add_prefix(&self, prefix: IpNet, class: PrefixClass) -> io::Result<()> {
-        let value = class.code();
-        let ret = match prefix.trunc() {
-            IpNet::V4(net) => {
-                let key = LpmKeyV4 {
-                    prefixlen: net.prefix_len().into(),
-                    addr: net.addr().octets(),
-                };
-                // SAFETY: `prefixes_v4` has key `struct lpm_v4_key` (same layout as `LpmKeyV4`)
-                // and value `__u32`; both pointers are valid for the call.
-                unsafe { update_elem(self.loaded.prefixes_v4, &key, &value) }
-            }
-            IpNet::V6(net) => {
-                let key = LpmKeyV6 {
-                    prefixlen: net.prefix_len().into(),
-                    addr: net.addr().octets(),
-                };
-                // SAFETY: `prefixes_v6` has key `struct lpm_v6_key` (same layout as `LpmKeyV6`)
-                // and value `__u32`; both pointers are valid for the call.
-                unsafe { update_elem(self.loaded.prefixes_v6, &key, &value) }
-            }
-        };
-        check(ret)
-            .map(drop)
-            .map_err(|e| self.context(&format!("adding prefix {prefix} as {class:?}"), e))
+        let value = class.code().to_ne_bytes();
+        self.trie(prefix)
+            .update(lpm_key(prefix).as_bytes(), &value, MapFlags::ANY)
+            .map_err(|e| {
+                self.context(
+                    &format!("adding prefix {prefix} as {class:?}"),
+                    bpf_error(e),
+                )
+            })
             .inspect(|_| self.note_set(prefix, true))
     }
 
@@ -339,20 +339,12 @@ impl XdpProgram {
 
     /// Every prefix in the program's maps (both families).
     pub fn prefixes(&self) -> io::Result<Vec<IpNet>> {
-        let step = "listing the prefixes";
-        // SAFETY: `prefixes_v4` has key `struct lpm_v4_key`, laid out as `LpmKeyV4`.
-        let v4 = unsafe { all_keys::<LpmKeyV4>(self.loaded.prefixes_v4) }
-            .map_err(|e| self.context(step, e))?;
-        // SAFETY: `prefixes_v6` has key `struct lpm_v6_key`, laid out as `LpmKeyV6`.
-        let v6 = unsafe { all_keys::<LpmKeyV6>(self.loaded.prefixes_v6) }
-            .map_err(|e| self.context(step, e))?;
-        let v4 = v4
-            .iter()
-            .map(|k| IpNet::new(std::net::Ipv4Addr::from(k.addr).into(), k.prefixlen as u8));
-        let v6 = v6
-            .iter()
-            .map(|k| IpNet::new(std::net::Ipv6Addr::from(k.addr).into(), k.prefixlen as u8));
-        Ok(v4.chain(v6).filter_map(Result::ok).collect())
+        let tries = [&self.loaded.prefixes_v4, &self.loaded.prefixes_v6];
+        Ok(tries
+            .into_iter()
+            .flat_map(|t| t.keys())
+            .filter_map(|k| prefix_of(&k))
+            .collect())
     }
 
     /// On a program taken over from the last run: remove every prefix this run has not
@@ -376,27 +368,9 @@ impl XdpProgram {
 
     /// Removes a destination prefix (`NotFound` if it is not there). Host bits are ignored.
     pub fn remove_prefix(&self, prefix: IpNet) -> io::Result<()> {
-        let ret = match prefix.trunc() {
-            IpNet::V4(net) => {
-                let key = LpmKeyV4 {
-                    prefixlen: net.prefix_len().into(),
-                    addr: net.addr().octets(),
-                };
-                // SAFETY: `prefixes_v4` has key `struct lpm_v4_key`, laid out as `LpmKeyV4`.
-                unsafe { delete_elem(self.loaded.prefixes_v4, &key) }
-            }
-            IpNet::V6(net) => {
-                let key = LpmKeyV6 {
-                    prefixlen: net.prefix_len().into(),
-                    addr: net.addr().octets(),
-                };
-                // SAFETY: `prefixes_v6` has key `struct lpm_v6_key`, laid out as `LpmKeyV6`.
-                unsafe { delete_elem(self.loaded.prefixes_v6, &key) }
-            }
-        };
-        check(ret)
-            .map(drop)
-            .map_err(|e| self.context(&format!("removing prefix {prefix}"), e))
+        self.trie(prefix)
+            .delete(lpm_key(prefix).as_bytes())
+            .map_err(|e| self.context(&format!("removing prefix {prefix}"), bpf_error(e)))
             .inspect(|_| self.note_set(prefix, false))
     }
 
@@ -404,11 +378,8 @@ impl XdpProgram {
     /// (`true`; the vRouter knows the pod's MAC and asks no more: they answer the kernel's own
     /// requests, for its routes to the pod) or to the vRouter (`false`, as attached).
     pub fn answers_to_kernel(&self, on: bool) -> io::Result<()> {
-        let value = u32::from(on);
-        // SAFETY: `settings` is an ARRAY with `__u32` keys and values; pointers valid for the call.
-        let ret = unsafe { update_elem(self.loaded.settings, &SETTING_ANSWERS_TO_KERNEL, &value) };
-        check(ret)
-            .map(drop)
+        self.loaded
+            .set(SETTING_ANSWERS_TO_KERNEL, u32::from(on))
             .map_err(|e| self.context(&format!("setting answers to the kernel to {on}"), e))
     }
 
@@ -418,9 +389,9 @@ impl XdpProgram {
         let (low, high) = ports.map_or((0, 0), |r| (u32::from(*r.start()), u32::from(*r.end())));
         // High first: with the low bound 0 (off) the program looks at nothing else.
         for (key, value) in [(SETTING_NAT_HIGH, high), (SETTING_NAT_LOW, low)] {
-            // SAFETY: `settings` is an ARRAY with `__u32` keys and values; pointers valid for the call.
-            let ret = unsafe { update_elem(self.loaded.settings, &key, &value) };
-            check(ret).map_err(|e| self.context("setting the NAT ports", e))?;
+            self.loaded
+                .set(key, value)
+                .map_err(|e| self.context("setting the NAT ports", e))?;
         }
         Ok(())
     }
@@ -436,10 +407,10 @@ impl XdpProgram {
             let err = io::Error::new(io::ErrorKind::InvalidInput, "negative fd");
             return Err(self.context(&step, err));
         };
-        // SAFETY: `xsks` has 4-byte keys (queue index) and 4-byte values (socket fd); both
-        // pointers are valid for the call. The kernel validates the fd.
-        let ret = unsafe { update_elem(self.loaded.xsks, &queue, &value) };
-        check(ret).map(drop).map_err(|e| self.context(&step, e))
+        self.loaded
+            .xsks
+            .update(&queue.to_ne_bytes(), &value.to_ne_bytes(), MapFlags::ANY)
+            .map_err(|e| self.context(&step, bpf_error(e)))
     }
 
     /// Stops steering frames of rx `queue` to a socket (they go to the kernel again). Succeeds if
@@ -449,12 +420,10 @@ impl XdpProgram {
         if queue >= MAX_QUEUES {
             return Err(self.context(&step, queue_out_of_range(queue)));
         }
-        // SAFETY: `xsks` has 4-byte keys; the pointer is valid for the call.
-        let ret = unsafe { delete_elem(self.loaded.xsks, &queue) };
-        match check(ret) {
-            Ok(_) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(self.context(&step, e)),
+        match self.loaded.xsks.delete(&queue.to_ne_bytes()) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == libbpf_rs::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(self.context(&step, bpf_error(e))),
         }
     }
 
@@ -475,218 +444,167 @@ impl XdpProgram {
 
 impl Drop for XdpProgram {
     fn drop(&mut self) {
-        // Close the link first: that detaches the program from the interface. `loaded` (the
-        // object, its program and maps) is freed afterwards, when the fields drop.
+        // Close the link first: that detaches the program from the interface. The program and
+        // map fds close afterwards, when the fields drop.
         drop(self.link.take());
     }
 }
 
 /// A program loaded (verified) and not attached yet: see [`XdpProgram::preload`].
-pub struct Preloaded(Loaded);
+/// Boxed: `attach_preloaded` gives it back in its `Err`, which stays small.
+pub struct Preloaded(Box<Loaded>);
 
 impl std::fmt::Debug for Preloaded {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Preloaded")
-            .field("prog_fd", &self.0.prog_fd)
+            .field("prog_fd", &self.0.prog.as_raw_fd())
             .finish()
     }
 }
 
-/// A loaded (not attached) object with the fds of its program and maps, which stay valid as long
-/// as the object is open.
+/// A loaded (not attached) program and its maps, held by fds: the kernel keeps each alive as
+/// long as one of its fds is open.
 struct Loaded {
-    /// Held for its `Drop`: the fds below belong to it (or, for a program a previous run
-    /// attached, to `_adopted`).
-    _object: Option<Object>,
-    _adopted: Vec<OwnedFd>,
-    prog_fd: RawFd,
-    xsks: RawFd,
-    prefixes_v4: RawFd,
-    prefixes_v6: RawFd,
-    settings: RawFd,
+    prog: OwnedFd,
+    xsks: MapHandle,
+    prefixes_v4: MapHandle,
+    prefixes_v6: MapHandle,
+    settings: MapHandle,
 }
 
 impl Loaded {
-    /// Opens the embedded object, loads it into the kernel and writes `role` into `settings`.
-    /// `what` names the target in error messages.
+    /// Opens the embedded object, loads it into the kernel, keeps fds of its program and maps
+    /// (closing the object) and writes `role` into `settings`. `what` names the target in
+    /// error messages.
     fn new(what: &str, role: XdpRole) -> io::Result<Loaded> {
         init_libbpf_logging();
-
-        let mut log = vec![0u8; VERIFIER_LOG_SIZE];
-        let opts = sys::bpf_object_open_opts {
-            sz: size_of::<sys::bpf_object_open_opts>() as sys::size_t,
-            object_name: OBJECT_NAME.as_ptr(),
-            kernel_log_buf: log.as_mut_ptr().cast::<c_char>(),
-            kernel_log_size: log.len() as sys::size_t,
-            ..Default::default()
-        };
-        // SAFETY: `OBJECT` is a static, so it outlives the object that references it; `opts` is a
-        // fully initialised `bpf_object_open_opts` with its size in `sz`. libbpf copies
-        // `object_name`. It keeps `kernel_log_buf` but only uses it inside `bpf_object__load`
-        // (below), while `log` is alive.
-        let ptr = unsafe {
-            sys::bpf_object__open_mem(
-                OBJECT.0.as_ptr().cast::<c_void>(),
-                OBJECT.0.len() as sys::size_t,
-                &opts,
-            )
-        };
-        let object = match NonNull::new(ptr) {
-            Some(ptr) => Object(ptr),
-            None => {
-                let err = io::Error::last_os_error();
-                return Err(context(what, "opening the embedded BPF object", err));
-            }
-        };
-
-        // SAFETY: `object` is an open, not yet loaded object; `log` (its kernel log buffer) is
-        // alive for the whole call.
-        let ret = unsafe { sys::bpf_object__load(object.0.as_ptr()) };
-        if let Err(err) = check(ret) {
-            let text = verifier_log_tail(&log);
+        let open = ObjectBuilder::default()
+            .name(OBJECT_NAME)
+            .and_then(|b| b.open_memory(&OBJECT.0))
+            .map_err(|e| context(what, "opening the embedded BPF object", bpf_error(e)))?;
+        let (object, warnings) = with_libbpf_warnings(|| open.load());
+        let object = object.map_err(|e| {
+            let text = verifier_log_tail(&warnings);
             let step = if text.is_empty() {
                 "loading the program into the kernel".to_string()
             } else {
                 format!("loading the program into the kernel (verifier log tail: {text})")
             };
-            return Err(context(what, &step, err));
-        }
-        drop(log);
+            context(what, &step, bpf_error(e))
+        })?;
 
-        let prog_fd = object
-            .program_fd(PROGRAM_NAME)
+        let prog = object
+            .progs()
+            .find(|p| p.name() == PROGRAM_NAME)
+            .ok_or_else(|| not_in_object("program", PROGRAM_NAME))
+            .and_then(|p| p.as_fd().try_clone_to_owned())
             .map_err(|e| context(what, "finding the program", e))?;
-        let map_fd = |name: &CStr| {
+        let map = |name: &str| {
             object
-                .map_fd(name)
+                .maps()
+                .find(|m| m.name() == name)
+                .ok_or_else(|| not_in_object("map", name))
+                .and_then(|m| MapHandle::try_from(&m).map_err(bpf_error))
                 .map_err(|e| context(what, &format!("finding map {name:?}"), e))
         };
-        let xsks = map_fd(MAP_XSKS)?;
-        let prefixes_v4 = map_fd(MAP_PREFIXES_V4)?;
-        let prefixes_v6 = map_fd(MAP_PREFIXES_V6)?;
-        let settings = map_fd(MAP_SETTINGS)?;
-
-        let value = role.code();
-        // SAFETY: `settings` is an ARRAY with `__u32` keys and values; pointers valid for the call.
-        let ret = unsafe { update_elem(settings, &SETTING_ROLE, &value) };
-        check(ret).map_err(|e| context(what, &format!("setting the role {role:?}"), e))?;
-
-        Ok(Loaded {
-            _object: Some(object),
-            _adopted: Vec::new(),
-            prog_fd,
-            xsks,
-            prefixes_v4,
-            prefixes_v6,
-            settings,
-        })
-    }
-}
-
-/// An open libbpf `bpf_object`, closed (with its program and map fds) on drop.
-struct Object(NonNull<sys::bpf_object>);
-
-// SAFETY: libbpf objects have no thread affinity; `Object` is only used through `&mut`/ownership
-// (open, load, lookups while constructing `Loaded`, close), never concurrently. After
-// construction, `XdpProgram`'s `&self` methods use only the plain map fds, whose bpf(2) syscalls
-// are thread-safe, so sharing references across threads is sound as well.
-unsafe impl Send for Object {}
-// SAFETY: see above: no `&self` method of `Object` is called once it is shared.
-unsafe impl Sync for Object {}
-
-impl Object {
-    fn program_fd(&self, name: &CStr) -> io::Result<RawFd> {
-        // SAFETY: `self.0` is a valid open object; `name` is NUL-terminated.
-        let prog = unsafe { sys::bpf_object__find_program_by_name(self.0.as_ptr(), name.as_ptr()) };
-        if prog.is_null() {
-            return Err(io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("no program {name:?} in the object"),
-            ));
-        }
-        // SAFETY: `prog` is a program of the live object `self.0`.
-        check(unsafe { sys::bpf_program__fd(prog) })
-    }
-
-    fn map_fd(&self, name: &CStr) -> io::Result<RawFd> {
-        // SAFETY: `self.0` is a valid open object; `name` is NUL-terminated.
-        let map = unsafe { sys::bpf_object__find_map_by_name(self.0.as_ptr(), name.as_ptr()) };
-        if map.is_null() {
-            return Err(io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("no map {name:?} in the object"),
-            ));
-        }
-        // SAFETY: `map` is a map of the live object `self.0`.
-        check(unsafe { sys::bpf_map__fd(map) })
-    }
-}
-
-impl Drop for Object {
-    fn drop(&mut self) {
-        // SAFETY: `self.0` came from `bpf_object__open_mem` and is closed exactly once, here;
-        // nothing uses its program or map fds afterwards (they belong to it).
-        unsafe { sys::bpf_object__close(self.0.as_ptr()) }
-    }
-}
-
-/// `bpf_map_update_elem(fd, key, value, BPF_ANY)`.
-///
-/// # Safety
-/// `K` and `V` must have exactly the layout and size of the map's key and value.
-unsafe fn update_elem<K, V>(fd: RawFd, key: &K, value: &V) -> c_int {
-    // SAFETY: the caller guarantees the sizes; the references are valid for the call.
-    unsafe {
-        sys::bpf_map_update_elem(
-            fd,
-            std::ptr::from_ref(key).cast::<c_void>(),
-            std::ptr::from_ref(value).cast::<c_void>(),
-            sys::BPF_ANY.into(),
-        )
-    }
-}
-
-/// Every key of map `fd`, in the kernel's order (`bpf_map_get_next_key` from no key
-/// until ENOENT).
-///
-/// # Safety
-/// `K` must have exactly the layout and size of the map's key.
-unsafe fn all_keys<K: Copy + Default>(fd: RawFd) -> io::Result<Vec<K>> {
-    let mut keys: Vec<K> = Vec::new();
-    loop {
-        let at = keys
-            .last()
-            .map_or(std::ptr::null(), |k| std::ptr::from_ref(k).cast::<c_void>());
-        let mut next = K::default();
-        // SAFETY: the caller guarantees the size; the pointers are valid (or null) for
-        // the call.
-        let ret = unsafe {
-            sys::bpf_map_get_next_key(fd, at, std::ptr::from_mut(&mut next).cast::<c_void>())
+        let loaded = Loaded {
+            prog,
+            xsks: map(MAP_XSKS)?,
+            prefixes_v4: map(MAP_PREFIXES_V4)?,
+            prefixes_v6: map(MAP_PREFIXES_V6)?,
+            settings: map(MAP_SETTINGS)?,
         };
-        match check(ret) {
-            Ok(_) => keys.push(next),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(keys),
-            Err(e) => return Err(e),
+        loaded
+            .set(SETTING_ROLE, role.code())
+            .map_err(|e| context(what, &format!("setting the role {role:?}"), e))?;
+        Ok(loaded)
+    }
+
+    /// `settings[key] = value` (an ARRAY of `__u32`).
+    fn set(&self, key: u32, value: u32) -> io::Result<()> {
+        self.settings
+            .update(&key.to_ne_bytes(), &value.to_ne_bytes(), MapFlags::ANY)
+            .map_err(bpf_error)
+    }
+}
+
+fn not_in_object(kind: &str, name: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("no {kind} {name:?} in the object"),
+    )
+}
+
+/// A map a previous run created, from its kept fd: libbpf-rs makes handles from map ids,
+/// so the kept fd only names the map and is closed once the handle holds its own.
+fn adopt_map(fd: OwnedFd) -> io::Result<MapHandle> {
+    let id = MapInfo::new(fd.as_fd()).map_err(bpf_error)?.info.id;
+    MapHandle::from_map_id(id).map_err(bpf_error)
+}
+
+/// The interface an XDP BPF link is attached to, from the kernel's description of the fd
+/// (`/proc/self/fdinfo`: `link_type: xdp`, `ifindex: N`).
+fn xdp_link_ifindex(link: BorrowedFd<'_>) -> io::Result<u32> {
+    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", link.as_raw_fd()))?;
+    let field = |name: &str| {
+        info.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+            .map(str::trim)
+    };
+    let invalid = |why: String| io::Error::new(io::ErrorKind::InvalidData, why);
+    match field("link_type") {
+        Some("xdp") => {}
+        other => {
+            return Err(invalid(format!(
+                "not an XDP BPF link (link_type {other:?})"
+            )))
         }
     }
+    let ifindex = field("ifindex").ok_or_else(|| invalid("no ifindex in its fdinfo".into()))?;
+    ifindex
+        .parse()
+        .map_err(|e| invalid(format!("ifindex {ifindex:?}: {e}")))
 }
 
-/// `bpf_map_delete_elem(fd, key)`.
-///
-/// # Safety
-/// `K` must have exactly the layout and size of the map's key.
-unsafe fn delete_elem<K>(fd: RawFd, key: &K) -> c_int {
-    // SAFETY: the caller guarantees the size; the reference is valid for the call.
-    unsafe { sys::bpf_map_delete_elem(fd, std::ptr::from_ref(key).cast::<c_void>()) }
-}
-
-/// libbpf's convention: a negative return is `-errno`.
-fn check(ret: c_int) -> io::Result<c_int> {
+/// A BPF link attaching `prog` to `ifindex` in `mode`. libbpf-rs's `Program::attach_xdp` makes
+/// a link without mode flags (the kernel then picks native mode whenever the driver has it), so
+/// this calls `bpf_link_create` itself.
+fn link_xdp(prog: BorrowedFd<'_>, ifindex: u32, mode: AttachMode) -> io::Result<OwnedFd> {
+    let target = i32::try_from(ifindex)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "ifindex out of range"))?;
+    let opts = sys::bpf_link_create_opts {
+        sz: std::mem::size_of::<sys::bpf_link_create_opts>() as sys::size_t,
+        flags: mode.flags(),
+        ..Default::default()
+    };
+    // SAFETY: `prog` is an open fd (of a loaded XDP program) for the call; `opts` is a fully
+    // initialised `bpf_link_create_opts` whose `sz` is its size, alive for the call.
+    let ret = unsafe { sys::bpf_link_create(prog.as_raw_fd(), target, sys::BPF_XDP, &opts) };
     if ret < 0 {
-        Err(io::Error::from_raw_os_error(-ret))
-    } else {
-        Ok(ret)
+        return Err(io::Error::from_raw_os_error(-ret));
     }
+    // SAFETY: `bpf_link_create` succeeded and returned a new fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(ret) })
+}
+
+/// A libbpf-rs error as an `io::Error` of the same kind (`NotFound`, `AlreadyExists`, ...),
+/// its message the whole chain.
+fn bpf_error(e: libbpf_rs::Error) -> io::Error {
+    use libbpf_rs::ErrorKind as K;
+    let kind = match e.kind() {
+        K::NotFound => io::ErrorKind::NotFound,
+        K::PermissionDenied => io::ErrorKind::PermissionDenied,
+        K::AlreadyExists => io::ErrorKind::AlreadyExists,
+        K::WouldBlock => io::ErrorKind::WouldBlock,
+        K::InvalidInput => io::ErrorKind::InvalidInput,
+        K::InvalidData => io::ErrorKind::InvalidData,
+        K::TimedOut => io::ErrorKind::TimedOut,
+        K::Interrupted => io::ErrorKind::Interrupted,
+        K::Unsupported => io::ErrorKind::Unsupported,
+        K::OutOfMemory => io::ErrorKind::OutOfMemory,
+        _ => io::ErrorKind::Other,
+    };
+    io::Error::new(kind, format!("{e:#}"))
 }
 
 /// Why attaching to `ifname` failed, sorted for the caller: another program already
@@ -739,41 +657,123 @@ pub(crate) fn ifindex_of(ifname: &str) -> io::Result<u32> {
     }
 }
 
-/// The last [`VERIFIER_LOG_TAIL`] bytes of the NUL-terminated log libbpf wrote, on one line.
-fn verifier_log_tail(log: &[u8]) -> String {
-    let len = log.iter().position(|&b| b == 0).unwrap_or(log.len());
-    let start = len.saturating_sub(VERIFIER_LOG_TAIL);
-    let text = String::from_utf8_lossy(&log[start..len]);
-    text.trim().replace('\n', " | ")
+/// libbpf prints a rejected program's verifier log between these lines (a warning, when no
+/// log buffer of ours is given: it then retries the load with one of its own).
+const LOG_BEGIN: &str = "-- BEGIN PROG LOAD LOG --";
+const LOG_END: &str = "-- END PROG LOAD LOG --";
+
+/// The last [`VERIFIER_LOG_TAIL`] bytes of the verifier log in libbpf's `warnings` (of all
+/// of them if no log is there), on one line.
+fn verifier_log_tail(warnings: &str) -> String {
+    let log = match warnings.split_once(LOG_BEGIN) {
+        Some((_, rest)) => rest.split_once(LOG_END).map_or(rest, |(log, _)| log),
+        None => warnings,
+    };
+    let bytes = log.trim().as_bytes();
+    let tail = &bytes[bytes.len().saturating_sub(VERIFIER_LOG_TAIL)..];
+    String::from_utf8_lossy(tail).trim().replace('\n', " | ")
 }
 
-/// Silences libbpf (a process-wide setting), or routes all of its output to stderr when
-/// `VROUTER_LIBBPF_DEBUG` is set.
+thread_local! {
+    /// libbpf's warnings on this thread while [`with_libbpf_warnings`] runs.
+    static WARNINGS: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Whether libbpf's output goes to stderr (`VROUTER_LIBBPF_DEBUG`).
+static LIBBPF_TO_STDERR: AtomicBool = AtomicBool::new(false);
+
+/// Runs `f`, returning what it returns and the warnings libbpf printed on this thread meanwhile
+/// (libbpf prints from the calling thread).
+fn with_libbpf_warnings<T>(f: impl FnOnce() -> T) -> (T, String) {
+    WARNINGS.with_borrow_mut(|w| *w = Some(String::new()));
+    let out = f();
+    let warnings = WARNINGS.with_borrow_mut(Option::take).unwrap_or_default();
+    (out, warnings)
+}
+
+fn on_libbpf_print(level: PrintLevel, msg: String) {
+    if level == PrintLevel::Warn {
+        WARNINGS.with_borrow_mut(|w| w.as_mut().map(|w| w.push_str(&msg)));
+    }
+    if LIBBPF_TO_STDERR.load(Ordering::Relaxed) {
+        eprint!("{msg}");
+    }
+}
+
+/// Routes libbpf's output (a process-wide setting) to [`on_libbpf_print`]: warnings only, kept
+/// for error messages, unless `VROUTER_LIBBPF_DEBUG` is set (then all of it, to stderr too).
 fn init_libbpf_logging() {
     static INIT: Once = Once::new();
     INIT.call_once(|| {
-        let print: sys::libbpf_print_fn_t = if std::env::var_os("VROUTER_LIBBPF_DEBUG").is_some() {
-            Some(libbpf_print_stderr)
+        let debug = std::env::var_os("VROUTER_LIBBPF_DEBUG").is_some();
+        LIBBPF_TO_STDERR.store(debug, Ordering::Relaxed);
+        let level = if debug {
+            PrintLevel::Debug
         } else {
-            None
+            PrintLevel::Warn
         };
-        // SAFETY: `print` is `None` (no printing) or a function valid for the whole program.
-        unsafe { sys::libbpf_set_print(print) };
+        libbpf_rs::set_print(Some((level, on_libbpf_print)));
     });
-}
-
-unsafe extern "C" fn libbpf_print_stderr(
-    _level: sys::libbpf_print_level,
-    format: *const c_char,
-    args: *mut sys::__va_list_tag,
-) -> c_int {
-    // SAFETY: libbpf passes a valid printf format and its matching `va_list`.
-    unsafe { sys::vdprintf(libc::STDERR_FILENO, format, args) }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lpm_keys_match_the_c_layout_and_read_back() {
+        let v4: IpNet = "10.244.1.7/24".parse().unwrap();
+        let key = lpm_key(v4);
+        let key = key.as_bytes();
+        assert_eq!(key.len(), 8, "struct lpm_v4_key is 8 bytes");
+        assert_eq!(key[..4], 24u32.to_ne_bytes());
+        assert_eq!(key[4..], [10, 244, 1, 0], "host bits cleared");
+        assert_eq!(prefix_of(key), Some("10.244.1.0/24".parse().unwrap()));
+        let v6: IpNet = "fd00:10:244::1/56".parse().unwrap();
+        let key = lpm_key(v6);
+        let key = key.as_bytes();
+        assert_eq!(key.len(), 20, "struct lpm_v6_key is 20 bytes");
+        assert_eq!(prefix_of(key), Some("fd00:10:244::/56".parse().unwrap()));
+        assert_eq!(prefix_of(&key[..7]), None);
+    }
+
+    #[test]
+    fn the_verifier_log_tail_is_cut_from_libbpfs_warnings() {
+        let warnings = "libbpf: prog 'vrouter_xdp': BPF program load failed: Permission denied\n\
+             libbpf: prog 'vrouter_xdp': -- BEGIN PROG LOAD LOG --\n\
+             0: R1=ctx() R10=fp0\n\
+             1: invalid access to packet\n\
+             -- END PROG LOAD LOG --\n\
+             libbpf: failed to load object 'vrouter_xdp'\n";
+        assert_eq!(
+            verifier_log_tail(warnings),
+            "0: R1=ctx() R10=fp0 | 1: invalid access to packet"
+        );
+        let long = format!("{LOG_BEGIN}\n{}\nlast line\n{LOG_END}\n", "x".repeat(5000));
+        let tail = verifier_log_tail(&long);
+        // The last 2,048 bytes, their one newline shown as " | ".
+        assert_eq!(tail.len(), VERIFIER_LOG_TAIL + 2);
+        assert!(
+            tail.starts_with('x') && tail.ends_with("x | last line"),
+            "{tail}"
+        );
+        assert_eq!(verifier_log_tail("libbpf: no log\n"), "libbpf: no log");
+    }
+
+    /// libbpf's print goes through libbpf-rs to the capture, on the thread that called it.
+    #[test]
+    fn libbpf_warnings_are_captured_on_the_calling_thread() {
+        init_libbpf_logging();
+        let (opened, warnings) =
+            with_libbpf_warnings(|| ObjectBuilder::default().open_memory(b"not an ELF object"));
+        assert!(opened.is_err(), "garbage opened as a BPF object");
+        assert!(
+            warnings.contains("libbpf: "),
+            "no warning captured: {warnings:?}"
+        );
+        let (_, none) = with_libbpf_warnings(|| ());
+        assert_eq!(none, "");
+    }
 
     #[test]
     fn attach_failures_are_sorted_for_the_fallback() {
