@@ -32,7 +32,7 @@ for b in vrouterd vrouterctl vrouter-cni; do
 done
 
 # Man pages and completions, from the binaries about to be packaged (never stale ones).
-assets=$target/package-assets
+assets=$bin/package-assets
 rm -rf "$assets"
 mkdir -p "$assets"/{man1,man8,bash,zsh}
 "$bin/vrouterctl" generate-man "$assets/man1" >&2

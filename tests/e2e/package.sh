@@ -130,6 +130,12 @@ check "bash: 'vrouterctl node sta' completes to status" bash_completes vrouterct
 check "bash: 'vrouterd --con' completes to --config" bash_completes vrouterd --config
 check "zsh -n on _vrouterctl and _vrouterd" zsh -n /usr/share/zsh/vendor-completions/_vrouterctl /usr/share/zsh/vendor-completions/_vrouterd
 check "zsh's fpath has /usr/share/zsh/vendor-completions" bash -c "zsh -fc 'print -l \$fpath' | grep -qx /usr/share/zsh/vendor-completions"
+# compinit reads the #compdef lines: both commands get their functions.
+zsh_registers() {
+    zsh -fc 'autoload -Uz compinit; compinit -u -d "$1/zcompdump"; print -r -- "$_comps[vrouterctl] $_comps[vrouterd]"' _ "$WORK" |
+        tee /dev/stderr | grep -qx "_vrouterctl _vrouterd"
+}
+check "zsh compinit: vrouterctl and vrouterd complete with _vrouterctl, _vrouterd" zsh_registers
 
 # 5. The conffile: an edit survives a reinstall and a remove; purge removes it.
 echo "# edited by tests/e2e/package.sh" >>/etc/vrouter/vrouter.toml
