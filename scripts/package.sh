@@ -2,7 +2,7 @@
 # The Debian package: vrouterd, vrouterctl, vrouter-cni (and vrouter-ipam, a link to it)
 # in /usr/lib/cni, the systemd unit, /etc/vrouter/vrouter.toml as a conffile, man pages
 # and bash / zsh completions made by the binaries from their own clap definitions.
-# Prints the .deb's path on its last line.
+# Prints the .deb's path on its last line (release: a vrouter-dbgsym .ddeb beside it).
 #
 #   scripts/package.sh [--profile release|dev|NAME] [--no-build]
 #
@@ -47,11 +47,11 @@ ln -s vrouter-cni "$assets/vrouter-ipam"
 
 out=$target/debian/$profile
 mkdir -p "$out"
-rm -f "$out"/vrouter_*.deb
-# A test package is compressed lightly: 10 s instead of 65 s for xz's default, 20% larger
-# (docs/decisions.md, "The Debian package").
+rm -f "$out"/vrouter_*.deb "$out"/vrouter-dbgsym_*.ddeb
+# A test package is compressed lightly (10 s instead of 65 s for xz's default, 20% larger;
+# docs/decisions.md, "The Debian package"), with no debug symbols package.
 fast=()
-[[ $profile == release ]] || fast=(--fast)
+[[ $profile == release ]] || fast=(--fast --no-dbgsym)
 cargo deb -p vrouter --no-build --profile "$profile" --output "$out" "${fast[@]}" >&2
 debs=("$out"/vrouter_*.deb)
 [[ -f ${debs[0]} && ${#debs[@]} -eq 1 ]] || { echo "package.sh: expected one .deb in $out, found: ${debs[*]}" >&2; exit 1; }

@@ -6,6 +6,7 @@
 # verify on the installed unit, man pages rendered, bash / zsh completions loaded), the
 # conffile survives an edit, a reinstall and a remove, and purge leaves nothing behind.
 # Needs root; refuses to run over an installed vrouter. Purges on any exit. Fails loudly.
+# PACKAGE_PROFILE=release checks the release build's package instead (built beforehand).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 die() { echo "package: FAIL: $*" >&2; exit 1; }
@@ -19,6 +20,8 @@ fi
 for f in /usr/bin/vrouterd /usr/bin/vrouterctl /etc/vrouter/vrouter.toml; do
     [[ ! -e $f ]] || die "$f exists outside the package: it would be overwritten, then purged"
 done
+PROFILE=${PACKAGE_PROFILE:-dev}
+BIN=target/$([[ $PROFILE == dev ]] && echo debug || echo "$PROFILE")
 WORK=$(mktemp -d)
 . tests/e2e/lib.sh # strict
 cleanup() {
@@ -32,9 +35,9 @@ start=$SECONDS
 
 # 1. Build the .deb from the dev binaries (the figure the decision quotes).
 t0=$SECONDS
-deb=$(scripts/package.sh --profile dev --no-build 2>"$WORK/package.log" | tail -1) ||
+deb=$(scripts/package.sh --profile "$PROFILE" --no-build 2>"$WORK/package.log" | tail -1) ||
     { cat "$WORK/package.log"; die "scripts/package.sh failed"; }
-echo "package.sh --profile dev --no-build: $((SECONDS - t0)) s, $(stat -c %s "$deb") bytes: $deb"
+echo "package.sh --profile $PROFILE --no-build: $((SECONDS - t0)) s, $(stat -c %s "$deb") bytes: $deb"
 version=$(dpkg-deb -f "$deb" Version)
 # Path (and "-> target" for a link) of each entry: the fields after the date and time.
 dpkg-deb -c "$deb" | awk '{$1 = $2 = $3 = $4 = $5 = ""; sub(/^ +/, ""); print}' | sed 's|^\./|/|' >"$WORK/contents"
@@ -54,7 +57,7 @@ has_all() { local f rc=0; for f in "${want[@]}"; do grep -qx "$f" "$WORK/content
 check "dpkg-deb -c: binaries, unit, config, man pages, completions (${#want[@]} paths)" has_all
 check "dpkg-deb -c: /usr/lib/cni/vrouter-ipam -> vrouter-cni" grep -qx "/usr/lib/cni/vrouter-ipam -> vrouter-cni" "$WORK/contents"
 # One page per vrouterctl subcommand at every depth: as many as the binary itself makes.
-"target/debug/vrouterctl" generate-man "$WORK/man" >/dev/null
+"$BIN/vrouterctl" generate-man "$WORK/man" >/dev/null
 pages_match() {
     local made shipped
     made=$(find "$WORK/man" -name 'vrouterctl*.1' | wc -l)
