@@ -14,11 +14,14 @@ set -euo pipefail
 # of the CNI test (podman's CNI backend runs vrouter-cni; a busybox image is imported
 # from a rootfs, no registry needed). nftables, conntrack: the kernel NAT baseline of
 # `fwdbench --scenario nat` (masquerade) and its smoke test.
+# dpkg-dev, man-db, zsh: the Debian package's test (tests/e2e/package.sh) builds the
+# .deb (cargo-deb reads dpkg-shlibdeps' data), renders its man pages and checks its zsh
+# completion.
 # afl++: AFL++'s tools beside the fuzzer cargo-afl builds (afl-tmin, afl-whatsup, afl-plot)
 # for the fuzz targets (fuzz/, scripts/fuzz.sh).
 # dpdk-testpmd (fwdbench's DPDK reference) is in dpdk-dev in Debian 12's current dpdk
 # packages (22.11.11), not in dpdk.
-TEST_PKGS=(iproute2 iputils-ping python3-prometheus-client util-linux dpdk dpdk-dev librte-net-af-xdp23 pkg-config clang libelf-dev m4 zlib1g-dev iperf3 ethtool socat python3-scapy tcpdump tshark bird2 frr gobgpd systemd etcd-server etcd-client protobuf-compiler podman containernetworking-plugins runc busybox-static nftables conntrack openssl afl++)
+TEST_PKGS=(iproute2 dpkg-dev man-db zsh iputils-ping python3-prometheus-client util-linux dpdk dpdk-dev librte-net-af-xdp23 pkg-config clang libelf-dev m4 zlib1g-dev iperf3 ethtool socat python3-scapy tcpdump tshark bird2 frr gobgpd systemd etcd-server etcd-client protobuf-compiler podman containernetworking-plugins runc busybox-static nftables conntrack openssl afl++)
 # Extra packages for benchmarking (`--bench`): valgrind (callgrind / cachegrind instruction,
 # miss and branch-misprediction counts per lookup and per packet: these VMs have no perf
 # counters). scripts/real-tables.sh uses the machine's npm (Node.js is on every machine).
@@ -64,4 +67,12 @@ afl_rt=("${XDG_DATA_HOME:-$HOME/.local/share}"/afl.rs/rustc-"$(rustc -V | awk '{
 if [[ ! -f "${afl_rt[0]}" ]]; then
     echo "setup: building AFL++ for cargo-afl"
     cargo afl config --build >/dev/null
+fi
+
+# The Debian package (scripts/package.sh): cargo-deb from crates.io, at a known version
+# (it warns that packaging the dev profile, as the test does, may become an error).
+CARGO_DEB_VERSION=3.8.0
+if [[ $(cargo-deb --version 2>/dev/null) != *" $CARGO_DEB_VERSION" ]]; then
+    echo "setup: installing cargo-deb $CARGO_DEB_VERSION"
+    cargo install cargo-deb --version "$CARGO_DEB_VERSION" --locked --quiet
 fi

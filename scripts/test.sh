@@ -37,6 +37,10 @@ tests/e2e/fwdbench-smoke.sh
 tests/e2e/pktgen-smoke.sh
 # The systemd unit (systemd-analyze verify) and the notify / watchdog protocol.
 tests/e2e/systemd.sh
+# The Debian package of the dev build: contents, conffile, dpkg -i, vrouterd --check on the
+# shipped config, systemd-analyze verify on the installed unit, man pages, completions,
+# dpkg -r / -P leave nothing.
+tests/e2e/package.sh
 # The gRPC API through vrouterctl: endpoints, IPAM, pools, peers, watch, metrics, restart.
 tests/e2e/api.sh
 # The cluster datastore: a 3-member etcd, six vrouterd nodes with no [[nodes]], shared

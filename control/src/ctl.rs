@@ -3,7 +3,7 @@
 //! stderr and exit 1.
 
 use crate::api::{self, pb};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use std::time::Duration;
 
 pub mod peer;
@@ -100,6 +100,14 @@ pub enum Command {
         #[command(subcommand)]
         what: crate::ctl_cluster::IpamCmd,
     },
+    /// Print this command's completion script: `source <(vrouterctl completion bash)`.
+    Completion {
+        #[arg(value_enum)]
+        shell: crate::clidocs::Shell,
+    },
+    /// Write vrouterctl.1 and a page per subcommand into DIR (scripts/package.sh).
+    #[command(hide = true)]
+    GenerateMan { dir: std::path::PathBuf },
 }
 
 #[derive(Subcommand, Debug)]
@@ -226,8 +234,18 @@ fn counters_text(c: &[pb::Counter]) -> String {
 /// Run one command. Errors are the one line to print.
 pub async fn run(cli: Cli) -> Result<(), String> {
     let out = if cli.json { Output::Json } else { cli.output };
-    // The datastore's own commands need no vrouterd.
+    // The datastore's own commands need no vrouterd, nor do the documentation's.
     match cli.command {
+        Command::Completion { shell } => {
+            crate::clidocs::completion(Cli::command(), shell, &mut std::io::stdout());
+            return Ok(());
+        }
+        Command::GenerateMan { dir } => {
+            let pages = crate::clidocs::write_man_pages(Cli::command(), "1", &dir)
+                .map_err(|e| format!("{}: {e}", dir.display()))?;
+            println!("{} man page(s) written to {}", pages.len(), dir.display());
+            return Ok(());
+        }
         Command::Ipam { what } => return crate::ctl_cluster::ipam(&cli.etcd, what, out).await,
         Command::Node {
             what: NodeCmd::List,
@@ -262,7 +280,9 @@ pub async fn run(cli: Cli) -> Result<(), String> {
             what: NodeCmd::List,
         } => unreachable!("answered above"),
         Command::Pool { .. } if cli.etcd.given() => unreachable!("answered above"),
-        Command::Version => unreachable!("answered above"),
+        Command::Version | Command::Completion { .. } | Command::GenerateMan { .. } => {
+            unreachable!("answered above")
+        }
         Command::Route { what } => route::route(&mut c, what, out).await?,
         Command::Peer { what } => peer::peer(&mut c, what, out).await?,
         Command::Log {
@@ -620,6 +640,37 @@ mod tests {
             assert!(parse_label(bad).is_err(), "{bad}");
         }
         assert_eq!(since(86_400 * 365), "1971-01-01");
+    }
+
+    #[test]
+    fn man_pages_and_completions_cover_every_subcommand() {
+        let paths = crate::clidocs::subcommand_paths(&Cli::command());
+        assert!(paths.len() > 30, "{paths:?}");
+        assert!(!paths.iter().any(|p| p[0] == "generate-man"), "hidden");
+        let dir = tempfile::tempdir().unwrap();
+        let pages = crate::clidocs::write_man_pages(Cli::command(), "1", dir.path()).unwrap();
+        assert_eq!(pages.len(), paths.len() + 1);
+        let top = std::fs::read_to_string(dir.path().join("vrouterctl.1")).unwrap();
+        for path in &paths {
+            let page = dir.path().join(format!("vrouterctl-{}.1", path.join("-")));
+            let text = std::fs::read_to_string(&page).unwrap_or_else(|e| panic!("{page:?}: {e}"));
+            assert!(text.contains(".SH SYNOPSIS"), "{page:?}");
+            if path.len() == 1 {
+                assert!(
+                    top.contains(&format!("vrouterctl\\-{}(1)", path[0])),
+                    "{path:?}"
+                );
+            }
+        }
+        for shell in [crate::clidocs::Shell::Bash, crate::clidocs::Shell::Zsh] {
+            let mut out = Vec::new();
+            crate::clidocs::completion(Cli::command(), shell, &mut out);
+            let text = String::from_utf8(out).unwrap();
+            for path in &paths {
+                let word = path.last().unwrap();
+                assert!(text.contains(word.as_str()), "{shell}: no {path:?}");
+            }
+        }
     }
 
     #[test]

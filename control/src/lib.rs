@@ -9,6 +9,7 @@
 pub mod api;
 pub mod api_tls;
 pub mod bgp;
+pub mod clidocs;
 pub mod ctl;
 pub mod ctl_cluster;
 pub mod ctl_conntrack;

@@ -24,7 +24,8 @@ trap cleanup EXIT
 strict systemd # every setup step below must succeed, or the run stops naming it
 
 # 1. The unit as shipped, but starting the binary we built.
-sed "s|/usr/local/bin/vrouterd|$VROUTERD|" configs/vrouterd.service >"$WORK/vrouterd.service"
+sed "s|=/usr/bin/vrouterd |=$VROUTERD |" configs/vrouterd.service >"$WORK/vrouterd.service"
+grep -q "^ExecStart=$VROUTERD " "$WORK/vrouterd.service" || die "the unit's ExecStart is not /usr/bin/vrouterd"
 out=$(systemd-analyze verify "$WORK/vrouterd.service" 2>&1) || die "systemd-analyze verify: $out"
 [[ -z $out ]] || die "systemd-analyze verify warns: $out"
 echo "PASS  systemd-analyze verify configs/vrouterd.service"

@@ -762,6 +762,15 @@ mod tests {
     }
 
     #[test]
+    fn the_packaged_config_names_no_interface() {
+        // The Debian package's /etc/vrouter/vrouter.toml must pass `vrouterd --check` on
+        // any machine: nothing in it may depend on this machine's interfaces.
+        let c = Config::parse(include_str!("../../../configs/vrouter-package.toml")).unwrap();
+        c.check_interfaces(|_| false).unwrap();
+        assert!(c.uplinks.is_empty() && c.endpoints.is_empty());
+    }
+
+    #[test]
     fn afxdp_table_parses_and_is_checked() {
         // The example's commented [afxdp] block, uncommented, is a valid table.
         let block: String = EXAMPLE
