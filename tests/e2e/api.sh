@@ -139,6 +139,12 @@ log_level() {
     ctl log level info >/dev/null
 }
 check "log level: read, set while running, a bad one refused naming it" log_level
+plain_log() { # vrouterd's stderr is a file here: no colour codes, MACs in text form
+    [[ -s "$WORK/vrouterd.log" ]] || { echo "empty log"; return 1; }
+    ! grep -q $'\x1b' "$WORK/vrouterd.log" || { echo "ANSI escapes in the log"; return 1; }
+    grep -qE 'mac=([0-9a-f]{2}:){5}[0-9a-f]{2}' "$WORK/vrouterd.log" || { tail -n 5 "$WORK/vrouterd.log"; return 1; }
+}
+check "the log off a terminal: plain text, MACs as aa:bb:cc:dd:ee:ff" plain_log
 
 # The TCP listener: mutual TLS only.
 tcpctl() { ip netns exec ${P}n "$VROUTERCTL" --socket https://127.0.0.1:50052 "$@"; }
