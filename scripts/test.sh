@@ -4,6 +4,9 @@
 # Fails loudly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Each step is announced with the seconds since the start: where CI's time goes (the
+# whole suite should stay under ~45 minutes on a fresh machine).
+trap 'echo "test.sh: [$SECONDS s] $BASH_COMMAND"' DEBUG
 scripts/setup.sh
 # The tree's structure: no import circle among any crate's modules, no file over 800
 # lines of non-test code (and the checker's own self-test).
