@@ -180,6 +180,18 @@ fn a_route_reflector_passes_client_routes_on() {
         wait_for(&rb, "10.244.3.0/26", Duration::from_secs(10)),
         Some(vec![IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3))])
     );
+    // C asks A for a route refresh (soft reset): A sends its own block and the one it
+    // reflects from B again (RFC 2918: the whole Adj-RIB-Out), on the same session.
+    let announced = |s: &Speaker| row(s, v4(1)).map_or(0, |r| r.counters.received.announced);
+    let before = announced(&c);
+    assert!(before >= 2, "C has heard A's block and B's: {before}");
+    c.reset_peer(v4(1), true).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(5), || announced(&c) >= before + 2),
+        "after a route refresh C heard {} prefixes again, want A's and B's",
+        announced(&c) - before
+    );
+    assert!(established(&c, v4(1)), "a soft reset keeps the session");
     // B goes away (no graceful restart): A withdraws B's block from C.
     drop(b);
     assert_eq!(

@@ -474,6 +474,9 @@ async fn peer_task(idx: u16, cfg: SpeakerConfig, peer_cfg: PeerConfig, links: Pe
                 Output::Update(u) => {
                     let _ = rib.send(RibEvent::Update(idx, u));
                 }
+                Output::RefreshAsked(family) => {
+                    let _ = rib.send(RibEvent::Refresh(idx, family));
+                }
                 Output::Down { restart_time } => {
                     let _ = rib.send(RibEvent::Down(idx, restart_time));
                 }

@@ -67,6 +67,9 @@ pub enum Output {
     /// Established, with the families negotiated.
     Up(PeerInfo, Vec<Family>),
     Update(wire::Update),
+    /// The peer sent ROUTE-REFRESH for this family: our blocks went again; the RIB is
+    /// to send again what it reflects to the peer (RFC 2918 §4: the whole Adj-RIB-Out).
+    RefreshAsked(Family),
     /// The session went down; `restart_time` when its routes are to be kept (stale)
     /// for that long (graceful restart, RFC 4724 §4.2).
     Down {
@@ -393,9 +396,15 @@ impl Peer {
                 self.negotiated = Some(*n);
             }
             Event::Update(u) => out.push(Output::Update(u)),
-            Event::RouteRefresh(_) => {
+            Event::RouteRefresh(family) => {
                 if let Some(n) = &self.negotiated {
-                    self.advertise(n, &self.announced, out);
+                    // Only the family asked for (RFC 2918 §4).
+                    let ours: Vec<IpNet> = (self.announced.iter())
+                        .filter(|&&p| family_of(p) == family)
+                        .copied()
+                        .collect();
+                    self.advertise(n, &ours, out);
+                    out.push(Output::RefreshAsked(family));
                 }
             }
             Event::Down(why) => {

@@ -75,24 +75,37 @@ impl Reflector {
         roles: &HashMap<PeerId, Role>,
         prefixes: &[IpNet],
     ) -> Vec<(PeerId, Reflection)> {
-        let mut out = Vec::new();
-        for &to in self.up.keys() {
-            let mut announce: HashMap<(PathAttrs, IpAddr), Vec<IpNet>> = HashMap::new();
-            let mut unwanted = Vec::new();
-            for &p in prefixes {
-                match self.wanted(rib, roles, to, p) {
-                    Some(k) => announce.entry(k).or_default().push(p),
-                    None => unwanted.push(p),
-                }
-            }
-            if announce.is_empty() && unwanted.is_empty() {
-                continue;
-            }
-            let announce = (announce.into_iter())
-                .map(|((attrs, nh), ps)| (attrs, nh, ps))
-                .collect();
-            out.push((to, Reflection { announce, unwanted }));
+        (self.up.keys())
+            .filter_map(|&to| Some((to, self.sync_peer(rib, roles, to, prefixes)?)))
+            .collect()
+    }
+
+    /// What peer `to` should have for `prefixes` (`None`: nothing to hear, or the peer
+    /// is not established). A ROUTE-REFRESH asks for this over the whole RIB.
+    pub fn sync_peer(
+        &self,
+        rib: &Rib,
+        roles: &HashMap<PeerId, Role>,
+        to: PeerId,
+        prefixes: &[IpNet],
+    ) -> Option<Reflection> {
+        if !self.up.contains_key(&to) {
+            return None;
         }
-        out
+        let mut announce: HashMap<(PathAttrs, IpAddr), Vec<IpNet>> = HashMap::new();
+        let mut unwanted = Vec::new();
+        for &p in prefixes {
+            match self.wanted(rib, roles, to, p) {
+                Some(k) => announce.entry(k).or_default().push(p),
+                None => unwanted.push(p),
+            }
+        }
+        if announce.is_empty() && unwanted.is_empty() {
+            return None;
+        }
+        let announce = (announce.into_iter())
+            .map(|((attrs, nh), ps)| (attrs, nh, ps))
+            .collect();
+        Some(Reflection { announce, unwanted })
     }
 }

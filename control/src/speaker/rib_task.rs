@@ -2,7 +2,7 @@
 //! keeps graceful-restart stale routes for their restart time, and sends the best-path
 //! changes to the daemon in batches.
 
-use super::peer::Reflection;
+use super::peer::{family_of, Reflection};
 use super::reflect::{Reflector, Role};
 use super::types::{PathDetail, RouteChange, Status};
 use crate::bgp::wire::{self, Family};
@@ -24,6 +24,8 @@ pub(super) enum RibEvent {
     /// Established, with the families negotiated.
     Up(u16, PeerInfo, Vec<Family>),
     Update(u16, wire::Update),
+    /// The peer asked for a route refresh of this family: what it is reflected, again.
+    Refresh(u16, Family),
     /// Session lost; `Some(restart time)` when the peer does graceful restart.
     Down(u16, Option<u16>),
     /// The restart time ran out, for the peer with this serial (so that a timer of a
@@ -149,6 +151,19 @@ pub(super) async fn rib_task(
                         }
                         update_seconds.observe(t.elapsed());
                         c
+                    }
+                    RibEvent::Refresh(i, family) => {
+                        if let (Some(r), Some(p)) = (reflector.as_ref(), peers.get(&i)) {
+                            let roles: HashMap<u16, Role> =
+                                peers.iter().map(|(&i, p)| (i, p.role)).collect();
+                            let prefixes: Vec<IpNet> = (rib.prefixes().into_iter())
+                                .filter(|&x| family_of(x) == family)
+                                .collect();
+                            if let Some(again) = r.sync_peer(&rib, &roles, i, &prefixes) {
+                                let _ = p.tx.send(ToPeer::Reflected(again));
+                            }
+                        }
+                        continue;
                     }
                     RibEvent::Down(i, Some(restart)) => {
                         if let Some(r) = reflector.as_mut() {
