@@ -13,17 +13,9 @@ pub fn since(unix: u64) -> String {
     if day == now / 86_400 {
         format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
     } else {
-        // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-        let z = day as i64 + 719_468;
-        let era = z.div_euclid(146_097);
-        let doe = z - era * 146_097;
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let d = doy - (153 * mp + 2) / 5 + 1;
-        let m = if mp < 10 { mp + 3 } else { mp - 9 };
-        let y = yoe + era * 400 + i64::from(m <= 2);
-        format!("{y:04}-{m:02}-{d:02}")
+        // The date part of the datastore's RFC 3339 stamp (one civil-date routine).
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix);
+        datastore::member::rfc3339_at(t)[..10].to_string()
     }
 }
 
