@@ -55,10 +55,14 @@ pub(super) struct Outbound {
     pub tx: mpsc::UnboundedSender<ToPeer>,
 }
 
+/// Each peer's role in reflection, by slot.
+fn roles(peers: &HashMap<u16, Outbound>) -> HashMap<u16, Role> {
+    peers.iter().map(|(&i, p)| (i, p.role)).collect()
+}
+
 /// Send each established peer what it should have of `prefixes`.
 fn reflect(reflector: &Reflector, rib: &Rib, peers: &HashMap<u16, Outbound>, prefixes: &[IpNet]) {
-    let roles: HashMap<u16, Role> = peers.iter().map(|(&i, p)| (i, p.role)).collect();
-    for (to, r) in reflector.sync(rib, &roles, prefixes) {
+    for (to, r) in reflector.sync(rib, &roles(peers), prefixes) {
         if let Some(p) = peers.get(&to) {
             let _ = p.tx.send(ToPeer::Reflected(r));
         }
@@ -154,12 +158,10 @@ pub(super) async fn rib_task(
                     }
                     RibEvent::Refresh(i, family) => {
                         if let (Some(r), Some(p)) = (reflector.as_ref(), peers.get(&i)) {
-                            let roles: HashMap<u16, Role> =
-                                peers.iter().map(|(&i, p)| (i, p.role)).collect();
                             let prefixes: Vec<IpNet> = (rib.prefixes().into_iter())
                                 .filter(|&x| family_of(x) == family)
                                 .collect();
-                            if let Some(again) = r.sync_peer(&rib, &roles, i, &prefixes) {
+                            if let Some(again) = r.sync_peer(&rib, &roles(&peers), i, &prefixes) {
                                 let _ = p.tx.send(ToPeer::Reflected(again));
                             }
                         }
